@@ -1,0 +1,295 @@
+package behaviors
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"text/template"
+	"text/template/parse"
+	"time"
+)
+
+// Execution limits for one template (one action, argument, URL, header or
+// body). A template that breaks one fails with ErrLimit; the step counts as
+// an error and the koi carries on.
+const (
+	// MaxOutput is the most text one template may produce.
+	MaxOutput = 64 << 10
+	// MaxDuration is the longest one template may run.
+	MaxDuration = 250 * time.Millisecond
+	// MaxIterations is the most `range` iterations one template may run.
+	MaxIterations = 100_000
+	// MaxListLen bounds the size argument of list- and string-generating
+	// functions (until, untilStep, seq, repeat, randAlpha, …).
+	MaxListLen = 10_000
+)
+
+// ErrLimit is returned when a template exceeds an execution limit.
+var ErrLimit = errors.New("template limit exceeded")
+
+// ErrHalt is returned (wrapped in a *HaltError) when a template calls halt.
+var ErrHalt = errors.New("halted")
+
+// HaltError is a sequence stopping itself on purpose: `{{ halt "reason" }}`.
+// It is counted as halted, not as an error.
+type HaltError struct{ Reason string }
+
+func (e *HaltError) Error() string { return "halt: " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrHalt) true.
+func (e *HaltError) Unwrap() error { return ErrHalt }
+
+// ExecError is a template that failed while running. It wraps the cause,
+// so errors.Is(err, ErrLimit) tells a limit from a template bug.
+type ExecError struct {
+	Where string // file:line:col: path of the template
+	Msg   string // what went wrong, from the template engine
+	Err   error
+}
+
+func (e *ExecError) Error() string { return e.Where + ": " + e.Msg }
+
+// Unwrap returns the cause.
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// tickFunc is the hidden function injected at the top of every range body
+// to enforce MaxIterations and MaxDuration.
+const tickFunc = "_koipondTick"
+
+// Env is what one execution of a sequence sees: the koi's store and, for
+// formations, the launch parameters (readable with get).
+type Env struct {
+	Store  *Store
+	Params map[string]string
+}
+
+// Text is a string field that may be a template ("{{ get \"channel\" }}") or
+// a constant ("42"). Constants render without running a template.
+type Text struct {
+	id    int    // template id in its Program, or -1 for a constant
+	Const string // the constant, when id < 0
+	Src   string // the source as written
+	Where string // where it was written, for errors at run time
+}
+
+// IsConst reports whether the text is a constant.
+func (t Text) IsConst() bool { return t.id < 0 }
+
+// Program is a namespace of compiled templates: parsed once (per behavior
+// set or formation), executed by any number of koi concurrently. Executing
+// takes a bound executor from a pool, so no per-koi copy of any template is
+// ever made.
+type Program struct {
+	root  *template.Template
+	names []string
+	pool  sync.Pool
+	once  sync.Once
+}
+
+// NewProgram returns an empty program.
+func NewProgram() *Program {
+	return &Program{root: template.New("koipond").Funcs(funcMap(nil))}
+}
+
+// compile parses src as a template. It returns a constant Text when src has
+// no action.
+func (p *Program) compile(src, where string) (Text, error) {
+	if !strings.Contains(src, "{{") {
+		return Text{id: -1, Const: src, Src: src, Where: where}, nil
+	}
+	name := fmt.Sprintf("t%d", len(p.names))
+	t, err := template.New(name).Funcs(funcMap(nil)).Option("missingkey=zero").Parse(src)
+	if err != nil {
+		return Text{}, cleanParseError(err, name)
+	}
+	if len(t.Templates()) > 1 {
+		return Text{}, errors.New("define and block are not allowed in behavior templates")
+	}
+	if err := guardTree(t.Tree.Root); err != nil {
+		return Text{}, err
+	}
+	if _, err := p.root.AddParseTree(name, t.Tree); err != nil {
+		return Text{}, err
+	}
+	p.names = append(p.names, name)
+	return Text{id: len(p.names) - 1, Src: src, Where: where}, nil
+}
+
+// cleanParseError turns "template: t3:1:12: function "x" not defined" into
+// "1:12: function "x" not defined".
+func cleanParseError(err error, name string) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "template: ")
+	msg = strings.TrimPrefix(msg, name+":")
+	return errors.New("line " + msg)
+}
+
+// guardTree rejects template calls and injects the tick into every range
+// body, so a loop cannot run unbounded.
+func guardTree(n parse.Node) error {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Nodes {
+			if err := guardTree(c); err != nil {
+				return err
+			}
+		}
+	case *parse.TemplateNode:
+		return fmt.Errorf("%d: {{template}} is not allowed in behavior templates", n.Line)
+	case *parse.IfNode:
+		if err := guardTree(n.List); err != nil {
+			return err
+		}
+		return guardTree(n.ElseList)
+	case *parse.WithNode:
+		if err := guardTree(n.List); err != nil {
+			return err
+		}
+		return guardTree(n.ElseList)
+	case *parse.RangeNode:
+		if err := guardTree(n.List); err != nil {
+			return err
+		}
+		if err := guardTree(n.ElseList); err != nil {
+			return err
+		}
+		tick, err := template.New("tick").Funcs(funcMap(nil)).Parse("{{" + tickFunc + "}}")
+		if err != nil {
+			return err
+		}
+		n.List.Nodes = append([]parse.Node{tick.Tree.Root.Nodes[0]}, n.List.Nodes...)
+	}
+	return nil
+}
+
+// executor is a clone of the program's namespace whose functions are bound
+// to one mutable binding; it is used by one goroutine at a time.
+type executor struct {
+	b     binding
+	tmpls []*template.Template
+	out   limitedWriter
+}
+
+func (p *Program) getExecutor() (*executor, error) {
+	if x, ok := p.pool.Get().(*executor); ok && len(x.tmpls) == len(p.names) {
+		return x, nil
+	}
+	x := &executor{}
+	clone, err := p.root.Clone()
+	if err != nil {
+		return nil, err
+	}
+	clone.Funcs(funcMap(&x.b))
+	x.tmpls = make([]*template.Template, len(p.names))
+	for i, n := range p.names {
+		x.tmpls[i] = clone.Lookup(n)
+	}
+	return x, nil
+}
+
+// Render produces the text of t for the given environment and data.
+func (p *Program) Render(env *Env, t Text, data any) (string, error) {
+	if t.IsConst() {
+		return t.Const, nil
+	}
+	x, err := p.getExecutor()
+	if err != nil {
+		return "", err
+	}
+	defer p.pool.Put(x)
+	x.out.reset()
+	if err := x.run(env, t, data); err != nil {
+		return "", err
+	}
+	return x.out.String(), nil
+}
+
+// Run executes an action for its effect; its output is discarded (but still
+// bounded).
+func (p *Program) Run(env *Env, t Text, data any) error {
+	if t.IsConst() {
+		return nil
+	}
+	x, err := p.getExecutor()
+	if err != nil {
+		return err
+	}
+	defer p.pool.Put(x)
+	x.out.reset()
+	return x.run(env, t, data)
+}
+
+func (x *executor) run(env *Env, t Text, data any) error {
+	if t.id >= len(x.tmpls) {
+		return fmt.Errorf("%s: template %d is not in this program", t.Where, t.id)
+	}
+	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration)}
+	x.out.b = &x.b
+	err := x.tmpls[t.id].Execute(&x.out, data)
+	x.b = binding{}
+	if err != nil {
+		var he *HaltError
+		if errors.As(err, &he) {
+			return he
+		}
+		msg := err.Error()
+		// "template: t3:1:12: executing "t3" at <…>: error calling …"
+		if i := strings.Index(msg, ": executing "); i >= 0 {
+			if j := strings.Index(msg[i:], "at <"); j >= 0 {
+				msg = msg[i+j:]
+			}
+		}
+		return &ExecError{Where: t.Where, Msg: msg, Err: err}
+	}
+	return nil
+}
+
+// binding is the per-execution state the template functions see.
+type binding struct {
+	env      *Env
+	deadline time.Time
+	ticks    int
+}
+
+func (b *binding) store() (*Store, error) {
+	if b == nil || b.env == nil || b.env.Store == nil {
+		return nil, errors.New("no koi store in this context")
+	}
+	return b.env.Store, nil
+}
+
+func (b *binding) tick() error {
+	b.ticks++
+	if b.ticks > MaxIterations {
+		return fmt.Errorf("more than %d range iterations: %w", MaxIterations, ErrLimit)
+	}
+	if b.ticks&63 == 0 && time.Now().After(b.deadline) {
+		return fmt.Errorf("ran longer than %v: %w", MaxDuration, ErrLimit)
+	}
+	return nil
+}
+
+// limitedWriter collects template output up to MaxOutput bytes.
+type limitedWriter struct {
+	buf []byte
+	b   *binding
+}
+
+func (w *limitedWriter) reset() { w.buf = w.buf[:0] }
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	if len(w.buf)+len(p) > MaxOutput {
+		return 0, fmt.Errorf("output larger than %d bytes: %w", MaxOutput, ErrLimit)
+	}
+	if w.b != nil && time.Now().After(w.b.deadline) {
+		return 0, fmt.Errorf("ran longer than %v: %w", MaxDuration, ErrLimit)
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+func (w *limitedWriter) String() string { return string(w.buf) }

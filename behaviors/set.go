@@ -1,0 +1,299 @@
+package behaviors
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+)
+
+// File is one input file: a name for messages and its bytes.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// ReadFiles reads files from disk, for Parse.
+func ReadFiles(paths ...string) ([]File, error) {
+	var out []File
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if st.Size() > MaxFileSize {
+			return nil, fmt.Errorf("%s: %d bytes, larger than the %d byte limit", p, st.Size(), MaxFileSize)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, File{Name: p, Data: b})
+	}
+	return out, nil
+}
+
+// Set is a loaded, validated, compiled behavior set: what every koi of a run
+// does in the background.
+type Set struct {
+	// Behaviors, sorted by name.
+	Behaviors []*Behavior
+	// Boot runs once per koi before anything else (nil when absent).
+	Boot *Sequence
+	// OnEvent maps a websocket event type ("*" for every event) to the
+	// actions run when one arrives; `.` is the decoded event.
+	OnEvent map[string][]Text
+	// Prog holds every template of the set.
+	Prog *Program
+	// Hash identifies the set's content (sha256 over its files).
+	Hash string
+	// Warnings found while loading (errors prevent loading).
+	Warnings Diagnostics
+}
+
+// Behavior is one thing koi do at a per-minute frequency.
+type Behavior struct {
+	Name string
+	// Frequency is the probability that one koi calls the behavior in a
+	// given minute, in [0, 1]. Only behaviors with HasFrequency are
+	// scheduled.
+	Frequency    float64
+	HasFrequency bool
+	Doc          string
+	// Sequence is nil for a frequency given without steps (an error) until
+	// merged with a file that has them.
+	Sequence *Sequence
+	// Key is the metric key of the behavior as a whole: "behavior:<name>".
+	Key string
+}
+
+// Behavior returns the named behavior, or nil.
+func (s *Set) Behavior(name string) *Behavior {
+	i := sort.Search(len(s.Behaviors), func(i int) bool { return s.Behaviors[i].Name >= name })
+	if i < len(s.Behaviors) && s.Behaviors[i].Name == name {
+		return s.Behaviors[i]
+	}
+	return nil
+}
+
+// Load reads and parses behavior files from disk.
+func Load(paths ...string) (*Set, Diagnostics) {
+	files, err := ReadFiles(paths...)
+	if err != nil {
+		return nil, Diagnostics{{File: fileOf(err), Msg: err.Error()}}
+	}
+	return Parse(files...)
+}
+
+func fileOf(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Path
+	}
+	return ""
+}
+
+// Parse loads a behavior set from one or more files, merged by behavior
+// name: one file may give frequencies, another the sequences. It returns
+// every problem found; the set is nil when any is an error, so nothing is
+// ever half-loaded.
+func Parse(files ...File) (*Set, Diagnostics) {
+	prog := NewProgram()
+	set := &Set{Prog: prog, OnEvent: map[string][]Text{}}
+	var all Diagnostics
+	byName := map[string]*Behavior{}
+	freqFrom := map[string]string{}
+	stepsFrom := map[string]string{}
+	bootFrom := ""
+	h := sha256.New()
+	if len(files) == 0 {
+		return nil, Diagnostics{{Msg: "no behavior files given"}}
+	}
+	for _, f := range files {
+		fmt.Fprintf(h, "%d:%s%d:", len(f.Name), f.Name, len(f.Data))
+		h.Write(f.Data)
+		sink := &diagSink{file: f.Name, data: f.Data}
+		d := &decoder{sink: sink, prog: prog}
+		root, err := parseFile(f.Data)
+		if err != nil {
+			var pe *posError
+			if errors.As(err, &pe) {
+				sink.add(pe.off, "", "%s", pe.msg)
+			} else {
+				sink.add(-1, "", "%v", err)
+			}
+			all = append(all, sink.diags...)
+			continue
+		}
+		if !d.want(root, "top level", jObject) {
+			all = append(all, sink.diags...)
+			continue
+		}
+		d.fields(root, "top level", "name", "doc", "behaviors", "sequences", "boot", "on_event")
+		entry := func(name string, n *jnode, path string, allowFreq bool) {
+			b := byName[name]
+			if b == nil {
+				b = &Behavior{Name: name, Key: "behavior:" + name}
+				byName[name] = b
+			}
+			if !d.want(n, path, jObject) {
+				return
+			}
+			extra := []string{}
+			if allowFreq {
+				extra = append(extra, "frequency")
+			}
+			if fn := n.get("frequency"); fn != nil && allowFreq {
+				if prev, ok := freqFrom[name]; ok {
+					d.sink.add(fn.off, path, "frequency already given in %s", prev)
+				} else if f, ok := d.number(fn, path+" › frequency"); ok {
+					if f < 0 || f > 1 {
+						d.sink.add(fn.off, path+" › frequency", "%s is outside [0, 1]: a frequency is the probability of a call in a given minute", fn.num)
+					} else {
+						b.Frequency, b.HasFrequency = f, true
+						freqFrom[name] = sinkPos(sink, fn.off)
+					}
+				}
+			}
+			if n.get("steps") == nil {
+				d.fields(n, path, append([]string{"doc", "steps"}, extra...)...)
+				if v := n.get("doc"); v != nil {
+					if doc, ok := d.str(v, path+" › doc"); ok && b.Doc == "" {
+						b.Doc = doc
+					}
+				}
+				return
+			}
+			if prev, ok := stepsFrom[name]; ok {
+				d.sink.add(n.get("steps").off, path, "steps already given in %s", prev)
+				return
+			}
+			seq := d.sequence(n, path, extra...)
+			if seq != nil {
+				b.Sequence = seq
+				if seq.Doc != "" {
+					b.Doc = seq.Doc
+				}
+				stepsFrom[name] = sinkPos(sink, n.get("steps").off)
+			}
+		}
+		if bs := root.get("behaviors"); bs != nil && d.want(bs, "behaviors", jObject) {
+			for i, name := range bs.keys {
+				entry(name, bs.vals[i], fmt.Sprintf("behavior %q", name), true)
+			}
+		}
+		if ss := root.get("sequences"); ss != nil && d.want(ss, "sequences", jObject) {
+			for i, name := range ss.keys {
+				entry(name, ss.vals[i], fmt.Sprintf("sequence %q", name), false)
+			}
+		}
+		if bn := root.get("boot"); bn != nil {
+			if bootFrom != "" {
+				d.sink.add(bn.off, "boot", "boot already given in %s", bootFrom)
+			} else {
+				set.Boot = d.sequence(bn, "boot")
+				bootFrom = sinkPos(sink, bn.off)
+			}
+		}
+		if on := root.get("on_event"); on != nil && d.want(on, "on_event", jObject) {
+			for i, typ := range on.keys {
+				acts := d.actions(on.vals[i], fmt.Sprintf("on_event %q", typ))
+				set.OnEvent[typ] = append(set.OnEvent[typ], acts...)
+			}
+		}
+		all = append(all, sink.diags...)
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b := byName[name]
+		switch {
+		case b.HasFrequency && b.Sequence == nil:
+			all = append(all, Diagnostic{File: locFile(freqFrom[name]), Path: fmt.Sprintf("behavior %q", name),
+				Msg: fmt.Sprintf("has a frequency (%s) but no steps in any file: give its sequence", freqFrom[name])})
+		case !b.HasFrequency && b.Sequence != nil:
+			all = append(all, Diagnostic{File: locFile(stepsFrom[name]), Path: fmt.Sprintf("behavior %q", name), Warning: true,
+				Msg: fmt.Sprintf("has steps (%s) but no frequency: it will never run in the background (formations can still use it)", stepsFrom[name])})
+		}
+		set.Behaviors = append(set.Behaviors, b)
+	}
+	if all.HasErrors() {
+		return nil, all
+	}
+	set.Hash = hex.EncodeToString(h.Sum(nil))
+	set.Warnings = all
+	return set, all
+}
+
+func sinkPos(s *diagSink, off int) string {
+	l, c := s.lineCol(off)
+	return fmt.Sprintf("%s:%d:%d", s.file, l, c)
+}
+
+// locFile returns the file part of "file:line:col".
+func locFile(pos string) string {
+	for i := len(pos) - 1; i >= 0; i-- {
+		if pos[i] == ':' {
+			pos = pos[:i]
+			for j := len(pos) - 1; j >= 0; j-- {
+				if pos[j] == ':' {
+					return pos[:j]
+				}
+			}
+			return pos
+		}
+	}
+	return pos
+}
+
+// Field is a top-level value of a file decoded with ParseWithSequence.
+type Field struct {
+	Value     any // string, json.Number, bool, nil, []any, map[string]any
+	Line, Col int
+}
+
+// ParseWithSequence decodes a file that holds one sequence under seqKey
+// beside other top-level fields (a formation). Unknown top-level fields
+// (not in allowed) are errors. It returns the other fields with their
+// positions, the compiled sequence, and every problem found.
+func ParseWithSequence(f File, seqKey string, allowed ...string) (map[string]Field, *Sequence, Diagnostics) {
+	sink := &diagSink{file: f.Name, data: f.Data}
+	d := &decoder{sink: sink, prog: NewProgram()}
+	root, err := parseFile(f.Data)
+	if err != nil {
+		var pe *posError
+		if errors.As(err, &pe) {
+			sink.add(pe.off, "", "%s", pe.msg)
+		} else {
+			sink.add(-1, "", "%v", err)
+		}
+		return nil, nil, sink.diags
+	}
+	if !d.want(root, "top level", jObject) {
+		return nil, nil, sink.diags
+	}
+	d.fields(root, "top level", append([]string{seqKey}, allowed...)...)
+	fields := map[string]Field{}
+	for i, k := range root.keys {
+		if k == seqKey {
+			continue
+		}
+		l, c := sink.lineCol(root.vals[i].off)
+		fields[k] = Field{Value: root.vals[i].toAny(), Line: l, Col: c}
+	}
+	var seq *Sequence
+	if sn := root.get(seqKey); sn != nil {
+		seq = d.sequence(sn, seqKey)
+		if seq != nil && len(seq.Steps) == 0 && !sink.diags.HasErrors() {
+			sink.add(sn.off, seqKey, "a sequence needs at least one step")
+		}
+	} else {
+		sink.add(root.off, "top level", "missing %q", seqKey)
+	}
+	return fields, seq, sink.diags
+}

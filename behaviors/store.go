@@ -1,0 +1,446 @@
+package behaviors
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+)
+
+// Caps on what one koi remembers, so that a long-running koi in a busy
+// workspace keeps a small, bounded footprint.
+const (
+	// MaxChannels is the number of channels a store keeps (first come).
+	MaxChannels = 256
+	// MaxMessagesPerChannel is the number of newest messages kept per channel.
+	MaxMessagesPerChannel = 32
+	// MaxUserIDs is the number of distinct user ids kept (oldest evicted).
+	MaxUserIDs = 512
+	// MaxVars is the number of variables `set` can hold.
+	MaxVars = 256
+)
+
+// Identity is who a koi is: its index in the run, the user it acts as, and
+// that user's token.
+type Identity struct {
+	Index  int
+	UserID string
+	Token  string
+}
+
+// Channel is a conversation a koi knows about.
+type Channel struct {
+	ID         string
+	Name       string
+	IsMember   bool
+	IsArchived bool
+	IsPrivate  bool
+	IsGeneral  bool
+	NumMembers int
+}
+
+// Message is a message a koi has seen, in a channel it knows.
+type Message struct {
+	TS   string
+	User string
+	Text string
+}
+
+// WebsocketSpec is where and how a koi opens its websocket. The boot
+// sequence fills it (for example from rtm.connect's reply) unless the run
+// spec already did.
+type WebsocketSpec struct {
+	URL          string
+	Header       http.Header
+	Subprotocols []string
+}
+
+// Store is one koi's local memory: variables, the channels and messages it
+// has seen, user ids, and its websocket settings. Template functions read and
+// write it. It is safe for concurrent use (a koi's behaviors, formations and
+// event handlers share it); every collection in it is capped.
+type Store struct {
+	id Identity
+
+	mu       sync.Mutex
+	vars     map[string]any
+	channels []*Channel
+	chanIdx  map[string]int
+	current  string
+	messages map[string][]Message // per channel, oldest first, capped
+	users    []string             // ring of user ids
+	usersIdx map[string]struct{}
+	usersPos int
+	ws       WebsocketSpec
+}
+
+// NewStore returns an empty store for the given identity.
+func NewStore(id Identity) *Store { return &Store{id: id} }
+
+// Identity returns who the koi is.
+func (s *Store) Identity() Identity { return s.id }
+
+// Get returns a variable, or nil when it is not set.
+func (s *Store) Get(key string) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vars[key]
+}
+
+// Set stores a variable; setting nil removes it.
+func (s *Store) Set(key string, v any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v == nil {
+		delete(s.vars, key)
+		return nil
+	}
+	if s.vars == nil {
+		s.vars = make(map[string]any, 4)
+	}
+	if _, ok := s.vars[key]; !ok && len(s.vars) >= MaxVars {
+		return fmt.Errorf("set %q: the store already holds %d variables", key, MaxVars)
+	}
+	s.vars[key] = v
+	return nil
+}
+
+// AddChannel records (or updates) a channel.
+func (s *Store) AddChannel(c Channel) {
+	if c.ID == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i, ok := s.chanIdx[c.ID]; ok {
+		*s.channels[i] = c
+		return
+	}
+	if len(s.channels) >= MaxChannels {
+		return
+	}
+	if s.chanIdx == nil {
+		s.chanIdx = make(map[string]int)
+	}
+	cc := c
+	s.chanIdx[c.ID] = len(s.channels)
+	s.channels = append(s.channels, &cc)
+}
+
+// Channel returns the channel with the given id, or nil.
+func (s *Store) Channel(id string) *Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i, ok := s.chanIdx[id]; ok {
+		c := *s.channels[i]
+		return &c
+	}
+	return nil
+}
+
+// Channels returns copies of every known channel.
+func (s *Store) Channels() []Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Channel, len(s.channels))
+	for i, c := range s.channels {
+		out[i] = *c
+	}
+	return out
+}
+
+// RandomChannel returns a uniformly chosen known, non-archived channel; with
+// onlyMember it chooses among channels the koi is a member of. It returns
+// nil when there is none.
+func (s *Store) RandomChannel(onlyMember bool) *Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int
+	for _, c := range s.channels {
+		if !c.IsArchived && (!onlyMember || c.IsMember) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	k := rand.IntN(n)
+	for _, c := range s.channels {
+		if !c.IsArchived && (!onlyMember || c.IsMember) {
+			if k == 0 {
+				cc := *c
+				return &cc
+			}
+			k--
+		}
+	}
+	return nil
+}
+
+// SetCurrent makes the channel with the given id the current one (the
+// channel the simulated user has open).
+func (s *Store) SetCurrent(id string) {
+	s.mu.Lock()
+	s.current = id
+	s.mu.Unlock()
+}
+
+// Current returns the current channel, or nil.
+func (s *Store) Current() *Channel {
+	s.mu.Lock()
+	id := s.current
+	s.mu.Unlock()
+	if id == "" {
+		return nil
+	}
+	if c := s.Channel(id); c != nil {
+		return c
+	}
+	return &Channel{ID: id}
+}
+
+// AddMessages remembers messages seen in a channel, keeping the newest
+// MaxMessagesPerChannel by ts. Messages without a ts are ignored.
+func (s *Store) AddMessages(channel string, msgs []Message) {
+	if channel == "" || len(msgs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.messages == nil {
+		s.messages = make(map[string][]Message)
+	}
+	cur, ok := s.messages[channel]
+	if !ok && len(s.messages) >= MaxChannels {
+		return
+	}
+	for _, m := range msgs {
+		if m.TS == "" {
+			continue
+		}
+		cur = insertByTS(cur, m)
+	}
+	if len(cur) > MaxMessagesPerChannel {
+		cur = append(cur[:0:0], cur[len(cur)-MaxMessagesPerChannel:]...)
+	}
+	s.messages[channel] = cur
+}
+
+// insertByTS keeps msgs ordered by ts (oldest first) without duplicates.
+func insertByTS(msgs []Message, m Message) []Message {
+	i := len(msgs)
+	for i > 0 && tsLess(m.TS, msgs[i-1].TS) {
+		i--
+	}
+	if i > 0 && msgs[i-1].TS == m.TS {
+		msgs[i-1] = m
+		return msgs
+	}
+	msgs = append(msgs, Message{})
+	copy(msgs[i+1:], msgs[i:])
+	msgs[i] = m
+	return msgs
+}
+
+// tsLess orders Slack-style "seconds.micros" timestamps numerically when they
+// parse, and as strings otherwise.
+func tsLess(a, b string) bool {
+	fa, ea := strconv.ParseFloat(a, 64)
+	fb, eb := strconv.ParseFloat(b, 64)
+	if ea == nil && eb == nil && fa != fb {
+		return fa < fb
+	}
+	return a < b
+}
+
+// Messages returns the remembered messages of a channel, oldest first.
+func (s *Store) Messages(channel string) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.messages[channel]...)
+}
+
+// RandomMessage returns a uniformly chosen remembered message of a channel,
+// or nil.
+func (s *Store) RandomMessage(channel string) *Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms := s.messages[channel]
+	if len(ms) == 0 {
+		return nil
+	}
+	m := ms[rand.IntN(len(ms))]
+	return &m
+}
+
+// LatestMessage returns the newest remembered message of a channel, or nil.
+func (s *Store) LatestMessage(channel string) *Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms := s.messages[channel]
+	if len(ms) == 0 {
+		return nil
+	}
+	m := ms[len(ms)-1]
+	return &m
+}
+
+// AddUserIDs remembers user ids; past MaxUserIDs the oldest are replaced.
+func (s *Store) AddUserIDs(ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		if _, ok := s.usersIdx[id]; ok {
+			continue
+		}
+		if s.usersIdx == nil {
+			s.usersIdx = make(map[string]struct{})
+		}
+		if len(s.users) < MaxUserIDs {
+			s.users = append(s.users, id)
+		} else {
+			delete(s.usersIdx, s.users[s.usersPos])
+			s.users[s.usersPos] = id
+			s.usersPos = (s.usersPos + 1) % MaxUserIDs
+		}
+		s.usersIdx[id] = struct{}{}
+	}
+}
+
+// UserIDs returns the remembered user ids.
+func (s *Store) UserIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.users...)
+}
+
+// RandomUserID returns a remembered user id, or "".
+func (s *Store) RandomUserID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.users) == 0 {
+		return ""
+	}
+	return s.users[rand.IntN(len(s.users))]
+}
+
+// Websocket returns a copy of the websocket settings.
+func (s *Store) Websocket() WebsocketSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.ws
+	ws.Header = ws.Header.Clone()
+	ws.Subprotocols = append([]string(nil), ws.Subprotocols...)
+	return ws
+}
+
+// SetWebsocket replaces the websocket settings.
+func (s *Store) SetWebsocket(ws WebsocketSpec) {
+	s.mu.Lock()
+	s.ws = ws
+	s.mu.Unlock()
+}
+
+func (s *Store) updateWebsocket(f func(*WebsocketSpec)) {
+	s.mu.Lock()
+	f(&s.ws)
+	s.mu.Unlock()
+}
+
+// channelFrom converts what a template holds (a Channel, *Channel, a channel
+// object decoded from JSON, or an id string) into a Channel.
+func channelFrom(v any) (Channel, error) {
+	switch c := v.(type) {
+	case *Channel:
+		if c == nil {
+			return Channel{}, fmt.Errorf("no channel (nil)")
+		}
+		return *c, nil
+	case Channel:
+		return c, nil
+	case string:
+		if c == "" {
+			return Channel{}, fmt.Errorf("empty channel id")
+		}
+		return Channel{ID: c}, nil
+	case map[string]any:
+		ch := Channel{
+			ID:         str(c["id"]),
+			Name:       str(c["name"]),
+			IsMember:   truthy(c["is_member"]),
+			IsArchived: truthy(c["is_archived"]),
+			IsPrivate:  truthy(c["is_private"]),
+			IsGeneral:  truthy(c["is_general"]),
+		}
+		if n, ok := num(c["num_members"]); ok {
+			ch.NumMembers = int(n)
+		}
+		if ch.ID == "" {
+			return Channel{}, fmt.Errorf("channel object has no \"id\"")
+		}
+		return ch, nil
+	case nil:
+		return Channel{}, fmt.Errorf("no channel (nil)")
+	}
+	return Channel{}, fmt.Errorf("cannot use %T as a channel", v)
+}
+
+// messageFrom converts a decoded message object (or Message) into a Message.
+func messageFrom(v any) (Message, bool) {
+	switch m := v.(type) {
+	case Message:
+		return m, true
+	case *Message:
+		if m != nil {
+			return *m, true
+		}
+	case map[string]any:
+		return Message{TS: str(m["ts"]), User: str(m["user"]), Text: str(m["text"])}, true
+	}
+	return Message{}, false
+}
+
+func str(v any) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case json.Number:
+		return s.String()
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func truthy(v any) bool {
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		return b == "true" || b == "1"
+	}
+	return false
+}
+
+func num(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	case string:
+		f, err := strconv.ParseFloat(n, 64)
+		return f, err == nil
+	}
+	return 0, false
+}
