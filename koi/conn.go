@@ -1,0 +1,225 @@
+package koi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/metrics"
+)
+
+// writeWait bounds one websocket write.
+const writeWait = 10 * time.Second
+
+// waiter is a ws request awaiting a matching frame.
+type waiter struct {
+	await *behaviors.Await
+	ch    chan Event // buffered 1
+}
+
+// connLoop keeps the websocket open until ctx is done: dial, read until the
+// connection fails, back off, dial again.
+func (k *Koi) connLoop(ctx context.Context) {
+	attempt := 0
+	everConnected := false
+	for ctx.Err() == nil {
+		spec := k.store.Websocket()
+		if spec.URL == "" {
+			k.state.Store(int32(Connected))
+			<-ctx.Done()
+			return
+		}
+		if everConnected {
+			k.state.Store(int32(Reconnecting))
+		} else {
+			k.state.Store(int32(Connecting))
+		}
+		start := time.Now()
+		conn, resp, err := k.rt.dialer.DialContext(ctx, spec.URL, k.handshakeHeader(spec))
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			o := metrics.Transport
+			if resp != nil {
+				o = statusOutcome(resp.StatusCode)
+			}
+			k.rt.series("ws:connect").Observe(time.Since(start), o)
+			if !sleepCtx(ctx, k.backoff(attempt)) {
+				return
+			}
+			attempt++
+			continue
+		}
+		k.rt.series("ws:connect").Observe(time.Since(start), metrics.OK)
+		if everConnected {
+			k.count(func(s *Stats) { s.Reconnects++ })
+		}
+		everConnected = true
+		up := time.Now()
+		k.serve(ctx, conn)
+		if ctx.Err() != nil {
+			return
+		}
+		k.rt.series("ws:disconnect").Count(metrics.Transport)
+		if time.Since(up) >= k.rt.cfg.BackoffReset {
+			attempt = 0
+		}
+		k.state.Store(int32(Reconnecting))
+		if !sleepCtx(ctx, k.backoff(attempt)) {
+			return
+		}
+		attempt++
+	}
+}
+
+func (k *Koi) handshakeHeader(spec behaviors.WebsocketSpec) http.Header {
+	if len(spec.Subprotocols) == 0 {
+		return spec.Header
+	}
+	h := spec.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	for _, p := range spec.Subprotocols {
+		h.Add("Sec-WebSocket-Protocol", p)
+	}
+	return h
+}
+
+// serve reads from an open connection until it fails or ctx is done, with
+// a keepalive ping on a runtime timer (no goroutine of its own).
+func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
+	k.conn.Store(conn)
+	k.state.Store(int32(Connected))
+	conn.SetReadLimit(k.rt.cfg.ReadLimit)
+	pongWait := k.rt.cfg.PongWait
+	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+	conn.SetPongHandler(func(string) error {
+		return conn.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	var ping *time.Timer
+	ping = time.AfterFunc(k.jitter(k.rt.cfg.PingInterval), func() {
+		if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			return
+		}
+		ping.Reset(k.jitter(k.rt.cfg.PingInterval))
+	})
+	stopWatch := context.AfterFunc(ctx, func() {
+		// Stop: say goodbye, then unblock the reader.
+		_ = conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseNormalClosure, "koi stopped"), time.Now().Add(time.Second))
+		conn.Close()
+	})
+	defer func() {
+		stopWatch()
+		ping.Stop()
+		k.conn.Store(nil)
+		conn.Close()
+	}()
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+		k.handleFrame(data)
+	}
+}
+
+// jitter returns d scaled by a random factor in [0.8, 1.2].
+func (k *Koi) jitter(d time.Duration) time.Duration {
+	k.mu.Lock()
+	f := 0.8 + 0.4*k.rng.Float64()
+	k.mu.Unlock()
+	return time.Duration(float64(d) * f)
+}
+
+// handleFrame decodes one frame, records its fan-out delay, wakes any
+// waiting ws request and runs the on_event handlers.
+func (k *Koi) handleFrame(data []byte) {
+	k.count(func(s *Stats) { s.Events++ })
+	now := time.Now()
+	ev, err := DecodeEvent(data, k.rt.cfg.EventTimeField)
+	if err != nil {
+		k.rt.series("event:invalid").Count(metrics.Invalid)
+	} else {
+		key := "event:" + ev.Type
+		if ev.Type == "" {
+			key = "event:untyped"
+		}
+		if !ev.SentAt.IsZero() {
+			k.rt.series(key).Observe(max(0, now.Sub(ev.SentAt)), metrics.OK)
+		} else {
+			k.rt.series(key).Count(metrics.OK)
+		}
+	}
+	k.mu.Lock()
+	for i := 0; i < len(k.waiters); i++ {
+		w := k.waiters[i]
+		if w.await.Matches(ev.Type, data) {
+			select {
+			case w.ch <- ev:
+			default:
+			}
+			k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
+			i--
+		}
+	}
+	k.mu.Unlock()
+	if ev.Type == "" || !ev.JSON {
+		return
+	}
+	set := k.rt.set
+	for _, typ := range [2]string{ev.Type, "*"} {
+		for _, a := range set.OnEvent[typ] {
+			if err := set.Prog.Run(&k.env, a, ev.Data); err != nil && !errors.Is(err, behaviors.ErrHalt) {
+				k.rt.series("on_event:" + typ).Count(metrics.Error)
+				break
+			}
+		}
+	}
+}
+
+// send writes one frame, serialized with other writers.
+func (k *Koi) send(msgType int, data []byte) error {
+	conn := k.conn.Load()
+	if conn == nil {
+		return errNotConnected
+	}
+	k.wmu.Lock()
+	defer k.wmu.Unlock()
+	_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
+	return conn.WriteMessage(msgType, data)
+}
+
+var errNotConnected = &requestError{outcome: metrics.Transport, msg: "websocket not connected"}
+
+// addWaiter registers a ws request waiting for a frame.
+func (k *Koi) addWaiter(a *behaviors.Await) *waiter {
+	w := &waiter{await: a, ch: make(chan Event, 1)}
+	k.mu.Lock()
+	k.waiters = append(k.waiters, w)
+	k.mu.Unlock()
+	return w
+}
+
+func (k *Koi) removeWaiter(w *waiter) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i, x := range k.waiters {
+		if x == w {
+			k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
+			return
+		}
+	}
+}
+
+// Connected reports whether the koi's websocket is open.
+func (k *Koi) Connected() bool { return k.conn.Load() != nil }

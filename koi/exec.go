@@ -1,0 +1,350 @@
+package koi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/metrics"
+)
+
+// requestError is a failed request, classified for metrics.
+type requestError struct {
+	outcome metrics.Outcome
+	msg     string
+}
+
+func (e *requestError) Error() string { return e.outcome.String() + ": " + e.msg }
+
+// StepError is a sequence that failed at a step.
+type StepError struct {
+	Where string // e.g. `behavior "x" › step 1`
+	Err   error
+}
+
+func (e *StepError) Error() string { return e.Where + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *StepError) Unwrap() error { return e.Err }
+
+// outcomeOf classifies how a sequence ended.
+func outcomeOf(ctx context.Context, err error) metrics.Outcome {
+	var re *requestError
+	switch {
+	case err == nil:
+		return metrics.OK
+	case errors.Is(err, behaviors.ErrHalt):
+		return metrics.Halted
+	case ctx.Err() != nil:
+		return metrics.Canceled
+	case errors.As(err, &re):
+		return re.outcome
+	case errors.Is(err, context.DeadlineExceeded):
+		return metrics.Timeout
+	}
+	return metrics.Error
+}
+
+// execute runs a sequence's steps in order. stepKey, when not empty, also
+// records each step's request under "<stepKey>:<n>". Every wait watches
+// ctx, so pause and stop abort a sequence at once.
+func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behaviors.Env, key, stepKey string) error {
+	prog := seq.Prog
+	for i := range seq.Steps {
+		st := &seq.Steps[i]
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, a := range st.Pre {
+			if err := prog.Run(env, a, nil); err != nil {
+				return &StepError{Where: st.Where, Err: err}
+			}
+		}
+		var data any
+		if st.Request != nil {
+			start := time.Now()
+			d, rkey, err := k.request(ctx, prog, env, st.Request)
+			o := outcomeOf(ctx, err)
+			if o != metrics.Halted {
+				k.rt.series(rkey).Observe(time.Since(start), o)
+				if stepKey != "" {
+					k.rt.series(stepKey + ":" + strconv.Itoa(i+1)).Observe(time.Since(start), o)
+				}
+			}
+			if err != nil {
+				return &StepError{Where: st.Where, Err: err}
+			}
+			data = d
+		}
+		for _, a := range st.Post {
+			if err := prog.Run(env, a, data); err != nil {
+				return &StepError{Where: st.Where, Err: err}
+			}
+		}
+		if st.DelayAfter > 0 && !sleepCtx(ctx, k.rt.Scale(st.DelayAfter)) {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// request performs one request and returns the decoded response and the
+// metric key it is recorded under.
+func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, string, error) {
+	switch r.Type {
+	case behaviors.API:
+		return k.api(ctx, prog, env, r)
+	case behaviors.HTTP:
+		return k.httpRequest(ctx, prog, env, r)
+	case behaviors.WS:
+		return k.ws(ctx, prog, env, r)
+	}
+	return nil, "request:" + string(r.Type), fmt.Errorf("unknown request type %q", r.Type)
+}
+
+func (k *Koi) timeout(r *behaviors.Request) time.Duration {
+	if r.Timeout > 0 {
+		return r.Timeout
+	}
+	return k.rt.cfg.RequestTimeout
+}
+
+func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, string, error) {
+	key := "api:" + r.Method
+	if k.rt.cfg.APIBase == "" {
+		return nil, key, &requestError{outcome: metrics.Error, msg: "no API base URL configured for api requests"}
+	}
+	form := make(url.Values, len(r.Args))
+	for _, a := range r.Args {
+		v, err := prog.Render(env, a.Value, nil)
+		if err != nil {
+			return nil, key, err
+		}
+		form.Set(a.Name, v)
+	}
+	if err := k.waitRetryAfter(ctx); err != nil {
+		return nil, key, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout(r))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, k.rt.cfg.APIBase+"/"+r.Method, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, key, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if tok := env.Store.Identity().Token; tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	status, body, err := k.do(req)
+	if err != nil {
+		return nil, key, err
+	}
+	v, derr := decodeJSON(body)
+	if derr != nil {
+		return nil, key, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, derr)}
+	}
+	if m, ok := v.(map[string]any); ok {
+		if okv, present := m["ok"]; present && okv == false {
+			e, _ := m["error"].(string)
+			return v, key, &requestError{outcome: metrics.Error, msg: "ok:false: " + e}
+		}
+	}
+	return v, key, nil
+}
+
+// do sends a request and classifies the reply: transport failures,
+// timeouts, 429 (remembering Retry-After), 4xx and 5xx are errors.
+func (k *Koi) do(req *http.Request) (int, []byte, error) {
+	resp, err := k.rt.http.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() != nil {
+			return 0, nil, &requestError{outcome: metrics.Timeout, msg: err.Error()}
+		}
+		return 0, nil, &requestError{outcome: metrics.Transport, msg: err.Error()}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
+	if err != nil {
+		return resp.StatusCode, nil, &requestError{outcome: metrics.Transport, msg: "reading reply: " + err.Error()}
+	}
+	if len(body) > MaxResponseBody {
+		return resp.StatusCode, nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("reply larger than %d bytes", MaxResponseBody)}
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		k.noteRetryAfter(resp.Header.Get("Retry-After"))
+	}
+	if o := statusOutcome(resp.StatusCode); o != metrics.OK {
+		return resp.StatusCode, body, &requestError{outcome: o, msg: "HTTP " + resp.Status}
+	}
+	return resp.StatusCode, body, nil
+}
+
+func statusOutcome(code int) metrics.Outcome {
+	switch {
+	case code == http.StatusTooManyRequests:
+		return metrics.RateLimited
+	case code >= 500:
+		return metrics.ServerError
+	case code >= 400:
+		return metrics.ClientError
+	case code >= 200 && code < 400:
+		return metrics.OK
+	}
+	return metrics.Error
+}
+
+// noteRetryAfter makes this koi's next requests wait (seconds or an HTTP
+// date; capped at MaxRetryAfter; 1 s when absent or unreadable).
+func (k *Koi) noteRetryAfter(h string) {
+	d := time.Second
+	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s >= 0 {
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = time.Until(t)
+	}
+	d = min(max(d, 0), MaxRetryAfter)
+	k.mu.Lock()
+	if at := time.Now().Add(d); at.After(k.retryAt) {
+		k.retryAt = at
+	}
+	k.mu.Unlock()
+}
+
+func (k *Koi) waitRetryAfter(ctx context.Context) error {
+	k.mu.Lock()
+	at := k.retryAt
+	k.mu.Unlock()
+	if d := time.Until(at); d > 0 && !sleepCtx(ctx, d) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+func decodeJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, string, error) {
+	key := "http:" + r.Method + " " + r.URL.Src
+	u, err := prog.Render(env, r.URL, nil)
+	if err != nil {
+		return nil, key, err
+	}
+	var body io.Reader
+	ctype := ""
+	switch {
+	case r.JSON != nil:
+		v, err := r.JSON.Render(prog, env, nil)
+		if err != nil {
+			return nil, key, err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, key, err
+		}
+		body, ctype = bytes.NewReader(b), "application/json"
+	case r.HasBody:
+		s, err := prog.Render(env, r.Body, nil)
+		if err != nil {
+			return nil, key, err
+		}
+		body = strings.NewReader(s)
+	}
+	if err := k.waitRetryAfter(ctx); err != nil {
+		return nil, key, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout(r))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, r.Method, u, body)
+	if err != nil {
+		return nil, key, &requestError{outcome: metrics.Error, msg: err.Error()}
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for _, h := range r.Headers {
+		v, err := prog.Render(env, h.Value, nil)
+		if err != nil {
+			return nil, key, err
+		}
+		req.Header.Set(h.Name, v)
+	}
+	_, b, err := k.do(req)
+	if err != nil {
+		return nil, key, err
+	}
+	if v, err := decodeJSON(b); err == nil {
+		return v, key, nil
+	}
+	return string(b), key, nil
+}
+
+func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, string, error) {
+	key := "ws:send"
+	if r.Await != nil {
+		key = "ws:" + r.Await.Event
+		if r.Await.Event == "" {
+			key = "ws:match"
+		}
+	}
+	var frame []byte
+	msgType := websocket.TextMessage
+	switch {
+	case r.JSON != nil:
+		v, err := r.JSON.Render(prog, env, nil)
+		if err != nil {
+			return nil, key, err
+		}
+		if frame, err = json.Marshal(v); err != nil {
+			return nil, key, err
+		}
+	case r.HasText:
+		s, err := prog.Render(env, r.Text, nil)
+		if err != nil {
+			return nil, key, err
+		}
+		frame = []byte(s)
+	}
+	var w *waiter
+	if r.Await != nil {
+		w = k.addWaiter(r.Await)
+		defer k.removeWaiter(w)
+	}
+	if frame != nil {
+		if err := k.send(msgType, frame); err != nil {
+			if errors.Is(err, errNotConnected) {
+				return nil, key, err
+			}
+			return nil, key, &requestError{outcome: metrics.Transport, msg: err.Error()}
+		}
+	}
+	if w == nil {
+		return nil, key, nil
+	}
+	t := time.NewTimer(r.Await.Timeout)
+	defer t.Stop()
+	select {
+	case ev := <-w.ch:
+		return ev.Data, key, nil
+	case <-t.C:
+		return nil, key, &requestError{outcome: metrics.Timeout, msg: fmt.Sprintf("no matching frame within %v", r.Await.Timeout)}
+	case <-ctx.Done():
+		return nil, key, ctx.Err()
+	}
+}

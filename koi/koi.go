@@ -1,0 +1,389 @@
+package koi
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/metrics"
+)
+
+// State is where a koi is in its life.
+type State int32
+
+// The states, in the order a koi passes through them.
+const (
+	Idle         State = iota // created, not running
+	Booting                   // running its boot sequence
+	Connecting                // booted, opening its websocket
+	Connected                 // booted, websocket open (or none needed)
+	Reconnecting              // websocket lost, backing off before redialing
+	Stopped                   // Run has returned
+)
+
+func (s State) String() string {
+	return [...]string{"idle", "booting", "connecting", "connected", "reconnecting", "stopped"}[s]
+}
+
+// Koi is one simulated client. Create it with Runtime.New, start it with
+// Run, and use Pause/Resume/Launch from any goroutine.
+//
+// Lock order: k.mu before k.store's lock (store methods never call back).
+type Koi struct {
+	rt       *Runtime
+	store    *behaviors.Store
+	env      behaviors.Env
+	activity float64
+	rng      *rand.Rand // guarded by mu
+
+	state atomic.Int32
+	conn  atomic.Pointer[websocket.Conn]
+	wmu   sync.Mutex // serializes websocket writes
+
+	mu          sync.Mutex
+	stopCtx     context.Context
+	actCtx      context.Context // canceled by Pause and by stop
+	actCancel   context.CancelFunc
+	paused      bool
+	resumed     chan struct{} // closed when a pause ends
+	timer       *time.Timer   // next behavior firing
+	plan        []behaviors.Firing
+	planPos     int
+	minuteStart time.Time
+	origin      time.Time // start of the first behavior minute
+	waiters     []*waiter
+	retryAt     time.Time // API requests wait until then after a 429
+
+	seqs     sync.WaitGroup // running sequences
+	stats    Stats
+	statsMu  sync.Mutex
+	dialFail int
+}
+
+// Stats counts what one koi has done; the school sums them.
+type Stats struct {
+	Behaviors  int64 // behavior sequences started
+	Minutes    int64 // behavior minutes planned
+	Reconnects int64 // websocket reconnects after the first connection
+	Events     int64 // websocket frames received
+}
+
+// New creates a koi with the given identity and activity multiplier (1 is
+// an average user; see behaviors.Activity).
+func (rt *Runtime) New(id behaviors.Identity, activity float64) *Koi {
+	st := behaviors.NewStore(id)
+	if rt.cfg.Websocket.URL != "" {
+		st.SetWebsocket(rt.cfg.Websocket)
+	}
+	k := &Koi{
+		rt:       rt,
+		store:    st,
+		activity: activity,
+		rng:      rand.New(rand.NewPCG(rand.Uint64(), uint64(id.Index))),
+		resumed:  closedChan,
+	}
+	k.env.Store = st
+	return k
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Store is the koi's local store.
+func (k *Koi) Store() *behaviors.Store { return k.store }
+
+// State returns where the koi is in its life.
+func (k *Koi) State() State { return State(k.state.Load()) }
+
+// Stats returns a copy of the koi's counters.
+func (k *Koi) Stats() Stats {
+	k.statsMu.Lock()
+	defer k.statsMu.Unlock()
+	return k.stats
+}
+
+func (k *Koi) count(f func(*Stats)) {
+	k.statsMu.Lock()
+	f(&k.stats)
+	k.statsMu.Unlock()
+}
+
+// Run boots the koi, keeps its websocket open and runs its behaviors until
+// ctx is canceled (stop): then every sequence is aborted, the websocket is
+// closed, and Run returns once all of the koi's goroutines have ended.
+func (k *Koi) Run(ctx context.Context) error {
+	if !k.state.CompareAndSwap(int32(Idle), int32(Booting)) {
+		return errors.New("koi: Run called twice")
+	}
+	k.mu.Lock()
+	k.stopCtx = ctx
+	k.actCtx, k.actCancel = context.WithCancel(ctx)
+	startPaused := k.paused
+	if startPaused {
+		k.actCancel()
+	}
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		k.actCancel()
+		if k.timer != nil {
+			k.timer.Stop()
+		}
+		k.mu.Unlock()
+		k.seqs.Wait()
+		k.state.Store(int32(Stopped))
+	}()
+
+	if err := k.boot(ctx); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	if !k.paused {
+		k.startScheduleLocked()
+	}
+	k.mu.Unlock()
+	k.connLoop(ctx)
+	return ctx.Err()
+}
+
+// boot runs the boot sequence until it succeeds, retrying with backoff,
+// and waiting while paused.
+func (k *Koi) boot(ctx context.Context) error {
+	if k.rt.set.Boot == nil {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		actx, err := k.waitActive(ctx)
+		if err != nil {
+			return err
+		}
+		err = k.execute(actx, k.rt.set.Boot, &k.env, "boot", "boot")
+		if err == nil || errors.Is(err, behaviors.ErrHalt) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if actx.Err() != nil { // paused mid-boot: try again after resume
+			continue
+		}
+		if !sleepCtx(ctx, k.backoff(attempt)) {
+			return ctx.Err()
+		}
+	}
+}
+
+// waitActive returns the current activity context, waiting while paused.
+func (k *Koi) waitActive(ctx context.Context) (context.Context, error) {
+	for {
+		k.mu.Lock()
+		paused, resumed, actx := k.paused, k.resumed, k.actCtx
+		k.mu.Unlock()
+		if !paused {
+			return actx, nil
+		}
+		select {
+		case <-resumed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Pause aborts every running sequence at once and starts nothing new; the
+// websocket stays open. It is idempotent.
+func (k *Koi) Pause() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.paused {
+		return
+	}
+	k.paused = true
+	k.resumed = make(chan struct{})
+	if k.actCancel != nil {
+		k.actCancel()
+	}
+	if k.timer != nil {
+		k.timer.Stop()
+	}
+}
+
+// Resume ends a pause: behaviors start again (the koi is not booted again).
+func (k *Koi) Resume() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.paused {
+		return
+	}
+	k.paused = false
+	close(k.resumed)
+	if k.stopCtx == nil || k.stopCtx.Err() != nil {
+		return
+	}
+	k.actCtx, k.actCancel = context.WithCancel(k.stopCtx)
+	if State(k.state.Load()) != Booting {
+		k.startScheduleLocked()
+	}
+}
+
+// Paused reports whether the koi is paused.
+func (k *Koi) Paused() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.paused
+}
+
+// startScheduleLocked begins behavior minutes now, at a random phase so a
+// swarm's minutes do not line up.
+func (k *Koi) startScheduleLocked() {
+	if k.rt.sched.Len() == 0 {
+		return
+	}
+	phase := time.Duration(k.rng.Int64N(int64(k.rt.minute)))
+	k.minuteStart = time.Now().Add(phase - k.rt.minute)
+	k.origin = k.minuteStart.Add(k.rt.minute)
+	k.plan = k.plan[:0]
+	k.planPos = 0
+	k.armLocked()
+}
+
+// armLocked sets the timer for the next planned firing, planning new
+// minutes as needed.
+func (k *Koi) armLocked() {
+	for k.planPos >= len(k.plan) {
+		k.minuteStart = k.minuteStart.Add(k.rt.minute)
+		k.plan = k.rt.sched.Minute(k.rng, k.activity, k.plan)
+		k.planPos = 0
+		k.count(func(s *Stats) { s.Minutes++ })
+		if len(k.plan) == 0 && time.Until(k.minuteStart) > 0 {
+			// Nothing this minute: wake at the next minute to plan it.
+			k.plan = append(k.plan, behaviors.Firing{Behavior: -1})
+		}
+	}
+	f := k.plan[k.planPos]
+	at := k.minuteStart.Add(time.Duration(f.At * float64(k.rt.minute)))
+	d := max(0, time.Until(at))
+	if k.timer == nil {
+		k.timer = time.AfterFunc(d, k.fire)
+	} else {
+		k.timer.Reset(d)
+	}
+}
+
+// MinuteOrigin returns when the koi's current run of behavior minutes
+// began (zero before the schedule starts): minute n spans
+// [origin + n·Minute, origin + (n+1)·Minute).
+func (k *Koi) MinuteOrigin() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.origin
+}
+
+// fire runs on the timer's goroutine: it starts every firing that is due
+// and re-arms the timer.
+func (k *Koi) fire() {
+	k.mu.Lock()
+	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
+		k.mu.Unlock()
+		return
+	}
+	actx := k.actCtx
+	var due []*behaviors.Behavior
+	now := time.Now()
+	for k.planPos < len(k.plan) {
+		f := k.plan[k.planPos]
+		at := k.minuteStart.Add(time.Duration(f.At * float64(k.rt.minute)))
+		if at.After(now) {
+			break
+		}
+		k.planPos++
+		if f.Behavior >= 0 {
+			due = append(due, k.rt.scheduled[f.Behavior])
+		}
+	}
+	k.seqs.Add(len(due))
+	k.armLocked()
+	k.mu.Unlock()
+	for i, b := range due {
+		if i == len(due)-1 {
+			k.runBehavior(actx, b) // on this goroutine
+		} else {
+			go k.runBehavior(actx, b)
+		}
+	}
+}
+
+func (k *Koi) runBehavior(ctx context.Context, b *behaviors.Behavior) {
+	defer k.seqs.Done()
+	k.count(func(s *Stats) { s.Behaviors++ })
+	start := time.Now()
+	err := k.execute(ctx, b.Sequence, &k.env, b.Key, "")
+	k.rt.series(b.Key).Observe(time.Since(start), outcomeOf(ctx, err))
+}
+
+// Launch runs a formation's sequence on this koi after delay (wall time),
+// with the launch parameters readable by get. Pause or stop aborts it. The
+// name is used for metric keys ("formation:<name>" for the whole sequence,
+// "formation:<name>:<step>" per step).
+func (k *Koi) Launch(name string, seq *behaviors.Sequence, params map[string]string, delay time.Duration) {
+	k.mu.Lock()
+	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
+		k.mu.Unlock()
+		k.rt.series("formation:"+name).Count(metrics.Canceled)
+		return
+	}
+	actx := k.actCtx
+	k.seqs.Add(1)
+	k.mu.Unlock()
+	go func() {
+		defer k.seqs.Done()
+		if !sleepCtx(actx, delay) {
+			k.rt.series("formation:"+name).Count(metrics.Canceled)
+			return
+		}
+		env := &behaviors.Env{Store: k.store, Params: params}
+		start := time.Now()
+		err := k.execute(actx, seq, env, "formation:"+name, "formation:"+name)
+		k.rt.series("formation:"+name).Observe(time.Since(start), outcomeOf(actx, err))
+	}()
+}
+
+// RunSequence runs a sequence now, on the caller's goroutine, with the
+// given parameters; for tests and one-off calls.
+func (k *Koi) RunSequence(ctx context.Context, seq *behaviors.Sequence, params map[string]string) error {
+	env := &behaviors.Env{Store: k.store, Params: params}
+	return k.execute(ctx, seq, env, "sequence", "")
+}
+
+// backoff returns the wait before retry n: random in [d/2, d] with
+// d = min(max, min·2^n).
+func (k *Koi) backoff(n int) time.Duration {
+	d := k.rt.cfg.BackoffMin
+	for i := 0; i < n && d < k.rt.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, k.rt.cfg.BackoffMax)
+	k.mu.Lock()
+	j := time.Duration(k.rng.Int64N(int64(d/2) + 1))
+	k.mu.Unlock()
+	return d/2 + j
+}
+
+// sleepCtx waits d, or returns false as soon as ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

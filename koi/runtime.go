@@ -1,0 +1,234 @@
+// Package koi is one simulated client: an identity, a persistent websocket
+// (reconnecting with jittered exponential backoff), an API client, a local
+// store, and the executor that runs behavior and formation sequences.
+//
+// Koi are built to be multiplied: an idle koi is one goroutine (its
+// websocket reader) and two runtime timers (keepalive and its behavior
+// schedule); sequences get a goroutine only while they run. Everything a
+// run's koi have in common (the behavior set, HTTP transport, websocket
+// dialer, metrics recorder) lives once in a Runtime.
+package koi
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/metrics"
+)
+
+// Defaults for RuntimeConfig.
+const (
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultPingInterval   = 30 * time.Second
+	DefaultPongWait       = 75 * time.Second
+	DefaultReadLimit      = 1 << 20
+	DefaultEventTimeField = "sent_at"
+	// DefaultBackoffMin and DefaultBackoffMax bound the reconnect backoff:
+	// the n-th consecutive failure waits a random time in
+	// [d/2, d] with d = min(max, min·2^n).
+	DefaultBackoffMin = 250 * time.Millisecond
+	DefaultBackoffMax = 30 * time.Second
+	// DefaultBackoffReset is how long a connection must stay up for the
+	// backoff to start again from the minimum.
+	DefaultBackoffReset = 10 * time.Second
+	// MaxResponseBody is the most of a response body a koi reads.
+	MaxResponseBody = 8 << 20
+	// MaxRetryAfter caps how long a koi honours a Retry-After header.
+	MaxRetryAfter = 2 * time.Minute
+)
+
+// RuntimeConfig is what every koi of a run shares.
+type RuntimeConfig struct {
+	// Set is the behavior set the koi run (required).
+	Set *behaviors.Set
+	// APIBase is the base URL of `api` requests, e.g.
+	// http://127.0.0.1:9090/api (a request for method m goes to
+	// APIBase/m). Required when the set has api requests.
+	APIBase string
+	// Websocket, if its URL is set, is where koi connect; otherwise the
+	// boot sequence must give it (websocketURL). Koi without a URL run
+	// without a websocket.
+	Websocket behaviors.WebsocketSpec
+	// TimeScale speeds time up: with 60, a behavior minute lasts one
+	// second and every delay is 60 times shorter. Default 1.
+	TimeScale float64
+	// Metrics receives every observation (default: a new recorder).
+	Metrics *metrics.Recorder
+	// HTTPClient is shared by the koi (default: NewHTTPClient(0)).
+	HTTPClient *http.Client
+	// Dialer opens websockets (default: NewDialer()).
+	Dialer *websocket.Dialer
+	// RequestTimeout bounds a request whose step gives no timeout_ms.
+	RequestTimeout time.Duration
+	// PingInterval is how often a koi pings its websocket; PongWait is how
+	// long it waits for any frame before it reconnects.
+	PingInterval, PongWait time.Duration
+	// ReadLimit is the largest websocket frame accepted.
+	ReadLimit int64
+	// EventTimeField is the event field holding the server's send time
+	// (unix milliseconds) used to measure fan-out delay.
+	EventTimeField string
+	// BackoffMin, BackoffMax and BackoffReset shape reconnects (see the
+	// defaults).
+	BackoffMin, BackoffMax, BackoffReset time.Duration
+}
+
+// Validate returns every problem with the configuration.
+func (c *RuntimeConfig) Validate() []error {
+	var errs []error
+	if c.Set == nil {
+		errs = append(errs, errors.New("koi: Set is required"))
+	}
+	if c.APIBase != "" {
+		if u, err := url.Parse(c.APIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("koi: APIBase %q is not an http(s) URL", c.APIBase))
+		}
+	}
+	if c.Websocket.URL != "" {
+		if u, err := url.Parse(c.Websocket.URL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("koi: websocket URL %q is not a ws(s) URL", c.Websocket.URL))
+		}
+	}
+	if c.TimeScale < 0 || c.TimeScale > 1e6 {
+		errs = append(errs, fmt.Errorf("koi: TimeScale %v is outside (0, 1e6]", c.TimeScale))
+	}
+	for name, d := range map[string]time.Duration{"RequestTimeout": c.RequestTimeout, "PingInterval": c.PingInterval,
+		"PongWait": c.PongWait, "BackoffMin": c.BackoffMin, "BackoffMax": c.BackoffMax, "BackoffReset": c.BackoffReset} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("koi: %s %v is negative", name, d))
+		}
+	}
+	if c.ReadLimit < 0 {
+		errs = append(errs, fmt.Errorf("koi: ReadLimit %d is negative", c.ReadLimit))
+	}
+	return errs
+}
+
+// Runtime is the shared, immutable part of a run's koi.
+type Runtime struct {
+	cfg       RuntimeConfig
+	set       *behaviors.Set
+	sched     *behaviors.Schedule
+	scheduled []*behaviors.Behavior
+	minute    time.Duration
+	metrics   *metrics.Recorder
+	http      *http.Client
+	dialer    *websocket.Dialer
+
+	keysMu sync.RWMutex
+	keys   map[string]*metrics.Series
+}
+
+// NewRuntime validates cfg, fills defaults and prepares the schedule.
+func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.TimeScale == 0 {
+		cfg.TimeScale = 1
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.RequestTimeout, DefaultRequestTimeout)
+	def(&cfg.PingInterval, DefaultPingInterval)
+	def(&cfg.PongWait, DefaultPongWait)
+	def(&cfg.BackoffMin, DefaultBackoffMin)
+	def(&cfg.BackoffMax, DefaultBackoffMax)
+	def(&cfg.BackoffReset, DefaultBackoffReset)
+	if cfg.ReadLimit == 0 {
+		cfg.ReadLimit = DefaultReadLimit
+	}
+	if cfg.EventTimeField == "" {
+		cfg.EventTimeField = DefaultEventTimeField
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = &metrics.Recorder{}
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = NewHTTPClient(0)
+	}
+	if cfg.Dialer == nil {
+		cfg.Dialer = NewDialer()
+	}
+	sched, scheduled, err := behaviors.ScheduleOf(cfg.Set)
+	if err != nil {
+		return nil, fmt.Errorf("koi: %w", err)
+	}
+	cfg.APIBase = strings.TrimRight(cfg.APIBase, "/")
+	return &Runtime{
+		cfg: cfg, set: cfg.Set, sched: sched, scheduled: scheduled,
+		minute:  time.Duration(float64(time.Minute) / cfg.TimeScale),
+		metrics: cfg.Metrics, http: cfg.HTTPClient, dialer: cfg.Dialer,
+		keys: map[string]*metrics.Series{},
+	}, nil
+}
+
+// Metrics returns the recorder the koi write into.
+func (rt *Runtime) Metrics() *metrics.Recorder { return rt.metrics }
+
+// Minute is the length of one behavior minute after time scaling.
+func (rt *Runtime) Minute() time.Duration { return rt.minute }
+
+// Scale converts a duration written in a behavior file to wall time.
+func (rt *Runtime) Scale(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / rt.cfg.TimeScale)
+}
+
+// series returns the cached series of a metric key.
+func (rt *Runtime) series(key string) *metrics.Series {
+	rt.keysMu.RLock()
+	s := rt.keys[key]
+	rt.keysMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	s = rt.metrics.Series(key)
+	rt.keysMu.Lock()
+	rt.keys[key] = s
+	rt.keysMu.Unlock()
+	return s
+}
+
+// NewHTTPClient returns a client with a transport tuned for many koi
+// sharing it: keep-alive on, many idle connections per host (so koi reuse
+// connections instead of churning ports), and maxConnsPerHost (0: no limit)
+// to cap connections to one target.
+func NewHTTPClient(maxConnsPerHost int) *http.Client {
+	tr := &http.Transport{
+		Proxy:               nil, // load goes where it is told, never through a proxy from the environment
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 1024,
+		MaxConnsPerHost:     maxConnsPerHost,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:      8 << 10,
+		WriteBufferSize:     8 << 10,
+		ForceAttemptHTTP2:   false,
+	}
+	return &http.Client{Transport: tr}
+}
+
+// NewDialer returns a websocket dialer sized for thousands of idle
+// connections: a small read buffer per connection and write buffers taken
+// from a shared pool only while a frame is being written.
+func NewDialer() *websocket.Dialer {
+	return &websocket.Dialer{
+		Proxy:            nil,
+		HandshakeTimeout: 15 * time.Second,
+		ReadBufferSize:   1024,
+		WriteBufferSize:  4096,
+		WriteBufferPool:  &sync.Pool{},
+	}
+}
