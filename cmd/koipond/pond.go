@@ -1,12 +1,153 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/koipond/koipond/pond"
 )
 
-// runPond is replaced by the pond issue's implementation.
+// pondListFlag collects a repeatable string flag.
+type pondListFlag []string
+
+func (l *pondListFlag) String() string     { return strings.Join(*l, " ") }
+func (l *pondListFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// runPond serves the pond target app until ctx is done.
 func runPond(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("pond: not built yet")
+	fs := newFlagSet("pond", "pond [flags]", `
+Serve pond, the Slack-like target app koi swim in: a generated workspace,
+a Slack-style web API under /api/{method}, websockets with fan-out, rate
+limits, slow-consumer drops, /stats, /metrics and /healthz.
+
+User i's token is xoxp-pond-<i> unless --token-secret or --tokens is given;
+its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
+(repeatable, "off" for none), --no-rate-limits for none at all. Faults:
+--inject METHOD=latency:200ms,error:0.05 (repeatable, METHOD may be *).`, stderr)
+	addr := fs.String("http", "127.0.0.1:9090", "listen address")
+	allowRemote := fs.Bool("allow-remote", false, "allow listening on a non-loopback address")
+	users := fs.Int("users", pond.DefaultUsers, "users in the workspace")
+	channels := fs.Int("channels", pond.DefaultChannels, "channels, including #general and #announcements")
+	history := fs.Int("history", pond.DefaultHistoryPerChannel, "messages each channel starts with")
+	historyCap := fs.Int("history-cap", pond.DefaultHistoryCap, "messages kept per channel")
+	seed := fs.Uint64("seed", pond.DefaultSeed, "workspace generation seed")
+	secret := fs.String("token-secret", "", "derive tokens with HMAC-SHA256 from this secret")
+	tokensFile := fs.String("tokens", "", "file of tokens, one per line, line i = user i")
+	noLimits := fs.Bool("no-rate-limits", false, "turn every rate limit off")
+	var limits, injects pondListFlag
+	fs.Var(&limits, "rate-limit", "per-token limit METHOD=N/DUR or tierN=N/DUR (repeatable)")
+	fs.Var(&injects, "inject", "fault METHOD=latency:DUR,error:P (repeatable)")
+	sendQueue := fs.Int("send-queue", pond.DefaultSendQueue, "events queued per websocket before it is dropped as a slow consumer")
+	writeTimeout := fs.Duration("write-timeout", pond.DefaultWriteTimeout, "websocket write timeout (slow consumer)")
+	pingInterval := fs.Duration("ping-interval", pond.DefaultPingInterval, "websocket ping interval (negative: off)")
+	verbose := fs.Bool("v", false, "log every slow-consumer drop")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "koipond pond: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	if !*allowRemote {
+		if err := checkPondLoopback(*addr); err != nil {
+			return err
+		}
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	cfg := pond.Config{
+		Addr: *addr, Users: *users, Channels: *channels, HistoryPerChannel: *history,
+		HistoryCap: *historyCap, Seed: *seed, TokenSecret: *secret,
+		DisableRateLimits: *noLimits, SendQueue: *sendQueue, WriteTimeout: *writeTimeout,
+		PingInterval: *pingInterval,
+		Logger:       slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if *history == 0 {
+		cfg.HistoryPerChannel = -1
+	}
+	if *tokensFile != "" {
+		toks, err := readPondTokens(*tokensFile)
+		if err != nil {
+			return err
+		}
+		cfg.Tokens = toks
+	}
+	for _, l := range limits {
+		k, r, err := pond.ParseRateLimit(l)
+		if err != nil {
+			return fmt.Errorf("--rate-limit: %w", err)
+		}
+		if cfg.RateLimits == nil {
+			cfg.RateLimits = map[string]pond.Rate{}
+		}
+		cfg.RateLimits[k] = r
+	}
+	for _, in := range injects {
+		m, f, err := pond.ParseInject(in)
+		if err != nil {
+			return fmt.Errorf("--inject: %w", err)
+		}
+		if cfg.Inject == nil {
+			cfg.Inject = map[string]pond.Fault{}
+		}
+		cfg.Inject[m] = f
+	}
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return fmt.Errorf("koipond pond: %w", errors.Join(errs...))
+	}
+	srv, err := pond.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "pond listening on %s (api %s/api/, stats %s/stats), %d users, %d channels\n",
+		srv.Addr(), srv.URL(), srv.URL(), *users, *channels)
+	<-ctx.Done()
+	return srv.Close()
+}
+
+// checkPondLoopback refuses a listen address that is not on loopback.
+func checkPondLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--http %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--http %q is not a loopback address; pass --allow-remote to serve beyond this machine", addr)
+	}
+	return nil
+}
+
+// readPondTokens reads one token per line (blank lines and # comments skipped).
+func readPondTokens(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading tokens: %w", err)
+	}
+	defer f.Close()
+	var toks []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		toks = append(toks, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading tokens from %s: %w", path, err)
+	}
+	return toks, nil
 }

@@ -1,0 +1,178 @@
+package pond
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// openTest runs a small pond on 127.0.0.1:0 for the test's lifetime.
+func openTest(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	if cfg.Users == 0 {
+		cfg.Users = 200
+	}
+	if cfg.Channels == 0 {
+		cfg.Channels = 30
+	}
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// reply is a decoded API reply with its HTTP status and headers.
+type reply struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+}
+
+func (r reply) ok() bool            { return r.Body["ok"] == true }
+func (r reply) err() string         { s, _ := r.Body["error"].(string); return s }
+func (r reply) str(k string) string { s, _ := r.Body[k].(string); return s }
+
+// call posts form args to /api/method as the given token ("" for none).
+func call(tb testing.TB, s *Server, token, method string, args map[string]string) reply {
+	tb.Helper()
+	form := url.Values{}
+	for k, v := range args {
+		form.Set(k, v)
+	}
+	req, err := http.NewRequest("POST", s.URL()+"/api/"+method, strings.NewReader(form.Encode()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return do(tb, req)
+}
+
+func do(tb testing.TB, req *http.Request) reply {
+	tb.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{Status: resp.StatusCode, Header: resp.Header}
+	if err := json.Unmarshal(b, &r.Body); err != nil {
+		tb.Fatalf("%s: reply is not JSON: %v: %q", req.URL.Path, err, b)
+	}
+	return r
+}
+
+// mustOK calls and fails the test unless the reply is ok.
+func mustOK(tb testing.TB, s *Server, user int, method string, args map[string]string) reply {
+	tb.Helper()
+	r := call(tb, s, Token(user), method, args)
+	if r.Status != 200 || !r.ok() {
+		tb.Fatalf("%s as user %d: status %d, %v", method, user, r.Status, r.Body)
+	}
+	return r
+}
+
+// dial connects user's websocket through rtm.connect and reads the hello.
+func dial(tb testing.TB, s *Server, user int) *websocket.Conn {
+	tb.Helper()
+	r := mustOK(tb, s, user, "rtm.connect", nil)
+	c, resp, err := websocket.DefaultDialer.Dial(r.str("url"), nil)
+	if err != nil {
+		tb.Fatalf("dial %s: %v (%v)", r.str("url"), err, resp)
+	}
+	tb.Cleanup(func() { c.Close() })
+	ev := readEvent(tb, c)
+	if ev["type"] != "hello" {
+		tb.Fatalf("first frame %v, want hello", ev)
+	}
+	return c
+}
+
+// readEvent reads one JSON frame within 5 s.
+func readEvent(tb testing.TB, c *websocket.Conn) map[string]any {
+	tb.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := c.ReadMessage()
+	if err != nil {
+		tb.Fatalf("reading event: %v", err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(b, &ev); err != nil {
+		tb.Fatalf("event is not JSON: %q", b)
+	}
+	if _, ok := ev["sent_at"].(float64); !ok {
+		tb.Fatalf("event without numeric sent_at: %s", b)
+	}
+	return ev
+}
+
+// readType reads events until one of type typ arrives.
+func readType(tb testing.TB, c *websocket.Conn, typ string) map[string]any {
+	tb.Helper()
+	for i := 0; i < 100; i++ {
+		if ev := readEvent(tb, c); ev["type"] == typ {
+			return ev
+		}
+	}
+	tb.Fatalf("no %s event in 100 frames", typ)
+	return nil
+}
+
+// noEvent checks that nothing arrives on c within d.
+func noEvent(tb testing.TB, c *websocket.Conn, d time.Duration) {
+	tb.Helper()
+	c.SetReadDeadline(time.Now().Add(d))
+	_, b, err := c.ReadMessage()
+	if err == nil {
+		tb.Fatalf("unexpected frame %s", b)
+	}
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// memberChannel returns a public, unarchived ordinary channel user is in
+// and one user is not in, from the generated workspace.
+func memberChannel(tb testing.TB, s *Server, user int) (in, out *channel) {
+	tb.Helper()
+	for _, ch := range s.ws.channels {
+		if ch.everyone || ch.private || ch.archived {
+			continue
+		}
+		if ch.members.has(user) && in == nil {
+			in = ch
+		}
+		if !ch.members.has(user) && out == nil {
+			out = ch
+		}
+	}
+	if in == nil || out == nil {
+		tb.Fatalf("workspace has no channel in and out for user %d", user)
+	}
+	return in, out
+}
