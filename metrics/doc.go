@@ -1,0 +1,24 @@
+// Package metrics records what koi observe — latencies and outcomes per
+// metric key — and ships them between processes.
+//
+// A school owns one Recorder. Koi call [Recorder.Series] once per key, keep
+// the *Series handle, and call [Series.Observe] (latency + outcome) or
+// [Series.Count] (outcome only) from as many goroutines as they like. Once
+// per interval the school calls [Recorder.Snapshot], which returns everything
+// recorded since the previous snapshot and starts a new interval, encodes it
+// with [Snapshot.MarshalBinary] and publishes it. The keeper decodes reports
+// from every school with [Snapshot.UnmarshalBinary] and folds them together
+// with [Snapshot.Merge]: outcome counts add exactly, latency distributions
+// merge as DDSketches, so merged quantiles keep the sketch's 1% relative
+// accuracy.
+//
+// Keys are kind:name strings built with [Key], for example
+// "api:conversations.history", "ws:connect", "event:message" or
+// "formation:<name>:<step>".
+//
+// Latencies are stored in milliseconds (as float64) inside the sketch;
+// callers only ever see time.Duration.
+//
+// Lock order: Recorder.snapMu, then Recorder.mu or a shard's mu. No code path
+// holds two shard locks at once.
+package metrics

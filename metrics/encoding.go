@@ -1,0 +1,273 @@
+package metrics
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+	"time"
+)
+
+// The binary format of a Snapshot, version 1. Integers are varints
+// (encoding/binary: uvarint, or zig-zag varint where signed).
+//
+//	magic    "KPM"            3 bytes
+//	version  1                1 byte
+//	start    varint unix seconds, uvarint nanoseconds
+//	end      varint unix seconds, uvarint nanoseconds
+//	n        uvarint          number of series, then n times, by key:
+//	  key      uvarint length, bytes
+//	  outcomes uvarint bit set: bit i set when Counts[i] > 0
+//	  counts   uvarint per set bit, lowest bit first
+//	  samples  uvarint        latency samples
+//	  sketch   uvarint length, bytes — only when samples > 0: a DDSketch in
+//	           sketches-go's own encoding, index mapping omitted (version 1
+//	           means logarithmic, 1% relative accuracy, values in ms)
+//
+// Nothing may follow the last series. Any change to this layout, to the
+// outcome numbering or to the sketch mapping needs a new version.
+const (
+	formatMagic   = "KPM"
+	formatVersion = 1
+)
+
+// ErrMalformed is returned (wrapped, with details) by UnmarshalBinary for
+// input that is not a valid encoded Snapshot.
+var ErrMalformed = errors.New("metrics: malformed snapshot")
+
+// ErrVersion is returned (wrapped) by UnmarshalBinary for a snapshot encoded
+// in a format version this package does not read.
+var ErrVersion = errors.New("metrics: unsupported snapshot version")
+
+// MarshalBinary implements encoding.BinaryMarshaler with the compact,
+// versioned format described above. Output is deterministic: series are
+// written in key order.
+func (s *Snapshot) MarshalBinary() ([]byte, error) {
+	return s.AppendBinary(nil)
+}
+
+// AppendBinary implements encoding.BinaryAppender: it appends the
+// MarshalBinary encoding of s to b.
+func (s *Snapshot) AppendBinary(b []byte) ([]byte, error) {
+	b = slices.Grow(b, 32+len(s.Series)*512) // a typical busy series
+	b = append(b, formatMagic...)
+	b = append(b, formatVersion)
+	b = appendTime(b, s.Start)
+	b = appendTime(b, s.End)
+	b = binary.AppendUvarint(b, uint64(len(s.Series)))
+	for _, key := range s.Keys() {
+		ss := s.Series[key]
+		if ss == nil {
+			return nil, fmt.Errorf("metrics: encode: series %q is nil", key)
+		}
+		b = binary.AppendUvarint(b, uint64(len(key)))
+		b = append(b, key...)
+		var set uint64
+		for o, c := range ss.Counts {
+			if c > 0 {
+				set |= 1 << o
+			}
+		}
+		b = binary.AppendUvarint(b, set)
+		for _, c := range ss.Counts {
+			if c > 0 {
+				b = binary.AppendUvarint(b, c)
+			}
+		}
+		b = binary.AppendUvarint(b, ss.samples)
+		if ss.samples == 0 {
+			continue
+		}
+		if ss.sketch == nil {
+			return nil, fmt.Errorf("metrics: encode: series %q has samples but no sketch", key)
+		}
+		// Reserve the length prefix's maximum size, encode, then move the
+		// sketch left if the length turned out to need fewer bytes.
+		at := len(b)
+		b = append(b, make([]byte, binary.MaxVarintLen64)...)
+		var err error
+		if b, err = appendSketch(b, ss.sketch); err != nil {
+			return nil, fmt.Errorf("metrics: encode %q: %w", key, err)
+		}
+		n := len(b) - at - binary.MaxVarintLen64
+		w := binary.PutUvarint(b[at:], uint64(n))
+		copy(b[at+w:], b[at+binary.MaxVarintLen64:])
+		b = b[:at+w+n]
+	}
+	return b, nil
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler. Truncated, garbage
+// or oversized input yields an error wrapping ErrMalformed (or ErrVersion),
+// never a panic, and leaves s unchanged. Times decode in UTC.
+func (s *Snapshot) UnmarshalBinary(data []byte) error {
+	d := decoder{b: data}
+	if len(data) < len(formatMagic)+1 || string(data[:len(formatMagic)]) != formatMagic {
+		return fmt.Errorf("%w: not a koipond metrics snapshot", ErrMalformed)
+	}
+	if v := data[len(formatMagic)]; v != formatVersion {
+		return fmt.Errorf("%w: %d (this build reads %d)", ErrVersion, v, formatVersion)
+	}
+	d.b = data[len(formatMagic)+1:]
+	start := d.time("start")
+	end := d.time("end")
+	n := d.uvarint("series count")
+	// A series takes at least 3 bytes (key length, outcome set, samples);
+	// checking this first keeps a forged count from sizing the map.
+	if d.err == nil && n > uint64(len(d.b)/3) {
+		d.fail("series count %d exceeds what %d bytes can hold", n, len(d.b))
+	}
+	if d.err != nil {
+		return d.err
+	}
+	series := make(map[string]*SeriesSnapshot, n)
+	prev := ""
+	for i := range n {
+		key := d.bytes("key")
+		if d.err != nil {
+			return d.err
+		}
+		k := string(key)
+		if i > 0 && k <= prev {
+			return fmt.Errorf("%w: series %q out of order or repeated", ErrMalformed, k)
+		}
+		prev = k
+		ss, err := d.series(k)
+		if err != nil {
+			return err
+		}
+		series[k] = ss
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	}
+	*s = Snapshot{Start: start, End: end, Series: series}
+	return nil
+}
+
+// decoder reads varints from b, remembering the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
+	}
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("%s: bad or truncated varint", what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("%s: bad or truncated varint", what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes reads a length-prefixed byte string, aliasing d.b.
+func (d *decoder) bytes(what string) []byte {
+	n := d.uvarint(what + " length")
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("%s: length %d exceeds the %d bytes left", what, n, len(d.b))
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// time reads a time written by appendTime.
+func (d *decoder) time(what string) time.Time {
+	sec := d.varint(what)
+	nsec := d.uvarint(what)
+	if d.err != nil {
+		return time.Time{}
+	}
+	if nsec >= uint64(time.Second) {
+		d.fail("%s: %d nanoseconds", what, nsec)
+		return time.Time{}
+	}
+	// Keep to years 0001–9999, which every time.Time method handles.
+	const minSec, maxSec = -62135596800, 253402300799
+	if sec < minSec || sec > maxSec {
+		d.fail("%s: %d seconds out of range", what, sec)
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+// series reads one series after its key.
+func (d *decoder) series(key string) (*SeriesSnapshot, error) {
+	ss := &SeriesSnapshot{}
+	set := d.uvarint("outcome set")
+	if d.err == nil && set>>NumOutcomes != 0 {
+		d.fail("series %q: unknown outcomes in set %#x", key, set)
+	}
+	var total uint64
+	for o := range NumOutcomes {
+		if set&(1<<o) == 0 {
+			continue
+		}
+		c := d.uvarint("count")
+		if d.err == nil && c == 0 {
+			d.fail("series %q: zero count for %s", key, o)
+		}
+		var carry uint64
+		if total, carry = bits.Add64(total, c, 0); carry != 0 {
+			d.fail("series %q: total count overflows", key)
+		}
+		ss.Counts[o] = c
+	}
+	ss.samples = d.uvarint("samples")
+	if d.err != nil {
+		return nil, d.err
+	}
+	if ss.samples > total {
+		return nil, fmt.Errorf("%w: series %q: %d samples but %d observations", ErrMalformed, key, ss.samples, total)
+	}
+	if ss.samples == 0 {
+		return ss, nil
+	}
+	if ss.samples > math.MaxUint64>>11 { // beyond float64's exact integers
+		return nil, fmt.Errorf("%w: series %q: %d samples", ErrMalformed, key, ss.samples)
+	}
+	raw := d.bytes("sketch")
+	if d.err != nil {
+		return nil, d.err
+	}
+	q, err := decodeSketch(raw, ss.samples)
+	if err != nil {
+		return nil, fmt.Errorf("%w: series %q: %w", ErrMalformed, key, err)
+	}
+	ss.sketch = q
+	return ss, nil
+}
