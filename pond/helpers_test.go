@@ -88,45 +88,79 @@ func mustOK(tb testing.TB, s *Server, user int, method string, args map[string]s
 	return r
 }
 
+// client is a test websocket whose frames a goroutine reads into a
+// channel, so tests can wait for an event or for silence without breaking
+// the connection (a gorilla read deadline is fatal).
+type client struct {
+	*websocket.Conn
+	events chan map[string]any
+	err    chan error
+}
+
 // dial connects user's websocket through rtm.connect and reads the hello.
-func dial(tb testing.TB, s *Server, user int) *websocket.Conn {
+func dial(tb testing.TB, s *Server, user int) *client {
 	tb.Helper()
 	r := mustOK(tb, s, user, "rtm.connect", nil)
 	c, resp, err := websocket.DefaultDialer.Dial(r.str("url"), nil)
 	if err != nil {
 		tb.Fatalf("dial %s: %v (%v)", r.str("url"), err, resp)
 	}
-	tb.Cleanup(func() { c.Close() })
-	ev := readEvent(tb, c)
-	if ev["type"] != "hello" {
+	cl := newClient(tb, c)
+	if ev := cl.next(tb); ev["type"] != "hello" {
 		tb.Fatalf("first frame %v, want hello", ev)
 	}
-	return c
+	return cl
 }
 
-// readEvent reads one JSON frame within 5 s.
-func readEvent(tb testing.TB, c *websocket.Conn) map[string]any {
+func newClient(tb testing.TB, c *websocket.Conn) *client {
+	cl := &client{Conn: c, events: make(chan map[string]any, 1024), err: make(chan error, 1)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				cl.err <- err
+				close(cl.events)
+				return
+			}
+			var ev map[string]any
+			if json.Unmarshal(b, &ev) != nil {
+				ev = map[string]any{"unparsable": string(b)}
+			}
+			cl.events <- ev
+		}
+	}()
+	tb.Cleanup(func() {
+		c.Close()
+		<-done
+	})
+	return cl
+}
+
+// next returns the next event within 5 s; it checks sent_at.
+func (c *client) next(tb testing.TB) map[string]any {
 	tb.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, b, err := c.ReadMessage()
-	if err != nil {
-		tb.Fatalf("reading event: %v", err)
+	select {
+	case ev, ok := <-c.events:
+		if !ok {
+			tb.Fatalf("connection closed: %v", <-c.err)
+		}
+		if _, ok := ev["sent_at"].(float64); !ok {
+			tb.Fatalf("event without numeric sent_at: %v", ev)
+		}
+		return ev
+	case <-time.After(5 * time.Second):
+		tb.Fatalf("no event within 5s")
 	}
-	var ev map[string]any
-	if err := json.Unmarshal(b, &ev); err != nil {
-		tb.Fatalf("event is not JSON: %q", b)
-	}
-	if _, ok := ev["sent_at"].(float64); !ok {
-		tb.Fatalf("event without numeric sent_at: %s", b)
-	}
-	return ev
+	return nil
 }
 
 // readType reads events until one of type typ arrives.
-func readType(tb testing.TB, c *websocket.Conn, typ string) map[string]any {
+func (c *client) readType(tb testing.TB, typ string) map[string]any {
 	tb.Helper()
 	for i := 0; i < 100; i++ {
-		if ev := readEvent(tb, c); ev["type"] == typ {
+		if ev := c.next(tb); ev["type"] == typ {
 			return ev
 		}
 	}
@@ -134,13 +168,31 @@ func readType(tb testing.TB, c *websocket.Conn, typ string) map[string]any {
 	return nil
 }
 
-// noEvent checks that nothing arrives on c within d.
-func noEvent(tb testing.TB, c *websocket.Conn, d time.Duration) {
+// none checks that nothing arrives within d.
+func (c *client) none(tb testing.TB, d time.Duration) {
 	tb.Helper()
-	c.SetReadDeadline(time.Now().Add(d))
-	_, b, err := c.ReadMessage()
-	if err == nil {
-		tb.Fatalf("unexpected frame %s", b)
+	select {
+	case ev, ok := <-c.events:
+		if ok {
+			tb.Fatalf("unexpected event %v", ev)
+		}
+	case <-time.After(d):
+	}
+}
+
+// closed waits for the connection to end and returns its error.
+func (c *client) closed(tb testing.TB) error {
+	tb.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case _, ok := <-c.events:
+			if !ok {
+				return <-c.err
+			}
+		case <-deadline:
+			tb.Fatalf("connection still open after 5s")
+		}
 	}
 }
 
