@@ -1,7 +1,10 @@
 package behaviors
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -110,4 +113,23 @@ func (s *diagSink) add(off int, path, format string, args ...any) {
 func (s *diagSink) warn(off int, path, format string, args ...any) {
 	l, c := s.lineCol(off)
 	s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Path: path, Msg: fmt.Sprintf(format, args...), Warning: true})
+}
+
+// hujsonPos matches the position prefix of hujson's syntax errors.
+var hujsonPos = regexp.MustCompile(`^hujson: line (\d+), column (\d+): (.*)$`)
+
+// parseError records a file that is not valid (Hu)JSON at its position.
+func (s *diagSink) parseError(err error) {
+	var pe *posError
+	if errors.As(err, &pe) {
+		s.add(pe.off, "", "invalid JSON: %s", strings.TrimPrefix(pe.msg, "json: "))
+		return
+	}
+	if m := hujsonPos.FindStringSubmatch(err.Error()); m != nil {
+		l, _ := strconv.Atoi(m[1])
+		c, _ := strconv.Atoi(m[2])
+		s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Msg: "invalid JSON: " + m[3]})
+		return
+	}
+	s.add(-1, "", "%v", err)
 }

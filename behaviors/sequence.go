@@ -169,7 +169,7 @@ func (d *decoder) fields(n *jnode, path string, allowed ...string) {
 }
 
 func didYouMean(k string, allowed []string) string {
-	best, bestD := "", 3
+	best, bestD := "", max(2, len(k)/3)+1
 	for _, a := range allowed {
 		if dd := editDistance(k, a); dd < bestD {
 			best, bestD = a, dd
@@ -387,7 +387,8 @@ func (d *decoder) step(n *jnode, path string) Step {
 	if v := n.get("delay_after_ms"); v != nil {
 		st.DelayAfter, _ = d.millis(v, path+" › delay_after_ms")
 	}
-	if st.Request == nil && len(st.Pre) == 0 && len(st.Post) == 0 && st.DelayAfter == 0 && n.get("request") == nil {
+	if n.get("request") == nil && n.get("pre_actions") == nil && n.get("post_actions") == nil && n.get("delay_after_ms") == nil &&
+		(len(n.keys) == 0 || (len(n.keys) == 1 && n.keys[0] == "doc")) {
 		d.sink.add(n.off, path, "a step needs a request, actions or a delay")
 	}
 	return st

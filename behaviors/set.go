@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // File is one input file: a name for messages and its bytes.
@@ -105,6 +107,7 @@ func Parse(files ...File) (*Set, Diagnostics) {
 	var all Diagnostics
 	byName := map[string]*Behavior{}
 	freqFrom := map[string]string{}
+	freqGiven := map[string]bool{} // a frequency key was present, valid or not
 	stepsFrom := map[string]string{}
 	bootFrom := ""
 	h := sha256.New()
@@ -118,12 +121,7 @@ func Parse(files ...File) (*Set, Diagnostics) {
 		d := &decoder{sink: sink, prog: prog}
 		root, err := parseFile(f.Data)
 		if err != nil {
-			var pe *posError
-			if errors.As(err, &pe) {
-				sink.add(pe.off, "", "%s", pe.msg)
-			} else {
-				sink.add(-1, "", "%v", err)
-			}
+			sink.parseError(err)
 			all = append(all, sink.diags...)
 			continue
 		}
@@ -146,6 +144,7 @@ func Parse(files ...File) (*Set, Diagnostics) {
 				extra = append(extra, "frequency")
 			}
 			if fn := n.get("frequency"); fn != nil && allowFreq {
+				freqGiven[name] = true
 				if prev, ok := freqFrom[name]; ok {
 					d.sink.add(fn.off, path, "frequency already given in %s", prev)
 				} else if f, ok := d.number(fn, path+" › frequency"); ok {
@@ -214,11 +213,14 @@ func Parse(files ...File) (*Set, Diagnostics) {
 		b := byName[name]
 		switch {
 		case b.HasFrequency && b.Sequence == nil:
-			all = append(all, Diagnostic{File: locFile(freqFrom[name]), Path: fmt.Sprintf("behavior %q", name),
-				Msg: fmt.Sprintf("has a frequency (%s) but no steps in any file: give its sequence", freqFrom[name])})
-		case !b.HasFrequency && b.Sequence != nil:
-			all = append(all, Diagnostic{File: locFile(stepsFrom[name]), Path: fmt.Sprintf("behavior %q", name), Warning: true,
-				Msg: fmt.Sprintf("has steps (%s) but no frequency: it will never run in the background (formations can still use it)", stepsFrom[name])})
+			d := posDiag(freqFrom[name])
+			d.Path, d.Msg = fmt.Sprintf("behavior %q", name), "has a frequency but no steps in any file: give its sequence"
+			all = append(all, d)
+		case !b.HasFrequency && b.Sequence != nil && !freqGiven[name]:
+			d := posDiag(stepsFrom[name])
+			d.Path, d.Warning = fmt.Sprintf("behavior %q", name), true
+			d.Msg = "has steps but no frequency: it will never run in the background (formations can still use it)"
+			all = append(all, d)
 		}
 		set.Behaviors = append(set.Behaviors, b)
 	}
@@ -235,20 +237,15 @@ func sinkPos(s *diagSink, off int) string {
 	return fmt.Sprintf("%s:%d:%d", s.file, l, c)
 }
 
-// locFile returns the file part of "file:line:col".
-func locFile(pos string) string {
-	for i := len(pos) - 1; i >= 0; i-- {
-		if pos[i] == ':' {
-			pos = pos[:i]
-			for j := len(pos) - 1; j >= 0; j-- {
-				if pos[j] == ':' {
-					return pos[:j]
-				}
-			}
-			return pos
-		}
+// posDiag turns "file:line:col" back into a diagnostic's position.
+func posDiag(pos string) Diagnostic {
+	parts := strings.Split(pos, ":")
+	if len(parts) < 3 {
+		return Diagnostic{File: pos}
 	}
-	return pos
+	l, _ := strconv.Atoi(parts[len(parts)-2])
+	c, _ := strconv.Atoi(parts[len(parts)-1])
+	return Diagnostic{File: strings.Join(parts[:len(parts)-2], ":"), Line: l, Col: c}
 }
 
 // Field is a top-level value of a file decoded with ParseWithSequence.
@@ -266,12 +263,7 @@ func ParseWithSequence(f File, seqKey string, allowed ...string) (map[string]Fie
 	d := &decoder{sink: sink, prog: NewProgram()}
 	root, err := parseFile(f.Data)
 	if err != nil {
-		var pe *posError
-		if errors.As(err, &pe) {
-			sink.add(pe.off, "", "%s", pe.msg)
-		} else {
-			sink.add(-1, "", "%v", err)
-		}
+		sink.parseError(err)
 		return nil, nil, sink.diags
 	}
 	if !d.want(root, "top level", jObject) {

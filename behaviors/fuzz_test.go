@@ -1,0 +1,61 @@
+package behaviors
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzLoadSet: no input makes the loader panic, and a set either loads with
+// no errors or is refused with at least one.
+func FuzzLoadSet(f *testing.F) {
+	for _, glob := range []string{"testdata/bad/*.json", "../examples/*/*.json"} {
+		files, _ := filepath.Glob(glob)
+		for _, p := range files {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(`{"behaviors":{"a":{"frequency":1,"steps":[{"request":{"type":"ws","json":[1,{"a":"{{ . }}"}],"await":{"event":"x"}}}]}}}`))
+	f.Add([]byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		set, diags := Parse(File{Name: "fuzz.json", Data: data})
+		if (set == nil) != diags.HasErrors() {
+			t.Fatalf("set=%v but errors=%v: %v", set != nil, diags.HasErrors(), diags)
+		}
+		for _, d := range diags {
+			_ = d.String()
+		}
+		if set == nil {
+			return
+		}
+		// A loaded set's templates run without panicking on an empty koi.
+		env := &Env{Store: NewStore(Identity{})}
+		for _, b := range set.Behaviors {
+			if b.Sequence == nil {
+				continue
+			}
+			for _, st := range b.Sequence.Steps {
+				for _, a := range st.Pre {
+					_ = set.Prog.Run(env, a, nil)
+				}
+			}
+		}
+		if _, err := NewSchedule(freqsOf(set)); err != nil {
+			t.Fatalf("a loaded set has a bad frequency: %v", err)
+		}
+	})
+}
+
+func freqsOf(s *Set) []float64 {
+	var out []float64
+	for _, b := range s.Behaviors {
+		if b.HasFrequency {
+			out = append(out, b.Frequency)
+		}
+	}
+	return out
+}

@@ -1,0 +1,228 @@
+package behaviors
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Every bad file yields errors naming file, line:col, path and problem, and
+// no set.
+func TestBadFiles(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string // each must appear in some diagnostic, in order of the diagnostics
+	}{
+		// a misspelt field is named, with a suggestion
+		{"unknown_field.json", []string{`unknown_field.json:4:18: behavior "chat.postMessage" › step 1: unknown field "requets" (did you mean "request"?)`}},
+		// both ends of [0,1] are enforced, each at its own position
+		{"frequency_range.json", []string{`frequency_range.json:2:23: behavior "a" › frequency: 1.5 is outside [0, 1]`,
+			`frequency_range.json:3:23: behavior "b" › frequency: -0.1 is outside [0, 1]`}},
+		// wrong JSON types
+		{"wrong_type.json", []string{`wrong_type.json:2:23: behavior "x" › frequency: must be a number, not a string`,
+			`wrong_type.json:2:108: behavior "x" › step 1 › delay_after_ms: must be a number, not a string`}},
+		// request types are api, http, ws
+		{"request_type.json", []string{`request_type.json:2:62: behavior "x" › step 1 › request › type: unknown request type "grpc"`}},
+		// template errors name behavior, step, action index and template line
+		{"template_parse.json", []string{`template_parse.json:8:11: behavior "conversations.history" › step 2 › pre_actions[1]: template line 2: function "randomChanel" not defined`}},
+		// an argument's template
+		{"template_unclosed.json", []string{`template_unclosed.json:3:71: behavior "x" › step 1 › request › args.channel: template line 1: unexpected EOF`}},
+		// a frequency needs a sequence somewhere
+		{"frequency_without_steps.json", []string{`frequency_without_steps.json:1:43: behavior "lonely": has a frequency but no steps in any file`}},
+		// JSON syntax errors carry the position
+		{"syntax.json", []string{`syntax.json:2:27: invalid JSON: invalid character '"' after object value`}},
+		// env is removed from sprig: it reads the environment
+		{"env_removed.json", []string{`env_removed.json:2:58: behavior "x" › step 1 › pre_actions[0]: template line 1: function "env" not defined`}},
+		// ws and http requests need their fields; bad regexps are caught
+		{"ws_missing.json", []string{`ws_missing.json:2:88: behavior "x" › step 1 › request › await › match: bad regular expression`,
+			`ws_missing.json:3:52: behavior "y" › step 1 › request: a ws request needs "text", "json" or "await"`,
+			`ws_missing.json:4:52: behavior "z" › step 1 › request: an http request needs "url"`}},
+		// unknown top-level keys and wrong shapes
+		{"top_level.json", []string{`top_level.json:1:3: top level: unknown field "behavior" (did you mean "behaviors"?)`,
+			`top_level.json:1:44: on_event "message": must be an array, not a string`}},
+		// duplicate keys are ambiguous: an error, not last-one-wins
+		{"duplicate_key.json", []string{`duplicate_key.json:3:3: invalid JSON: duplicate key "x"`}},
+		// define/template could recurse: refused
+		{"define.json", []string{`define.json:2:58: behavior "x" › step 1 › pre_actions[0]: template define and block are not allowed`}},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		seen[tt.file] = true
+		t.Run(tt.file, func(t *testing.T) {
+			set, diags := Load(filepath.Join("testdata", "bad", tt.file))
+			if set != nil {
+				t.Fatalf("a bad file loaded: %+v", set)
+			}
+			if !diags.HasErrors() {
+				t.Fatal("no errors reported")
+			}
+			var lines []string
+			for _, d := range diags {
+				lines = append(lines, d.String())
+			}
+			i := 0
+			for _, w := range tt.want {
+				for i < len(lines) && !strings.Contains(lines[i], w) {
+					i++
+				}
+				if i == len(lines) {
+					t.Errorf("missing (in order) %q\ngot:\n%s", w, strings.Join(lines, "\n"))
+					return
+				}
+				i++
+			}
+			if len(lines) != len(tt.want) {
+				t.Errorf("got %d diagnostics, want exactly %d (no follow-on noise):\n%s", len(lines), len(tt.want), strings.Join(lines, "\n"))
+			}
+		})
+	}
+	files, _ := filepath.Glob("testdata/bad/*.json")
+	for _, f := range files {
+		if !seen[filepath.Base(f)] {
+			t.Errorf("%s has no row in the table", f)
+		}
+	}
+}
+
+// The seed's behavior loads verbatim from its two files and merges by key.
+func TestSeedLoadsAndMerges(t *testing.T) {
+	set, diags := Load("../examples/seed/frequencies.json", "../examples/seed/sequences.json")
+	if set == nil {
+		t.Fatal(diags)
+	}
+	if len(diags) != 0 {
+		t.Errorf("unexpected diagnostics: %v", diags)
+	}
+	b := set.Behavior("conversations.history")
+	if b == nil || !b.HasFrequency || b.Frequency != 0.2393 || b.Sequence == nil {
+		t.Fatalf("merged behavior = %+v", b)
+	}
+	st := b.Sequence.Steps[0]
+	if len(st.Pre) != 3 || st.Request == nil || len(st.Request.Args) != 6 || len(st.Post) != 3 {
+		t.Errorf("step = %d pre, %+v request, %d post; want 3, 6 args, 3", len(st.Pre), st.Request, len(st.Post))
+	}
+	if b.Doc != "Calls the conversations.history API endpoint with a random channel" {
+		t.Errorf("doc = %q", b.Doc)
+	}
+	// The frequency alone is an error; the sequence alone a warning.
+	if s, d := Load("../examples/seed/frequencies.json"); s != nil || !d.HasErrors() {
+		t.Errorf("frequencies alone loaded")
+	}
+	s, d := Load("../examples/seed/sequences.json")
+	if s == nil || d.HasErrors() || len(d.Warnings()) != 1 || !strings.Contains(d[0].String(), "no frequency") {
+		t.Errorf("sequences alone: set=%v diags=%v, want a set and one warning", s != nil, d)
+	}
+	// Giving the frequency twice is an error naming the first place.
+	f, _ := ReadFiles("../examples/seed/frequencies.json")
+	_, d = Parse(f[0], File{Name: "again.json", Data: f[0].Data})
+	if !strings.Contains(d.Error(), "frequency already given in ../examples/seed/frequencies.json:6:19") {
+		t.Errorf("duplicate frequency: %v", d)
+	}
+}
+
+// Every example set loads.
+func TestExamplesLoad(t *testing.T) {
+	set, diags := Load("../examples/slack/frequencies.json", "../examples/slack/sequences.json")
+	if set == nil {
+		t.Fatal(diags)
+	}
+	if set.Boot == nil || len(set.OnEvent["message"]) != 2 || len(set.Behaviors) != 8 {
+		t.Errorf("slack set: boot=%v on_event=%d behaviors=%d", set.Boot != nil, len(set.OnEvent["message"]), len(set.Behaviors))
+	}
+	for _, b := range set.Behaviors {
+		if !b.HasFrequency || b.Sequence == nil {
+			t.Errorf("behavior %s: frequency %v, sequence %v", b.Name, b.HasFrequency, b.Sequence != nil)
+		}
+	}
+}
+
+// The one-file shape with "sequences" beside "behaviors" (Slack's talk).
+func TestSequencesBesideBehaviors(t *testing.T) {
+	set, diags := Parse(File{Name: "one.json", Data: []byte(`{
+	  "behaviors": {"a": {"frequency": 0.5}},
+	  "sequences": {"a": {"doc": "d", "steps": [{"request": {"type": "http", "url": "http://127.0.0.1/x", "method": "put",
+	      "headers": {"X-Koi": "{{ koiIndex }}"}, "json": {"n": 1, "s": "{{ koiIndex }}", "l": [true, null]}}}]}}}`)})
+	if set == nil {
+		t.Fatal(diags)
+	}
+	b := set.Behavior("a")
+	if !b.HasFrequency || b.Sequence == nil || b.Sequence.Steps[0].Request.Method != "PUT" {
+		t.Fatalf("behavior = %+v", b)
+	}
+	env := &Env{Store: NewStore(Identity{Index: 9})}
+	v, err := b.Sequence.Steps[0].Request.JSON.Render(set.Prog, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.(map[string]any)
+	if m["s"] != "9" || m["n"] == nil || len(m["l"].([]any)) != 2 {
+		t.Errorf("rendered json = %#v", m)
+	}
+}
+
+// Loading never half-applies: a set with one bad behavior among good ones
+// is refused whole.
+func TestNoHalfLoadedSet(t *testing.T) {
+	set, diags := Parse(File{Name: "mixed.json", Data: []byte(`{"behaviors": {
+	  "good": {"frequency": 0.1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]},
+	  "bad": {"frequency": 0.1, "steps": [{"request": {"type": "api", "method": "x", "args": {"a": "{{ nope }}"}}}]}}}`)})
+	if set != nil || !diags.HasErrors() {
+		t.Fatalf("set with a bad behavior loaded: %v", diags)
+	}
+	var d Diagnostics
+	if !errors.As(diags, &d) || len(d) != 1 {
+		t.Errorf("diags = %v", diags)
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, diags := Load("testdata/does-not-exist.json")
+	if !diags.HasErrors() || diags[0].File != "testdata/does-not-exist.json" {
+		t.Fatalf("diags = %v", diags)
+	}
+	big := filepath.Join(t.TempDir(), "big.json")
+	if err := os.WriteFile(big, make([]byte, MaxFileSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, diags := Load(big); !strings.Contains(diags.Error(), "larger than") {
+		t.Errorf("oversized file: %v", diags)
+	}
+}
+
+// FUNCTIONS.md documents exactly the koi functions the templates get.
+func TestFunctionsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("FUNCTIONS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := GenerateFunctionsDoc()
+	if string(doc) != want {
+		if os.Getenv("UPDATE") != "" {
+			if err := os.WriteFile("FUNCTIONS.md", []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Error("FUNCTIONS.md is out of date; run: UPDATE=1 go test -run TestFunctionsDocumented ./behaviors/")
+	}
+	names := FuncNames()
+	for _, f := range KoiFuncs {
+		if !slices.Contains(names, f.Name) {
+			t.Errorf("documented function %s does not exist", f.Name)
+		}
+	}
+	for _, n := range []string{"set", "get", "halt", "randomChannel", "setCurrentChannel", "addMessages", "extractStrings",
+		"addUserIDs", "pickString", "stringArray"} {
+		if !slices.ContainsFunc(KoiFuncs, func(f FuncDoc) bool { return f.Name == n }) {
+			t.Errorf("the seed's function %s is not documented", n)
+		}
+	}
+	for n := range RemovedSprig {
+		if slices.Contains(names, n) {
+			t.Errorf("removed function %s is still callable", n)
+		}
+	}
+}
