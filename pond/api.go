@@ -695,9 +695,11 @@ func (s *Server) chatPostMessage(_ *http.Request, user int, args map[string]stri
 	// Prepare under the lock so events leave in ts order per channel.
 	pm := s.prepare(MessageEvent{Type: "message", Channel: ch.id, User: s.ws.userIDs[user], Text: text,
 		TS: m.tsStr, EventTS: m.tsStr, Team: TeamID, SentAt: nowMillis()})
+	ch.fanMu.Lock()
 	ch.mu.Unlock()
-	s.stats.messagesPosted.Add(1)
 	s.hub.toChannel(ch, pm, -1)
+	ch.fanMu.Unlock()
+	s.stats.messagesPosted.Add(1)
 	return struct {
 		Channel string  `json:"channel"`
 		TS      string  `json:"ts"`
@@ -806,7 +808,9 @@ func (s *Server) react(user int, args map[string]string, add bool) (any, apiErro
 	pm := s.prepare(ReactionEvent{Type: typ, User: s.ws.userIDs[user], Reaction: name,
 		ItemUser: s.ws.userIDs[m.user], Item: ReactionItem{Type: "message", Channel: ch.id, TS: m.tsStr},
 		EventTS: now, SentAt: nowMillis()})
+	ch.fanMu.Lock()
 	ch.mu.Unlock()
 	s.hub.toChannel(ch, pm, -1)
+	ch.fanMu.Unlock()
 	return struct{}{}, ""
 }

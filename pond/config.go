@@ -85,6 +85,10 @@ type Config struct {
 	// ShutdownTimeout bounds Close's graceful shutdown (default 5s).
 	ShutdownTimeout time.Duration
 
+	// Pprof serves net/http/pprof under /debug/pprof/ (for profiling
+	// benchmarks; off by default).
+	Pprof bool
+
 	// Logger receives lifecycle logs (default: discard).
 	Logger *slog.Logger
 }

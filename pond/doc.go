@@ -45,7 +45,10 @@
 //
 // # Lock order
 //
-// hub.mu → wsConn.mu; channel.mu is never held while taking hub.mu or a
-// wsConn.mu (events are built under channel.mu, published after it is
-// released). The rate limiter and stats locks are leaves.
+// channel.mu → channel.fanMu → hub.mu → wsConn.mu. A post builds its event
+// under channel.mu, takes channel.fanMu before releasing channel.mu and fans
+// out under fanMu alone, so events of one channel leave in ts order while
+// readers of the channel are not blocked by the fan-out. Nothing takes
+// channel.mu while holding hub.mu (hub.register reads memberships before
+// taking it). The rate limiter, stats and marks locks are leaves.
 package pond

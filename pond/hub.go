@@ -14,7 +14,7 @@ import (
 // (#general, #announcements) fan out to all connections and keep no index of
 // their own; other channels keep the set of their members' connections.
 //
-// Lock order: hub.mu, then wsConn.mu.
+// Lock order (see the package doc): channel.fanMu → hub.mu → wsConn.mu.
 type hub struct {
 	mu     sync.RWMutex
 	all    []*wsConn              // every registered connection; wsConn.allIdx is its index
@@ -46,24 +46,45 @@ func newHub(channels int) *hub {
 }
 
 // register adds c to the indexes of every channel its user belongs to.
+// Channel membership is read without hub.mu held (see the lock order), and
+// read twice: a join that lands between the first read and c's entry in
+// byUser is caught by the second.
 func (h *hub) register(ws *workspace, c *wsConn) {
+	chans := memberOf(ws, c.user)
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	c.allIdx = len(h.all)
 	h.all = append(h.all, c)
 	u := int32(c.user)
 	h.byUser[u] = append(h.byUser[u], c)
+	for _, j := range chans {
+		h.addLocked(int(j), c)
+	}
+	h.mu.Unlock()
+	again := memberOf(ws, c.user)
+	if len(again) != len(chans) {
+		h.mu.Lock()
+		for _, j := range again {
+			h.addLocked(int(j), c)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// memberOf lists the ordinary channels user belongs to.
+func memberOf(ws *workspace, user int) []int32 {
+	var out []int32
 	for j, ch := range ws.channels {
 		if ch.everyone {
 			continue
 		}
 		ch.mu.RLock()
-		member := ch.members.has(c.user)
+		member := ch.members.has(user)
 		ch.mu.RUnlock()
 		if member {
-			h.addLocked(j, c)
+			out = append(out, int32(j))
 		}
 	}
+	return out
 }
 
 func (h *hub) addLocked(j int, c *wsConn) {

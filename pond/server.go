@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +110,12 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	}
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -299,6 +306,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // readLoop owns c: it registers it, reads client frames until an error,
 // then unregisters and closes it.
 func (s *Server) readLoop(c *wsConn) {
+	// The hello goes first in the queue, before any event can be fanned
+	// out to c.
+	c.enqueue(s.prepare(HelloEvent{Type: "hello", SentAt: nowMillis()}))
 	s.hub.register(s.ws, c)
 	defer func() {
 		s.hub.unregister(c)
@@ -306,7 +316,6 @@ func (s *Server) readLoop(c *wsConn) {
 		s.stats.wsOpen.Add(-1)
 		s.stats.disconnects.Add(1)
 	}()
-	c.enqueue(s.prepare(HelloEvent{Type: "hello", SentAt: nowMillis()}))
 	c.ws.SetReadLimit(s.cfg.MaxFrameBytes)
 	idle := 2 * s.cfg.PingInterval
 	if idle > 0 {

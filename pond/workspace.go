@@ -182,10 +182,11 @@ type channel struct {
 	created  int64
 
 	mu      sync.RWMutex
-	members bitset    // nil when everyone
-	n       int       // member count (when !everyone)
-	ring    []message // a ring once full; see at
-	head    int       // index of the oldest message in ring
+	fanMu   sync.Mutex // taken before mu is released; keeps fan-out in ts order
+	members bitset     // nil when everyone
+	n       int        // member count (when !everyone)
+	ring    []message  // a ring once full; see at
+	head    int        // index of the oldest message in ring
 	lastTS  int64
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -291,4 +292,69 @@ func TestManyConnectionsOneUser(t *testing.T) {
 	waitFor(t, "unregister", func() bool { return s.Stats().WebsocketsOpen == 1 })
 	mustOK(t, s, 5, "chat.postMessage", map[string]string{"channel": "C000000", "text": "still here"})
 	b.readType(t, "message")
+}
+
+func TestConcurrentPostsArriveInOrder(t *testing.T) {
+	s := openTest(t, Config{DisableRateLimits: true})
+	conns := []*client{dial(t, s, 1), dial(t, s, 2), dial(t, s, 3)}
+	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == 3 })
+	const posters, each = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, posters*each+20)
+	post := func(user int, method string, form url.Values) {
+		req, _ := http.NewRequest("POST", s.URL()+"/api/"+method, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+Token(user))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			errs <- err
+			return
+		}
+		resp.Body.Close()
+	}
+	for p := 0; p < posters; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				post(10+p, "chat.postMessage", url.Values{"channel": {"C000000"}, "text": {"burst"}})
+			}
+		}()
+	}
+	// Meanwhile users connect and join, racing registration against joins.
+	in, _ := memberChannel(t, s, 0)
+	for u := 20; u < 30; u++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			post(u, "conversations.join", url.Values{"channel": {in.id}})
+		}()
+		dial(t, s, u)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		last := int64(0)
+		for n := 0; n < posters*each; n++ {
+			ev := c.readType(t, "message")
+			ts, _ := parseTS(ev["ts"].(string))
+			if ts <= last {
+				t.Fatalf("message ts %v arrived after a later one", ev["ts"])
+			}
+			last = ts
+		}
+	}
+	// Every joiner's connection is indexed under the channel it joined.
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	for u := 20; u < 30; u++ {
+		for _, c := range s.hub.byUser[int32(u)] {
+			if _, ok := s.hub.byChan[in.idx][c]; !ok {
+				t.Errorf("connection of %s not indexed under %s after joining", UserID(u), in.id)
+			}
+		}
+	}
 }

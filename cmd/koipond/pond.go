@@ -48,6 +48,7 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 	writeTimeout := fs.Duration("write-timeout", pond.DefaultWriteTimeout, "websocket write timeout (slow consumer)")
 	pingInterval := fs.Duration("ping-interval", pond.DefaultPingInterval, "websocket ping interval (negative: off)")
 	verbose := fs.Bool("v", false, "log every slow-consumer drop")
+	pprof := fs.Bool("pprof", false, "serve /debug/pprof/ (profiling)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -68,8 +69,8 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 		Addr: *addr, Users: *users, Channels: *channels, HistoryPerChannel: *history,
 		HistoryCap: *historyCap, Seed: *seed, TokenSecret: *secret,
 		DisableRateLimits: *noLimits, SendQueue: *sendQueue, WriteTimeout: *writeTimeout,
-		PingInterval: *pingInterval,
-		Logger:       slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		PingInterval: *pingInterval, Pprof: *pprof,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if *history == 0 {
 		cfg.HistoryPerChannel = -1
