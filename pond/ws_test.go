@@ -358,3 +358,48 @@ func TestConcurrentPostsArriveInOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestSilentPeerClosedAfterTwoPings(t *testing.T) {
+	s := openTest(t, Config{PingInterval: 100 * time.Millisecond})
+	// A client that never reads never answers pings.
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/ws", http.Header{"Authorization": {"Bearer " + Token(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A reading client answers them and stays.
+	live := dial(t, s, 2)
+	waitFor(t, "the silent peer's close", func() bool { return s.Stats().Disconnects == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if st := s.Stats(); st.WebsocketsOpen != 1 || st.Disconnects != 1 {
+		t.Errorf("open %d, disconnects %d; want the live client kept", st.WebsocketsOpen, st.Disconnects)
+	}
+	live.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","id":1}`))
+	live.readType(t, "pong")
+}
+
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s, err := Open(context.Background(), Config{Users: 50, Channels: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs []*websocket.Conn
+	for i := 0; i < 20; i++ {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/ws", http.Header{"Authorization": {"Bearer " + Token(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == 20 })
+	mustOK(t, s, 1, "chat.postMessage", map[string]string{"channel": "C000000", "text": "bye"})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	http.DefaultClient.CloseIdleConnections()
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
+}

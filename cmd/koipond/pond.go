@@ -102,8 +102,11 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 		}
 		cfg.Inject[m] = f
 	}
+	if *users < 1 || *channels < 2 {
+		return fmt.Errorf("pond: --users must be ≥ 1 and --channels ≥ 2 (got %d and %d)", *users, *channels)
+	}
 	if errs := cfg.Validate(); len(errs) > 0 {
-		return fmt.Errorf("koipond pond: %w", errors.Join(errs...))
+		return errors.Join(errs...)
 	}
 	srv, err := pond.Open(ctx, cfg)
 	if err != nil {
