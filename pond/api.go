@@ -42,6 +42,7 @@ func init() {
 		"users.info":            (*Server).usersInfo,
 		"users.setPresence":     (*Server).usersSetPresence,
 		"conversations.list":    (*Server).conversationsList,
+		"users.conversations":   (*Server).usersConversations,
 		"conversations.info":    (*Server).conversationsInfo,
 		"conversations.members": (*Server).conversationsMembers,
 		"conversations.history": (*Server).conversationsHistory,
@@ -418,7 +419,18 @@ func (s *Server) usersSetPresence(_ *http.Request, user int, args map[string]str
 	return struct{}{}, ""
 }
 
-func (s *Server) conversationsList(_ *http.Request, user int, args map[string]string) (any, apiError) {
+// usersConversations lists the channels the caller is a member of (the
+// cheap way for a client to learn its channels at boot).
+func (s *Server) usersConversations(r *http.Request, user int, args map[string]string) (any, apiError) {
+	return s.listChannels(user, args, true)
+}
+
+func (s *Server) conversationsList(r *http.Request, user int, args map[string]string) (any, apiError) {
+	return s.listChannels(user, args, false)
+}
+
+// listChannels serves conversations.list and, with mine, users.conversations.
+func (s *Server) listChannels(user int, args map[string]string, mine bool) (any, apiError) {
 	limit, ok := intArg(args, "limit", 100, 1, 1000)
 	from, ok2 := decodeCursor(args["cursor"])
 	exclArchived, ok3 := boolArg(args, "exclude_archived")
@@ -455,7 +467,7 @@ func (s *Server) conversationsList(_ *http.Request, user int, args map[string]st
 			continue
 		}
 		ch.mu.RLock()
-		if !ch.private || ch.isMemberLocked(user) {
+		if member := ch.isMemberLocked(user); member || (!ch.private && !mine) {
 			out.Channels = append(out.Channels, s.channelObjLocked(ch, user))
 		}
 		ch.mu.RUnlock()

@@ -239,6 +239,17 @@ func TestUsersAndChannels(t *testing.T) {
 	}
 
 	in, out := memberChannel(t, s, 3)
+	// users.conversations lists exactly the caller's channels.
+	r = mustOK(t, s, 3, "users.conversations", map[string]string{"types": "public_channel,private_channel", "limit": "1000"})
+	mine := 0
+	for _, ch := range s.ws.channels {
+		if ch.everyone || ch.members.has(3) {
+			mine++
+		}
+	}
+	if got := r.Body["channels"].([]any); len(got) != mine || got[0].(map[string]any)["is_member"] != true {
+		t.Errorf("users.conversations: %d channels, want %d", len(got), mine)
+	}
 	r = mustOK(t, s, 3, "conversations.info", map[string]string{"channel": in.id})
 	if c := r.Body["channel"].(map[string]any); c["is_member"] != true || c["num_members"] != float64(in.n) {
 		t.Errorf("conversations.info = %v", c)

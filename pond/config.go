@@ -137,6 +137,7 @@ var MethodTiers = map[string]string{
 	"users.info":            Tier4,
 	"users.setPresence":     Tier2,
 	"conversations.list":    Tier2,
+	"users.conversations":   Tier3,
 	"conversations.info":    Tier3,
 	"conversations.members": Tier4,
 	"conversations.history": Tier3,

@@ -29,6 +29,13 @@
 // request_too_large 413, ratelimited 429 (with Retry-After in seconds),
 // internal_error 500 (injected faults), method_not_allowed 405.
 //
+// Methods: auth.test, rtm.connect, users.list, users.info, users.setPresence,
+// users.conversations, conversations.list, conversations.info,
+// conversations.members, conversations.history, conversations.mark,
+// conversations.join, chat.postMessage, reactions.add, reactions.remove.
+// conversations.history returns newest first with has_more and
+// response_metadata.next_cursor; list methods page with limit and cursor.
+//
 // rtm.connect replies {"ok":true,"url":"ws://HOST/ws?ticket=…","self":{…},
 // "team":{…}}; the websocket endpoint also accepts a bearer token on the
 // upgrade request instead of a ticket.
