@@ -187,8 +187,9 @@ type FuncDoc struct {
 // KoiFuncs documents the koi functions, in reference order. A test checks
 // that it lists exactly the functions the templates get.
 var KoiFuncs = []FuncDoc{
-	{"set", "set KEY VALUE", "Stores VALUE under KEY in the koi's variables; prints nothing. Setting nil removes KEY."},
-	{"get", "get KEY", "Returns a launch parameter named KEY (formations) or else the koi variable KEY, or nil when neither exists."},
+	{"set", "set KEY VALUE", "Stores VALUE under KEY for the rest of this sequence (each run of a sequence has its own variables, so concurrent sequences of one koi never mix them); prints nothing. Setting nil removes KEY."},
+	{"get", "get KEY", "Returns, in this order, the sequence variable KEY, the launch parameter KEY (formations), the koi variable KEY (setKoi), or nil."},
+	{"setKoi", "setKoi KEY VALUE", "Stores VALUE under KEY for the koi's whole life (e.g. in boot: what every later sequence needs); prints nothing."},
 	{"param", "param NAME", "Returns the launch parameter NAME, or an error naming it when the launch did not give it."},
 	{"halt", "halt REASON…", "Stops the sequence on purpose. Counted as halted, not as an error."},
 	{"chance", "chance P", "True with probability P (0–1): branch a step for a share of executions."},
@@ -245,6 +246,24 @@ func funcMap(b *binding) template.FuncMap {
 		return "", b.tick()
 	}
 	m["set"] = func(key string, v any) (string, error) {
+		if b == nil || b.env == nil {
+			return "", errNoStore
+		}
+		e := b.env
+		if v == nil {
+			delete(e.Vars, key)
+			return "", nil
+		}
+		if e.Vars == nil {
+			e.Vars = make(map[string]any, 4)
+		}
+		if _, ok := e.Vars[key]; !ok && len(e.Vars) >= MaxVars {
+			return "", fmt.Errorf("set %q: the sequence already holds %d variables", key, MaxVars)
+		}
+		e.Vars[key] = v
+		return "", nil
+	}
+	m["setKoi"] = func(key string, v any) (string, error) {
 		s, err := st()
 		if err != nil {
 			return "", err
@@ -253,6 +272,9 @@ func funcMap(b *binding) template.FuncMap {
 	}
 	m["get"] = func(key string) (any, error) {
 		if b != nil && b.env != nil {
+			if v, ok := b.env.Vars[key]; ok {
+				return v, nil
+			}
 			if v, ok := b.env.Params[key]; ok {
 				return v, nil
 			}

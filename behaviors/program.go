@@ -62,11 +62,17 @@ func (e *ExecError) Unwrap() error { return e.Err }
 // to enforce MaxIterations and MaxDuration.
 const tickFunc = "_koipondTick"
 
-// Env is what one execution of a sequence sees: the koi's store and, for
-// formations, the launch parameters (readable with get).
+// Env is what one execution of a sequence (or of one event's handlers)
+// sees: the koi's store, for formations the launch parameters, and the
+// execution's own variables. Create one per execution: variables set with
+// `set` live as long as the Env, so two sequences a koi runs at the same
+// time never see each other's scratch values (use setKoi for state that
+// outlives a sequence).
 type Env struct {
 	Store  *Store
 	Params map[string]string
+	// Vars holds the execution's variables (allocated on first set).
+	Vars map[string]any
 }
 
 // Text is a string field that may be a template ("{{ get \"channel\" }}") or

@@ -127,6 +127,24 @@ func TestKoiFunctions(t *testing.T) {
 	}
 }
 
+// Sequence variables belong to one execution; koi variables to the koi.
+func TestVariableScopes(t *testing.T) {
+	p := NewProgram()
+	st := NewStore(Identity{})
+	a, b := &Env{Store: st}, &Env{Store: st}
+	if err := p.Run(a, compileOne(t, p, `{{ set "ch" "C1" }}{{ setKoi "self" "U1" }}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := p.Render(b, compileOne(t, p, `[{{ with get "ch" }}{{ . }}{{ end }}][{{ get "self" }}]`), nil)
+	if got != "[][U1]" {
+		t.Errorf("another sequence sees %q, want its own empty ch and the koi's self", got)
+	}
+	got, _ = p.Render(a, compileOne(t, p, `{{ get "ch" }}`), nil)
+	if got != "C1" {
+		t.Errorf("the same sequence sees %q", got)
+	}
+}
+
 // One compiled program serves many koi at once without mixing their
 // stores.
 func TestProgramConcurrentKoi(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -105,11 +106,17 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 		return conn.SetReadDeadline(time.Now().Add(pongWait))
 	})
 	var ping *time.Timer
+	var closed atomic.Bool // set before ping.Stop, so a running callback does not re-arm
 	ping = time.AfterFunc(k.jitter(k.rt.cfg.PingInterval), func() {
+		if closed.Load() {
+			return
+		}
 		if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 			return
 		}
-		ping.Reset(k.jitter(k.rt.cfg.PingInterval))
+		if !closed.Load() {
+			ping.Reset(k.jitter(k.rt.cfg.PingInterval))
+		}
 	})
 	stopWatch := context.AfterFunc(ctx, func() {
 		// Stop: say goodbye, then unblock the reader.
@@ -119,6 +126,7 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 	})
 	defer func() {
 		stopWatch()
+		closed.Store(true)
 		ping.Stop()
 		k.conn.Store(nil)
 		conn.Close()
@@ -177,9 +185,13 @@ func (k *Koi) handleFrame(data []byte) {
 		return
 	}
 	set := k.rt.set
+	var env *behaviors.Env
 	for _, typ := range [2]string{ev.Type, "*"} {
 		for _, a := range set.OnEvent[typ] {
-			if err := set.Prog.Run(&k.env, a, ev.Data); err != nil && !errors.Is(err, behaviors.ErrHalt) {
+			if env == nil {
+				env = &behaviors.Env{Store: k.store}
+			}
+			if err := set.Prog.Run(env, a, ev.Data); err != nil && !errors.Is(err, behaviors.ErrHalt) {
 				k.rt.series("on_event:" + typ).Count(metrics.Error)
 				break
 			}
@@ -221,5 +233,7 @@ func (k *Koi) removeWaiter(w *waiter) {
 	}
 }
 
-// Connected reports whether the koi's websocket is open.
+// Connected reports whether the koi's websocket is open. (A koi whose run
+// has no websocket is in State Connected once booted, yet Connected is
+// false: the state says "ready", this says "socket open".)
 func (k *Koi) Connected() bool { return k.conn.Load() != nil }

@@ -78,7 +78,7 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 			if o != metrics.Halted {
 				k.rt.series(rkey).Observe(time.Since(start), o)
 				if stepKey != "" {
-					k.rt.series(stepKey + ":" + strconv.Itoa(i+1)).Observe(time.Since(start), o)
+					k.rt.series(stepKey+":"+strconv.Itoa(i+1)).Observe(time.Since(start), o)
 				}
 			}
 			if err != nil {

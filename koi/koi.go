@@ -37,7 +37,6 @@ func (s State) String() string {
 type Koi struct {
 	rt       *Runtime
 	store    *behaviors.Store
-	env      behaviors.Env
 	activity float64
 	rng      *rand.Rand // guarded by mu
 
@@ -87,7 +86,6 @@ func (rt *Runtime) New(id behaviors.Identity, activity float64) *Koi {
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), uint64(id.Index))),
 		resumed:  closedChan,
 	}
-	k.env.Store = st
 	return k
 }
 
@@ -161,7 +159,7 @@ func (k *Koi) boot(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = k.execute(actx, k.rt.set.Boot, &k.env, "boot", "boot")
+		err = k.execute(actx, k.rt.set.Boot, &behaviors.Env{Store: k.store}, "boot", "boot")
 		if err == nil || errors.Is(err, behaviors.ErrHalt) {
 			return nil
 		}
@@ -321,7 +319,7 @@ func (k *Koi) runBehavior(ctx context.Context, b *behaviors.Behavior) {
 	defer k.seqs.Done()
 	k.count(func(s *Stats) { s.Behaviors++ })
 	start := time.Now()
-	err := k.execute(ctx, b.Sequence, &k.env, b.Key, "")
+	err := k.execute(ctx, b.Sequence, &behaviors.Env{Store: k.store}, b.Key, "")
 	k.rt.series(b.Key).Observe(time.Since(start), outcomeOf(ctx, err))
 }
 
@@ -333,7 +331,7 @@ func (k *Koi) Launch(name string, seq *behaviors.Sequence, params map[string]str
 	k.mu.Lock()
 	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
 		k.mu.Unlock()
-		k.rt.series("formation:"+name).Count(metrics.Canceled)
+		k.rt.series("formation:" + name).Count(metrics.Canceled)
 		return
 	}
 	actx := k.actCtx
@@ -342,7 +340,7 @@ func (k *Koi) Launch(name string, seq *behaviors.Sequence, params map[string]str
 	go func() {
 		defer k.seqs.Done()
 		if !sleepCtx(actx, delay) {
-			k.rt.series("formation:"+name).Count(metrics.Canceled)
+			k.rt.series("formation:" + name).Count(metrics.Canceled)
 			return
 		}
 		env := &behaviors.Env{Store: k.store, Params: params}

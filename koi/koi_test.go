@@ -177,7 +177,7 @@ func TestKoiLifecycleOverWebsocket(t *testing.T) {
 	    {"request": {"type": "api", "method": "conversations.list", "post_actions": ["{{ addChannels .channels }}"]}}]},
 	  "on_event": {"message": ["{{ addMessages .channel (list .) }}"]},
 	  "behaviors": {"ping": {"steps": [{"request": {"type": "ws", "json": {"type": "ping", "id": "{{ koiIndex }}"},
-	      "await": {"event": "pong", "timeout_ms": 2000}, "post_actions": ["{{ set \"pong\" .reply_to }}"]}}]}}}`)
+	      "await": {"event": "pong", "timeout_ms": 2000}, "post_actions": ["{{ setKoi \"pong\" .reply_to }}"]}}]}}}`)
 	rt := newRuntime(t, koi.RuntimeConfig{Set: set, APIBase: srv.apiBase()})
 	k := rt.New(behaviors.Identity{Index: 5, Token: "tok5"}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
