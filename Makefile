@@ -14,8 +14,14 @@ help: ## list the targets
 build: ## build bin/koipond
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/koipond
 
-test: lint ## gofmt + vet, then every test (race detector on, fuzz seed corpora included)
+# Load-sized tests (thousands of koi over real sockets) need more throughput
+# than the race detector leaves; they skip themselves under -race and run in
+# this second, non-race pass.
+LOADTESTS := OverRealSockets
+
+test: lint ## gofmt + vet, every test under the race detector (fuzz seed corpora included), then the load-sized tests
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -timeout 10m -run '$(LOADTESTS)' -v ./koi/
 
 demo: build ## build and run the whole system on loopback (Ctrl-C stops it)
 	./$(BIN) demo

@@ -2,14 +2,206 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"io"
+	"sort"
+	"strings"
+
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/formations"
 )
 
 func runBehaviors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("behaviors: not built yet")
+	return subcommand("behaviors", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
+		"validate": validateBehaviors,
+	})
 }
 
 func runFormations(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("formations: not built yet")
+	return subcommand("formations", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
+		"validate": validateFormations,
+	})
+}
+
+// subcommand dispatches `koipond NAME VERB …`.
+func subcommand(name string, args []string, stdout, stderr io.Writer, verbs map[string]func([]string, io.Writer, io.Writer) error) error {
+	var names []string
+	for v := range verbs {
+		names = append(names, v)
+	}
+	sort.Strings(names)
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		w := stderr
+		if len(args) > 0 {
+			w = stdout
+		}
+		fmt.Fprintf(w, "Usage: koipond %s <%s> [flags] FILE…\n\nRun 'koipond %s <verb> --help' for details.\n", name, strings.Join(names, "|"), name)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	f, ok := verbs[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "koipond %s: unknown verb %q (have: %s)\n", name, args[0], strings.Join(names, ", "))
+		return errUsage
+	}
+	return f(args[1:], stdout, stderr)
+}
+
+// diagJSON is one diagnostic in --json output.
+type diagJSON struct {
+	File     string `json:"file"`
+	Line     int    `json:"line,omitempty"`
+	Col      int    `json:"col,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Message  string `json:"message"`
+	Severity string `json:"severity"`
+}
+
+func toJSON(ds behaviors.Diagnostics) []diagJSON {
+	out := []diagJSON{}
+	for _, d := range ds {
+		sev := "error"
+		if d.Warning {
+			sev = "warning"
+		}
+		out = append(out, diagJSON{d.File, d.Line, d.Col, d.Path, d.Msg, sev})
+	}
+	return out
+}
+
+func validateBehaviors(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("behaviors validate", "behaviors validate [--json] FILE…", `
+Check a behavior set: every file given is one part of the same set, merged
+by behavior name (for example frequencies.json from the warehouse and
+sequences.json written by hand). Every problem is printed at once, as
+file:line:col: path: message. Exits 1 when there is any error; warnings
+alone exit 0.`, stderr)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "koipond behaviors validate: give at least one FILE")
+		return errUsage
+	}
+	set, diags := behaviors.Load(fs.Args()...)
+	if *asJSON {
+		res := map[string]any{"valid": set != nil, "diagnostics": toJSON(diags)}
+		if set != nil {
+			res["behaviors"], res["scheduled"], res["calls_per_koi_minute"] = summarizeSet(set)
+			res["hash"] = set.Hash
+		}
+		if err := writeJSON(stdout, res); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range diags {
+			fmt.Fprintln(stdout, d.String())
+		}
+		if set != nil {
+			n, sched, perMin := summarizeSet(set)
+			boot := "no boot sequence"
+			if set.Boot != nil {
+				boot = fmt.Sprintf("boot: %d steps", len(set.Boot.Steps))
+			}
+			var events []string
+			for e := range set.OnEvent {
+				events = append(events, e)
+			}
+			sort.Strings(events)
+			ev := "no on_event handlers"
+			if len(events) > 0 {
+				ev = "on_event: " + strings.Join(events, ", ")
+			}
+			fmt.Fprintf(stdout, "ok: %d behaviors (%d scheduled), %s, %s\n", n, sched, boot, ev)
+			fmt.Fprintf(stdout, "    %.3f calls per koi-minute: 1,000 koi make about %.1f calls/s\n", perMin, perMin*1000/60)
+		}
+	}
+	if set == nil {
+		if !*asJSON {
+			fmt.Fprintf(stderr, "koipond: %d errors in %s\n", countErrors(diags), strings.Join(fs.Args(), ", "))
+		}
+		return exitError{1}
+	}
+	return nil
+}
+
+func summarizeSet(set *behaviors.Set) (n, scheduled int, perMinute float64) {
+	for _, b := range set.Behaviors {
+		n++
+		if b.HasFrequency && b.Sequence != nil {
+			scheduled++
+			perMinute += b.Frequency
+		}
+	}
+	return n, scheduled, perMinute
+}
+
+func countErrors(ds behaviors.Diagnostics) int {
+	n := 0
+	for _, d := range ds {
+		if !d.Warning {
+			n++
+		}
+	}
+	return n
+}
+
+func validateFormations(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("formations validate", "formations validate [--json] FILE…", `
+Check formation files (each file is one formation). Every problem in every
+file is printed at once, as file:line:col: path: message. Exits 1 when any
+file has an error.`, stderr)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "koipond formations validate: give at least one FILE")
+		return errUsage
+	}
+	bad := 0
+	var results []map[string]any
+	for _, path := range fs.Args() {
+		f, diags := formations.Load(path)
+		if f == nil {
+			bad++
+		}
+		if *asJSON {
+			r := map[string]any{"file": path, "valid": f != nil, "diagnostics": toJSON(diags)}
+			if f != nil {
+				r["name"], r["percent"], r["begin_within_secs"], r["steps"] = f.Name, f.Percent, f.BeginWithin.Seconds(), len(f.Sequence.Steps)
+			}
+			results = append(results, r)
+			continue
+		}
+		for _, d := range diags {
+			fmt.Fprintln(stdout, d.String())
+		}
+		if f != nil {
+			fmt.Fprintf(stdout, "ok: %s: %q: %g%% of connected koi start %d steps within %v\n",
+				path, f.Name, f.Percent, len(f.Sequence.Steps), f.BeginWithin)
+		}
+	}
+	if *asJSON {
+		if err := writeJSON(stdout, results); err != nil {
+			return err
+		}
+	}
+	if bad > 0 {
+		if !*asJSON {
+			fmt.Fprintf(stderr, "koipond: %d of %d formation files have errors\n", bad, fs.NArg())
+		}
+		return exitError{1}
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
