@@ -303,6 +303,12 @@ func runWS(ctx context.Context, args []string, out io.Writer) error {
 			k, len(lat), connected, pct(lat, 50), pct(lat, 99), pct(lat, 100), float64(tPost)/1e6, pct(srv, 50), pct(srv, 100))
 		sleepCtx(ctx, time.Second)
 	}
+	if *pid > 0 && *posts > 0 {
+		if rss2, err := rssKiB(*pid); err == nil {
+			fmt.Fprintf(out, "pond RSS after %d fan-outs: %d KiB (%.1f KiB per connection over the baseline)\n",
+				*posts, rss2, float64(rss2-rss0)/float64(connected))
+		}
+	}
 	return ctx.Err()
 }
 
