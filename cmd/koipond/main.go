@@ -124,11 +124,13 @@ Run 'koipond <command> --help' for a command's flags.
 `)
 }
 
-// suggest returns ", did you mean X?" for a near miss, or "".
+// suggest returns " (did you mean X?)" for a command sharing the first
+// three letters (or the whole of a shorter name), or "".
 func suggest(name string) string {
 	var names []string
 	for _, c := range commands {
-		if strings.HasPrefix(c.name, name) || strings.HasPrefix(name, c.name) {
+		n := min(3, len(c.name), len(name))
+		if n > 0 && c.name[:n] == name[:n] {
 			names = append(names, c.name)
 		}
 	}
