@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/koi"
@@ -316,5 +317,57 @@ func TestPauseResume(t *testing.T) {
 	waitFor(t, 5*time.Second, "behaviors after resume", func() bool { return len(srv.callsOf("auth.test")) >= paused+3 })
 	if n := len(srv.callsOf("rtm.connect")); n != 1 {
 		t.Errorf("resume booted again: %d rtm.connect calls", n)
+	}
+}
+
+// Not only Slack: a raw text protocol over the websocket (send text, await
+// a reply matching a pattern) and plain HTTP requests, driven by a behavior
+// file alone.
+func TestTextProtocolAndHTTP(t *testing.T) {
+	srv := newChatServer(t)
+	srv.onFrame = func(c *websocket.Conn, frame []byte) {
+		if strings.HasPrefix(string(frame), "HELLO ") {
+			srv.mu.Lock()
+			c.WriteMessage(websocket.TextMessage, []byte("WELCOME "+strings.TrimPrefix(string(frame), "HELLO ")))
+			srv.mu.Unlock()
+		}
+	}
+	set := parseSet(t, `{"behaviors": {
+	  "greet": {"steps": [{"request": {"type": "ws", "text": "HELLO koi-{{ koiIndex }}",
+	      "await": {"match": "^WELCOME ", "timeout_ms": 2000}, "post_actions": ["{{ setKoi \"greeting\" . }}"]}}]},
+	  "silent": {"steps": [{"request": {"type": "ws", "text": "nobody answers this",
+	      "await": {"match": "^NEVER", "timeout_ms": 50}}}]},
+	  "post": {"steps": [{"request": {"type": "http", "method": "POST", "url": "`+srv.srv.URL+`/echo",
+	      "headers": {"X-Koi": "{{ koiIndex }}"}, "json": {"who": "{{ koiIndex }}"}},
+	      "post_actions": ["{{ setKoi \"echo\" . }}"]}]},
+	  "teapot": {"steps": [{"request": {"type": "http", "url": "`+srv.srv.URL+`/teapot"}}]}}}`)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.wsURL()}})
+	k := rt.New(behaviors.Identity{Index: 12}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go k.Run(ctx)
+	waitFor(t, 5*time.Second, "the websocket", k.Connected)
+	if err := k.RunSequence(ctx, set.Behavior("greet").Sequence, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.Store().Get("greeting"); got != "WELCOME koi-12" {
+		t.Errorf("awaited frame = %#v", got)
+	}
+	if err := k.RunSequence(ctx, set.Behavior("silent").Sequence, nil); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("unanswered await: %v, want a timeout", err)
+	}
+	if err := k.RunSequence(ctx, set.Behavior("post").Sequence, nil); err != nil {
+		t.Fatal(err)
+	}
+	echo, _ := k.Store().Get("echo").(map[string]any)
+	if echo["method"] != "POST" || echo["x_koi"] != "12" || echo["content_type"] != "application/json" || echo["body"] != `{"who":"12"}` {
+		t.Errorf("http echo = %#v", echo)
+	}
+	if err := k.RunSequence(ctx, set.Behavior("teapot").Sequence, nil); err == nil || !strings.Contains(err.Error(), "client_error") {
+		t.Errorf("HTTP 418: %v, want client_error", err)
+	}
+	snap := rt.Metrics().Snapshot()
+	if s := snap.Series["ws:match"]; s == nil || s.Counts[metrics.OK] != 1 || s.Counts[metrics.Timeout] != 1 {
+		t.Errorf("ws:match = %+v", s)
 	}
 }

@@ -3,6 +3,7 @@ package koi_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -39,6 +40,13 @@ func newChatServer(t testing.TB) *chatServer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/{method}", s.api)
 	mux.HandleFunc("GET /ws", s.ws)
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "x_koi": r.Header.Get("X-Koi"),
+			"content_type": r.Header.Get("Content-Type"), "body": string(body)})
+	})
+	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.close)
 	return s
