@@ -225,11 +225,15 @@ func (c Config) Validate() []error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("pond config: %s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if c.Users < 0 || c.Users > 10_000_000 {
-		bad("Users", "%d out of range 1..10,000,000", c.Users)
+	if c.Users < 0 || c.Users > 1_000_000 {
+		bad("Users", "%d out of range 1..1,000,000", c.Users)
 	}
 	if c.Channels < 0 || c.Channels == 1 || c.Channels > 100_000 {
 		bad("Channels", "%d out of range 2..100,000 (#general and #announcements always exist)", c.Channels)
+	}
+	if d := c.withDefaults(); d.Users > 0 && d.Channels > 0 && int64(d.Users)*int64(d.Channels) > 1_000_000_000 {
+		// Membership is a bitset per channel: keep it under 125 MB.
+		bad("Channels", "%d channels × %d users exceeds 10^9 memberships", d.Channels, d.Users)
 	}
 	if c.HistoryCap < 0 || c.HistoryCap > 1_000_000 {
 		bad("HistoryCap", "%d out of range 1..1,000,000", c.HistoryCap)

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,7 +39,7 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 	historyCap := fs.Int("history-cap", pond.DefaultHistoryCap, "messages kept per channel")
 	seed := fs.Uint64("seed", pond.DefaultSeed, "workspace generation seed")
 	secret := fs.String("token-secret", "", "derive tokens with HMAC-SHA256 from this secret")
-	tokensFile := fs.String("tokens", "", "file of tokens, one per line, line i = user i")
+	tokensFile := fs.String("tokens", "", "file of tokens, one per line, line i = user i (sets --users to the line count unless given)")
 	noLimits := fs.Bool("no-rate-limits", false, "turn every rate limit off")
 	var limits, injects pondListFlag
 	fs.Var(&limits, "rate-limit", "per-token limit METHOD=N/DUR or tierN=N/DUR (repeatable)")
@@ -81,6 +81,12 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 			return err
 		}
 		cfg.Tokens = toks
+		usersSet := false
+		fs.Visit(func(f *flag.Flag) { usersSet = usersSet || f.Name == "users" })
+		if !usersSet {
+			cfg.Users = len(toks) // one user per token unless told otherwise
+			*users = len(toks)
+		}
 	}
 	for _, l := range limits {
 		k, r, err := pond.ParseRateLimit(l)
@@ -134,24 +140,23 @@ func checkPondLoopback(addr string) error {
 	return nil
 }
 
-// readPondTokens reads one token per line (blank lines and # comments skipped).
+// readPondTokens reads one token per line: line i is user i's token.
+// Trailing empty lines are ignored; an empty line inside is an error
+// (reported by Config.Validate).
 func readPondTokens(path string) ([]string, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading tokens: %w", err)
 	}
-	defer f.Close()
-	var toks []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		toks = append(toks, line)
+	lines := strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
+	for len(lines) > 0 && strings.TrimSpace(lines[len(lines)-1]) == "" {
+		lines = lines[:len(lines)-1]
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading tokens from %s: %w", path, err)
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
 	}
-	return toks, nil
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("reading tokens: %s has no tokens", path)
+	}
+	return lines, nil
 }
