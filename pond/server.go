@@ -316,6 +316,11 @@ func (s *Server) readLoop(c *wsConn) {
 		s.stats.wsOpen.Add(-1)
 		s.stats.disconnects.Add(1)
 	}()
+	// Close cancels s.ctx before it snapshots the hub: a connection it did
+	// not see registered after the cancel, and sees it here.
+	if s.ctx.Err() != nil {
+		return
+	}
 	c.ws.SetReadLimit(s.cfg.MaxFrameBytes)
 	idle := 2 * s.cfg.PingInterval
 	if idle > 0 {
