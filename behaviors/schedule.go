@@ -44,9 +44,10 @@ type Schedule struct {
 }
 
 type schedGroup struct {
-	q   float64   // upper bound of the class: 2^-k
-	idx []int     // behavior indices
-	p   []float64 // their frequencies
+	q   float64     // upper bound of the class: 2^-k
+	idx []int       // behavior indices
+	p   []float64   // their frequencies
+	h   [][]float64 // their hourly multipliers (nil: flat)
 }
 
 const maxClass = 62
@@ -54,21 +55,46 @@ const maxClass = 62
 // NewSchedule builds a schedule over per-minute frequencies, each in
 // [0, 1]; the index of a frequency is the behavior index in Firings.
 func NewSchedule(freqs []float64) (*Schedule, error) {
+	return NewScheduleHourly(freqs, nil)
+}
+
+// NewScheduleHourly is NewSchedule with optional hour-of-day multipliers:
+// hourly[i], when not nil, holds 24 factors of freqs[i] (see MinuteIn).
+func NewScheduleHourly(freqs []float64, hourly [][]float64) (*Schedule, error) {
 	s := &Schedule{n: len(freqs)}
 	byClass := map[int]*schedGroup{}
 	for i, f := range freqs {
 		if math.IsNaN(f) || f < 0 || f > 1 {
 			return nil, fmt.Errorf("frequency %d is %v, outside [0, 1]", i, f)
 		}
-		if f == 0 {
+		var h []float64
+		if i < len(hourly) && hourly[i] != nil {
+			h = hourly[i]
+			if len(h) != 24 {
+				return nil, fmt.Errorf("frequency %d: %d hourly multipliers, want 24", i, len(h))
+			}
+		}
+		// Group by the highest probability the behavior can have in any
+		// hour, so the class bound holds every hour.
+		bound := f
+		if h != nil {
+			bound = 0
+			for _, m := range h {
+				if math.IsNaN(m) || m < 0 {
+					return nil, fmt.Errorf("frequency %d: hourly multiplier %v", i, m)
+				}
+				bound = max(bound, min(1, f*m))
+			}
+		}
+		if bound == 0 {
 			continue
 		}
-		k := min(maxClass, int(math.Floor(-math.Log2(f))))
+		k := min(maxClass, int(math.Floor(-math.Log2(bound))))
 		// Guard the boundaries against rounding in Log2.
-		for k > 0 && f > math.Ldexp(1, -k) {
+		for k > 0 && bound > math.Ldexp(1, -k) {
 			k--
 		}
-		for k < maxClass && f <= math.Ldexp(1, -(k+1)) {
+		for k < maxClass && bound <= math.Ldexp(1, -(k+1)) {
 			k++
 		}
 		g := byClass[k]
@@ -78,6 +104,7 @@ func NewSchedule(freqs []float64) (*Schedule, error) {
 		}
 		g.idx = append(g.idx, i)
 		g.p = append(g.p, f)
+		g.h = append(g.h, h)
 	}
 	for _, g := range byClass {
 		s.groups = append(s.groups, *g)
@@ -98,14 +125,16 @@ func NewSchedule(freqs []float64) (*Schedule, error) {
 // frequency; the returned slice maps a Firing's index to its behavior.
 func ScheduleOf(set *Set) (*Schedule, []*Behavior, error) {
 	var freqs []float64
+	var hourly [][]float64
 	var bs []*Behavior
 	for _, b := range set.Behaviors {
 		if b.HasFrequency && b.Sequence != nil {
 			freqs = append(freqs, b.Frequency)
+			hourly = append(hourly, b.Hourly)
 			bs = append(bs, b)
 		}
 	}
-	s, err := NewSchedule(freqs)
+	s, err := NewScheduleHourly(freqs, hourly)
 	return s, bs, err
 }
 
@@ -114,9 +143,19 @@ func (s *Schedule) Len() int { return s.n }
 
 // Minute appends to dst the firings of one koi-minute, sorted by At. The
 // activity multiplier scales every frequency (clipped at 1); use 1 for an
-// average user.
+// average user. Hourly profiles are ignored (see MinuteIn).
 func (s *Schedule) Minute(r *rand.Rand, activity float64, dst []Firing) []Firing {
+	return s.MinuteIn(r, activity, -1, dst)
+}
+
+// MinuteIn is Minute for a minute in the given hour of day (0–23): a
+// behavior with an hourly profile fires with probability
+// min(1, activity × frequency × hourly[hour]). hour < 0 ignores profiles.
+func (s *Schedule) MinuteIn(r *rand.Rand, activity float64, hour int, dst []Firing) []Firing {
 	dst = dst[:0]
+	if hour > 23 {
+		hour %= 24
+	}
 	if activity <= 0 {
 		return dst
 	}
@@ -125,6 +164,9 @@ func (s *Schedule) Minute(r *rand.Rand, activity float64, dst []Firing) []Firing
 		q := min(1, g.q*activity)
 		if q >= 1 {
 			for j, p := range g.p {
+				if hour >= 0 && g.h[j] != nil {
+					p *= g.h[j][hour]
+				}
 				if pa := min(1, p*activity); pa >= 1 || r.Float64() < pa {
 					dst = append(dst, Firing{Behavior: g.idx[j], At: r.Float64()})
 				}
@@ -140,7 +182,11 @@ func (s *Schedule) Minute(r *rand.Rand, activity float64, dst []Firing) []Firing
 				break
 			}
 			j += 1 + int(skip)
-			pa := min(1, g.p[j]*activity)
+			p := g.p[j]
+			if hour >= 0 && g.h[j] != nil {
+				p *= g.h[j][hour]
+			}
+			pa := min(1, p*activity)
 			if r.Float64()*q < pa {
 				dst = append(dst, Firing{Behavior: g.idx[j], At: r.Float64()})
 			}

@@ -186,6 +186,49 @@ func TestActivityKeepsMean(t *testing.T) {
 	}
 }
 
+// An hourly profile scales the frequency hour by hour: f = 0.1 with ×2 in
+// the morning and ×0 in the afternoon fires 0.2 and 0 of minutes; without
+// an hour the profile is ignored.
+func TestScheduleHourly(t *testing.T) {
+	h := make([]float64, 24)
+	for i := range 12 {
+		h[i] = 2
+	}
+	h[23] = 12 // 1.2: clipped at 1
+	s, err := NewScheduleHourly([]float64{0.1, 0.3}, [][]float64{h, nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(21, 22))
+	const n = 40000
+	for _, tc := range []struct {
+		hour      int
+		want0     float64
+		wantOther float64
+	}{{3, 0.2, 0.3}, {15, 0, 0.3}, {23, 1, 0.3}, {-1, 0.1, 0.3}} {
+		var hits [2]int
+		var buf []Firing
+		for range n {
+			buf = s.MinuteIn(r, 1, tc.hour, buf)
+			for _, f := range buf {
+				hits[f.Behavior]++
+			}
+		}
+		switch tc.want0 {
+		case 0, 1:
+			if hits[0] != int(tc.want0*n) {
+				t.Errorf("hour %d: %d firings, want %v of %d", tc.hour, hits[0], tc.want0, n)
+			}
+		default:
+			within4SE(t, "hourly behavior", hits[0], n, tc.want0)
+		}
+		within4SE(t, "flat behavior beside an hourly one", hits[1], n, tc.wantOther)
+	}
+	if _, err := NewScheduleHourly([]float64{0.1}, [][]float64{{1, 2}}); err == nil {
+		t.Error("a profile of 2 hours was accepted")
+	}
+}
+
 func TestScheduleRejectsBadFrequency(t *testing.T) {
 	for _, f := range []float64{-0.1, 1.01, math.NaN()} {
 		if _, err := NewSchedule([]float64{f}); err == nil {

@@ -523,3 +523,33 @@ func (d *decoder) await(n *jnode, path string) *Await {
 	}
 	return a
 }
+
+// hourly reads 24 non-negative multipliers; a mean far from 1 is a warning
+// (the daily average frequency then differs from "frequency").
+func (d *decoder) hourly(n *jnode, path string) []float64 {
+	if !d.want(n, path, jArray) {
+		return nil
+	}
+	if len(n.elems) != 24 {
+		d.sink.add(n.off, path, "needs 24 multipliers (one per hour of the day), not %d", len(n.elems))
+		return nil
+	}
+	out := make([]float64, 24)
+	sum := 0.0
+	for i, e := range n.elems {
+		f, ok := d.number(e, fmt.Sprintf("%s[%d]", path, i))
+		if !ok {
+			return nil
+		}
+		if f < 0 || f > 1000 {
+			d.sink.add(e.off, fmt.Sprintf("%s[%d]", path, i), "%s is outside [0, 1000]", e.num)
+			return nil
+		}
+		out[i] = f
+		sum += f
+	}
+	if mean := sum / 24; mean < 0.95 || mean > 1.05 {
+		d.sink.warn(n.off, path, "multipliers average %.3f, not 1: the daily mean frequency becomes %.3f × frequency", mean, mean)
+	}
+	return out
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // File is one input file: a name for messages and its bytes.
@@ -53,6 +54,9 @@ type Set struct {
 	Hash string
 	// Warnings found while loading (errors prevent loading).
 	Warnings Diagnostics
+	// Timezone is where the hours of Hourly profiles are counted (the
+	// top-level "timezone", an IANA name; default UTC).
+	Timezone *time.Location
 }
 
 // Behavior is one thing koi do at a per-minute frequency.
@@ -63,7 +67,11 @@ type Behavior struct {
 	// scheduled.
 	Frequency    float64
 	HasFrequency bool
-	Doc          string
+	// Hourly, when set, holds 24 multipliers of the frequency, one per
+	// hour of the day in the set's Timezone (mean 1 keeps the daily
+	// average at Frequency): the daily curve of always-on koi.
+	Hourly []float64
+	Doc    string
 	// Sequence is nil for a frequency given without steps (an error) until
 	// merged with a file that has them.
 	Sequence *Sequence
@@ -129,7 +137,20 @@ func Parse(files ...File) (*Set, Diagnostics) {
 			all = append(all, sink.diags...)
 			continue
 		}
-		d.fields(root, "top level", "name", "doc", "behaviors", "sequences", "boot", "on_event")
+		d.fields(root, "top level", "name", "doc", "behaviors", "sequences", "boot", "on_event", "timezone")
+		if tz := root.get("timezone"); tz != nil {
+			if name, ok := d.str(tz, "timezone"); ok {
+				loc, err := time.LoadLocation(name)
+				switch {
+				case err != nil:
+					d.sink.add(tz.off, "timezone", "unknown time zone %q (an IANA name such as \"Europe/Paris\")", name)
+				case set.Timezone != nil && set.Timezone.String() != loc.String():
+					d.sink.add(tz.off, "timezone", "%q differs from %q given in another file", name, set.Timezone)
+				default:
+					set.Timezone = loc
+				}
+			}
+		}
 		entry := func(name string, n *jnode, path string, allowFreq bool) {
 			b := byName[name]
 			if b == nil {
@@ -141,7 +162,10 @@ func Parse(files ...File) (*Set, Diagnostics) {
 			}
 			extra := []string{}
 			if allowFreq {
-				extra = append(extra, "frequency")
+				extra = append(extra, "frequency", "hourly")
+			}
+			if hn := n.get("hourly"); hn != nil && allowFreq {
+				b.Hourly = d.hourly(hn, path+" › hourly")
 			}
 			if fn := n.get("frequency"); fn != nil && allowFreq {
 				freqGiven[name] = true
@@ -223,6 +247,9 @@ func Parse(files ...File) (*Set, Diagnostics) {
 			all = append(all, d)
 		}
 		set.Behaviors = append(set.Behaviors, b)
+	}
+	if set.Timezone == nil {
+		set.Timezone = time.UTC
 	}
 	if all.HasErrors() {
 		return nil, all

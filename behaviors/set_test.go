@@ -178,6 +178,33 @@ func TestNoHalfLoadedSet(t *testing.T) {
 	}
 }
 
+// Hourly profiles and the time zone they are counted in.
+func TestHourlyProfiles(t *testing.T) {
+	good := `{"timezone": "America/New_York", "behaviors": {"a": {"frequency": 0.1,
+	  "hourly": [0,0,0,0,0,0,1,1,2,2,2,2,2,2,2,2,1,1,1,1,1,0,0,0], "steps": [{"request": {"type": "api", "method": "a"}}]}}}`
+	set, diags := Parse(File{Name: "h.json", Data: []byte(good)})
+	if set == nil || len(diags) != 0 {
+		t.Fatal(diags)
+	}
+	if b := set.Behavior("a"); len(b.Hourly) != 24 || b.Hourly[8] != 2 || set.Timezone.String() != "America/New_York" {
+		t.Errorf("hourly %v tz %v", b.Hourly, set.Timezone)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{`{"behaviors": {"a": {"frequency": 0.1, "hourly": [1, 2]}}}`, "needs 24 multipliers"},
+		{`{"timezone": "Mars/Olympus", "behaviors": {}}`, `unknown time zone "Mars/Olympus"`},
+		{`{"behaviors": {"a": {"frequency": 0.1, "hourly": [-1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}}}`, "is outside [0, 1000]"},
+	} {
+		if _, d := Parse(File{Name: "h.json", Data: []byte(tc.src)}); !strings.Contains(d.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.src, d, tc.want)
+		}
+	}
+	_, d := Parse(File{Name: "h.json", Data: []byte(`{"behaviors": {"a": {"frequency": 0.1, "hourly": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3],
+	  "steps": [{"request": {"type": "api", "method": "a"}}]}}}`)})
+	if w := d.Warnings(); len(w) != 1 || !strings.Contains(w[0].Msg, "average 3.000") {
+		t.Errorf("mean ≠ 1 not warned: %v", d)
+	}
+}
+
 func TestMissingFile(t *testing.T) {
 	_, diags := Load("testdata/does-not-exist.json")
 	if !diags.HasErrors() || diags[0].File != "testdata/does-not-exist.json" {

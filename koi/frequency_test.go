@@ -3,6 +3,8 @@ package koi_test
 import (
 	"context"
 	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,4 +112,42 @@ func itoa(i int) string {
 		return string(rune('0' + i))
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// Always-on koi follow a set's daily curve: a behavior whose hourly
+// profile is 1 in even hours and 0 in odd hours (of behavior time) is called
+// only in even hours.
+func TestHourlyProfileFollowed(t *testing.T) {
+	srv := newChatServer(t)
+	prof := make([]string, 24)
+	for h := range prof {
+		prof[h] = strconv.Itoa(1 - h%2)
+	}
+	set := parseSet(t, `{"timezone": "UTC", "behaviors": {"day": {"frequency": 1, "hourly": [`+strings.Join(prof, ",")+`],
+	  "steps": [{"request": {"type": "api", "method": "day"}}]}}}`)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, APIBase: srv.apiBase(), TimeScale: 1200}) // an hour in 3 s
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range 10 {
+		k := rt.New(behaviors.Identity{Index: i, Token: tokenOf(i)}, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); k.Run(ctx) }()
+	}
+	time.Sleep(7 * time.Second)
+	cancel()
+	wg.Wait()
+	var even, odd int
+	for _, c := range srv.callsOf("day") {
+		if rt.BehaviorTime(c.At).UTC().Hour()%2 == 0 {
+			even++
+		} else {
+			odd++
+		}
+	}
+	t.Logf("calls in even hours %d, odd hours %d", even, odd)
+	// A koi's minute may straddle an hour boundary (its minutes have a
+	// random phase): at most one minute per hour per koi spills over.
+	if even < 500 || float64(odd) > 0.05*float64(even) {
+		t.Errorf("even hours %d calls, odd hours %d: the profile is not followed", even, odd)
+	}
 }

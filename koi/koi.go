@@ -254,7 +254,7 @@ func (k *Koi) startScheduleLocked() {
 func (k *Koi) armLocked() {
 	for k.planPos >= len(k.plan) {
 		k.minuteStart = k.minuteStart.Add(k.rt.minute)
-		k.plan = k.rt.sched.Minute(k.rng, k.activity, k.plan)
+		k.plan = k.rt.sched.MinuteIn(k.rng, k.activity, k.rt.hourOf(k.minuteStart), k.plan)
 		k.planPos = 0
 		k.count(func(s *Stats) { s.Minutes++ })
 		if len(k.plan) == 0 && time.Until(k.minuteStart) > 0 {

@@ -125,6 +125,11 @@ type Runtime struct {
 
 	keysMu sync.RWMutex
 	keys   map[string]*metrics.Series
+
+	// start anchors behavior time: at wall time start + d, behavior time
+	// is start + d × TimeScale (its hour of day drives hourly profiles).
+	start  time.Time
+	hourly bool
 }
 
 // NewRuntime validates cfg, fills defaults and prepares the schedule.
@@ -170,8 +175,35 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		cfg: cfg, set: cfg.Set, sched: sched, scheduled: scheduled,
 		minute:  time.Duration(float64(time.Minute) / cfg.TimeScale),
 		metrics: cfg.Metrics, http: cfg.HTTPClient, dialer: cfg.Dialer,
-		keys: map[string]*metrics.Series{},
+		keys:   map[string]*metrics.Series{},
+		start:  time.Now(),
+		hourly: hasHourly(scheduled),
 	}, nil
+}
+
+func hasHourly(bs []*behaviors.Behavior) bool {
+	for _, b := range bs {
+		if b.Hourly != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// BehaviorTime converts a wall time to behavior time: with time scale 60,
+// one wall second is one behavior minute, and a behavior day passes in 24
+// wall minutes.
+func (rt *Runtime) BehaviorTime(wall time.Time) time.Time {
+	return rt.start.Add(time.Duration(float64(wall.Sub(rt.start)) * rt.cfg.TimeScale))
+}
+
+// hourOf returns the hour of day (in the set's time zone) of the behavior
+// minute starting at wall time t, or -1 when no behavior has a profile.
+func (rt *Runtime) hourOf(t time.Time) int {
+	if !rt.hourly {
+		return -1
+	}
+	return rt.BehaviorTime(t).In(rt.set.Timezone).Hour()
 }
 
 // Metrics returns the recorder the koi write into.
