@@ -10,7 +10,8 @@
 # by pid. Every load loop is bounded in count and time.
 #
 # Usage: pond/bench.sh            (from the repository root or anywhere)
-#   N=15000 POSTS=5 PORT=19090 HISTORY_SECS=10 SOURCES=8 pond/bench.sh
+#   N=15000 POSTS=5 PORT=19090 HISTORY_SECS=10 SOURCES=8 RTM=1 pond/bench.sh
+#   (RTM=1: each client calls rtm.connect and dials its ticket url, as koi do)
 set -euo pipefail
 
 N=${N:-15000}
@@ -68,7 +69,7 @@ stop_pond() {
 echo "== 1+2: $N websockets from a separate process, RSS per connection, fan-out in #general"
 start_pond
 sleep 1 # let the workspace settle before the RSS baseline
-"$tmp/pondload" ws --base "$base" --n "$N" --sources "$SOURCES" --pond-pid "$pond_pid" --posts "$POSTS" --timeout 5m
+"$tmp/pondload" ws --base "$base" --n "$N" --sources "$SOURCES" --pond-pid "$pond_pid" --posts "$POSTS" --timeout 5m ${RTM:+--rtm}
 stop_pond
 
 echo "== 3: conversations.history throughput (limit 20, #general, 1000 rotating tokens)"

@@ -137,6 +137,7 @@ func runWS(ctx context.Context, args []string, out io.Writer) error {
 	channel := fs.String("channel", "C000000", "channel to post in (#general: every user is a member)")
 	settle := fs.Duration("settle", 3*time.Second, "wait after connecting before reading RSS")
 	timeout := fs.Duration("timeout", 3*time.Minute, "bound on the whole run")
+	rtm := fs.Bool("rtm", false, "connect as koi do: rtm.connect, then dial its url (default: bearer on the upgrade)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -179,6 +180,7 @@ func runWS(ctx context.Context, args []string, out io.Writer) error {
 	var dialErrs atomic.Int64
 	var firstErr atomic.Value
 
+	rtmClient := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *conc}}
 	start := time.Now()
 	sem := make(chan struct{}, *conc)
 	var dialing sync.WaitGroup
@@ -195,11 +197,21 @@ func runWS(ctx context.Context, args []string, out io.Writer) error {
 				ReadBufferSize:   1024,
 				WriteBufferSize:  256,
 			}
-			h := http.Header{"Authorization": {"Bearer xoxp-pond-" + strconv.Itoa(i)}}
+			token := "xoxp-pond-" + strconv.Itoa(i)
+			h := http.Header{"Authorization": {"Bearer " + token}}
+			target := wsURL
 			var c *websocket.Conn
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
-				if c, _, err = d.DialContext(ctx, wsURL, h); err == nil {
+				if *rtm {
+					var body map[string]any
+					if body, err = post(ctx, rtmClient, *base, token, "rtm.connect", nil); err != nil {
+						continue
+					}
+					target, _ = body["url"].(string)
+					h = nil
+				}
+				if c, _, err = d.DialContext(ctx, target, h); err == nil {
 					break
 				}
 				time.Sleep(time.Duration(100*(attempt+1)) * time.Millisecond)
