@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -134,6 +135,9 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
+			if ctx.Err() == nil {
+				k.recordClose(err)
+			}
 			return
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
@@ -152,7 +156,7 @@ func (k *Koi) jitter(d time.Duration) time.Duration {
 // handleFrame decodes one frame, records its fan-out delay, wakes any
 // waiting ws request and runs the on_event handlers.
 func (k *Koi) handleFrame(data []byte) {
-	k.count(func(s *Stats) { s.Events++ })
+	k.count(func(s *Stats) { s.Events++; s.BytesIn += int64(len(data)) })
 	now := time.Now()
 	ev, err := DecodeEvent(data, k.rt.cfg.EventTimeField)
 	if err != nil {
@@ -208,7 +212,26 @@ func (k *Koi) send(msgType int, data []byte) error {
 	k.wmu.Lock()
 	defer k.wmu.Unlock()
 	_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
-	return conn.WriteMessage(msgType, data)
+	if err := conn.WriteMessage(msgType, data); err != nil {
+		return err
+	}
+	k.count(func(s *Stats) { s.FramesOut++; s.BytesOut += int64(len(data)) })
+	return nil
+}
+
+// recordClose counts how a connection ended, by close code
+// ("ws:close:1006" for an abnormal close without a close frame).
+func (k *Koi) recordClose(err error) {
+	code := websocket.CloseAbnormalClosure
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		code = ce.Code
+	}
+	o := metrics.Transport
+	if code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway {
+		o = metrics.OK
+	}
+	k.rt.series("ws:close:" + strconv.Itoa(code)).Count(o)
 }
 
 var errNotConnected = &requestError{outcome: metrics.Transport, msg: "websocket not connected"}

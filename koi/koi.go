@@ -66,10 +66,14 @@ type Koi struct {
 
 // Stats counts what one koi has done; the school sums them.
 type Stats struct {
-	Behaviors  int64 // behavior sequences started
-	Minutes    int64 // behavior minutes planned
-	Reconnects int64 // websocket reconnects after the first connection
-	Events     int64 // websocket frames received
+	Behaviors    int64 // behavior sequences started
+	Minutes      int64 // behavior minutes planned
+	Reconnects   int64 // websocket reconnects after the first connection
+	Events       int64 // websocket frames received
+	BytesIn      int64 // websocket payload bytes received
+	FramesOut    int64 // websocket frames sent by ws requests
+	BytesOut     int64 // websocket payload bytes sent by ws requests
+	BootFailures int64 // failed boot attempts (each retried with backoff)
 }
 
 // New creates a koi with the given identity and activity multiplier (1 is
@@ -169,6 +173,7 @@ func (k *Koi) boot(ctx context.Context) error {
 		if actx.Err() != nil { // paused mid-boot: try again after resume
 			continue
 		}
+		k.count(func(s *Stats) { s.BootFailures++ })
 		if !sleepCtx(ctx, k.backoff(attempt)) {
 			return ctx.Err()
 		}
