@@ -1,0 +1,99 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KV persists records in a JetStream key-value bucket with file storage.
+type KV struct {
+	kv jetstream.KeyValue
+}
+
+var _ Persister = (*KV)(nil)
+
+// OpenKV creates (or opens) the bucket. replicas is the number of copies
+// the NATS cluster keeps (1 for a single server).
+func OpenKV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*KV, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "koipond keeper state",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, replicas),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: opening KV bucket %q: %w", bucket, err)
+	}
+	return &KV{kv: kv}, nil
+}
+
+// Put implements Persister.
+func (k *KV) Put(ctx context.Context, key string, value []byte) error {
+	_, err := k.kv.Put(ctx, key, value)
+	return err
+}
+
+// Delete implements Persister. Deleting a missing key is not an error.
+func (k *KV) Delete(ctx context.Context, key string) error {
+	err := k.kv.Delete(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Load reads every live record of the bucket, for Store.Restore.
+func (k *KV) Load(ctx context.Context) (map[string][]byte, error) {
+	w, err := k.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("state: reading KV bucket: %w", err)
+	}
+	defer w.Stop()
+	out := map[string][]byte{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("state: reading KV bucket: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("state: reading KV bucket: watcher closed")
+			}
+			if e == nil { // every existing record has been delivered
+				return out, nil
+			}
+			out[e.Key()] = e.Value()
+		}
+	}
+}
+
+// MemPersister keeps records in memory: for tests and throwaway keepers.
+// It is safe for concurrent use through Store (which serializes writes).
+type MemPersister struct {
+	Records map[string][]byte
+	// Fail, when set, makes Put fail for keys it returns true for.
+	Fail func(key string) bool
+}
+
+var _ Persister = (*MemPersister)(nil)
+
+// Put implements Persister.
+func (m *MemPersister) Put(_ context.Context, key string, value []byte) error {
+	if m.Fail != nil && m.Fail(key) {
+		return fmt.Errorf("injected failure for %s", key)
+	}
+	if m.Records == nil {
+		m.Records = map[string][]byte{}
+	}
+	m.Records[key] = append([]byte(nil), value...)
+	return nil
+}
+
+// Delete implements Persister.
+func (m *MemPersister) Delete(_ context.Context, key string) error {
+	delete(m.Records, key)
+	return nil
+}

@@ -1,0 +1,336 @@
+package state
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// Persister stores records durably. Put and Delete return only once the
+// change is durable (a JetStream KV bucket acknowledges them so).
+type Persister interface {
+	Put(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+}
+
+// ErrNotFound is returned for a missing object.
+var ErrNotFound = errors.New("not found")
+
+// Store is the keeper's state: memdb in front of a Persister.
+type Store struct {
+	db *memdb.MemDB
+	p  Persister
+
+	writeMu  sync.Mutex // held for a whole Write; guards epoch, auditSeq
+	epoch    uint64     // highest switch epoch given out
+	auditSeq uint64     // highest audit sequence given out
+}
+
+// New returns an empty store writing through p.
+func New(p Persister) (*Store, error) {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, fmt.Errorf("state: building the memdb schema: %w", err)
+	}
+	return &Store{db: db, p: p}, nil
+}
+
+// Epoch returns the highest switch epoch given out so far.
+func (s *Store) Epoch() uint64 {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.epoch
+}
+
+// Read returns a consistent read-only view of the store at this instant.
+func (s *Store) Read() *Reader { return &Reader{tx: s.db.Txn(false)} }
+
+// record is one persisted change of a Write.
+type record struct {
+	key   string
+	value []byte // nil: delete
+	prev  []byte // value before the write; nil: absent
+}
+
+// Txn is a write in progress; see Store.Write.
+type Txn struct {
+	Reader
+	s        *Store
+	recs     []record
+	byKey    map[string]int
+	epoch    uint64
+	auditSeq uint64
+	now      time.Time
+}
+
+// Write runs fn in a write transaction. Every object fn changes is
+// persisted before the change becomes visible in memdb; if fn or
+// persisting fails, nothing is applied.
+func (s *Store) Write(ctx context.Context, fn func(*Txn) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	t := &Txn{Reader: Reader{tx: tx}, s: s, byKey: map[string]int{}, epoch: s.epoch, auditSeq: s.auditSeq, now: time.Now()}
+	if err := fn(t); err != nil {
+		return err
+	}
+	for i, r := range t.recs {
+		var err error
+		if r.value == nil {
+			err = s.p.Delete(ctx, r.key)
+		} else {
+			err = s.p.Put(ctx, r.key, r.value)
+		}
+		if err != nil {
+			s.rollback(t.recs[:i])
+			return fmt.Errorf("state: persisting %s: %w", r.key, err)
+		}
+	}
+	s.epoch, s.auditSeq = t.epoch, t.auditSeq
+	tx.Commit()
+	return nil
+}
+
+// rollback puts persisted records back to their previous values, best
+// effort, with a fresh context (the caller's may be what failed).
+func (s *Store) rollback(recs []record) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if r.prev == nil {
+			_ = s.p.Delete(ctx, r.key)
+		} else {
+			_ = s.p.Put(ctx, r.key, r.prev)
+		}
+	}
+}
+
+// Now is the time the transaction started: one clock reading per write.
+func (t *Txn) Now() time.Time { return t.now }
+
+// NextEpoch returns a switch epoch higher than any given out before.
+func (t *Txn) NextEpoch() uint64 {
+	t.epoch++
+	return t.epoch
+}
+
+// Audit appends an audit entry.
+func (t *Txn) Audit(actor, action, object, detail string) error {
+	t.auditSeq++
+	e := &AuditEntry{Seq: t.auditSeq, At: t.now, Actor: actor, Action: action, Object: object, Detail: detail}
+	return t.put(TableAudit, auditKey(e.Seq), e, nil)
+}
+
+// put inserts obj into table and records it for persistence under key.
+// prev is the object replaced (nil when new).
+func (t *Txn) put(table, key string, obj, prev any) error {
+	if err := t.tx.Insert(table, obj); err != nil {
+		return fmt.Errorf("state: insert into %s: %w", table, err)
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("state: encoding %s: %w", key, err)
+	}
+	return t.record(key, b, prev)
+}
+
+func (t *Txn) record(key string, value []byte, prev any) error {
+	var pb []byte
+	if prev != nil {
+		var err error
+		if pb, err = json.Marshal(prev); err != nil {
+			return fmt.Errorf("state: encoding %s: %w", key, err)
+		}
+	}
+	if i, ok := t.byKey[key]; ok {
+		t.recs[i].value = value // keep the first prev: the value before the write
+		return nil
+	}
+	t.byKey[key] = len(t.recs)
+	t.recs = append(t.recs, record{key: key, value: value, prev: pb})
+	return nil
+}
+
+// PutBehaviorSet stores a behavior set.
+func (t *Txn) PutBehaviorSet(b *BehaviorSet) error {
+	return t.put(TableBehaviorSets, behaviorSetKey(b.Hash), b, nilIfNone(t.BehaviorSet(nil, b.Hash)))
+}
+
+// PutFormation stores a formation.
+func (t *Txn) PutFormation(f *Formation) error {
+	return t.put(TableFormations, formationKey(f.Hash), f, nilIfNone(t.Formation(nil, f.Hash)))
+}
+
+// PutRun stores a run.
+func (t *Txn) PutRun(r *Run) error {
+	return t.put(TableRuns, runKey(r.ID), r, nilIfNone(t.Run(nil, r.ID)))
+}
+
+// PutLaunch stores a launch.
+func (t *Txn) PutLaunch(l *Launch) error {
+	return t.put(TableLaunches, launchKey(l.ID), l, nilIfNone(t.Launch(nil, l.ID)))
+}
+
+// PutSchool stores a school durably (registration, capacity change).
+func (t *Txn) PutSchool(sc *School) error {
+	d := *sc
+	d.Status = nil // the heartbeat part is not persisted
+	if err := t.tx.Insert(TableSchools, sc); err != nil {
+		return fmt.Errorf("state: insert into %s: %w", TableSchools, err)
+	}
+	b, err := json.Marshal(&d)
+	if err != nil {
+		return err
+	}
+	var prev any
+	if p := t.School(nil, sc.ID); p != nil {
+		pd := *p
+		pd.Status = nil
+		prev = &pd
+	}
+	return t.record(schoolKey(sc.ID), b, prev)
+}
+
+// TouchSchool updates a known school's heartbeat in memory only.
+func (t *Txn) TouchSchool(sc *School) error {
+	if err := t.tx.Insert(TableSchools, sc); err != nil {
+		return fmt.Errorf("state: insert into %s: %w", TableSchools, err)
+	}
+	return nil
+}
+
+// PutAssignment stores a school's range of a run.
+func (t *Txn) PutAssignment(a *Assignment) error {
+	return t.put(TableAssignments, assignmentKey(a.Run, a.School), a, nilIfNone(t.Assignment(nil, a.Run, a.School)))
+}
+
+// DeleteAssignment removes a school's range of a run.
+func (t *Txn) DeleteAssignment(a *Assignment) error {
+	prev := t.Assignment(nil, a.Run, a.School)
+	if prev == nil {
+		return nil
+	}
+	if err := t.tx.Delete(TableAssignments, prev); err != nil {
+		return fmt.Errorf("state: delete from %s: %w", TableAssignments, err)
+	}
+	return t.record(assignmentKey(a.Run, a.School), nil, prev)
+}
+
+// PutSwitch stores the global switch.
+func (t *Txn) PutSwitch(g *GlobalSwitch) error {
+	cur := t.Switch(nil)
+	var prev any
+	if cur.Epoch != 0 {
+		prev = cur
+	}
+	return t.put(TableSwitch, switchKey, g, prev)
+}
+
+// nilIfNone turns a typed nil pointer into an untyped nil.
+func nilIfNone[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+// Keys of persisted records. Ids made of safe characters are used as they
+// are; any other id is hex-encoded behind "=", which no safe id starts
+// with.
+const (
+	prefixBehaviorSet = "bs."
+	prefixFormation   = "fm."
+	prefixRun         = "run."
+	prefixLaunch      = "launch."
+	prefixSchool      = "school."
+	prefixAssignment  = "asg."
+	prefixAudit       = "audit."
+	switchKey         = "switch"
+)
+
+var safeID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
+
+func enc(id string) string {
+	if safeID.MatchString(id) {
+		return id
+	}
+	return "=" + hex.EncodeToString([]byte(id))
+}
+
+func behaviorSetKey(hash string) string { return prefixBehaviorSet + enc(hash) }
+func formationKey(hash string) string   { return prefixFormation + enc(hash) }
+func runKey(id string) string           { return prefixRun + enc(id) }
+func launchKey(id string) string        { return prefixLaunch + enc(id) }
+func schoolKey(id string) string        { return prefixSchool + enc(id) }
+func assignmentKey(run, school string) string {
+	return prefixAssignment + enc(run) + "." + enc(school)
+}
+func auditKey(seq uint64) string { return prefixAudit + fmt.Sprintf("%020d", seq) }
+
+// Restore rebuilds memdb from persisted records (key → value) in one
+// transaction. It must be called once, on an empty store, before any
+// Write. Schools are given a fresh lease: their LastSeen becomes now.
+// A record that cannot be decoded fails the restore: the keeper must not
+// start on state it does not understand.
+func (s *Store) Restore(recs map[string][]byte) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	now := time.Now()
+	var maxEpoch, maxSeq uint64
+	for key, val := range recs {
+		var obj any
+		table := ""
+		switch {
+		case strings.HasPrefix(key, prefixBehaviorSet):
+			obj, table = &BehaviorSet{}, TableBehaviorSets
+		case strings.HasPrefix(key, prefixFormation):
+			obj, table = &Formation{}, TableFormations
+		case strings.HasPrefix(key, prefixRun):
+			obj, table = &Run{}, TableRuns
+		case strings.HasPrefix(key, prefixLaunch):
+			obj, table = &Launch{}, TableLaunches
+		case strings.HasPrefix(key, prefixSchool):
+			obj, table = &School{}, TableSchools
+		case strings.HasPrefix(key, prefixAssignment):
+			obj, table = &Assignment{}, TableAssignments
+		case strings.HasPrefix(key, prefixAudit):
+			obj, table = &AuditEntry{}, TableAudit
+		case key == switchKey:
+			obj, table = &GlobalSwitch{}, TableSwitch
+		default:
+			return fmt.Errorf("state: restore: unknown record %q", key)
+		}
+		if err := json.Unmarshal(val, obj); err != nil {
+			return fmt.Errorf("state: restore: decoding %s: %w", key, err)
+		}
+		switch o := obj.(type) {
+		case *Run:
+			maxEpoch = max(maxEpoch, o.Switch.Epoch)
+		case *GlobalSwitch:
+			maxEpoch = max(maxEpoch, o.Epoch)
+		case *School:
+			o.LastSeen = now
+		case *AuditEntry:
+			maxSeq = max(maxSeq, o.Seq)
+		}
+		if err := tx.Insert(table, obj); err != nil {
+			return fmt.Errorf("state: restore: inserting %s: %w", key, err)
+		}
+	}
+	s.epoch, s.auditSeq = max(s.epoch, maxEpoch), max(s.auditSeq, maxSeq)
+	tx.Commit()
+	return nil
+}

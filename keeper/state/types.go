@@ -1,0 +1,224 @@
+package state
+
+import (
+	"time"
+
+	"github.com/koipond/koipond/wire"
+)
+
+// File is one source file of a behavior set or formation.
+type File struct {
+	Name    string `json:"name"`
+	Content string `json:"content"`
+}
+
+// BehaviorSet is a stored behavior set: its files and what identifies it.
+// Sets are content-addressed (Hash) and versioned per Name: uploading new
+// content under an existing name makes version N+1; uploading content that
+// is already stored returns the stored set.
+type BehaviorSet struct {
+	Hash      string    `json:"hash"`
+	Name      string    `json:"name"`
+	Version   int       `json:"version"`
+	Files     []File    `json:"files"`
+	Behaviors int       `json:"behaviors"`
+	Warnings  []string  `json:"warnings,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+// Formation is a stored formation file, content-addressed and versioned
+// per Name like BehaviorSet.
+type Formation struct {
+	Hash          string    `json:"hash"`
+	Name          string    `json:"name"`
+	Version       int       `json:"version"`
+	File          File      `json:"file"`
+	Percent       float64   `json:"percent"`
+	BeginWithinMS int64     `json:"begin_within_ms"`
+	Steps         int       `json:"steps"`
+	CreatedAt     time.Time `json:"created_at"`
+	CreatedBy     string    `json:"created_by,omitempty"`
+}
+
+// RunState is what a run is doing.
+type RunState string
+
+// Run states. A stopped run is finished for good: its koi are gone and it
+// cannot be resumed.
+const (
+	RunRunning RunState = "running"
+	RunPaused  RunState = "paused"
+	RunStopped RunState = "stopped"
+)
+
+// Target is where a run's koi go and who they are.
+type Target struct {
+	APIBase      string   `json:"api_base"`
+	WebsocketURL string   `json:"websocket_url,omitempty"`
+	Token        string   `json:"token,omitempty"`
+	Tokens       []string `json:"tokens,omitempty"`
+	UserID       string   `json:"user_id,omitempty"`
+}
+
+// Switch is a switch position with the epoch that set it.
+type Switch struct {
+	State wire.State `json:"state"`
+	Epoch uint64     `json:"epoch"`
+	By    string     `json:"by,omitempty"`
+	At    time.Time  `json:"at"`
+}
+
+// StopTrack follows a stop until every school that ran koi confirms it has
+// none left (koi running = 0 and websockets closed).
+type StopTrack struct {
+	RequestedAt time.Time `json:"requested_at"`
+	Epoch       uint64    `json:"epoch"`
+	// Expected lists the schools that had to confirm.
+	Expected []string `json:"expected"`
+	// Acks maps a school to when its confirming poll arrived.
+	Acks map[string]time.Time `json:"acks"`
+	// CompleteAt is set once every expected school confirmed.
+	CompleteAt time.Time `json:"complete_at,omitzero"`
+	// Late lists schools that had not confirmed within the lease.
+	Late []string `json:"late,omitempty"`
+}
+
+// Complete reports whether every expected school confirmed.
+func (t *StopTrack) Complete() bool { return t != nil && !t.CompleteAt.IsZero() }
+
+// DurationMS is how long the stop took, or 0 while incomplete.
+func (t *StopTrack) DurationMS() int64 {
+	if !t.Complete() {
+		return 0
+	}
+	return t.CompleteAt.Sub(t.RequestedAt).Milliseconds()
+}
+
+// Run is a swarm of koi with one behavior set against one target. A run
+// with DurationMS 0 is always-on.
+type Run struct {
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	Owner         string            `json:"owner,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Target        Target            `json:"target"`
+	BehaviorSet   string            `json:"behavior_set"`
+	Koi           int               `json:"koi"`
+	Ramp          float64           `json:"ramp"` // koi per second over the whole run
+	TimeScale     float64           `json:"time_scale,omitempty"`
+	ActivitySigma float64           `json:"activity_sigma,omitempty"`
+	DurationMS    int64             `json:"duration_ms,omitempty"`
+	State         RunState          `json:"state"`
+	// Switch is the run's own switch (epoch from the global counter).
+	Switch    Switch     `json:"switch"`
+	CreatedAt time.Time  `json:"created_at"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   time.Time  `json:"ended_at,omitzero"`
+	EndReason string     `json:"end_reason,omitempty"`
+	Stop      *StopTrack `json:"stop,omitempty"`
+}
+
+// Active reports whether the run should have koi assigned.
+func (r *Run) Active() bool { return r.State == RunRunning || r.State == RunPaused }
+
+// Spec is what schools need to run the run's koi.
+func (r *Run) Spec() wire.RunSpec {
+	return wire.RunSpec{Name: r.Name, BehaviorSet: r.BehaviorSet, APIBase: r.Target.APIBase,
+		WebsocketURL: r.Target.WebsocketURL, Token: r.Target.Token, Tokens: r.Target.Tokens,
+		UserID: r.Target.UserID, TimeScale: r.TimeScale, ActivitySigma: r.ActivitySigma}
+}
+
+// LaunchState is where a launch is in its life.
+type LaunchState string
+
+// Launch states: pending → running → done, or cancelled from pending or
+// running.
+const (
+	LaunchPending   LaunchState = "pending"
+	LaunchRunning   LaunchState = "running"
+	LaunchDone      LaunchState = "done"
+	LaunchCancelled LaunchState = "cancelled"
+)
+
+// Share is one school's part of a launch.
+type Share struct {
+	School  string `json:"school"`
+	Count   int    `json:"count"`
+	Started int    `json:"started"`
+	// Reported is true once the school said what it started.
+	Reported bool   `json:"reported"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Launch is a formation started at one instant over a run's connected koi.
+type Launch struct {
+	ID            string            `json:"id"`
+	Run           string            `json:"run"`
+	Formation     string            `json:"formation"` // content hash
+	Name          string            `json:"name"`
+	Params        map[string]string `json:"params,omitempty"`
+	Start         time.Time         `json:"start"`
+	BeginWithinMS int64             `json:"begin_within_ms"`
+	State         LaunchState       `json:"state"`
+	// PlannedAt is when the per-school counts were fixed (zero: not yet).
+	PlannedAt time.Time `json:"planned_at,omitzero"`
+	// Connected is the run's connected koi when planned; Count the koi
+	// that start (percent × Connected rounded half up).
+	Connected int       `json:"connected"`
+	Count     int       `json:"count"`
+	Shares    []Share   `json:"shares,omitempty"`
+	Started   int       `json:"started"`
+	Outcome   string    `json:"outcome,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+}
+
+// Planned reports whether the per-school counts are fixed.
+func (l *Launch) Planned() bool { return !l.PlannedAt.IsZero() }
+
+// School is a worker process as the keeper knows it. The heartbeat fields
+// (LastSeen, ClockOffsetMS, Status) change every poll and are kept in memory
+// only; the record is persisted when a school first registers or its
+// capacity changes, so a restarted keeper knows its schools and gives them a
+// lease from the restart.
+type School struct {
+	ID            string    `json:"id"`
+	Software      string    `json:"software,omitempty"`
+	Capacity      int       `json:"capacity"`
+	FirstSeen     time.Time `json:"first_seen"`
+	LastSeen      time.Time `json:"last_seen"`
+	ClockOffsetMS float64   `json:"clock_offset_ms"`
+	// Status is the school's last poll (runs, launches, totals).
+	Status *wire.PollRequest `json:"status,omitempty"`
+}
+
+// Assignment gives a school a contiguous range [From, To) of a run's koi.
+type Assignment struct {
+	Run    string  `json:"run"`
+	School string  `json:"school"`
+	From   int     `json:"from"`
+	To     int     `json:"to"`
+	Ramp   float64 `json:"ramp"`
+}
+
+// Count is the number of koi in the range.
+func (a *Assignment) Count() int { return a.To - a.From }
+
+// GlobalSwitch is the switch over every koi, with the tracking of its last
+// stop.
+type GlobalSwitch struct {
+	Switch
+	Stop *StopTrack `json:"stop,omitempty"`
+}
+
+// AuditEntry records who changed what.
+type AuditEntry struct {
+	Seq    uint64    `json:"seq"`
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Object string    `json:"object,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}

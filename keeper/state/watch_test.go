@@ -1,0 +1,5 @@
+package state
+
+import "github.com/hashicorp/go-memdb"
+
+type watchSet = memdb.WatchSet
