@@ -31,6 +31,7 @@ var commands = []command{
 	{"pond", "serve the Slack-like target app koi swim in", runPond},
 	{"behaviors", "validate behavior-set files (behaviors validate FILE…)", runBehaviors},
 	{"formations", "validate formation files (formations validate FILE…)", runFormations},
+	{"warehouse", "behavior frequencies from a usage export (warehouse generate --from …)", runWarehouse},
 	{"version", "print the version", runVersion},
 }
 

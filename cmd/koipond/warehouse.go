@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/koipond/koipond/warehouse"
+)
+
+func runWarehouse(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return subcommand("warehouse", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
+		"generate": func(args []string, stdout, stderr io.Writer) error {
+			return warehouseGenerate(ctx, args, stdout, stderr)
+		},
+	})
+}
+
+// listFlag is a repeatable, comma-separated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// timeFlag reads RFC 3339 or a date (midnight UTC).
+type timeFlag struct{ t *time.Time }
+
+func (f timeFlag) String() string {
+	if f.t == nil || f.t.IsZero() {
+		return ""
+	}
+	return f.t.Format(time.RFC3339)
+}
+func (f timeFlag) Set(v string) error {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			*f.t = t
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01)", v)
+}
+
+func warehouseGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("warehouse generate", "warehouse generate --from FILE|DIR|s3://bucket/prefix [--out FILE] [flags]", `
+Turn an API usage export from a data warehouse into behavior frequencies:
+for each method, the share of active user-minutes in which the user called
+it at least once, i.e. the probability that one koi calls it in a given
+minute. The result is a behavior file ({"behaviors": {method: {"frequency":
+f}}}, most frequent first, with a header comment saying where it came from)
+to merge with a sequences file.
+
+Sources: a file, a folder of parts, or every object under s3://bucket/prefix
+(AWS credentials and region from the usual chain: environment, shared files,
+SSO, roles; --endpoint-url or AWS_ENDPOINT_URL for S3-compatible stores).
+Parts may be gzip or zstd compressed (recognised by content). Formats: CSV
+with a header, JSON lines, Parquet: by extension, else by content.
+
+Shapes: a raw call log, one row per call (user, method, timestamp as RFC 3339
+or epoch s/ms; optionally team, client), or pre-aggregated rows (method,
+user_minutes, active_user_minutes). Rename columns with the --*-column flags.
+
+Counting is exact and runs in bounded memory (--memory): an external sort of
+(user, minute, method) keys that spills sorted runs to --tmp-dir.
+
+Examples:
+  koipond warehouse generate --from export/ --out frequencies.json
+  koipond warehouse generate --from s3://usage/2026-11/ --team T042 \
+      --since 2026-11-01 --until 2026-11-08 --sequences sequences.json \
+      --hourly --tz Europe/Paris --out frequencies.json
+  AWS_ENDPOINT_URL=http://127.0.0.1:9000 koipond warehouse generate --from s3://bucket/calls/`, stderr)
+	var o warehouse.Options
+	var teams, clients listFlag
+	var format, shape, unit, tz, out, comma string
+	fs.StringVar(&o.From, "from", "", "the export: a file, a folder of parts, or s3://bucket/prefix (required)")
+	fs.StringVar(&out, "out", "", "write the frequencies file here, atomically (default: standard output)")
+	fs.StringVar(&format, "format", "", "read every part as csv, jsonl or parquet (default: by extension, then content)")
+	fs.StringVar(&shape, "shape", "", "raw (one row per call) or aggregated (default: aggregated when the user-minutes columns exist)")
+	fs.StringVar(&o.Columns.User, "user-column", "user", "column holding the user id")
+	fs.StringVar(&o.Columns.Method, "method-column", "method", "column holding the API method")
+	fs.StringVar(&o.Columns.Timestamp, "timestamp-column", "timestamp", "column holding the call time (RFC 3339 or epoch s/ms)")
+	fs.StringVar(&o.Columns.Team, "team-column", "team", "column holding the team (for --team)")
+	fs.StringVar(&o.Columns.Client, "client-column", "client", "column holding the client type (for --client)")
+	fs.StringVar(&o.Columns.UserMinutes, "user-minutes-column", "user_minutes", "aggregated: column with user-minutes having a call of the method")
+	fs.StringVar(&o.Columns.ActiveUserMinutes, "active-user-minutes-column", "active_user_minutes", "aggregated: column with active user-minutes")
+	fs.StringVar(&comma, "csv-delimiter", "", "CSV field separator, one character or \\t (default , or tab for .tsv)")
+	fs.StringVar(&unit, "timestamp-unit", "", "unit of numeric timestamps: s, ms, us or ns (default: by magnitude)")
+	fs.Var(&teams, "team", "keep only rows of these teams (comma-separated, repeatable)")
+	fs.Var(&clients, "client", "keep only rows of these clients, e.g. desktop,mobile (comma-separated, repeatable)")
+	fs.Var(timeFlag{&o.Since}, "since", "keep rows at or after this time (RFC 3339 or a date, UTC)")
+	fs.Var(timeFlag{&o.Until}, "until", "keep rows before this time (RFC 3339 or a date, UTC)")
+	fs.BoolVar(&o.Hourly, "hourly", false, "also write 24 hour-of-day multipliers per method (mean 1), in --tz")
+	fs.StringVar(&tz, "tz", "UTC", "IANA time zone of the --hourly profiles, e.g. America/New_York")
+	fs.Float64Var(&o.MinFrequency, "min-frequency", 0, "drop methods below this frequency")
+	fs.IntVar(&o.Top, "top", 0, "keep only the N most frequent methods (0: all)")
+	fs.StringVar(&o.Sequences, "sequences", "", "a behavior file with sequences: report which methods have none and the share of calls covered")
+	fs.BoolVar(&o.SequencedOnly, "sequenced-only", false, "with --sequences: write only methods that have a sequence, so the files merge cleanly")
+	fs.BoolVar(&o.SkipBadRows, "skip-bad-rows", false, "skip bad rows and report them by reason, instead of stopping at the first")
+	fs.StringVar(&o.Region, "region", "", "AWS region of the bucket (default: AWS_REGION / the shared config, else us-east-1)")
+	fs.StringVar(&o.EndpointURL, "endpoint-url", "", "S3-compatible endpoint, path-style (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)")
+	fs.BoolVar(&o.VirtualHosted, "virtual-hosted", false, "with an endpoint, address buckets as bucket.host instead of host/bucket")
+	memMiB := fs.Int("memory", warehouse.DefaultMemoryBytes>>20, "MiB for the in-memory sort chunk; more spills sorted runs to disk")
+	fs.StringVar(&o.TempDir, "tmp-dir", "", "folder for sorted runs and spooled Parquet parts (default: the system temp folder)")
+	quiet := fs.Bool("quiet", false, "no progress on standard error")
+	asJSON := fs.Bool("json", false, "print the run's summary as JSON on standard output (needs --out)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "koipond warehouse generate: unexpected argument %q (the export is given with --from)\n", fs.Arg(0))
+		return errUsage
+	}
+	if o.From == "" {
+		fmt.Fprintln(stderr, "koipond warehouse generate: --from is required")
+		return errUsage
+	}
+	if *asJSON && out == "" {
+		fmt.Fprintln(stderr, "koipond warehouse generate: --json needs --out (standard output would hold both)")
+		return errUsage
+	}
+	o.Format, o.Shape, o.TimeUnit = warehouse.Format(format), warehouse.Shape(shape), warehouse.TimeUnit(unit)
+	o.Teams, o.Clients = teams, clients
+	o.MemoryBytes = int64(*memMiB) << 20
+	switch comma {
+	case "":
+	case `\t`, "tab":
+		o.Comma = '\t'
+	default:
+		r := []rune(comma)
+		if len(r) != 1 {
+			fmt.Fprintf(stderr, "koipond warehouse generate: --csv-delimiter %q is not one character\n", comma)
+			return errUsage
+		}
+		o.Comma = r[0]
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		fmt.Fprintf(stderr, "koipond warehouse generate: --tz: unknown time zone %q (an IANA name such as Europe/Paris)\n", tz)
+		return errUsage
+	}
+	o.Timezone = loc
+
+	var progress func(warehouse.Progress)
+	if !*quiet {
+		progress = func(p warehouse.Progress) {
+			if p.Phase == "done" || p.Elapsed < 2*time.Second {
+				return
+			}
+			fmt.Fprintf(stderr, "koipond warehouse: %s\n", p)
+		}
+	}
+	res, err := warehouse.Generate(ctx, o, progress)
+	if err != nil {
+		return err
+	}
+	if out == "" {
+		if err := res.Encode(stdout); err != nil {
+			return err
+		}
+	} else if err := res.WriteFile(out); err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, res)
+	}
+	summary(stderr, res, out)
+	return nil
+}
+
+// summary tells what was written, on standard error.
+func summary(w io.Writer, r *warehouse.Result, out string) {
+	dest := "standard output"
+	if out != "" {
+		dest = out
+	}
+	fmt.Fprintf(w, "koipond warehouse: %d methods from %d rows of %s (%d parts) in %v → %s\n",
+		len(r.Methods), r.Rows.Used, r.Source, r.Objects, r.Elapsed.Round(time.Millisecond), dest)
+	if r.Rows.Skipped > 0 {
+		b, _ := json.Marshal(r.Rows.SkippedBy)
+		fmt.Fprintf(w, "koipond warehouse: skipped %d bad rows %s; first: %s\n", r.Rows.Skipped, b, r.Rows.Examples[0])
+	}
+	if r.Rows.Filtered > 0 {
+		b, _ := json.Marshal(r.Rows.FilteredBy)
+		fmt.Fprintf(w, "koipond warehouse: filtered out %d rows %s\n", r.Rows.Filtered, b)
+	}
+	if len(r.Dropped) > 0 {
+		fmt.Fprintf(w, "koipond warehouse: dropped %d methods (--min-frequency/--top/--sequenced-only)\n", len(r.Dropped))
+	}
+	if c := r.Coverage; c != nil {
+		fmt.Fprintf(w, "koipond warehouse: coverage vs %s: %.1f%% of calls; %d written methods without a sequence",
+			c.File, 100*c.Share, len(c.Missing))
+		if len(c.Missing) > 0 {
+			m := c.Missing
+			if len(m) > 10 {
+				m = append(m[:10:10], "…")
+			}
+			fmt.Fprintf(w, ": %s", strings.Join(m, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+var _ flag.Value = (*listFlag)(nil)

@@ -1,0 +1,92 @@
+// Package warehouse turns API usage exported from a data warehouse into the
+// frequency half of a behavior set: for each method, the probability that
+// one user calls it in a given minute.
+//
+// # Sources, formats, shapes
+//
+// An export is a local file, a local folder of parts (read recursively, in
+// name order), or every object under s3://bucket/prefix (listed page by page
+// and streamed, one object at a time). Files and objects whose base name
+// starts with "_" or "." (_SUCCESS, .crc files) or ends in "manifest" are
+// skipped, as are folder markers. Each part may be gzip- or
+// zstd-compressed: compression is recognised by its magic bytes, never by
+// the name. The format is CSV (a header row first; .tsv files are
+// tab-separated), JSON lines (one object per line) or Parquet, chosen by the
+// extension (under any .gz/.zst) and else by the first bytes; Options.Format
+// overrides both. Parquet needs random access, so a compressed or remote
+// Parquet part is first copied to a temporary file.
+//
+// Two shapes are read. A raw call log has one row per call: user, method and
+// timestamp (RFC 3339, "2006-01-02 15:04:05" read as UTC, or epoch seconds,
+// milliseconds, microseconds or nanoseconds told apart by magnitude), and
+// optionally team and client. A pre-aggregated export has one row per
+// method (or per method and slice, for example per day): method,
+// user_minutes (user-minutes with at least one call of the method) and
+// active_user_minutes (user-minutes with any call, in the same slice); its
+// frequency is Σ user_minutes / Σ active_user_minutes over the method's rows.
+// Column names are mapped with Options.Columns.
+//
+// # The frequency, exactly
+//
+// A user-minute is one user in one calendar minute (UTC, floor of the
+// timestamp). It is active when the user made any call in it. The frequency
+// of method m is
+//
+//	|{(user, minute) : the user called m in that minute}| / |{active (user, minute)}|
+//
+// Both counts are of distinct pairs, so the rows have to be de-duplicated,
+// and nothing is assumed about their order: warehouse exports are split by
+// whatever the warehouse felt like, and parts interleave users and times.
+//
+// # Bounded memory: an external sort of (user, minute, method) keys
+//
+// Counting distinct pairs exactly without holding every pair is done with a
+// classic external sort. Rows become keys (user, minute, method) collected
+// into a chunk. Inside a chunk the user is a small index into the chunk's
+// own user table and the whole key packs into one uint64 (24 bits of user,
+// 24 bits of minute relative to the chunk's first minute, 16 bits of
+// method, whose names are interned once for the whole export). When the
+// chunk reaches its budget (Options.MemoryBytes, default 128 MiB: 8 bytes
+// per key plus the chunk's distinct user names and about 64 bytes of
+// overhead for each), its users are ranked by name, the keys are sorted and
+// de-duplicated, and the chunk is written as a sorted run to a temporary
+// file (user names prefix-compressed, varints: a few bytes per key). An
+// export that fits one chunk never touches the disk.
+//
+// At the end the runs are merged with a heap, at most 64 at a time (more
+// runs are first merged into bigger runs, level by level); each merge input
+// holds a 64 KiB buffer. The merged stream is in (user, minute, method)
+// order without duplicates, so one pass counts: every new (user, minute) is
+// one active user-minute, every key one user-minute of its method. Memory is
+// therefore bounded by MemoryBytes + 64 × 64 KiB + per-method tables
+// (calls, user-minutes and 2 × 24 hourly counters per method; at most 65,535
+// distinct methods), whatever the export's size or order. Disk use is at
+// most a few bytes per distinct (user, minute, method). Sorted input (by
+// user then time, or by time) is not required; it merely de-duplicates more
+// inside each chunk, so runs are smaller. The result is exact: no hashing,
+// no sampling, no approximate sketches.
+//
+// # Hour-of-day profiles
+//
+// With Options.Hourly, each method also gets 24 multipliers of its frequency,
+// one per hour of the day in Options.Timezone: hourly[h] is the method's
+// user-minutes in local hour h per day that hour occurs in the export's time
+// range, divided by the mean over the 24 hours. Their mean is 1, so the daily
+// average stays at the frequency, and always-on koi (whose number does not
+// follow the day) reproduce the daily load curve: the volume in hour h is
+// frequency × hourly[h] per koi-minute. It needs at least a day of data.
+//
+// # Errors
+//
+// Every problem in the input names the object, the row (and the CSV line)
+// and the column (see RowError). By default the first bad row stops the run;
+// with Options.SkipBadRows bad rows are counted by reason and skipped.
+// Problems that make every row unusable (a required column missing from a
+// CSV header or a Parquet schema, a missing bucket, refused credentials, an
+// export with no rows) always stop the run. Nothing is written on failure:
+// Result.WriteFile writes a temporary file and renames it.
+//
+// Generate is the whole pipeline as one call, with a progress callback; the
+// CLI (koipond warehouse generate) and, later, the keeper's
+// POST /api/v1/behavior-sets/generate are thin wrappers around it.
+package warehouse

@@ -1,0 +1,166 @@
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/deprecated"
+	"github.com/parquet-go/parquet-go/format"
+)
+
+// parquetTime says how a Parquet timestamp column is stored.
+type parquetTime struct {
+	unit  time.Duration // TIMESTAMP logical or converted type; 0: plain
+	int96 bool
+}
+
+// readParquet reads one Parquet part from random-access storage.
+func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, size int64) (err error) {
+	defer func() {
+		// parquet-go panics on some corrupt files: an error naming the
+		// object is better than a crash.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: corrupt Parquet file: %v", obj, p)
+		}
+	}()
+	f, err := parquet.OpenFile(r, size)
+	if err != nil {
+		return fmt.Errorf("%s: opening Parquet: %w", obj, err)
+	}
+	schema := f.Schema()
+	paths := schema.Columns()
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = strings.Join(p, ".")
+	}
+	idx, err := g.resolveColumns(obj, names, "Parquet schema")
+	if err != nil {
+		return err
+	}
+	// leafCol maps a leaf column index back to a logical column.
+	leafCol := make([]int, len(paths))
+	for i := range leafCol {
+		leafCol[i] = -1
+	}
+	var pt parquetTime
+	for c := range numCols {
+		i := idx[c]
+		if i < 0 {
+			continue
+		}
+		leaf, ok := schema.Lookup(paths[i]...)
+		if !ok {
+			continue
+		}
+		leafCol[leaf.ColumnIndex] = c
+		if c == colTimestamp {
+			typ := leaf.Node.Type()
+			if lt := typ.LogicalType(); lt != nil {
+				if ts, ok := lt.Value.(*format.TimestampType); ok && ts.Unit.Value != nil {
+					pt.unit = ts.Unit.Value.Duration()
+				}
+			}
+			if ct := typ.ConvertedType(); ct != nil && pt.unit == 0 {
+				switch *ct {
+				case deprecated.TimestampMillis:
+					pt.unit = time.Millisecond
+				case deprecated.TimestampMicros:
+					pt.unit = time.Microsecond
+				}
+			}
+			pt.int96 = typ.Kind() == parquet.Int96
+		}
+	}
+	var rec record
+	var scratch [numCols][]byte
+	buf := make([]parquet.Row, 512)
+	n := int64(0)
+	for _, rg := range f.RowGroups() {
+		rows := rg.Rows()
+		for {
+			k, rerr := rows.ReadRows(buf)
+			for _, prow := range buf[:k] {
+				n++
+				rec.reset()
+				for _, v := range prow {
+					c := -1
+					if col := v.Column(); col >= 0 && col < len(leafCol) {
+						c = leafCol[col]
+					}
+					if c < 0 || v.IsNull() {
+						continue
+					}
+					if c == colTimestamp && (pt.int96 || pt.unit > 0) {
+						if pt.int96 {
+							rec.tsNanos = int96Nanos(v.Int96())
+						} else {
+							rec.tsNanos = v.Int64() * int64(pt.unit)
+						}
+						rec.tsTyped, rec.has[c] = true, true
+						if s := floorDiv(rec.tsNanos, 1e9); s < minSec || s >= maxSec {
+							rec.tsTyped = false
+							rec.vals[c] = time.Unix(0, rec.tsNanos).UTC().Format(time.RFC3339)
+						}
+						continue
+					}
+					var s string
+					switch v.Kind() {
+					case parquet.ByteArray, parquet.FixedLenByteArray:
+						b := v.ByteArray()
+						s = unsafe.String(unsafe.SliceData(b), len(b))
+					case parquet.Int32:
+						scratch[c] = strconv.AppendInt(scratch[c][:0], int64(v.Int32()), 10)
+						s = unsafe.String(unsafe.SliceData(scratch[c]), len(scratch[c]))
+					case parquet.Int64:
+						scratch[c] = strconv.AppendInt(scratch[c][:0], v.Int64(), 10)
+						s = unsafe.String(unsafe.SliceData(scratch[c]), len(scratch[c]))
+					case parquet.Float, parquet.Double:
+						f := v.Double()
+						if v.Kind() == parquet.Float {
+							f = float64(v.Float())
+						}
+						if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+							scratch[c] = strconv.AppendInt(scratch[c][:0], int64(f), 10)
+						} else {
+							scratch[c] = strconv.AppendFloat(scratch[c][:0], f, 'f', -1, 64)
+						}
+						s = unsafe.String(unsafe.SliceData(scratch[c]), len(scratch[c]))
+					case parquet.Boolean:
+						s = strconv.FormatBool(v.Boolean())
+					default:
+						s = v.String()
+					}
+					rec.vals[c], rec.has[c] = s, true
+				}
+				if err := g.row(ctx, obj, n, 0, &rec); err != nil {
+					rows.Close()
+					return err
+				}
+			}
+			if rerr != nil {
+				rows.Close()
+				if errors.Is(rerr, io.EOF) {
+					break
+				}
+				return fmt.Errorf("%s: reading Parquet rows near row %d: %w", obj, n+1, rerr)
+			}
+		}
+	}
+	return nil
+}
+
+// int96Nanos converts a legacy INT96 timestamp (Impala, Spark, Athena):
+// nanoseconds of the day, then the Julian day.
+func int96Nanos(i deprecated.Int96) int64 {
+	nanos := int64(i[1])<<32 | int64(i[0])
+	day := int64(i[2])
+	return (day-2440588)*86400*1e9 + nanos
+}

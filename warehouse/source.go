@@ -1,0 +1,188 @@
+package warehouse
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// object is one part of an export.
+type object struct {
+	name  string // file path or s3:// URL, for messages
+	size  int64
+	local string // the local path, when the part is a local file
+	open  func(ctx context.Context) (io.ReadCloser, error)
+}
+
+// source lists an export's parts, in order, without holding the whole list
+// when the store pages it.
+type source interface {
+	each(ctx context.Context, fn func(obj object) error) error
+	String() string
+}
+
+// skipName reports whether a part's base name marks it as not data:
+// _SUCCESS and other _-files, hidden and .crc files, manifests.
+func skipName(base string) bool {
+	lb := strings.ToLower(base)
+	return base == "" || strings.HasPrefix(base, "_") || strings.HasPrefix(base, ".") ||
+		strings.HasSuffix(lb, ".crc") || strings.HasSuffix(lb, "manifest") || strings.HasSuffix(lb, "manifest.json")
+}
+
+func openSource(ctx context.Context, o *Options) (source, error) {
+	if strings.HasPrefix(o.From, "s3://") {
+		return newS3Source(ctx, o)
+	}
+	st, err := os.Stat(o.From)
+	if err != nil {
+		return nil, fmt.Errorf("reading the export: %w", err)
+	}
+	return &localSource{root: o.From, dir: st.IsDir()}, nil
+}
+
+type localSource struct {
+	root string
+	dir  bool
+}
+
+func (s *localSource) String() string { return s.root }
+
+func (s *localSource) each(ctx context.Context, fn func(object) error) error {
+	local := func(p string, size int64) object {
+		return object{name: p, size: size, local: p, open: func(context.Context) (io.ReadCloser, error) { return os.Open(p) }}
+	}
+	if !s.dir {
+		st, err := os.Stat(s.root)
+		if err != nil {
+			return err
+		}
+		return fn(local(s.root, st.Size()))
+	}
+	type part struct {
+		path string
+		size int64
+	}
+	var parts []part
+	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != s.root && skipName(d.Name()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		parts = append(parts, part{p, info.Size()})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", s.root, err)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].path < parts[j].path })
+	for _, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(local(p.path, p.size)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countingReader counts bytes read from the source.
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+// Compression recognised by magic bytes.
+var (
+	magicGzip    = []byte{0x1f, 0x8b}
+	magicZstd    = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	magicParquet = []byte("PAR1")
+)
+
+// decompress wraps r by its magic bytes; kind is "gzip", "zstd" or "".
+func decompress(r *bufio.Reader) (io.Reader, string, func(), error) {
+	head, _ := r.Peek(4)
+	switch {
+	case bytes.HasPrefix(head, magicGzip):
+		z, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("gzip: %w", err)
+		}
+		return z, "gzip", func() { z.Close() }, nil
+	case bytes.HasPrefix(head, magicZstd):
+		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("zstd: %w", err)
+		}
+		return z, "zstd", z.Close, nil
+	}
+	return r, "", func() {}, nil
+}
+
+// formatByName guesses a format from a part's extension, under any
+// compression suffix.
+func formatByName(name string) (Format, bool) {
+	base := strings.ToLower(path.Base(filepath.ToSlash(name)))
+	for _, z := range []string{".gz", ".gzip", ".zst", ".zstd"} {
+		base = strings.TrimSuffix(base, z)
+	}
+	switch path.Ext(base) {
+	case ".csv", ".tsv", ".txt":
+		return FormatCSV, true
+	case ".json", ".jsonl", ".ndjson":
+		return FormatJSON, true
+	case ".parquet", ".pq":
+		return FormatParquet, true
+	}
+	return FormatAuto, false
+}
+
+// formatBySniff guesses a format from the first (decompressed) bytes.
+func formatBySniff(head []byte) Format {
+	if bytes.HasPrefix(head, magicParquet) {
+		return FormatParquet
+	}
+	head = bytes.TrimPrefix(head, []byte("\xef\xbb\xbf"))
+	head = bytes.TrimLeft(head, " \t\r\n")
+	if len(head) > 0 && head[0] == '{' {
+		return FormatJSON
+	}
+	return FormatCSV
+}
+
+func isTSV(name string) bool {
+	base := strings.ToLower(path.Base(filepath.ToSlash(name)))
+	for _, z := range []string{".gz", ".gzip", ".zst", ".zstd"} {
+		base = strings.TrimSuffix(base, z)
+	}
+	return strings.HasSuffix(base, ".tsv")
+}
