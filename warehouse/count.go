@@ -16,12 +16,14 @@ import (
 
 // Key layout inside a chunk (see the package doc).
 const (
-	userBits   = 24
-	minuteBits = 24
+	userBits   = 21 // a chunk's distinct users (its own numbering)
+	minuteBits = 27 // Unix minutes: 1970 to 2225, beyond maxSec
 	methodBits = 16
-	minuteMid  = 1 << (minuteBits - 1) // a chunk's first minute sits here
 	maxMethods = 1<<methodBits - 1
 	perUserMem = 64 // bytes of map and slice overhead per distinct user
+	// minChunk keys at least are sorted at once, even when the chunk's
+	// users alone fill the budget (a few KiB over it, not a spill per key).
+	minChunk = 4096
 )
 
 // counts is what the counting pass finds.
@@ -51,8 +53,6 @@ type counter struct {
 	userIdx   map[string]uint32
 	users     []string
 	userBytes int64
-	base      int64 // the chunk's first minute
-	hasBase   bool
 
 	runs []string // sorted run files
 }
@@ -81,15 +81,8 @@ func (c *counter) method(name string) (uint16, error) {
 // add records one call. user may alias a reused buffer.
 func (c *counter) add(user string, minute int64, method uint16) error {
 	c.calls[method]++
-	off := minute - c.base + minuteMid
-	if !c.hasBase || off < 0 || off >= 1<<minuteBits {
-		if len(c.keys) > 0 {
-			if err := c.spill(); err != nil {
-				return err
-			}
-		}
-		c.base, c.hasBase = minute, true
-		off = minuteMid
+	if minute < 0 || minute >= 1<<minuteBits {
+		return fmt.Errorf("minute %d is outside 1970..2225", minute)
 	}
 	u, ok := c.userIdx[user]
 	if !ok {
@@ -106,17 +99,17 @@ func (c *counter) add(user string, minute int64, method uint16) error {
 		c.userBytes += int64(len(user)) + perUserMem
 	}
 	if len(c.keys) == cap(c.keys) {
-		if c.mem() >= c.budget {
+		if c.mem() >= c.budget && len(c.keys) >= minChunk {
 			if err := c.spill(); err != nil {
 				return err
 			}
 			return c.addAgain(user, minute, method)
 		}
 		limit := int((c.budget - c.userBytes) / 8)
-		n := min(max(2*cap(c.keys), 1<<14), max(limit, len(c.keys)+1))
+		n := min(max(2*cap(c.keys), minChunk), max(limit, len(c.keys)+minChunk))
 		c.keys = slices.Grow(c.keys, n-len(c.keys))
 	}
-	c.keys = append(c.keys, uint64(u)<<(minuteBits+methodBits)|uint64(off)<<methodBits|uint64(method))
+	c.keys = append(c.keys, uint64(u)<<(minuteBits+methodBits)|uint64(minute)<<methodBits|uint64(method))
 	return nil
 }
 
@@ -156,7 +149,6 @@ func (c *counter) resetChunk() {
 	clear(c.userIdx)
 	c.users = c.users[:0]
 	c.userBytes = 0
-	c.hasBase = false
 }
 
 // spill writes the chunk as a sorted run file and empties it.
@@ -181,7 +173,7 @@ func (c *counter) spill() error {
 
 func (c *counter) unpack(k uint64) (user uint32, minute int64, method uint16) {
 	return uint32(k >> (minuteBits + methodBits)),
-		c.base + int64(k>>methodBits&(1<<minuteBits-1)) - minuteMid,
+		int64(k >> methodBits & (1<<minuteBits - 1)),
 		uint16(k & (1<<methodBits - 1))
 }
 

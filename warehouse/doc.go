@@ -43,9 +43,9 @@
 // Counting distinct pairs exactly without holding every pair is done with a
 // classic external sort. Rows become keys (user, minute, method) collected
 // into a chunk. Inside a chunk the user is a small index into the chunk's
-// own user table and the whole key packs into one uint64 (24 bits of user,
-// 24 bits of minute relative to the chunk's first minute, 16 bits of
-// method, whose names are interned once for the whole export). When the
+// own user table and the whole key packs into one uint64 (21 bits of user,
+// 27 bits of Unix minute, 16 bits of method, whose names are interned once
+// for the whole export; timestamps outside 1970..2200 are bad rows). When the
 // chunk reaches its budget (Options.MemoryBytes, default 128 MiB: 8 bytes
 // per key plus the chunk's distinct user names and about 64 bytes of
 // overhead for each), its users are ranked by name, the keys are sorted and

@@ -59,6 +59,8 @@ func newS3Source(ctx context.Context, o *Options) (*s3Source, error) {
 		cfg.Region = "us-east-1"
 	}
 	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+		// S3-compatible stores often send no checksums: say nothing.
+		so.DisableLogOutputChecksumValidationSkipped = true
 		if endpoint != "" {
 			so.BaseEndpoint = aws.String(endpoint)
 			so.UsePathStyle = !o.VirtualHosted
