@@ -1,0 +1,199 @@
+package keeper
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire"
+)
+
+// Retention of merged metrics: one bucket per second for the last hour,
+// one per minute for the last day; older data is gone. Memory per run is
+// bounded by (fineSlots + coarseSlots) buckets × maxKeys sketches.
+const (
+	fineSlots   = 3600
+	coarseSlots = 24 * 60
+	// maxKeys is the most metric keys kept per run; reports with more are
+	// merged without the extra keys (counted as rejections).
+	maxKeys = 500
+)
+
+// aggregator merges metrics reports into per-run time series.
+type aggregator struct {
+	mu   sync.Mutex
+	runs map[string]*runSeries
+}
+
+// runSeries is one run's buckets: ring buffers indexed by time.
+type runSeries struct {
+	fine    []bucket // by unix second % fineSlots
+	coarse  []bucket // by unix minute % coarseSlots
+	keys    map[string]bool
+	traffic traffic
+}
+
+// bucket is one interval's merged snapshot (t is its unix second or
+// minute; snap nil means empty).
+type bucket struct {
+	t    int64
+	snap *metrics.Snapshot
+}
+
+// traffic sums websocket traffic since the keeper started.
+type traffic struct {
+	FramesIn  uint64 `json:"frames_in"`
+	FramesOut uint64 `json:"frames_out"`
+	BytesIn   uint64 `json:"bytes_in"`
+	BytesOut  uint64 `json:"bytes_out"`
+}
+
+func newAggregator() *aggregator { return &aggregator{runs: map[string]*runSeries{}} }
+
+// add merges one run's snapshot observed at keeper time at.
+func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
+	s := &metrics.Snapshot{}
+	if len(rm.Snapshot) > 0 {
+		if err := s.UnmarshalBinary(rm.Snapshot); err != nil {
+			return fmt.Errorf("decoding snapshot: %w", err)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rs := a.runs[run]
+	if rs == nil {
+		rs = &runSeries{fine: make([]bucket, fineSlots), coarse: make([]bucket, coarseSlots), keys: map[string]bool{}}
+		a.runs[run] = rs
+	}
+	rs.traffic.FramesIn += rm.FramesIn
+	rs.traffic.FramesOut += rm.FramesOut
+	rs.traffic.BytesIn += rm.BytesIn
+	rs.traffic.BytesOut += rm.BytesOut
+	var dropped []string
+	for key := range s.Series {
+		if !rs.keys[key] {
+			if len(rs.keys) >= maxKeys {
+				dropped = append(dropped, key)
+				delete(s.Series, key)
+				continue
+			}
+			rs.keys[key] = true
+		}
+	}
+	sec := at.Unix()
+	b := &rs.fine[sec%fineSlots]
+	switch {
+	case b.t > sec:
+		return fmt.Errorf("report for %v is older than the fine retention", at)
+	case b.t < sec:
+		if b.snap != nil {
+			rs.fold(b)
+		}
+		*b = bucket{t: sec, snap: &metrics.Snapshot{}}
+	}
+	if err := b.snap.Merge(s); err != nil {
+		return err
+	}
+	if len(dropped) > 0 {
+		return fmt.Errorf("run has %d metric keys already; dropped %d new ones (first %q)", maxKeys, len(dropped), dropped[0])
+	}
+	return nil
+}
+
+// fold merges an expiring fine bucket into its minute.
+func (rs *runSeries) fold(b *bucket) {
+	m := b.t / 60
+	c := &rs.coarse[m%coarseSlots]
+	if c.t != m || c.snap == nil {
+		*c = bucket{t: m, snap: &metrics.Snapshot{}}
+	}
+	_ = c.snap.Merge(b.snap) // both built by this package: cannot fail
+}
+
+// window merges a run's buckets in [from, to).
+func (a *aggregator) window(run string, from, to time.Time) (*metrics.Snapshot, traffic) {
+	out := &metrics.Snapshot{}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rs := a.runs[run]
+	if rs == nil {
+		return out, traffic{}
+	}
+	lo, hi := from.Unix(), to.Unix()
+	fineFrom := max(lo, hi-fineSlots+1)
+	for sec := fineFrom; sec < hi; sec++ {
+		if b := rs.fine[sec%fineSlots]; b.t == sec && b.snap != nil {
+			_ = out.Merge(b.snap)
+		}
+	}
+	// Older than the fine ring: whole minutes from the coarse one.
+	for m := lo / 60; m*60 < fineFrom; m++ {
+		if c := rs.coarse[m%coarseSlots]; c.t == m && c.snap != nil {
+			_ = out.Merge(c.snap)
+		}
+	}
+	return out, rs.traffic
+}
+
+// forget drops a run's series.
+func (a *aggregator) forget(run string) {
+	a.mu.Lock()
+	delete(a.runs, run)
+	a.mu.Unlock()
+}
+
+// KeySummary is one metric key over a window.
+type KeySummary struct {
+	Key      string  `json:"key"`
+	Count    uint64  `json:"count"`
+	Failures uint64  `json:"failures"`
+	Rate     float64 `json:"rate_per_sec"`
+	// Latency quantiles in milliseconds (absent without latency samples).
+	P50 *float64 `json:"p50_ms,omitempty"`
+	P95 *float64 `json:"p95_ms,omitempty"`
+	P99 *float64 `json:"p99_ms,omitempty"`
+	// Outcomes counts observations per outcome name.
+	Outcomes map[string]uint64 `json:"outcomes"`
+}
+
+// MetricsSummary is a run's merged metrics over a window.
+type MetricsSummary struct {
+	Run     string       `json:"run"`
+	From    time.Time    `json:"from"`
+	To      time.Time    `json:"to"`
+	Keys    []KeySummary `json:"keys"`
+	Traffic traffic      `json:"traffic_total"`
+}
+
+// RunMetrics merges a run's metrics over the window ending now.
+func (k *Keeper) RunMetrics(run string, window time.Duration) *MetricsSummary {
+	to := time.Now().Add(time.Second).Truncate(time.Second)
+	from := to.Add(-window)
+	snap, tr := k.agg.window(run, from, to)
+	sum := &MetricsSummary{Run: run, From: from, To: to, Keys: []KeySummary{}, Traffic: tr}
+	secs := window.Seconds()
+	for _, key := range snap.Keys() {
+		ss := snap.Series[key]
+		ks := KeySummary{Key: key, Count: ss.Total(), Failures: ss.Failures(), Outcomes: map[string]uint64{}}
+		ks.Rate = float64(ks.Count) / secs
+		for o, c := range ss.Counts {
+			if c > 0 {
+				ks.Outcomes[metrics.Outcome(o).String()] = c
+			}
+		}
+		for _, q := range []struct {
+			p   float64
+			dst **float64
+		}{{0.5, &ks.P50}, {0.95, &ks.P95}, {0.99, &ks.P99}} {
+			if d, ok := ss.Quantile(q.p); ok {
+				ms := float64(d) / float64(time.Millisecond)
+				*q.dst = &ms
+			}
+		}
+		sum.Keys = append(sum.Keys, ks)
+	}
+	sort.Slice(sum.Keys, func(i, j int) bool { return sum.Keys[i].Key < sum.Keys[j].Key })
+	return sum
+}

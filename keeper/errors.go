@@ -1,0 +1,85 @@
+package keeper
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error codes, each mapped to one HTTP status in codeStatus.
+const (
+	CodeInvalid      = "invalid"      // the request is wrong; Field says where
+	CodeNotFound     = "not_found"    // no such object
+	CodeConflict     = "conflict"     // the object's state forbids the change
+	CodeUnauthorized = "unauthorized" // no or unknown token
+	CodeForbidden    = "forbidden"    // the token's role may not do this
+	CodeTooLarge     = "too_large"    // request body over the limit
+	CodeUnavailable  = "unavailable"  // storage is failing; retry
+	CodeInternal     = "internal"     // a bug
+)
+
+// codeStatus is the one code → HTTP status table.
+var codeStatus = map[string]int{
+	CodeInvalid:      http.StatusBadRequest,
+	CodeNotFound:     http.StatusNotFound,
+	CodeConflict:     http.StatusConflict,
+	CodeUnauthorized: http.StatusUnauthorized,
+	CodeForbidden:    http.StatusForbidden,
+	CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	CodeUnavailable:  http.StatusServiceUnavailable,
+	CodeInternal:     http.StatusInternalServerError,
+}
+
+// Error is an error a caller can act on: a code, a message for people and
+// the request field at fault. The API sends it as
+// {"error": {"code", "message", "field"}}.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+	Err     error  `json:"-"`
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s", e.Field, e.Message)
+	}
+	return e.Message
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Status returns the HTTP status of the error's code.
+func (e *Error) Status() int {
+	if s, ok := codeStatus[e.Code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+func invalid(field, format string, args ...any) *Error {
+	return &Error{Code: CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func notFound(field, format string, args ...any) *Error {
+	return &Error{Code: CodeNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func conflict(format string, args ...any) *Error {
+	return &Error{Code: CodeConflict, Message: fmt.Sprintf(format, args...)}
+}
+
+// storeErr wraps a storage failure as unavailable, keeping an *Error
+// returned from inside a write as it is.
+func storeErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%s: %v", what, err), Err: err}
+}

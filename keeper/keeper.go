@@ -1,0 +1,351 @@
+// Package keeper is koipond's server: the single source of truth for
+// behavior sets, formations, runs, launches, schools and the global switch.
+//
+// A Keeper stores state in go-memdb (package keeper/state) written through
+// to a JetStream KV bucket, answers school polls on NATS (wire.SubjectPoll),
+// serves blobs (wire.SubjectBlob), publishes the switch
+// (wire.SubjectControl), merges metrics reports (wire.SubjectMetrics),
+// assigns koi to schools (the scheduler), plans formation launches, and
+// serves the HTTP API under /api/v1.
+//
+// Open binds the HTTP listener and NATS synchronously and starts the
+// Keeper's goroutines; Close stops them and waits. Every goroutine is
+// started by Open and owned by the Keeper's context and WaitGroup.
+//
+// Lock order: Keeper.mu (rejections, scheduler bookkeeping) is a leaf lock;
+// the aggregator's lock is a leaf lock; neither is held across a store
+// write or a NATS call.
+package keeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of Config.
+const (
+	DefaultHTTP         = "127.0.0.1:8080"
+	DefaultNATSListen   = "127.0.0.1:4222"
+	DefaultDataDir      = "koipond-data"
+	DefaultBucket       = "koipond"
+	DefaultPollInterval = time.Second
+	DefaultLease        = 10 * time.Second
+)
+
+// Config configures a Keeper. The zero value of every field means its
+// default.
+type Config struct {
+	// HTTP is the API listen address (default 127.0.0.1:8080; ":0" picks
+	// a port). Listening beyond loopback requires Tokens or TokensFile.
+	HTTP string
+	// NATS is the URL of an external NATS (cluster) with JetStream. Empty
+	// starts an embedded nats-server listening on NATSListen.
+	NATS string
+	// NATSListen is the embedded server's client address (default
+	// 127.0.0.1:4222; port -1 picks one). Beyond loopback it requires
+	// NATSToken.
+	NATSListen string
+	// NATSToken is the token schools need to connect to the embedded
+	// server, and the token the keeper presents to an external one.
+	NATSToken string
+	// DataDir holds the embedded server's JetStream files (default
+	// ./koipond-data).
+	DataDir string
+	// Bucket is the KV bucket holding the state (default "koipond").
+	Bucket string
+	// Replicas is the bucket's replica count (default 1; set it to the
+	// cluster size on an external cluster).
+	Replicas int
+	// TokensFile lists API tokens, one per line: NAME ROLE TOKEN, with
+	// ROLE viewer, operator or admin; # starts a comment.
+	TokensFile string
+	// Tokens are API tokens given in code, added to TokensFile's.
+	Tokens []Token
+	// PollInterval is what schools are told to poll at (default 1 s).
+	PollInterval time.Duration
+	// Lease is how long a school keeps its koi without a poll answered,
+	// and how long the keeper keeps a silent school's ranges (default 10 s).
+	Lease time.Duration
+	// Logger receives the keeper's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.HTTP == "" {
+		c.HTTP = DefaultHTTP
+	}
+	if c.NATSListen == "" {
+		c.NATSListen = DefaultNATSListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate returns every problem with the configuration (after defaults),
+// each naming the field.
+func (c Config) Validate() []error {
+	c = c.withDefaults()
+	var errs []error
+	httpHost, _, err := net.SplitHostPort(c.HTTP)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("http: %q is not host:port: %w", c.HTTP, err))
+	}
+	if c.NATS == "" {
+		h, p, err := net.SplitHostPort(c.NATSListen)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("nats-listen: %q is not host:port: %w", c.NATSListen, err))
+		} else if n, err := strconv.Atoi(p); err != nil || n < -1 || n > 65535 {
+			errs = append(errs, fmt.Errorf("nats-listen: bad port %q", p))
+		} else if !isLoopback(h) && c.NATSToken == "" {
+			errs = append(errs, fmt.Errorf("nats-listen: %s is beyond loopback; schools must need a credential there: set a NATS token", c.NATSListen))
+		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas: %d is outside 1..5", c.Replicas))
+	}
+	if c.PollInterval < 10*time.Millisecond || c.PollInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("poll interval: %v is outside 10ms..1m", c.PollInterval))
+	}
+	if c.Lease < 2*c.PollInterval {
+		errs = append(errs, fmt.Errorf("lease: %v is shorter than two poll intervals (%v)", c.Lease, 2*c.PollInterval))
+	}
+	for i, t := range c.Tokens {
+		if err := t.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("tokens[%d]: %w", i, err))
+		}
+	}
+	if err == nil && !isLoopback(httpHost) && c.TokensFile == "" && len(c.Tokens) == 0 {
+		errs = append(errs, fmt.Errorf("http: %s is beyond loopback: API tokens are required (--tokens FILE)", c.HTTP))
+	}
+	return errs
+}
+
+// isLoopback reports whether host only accepts local connections.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Keeper is a running keeper. Its methods are safe for concurrent use.
+type Keeper struct {
+	cfg   Config
+	log   *slog.Logger
+	store *state.Store
+	auth  *authenticator
+	agg   *aggregator
+	stats *stats
+
+	ns  *server.Server // embedded server; nil with an external one
+	nc  *nats.Conn
+	kv  *state.KV
+	ln  net.Listener
+	srv *http.Server
+	e   *echo.Echo
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{} // wakes the scheduler
+
+	mu      sync.Mutex // guards partial
+	partial []string   // runs started partially, as last logged
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts a keeper: NATS (embedded or connected), the KV bucket and the
+// restore of its state, the NATS responders, the scheduler and the HTTP
+// API, which listens before Open returns.
+func Open(ctx context.Context, cfg Config) (k *Keeper, err error) {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("keeper: invalid config: %w", errors.Join(errs...))
+	}
+	cfg = cfg.withDefaults()
+	k = &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats()}
+	k.ctx, k.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			k.Close()
+		}
+	}()
+	if k.auth, err = newAuthenticator(cfg.TokensFile, cfg.Tokens); err != nil {
+		return nil, fmt.Errorf("keeper: %w", err)
+	}
+	if err := k.openNATS(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(k.nc)
+	if err != nil {
+		return nil, fmt.Errorf("keeper: jetstream: %w", err)
+	}
+	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ocancel()
+	if k.kv, err = state.OpenKV(octx, js, cfg.Bucket, cfg.Replicas); err != nil {
+		return nil, fmt.Errorf("keeper: %w", err)
+	}
+	recs, err := k.kv.Load(octx)
+	if err != nil {
+		return nil, fmt.Errorf("keeper: %w", err)
+	}
+	if k.store, err = state.New(k.kv); err != nil {
+		return nil, fmt.Errorf("keeper: %w", err)
+	}
+	if err := k.store.Restore(recs); err != nil {
+		return nil, fmt.Errorf("keeper: %w", err)
+	}
+	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
+	k.agg = newAggregator()
+	if err := k.subscribe(); err != nil {
+		return nil, err
+	}
+	if k.ln, err = net.Listen("tcp", cfg.HTTP); err != nil {
+		return nil, fmt.Errorf("keeper: http: %w", err)
+	}
+	k.e = k.newEcho()
+	k.srv = &http.Server{Handler: k.e, ReadHeaderTimeout: 10 * time.Second}
+	k.wg.Add(2)
+	go func() {
+		defer k.wg.Done()
+		if err := k.srv.Serve(k.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			k.log.Error("http server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer k.wg.Done()
+		k.scheduleLoop()
+	}()
+	k.log.Info("keeper listening", "http", "http://"+k.HTTPAddr(), "nats", k.NATSURL(), "auth", k.auth.enabled())
+	return k, nil
+}
+
+// openNATS starts the embedded server (unless cfg.NATS is set) and
+// connects.
+func (k *Keeper) openNATS() error {
+	opts := []nats.Option{nats.Name("koipond keeper"), nats.MaxReconnects(-1),
+		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second)}
+	if k.cfg.NATSToken != "" {
+		opts = append(opts, nats.Token(k.cfg.NATSToken))
+	}
+	url := k.cfg.NATS
+	if url == "" {
+		h, p, _ := net.SplitHostPort(k.cfg.NATSListen)
+		port, _ := strconv.Atoi(p)
+		dir := filepath.Join(k.cfg.DataDir, "jetstream")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("keeper: data dir: %w", err)
+		}
+		ns, err := server.NewServer(&server.Options{ServerName: "koipond-keeper", Host: h, Port: port,
+			JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true, Authorization: k.cfg.NATSToken,
+			MaxPayload: 8 << 20})
+		if err != nil {
+			return fmt.Errorf("keeper: embedded nats: %w", err)
+		}
+		k.ns = ns
+		go ns.Start() // the server owns its goroutines; Shutdown in Close stops them
+		if !ns.ReadyForConnections(30 * time.Second) {
+			return fmt.Errorf("keeper: embedded nats did not start on %s", k.cfg.NATSListen)
+		}
+		url = ns.ClientURL()
+		opts = append(opts, nats.InProcessServer(ns))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("keeper: connecting to nats %s: %w", url, err)
+	}
+	k.nc = nc
+	return nil
+}
+
+// HTTPAddr returns the address the API listens on (host:port).
+func (k *Keeper) HTTPAddr() string { return k.ln.Addr().String() }
+
+// NATSURL returns the NATS URL schools should use.
+func (k *Keeper) NATSURL() string {
+	if k.ns != nil {
+		return k.ns.ClientURL()
+	}
+	return k.cfg.NATS
+}
+
+// Close stops the keeper: the API, the responders and the scheduler, then
+// NATS. It waits for every goroutine. It is idempotent.
+func (k *Keeper) Close() error {
+	k.closeOnce.Do(func() {
+		k.cancel()
+		if k.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := k.srv.Shutdown(ctx); err != nil {
+				k.closeErr = fmt.Errorf("keeper: http shutdown: %w", err)
+			}
+			cancel()
+		} else if k.ln != nil {
+			k.ln.Close()
+		}
+		if k.nc != nil {
+			// Drain lets in-flight handlers finish; Close after.
+			if err := k.nc.Drain(); err != nil {
+				k.nc.Close()
+			}
+			for i := 0; i < 100 && !k.nc.IsClosed(); i++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+			k.nc.Close()
+		}
+		k.wg.Wait()
+		if k.ns != nil {
+			k.ns.Shutdown()
+			k.ns.WaitForShutdown()
+		}
+	})
+	return k.closeErr
+}
+
+// Kick wakes the scheduler now instead of at its next tick.
+func (k *Keeper) Kick() {
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
+}
+
+// jitter returns d ± 10%.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+}

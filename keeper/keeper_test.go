@@ -1,0 +1,440 @@
+package keeper
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire"
+	"github.com/nats-io/nats.go"
+)
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		bad  int
+	}{
+		// Defaults are valid.
+		{"defaults", Config{}, 0},
+		// API beyond loopback without tokens is refused.
+		{"open http", Config{HTTP: "0.0.0.0:8080"}, 1},
+		// Embedded NATS beyond loopback needs a token for schools.
+		{"open nats", Config{NATSListen: "0.0.0.0:4222"}, 1},
+		// Every problem at once.
+		{"many", Config{HTTP: "nope", Replicas: 9, PollInterval: time.Hour, Lease: time.Second}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if errs := tc.cfg.Validate(); len(errs) != tc.bad {
+				t.Errorf("got %d problems, want %d: %v", len(errs), tc.bad, errs)
+			}
+		})
+	}
+}
+
+func TestNonLoopbackWithoutTokensRefused(t *testing.T) {
+	_, err := Open(context.Background(), Config{HTTP: "0.0.0.0:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err == nil {
+		t.Fatal("keeper started on 0.0.0.0 without tokens")
+	}
+}
+
+func TestRestartRestoresEverything(t *testing.T) {
+	dir := t.TempDir()
+	k := openKeeper(t, dir)
+	ctx := context.Background()
+	run := seedRun(t, k, 40)
+	fm, err := k.PutFormation(ctx, "test", behaviors.File{Name: "herd.json", Data: []byte(herd)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newFakeSchool(t, k, "s1", 100)
+	checkFor(t, 5*time.Second, func() error {
+		if _, to := s.holds(run.ID); s.poll() == nil || to != 40 {
+			return fmt.Errorf("school holds [0,%d) of 40", to)
+		}
+		return nil
+	})
+	s.poll() // report the koi connected
+	l, err := k.Launch(ctx, "test", LaunchSpec{Formation: "herd", Run: run.ID, At: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.SetSwitch(ctx, "alice", wire.Paused); err != nil {
+		t.Fatal(err)
+	}
+	epoch := k.store.Epoch()
+	audit := len(k.State().Audit(nil, 0, 100))
+
+	// Crash: NATS goes away under the keeper, nothing is flushed.
+	k.ns.Shutdown()
+	k.ns.WaitForShutdown()
+	k.Close()
+
+	k2 := openKeeper(t, dir)
+	r := k2.State()
+	if b := r.LatestBehaviorSet(nil, "bg"); b == nil || b.Files[0].Content != bgSet {
+		t.Errorf("behavior set not restored: %+v", b)
+	}
+	if f := r.Formation(nil, fm.Hash); f == nil || f.Name != "herd" {
+		t.Errorf("formation not restored: %+v", f)
+	}
+	if got := r.Run(nil, run.ID); got == nil || got.Koi != 40 || got.State != state.RunRunning {
+		t.Errorf("run not restored: %+v", got)
+	}
+	if got := r.Launch(nil, l.ID); got == nil || got.State != state.LaunchPending {
+		t.Errorf("launch not restored: %+v", got)
+	}
+	if g := r.Switch(nil); g.State != wire.Paused || g.Epoch != epoch || g.By != "alice" {
+		t.Errorf("switch not restored: %+v (epoch %d)", g, epoch)
+	}
+	if n := len(r.Audit(nil, 0, 100)); n != audit {
+		t.Errorf("audit entries: %d, want %d", n, audit)
+	}
+	if a := r.AssignmentsOfRun(nil, run.ID); len(a) != 1 || a[0].School != "s1" || a[0].To != 40 {
+		t.Errorf("assignments not restored: %+v", a)
+	}
+	// The school carries on with the same range: no koi rebooted.
+	s2 := newFakeSchool(t, k2, "s1", 100)
+	rep := s2.poll()
+	if rep == nil || len(rep.Assignments) != 1 || rep.Assignments[0].From != 0 || rep.Assignments[0].To != 40 || rep.Switch.State != wire.Paused {
+		t.Fatalf("after restart the school is told %+v", rep)
+	}
+	// Epochs keep increasing.
+	g, err := k2.SetSwitch(ctx, "alice", wire.Running)
+	if err != nil || g.Epoch != epoch+1 {
+		t.Errorf("epoch after restart: %+v %v, want %d", g, err, epoch+1)
+	}
+}
+
+// runSchools polls with every school until the test ends.
+func runSchools(t testing.TB, schools ...*fakeSchool) (stop func(*fakeSchool)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	cancels := map[*fakeSchool]context.CancelFunc{}
+	for _, s := range schools {
+		sctx, scancel := context.WithCancel(ctx)
+		cancels[s] = scancel
+		s.run(sctx, &wg)
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return func(s *fakeSchool) { cancels[s]() }
+}
+
+func span(s *fakeSchool, run string) int {
+	from, to := s.holds(run)
+	return to - from
+}
+
+func TestFailoverWithinLeasePlusPoll(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	run := seedRun(t, k, 100)
+	a, b := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000)
+	stop := runSchools(t, a, b)
+	checkFor(t, 5*time.Second, func() error {
+		if span(a, run.ID) != 50 || span(b, run.ID) != 50 {
+			return fmt.Errorf("a %d, b %d", span(a, run.ID), span(b, run.ID))
+		}
+		return nil
+	})
+	stop(b)
+	died := time.Now()
+	checkFor(t, 5*time.Second, func() error {
+		if span(a, run.ID) != 100 {
+			return fmt.Errorf("a holds %d", span(a, run.ID))
+		}
+		return nil
+	})
+	// The keeper notices within lease + half a poll (its pass), and a
+	// learns it at its next poll; allow scheduling slack under -race.
+	if took := time.Since(died); took > testLease+2*testPoll+300*time.Millisecond {
+		t.Errorf("failover took %v; want ≤ lease %v + poll %v", took, testLease, testPoll)
+	}
+	if v := k.RunView(k.State(), run.ID); v.Assigned != 100 || v.Partial != "" {
+		t.Errorf("run view %+v", v)
+	}
+}
+
+func TestNewSchoolTakesFairShareMovingLeast(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	run := seedRun(t, k, 90)
+	a, b := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000)
+	runSchools(t, a, b)
+	checkFor(t, 5*time.Second, func() error {
+		if span(a, run.ID)+span(b, run.ID) != 90 {
+			return fmt.Errorf("a %d, b %d", span(a, run.ID), span(b, run.ID))
+		}
+		return nil
+	})
+	af, at := a.holds(run.ID)
+	bf, bt := b.holds(run.ID)
+	c := newFakeSchool(t, k, "c", 1000)
+	runSchools(t, c)
+	checkFor(t, 5*time.Second, func() error {
+		if span(a, run.ID) != 30 || span(b, run.ID) != 30 || span(c, run.ID) != 30 {
+			return fmt.Errorf("a %d, b %d, c %d", span(a, run.ID), span(b, run.ID), span(c, run.ID))
+		}
+		return nil
+	})
+	// Only c's share moved: what a and b keep is inside what they had.
+	af2, at2 := a.holds(run.ID)
+	bf2, bt2 := b.holds(run.ID)
+	if af2 < af || at2 > at || bf2 < bf || bt2 > bt {
+		t.Errorf("a [%d,%d)→[%d,%d), b [%d,%d)→[%d,%d): kept koi moved", af, at, af2, at2, bf, bt, bf2, bt2)
+	}
+}
+
+func TestCapacityNeverExceededAndPartialReported(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	r1 := seedRun(t, k, 60)
+	r2, err := k.CreateRun(context.Background(), "test", RunSpec{Name: "second", BehaviorSet: "bg", Koi: 60,
+		Target: state.Target{APIBase: "http://127.0.0.1:9090/api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newFakeSchool(t, k, "a", 30), newFakeSchool(t, k, "b", 50)
+	runSchools(t, a, b)
+	checkFor(t, 5*time.Second, func() error {
+		if got := span(a, r1.ID) + span(b, r1.ID) + span(a, r2.ID) + span(b, r2.ID); got != 80 {
+			return fmt.Errorf("%d koi assigned, want 80", got)
+		}
+		return nil
+	})
+	for i := 0; i < 10; i++ {
+		for _, s := range []*fakeSchool{a, b} {
+			if n := span(s, r1.ID) + span(s, r2.ID); n > s.capacity {
+				t.Fatalf("%s holds %d koi, capacity %d", s.id, n, s.capacity)
+			}
+		}
+		time.Sleep(testPoll)
+	}
+	v1, v2 := k.RunView(k.State(), r1.ID), k.RunView(k.State(), r2.ID)
+	if v1.Assigned != 60 || v2.Assigned != 20 || v2.Partial == "" {
+		t.Errorf("run 1 %d (%q), run 2 %d (%q)", v1.Assigned, v1.Partial, v2.Assigned, v2.Partial)
+	}
+	// Live scale-down frees room for the second run.
+	koi := 20
+	if _, err := k.UpdateRun(context.Background(), "test", r1.ID, RunPatch{Koi: &koi}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if v := k.RunView(k.State(), r2.ID); v.Assigned != 60 {
+			return fmt.Errorf("run 2 has %d", v.Assigned)
+		}
+		return nil
+	})
+}
+
+func TestLaunchCountsExact(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	run := seedRun(t, k, 101)
+	if _, err := k.PutFormation(ctx, "test", behaviors.File{Name: "herd.json", Data: []byte(herd)}); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000), newFakeSchool(t, k, "c", 1000)
+	runSchools(t, a, b, c)
+	checkFor(t, 5*time.Second, func() error {
+		if v := k.RunView(k.State(), run.ID); v.KoiNow.Connected != 101 {
+			return fmt.Errorf("%d connected", v.KoiNow.Connected)
+		}
+		return nil
+	})
+	start := time.Now().Add(1500 * time.Millisecond)
+	l, err := k.Launch(ctx, "op", LaunchSpec{Formation: "herd", Run: run.ID, At: start, Params: map[string]string{"channel_id": "C1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Planned() {
+		t.Error("planned more than planLead ahead")
+	}
+	checkFor(t, 3*time.Second, func() error {
+		if l = k.State().Launch(nil, l.ID); !l.Planned() {
+			return fmt.Errorf("not planned")
+		}
+		return nil
+	})
+	// 10% of 101 connected = 10.1 → 10, split 34/34/33 → 3.4/3.4/3.3 → 4/3/3.
+	if !l.Planned() || l.Count != 10 || l.Connected != 101 || len(l.Shares) != 3 {
+		t.Fatalf("launch %+v", l)
+	}
+	sum := 0
+	for _, sh := range l.Shares {
+		sum += sh.Count
+	}
+	if sum != 10 {
+		t.Errorf("shares sum to %d", sum)
+	}
+	checkFor(t, 3*time.Second, func() error {
+		if got := k.State().Launch(nil, l.ID); got.State != state.LaunchRunning {
+			return fmt.Errorf("state %s", got.State)
+		}
+		return nil
+	})
+	if time.Now().Before(start) {
+		t.Error("launch running before its start")
+	}
+	checkFor(t, 5*time.Second, func() error {
+		got := k.State().Launch(nil, l.ID)
+		if got.State != state.LaunchDone || got.Started != 10 {
+			return fmt.Errorf("state %s, started %d (%s)", got.State, got.Started, got.Outcome)
+		}
+		return nil
+	})
+	// A launch in the past beyond the grace is refused.
+	if _, err := k.Launch(ctx, "op", LaunchSpec{Formation: "herd", Run: run.ID, At: time.Now().Add(-time.Minute)}); err == nil {
+		t.Error("launch in the past accepted")
+	}
+}
+
+func TestControlEpochsMonotonicAndStopConfirmed(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	nc, err := nats.Connect(k.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ch := make(chan *nats.Msg, 64)
+	if _, err := nc.ChanSubscribe(wire.SubjectControl, ch); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	run := seedRun(t, k, 20)
+	a := newFakeSchool(t, k, "a", 100)
+	silent := newFakeSchool(t, k, "silent", 100)
+	stopSilent := runSchools(t, a, silent)
+	checkFor(t, 5*time.Second, func() error {
+		if span(a, run.ID)+span(silent, run.ID) != 20 {
+			return fmt.Errorf("not assigned yet")
+		}
+		return nil
+	})
+	steps := []func() error{
+		func() error { _, err := k.SetRunState(ctx, "op", run.ID, wire.Paused); return err },
+		func() error { _, err := k.SetSwitch(ctx, "op", wire.Paused); return err },
+		func() error { _, err := k.SetRunState(ctx, "op", run.ID, wire.Running); return err },
+		func() error { _, err := k.SetSwitch(ctx, "op", wire.Running); return err },
+		func() error { _, err := k.SetRunState(ctx, "op", run.ID, wire.Stopped); return err },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last uint64
+	for i := range steps {
+		select {
+		case m := <-ch:
+			var c wire.Control
+			if err := wire.Decode(m.Data, &c); err != nil {
+				t.Fatal(err)
+			}
+			if c.Epoch <= last {
+				t.Errorf("control %d: epoch %d after %d", i, c.Epoch, last)
+			}
+			last = c.Epoch
+		case <-time.After(5 * time.Second):
+			t.Fatalf("control %d not published", i)
+		}
+	}
+	if _, err := k.SetRunState(ctx, "op", run.ID, wire.Running); err == nil {
+		t.Error("a stopped run resumed")
+	}
+	// Both schools confirm the run's stop; then the global stop, which
+	// the silent school never confirms.
+	checkFor(t, 5*time.Second, func() error {
+		if r := k.State().Run(nil, run.ID); !r.Stop.Complete() {
+			return fmt.Errorf("stop not confirmed: %+v", r.Stop)
+		}
+		return nil
+	})
+	stopSilent(silent)
+	if _, err := k.SetSwitch(ctx, "op", wire.Stopped); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		g := k.State().Switch(nil)
+		if _, ok := g.Stop.Acks["a"]; !ok || len(g.Stop.Late) != 1 || g.Stop.Late[0] != "silent" {
+			return fmt.Errorf("stop track %+v", g.Stop)
+		}
+		return nil
+	})
+}
+
+func TestMalformedMessagesCountedNeverFatal(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	nc, err := nats.Connect(k.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, tc := range []struct {
+		subject string
+		data    string
+		cause   string
+	}{
+		{wire.SubjectPoll, `not json`, "poll: malformed"},
+		{wire.SubjectPoll, `{"v": 99, "school": "x"}`, "poll: unknown version"},
+		{wire.SubjectPoll, `{"v": 1}`, "poll: not handled"},
+		{wire.SubjectBlob, `[]`, "blob: malformed"},
+		{wire.SubjectMetrics, `{"v": 1, "school": "x", "runs": [{"run": "nope"}]}`, "metrics: unknown run"},
+		{wire.SubjectMetrics, `{"v": 0}`, "metrics: unknown version"},
+	} {
+		for range 3 {
+			if tc.subject == wire.SubjectMetrics {
+				nc.Publish(tc.subject, []byte(tc.data))
+				nc.Flush()
+			} else if _, err := nc.Request(tc.subject, []byte(tc.data), 5*time.Second); err != nil {
+				t.Errorf("%s: no reply to a bad request: %v", tc.subject, err)
+			}
+		}
+		checkFor(t, 2*time.Second, func() error {
+			if n := k.Rejections()[tc.cause]; n != 3 {
+				return fmt.Errorf("%s: %d rejections, want 3 (%v)", tc.cause, n, k.Rejections())
+			}
+			return nil
+		})
+	}
+	// Still serving.
+	if rep := newFakeSchool(t, k, "ok", 10).poll(); rep == nil || rep.Error != "" {
+		t.Errorf("poll after garbage: %+v", rep)
+	}
+}
+
+func TestMetricsMergedPerRun(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	run := seedRun(t, k, 10)
+	nc, err := nats.Connect(k.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for school := range 2 {
+		var rec metrics.Recorder
+		for i := range 100 {
+			rec.Observe("api:chat.postMessage", time.Duration(i+1)*time.Millisecond, metrics.OK)
+		}
+		rec.Count("api:chat.postMessage", metrics.RateLimited)
+		snap, _ := rec.Snapshot().MarshalBinary()
+		data, _ := wire.Encode(&wire.MetricsReport{School: fmt.Sprint("s", school), Seq: 1, Start: time.Now().Add(-time.Second),
+			End: time.Now(), Runs: []wire.RunMetrics{{Run: run.ID, Snapshot: snap, FramesIn: 5}}})
+		nc.Publish(wire.SubjectMetrics, data)
+	}
+	nc.Flush()
+	checkFor(t, 3*time.Second, func() error {
+		sum := k.RunMetrics(run.ID, time.Minute)
+		if len(sum.Keys) != 1 || sum.Keys[0].Count != 202 || sum.Keys[0].Failures != 2 || sum.Traffic.FramesIn != 10 {
+			return fmt.Errorf("summary %+v", sum)
+		}
+		if p := *sum.Keys[0].P50; p < 49 || p > 52 {
+			return fmt.Errorf("p50 %v ms", p)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,339 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/wire"
+	"github.com/nats-io/nats.go"
+)
+
+// subscribe starts the NATS responders. Each subscription's handler runs
+// on the subscription's own goroutine (owned by nats.go, stopped by Drain
+// in Close).
+func (k *Keeper) subscribe() error {
+	for subj, h := range map[string]nats.MsgHandler{
+		wire.SubjectPoll:    k.onPoll,
+		wire.SubjectBlob:    k.onBlob,
+		wire.SubjectMetrics: k.onMetrics,
+	} {
+		sub, err := k.nc.Subscribe(subj, h)
+		if err != nil {
+			return fmt.Errorf("keeper: subscribing to %s: %w", subj, err)
+		}
+		// Metrics bursts from many schools must not be dropped as a slow
+		// consumer: allow a deep buffer.
+		if err := sub.SetPendingLimits(100_000, 512<<20); err != nil {
+			return fmt.Errorf("keeper: %s: %w", subj, err)
+		}
+	}
+	if err := k.nc.Flush(); err != nil {
+		return fmt.Errorf("keeper: nats flush: %w", err)
+	}
+	return nil
+}
+
+// decodeCause names the rejection cause of a Decode error.
+func decodeCause(subject string, err error) string {
+	if errors.Is(err, wire.ErrVersion) {
+		return subject + ": unknown version"
+	}
+	return subject + ": malformed"
+}
+
+func (k *Keeper) respond(m *nats.Msg, msg wire.Message) {
+	if m.Reply == "" {
+		return
+	}
+	data, err := wire.Encode(msg)
+	if err != nil {
+		k.log.Error("encoding a reply", "subject", m.Subject, "err", err)
+		return
+	}
+	if err := m.Respond(data); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		k.stats.reject(k.log, m.Subject+": reply failed", err)
+	}
+}
+
+func (k *Keeper) onPoll(m *nats.Msg) {
+	start := time.Now()
+	var req wire.PollRequest
+	if err := wire.Decode(m.Data, &req); err != nil {
+		k.stats.reject(k.log, decodeCause("poll", err), err)
+		k.respond(m, &wire.PollReply{Error: err.Error(), Assignments: []wire.Assignment{}})
+		return
+	}
+	rep, err := k.Poll(k.ctx, &req)
+	if err != nil {
+		k.stats.reject(k.log, "poll: not handled", err, "school", req.School)
+		rep = &wire.PollReply{Error: err.Error(), KeeperTime: time.Now(), Assignments: []wire.Assignment{}}
+	}
+	k.respond(m, rep)
+	k.stats.pollTook(time.Since(start))
+}
+
+// Poll records a school's status and returns what it should run: the
+// handler of wire.SubjectPoll, callable directly.
+func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollReply, error) {
+	switch {
+	case req.School == "":
+		return nil, errors.New("poll without a school id")
+	case req.Capacity < 0:
+		return nil, fmt.Errorf("negative capacity %d", req.Capacity)
+	}
+	isNew := false
+	err := k.store.Write(ctx, func(tx *state.Txn) error {
+		now := tx.Now()
+		old := tx.School(nil, req.School)
+		sc := &state.School{ID: req.School, Software: req.Software, Capacity: req.Capacity, FirstSeen: now,
+			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: req}
+		var err error
+		if old == nil || old.Capacity != sc.Capacity || old.Software != sc.Software {
+			if old != nil {
+				sc.FirstSeen = old.FirstSeen
+			}
+			isNew = old == nil || old.Capacity != sc.Capacity
+			err = tx.PutSchool(sc)
+		} else {
+			sc.FirstSeen = old.FirstSeen
+			if now.Sub(old.LastSeen) > k.cfg.Lease {
+				isNew = true // back from the dead: the scheduler gives it a share
+			}
+			err = tx.TouchSchool(sc)
+		}
+		if err != nil {
+			return err
+		}
+		if err := recordLaunchStatus(tx, req); err != nil {
+			return err
+		}
+		return recordStopAcks(tx, req, now)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recording the poll: %w", err)
+	}
+	if isNew {
+		k.Kick()
+	}
+	return k.pollReply(req.School), nil
+}
+
+// pollReply builds a school's reply from the current state.
+func (k *Keeper) pollReply(school string) *wire.PollReply {
+	r := k.store.Read()
+	g := r.Switch(nil)
+	rep := &wire.PollReply{Switch: control(g.Switch, ""), KeeperTime: time.Now(),
+		PollIntervalMS: wire.MS(k.cfg.PollInterval), LeaseMS: wire.MS(k.cfg.Lease), Assignments: []wire.Assignment{}}
+	for _, a := range r.AssignmentsOfSchool(nil, school) {
+		run := r.Run(nil, a.Run)
+		if run == nil || !run.Active() || a.Count() <= 0 {
+			continue
+		}
+		rep.Assignments = append(rep.Assignments, wire.Assignment{Run: run.ID, Spec: run.Spec(),
+			From: a.From, To: a.To, Ramp: a.Ramp, Switch: control(run.Switch, run.ID)})
+	}
+	for _, st := range []state.LaunchState{state.LaunchPending, state.LaunchRunning} {
+		for _, l := range r.LaunchesIn(nil, st) {
+			if !l.Planned() {
+				continue
+			}
+			for _, sh := range l.Shares {
+				if sh.School == school && sh.Count > 0 {
+					rep.Launches = append(rep.Launches, wire.Launch{ID: l.ID, Run: l.Run, Formation: l.Formation,
+						Name: l.Name, Params: l.Params, Start: l.Start, BeginWithinMS: l.BeginWithinMS, Count: sh.Count})
+				}
+			}
+		}
+	}
+	return rep
+}
+
+// control converts a stored switch to its wire form.
+func control(s state.Switch, run string) wire.Control {
+	st := s.State
+	if st == "" {
+		st = wire.Running
+	}
+	return wire.Control{Epoch: s.Epoch, State: st, Run: run, By: s.By, At: s.At}
+}
+
+// recordLaunchStatus stores what a school says it started.
+func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
+	for _, ls := range req.Launches {
+		l := tx.Launch(nil, ls.Launch)
+		if l == nil {
+			continue
+		}
+		for i, sh := range l.Shares {
+			if sh.School != req.School || (sh.Reported && sh.Started == ls.Started && sh.Error == ls.Error) {
+				continue
+			}
+			n := *l
+			n.Shares = append([]state.Share(nil), l.Shares...)
+			n.Shares[i].Started, n.Shares[i].Error, n.Shares[i].Reported = ls.Started, ls.Error, true
+			n.Started = 0
+			for _, s := range n.Shares {
+				n.Started += s.Started
+			}
+			if err := tx.PutLaunch(&n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// runIdle reports whether a school has none of a run's koi left.
+func runIdle(req *wire.PollRequest, run string) bool {
+	for _, rs := range req.Runs {
+		if rs.Run == run {
+			k := rs.Koi
+			return k.Booting+k.Connected+k.Reconnecting+k.Paused == 0
+		}
+	}
+	return true
+}
+
+// ack records school's confirmation in a stop track; it returns a new
+// track, or nil when nothing changed.
+func ack(t *state.StopTrack, school string, now time.Time) *state.StopTrack {
+	if t == nil || t.Complete() {
+		return nil
+	}
+	expected := false
+	for _, s := range t.Expected {
+		expected = expected || s == school
+	}
+	if _, done := t.Acks[school]; !expected || done {
+		return nil
+	}
+	n := *t
+	n.Acks = make(map[string]time.Time, len(t.Acks)+1)
+	for s, at := range t.Acks {
+		n.Acks[s] = at
+	}
+	n.Acks[school] = now
+	if len(n.Acks) == len(n.Expected) {
+		n.CompleteAt = now
+	}
+	return &n
+}
+
+// recordStopAcks notes a school's confirmation of the global stop and of
+// run stops.
+func recordStopAcks(tx *state.Txn, req *wire.PollRequest, now time.Time) error {
+	g := tx.Switch(nil)
+	if g.State == wire.Stopped && req.Epoch >= g.Epoch && req.KoiRunning == 0 && req.WebsocketsOpen == 0 {
+		if t := ack(g.Stop, req.School, now); t != nil {
+			n := *g
+			n.Stop = t
+			if err := tx.PutSwitch(&n); err != nil {
+				return err
+			}
+		}
+	}
+	for _, run := range tx.Runs(nil) {
+		if run.State != state.RunStopped || run.Stop == nil || run.Stop.Complete() || !runIdle(req, run.ID) {
+			continue
+		}
+		if t := ack(run.Stop, req.School, now); t != nil {
+			n := *run
+			n.Stop = t
+			if err := tx.PutRun(&n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (k *Keeper) onBlob(m *nats.Msg) {
+	k.stats.blobs.Add(1)
+	var req wire.BlobRequest
+	if err := wire.Decode(m.Data, &req); err != nil {
+		k.stats.reject(k.log, decodeCause("blob", err), err)
+		k.respond(m, &wire.BlobReply{Error: err.Error()})
+		return
+	}
+	k.respond(m, k.Blob(req.Kind, req.Hash))
+}
+
+// Blob returns the files of a behavior set or formation by content hash:
+// the handler of wire.SubjectBlob.
+func (k *Keeper) Blob(kind wire.BlobKind, hash string) *wire.BlobReply {
+	rep := &wire.BlobReply{Kind: kind, Hash: hash}
+	r := k.store.Read()
+	switch kind {
+	case wire.BlobBehaviorSet:
+		if b := r.BehaviorSet(nil, hash); b != nil {
+			for _, f := range b.Files {
+				rep.Files = append(rep.Files, wire.File{Name: f.Name, Data: []byte(f.Content)})
+			}
+		}
+	case wire.BlobFormation:
+		if f := r.Formation(nil, hash); f != nil {
+			rep.Files = []wire.File{{Name: f.File.Name, Data: []byte(f.File.Content)}}
+		}
+	default:
+		rep.Error = fmt.Sprintf("unknown blob kind %q", kind)
+		return rep
+	}
+	if len(rep.Files) == 0 {
+		rep.Error = fmt.Sprintf("no %s with hash %q", kind, hash)
+	}
+	return rep
+}
+
+func (k *Keeper) onMetrics(m *nats.Msg) {
+	k.stats.reports.Add(1)
+	var rep wire.MetricsReport
+	if err := wire.Decode(m.Data, &rep); err != nil {
+		k.stats.reject(k.log, decodeCause("metrics", err), err)
+		return
+	}
+	k.ingest(&rep)
+}
+
+// ingest merges a metrics report into the per-run series.
+func (k *Keeper) ingest(rep *wire.MetricsReport) {
+	r := k.store.Read()
+	var offset time.Duration
+	if sc := r.School(nil, rep.School); sc != nil {
+		offset = time.Duration(sc.ClockOffsetMS * float64(time.Millisecond))
+	}
+	at := rep.End.Add(offset)
+	now := time.Now()
+	if rep.End.IsZero() || at.After(now.Add(time.Minute)) || at.Before(now.Add(-time.Hour)) {
+		at = now // a clock we cannot trust: file it under arrival
+	}
+	for i := range rep.Runs {
+		rm := &rep.Runs[i]
+		if r.Run(nil, rm.Run) == nil {
+			k.stats.reject(k.log, "metrics: unknown run", fmt.Errorf("run %q", rm.Run), "school", rep.School)
+			continue
+		}
+		if err := k.agg.add(rm.Run, at, rm); err != nil {
+			k.stats.reject(k.log, "metrics: bad snapshot", err, "school", rep.School, "run", rm.Run)
+		}
+	}
+}
+
+// publishControl sends a switch change to every school at once.
+func (k *Keeper) publishControl(c wire.Control) {
+	data, err := wire.Encode(&c)
+	if err == nil {
+		err = k.nc.Publish(wire.SubjectControl, data)
+	}
+	if err == nil {
+		err = k.nc.FlushTimeout(2 * time.Second)
+	}
+	if err != nil {
+		// Polls repeat the switch within a second: log, do not fail.
+		k.log.Warn("publishing the switch failed; polls will carry it", "err", err, "epoch", c.Epoch)
+		return
+	}
+	k.stats.controls.Add(1)
+}

@@ -1,0 +1,377 @@
+package keeper
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/formations"
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/wire"
+)
+
+// scheduleLoop runs a scheduler pass every half poll interval (jittered)
+// and whenever kicked, until the keeper closes. Half a poll interval keeps
+// a dead school's koi moving within lease + one poll.
+func (k *Keeper) scheduleLoop() {
+	t := time.NewTimer(jitter(k.cfg.PollInterval / 2))
+	defer t.Stop()
+	for {
+		select {
+		case <-k.ctx.Done():
+			return
+		case <-t.C:
+		case <-k.kick:
+		}
+		if err := k.schedule(k.ctx); err != nil && k.ctx.Err() == nil {
+			k.stats.reject(k.log, "scheduler: pass failed", err)
+		}
+		t.Reset(jitter(k.cfg.PollInterval / 2))
+	}
+}
+
+// liveSchools returns the schools heard from within the lease, by id.
+func (k *Keeper) liveSchools(r *state.Reader, now time.Time) []*state.School {
+	var out []*state.School
+	for _, s := range r.Schools(nil) {
+		if now.Sub(s.LastSeen) <= k.cfg.Lease {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// schedule is one scheduler pass, in one write: assignments follow runs
+// and live schools; runs past their duration stop; stops not confirmed
+// within the lease flag their late schools; launches are planned, started
+// and finished.
+func (k *Keeper) schedule(ctx context.Context) error {
+	var controls []wire.Control
+	var partial []string
+	err := k.store.Write(ctx, func(tx *state.Txn) error {
+		controls, partial = nil, nil
+		now := tx.Now()
+		live := k.liveSchools(&tx.Reader, now)
+		// Runs past their duration stop first, so they free capacity.
+		for _, run := range tx.ActiveRuns(nil) {
+			if run.DurationMS > 0 && now.Sub(run.StartedAt) >= time.Duration(run.DurationMS)*time.Millisecond {
+				c, err := k.stopRun(tx, run, "keeper", "duration elapsed", live)
+				if err != nil {
+					return err
+				}
+				controls = append(controls, c)
+			}
+		}
+		runs := tx.ActiveRuns(nil)
+		slices.SortFunc(runs, func(a, b *state.Run) int {
+			return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+		})
+		used := map[string]int{}
+		active := map[string]bool{}
+		for _, run := range runs {
+			active[run.ID] = true
+			cur := tx.AssignmentsOfRun(nil, run.ID)
+			slots := make([]capSlot, 0, len(live))
+			for _, s := range live {
+				slots = append(slots, capSlot{id: s.ID, free: max(0, s.Capacity-used[s.ID])})
+			}
+			want := planRanges(run.Koi, slots, cur)
+			assigned := 0
+			wantBy := map[string]*state.Assignment{}
+			for i := range want {
+				a := &want[i]
+				a.Run = run.ID
+				if run.Koi > 0 {
+					a.Ramp = run.Ramp * float64(a.Count()) / float64(run.Koi)
+				}
+				used[a.School] += a.Count()
+				assigned += a.Count()
+				wantBy[a.School] = a
+			}
+			if assigned < run.Koi {
+				partial = append(partial, fmt.Sprintf("%s:%d/%d", run.ID, assigned, run.Koi))
+			}
+			for _, c := range cur {
+				if wantBy[c.School] == nil {
+					if err := tx.DeleteAssignment(c); err != nil {
+						return err
+					}
+				}
+			}
+			for _, a := range wantBy {
+				if c := tx.Assignment(nil, a.Run, a.School); c == nil || *c != *a {
+					if err := tx.PutAssignment(a); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		for _, a := range tx.Assignments(nil) {
+			if !active[a.Run] {
+				if err := tx.DeleteAssignment(a); err != nil {
+					return err
+				}
+			}
+		}
+		if err := k.flagLateStops(tx, now); err != nil {
+			return err
+		}
+		return k.advanceLaunches(tx, now, live)
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range controls {
+		k.publishControl(c)
+	}
+	k.notePartial(partial)
+	return nil
+}
+
+// notePartial logs runs whose koi do not all fit, when that changes.
+func (k *Keeper) notePartial(partial []string) {
+	slices.Sort(partial)
+	k.mu.Lock()
+	changed := !slices.Equal(partial, k.partial)
+	k.partial = partial
+	k.mu.Unlock()
+	if changed && len(partial) > 0 {
+		k.log.Warn("runs started partially: not enough school capacity (run:assigned/wanted)", "runs", partial)
+	} else if changed {
+		k.log.Info("every run's koi are assigned")
+	}
+}
+
+// capSlot is a live school's capacity free for one run.
+type capSlot struct {
+	id   string
+	free int
+}
+
+// planRanges spreads n koi over schools in proportion to their free
+// capacity (never more than it), one contiguous index range per school,
+// laid out in [0, min(n, Σfree)). Schools keep their order along the index
+// line; a school without a range is inserted where the most koi keep their
+// school, so only as many koi move as the new shares require.
+func planRanges(n int, slots []capSlot, cur []*state.Assignment) []state.Assignment {
+	total := 0
+	for _, s := range slots {
+		total += s.free
+	}
+	total = min(n, total)
+	if total <= 0 {
+		return nil
+	}
+	curBy := map[string]*state.Assignment{}
+	for _, c := range cur {
+		curBy[c.School] = c
+	}
+	// Largest remainder: quota_i = total × free_i / Σfree.
+	sum := 0
+	for _, s := range slots {
+		sum += s.free
+	}
+	target := map[string]int{}
+	type rem struct {
+		id   string
+		r    int64
+		have int
+	}
+	var rems []rem
+	given := 0
+	for _, s := range slots {
+		q := int64(total) * int64(s.free) / int64(sum)
+		target[s.id] = int(q)
+		given += int(q)
+		have := 0
+		if c := curBy[s.id]; c != nil {
+			have = c.Count()
+		}
+		rems = append(rems, rem{s.id, int64(total)*int64(s.free) - q*int64(sum), have})
+	}
+	slices.SortFunc(rems, func(a, b rem) int {
+		return cmp.Or(cmp.Compare(b.r, a.r), cmp.Compare(b.have, a.have), cmp.Compare(a.id, b.id))
+	})
+	for i := 0; given < total; i = (i + 1) % len(rems) {
+		target[rems[i].id]++
+		given++
+	}
+	// Order along the index line: current holders by their From, then the
+	// others inserted where they disturb least.
+	var order, fresh []string
+	for _, s := range slots {
+		if target[s.id] == 0 {
+			continue
+		}
+		if curBy[s.id] != nil {
+			order = append(order, s.id)
+		} else {
+			fresh = append(fresh, s.id)
+		}
+	}
+	slices.SortFunc(order, func(a, b string) int { return cmp.Compare(curBy[a].From, curBy[b].From) })
+	kept := func(order []string) int {
+		pos, sum := 0, 0
+		for _, id := range order {
+			t := target[id]
+			if c := curBy[id]; c != nil {
+				sum += max(0, min(pos+t, c.To)-max(pos, c.From))
+			}
+			pos += t
+		}
+		return sum
+	}
+	for _, id := range fresh {
+		if len(order) == 0 || len(curBy) == 0 {
+			order = append(order, id)
+			continue
+		}
+		best, bestKept := len(order), -1
+		for p := 0; p <= len(order); p++ {
+			try := slices.Insert(slices.Clone(order), p, id)
+			if kk := kept(try); kk > bestKept {
+				best, bestKept = p, kk
+			}
+		}
+		order = slices.Insert(order, best, id)
+	}
+	out := make([]state.Assignment, 0, len(order))
+	pos := 0
+	for _, id := range order {
+		out = append(out, state.Assignment{School: id, From: pos, To: pos + target[id]})
+		pos += target[id]
+	}
+	return out
+}
+
+// flagLateStops marks schools that have not confirmed a stop within the
+// lease.
+func (k *Keeper) flagLateStops(tx *state.Txn, now time.Time) error {
+	late := func(t *state.StopTrack) *state.StopTrack {
+		if t == nil || t.Complete() || len(t.Late) > 0 || now.Sub(t.RequestedAt) < k.cfg.Lease {
+			return nil
+		}
+		n := *t
+		for _, s := range t.Expected {
+			if _, ok := t.Acks[s]; !ok {
+				n.Late = append(n.Late, s)
+			}
+		}
+		return &n
+	}
+	if g := tx.Switch(nil); g.State == wire.Stopped {
+		if t := late(g.Stop); t != nil {
+			n := *g
+			n.Stop = t
+			k.log.Warn("schools did not confirm the global stop within the lease", "schools", t.Late)
+			if err := tx.PutSwitch(&n); err != nil {
+				return err
+			}
+		}
+	}
+	for _, run := range tx.Runs(nil) {
+		if run.State != state.RunStopped {
+			continue
+		}
+		if t := late(run.Stop); t != nil {
+			n := *run
+			n.Stop = t
+			k.log.Warn("schools did not confirm a run's stop within the lease", "run", run.ID, "schools", t.Late)
+			if err := tx.PutRun(&n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// planLead is how long before its start a launch's per-school counts are
+// fixed: long enough for every school to hear of it in a poll.
+func (k *Keeper) planLead() time.Duration { return 2*k.cfg.PollInterval + time.Second }
+
+// advanceLaunches plans pending launches that are due, starts them at
+// their instant and finishes them after their window.
+func (k *Keeper) advanceLaunches(tx *state.Txn, now time.Time, live []*state.School) error {
+	for _, l := range tx.LaunchesIn(nil, state.LaunchPending) {
+		n := *l
+		changed := false
+		if !n.Planned() && n.Start.Sub(now) <= k.planLead() {
+			if err := k.plan(tx, &n, now, live); err != nil {
+				return err
+			}
+			changed = true
+		}
+		if n.State == state.LaunchPending && n.Planned() && !now.Before(n.Start) {
+			n.State = state.LaunchRunning
+			changed = true
+		}
+		if changed {
+			if err := tx.PutLaunch(&n); err != nil {
+				return err
+			}
+		}
+	}
+	for _, l := range tx.LaunchesIn(nil, state.LaunchRunning) {
+		run := tx.Run(nil, l.Run)
+		window := time.Duration(l.BeginWithinMS) * time.Millisecond
+		if run != nil && run.TimeScale > 0 {
+			window = time.Duration(float64(window) / run.TimeScale)
+		}
+		end := l.Start.Add(window)
+		allReported := true
+		for _, sh := range l.Shares {
+			allReported = allReported && (sh.Reported || sh.Count == 0)
+		}
+		if now.Before(end) || (!allReported && now.Before(end.Add(k.cfg.Lease))) {
+			continue
+		}
+		n := *l
+		n.State, n.EndedAt = state.LaunchDone, now
+		n.Outcome = fmt.Sprintf("started %d of %d planned koi", n.Started, n.Count)
+		if !allReported {
+			n.Outcome += "; some schools never reported"
+		}
+		if err := tx.PutLaunch(&n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plan fixes a launch's per-school counts from the connected koi of its
+// run on live schools.
+func (k *Keeper) plan(tx *state.Txn, l *state.Launch, now time.Time, live []*state.School) error {
+	fm := tx.Formation(nil, l.Formation)
+	if fm == nil {
+		return fmt.Errorf("launch %s: formation %s is gone", l.ID, l.Formation)
+	}
+	f, diags := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)})
+	if f == nil {
+		return fmt.Errorf("launch %s: stored formation no longer parses: %w", l.ID, diags)
+	}
+	var schools []formations.School
+	for _, s := range live {
+		if s.Status == nil {
+			continue
+		}
+		for _, rs := range s.Status.Runs {
+			if rs.Run == l.Run && rs.Koi.Connected > 0 {
+				schools = append(schools, formations.School{ID: s.ID, Connected: rs.Koi.Connected})
+			}
+		}
+	}
+	p := f.PlanLaunch(schools)
+	l.PlannedAt, l.Connected, l.Count, l.Shares = now, p.Total, p.Count, nil
+	for _, sh := range p.Shares {
+		if sh.Count > 0 {
+			l.Shares = append(l.Shares, state.Share{School: sh.School, Count: sh.Count})
+		}
+	}
+	if l.Count == 0 {
+		l.State, l.EndedAt, l.Outcome = state.LaunchDone, now, "no connected koi in the run: nothing to start"
+	}
+	return nil
+}
