@@ -29,6 +29,7 @@ type command struct {
 var commands = []command{
 	{"demo", "run pond and a swarm of koi on loopback, with live status", runDemo},
 	{"pond", "serve the Slack-like target app koi swim in", runPond},
+	{"school", "run koi for the keeper: poll over NATS, ramp, obey the switch", runSchool},
 	{"behaviors", "validate behavior-set files (behaviors validate FILE…)", runBehaviors},
 	{"formations", "validate formation files (formations validate FILE…)", runFormations},
 	{"warehouse", "behavior frequencies from a usage export (warehouse generate --from …)", runWarehouse},

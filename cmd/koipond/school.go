@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/koipond/koipond/school"
+)
+
+func runSchool(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("school", "school [flags]", `
+Run a school: a worker that polls the keeper over NATS for work and runs up
+to --capacity koi, ramping them up gradually. It obeys the keeper's switch
+(pause/resume/stop) within a second, pauses itself if it cannot reach the
+keeper for the lease, and publishes metrics every second. Load only goes to
+--allow-target hosts (default: this machine). SIGTERM/Ctrl-C stops every
+koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
+	var cfg school.Config
+	fs.StringVar(&cfg.NATSURL, "nats", school.DefaultNATSURL, "NATS server URL(s), comma-separated")
+	fs.StringVar(&cfg.ID, "id", "", "school id (default: host-pid-random)")
+	fs.IntVar(&cfg.Capacity, "capacity", school.DefaultCapacity, "most koi this school runs")
+	allow := fs.String("allow-target", strings.Join(school.DefaultAllowTargets, ","), "comma-separated hosts load may go to: CIDR, IP, name, *.domain, each optionally :port")
+	sources := fs.String("source-ips", "", "comma-separated local addresses to spread koi connections over (past ~28,000 per target)")
+	fs.IntVar(&cfg.MaxConnsPerHost, "max-conns-per-host", 0, "cap on API connections per target host (0: none)")
+	fs.StringVar(&cfg.NATSUser, "nats-user", "", "NATS user")
+	fs.StringVar(&cfg.NATSPassword, "nats-password", "", "NATS password (prefer KOIPOND_NATS_PASSWORD)")
+	fs.StringVar(&cfg.NATSToken, "nats-token", "", "NATS token")
+	fs.StringVar(&cfg.NATSNKeySeedFile, "nats-nkey", "", "NATS nkey seed file")
+	fs.StringVar(&cfg.NATSCredsFile, "nats-creds", "", "NATS credentials file")
+	fs.StringVar(&cfg.TLSCAFile, "tls-ca", "", "CA certificate for NATS TLS")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "client certificate for NATS TLS")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "client key for NATS TLS")
+	httpAddr := fs.String("http", "", "serve /healthz and /metrics on this address (e.g. 127.0.0.1:9100)")
+	verbose := fs.Bool("v", false, "debug logs")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.NATSPassword == "" {
+		cfg.NATSPassword = envOr("KOIPOND_NATS_PASSWORD", "")
+	}
+	cfg.AllowTargets = splitList(*allow)
+	cfg.SourceIPs = splitList(*sources)
+	cfg.Software = version
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if errs := cfg.Validate(); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(stderr, "koipond school:", e)
+		}
+		return errUsage
+	}
+	s, err := school.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *httpAddr != "" {
+		addr, err := s.ServeHTTP(*httpAddr)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		cfg.Logger.Info("status server listening", "healthz", "http://"+addr.String()+"/healthz", "metrics", "http://"+addr.String()+"/metrics")
+	}
+	<-ctx.Done()
+	return s.Close()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

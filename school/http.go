@@ -1,0 +1,117 @@
+package school
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/koipond/koipond/wire"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is a school's state for /healthz and the CLI.
+type Status struct {
+	ID             string           `json:"id"`
+	NATSConnected  bool             `json:"nats_connected"`
+	Switch         wire.State       `json:"switch"`
+	Epoch          uint64           `json:"epoch"`
+	SelfPaused     bool             `json:"self_paused"`
+	LastPoll       time.Time        `json:"last_poll"`
+	ClockOffsetMS  float64          `json:"clock_offset_ms"`
+	KoiRunning     int              `json:"koi_running"`
+	WebsocketsOpen int              `json:"websockets_open"`
+	Runs           []wire.RunStatus `json:"runs"`
+	PollFailures   int              `json:"poll_failures"`
+	BadMessages    int              `json:"bad_messages"`
+}
+
+// Status reports the school's state.
+func (s *School) Status() Status {
+	req := s.status()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Status{ID: s.cfg.ID, NATSConnected: s.nc.IsConnected(), Switch: s.global.State, Epoch: s.global.Epoch,
+		SelfPaused: s.selfPaused, LastPoll: s.lastPollOK, ClockOffsetMS: req.OffsetMS, KoiRunning: req.KoiRunning,
+		WebsocketsOpen: req.WebsocketsOpen, Runs: req.Runs, PollFailures: s.pollFailures, BadMessages: s.badMessages}
+}
+
+// ServeHTTP starts /healthz (JSON status; 503 while NATS is down or the
+// school has paused itself) and /metrics (Prometheus) on addr. It binds
+// synchronously and serves until the school closes.
+func (s *School) ServeHTTP(addr string) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("school: listening on %s: %w", addr, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{s: s}, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		st := s.Status()
+		w.Header().Set("Content-Type", "application/json")
+		if !st.NATSConnected || st.SelfPaused {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("status server", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		<-s.ctx.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	return ln.Addr(), nil
+}
+
+var (
+	descKoi        = prometheus.NewDesc("koipond_school_koi", "Koi on this school by run and state.", []string{"run", "state"}, nil)
+	descWebsockets = prometheus.NewDesc("koipond_school_websockets_open", "Open koi websockets.", nil, nil)
+	descSelfPaused = prometheus.NewDesc("koipond_school_self_paused", "1 while the school has paused itself (lease expired).", nil, nil)
+	descEpoch      = prometheus.NewDesc("koipond_school_switch_epoch", "Epoch of the global switch applied.", nil, nil)
+	descPollFail   = prometheus.NewDesc("koipond_school_poll_failures_total", "Polls that got no usable reply.", nil, nil)
+	descBadMsg     = prometheus.NewDesc("koipond_school_bad_messages_total", "Wire messages that could not be decoded.", nil, nil)
+)
+
+type collector struct{ s *School }
+
+var _ prometheus.Collector = (*collector)(nil)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descKoi, descWebsockets, descSelfPaused, descEpoch, descPollFail, descBadMsg} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Status()
+	for _, r := range st.Runs {
+		for state, n := range map[string]int{"booting": r.Koi.Booting, "connected": r.Koi.Connected,
+			"reconnecting": r.Koi.Reconnecting, "failed": r.Koi.Failed, "paused": r.Koi.Paused} {
+			ch <- prometheus.MustNewConstMetric(descKoi, prometheus.GaugeValue, float64(n), r.Run, state)
+		}
+	}
+	b := 0.0
+	if st.SelfPaused {
+		b = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descWebsockets, prometheus.GaugeValue, float64(st.WebsocketsOpen))
+	ch <- prometheus.MustNewConstMetric(descSelfPaused, prometheus.GaugeValue, b)
+	ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(st.Epoch))
+	ch <- prometheus.MustNewConstMetric(descPollFail, prometheus.CounterValue, float64(st.PollFailures))
+	ch <- prometheus.MustNewConstMetric(descBadMsg, prometheus.CounterValue, float64(st.BadMessages))
+}

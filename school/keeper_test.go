@@ -1,0 +1,147 @@
+package school_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/wire"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// startNATS runs an embedded nats-server on a random loopback port.
+func startNATS(t testing.TB) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns.ClientURL()
+}
+
+// fakeKeeper stands in for the keeper (until the school tests move to the
+// real one): it answers polls with what the test sets, serves blobs, and
+// records what schools report.
+type fakeKeeper struct {
+	t  testing.TB
+	nc *nats.Conn
+
+	mu          sync.Mutex
+	sw          wire.Control
+	assignments map[string][]wire.Assignment // by school id; "*" for every school
+	launches    []wire.Launch
+	blobs       map[string][]wire.File
+	polls       map[string]wire.PollRequest
+	reports     []wire.MetricsReport
+	silent      bool
+	pollMS      int64
+	leaseMS     int64
+}
+
+func newFakeKeeper(t testing.TB, url string) *fakeKeeper {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &fakeKeeper{t: t, nc: nc, sw: wire.Control{Epoch: 1, State: wire.Running},
+		assignments: map[string][]wire.Assignment{}, blobs: map[string][]wire.File{},
+		polls: map[string]wire.PollRequest{}, pollMS: 200, leaseMS: 10000}
+	nc.Subscribe(wire.SubjectPoll, k.onPoll)
+	nc.Subscribe(wire.SubjectBlob, k.onBlob)
+	nc.Subscribe(wire.SubjectMetrics, func(m *nats.Msg) {
+		var r wire.MetricsReport
+		if wire.Decode(m.Data, &r) == nil {
+			k.mu.Lock()
+			k.reports = append(k.reports, r)
+			k.mu.Unlock()
+		}
+	})
+	nc.Flush()
+	t.Cleanup(nc.Close)
+	return k
+}
+
+func (k *fakeKeeper) onPoll(m *nats.Msg) {
+	var req wire.PollRequest
+	if err := wire.Decode(m.Data, &req); err != nil {
+		k.t.Errorf("school sent a bad poll: %v", err)
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.polls[req.School] = req
+	if k.silent {
+		return
+	}
+	as := k.assignments[req.School]
+	if as == nil {
+		as = k.assignments["*"]
+	}
+	rep := &wire.PollReply{Switch: k.sw, KeeperTime: time.Now(), PollIntervalMS: k.pollMS, LeaseMS: k.leaseMS,
+		Assignments: as, Launches: k.launches}
+	b, _ := wire.Encode(rep)
+	m.Respond(b)
+}
+
+func (k *fakeKeeper) onBlob(m *nats.Msg) {
+	var req wire.BlobRequest
+	if err := wire.Decode(m.Data, &req); err != nil {
+		return
+	}
+	k.mu.Lock()
+	files, ok := k.blobs[req.Hash]
+	k.mu.Unlock()
+	rep := &wire.BlobReply{Kind: req.Kind, Hash: req.Hash, Files: files}
+	if !ok {
+		rep.Error = "no such blob"
+	}
+	b, _ := wire.Encode(rep)
+	m.Respond(b)
+}
+
+// publish pushes a switch change on the control subject, as the keeper's
+// emergency stop does.
+func (k *fakeKeeper) publish(c wire.Control) {
+	k.mu.Lock()
+	if c.Run == "" {
+		k.sw = c
+	}
+	k.mu.Unlock()
+	b, _ := wire.Encode(&c)
+	if err := k.nc.Publish(wire.SubjectControl, b); err != nil {
+		k.t.Fatal(err)
+	}
+	k.nc.Flush()
+}
+
+func (k *fakeKeeper) set(f func(k *fakeKeeper)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f(k)
+}
+
+func (k *fakeKeeper) lastPoll(school string) (wire.PollRequest, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p, ok := k.polls[school]
+	return p, ok
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,81 @@
+package school
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/formations"
+	"github.com/koipond/koipond/wire"
+)
+
+// launchState is what this school did with one launch.
+type launchState struct {
+	l       wire.Launch
+	started int
+	err     string
+	expires time.Time
+}
+
+func (ls *launchState) status() wire.LaunchStatus {
+	return wire.LaunchStatus{Launch: ls.l.ID, Planned: ls.l.Count, Started: ls.started, Error: ls.err}
+}
+
+// applyLaunchesLocked starts each new launch once: Count connected koi of
+// the run, chosen at random, each at an independent uniform offset within
+// the (time-scaled) window after the launch instant converted from keeper
+// time to this school's clock.
+func (s *School) applyLaunchesLocked(ls []wire.Launch) {
+	now := time.Now()
+	for id, st := range s.launches {
+		if now.After(st.expires) {
+			delete(s.launches, id)
+		}
+	}
+	for _, l := range ls {
+		if _, done := s.launches[l.ID]; done {
+			continue
+		}
+		st := &launchState{l: l, expires: now.Add(10*time.Minute + wire.Duration(l.BeginWithinMS))}
+		s.launches[l.ID] = st
+		st.err = s.startLaunchLocked(st)
+		if st.err != "" {
+			s.logLimited("launch:"+l.ID, "launch not fully started", "launch", l.ID, "planned", l.Count, "started", st.started, "reason", st.err)
+		} else {
+			s.log.Info("launch scheduled", "launch", l.ID, "formation", l.Name, "koi", st.started, "start", l.Start)
+		}
+	}
+}
+
+func (s *School) startLaunchLocked(st *launchState) string {
+	l := st.l
+	r := s.runs[l.Run]
+	if r == nil || r.rt == nil {
+		return fmt.Sprintf("run %s is not running on this school", l.Run)
+	}
+	files, ok := s.blobs[l.Formation]
+	if !ok || len(files) != 1 {
+		return fmt.Sprintf("formation %s could not be fetched from the keeper", short(l.Formation))
+	}
+	f, diags := formations.Parse(behaviors.File{Name: files[0].Name, Data: files[0].Data})
+	if f == nil {
+		return "formation is invalid: " + firstLine(diags.Error())
+	}
+	off, _ := s.clock.offset()
+	// Keeper time → school clock → wall delay from now.
+	delay := l.Start.Add(-off).Sub(s.cfg.Clock())
+	conn := r.connected()
+	n := min(l.Count, len(conn))
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	chosen := formations.Choose(rng, len(conn), n)
+	offsets := formations.Offsets(rng, len(chosen), r.rt.Scale(wire.Duration(l.BeginWithinMS)))
+	for i, idx := range chosen {
+		conn[idx].Launch(f.Name, f.Sequence, l.Params, delay+offsets[i])
+	}
+	st.started = len(chosen)
+	if n < l.Count {
+		return fmt.Sprintf("only %d of the %d planned koi are connected here", n, l.Count)
+	}
+	return ""
+}

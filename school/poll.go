@@ -1,0 +1,230 @@
+package school
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/koipond/koipond/wire"
+	"github.com/nats-io/nats.go"
+)
+
+// clockEstimator estimates keeper clock − school clock from poll round
+// trips, NTP-style: offset = keeper_time − (send + receive)/2, trusting the
+// sample with the shortest round trip among the last few.
+type clockEstimator struct {
+	samples [8]clockSample
+	n       int
+}
+
+type clockSample struct {
+	offset, rtt time.Duration
+}
+
+func (c *clockEstimator) add(send, recv, keeper time.Time) {
+	rtt := recv.Sub(send)
+	mid := send.Add(rtt / 2)
+	c.samples[c.n%len(c.samples)] = clockSample{offset: keeper.Sub(mid), rtt: rtt}
+	c.n++
+}
+
+// offset returns the best estimate and whether there is one.
+func (c *clockEstimator) offset() (time.Duration, bool) {
+	if c.n == 0 {
+		return 0, false
+	}
+	best := c.samples[0]
+	for i := 1; i < min(c.n, len(c.samples)); i++ {
+		if c.samples[i].rtt < best.rtt {
+			best = c.samples[i]
+		}
+	}
+	return best.offset, true
+}
+
+// pollLoop polls the keeper every poll interval (jittered ±10%) and
+// watches the lease.
+func (s *School) pollLoop() {
+	defer s.wg.Done()
+	for {
+		s.pollOnce()
+		s.checkLease()
+		s.mu.Lock()
+		d := s.pollInterval
+		s.mu.Unlock()
+		d = time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+		t := time.NewTimer(d)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *School) pollOnce() {
+	req := s.status()
+	data, err := wire.Encode(req)
+	if err != nil {
+		s.logLimited("poll-encode", "encoding poll request", "err", err)
+		return
+	}
+	s.mu.Lock()
+	timeout := max(s.pollInterval, time.Second)
+	s.mu.Unlock()
+	send := s.cfg.Clock()
+	msg, err := s.nc.Request(wire.SubjectPoll, data, timeout)
+	recv := s.cfg.Clock()
+	if err != nil {
+		s.mu.Lock()
+		s.pollFailures++
+		s.mu.Unlock()
+		if !errors.Is(err, nats.ErrConnectionClosed) {
+			s.logLimited("poll-fail", "polling the keeper failed", "err", err)
+		}
+		return
+	}
+	var rep wire.PollReply
+	if err := wire.Decode(msg.Data, &rep); err != nil {
+		s.mu.Lock()
+		s.badMessages++
+		s.mu.Unlock()
+		s.logLimited("poll-decode", "unreadable poll reply", "err", err)
+		return
+	}
+	if rep.Error != "" {
+		s.logLimited("poll-error:"+rep.Error, "keeper refused the poll", "error", rep.Error)
+		return
+	}
+	s.prefetch(rep)
+	s.mu.Lock()
+	s.clock.add(send, recv, rep.KeeperTime)
+	s.lastPollOK = time.Now()
+	if rep.PollIntervalMS > 0 {
+		s.pollInterval = wire.Duration(rep.PollIntervalMS)
+	}
+	if rep.LeaseMS > 0 {
+		s.lease = wire.Duration(rep.LeaseMS)
+	}
+	if s.selfPaused {
+		s.selfPaused = false
+		s.log.Info("keeper reachable again; following its switch", "state", rep.Switch.State, "epoch", rep.Switch.Epoch)
+	}
+	s.applySwitchLocked(rep.Switch)
+	s.applyAssignmentsLocked(rep.Assignments)
+	s.applyLaunchesLocked(rep.Launches)
+	s.mu.Unlock()
+}
+
+// checkLease pauses every koi when no poll has succeeded for the lease:
+// a school that cannot hear the keeper cannot hear a stop either.
+func (s *School) checkLease() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.selfPaused || time.Since(s.lastPollOK) <= s.lease {
+		return
+	}
+	s.selfPaused = true
+	s.log.Warn("lease expired: no reply from the keeper; pausing every koi until it answers",
+		"last_poll", s.lastPollOK.Format(time.RFC3339), "lease", s.lease)
+	for _, r := range s.runs {
+		r.reconcile(s.effectiveLocked(r))
+	}
+}
+
+// status builds the poll request: who we are and what we run.
+func (s *School) status() *wire.PollRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off, _ := s.clock.offset()
+	req := &wire.PollRequest{
+		School: s.cfg.ID, Software: s.cfg.Software, Capacity: s.cfg.Capacity,
+		Clock: s.cfg.Clock(), Epoch: s.global.Epoch, SelfPaused: s.selfPaused,
+		OffsetMS: float64(off) / float64(time.Millisecond),
+	}
+	ids := make([]string, 0, len(s.runs))
+	for id := range s.runs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		r := s.runs[id]
+		st := r.status()
+		req.Runs = append(req.Runs, st)
+		req.KoiRunning += r.running()
+		req.WebsocketsOpen += r.websockets()
+	}
+	lids := make([]string, 0, len(s.launches))
+	for id := range s.launches {
+		lids = append(lids, id)
+	}
+	sort.Strings(lids)
+	for _, id := range lids {
+		req.Launches = append(req.Launches, s.launches[id].status())
+	}
+	return req
+}
+
+// onControl applies a switch message pushed on koipond.control.
+func (s *School) onControl(msg *nats.Msg) {
+	var c wire.Control
+	if err := wire.Decode(msg.Data, &c); err != nil {
+		s.mu.Lock()
+		s.badMessages++
+		s.mu.Unlock()
+		s.logLimited("control-decode", "unreadable control message", "err", err)
+		return
+	}
+	if !c.State.Valid() {
+		s.logLimited("control-state", "control message with unknown state", "state", c.State)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.Run == "" {
+		s.applySwitchLocked(c)
+		return
+	}
+	if prev := s.runSwitch[c.Run]; c.Epoch > prev.Epoch {
+		s.runSwitch[c.Run] = c
+		if r := s.runs[c.Run]; r != nil {
+			r.reconcile(s.effectiveLocked(r))
+		}
+	}
+}
+
+// applySwitchLocked applies a global switch if it is newer.
+func (s *School) applySwitchLocked(c wire.Control) {
+	if c.State == "" {
+		c.State = wire.Running
+	}
+	if c.Epoch <= s.global.Epoch && s.global.State != "" {
+		return
+	}
+	prev := s.global.State
+	s.global = c
+	if prev != c.State {
+		s.log.Info("switch", "state", c.State, "epoch", c.Epoch, "by", c.By)
+	}
+	if c.State == wire.Stopped {
+		s.stopStarted = time.Now()
+	}
+	for _, r := range s.runs {
+		r.reconcile(s.effectiveLocked(r))
+	}
+}
+
+// effectiveLocked combines the global switch, the run's switch and the
+// lease into what the run's koi should do.
+func (s *School) effectiveLocked(r *run) wire.State {
+	rs := s.runSwitch[r.id]
+	switch {
+	case s.global.State == wire.Stopped || rs.State == wire.Stopped:
+		return wire.Stopped
+	case s.global.State == wire.Paused || rs.State == wire.Paused || s.selfPaused:
+		return wire.Paused
+	}
+	return wire.Running
+}

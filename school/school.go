@@ -1,0 +1,293 @@
+// Package school is the worker process: it registers with the keeper by
+// polling it over NATS, runs the koi it is assigned (up to its capacity),
+// ramps them up gradually, starts formations at the keeper's instant, obeys
+// the switch within a second, pauses itself when it loses the keeper, and
+// reports metrics every interval.
+//
+// Ownership: School owns every goroutine it starts (poll loop, reporter,
+// one ramp per run, one per koi) through s.wg and stops them through one
+// context. Lock order: School.mu, then run.mu, then School.logMu; koi
+// methods take their own locks and never call back into the school.
+package school
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/koipond/koipond/koi"
+	"github.com/koipond/koipond/wire"
+	"github.com/nats-io/nats.go"
+)
+
+// Defaults for Config.
+const (
+	DefaultNATSURL         = "nats://127.0.0.1:4222"
+	DefaultCapacity        = 5000
+	DefaultPollInterval    = time.Second
+	DefaultLease           = 10 * time.Second
+	DefaultMetricsInterval = time.Second
+	DefaultStopTimeout     = 4 * time.Second
+)
+
+// ErrNotAllowed marks a connection refused by the allow-target list.
+var ErrNotAllowed = errors.New("target not allowed")
+
+// Config configures a school. The zero value plus a reachable NATS works.
+type Config struct {
+	// ID names the school (default: host name, pid and a random suffix).
+	ID string
+	// NATSURL is the NATS server or cluster (comma-separated URLs).
+	NATSURL string
+	// NATS credentials, all optional.
+	NATSUser, NATSPassword, NATSToken  string
+	NATSNKeySeedFile, NATSCredsFile    string
+	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// Capacity is how many koi the school may run (default 5,000).
+	Capacity int
+	// AllowTargets lists where load may go (default DefaultAllowTargets).
+	AllowTargets []string
+	// PollInterval and Lease are used until the keeper's first reply sets
+	// them (defaults 1 s and 10 s).
+	PollInterval, Lease time.Duration
+	// MetricsInterval is how often a report is published (default 1 s).
+	MetricsInterval time.Duration
+	// SourceIPs, if set, are local addresses koi connections are spread
+	// over (one source address reaches at most ~28,000 ports per target).
+	SourceIPs []string
+	// MaxConnsPerHost caps API connections per target host (0: no cap).
+	MaxConnsPerHost int
+	// StopTimeout bounds how long Close waits for koi to close their
+	// websockets (default 4 s, so a SIGTERM exits within 5 s).
+	StopTimeout time.Duration
+	// Logger receives structured logs (default: discard).
+	Logger *slog.Logger
+	// Clock is the school's clock (default time.Now); tests skew it.
+	Clock func() time.Time
+	// Software is reported to the keeper.
+	Software string
+}
+
+// Validate returns every problem with the configuration.
+func (c *Config) Validate() []error {
+	var errs []error
+	if c.Capacity < 0 || c.Capacity > 100_000 {
+		errs = append(errs, fmt.Errorf("capacity %d: must be 0..100000", c.Capacity))
+	}
+	for name, d := range map[string]time.Duration{"poll interval": c.PollInterval, "lease": c.Lease,
+		"metrics interval": c.MetricsInterval, "stop timeout": c.StopTimeout} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", name, d))
+		}
+	}
+	if _, err := ParseAllow(orDefault(c.AllowTargets, DefaultAllowTargets)); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ip := range c.SourceIPs {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, fmt.Errorf("source IP %q is not an IP address", ip))
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TLS cert and key must be given together"))
+	}
+	return errs
+}
+
+func orDefault(v, def []string) []string {
+	if len(v) == 0 {
+		return def
+	}
+	return v
+}
+
+// School runs koi for the keeper.
+type School struct {
+	cfg    Config
+	log    *slog.Logger
+	nc     *nats.Conn
+	allow  *Allow
+	http   *http.Client
+	dialer *websocket.Dialer
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+
+	logMu   sync.Mutex // guards logOnce only; may be taken with mu held
+	logOnce map[string]time.Time
+
+	mu            sync.Mutex
+	runs          map[string]*run
+	global        wire.Control // applied global switch
+	runSwitch     map[string]wire.Control
+	selfPaused    bool
+	lastPollOK    time.Time
+	pollInterval  time.Duration
+	lease         time.Duration
+	clock         clockEstimator
+	launches      map[string]*launchState
+	blobs         map[string][]wire.File
+	stopStarted   time.Time
+	badMessages   int
+	pollFailures  int
+	reportSeq     uint64
+	lastReportEnd time.Time
+}
+
+// Open connects to NATS and starts polling. It returns once the
+// connection attempt has been made (NATS reconnects forever after that).
+func Open(ctx context.Context, cfg Config) (*School, error) {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		cfg.ID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if cfg.NATSURL == "" {
+		cfg.NATSURL = DefaultNATSURL
+	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = DefaultCapacity
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.MetricsInterval == 0 {
+		cfg.MetricsInterval = DefaultMetricsInterval
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	allow, _ := ParseAllow(orDefault(cfg.AllowTargets, DefaultAllowTargets))
+	s := &School{
+		cfg: cfg, log: cfg.Logger.With("school", cfg.ID), allow: allow,
+		runs: map[string]*run{}, runSwitch: map[string]wire.Control{}, launches: map[string]*launchState{},
+		blobs: map[string][]wire.File{}, logOnce: map[string]time.Time{},
+		pollInterval: cfg.PollInterval, lease: cfg.Lease,
+	}
+	s.http, s.dialer = s.transports()
+	opts, err := s.natsOptions()
+	if err != nil {
+		return nil, fmt.Errorf("school: %w", err)
+	}
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("school: connecting to NATS at %s: %w", cfg.NATSURL, err)
+	}
+	s.nc = nc
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if _, err := nc.Subscribe(wire.SubjectControl, s.onControl); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("school: subscribing to %s: %w", wire.SubjectControl, err)
+	}
+	s.lastPollOK = time.Now() // the lease starts now
+	s.wg.Add(2)
+	go s.pollLoop()
+	go s.reportLoop()
+	s.log.Info("school started", "nats", cfg.NATSURL, "capacity", cfg.Capacity, "allow_target", allow.String())
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.Close()
+		case <-s.ctx.Done():
+		}
+	}()
+	return s, nil
+}
+
+// ID returns the school's id.
+func (s *School) ID() string { return s.cfg.ID }
+
+// Close stops every koi (closing websockets with a close frame), flushes a
+// last metrics report and disconnects. It is idempotent and returns within
+// about StopTimeout plus a second.
+func (s *School) Close() error {
+	s.closed.Do(func() {
+		s.mu.Lock()
+		var all []*run
+		for _, r := range s.runs {
+			all = append(all, r)
+		}
+		s.mu.Unlock()
+		for _, r := range all {
+			r.stopAll()
+		}
+		deadline := time.Now().Add(s.cfg.StopTimeout)
+		for _, r := range all {
+			r.waitStopped(time.Until(deadline))
+		}
+		s.cancel()
+		s.wg.Wait()
+		s.report() // the last interval
+		_ = s.nc.FlushTimeout(time.Second)
+		s.nc.Close()
+		s.http.CloseIdleConnections()
+		s.log.Info("school stopped")
+	})
+	return nil
+}
+
+// transports builds the shared HTTP client and websocket dialer: one tuned
+// transport per school, every dial checked against the allow list and
+// spread over the source addresses.
+func (s *School) transports() (*http.Client, *websocket.Dialer) {
+	var next uint64
+	var mu sync.Mutex
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+		if n := len(s.cfg.SourceIPs); n > 0 {
+			mu.Lock()
+			ip := s.cfg.SourceIPs[next%uint64(n)]
+			next++
+			mu.Unlock()
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ip)}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	guarded := s.allow.DialContext(dial)
+	client := koi.NewHTTPClient(s.cfg.MaxConnsPerHost)
+	client.Transport.(*http.Transport).DialContext = guarded
+	dialer := koi.NewDialer()
+	dialer.NetDialContext = guarded
+	return client, dialer
+}
+
+// logLimited logs a message at most once a minute per cause.
+func (s *School) logLimited(cause string, msg string, args ...any) {
+	s.logMu.Lock()
+	last, seen := s.logOnce[cause]
+	now := time.Now()
+	if seen && now.Sub(last) < time.Minute {
+		s.logMu.Unlock()
+		return
+	}
+	if len(s.logOnce) > 10000 { // bounded: forget old causes
+		clear(s.logOnce)
+	}
+	s.logOnce[cause] = now
+	s.logMu.Unlock()
+	s.log.Warn(msg, args...)
+}
