@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -113,7 +114,6 @@ func (g *ingest) readCSV(ctx context.Context, obj string, r io.Reader, comma run
 		if err == io.EOF {
 			return nil
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if !errors.As(err, &pe) {
@@ -124,6 +124,7 @@ func (g *ingest) readCSV(ctx context.Context, obj string, r io.Reader, comma run
 			}
 			continue
 		}
+		line, _ := cr.FieldPos(0)
 		if len(fields) != len(names) {
 			if len(fields) == 1 && fields[0] == "" {
 				continue // a blank line
@@ -315,7 +316,8 @@ func (p *jsonScanner) end() string {
 	return ""
 }
 
-// str reads a JSON string; without escapes it aliases the line.
+// str reads a JSON string; without escapes it aliases the line. Invalid
+// UTF-8 becomes U+FFFD, as encoding/json does.
 func (p *jsonScanner) str() (string, bool) {
 	if !p.eat('"') {
 		return "", false
@@ -331,7 +333,7 @@ func (p *jsonScanner) str() (string, bool) {
 		case c == '"':
 			raw := p.b[start:p.i]
 			p.i++
-			if !esc {
+			if !esc && utf8.Valid(raw) {
 				return unsafe.String(unsafe.SliceData(raw), len(raw)), true
 			}
 			var s string

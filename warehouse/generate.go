@@ -9,7 +9,9 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
 )
@@ -183,6 +185,11 @@ func (g *ingest) row(ctx context.Context, obj string, n, line int64, rec *record
 		return g.bad(e)
 	}
 	g.rows.Read++
+	if !utf8.ValidString(r.method) {
+		// As JSON would write it: two spellings must not become two
+		// identical keys of the output.
+		r.method = strings.ToValidUTF8(r.method, "\uFFFD")
+	}
 	if g.teams != nil && !g.teams[r.team] {
 		g.filtered("team")
 		return nil
