@@ -26,8 +26,8 @@ test: lint ## gofmt + vet, every test under the race detector (fuzz seed corpora
 demo: build ## build and run the whole system on loopback (Ctrl-C stops it)
 	./$(BIN) demo
 
-bench: ## run the benchmarks and print their figures
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./metrics/ ./behaviors/ ./formations/ ./koi/
+bench: ## run the in-process benchmarks (pond/bench.sh and school/bench.sh measure across processes)
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./metrics/ ./behaviors/ ./formations/ ./koi/ ./pond/
 
 lint: ## gofmt (fails on any unformatted file) + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -35,11 +35,14 @@ lint: ## gofmt (fails on any unformatted file) + go vet
 	$(GO) vet ./...
 
 FUZZTIME ?= 30s
-fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadSet$$' -fuzztime $(FUZZTIME) ./behaviors/
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadFormation$$' -fuzztime $(FUZZTIME) ./formations/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./koi/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./metrics/
+# package:target pairs; `make fuzz` runs each for FUZZTIME (their seed
+# corpora already run in `make test`).
+FUZZ := behaviors:FuzzLoadSet formations:FuzzLoadFormation koi:FuzzDecodeEvent \
+	metrics:FuzzUnmarshal wire:FuzzDecode pond:FuzzParseArgs pond:FuzzAPI pond:FuzzHandleFrame \
+	warehouse:FuzzRowParsers warehouse:FuzzTimestamp
+fuzz: ## run every fuzz target for FUZZTIME (default 30s)
+	@set -e; for pt in $(FUZZ); do p=$${pt%%:*}; t=$${pt##*:}; \
+	  echo "== $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$p/; done
 
 clean: ## remove build output
 	rm -rf bin
