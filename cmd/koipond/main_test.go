@@ -28,9 +28,9 @@ func TestHelpAndUsage(t *testing.T) {
 		t.Errorf("typo: code %d\n%s", code, errOut)
 	}
 	for _, c := range commands {
-		_, errOut, code := runCmd(t, c.name, "--help")
-		if code != 0 || !strings.Contains(errOut+out, "Usage: koipond "+c.name) && c.name != "behaviors" && c.name != "formations" {
-			t.Errorf("%s --help: code %d\n%s", c.name, code, errOut)
+		out, errOut, code := runCmd(t, c.name, "--help")
+		if code != 0 || !strings.Contains(out+errOut, "Usage: koipond "+c.name) {
+			t.Errorf("%s --help: code %d\n%s%s", c.name, code, out, errOut)
 		}
 	}
 }
