@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/koipond/koipond/behaviors"
 )
 
@@ -503,5 +504,71 @@ func TestParseTimestamp(t *testing.T) {
 	}
 	if got, _ := parseTimestamp("1793536", UnitMilli); got != 1793 {
 		t.Errorf("ms unit: %d", got)
+	}
+}
+
+// Formats and compressions found by name and content: .tsv is
+// tab-separated, zstd is recognised by its magic bytes.
+func TestDetection(t *testing.T) {
+	calls := genCalls(12, 3000, 30, day0, 500)
+	parts := split(calls, 3)
+	dir := t.TempDir()
+	tsv := strings.ReplaceAll(string(csvBytes(parts[0], 0)), ",", "\t")
+	writeFile(t, dir, "x/a.tsv", []byte(tsv))
+	var zb bytes.Buffer
+	zw, err := zstd.NewWriter(&zb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(jsonlBytes(parts[1]))
+	zw.Close()
+	writeFile(t, dir, "x/b.data.zst", zb.Bytes())
+	writeFile(t, dir, "x/c", parquetBytes(t, parts[2]))
+	writeFile(t, dir, "x/.hidden.csv", []byte("garbage"))
+	writeFile(t, dir, "x/_SUCCESS", nil)
+	writeFile(t, dir, "x/manifest", []byte(`{"entries":[]}`))
+	res := generate(t, Options{From: filepath.Join(dir, "x")})
+	checkSame(t, res, calls)
+	if fmt.Sprint(res.Formats) != "map[csv:1 jsonl+zstd:1 parquet:1]" {
+		t.Errorf("formats %v", res.Formats)
+	}
+	// --format overrides the name.
+	writeFile(t, dir, "y/a.parquet", csvBytes(parts[0], 0))
+	checkSame(t, generate(t, Options{From: filepath.Join(dir, "y"), Format: FormatCSV}), parts[0])
+}
+
+// Progress is reported while reading, and cancellation stops the run.
+func TestProgressAndCancel(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "x.csv", csvBytes(genCalls(13, 50_000, 100, day0, 1000), 0))
+	var phases []string
+	var last Progress
+	_, err := Generate(context.Background(), Options{From: filepath.Join(dir, "x.csv"), ProgressEvery: time.Nanosecond, TempDir: t.TempDir()},
+		func(p Progress) {
+			if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+				phases = append(phases, p.Phase)
+			}
+			last = p
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(phases) != "[reading merging done]" || last.Rows != 50_000 || last.Bytes == 0 || last.Objects != 1 {
+		t.Errorf("phases %v, last %+v", phases, last)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Generate(ctx, Options{From: filepath.Join(dir, "x.csv"), TempDir: t.TempDir()}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
+
+// Options.Validate reports every problem at once.
+func TestValidate(t *testing.T) {
+	o := Options{From: "http://x", Format: "xml", Shape: "cube", MinFrequency: 2, Top: -1,
+		Since: day0, Until: day0, SequencedOnly: true}
+	errs := o.Validate()
+	if len(errs) != 7 {
+		t.Errorf("%d problems, want 7: %v", len(errs), errs)
 	}
 }

@@ -274,3 +274,30 @@ func generate(t testing.TB, o Options) *Result {
 	}
 	return res
 }
+
+// parquetStream writes calls to one Parquet file in batches.
+type parquetStream struct {
+	t  testing.TB
+	pw *parquet.GenericWriter[pqCall]
+	b  []pqCall
+}
+
+func newParquetStream(t testing.TB, w io.Writer) *parquetStream {
+	return &parquetStream{t: t, pw: parquet.NewGenericWriter[pqCall](w, parquet.MaxRowsPerRowGroup(500_000))}
+}
+
+func (s *parquetStream) write(calls []call) {
+	s.b = s.b[:0]
+	for _, c := range calls {
+		s.b = append(s.b, pqCall{c.User, c.Method, c.T, c.Team, c.Client})
+	}
+	if _, err := s.pw.Write(s.b); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *parquetStream) close() {
+	if err := s.pw.Close(); err != nil {
+		s.t.Fatal(err)
+	}
+}
