@@ -61,9 +61,11 @@
 // therefore bounded by MemoryBytes + 64 × 64 KiB + per-method tables
 // (calls, user-minutes and 2 × 24 hourly counters per method; at most 65,535
 // distinct methods), whatever the export's size or order. Disk use is at
-// most a few bytes per distinct (user, minute, method). Sorted input (by
-// user then time, or by time) is not required; it merely de-duplicates more
-// inside each chunk, so runs are smaller. The result is exact: no hashing,
+// most a few bytes per distinct (user, minute, method). The process's peak
+// RSS is about twice MemoryBytes (the chunk grows by doubling, and the Go
+// heap keeps headroom): 258 MiB for a 10-million-row export at the default.
+// Sorted input (by user then time, or by time) is not required; it merely
+// de-duplicates more inside each chunk, so runs are smaller. The result is exact: no hashing,
 // no sampling, no approximate sketches.
 //
 // # Hour-of-day profiles

@@ -60,8 +60,13 @@ func (r *Result) Encode(w io.Writer) error {
 	if c := r.Coverage; c != nil {
 		line("coverage:      %d of %d written methods have a sequence in %s: %.1f%% of the export's calls",
 			len(r.Methods)-len(c.Missing), len(r.Methods), c.File, 100*c.Share)
-		if len(c.Missing) > 0 {
-			line("no sequence:   %s", strings.Join(c.Missing, ", "))
+		if n := len(c.Missing); n > 0 {
+			shown := c.Missing[:min(n, 12)]
+			more := ""
+			if n > len(shown) {
+				more = fmt.Sprintf(" and %d more", n-len(shown))
+			}
+			line("no sequence:   %s%s", strings.Join(shown, ", "), more)
 		}
 	}
 	b.WriteString("{\n")
