@@ -496,7 +496,7 @@ type LaunchSpec struct {
 	Formation string            `json:"formation"`
 	Run       string            `json:"run"`
 	Params    map[string]string `json:"params,omitempty"`
-	// At is the launch instant; zero means now (in practice two poll
+	// At is the launch instant; zero means now (in practice three poll
 	// intervals from now, so every school hears of it first).
 	At time.Time `json:"at,omitzero"`
 }
@@ -522,7 +522,7 @@ func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*st
 	now := time.Now()
 	start := spec.At
 	if start.IsZero() {
-		start = now.Add(2 * k.cfg.PollInterval)
+		start = now.Add(3 * k.cfg.PollInterval)
 	}
 	switch {
 	case start.Before(now.Add(-LaunchGrace)):

@@ -289,8 +289,10 @@ func (k *Keeper) flagLateStops(tx *state.Txn, now time.Time) error {
 }
 
 // planLead is how long before its start a launch's per-school counts are
-// fixed: long enough for every school to hear of it in a poll.
-func (k *Keeper) planLead() time.Duration { return 2*k.cfg.PollInterval + time.Second }
+// fixed: as late as possible (the counts follow the koi connected then)
+// while leaving every school a poll to hear of it. The scheduler runs every
+// half poll, so planning happens between 2 and 1.5 polls before the start.
+func (k *Keeper) planLead() time.Duration { return 2 * k.cfg.PollInterval }
 
 // advanceLaunches plans pending launches that are due, starts them at
 // their instant and finishes them after their window.

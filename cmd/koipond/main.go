@@ -33,6 +33,13 @@ var commands = []command{
 	{"behaviors", "validate behavior-set files (behaviors validate FILE…)", runBehaviors},
 	{"formations", "validate formation files (formations validate FILE…)", runFormations},
 	{"warehouse", "behavior frequencies from a usage export (warehouse generate --from …)", runWarehouse},
+	{"keeper", "run the keeper: state, scheduler, switch and the HTTP API", runKeeper},
+	{"run", "create, list, show, pause, resume, stop or scale runs", runRun},
+	{"launch", "launch a formation over a run's connected koi", runLaunch},
+	{"pause", "pause every koi everywhere", runPause},
+	{"resume", "resume every koi everywhere", runResume},
+	{"stop", "stop every koi everywhere (--nats URL if the keeper is down)", runStop},
+	{"status", "show the switch, runs, schools and launches", runStatus},
 	{"version", "print the version", runVersion},
 }
 

@@ -15,12 +15,14 @@ import (
 func runBehaviors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return subcommand("behaviors", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
 		"validate": validateBehaviors,
+		"upload":   func(a []string, o, e io.Writer) error { return uploadBehaviors(ctx, a, o, e) },
 	})
 }
 
 func runFormations(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return subcommand("formations", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
 		"validate": validateFormations,
+		"upload":   func(a []string, o, e io.Writer) error { return uploadFormations(ctx, a, o, e) },
 	})
 }
 

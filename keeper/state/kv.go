@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -96,4 +97,36 @@ func (m *MemPersister) Put(_ context.Context, key string, value []byte) error {
 func (m *MemPersister) Delete(_ context.Context, key string) error {
 	delete(m.Records, key)
 	return nil
+}
+
+// EmergencySwitch sets the global switch straight in the bucket, for when
+// the keeper is down: it restores the state from kv, takes the next epoch
+// (higher than every epoch the keeper gave out), and writes the switch and
+// an audit entry through to kv. The caller publishes the returned switch
+// on wire.SubjectControl. A keeper started afterwards restores it and
+// continues from its epoch.
+func EmergencySwitch(ctx context.Context, kv *KV, st wire.State, by string) (*GlobalSwitch, error) {
+	recs, err := kv.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(kv)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Restore(recs); err != nil {
+		return nil, err
+	}
+	var g *GlobalSwitch
+	err = s.Write(ctx, func(tx *Txn) error {
+		g = &GlobalSwitch{Switch: Switch{State: st, Epoch: tx.NextEpoch(), By: by, At: tx.Now()}}
+		if err := tx.PutSwitch(g); err != nil {
+			return err
+		}
+		return tx.Audit(by, string(st)+" everything (straight to NATS)", "switch", fmt.Sprintf("epoch %d", g.Epoch))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/koipond/koipond/keeper"
+)
+
+func runKeeper(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("keeper", "keeper [--http ADDR] [--nats URL | --nats-listen ADDR] [--data DIR] [--tokens FILE]", `
+Run the keeper: the source of truth for behavior sets, formations, runs and
+launches, the scheduler that spreads koi over schools, the global switch,
+and the HTTP API under /api/v1. By default it embeds a NATS server with
+JetStream (its files under --data); --nats uses an external cluster.
+State lives in a JetStream KV bucket: a restart loses nothing.
+
+Listening beyond loopback needs API tokens (--tokens FILE, lines of
+NAME ROLE TOKEN with ROLE viewer, operator or admin) and, for the embedded
+NATS, a token schools present (KOIPOND_NATS_TOKEN).`, stderr)
+	var cfg keeper.Config
+	fs.StringVar(&cfg.HTTP, "http", keeper.DefaultHTTP, "API listen `address`")
+	fs.StringVar(&cfg.NATS, "nats", "", "external NATS `URL` (default: embedded server)")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", keeper.DefaultNATSListen, "embedded NATS listen `address`")
+	fs.StringVar(&cfg.DataDir, "data", keeper.DefaultDataDir, "`directory` of the embedded server's JetStream files")
+	fs.StringVar(&cfg.Bucket, "bucket", keeper.DefaultBucket, "JetStream KV `bucket` holding the state")
+	fs.IntVar(&cfg.Replicas, "replicas", 1, "KV bucket replicas (the cluster size on an external cluster)")
+	fs.StringVar(&cfg.TokensFile, "tokens", "", "API tokens `file`")
+	fs.DurationVar(&cfg.PollInterval, "poll", keeper.DefaultPollInterval, "school poll interval")
+	fs.DurationVar(&cfg.Lease, "lease", keeper.DefaultLease, "school lease")
+	verbose := fs.Bool("v", false, "log debug detail")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "koipond keeper: unexpected arguments %q\n", fs.Args())
+		return errUsage
+	}
+	cfg.NATSToken = os.Getenv("KOIPOND_NATS_TOKEN")
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if errs := cfg.Validate(); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintf(stderr, "koipond keeper: %v\n", e)
+		}
+		return errUsage
+	}
+	k, err := keeper.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "keeper: API http://%s/api/v1, NATS %s (schools: koipond school --nats %s)\n",
+		k.HTTPAddr(), k.NATSURL(), k.NATSURL())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "keeper: shutting down")
+	return k.Close()
+}

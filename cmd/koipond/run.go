@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/state"
+)
+
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	verb := func(f func(context.Context, []string, io.Writer, io.Writer) error) func([]string, io.Writer, io.Writer) error {
+		return func(a []string, o, e io.Writer) error { return f(ctx, a, o, e) }
+	}
+	return subcommand("run", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
+		"create": verb(runCreate),
+		"list":   verb(runList),
+		"show":   verb(runShow),
+		"pause":  verb(runSwitchVerb("pause")),
+		"resume": verb(runSwitchVerb("resume")),
+		"stop":   verb(runSwitchVerb("stop")),
+		"scale":  verb(runScale),
+	})
+}
+
+func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run create", "run create --name NAME --behaviors SET --api-base URL [flags]", `
+Create a run: koi with one behavior set against one target. The run starts
+at once (or paused with --paused); without --duration it is always-on.`, stderr)
+	cf := addClientFlags(fs)
+	var spec keeper.RunSpec
+	labels := keyValues{}
+	fs.StringVar(&spec.Name, "name", "", "run `name`")
+	fs.StringVar(&spec.BehaviorSet, "behaviors", "", "behavior set `hash or name` (latest version)")
+	fs.StringVar(&spec.Target.APIBase, "api-base", "", "target API base `URL`, e.g. http://127.0.0.1:9090/api")
+	fs.StringVar(&spec.Target.WebsocketURL, "ws", "", "websocket `URL` (else the boot sequence finds it)")
+	fs.StringVar(&spec.Target.Token, "token-template", "", "koi token `template` over {{.Index}}, e.g. xoxp-pond-{{.Index}}")
+	fs.StringVar(&spec.Target.UserID, "user-template", "", "koi user id `template` over {{.Index}}")
+	fs.IntVar(&spec.Koi, "koi", 100, "number of koi")
+	fs.Float64Var(&spec.Ramp, "ramp", 50, "koi started per second (0: all at once)")
+	fs.Float64Var(&spec.TimeScale, "time-scale", 0, "speed behavior time up (0 or 1: real time)")
+	fs.Float64Var(&spec.ActivitySigma, "activity-sigma", 0, "spread of light and heavy users (lognormal σ)")
+	dur := fs.Duration("duration", 0, "end the run after this long (0: always-on)")
+	fs.Var(labels, "label", "`key=value` label (repeatable)")
+	fs.BoolVar(&spec.Paused, "paused", false, "create the run paused")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 0, "no arguments, only flags", stderr); err != nil {
+		return err
+	}
+	spec.DurationSecs = dur.Seconds()
+	if len(labels) > 0 {
+		spec.Labels = labels
+	}
+	var v json.RawMessage
+	if err := cf.call(ctx, "POST", "/api/v1/runs", spec, &v); err != nil {
+		return err
+	}
+	return printRun(cf, stdout, v)
+}
+
+// runView is what client commands read of a run.
+type runView struct {
+	state.Run
+	Assigned    int                `json:"assigned"`
+	Partial     string             `json:"partial"`
+	Assignments []state.Assignment `json:"assignments"`
+	KoiNow      struct {
+		Booting, Connected, Reconnecting, Failed, Paused int
+	} `json:"koi_now"`
+	Refused        map[string]string `json:"refused"`
+	StopCompleteMS int64             `json:"stop_complete_ms"`
+}
+
+func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
+	if cf.json {
+		return writeJSON(stdout, raw)
+	}
+	var v runView
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("decoding the run: %w", err)
+	}
+	fmt.Fprintf(stdout, "run %s %q: %s, %d koi at %g/s, %d assigned, %d connected\n",
+		v.ID, v.Name, v.State, v.Koi, v.Ramp, v.Assigned, v.KoiNow.Connected)
+	fmt.Fprintf(stdout, "  behavior set %s, target %s, owner %s, epoch %d\n", short(v.BehaviorSet), v.Target.APIBase, v.Owner, v.Switch.Epoch)
+	if v.Partial != "" {
+		fmt.Fprintf(stdout, "  PARTIAL: %s\n", v.Partial)
+	}
+	for _, a := range v.Assignments {
+		fmt.Fprintf(stdout, "  school %s: koi [%d, %d) at %.3g/s\n", a.School, a.From, a.To, a.Ramp)
+	}
+	for s, why := range v.Refused {
+		fmt.Fprintf(stdout, "  REFUSED by %s: %s\n", s, why)
+	}
+	if v.Stop != nil {
+		if v.Stop.Complete() {
+			fmt.Fprintf(stdout, "  stop confirmed by %d schools in %d ms\n", len(v.Stop.Expected), v.StopCompleteMS)
+		} else {
+			fmt.Fprintf(stdout, "  stop: %d of %d schools confirmed; late: %s\n", len(v.Stop.Acks), len(v.Stop.Expected), strings.Join(v.Stop.Late, ", "))
+		}
+	}
+	return nil
+}
+
+func short(hash string) string {
+	if len(hash) > 12 {
+		return hash[:12]
+	}
+	return hash
+}
+
+func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run list", "run list [--state running|paused|stopped] [--json]", "List runs.", stderr)
+	cf := addClientFlags(fs)
+	st := fs.String("state", "", "only runs in this `state`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	path := "/api/v1/runs"
+	if *st != "" {
+		path += "?state=" + *st
+	}
+	if err := cf.call(ctx, "GET", path, nil, &raw); err != nil {
+		return err
+	}
+	if cf.json {
+		return writeJSON(stdout, raw)
+	}
+	var runs []runView
+	if err := json.Unmarshal(raw, &runs); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tKOI\tASSIGNED\tCONNECTED\tRAMP\tSTARTED")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%g/s\t%s\n", r.ID, r.Name, r.State, r.Koi, r.Assigned, r.KoiNow.Connected, r.Ramp, r.StartedAt.Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run show", "run show [--json] ID", "Show a run: where its koi are and how they are doing.", stderr)
+	cf := addClientFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := cf.call(ctx, "GET", "/api/v1/runs/"+fs.Arg(0), nil, &raw); err != nil {
+		return err
+	}
+	return printRun(cf, stdout, raw)
+}
+
+func runSwitchVerb(verb string) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet("run "+verb, "run "+verb+" [--json] ID", fmt.Sprintf("%s one run (stop is final).", strings.ToUpper(verb[:1])+verb[1:]), stderr)
+		cf := addClientFlags(fs)
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
+			return err
+		}
+		var raw json.RawMessage
+		if err := cf.call(ctx, "POST", "/api/v1/runs/"+fs.Arg(0)+"/"+verb, nil, &raw); err != nil {
+			return err
+		}
+		return printRun(cf, stdout, raw)
+	}
+}
+
+func runScale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run scale", "run scale [--koi N] [--ramp R] [--json] ID", `
+Change a running run's koi count and/or ramp live: schools move to the new
+count at the ramp rate, without a restart.`, stderr)
+	cf := addClientFlags(fs)
+	koi := fs.Int("koi", -1, "new number of koi")
+	ramp := fs.Float64("ramp", -1, "new ramp, koi per second")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
+		return err
+	}
+	var p keeper.RunPatch
+	fs.Visit(func(f *flagT) {
+		switch f.Name {
+		case "koi":
+			p.Koi = koi
+		case "ramp":
+			p.Ramp = ramp
+		}
+	})
+	var raw json.RawMessage
+	if err := cf.call(ctx, "PATCH", "/api/v1/runs/"+fs.Arg(0), p, &raw); err != nil {
+		return err
+	}
+	return printRun(cf, stdout, raw)
+}
