@@ -20,8 +20,10 @@ func (s *School) natsOptions() ([]nats.Option, error) {
 		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(3),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			s.log.Warn("NATS disconnected; reconnecting", "err", err)
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil && !nc.IsClosed() {
+				s.log.Warn("NATS disconnected; reconnecting", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.log.Info("NATS reconnected", "server", nc.ConnectedUrl())

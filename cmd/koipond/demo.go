@@ -1,9 +1,5 @@
 package main
 
-// The demo composes what exists today — pond, koi, behaviors, formations,
-// metrics — into one process. When the keeper and school land, demo wires
-// them instead of driving koi itself.
-
 import (
 	"context"
 	"errors"
@@ -11,60 +7,65 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
+	"sort"
 	"strings"
-	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/examples"
-	"github.com/koipond/koipond/formations"
-	"github.com/koipond/koipond/koi"
-	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/school"
 )
+
+// demoRunName names the demo's always-on run; a demo restarted on the
+// same --data finds it and carries on instead of creating another.
+const demoRunName = "demo: Slack-style background koi"
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", "demo [flags]", `
-Run the whole system on loopback: the pond chat app as the target and a
-swarm of koi that boot (rtm.connect, conversations.list), keep a websocket
+Run the whole system on this machine: embedded NATS with JetStream, the
+keeper (API on --http), the pond chat app as the target, and --schools
+schools running an always-on run of --koi koi that boot, keep a websocket
 open and run the example Slack behaviors at their per-minute frequencies.
-After --formation-after, an admin posts in #announcements and the seed's
-formation sends a share of the koi to read, mark and react to it within its
-window. Live status every --status; Ctrl-C stops everything (a second
-Ctrl-C exits at once).`, stderr)
-	pondAddr := fs.String("pond", "127.0.0.1:9090", "address pond listens on (loopback)")
-	nKoi := fs.Int("koi", 500, "number of koi")
-	ramp := fs.Float64("ramp", 100, "koi started per second (scale up gradually)")
+After --formation-after an admin posts in #announcements and the seed
+formation sends 10% of the koi to read, mark and react within its window.
+Live status every --status. Ctrl-C stops everything (twice: at once).
+With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`, stderr)
+	httpAddr := fs.String("http", "127.0.0.1:8080", "keeper API address")
+	pondAddr := fs.String("pond", "127.0.0.1:9090", "pond (the target app) address")
+	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "embedded NATS address schools connect to")
+	nKoi := fs.Int("koi", 500, "koi in the always-on run")
+	nSchools := fs.Int("schools", 1, "in-process schools (0: none, bring your own koipond school processes)")
+	dataDir := fs.String("data", "", "keeper data directory (default: a temporary one, removed at exit)")
+	ramp := fs.Float64("ramp", 100, "koi started per second over the whole run (scale up gradually)")
 	users := fs.Int("users", 5000, "pond workspace users (at least --koi)")
 	channels := fs.Int("channels", 200, "pond workspace channels")
 	scale := fs.Float64("time-scale", 1, "speed up behavior time: 60 makes a behavior minute last one second")
 	duration := fs.Duration("duration", 10*time.Minute, "stop after this long (0: until Ctrl-C)")
 	every := fs.Duration("status", 5*time.Second, "status interval")
-	sigma := fs.Float64("activity-sigma", 0.8, "spread of light and heavy users (lognormal σ, mean 1; 0: everyone average)")
-	behaviorFiles := fs.String("behaviors", "", "comma-separated behavior files (default: the embedded examples/slack set)")
-	formationFile := fs.String("formation", "", "formation file (default: the embedded seed announcement formation; \"none\" for none)")
-	formationAfter := fs.Duration("formation-after", 30*time.Second, "launch the formation this long after the start")
+	sigma := fs.Float64("activity-sigma", 0.8, "spread of light and heavy users (lognormal σ, mean 1)")
+	formationAfter := fs.Duration("formation-after", 30*time.Second, "launch the seed formation this long after the start (0: never)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var problems []string
 	if *nKoi < 1 || *nKoi > 20000 {
-		problems = append(problems, fmt.Sprintf("--koi %d: must be 1..20000 (one process, one machine)", *nKoi))
+		problems = append(problems, fmt.Sprintf("--koi %d: must be 1..20000 on one machine", *nKoi))
 	}
-	if *ramp <= 0 {
-		problems = append(problems, "--ramp must be > 0")
-	}
-	if *users < *nKoi {
-		*users = *nKoi
+	if *nSchools < 0 || *nSchools > 16 {
+		problems = append(problems, fmt.Sprintf("--schools %d: must be 0..16", *nSchools))
 	}
 	if *every < 100*time.Millisecond {
 		problems = append(problems, "--status must be at least 100ms")
 	}
-	if err := (behaviors.Activity{Sigma: *sigma}).Validate(); len(err) > 0 {
-		problems = append(problems, "--activity-sigma: "+err[0].Error())
+	if *users < *nKoi {
+		*users = *nKoi
 	}
 	if len(problems) > 0 {
 		for _, p := range problems {
@@ -73,14 +74,13 @@ Ctrl-C exits at once).`, stderr)
 		return errUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-
-	set, err := demoSet(*behaviorFiles)
-	if err != nil {
-		return err
-	}
-	form, err := demoFormation(*formationFile)
-	if err != nil {
-		return err
+	if *dataDir == "" {
+		dir, err := os.MkdirTemp("", "koipond-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		*dataDir = dir
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc
@@ -88,198 +88,197 @@ Ctrl-C exits at once).`, stderr)
 		defer cancel()
 	}
 
+	k, err := keeper.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log})
+	if err != nil {
+		return fmt.Errorf("starting the keeper: %w", err)
+	}
+	defer k.Close()
 	p, err := pond.Open(ctx, pond.Config{Addr: *pondAddr, Users: *users, Channels: *channels, Logger: log})
 	if err != nil {
 		return fmt.Errorf("starting pond: %w", err)
 	}
 	defer p.Close()
-	log.Info("pond listening", "url", p.URL(), "stats", p.URL()+"/stats", "users", *users, "channels", *channels)
 
-	rec := &metrics.Recorder{}
-	rt, err := koi.NewRuntime(koi.RuntimeConfig{Set: set, APIBase: p.URL() + "/api", TimeScale: *scale, Metrics: rec})
+	run, formation, err := demoSetup(ctx, k, p, *nKoi, *ramp, *scale, *sigma)
 	if err != nil {
 		return err
 	}
-	log.Info("swarm", "koi", *nKoi, "ramp_per_sec", *ramp, "behaviors", len(set.Behaviors), "time_scale", *scale,
-		"minute", rt.Minute())
+	var schools []*school.School
+	defer func() {
+		for _, s := range schools {
+			s.Close()
+		}
+	}()
+	perSchool := (*nKoi + max(1, *nSchools) - 1) / max(1, *nSchools)
+	for i := range *nSchools {
+		s, err := school.Open(ctx, school.Config{ID: fmt.Sprintf("demo-school-%d", i+1), NATSURL: k.NATSURL(),
+			Capacity: max(perSchool, school.DefaultCapacity), Logger: log, Software: version})
+		if err != nil {
+			return err
+		}
+		schools = append(schools, s)
+	}
+	api := "http://" + k.HTTPAddr()
+	fmt.Fprintf(stdout, `
+koipond demo is up
+  keeper API   %s/api/v1/status
+  NATS         %s   (more schools: koipond school --nats %s)
+  pond         %s   (its counters: %s/stats)
+  run          %s  %q: %d koi, ramp %g/s, %d school(s)
+  data         %s
 
-	swarm := &demoSwarm{rt: rt}
-	koiCtx, stopKoi := context.WithCancel(ctx)
-	defer stopKoi()
-	go swarm.ramp(koiCtx, *nKoi, *ramp, *sigma)
+try, in another terminal:
+  export KOIPOND_KEEPER=%s
+%s
+`, api, k.NATSURL(), k.NATSURL(), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, *nSchools, *dataDir, api, demoTries(run.ID))
 
 	start := time.Now()
 	tick := time.NewTicker(*every)
 	defer tick.Stop()
 	var launch <-chan time.Time
-	if form != nil {
+	if *formationAfter > 0 {
 		launch = time.After(*formationAfter)
 	}
 	for {
 		select {
 		case <-ctx.Done():
+			fmt.Fprintln(stdout, "\nstopping: schools close their koi, then pond and the keeper")
 			stopped := time.Now()
-			stopKoi()
-			swarm.wg.Wait()
-			fmt.Fprintf(stdout, "\nstopped %d koi in %v; final interval:\n", swarm.started(), time.Since(stopped).Round(time.Millisecond))
-			demoStatus(stdout, start, swarm, rec.Snapshot(), p.Stats())
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			for _, s := range schools {
+				s.Close()
+			}
+			schools = nil
+			fmt.Fprintf(stdout, "all koi stopped in %v\n", time.Since(stopped).Round(time.Millisecond))
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.Canceled) {
 				return nil
 			}
-			return nil
+			return ctx.Err()
 		case <-launch:
-			if err := demoLaunch(ctx, stdout, p, swarm, form, rt); err != nil {
+			if err := demoLaunch(ctx, stdout, k, p, run.ID, formation); err != nil {
 				log.Warn("formation launch failed", "err", err)
 			}
 		case <-tick.C:
-			demoStatus(stdout, start, swarm, rec.Snapshot(), p.Stats())
+			demoStatus(stdout, start, k, p, run.ID, *every)
 		}
 	}
 }
 
-func demoSet(files string) (*behaviors.Set, error) {
-	var set *behaviors.Set
-	var diags behaviors.Diagnostics
-	if files != "" {
-		set, diags = behaviors.Load(strings.Split(files, ",")...)
-	} else {
-		var fsFiles []behaviors.File
-		for _, name := range []string{"slack/frequencies.json", "slack/sequences.json"} {
-			b, err := fs.ReadFile(examples.FS, name)
-			if err != nil {
-				return nil, err
-			}
-			fsFiles = append(fsFiles, behaviors.File{Name: "examples/" + name, Data: b})
-		}
-		set, diags = behaviors.Parse(fsFiles...)
-	}
-	if set == nil {
-		return nil, fmt.Errorf("behavior set:\n%w", diags)
-	}
-	return set, nil
-}
-
-func demoFormation(file string) (*formations.Formation, error) {
-	switch file {
-	case "none":
-		return nil, nil
-	case "":
-		b, err := fs.ReadFile(examples.FS, "seed/announcement-reaction.formation.json")
+// demoSetup uploads the example behaviors and formation and finds or
+// creates the always-on run.
+func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ramp, scale, sigma float64) (*state.Run, string, error) {
+	var files []behaviors.File
+	for _, name := range []string{"slack/frequencies.json", "slack/sequences.json"} {
+		b, err := fs.ReadFile(examples.FS, name)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		f, diags := formations.Parse(behaviors.File{Name: "examples/seed/announcement-reaction.formation.json", Data: b})
-		if f == nil {
-			return nil, diags
-		}
-		return f, nil
+		files = append(files, behaviors.File{Name: "examples/" + name, Data: b})
 	}
-	f, diags := formations.Load(file)
-	if f == nil {
-		return nil, fmt.Errorf("formation:\n%w", diags)
+	set, err := k.PutBehaviorSet(ctx, "demo", "slack", files)
+	if err != nil {
+		return nil, "", fmt.Errorf("uploading the example behaviors: %w", err)
 	}
-	return f, nil
-}
-
-// demoSwarm owns the demo's koi and their goroutines.
-type demoSwarm struct {
-	rt  *koi.Runtime
-	wg  sync.WaitGroup
-	mu  sync.Mutex
-	all []*koi.Koi
-}
-
-// ramp starts n koi at rate per second, jittered, until done or ctx ends.
-func (s *demoSwarm) ramp(ctx context.Context, n int, rate, sigma float64) {
-	rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
-	act := behaviors.Activity{Sigma: sigma}
-	interval := time.Duration(float64(time.Second) / rate)
-	next := time.Now()
-	for i := range n {
-		if d := time.Until(next); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		k := s.rt.New(behaviors.Identity{Index: i, UserID: pond.UserID(i), Token: pond.Token(i)}, act.Draw(rng))
-		s.mu.Lock()
-		s.all = append(s.all, k)
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			_ = k.Run(ctx)
-		}()
-		// Jitter each gap by ±50% so the ramp itself is no herd.
-		next = next.Add(time.Duration(float64(interval) * (0.5 + rng.Float64())))
+	fb, err := fs.ReadFile(examples.FS, "seed/announcement-reaction.formation.json")
+	if err != nil {
+		return nil, "", err
 	}
-}
-
-func (s *demoSwarm) started() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.all)
-}
-
-// states counts koi by state.
-func (s *demoSwarm) states() map[koi.State]int {
-	s.mu.Lock()
-	all := append([]*koi.Koi(nil), s.all...)
-	s.mu.Unlock()
-	out := map[koi.State]int{}
-	for _, k := range all {
-		out[k.State()]++
+	form, err := k.PutFormation(ctx, "demo", behaviors.File{Name: "examples/seed/announcement-reaction.formation.json", Data: fb})
+	if err != nil {
+		return nil, "", fmt.Errorf("uploading the example formation: %w", err)
 	}
-	return out
-}
-
-func (s *demoSwarm) connected() []*koi.Koi {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*koi.Koi
-	for _, k := range s.all {
-		if k.State() == koi.Connected {
-			out = append(out, k)
+	for _, r := range k.State().ActiveRuns(nil) {
+		if r.Name == demoRunName {
+			return r, form.Hash, nil // a restarted demo carries on
 		}
 	}
-	return out
+	r, err := k.CreateRun(ctx, "demo", keeper.RunSpec{
+		Name: demoRunName, Owner: "demo", Labels: map[string]string{"kind": "always-on"},
+		Target:      state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
+		BehaviorSet: set.Hash, Koi: n, Ramp: ramp, TimeScale: scale, ActivitySigma: sigma,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("creating the run: %w", err)
+	}
+	return r, form.Hash, nil
 }
 
-func demoStatus(w io.Writer, start time.Time, s *demoSwarm, snap *metrics.Snapshot, ps pond.Stats) {
-	st := s.states()
-	var reqs, fails uint64
-	for key, ss := range snap.Series {
-		if strings.HasPrefix(key, "api:") || strings.HasPrefix(key, "ws:") && key != "ws:connect" {
-			reqs += ss.Total()
-			fails += ss.Failures()
+// demoTries lists CLI commands to try, for those the binary has.
+func demoTries(runID string) string {
+	tries := []struct{ cmd, line string }{
+		{"status", "  koipond status"},
+		{"pause", "  koipond pause ; koipond resume        # every koi, within a second"},
+		{"launch", "  koipond launch examples/seed/announcement-reaction.formation.json --run " + runID + " --param channel_id=" + pond.ChannelID(1)},
+		{"run", "  koipond run scale " + runID + " --koi 800   # live load change"},
+		{"stop", "  koipond stop                           # the emergency stop"},
+	}
+	var b strings.Builder
+	for _, t := range tries {
+		if commandNames[t.cmd] {
+			b.WriteString(t.line + "\n")
 		}
 	}
-	secs := snap.End.Sub(snap.Start).Seconds()
-	if secs <= 0 {
-		secs = 1
-	}
-	errPct := 0.0
-	if reqs > 0 {
-		errPct = 100 * float64(fails) / float64(reqs)
-	}
-	fmt.Fprintf(w, "\n── %s · koi %d started: %d connected, %d booting, %d reconnecting · %.1f req/s, %.2f%% errors · pond: %d websockets, %d events sent, %d slow-consumer drops\n",
-		time.Since(start).Round(time.Second), s.started(), st[koi.Connected], st[koi.Booting]+st[koi.Connecting], st[koi.Reconnecting],
-		float64(reqs)/secs, errPct, ps.WebsocketsOpen, ps.EventsSent, ps.SlowConsumerDrops)
-	if len(snap.Series) > 0 {
-		_ = metrics.WriteTable(w, snap)
-	}
+	b.WriteString("  curl -s " + "$KOIPOND_KEEPER/api/v1/status")
+	return b.String()
 }
 
-// demoLaunch posts an announcement as user 0, then starts the formation
-// on its share of connected koi at uniform offsets within its window.
-func demoLaunch(ctx context.Context, w io.Writer, p *pond.Server, s *demoSwarm, f *formations.Formation, rt *koi.Runtime) error {
+func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, runID string, window time.Duration) {
+	st := k.Status(nil)
+	ps := p.Stats()
+	var rv *keeper.RunView
+	for _, r := range st.Runs {
+		if r.ID == runID {
+			rv = r
+		}
+	}
+	live := 0
+	for _, s := range st.Schools {
+		if s.Health == "live" {
+			live++
+		}
+	}
+	state := "?"
+	if st.Switch.GlobalSwitch != nil {
+		state = string(st.Switch.State)
+	}
+	fmt.Fprintf(w, "\n── %s · switch %s · %d school(s) live", time.Since(start).Round(time.Second), state, live)
+	if rv != nil {
+		fmt.Fprintf(w, " · koi %d connected, %d booting, %d reconnecting of %d (%s)",
+			rv.KoiNow.Connected, rv.KoiNow.Booting, rv.KoiNow.Reconnecting, rv.Koi, rv.State)
+		if rv.Partial != "" {
+			fmt.Fprintf(w, " · partial: %s", rv.Partial)
+		}
+	}
+	fmt.Fprintf(w, " · pond: %d websockets, %d events sent\n", ps.WebsocketsOpen, ps.EventsSent)
+	m := k.RunMetrics(runID, window)
+	if m == nil || len(m.Keys) == 0 {
+		return
+	}
+	keys := append([]keeper.KeySummary(nil), m.Keys...)
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "key\trate/s\tfailures\tp50 ms\tp95 ms\tp99 ms\t")
+	q := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", *v)
+	}
+	for _, ks := range keys {
+		if strings.HasPrefix(ks.Key, "behavior:") {
+			continue
+		}
+		key := ks.Key
+		if r := []rune(key); len(r) > 48 {
+			key = string(r[:30]) + "…" + string(r[len(r)-17:])
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%d\t%s\t%s\t%s\t\n", key, ks.Rate, ks.Failures, q(ks.P50), q(ks.P95), q(ks.P99))
+	}
+	tw.Flush()
+}
+
+// demoLaunch posts an announcement as user 0, then launches the formation
+// through the keeper, which counts and spreads its koi over the schools.
+func demoLaunch(ctx context.Context, w io.Writer, k *keeper.Keeper, p *pond.Server, runID, formation string) error {
 	channel := pond.ChannelID(1) // #announcements
 	form := url.Values{"channel": {channel}, "text": {"All hands at 3pm: react if you can make it 🐟"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL()+"/api/chat.postMessage", strings.NewReader(form.Encode()))
@@ -293,17 +292,11 @@ func demoLaunch(ctx context.Context, w io.Writer, p *pond.Server, s *demoSwarm, 
 		return fmt.Errorf("posting the announcement: %w", err)
 	}
 	resp.Body.Close()
-	conn := s.connected()
-	plan := f.PlanLaunch([]formations.School{{ID: "demo", Connected: len(conn)}})
-	rng := rand.New(rand.NewPCG(rand.Uint64(), 2))
-	window := rt.Scale(f.BeginWithin)
-	chosen := formations.Choose(rng, len(conn), plan.Count)
-	offsets := formations.Offsets(rng, len(chosen), window)
-	params := map[string]string{"channel_id": channel}
-	for i, idx := range chosen {
-		conn[idx].Launch(f.Name, f.Sequence, params, offsets[i])
+	l, err := k.Launch(ctx, "demo", keeper.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(w, "\n🐟 formation %q launched: %d of %d connected koi (%g%%) start within %v in #announcements (%s)\n",
-		f.Name, plan.Count, plan.Total, f.Percent, window, channel)
+	fmt.Fprintf(w, "\n🐟 formation %q launched (%s) in #announcements (%s): starts %s, window %v\n",
+		l.Name, l.ID, channel, l.Start.Format(time.TimeOnly), time.Duration(l.BeginWithinMS)*time.Millisecond)
 	return nil
 }

@@ -43,6 +43,16 @@ var commands = []command{
 	{"version", "print the version", runVersion},
 }
 
+// commandNames is the set of command names (filled from the table at
+// init, for code the table itself reaches).
+var commandNames = map[string]bool{}
+
+func init() {
+	for _, c := range commands {
+		commandNames[c.name] = true
+	}
+}
+
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 

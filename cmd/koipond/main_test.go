@@ -67,24 +67,25 @@ func TestValidateCommands(t *testing.T) {
 	}
 }
 
-// The demo runs end to end in-process on random ports: koi boot against
-// pond, hold websockets, run behaviors, take part in the formation, and
-// stop cleanly when the duration ends.
+// The demo runs end to end in-process on random ports: keeper, NATS,
+// pond and two schools; koi boot, all connect, behaviors and the seed
+// formation run, and everything stops when --duration ends.
 func TestDemoEndToEnd(t *testing.T) {
 	var out, errb bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := run(ctx, []string{"demo", "--pond", "127.0.0.1:0", "--koi", "60", "--ramp", "200", "--users", "200",
-		"--channels", "20", "--time-scale", "60", "--duration", "5s", "--status", "1s", "--formation-after", "1500ms"}, &out, &errb)
+	err := run(ctx, []string{"demo", "--http", "127.0.0.1:0", "--pond", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1",
+		"--koi", "60", "--schools", "2", "--ramp", "200", "--users", "200", "--channels", "20", "--time-scale", "60",
+		"--duration", "7s", "--status", "1s", "--formation-after", "1500ms"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
 	}
-	if d := time.Since(start); d > 20*time.Second {
-		t.Errorf("demo took %v for --duration 5s", d)
+	if d := time.Since(start); d > 25*time.Second {
+		t.Errorf("demo took %v for --duration 7s", d)
 	}
 	o := out.String()
-	m := regexp.MustCompile(`koi 60 started: (\d+) connected`).FindAllStringSubmatch(o, -1)
+	m := regexp.MustCompile(`koi (\d+) connected`).FindAllStringSubmatch(o, -1)
 	best := 0
 	for _, x := range m {
 		n, _ := strconv.Atoi(x[1])
@@ -93,13 +94,10 @@ func TestDemoEndToEnd(t *testing.T) {
 	if best != 60 {
 		t.Errorf("at most %d of 60 koi connected\n%s", best, o)
 	}
-	for _, want := range []string{"formation \"Viewing and reacting to a message in Announcement Channel\" launched: 6 of 60",
-		"api:conversations.history", "event:message", "stopped 60 koi"} {
+	for _, want := range []string{"koipond demo is up", "2 school(s) live", `formation "Viewing and reacting to a message in Announcement Channel" launched`,
+		"api:conversations.history", "event:message", "all koi stopped"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("output lacks %q\n%s", want, o)
 		}
-	}
-	if strings.Contains(o, "ERROR") && regexp.MustCompile(`api:\S+\s+\d+\s+\S+\s+\d+\s+[1-9]`).MatchString(o) {
-		t.Logf("some requests failed:\n%s", o)
 	}
 }
