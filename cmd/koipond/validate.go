@@ -38,7 +38,7 @@ func subcommand(name string, args []string, stdout, stderr io.Writer, verbs map[
 		if len(args) > 0 {
 			w = stdout
 		}
-		fmt.Fprintf(w, "Usage: koipond %s <%s> [flags] FILE…\n\nRun 'koipond %s <verb> --help' for details.\n", name, strings.Join(names, "|"), name)
+		fmt.Fprintf(w, "Usage: koipond %s <%s> [flags] [args]\n\nRun 'koipond %s <verb> --help' for details.\n", name, strings.Join(names, "|"), name)
 		if len(args) == 0 {
 			return errUsage
 		}
