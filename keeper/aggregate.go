@@ -11,11 +11,15 @@ import (
 )
 
 // Retention of merged metrics: one bucket per second for the last hour,
-// one per minute for the last day; older data is gone. Memory per run is
-// bounded by (fineSlots + coarseSlots) buckets × maxKeys sketches.
+// one per minute for the last day; older data is gone. Buckets more than
+// compactAfter older than the newest report are kept encoded (about 5×
+// smaller than live sketches), so memory per run is bounded by
+// (fineSlots + coarseSlots) encoded snapshots of at most maxKeys keys —
+// about 25 KB per bucket for 50 keys, whatever the number of schools.
 const (
-	fineSlots   = 3600
-	coarseSlots = 24 * 60
+	fineSlots    = 3600
+	coarseSlots  = 24 * 60
+	compactAfter = 10 // seconds
 	// maxKeys is the most metric keys kept per run; reports with more are
 	// merged without the extra keys (counted as rejections).
 	maxKeys = 500
@@ -30,16 +34,31 @@ type aggregator struct {
 // runSeries is one run's buckets: ring buffers indexed by time.
 type runSeries struct {
 	fine    []bucket // by unix second % fineSlots
-	coarse  []bucket // by unix minute % coarseSlots
+	coarse  []bucket // by unix minute % coarseSlots, always encoded
 	keys    map[string]bool
 	traffic traffic
+	newest  int64   // newest second reported
+	live    []int64 // seconds whose fine bucket holds a live snapshot
 }
 
-// bucket is one interval's merged snapshot (t is its unix second or
-// minute; snap nil means empty).
+// bucket is one interval's merged snapshot, live (snap) or encoded (enc);
+// t is its unix second or minute. Both nil means empty.
 type bucket struct {
 	t    int64
 	snap *metrics.Snapshot
+	enc  []byte
+}
+
+// get returns the bucket's snapshot (decoded when encoded), or nil.
+func (b *bucket) get() *metrics.Snapshot {
+	if b.snap != nil || b.enc == nil {
+		return b.snap
+	}
+	s := &metrics.Snapshot{}
+	if err := s.UnmarshalBinary(b.enc); err != nil {
+		return nil // encoded by this package: cannot happen
+	}
+	return s
 }
 
 // traffic sums websocket traffic since the keeper started.
@@ -88,28 +107,66 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 	case b.t > sec:
 		return fmt.Errorf("report for %v is older than the fine retention", at)
 	case b.t < sec:
-		if b.snap != nil {
+		if b.snap != nil || b.enc != nil {
 			rs.fold(b)
 		}
-		*b = bucket{t: sec, snap: &metrics.Snapshot{}}
+		*b = bucket{t: sec}
+	}
+	if b.snap == nil {
+		if b.snap = b.get(); b.snap == nil {
+			b.snap = &metrics.Snapshot{}
+		}
+		b.enc = nil
+		rs.live = append(rs.live, sec)
 	}
 	if err := b.snap.Merge(s); err != nil {
 		return err
 	}
+	rs.newest = max(rs.newest, sec)
+	rs.compact()
 	if len(dropped) > 0 {
 		return fmt.Errorf("run has %d metric keys already; dropped %d new ones (first %q)", maxKeys, len(dropped), dropped[0])
 	}
 	return nil
 }
 
-// fold merges an expiring fine bucket into its minute.
+// compact encodes live fine buckets compactAfter seconds older than the
+// newest report.
+func (rs *runSeries) compact() {
+	keep := rs.live[:0]
+	for _, sec := range rs.live {
+		b := &rs.fine[sec%fineSlots]
+		if b.t != sec || b.snap == nil {
+			continue
+		}
+		if sec > rs.newest-compactAfter {
+			keep = append(keep, sec)
+			continue
+		}
+		if enc, err := b.snap.MarshalBinary(); err == nil {
+			b.snap, b.enc = nil, enc
+		} else {
+			keep = append(keep, sec)
+		}
+	}
+	rs.live = keep
+}
+
+// fold merges an expiring fine bucket into its minute (kept encoded).
 func (rs *runSeries) fold(b *bucket) {
 	m := b.t / 60
 	c := &rs.coarse[m%coarseSlots]
-	if c.t != m || c.snap == nil {
-		*c = bucket{t: m, snap: &metrics.Snapshot{}}
+	if c.t != m {
+		*c = bucket{t: m}
 	}
-	_ = c.snap.Merge(b.snap) // both built by this package: cannot fail
+	snap := c.get()
+	if snap == nil {
+		snap = &metrics.Snapshot{}
+	}
+	_ = snap.Merge(b.get()) // both built by this package: cannot fail
+	if enc, err := snap.MarshalBinary(); err == nil {
+		c.enc = enc
+	}
 }
 
 // window merges a run's buckets in [from, to).
@@ -124,14 +181,14 @@ func (a *aggregator) window(run string, from, to time.Time) (*metrics.Snapshot, 
 	lo, hi := from.Unix(), to.Unix()
 	fineFrom := max(lo, hi-fineSlots+1)
 	for sec := fineFrom; sec < hi; sec++ {
-		if b := rs.fine[sec%fineSlots]; b.t == sec && b.snap != nil {
-			_ = out.Merge(b.snap)
+		if b := &rs.fine[sec%fineSlots]; b.t == sec {
+			_ = out.Merge(b.get())
 		}
 	}
 	// Older than the fine ring: whole minutes from the coarse one.
 	for m := lo / 60; m*60 < fineFrom; m++ {
-		if c := rs.coarse[m%coarseSlots]; c.t == m && c.snap != nil {
-			_ = out.Merge(c.snap)
+		if c := &rs.coarse[m%coarseSlots]; c.t == m {
+			_ = out.Merge(c.get())
 		}
 	}
 	return out, rs.traffic

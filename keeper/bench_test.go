@@ -1,0 +1,195 @@
+package keeper
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire"
+	"github.com/nats-io/nats.go"
+)
+
+// cpuTime returns the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkPoll200Schools: 200 schools (one NATS connection each) poll a
+// keeper every second (±10%) while it holds a 100,000-koi run. Each
+// iteration is one second of that load. It reports the poll round-trip
+// p50/p99 and the whole process's CPU (keeper, embedded nats-server and
+// the 200 clients together: an upper bound of the keeper's share).
+//
+//	go test ./keeper -run '^$' -bench Poll200 -benchtime 10x
+func BenchmarkPoll200Schools(b *testing.B) {
+	k := openKeeper(b, b.TempDir(), func(c *Config) { c.PollInterval, c.Lease = time.Second, 10*time.Second })
+	seedRun(b, k, 100_000)
+	const schools = 200
+	conns := make([]*nats.Conn, schools)
+	reqs := make([][]byte, schools)
+	for i := range conns {
+		nc, err := nats.Connect(k.NATSURL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		conns[i] = nc
+		id := fmt.Sprintf("school-%03d", i)
+		reqs[i], _ = wire.Encode(&wire.PollRequest{School: id, Capacity: 5000, Clock: time.Now(),
+			Runs: []wire.RunStatus{{Run: "x", Koi: wire.KoiCounts{Connected: 500}}}, KoiRunning: 500, WebsocketsOpen: 500})
+	}
+	// Register everyone and let the scheduler spread the run.
+	for i, nc := range conns {
+		if _, err := nc.Request(wire.SubjectPoll, reqs[i], 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+	k.Kick()
+	time.Sleep(300 * time.Millisecond)
+	var mu sync.Mutex
+	var rtts []time.Duration
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0, wall0 := cpuTime(), time.Now()
+	for i, nc := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(rand.Int64N(int64(time.Second))))
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				_, err := nc.Request(wire.SubjectPoll, reqs[i], 5*time.Second)
+				d := time.Since(t0)
+				if err == nil {
+					mu.Lock()
+					rtts = append(rtts, d)
+					mu.Unlock()
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(jitter(time.Second) - d):
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Duration(b.N) * time.Second)
+	cancel()
+	wg.Wait()
+	cpu, wall := cpuTime()-cpu0, time.Since(wall0)
+	b.StopTimer()
+	slices.Sort(rtts)
+	q := func(p float64) float64 {
+		if len(rtts) == 0 {
+			return math.NaN()
+		}
+		return float64(rtts[int(p*float64(len(rtts)-1))]) / 1e6
+	}
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(len(rtts))/wall.Seconds(), "polls/s")
+	b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "cpu-%")
+	b.ReportMetric(float64(k.stats.pollNanos.Load())/float64(k.stats.polls.Load())/1e3, "handler-µs")
+	if v := k.RunView(k.State(), k.State().Runs(nil)[0].ID); v.Assigned != 100_000 || len(v.Assignments) != schools {
+		b.Errorf("run spread over %d schools, %d assigned", len(v.Assignments), v.Assigned)
+	}
+}
+
+// reportSnapshots builds n encoded snapshots of keys metric keys, each key
+// with a few dozen latencies, like one school's second.
+func reportSnapshots(b testing.TB, n, keys int) [][]byte {
+	out := make([][]byte, n)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range out {
+		var rec metrics.Recorder
+		for k := range keys {
+			key := fmt.Sprintf("api:method.%02d", k)
+			for range 20 + r.IntN(40) {
+				rec.Observe(key, time.Duration(math.Exp(r.NormFloat64()*0.8+3)*float64(time.Millisecond)), metrics.OK)
+			}
+			if r.IntN(10) == 0 {
+				rec.Count(key, metrics.RateLimited)
+			}
+		}
+		data, err := rec.Snapshot().MarshalBinary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[i] = data
+	}
+	return out
+}
+
+// BenchmarkMetricsIngest: one iteration is one second of 200 schools'
+// reports, 50 sketches each, merged into one run's per-second series. It
+// reports CPU per second of load (as % of a core) and the heap one
+// second-bucket costs (× 3600 for the fine hour of one run).
+//
+//	go test ./keeper -run '^$' -bench MetricsIngest -benchtime 60x
+func BenchmarkMetricsIngest(b *testing.B) {
+	const schools, keys = 200, 50
+	snaps := reportSnapshots(b, schools, keys)
+	k := &Keeper{agg: newAggregator()}
+	base := time.Now().Truncate(time.Second)
+	runtime.GC()
+	var m0 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		at := base.Add(time.Duration(i%fineSlots) * time.Second)
+		for s := range schools {
+			if err := k.agg.add("run", at, &wire.RunMetrics{Run: "run", Snapshot: snaps[s]}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	runtime.GC()
+	var m1 runtime.MemStats
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(100*cpu.Seconds()/float64(b.N), "cpu-%-of-core")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*schools), "µs/report")
+	buckets := min(b.N, fineSlots)
+	encoded, n := 0, 0
+	for _, bk := range k.agg.runs["run"].fine {
+		if bk.enc != nil {
+			encoded += len(bk.enc)
+			n++
+		}
+	}
+	if n > 0 {
+		b.ReportMetric(float64(encoded)/float64(n)/1024, "KiB/encoded-bucket")
+	}
+	b.ReportMetric(float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/(1<<20), "MiB-heap-growth")
+	runtime.KeepAlive(k)
+	sum := k.RunMetrics("run", time.Duration(buckets+5)*time.Second)
+	if len(sum.Keys) != keys {
+		b.Errorf("%d keys merged", len(sum.Keys))
+	}
+}
+
+func TestEncodedBucketSize(t *testing.T) {
+	snaps := reportSnapshots(t, 200, 50)
+	agg := &metrics.Snapshot{}
+	for _, d := range snaps {
+		var s metrics.Snapshot
+		if err := s.UnmarshalBinary(d); err != nil {
+			t.Fatal(err)
+		}
+		agg.Merge(&s)
+	}
+	enc, _ := agg.MarshalBinary()
+	t.Logf("one school %d bytes; merged 200 schools %d bytes", len(snaps[0]), len(enc))
+}
