@@ -3,6 +3,7 @@ package keeper
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,6 +195,17 @@ func (a *aggregator) window(run string, from, to time.Time) (*metrics.Snapshot, 
 	return out, rs.traffic
 }
 
+// runIDs returns the runs with series.
+func (a *aggregator) runIDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.runs))
+	for id := range a.runs {
+		out = append(out, id)
+	}
+	return out
+}
+
 // forget drops a run's series.
 func (a *aggregator) forget(run string) {
 	a.mu.Lock()
@@ -227,11 +239,20 @@ type MetricsSummary struct {
 // RunMetrics merges a run's metrics over the window ending now.
 func (k *Keeper) RunMetrics(run string, window time.Duration) *MetricsSummary {
 	to := time.Now().Add(time.Second).Truncate(time.Second)
-	from := to.Add(-window)
+	return k.metricsBetween(run, to.Add(-window), to, "")
+}
+
+// metricsBetween merges a run's metrics in [from, to), only keys with the
+// given prefix when it is not empty.
+func (k *Keeper) metricsBetween(run string, from, to time.Time, prefix string) *MetricsSummary {
+	window := to.Sub(from)
 	snap, tr := k.agg.window(run, from, to)
 	sum := &MetricsSummary{Run: run, From: from, To: to, Keys: []KeySummary{}, Traffic: tr}
 	secs := window.Seconds()
 	for _, key := range snap.Keys() {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
 		ss := snap.Series[key]
 		ks := KeySummary{Key: key, Count: ss.Total(), Failures: ss.Failures(), Outcomes: map[string]uint64{}}
 		ks.Rate = float64(ks.Count) / secs

@@ -310,6 +310,12 @@ func (k *Keeper) RunView(r *state.Reader, id string) *RunView {
 			}
 		}
 	}
+	for s, why := range k.refusing(id, time.Now()) {
+		if v.Refused == nil {
+			v.Refused = map[string]string{}
+		}
+		v.Refused[s] = why
+	}
 	v.StopCompleteMS = run.Stop.DurationMS()
 	return v
 }
@@ -426,12 +432,27 @@ func (k *Keeper) listLaunches(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
+// LaunchView is a launch with the metrics of its formation's steps since
+// its start (keys "formation:<name>:…").
+type LaunchView struct {
+	*state.Launch
+	Metrics *MetricsSummary `json:"metrics,omitempty"`
+}
+
 func (k *Keeper) getLaunch(c echo.Context) error {
 	l := k.store.Read().Launch(nil, c.Param("id"))
 	if l == nil {
 		return notFound("id", "no launch %q", c.Param("id"))
 	}
-	return c.JSON(http.StatusOK, l)
+	v := LaunchView{Launch: l}
+	if l.State != state.LaunchPending {
+		to := time.Now().Add(time.Second).Truncate(time.Second)
+		if !l.EndedAt.IsZero() {
+			to = l.EndedAt.Add(time.Minute)
+		}
+		v.Metrics = k.metricsBetween(l.Run, l.Start.Truncate(time.Second), to, "formation:"+l.Name)
+	}
+	return c.JSON(http.StatusOK, v)
 }
 
 func (k *Keeper) cancelLaunch(c echo.Context) error {

@@ -91,6 +91,7 @@ type fakeSchool struct {
 	epoch    uint64
 	launched map[string]int
 	runSw    map[string]wire.State
+	refuse   string // refuse every run, saying this
 }
 
 func newFakeSchool(t testing.TB, k *Keeper, id string, capacity int) *fakeSchool {
@@ -114,10 +115,10 @@ func (s *fakeSchool) request() *wire.PollRequest {
 	stopped := s.last.Switch.State == wire.Stopped
 	for _, a := range s.last.Assignments {
 		n := a.To - a.From
-		if stopped || a.Switch.State == wire.Stopped {
+		if stopped || a.Switch.State == wire.Stopped || s.refuse != "" {
 			n = 0
 		}
-		req.Runs = append(req.Runs, wire.RunStatus{Run: a.Run, From: a.From, To: a.To, Target: n, Koi: wire.KoiCounts{Connected: n}})
+		req.Runs = append(req.Runs, wire.RunStatus{Run: a.Run, From: a.From, To: a.To, Target: n, Koi: wire.KoiCounts{Connected: n}, Refused: s.refuse})
 		req.KoiRunning += n
 		req.WebsocketsOpen += n
 	}

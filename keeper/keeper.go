@@ -183,8 +183,9 @@ type Keeper struct {
 	wg     sync.WaitGroup
 	kick   chan struct{} // wakes the scheduler
 
-	mu      sync.Mutex // guards partial
-	partial []string   // runs started partially, as last logged
+	mu       sync.Mutex          // guards partial, refusals
+	partial  []string            // runs started partially, as last logged
+	refusals map[refusal]refused // schools refusing runs, kept refuseFor
 
 	closeOnce sync.Once
 	closeErr  error
@@ -198,7 +199,7 @@ func Open(ctx context.Context, cfg Config) (k *Keeper, err error) {
 		return nil, fmt.Errorf("keeper: invalid config: %w", errors.Join(errs...))
 	}
 	cfg = cfg.withDefaults()
-	k = &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats()}
+	k = &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats(), refusals: map[refusal]refused{}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {

@@ -438,3 +438,18 @@ func TestMetricsMergedPerRun(t *testing.T) {
 		return nil
 	})
 }
+
+func TestRefusingSchoolGetsNoKoi(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	run := seedRun(t, k, 60)
+	a, picky := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "picky", 1000)
+	picky.refuse = "api_base: 127.0.0.1:9090 is not in --allow-target"
+	runSchools(t, a, picky)
+	checkFor(t, 5*time.Second, func() error {
+		v := k.RunView(k.State(), run.ID)
+		if span(a, run.ID) != 60 || span(picky, run.ID) != 0 || v.Refused["picky"] == "" {
+			return fmt.Errorf("a %d, picky %d, refused %v", span(a, run.ID), span(picky, run.ID), v.Refused)
+		}
+		return nil
+	})
+}

@@ -115,10 +115,62 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 	if err != nil {
 		return nil, fmt.Errorf("recording the poll: %w", err)
 	}
-	if isNew {
+	if k.noteRefusals(req) || isNew {
 		k.Kick()
 	}
 	return k.pollReply(req.School), nil
+}
+
+// refuseFor is how long the scheduler keeps a run away from a school that
+// refused it, before offering it again (the school's allow list or the
+// blob may have changed).
+const refuseFor = time.Minute
+
+type refusal struct{ run, school string }
+
+type refused struct {
+	why   string
+	until time.Time
+}
+
+// noteRefusals remembers runs a school refuses; it reports a new one.
+func (k *Keeper) noteRefusals(req *wire.PollRequest) bool {
+	added := false
+	now := time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, rs := range req.Runs {
+		if rs.Refused == "" {
+			continue
+		}
+		key := refusal{rs.Run, req.School}
+		if r, ok := k.refusals[key]; !ok || now.After(r.until) {
+			added = true
+			k.log.Warn("school refuses run; its koi go elsewhere", "school", req.School, "run", rs.Run, "reason", rs.Refused, "retry_in", refuseFor)
+		}
+		k.refusals[key] = refused{why: rs.Refused, until: now.Add(refuseFor)}
+	}
+	return added
+}
+
+// refusing returns the schools refusing a run now, with their reasons.
+func (k *Keeper) refusing(run string, now time.Time) map[string]string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out map[string]string
+	for key, r := range k.refusals {
+		if now.After(r.until) {
+			delete(k.refusals, key)
+			continue
+		}
+		if key.run == run {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[key.school] = r.why
+		}
+	}
+	return out
 }
 
 // pollReply builds a school's reply from the current state.

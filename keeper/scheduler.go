@@ -74,9 +74,12 @@ func (k *Keeper) schedule(ctx context.Context) error {
 		for _, run := range runs {
 			active[run.ID] = true
 			cur := tx.AssignmentsOfRun(nil, run.ID)
+			refusing := k.refusing(run.ID, now)
 			slots := make([]capSlot, 0, len(live))
 			for _, s := range live {
-				slots = append(slots, capSlot{id: s.ID, free: max(0, s.Capacity-used[s.ID])})
+				if _, no := refusing[s.ID]; !no {
+					slots = append(slots, capSlot{id: s.ID, free: max(0, s.Capacity-used[s.ID])})
+				}
 			}
 			want := planRanges(run.Koi, slots, cur)
 			assigned := 0
@@ -128,7 +131,20 @@ func (k *Keeper) schedule(ctx context.Context) error {
 		k.publishControl(c)
 	}
 	k.notePartial(partial)
+	k.forgetOldSeries()
 	return nil
+}
+
+// forgetOldSeries drops the metrics of runs that ended longer ago than the
+// coarse retention (or no longer exist).
+func (k *Keeper) forgetOldSeries() {
+	r := k.store.Read()
+	for _, id := range k.agg.runIDs() {
+		run := r.Run(nil, id)
+		if run == nil || (!run.Active() && time.Since(run.EndedAt) > coarseSlots*time.Minute) {
+			k.agg.forget(id)
+		}
+	}
 }
 
 // notePartial logs runs whose koi do not all fit, when that changes.
