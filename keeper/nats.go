@@ -287,8 +287,8 @@ func recordStopAcks(tx *state.Txn, req *wire.PollRequest, now time.Time) error {
 			}
 		}
 	}
-	for _, run := range tx.Runs(nil) {
-		if run.State != state.RunStopped || run.Stop == nil || run.Stop.Complete() || !runIdle(req, run.ID) {
+	for _, run := range tx.RunsIn(nil, state.RunStopped) {
+		if run.Stop == nil || run.Stop.Complete() || !runIdle(req, run.ID) {
 			continue
 		}
 		if t := ack(run.Stop, req.School, now); t != nil {

@@ -288,10 +288,7 @@ func (k *Keeper) flagLateStops(tx *state.Txn, now time.Time) error {
 			}
 		}
 	}
-	for _, run := range tx.Runs(nil) {
-		if run.State != state.RunStopped {
-			continue
-		}
+	for _, run := range tx.RunsIn(nil, state.RunStopped) {
 		if t := late(run.Stop); t != nil {
 			n := *run
 			n.Stop = t

@@ -91,6 +91,11 @@ func (r *Reader) Runs(ws memdb.WatchSet) []*Run {
 	return all[Run](r, ws, TableRuns, indexID)
 }
 
+// RunsIn returns the runs in one state, by id.
+func (r *Reader) RunsIn(ws memdb.WatchSet, st RunState) []*Run {
+	return all[Run](r, ws, TableRuns, indexState, string(st))
+}
+
 // ActiveRuns returns the running and paused runs, by id.
 func (r *Reader) ActiveRuns(ws memdb.WatchSet) []*Run {
 	out := all[Run](r, ws, TableRuns, indexState, string(RunRunning))

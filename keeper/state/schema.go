@@ -67,7 +67,8 @@ func runsTable() *memdb.TableSchema {
 		// id: a run by id (API get, patch, switch; poll reply specs).
 		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}},
 		// state: the runs in one state (the scheduler lists running and
-		// paused runs every pass).
+		// paused runs every pass; polls and the scheduler follow the stops
+		// of stopped runs).
 		indexState: {Name: indexState, Indexer: &memdb.StringFieldIndex{Field: "State"}},
 	}}
 }
