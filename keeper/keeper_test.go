@@ -12,6 +12,7 @@ import (
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -452,4 +453,61 @@ func TestRefusingSchoolGetsNoKoi(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestSwitchSetAroundTheKeeperIsAdopted(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := k.SetSwitch(ctx, "op", wire.Paused); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(k.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := state.OpenKV(ctx, js, DefaultBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := state.EmergencySwitch(ctx, kv, wire.Stopped, "cli")
+	if err != nil || g.Epoch != 2 {
+		t.Fatalf("%+v %v", g, err)
+	}
+	data, _ := wire.Encode(&wire.Control{Epoch: g.Epoch, State: g.State, By: g.By, At: g.At})
+	nc.Publish(wire.SubjectControl, data)
+	checkFor(t, 3*time.Second, func() error {
+		if s := k.State().Switch(nil); s.State != wire.Stopped || s.Epoch != 2 {
+			return fmt.Errorf("switch %+v", s)
+		}
+		return nil
+	})
+	if s, err := k.SetSwitch(ctx, "op", wire.Running); err != nil || s.Epoch != 3 {
+		t.Errorf("next epoch %+v %v, want 3", s, err)
+	}
+	if a := k.State().Audit(nil, 0, 10); len(a) < 3 || a[1].Actor != "cli" {
+		t.Errorf("audit after restart of the view: %+v", a)
+	}
+}
+
+func TestSwitchPublishedWithoutBucketIsAdopted(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	nc, err := nats.Connect(k.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	huge := uint64(time.Now().UnixNano())
+	data, _ := wire.Encode(&wire.Control{Epoch: huge, State: wire.Stopped, By: "cli", At: time.Now()})
+	nc.Publish(wire.SubjectControl, data)
+	checkFor(t, 3*time.Second, func() error {
+		if s := k.State().Switch(nil); s.State != wire.Stopped || s.Epoch != huge {
+			return fmt.Errorf("switch %+v", s)
+		}
+		return nil
+	})
+	if s, err := k.SetSwitch(context.Background(), "op", wire.Running); err != nil || s.Epoch != huge+1 {
+		t.Errorf("next epoch %+v %v, want %d", s, err, huge+1)
+	}
 }

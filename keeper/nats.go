@@ -19,6 +19,7 @@ func (k *Keeper) subscribe() error {
 		wire.SubjectPoll:    k.onPoll,
 		wire.SubjectBlob:    k.onBlob,
 		wire.SubjectMetrics: k.onMetrics,
+		wire.SubjectControl: k.onControl,
 	} {
 		sub, err := k.nc.Subscribe(subj, h)
 		if err != nil {
@@ -113,7 +114,9 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		return recordStopAcks(tx, req, now)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("recording the poll: %w", err)
+		// Storage trouble must not stop the swarm: answer from what is
+		// known, and say so once.
+		k.stats.reject(k.log, "poll: not recorded", err, "school", req.School)
 	}
 	if k.noteRefusals(req) || isNew {
 		k.Kick()
@@ -370,6 +373,46 @@ func (k *Keeper) ingest(rep *wire.MetricsReport) {
 		if err := k.agg.add(rm.Run, at, rm); err != nil {
 			k.stats.reject(k.log, "metrics: bad snapshot", err, "school", rep.School, "run", rm.Run)
 		}
+	}
+}
+
+// onControl adopts a global switch published around the keeper (by
+// koipond stop --nats) with an epoch above the keeper's own.
+func (k *Keeper) onControl(m *nats.Msg) {
+	var c wire.Control
+	if err := wire.Decode(m.Data, &c); err != nil {
+		k.stats.reject(k.log, decodeCause("control", err), err)
+		return
+	}
+	if c.Run != "" || !c.State.Valid() {
+		return
+	}
+	if c.Epoch <= k.store.Epoch() {
+		return // ours, or older
+	}
+	ctx, cancel := context.WithTimeout(k.ctx, 10*time.Second)
+	defer cancel()
+	recs, err := k.kv.Load(ctx)
+	adopted := false
+	if err == nil {
+		if adopted, err = k.store.AdoptExternal(recs); adopted {
+			k.log.Warn("switch set around the keeper adopted", "state", c.State, "epoch", c.Epoch, "by", c.By)
+		}
+	}
+	if err == nil && !adopted && c.Epoch > k.store.Epoch() {
+		// Published without the bucket: schools follow it, so the keeper
+		// must too, or its next switches would be ignored as older.
+		err = k.store.Write(ctx, func(tx *state.Txn) error {
+			tx.RaiseEpoch(c.Epoch)
+			if err := tx.PutSwitch(&state.GlobalSwitch{Switch: state.Switch{State: c.State, Epoch: c.Epoch, By: c.By, At: c.At}}); err != nil {
+				return err
+			}
+			return tx.Audit(c.By, verb(c.State)+" everything (published around the keeper)", "switch", fmt.Sprintf("epoch %d", c.Epoch))
+		})
+		k.log.Warn("switch published around the keeper adopted", "state", c.State, "epoch", c.Epoch, "by", c.By, "err", err)
+	}
+	if err != nil {
+		k.stats.reject(k.log, "control: not adopted", err, "epoch", c.Epoch)
 	}
 }
 

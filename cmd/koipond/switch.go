@@ -105,7 +105,8 @@ func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bu
 	}
 	if err != nil {
 		// Without the bucket, an epoch from the clock is higher than any
-		// counter the keeper gave out: schools apply it.
+		// counter the keeper gave out: schools apply it, and a running
+		// keeper adopts it and counts on from there.
 		c.Epoch = uint64(time.Now().UnixNano())
 		fmt.Fprintf(stdout, "warning: could not record the switch in the keeper's bucket (%v); publishing epoch %d\n", err, c.Epoch)
 	}

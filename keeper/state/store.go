@@ -116,6 +116,50 @@ func (s *Store) rollback(recs []record) {
 	}
 }
 
+// AdoptExternal takes in what was written to the Persister around the
+// keeper (koipond stop --nats writes the switch and an audit entry to the
+// bucket, then publishes): a switch with an epoch higher than any given
+// out becomes the switch and the epoch counter continues from it; audit
+// entries beyond the last sequence number are added. recs is the whole
+// bucket. It reports whether the switch was adopted.
+func (s *Store) AdoptExternal(recs map[string][]byte) (bool, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	tx := s.db.Txn(true)
+	defer tx.Abort()
+	adopted := false
+	epoch, seq := s.epoch, s.auditSeq
+	for key, val := range recs {
+		switch {
+		case key == switchKey:
+			g := &GlobalSwitch{}
+			if err := json.Unmarshal(val, g); err != nil {
+				return false, fmt.Errorf("state: decoding %s: %w", key, err)
+			}
+			if g.Epoch > s.epoch {
+				if err := tx.Insert(TableSwitch, g); err != nil {
+					return false, err
+				}
+				epoch, adopted = g.Epoch, true
+			}
+		case strings.HasPrefix(key, prefixAudit):
+			e := &AuditEntry{}
+			if err := json.Unmarshal(val, e); err != nil {
+				return false, fmt.Errorf("state: decoding %s: %w", key, err)
+			}
+			if e.Seq > s.auditSeq {
+				if err := tx.Insert(TableAudit, e); err != nil {
+					return false, err
+				}
+				seq = max(seq, e.Seq)
+			}
+		}
+	}
+	s.epoch, s.auditSeq = epoch, seq
+	tx.Commit()
+	return adopted, nil
+}
+
 // Now is the time the transaction started: one clock reading per write.
 func (t *Txn) Now() time.Time { return t.now }
 
@@ -124,6 +168,9 @@ func (t *Txn) NextEpoch() uint64 {
 	t.epoch++
 	return t.epoch
 }
+
+// RaiseEpoch makes e the highest epoch given out, if it is higher.
+func (t *Txn) RaiseEpoch(e uint64) { t.epoch = max(t.epoch, e) }
 
 // Audit appends an audit entry.
 func (t *Txn) Audit(actor, action, object, detail string) error {
