@@ -1,0 +1,414 @@
+package ui_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/school"
+	"github.com/koipond/koipond/ui"
+)
+
+// system is a keeper, pond and two schools on loopback, with the UI served
+// the way the keeper will serve it: "/" the page, "/api/" the keeper.
+type system struct {
+	k       *keeper.Keeper
+	p       *pond.Server
+	schools []*school.School
+	ui      string // the page's base URL
+	api     string // the keeper's base URL
+}
+
+func startSystem(t *testing.T) *system {
+	t.Helper()
+	ctx := context.Background()
+	k, err := keeper.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	p, err := pond.Open(ctx, pond.Config{Users: 500, Channels: 10, DisableRateLimits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	s := &system{k: k, p: p, api: "http://" + k.HTTPAddr()}
+	for _, id := range []string{"school-a", "school-b"} {
+		sc, err := school.Open(ctx, school.Config{ID: id, NATSURL: k.NATSURL(), Capacity: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sc.Close() })
+		s.schools = append(s.schools, sc)
+	}
+	target, _ := url.Parse(s.api)
+	mux := http.NewServeMux()
+	mux.Handle("/", ui.Handler())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0) // the unreachable-keeper test makes it complain
+	mux.Handle("/api/", proxy)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	s.ui = srv.URL
+	return s
+}
+
+// call sends JSON to the keeper's API and decodes the reply into out.
+func (s *system) call(t *testing.T, method, path string, body, out any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.api+"/api/v1"+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, data)
+		}
+	}
+}
+
+// findChromium returns Chromium's path. Browser tests never skip on CI.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found: .ci/run must install Debian's chromium (apt-get install -y chromium)")
+	}
+	t.Skip("chromium not found: install it (apt-get install -y chromium) to run the browser tests")
+	return ""
+}
+
+// newBrowser starts headless Chromium with a throwaway profile and no
+// network beyond what the page asks for.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(findChromium(t)),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.Flag("mute-audio", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 1000),
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(cancel2)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// run runs browser actions with a deadline, failing the test on error.
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitJS polls a JavaScript expression until it is true.
+func waitJS(t *testing.T, ctx context.Context, d time.Duration, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := chromedp.Run(c, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s (%s; err %v)", d, what, expr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// get runs one browser action that returns a value.
+func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// screenshot saves the whole page to testdata/screenshots/NAME.png.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	run(t, ctx, "settle before "+name, chromedp.Sleep(150*time.Millisecond))
+	buf := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	dir := filepath.Join("testdata", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const behaviorSet = `{
+  "boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
+  "behaviors": {
+    "auth.test": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]},
+    "conversations.list": {"frequency": 0.5, "steps": [{"request": {"type": "api", "method": "conversations.list"}}]}
+  }
+}
+`
+
+const formation = `{
+  "name": "herd",
+  "begin_within_secs": 2,
+  "percent": 10,
+  "sequence": {"steps": [
+    {"request": {"type": "api", "method": "users.list", "args": {"limit": "1"}}}
+  ]}
+}
+`
+
+// badBehavior has an out-of-range frequency on line 4.
+const badBehavior = `{
+  "behaviors": {
+    "auth.test": {
+      "frequency": 1.5,
+      "steps": [ { "request": { "type": "api", "method": "auth.test" } } ]
+    }
+  }
+}
+`
+
+// The UI against the whole system: a run created from the form connects
+// its koi and the table shows them; the header's Pause silences pond and
+// Resume brings requests back; a formation launched from the dialog at a
+// local time 5–6 s ahead starts exactly the planned koi; an invalid
+// behavior upload shows its error at its line; Stop, once confirmed,
+// closes every websocket and the header shows each school confirming;
+// with the keeper gone the page says so.
+func TestUIAgainstSystem(t *testing.T) {
+	s := startSystem(t)
+	ctx := newBrowser(t)
+	const n = 60
+
+	var bs struct{ Hash string }
+	s.call(t, "POST", "/behavior-sets", map[string]any{"name": "chat-basics", "files": []map[string]string{{"name": "chat-basics.json", "content": behaviorSet}}}, &bs)
+	var fm struct{ Hash string }
+	s.call(t, "POST", "/formations", map[string]any{"file": map[string]string{"name": "herd.json", "content": formation}}, &fm)
+
+	// A run from the form.
+	run(t, ctx, "open the runs page", chromedp.Navigate(s.ui+"/#/runs"), chromedp.WaitVisible(chromedp.CSS("#new-run")))
+	waitJS(t, ctx, 5*time.Second, "the header to show the switch", `document.querySelector('#sw-state').dataset.state === 'running'`)
+	run(t, ctx, "fill the run form",
+		chromedp.Click(chromedp.CSS("#new-run")),
+		chromedp.WaitVisible(chromedp.CSS("#run-form")),
+		chromedp.SetValue(chromedp.CSS(`#run-form [name=name]`), "always-on chat"),
+		chromedp.SetValue(chromedp.CSS(`#run-form [name=api_base]`), s.p.URL()+"/api"),
+		chromedp.SetValue(chromedp.CSS(`#run-form [name=token]`), "xoxp-pond-{{.Index}}"),
+		chromedp.SetValue(chromedp.CSS(`#run-form [name=koi]`), fmt.Sprint(n)),
+		chromedp.SetValue(chromedp.CSS(`#run-form [name=ramp]`), "0"),
+		chromedp.SetValue(chromedp.CSS(`#run-form [name=time_scale]`), "60"),
+		chromedp.SetValue(chromedp.CSS(`#run-form [name=labels]`), "team=chat, env=test"),
+		chromedp.Click(chromedp.CSS(`#run-form button[type=submit]`)),
+		chromedp.WaitNotPresent(chromedp.CSS("#run-form")))
+	var runs []struct{ ID, Name string }
+	s.call(t, "GET", "/runs", nil, &runs)
+	if len(runs) != 1 || runs[0].Name != "always-on chat" {
+		t.Fatalf("runs after the form: %+v", runs)
+	}
+	runID := runs[0].ID
+
+	t.Run("runs table shows koi connected", func(t *testing.T) {
+		waitUntil(t, 20*time.Second, "60 koi connected at pond", func() bool { return s.p.Stats().WebsocketsOpen == n })
+		waitJS(t, ctx, 10*time.Second, "the runs table to show 60 of 60 connected",
+			fmt.Sprintf(`(() => { const c = document.querySelector('tr[data-run=%q] td.koi'); return !!c && c.dataset.connected === '%d' && c.dataset.target === '%d'; })()`, runID, n, n))
+		waitJS(t, ctx, 10*time.Second, "requests per second in the table",
+			fmt.Sprintf(`(() => { const c = document.querySelector('tr[data-run=%q] td.rps'); return !!c && parseFloat(c.textContent) > 0; })()`, runID))
+		screenshot(t, ctx, "runs")
+		run(t, ctx, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
+		screenshot(t, ctx, "runs-phone")
+		run(t, ctx, "laptop width", chromedp.EmulateViewport(1440, 1000))
+	})
+
+	t.Run("pause silences pond and resume restarts it", func(t *testing.T) {
+		waitUntil(t, 10*time.Second, "behaviors reaching pond", func() bool { return s.p.Stats().Requests["auth.test"]["200"] > n })
+		run(t, ctx, "press Pause", chromedp.Click(chromedp.CSS("#btn-pause")))
+		waitJS(t, ctx, 5*time.Second, "the header to say paused", `document.querySelector('#sw-state').dataset.state === 'paused'`)
+		time.Sleep(300 * time.Millisecond)
+		before := s.p.Stats().RequestsTotal
+		time.Sleep(time.Second)
+		if d := s.p.Stats().RequestsTotal - before; d != 0 {
+			t.Errorf("%d requests reached pond while paused", d)
+		}
+		if ws := s.p.Stats().WebsocketsOpen; ws != n {
+			t.Errorf("%d websockets while paused, want %d (pause keeps them)", ws, n)
+		}
+		screenshot(t, ctx, "paused")
+		label := get(t, ctx, "read the button", chromedp.Text(chromedp.CSS("#btn-pause")))
+		if label != "Resume all" {
+			t.Errorf("paused header button says %q, want Resume all", label)
+		}
+		run(t, ctx, "press Resume", chromedp.Click(chromedp.CSS("#btn-pause")))
+		waitJS(t, ctx, 5*time.Second, "the header to say running", `document.querySelector('#sw-state').dataset.state === 'running'`)
+		waitUntil(t, 5*time.Second, "requests after resume", func() bool { return s.p.Stats().RequestsTotal > before+n/2 })
+	})
+
+	t.Run("formation launched from the dialog starts the planned koi", func(t *testing.T) {
+		run(t, ctx, "open the formation", chromedp.Navigate(s.ui+"/#/formations/"+fm.Hash), chromedp.WaitVisible(chromedp.CSS("#launch-open")))
+		screenshot(t, ctx, "formations")
+		run(t, ctx, "open the launch dialog", chromedp.Click(chromedp.CSS("#launch-open")), chromedp.WaitVisible(chromedp.CSS("#launch-form")))
+		// A local date-time 5–6 s ahead (the field has whole seconds).
+		atMS := get(t, ctx, "pick a start time", chromedp.Evaluate[float64](`(() => {
+			const d = new Date(Math.floor((Date.now() + 6000) / 1000) * 1000);
+			const p = n => String(n).padStart(2, '0');
+			const el = document.querySelector('#launch-form [name=at]');
+			el.value = d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + 'T' + p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds());
+			el.dispatchEvent(new Event('input', { bubbles: true }));
+			return d.getTime();
+		})()`))
+		at := time.UnixMilli(int64(atMS))
+		utc := get(t, ctx, "read the UTC line", chromedp.Text(chromedp.CSS("#launch-utc")))
+		if want := at.UTC().Format("2006-01-02 15:04:05") + " UTC"; !bytes.Contains([]byte(utc), []byte(want)) {
+			t.Errorf("launch dialog shows %q; want the keeper's UTC %q", utc, want)
+		}
+		screenshot(t, ctx, "launch-dialog")
+		run(t, ctx, "launch", chromedp.Click(chromedp.CSS("#launch-go")), chromedp.WaitVisible(chromedp.CSS("#launch-countdown")))
+		screenshot(t, ctx, "launch-countdown")
+		time.Sleep(time.Until(at) - 150*time.Millisecond)
+		if got := s.p.Stats().Requests["users.list"]["200"]; got != 0 {
+			t.Errorf("%d formation requests before the launch instant", got)
+		}
+		const planned = 6 // round(10% × 60)
+		waitUntil(t, 10*time.Second, "6 formation requests", func() bool { return s.p.Stats().Requests["users.list"]["200"] == planned })
+		var ls []struct {
+			ID                        string
+			Count, Started, Connected int
+		}
+		waitUntil(t, 5*time.Second, "the launch to report its koi", func() bool {
+			s.call(t, "GET", "/launches?run="+runID, nil, &ls)
+			return len(ls) == 1 && ls[0].Started == planned
+		})
+		if ls[0].Count != planned || ls[0].Connected != n {
+			t.Errorf("launch = %+v, want %d planned of %d connected", ls[0], planned, n)
+		}
+		waitJS(t, ctx, 5*time.Second, "the dialog to show 6 of 6 started",
+			`(() => { const e = document.querySelector('#launch-started'); return !!e && e.dataset.started === '6' && e.dataset.count === '6'; })()`)
+		waitJS(t, ctx, 5*time.Second, "step latencies in the dialog", `!!document.querySelector('#launch-steps td.mono')`)
+		if got := s.p.Stats().Requests["users.list"]["200"]; got != planned {
+			t.Errorf("%d koi took part, want exactly %d", got, planned)
+		}
+		screenshot(t, ctx, "launch-progress")
+		run(t, ctx, "close the dialog", chromedp.Click(chromedp.CSS("#launch-close")), chromedp.WaitNotPresent(chromedp.CSS("#launch-dialog")))
+	})
+
+	t.Run("run detail charts", func(t *testing.T) {
+		run(t, ctx, "open the run", chromedp.Navigate(s.ui+"/#/runs/"+runID), chromedp.WaitVisible(chromedp.CSS("#charts")))
+		waitJS(t, ctx, 10*time.Second, "chart lines", `document.querySelectorAll('#charts path.line').length >= 4`)
+		waitJS(t, ctx, 5*time.Second, "the launch in the run's launches", `!!document.querySelector('#launches tr[data-launch]')`)
+		time.Sleep(3 * time.Second) // a few seconds of lines
+		screenshot(t, ctx, "run-detail")
+	})
+
+	t.Run("schools", func(t *testing.T) {
+		run(t, ctx, "open schools", chromedp.Navigate(s.ui+"/#/schools"), chromedp.WaitVisible(chromedp.CSS("#schools-table")))
+		waitJS(t, ctx, 5*time.Second, "two live schools", `document.querySelectorAll('#schools-table tr[data-school] [data-state=live]').length === 2`)
+		screenshot(t, ctx, "schools")
+	})
+
+	t.Run("invalid behavior upload shows the error at its line", func(t *testing.T) {
+		run(t, ctx, "open a new behavior set", chromedp.Navigate(s.ui+"/#/behaviors/new"), chromedp.WaitVisible(chromedp.CSS("#behavior-form textarea")),
+			chromedp.SetValue(chromedp.CSS("#behavior-form [name=name]"), "broken"),
+			chromedp.SetValue(chromedp.CSS("#behavior-form textarea"), badBehavior),
+			chromedp.Click(chromedp.CSS("#behavior-form button[type=submit]")))
+		waitJS(t, ctx, 5*time.Second, "line 4 marked", `!!document.querySelector('#behavior-form .gutter div.err[data-line="4"]')`)
+		msg := get(t, ctx, "read the message", chromedp.Text(chromedp.CSS(`#behavior-form .diags li[data-line="4"]`)))
+		if !bytes.Contains([]byte(msg), []byte("frequency")) || !bytes.Contains([]byte(msg), []byte("line 4")) {
+			t.Errorf("diagnostic at line 4 reads %q", msg)
+		}
+		var sets []struct{ Name string }
+		s.call(t, "GET", "/behavior-sets", nil, &sets)
+		if len(sets) != 1 {
+			t.Errorf("%d behavior sets after a bad upload, want 1 (nothing half-applied)", len(sets))
+		}
+		screenshot(t, ctx, "behaviors-error")
+		run(t, ctx, "open the good set", chromedp.Navigate(s.ui+"/#/behaviors/"+bs.Hash), chromedp.WaitVisible(chromedp.CSS("#behavior-form textarea")))
+		screenshot(t, ctx, "behaviors")
+	})
+
+	t.Run("stop with confirmation closes every websocket", func(t *testing.T) {
+		run(t, ctx, "back to runs", chromedp.Navigate(s.ui+"/#/runs"), chromedp.WaitVisible(chromedp.CSS("#runs-table")))
+		waitJS(t, ctx, 5*time.Second, "the stop button", `!document.querySelector('#btn-stop').disabled`)
+		run(t, ctx, "press Stop", chromedp.Click(chromedp.CSS("#btn-stop")), chromedp.WaitVisible(chromedp.CSS("#confirm-stop-yes")))
+		if ws := s.p.Stats().WebsocketsOpen; ws != n {
+			t.Errorf("%d websockets before confirming, want %d: Stop must ask first", ws, n)
+		}
+		screenshot(t, ctx, "stop-confirm")
+		stopAt := time.Now()
+		run(t, ctx, "confirm", chromedp.Click(chromedp.CSS("#confirm-stop-yes")))
+		waitUntil(t, 3*time.Second, "every websocket closed", func() bool { return s.p.Stats().WebsocketsOpen == 0 })
+		t.Logf("stop: all websockets closed %v after the click", time.Since(stopAt).Round(time.Millisecond))
+		waitJS(t, ctx, 5*time.Second, "the header to confirm the stop", `!!document.querySelector('#stop-done')`)
+		waitJS(t, ctx, 2*time.Second, "both schools confirmed", `document.querySelectorAll('#stop-progress .chip.ok').length === 2`)
+		screenshot(t, ctx, "stopped")
+	})
+
+	t.Run("keeper unreachable is said plainly", func(t *testing.T) {
+		s.k.Close()
+		waitJS(t, ctx, 5*time.Second, "the unreachable banner", `!document.querySelector('#unreachable').hidden`)
+		screenshot(t, ctx, "unreachable")
+	})
+}
