@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Packages where concurrency lives run under the race detector in `make test`.
 PKGS    := ./...
 
-.PHONY: help build test demo bench lint fuzz clean
+.PHONY: help build test test-distributed demo bench lint fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -22,6 +22,13 @@ LOADTESTS := OverRealSockets
 test: lint ## gofmt + vet, every test under the race detector (fuzz seed corpora included), then the load-sized tests
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -timeout 10m -run '$(LOADTESTS)' -v ./koi/
+
+# The multi-process fault test (deploy/faulttest): a 3-node NATS cluster, the
+# keeper, three schools and pond as separate processes on 127.0.0.1, hurt on
+# purpose (kill -9, a dead NATS node, a cut link); prints a step table.
+test-distributed: ## multi-process fault test on loopback (NATS cluster, keeper, schools, pond; a few minutes)
+	$(GO) build -o bin/faulttest ./deploy/faulttest
+	GO=$(GO) ./bin/faulttest
 
 demo: build ## build and run the whole system on loopback (Ctrl-C stops it)
 	./$(BIN) demo
