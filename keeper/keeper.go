@@ -178,6 +178,7 @@ type Keeper struct {
 	srv *http.Server
 	e   *echo.Echo
 
+	opened time.Time // when Open restored the state
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -231,6 +232,7 @@ func Open(ctx context.Context, cfg Config) (k *Keeper, err error) {
 	if err := k.store.Restore(recs); err != nil {
 		return nil, fmt.Errorf("keeper: %w", err)
 	}
+	k.opened = time.Now()
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()
 	if err := k.subscribe(); err != nil {

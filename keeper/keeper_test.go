@@ -167,7 +167,7 @@ func TestNewSchoolTakesFairShareMovingLeast(t *testing.T) {
 	a, b := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000)
 	runSchools(t, a, b)
 	checkFor(t, 5*time.Second, func() error {
-		if span(a, run.ID)+span(b, run.ID) != 90 {
+		if span(a, run.ID) != 45 || span(b, run.ID) != 45 {
 			return fmt.Errorf("a %d, b %d", span(a, run.ID), span(b, run.ID))
 		}
 		return nil
@@ -509,5 +509,51 @@ func TestSwitchPublishedWithoutBucketIsAdopted(t *testing.T) {
 	})
 	if s, err := k.SetSwitch(context.Background(), "op", wire.Running); err != nil || s.Epoch != huge+1 {
 		t.Errorf("next epoch %+v %v, want %d", s, err, huge+1)
+	}
+}
+
+func TestRestartMovesNoKoi(t *testing.T) {
+	dir := t.TempDir()
+	k := openKeeper(t, dir)
+	run := seedRun(t, k, 100)
+	a, b, c := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000), newFakeSchool(t, k, "c", 1000)
+	stop := runSchools(t, a, b, c)
+	checkFor(t, 5*time.Second, func() error {
+		if span(a, run.ID) != 33 && span(a, run.ID) != 34 || span(b, run.ID) < 33 || span(c, run.ID) < 33 {
+			return fmt.Errorf("a %d, b %d, c %d", span(a, run.ID), span(b, run.ID), span(c, run.ID))
+		}
+		return nil
+	})
+	stop(b) // b dies: a and c take its koi
+	checkFor(t, 5*time.Second, func() error {
+		if span(a, run.ID)+span(c, run.ID) != 100 {
+			return fmt.Errorf("a %d, c %d", span(a, run.ID), span(c, run.ID))
+		}
+		return nil
+	})
+	stop(a)
+	stop(c)
+	af, at := a.holds(run.ID)
+	cf, ct := c.holds(run.ID)
+	k.ns.Shutdown() // crash
+	k.ns.WaitForShutdown()
+	k.Close()
+
+	k2 := openKeeper(t, dir)
+	a2, c2 := newFakeSchool(t, k2, "a", 1000), newFakeSchool(t, k2, "c", 1000)
+	a2.last, c2.last = a.last, c.last // they carry on with what they run
+	runSchools(t, a2, c2)
+	// For more than a lease, nothing moves: dead b gets no share back,
+	// a and c keep their ranges.
+	for end := time.Now().Add(testLease + 3*testPoll); time.Now().Before(end); time.Sleep(testPoll / 2) {
+		if f, to := a2.holds(run.ID); f != af || to != at {
+			t.Fatalf("a moved from [%d,%d) to [%d,%d)", af, at, f, to)
+		}
+		if f, to := c2.holds(run.ID); f != cf || to != ct {
+			t.Fatalf("c moved from [%d,%d) to [%d,%d)", cf, ct, f, to)
+		}
+	}
+	if v := k2.RunView(k2.State(), run.ID); v.Assigned != 100 || len(v.Assignments) != 2 {
+		t.Errorf("after restart: %+v", v.Assignments)
 	}
 }

@@ -49,6 +49,9 @@ func (k *Keeper) liveSchools(r *state.Reader, now time.Time) []*state.School {
 // within the lease flag their late schools; launches are planned, started
 // and finished.
 func (k *Keeper) schedule(ctx context.Context) error {
+	if !k.settled(time.Now()) {
+		return nil
+	}
 	var controls []wire.Control
 	var partial []string
 	err := k.store.Write(ctx, func(tx *state.Txn) error {
@@ -145,6 +148,22 @@ func (k *Keeper) forgetOldSeries() {
 			k.agg.forget(id)
 		}
 	}
+}
+
+// settled reports whether the scheduler may move koi: after a restart it
+// waits until every school holding koi has polled again (or a lease has
+// passed), so that schools that are merely reconnecting keep their koi.
+func (k *Keeper) settled(now time.Time) bool {
+	if now.Sub(k.opened) >= k.cfg.Lease {
+		return true
+	}
+	r := k.store.Read()
+	for _, s := range r.Schools(nil) {
+		if s.Status == nil && len(r.AssignmentsOfSchool(nil, s.ID)) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // notePartial logs runs whose koi do not all fit, when that changes.

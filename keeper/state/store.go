@@ -327,7 +327,10 @@ func auditKey(seq uint64) string { return prefixAudit + fmt.Sprintf("%020d", seq
 
 // Restore rebuilds memdb from persisted records (key → value) in one
 // transaction. It must be called once, on an empty store, before any
-// Write. Schools are given a fresh lease: their LastSeen becomes now.
+// Write. Schools holding assignments are given a fresh lease (their
+// LastSeen becomes now) so they keep their koi while they reconnect;
+// the others keep their persisted LastSeen and count as lost until they
+// poll.
 // A record that cannot be decoded fails the restore: the keeper must not
 // start on state it does not understand.
 func (s *Store) Restore(recs map[string][]byte) error {
@@ -368,13 +371,29 @@ func (s *Store) Restore(recs map[string][]byte) error {
 			maxEpoch = max(maxEpoch, o.Switch.Epoch)
 		case *GlobalSwitch:
 			maxEpoch = max(maxEpoch, o.Epoch)
-		case *School:
-			o.LastSeen = now
 		case *AuditEntry:
 			maxSeq = max(maxSeq, o.Seq)
 		}
 		if err := tx.Insert(table, obj); err != nil {
 			return fmt.Errorf("state: restore: inserting %s: %w", key, err)
+		}
+	}
+	it, err := tx.Get(TableSchools, indexID)
+	if err != nil {
+		return fmt.Errorf("state: restore: %w", err)
+	}
+	var lease []*School
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		sc := obj.(*School)
+		if a, _ := tx.First(TableAssignments, indexSchool, sc.ID); a != nil {
+			lease = append(lease, sc)
+		}
+	}
+	for _, sc := range lease {
+		n := *sc
+		n.LastSeen = now
+		if err := tx.Insert(TableSchools, &n); err != nil {
+			return fmt.Errorf("state: restore: %w", err)
 		}
 	}
 	s.epoch, s.auditSeq = max(s.epoch, maxEpoch), max(s.auditSeq, maxSeq)
