@@ -70,7 +70,11 @@ school directly.`,
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: every koi is %s (epoch %d)\n", verb, v.State, v.Epoch)
-	if v.Stop != nil {
+	switch {
+	case v.Stop == nil:
+	case v.Stop.Complete():
+		fmt.Fprintln(stdout, "  no school had koi: the stop is complete")
+	default:
 		fmt.Fprintf(stdout, "  waiting for %d schools to confirm: koipond status shows when the stop is complete\n", len(v.Stop.Expected))
 	}
 	return nil
