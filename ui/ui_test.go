@@ -204,10 +204,16 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 }
 
 const behaviorSet = `{
-  "boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
+  "boot": {"steps": [
+    {"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}},
+    {"request": {"type": "api", "method": "conversations.list", "args": {"limit": "200"}, "post_actions": ["{{ addChannels .channels }}"]}}
+  ]},
   "behaviors": {
     "auth.test": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]},
-    "conversations.list": {"frequency": 0.5, "steps": [{"request": {"type": "api", "method": "conversations.list"}}]}
+    "conversations.list": {"frequency": 0.5, "steps": [{"request": {"type": "api", "method": "conversations.list"}}]},
+    "chat.postMessage": {"frequency": 0.2, "steps": [{
+      "pre_actions": ["{{ set \"ch\" (randomChannel true) }}", "{{ if not (get \"ch\") }}{{ halt \"member of no channel\" }}{{ end }}"],
+      "request": {"type": "api", "method": "chat.postMessage", "args": {"channel": "{{ (get \"ch\").ID }}", "text": "hello"}}}]}
   }
 }
 `
@@ -361,6 +367,32 @@ func TestUIAgainstSystem(t *testing.T) {
 		waitJS(t, ctx, 5*time.Second, "the launch in the run's launches", `!!document.querySelector('#launches tr[data-launch]')`)
 		time.Sleep(3 * time.Second) // a few seconds of lines
 		screenshot(t, ctx, "run-detail")
+
+		// Live edit: 60 → 50 koi from the size form.
+		run(t, ctx, "shrink the run", chromedp.SetValue(chromedp.CSS("#run-edit [name=koi]"), "50"),
+			chromedp.Click(chromedp.CSS("#run-edit button[type=submit]")))
+		waitUntil(t, 10*time.Second, "50 websockets at pond", func() bool { return s.p.Stats().WebsocketsOpen == 50 })
+		waitJS(t, ctx, 5*time.Second, "the page to show 50 / 50", `document.querySelector('#stat-koi').textContent === '50 / 50'`)
+		var rv struct{ Koi int }
+		s.call(t, "GET", "/runs/"+runID, nil, &rv)
+		if rv.Koi != 50 {
+			t.Errorf("run has %d koi after the edit, want 50", rv.Koi)
+		}
+	})
+
+	t.Run("per-run pause and resume from the table", func(t *testing.T) {
+		run(t, ctx, "back to runs", chromedp.Navigate(s.ui+"/#/runs"),
+			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] button[data-act=pause]`, runID))),
+			chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] button[data-act=pause]`, runID))))
+		waitJS(t, ctx, 5*time.Second, "the row to say paused", fmt.Sprintf(`document.querySelector('tr[data-run=%q]').dataset.state === 'paused'`, runID))
+		time.Sleep(300 * time.Millisecond)
+		before := s.p.Stats().RequestsTotal
+		time.Sleep(time.Second)
+		if d := s.p.Stats().RequestsTotal - before; d != 0 {
+			t.Errorf("%d requests reached pond while the run was paused", d)
+		}
+		run(t, ctx, "resume the run", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] button[data-act=resume]`, runID))))
+		waitUntil(t, 5*time.Second, "requests after the run resumed", func() bool { return s.p.Stats().RequestsTotal > before+20 })
 	})
 
 	t.Run("schools", func(t *testing.T) {
@@ -393,8 +425,8 @@ func TestUIAgainstSystem(t *testing.T) {
 		run(t, ctx, "back to runs", chromedp.Navigate(s.ui+"/#/runs"), chromedp.WaitVisible(chromedp.CSS("#runs-table")))
 		waitJS(t, ctx, 5*time.Second, "the stop button", `!document.querySelector('#btn-stop').disabled`)
 		run(t, ctx, "press Stop", chromedp.Click(chromedp.CSS("#btn-stop")), chromedp.WaitVisible(chromedp.CSS("#confirm-stop-yes")))
-		if ws := s.p.Stats().WebsocketsOpen; ws != n {
-			t.Errorf("%d websockets before confirming, want %d: Stop must ask first", ws, n)
+		if ws := s.p.Stats().WebsocketsOpen; ws != 50 {
+			t.Errorf("%d websockets before confirming, want 50: Stop must ask first", ws)
 		}
 		screenshot(t, ctx, "stop-confirm")
 		stopAt := time.Now()
@@ -411,4 +443,55 @@ func TestUIAgainstSystem(t *testing.T) {
 		waitJS(t, ctx, 5*time.Second, "the unreachable banner", `!document.querySelector('#unreachable').hidden`)
 		screenshot(t, ctx, "unreachable")
 	})
+}
+
+// With auth on, the page asks for a token, keeps it for the tab and sends
+// it; a viewer's Pause is refused by the keeper, the header stays true
+// (still running) and the controls the role may not use are disabled.
+func TestUILoginAndRoles(t *testing.T) {
+	const viewer, admin = "viewer-token-0123456789", "admin-token-0123456789"
+	k, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler), Tokens: []keeper.Token{
+			{Name: "vera", Role: keeper.RoleViewer, Secret: viewer}, {Name: "ada", Role: keeper.RoleAdmin, Secret: admin}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	target, _ := url.Parse("http://" + k.HTTPAddr())
+	mux := http.NewServeMux()
+	mux.Handle("/", ui.Handler())
+	mux.Handle("/api/", httputil.NewSingleHostReverseProxy(target))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx := newBrowser(t)
+
+	run(t, ctx, "open the page", chromedp.Navigate(srv.URL+"/#/runs"))
+	waitJS(t, ctx, 5*time.Second, "the login field", `!document.querySelector('#login').hidden`)
+	screenshot(t, ctx, "login")
+	run(t, ctx, "sign in as a viewer",
+		chromedp.SetValue(chromedp.CSS("#login-token"), viewer),
+		chromedp.Click(chromedp.CSS("#login-form button[type=submit]")))
+	waitJS(t, ctx, 5*time.Second, "the header after login", `document.querySelector('#login').hidden && document.querySelector('#sw-state').dataset.state === 'running'`)
+	if got := get(t, ctx, "the stored token", chromedp.Evaluate[string](`sessionStorage.getItem('koipond.token')`)); got != viewer {
+		t.Errorf("sessionStorage token = %q", got)
+	}
+	run(t, ctx, "press Pause as a viewer", chromedp.Click(chromedp.CSS("#btn-pause")))
+	waitJS(t, ctx, 5*time.Second, "operator and admin controls disabled",
+		`document.querySelector('#btn-pause').disabled && document.querySelector('#btn-stop').disabled && document.querySelector('#new-run').disabled`)
+	if st := get(t, ctx, "the header state", chromedp.Evaluate[string](`document.querySelector('#sw-state').dataset.state`)); st != "running" {
+		t.Errorf("header says %q after a refused pause, want running", st)
+	}
+	req, _ := http.NewRequest("GET", "http://"+k.HTTPAddr()+"/api/v1/control", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctl struct{ State string }
+	json.NewDecoder(resp.Body).Decode(&ctl)
+	resp.Body.Close()
+	if ctl.State != "running" {
+		t.Errorf("keeper switch is %q after a viewer's pause, want running", ctl.State)
+	}
+	screenshot(t, ctx, "viewer")
 }

@@ -61,7 +61,7 @@ function renderSwitch(sw) {
     meta.textContent = `epoch ${sw.epoch}` + (isZeroTime(sw.at) ? ' · never switched' : ` · ${state === 'running' ? 'running' : state}${who}${when}`);
   } else meta.textContent = '';
   const pause = $('btn-pause'), stop = $('btn-stop');
-  const running = state === 'running';
+  const running = state !== 'paused' && state !== 'stopped';
   pause.textContent = running ? 'Pause all' : 'Resume all';
   pause.className = 'big ' + (running ? 'pause' : 'resume');
   pause.setAttribute('aria-label', running ? 'Pause every koi everywhere' : 'Resume every koi everywhere');
@@ -130,11 +130,14 @@ async function poll() {
     live.offsetMS = Date.parse(st.time) - (t0 + t1) / 2;
     live.status = st;
     setReachable(true);
+    if (noWhoami && !token()) $('whoami').replaceChildren(whoLabel());
     $('login').hidden = true;
     renderSwitch(st.switch);
     if (page && page.tick) page.tick(st);
   } catch (e) {
     if (e.status === 401) {
+      authSeen = true;
+      if (noWhoami && !token()) $('whoami').replaceChildren(whoLabel());
       showLogin(token() ? 'That token was refused.' : '');
       setReachable(true);
     } else if (e.status === 0 || e.code === 'unreachable') {
@@ -166,6 +169,12 @@ function showLogin(msg) {
   if (document.activeElement === document.body) $('login-token').focus();
 }
 
+let noWhoami = false, authSeen = false;
+function whoLabel() {
+  if (token()) return 'signed in with a token';
+  return authSeen ? 'signed out' : (live.status ? 'auth off (loopback)' : '');
+}
+
 async function whoami() {
   const who = $('whoami');
   try {
@@ -173,9 +182,10 @@ async function whoami() {
     live.role = me.role || 'admin';
     who.replaceChildren(`${me.name || 'signed in'} · ${live.role}`);
   } catch (e) {
-    // Older keepers have no /whoami: assume the token may do everything and
-    // narrow on the first 403.
-    who.replaceChildren(token() ? 'token set' : (e.status === 401 ? 'signed out' : 'no auth'));
+    // Keepers without /whoami: assume the token may do everything and
+    // narrow on the first 403; say what we know after the first status.
+    noWhoami = true;
+    who.replaceChildren(whoLabel());
   }
   if (token()) who.append(' · ', h('a', { href: '#', onclick: ev => { ev.preventDefault(); setToken(''); live.role = 'admin'; location.reload(); } }, 'sign out'));
   applyRole(document);

@@ -8,12 +8,13 @@ export class Editor {
     this.gutter = h('div.gutter', { 'aria-hidden': 'true' });
     this.ta = h('textarea', { spellcheck: 'false', 'aria-label': label, autocapitalize: 'off', autocomplete: 'off' });
     this.ta.readOnly = readOnly;
+    this.bands = h('div.bands', { 'aria-hidden': 'true' });
     this.ta.value = text;
     this.marks = new Map(); // line → 'err' | 'warn'
     this.list = h('ul.diags');
-    this.el = h('div.editor-wrap', h('div.editor', this.gutter, this.ta), this.list);
+    this.el = h('div.editor-wrap', h('div.editor', this.gutter, h('div.code', this.bands, this.ta)), this.list);
     this.ta.addEventListener('input', () => this.renderGutter());
-    this.ta.addEventListener('scroll', () => { this.gutter.scrollTop = this.ta.scrollTop; });
+    this.ta.addEventListener('scroll', () => { this.gutter.scrollTop = this.ta.scrollTop; this.placeBands(); });
     this.ta.addEventListener('keydown', e => {
       if (e.key === 'Tab' && !e.shiftKey && !this.ta.readOnly && !e.ctrlKey && !e.metaKey) {
         // Two spaces, not focus loss; Esc then Tab still leaves the editor.
@@ -38,7 +39,11 @@ export class Editor {
     }
     this.gutter.replaceChildren(...kids);
     this.gutter.scrollTop = this.ta.scrollTop;
+    this.bands.replaceChildren(...[...this.marks].map(([line, m]) => h('div.band.' + m, { style: `top:${8 + (line - 1) * 20}px` })));
+    this.placeBands();
   }
+
+  placeBands() { this.bands.style.transform = `translateY(${-this.ta.scrollTop}px)`; }
 
   /** setDiags marks lines and lists messages: [{line, col, msg, warn}]. */
   setDiags(diags) {

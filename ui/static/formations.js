@@ -162,7 +162,7 @@ export async function launchDialog(f) {
     showFieldError(form, null);
     try {
       const l = await api('POST', '/launches', body);
-      progress(dlg, l, f);
+      progress(dlg, l, f, runSel.selectedOptions[0] ? runs.find(r => r.id === runSel.value).name : l.run);
     } catch (e) {
       showFieldError(form, e.field && e.field.startsWith('params') ? { ...e, field: 'params' } : e);
     }
@@ -174,7 +174,7 @@ export async function launchDialog(f) {
   dlg.showModal();
 }
 
-function progress(dlg, l, f) {
+function progress(dlg, l, f, runName) {
   clearInterval(dlg.timer);
   const count = h('div.countdown#launch-countdown');
   const summary = h('div#launch-summary', { style: 'text-align:center' });
@@ -184,7 +184,7 @@ function progress(dlg, l, f) {
   cancel.addEventListener('click', async () => {
     try { l = await api('POST', `/launches/${l.id}/cancel`); render(); } catch (e) { toast(e.message, true); }
   });
-  dlg.replaceChildren(h('h2', `${f.name} on the run`), h('div.muted.small', `Launch ${l.id} · start ${fmtTime(l.start)} local = ${fmtUTC(Date.parse(l.start))}`),
+  dlg.replaceChildren(h('h2', `${f.name} on “${runName}”`), h('div.muted.small', `Launch ${l.id} · start ${fmtTime(l.start)} local = ${fmtUTC(Date.parse(l.start))}`),
     count, summary,
     h('h3', 'Koi started per school'),
     h('div.table-wrap', h('table#launch-shares', h('thead', h('tr', h('th', 'School'), h('th.num', 'Planned'), h('th.num', 'Started'), h('th', ''))), shares)),
@@ -198,10 +198,10 @@ function progress(dlg, l, f) {
     const left = start - keeperNow();
     count.classList.toggle('go', left <= 0);
     count.textContent = left > 0 ? `T − ${(left / 1000).toFixed(left < 10000 ? 1 : 0)} s` : l.state === 'done' ? 'Done' : l.state === 'cancelled' ? 'Cancelled' : 'Go';
-    summary.replaceChildren(stateChip(l.state), ' ',
+    summary.replaceChildren(...[stateChip(l.state), ' ',
       isZeroTime(l.planned_at) ? h('span.muted', 'the per-school plan is fixed shortly before the start')
         : h('span#launch-started', { 'data-started': l.started, 'data-count': l.count }, `${l.started} of ${l.count} planned koi started (${l.connected} connected when planned)`),
-      l.outcome ? h('div.small.muted', l.outcome) : null);
+      l.outcome ? h('div.small.muted', l.outcome) : null].filter(Boolean));
     shares.replaceChildren(...((l.shares || []).length ? l.shares.map(s => h('tr', h('td', s.school), h('td.num', String(s.count)), h('td.num', String(s.started)),
       h('td', h('div.progress', h('span', { style: `width:${s.count ? Math.min(100, 100 * s.started / s.count) : (s.reported ? 100 : 0)}%` })), s.error ? h('div.small', { style: 'color:var(--bad)' }, s.error) : null)))
       : [h('tr', h('td.empty', { colspan: 4 }, 'planned two polls before the start'))]));
