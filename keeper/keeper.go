@@ -195,12 +195,12 @@ type Keeper struct {
 // Open starts a keeper: NATS (embedded or connected), the KV bucket and the
 // restore of its state, the NATS responders, the scheduler and the HTTP
 // API, which listens before Open returns.
-func Open(ctx context.Context, cfg Config) (k *Keeper, err error) {
+func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("keeper: invalid config: %w", errors.Join(errs...))
 	}
 	cfg = cfg.withDefaults()
-	k = &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats(), refusals: map[refusal]refused{}}
+	k := &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats(), refusals: map[refusal]refused{}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {

@@ -3,6 +3,7 @@ package keeper
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,6 +139,9 @@ func TestFailoverWithinLeasePlusPoll(t *testing.T) {
 	a, b := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000)
 	stop := runSchools(t, a, b)
 	checkFor(t, 5*time.Second, func() error {
+		if v := k.RunView(k.State(), run.ID); len(v.Assignments) != 2 || v.Assignments[0].Ramp != 50 {
+			return fmt.Errorf("per-school ramp: %+v", v.Assignments)
+		}
 		if span(a, run.ID) != 50 || span(b, run.ID) != 50 {
 			return fmt.Errorf("a %d, b %d", span(a, run.ID), span(b, run.ID))
 		}
@@ -156,8 +160,16 @@ func TestFailoverWithinLeasePlusPoll(t *testing.T) {
 	if took := time.Since(died); took > testLease+2*testPoll+300*time.Millisecond {
 		t.Errorf("failover took %v; want ≤ lease %v + poll %v", took, testLease, testPoll)
 	}
-	if v := k.RunView(k.State(), run.ID); v.Assigned != 100 || v.Partial != "" {
+	if v := k.RunView(k.State(), run.ID); v.Assigned != 100 || v.Partial != "" || v.Assignments[0].Ramp != 100 {
 		t.Errorf("run view %+v", v)
+	}
+}
+
+func TestOpenFailsCleanlyWhenPortTaken(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	_, err := Open(context.Background(), Config{HTTP: k.HTTPAddr(), NATSListen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("second keeper on %s: %v", k.HTTPAddr(), err)
 	}
 }
 
