@@ -149,7 +149,10 @@ async function poll() {
     renderSwitch(live.status && live.status.switch);
   } finally {
     inflight = false;
-    timer = setTimeout(poll, document.hidden ? 5 * POLL_MS : POLL_MS);
+    // While a stop is being confirmed, look five times a second.
+    const sw = live.status && live.status.switch;
+    const stopping = sw && sw.state === 'stopped' && sw.stop && !(sw.stop_complete_ms > 0) && isZeroTime(sw.stop.complete_at);
+    timer = setTimeout(poll, document.hidden ? 5 * POLL_MS : stopping ? POLL_MS / 5 : POLL_MS);
   }
 }
 
