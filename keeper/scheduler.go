@@ -45,13 +45,11 @@ func (k *Keeper) liveSchools(r *state.Reader, now time.Time) []*state.School {
 }
 
 // schedule is one scheduler pass, in one write: assignments follow runs
-// and live schools; runs past their duration stop; stops not confirmed
-// within the lease flag their late schools; launches are planned, started
-// and finished.
+// and live schools (once settled after a restart); runs past their
+// duration stop; stops not confirmed within the lease flag their late
+// schools; launches are planned, started and finished.
 func (k *Keeper) schedule(ctx context.Context) error {
-	if !k.settled(time.Now()) {
-		return nil
-	}
+	settled := k.settled(time.Now())
 	var controls []wire.Control
 	var partial []string
 	err := k.store.Write(ctx, func(tx *state.Txn) error {
@@ -69,6 +67,9 @@ func (k *Keeper) schedule(ctx context.Context) error {
 			}
 		}
 		runs := tx.ActiveRuns(nil)
+		if !settled {
+			runs = nil // koi stay where they are until their schools are back
+		}
 		slices.SortFunc(runs, func(a, b *state.Run) int {
 			return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 		})
@@ -116,7 +117,7 @@ func (k *Keeper) schedule(ctx context.Context) error {
 			}
 		}
 		for _, a := range tx.Assignments(nil) {
-			if !active[a.Run] {
+			if settled && !active[a.Run] {
 				if err := tx.DeleteAssignment(a); err != nil {
 					return err
 				}
@@ -133,7 +134,9 @@ func (k *Keeper) schedule(ctx context.Context) error {
 	for _, c := range controls {
 		k.publishControl(c)
 	}
-	k.notePartial(partial)
+	if settled {
+		k.notePartial(partial)
+	}
 	k.forgetOldSeries()
 	return nil
 }
