@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -189,12 +190,23 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// screenshot saves the whole page to testdata/screenshots/NAME.png.
+// update rewrites the committed screenshots (go test ./ui -update); without
+// it they go to $UI_SCREENSHOTS or a temporary folder, so a plain test run
+// leaves the tree clean.
+var update = flag.Bool("update", false, "rewrite testdata/screenshots/*.png")
+
+// screenshot saves the whole page as NAME.png.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	run(t, ctx, "settle before "+name, chromedp.Sleep(150*time.Millisecond))
 	buf := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
-	dir := filepath.Join("testdata", "screenshots")
+	dir := os.Getenv("UI_SCREENSHOTS")
+	switch {
+	case *update:
+		dir = filepath.Join("testdata", "screenshots")
+	case dir == "":
+		dir = t.TempDir()
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -75,8 +75,11 @@ export function mount(main) {
     h('th.num', 'Errors'), h('th.num', { title: 'slowest API method over the last 5 s' }, 'p95'), h('th', ''))), body));
   const formBox = h('div');
   const newBtn = h('button.primary#new-run', { type: 'button', 'data-role': 'admin', onclick: () => openForm() }, 'New run');
+  const auditBody = h('tbody');
   main.append(h('div.page-head', h('div.grow', h('h1', 'Runs'),
-    h('div.muted.small', 'Every run, live. Requests, errors and p95 cover the last 5 seconds.')), newBtn), formBox, table);
+    h('div.muted.small', 'Every run, live. Requests, errors and p95 cover the last 5 seconds.')), newBtn), formBox, table,
+  h('h2', 'Recent changes'),
+  h('div.table-wrap', h('table#audit', h('thead', h('tr', h('th', 'When'), h('th', 'Who'), h('th', 'What'), h('th.hide-sm', 'Detail'))), auditBody)));
 
   function render() {
     const gsw = live.status && live.status.switch;
@@ -104,7 +107,21 @@ export function mount(main) {
     applyRole(body);
   }
 
+  let auditAt = 0;
+  async function refreshAudit() {
+    if (Date.now() - auditAt < 3000) return;
+    auditAt = Date.now();
+    try {
+      const entries = await api('GET', '/audit?limit=8');
+      auditBody.replaceChildren(...(entries.length ? entries.map(e => h('tr', h('td', fmtTime(e.at)), h('td', e.actor),
+        h('td', e.action, e.object ? [' ', h('span.mono', e.object)] : null), h('td.hide-sm.muted.small', e.detail || '')))
+        : [h('tr', h('td.empty', { colspan: 4 }, 'Nothing changed yet.'))]));
+      labelCells(auditBody.closest('table'));
+    } catch { /* the header shows reachability */ }
+  }
+
   async function refresh() {
+    refreshAudit();
     try {
       const list = await api('GET', '/runs');
       list.sort((a, b) => (a.state === 'stopped') - (b.state === 'stopped') || Date.parse(b.created_at) - Date.parse(a.created_at));
