@@ -60,6 +60,14 @@ func (k *Keeper) newEcho() *echo.Echo {
 	g.GET("/control", k.getControl, view)
 	g.POST("/control", k.postControl, oper)
 	g.GET("/audit", k.listAudit, view)
+	g.Any("/*", func(c echo.Context) error {
+		return notFound("", "no API route %s %s", c.Request().Method, c.Request().URL.Path)
+	})
+	if k.cfg.UI != nil {
+		ui := echo.WrapHandler(k.cfg.UI)
+		e.GET("/*", ui)
+		e.HEAD("/*", ui)
+	}
 	return e
 }
 

@@ -135,6 +135,23 @@ func TestAPIHappyPath(t *testing.T) {
 	}
 }
 
+func TestUIServedBesideTheAPI(t *testing.T) {
+	k := openKeeper(t, t.TempDir(), func(c *Config) {
+		c.UI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui:" + r.URL.Path)) })
+		c.Tokens = []Token{{"ada", RoleAdmin, "admin-token-0123456789"}}
+	})
+	for path, want := range map[string]int{"/": 200, "/app.js": 200, "/api/v1/runs": 401, "/api/v1/nope": 404, "/healthz": 200} {
+		resp, err := http.Get("http://" + k.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
+
 func TestAuthRoles(t *testing.T) {
 	const (
 		viewer   = "viewer-token-0123456789"

@@ -84,6 +84,10 @@ type Config struct {
 	Lease time.Duration
 	// Logger receives the keeper's logs (default slog.Default()).
 	Logger *slog.Logger
+	// UI, when set, is served at every path outside /api/, /metrics and
+	// /healthz (GET and HEAD), without a token: the web UI (ui.Handler),
+	// which then calls the API on the same origin.
+	UI http.Handler
 }
 
 func (c Config) withDefaults() Config {

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/ui"
 )
 
 func runKeeper(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,6 +41,7 @@ NATS, a token schools present (KOIPOND_NATS_TOKEN).`, stderr)
 		return errUsage
 	}
 	cfg.NATSToken = os.Getenv("KOIPOND_NATS_TOKEN")
+	cfg.UI = ui.Handler()
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -55,8 +57,8 @@ NATS, a token schools present (KOIPOND_NATS_TOKEN).`, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "keeper: API http://%s/api/v1, NATS %s (schools: koipond school --nats %s)\n",
-		k.HTTPAddr(), k.NATSURL(), k.NATSURL())
+	fmt.Fprintf(stdout, "keeper: UI http://%s/, API http://%s/api/v1, NATS %s (schools: koipond school --nats %s)\n",
+		k.HTTPAddr(), k.HTTPAddr(), k.NATSURL(), k.NATSURL())
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "keeper: shutting down")
 	return k.Close()
