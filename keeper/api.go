@@ -38,6 +38,7 @@ func (k *Keeper) newEcho() *echo.Echo {
 	g := e.Group("/api/v1")
 	view, oper, admin := k.need(RoleViewer), k.need(RoleOperator), k.need(RoleAdmin)
 	g.GET("/status", k.getStatus, view)
+	g.GET("/whoami", k.whoami, view)
 	g.GET("/behavior-sets", k.listBehaviorSets, view)
 	g.POST("/behavior-sets", k.postBehaviorSet, admin)
 	g.GET("/behavior-sets/:hash", k.getBehaviorSet, view)
@@ -158,6 +159,13 @@ func decode(c echo.Context, v any) error {
 		return invalid("", "one JSON value per request")
 	}
 	return nil
+}
+
+// whoami tells a client who its token is and what it may do, so a UI can
+// hide what the role cannot use.
+func (k *Keeper) whoami(c echo.Context) error {
+	role, _ := c.Get(ctxRole).(Role)
+	return c.JSON(http.StatusOK, map[string]any{"name": actor(c), "role": role.String(), "auth": k.auth.enabled()})
 }
 
 func (k *Keeper) healthz(c echo.Context) error {

@@ -184,6 +184,10 @@ func TestAuthRoles(t *testing.T) {
 			}
 		}
 	}
+	var me map[string]any
+	if st := api(t, k, operator, "GET", "/api/v1/whoami", nil, &me); st != 200 || me["name"] != "otto" || me["role"] != "operator" {
+		t.Errorf("whoami: %d %v", st, me)
+	}
 	if st := api(t, k, "wrong-token-0123456789", "GET", "/api/v1/runs", nil, nil); st != 401 {
 		t.Errorf("unknown token: %d", st)
 	}
