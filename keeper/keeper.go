@@ -84,6 +84,10 @@ type Config struct {
 	Lease time.Duration
 	// Logger receives the keeper's logs (default slog.Default()).
 	Logger *slog.Logger
+	// WarehouseDir, when set, is the folder under which
+	// POST /api/v1/behavior-sets/generate may read local exports (s3://
+	// sources are always allowed). Empty: no local reads.
+	WarehouseDir string
 	// UI, when set, is served at every path outside /api/, /metrics and
 	// /healthz (GET and HEAD), without a token: the web UI (ui.Handler),
 	// which then calls the API on the same origin.

@@ -21,6 +21,7 @@ import (
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
+	"github.com/koipond/koipond/ui"
 )
 
 // demoRunName names the demo's always-on run; a demo restarted on the
@@ -88,7 +89,7 @@ With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`
 		defer cancel()
 	}
 
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log})
+	k, err := keeper.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log, UI: ui.Handler()})
 	if err != nil {
 		return fmt.Errorf("starting the keeper: %w", err)
 	}
@@ -121,6 +122,7 @@ With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`
 	api := "http://" + k.HTTPAddr()
 	fmt.Fprintf(stdout, `
 koipond demo is up
+  web UI       %s/   (Pause and Stop are the big buttons)
   keeper API   %s/api/v1/status
   NATS         %s   (more schools: koipond school --nats %s)
   pond         %s   (its counters: %s/stats)
@@ -130,7 +132,7 @@ koipond demo is up
 try, in another terminal:
   export KOIPOND_KEEPER=%s
 %s
-`, api, k.NATSURL(), k.NATSURL(), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, *nSchools, *dataDir, api, demoTries(run.ID))
+`, api, api, k.NATSURL(), k.NATSURL(), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, *nSchools, *dataDir, api, demoTries(run.ID))
 
 	start := time.Now()
 	tick := time.NewTicker(*every)

@@ -1,0 +1,210 @@
+package keeper
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/warehouse"
+	"github.com/labstack/echo/v4"
+)
+
+// generateRequest asks the keeper to turn a warehouse usage export into a
+// frequencies file (the UI's "generate from warehouse export"). The result
+// is a preview: save it with POST /behavior-sets beside its sequences.
+type generateRequest struct {
+	// From is s3://bucket/prefix, or a path under Config.WarehouseDir.
+	From     string `json:"from"`
+	Format   string `json:"format,omitempty"`
+	Team     string `json:"team,omitempty"`
+	Client   string `json:"client,omitempty"`
+	Since    string `json:"since,omitempty"` // RFC 3339
+	Until    string `json:"until,omitempty"`
+	Hourly   bool   `json:"hourly,omitempty"`
+	Timezone string `json:"timezone,omitempty"`
+	// Sequences names a stored behavior set (hash or name) whose sequences
+	// the coverage report compares against.
+	Sequences     string  `json:"sequences,omitempty"`
+	MinFrequency  float64 `json:"min_frequency,omitempty"`
+	Top           int     `json:"top,omitempty"`
+	SkipBadRows   bool    `json:"skip_bad_rows,omitempty"`
+	EndpointURL   string  `json:"endpoint_url,omitempty"`
+	Region        string  `json:"region,omitempty"`
+	SequencedOnly bool    `json:"sequenced_only,omitempty"`
+}
+
+// generateReply is the preview: the file to save and what it was made of.
+type generateReply struct {
+	File   fileJSON          `json:"file"`
+	Result *warehouse.Result `json:"result"`
+}
+
+// postGenerate runs warehouse.Generate. With Accept: text/event-stream it
+// streams `progress` events (rows, bytes, rows/s, phase) then one `result`
+// (or `error`) event, for long exports; otherwise it answers once.
+func (k *Keeper) postGenerate(c echo.Context) error {
+	var req generateRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	opts, cleanup, err := k.generateOptions(req)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	ctx := c.Request().Context()
+	stream := strings.Contains(c.Request().Header.Get("Accept"), "text/event-stream")
+	if !stream {
+		res, err := warehouse.Generate(ctx, opts, nil)
+		if err != nil {
+			return invalid("from", "%v", err)
+		}
+		reply, err := previewOf(res)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, reply)
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	send := func(event string, v any) {
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
+		w.Flush()
+	}
+	res, err := warehouse.Generate(ctx, opts, func(p warehouse.Progress) {
+		send("progress", map[string]any{"phase": p.Phase, "object": p.Object, "objects": p.Objects, "rows": p.Rows,
+			"bytes": p.Bytes, "rows_per_sec": p.RowsPerSec, "elapsed_ms": p.Elapsed.Milliseconds()})
+	})
+	if err != nil {
+		send("error", map[string]any{"error": map[string]string{"code": CodeInvalid, "message": err.Error(), "field": "from"}})
+		return nil
+	}
+	reply, err := previewOf(res)
+	if err != nil {
+		send("error", map[string]any{"error": map[string]string{"code": "internal", "message": err.Error()}})
+		return nil
+	}
+	send("result", reply)
+	return nil
+}
+
+func previewOf(res *warehouse.Result) (*generateReply, error) {
+	var b bytes.Buffer
+	if err := res.Encode(&b); err != nil {
+		return nil, err
+	}
+	return &generateReply{File: fileJSON{Name: "frequencies.json", Content: b.String()}, Result: res}, nil
+}
+
+// generateOptions checks a request. Local paths are read only inside
+// Config.WarehouseDir: the API must not become a way to read the keeper's
+// file system.
+func (k *Keeper) generateOptions(req generateRequest) (warehouse.Options, func(), error) {
+	nothing := func() {}
+	opts := warehouse.Options{From: req.From, Format: warehouse.Format(req.Format), Hourly: req.Hourly,
+		MinFrequency: req.MinFrequency, Top: req.Top, SkipBadRows: req.SkipBadRows, EndpointURL: req.EndpointURL,
+		Region: req.Region, SequencedOnly: req.SequencedOnly, ProgressEvery: 500 * time.Millisecond}
+	switch {
+	case req.From == "":
+		return opts, nothing, invalid("from", "give s3://bucket/prefix or a path under the keeper's warehouse folder")
+	case strings.HasPrefix(req.From, "s3://"):
+	default:
+		if k.cfg.WarehouseDir == "" {
+			return opts, nothing, invalid("from", "local exports are off: start the keeper with --warehouse-dir to allow paths under it, or use s3://")
+		}
+		root, _ := filepath.Abs(k.cfg.WarehouseDir)
+		p := req.From
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(root, p)
+		}
+		p, _ = filepath.Abs(p)
+		if rel, err := filepath.Rel(root, p); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return opts, nothing, invalid("from", "%q is outside the warehouse folder %s", req.From, root)
+		}
+		opts.From = p
+	}
+	if req.Team != "" {
+		opts.Teams = []string{req.Team}
+	}
+	if req.Client != "" {
+		opts.Clients = []string{req.Client}
+	}
+	for _, t := range []struct {
+		field, v string
+		dst      *time.Time
+	}{{"since", req.Since, &opts.Since}, {"until", req.Until, &opts.Until}} {
+		if t.v == "" {
+			continue
+		}
+		tt, err := time.Parse(time.RFC3339, t.v)
+		if err != nil {
+			return opts, nothing, invalid(t.field, "%q is not an RFC 3339 time", t.v)
+		}
+		*t.dst = tt
+	}
+	if req.Timezone != "" {
+		loc, err := time.LoadLocation(req.Timezone)
+		if err != nil {
+			return opts, nothing, invalid("timezone", "unknown time zone %q", req.Timezone)
+		}
+		opts.Timezone = loc
+	}
+	cleanup := nothing
+	if req.Sequences != "" {
+		path, done, err := k.sequencesFile(req.Sequences)
+		if err != nil {
+			return opts, nothing, err
+		}
+		opts.Sequences, cleanup = path, done
+	}
+	if errs := opts.Validate(); len(errs) > 0 {
+		cleanup()
+		return opts, nothing, invalid("", "%v", errs[0])
+	}
+	return opts, cleanup, nil
+}
+
+// sequencesFile writes the file of a stored set that holds its sequences
+// to a temporary file, for the coverage report.
+func (k *Keeper) sequencesFile(ref string) (string, func(), error) {
+	r := k.store.Read()
+	set := r.BehaviorSet(nil, ref)
+	if set == nil {
+		set = r.LatestBehaviorSet(nil, ref)
+	}
+	if set == nil {
+		return "", nil, notFound("sequences", "no behavior set %q", ref)
+	}
+	for _, f := range set.Files {
+		s, _ := behaviors.Parse(behaviors.File{Name: f.Name, Data: []byte(f.Content)})
+		hasSteps := false
+		if s != nil {
+			for _, b := range s.Behaviors {
+				hasSteps = hasSteps || b.Sequence != nil
+			}
+		}
+		if !hasSteps && !strings.Contains(f.Content, `"steps"`) {
+			continue
+		}
+		dir, err := os.MkdirTemp("", "koipond-sequences-")
+		if err != nil {
+			return "", nil, err
+		}
+		p := filepath.Join(dir, filepath.Base(f.Name))
+		if err := os.WriteFile(p, []byte(f.Content), 0o600); err != nil {
+			os.RemoveAll(dir)
+			return "", nil, err
+		}
+		return p, func() { os.RemoveAll(dir) }, nil
+	}
+	return "", nil, invalid("sequences", "behavior set %q has no file with sequences", ref)
+}
