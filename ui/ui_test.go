@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,8 +33,9 @@ type system struct {
 	k       *keeper.Keeper
 	p       *pond.Server
 	schools []*school.School
-	ui      string // the page's base URL
-	api     string // the keeper's base URL
+	ui      string       // the page's base URL
+	api     string       // the keeper's base URL
+	streams atomic.Int64 // GET /api/v1/events requests: the page follows the stream
 }
 
 func startSystem(t *testing.T) *system {
@@ -64,7 +66,12 @@ func startSystem(t *testing.T) *system {
 	mux.Handle("/", ui.Handler())
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ErrorLog = log.New(io.Discard, "", 0) // the unreachable-keeper test makes it complain
-	mux.Handle("/api/", proxy)
+	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/events" {
+			s.streams.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	s.ui = srv.URL
@@ -296,6 +303,9 @@ func TestUIAgainstSystem(t *testing.T) {
 			fmt.Sprintf(`(() => { const c = document.querySelector('tr[data-run=%q] td.koi'); return !!c && c.dataset.connected === '%d' && c.dataset.target === '%d'; })()`, runID, n, n))
 		waitJS(t, ctx, 10*time.Second, "requests per second in the table",
 			fmt.Sprintf(`(() => { const c = document.querySelector('tr[data-run=%q] td.rps'); return !!c && parseFloat(c.textContent) > 0; })()`, runID))
+		if s.streams.Load() == 0 {
+			t.Error("the page never opened the keeper's event stream")
+		}
 		screenshot(t, ctx, "runs")
 		run(t, ctx, "phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
 		screenshot(t, ctx, "runs-phone")

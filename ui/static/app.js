@@ -1,4 +1,5 @@
-// app.js: the shell. Polls the keeper's /status every second, keeps the
+// app.js: the shell. Follows the keeper's status (server-sent events,
+// falling back to polling /status every second), keeps the
 // header (global switch, Pause and Stop) true to it, routes #/… to pages
 // and handles login when the API answers 401.
 import { api, live, h, clear, toast, token, setToken, events, applyRole, fmtTime, ago, fmtMS, isZeroTime, keeperNow, APIError } from './lib.js';
@@ -118,22 +119,69 @@ async function setSwitch(state) {
 
 // --- polling
 
-let timer = 0, inflight = false;
+// applyStatus makes the page show a status from a poll or the stream.
+function applyStatus(st) {
+  live.status = st;
+  setReachable(true);
+  if (noWhoami && !token()) $('whoami').replaceChildren(whoLabel());
+  $('login').hidden = true;
+  renderSwitch(st.switch);
+  if (page && page.tick) page.tick(st);
+}
+
+// stream reads the keeper's server-sent status events (GET /events) with
+// fetch, so the bearer token goes in a header, not the URL. While events
+// arrive, poll() only checks the clock offset; when the stream breaks,
+// polling carries on and the stream is tried again.
+let streaming = false, lastEvent = 0, lastStreamTry = 0;
+async function stream() {
+  if (streaming || Date.now() - lastStreamTry < 10 * POLL_MS) return;
+  streaming = true;
+  lastStreamTry = Date.now();
+  try {
+    const headers = { Accept: 'text/event-stream' };
+    if (token()) headers.Authorization = 'Bearer ' + token();
+    const resp = await fetch('/api/v1/events', { headers, cache: 'no-store' });
+    if (!resp.ok || !resp.body) return;
+    const reader = resp.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const chunk = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = chunk.split('\n').filter(l => l.startsWith('data: ')).map(l => l.slice(6)).join('\n');
+        if (!data) continue;
+        lastEvent = Date.now();
+        applyStatus(JSON.parse(data));
+      }
+    }
+  } catch (e) {
+    // fall back to polling; poll() reports reachability
+  } finally {
+    streaming = false;
+  }
+}
+
+let timer = 0, inflight = false, lastOffset = 0;
 async function poll() {
   clearTimeout(timer);
   if (inflight) { timer = setTimeout(poll, POLL_MS); return; }
+  stream();
+  const fresh = streaming && Date.now() - lastEvent < 2 * POLL_MS;
+  if (fresh && Date.now() - lastOffset < 10 * POLL_MS) { timer = setTimeout(poll, POLL_MS); return; }
   inflight = true;
   try {
     const t0 = Date.now();
     const st = await api('GET', '/status');
     const t1 = Date.now();
     live.offsetMS = Date.parse(st.time) - (t0 + t1) / 2;
-    live.status = st;
-    setReachable(true);
-    if (noWhoami && !token()) $('whoami').replaceChildren(whoLabel());
-    $('login').hidden = true;
-    renderSwitch(st.switch);
-    if (page && page.tick) page.tick(st);
+    lastOffset = t1;
+    applyStatus(st);
   } catch (e) {
     if (e.status === 401) {
       authSeen = true;
