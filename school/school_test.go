@@ -2,7 +2,9 @@ package school_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -308,5 +310,79 @@ func TestBadControlMessages(t *testing.T) {
 	waitFor(t, 2*time.Second, "bad messages counted", func() bool { return s.Status().BadMessages >= 2 })
 	if st := s.Status(); st.Switch != wire.Running || st.Epoch != 1 {
 		t.Errorf("a bad message changed the switch: %+v", st)
+	}
+}
+
+// /healthz says what the school is doing (503 while it has paused itself)
+// and /metrics exposes koi by state for Prometheus.
+func TestStatusServer(t *testing.T) {
+	url := startNATS(t)
+	k := newFakeKeeper(t, url)
+	p := openPond(t)
+	hash := addSet(t, k, pondSet)
+	k.set(func(k *fakeKeeper) {
+		k.leaseMS = 600
+		k.assignments["*"] = []wire.Assignment{{Run: "r1", From: 0, To: 5, Spec: wire.RunSpec{
+			BehaviorSet: hash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}"}}}
+	})
+	s := openSchool(t, url, school.Config{ID: "s1"})
+	addr, err := s.ServeHTTP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + addr.String()
+	waitFor(t, 10*time.Second, "5 koi", func() bool { return p.Stats().WebsocketsOpen == 5 })
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("/healthz")
+	var st school.Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil || code != 200 || !st.NATSConnected || st.WebsocketsOpen != 5 {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	code, body = get("/metrics")
+	if code != 200 || !strings.Contains(body, `koipond_school_koi{run="r1",state="connected"} 5`) || !strings.Contains(body, "koipond_school_websockets_open 5") {
+		t.Errorf("/metrics: %d\n%s", code, body)
+	}
+	k.set(func(k *fakeKeeper) { k.silent = true })
+	waitFor(t, 3*time.Second, "self-pause", func() bool { return s.Status().SelfPaused })
+	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"self_paused":true`) {
+		t.Errorf("/healthz while self-paused: %d %s", code, body)
+	}
+}
+
+// Close (what SIGTERM does) stops every koi with a close frame and returns
+// well within 5 s.
+func TestCloseIsPrompt(t *testing.T) {
+	url := startNATS(t)
+	k := newFakeKeeper(t, url)
+	p := openPond(t)
+	hash := addSet(t, k, pondSet)
+	k.set(func(k *fakeKeeper) {
+		k.assignments["*"] = []wire.Assignment{{Run: "r1", From: 0, To: 30, Spec: wire.RunSpec{
+			BehaviorSet: hash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
+	})
+	s, err := school.Open(context.Background(), school.Config{ID: "s1", NATSURL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "30 koi", func() bool { return p.Stats().WebsocketsOpen == 30 })
+	start := time.Now()
+	s.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	waitFor(t, time.Second, "websockets closed at pond", func() bool { return p.Stats().WebsocketsOpen == 0 })
+	k.mu.Lock()
+	last := k.reports[len(k.reports)-1]
+	k.mu.Unlock()
+	if last.End.Before(start) {
+		t.Errorf("no final metrics report flushed on close (last ended %v before Close)", start.Sub(last.End))
 	}
 }
