@@ -719,6 +719,9 @@ func TestNATSConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("nats.conf: %v", err)
 		}
+		if opts.ServerName != ss.Name+"-0" {
+			t.Errorf("server_name %q, want the pod's name from $POD_NAME", opts.ServerName)
+		}
 		if !opts.JetStream || opts.StoreDir == "" {
 			t.Error("JetStream with a store_dir is not configured")
 		}

@@ -148,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"4 kill NATS node", "polls, switch, KV work with 2 of 3 nodes; node rejoins", h.stepKillNATS},
 		{"5 cut school off", fmt.Sprintf("self_paused ≤ lease + 1 poll attempt (%v) after its last answered poll", pauseBound(o)), h.stepCutSchool},
 		{"6 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
-		{"7 stop, keeper down", "resume; kill -9 keeper; `koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; restarted keeper says stopped", h.stepEmergencyStop},
+		{"7 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
 	}
 	if o.steps < len(steps) {
 		steps = steps[:max(0, o.steps)]
