@@ -48,6 +48,7 @@ func (c *clockEstimator) offset() (time.Duration, bool) {
 func (s *School) pollLoop() {
 	defer s.wg.Done()
 	for {
+		s.checkLease()
 		s.pollOnce()
 		s.checkLease()
 		s.mu.Lock()
@@ -71,8 +72,13 @@ func (s *School) pollOnce() {
 		s.logLimited("poll-encode", "encoding poll request", "err", err)
 		return
 	}
+	// Wait no longer than the lease has left: a school cut off from the
+	// keeper must pause by the time the keeper gives its koi away.
 	s.mu.Lock()
 	timeout := max(s.pollInterval, time.Second)
+	if left := s.lease - time.Since(s.lastPollOK); left < timeout {
+		timeout = max(left, 100*time.Millisecond)
+	}
 	s.mu.Unlock()
 	send := s.cfg.Clock()
 	msg, err := s.nc.Request(wire.SubjectPoll, data, timeout)
@@ -108,6 +114,7 @@ func (s *School) pollOnce() {
 	if rep.LeaseMS > 0 {
 		s.lease = wire.Duration(rep.LeaseMS)
 	}
+	s.selfStopped = false
 	if s.selfPaused {
 		s.selfPaused = false
 		s.log.Info("keeper reachable again; following its switch", "state", rep.Switch.State, "epoch", rep.Switch.Epoch)
@@ -120,10 +127,25 @@ func (s *School) pollOnce() {
 
 // checkLease pauses every koi when no poll has succeeded for the lease:
 // a school that cannot hear the keeper cannot hear a stop either.
+//
+// After two leases without the keeper, the school also closes its koi:
+// the keeper has given their ranges to other schools by then, and the
+// same users must not hold two websockets at the target. They boot again,
+// at the ramp, when the keeper assigns them anew.
 func (s *School) checkLease() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.selfPaused || time.Since(s.lastPollOK) <= s.lease {
+	silent := time.Since(s.lastPollOK)
+	if s.selfPaused && silent > 2*s.lease && !s.selfStopped {
+		s.selfStopped = true
+		s.log.Warn("no reply from the keeper for two leases: closing every koi (their ranges belong to other schools now)",
+			"last_poll", s.lastPollOK.Format(time.RFC3339))
+		for _, r := range s.runs {
+			r.stopAll()
+		}
+		return
+	}
+	if s.selfPaused || silent <= s.lease {
 		return
 	}
 	s.selfPaused = true

@@ -336,6 +336,7 @@ func (r *run) stopAll() {
 	defer r.mu.Unlock()
 	r.state = wire.Stopped
 	r.stopAllLocked()
+	r.cursor = r.from
 }
 
 func (r *run) stopAllLocked() {

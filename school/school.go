@@ -132,6 +132,7 @@ type School struct {
 	global        wire.Control // applied global switch
 	runSwitch     map[string]wire.Control
 	selfPaused    bool
+	selfStopped   bool // koi closed after two silent leases
 	lastPollOK    time.Time
 	pollInterval  time.Duration
 	lease         time.Duration

@@ -162,14 +162,14 @@ func TestAssignmentLifecycleAgainstPond(t *testing.T) {
 }
 
 // With no reply from the keeper for the lease, the school pauses itself;
-// it resumes when the keeper answers again.
+// after two leases it closes its koi; it resumes when the keeper answers.
 func TestLeaseExpiryPauses(t *testing.T) {
 	url := startNATS(t)
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
 	hash := addSet(t, k, pondSet)
 	k.set(func(k *fakeKeeper) {
-		k.leaseMS = 800
+		k.leaseMS = 1000
 		k.assignments["*"] = []wire.Assignment{{Run: "r1", From: 0, To: 10, Spec: wire.RunSpec{
 			BehaviorSet: hash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
 	})
@@ -177,17 +177,21 @@ func TestLeaseExpiryPauses(t *testing.T) {
 	waitFor(t, 10*time.Second, "10 websockets", func() bool { return p.Stats().WebsocketsOpen == 10 })
 	k.set(func(k *fakeKeeper) { k.silent = true })
 	waitFor(t, 3*time.Second, "self-pause", func() bool { return s.Status().SelfPaused })
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
 	before := p.Stats().RequestsTotal
-	time.Sleep(time.Second)
+	time.Sleep(500 * time.Millisecond)
 	if after := p.Stats().RequestsTotal; after != before {
 		t.Errorf("%d requests while self-paused", after-before)
 	}
 	if p.Stats().WebsocketsOpen != 10 {
 		t.Error("self-pause closed websockets")
 	}
+	// Two leases without the keeper: its koi belong to other schools now,
+	// so the websockets close.
+	waitFor(t, 3*time.Second, "websockets closed after two leases", func() bool { return p.Stats().WebsocketsOpen == 0 })
 	k.set(func(k *fakeKeeper) { k.silent = false })
 	waitFor(t, 3*time.Second, "resume after the keeper answers", func() bool { return !s.Status().SelfPaused })
+	waitFor(t, 5*time.Second, "koi back", func() bool { return p.Stats().WebsocketsOpen == 10 })
 	waitFor(t, 3*time.Second, "requests again", func() bool { return p.Stats().RequestsTotal > before+5 })
 }
 

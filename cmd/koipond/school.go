@@ -28,7 +28,7 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	fs.IntVar(&cfg.MaxConnsPerHost, "max-conns-per-host", 0, "cap on API connections per target host (0: none)")
 	fs.StringVar(&cfg.NATSUser, "nats-user", "", "NATS user")
 	fs.StringVar(&cfg.NATSPassword, "nats-password", "", "NATS password (prefer KOIPOND_NATS_PASSWORD)")
-	fs.StringVar(&cfg.NATSToken, "nats-token", "", "NATS token")
+	fs.StringVar(&cfg.NATSToken, "nats-token", "", "NATS token (prefer KOIPOND_NATS_TOKEN: flags show in process lists)")
 	fs.StringVar(&cfg.NATSNKeySeedFile, "nats-nkey", "", "NATS nkey seed file")
 	fs.StringVar(&cfg.NATSCredsFile, "nats-creds", "", "NATS credentials file")
 	fs.StringVar(&cfg.TLSCAFile, "tls-ca", "", "CA certificate for NATS TLS")
@@ -41,6 +41,9 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	}
 	if cfg.NATSPassword == "" {
 		cfg.NATSPassword = envOr("KOIPOND_NATS_PASSWORD", "")
+	}
+	if cfg.NATSToken == "" {
+		cfg.NATSToken = envOr("KOIPOND_NATS_TOKEN", "")
 	}
 	cfg.AllowTargets = splitList(*allow)
 	cfg.SourceIPs = splitList(*sources)

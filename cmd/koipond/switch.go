@@ -100,7 +100,7 @@ func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bu
 	js, err := jetstream.New(nc)
 	if err == nil {
 		var kv *state.KV
-		if kv, err = state.OpenKV(ctx, js, bucket, 1); err == nil {
+		if kv, err = state.OpenExistingKV(ctx, js, bucket); err == nil {
 			var g *state.GlobalSwitch
 			if g, err = state.EmergencySwitch(ctx, kv, st, by); err == nil {
 				c.Epoch, c.At = g.Epoch, g.At

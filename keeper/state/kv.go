@@ -16,9 +16,33 @@ type KV struct {
 
 var _ Persister = (*KV)(nil)
 
+// OpenExistingKV opens a bucket the keeper created, changing nothing about
+// it (for the emergency stop written straight to NATS).
+func OpenExistingKV(ctx context.Context, js jetstream.JetStream, bucket string) (*KV, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("state: opening KV bucket %q: %w", bucket, err)
+	}
+	return &KV{kv: kv}, nil
+}
+
 // OpenKV creates (or opens) the bucket. replicas is the number of copies
 // the NATS cluster keeps (1 for a single server).
 func OpenKV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*KV, error) {
+	// An existing bucket is never shrunk: a keeper started with a lower
+	// --replicas than the cluster's bucket must not drop copies of the
+	// state. It may grow.
+	if existing, err := js.KeyValue(ctx, bucket); err == nil {
+		st, err := existing.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("state: reading KV bucket %q: %w", bucket, err)
+		}
+		if bs, ok := st.(*jetstream.KeyValueBucketStatus); !ok || bs.StreamInfo().Config.Replicas >= replicas {
+			return &KV{kv: existing}, nil
+		}
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("state: opening KV bucket %q: %w", bucket, err)
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "koipond keeper state",
