@@ -31,6 +31,7 @@ func (k *Koi) connLoop(ctx context.Context) {
 		spec := k.store.Websocket()
 		if spec.URL == "" {
 			k.state.Store(int32(Connected))
+			k.markReady()
 			<-ctx.Done()
 			return
 		}
@@ -100,24 +101,42 @@ func (k *Koi) handshakeHeader(spec behaviors.WebsocketSpec) http.Header {
 func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 	k.conn.Store(conn)
 	k.state.Store(int32(Connected))
+	k.markReady()
 	conn.SetReadLimit(k.rt.cfg.ReadLimit)
 	pongWait := k.rt.cfg.PongWait
 	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
 	conn.SetPongHandler(func(string) error {
 		return conn.SetReadDeadline(time.Now().Add(pongWait))
 	})
+	// Keepalive: ping only after PingInterval without any frame received.
+	// Most servers ping (or send events) themselves; doubling their pings
+	// costs a write and a read per koi per interval for nothing.
+	var lastRead atomic.Int64
+	lastRead.Store(time.Now().UnixNano())
 	var ping *time.Timer
 	var closed atomic.Bool // set before ping.Stop, so a running callback does not re-arm
 	ping = time.AfterFunc(k.jitter(k.rt.cfg.PingInterval), func() {
 		if closed.Load() {
 			return
 		}
-		if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+		next := k.jitter(k.rt.cfg.PingInterval)
+		if idle := time.Since(time.Unix(0, lastRead.Load())); idle < k.rt.cfg.PingInterval {
+			next = k.rt.cfg.PingInterval - idle + next/10
+		} else if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 			return
 		}
 		if !closed.Load() {
-			ping.Reset(k.jitter(k.rt.cfg.PingInterval))
+			ping.Reset(next)
 		}
+	})
+	conn.SetPingHandler(func(data string) error {
+		lastRead.Store(time.Now().UnixNano())
+		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
 	})
 	stopWatch := context.AfterFunc(ctx, func() {
 		// Stop: say goodbye, then unblock the reader.
@@ -140,6 +159,7 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 			}
 			return
 		}
+		lastRead.Store(time.Now().UnixNano())
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
 		k.handleFrame(data)
 	}

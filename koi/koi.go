@@ -58,6 +58,9 @@ type Koi struct {
 	waiters     []*waiter
 	retryAt     time.Time // API requests wait until then after a 429
 
+	ready     chan struct{} // closed once booted and connected (or stopped)
+	readyOnce sync.Once
+
 	seqs     sync.WaitGroup // running sequences
 	stats    Stats
 	statsMu  sync.Mutex
@@ -89,11 +92,19 @@ func (rt *Runtime) New(id behaviors.Identity, activity float64) *Koi {
 		activity: activity,
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), uint64(id.Index))),
 		resumed:  closedChan,
+		ready:    make(chan struct{}),
 	}
 	return k
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Ready is closed once the koi has booted and opened its websocket (or
+// needs none), or when Run returns: a ramp can bound how many koi boot at
+// once.
+func (k *Koi) Ready() <-chan struct{} { return k.ready }
+
+func (k *Koi) markReady() { k.readyOnce.Do(func() { close(k.ready) }) }
 
 // Store is the koi's local store.
 func (k *Koi) Store() *behaviors.Store { return k.store }
@@ -138,6 +149,7 @@ func (k *Koi) Run(ctx context.Context) error {
 		k.mu.Unlock()
 		k.seqs.Wait()
 		k.state.Store(int32(Stopped))
+		k.markReady()
 	}()
 
 	if err := k.boot(ctx); err != nil {

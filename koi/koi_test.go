@@ -371,3 +371,32 @@ func TestTextProtocolAndHTTP(t *testing.T) {
 		t.Errorf("ws:match = %+v", s)
 	}
 }
+
+// A koi pings its websocket only when the connection has been silent for
+// the ping interval: a server that talks keeps it alive without pings.
+func TestPingOnlyWhenSilent(t *testing.T) {
+	srv := newChatServer(t)
+	set := parseSet(t, `{"behaviors": {}}`)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.wsURL()},
+		PingInterval: 100 * time.Millisecond})
+	k := rt.New(behaviors.Identity{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go k.Run(ctx)
+	waitFor(t, 5*time.Second, "the websocket", k.Connected)
+	pings := func() int { srv.mu.Lock(); defer srv.mu.Unlock(); return srv.pings }
+	// A chatty server: a frame every 30 ms for 600 ms.
+	for range 20 {
+		srv.broadcast(`{"type":"user_typing","channel":"C1"}`)
+		time.Sleep(30 * time.Millisecond)
+	}
+	if n := pings(); n > 1 {
+		t.Errorf("%d pings while the server sent a frame every 30 ms", n)
+	}
+	// A silent server: pings about every interval.
+	before := pings()
+	time.Sleep(700 * time.Millisecond)
+	if n := pings() - before; n < 3 || n > 9 {
+		t.Errorf("%d pings in 700 ms of silence with a 100 ms interval", n)
+	}
+}

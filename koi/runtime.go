@@ -68,8 +68,10 @@ type RuntimeConfig struct {
 	Dialer *websocket.Dialer
 	// RequestTimeout bounds a request whose step gives no timeout_ms.
 	RequestTimeout time.Duration
-	// PingInterval is how often a koi pings its websocket; PongWait is how
-	// long it waits for any frame before it reconnects.
+	// PingInterval is how long a koi's websocket may be silent before the
+	// koi pings it (a server that pings, or sends events, keeps it alive
+	// without koi pings); PongWait is how long it waits for any frame
+	// before it reconnects.
 	PingInterval, PongWait time.Duration
 	// ReadLimit is the largest websocket frame accepted.
 	ReadLimit int64
@@ -240,13 +242,13 @@ func NewHTTPClient(maxConnsPerHost int) *http.Client {
 	tr := &http.Transport{
 		Proxy:               nil, // load goes where it is told, never through a proxy from the environment
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        4096,
-		MaxIdleConnsPerHost: 1024,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 128, // a boot burst must not leave thousands of idle connections (16 KiB + 2 goroutines each)
 		MaxConnsPerHost:     maxConnsPerHost,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:      8 << 10,
-		WriteBufferSize:     8 << 10,
+		ReadBufferSize:      4 << 10,
+		WriteBufferSize:     4 << 10,
 		ForceAttemptHTTP2:   false,
 	}
 	return &http.Client{Transport: tr}

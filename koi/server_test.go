@@ -25,6 +25,7 @@ type chatServer struct {
 	connects  int
 	rateLimit map[string]int // method → remaining 429 replies
 	onFrame   func(c *websocket.Conn, frame []byte)
+	pings     int // websocket pings received from koi
 }
 
 type call struct {
@@ -122,6 +123,12 @@ func (s *chatServer) ws(w http.ResponseWriter, r *http.Request) {
 	s.connects++
 	conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello"}`))
 	s.mu.Unlock()
+	conn.SetPingHandler(func(data string) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.pings++
+		return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, conn)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -339,7 +340,13 @@ func (r *run) stopAll() {
 	r.cursor = r.from
 }
 
+// stopAllLocked first pauses every koi (cheap, no socket work: all
+// sending stops at once), then cancels them, which closes their websockets
+// — so no request trickles out while thousands of sockets close.
 func (r *run) stopAllLocked() {
+	for _, m := range r.members {
+		m.k.Pause()
+	}
 	for i, m := range r.members {
 		r.stopMemberLocked(i, m)
 	}
@@ -369,16 +376,27 @@ func (r *run) waitStopped(d time.Duration) {
 	}
 }
 
+// maxBooting bounds koi booting at once when the ramp is unlimited: a
+// burst of thousands of simultaneous boots leaves thousands of idle API
+// connections and a heap the collector takes minutes to give back.
+const maxBooting = 256
+
+// bigRamp is how many koi one ramp must start before the school hands
+// the boot burst's memory back to the OS.
+const bigRamp = 1000
+
 // rampLoop starts missing koi at the ramp rate (jittered, never faster),
 // only while the run is running.
 func (r *run) rampLoop() {
 	defer r.s.wg.Done()
+	booting := make(chan struct{}, maxBooting)
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-r.wake:
 		}
+		started := 0
 		for {
 			r.mu.Lock()
 			idx, ok := r.nextMissingLocked()
@@ -397,11 +415,35 @@ func (r *run) rampLoop() {
 			if jitter > 0 && !sleep(r.ctx, jitter) {
 				return
 			}
+			select {
+			case booting <- struct{}{}:
+			case <-r.ctx.Done():
+				return
+			}
 			r.mu.Lock()
+			var m *member
 			if r.state == wire.Running && idx >= r.from && idx < r.to && r.members[idx] == nil {
-				r.startLocked(idx)
+				m = r.startLocked(idx)
+				started++
 			}
 			r.mu.Unlock()
+			if m == nil {
+				<-booting
+				continue
+			}
+			r.s.wg.Add(1)
+			go func() {
+				defer r.s.wg.Done()
+				select {
+				case <-m.k.Ready():
+				case <-m.done:
+				}
+				<-booting
+			}()
+		}
+		if started >= bigRamp {
+			r.s.http.CloseIdleConnections()
+			debug.FreeOSMemory()
 		}
 	}
 }
@@ -423,7 +465,7 @@ func (r *run) nextMissingLocked() (int, bool) {
 	return 0, false
 }
 
-func (r *run) startLocked(i int) {
+func (r *run) startLocked(i int) *member {
 	id := behaviors.Identity{Index: i, UserID: render(r.userID, i)}
 	switch {
 	case len(r.spec.Tokens) > 0:
@@ -442,6 +484,7 @@ func (r *run) startLocked(i int) {
 		_ = k.Run(ctx)
 		r.retire(m)
 	}()
+	return m
 }
 
 // retire folds a finished koi's traffic into the run's totals.
