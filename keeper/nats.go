@@ -223,15 +223,24 @@ func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
 			continue
 		}
 		for i, sh := range l.Shares {
-			if sh.School != req.School || (sh.Reported && sh.Started == ls.Started && sh.Error == ls.Error) {
+			if sh.School != req.School || (sh.Reported && sh.Started == ls.Started && sh.Error == ls.Error &&
+				sh.FirstStart.Equal(ls.FirstStart) && sh.LastStart.Equal(ls.LastStart)) {
 				continue
 			}
 			n := *l
 			n.Shares = append([]state.Share(nil), l.Shares...)
 			n.Shares[i].Started, n.Shares[i].Error, n.Shares[i].Reported = ls.Started, ls.Error, true
+			n.Shares[i].FirstStart, n.Shares[i].LastStart = ls.FirstStart, ls.LastStart
 			n.Started = 0
+			n.FirstStart, n.LastStart = time.Time{}, time.Time{}
 			for _, s := range n.Shares {
 				n.Started += s.Started
+				if !s.FirstStart.IsZero() && (n.FirstStart.IsZero() || s.FirstStart.Before(n.FirstStart)) {
+					n.FirstStart = s.FirstStart
+				}
+				if s.LastStart.After(n.LastStart) {
+					n.LastStart = s.LastStart
+				}
 			}
 			if err := tx.PutLaunch(&n); err != nil {
 				return err

@@ -368,6 +368,10 @@ func (k *Keeper) advanceLaunches(tx *state.Txn, now time.Time, live []*state.Sch
 		n := *l
 		n.State, n.EndedAt = state.LaunchDone, now
 		n.Outcome = fmt.Sprintf("started %d of %d planned koi", n.Started, n.Count)
+		if !n.FirstStart.IsZero() {
+			n.Outcome += fmt.Sprintf(", first %+dms from the launch instant, spread over %v",
+				n.FirstStart.Sub(n.Start).Milliseconds(), n.LastStart.Sub(n.FirstStart).Round(time.Millisecond))
+		}
 		if !allReported {
 			n.Outcome += "; some schools never reported"
 		}

@@ -345,6 +345,12 @@ func (k *Koi) runBehavior(ctx context.Context, b *behaviors.Behavior) {
 // name is used for metric keys ("formation:<name>" for the whole sequence,
 // "formation:<name>:<step>" per step).
 func (k *Koi) Launch(name string, seq *behaviors.Sequence, params map[string]string, delay time.Duration) {
+	k.LaunchWith(name, seq, params, delay, nil)
+}
+
+// LaunchWith is Launch with a callback told the moment the sequence
+// really begins (after the delay), for measuring a launch's start spread.
+func (k *Koi) LaunchWith(name string, seq *behaviors.Sequence, params map[string]string, delay time.Duration, started func(time.Time)) {
 	k.mu.Lock()
 	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
 		k.mu.Unlock()
@@ -362,6 +368,9 @@ func (k *Koi) Launch(name string, seq *behaviors.Sequence, params map[string]str
 		}
 		env := &behaviors.Env{Store: k.store, Params: params}
 		start := time.Now()
+		if started != nil {
+			started(start)
+		}
 		err := k.execute(actx, seq, env, "formation:"+name, "formation:"+name)
 		k.rt.series("formation:"+name).Observe(time.Since(start), outcomeOf(actx, err))
 	}()

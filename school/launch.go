@@ -12,14 +12,16 @@ import (
 
 // launchState is what this school did with one launch.
 type launchState struct {
-	l       wire.Launch
-	started int
-	err     string
-	expires time.Time
+	l           wire.Launch
+	started     int
+	err         string
+	expires     time.Time
+	first, last time.Time // real starts of the sequence, keeper time (guarded by School.mu)
 }
 
 func (ls *launchState) status() wire.LaunchStatus {
-	return wire.LaunchStatus{Launch: ls.l.ID, Planned: ls.l.Count, Started: ls.started, Error: ls.err}
+	return wire.LaunchStatus{Launch: ls.l.ID, Planned: ls.l.Count, Started: ls.started, Error: ls.err,
+		FirstStart: ls.first, LastStart: ls.last}
 }
 
 // applyLaunchesLocked starts each new launch once: Count connected koi of
@@ -70,8 +72,21 @@ func (s *School) startLaunchLocked(st *launchState) string {
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	chosen := formations.Choose(rng, len(conn), n)
 	offsets := formations.Offsets(rng, len(chosen), r.rt.Scale(wire.Duration(l.BeginWithinMS)))
+	// Each koi reports when it really began, converted to keeper time.
+	began := func(wall time.Time) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		off, _ := s.clock.offset()
+		at := s.cfg.Clock().Add(off - time.Since(wall))
+		if st.first.IsZero() || at.Before(st.first) {
+			st.first = at
+		}
+		if at.After(st.last) {
+			st.last = at
+		}
+	}
 	for i, idx := range chosen {
-		conn[idx].Launch(f.Name, f.Sequence, l.Params, delay+offsets[i])
+		conn[idx].LaunchWith(f.Name, f.Sequence, l.Params, delay+offsets[i], began)
 	}
 	st.started = len(chosen)
 	if n < l.Count {

@@ -253,10 +253,14 @@ func TestFormationStartsTogetherDespiteSkew(t *testing.T) {
 			t.Errorf("a koi started %v from the launch instant", d)
 		}
 	}
+	time.Sleep(400 * time.Millisecond) // a poll carrying the launch status
 	for _, id := range []string{"a", "b"} {
 		pr, _ := k.lastPoll(id)
 		if len(pr.Launches) != 1 || pr.Launches[0].Started != 5 {
 			t.Errorf("school %s reported %+v", id, pr.Launches)
+		} else if ls := pr.Launches[0]; ls.FirstStart.Sub(startAt).Abs() > 50*time.Millisecond || ls.LastStart.Sub(startAt).Abs() > 50*time.Millisecond {
+			// The school reports real starts in keeper time, skew removed.
+			t.Errorf("school %s reports starts %v and %v from the instant", id, ls.FirstStart.Sub(startAt), ls.LastStart.Sub(startAt))
 		}
 		if off := pr.OffsetMS; id == "a" && (off > -1950 || off < -2050) || id == "b" && (off < 2950 || off > 3050) {
 			t.Errorf("school %s clock offset estimate %.1f ms", id, off)

@@ -163,6 +163,10 @@ type LaunchStatus struct {
 	Planned int    `json:"planned"`
 	Started int    `json:"started"`
 	Error   string `json:"error,omitempty"`
+	// FirstStart and LastStart are when the school's first and last koi
+	// actually began the sequence, in keeper time (zero until one has).
+	FirstStart time.Time `json:"first_start,omitzero"`
+	LastStart  time.Time `json:"last_start,omitzero"`
 }
 
 // PollReply is the keeper's answer.

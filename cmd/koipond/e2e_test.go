@@ -141,6 +141,23 @@ func TestSystemEndToEnd(t *testing.T) {
 	if launch.Count != 6 || launch.Connected != n {
 		t.Errorf("launch = %+v, want count 6 of %d connected", launch, n)
 	}
+	var spread struct {
+		Start      time.Time
+		FirstStart time.Time `json:"first_start"`
+		LastStart  time.Time `json:"last_start"`
+	}
+	waitUntil(t, 3*time.Second, "the launch's real start times", func() bool {
+		apiCall(t, base, "GET", "/launches/"+l.ID, nil, &spread)
+		return !spread.FirstStart.IsZero()
+	})
+	// 2 s window at time scale 60: every koi within 33 ms of the instant.
+	if d := spread.FirstStart.Sub(spread.Start); d < -10*time.Millisecond || d > 60*time.Millisecond {
+		t.Errorf("first koi started %v from the launch instant", d)
+	}
+	if d := spread.LastStart.Sub(spread.FirstStart); d < 0 || d > 100*time.Millisecond {
+		t.Errorf("start spread %v, want within the 33 ms scaled window", d)
+	}
+	t.Logf("launch: first start %v from the instant, spread %v", spread.FirstStart.Sub(spread.Start), spread.LastStart.Sub(spread.FirstStart))
 
 	// Failover: school b disappears; its koi come back on a within lease + poll.
 	schools[1].Close()

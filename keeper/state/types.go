@@ -149,6 +149,9 @@ type Share struct {
 	// Reported is true once the school said what it started.
 	Reported bool   `json:"reported"`
 	Error    string `json:"error,omitempty"`
+	// FirstStart and LastStart are when the school's koi really began.
+	FirstStart time.Time `json:"first_start,omitzero"`
+	LastStart  time.Time `json:"last_start,omitzero"`
 }
 
 // Launch is a formation started at one instant over a run's connected koi.
@@ -165,14 +168,18 @@ type Launch struct {
 	PlannedAt time.Time `json:"planned_at,omitzero"`
 	// Connected is the run's connected koi when planned; Count the koi
 	// that start (percent × Connected rounded half up).
-	Connected int       `json:"connected"`
-	Count     int       `json:"count"`
-	Shares    []Share   `json:"shares,omitempty"`
-	Started   int       `json:"started"`
-	Outcome   string    `json:"outcome,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by,omitempty"`
-	EndedAt   time.Time `json:"ended_at,omitzero"`
+	Connected int     `json:"connected"`
+	Count     int     `json:"count"`
+	Shares    []Share `json:"shares,omitempty"`
+	Started   int     `json:"started"`
+	// FirstStart and LastStart span the real starts over every school;
+	// their difference is the launch's start spread.
+	FirstStart time.Time `json:"first_start,omitzero"`
+	LastStart  time.Time `json:"last_start,omitzero"`
+	Outcome    string    `json:"outcome,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	CreatedBy  string    `json:"created_by,omitempty"`
+	EndedAt    time.Time `json:"ended_at,omitzero"`
 }
 
 // Planned reports whether the per-school counts are fixed.
