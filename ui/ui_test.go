@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,13 +37,16 @@ type system struct {
 	ui      string       // the page's base URL
 	api     string       // the keeper's base URL
 	streams atomic.Int64 // GET /api/v1/events requests: the page follows the stream
+	// warehouse is the keeper's --warehouse-dir.
+	warehouse string
 }
 
 func startSystem(t *testing.T) *system {
 	t.Helper()
 	ctx := context.Background()
+	wh := t.TempDir()
 	k, err := keeper.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
-		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler), WarehouseDir: wh})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +56,7 @@ func startSystem(t *testing.T) *system {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	s := &system{k: k, p: p, api: "http://" + k.HTTPAddr()}
+	s := &system{k: k, p: p, api: "http://" + k.HTTPAddr(), warehouse: wh}
 	for _, id := range []string{"school-a", "school-b"} {
 		sc, err := school.Open(ctx, school.Config{ID: id, NATSURL: k.NATSURL(), Capacity: 100})
 		if err != nil {
@@ -441,6 +445,67 @@ func TestUIAgainstSystem(t *testing.T) {
 		screenshot(t, ctx, "behaviors-error")
 		run(t, ctx, "open the good set", chromedp.Navigate(s.ui+"/#/behaviors/"+bs.Hash), chromedp.WaitVisible(chromedp.CSS("#behavior-form textarea")))
 		screenshot(t, ctx, "behaviors")
+	})
+
+	t.Run("generate from a warehouse export and save beside the sequences", func(t *testing.T) {
+		// A split set: frequencies in one file, sequences in another.
+		s.call(t, "POST", "/behavior-sets", map[string]any{"name": "split", "files": []map[string]string{
+			{"name": "frequencies.json", "content": `{"behaviors": {"auth.test": {"frequency": 0.5}}}`},
+			{"name": "sequences.json", "content": `{"behaviors": {"auth.test": {"steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`}}}, nil)
+		// 50 users × 4 minutes: auth.test every minute, users.list in one.
+		var csv strings.Builder
+		csv.WriteString("user,method,timestamp\n")
+		for u := range 50 {
+			for m := range 4 {
+				at := time.Date(2026, 11, 2, 9, m, u, 0, time.UTC).Format(time.RFC3339)
+				fmt.Fprintf(&csv, "U%d,auth.test,%s\n", u, at)
+				if m == 2 {
+					fmt.Fprintf(&csv, "U%d,users.list,%s\n", u, at)
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(s.warehouse, "calls.csv"), []byte(csv.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var sets []struct{ Name, Hash string }
+		s.call(t, "GET", "/behavior-sets", nil, &sets)
+		split := ""
+		for _, x := range sets {
+			if x.Name == "split" {
+				split = x.Hash
+			}
+		}
+		run(t, ctx, "fill the generate form", chromedp.Navigate(s.ui+"/#/behaviors/generate"), chromedp.WaitVisible(chromedp.CSS("#generate-form")),
+			chromedp.SetValue(chromedp.CSS(`#generate-form [name=from]`), "calls.csv"),
+			chromedp.SetValue(chromedp.CSS(`#generate-form [name=sequences]`), split),
+			chromedp.Click(chromedp.CSS(`#generate-form button[type=submit]`)))
+		waitJS(t, ctx, 10*time.Second, "the preview", `!!document.querySelector('#generate-coverage')`)
+		freq := get(t, ctx, "read auth.test's frequency", chromedp.Text(chromedp.CSS(`#generate-result tr[data-method="auth.test"] td.num`)))
+		if freq != "1.0000" {
+			t.Errorf("auth.test frequency in the preview = %q, want 1.0000", freq)
+		}
+		cov := get(t, ctx, "read the coverage", chromedp.Text(chromedp.CSS(`#generate-coverage`)))
+		if !strings.Contains(cov, "no sequence for users.list") {
+			t.Errorf("coverage reads %q", cov)
+		}
+		screenshot(t, ctx, "generate")
+		run(t, ctx, "save", chromedp.Click(chromedp.CSS(`#generate-save button[type=submit]`)))
+		waitJS(t, ctx, 10*time.Second, "the saved set opened", `location.hash.startsWith('#/behaviors/') && location.hash !== '#/behaviors/generate'`)
+		var latest []struct {
+			Name    string
+			Version int
+			Files   []string
+		}
+		s.call(t, "GET", "/behavior-sets", nil, &latest)
+		found := false
+		for _, x := range latest {
+			if x.Name == "split" && x.Version == 2 {
+				found = len(x.Files) == 2
+			}
+		}
+		if !found {
+			t.Errorf("no split v2 with generated frequencies and the sequences: %+v", latest)
+		}
 	})
 
 	t.Run("stop with confirmation closes every websocket", func(t *testing.T) {

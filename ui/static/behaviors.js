@@ -3,6 +3,7 @@
 // with the validator's errors shown at their lines in the right file.
 import { api, h, toast, fmtTime, parseDiags, showFieldError, field, applyRole } from './lib.js';
 import { Editor } from './editor.js';
+import * as generate from './generate.js';
 
 const TEMPLATE = `{
   "boot": {
@@ -25,7 +26,8 @@ export function mount(main, hash) {
   const detail = h('div#behavior-detail');
   main.append(h('div.page-head', h('div.grow', h('h1', 'Behavior sets'),
     h('div.muted.small', 'Frequencies × sequences: how often each koi calls each API method per minute, and what it sends.')),
-  h('a', { href: '#/behaviors/new' }, h('button.primary', { type: 'button', 'data-role': 'admin', tabindex: -1 }, 'Upload behavior set'))),
+  h('div.actions', h('a', { href: '#/behaviors/generate' }, h('button', { type: 'button', 'data-role': 'admin', tabindex: -1 }, 'Generate from warehouse export')),
+    h('a', { href: '#/behaviors/new' }, h('button.primary', { type: 'button', 'data-role': 'admin', tabindex: -1 }, 'Upload behavior set')))),
   h('div.split', listEl, detail));
 
   (async () => {
@@ -38,6 +40,7 @@ export function mount(main, hash) {
       h('div.sub', `${s.behaviors} behaviors · ${s.files.join(', ')}` + (s.warnings && s.warnings.length ? ` · ${s.warnings.length} warnings` : '')))))
       : [h('li', h('div.empty', 'No behavior sets yet.'))]));
     if (!hash && all.length) { location.replace('#/behaviors/' + all[0].hash); return; }
+    if (hash === 'generate') { generate.show(detail, all); return; }
     if (hash && hash !== 'new' && cur) {
       try { showSet(detail, await api('GET', '/behavior-sets/' + encodeURIComponent(cur.hash))); } catch (e) { toast(e.message, true); }
     } else showSet(detail, null);
