@@ -38,6 +38,9 @@ type runSeries struct {
 	coarse  []bucket // by unix minute % coarseSlots, always encoded
 	keys    map[string]bool
 	traffic traffic
+	// total merges every report since the keeper started: the run's
+	// whole life for its report, whatever the retention.
+	total *metrics.Snapshot
 	newest  int64   // newest second reported
 	live    []int64 // seconds whose fine bucket holds a live snapshot
 }
@@ -123,6 +126,12 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 	if err := b.snap.Merge(s); err != nil {
 		return err
 	}
+	if rs.total == nil {
+		rs.total = &metrics.Snapshot{}
+	}
+	if err := rs.total.Merge(s); err != nil {
+		return err
+	}
 	rs.newest = max(rs.newest, sec)
 	rs.compact()
 	if len(dropped) > 0 {
@@ -193,6 +202,22 @@ func (a *aggregator) window(run string, from, to time.Time) (*metrics.Snapshot, 
 		}
 	}
 	return out, rs.traffic
+}
+
+// total returns a copy of everything merged for a run since the keeper
+// started, its traffic, and whether the run has any series.
+func (a *aggregator) total(run string) (*metrics.Snapshot, traffic, bool) {
+	out := &metrics.Snapshot{}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rs := a.runs[run]
+	if rs == nil {
+		return out, traffic{}, false
+	}
+	if rs.total != nil {
+		_ = out.Merge(rs.total) // built by this package: cannot fail
+	}
+	return out, rs.traffic, true
 }
 
 // runIDs returns the runs with series.

@@ -55,6 +55,7 @@ func (k *Keeper) newEcho() *echo.Echo {
 	g.POST("/runs/:id/resume", k.runSwitch(wire.Running), oper)
 	g.POST("/runs/:id/stop", k.runSwitch(wire.Stopped), oper)
 	g.GET("/runs/:id/metrics", k.getRunMetrics, view)
+	g.GET("/runs/:id/report", k.getRunReport, view)
 	g.GET("/launches", k.listLaunches, view)
 	g.POST("/launches", k.postLaunch, oper)
 	g.GET("/launches/:id", k.getLaunch, view)

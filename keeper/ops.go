@@ -175,6 +175,10 @@ type RunSpec struct {
 	DurationSecs float64 `json:"duration_secs,omitempty"`
 	// Paused creates the run paused: koi connect but send nothing.
 	Paused bool `json:"paused,omitempty"`
+	// Thresholds maps metric keys to conditions checked in the run's
+	// report, e.g. {"api:chat.postMessage": ["p95 < 300ms",
+	// "error_rate < 1%"]}; see ParseThreshold.
+	Thresholds map[string][]string `json:"thresholds,omitempty"`
 }
 
 func checkURL(field, raw string, schemes ...string) *Error {
@@ -264,6 +268,9 @@ func (s *RunSpec) check() *Error {
 	case math.IsNaN(s.DurationSecs) || s.DurationSecs < 0 || s.DurationSecs > MaxDuration.Seconds():
 		return invalid("duration_secs", "%g is outside 0..%.0f (0 means always-on)", s.DurationSecs, MaxDuration.Seconds())
 	}
+	if _, err := parseThresholds(s.Thresholds); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -275,7 +282,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 	}
 	run := &state.Run{ID: newID("run"), Name: spec.Name, Owner: spec.Owner, Labels: spec.Labels, Target: spec.Target,
 		Koi: spec.Koi, Ramp: spec.Ramp, TimeScale: spec.TimeScale, ActivitySigma: spec.ActivitySigma,
-		DurationMS: int64(spec.DurationSecs * 1000), State: state.RunRunning}
+		DurationMS: int64(spec.DurationSecs * 1000), State: state.RunRunning, Thresholds: spec.Thresholds}
 	if run.Owner == "" {
 		run.Owner = actor
 	}
@@ -288,6 +295,8 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 			return notFound("behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet)
 		}
 		run.BehaviorSet = b.Hash
+		ts, _ := parseThresholds(spec.Thresholds) // checked above
+		run.Warnings = thresholdWarnings(ts, b)
 		now := tx.Now()
 		run.CreatedAt, run.StartedAt = now, now
 		run.Switch = state.Switch{State: wire.Running, Epoch: tx.NextEpoch(), By: actor, At: now}

@@ -138,7 +138,7 @@ func (k *Keeper) schedule(ctx context.Context) error {
 		k.notePartial(partial)
 	}
 	k.forgetOldSeries()
-	return nil
+	return k.finishReports(ctx)
 }
 
 // forgetOldSeries drops the metrics of runs that ended longer ago than the

@@ -358,6 +358,8 @@ func (s *Store) Restore(recs map[string][]byte) error {
 			obj, table = &Assignment{}, TableAssignments
 		case strings.HasPrefix(key, prefixAudit):
 			obj, table = &AuditEntry{}, TableAudit
+		case strings.HasPrefix(key, prefixReport):
+			obj, table = &Report{}, TableReports
 		case key == switchKey:
 			obj, table = &GlobalSwitch{}, TableSwitch
 		default:

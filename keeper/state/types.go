@@ -117,6 +117,12 @@ type Run struct {
 	EndedAt   time.Time  `json:"ended_at,omitzero"`
 	EndReason string     `json:"end_reason,omitempty"`
 	Stop      *StopTrack `json:"stop,omitempty"`
+	// Thresholds maps metric keys to conditions the run must meet (e.g.
+	// "p95 < 300ms"), checked in its report.
+	Thresholds map[string][]string `json:"thresholds,omitempty"`
+	// Warnings are what the run's creation noticed without refusing it
+	// (thresholds on metric keys the run may never report).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Active reports whether the run should have koi assigned.

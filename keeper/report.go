@@ -1,0 +1,232 @@
+package keeper
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/metrics"
+	"github.com/labstack/echo/v4"
+)
+
+// reportSettle is how long after a run's stop is confirmed (or given up
+// on) the keeper waits for the schools' last metrics before it writes the
+// final report: two default metrics intervals.
+const reportSettle = 2 * time.Second
+
+// buildReport makes a run's report from everything merged for it, at
+// keeper time now.
+func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *state.Report {
+	snap, _, _ := k.agg.total(run.ID)
+	to := now
+	if !run.EndedAt.IsZero() {
+		to = run.EndedAt
+	}
+	rep := &state.Report{Run: run.ID, Name: run.Name, State: run.State, CreatedAt: now, From: run.StartedAt, To: to,
+		DurationSecs: max(0, to.Sub(run.StartedAt).Seconds()), EndReason: run.EndReason, Koi: run.Koi,
+		Keys: []state.ReportKey{}, Launches: []state.ReportLaunch{}, Websocket: state.ReportWebsocket{Closes: map[string]uint64{}}}
+	secs := max(rep.DurationSecs, 1e-9)
+	keys := map[string]*state.ReportKey{}
+	for _, key := range snap.Keys() {
+		ss := snap.Series[key]
+		rk := state.ReportKey{Key: key, Count: ss.Total(), Failures: ss.Failures(), Samples: ss.Samples(), Outcomes: map[string]uint64{}}
+		rk.Rate = float64(rk.Count) / secs
+		if rk.Count > 0 {
+			rk.ErrorRate = float64(rk.Failures) / float64(rk.Count)
+		}
+		for o, c := range ss.Counts {
+			if c > 0 {
+				rk.Outcomes[metrics.Outcome(o).String()] = c
+			}
+		}
+		for _, q := range []struct {
+			p   float64
+			dst **float64
+		}{{0.5, &rk.P50}, {0.9, &rk.P90}, {0.95, &rk.P95}, {0.99, &rk.P99}, {1, &rk.Max}} {
+			if d, ok := ss.Quantile(q.p); ok {
+				ms := float64(d) / float64(time.Millisecond)
+				*q.dst = &ms
+			}
+		}
+		rep.Keys = append(rep.Keys, rk)
+		keys[key] = &rep.Keys[len(rep.Keys)-1]
+		switch {
+		case key == "ws:connect":
+			rep.Websocket.Connects = ss.Counts[metrics.OK]
+			rep.Websocket.ConnectFailures = rk.Count - ss.Counts[metrics.OK]
+			rep.Websocket.ConnectP95 = rk.P95
+		case key == "ws:disconnect":
+			rep.Websocket.Drops = rk.Count
+		case strings.HasPrefix(key, "ws:close:"):
+			rep.Websocket.Closes[strings.TrimPrefix(key, "ws:close:")] = rk.Count
+		}
+	}
+	rep.Websocket.Reconnects = min(rep.Websocket.Drops, rep.Websocket.Connects)
+	for _, l := range r.LaunchesOfRun(nil, run.ID) {
+		rl := state.ReportLaunch{ID: l.ID, Name: l.Name, State: l.State, Start: l.Start, Planned: l.Count, Started: l.Started,
+			Connected: l.Connected, Outcome: l.Outcome, Schools: []state.ReportShare{}}
+		if !l.FirstStart.IsZero() {
+			rl.SpreadMS = ms(l.LastStart.Sub(l.FirstStart))
+			rl.FirstDelayMS = ms(l.FirstStart.Sub(l.Start))
+		}
+		for _, sh := range l.Shares {
+			s := state.ReportShare{School: sh.School, Planned: sh.Count, Started: sh.Started, Error: sh.Error}
+			if !sh.FirstStart.IsZero() {
+				s.SpreadMS = ms(sh.LastStart.Sub(sh.FirstStart))
+			}
+			rl.Schools = append(rl.Schools, s)
+		}
+		rep.Launches = append(rep.Launches, rl)
+	}
+	sort.Slice(rep.Launches, func(i, j int) bool { return rep.Launches[i].Start.Before(rep.Launches[j].Start) })
+	if len(run.Thresholds) > 0 {
+		ts, _ := parseThresholds(run.Thresholds) // checked when the run was created
+		passed := true
+		for _, t := range ts {
+			res := t.evaluate(keys[t.Key], snap.Series[t.Key])
+			passed = passed && res.Passed
+			rep.Thresholds = append(rep.Thresholds, res)
+		}
+		rep.Passed = &passed
+	}
+	if enc, err := snap.MarshalBinary(); err == nil && len(enc) <= state.MaxReportSnapshot {
+		rep.Snapshot = enc
+	}
+	return rep
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// RunReport returns a run's report: the persisted final one once the run
+// has ended and settled, else one built now (Final false).
+func (k *Keeper) RunReport(id string) (*state.Report, error) {
+	r := k.store.Read()
+	if rep := r.Report(nil, id); rep != nil {
+		return rep, nil
+	}
+	run := r.Run(nil, id)
+	if run == nil {
+		return nil, notFound("id", "no run %q", id)
+	}
+	return k.buildReport(r, run, time.Now()), nil
+}
+
+// reportDue reports whether a stopped run's final report may be written
+// at now: its stop confirmed (or given up on) and reportSettle passed for
+// the schools' last metrics.
+func (k *Keeper) reportDue(run *state.Run, now time.Time) bool {
+	if run.State != state.RunStopped || run.EndedAt.IsZero() {
+		return false
+	}
+	settled := run.EndedAt
+	switch {
+	case run.Stop == nil:
+	case run.Stop.Complete():
+		settled = run.Stop.CompleteAt
+	case len(run.Stop.Late) > 0 || now.Sub(run.EndedAt) > 2*k.cfg.Lease:
+		settled = run.EndedAt.Add(k.cfg.Lease)
+	default:
+		return false
+	}
+	return now.Sub(settled) >= reportSettle
+}
+
+// finishReports writes the final report of every stopped run that has
+// settled and has none yet: runs this keeper holds metrics of, or with
+// thresholds. Runs ended longer ago than the coarse retention are left.
+func (k *Keeper) finishReports(ctx context.Context) error {
+	r := k.store.Read()
+	now := time.Now()
+	var due []*state.Run
+	for _, run := range r.RunsIn(nil, state.RunStopped) {
+		if r.Report(nil, run.ID) != nil || !k.reportDue(run, now) || now.Sub(run.EndedAt) > coarseSlots*time.Minute {
+			continue
+		}
+		if _, _, has := k.agg.total(run.ID); !has && len(run.Thresholds) == 0 {
+			continue
+		}
+		due = append(due, run)
+	}
+	for _, run := range due {
+		rep := k.buildReport(r, run, now)
+		rep.Final = true
+		err := k.write(ctx, "storing the run report", func(tx *state.Txn) error {
+			if tx.Report(nil, run.ID) != nil {
+				return nil
+			}
+			if err := tx.PutReport(rep); err != nil {
+				return err
+			}
+			verdict := "no thresholds"
+			if rep.Passed != nil && *rep.Passed {
+				verdict = "thresholds passed"
+			} else if rep.Passed != nil {
+				verdict = "THRESHOLDS FAILED"
+			}
+			return tx.Audit("keeper", "report run", run.ID, fmt.Sprintf("%d metric keys over %.0f s; %s", len(rep.Keys), rep.DurationSecs, verdict))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k *Keeper) getRunReport(c echo.Context) error {
+	rep, err := k.RunReport(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	out := *rep
+	out.Snapshot = nil // binary, for the keeper's own comparisons
+	switch f := c.QueryParam("format"); f {
+	case "", "json":
+		return c.JSON(http.StatusOK, &out)
+	case "csv":
+		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		c.Response().Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", "report-"+rep.Run+".csv"))
+		c.Response().WriteHeader(http.StatusOK)
+		return WriteReportCSV(c.Response(), &out)
+	default:
+		return invalid("format", "%q is not json or csv", f)
+	}
+}
+
+// WriteReportCSV writes one row per metric key: counts, error rate, rate
+// and latency quantiles in ms (empty without samples), then outcomes as
+// name=count pairs.
+func WriteReportCSV(w io.Writer, rep *state.Report) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"run", "key", "count", "failures", "error_rate", "rate_per_sec", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "outcomes"})
+	f := func(p *float64) string {
+		if p == nil {
+			return ""
+		}
+		return strconv.FormatFloat(*p, 'f', 3, 64)
+	}
+	for _, k := range rep.Keys {
+		names := make([]string, 0, len(k.Outcomes))
+		for o := range k.Outcomes {
+			names = append(names, o)
+		}
+		sort.Strings(names)
+		for i, o := range names {
+			names[i] = fmt.Sprintf("%s=%d", o, k.Outcomes[o])
+		}
+		_ = cw.Write([]string{rep.Run, k.Key, strconv.FormatUint(k.Count, 10), strconv.FormatUint(k.Failures, 10),
+			strconv.FormatFloat(k.ErrorRate, 'f', 6, 64), strconv.FormatFloat(k.Rate, 'f', 3, 64),
+			f(k.P50), f(k.P90), f(k.P95), f(k.P99), f(k.Max), strings.Join(names, ";")})
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("writing the report CSV: %w", err)
+	}
+	return nil
+}
