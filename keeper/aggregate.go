@@ -40,9 +40,9 @@ type runSeries struct {
 	traffic traffic
 	// total merges every report since the keeper started: the run's
 	// whole life for its report, whatever the retention.
-	total *metrics.Snapshot
-	newest  int64   // newest second reported
-	live    []int64 // seconds whose fine bucket holds a live snapshot
+	total  *metrics.Snapshot
+	newest int64   // newest second reported
+	live   []int64 // seconds whose fine bucket holds a live snapshot
 }
 
 // bucket is one interval's merged snapshot, live (snap) or encoded (enc);
