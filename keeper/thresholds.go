@@ -162,9 +162,15 @@ func parseThresholds(m map[string][]string) ([]*Threshold, *Error) {
 	return out, nil
 }
 
+// metricKinds are the kinds of metric key koi report (the part before
+// the first colon).
+var metricKinds = map[string]bool{"api": true, "http": true, "ws": true, "event": true, "on_event": true,
+	"behavior": true, "boot": true, "formation": true}
+
 // thresholdWarnings names threshold keys the run may never report: kinds
-// other than api, ws and event, and api methods no step of the behavior
-// set calls (a formation launched over the run may still call them).
+// koi do not report (see metricKinds), and api methods no step of the
+// behavior set calls (a formation launched over the run may still call
+// them).
 func thresholdWarnings(ts []*Threshold, set *state.BehaviorSet) []string {
 	methods := map[string]bool{}
 	parsed := false
@@ -200,8 +206,8 @@ func thresholdWarnings(ts []*Threshold, set *state.BehaviorSet) []string {
 		seen[t.Key] = true
 		kind, name, _ := strings.Cut(t.Key, ":")
 		switch {
-		case kind != "api" && kind != "ws" && kind != "event":
-			out = append(out, fmt.Sprintf("thresholds[%q]: unknown metric kind %q (api:METHOD, ws:…, event:TYPE); it will fail for lack of data", t.Key, kind))
+		case !metricKinds[kind]:
+			out = append(out, fmt.Sprintf("thresholds[%q]: unknown metric kind %q (api:METHOD, ws:connect, event:TYPE, behavior:NAME, …); it fails for lack of data", t.Key, kind))
 		case kind == "api" && parsed && !methods[name]:
 			out = append(out, fmt.Sprintf("thresholds[%q]: no step of the behavior set calls %s; it fails for lack of data unless a formation does", t.Key, name))
 		}

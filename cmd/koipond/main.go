@@ -35,6 +35,7 @@ var commands = []command{
 	{"warehouse", "behavior frequencies from a usage export (warehouse generate --from …)", runWarehouse},
 	{"keeper", "run the keeper: state, scheduler, switch and the HTTP API", runKeeper},
 	{"run", "create, list, show, pause, resume, stop or scale runs", runRun},
+	{"report", "a run's report: latencies, errors, launches, thresholds (json, csv, text)", runReport},
 	{"launch", "launch a formation over a run's connected koi", runLaunch},
 	{"pause", "pause every koi everywhere", runPause},
 	{"resume", "resume every koi everywhere", runResume},

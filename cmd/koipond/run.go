@@ -31,7 +31,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run create", "run create --name NAME --behaviors SET --api-base URL [flags]", `
 Create a run: koi with one behavior set against one target. The run starts
-at once (or paused with --paused); without --duration it is always-on.`, stderr)
+at once (or paused with --paused); without --duration it is always-on.
+
+--threshold adds a condition the run's report judges, e.g.
+  --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
+With --wait (and --duration) the command streams progress once a second,
+prints the final report and exits 1 when a threshold failed: CI gating.`, stderr)
 	cf := addClientFlags(fs)
 	var spec keeper.RunSpec
 	labels := keyValues{}
@@ -48,21 +53,43 @@ at once (or paused with --paused); without --duration it is always-on.`, stderr)
 	dur := fs.Duration("duration", 0, "end the run after this long (0: always-on)")
 	fs.Var(labels, "label", "`key=value` label (repeatable)")
 	fs.BoolVar(&spec.Paused, "paused", false, "create the run paused")
+	thresholds := thresholdFlags{}
+	fs.Var(thresholds, "threshold", "`KEY=CONDITION` the run must meet, e.g. 'api:auth.test=p95 < 300ms' (repeatable)")
+	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed (needs --duration)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := needArgs(fs, 0, "no arguments, only flags", stderr); err != nil {
 		return err
 	}
+	if *wait && *dur <= 0 {
+		fmt.Fprintln(stderr, "koipond run create: --wait needs --duration (an always-on run never ends)")
+		return errUsage
+	}
 	spec.DurationSecs = dur.Seconds()
 	if len(labels) > 0 {
 		spec.Labels = labels
+	}
+	if len(thresholds) > 0 {
+		spec.Thresholds = thresholds
 	}
 	var v json.RawMessage
 	if err := cf.call(ctx, "POST", "/api/v1/runs", spec, &v); err != nil {
 		return err
 	}
-	return printRun(cf, stdout, v)
+	if !*wait {
+		return printRun(cf, stdout, v)
+	}
+	var created runView
+	if err := json.Unmarshal(v, &created); err != nil {
+		return fmt.Errorf("decoding the run: %w", err)
+	}
+	if !cf.json {
+		if err := printRun(cf, stderr, v); err != nil {
+			return err
+		}
+	}
+	return waitRun(ctx, cf, created.ID, stdout, stderr)
 }
 
 // runView is what client commands read of a run.
@@ -91,6 +118,9 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	fmt.Fprintf(stdout, "  behavior set %s, target %s, owner %s, epoch %d\n", short(v.BehaviorSet), v.Target.APIBase, v.Owner, v.Switch.Epoch)
 	if v.Partial != "" {
 		fmt.Fprintf(stdout, "  PARTIAL: %s\n", v.Partial)
+	}
+	for _, w := range v.Warnings {
+		fmt.Fprintf(stdout, "  warning: %s\n", w)
 	}
 	for _, a := range v.Assignments {
 		fmt.Fprintf(stdout, "  school %s: koi [%d, %d) at %.3g/s\n", a.School, a.From, a.To, a.Ramp)

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/state"
+)
+
+func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("report", "report [--format json|csv|text] RUN", `
+Show a run's report: per metric key counts, errors, rate and latency
+quantiles over the run's whole life, websocket connects and drops, launch
+outcomes and threshold verdicts. It is final once the run has ended and
+its schools' last metrics are in; before that it is provisional. The exit
+status is 1 when a threshold failed.`, stderr)
+	cf := addClientFlags(fs)
+	format := fs.String("format", "text", "output `format`: json, csv or text")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
+		return err
+	}
+	if cf.json {
+		*format = "json"
+	}
+	path := "/api/v1/runs/" + url.PathEscape(fs.Arg(0)) + "/report"
+	switch *format {
+	case "csv":
+		var raw json.RawMessage
+		if err := cf.call(ctx, "GET", path+"?format=csv", nil, &raw); err != nil {
+			return err
+		}
+		_, err := stdout.Write(raw)
+		return err
+	case "json", "text":
+	default:
+		fmt.Fprintf(stderr, "koipond report: --format %q is not json, csv or text\n", *format)
+		return errUsage
+	}
+	var raw json.RawMessage
+	if err := cf.call(ctx, "GET", path, nil, &raw); err != nil {
+		return err
+	}
+	var rep state.Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return fmt.Errorf("decoding the report: %w", err)
+	}
+	if *format == "json" {
+		if err := writeJSON(stdout, raw); err != nil {
+			return err
+		}
+	} else {
+		printReport(stdout, &rep)
+	}
+	if rep.Passed != nil && !*rep.Passed {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+// optMS formats an optional latency in ms.
+func optMS(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", *p)
+}
+
+// printReport writes a report for people.
+func printReport(w io.Writer, rep *state.Report) {
+	status := "final"
+	if !rep.Final {
+		status = "provisional (the run has not settled)"
+	}
+	fmt.Fprintf(w, "report of run %s %q: %s, %s over %s\n", rep.Run, rep.Name, rep.State, status,
+		(time.Duration(rep.DurationSecs * float64(time.Second))).Round(time.Millisecond))
+	if rep.EndReason != "" {
+		fmt.Fprintf(w, "  ended: %s\n", rep.EndReason)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "KEY\tCOUNT\tRATE/S\tERRORS\tERR%\tP50 MS\tP90 MS\tP95 MS\tP99 MS\tMAX MS\t")
+	for _, k := range rep.Keys {
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", k.Key, k.Count, k.Rate, k.Failures, 100*k.ErrorRate,
+			optMS(k.P50), optMS(k.P90), optMS(k.P95), optMS(k.P99), optMS(k.Max))
+	}
+	_ = tw.Flush()
+	for _, k := range rep.Keys {
+		if k.Failures == 0 {
+			continue
+		}
+		var parts []string
+		for o, c := range k.Outcomes {
+			if o != "ok" {
+				parts = append(parts, fmt.Sprintf("%s %d", o, c))
+			}
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(w, "  %s errors: %s\n", k.Key, strings.Join(parts, ", "))
+	}
+	ws := rep.Websocket
+	var closes []string
+	for code, n := range ws.Closes {
+		closes = append(closes, fmt.Sprintf("%s×%d", code, n))
+	}
+	sort.Strings(closes)
+	if len(closes) == 0 {
+		closes = []string{"none"}
+	}
+	fmt.Fprintf(w, "websockets: %d connects (%d failed, p95 %s ms), %d drops, %d reconnects, closes %s\n",
+		ws.Connects, ws.ConnectFailures, optMS(ws.ConnectP95), ws.Drops, ws.Reconnects, strings.Join(closes, " "))
+	for _, l := range rep.Launches {
+		fmt.Fprintf(w, "launch %s %q (%s): %d of %d planned started (%d connected), first %.0f ms after the instant, spread %.0f ms\n",
+			l.ID, l.Name, l.State, l.Started, l.Planned, l.Connected, l.FirstDelayMS, l.SpreadMS)
+		for _, s := range l.Schools {
+			fmt.Fprintf(w, "  school %s: %d of %d, spread %.0f ms %s\n", s.School, s.Started, s.Planned, s.SpreadMS, s.Error)
+		}
+	}
+	if len(rep.Thresholds) > 0 {
+		fmt.Fprintln(w, "thresholds:")
+		for _, t := range rep.Thresholds {
+			verdict := "PASS"
+			if !t.Passed {
+				verdict = "FAIL"
+			}
+			obs := t.Note
+			if t.Observed != nil {
+				obs = formatObserved(*t.Observed, t.Unit)
+			}
+			fmt.Fprintf(w, "  %s  %s: %s (observed %s)\n", verdict, t.Key, t.Expr, obs)
+		}
+		if rep.Passed != nil && *rep.Passed {
+			fmt.Fprintln(w, "all thresholds passed")
+		} else {
+			fmt.Fprintln(w, "THRESHOLDS FAILED")
+		}
+	}
+}
+
+// formatObserved formats a threshold's observed value in its unit.
+func formatObserved(v float64, unit string) string {
+	switch unit {
+	case "ms":
+		return fmt.Sprintf("%.1f ms", v)
+	case "fraction":
+		return fmt.Sprintf("%.2f%%", 100*v)
+	case "per_sec":
+		return fmt.Sprintf("%.2f/s", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// thresholdFlags collects repeated --threshold KEY=CONDITION flags.
+type thresholdFlags map[string][]string
+
+func (t thresholdFlags) String() string { return "" }
+
+// Set adds one condition, e.g. "api:chat.postMessage=p95 < 300ms".
+func (t thresholdFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" || strings.TrimSpace(v) == "" {
+		return fmt.Errorf("%q is not KEY=CONDITION, e.g. 'api:chat.postMessage=p95 < 300ms'", s)
+	}
+	t[k] = append(t[k], strings.TrimSpace(v))
+	return nil
+}
+
+// waitRun streams a run's progress to w once a second until it stops,
+// then waits for its final report, prints it and returns exit status 1
+// when a threshold failed.
+func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress io.Writer) error {
+	base := "/api/v1/runs/" + url.PathEscape(id)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		var v runView
+		if err := cf.call(ctx, "GET", base, nil, &v); err != nil {
+			return err
+		}
+		if v.State == state.RunStopped {
+			fmt.Fprintf(progress, "run %s stopped after %s: %s\n", id, time.Since(start).Round(time.Second), v.EndReason)
+			break
+		}
+		var m keeper.MetricsSummary
+		if err := cf.call(ctx, "GET", base+"/metrics?window=5s", nil, &m); err != nil {
+			return err
+		}
+		var rate, errRate float64
+		for _, k := range m.Keys {
+			if strings.HasPrefix(k.Key, "api:") {
+				rate += k.Rate
+				errRate += k.Rate * float64(k.Failures) / float64(max(k.Count, 1))
+			}
+		}
+		fmt.Fprintf(progress, "%6s  %s  koi %d/%d connected  %.1f req/s  %.2f errors/s\n",
+			time.Since(start).Round(time.Second), v.State, v.KoiNow.Connected, v.Koi, rate, errRate)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	var rep state.Report
+	for {
+		if err := cf.call(ctx, "GET", base+"/report", nil, &rep); err != nil {
+			return err
+		}
+		if rep.Final {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	if cf.json {
+		if err := writeJSON(stdout, &rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(stdout, &rep)
+	}
+	if rep.Passed != nil && !*rep.Passed {
+		return exitError{code: 1}
+	}
+	return nil
+}

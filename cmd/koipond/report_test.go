@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/school"
+)
+
+// CI gating end to end: keeper, one school and two ponds over real
+// sockets. A run against a pond failing half its auth.test calls fails its
+// "error_rate < 1%" threshold and `run create --wait` exits 1 with a
+// readable summary; the same run against a clean pond exits 0. Both
+// reports are then served by `koipond report`.
+func TestRunCreateWaitGatesOnThresholds(t *testing.T) {
+	ctx := context.Background()
+	k, err := keeper.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	faulty, err := pond.Open(ctx, pond.Config{Users: 100, Channels: 5, DisableRateLimits: true,
+		Inject: map[string]pond.Fault{"auth.test": {Error: 0.5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer faulty.Close()
+	clean, err := pond.Open(ctx, pond.Config{Users: 100, Channels: 5, DisableRateLimits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clean.Close()
+	s, err := school.Open(ctx, school.Config{ID: "a", NATSURL: k.NATSURL(), Capacity: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := "http://" + k.HTTPAddr()
+	set := `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
+	  "behaviors": {"tick": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`
+	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "gate", "files": []map[string]string{{"name": "gate.json", "content": set}}}, nil)
+
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	results := map[string]result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, p := range map[string]*pond.Server{"faulty": faulty, "clean": clean} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, errOut, code := runCmd(t, "run", "create", "--keeper", base, "--name", name, "--behaviors", "gate",
+				"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "20", "--ramp", "0",
+				"--time-scale", "60", "--duration", "3s", "--wait",
+				"--threshold", "api:auth.test=error_rate < 1%", "--threshold", "api:auth.test=p99 < 5s")
+			mu.Lock()
+			results[name] = result{out, errOut, code}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for name, r := range results {
+		t.Logf("%s run: exit %d\n--- progress\n%s--- report\n%s", name, r.code, r.errOut, r.out)
+	}
+	f, c := results["faulty"], results["clean"]
+	if f.code != 1 || !strings.Contains(f.out, "FAIL  api:auth.test: error_rate < 1%") || !strings.Contains(f.out, "THRESHOLDS FAILED") {
+		t.Errorf("faulty run: exit %d, want 1 with the failed threshold\n%s%s", f.code, f.out, f.errOut)
+	}
+	if c.code != 0 || !strings.Contains(c.out, "all thresholds passed") {
+		t.Errorf("clean run: exit %d, want 0\n%s%s", c.code, c.out, c.errOut)
+	}
+	if !strings.Contains(f.errOut, "connected") || !strings.Contains(f.errOut, "req/s") {
+		t.Errorf("no progress streamed:\n%s", f.errOut)
+	}
+
+	// The final reports stay: text, CSV and JSON through `koipond report`.
+	var runs []struct{ ID, Name string }
+	apiCall(t, base, "GET", "/runs", nil, &runs)
+	for _, r := range runs {
+		out, errOut, code := runCmd(t, "report", "--keeper", base, r.ID)
+		want := map[string]int{"faulty": 1, "clean": 0}[r.Name]
+		if code != want || !strings.Contains(out, "api:auth.test") || !strings.Contains(out, "final") {
+			t.Errorf("report %s: exit %d, want %d\n%s%s", r.Name, code, want, out, errOut)
+		}
+		out, _, _ = runCmd(t, "report", "--keeper", base, "--format", "csv", r.ID)
+		if !strings.HasPrefix(out, "run,key,count") || !strings.Contains(out, r.ID+",api:auth.test,") {
+			t.Errorf("CSV report %s:\n%s", r.Name, out)
+		}
+		out, _, _ = runCmd(t, "report", "--keeper", base, "--format", "json", r.ID)
+		if !strings.Contains(out, `"final": true`) || !strings.Contains(out, `"thresholds"`) {
+			t.Errorf("JSON report %s:\n%s", r.Name, out)
+		}
+	}
+	if _, errOut, code := runCmd(t, "report", "--keeper", base, "--format", "xml", "run-x"); code != 2 {
+		t.Errorf("bad format: exit %d\n%s", code, errOut)
+	}
+}
