@@ -33,7 +33,6 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 		DurationSecs: max(0, to.Sub(run.StartedAt).Seconds()), EndReason: run.EndReason, Koi: run.Koi,
 		Keys: []state.ReportKey{}, Launches: []state.ReportLaunch{}, Websocket: state.ReportWebsocket{Closes: map[string]uint64{}}}
 	secs := max(rep.DurationSecs, 1e-9)
-	keys := map[string]*state.ReportKey{}
 	for _, key := range snap.Keys() {
 		ss := snap.Series[key]
 		rk := state.ReportKey{Key: key, Count: ss.Total(), Failures: ss.Failures(), Samples: ss.Samples(), Outcomes: map[string]uint64{}}
@@ -56,7 +55,6 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 			}
 		}
 		rep.Keys = append(rep.Keys, rk)
-		keys[key] = &rep.Keys[len(rep.Keys)-1]
 		switch {
 		case key == "ws:connect":
 			rep.Websocket.Connects = ss.Counts[metrics.OK]
@@ -87,6 +85,10 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 	}
 	sort.Slice(rep.Launches, func(i, j int) bool { return rep.Launches[i].Start.Before(rep.Launches[j].Start) })
 	if len(run.Thresholds) > 0 {
+		keys := map[string]*state.ReportKey{}
+		for i := range rep.Keys {
+			keys[rep.Keys[i].Key] = &rep.Keys[i]
+		}
 		ts, _ := parseThresholds(run.Thresholds) // checked when the run was created
 		passed := true
 		for _, t := range ts {
@@ -139,8 +141,9 @@ func (k *Keeper) reportDue(run *state.Run, now time.Time) bool {
 }
 
 // finishReports writes the final report of every stopped run that has
-// settled and has none yet: runs this keeper holds metrics of, or with
-// thresholds. Runs ended longer ago than the coarse retention are left.
+// settled and has none yet: runs that ended while this keeper ran, and
+// older ones it holds metrics of or with thresholds. Runs ended longer ago
+// than the coarse retention are left.
 func (k *Keeper) finishReports(ctx context.Context) error {
 	r := k.store.Read()
 	now := time.Now()
@@ -149,7 +152,9 @@ func (k *Keeper) finishReports(ctx context.Context) error {
 		if r.Report(nil, run.ID) != nil || !k.reportDue(run, now) || now.Sub(run.EndedAt) > coarseSlots*time.Minute {
 			continue
 		}
-		if _, _, has := k.agg.total(run.ID); !has && len(run.Thresholds) == 0 {
+		// Runs that ended before this keeper opened get a report only if
+		// there is something to say (metrics merged, thresholds to judge).
+		if _, _, has := k.agg.total(run.ID); !has && len(run.Thresholds) == 0 && run.EndedAt.Before(k.opened) {
 			continue
 		}
 		due = append(due, run)

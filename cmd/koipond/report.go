@@ -174,6 +174,9 @@ func (t thresholdFlags) Set(s string) error {
 	return nil
 }
 
+// reportWait bounds the wait for a stopped run's final report.
+const reportWait = 2 * time.Minute
+
 // waitRun streams a run's progress to w once a second until it stops,
 // then waits for its final report, prints it and returns exit status 1
 // when a threshold failed.
@@ -211,11 +214,16 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 		}
 	}
 	var rep state.Report
+	giveUp := time.Now().Add(reportWait)
 	for {
 		if err := cf.call(ctx, "GET", base+"/report", nil, &rep); err != nil {
 			return err
 		}
 		if rep.Final {
+			break
+		}
+		if time.Now().After(giveUp) {
+			fmt.Fprintf(progress, "the final report is not written after %v (schools not confirming the stop?): judging the provisional one\n", reportWait)
 			break
 		}
 		select {
