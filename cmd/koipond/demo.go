@@ -74,7 +74,7 @@ With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`
 		}
 		return errUsage
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := newLogger(stderr, slog.LevelInfo)
 	if *dataDir == "" {
 		dir, err := os.MkdirTemp("", "koipond-demo-")
 		if err != nil {

@@ -47,7 +47,7 @@ NATS, a token schools present (KOIPOND_NATS_TOKEN).`, stderr)
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = newLogger(stderr, level)
 	if errs := cfg.Validate(); len(errs) > 0 {
 		for _, e := range errs {
 			fmt.Fprintf(stderr, "koipond keeper: %v\n", e)

@@ -70,7 +70,7 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 		HistoryCap: *historyCap, Seed: *seed, TokenSecret: *secret,
 		DisableRateLimits: *noLimits, SendQueue: *sendQueue, WriteTimeout: *writeTimeout,
 		PingInterval: *pingInterval, Pprof: *pprof,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Logger: newLogger(stderr, level),
 	}
 	if *history == 0 {
 		cfg.HistoryPerChannel = -1

@@ -52,7 +52,7 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = newLogger(stderr, level)
 	if errs := cfg.Validate(); len(errs) > 0 {
 		for _, e := range errs {
 			fmt.Fprintln(stderr, "koipond school:", e)
