@@ -85,6 +85,10 @@ type Request struct {
 	Await *Await
 	// Timeout bounds the request (0: the koi's default).
 	Timeout time.Duration
+	// Key is the metric key the request is recorded under, fixed when the
+	// file is loaded: "api:<method>", "http:<METHOD> <url as written>",
+	// "ws:<awaited event>", "ws:match" (awaits a pattern) or "ws:send".
+	Key string
 }
 
 // Await describes the frame a ws request waits for: the next frame whose
@@ -488,6 +492,7 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 	if v := n.get("timeout_ms"); v != nil {
 		r.Timeout, _ = d.millis(v, path+" › timeout_ms")
 	}
+	r.Key = metricKey(r)
 	var post []Text
 	if v := n.get("post_actions"); v != nil {
 		post = d.actions(v, path+" › post_actions")
@@ -552,4 +557,21 @@ func (d *decoder) hourly(n *jnode, path string) []float64 {
 		d.sink.warn(n.off, path, "multipliers average %.3f, not 1: the daily mean frequency becomes %.3f × frequency", mean, mean)
 	}
 	return out
+}
+
+// metricKey names what a request is recorded under.
+func metricKey(r *Request) string {
+	switch r.Type {
+	case API:
+		return "api:" + r.Method
+	case HTTP:
+		return "http:" + r.Method + " " + r.URL.Src
+	}
+	switch {
+	case r.Await == nil:
+		return "ws:send"
+	case r.Await.Event != "":
+		return "ws:" + r.Await.Event
+	}
+	return "ws:match"
 }

@@ -182,14 +182,10 @@ func (k *Koi) handleFrame(data []byte) {
 	if err != nil {
 		k.rt.series("event:invalid").Count(metrics.Invalid)
 	} else {
-		key := "event:" + ev.Type
-		if ev.Type == "" {
-			key = "event:untyped"
-		}
-		if !ev.SentAt.IsZero() {
-			k.rt.series(key).Observe(max(0, now.Sub(ev.SentAt)), metrics.OK)
+		if s := k.rt.eventSeries(ev.Type); !ev.SentAt.IsZero() {
+			s.Observe(max(0, now.Sub(ev.SentAt)), metrics.OK)
 		} else {
-			k.rt.series(key).Count(metrics.OK)
+			s.Count(metrics.OK)
 		}
 	}
 	k.mu.Lock()

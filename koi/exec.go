@@ -58,7 +58,7 @@ func outcomeOf(ctx context.Context, err error) metrics.Outcome {
 // execute runs a sequence's steps in order. stepKey, when not empty, also
 // records each step's request under "<stepKey>:<n>". Every wait watches
 // ctx, so pause and stop abort a sequence at once.
-func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behaviors.Env, key, stepKey string) error {
+func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behaviors.Env, stepKey string) error {
 	prog := seq.Prog
 	for i := range seq.Steps {
 		st := &seq.Steps[i]
@@ -73,10 +73,10 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 		var data any
 		if st.Request != nil {
 			start := time.Now()
-			d, rkey, err := k.request(ctx, prog, env, st.Request)
+			d, err := k.request(ctx, prog, env, st.Request)
 			o := outcomeOf(ctx, err)
 			if o != metrics.Halted {
-				k.rt.series(rkey).Observe(time.Since(start), o)
+				k.rt.series(st.Request.Key).Observe(time.Since(start), o)
 				if stepKey != "" {
 					k.rt.series(stepKey+":"+strconv.Itoa(i+1)).Observe(time.Since(start), o)
 				}
@@ -98,9 +98,8 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 	return nil
 }
 
-// request performs one request and returns the decoded response and the
-// metric key it is recorded under.
-func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, string, error) {
+// request performs one request and returns the decoded response.
+func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
 	switch r.Type {
 	case behaviors.API:
 		return k.api(ctx, prog, env, r)
@@ -109,7 +108,7 @@ func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behavio
 	case behaviors.WS:
 		return k.ws(ctx, prog, env, r)
 	}
-	return nil, "request:" + string(r.Type), fmt.Errorf("unknown request type %q", r.Type)
+	return nil, fmt.Errorf("unknown request type %q", r.Type)
 }
 
 func (k *Koi) timeout(r *behaviors.Request) time.Duration {
@@ -119,27 +118,26 @@ func (k *Koi) timeout(r *behaviors.Request) time.Duration {
 	return k.rt.cfg.RequestTimeout
 }
 
-func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, string, error) {
-	key := "api:" + r.Method
+func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
 	if k.rt.cfg.APIBase == "" {
-		return nil, key, &requestError{outcome: metrics.Error, msg: "no API base URL configured for api requests"}
+		return nil, &requestError{outcome: metrics.Error, msg: "no API base URL configured for api requests"}
 	}
 	form := make(url.Values, len(r.Args))
 	for _, a := range r.Args {
 		v, err := prog.Render(env, a.Value, nil)
 		if err != nil {
-			return nil, key, err
+			return nil, err
 		}
 		form.Set(a.Name, v)
 	}
 	if err := k.waitRetryAfter(ctx); err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout(r))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, k.rt.cfg.APIBase+"/"+r.Method, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if tok := env.Store.Identity().Token; tok != "" {
@@ -147,19 +145,19 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 	}
 	status, body, err := k.do(req)
 	if err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	v, derr := decodeJSON(body)
 	if derr != nil {
-		return nil, key, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, derr)}
+		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, derr)}
 	}
 	if m, ok := v.(map[string]any); ok {
 		if okv, present := m["ok"]; present && okv == false {
 			e, _ := m["error"].(string)
-			return v, key, &requestError{outcome: metrics.Error, msg: "ok:false: " + e}
+			return v, &requestError{outcome: metrics.Error, msg: "ok:false: " + e}
 		}
 	}
-	return v, key, nil
+	return v, nil
 }
 
 // do sends a request and classifies the reply: transport failures,
@@ -240,11 +238,10 @@ func decodeJSON(b []byte) (any, error) {
 	return v, nil
 }
 
-func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, string, error) {
-	key := "http:" + r.Method + " " + r.URL.Src
+func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
 	u, err := prog.Render(env, r.URL, nil)
 	if err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	var body io.Reader
 	ctype := ""
@@ -252,28 +249,28 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	case r.JSON != nil:
 		v, err := r.JSON.Render(prog, env, nil)
 		if err != nil {
-			return nil, key, err
+			return nil, err
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return nil, key, err
+			return nil, err
 		}
 		body, ctype = bytes.NewReader(b), "application/json"
 	case r.HasBody:
 		s, err := prog.Render(env, r.Body, nil)
 		if err != nil {
-			return nil, key, err
+			return nil, err
 		}
 		body = strings.NewReader(s)
 	}
 	if err := k.waitRetryAfter(ctx); err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout(r))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, r.Method, u, body)
 	if err != nil {
-		return nil, key, &requestError{outcome: metrics.Error, msg: err.Error()}
+		return nil, &requestError{outcome: metrics.Error, msg: err.Error()}
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -281,43 +278,36 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	for _, h := range r.Headers {
 		v, err := prog.Render(env, h.Value, nil)
 		if err != nil {
-			return nil, key, err
+			return nil, err
 		}
 		req.Header.Set(h.Name, v)
 	}
 	_, b, err := k.do(req)
 	if err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	if v, err := decodeJSON(b); err == nil {
-		return v, key, nil
+		return v, nil
 	}
-	return string(b), key, nil
+	return string(b), nil
 }
 
-func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, string, error) {
-	key := "ws:send"
-	if r.Await != nil {
-		key = "ws:" + r.Await.Event
-		if r.Await.Event == "" {
-			key = "ws:match"
-		}
-	}
+func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
 	var frame []byte
 	msgType := websocket.TextMessage
 	switch {
 	case r.JSON != nil:
 		v, err := r.JSON.Render(prog, env, nil)
 		if err != nil {
-			return nil, key, err
+			return nil, err
 		}
 		if frame, err = json.Marshal(v); err != nil {
-			return nil, key, err
+			return nil, err
 		}
 	case r.HasText:
 		s, err := prog.Render(env, r.Text, nil)
 		if err != nil {
-			return nil, key, err
+			return nil, err
 		}
 		frame = []byte(s)
 	}
@@ -329,22 +319,22 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 	if frame != nil {
 		if err := k.send(msgType, frame); err != nil {
 			if errors.Is(err, errNotConnected) {
-				return nil, key, err
+				return nil, err
 			}
-			return nil, key, &requestError{outcome: metrics.Transport, msg: err.Error()}
+			return nil, &requestError{outcome: metrics.Transport, msg: err.Error()}
 		}
 	}
 	if w == nil {
-		return nil, key, nil
+		return nil, nil
 	}
 	t := time.NewTimer(r.Await.Timeout)
 	defer t.Stop()
 	select {
 	case ev := <-w.ch:
-		return ev.Data, key, nil
+		return ev.Data, nil
 	case <-t.C:
-		return nil, key, &requestError{outcome: metrics.Timeout, msg: fmt.Sprintf("no matching frame within %v", r.Await.Timeout)}
+		return nil, &requestError{outcome: metrics.Timeout, msg: fmt.Sprintf("no matching frame within %v", r.Await.Timeout)}
 	case <-ctx.Done():
-		return nil, key, ctx.Err()
+		return nil, ctx.Err()
 	}
 }

@@ -175,7 +175,7 @@ func (k *Koi) boot(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = k.execute(actx, k.rt.set.Boot, &behaviors.Env{Store: k.store}, "boot", "boot")
+		err = k.execute(actx, k.rt.set.Boot, &behaviors.Env{Store: k.store}, "boot")
 		if err == nil || errors.Is(err, behaviors.ErrHalt) {
 			return nil
 		}
@@ -336,7 +336,7 @@ func (k *Koi) runBehavior(ctx context.Context, b *behaviors.Behavior) {
 	defer k.seqs.Done()
 	k.count(func(s *Stats) { s.Behaviors++ })
 	start := time.Now()
-	err := k.execute(ctx, b.Sequence, &behaviors.Env{Store: k.store}, b.Key, "")
+	err := k.execute(ctx, b.Sequence, &behaviors.Env{Store: k.store}, "")
 	k.rt.series(b.Key).Observe(time.Since(start), outcomeOf(ctx, err))
 }
 
@@ -371,7 +371,7 @@ func (k *Koi) LaunchWith(name string, seq *behaviors.Sequence, params map[string
 		if started != nil {
 			started(start)
 		}
-		err := k.execute(actx, seq, env, "formation:"+name, "formation:"+name)
+		err := k.execute(actx, seq, env, "formation:"+name)
 		k.rt.series("formation:"+name).Observe(time.Since(start), outcomeOf(actx, err))
 	}()
 }
@@ -380,7 +380,7 @@ func (k *Koi) LaunchWith(name string, seq *behaviors.Sequence, params map[string
 // given parameters; for tests and one-off calls.
 func (k *Koi) RunSequence(ctx context.Context, seq *behaviors.Sequence, params map[string]string) error {
 	env := &behaviors.Env{Store: k.store, Params: params}
-	return k.execute(ctx, seq, env, "sequence", "")
+	return k.execute(ctx, seq, env, "")
 }
 
 // backoff returns the wait before retry n: random in [d/2, d] with

@@ -400,3 +400,30 @@ func TestPingOnlyWhenSilent(t *testing.T) {
 		t.Errorf("%d pings in 700 ms of silence with a 100 ms interval", n)
 	}
 }
+
+// A server inventing event types cannot grow the metrics without bound:
+// past 256 types, events share "event:other".
+func TestEventTypesBounded(t *testing.T) {
+	srv := newChatServer(t)
+	set := parseSet(t, `{"behaviors": {}}`)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.wsURL()}})
+	k := rt.New(behaviors.Identity{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go k.Run(ctx)
+	waitFor(t, 5*time.Second, "the websocket", k.Connected)
+	for i := range 300 {
+		srv.broadcast(fmt.Sprintf(`{"type":"invented-%d"}`, i))
+	}
+	waitFor(t, 5*time.Second, "all frames", func() bool { return k.Stats().Events >= 301 })
+	snap := rt.Metrics().Snapshot()
+	events := 0
+	for key := range snap.Series {
+		if strings.HasPrefix(key, "event:") {
+			events++
+		}
+	}
+	if other := snap.Series["event:other"]; events > 257 || other == nil || other.Total() < 300-256 {
+		t.Errorf("%d event keys; event:other = %+v", events, other)
+	}
+}

@@ -127,6 +127,7 @@ type Runtime struct {
 
 	keysMu sync.RWMutex
 	keys   map[string]*metrics.Series
+	events map[string]*metrics.Series // by event type, see eventSeries; guarded by keysMu
 
 	// start anchors behavior time: at wall time start + d, behavior time
 	// is start + d × TimeScale (its hour of day drives hourly profiles).
@@ -178,6 +179,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		minute:  time.Duration(float64(time.Minute) / cfg.TimeScale),
 		metrics: cfg.Metrics, http: cfg.HTTPClient, dialer: cfg.Dialer,
 		keys:   map[string]*metrics.Series{},
+		events: map[string]*metrics.Series{},
 		start:  time.Now(),
 		hourly: hasHourly(scheduled),
 	}, nil
@@ -230,6 +232,35 @@ func (rt *Runtime) series(key string) *metrics.Series {
 	s = rt.metrics.Series(key)
 	rt.keysMu.Lock()
 	rt.keys[key] = s
+	rt.keysMu.Unlock()
+	return s
+}
+
+// maxEventTypes bounds the distinct event types recorded under their own
+// key; further types (a server inventing them) share "event:other", so a
+// target cannot grow the metrics without bound.
+const maxEventTypes = 256
+
+// eventSeries returns the series of a websocket event type without
+// building its key on every frame: "event:<type>", "event:untyped" for a
+// frame without a type, "event:other" past maxEventTypes.
+func (rt *Runtime) eventSeries(typ string) *metrics.Series {
+	rt.keysMu.RLock()
+	s := rt.events[typ]
+	rt.keysMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	key := "event:" + typ
+	switch {
+	case typ == "":
+		key = "event:untyped"
+	case len(rt.events) >= maxEventTypes:
+		return rt.series("event:other")
+	}
+	s = rt.series(key)
+	rt.keysMu.Lock()
+	rt.events[typ] = s
 	rt.keysMu.Unlock()
 	return s
 }
