@@ -92,6 +92,14 @@ type Config struct {
 	// /healthz (GET and HEAD), without a token: the web UI (ui.Handler),
 	// which then calls the API on the same origin.
 	UI http.Handler
+	// PublicURL is the keeper's address as people reach it, for the links
+	// in notices (default http://HTTP).
+	PublicURL string
+	// WebhookTimeout bounds one webhook delivery attempt (default 5 s).
+	WebhookTimeout time.Duration
+	// WebhookBackoff is the wait before a webhook's first retry, doubled
+	// for each next one (default 1 s).
+	WebhookBackoff time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -155,6 +163,14 @@ func (c Config) Validate() []error {
 			errs = append(errs, fmt.Errorf("tokens[%d]: %w", i, err))
 		}
 	}
+	if c.PublicURL != "" {
+		if e := checkURL("public-url", c.PublicURL, "http", "https"); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	if c.WebhookTimeout < 0 || c.WebhookBackoff < 0 {
+		errs = append(errs, fmt.Errorf("webhook timeout and backoff: must not be negative"))
+	}
 	if err == nil && !isLoopback(httpHost) && c.TokensFile == "" && len(c.Tokens) == 0 {
 		errs = append(errs, fmt.Errorf("http: %s is beyond loopback: API tokens are required (--tokens FILE)", c.HTTP))
 	}
@@ -178,6 +194,8 @@ type Keeper struct {
 	auth  *authenticator
 	agg   *aggregator
 	stats *stats
+	hooks *notifier // webhook delivery workers
+	trig  *triggerStats
 
 	ns  *server.Server // embedded server; nil with an external one
 	nc  *nats.Conn
@@ -243,6 +261,9 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	k.opened = time.Now()
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()
+	k.trig = newTriggerStats()
+	k.hooks = newNotifier(k)
+	k.hooks.sync()
 	if err := k.subscribe(); err != nil {
 		return nil, err
 	}
