@@ -33,7 +33,7 @@ const (
 	// maxTriggerSeen bounds the signatures remembered per trigger within
 	// the window: calls beyond it are refused (reason too_many) until
 	// older ones age out.
-	maxTriggerSeen = 10_000
+	maxTriggerSeen    = 10_000
 	maxTriggerActions = 50
 	maxTemplateLen    = 4096
 )
