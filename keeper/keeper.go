@@ -194,8 +194,6 @@ type Keeper struct {
 	auth  *authenticator
 	agg   *aggregator
 	stats *stats
-	hooks *notifier // webhook delivery workers
-	trig  *triggerStats
 
 	ns  *server.Server // embedded server; nil with an external one
 	nc  *nats.Conn
@@ -209,6 +207,8 @@ type Keeper struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // wakes the scheduler
+	hooks  *notifier     // webhook delivery workers
+	trig   *triggerStats // trigger calls accepted and refused
 
 	mu       sync.Mutex          // guards partial, refusals
 	partial  []string            // runs started partially, as last logged
@@ -258,12 +258,12 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	if err := k.store.Restore(recs); err != nil {
 		return nil, fmt.Errorf("keeper: %w", err)
 	}
+	k.trig = newTriggerStats()
+	k.hooks = newNotifier(k) // workers for the stored webhooks, owned by k.ctx and k.wg
+	k.hooks.sync()
 	k.opened = time.Now()
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()
-	k.trig = newTriggerStats()
-	k.hooks = newNotifier(k)
-	k.hooks.sync()
 	if err := k.subscribe(); err != nil {
 		return nil, err
 	}

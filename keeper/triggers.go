@@ -31,9 +31,10 @@ const (
 	// MaxTriggerBody bounds a trigger call's body.
 	MaxTriggerBody = 64 << 10
 	// maxTriggerSeen bounds the signatures remembered per trigger within
-	// the window: calls beyond it are refused (reason too_many) until
-	// older ones age out.
-	maxTriggerSeen    = 10_000
+	// the window (the record stays near 150 KiB, well under NATS's
+	// default 1 MiB message): calls beyond it are refused (reason
+	// too_many) until older ones age out.
+	maxTriggerSeen    = 2_000
 	maxTriggerActions = 50
 	maxTemplateLen    = 4096
 )
@@ -275,7 +276,7 @@ func (s *TriggerSpec) check(create bool) *Error {
 			jsonStrings(v, &texts)
 			for _, t := range texts {
 				if _, err := template.New("").Parse(t); err != nil {
-					return invalid(field+".run", "bad template %q: %v", truncate(t, 80), err)
+					return invalid(field+".run", "bad template %q: %v", clip(t, 80), err)
 				}
 			}
 			if _, err := renderRun(field+".run", a.Run, placeholderData(texts...)); err != nil {

@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -669,7 +670,7 @@ func slackEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
-func truncate(s string, n int) string {
+func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -690,11 +691,11 @@ func slackPayload(nt Notice, links map[string]string) SlackMessage {
 	}
 	body := slackEscape(text)
 	if u := links["ui"]; u != "" {
-		body += fmt.Sprintf("\n<%s|Run %s>", slackEscape(u), slackEscape(cmpOr(nt.RunName, nt.Run)))
+		body += fmt.Sprintf("\n<%s|Run %s>", slackEscape(u), slackEscape(cmp.Or(nt.RunName, nt.Run)))
 	}
-	m := SlackMessage{Text: truncate(nt.Title+": "+text, 3000), Blocks: []slackBlock{
-		{Type: "header", Text: &slackText{Type: "plain_text", Text: truncate(nt.Title, 150), Emoji: true}},
-		{Type: "section", Text: &slackText{Type: "mrkdwn", Text: truncate(body, 3000)}},
+	m := SlackMessage{Text: clip(nt.Title+": "+text, 3000), Blocks: []slackBlock{
+		{Type: "header", Text: &slackText{Type: "plain_text", Text: clip(nt.Title, 150), Emoji: true}},
+		{Type: "section", Text: &slackText{Type: "mrkdwn", Text: clip(body, 3000)}},
 	}}
 	fields := []slackText{{Type: "mrkdwn", Text: "*Kind*\n" + nt.Kind}}
 	if nt.Actor != "" {
@@ -709,17 +710,10 @@ func slackPayload(nt Notice, links map[string]string) SlackMessage {
 		if len(fields) == 10 {
 			break
 		}
-		fields = append(fields, slackText{Type: "mrkdwn", Text: truncate("*"+slackEscape(k)+"*\n"+slackEscape(nt.Fields[k]), 2000)})
+		fields = append(fields, slackText{Type: "mrkdwn", Text: clip("*"+slackEscape(k)+"*\n"+slackEscape(nt.Fields[k]), 2000)})
 	}
 	m.Blocks = append(m.Blocks, slackBlock{Type: "section", Fields: fields})
 	return m
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // --- HTTP
@@ -804,18 +798,18 @@ func (k *Keeper) writeNotifyMetrics(b *strings.Builder, metric func(name, typ, h
 	k.trig.mu.Lock()
 	defer k.trig.mu.Unlock()
 	metric("koipond_trigger_calls_total", "counter", "Trigger calls accepted.")
-	for _, name := range sortedKeys(k.trig.accepted) {
+	for _, name := range sortedNames(k.trig.accepted) {
 		fmt.Fprintf(b, "koipond_trigger_calls_total{trigger=%q} %d\n", name, k.trig.accepted[name])
 	}
 	metric("koipond_trigger_refused_total", "counter", "Trigger calls refused, by reason.")
-	for _, name := range sortedKeys(k.trig.refused) {
-		for _, reason := range sortedKeys(k.trig.refused[name]) {
+	for _, name := range sortedNames(k.trig.refused) {
+		for _, reason := range sortedNames(k.trig.refused[name]) {
 			fmt.Fprintf(b, "koipond_trigger_refused_total{trigger=%q,reason=%q} %d\n", name, reason, k.trig.refused[name][reason])
 		}
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+func sortedNames[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -28,6 +28,11 @@ func webhookKey(name string) string     { return prefixWebhook + enc(name) }
 func triggerKey(name string) string     { return prefixTrigger + enc(name) }
 func triggerSeenKey(name string) string { return prefixTriggerSeen + enc(name) }
 
+// notifyTables returns the tables of this file.
+func notifyTables() []*memdb.TableSchema {
+	return []*memdb.TableSchema{webhooksTable(), triggersTable(), triggerSeenTable()}
+}
+
 func webhooksTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: TableWebhooks, Indexes: map[string]*memdb.IndexSchema{
 		// id: a webhook by name (API get, put, delete; delivery workers

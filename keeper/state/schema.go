@@ -33,8 +33,10 @@ func schema() *memdb.DBSchema {
 	for _, t := range []*memdb.TableSchema{
 		behaviorSetsTable(), formationsTable(), runsTable(), launchesTable(),
 		schoolsTable(), assignmentsTable(), switchTable(), auditTable(), reportsTable(),
-		webhooksTable(), triggersTable(), triggerSeenTable(),
 	} {
+		s.Tables[t.Name] = t
+	}
+	for _, t := range notifyTables() {
 		s.Tables[t.Name] = t
 	}
 	return s
