@@ -317,3 +317,40 @@ func TestWebhooksSurviveRestartAndStillDeliver(t *testing.T) {
 		t.Errorf("views %+v", views)
 	}
 }
+
+// With API tokens configured, a trigger call still needs none (its
+// signature is the credential), while managing webhooks and triggers needs
+// an admin and reading webhooks a viewer.
+func TestTriggerCallNeedsNoTokenManagementNeedsAdmin(t *testing.T) {
+	const viewer, admin = "viewer-token-0123456789", "admin-token-0123456789"
+	k := openKeeper(t, t.TempDir(), func(c *Config) {
+		c.Tokens = []Token{{Name: "vera", Role: RoleViewer, Secret: viewer}, {Name: "ada", Role: RoleAdmin, Secret: admin}}
+	})
+	hook := map[string]any{"name": "h", "url": "http://127.0.0.1:9/"}
+	for _, c := range []struct {
+		token, method, path string
+		body                any
+		want                int
+	}{
+		{"", "GET", "/api/v1/webhooks", nil, 401},
+		{viewer, "GET", "/api/v1/webhooks", nil, 200},
+		{viewer, "POST", "/api/v1/webhooks", hook, 403},
+		{admin, "POST", "/api/v1/webhooks", hook, 201},
+		{viewer, "POST", "/api/v1/webhooks/h/test", nil, 403},
+		{viewer, "DELETE", "/api/v1/webhooks/h", nil, 403},
+		{viewer, "GET", "/api/v1/triggers", nil, 403},
+		{admin, "POST", "/api/v1/triggers", deployTrigger, 201},
+		{viewer, "DELETE", "/api/v1/triggers/deploy", nil, 403},
+	} {
+		if code := api(t, k, c.token, c.method, c.path, c.body, nil); code != c.want {
+			t.Errorf("%s %s as %q: %d, want %d", c.method, c.path, c.token, code, c.want)
+		}
+	}
+	var res TriggerResult
+	if code := fire(t, k, "deploy", signed(triggerSecret, time.Now(), `{"labels": {"service": "web"}}`), &res); code != 200 || res.Note == "" {
+		t.Errorf("signed call without a token: %d %+v", code, res)
+	}
+	if e := k.State().Audit(nil, 0, 1)[0]; e.Actor != "trigger:deploy" || e.Action != "fire trigger" {
+		t.Errorf("last audit entry %+v", e)
+	}
+}
