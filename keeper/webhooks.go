@@ -425,7 +425,9 @@ func (w *hookWorker) enqueue(nt Notice) {
 		dropped := w.queue[0]
 		w.queue = w.queue[1:]
 		w.st.Dropped++
-		w.n.k.log.Warn("webhook queue full: dropping the oldest notice", "webhook", w.hook.Name, "kind", dropped.Kind, "dropped_total", w.st.Dropped)
+		if w.st.Dropped == 1 || w.st.Dropped%100 == 0 { // a receiver down for long must not flood the log
+			w.n.k.log.Warn("webhook queue full: dropping the oldest notice", "webhook", w.hook.Name, "kind", dropped.Kind, "dropped_total", w.st.Dropped)
+		}
 	}
 	w.queue = append(w.queue, nt)
 	w.mu.Unlock()
