@@ -285,7 +285,7 @@ type notifier struct {
 	timeout time.Duration
 	backoff time.Duration
 
-	mu      sync.Mutex // guards workers; a leaf lock except for hookWorker.mu taken inside
+	mu      sync.Mutex // guards workers; hookWorker.mu may be taken inside it, never the reverse
 	workers map[string]*hookWorker
 }
 
@@ -308,12 +308,14 @@ func newNotifier(k *Keeper) *notifier {
 // others their current definition and stops the workers of deleted
 // webhooks. After Close it does nothing.
 func (n *notifier) sync() {
-	hooks := n.k.store.Read().Webhooks(nil)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.k.ctx.Err() != nil {
 		return
 	}
+	// Read under n.mu: of two syncs racing, the later read is applied
+	// last, so a deleted webhook never gets its worker back.
+	hooks := n.k.store.Read().Webhooks(nil)
 	keep := map[string]bool{}
 	for _, h := range hooks {
 		keep[h.Name] = true
