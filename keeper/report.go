@@ -169,6 +169,9 @@ func (k *Keeper) finishReports(ctx context.Context) error {
 			if err := tx.PutReport(rep); err != nil {
 				return err
 			}
+			if err := tx.DeleteCheckpoint(run.ID); err != nil {
+				return err
+			}
 			verdict := "no thresholds"
 			if rep.Passed != nil && *rep.Passed {
 				verdict = "thresholds passed"
