@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/labstack/echo/v4"
@@ -22,6 +23,10 @@ const (
 	// DefaultErrorTolerancePP is the change of an error rate, in
 	// percentage points, below which it counts as the same (0.5 pp).
 	DefaultErrorTolerancePP = 0.5
+	// DefaultMinLatencyDeltaMS is the smallest latency change flagged
+	// (1 ms): below it, sub-millisecond loopback latencies differ by
+	// scheduling noise alone.
+	DefaultMinLatencyDeltaMS = 1.0
 	// SketchAccuracy is DDSketch's relative accuracy: every reported
 	// quantile is within 1% of the true sample at its rank, so a latency
 	// change smaller than the two values' combined error is never flagged.
@@ -49,7 +54,7 @@ const (
 // Tolerances: latencies (p50, p90, p95, p99, max), rates and counts are
 // compared relatively — a change is flagged when |delta| exceeds
 // Tolerance × baseline, and, for latencies, also the sketches' error
-// (SketchAccuracy × (baseline + value)). Error rates are compared in
+// (SketchAccuracy × (baseline + value)) and MinLatencyDeltaMS. Error rates are compared in
 // absolute percentage points: flagged when |delta| exceeds
 // ErrorTolerancePP. Higher latencies and error rates are regressions;
 // lower rates and counts are regressions (less throughput), except for
@@ -59,7 +64,9 @@ type Comparison struct {
 	BaselineName     string  `json:"baseline_name"`
 	Tolerance        float64 `json:"tolerance"`
 	ErrorTolerancePP float64 `json:"error_tolerance_pp"`
-	SketchAccuracy   float64 `json:"sketch_accuracy"`
+	// MinLatencyDeltaMS is the smallest latency change flagged.
+	MinLatencyDeltaMS float64 `json:"min_latency_delta_ms"`
+	SketchAccuracy    float64 `json:"sketch_accuracy"`
 	// Regressed and Improved count the keys with that verdict.
 	Regressed  int                   `json:"regressed"`
 	Improved   int                   `json:"improved"`
@@ -157,11 +164,26 @@ func badIsHigh(key string) bool {
 	return key == "ws:disconnect" || strings.HasPrefix(key, "ws:close:")
 }
 
-// CompareReports compares rep against base with a relative tolerance and
-// an error-rate tolerance in percentage points.
-func CompareReports(rep, base *state.Report, tol, errPP float64) *Comparison {
+// CompareOptions are a comparison's tolerances (see Comparison).
+type CompareOptions struct {
+	// Tolerance is relative, for latencies, rates and counts.
+	Tolerance float64
+	// ErrorTolerancePP is in percentage points, for error rates.
+	ErrorTolerancePP float64
+	// MinLatencyDeltaMS is the smallest latency change flagged.
+	MinLatencyDeltaMS float64
+}
+
+// DefaultCompareOptions returns 10%, 0.5 pp and 1 ms.
+func DefaultCompareOptions() CompareOptions {
+	return CompareOptions{Tolerance: DefaultTolerance, ErrorTolerancePP: DefaultErrorTolerancePP, MinLatencyDeltaMS: DefaultMinLatencyDeltaMS}
+}
+
+// CompareReports compares rep against base.
+func CompareReports(rep, base *state.Report, o CompareOptions) *Comparison {
+	tol, errPP := o.Tolerance, o.ErrorTolerancePP
 	c := &Comparison{Baseline: base.Run, BaselineName: base.Name, Tolerance: tol, ErrorTolerancePP: errPP,
-		SketchAccuracy: SketchAccuracy, Keys: []KeyComparison{}, Thresholds: []ThresholdComparison{}, Launches: []LaunchComparison{}}
+		MinLatencyDeltaMS: o.MinLatencyDeltaMS, SketchAccuracy: SketchAccuracy, Keys: []KeyComparison{}, Thresholds: []ThresholdComparison{}, Launches: []LaunchComparison{}}
 	cur, old := map[string]*state.ReportKey{}, map[string]*state.ReportKey{}
 	var names []string
 	for i := range rep.Keys {
@@ -176,7 +198,7 @@ func CompareReports(rep, base *state.Report, tol, errPP float64) *Comparison {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		kc := compareKey(name, old[name], cur[name], tol, errPP)
+		kc := compareKey(name, old[name], cur[name], o)
 		switch kc.Verdict {
 		case VerdictRegressed:
 			c.Regressed++
@@ -191,7 +213,8 @@ func CompareReports(rep, base *state.Report, tol, errPP float64) *Comparison {
 }
 
 // compareKey compares one key (either side may be nil).
-func compareKey(name string, old, cur *state.ReportKey, tol, errPP float64) KeyComparison {
+func compareKey(name string, old, cur *state.ReportKey, o CompareOptions) KeyComparison {
+	tol, errPP := o.Tolerance, o.ErrorTolerancePP
 	kc := KeyComparison{Key: name, Stats: []StatComparison{}}
 	type stat struct {
 		name string
@@ -239,7 +262,7 @@ func compareKey(name string, old, cur *state.ReportKey, tol, errPP float64) KeyC
 			worse := d > 0
 			switch s.kind {
 			case 0:
-				limit = max(tol*b, SketchAccuracy*(b+v))
+				limit = max(tol*b, SketchAccuracy*(b+v), o.MinLatencyDeltaMS)
 			case 1:
 				limit = tol * b
 				worse = (d < 0) != badIsHigh(name)
@@ -415,30 +438,38 @@ type ComparedReport struct {
 }
 
 // reportComparison reads ?baseline=ID, ?tolerance= (relative, default
-// 10%) and ?error_tolerance= (percentage points, default 0.5pp) and
+// 10%), ?error_tolerance= (percentage points, default 0.5pp) and
+// ?min_delta= (the smallest latency change flagged, default 1ms) and
 // compares rep with the baseline's report; nil without a baseline.
 func (k *Keeper) reportComparison(c echo.Context, rep *state.Report) (*Comparison, error) {
 	q := c.QueryParams()
 	id := q.Get("baseline")
 	if id == "" {
-		for _, p := range []string{"tolerance", "error_tolerance"} {
+		for _, p := range []string{"tolerance", "error_tolerance", "min_delta"} {
 			if q.Has(p) {
 				return nil, invalid("baseline", "%s needs a baseline run to compare with (?baseline=RUN)", p)
 			}
 		}
 		return nil, nil
 	}
-	tol, errPP := DefaultTolerance, DefaultErrorTolerancePP
+	o := DefaultCompareOptions()
 	var err error
 	if q.Has("tolerance") {
-		if tol, err = ParseTolerance(q.Get("tolerance")); err != nil {
+		if o.Tolerance, err = ParseTolerance(q.Get("tolerance")); err != nil {
 			return nil, invalid("tolerance", "%v", err)
 		}
 	}
 	if q.Has("error_tolerance") {
-		if errPP, err = ParseErrorTolerance(q.Get("error_tolerance")); err != nil {
+		if o.ErrorTolerancePP, err = ParseErrorTolerance(q.Get("error_tolerance")); err != nil {
 			return nil, invalid("error_tolerance", "%v", err)
 		}
+	}
+	if q.Has("min_delta") {
+		d, err := time.ParseDuration(q.Get("min_delta"))
+		if err != nil || d < 0 || d > time.Hour {
+			return nil, invalid("min_delta", "%q is not a duration from 0 to 1h, e.g. 1ms", q.Get("min_delta"))
+		}
+		o.MinLatencyDeltaMS = ms(d)
 	}
 	base, err := k.RunReport(id)
 	if err != nil {
@@ -448,5 +479,5 @@ func (k *Keeper) reportComparison(c echo.Context, rep *state.Report) (*Compariso
 		}
 		return nil, err
 	}
-	return CompareReports(rep, base, tol, errPP), nil
+	return CompareReports(rep, base, o), nil
 }

@@ -125,28 +125,31 @@ func TestCompareKeyVerdicts(t *testing.T) {
 		name      string
 		old, cur  state.ReportKey
 		tol       float64
+		floor     float64 // MinLatencyDeltaMS
 		stat      string
 		want, key string
 	}{
 		// 100 → 101.5 ms is within the two sketches' combined 2% error.
-		{"inside sketch error", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(101.5)), 0, "p95_ms", VerdictSame, VerdictSame},
+		{"inside sketch error", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(101.5)), 0, 0, "p95_ms", VerdictSame, VerdictSame},
 		// 100 → 103 ms is beyond it.
-		{"beyond sketch error", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(103)), 0, "p95_ms", VerdictRegressed, VerdictRegressed},
+		{"beyond sketch error", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(103)), 0, 0, "p95_ms", VerdictRegressed, VerdictRegressed},
 		// 100 → 109 ms is inside a 10% tolerance; 100 → 85 is not.
-		{"inside tolerance", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(109)), 0.1, "p95_ms", VerdictSame, VerdictSame},
-		{"faster", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(85)), 0.1, "p95_ms", VerdictImproved, VerdictImproved},
+		{"inside tolerance", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(109)), 0.1, 0, "p95_ms", VerdictSame, VerdictSame},
+		{"faster", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(85)), 0.1, 0, "p95_ms", VerdictImproved, VerdictImproved},
 		// Error rates: 1% → 1.4% is inside 0.5 pp, 1% → 1.6% is not.
-		{"errors inside pp", key("api:a", 10, 1, 0.01, nil), key("api:a", 10, 1, 0.014, nil), 0.1, "error_rate", VerdictSame, VerdictSame},
-		{"errors beyond pp", key("api:a", 10, 1, 0.01, nil), key("api:a", 10, 1, 0.016, nil), 0.1, "error_rate", VerdictRegressed, VerdictRegressed},
+		{"errors inside pp", key("api:a", 10, 1, 0.01, nil), key("api:a", 10, 1, 0.014, nil), 0.1, 0, "error_rate", VerdictSame, VerdictSame},
+		{"errors beyond pp", key("api:a", 10, 1, 0.01, nil), key("api:a", 10, 1, 0.016, nil), 0.1, 0, "error_rate", VerdictRegressed, VerdictRegressed},
 		// Throughput: 20% fewer calls is a regression; 20% more drops too.
-		{"less throughput", key("api:a", 100, 10, 0, nil), key("api:a", 80, 8, 0, nil), 0.1, "rate_per_sec", VerdictRegressed, VerdictRegressed},
-		{"more drops", key("ws:disconnect", 10, 1, 1, nil), key("ws:disconnect", 12, 1.2, 1, nil), 0.1, "rate_per_sec", VerdictRegressed, VerdictRegressed},
+		{"less throughput", key("api:a", 100, 10, 0, nil), key("api:a", 80, 8, 0, nil), 0.1, 0, "rate_per_sec", VerdictRegressed, VerdictRegressed},
+		{"more drops", key("ws:disconnect", 10, 1, 1, nil), key("ws:disconnect", 12, 1.2, 1, nil), 0.1, 0, "rate_per_sec", VerdictRegressed, VerdictRegressed},
+		// 0.6 → 0.9 ms is beyond 10% but under a 1 ms floor.
+		{"under the floor", key("api:a", 10, 1, 0, f64(0.6)), key("api:a", 10, 1, 0, f64(0.9)), 0.1, 1, "p95_ms", VerdictSame, VerdictSame},
 		// Latency only in the new run.
-		{"new latency", key("api:a", 10, 1, 0, nil), key("api:a", 10, 1, 0, f64(5)), 0.1, "p95_ms", VerdictNew, VerdictSame},
+		{"new latency", key("api:a", 10, 1, 0, nil), key("api:a", 10, 1, 0, f64(5)), 0.1, 0, "p95_ms", VerdictNew, VerdictSame},
 	} {
 		base := &state.Report{Run: "b", Keys: []state.ReportKey{c.old}}
 		rep := &state.Report{Run: "r", Keys: []state.ReportKey{c.cur}}
-		cmp := CompareReports(rep, base, c.tol, DefaultErrorTolerancePP)
+		cmp := CompareReports(rep, base, CompareOptions{Tolerance: c.tol, ErrorTolerancePP: DefaultErrorTolerancePP, MinLatencyDeltaMS: c.floor})
 		if len(cmp.Keys) != 1 {
 			t.Fatalf("%s: keys %+v", c.name, cmp.Keys)
 		}
@@ -162,7 +165,7 @@ func TestCompareKeyVerdicts(t *testing.T) {
 	rep := &state.Report{Run: "r", Keys: []state.ReportKey{key("api:new", 1, 1, 0, nil)},
 		Thresholds: []state.ThresholdResult{{Key: "api:a", Expr: "p95 < 1s", Passed: no}, {Key: "api:a", Expr: "error_rate < 1%", Passed: yes}},
 		Launches:   []state.ReportLaunch{{Name: "herd", SpreadMS: 60}, {Name: "herd", SpreadMS: 1}}}
-	cmp := CompareReports(rep, base, 0.1, DefaultErrorTolerancePP)
+	cmp := CompareReports(rep, base, DefaultCompareOptions())
 	if len(cmp.Keys) != 2 || cmp.Keys[0].Key != "api:gone" || cmp.Keys[0].Verdict != VerdictGone || cmp.Keys[1].Verdict != VerdictNew {
 		t.Errorf("keys %+v", cmp.Keys)
 	}
@@ -251,6 +254,7 @@ func TestCompareRunsAgainstPond(t *testing.T) {
 		{"?baseline=" + base.ID + "&tolerance=lots", "tolerance", 400},
 		{"?baseline=" + base.ID + "&tolerance=-3%25", "tolerance", 400},
 		{"?baseline=" + base.ID + "&error_tolerance=x", "error_tolerance", 400},
+		{"?baseline=" + base.ID + "&min_delta=-1ms", "min_delta", 400},
 		{"?tolerance=10%25", "baseline", 400},
 		{"?baseline=" + base.ID + "&format=xml", "format", 400},
 	} {

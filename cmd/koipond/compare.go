@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/koipond/koipond/keeper"
 )
@@ -18,6 +19,7 @@ import (
 // compareOpts are the flags of `koipond report --baseline`.
 type compareOpts struct {
 	baseline, tolerance, errTolerance string
+	minDelta                          time.Duration
 	noColor, failOnRegression         bool
 }
 
@@ -38,7 +40,11 @@ func runCompare(ctx context.Context, cf *clientFlags, run, format string, co com
 		fmt.Fprintf(stderr, "koipond report: --error-tolerance: %v\n", err)
 		return errUsage
 	}
-	q := url.Values{"baseline": {co.baseline}, "tolerance": {co.tolerance}, "error_tolerance": {co.errTolerance}}
+	if co.minDelta < 0 {
+		fmt.Fprintf(stderr, "koipond report: --min-delta %v is negative\n", co.minDelta)
+		return errUsage
+	}
+	q := url.Values{"baseline": {co.baseline}, "tolerance": {co.tolerance}, "error_tolerance": {co.errTolerance}, "min_delta": {co.minDelta.String()}}
 	path := "/api/v1/runs/" + url.PathEscape(run) + "/report?"
 	var raw json.RawMessage
 	switch format {
@@ -175,8 +181,8 @@ func statDelta(stat string, d, rel *float64) (string, string) {
 // the tolerance, then thresholds and launches side by side.
 func printComparison(w io.Writer, rep *keeper.ComparedReport, color bool) {
 	c := rep.Comparison
-	fmt.Fprintf(w, "run %s %q against baseline %s %q: tolerance %.4g%% (latencies also beyond the sketches' %.0f%% error), error rates %.4g pp\n",
-		rep.Run, rep.Name, c.Baseline, c.BaselineName, 100*c.Tolerance, 100*c.SketchAccuracy, c.ErrorTolerancePP)
+	fmt.Fprintf(w, "run %s %q against baseline %s %q: tolerance %.4g%% (latencies also beyond the sketches' %.0f%% error and %.4g ms), error rates %.4g pp\n",
+		rep.Run, rep.Name, c.Baseline, c.BaselineName, 100*c.Tolerance, 100*c.SketchAccuracy, c.MinLatencyDeltaMS, c.ErrorTolerancePP)
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, " \tKEY\tSTAT\tBASELINE\tRUN\tDELTA\tCHANGE\tVERDICT")

@@ -27,7 +27,7 @@ With --baseline, compare the run with another: per key and statistic both
 values, the deltas and a verdict (regressed, improved, same, new, gone).
 Latencies, rates and counts change when they move by more than
 --tolerance relative to the baseline (and, for latencies, by more than the
-sketches' 1% error); error rates when they move by more than
+sketches' 1% error and --min-delta); error rates when they move by more than
 --error-tolerance percentage points. A comparison is information: the
 exit status is 0 unless --fail-on-regression is given and a key or a
 threshold regressed (then 1).`, stderr)
@@ -37,6 +37,7 @@ threshold regressed (then 1).`, stderr)
 	fs.StringVar(&co.baseline, "baseline", "", "compare with this baseline `run`")
 	fs.StringVar(&co.tolerance, "tolerance", "10%", "relative `change` below which latencies, rates and counts are the same")
 	fs.StringVar(&co.errTolerance, "error-tolerance", "0.5pp", "error-rate change in percentage `points` below which it is the same")
+	fs.DurationVar(&co.minDelta, "min-delta", time.Millisecond, "smallest latency `change` flagged (sub-ms loopback latencies are noise)")
 	fs.BoolVar(&co.noColor, "no-color", false, "no colour in the comparison table, even on a terminal")
 	fs.BoolVar(&co.failOnRegression, "fail-on-regression", false, "exit 1 when the comparison finds a regression")
 	if err := parseFlags(fs, args); err != nil {
