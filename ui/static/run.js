@@ -54,7 +54,8 @@ export function mount(main, id) {
   const cEv = new Chart('Event fan-out delay (p95, send → koi)', { unit: 'ms', empty: 'no websocket events with a send time yet' });
 
   main.append(
-    h('div.page-head', h('div.grow', h('div.small', h('a', { href: '#/runs' }, '← Runs')), h('div.inline', title, chip), meta), actions),
+    h('div.page-head', h('div.grow', h('div.small', h('a', { href: '#/runs' }, '← Runs')), h('div.inline', title, chip), meta),
+      h('a#report-link', { href: `#/runs/${encodeURIComponent(id)}/report` }, 'Report'), actions),
     stats,
     h('div.panel', h('h2', 'Size'), h('div.muted.small', 'Changes apply live: schools move to the new koi count at the ramp rate.'), edit),
     h('div.charts#charts', cReq.el, cErr.el, cLat.el, cKoi.el, cWS.el, cEv.el),
