@@ -48,6 +48,7 @@ export function mount(main, id) {
   const meta = h('div.muted.small');
   const summary = h('div.stats#report-summary');
   const thresholdsBox = h('div');
+  const capacityBox = h('div');
   const keysBody = h('tbody');
   const wsBox = h('div.panel#report-ws');
   const launchesBody = h('tbody');
@@ -66,6 +67,7 @@ export function mount(main, id) {
       h('div.inline', title, chip), meta), csv),
     summary,
     thresholdsBox,
+    capacityBox,
     h('h2', 'Metric keys (the whole run)'),
     h('div.table-wrap', h('table#report-keys', h('thead', h('tr', h('th', 'Key'), h('th.num', 'Count'), h('th.num', 'Rate'),
       h('th.num', 'Errors'), h('th.num', 'p50'), h('th.num', 'p90'), h('th.num', 'p95'), h('th.num', 'p99'), h('th.num', 'Max'),
@@ -94,7 +96,16 @@ export function mount(main, id) {
       h('thead', h('tr', h('th', 'Key'), h('th', 'Condition'), h('th.num', 'Observed'), h('th', 'Verdict'))),
       h('tbody', ths.map(t => h('tr', { 'data-key': t.key, 'data-passed': String(t.passed) }, h('td.mono', t.key), h('td.mono', t.expr),
         h('td.num', observed(t)), h('td', h('span.chip.' + (t.passed ? 'ok' : 'bad'), t.passed ? 'pass' : 'FAIL'),
-          t.live_failures ? h('span.small.muted', ` · failed live ${t.live_failures}×`) : null))))))] : []));
+          t.live_failures ? h('span.small.muted', ` · failed live ${t.live_failures}× over ${fmtDur(1000 * (t.live_failed_secs || 0))}`) : null))))))] : []));
+    // A capacity search (when the run was one): the largest koi count held, step by step.
+    const cap = rep.capacity;
+    capacityBox.replaceChildren(...(cap ? [h('h2', 'Capacity search'),
+      h('p#report-capacity', { 'data-sustained': cap.sustained }, h('b', `${cap.sustained} koi sustained`), cap.done ? ` · ${cap.reason || 'done'}` : ' · still searching'),
+      h('div.table-wrap', h('table#report-capacity-steps', h('thead', h('tr', h('th.num', 'Koi'), h('th', 'Held'), h('th', 'Key'), h('th.num', 'Rate'),
+        h('th.num', 'Errors'), h('th.num', 'p95'), h('th', 'Why'))),
+      h('tbody', (cap.steps || []).map(st => h('tr', h('td.num', String(st.koi)), h('td', h('span.chip.' + (st.held ? 'ok' : 'bad'), st.held ? 'held' : 'broke')),
+        h('td.mono', st.key || '–'), h('td.num', fmtRate(st.rate_per_sec) + '/s'), h('td.num', fmtPct(100 * (st.error_rate || 0))), h('td.num', fmtMS(st.p95_ms)),
+        h('td.small', st.reason || ''))))))] : []));
     keysBody.replaceChildren(...(rep.keys.length ? rep.keys.map(k => h('tr', { 'data-key': k.key },
       h('td.mono', k.key), num(k.count, fmtNum(k.count)), num(k.rate_per_sec, fmtRate(k.rate_per_sec) + '/s'),
       num(k.error_rate, fmtPct(100 * k.error_rate)),
