@@ -28,7 +28,8 @@ func pondCalls(p *pond.Server) uint64 {
 // between the last checkpoint and the reopened keeper (≤ 10 s plus the
 // downtime; metrics published while the keeper is down are buffered by
 // the school's NATS client and usually arrive), plus one in-flight call per
-// koi.
+// koi. (Without the checkpoint the report would miss the whole first half,
+// far beyond that bound.)
 func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -42,7 +43,7 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	p := openPond(t, nil)
 	openSchool(t, "nats://"+addr, "s1", 100)
 	const koi = 20
-	run := pondRun(t, k, p, "restarted", koi, 16)
+	run := pondRun(t, k, p, "restarted", koi, 20)
 
 	// Wait for the second checkpoint (the first is written with the first
 	// metrics, the next checkpointEvery later), then let more arrive.
@@ -62,6 +63,9 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	})
 	time.Sleep(1500 * time.Millisecond) // merged but not checkpointed: what a restart loses
 	ck := k.State().Checkpoint(nil, run.ID)
+	if ck == nil {
+		t.Fatal("the run settled before the restart: the machine is too slow for this test's 20 s run")
+	}
 	snap := &metrics.Snapshot{}
 	if err := snap.UnmarshalBinary(ck.Snapshot); err != nil {
 		t.Fatal(err)
@@ -99,11 +103,9 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	if lost > bound {
 		t.Errorf("report misses %d calls, more than the %d answered since the last checkpoint", lost, bound)
 	}
-	// Without the checkpoint the report would hold only the second half.
-	if second := int64(pFinal) - int64(pClose); int64(got) < second+int64(checkpointed)-koi {
-		t.Errorf("report counts %d: not the first half's %d plus the second's %d", got, checkpointed, second)
-	}
-	if !rep.Final || rep.DurationSecs < 15 {
+	// Without the checkpoint the report would hold only what the reopened
+	// keeper merged; the bound above requires the first half too.
+	if !rep.Final || rep.DurationSecs < 19 {
 		t.Errorf("report %+v", rep)
 	}
 	if c := k2.State().Checkpoint(nil, run.ID); c != nil {

@@ -183,8 +183,9 @@ func TestCompareKeyVerdicts(t *testing.T) {
 
 // Two real runs against pond, the same koi and behaviors, one pond
 // answering conversations.list 200 ms slower: compared with the clean
-// run, the slow method's latency keys are regressed and the unchanged
-// method is the same. A bad baseline is 404 naming the field; bad
+// run at a 100% tolerance (a shared, race-instrumented machine stretches
+// 50 ms calls' tails), the slow method's latency keys (+400%) are
+// regressed and the unchanged method is the same. A bad baseline is 404 naming the field; bad
 // tolerances are 400 naming theirs.
 func TestCompareRunsAgainstPond(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
@@ -200,11 +201,11 @@ func TestCompareRunsAgainstPond(t *testing.T) {
 	finalReport(t, k, run.ID, 30*time.Second)
 
 	var got ComparedReport
-	if code := api(t, k, "", "GET", "/api/v1/runs/"+run.ID+"/report?baseline="+base.ID+"&tolerance=50%25", nil, &got); code != 200 || got.Comparison == nil {
+	if code := api(t, k, "", "GET", "/api/v1/runs/"+run.ID+"/report?baseline="+base.ID+"&tolerance=100%25", nil, &got); code != 200 || got.Comparison == nil {
 		t.Fatalf("comparison: %d %+v", code, got)
 	}
 	c := got.Comparison
-	if c.Baseline != base.ID || c.Tolerance != 0.5 || c.ErrorTolerancePP != DefaultErrorTolerancePP || got.Report == nil || got.Run != run.ID {
+	if c.Baseline != base.ID || c.Tolerance != 1 || c.ErrorTolerancePP != DefaultErrorTolerancePP || got.Report == nil || got.Run != run.ID {
 		t.Errorf("comparison header %+v (report %v)", c, got.Report)
 	}
 	keys := map[string]KeyComparison{}
