@@ -31,6 +31,12 @@ const (
 	// quantile is within 1% of the true sample at its rank, so a latency
 	// change smaller than the two values' combined error is never flagged.
 	SketchAccuracy = 0.01
+	// NoiseSigmas is how many standard deviations of counting noise a
+	// count, rate or error rate must move to be flagged: a Poisson count's
+	// (√n) for counts and rates, a binomial share's (√(p(1−p)/n)) for
+	// error rates — so 4 calls against 8 is noise, 1,000 against 800 is
+	// not.
+	NoiseSigmas = 3
 	// spreadFloorMS is the smallest launch start-spread change flagged:
 	// below it, timer and scheduling noise dominate.
 	spreadFloorMS = 5
@@ -54,9 +60,11 @@ const (
 // Tolerances: latencies (p50, p90, p95, p99, max), rates and counts are
 // compared relatively — a change is flagged when |delta| exceeds
 // Tolerance × baseline, and, for latencies, also the sketches' error
-// (SketchAccuracy × (baseline + value)) and MinLatencyDeltaMS. Error rates are compared in
-// absolute percentage points: flagged when |delta| exceeds
-// ErrorTolerancePP. Higher latencies and error rates are regressions;
+// (SketchAccuracy × (baseline + value)) and MinLatencyDeltaMS, and for
+// counts and rates also NoiseSigmas standard deviations of Poisson
+// counting noise. Error rates are compared in absolute percentage points:
+// flagged when |delta| exceeds ErrorTolerancePP and NoiseSigmas binomial
+// standard deviations. Higher latencies and error rates are regressions;
 // lower rates and counts are regressions (less throughput), except for
 // keys that count bad things (ws:disconnect, ws:close:*) where higher is.
 type Comparison struct {
@@ -198,7 +206,7 @@ func CompareReports(rep, base *state.Report, o CompareOptions) *Comparison {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		kc := compareKey(name, old[name], cur[name], o)
+		kc := compareKey(name, old[name], cur[name], base.DurationSecs, rep.DurationSecs, o)
 		switch kc.Verdict {
 		case VerdictRegressed:
 			c.Regressed++
@@ -212,8 +220,9 @@ func CompareReports(rep, base *state.Report, o CompareOptions) *Comparison {
 	return c
 }
 
-// compareKey compares one key (either side may be nil).
-func compareKey(name string, old, cur *state.ReportKey, o CompareOptions) KeyComparison {
+// compareKey compares one key (either side may be nil) of runs lasting
+// oldSecs and curSecs.
+func compareKey(name string, old, cur *state.ReportKey, oldSecs, curSecs float64, o CompareOptions) KeyComparison {
 	tol, errPP := o.Tolerance, o.ErrorTolerancePP
 	kc := KeyComparison{Key: name, Stats: []StatComparison{}}
 	type stat struct {
@@ -264,10 +273,18 @@ func compareKey(name string, old, cur *state.ReportKey, o CompareOptions) KeyCom
 			case 0:
 				limit = max(tol*b, SketchAccuracy*(b+v), o.MinLatencyDeltaMS)
 			case 1:
-				limit = tol * b
+				n0, n1 := float64(old.Count), float64(cur.Count)
+				noise := math.Sqrt(n0 + n1) // difference of two Poisson counts
+				if s.name == "rate_per_sec" {
+					t0, t1 := max(oldSecs, 1e-9), max(curSecs, 1e-9)
+					noise = math.Sqrt(n0/(t0*t0) + n1/(t1*t1))
+				}
+				limit = max(tol*b, NoiseSigmas*noise)
 				worse = (d < 0) != badIsHigh(name)
 			case 2:
-				limit = errPP / 100
+				n0, n1 := max(float64(old.Count), 1), max(float64(cur.Count), 1)
+				noise := math.Sqrt(b*(1-b)/n0 + v*(1-v)/n1)
+				limit = max(errPP/100, NoiseSigmas*noise)
 			}
 			sc.Verdict = VerdictSame
 			if math.Abs(d) > limit && d != 0 {

@@ -136,19 +136,26 @@ func TestCompareKeyVerdicts(t *testing.T) {
 		// 100 → 109 ms is inside a 10% tolerance; 100 → 85 is not.
 		{"inside tolerance", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(109)), 0.1, 0, "p95_ms", VerdictSame, VerdictSame},
 		{"faster", key("api:a", 10, 1, 0, f64(100)), key("api:a", 10, 1, 0, f64(85)), 0.1, 0, "p95_ms", VerdictImproved, VerdictImproved},
-		// Error rates: 1% → 1.4% is inside 0.5 pp, 1% → 1.6% is not.
-		{"errors inside pp", key("api:a", 10, 1, 0.01, nil), key("api:a", 10, 1, 0.014, nil), 0.1, 0, "error_rate", VerdictSame, VerdictSame},
-		{"errors beyond pp", key("api:a", 10, 1, 0.01, nil), key("api:a", 10, 1, 0.016, nil), 0.1, 0, "error_rate", VerdictRegressed, VerdictRegressed},
-		// Throughput: 20% fewer calls is a regression; 20% more drops too.
-		{"less throughput", key("api:a", 100, 10, 0, nil), key("api:a", 80, 8, 0, nil), 0.1, 0, "rate_per_sec", VerdictRegressed, VerdictRegressed},
-		{"more drops", key("ws:disconnect", 10, 1, 1, nil), key("ws:disconnect", 12, 1.2, 1, nil), 0.1, 0, "rate_per_sec", VerdictRegressed, VerdictRegressed},
+		// Error rates over a million calls: 1% → 1.4% is inside 0.5 pp,
+		// 1% → 1.6% is not.
+		{"errors inside pp", key("api:a", 1e6, 1e5, 0.01, nil), key("api:a", 1e6, 1e5, 0.014, nil), 0.1, 0, "error_rate", VerdictSame, VerdictSame},
+		{"errors beyond pp", key("api:a", 1e6, 1e5, 0.01, nil), key("api:a", 1e6, 1e5, 0.016, nil), 0.1, 0, "error_rate", VerdictRegressed, VerdictRegressed},
+		// Throughput over 10 s runs: 20% fewer calls is a regression when
+		// beyond counting noise (1000 → 800: 3σ = 127 calls), not when
+		// within it (8 → 4: 3σ = 10); 40% more drops is a regression.
+		{"less throughput", key("api:a", 1000, 100, 0, nil), key("api:a", 800, 80, 0, nil), 0.1, 0, "rate_per_sec", VerdictRegressed, VerdictRegressed},
+		{"fewer calls", key("api:a", 1000, 100, 0, nil), key("api:a", 800, 80, 0, nil), 0.1, 0, "count", VerdictRegressed, VerdictRegressed},
+		{"few calls", key("api:a", 8, 0.8, 0, nil), key("api:a", 4, 0.4, 0, nil), 0.1, 0, "rate_per_sec", VerdictSame, VerdictSame},
+		{"more drops", key("ws:disconnect", 500, 50, 1, nil), key("ws:disconnect", 700, 70, 1, nil), 0.1, 0, "rate_per_sec", VerdictRegressed, VerdictRegressed},
+		// Error rates over few calls: 0 → 2% of 50 calls is noise (3σ ≈ 6 pp).
+		{"few errors", key("api:a", 50, 5, 0, nil), key("api:a", 50, 5, 0.02, nil), 0.1, 0, "error_rate", VerdictSame, VerdictSame},
 		// 0.6 → 0.9 ms is beyond 10% but under a 1 ms floor.
 		{"under the floor", key("api:a", 10, 1, 0, f64(0.6)), key("api:a", 10, 1, 0, f64(0.9)), 0.1, 1, "p95_ms", VerdictSame, VerdictSame},
 		// Latency only in the new run.
 		{"new latency", key("api:a", 10, 1, 0, nil), key("api:a", 10, 1, 0, f64(5)), 0.1, 0, "p95_ms", VerdictNew, VerdictSame},
 	} {
-		base := &state.Report{Run: "b", Keys: []state.ReportKey{c.old}}
-		rep := &state.Report{Run: "r", Keys: []state.ReportKey{c.cur}}
+		base := &state.Report{Run: "b", DurationSecs: 10, Keys: []state.ReportKey{c.old}}
+		rep := &state.Report{Run: "r", DurationSecs: 10, Keys: []state.ReportKey{c.cur}}
 		cmp := CompareReports(rep, base, CompareOptions{Tolerance: c.tol, ErrorTolerancePP: DefaultErrorTolerancePP, MinLatencyDeltaMS: c.floor})
 		if len(cmp.Keys) != 1 {
 			t.Fatalf("%s: keys %+v", c.name, cmp.Keys)

@@ -28,7 +28,9 @@ values, the deltas and a verdict (regressed, improved, same, new, gone).
 Latencies, rates and counts change when they move by more than
 --tolerance relative to the baseline (and, for latencies, by more than the
 sketches' 1% error and --min-delta); error rates when they move by more than
---error-tolerance percentage points. A comparison is information: the
+--error-tolerance percentage points; counts, rates and error rates also by
+more than three standard deviations of counting noise. A comparison is
+information: the
 exit status is 0 unless --fail-on-regression is given and a key or a
 threshold regressed (then 1).`, stderr)
 	cf := addClientFlags(fs)

@@ -77,7 +77,7 @@ export function mount(main, id) {
     h('div.table-wrap', h('table#report-launches', h('thead', h('tr', h('th', 'Formation'), h('th', 'State'), h('th', 'Start'),
       h('th.num', 'Started / planned'), h('th.num', 'First koi after'), h('th.num', 'Spread'), h('th', 'Per school'))), launchesBody)),
     h('h2', 'Compare with a baseline'),
-    h('div.panel', h('div.muted.small', 'Latencies, rates and counts change when they move by more than the tolerance (latencies also by more than the sketches’ 1 % error and 1 ms); error rates when they move by more than 0.5 percentage points.'),
+    h('div.panel', h('div.muted.small', 'Latencies, rates and counts change when they move by more than the tolerance (latencies also by more than the sketches’ 1 % error and 1 ms); error rates when they move by more than 0.5 percentage points. Counts, rates and error rates must also move beyond three standard deviations of counting noise.'),
       cmpForm, cmpBox));
 
   function renderReport(rep) {
