@@ -91,7 +91,10 @@ func TestUIRunReport(t *testing.T) {
 	waitJS(t, ctx, 10*time.Second, "the report link of the ended run",
 		fmt.Sprintf(`!!document.querySelector('tr[data-run=%q] a.report-link[href="#/runs/%s/report"]')`, runID, runID))
 
-	run(t, ctx, "open the report", chromedp.Navigate(s.ui+"/#/runs/"+runID+"/report"))
+	// The run page links to its report.
+	run(t, ctx, "open the run", chromedp.Navigate(s.ui+"/#/runs/"+runID), chromedp.WaitVisible(chromedp.CSS(".page-head a.report-link")),
+		chromedp.Click(chromedp.CSS(".page-head a.report-link")))
+	waitJS(t, ctx, 5*time.Second, "the report route", fmt.Sprintf(`location.hash === '#/runs/%s/report'`, runID))
 	waitJS(t, ctx, 10*time.Second, "the per-key table", `document.querySelectorAll('#report-keys tr[data-key]').length > 0`)
 	if len(rep.Keys) == 0 || rep.Passed == nil || *rep.Passed {
 		t.Fatalf("the slowed run's report: %+v", rep)
