@@ -460,6 +460,13 @@ type ComparedReport struct {
 // compares rep with the baseline's report; nil without a baseline.
 func (k *Keeper) reportComparison(c echo.Context, rep *state.Report) (*Comparison, error) {
 	q := c.QueryParams()
+	// A raw "10%" is a bad URL escape: the query parser drops the pair,
+	// which would silently mean the default. Say so instead.
+	for _, p := range []string{"baseline", "tolerance", "error_tolerance", "min_delta"} {
+		if !q.Has(p) && strings.Contains("&"+c.Request().URL.RawQuery, "&"+p+"=") {
+			return nil, invalid(p, "is not URL-encoded (write %% as %%25, e.g. tolerance=10%%25)")
+		}
+	}
 	id := q.Get("baseline")
 	if id == "" {
 		for _, p := range []string{"tolerance", "error_tolerance", "min_delta"} {

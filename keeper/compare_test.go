@@ -263,6 +263,7 @@ func TestCompareRunsAgainstPond(t *testing.T) {
 		{"?baseline=" + base.ID + "&tolerance=-3%25", "tolerance", 400},
 		{"?baseline=" + base.ID + "&error_tolerance=x", "error_tolerance", 400},
 		{"?baseline=" + base.ID + "&min_delta=-1ms", "min_delta", 400},
+		{"?baseline=" + base.ID + "&tolerance=10%", "tolerance", 400}, // not URL-encoded
 		{"?tolerance=10%25", "baseline", 400},
 		{"?baseline=" + base.ID + "&format=xml", "format", 400},
 	} {
