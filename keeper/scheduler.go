@@ -138,6 +138,9 @@ func (k *Keeper) schedule(ctx context.Context) error {
 		k.notePartial(partial)
 	}
 	k.forgetOldSeries()
+	if err := k.checkpointRuns(ctx); err != nil {
+		return err
+	}
 	return k.finishReports(ctx)
 }
 

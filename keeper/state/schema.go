@@ -33,6 +33,7 @@ func schema() *memdb.DBSchema {
 	for _, t := range []*memdb.TableSchema{
 		behaviorSetsTable(), formationsTable(), runsTable(), launchesTable(),
 		schoolsTable(), assignmentsTable(), switchTable(), auditTable(), reportsTable(),
+		checkpointsTable(),
 	} {
 		s.Tables[t.Name] = t
 	}
