@@ -49,6 +49,7 @@ func (k *Keeper) notify(n Notice) {
 	if n.At.IsZero() {
 		n.At = time.Now()
 	}
+	k.log.Info("notice", "kind", n.Kind, "run", n.Run, "title", n.Title)
 	if n.Run != "" && (n.Labels == nil || n.RunName == "") {
 		if run := k.store.Read().Run(nil, n.Run); run != nil {
 			if n.Labels == nil {
@@ -59,7 +60,6 @@ func (k *Keeper) notify(n Notice) {
 			}
 		}
 	}
-	k.log.Info("notice", "kind", n.Kind, "run", n.Run, "title", n.Title)
 	if k.hooks != nil {
 		k.hooks.enqueue(n)
 	}
