@@ -64,6 +64,18 @@ func (k *Keeper) newEcho() *echo.Echo {
 	g.GET("/control", k.getControl, view)
 	g.POST("/control", k.postControl, oper)
 	g.GET("/audit", k.listAudit, view)
+	g.GET("/webhooks", k.listWebhooks, view)
+	g.POST("/webhooks", k.postWebhook, admin)
+	g.GET("/webhooks/:name", k.getWebhook, view)
+	g.PUT("/webhooks/:name", k.putWebhook, admin)
+	g.DELETE("/webhooks/:name", k.deleteWebhook, admin)
+	g.POST("/webhooks/:name/test", k.testWebhook, admin)
+	g.GET("/triggers", k.listTriggers, admin)
+	g.POST("/triggers", k.postTrigger, admin)
+	g.GET("/triggers/:name", k.getTrigger, admin)
+	g.PUT("/triggers/:name", k.putTrigger, admin)
+	g.DELETE("/triggers/:name", k.deleteTrigger, admin)
+	g.POST("/triggers/:name", k.postTriggerCall) // signed by the caller, no token
 	g.Any("/*", func(c echo.Context) error {
 		return notFound("", "no API route %s %s", c.Request().Method, c.Request().URL.Path)
 	})

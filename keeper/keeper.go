@@ -92,6 +92,14 @@ type Config struct {
 	// /healthz (GET and HEAD), without a token: the web UI (ui.Handler),
 	// which then calls the API on the same origin.
 	UI http.Handler
+	// PublicURL is the keeper's address as people reach it, for the links
+	// in notices (default http://HTTP).
+	PublicURL string
+	// WebhookTimeout bounds one webhook delivery attempt (default 5 s).
+	WebhookTimeout time.Duration
+	// WebhookBackoff is the wait before a webhook's first retry, doubled
+	// for each next one (default 1 s).
+	WebhookBackoff time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -155,6 +163,14 @@ func (c Config) Validate() []error {
 			errs = append(errs, fmt.Errorf("tokens[%d]: %w", i, err))
 		}
 	}
+	if c.PublicURL != "" {
+		if e := checkURL("public-url", c.PublicURL, "http", "https"); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	if c.WebhookTimeout < 0 || c.WebhookBackoff < 0 {
+		errs = append(errs, fmt.Errorf("webhook timeout and backoff: must not be negative"))
+	}
 	if err == nil && !isLoopback(httpHost) && c.TokensFile == "" && len(c.Tokens) == 0 {
 		errs = append(errs, fmt.Errorf("http: %s is beyond loopback: API tokens are required (--tokens FILE)", c.HTTP))
 	}
@@ -191,6 +207,8 @@ type Keeper struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // wakes the scheduler
+	hooks  *notifier     // webhook delivery workers
+	trig   *triggerStats // trigger calls accepted and refused
 
 	mu       sync.Mutex          // guards partial, refusals
 	partial  []string            // runs started partially, as last logged
@@ -242,6 +260,9 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	if err := k.store.Restore(recs); err != nil {
 		return nil, fmt.Errorf("keeper: %w", err)
 	}
+	k.trig = newTriggerStats()
+	k.hooks = newNotifier(k) // workers for the stored webhooks, owned by k.ctx and k.wg
+	k.hooks.sync()
 	k.opened = time.Now()
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()

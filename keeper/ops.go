@@ -313,6 +313,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		return nil, err
 	}
 	k.Kick()
+	k.notify(runStartedNotice(run, actor))
 	return run, nil
 }
 
@@ -407,6 +408,7 @@ func (k *Keeper) SetRunState(ctx context.Context, actor, id string, st wire.Stat
 	}
 	k.publishControl(c)
 	k.Kick()
+	k.notify(runSwitchNotice(out, st, actor))
 	return out, nil
 }
 
@@ -496,6 +498,7 @@ func (k *Keeper) SetSwitch(ctx context.Context, actor string, st wire.State) (*s
 		return nil, err
 	}
 	k.publishControl(control(out.Switch, ""))
+	k.notify(switchNotice(out, actor))
 	return out, nil
 }
 

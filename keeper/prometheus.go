@@ -66,5 +66,6 @@ func (k *Keeper) prometheus(c echo.Context) error {
 	for _, st := range []state.LaunchState{state.LaunchPending, state.LaunchRunning} {
 		fmt.Fprintf(&b, "koipond_launches{state=%q} %d\n", st, len(r.LaunchesIn(nil, st)))
 	}
+	k.writeNotifyMetrics(&b, metric)
 	return c.Blob(http.StatusOK, "text/plain; version=0.0.4; charset=utf-8", []byte(b.String()))
 }

@@ -183,6 +183,7 @@ func (k *Keeper) finishReports(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		k.notify(runEndedNotice(run, rep))
 	}
 	return nil
 }

@@ -38,6 +38,8 @@ var commands = []command{
 	{"run", "create, list, show, pause, resume, stop or scale runs", runRun},
 	{"report", "a run's report: latencies, errors, launches, thresholds (json, csv, text)", runReport},
 	{"launch", "launch a formation over a run's connected koi", runLaunch},
+	{"webhook", "add, list, test or remove notification webhooks (JSON or Slack)", runWebhook},
+	{"trigger", "add, list or remove event triggers; fire one with a signed call", runTrigger},
 	{"pause", "pause every koi everywhere", runPause},
 	{"resume", "resume every koi everywhere", runResume},
 	{"stop", "stop every koi everywhere (--nats URL if the keeper is down)", runStop},

@@ -37,6 +37,9 @@ func schema() *memdb.DBSchema {
 	} {
 		s.Tables[t.Name] = t
 	}
+	for _, t := range notifyTables() {
+		s.Tables[t.Name] = t
+	}
 	return s
 }
 

@@ -365,7 +365,9 @@ func (s *Store) Restore(recs map[string][]byte) error {
 		case key == switchKey:
 			obj, table = &GlobalSwitch{}, TableSwitch
 		default:
-			return fmt.Errorf("state: restore: unknown record %q", key)
+			if obj, table = restoreNotify(key); obj == nil {
+				return fmt.Errorf("state: restore: unknown record %q", key)
+			}
 		}
 		if err := json.Unmarshal(val, obj); err != nil {
 			return fmt.Errorf("state: restore: decoding %s: %w", key, err)

@@ -9,6 +9,7 @@ import * as report from './report.js';
 import * as formations from './formations.js';
 import * as behaviors from './behaviors.js';
 import * as schools from './schools.js';
+import * as notify from './notify.js';
 
 const $ = id => document.getElementById(id);
 const POLL_MS = 1000;
@@ -26,6 +27,7 @@ const routes = [
   [/^#\/formations(?:\/([^/]+))?$/, m => formations.mount($('main'), m[1] && decodeURIComponent(m[1])), 'formations'],
   [/^#\/behaviors(?:\/([^/]+))?$/, m => behaviors.mount($('main'), m[1] && decodeURIComponent(m[1])), 'behaviors'],
   [/^#\/schools\/?$/, () => schools.mount($('main')), 'schools'],
+  [/^#\/notifications\/?$/, () => notify.mount($('main')), 'notifications'],
 ];
 
 function route() {

@@ -1,0 +1,214 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// Tables of notification webhooks, event triggers and the signatures of
+// trigger calls already accepted (replay protection).
+const (
+	TableWebhooks    = "webhooks"
+	TableTriggers    = "triggers"
+	TableTriggerSeen = "trigger_seen"
+)
+
+// Key prefixes of the records.
+const (
+	prefixWebhook     = "hook."
+	prefixTrigger     = "trigger."
+	prefixTriggerSeen = "tseen."
+)
+
+func webhookKey(name string) string     { return prefixWebhook + enc(name) }
+func triggerKey(name string) string     { return prefixTrigger + enc(name) }
+func triggerSeenKey(name string) string { return prefixTriggerSeen + enc(name) }
+
+// notifyTables returns the tables of this file.
+func notifyTables() []*memdb.TableSchema {
+	return []*memdb.TableSchema{webhooksTable(), triggersTable(), triggerSeenTable()}
+}
+
+func webhooksTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableWebhooks, Indexes: map[string]*memdb.IndexSchema{
+		// id: a webhook by name (API get, put, delete; delivery workers
+		// list them all at start).
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+	}}
+}
+
+func triggersTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableTriggers, Indexes: map[string]*memdb.IndexSchema{
+		// id: a trigger by name (every trigger call; API).
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+	}}
+}
+
+func triggerSeenTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableTriggerSeen, Indexes: map[string]*memdb.IndexSchema{
+		// id: the signatures one trigger accepted recently (every trigger
+		// call checks and extends it).
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Trigger"}},
+	}}
+}
+
+// Webhook is where notices go: a URL receiving a JSON or Slack
+// incoming-webhook payload for the notice kinds it subscribes to.
+type Webhook struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// Format is "json" (the notice as JSON) or "slack" (text + blocks).
+	Format string `json:"format"`
+	// Kinds are notice kinds or globs (path.Match, e.g. "run.*"); empty:
+	// every kind.
+	Kinds []string `json:"kinds,omitempty"`
+	// Secret, when set, signs every delivery (X-Koipond-Signature). The
+	// API never returns it.
+	Secret string `json:"secret,omitempty"`
+	// Labels, when set, limit run notices to runs carrying every one of
+	// them; notices about no run (the global switch) are always sent.
+	Labels    map[string]string `json:"labels,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	CreatedBy string            `json:"created_by,omitempty"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+// Trigger maps signed calls from outside (a deploy pipeline) to actions:
+// runs started from templates, formations launched on labelled runs.
+type Trigger struct {
+	Name string `json:"name"`
+	// Secret keys the HMAC-SHA256 signature every call must carry. The
+	// API never returns it.
+	Secret    string          `json:"secret"`
+	Actions   []TriggerAction `json:"actions"`
+	CreatedAt time.Time       `json:"created_at"`
+	CreatedBy string          `json:"created_by,omitempty"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// TriggerAction is one thing a trigger does when every Match label is in
+// the call's labels: start a run (Run, a run spec whose strings are
+// templates over the call's payload) or launch a formation (Launch).
+type TriggerAction struct {
+	Match  map[string]string `json:"match,omitempty"`
+	Run    json.RawMessage   `json:"run,omitempty"`
+	Launch *TriggerLaunch    `json:"launch,omitempty"`
+}
+
+// TriggerLaunch launches a formation over every active run carrying
+// RunLabels, AtSecs after the call. Label and parameter values are
+// templates over the call's payload.
+type TriggerLaunch struct {
+	Formation string            `json:"formation"`
+	RunLabels map[string]string `json:"run_labels,omitempty"`
+	AtSecs    float64           `json:"at_secs,omitempty"`
+	Params    map[string]string `json:"params,omitempty"`
+}
+
+// TriggerSeen holds the signatures of one trigger's accepted calls with
+// their timestamps (unix seconds), so a call replayed within the
+// timestamp window is refused, also after a keeper restart. Entries older
+// than the window are dropped when the record is next written.
+type TriggerSeen struct {
+	Trigger string           `json:"trigger"`
+	Seen    map[string]int64 `json:"seen"`
+}
+
+// Webhook returns the webhook with that name, or nil.
+func (r *Reader) Webhook(ws memdb.WatchSet, name string) *Webhook {
+	return first[Webhook](r, ws, TableWebhooks, indexID, name)
+}
+
+// Webhooks returns every webhook, by name.
+func (r *Reader) Webhooks(ws memdb.WatchSet) []*Webhook {
+	return all[Webhook](r, ws, TableWebhooks, indexID)
+}
+
+// PutWebhook stores a webhook.
+func (t *Txn) PutWebhook(w *Webhook) error {
+	if w.Name == "" {
+		return fmt.Errorf("state: a webhook needs a name")
+	}
+	return t.put(TableWebhooks, webhookKey(w.Name), w, nilIfNone(t.Webhook(nil, w.Name)))
+}
+
+// DeleteWebhook removes a webhook; a missing one is not an error.
+func (t *Txn) DeleteWebhook(name string) error {
+	prev := t.Webhook(nil, name)
+	if prev == nil {
+		return nil
+	}
+	if err := t.tx.Delete(TableWebhooks, prev); err != nil {
+		return fmt.Errorf("state: delete from %s: %w", TableWebhooks, err)
+	}
+	return t.record(webhookKey(name), nil, prev)
+}
+
+// Trigger returns the trigger with that name, or nil.
+func (r *Reader) Trigger(ws memdb.WatchSet, name string) *Trigger {
+	return first[Trigger](r, ws, TableTriggers, indexID, name)
+}
+
+// Triggers returns every trigger, by name.
+func (r *Reader) Triggers(ws memdb.WatchSet) []*Trigger {
+	return all[Trigger](r, ws, TableTriggers, indexID)
+}
+
+// PutTrigger stores a trigger.
+func (t *Txn) PutTrigger(tr *Trigger) error {
+	if tr.Name == "" {
+		return fmt.Errorf("state: a trigger needs a name")
+	}
+	return t.put(TableTriggers, triggerKey(tr.Name), tr, nilIfNone(t.Trigger(nil, tr.Name)))
+}
+
+// DeleteTrigger removes a trigger and its seen signatures; a missing one
+// is not an error.
+func (t *Txn) DeleteTrigger(name string) error {
+	if prev := t.Trigger(nil, name); prev != nil {
+		if err := t.tx.Delete(TableTriggers, prev); err != nil {
+			return fmt.Errorf("state: delete from %s: %w", TableTriggers, err)
+		}
+		if err := t.record(triggerKey(name), nil, prev); err != nil {
+			return err
+		}
+	}
+	if prev := t.TriggerSeen(nil, name); prev != nil {
+		if err := t.tx.Delete(TableTriggerSeen, prev); err != nil {
+			return fmt.Errorf("state: delete from %s: %w", TableTriggerSeen, err)
+		}
+		return t.record(triggerSeenKey(name), nil, prev)
+	}
+	return nil
+}
+
+// TriggerSeen returns the signatures a trigger accepted, or nil.
+func (r *Reader) TriggerSeen(ws memdb.WatchSet, name string) *TriggerSeen {
+	return first[TriggerSeen](r, ws, TableTriggerSeen, indexID, name)
+}
+
+// PutTriggerSeen stores a trigger's accepted signatures.
+func (t *Txn) PutTriggerSeen(s *TriggerSeen) error {
+	if s.Trigger == "" {
+		return fmt.Errorf("state: seen signatures need their trigger")
+	}
+	return t.put(TableTriggerSeen, triggerSeenKey(s.Trigger), s, nilIfNone(t.TriggerSeen(nil, s.Trigger)))
+}
+
+// restoreNotify maps a record key of this file to a new object and its
+// table, or "" when the key is not one of them.
+func restoreNotify(key string) (any, string) {
+	switch {
+	case strings.HasPrefix(key, prefixWebhook):
+		return &Webhook{}, TableWebhooks
+	case strings.HasPrefix(key, prefixTriggerSeen):
+		return &TriggerSeen{}, TableTriggerSeen
+	case strings.HasPrefix(key, prefixTrigger):
+		return &Trigger{}, TableTriggers
+	}
+	return nil, ""
+}

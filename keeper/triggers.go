@@ -1,0 +1,754 @@
+package keeper
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/labstack/echo/v4"
+)
+
+// Trigger call limits.
+const (
+	// TriggerWindow is how far a call's timestamp may be from the
+	// keeper's clock; a call's signature is remembered that long, so a
+	// replay within the window is refused and one after it is stale.
+	TriggerWindow = 5 * time.Minute
+	// MaxTriggerBody bounds a trigger call's body.
+	MaxTriggerBody = 64 << 10
+	// maxTriggerSeen bounds the signatures remembered per trigger within
+	// the window (the record stays near 150 KiB, well under NATS's
+	// default 1 MiB message): calls beyond it are refused (reason
+	// too_many) until older ones age out.
+	maxTriggerSeen    = 2_000
+	maxTriggerActions = 50
+	maxTemplateLen    = 4096
+)
+
+// Reasons a trigger call is refused, counted per trigger.
+const (
+	RefusedUnknown      = "unknown_trigger"
+	RefusedNoHeaders    = "missing_headers"
+	RefusedMalformed    = "malformed_headers"
+	RefusedBadSignature = "bad_signature"
+	RefusedStale        = "stale_timestamp"
+	RefusedReplay       = "replay"
+	RefusedTooMany      = "too_many"
+)
+
+// triggerStats counts trigger calls in memory, for the API and /metrics.
+type triggerStats struct {
+	mu       sync.Mutex
+	refused  map[string]map[string]uint64 // trigger → reason → count
+	accepted map[string]uint64
+}
+
+func newTriggerStats() *triggerStats {
+	return &triggerStats{refused: map[string]map[string]uint64{}, accepted: map[string]uint64{}}
+}
+
+func (s *triggerStats) refuse(trigger, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused[trigger] == nil {
+		s.refused[trigger] = map[string]uint64{}
+	}
+	s.refused[trigger][reason]++
+}
+
+func (s *triggerStats) accept(trigger string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accepted[trigger]++
+}
+
+func (s *triggerStats) of(trigger string) (map[string]uint64, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]uint64{}
+	for r, n := range s.refused[trigger] {
+		out[r] = n
+	}
+	return out, s.accepted[trigger]
+}
+
+// TriggerSpec is what a caller gives to add or replace a trigger.
+type TriggerSpec struct {
+	Name string `json:"name"`
+	// Secret keys call signatures; required for a new trigger; on a
+	// replace nil keeps the stored one.
+	Secret  *string               `json:"secret,omitempty"`
+	Actions []state.TriggerAction `json:"actions"`
+}
+
+// refVar finds the payload fields a template reads (.labels.x, .event),
+// so a stored template can be checked with placeholders.
+var refVar = regexp.MustCompile(`\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?`)
+
+// placeholderData returns a payload holding "placeholder" in every field
+// the templates in texts read.
+func placeholderData(texts ...string) map[string]any {
+	labels := map[string]any{}
+	data := map[string]any{"labels": labels, "event": "placeholder"}
+	for _, t := range texts {
+		for _, m := range refVar.FindAllStringSubmatch(t, -1) {
+			switch {
+			case m[1] == "labels" && m[2] != "":
+				labels[m[2]] = "placeholder"
+			case m[1] != "labels":
+				data[m[1]] = "placeholder"
+			}
+		}
+	}
+	return data
+}
+
+// render executes text as a template over the call's payload; a missing
+// field is an error.
+func render(field, text string, data map[string]any) (string, *Error) {
+	if !strings.Contains(text, "{{") {
+		return text, nil
+	}
+	if len(text) > maxTemplateLen {
+		return "", invalid(field, "template is %d bytes; at most %d", len(text), maxTemplateLen)
+	}
+	t, err := template.New(field).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", invalid(field, "bad template: %v", err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		return "", invalid(field, "template fails on the payload: %v", err)
+	}
+	return b.String(), nil
+}
+
+// strings returns every string in a decoded JSON value.
+func jsonStrings(v any, out *[]string) {
+	switch x := v.(type) {
+	case string:
+		*out = append(*out, x)
+	case []any:
+		for _, e := range x {
+			jsonStrings(e, out)
+		}
+	case map[string]any:
+		for _, e := range x {
+			jsonStrings(e, out)
+		}
+	}
+}
+
+// renderJSON renders every string of a decoded JSON value in place.
+func renderJSON(field string, v any, data map[string]any) (any, *Error) {
+	switch x := v.(type) {
+	case string:
+		return render(field, x, data)
+	case []any:
+		for i, e := range x {
+			r, err := renderJSON(fmt.Sprintf("%s[%d]", field, i), e, data)
+			if err != nil {
+				return nil, err
+			}
+			x[i] = r
+		}
+	case map[string]any:
+		for k, e := range x {
+			r, err := renderJSON(field+"."+k, e, data)
+			if err != nil {
+				return nil, err
+			}
+			x[k] = r
+		}
+	}
+	return v, nil
+}
+
+// renderRun turns an action's run template into a checked RunSpec for a
+// payload: strings rendered, the payload's labels added to the run's (the
+// template's own labels win), then the spec's checks. field prefixes error
+// fields (e.g. "actions[0].run").
+func renderRun(field string, raw json.RawMessage, data map[string]any) (*RunSpec, *Error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, invalid(field, "not JSON: %v", err)
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return nil, invalid(field, "must be a run spec object")
+	}
+	v, err := renderJSON(field, v, data)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(v)
+	sd := json.NewDecoder(bytes.NewReader(b))
+	sd.DisallowUnknownFields()
+	var spec RunSpec
+	if err := sd.Decode(&spec); err != nil {
+		var ute *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &ute):
+			return nil, invalid(field+"."+ute.Field, "must be %s, not a JSON %s", ute.Type, ute.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return nil, invalid(field+"."+f, "unknown field %q", f)
+		}
+		return nil, invalid(field, "%v", err)
+	}
+	if labels, ok := data["labels"].(map[string]any); ok && len(labels) > 0 {
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		for k, v := range labels {
+			if _, set := spec.Labels[k]; !set {
+				spec.Labels[k] = fmt.Sprint(v)
+			}
+		}
+	}
+	if err := spec.check(); err != nil {
+		e := *err
+		e.Field = strings.TrimSuffix(field+"."+e.Field, ".")
+		return nil, &e
+	}
+	return &spec, nil
+}
+
+// renderMap renders the values of a string map.
+func renderMap(field string, m map[string]string, data map[string]any) (map[string]string, *Error) {
+	if m == nil {
+		return nil, nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		r, err := render(field+"."+k, v, data)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = r
+	}
+	return out, nil
+}
+
+func (s *TriggerSpec) check(create bool) *Error {
+	if err := checkPathName("name", s.Name); err != nil {
+		return err
+	}
+	if s.Secret == nil && create {
+		return invalid("secret", "a trigger needs a secret to check call signatures")
+	}
+	if s.Secret != nil && (len(*s.Secret) < 16 || len(*s.Secret) > 1024) {
+		return invalid("secret", "is %d bytes; give 16 to 1024", len(*s.Secret))
+	}
+	if len(s.Actions) == 0 || len(s.Actions) > maxTriggerActions {
+		return invalid("actions", "give 1 to %d actions, not %d", maxTriggerActions, len(s.Actions))
+	}
+	for i, a := range s.Actions {
+		field := fmt.Sprintf("actions[%d]", i)
+		if err := checkLabels(field+".match", a.Match); err != nil {
+			return err
+		}
+		hasRun := len(a.Run) > 0 && string(a.Run) != "null"
+		switch {
+		case hasRun && a.Launch != nil:
+			return invalid(field, "give run or launch, not both")
+		case hasRun:
+			var texts []string
+			var v any
+			if err := json.Unmarshal(a.Run, &v); err != nil {
+				return invalid(field+".run", "not JSON: %v", err)
+			}
+			jsonStrings(v, &texts)
+			for _, t := range texts {
+				if _, err := template.New("").Parse(t); err != nil {
+					return invalid(field+".run", "bad template %q: %v", clip(t, 80), err)
+				}
+			}
+			if _, err := renderRun(field+".run", a.Run, placeholderData(texts...)); err != nil {
+				return err
+			}
+		case a.Launch != nil:
+			l := a.Launch
+			if l.Formation == "" {
+				return invalid(field+".launch.formation", "give a formation hash or name")
+			}
+			if len(l.RunLabels) == 0 {
+				return invalid(field+".launch.run_labels", "give the labels of the runs to launch on")
+			}
+			if l.AtSecs < 0 || l.AtSecs > MaxLaunchAhead.Seconds() {
+				return invalid(field+".launch.at_secs", "%g is outside 0..%.0f", l.AtSecs, MaxLaunchAhead.Seconds())
+			}
+			var texts []string
+			for _, m := range []map[string]string{l.RunLabels, l.Params} {
+				for _, v := range m {
+					texts = append(texts, v)
+				}
+			}
+			data := placeholderData(texts...)
+			if _, err := renderMap(field+".launch.run_labels", l.RunLabels, data); err != nil {
+				return err
+			}
+			if _, err := renderMap(field+".launch.params", l.Params, data); err != nil {
+				return err
+			}
+			if err := checkLabels(field+".launch.run_labels", l.RunLabels); err != nil {
+				return err
+			}
+		default:
+			return invalid(field, "give a run (a run spec template) or a launch")
+		}
+	}
+	return nil
+}
+
+// PutTrigger adds a trigger (create: refused if the name is taken) or
+// replaces one.
+func (k *Keeper) PutTrigger(ctx context.Context, actor string, spec TriggerSpec, create bool) (*state.Trigger, error) {
+	exists := k.store.Read().Trigger(nil, spec.Name) != nil
+	if err := spec.check(create || !exists); err != nil {
+		return nil, err
+	}
+	var out *state.Trigger
+	err := k.write(ctx, "storing the trigger", func(tx *state.Txn) error {
+		old := tx.Trigger(nil, spec.Name)
+		if old != nil && create {
+			return conflict("trigger %q exists; replace it with PUT /api/v1/triggers/%s", spec.Name, spec.Name)
+		}
+		if old == nil && spec.Secret == nil {
+			return invalid("secret", "a trigger needs a secret to check call signatures")
+		}
+		tr := &state.Trigger{Name: spec.Name, Actions: spec.Actions, CreatedAt: tx.Now(), CreatedBy: actor, UpdatedAt: tx.Now()}
+		action := "add trigger"
+		if old != nil {
+			tr.CreatedAt, tr.CreatedBy, tr.Secret = old.CreatedAt, old.CreatedBy, old.Secret
+			action = "replace trigger"
+		}
+		if spec.Secret != nil {
+			tr.Secret = *spec.Secret
+		}
+		out = tr
+		if err := tx.PutTrigger(tr); err != nil {
+			return err
+		}
+		return tx.Audit(actor, action, tr.Name, fmt.Sprintf("%d actions", len(tr.Actions)))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteTrigger removes a trigger.
+func (k *Keeper) DeleteTrigger(ctx context.Context, actor, name string) error {
+	return k.write(ctx, "deleting the trigger", func(tx *state.Txn) error {
+		if tx.Trigger(nil, name) == nil {
+			return notFound("name", "no trigger %q", name)
+		}
+		if err := tx.DeleteTrigger(name); err != nil {
+			return err
+		}
+		return tx.Audit(actor, "delete trigger", name, "")
+	})
+}
+
+// TriggerView is a trigger as the API shows it: never its secret, with
+// its call counts since the keeper started.
+type TriggerView struct {
+	Name      string                `json:"name"`
+	Actions   []state.TriggerAction `json:"actions"`
+	CreatedAt time.Time             `json:"created_at"`
+	CreatedBy string                `json:"created_by,omitempty"`
+	UpdatedAt time.Time             `json:"updated_at"`
+	Accepted  uint64                `json:"accepted"`
+	Refused   map[string]uint64     `json:"refused"`
+}
+
+func (k *Keeper) triggerView(t *state.Trigger) TriggerView {
+	refused, accepted := k.trig.of(t.Name)
+	return TriggerView{Name: t.Name, Actions: t.Actions, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy,
+		UpdatedAt: t.UpdatedAt, Accepted: accepted, Refused: refused}
+}
+
+// TriggerRun is a run a trigger call started.
+type TriggerRun struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// TriggerLaunched is a launch a trigger call scheduled.
+type TriggerLaunched struct {
+	ID    string    `json:"id"`
+	Run   string    `json:"run"`
+	Start time.Time `json:"start"`
+}
+
+// ActionError says why one action of a call could not be done.
+type ActionError struct {
+	Action  int    `json:"action"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// TriggerResult answers a trigger call with what it started.
+type TriggerResult struct {
+	Trigger  string            `json:"trigger"`
+	Event    string            `json:"event,omitempty"`
+	Matched  []int             `json:"matched"`
+	Runs     []TriggerRun      `json:"runs"`
+	Launches []TriggerLaunched `json:"launches"`
+	Note     string            `json:"note,omitempty"`
+	// Errors lists the actions that could not be done; then the call
+	// answers 422 and (when they were found before anything started)
+	// nothing was started.
+	Errors []ActionError `json:"errors,omitempty"`
+}
+
+// TriggerRefused is a refused trigger call; Reason is one of the
+// Refused… constants.
+type TriggerRefused struct {
+	Reason string
+	Err    *Error
+}
+
+func (e *TriggerRefused) Error() string { return e.Err.Error() }
+
+// Unwrap returns the API error.
+func (e *TriggerRefused) Unwrap() error { return e.Err }
+
+func (k *Keeper) refuseTrigger(name, reason string, status *Error) error {
+	label := name
+	if reason == RefusedUnknown {
+		label = "(unknown)" // names callers invent must not grow the metrics
+	}
+	k.trig.refuse(label, reason)
+	k.stats.reject(k.log, "trigger: "+reason, status, "trigger", name)
+	return &TriggerRefused{Reason: reason, Err: status}
+}
+
+// triggerPayload is the part of a call's body the keeper reads; the rest
+// is there for templates.
+type triggerPayload struct {
+	Labels map[string]string `json:"labels"`
+	Event  string            `json:"event"`
+}
+
+// prepared is a matched action ready to be done.
+type prepared struct {
+	index    int
+	run      *RunSpec
+	launches []LaunchSpec
+}
+
+// FireTrigger authenticates a trigger call (timestamp and signature
+// headers, see Sign), refuses replays and stale calls, and does the
+// actions whose match labels the payload carries. The call's signature is
+// remembered (durably) before anything starts, so a replay never starts
+// anything twice, also after a keeper restart. Every matched action is
+// checked before any starts: when one cannot be done, none is, and the
+// result lists why (the API answers 422).
+func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader string, body []byte) (*TriggerResult, error) {
+	tr := k.store.Read().Trigger(nil, name)
+	if tr == nil {
+		return nil, k.refuseTrigger(name, RefusedUnknown, notFound("name", "no trigger %q", name))
+	}
+	if tsHeader == "" || sigHeader == "" {
+		return nil, k.refuseTrigger(name, RefusedNoHeaders, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
+			Message: fmt.Sprintf("missing_headers: sign the call with %s and %s", HeaderTimestamp, HeaderSignature)})
+	}
+	ts, err := strconv.ParseInt(tsHeader, 10, 64)
+	hexSig, ok := strings.CutPrefix(sigHeader, "sha256=")
+	if _, herr := hex.DecodeString(hexSig); err != nil || !ok || len(hexSig) != 64 || herr != nil {
+		return nil, k.refuseTrigger(name, RefusedMalformed, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
+			Message: fmt.Sprintf("malformed_headers: %s must be unix seconds and %s sha256=<64 hex digits>", HeaderTimestamp, HeaderSignature)})
+	}
+	if !hmac.Equal([]byte(Sign(tr.Secret, ts, body)), []byte(strings.ToLower(sigHeader))) {
+		return nil, k.refuseTrigger(name, RefusedBadSignature, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
+			Message: "bad_signature: the signature does not match the body and timestamp under this trigger's secret"})
+	}
+	now := time.Now()
+	if d := now.Sub(time.Unix(ts, 0)); d > TriggerWindow || d < -TriggerWindow {
+		return nil, k.refuseTrigger(name, RefusedStale, &Error{Code: CodeUnauthorized, Field: HeaderTimestamp,
+			Message: fmt.Sprintf("stale_timestamp: %s is %v from the keeper's clock; at most %v", tsHeader, d.Round(time.Second), TriggerWindow)})
+	}
+	var payload triggerPayload
+	var data map[string]any
+	if err := json.Unmarshal(body, &payload); err != nil {
+		return nil, invalid("", "the body must be a JSON object with labels (string values): %v", err)
+	}
+	if err := json.Unmarshal(body, &data); err != nil || data == nil {
+		return nil, invalid("", "the body must be a JSON object")
+	}
+	if err := checkLabels("labels", payload.Labels); err != nil {
+		return nil, err
+	}
+	actor := "trigger:" + name
+	res := &TriggerResult{Trigger: name, Event: payload.Event, Matched: []int{}, Runs: []TriggerRun{}, Launches: []TriggerLaunched{}}
+	var todo []prepared
+	r := k.store.Read()
+	for i, a := range tr.Actions {
+		if !labelsMatch(a.Match, payload.Labels) {
+			continue
+		}
+		res.Matched = append(res.Matched, i)
+		p, aerr := k.prepareAction(r, i, a, data, now)
+		if aerr != nil {
+			res.Errors = append(res.Errors, *aerr)
+			continue
+		}
+		todo = append(todo, p)
+	}
+	// Remember the signature before anything starts.
+	sig := strings.ToLower(hexSig)
+	err = k.write(ctx, "recording the trigger call", func(tx *state.Txn) error {
+		seen := &state.TriggerSeen{Trigger: name, Seen: map[string]int64{}}
+		if old := tx.TriggerSeen(nil, name); old != nil {
+			if _, dup := old.Seen[sig]; dup {
+				return k.refuseTrigger(name, RefusedReplay, &Error{Code: CodeConflict, Field: HeaderSignature,
+					Message: "replay: this exact call (same timestamp, body and signature) was accepted before"})
+			}
+			for s, at := range old.Seen {
+				if now.Sub(time.Unix(at, 0)) <= TriggerWindow+time.Minute {
+					seen.Seen[s] = at
+				}
+			}
+		}
+		if len(seen.Seen) >= maxTriggerSeen {
+			return k.refuseTrigger(name, RefusedTooMany, &Error{Code: CodeConflict,
+				Message: fmt.Sprintf("too_many: %d calls within %v; wait for older ones to age out", len(seen.Seen), TriggerWindow)})
+		}
+		seen.Seen[sig] = ts
+		if err := tx.PutTriggerSeen(seen); err != nil {
+			return err
+		}
+		detail := fmt.Sprintf("event %q, labels %s: matched actions %v", payload.Event, fmtLabels(payload.Labels), res.Matched)
+		if len(res.Errors) > 0 {
+			detail += fmt.Sprintf("; %d could not be done, nothing started", len(res.Errors))
+		}
+		return tx.Audit(actor, "fire trigger", name, detail)
+	})
+	if err != nil {
+		return nil, err
+	}
+	k.trig.accept(name)
+	switch {
+	case len(res.Errors) > 0:
+		res.Note = "nothing was started: fix the actions listed in errors and sign a new call"
+	case len(res.Matched) == 0:
+		res.Note = fmt.Sprintf("no action matches labels %s", fmtLabels(payload.Labels))
+	default:
+		for _, p := range todo {
+			k.doAction(ctx, actor, p, res)
+		}
+	}
+	k.notify(Notice{Kind: NoticeTrigger, Actor: actor, Title: fmt.Sprintf("Trigger %s fired", name),
+		Text: triggerSummary(res), Fields: map[string]string{"event": payload.Event, "labels": fmtLabels(payload.Labels)}})
+	return res, nil
+}
+
+// doAction starts what a prepared action says, adding it (or why not) to
+// res.
+func (k *Keeper) doAction(ctx context.Context, actor string, p prepared, res *TriggerResult) {
+	if p.run != nil {
+		run, err := k.CreateRun(ctx, actor, *p.run)
+		if err != nil {
+			res.Errors = append(res.Errors, actionError(p.index, err))
+			return
+		}
+		res.Runs = append(res.Runs, TriggerRun{ID: run.ID, Name: run.Name})
+	}
+	for _, ls := range p.launches {
+		l, err := k.Launch(ctx, actor, ls)
+		if err != nil {
+			res.Errors = append(res.Errors, actionError(p.index, err))
+			continue
+		}
+		res.Launches = append(res.Launches, TriggerLaunched{ID: l.ID, Run: l.Run, Start: l.Start})
+	}
+}
+
+func actionError(i int, err error) ActionError {
+	var e *Error
+	if errors.As(err, &e) {
+		return ActionError{Action: i, Field: e.Field, Message: e.Message}
+	}
+	return ActionError{Action: i, Message: err.Error()}
+}
+
+// prepareAction renders an action for a payload and checks it can be
+// done now.
+func (k *Keeper) prepareAction(r *state.Reader, i int, a state.TriggerAction, data map[string]any, now time.Time) (prepared, *ActionError) {
+	field := fmt.Sprintf("actions[%d]", i)
+	p := prepared{index: i}
+	fail := func(err *Error) (prepared, *ActionError) {
+		return p, &ActionError{Action: i, Field: err.Field, Message: err.Message}
+	}
+	if len(a.Run) > 0 && string(a.Run) != "null" {
+		spec, err := renderRun(field+".run", a.Run, data)
+		if err != nil {
+			return fail(err)
+		}
+		if r.BehaviorSet(nil, spec.BehaviorSet) == nil && r.LatestBehaviorSet(nil, spec.BehaviorSet) == nil {
+			return fail(notFound(field+".run.behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet))
+		}
+		p.run = spec
+		return p, nil
+	}
+	l := a.Launch
+	labels, err := renderMap(field+".launch.run_labels", l.RunLabels, data)
+	if err != nil {
+		return fail(err)
+	}
+	params, err := renderMap(field+".launch.params", l.Params, data)
+	if err != nil {
+		return fail(err)
+	}
+	if r.Formation(nil, l.Formation) == nil && r.LatestFormation(nil, l.Formation) == nil {
+		return fail(notFound(field+".launch.formation", "no formation with hash or name %q", l.Formation))
+	}
+	var at time.Time
+	if l.AtSecs > 0 {
+		at = now.Add(time.Duration(l.AtSecs * float64(time.Second)))
+	}
+	for _, run := range r.RunsIn(nil, state.RunRunning) {
+		if labelsMatch(labels, run.Labels) {
+			p.launches = append(p.launches, LaunchSpec{Formation: l.Formation, Run: run.ID, Params: params, At: at})
+		}
+	}
+	if len(p.launches) == 0 {
+		return fail(conflict("no running run has labels %s to launch %q on", fmtLabels(labels), l.Formation))
+	}
+	return p, nil
+}
+
+// labelsMatch reports whether have carries every label of want.
+func labelsMatch(want, have map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// fmtLabels prints labels as k=v,k=v in key order.
+func fmtLabels(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + m[k]
+	}
+	return strings.Join(keys, ",")
+}
+
+func triggerSummary(res *TriggerResult) string {
+	var parts []string
+	for _, r := range res.Runs {
+		parts = append(parts, fmt.Sprintf("started run %s (%s)", r.Name, r.ID))
+	}
+	for _, l := range res.Launches {
+		parts = append(parts, fmt.Sprintf("launch %s on run %s at %s", l.ID, l.Run, l.Start.Format(time.RFC3339)))
+	}
+	for _, e := range res.Errors {
+		parts = append(parts, fmt.Sprintf("action %d not done: %s %s", e.Action, e.Field, e.Message))
+	}
+	if res.Note != "" {
+		parts = append(parts, res.Note)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// --- HTTP
+
+func (k *Keeper) postTriggerCall(c echo.Context) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxTriggerBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body over %d bytes", MaxTriggerBody)}
+		}
+		return invalid("", "reading the body: %v", err)
+	}
+	h := c.Request().Header
+	res, err := k.FireTrigger(c.Request().Context(), c.Param("name"), h.Get(HeaderTimestamp), h.Get(HeaderSignature), body)
+	if err != nil {
+		return err
+	}
+	if len(res.Errors) > 0 {
+		return c.JSON(http.StatusUnprocessableEntity, res)
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (k *Keeper) listTriggers(c echo.Context) error {
+	out := []TriggerView{}
+	for _, t := range k.store.Read().Triggers(nil) {
+		out = append(out, k.triggerView(t))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (k *Keeper) getTrigger(c echo.Context) error {
+	t := k.store.Read().Trigger(nil, c.Param("name"))
+	if t == nil {
+		return notFound("name", "no trigger %q", c.Param("name"))
+	}
+	return c.JSON(http.StatusOK, k.triggerView(t))
+}
+
+func (k *Keeper) postTrigger(c echo.Context) error {
+	var spec TriggerSpec
+	if err := decode(c, &spec); err != nil {
+		return err
+	}
+	t, err := k.PutTrigger(c.Request().Context(), actor(c), spec, true)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, k.triggerView(t))
+}
+
+func (k *Keeper) putTrigger(c echo.Context) error {
+	var spec TriggerSpec
+	if err := decode(c, &spec); err != nil {
+		return err
+	}
+	if spec.Name == "" {
+		spec.Name = c.Param("name")
+	}
+	if spec.Name != c.Param("name") {
+		return invalid("name", "%q differs from the name in the path %q", spec.Name, c.Param("name"))
+	}
+	t, err := k.PutTrigger(c.Request().Context(), actor(c), spec, false)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, k.triggerView(t))
+}
+
+func (k *Keeper) deleteTrigger(c echo.Context) error {
+	if err := k.DeleteTrigger(c.Request().Context(), actor(c), c.Param("name")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
