@@ -178,6 +178,7 @@ type Keeper struct {
 	auth  *authenticator
 	agg   *aggregator
 	stats *stats
+	guard *guard // live thresholds and guardrails
 
 	ns  *server.Server // embedded server; nil with an external one
 	nc  *nats.Conn
@@ -208,7 +209,7 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 		return nil, fmt.Errorf("keeper: invalid config: %w", errors.Join(errs...))
 	}
 	cfg = cfg.withDefaults()
-	k := &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats(), refusals: map[refusal]refused{}}
+	k := &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats(), guard: newGuard(), refusals: map[refusal]refused{}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -251,7 +252,11 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	}
 	k.e = k.newEcho()
 	k.srv = &http.Server{Handler: k.e, ReadHeaderTimeout: 10 * time.Second}
-	k.wg.Add(2)
+	k.wg.Add(3)
+	go func() {
+		defer k.wg.Done()
+		k.guardLoop()
+	}()
 	go func() {
 		defer k.wg.Done()
 		if err := k.srv.Serve(k.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -124,6 +124,10 @@ type ThresholdResult struct {
 	Unit     string   `json:"unit"`
 	Passed   bool     `json:"passed"`
 	Note     string   `json:"note,omitempty"`
+	// LiveFailures counts the times the threshold started failing in the
+	// live (sliding window) evaluation, LiveFailedSecs how long it failed.
+	LiveFailures   int     `json:"live_failures,omitempty"`
+	LiveFailedSecs float64 `json:"live_failed_secs,omitempty"`
 }
 
 // Report returns a run's persisted report, or nil.

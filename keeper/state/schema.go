@@ -32,7 +32,7 @@ func schema() *memdb.DBSchema {
 	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
 	for _, t := range []*memdb.TableSchema{
 		behaviorSetsTable(), formationsTable(), runsTable(), launchesTable(),
-		schoolsTable(), assignmentsTable(), switchTable(), auditTable(), reportsTable(),
+		schoolsTable(), assignmentsTable(), switchTable(), auditTable(), reportsTable(), guardrailsTable(),
 	} {
 		s.Tables[t.Name] = t
 	}

@@ -362,6 +362,8 @@ func (s *Store) Restore(recs map[string][]byte) error {
 			obj, table = &Report{}, TableReports
 		case key == switchKey:
 			obj, table = &GlobalSwitch{}, TableSwitch
+		case key == guardrailsKey:
+			obj, table = &Guardrails{}, TableGuardrails
 		default:
 			return fmt.Errorf("state: restore: unknown record %q", key)
 		}
