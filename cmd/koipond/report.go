@@ -136,7 +136,11 @@ func printReport(w io.Writer, rep *state.Report) {
 			if t.Observed != nil {
 				obs = formatObserved(*t.Observed, t.Unit)
 			}
-			fmt.Fprintf(w, "  %s  %s: %s (observed %s)\n", verdict, t.Key, t.Expr, obs)
+			live := ""
+			if t.LiveFailures > 0 {
+				live = fmt.Sprintf("; failed live %d× for %.0f s", t.LiveFailures, t.LiveFailedSecs)
+			}
+			fmt.Fprintf(w, "  %s  %s: %s (observed %s%s)\n", verdict, t.Key, t.Expr, obs, live)
 		}
 		if rep.Passed != nil && *rep.Passed {
 			fmt.Fprintln(w, "all thresholds passed")
@@ -185,6 +189,7 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	start := time.Now()
+	seenActions := 0
 	for {
 		var v runView
 		if err := cf.call(ctx, "GET", base, nil, &v); err != nil {
@@ -207,6 +212,13 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 		}
 		fmt.Fprintf(progress, "%6s  %s  koi %d/%d connected  %.1f req/s  %.2f errors/s\n",
 			time.Since(start).Round(time.Second), v.State, v.KoiNow.Connected, v.Koi, rate, errRate)
+		for _, l := range v.LiveNow {
+			fmt.Fprintf(progress, "        %s\n", liveLine(l))
+		}
+		for _, a := range v.GuardActions[min(seenActions, len(v.GuardActions)):] {
+			fmt.Fprintf(progress, "        GUARDRAIL %q: %s was %s → %s: %s\n", a.Rule, a.Condition, formatObserved(a.Observed, a.Unit), a.Action, a.Detail)
+		}
+		seenActions = len(v.GuardActions)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

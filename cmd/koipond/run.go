@@ -25,6 +25,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"resume": verb(runSwitchVerb("resume")),
 		"stop":   verb(runSwitchVerb("stop")),
 		"scale":  verb(runScale),
+		"shed":   verb(runShed),
 	})
 }
 
@@ -35,8 +36,13 @@ at once (or paused with --paused); without --duration it is always-on.
 
 --threshold adds a condition the run's report judges, e.g.
   --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
-With --wait (and --duration) the command streams progress once a second,
-prints the final report and exits 1 when a threshold failed: CI gating.`, stderr)
+With --wait (and --duration) the command streams progress once a second
+(with each threshold's live verdict over --threshold-window), prints the
+final report and exits 1 when a threshold failed: CI gating.
+
+--guardrail adds a rule acting on the run when its metrics go bad, e.g.
+  --guardrail 'api:*=success_rate < 95% for 5m -> pause'
+  --guardrail 'event:message=p99 > 5s for 1m -> shed 50%'`, stderr)
 	cf := addClientFlags(fs)
 	var spec keeper.RunSpec
 	labels := keyValues{}
@@ -55,6 +61,8 @@ prints the final report and exits 1 when a threshold failed: CI gating.`, stderr
 	fs.BoolVar(&spec.Paused, "paused", false, "create the run paused")
 	thresholds := thresholdFlags{}
 	fs.Var(thresholds, "threshold", "`KEY=CONDITION` the run must meet, e.g. 'api:auth.test=p95 < 300ms' (repeatable)")
+	fs.Var(guardrailFlags{&spec.Guardrails}, "guardrail", "rule `'KEY=WHEN for DUR -> ACTION'` (pause, stop, shed N%; repeatable)")
+	window := fs.Duration("threshold-window", 0, "sliding window of live thresholds (default 30s)")
 	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed (needs --duration)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -67,6 +75,7 @@ prints the final report and exits 1 when a threshold failed: CI gating.`, stderr
 		return errUsage
 	}
 	spec.DurationSecs = dur.Seconds()
+	spec.ThresholdWindowSecs = int(window.Seconds())
 	if len(labels) > 0 {
 		spec.Labels = labels
 	}
@@ -103,6 +112,7 @@ type runView struct {
 	} `json:"koi_now"`
 	Refused        map[string]string `json:"refused"`
 	StopCompleteMS int64             `json:"stop_complete_ms"`
+	keeper.GuardView
 }
 
 func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
@@ -128,6 +138,7 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	for s, why := range v.Refused {
 		fmt.Fprintf(stdout, "  REFUSED by %s: %s\n", s, why)
 	}
+	printGuard(stdout, &v)
 	if v.Stop != nil {
 		if v.Stop.Complete() {
 			fmt.Fprintf(stdout, "  stop confirmed by %d schools in %d ms\n", len(v.Stop.Expected), v.StopCompleteMS)
