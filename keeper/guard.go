@@ -440,7 +440,7 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 			return err
 		}
 	}
-	return nil
+	return k.capacityPass(ctx, now)
 }
 
 // liveThresholds evaluates a running run's thresholds over its window and

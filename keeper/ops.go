@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -185,6 +186,9 @@ type RunSpec struct {
 	// Guardrails are rules acting on the run when its metrics go bad;
 	// see parseGuardrail.
 	Guardrails []state.GuardrailRule `json:"guardrails,omitempty"`
+	// Capacity makes the run a capacity search (see capacity.go); Koi is
+	// then its start.
+	Capacity *state.CapacitySpec `json:"capacity,omitempty"`
 }
 
 func checkURL(field, raw string, schemes ...string) *Error {
@@ -283,6 +287,11 @@ func (s *RunSpec) check() *Error {
 	if _, err := parseGuardrails("guardrails", "run", s.Guardrails); err != nil {
 		return err
 	}
+	if s.Capacity != nil {
+		if err := checkCapacity(s.Capacity, s.Target.Tokens); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -313,8 +322,14 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		run.BehaviorSet = b.Hash
 		ts, _ := parseThresholds(spec.Thresholds) // checked above
 		run.Warnings = thresholdWarnings(ts, b)
-		run.Warnings = append(run.Warnings, guardrailWarnings("guardrails", run.Guardrails)...)
 		now := tx.Now()
+		run.Warnings = append(run.Warnings, guardrailWarnings("guardrails", run.Guardrails)...)
+		if spec.Capacity != nil {
+			c := *spec.Capacity
+			run.Capacity, run.Koi = &c, c.Start
+			run.CapacityResult = &state.CapacityResult{StepFrom: now, Steps: []state.CapacityStep{}}
+			run.Warnings = append(run.Warnings, capacityWarnings(&c, append(slices.Clone(run.Guardrails), tx.Guardrails(nil).Rules...))...)
+		}
 		run.CreatedAt, run.StartedAt = now, now
 		run.Switch = state.Switch{State: wire.Running, Epoch: tx.NextEpoch(), By: actor, At: now}
 		if spec.Paused {

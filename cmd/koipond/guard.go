@@ -155,6 +155,7 @@ running run). "-" reads FILE from stdin. Setting needs an admin token.`, stderr)
 // printGuard writes a run's shed share, live thresholds, guardrails and
 // the actions they took.
 func printGuard(w io.Writer, v *runView) {
+	printCapacity(w, v.CapacityResult)
 	if v.ShedPercent > 0 {
 		fmt.Fprintf(w, "  shed %g%%: %d of %d koi active\n", v.ShedPercent, v.GuardView.EffectiveKoi, v.Koi)
 	}
@@ -189,4 +190,70 @@ func liveLine(l keeper.LiveThresholdView) string {
 		s += fmt.Sprintf(" (for %s)", (time.Duration(l.FailingSecs) * time.Second).Round(time.Second))
 	}
 	return s
+}
+
+// capacityFlag reads --capacity start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN].
+type capacityFlag struct{ spec **state.CapacitySpec }
+
+func (c capacityFlag) String() string { return "" }
+
+func (c capacityFlag) Set(s string) error {
+	cs := &state.CapacitySpec{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return fmt.Errorf("%q is not KEY=VALUE (start, step, every, max, then, flatten)", part)
+		}
+		var err error
+		switch k {
+		case "start":
+			cs.Start, err = strconv.Atoi(v)
+		case "step":
+			cs.Step, err = strconv.Atoi(v)
+		case "max":
+			cs.Max, err = strconv.Atoi(v)
+		case "every":
+			var d time.Duration
+			if d, err = time.ParseDuration(v); err == nil {
+				cs.StepSecs = int(d.Seconds())
+			}
+		case "then":
+			cs.Then = v
+		case "flatten":
+			key, gain, ok := strings.Cut(v, "@")
+			if !ok {
+				return fmt.Errorf("flatten=%q: want KEY@MIN_GAIN, e.g. api:*@0.5", v)
+			}
+			f := &state.CapacityFlatten{Key: key}
+			f.MinGain, err = strconv.ParseFloat(gain, 64)
+			cs.Flatten = f
+		default:
+			return fmt.Errorf("unknown key %q (start, step, every, max, then, flatten)", k)
+		}
+		if err != nil {
+			return fmt.Errorf("%s=%q: %v", k, v, err)
+		}
+	}
+	*c.spec = cs
+	return nil
+}
+
+// printCapacity writes a capacity search's steps and result.
+func printCapacity(w io.Writer, res *state.CapacityResult) {
+	if res == nil {
+		return
+	}
+	if res.Done {
+		fmt.Fprintf(w, "capacity: %d koi sustained (%s)\n", res.Sustained, res.Reason)
+	} else {
+		fmt.Fprintf(w, "capacity: searching, %d koi sustained so far\n", res.Sustained)
+	}
+	for _, s := range res.Steps {
+		verdict := "held"
+		if !s.Held {
+			verdict = "BROKE"
+		}
+		fmt.Fprintf(w, "  %6d koi  %-5s  %8.1f/s  %6.2f%% errors  p95 %s ms  (%s, %s)  %s\n", s.Koi, verdict, s.Rate, 100*s.ErrorRate,
+			optMS(s.P95), s.Key, s.To.Sub(s.From).Round(time.Second), s.Reason)
+	}
 }

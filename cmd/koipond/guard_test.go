@@ -74,6 +74,20 @@ func TestGuardCommands(t *testing.T) {
 		t.Error("the report does not say the threshold failed live")
 	}
 
+	// A capacity search to its max against a clean pond, waited for.
+	_ = p.SetFaults(nil)
+	out, errOut, code = runCmd(t, "run", "create", "--keeper", base, "--name", "capacity", "--behaviors", "g",
+		"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--ramp", "0", "--time-scale", "120",
+		"--capacity", "start=5,step=5,every=3s,max=10", "--wait")
+	t.Logf("capacity: exit %d\n--- progress\n%s--- report\n%s", code, errOut, out)
+	if code != 0 || !strings.Contains(out, "capacity: 10 koi sustained (reached max (10 koi))") || !strings.Contains(out, "      5 koi  held") {
+		t.Errorf("capacity search: exit %d", code)
+	}
+	if err := run(ctx, []string{"run", "create", "--keeper", base, "--name", "x", "--behaviors", "g", "--api-base", p.URL() + "/api",
+		"--capacity", "start=5,step=5,every=3s,max=1"}, &strings.Builder{}, &strings.Builder{}); err == nil || !strings.Contains(err.Error(), "capacity.max") {
+		t.Errorf("bad capacity: %v", err)
+	}
+
 	// run shed on a fresh always-on run.
 	out, errOut, code = runCmd(t, "run", "create", "--keeper", base, "--name", "shed", "--behaviors", "g",
 		"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "10", "--ramp", "0")

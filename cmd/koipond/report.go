@@ -125,6 +125,7 @@ func printReport(w io.Writer, rep *state.Report) {
 			fmt.Fprintf(w, "  school %s: %d of %d, spread %.0f ms %s\n", s.School, s.Started, s.Planned, s.SpreadMS, s.Error)
 		}
 	}
+	printCapacity(w, rep.Capacity)
 	if len(rep.Thresholds) > 0 {
 		fmt.Fprintln(w, "thresholds:")
 		for _, t := range rep.Thresholds {

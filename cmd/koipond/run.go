@@ -42,7 +42,11 @@ final report and exits 1 when a threshold failed: CI gating.
 
 --guardrail adds a rule acting on the run when its metrics go bad, e.g.
   --guardrail 'api:*=success_rate < 95% for 5m -> pause'
-  --guardrail 'event:message=p99 > 5s for 1m -> shed 50%'`, stderr)
+  --guardrail 'event:message=p99 > 5s for 1m -> shed 50%'
+
+--capacity makes the run a capacity search: it starts at start koi and adds
+step koi every DUR while every guardrail holds, up to max, then reports the
+largest count that held and stops (then=stop) or holds there (then=hold).`, stderr)
 	cf := addClientFlags(fs)
 	var spec keeper.RunSpec
 	labels := keyValues{}
@@ -62,16 +66,17 @@ final report and exits 1 when a threshold failed: CI gating.
 	thresholds := thresholdFlags{}
 	fs.Var(thresholds, "threshold", "`KEY=CONDITION` the run must meet, e.g. 'api:auth.test=p95 < 300ms' (repeatable)")
 	fs.Var(guardrailFlags{&spec.Guardrails}, "guardrail", "rule `'KEY=WHEN for DUR -> ACTION'` (pause, stop, shed N%; repeatable)")
+	fs.Var(capacityFlag{&spec.Capacity}, "capacity", "capacity search `start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN]`")
 	window := fs.Duration("threshold-window", 0, "sliding window of live thresholds (default 30s)")
-	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed (needs --duration)")
+	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed (needs --duration or --capacity)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := needArgs(fs, 0, "no arguments, only flags", stderr); err != nil {
 		return err
 	}
-	if *wait && *dur <= 0 {
-		fmt.Fprintln(stderr, "koipond run create: --wait needs --duration (an always-on run never ends)")
+	if *wait && *dur <= 0 && (spec.Capacity == nil || spec.Capacity.Then == "hold") {
+		fmt.Fprintln(stderr, "koipond run create: --wait needs --duration or a --capacity search that stops (an always-on run never ends)")
 		return errUsage
 	}
 	spec.DurationSecs = dur.Seconds()

@@ -121,3 +121,54 @@ func (t *Txn) PutGuardrails(g *Guardrails) error {
 	}
 	return t.put(TableGuardrails, guardrailsKey, g, nilIfNone(first[Guardrails](&t.Reader, nil, TableGuardrails, indexID)))
 }
+
+// CapacitySpec asks a run to search for the most koi the target
+// sustains: start at Start koi and add Step every StepSecs while every
+// guardrail holds and the live thresholds pass, up to Max.
+type CapacitySpec struct {
+	Start    int `json:"start"`
+	Step     int `json:"step"`
+	StepSecs int `json:"step_secs"`
+	Max      int `json:"max"`
+	// Flatten, when set, also ends the search when the key's rate per
+	// added koi falls below MinGain × the first step's rate per koi.
+	Flatten *CapacityFlatten `json:"flatten,omitempty"`
+	// Then is what follows the search: "stop" (the default) or "hold"
+	// (scale back to the sustained count and keep running).
+	Then string `json:"then,omitempty"`
+}
+
+// CapacityFlatten is the throughput test of a capacity search.
+type CapacityFlatten struct {
+	Key     string  `json:"key"`
+	MinGain float64 `json:"min_gain"`
+}
+
+// CapacityResult is where a capacity search is, and what it found.
+type CapacityResult struct {
+	// Sustained is the largest koi count whose step held.
+	Sustained int  `json:"sustained"`
+	Done      bool `json:"done"`
+	// Reason says why the search ended.
+	Reason string `json:"reason,omitempty"`
+	// StepFrom is when the current step began.
+	StepFrom time.Time      `json:"step_from"`
+	Steps    []CapacityStep `json:"steps"`
+}
+
+// CapacityStep is one step of a capacity search: its koi, its window and
+// what the target did over it (Key's rate and latency).
+type CapacityStep struct {
+	Koi    int       `json:"koi"`
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Held   bool      `json:"held"`
+	Reason string    `json:"reason,omitempty"`
+	Key    string    `json:"key"`
+	Count  uint64    `json:"count"`
+	// Rate is Key's observations per second; ErrorRate their failed
+	// share; P95 their latency in ms (absent without samples).
+	Rate      float64  `json:"rate_per_sec"`
+	ErrorRate float64  `json:"error_rate"`
+	P95       *float64 `json:"p95_ms,omitempty"`
+}

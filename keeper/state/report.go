@@ -48,6 +48,8 @@ type Report struct {
 	// thresholds.
 	Thresholds []ThresholdResult `json:"thresholds,omitempty"`
 	Passed     *bool             `json:"passed,omitempty"`
+	// Capacity is the run's capacity search, when it was one.
+	Capacity *CapacityResult `json:"capacity,omitempty"`
 	// Snapshot is the run's merged metrics.Snapshot in its binary
 	// encoding (sketches per key), for later comparison; omitted when over
 	// MaxReportSnapshot bytes.

@@ -135,6 +135,9 @@ type Run struct {
 	ShedPercent float64 `json:"shed_percent,omitempty"`
 	// GuardActions are the newest actions guardrails took on the run.
 	GuardActions []GuardAction `json:"guard_actions,omitempty"`
+	// Capacity makes the run a capacity search; CapacityResult follows it.
+	Capacity       *CapacitySpec   `json:"capacity,omitempty"`
+	CapacityResult *CapacityResult `json:"capacity_result,omitempty"`
 }
 
 // Active reports whether the run should have koi assigned.

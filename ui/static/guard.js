@@ -50,10 +50,11 @@ export function mountGuard(id, onChange) {
   const liveBody = h('tbody');
   const rulesBody = h('tbody');
   const actsBody = h('tbody');
+  const capacity = h('div#capacity');
   const el = h('div.panel#guard',
     h('h2', 'Guardrails and live thresholds'),
     h('div.muted.small', 'Thresholds are judged each second over a sliding window; a guardrail acts when its condition holds for its whole window.'),
-    shedInfo, shedForm,
+    shedInfo, shedForm, capacity,
     h('h3', 'Live thresholds'),
     h('div.table-wrap', h('table#live-thresholds', h('thead', h('tr', h('th', 'Key'), h('th', 'Threshold'), h('th', 'Now'),
       h('th.num', 'Observed'), h('th.num', 'Calls'), h('th', 'Failing for'))), liveBody)),
@@ -94,6 +95,15 @@ export function mountGuard(id, onChange) {
       h('td', fmtTime(a.at)), h('td', `${a.rule} (${a.scope})`), h('td.mono', a.condition),
       h('td.num', `${fmtValue(a.observed, a.unit)} over ${a.count}`), h('td', h('span.chip.bad', a.action)), h('td.hide-sm.small', a.detail || '')))
       : [h('tr', h('td.empty', { colspan: 6 }, 'No guardrail has acted on this run.'))]));
+    const c = run.capacity_result;
+    capacity.replaceChildren(...(c ? [h('h3', 'Capacity search'),
+      h('div.small', { 'data-sustained': c.sustained, 'data-done': c.done ? 'yes' : 'no' },
+        c.done ? `${c.sustained} koi sustained — ${c.reason}` : `searching: ${run.koi} koi now, ${c.sustained} sustained so far`),
+      h('div.table-wrap', h('table#capacity-steps', h('thead', h('tr', h('th.num', 'Koi'), h('th', 'Held'), h('th.num', 'Rate'),
+        h('th.num', 'Errors'), h('th.num', 'p95'), h('th.hide-sm', 'Why not'))),
+        h('tbody', ...(c.steps || []).map(st => h('tr', h('td.num', String(st.koi)), h('td', chip(st.held ? 'ok' : 'fail')),
+          h('td.num', st.rate_per_sec.toFixed(1) + '/s'), h('td.num', fmtValue(st.error_rate, 'fraction')), h('td.num', fmtMS(st.p95_ms)),
+          h('td.hide-sm.small', st.reason || ''))))))] : []));
     for (const t of el.querySelectorAll('table')) labelCells(t);
     applyRole(el);
   }
