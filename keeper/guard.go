@@ -313,11 +313,11 @@ type guard struct {
 	mu    sync.Mutex
 	live  map[string]map[string]*liveState // run → key\x00expr →
 	views map[string][]GuardrailView       // run → rules
-	fired map[string]time.Time             // run\x00scope\x00name → last firing
+	fired map[string]map[string]time.Time  // run → scope\x00name → last firing
 }
 
 func newGuard() *guard {
-	return &guard{live: map[string]map[string]*liveState{}, views: map[string][]GuardrailView{}, fired: map[string]time.Time{}}
+	return &guard{live: map[string]map[string]*liveState{}, views: map[string][]GuardrailView{}, fired: map[string]map[string]time.Time{}}
 }
 
 func liveID(key, expr string) string { return key + "\x00" + expr }
@@ -400,6 +400,11 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 		k.guard.mu.Lock()
 		_, tracked := k.guard.live[run.ID]
 		k.guard.mu.Unlock()
+		if run.State == state.RunStopped {
+			k.guard.mu.Lock()
+			delete(k.guard.fired, run.ID)
+			k.guard.mu.Unlock()
+		}
 		if !isRunning {
 			if tracked {
 				changes = append(changes, k.idleRun(run, now)...)
@@ -435,7 +440,14 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	if err := k.recordLive(ctx, changes); err != nil {
 		return err
 	}
+	globalDone := map[string]bool{} // a global rule acts once per pass
 	for _, f := range fires {
+		if f.g.scope == "global" {
+			if globalDone[f.g.rule.Name] {
+				continue
+			}
+			globalDone[f.g.rule.Name] = true
+		}
 		if err := k.act(ctx, f, now); err != nil {
 			return err
 		}
@@ -599,9 +611,8 @@ func windowOf(run *state.Run) int {
 // returns the rule's view and, when it fires, the firing.
 func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Time) (GuardrailView, *firing) {
 	v := GuardrailView{Name: g.rule.Name, Scope: g.scope, Condition: g.condition(), For: g.rule.For, Action: g.rule.Action, Unit: g.cond.Unit()}
-	fk := run.ID + "\x00" + g.scope + "\x00" + g.rule.Name
 	k.guard.mu.Lock()
-	armed = latest(armed, k.guard.fired[fk])
+	armed = latest(armed, k.guard.fired[run.ID][g.scope+"\x00"+g.rule.Name])
 	k.guard.mu.Unlock()
 	v.ArmedAt = armed
 	if now.Sub(armed) < g.dur {
@@ -721,9 +732,11 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 		return err
 	}
 	k.guard.mu.Lock()
-	k.guard.fired[f.run.ID+"\x00"+g.scope+"\x00"+g.rule.Name] = now
-	for _, id := range shedRuns {
-		k.guard.fired[id+"\x00"+g.scope+"\x00"+g.rule.Name] = now
+	for _, id := range append(shedRuns, f.run.ID) {
+		if k.guard.fired[id] == nil {
+			k.guard.fired[id] = map[string]time.Time{}
+		}
+		k.guard.fired[id][g.scope+"\x00"+g.rule.Name] = now
 	}
 	k.guard.mu.Unlock()
 	for _, c := range controls {

@@ -582,3 +582,45 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 		t.Errorf("report threshold %+v, recorded %+v", th, lt[0])
 	}
 }
+
+// A global shed rule sheds every running run once per firing, even when
+// several runs trip it in the same second.
+func TestGlobalShedShedsEveryRunOnce(t *testing.T) {
+	r := newRig(t, 200)
+	p := newPond(t, map[string]pond.Fault{"auth.test": {Error: 0.5}})
+	if _, err := r.k.SetGuardrails(context.Background(), "test", []state.GuardrailRule{{Name: "g-shed", Key: "api:auth.test", When: "error_rate > 20%", For: "2s", Action: "shed 50%"}}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, name := range []string{"one", "two"} {
+		run, err := r.k.CreateRun(context.Background(), "test", spec(name, p, 20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, run.ID)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		for _, id := range ids {
+			if r.run(id).ShedPercent == 0 {
+				return errors.New("not every run is shed yet")
+			}
+		}
+		return nil
+	})
+	_ = p.SetFaults(nil)
+	for _, id := range ids {
+		got := r.run(id)
+		if got.ShedPercent != 50 || len(got.GuardActions) != 1 || got.GuardActions[0].Scope != "global" || got.GuardActions[0].Rule != "g-shed" {
+			t.Errorf("run %s: shed %g, actions %+v", got.Name, got.ShedPercent, got.GuardActions)
+		}
+	}
+	if n := len(auditWith(r.k, "guardrail:g-shed", "(global rule)")); n != 1 {
+		t.Errorf("%d firings audited, want 1", n)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if ws := p.Stats().WebsocketsOpen; ws != 20 {
+			return errors.New("pond does not see 2 × 10 koi yet")
+		}
+		return nil
+	})
+}
