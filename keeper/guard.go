@@ -234,22 +234,7 @@ func formatValue(v float64, unit string) string {
 // matching merges the series of snap whose key matches pattern (a glob
 // or a plain key) into one; nil when none match.
 func matching(snap *metrics.Snapshot, pattern string) *metrics.SeriesSnapshot {
-	if ss, ok := snap.Series[pattern]; ok && !strings.ContainsAny(pattern, `*?[\`) {
-		return ss
-	}
-	var out *metrics.Snapshot
-	for key, ss := range snap.Series {
-		if ok, _ := path.Match(pattern, key); ok {
-			if out == nil {
-				out = &metrics.Snapshot{}
-			}
-			_ = out.Merge(&metrics.Snapshot{Series: map[string]*metrics.SeriesSnapshot{"m": ss}}) // built by the aggregator: cannot fail
-		}
-	}
-	if out == nil {
-		return nil
-	}
-	return out.Series["m"]
+	return pick(snap, selector(pattern, false))
 }
 
 // Live states of a threshold or guardrail.
@@ -440,6 +425,7 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	if err := k.recordLive(ctx, changes); err != nil {
 		return err
 	}
+	k.windows.endPass(running)
 	globalDone := map[string]bool{} // a global rule acts once per pass
 	for _, f := range fires {
 		if f.g.scope == "global" {
@@ -469,7 +455,10 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 	to := now.Truncate(time.Second).Add(time.Second) // the current second, partly reported
 	from := to.Add(-time.Duration(win) * time.Second)
 	secs := to.Sub(latest(from, run.StartedAt.Truncate(time.Second))).Seconds()
-	snap, _ := k.agg.window(run.ID, from, to)
+	series := make([]*metrics.SeriesSnapshot, len(ts))
+	for i, t := range ts {
+		series[i] = k.series(run.ID, selector(t.Key, true), from, to)
+	}
 	var out []liveChange
 	k.guard.mu.Lock()
 	defer k.guard.mu.Unlock()
@@ -478,14 +467,14 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 		m = map[string]*liveState{}
 		k.guard.live[run.ID] = m
 	}
-	for _, t := range ts {
+	for i, t := range ts {
 		id := liveID(t.Key, t.Expr)
 		ls := m[id]
 		if ls == nil {
 			ls = &liveState{view: LiveThresholdView{Key: t.Key, Expr: t.Expr, Unit: t.Unit()}}
 			m[id] = ls
 		}
-		ss := snap.Series[t.Key]
+		ss := series[i]
 		v, ok := t.observe(ss, secs)
 		ls.view.WindowSecs, ls.view.Observed, ls.view.Count = win, nil, 0
 		if ss != nil {
@@ -622,8 +611,7 @@ func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Tim
 	// The window's buckets are the `for` seconds up to and including the
 	// current one (partly reported).
 	to := now.Add(time.Second)
-	snap, _ := k.agg.window(run.ID, to.Add(-g.dur), to)
-	ss := matching(snap, g.rule.Key)
+	ss := k.series(run.ID, selector(g.rule.Key, false), to.Add(-g.dur), to)
 	if ss != nil {
 		v.Count = ss.Total()
 	}
