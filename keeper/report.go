@@ -104,7 +104,7 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 		}
 		rep.Passed = &passed
 	}
-	rep.Capacity = run.CapacityResult
+	rep.Capacity, rep.GuardActions, rep.ShedPercent = run.CapacityResult, run.GuardActions, run.ShedPercent
 	if enc, err := snap.MarshalBinary(); err == nil && len(enc) <= state.MaxReportSnapshot {
 		rep.Snapshot = enc
 	}

@@ -73,6 +73,9 @@ func TestGuardCommands(t *testing.T) {
 	if !strings.Contains(out, "failed live 1×") {
 		t.Error("the report does not say the threshold failed live")
 	}
+	if !strings.Contains(out, "guardrail actions:") || !strings.Contains(out, "shed at the end: ") {
+		t.Error("the report does not list the guardrail's actions")
+	}
 
 	// A capacity search to its max against a clean pond, waited for.
 	_ = p.SetFaults(nil)

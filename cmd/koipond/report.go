@@ -126,6 +126,16 @@ func printReport(w io.Writer, rep *state.Report) {
 		}
 	}
 	printCapacity(w, rep.Capacity)
+	if rep.ShedPercent > 0 {
+		fmt.Fprintf(w, "shed at the end: %g%% of %d koi held back\n", rep.ShedPercent, rep.Koi)
+	}
+	if len(rep.GuardActions) > 0 {
+		fmt.Fprintln(w, "guardrail actions:")
+		for _, a := range rep.GuardActions {
+			fmt.Fprintf(w, "  %s %q (%s): %s was %s over %d → %s: %s\n", a.At.Format(time.TimeOnly), a.Rule, a.Scope, a.Condition,
+				formatObserved(a.Observed, a.Unit), a.Count, a.Action, a.Detail)
+		}
+	}
 	if len(rep.Thresholds) > 0 {
 		fmt.Fprintln(w, "thresholds:")
 		for _, t := range rep.Thresholds {

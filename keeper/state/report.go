@@ -50,6 +50,10 @@ type Report struct {
 	Passed     *bool             `json:"passed,omitempty"`
 	// Capacity is the run's capacity search, when it was one.
 	Capacity *CapacityResult `json:"capacity,omitempty"`
+	// GuardActions are what guardrails did to the run (the newest
+	// MaxGuardActions), and ShedPercent its shed share at the end.
+	GuardActions []GuardAction `json:"guard_actions,omitempty"`
+	ShedPercent  float64       `json:"shed_percent,omitempty"`
 	// Snapshot is the run's merged metrics.Snapshot in its binary
 	// encoding (sketches per key), for later comparison; omitted when over
 	// MaxReportSnapshot bytes.
