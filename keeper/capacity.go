@@ -31,6 +31,7 @@ import (
 // Limits of a capacity search.
 const (
 	maxCapacityStepSecs = 24 * 3600
+	maxCapacitySteps    = 1000 // keeps the run record small
 	capacityActor       = "capacity"
 )
 
@@ -48,6 +49,8 @@ func checkCapacity(c *state.CapacitySpec, tokens []string) *Error {
 		return invalid("capacity.max", "%d is below start (%d)", c.Max, c.Start)
 	case c.Then != "" && c.Then != "hold" && c.Then != "stop":
 		return invalid("capacity.then", "%q is not hold or stop", c.Then)
+	case (c.Max-c.Start)/c.Step+1 > maxCapacitySteps:
+		return invalid("capacity.step", "%d koi from %d to %d is %d steps; at most %d", c.Step, c.Start, c.Max, (c.Max-c.Start)/c.Step+1, maxCapacitySteps)
 	}
 	if err := checkKoi("capacity.max", c.Max, tokens); err != nil {
 		return err

@@ -106,12 +106,13 @@ func TestBadCapacity(t *testing.T) {
 		mut   func(*state.CapacitySpec)
 		field string
 	}{
-		{func(c *state.CapacitySpec) { c.Start = 0 }, "capacity.start"},                                                          // nothing to start with
-		{func(c *state.CapacitySpec) { c.Step = 0 }, "capacity.step"},                                                            // never grows
-		{func(c *state.CapacitySpec) { c.StepSecs = 0 }, "capacity.step_secs"},                                                   // no step length
-		{func(c *state.CapacitySpec) { c.Max = 5 }, "capacity.max"},                                                              // below start
-		{func(c *state.CapacitySpec) { c.Max = MaxKoi + 1 }, "capacity.max"},                                                     // over the limit
-		{func(c *state.CapacitySpec) { c.Then = "pause" }, "capacity.then"},                                                      // not hold or stop
+		{func(c *state.CapacitySpec) { c.Start = 0 }, "capacity.start"},        // nothing to start with
+		{func(c *state.CapacitySpec) { c.Step = 0 }, "capacity.step"},          // never grows
+		{func(c *state.CapacitySpec) { c.StepSecs = 0 }, "capacity.step_secs"}, // no step length
+		{func(c *state.CapacitySpec) { c.Max = 5 }, "capacity.max"},            // below start
+		{func(c *state.CapacitySpec) { c.Max = MaxKoi + 1 }, "capacity.max"},   // over the limit
+		{func(c *state.CapacitySpec) { c.Then = "pause" }, "capacity.then"},
+		{func(c *state.CapacitySpec) { c.Step, c.Max = 1, 100_000 }, "capacity.step"},                                            // too many steps                                                      // not hold or stop
 		{func(c *state.CapacitySpec) { c.Flatten = &state.CapacityFlatten{Key: "api:[", MinGain: 0.5} }, "capacity.flatten.key"}, // bad glob
 		{func(c *state.CapacitySpec) { c.Flatten = &state.CapacityFlatten{Key: "api:*", MinGain: 0} }, "capacity.flatten.min_gain"},
 	} {
