@@ -49,11 +49,12 @@ func checkCapacity(c *state.CapacitySpec, tokens []string) *Error {
 		return invalid("capacity.max", "%d is below start (%d)", c.Max, c.Start)
 	case c.Then != "" && c.Then != "hold" && c.Then != "stop":
 		return invalid("capacity.then", "%q is not hold or stop", c.Then)
-	case (c.Max-c.Start)/c.Step+1 > maxCapacitySteps:
-		return invalid("capacity.step", "%d koi from %d to %d is %d steps; at most %d", c.Step, c.Start, c.Max, (c.Max-c.Start)/c.Step+1, maxCapacitySteps)
 	}
 	if err := checkKoi("capacity.max", c.Max, tokens); err != nil {
 		return err
+	}
+	if n := (c.Max-c.Start)/c.Step + 1; n > maxCapacitySteps {
+		return invalid("capacity.step", "%d koi at a time from %d to %d is %d steps; at most %d", c.Step, c.Start, c.Max, n, maxCapacitySteps)
 	}
 	if f := c.Flatten; f != nil {
 		if err := checkName("capacity.flatten.key", f.Key); err != nil {
