@@ -43,6 +43,9 @@ type runSeries struct {
 	total  *metrics.Snapshot
 	newest int64   // newest second reported
 	live   []int64 // seconds whose fine bucket holds a live snapshot
+	// changes counts merges into total, for checkpoints "only when
+	// changed" (see checkpoint.go).
+	changes uint64
 }
 
 // bucket is one interval's merged snapshot, live (snap) or encoded (enc);
@@ -85,11 +88,7 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	rs := a.runs[run]
-	if rs == nil {
-		rs = &runSeries{fine: make([]bucket, fineSlots), coarse: make([]bucket, coarseSlots), keys: map[string]bool{}}
-		a.runs[run] = rs
-	}
+	rs := a.series(run)
 	rs.traffic.FramesIn += rm.FramesIn
 	rs.traffic.FramesOut += rm.FramesOut
 	rs.traffic.BytesIn += rm.BytesIn
@@ -132,12 +131,23 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 	if err := rs.total.Merge(s); err != nil {
 		return err
 	}
+	rs.changes++
 	rs.newest = max(rs.newest, sec)
 	rs.compact()
 	if len(dropped) > 0 {
 		return fmt.Errorf("run has %d metric keys already; dropped %d new ones (first %q)", maxKeys, len(dropped), dropped[0])
 	}
 	return nil
+}
+
+// series returns a run's series, made empty when new. a.mu is held.
+func (a *aggregator) series(run string) *runSeries {
+	rs := a.runs[run]
+	if rs == nil {
+		rs = &runSeries{fine: make([]bucket, fineSlots), coarse: make([]bucket, coarseSlots), keys: map[string]bool{}}
+		a.runs[run] = rs
+	}
+	return rs
 }
 
 // compact encodes live fine buckets compactAfter seconds older than the

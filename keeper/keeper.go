@@ -199,6 +199,8 @@ type Keeper struct {
 	partial  []string            // runs started partially, as last logged
 	refusals map[refusal]refused // schools refusing runs, kept refuseFor
 
+	ckpt map[string]ckptMark // last checkpoint per run; the scheduler goroutine's own
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -246,6 +248,7 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	k.opened = time.Now()
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()
+	k.restoreCheckpoints()
 	if err := k.subscribe(); err != nil {
 		return nil, err
 	}

@@ -57,15 +57,11 @@ func (k *Keeper) prometheus(c echo.Context) error {
 		fmt.Fprintf(&b, "koipond_run_koi_target{run=%q} %d\n", run.ID, run.Koi)
 	}
 	metric("koipond_run_koi_assigned", "gauge", "Koi of a run assigned to schools.")
-	metric("koipond_run_koi", "gauge", "Koi of a run as schools report them, by state.")
 	for _, run := range r.ActiveRuns(nil) {
 		v := k.RunView(r, run.ID)
 		fmt.Fprintf(&b, "koipond_run_koi_assigned{run=%q} %d\n", run.ID, v.Assigned)
-		for st, n := range map[string]int{"booting": v.KoiNow.Booting, "connected": v.KoiNow.Connected,
-			"reconnecting": v.KoiNow.Reconnecting, "failed": v.KoiNow.Failed, "paused": v.KoiNow.Paused} {
-			fmt.Fprintf(&b, "koipond_run_koi{run=%q,state=%q} %d\n", run.ID, st, n)
-		}
 	}
+	k.promRuns(&b, r) // koi by state moved to koipond_run_koi_running
 	metric("koipond_launches", "gauge", "Launches by state.")
 	for _, st := range []state.LaunchState{state.LaunchPending, state.LaunchRunning} {
 		fmt.Fprintf(&b, "koipond_launches{state=%q} %d\n", st, len(r.LaunchesIn(nil, st)))

@@ -176,6 +176,9 @@ func (k *Keeper) finishReports(ctx context.Context) error {
 			if err := tx.PutReport(rep); err != nil {
 				return err
 			}
+			if err := tx.DeleteCheckpoint(run.ID); err != nil {
+				return err
+			}
 			verdict := "no thresholds"
 			if rep.Passed != nil && *rep.Passed {
 				verdict = "thresholds passed"
@@ -198,16 +201,31 @@ func (k *Keeper) getRunReport(c echo.Context) error {
 	}
 	out := *rep
 	out.Snapshot = nil // binary, for the keeper's own comparisons
-	switch f := c.QueryParam("format"); f {
-	case "", "json":
-		return c.JSON(http.StatusOK, &out)
-	case "csv":
-		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		c.Response().Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", "report-"+rep.Run+".csv"))
-		c.Response().WriteHeader(http.StatusOK)
-		return WriteReportCSV(c.Response(), &out)
-	default:
+	f := c.QueryParam("format")
+	if f != "" && f != "json" && f != "csv" {
 		return invalid("format", "%q is not json or csv", f)
+	}
+	cmp, err := k.reportComparison(c, &out)
+	if err != nil {
+		return err
+	}
+	switch {
+	case f == "csv":
+		name := "report-" + rep.Run + ".csv"
+		if cmp != nil {
+			name = "comparison-" + rep.Run + "-vs-" + cmp.Baseline + ".csv"
+		}
+		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		c.Response().Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
+		c.Response().WriteHeader(http.StatusOK)
+		if cmp != nil {
+			return WriteComparisonCSV(c.Response(), rep.Run, cmp)
+		}
+		return WriteReportCSV(c.Response(), &out)
+	case cmp != nil:
+		return c.JSON(http.StatusOK, &ComparedReport{Report: &out, Comparison: cmp})
+	default:
+		return c.JSON(http.StatusOK, &out)
 	}
 }
 

@@ -139,6 +139,9 @@ func (k *Keeper) schedule(ctx context.Context) error {
 		k.notePartial(partial)
 	}
 	k.forgetOldSeries()
+	if err := k.checkpointRuns(ctx); err != nil {
+		return err
+	}
 	return k.finishReports(ctx)
 }
 

@@ -15,7 +15,8 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), args, &out, &errb)
-	return out.String(), errb.String(), exitCode(err, &errb)
+	code = exitCode(err, &errb) // writes the error to errb: read it after
+	return out.String(), errb.String(), code
 }
 
 func TestHelpAndUsage(t *testing.T) {

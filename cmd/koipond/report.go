@@ -16,14 +16,32 @@ import (
 )
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("report", "report [--format json|csv|text] RUN", `
+	fs := newFlagSet("report", "report [--format json|csv|text] [--baseline OTHER [--tolerance 10%] [--fail-on-regression]] RUN", `
 Show a run's report: per metric key counts, errors, rate and latency
 quantiles over the run's whole life, websocket connects and drops, launch
 outcomes and threshold verdicts. It is final once the run has ended and
 its schools' last metrics are in; before that it is provisional. The exit
-status is 1 when a threshold failed.`, stderr)
+status is 1 when a threshold failed.
+
+With --baseline, compare the run with another: per key and statistic both
+values, the deltas and a verdict (regressed, improved, same, new, gone).
+Latencies, rates and counts change when they move by more than
+--tolerance relative to the baseline (and, for latencies, by more than the
+sketches' 1% error and --min-delta); error rates when they move by more than
+--error-tolerance percentage points; counts, rates and error rates also by
+more than three standard deviations of counting noise. A comparison is
+information: the
+exit status is 0 unless --fail-on-regression is given and a key or a
+threshold regressed (then 1).`, stderr)
 	cf := addClientFlags(fs)
 	format := fs.String("format", "text", "output `format`: json, csv or text")
+	var co compareOpts
+	fs.StringVar(&co.baseline, "baseline", "", "compare with this baseline `run`")
+	fs.StringVar(&co.tolerance, "tolerance", "10%", "relative `change` below which latencies, rates and counts are the same")
+	fs.StringVar(&co.errTolerance, "error-tolerance", "0.5pp", "error-rate change in percentage `points` below which it is the same")
+	fs.DurationVar(&co.minDelta, "min-delta", time.Millisecond, "smallest latency `change` flagged (sub-ms loopback latencies are noise)")
+	fs.BoolVar(&co.noColor, "no-color", false, "no colour in the comparison table, even on a terminal")
+	fs.BoolVar(&co.failOnRegression, "fail-on-regression", false, "exit 1 when the comparison finds a regression")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -32,6 +50,9 @@ status is 1 when a threshold failed.`, stderr)
 	}
 	if cf.json {
 		*format = "json"
+	}
+	if co.baseline != "" {
+		return runCompare(ctx, cf, fs.Arg(0), *format, co, stdout, stderr)
 	}
 	path := "/api/v1/runs/" + url.PathEscape(fs.Arg(0)) + "/report"
 	switch *format {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -99,6 +101,35 @@ func TestRunCreateWaitGatesOnThresholds(t *testing.T) {
 		if !strings.Contains(out, `"final": true`) || !strings.Contains(out, `"thresholds"`) {
 			t.Errorf("JSON report %s:\n%s", r.Name, out)
 		}
+	}
+	// The faulty run against the clean one: its error rate and its
+	// threshold regressed; information (exit 0) unless --fail-on-regression.
+	ids := map[string]string{}
+	for _, r := range runs {
+		ids[r.Name] = r.ID
+	}
+	out, errOut, code := runCmd(t, "report", "--keeper", base, "--baseline", ids["clean"], "--no-color", ids["faulty"])
+	t.Logf("comparison:\n%s", out)
+	if code != 0 || !regexp.MustCompile(`(?m)^!\s+api:auth\.test\s+error_rate\s.*\sregressed$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^!\s+api:auth\.test\s+threshold error_rate < 1%\s+pass\s+FAIL\s.*regressed$`).MatchString(out) ||
+		strings.Contains(out, "\x1b[") {
+		t.Errorf("comparison: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, _, code := runCmd(t, "report", "--keeper", base, "--baseline", ids["clean"], "--fail-on-regression", ids["faulty"]); code != 1 {
+		t.Errorf("--fail-on-regression with a regression: exit %d, want 1", code)
+	}
+	if out, _, code := runCmd(t, "report", "--keeper", base, "--baseline", ids["clean"], "--fail-on-regression", ids["clean"]); code != 0 || strings.Contains(out, "\n!") {
+		t.Errorf("a run against itself: exit %d\n%s", code, out)
+	}
+	if out, _, _ := runCmd(t, "report", "--keeper", base, "--baseline", ids["clean"], "--format", "csv", ids["faulty"]); !strings.HasPrefix(out, "run,baseline,key,stat,") {
+		t.Errorf("comparison CSV:\n%s", out)
+	}
+	if _, errOut, code := runCmd(t, "report", "--keeper", base, "--baseline", ids["clean"], "--tolerance", "lots", ids["faulty"]); code != 2 || !strings.Contains(errOut, "--tolerance") {
+		t.Errorf("bad tolerance: exit %d\n%s", code, errOut)
+	}
+	if err := run(ctx, []string{"report", "--keeper", base, "--baseline", "run-nope", ids["faulty"]}, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "not_found") || !strings.Contains(err.Error(), "baseline: no run") {
+		t.Errorf("unknown baseline: %v", err)
 	}
 	if _, errOut, code := runCmd(t, "report", "--keeper", base, "--format", "xml", "run-x"); code != 2 {
 		t.Errorf("bad format: exit %d\n%s", code, errOut)

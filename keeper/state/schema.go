@@ -32,7 +32,8 @@ func schema() *memdb.DBSchema {
 	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
 	for _, t := range []*memdb.TableSchema{
 		behaviorSetsTable(), formationsTable(), runsTable(), launchesTable(),
-		schoolsTable(), assignmentsTable(), switchTable(), auditTable(), reportsTable(), guardrailsTable(),
+		schoolsTable(), assignmentsTable(), switchTable(), auditTable(), reportsTable(),
+		checkpointsTable(), guardrailsTable(),
 	} {
 		s.Tables[t.Name] = t
 	}

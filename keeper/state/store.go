@@ -360,6 +360,8 @@ func (s *Store) Restore(recs map[string][]byte) error {
 			obj, table = &AuditEntry{}, TableAudit
 		case strings.HasPrefix(key, prefixReport):
 			obj, table = &Report{}, TableReports
+		case strings.HasPrefix(key, prefixCheckpoint):
+			obj, table = &Checkpoint{}, TableCheckpoints
 		case key == switchKey:
 			obj, table = &GlobalSwitch{}, TableSwitch
 		case key == guardrailsKey:

@@ -5,6 +5,7 @@
 import { api, live, h, clear, toast, token, setToken, events, applyRole, fmtTime, ago, fmtMS, isZeroTime, keeperNow, APIError } from './lib.js';
 import * as runs from './runs.js';
 import * as run from './run.js';
+import * as report from './report.js';
 import * as formations from './formations.js';
 import * as behaviors from './behaviors.js';
 import * as schools from './schools.js';
@@ -19,6 +20,7 @@ let pending = false;     // a switch change is in flight
 // --- routing
 
 const routes = [
+  [/^#\/runs\/([^/]+)\/report$/, m => report.mount($('main'), decodeURIComponent(m[1])), 'runs'],
   [/^#\/runs\/([^/]+)$/, m => run.mount($('main'), decodeURIComponent(m[1])), 'runs'],
   [/^#\/runs\/?$/, () => runs.mount($('main')), 'runs'],
   [/^#\/formations(?:\/([^/]+))?$/, m => formations.mount($('main'), m[1] && decodeURIComponent(m[1])), 'formations'],

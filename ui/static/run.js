@@ -16,6 +16,8 @@ export function mount(main, id) {
   const chip = h('span');
   const meta = h('div.muted.small');
   const actions = h('div.inline');
+  // Ended runs get the link among their actions (runActions).
+  const reportLink = h('a#report-link', { href: `#/runs/${encodeURIComponent(id)}/report` }, 'Report');
   const stats = h('div.stats');
   const koiInput = h('input', { type: 'number', name: 'koi', 'data-field': 'koi', min: 1, step: 1 });
   const rampInput = h('input', { type: 'number', name: 'ramp', 'data-field': 'ramp', min: 0, step: 'any' });
@@ -56,7 +58,8 @@ export function mount(main, id) {
   const cEv = new Chart('Event fan-out delay (p95, send → koi)', { unit: 'ms', empty: 'no websocket events with a send time yet' });
 
   main.append(
-    h('div.page-head', h('div.grow', h('div.small', h('a', { href: '#/runs' }, '← Runs')), h('div.inline', title, chip), meta), actions),
+    h('div.page-head', h('div.grow', h('div.small', h('a', { href: '#/runs' }, '← Runs')), h('div.inline', title, chip), meta),
+      reportLink, actions),
     stats,
     h('div.panel', h('h2', 'Size'), h('div.muted.small', 'Changes apply live: schools move to the new koi count at the ramp rate.'), edit),
     guard.el,
@@ -81,6 +84,7 @@ export function mount(main, id) {
       ...Object.entries(run.labels || {}).flatMap(([k, v]) => [' ', h('span.label-tag', `${k}=${v}`)]));
     if (run.state !== lastState) {
       actions.replaceChildren(...runActions(run, refresh));
+      reportLink.hidden = run.state === 'stopped';
       edit.hidden = run.state === 'stopped';
       lastState = run.state;
       applyRole(actions);

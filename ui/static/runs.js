@@ -9,7 +9,8 @@ const armed = new Map();
 
 /** runActions returns Pause/Resume and Stop buttons for a run. */
 export function runActions(run, after) {
-  if (run.state === 'stopped') return [h('span.muted.small', run.end_reason || 'ended')];
+  if (run.state === 'stopped') return [h('span.muted.small', run.end_reason || 'ended'), ' ',
+    h('a.report-link', { href: `#/runs/${encodeURIComponent(run.id)}/report` }, 'Report')];
   const act = async (verb, btn) => {
     btn.disabled = true;
     try {

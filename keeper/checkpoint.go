@@ -1,0 +1,128 @@
+package keeper
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/metrics"
+)
+
+// checkpointEvery is the most often a run's metrics total is checkpointed
+// into the KV bucket (and only when it changed). A keeper restarted
+// mid-run loses at most what was merged in the checkpointEvery (plus one
+// scheduler pass) before it closed, and what schools published while it
+// was down; everything before the last checkpoint is in the final report.
+const checkpointEvery = 10 * time.Second
+
+// ckptMark is what the last checkpoint of a run covered.
+type ckptMark struct {
+	changes uint64
+	at      time.Time
+}
+
+// totalAt returns a copy of a run's total, its traffic and its change
+// count, read together; nil without series.
+func (a *aggregator) totalAt(run string) (*metrics.Snapshot, traffic, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rs := a.runs[run]
+	if rs == nil || rs.total == nil {
+		return nil, traffic{}, 0
+	}
+	out := &metrics.Snapshot{}
+	_ = out.Merge(rs.total) // built by this package: cannot fail
+	return out, rs.traffic, rs.changes
+}
+
+// restore seeds a run's total and traffic from a checkpoint, before any
+// report of this keeper is merged (Open calls it before subscribing). The
+// windows of the live views start empty: they show the time since.
+func (a *aggregator) restore(run string, snap *metrics.Snapshot, tr traffic) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rs := a.series(run)
+	for key := range snap.Series {
+		if len(rs.keys) < maxKeys {
+			rs.keys[key] = true
+		} else {
+			delete(snap.Series, key)
+		}
+	}
+	rs.total = snap
+	rs.traffic = tr
+}
+
+// restoreCheckpoints seeds the aggregator from every run's checkpoint. A
+// checkpoint whose snapshot does not decode is skipped with a warning:
+// the run's report then covers the time since this keeper opened.
+func (k *Keeper) restoreCheckpoints() {
+	k.ckpt = map[string]ckptMark{}
+	for _, c := range k.store.Read().Checkpoints(nil) {
+		snap := &metrics.Snapshot{}
+		if err := snap.UnmarshalBinary(c.Snapshot); err != nil {
+			k.log.Warn("skipping a run's metrics checkpoint that does not decode", "run", c.Run, "err", err)
+			continue
+		}
+		k.agg.restore(c.Run, snap, traffic{FramesIn: c.FramesIn, FramesOut: c.FramesOut, BytesIn: c.BytesIn, BytesOut: c.BytesOut})
+		k.ckpt[c.Run] = ckptMark{at: time.Now()}
+		k.log.Info("run metrics restored from a checkpoint", "run", c.Run, "at", c.At, "keys", len(snap.Series))
+	}
+}
+
+// checkpointRuns writes the total of every run still waiting for its
+// final report whose metrics changed since its last checkpoint, at most
+// every checkpointEvery per run, and deletes the checkpoints of runs that
+// have their report or are gone. Only the scheduler goroutine calls it
+// (k.ckpt is its own).
+func (k *Keeper) checkpointRuns(ctx context.Context) error {
+	r := k.store.Read()
+	now := time.Now()
+	for _, c := range r.Checkpoints(nil) {
+		if r.Run(nil, c.Run) == nil || r.Report(nil, c.Run) != nil {
+			if err := k.write(ctx, "deleting a settled run's checkpoint", func(tx *state.Txn) error { return tx.DeleteCheckpoint(c.Run) }); err != nil {
+				return err
+			}
+			delete(k.ckpt, c.Run)
+		}
+	}
+	for _, id := range k.agg.runIDs() {
+		run := r.Run(nil, id)
+		if run == nil || r.Report(nil, id) != nil {
+			delete(k.ckpt, id)
+			continue
+		}
+		if !run.Active() && now.Sub(run.EndedAt) > coarseSlots*time.Minute {
+			continue // never reported: forgetOldSeries drops it
+		}
+		last := k.ckpt[id]
+		if now.Sub(last.at) < checkpointEvery {
+			continue
+		}
+		snap, tr, changes := k.agg.totalAt(id)
+		if snap == nil || changes == last.changes {
+			continue
+		}
+		enc, err := snap.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("encoding run %s's checkpoint: %w", id, err)
+		}
+		k.ckpt[id] = ckptMark{changes: changes, at: now}
+		if len(enc) > state.MaxCheckpointSnapshot {
+			k.stats.reject(k.log, "checkpoint: snapshot too large", fmt.Errorf("%d bytes over %d", len(enc), state.MaxCheckpointSnapshot), "run", id)
+			continue
+		}
+		c := &state.Checkpoint{Run: id, At: now, Snapshot: enc, FramesIn: tr.FramesIn, FramesOut: tr.FramesOut, BytesIn: tr.BytesIn, BytesOut: tr.BytesOut}
+		err = k.write(ctx, "checkpointing run metrics", func(tx *state.Txn) error {
+			if tx.Run(nil, id) == nil || tx.Report(nil, id) != nil {
+				return nil // settled meanwhile
+			}
+			return tx.PutCheckpoint(c)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
