@@ -289,6 +289,12 @@ func TestShedByHandAndByRule(t *testing.T) {
 	if got := r.run(run.ID); got.State != state.RunRunning || got.Koi != 40 {
 		t.Errorf("shed changed the run: %s koi %d", got.State, got.Koi)
 	}
+	prom := apiText(t, r.k, "/metrics")
+	for _, want := range []string{`koipond_run_koi_effective{run="` + run.ID + `",name="shed"} 20`, `koipond_run_shed_percent{run="` + run.ID + `",name="shed"} 50`} {
+		if !strings.Contains(prom, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	for _, bad := range []string{`{"percent": 100}`, `{"percent": -1}`, `{}`, `{"percent": "x"}`} {
 		var e errorBody
 		if code := api(t, r.k, "", "POST", "/api/v1/runs/"+run.ID+"/shed", bad, &e); code != 400 || e.Error.Field != "percent" {
