@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -78,12 +79,18 @@ type faultsBody struct {
 
 // serveFaults answers GET /_pond/faults with the faults in force and
 // POST /_pond/faults {"faults": ["auth.test=error:0.1", …]} by replacing
-// them ([] heals every method).
+// them ([] heals every method). Only loopback callers may change them: a
+// pond listening beyond loopback (--allow-remote) cannot be broken by
+// whoever reaches it.
 func (s *Server) serveFaults(w http.ResponseWriter, r *http.Request) {
 	reply := func(status int, v any) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(v)
+	}
+	if r.Method == http.MethodPost && !fromLoopback(r) {
+		reply(http.StatusForbidden, map[string]string{"error": "faults change only from loopback"})
+		return
 	}
 	if r.Method == http.MethodPost {
 		var body faultsBody
@@ -112,4 +119,14 @@ func (s *Server) serveFaults(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	reply(http.StatusOK, faultsBody{Faults: FormatFaults(s.Faults())})
+}
+
+// fromLoopback reports whether the request came from a loopback address.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

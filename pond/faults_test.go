@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -60,6 +61,16 @@ func TestSetFaultsAtRunTime(t *testing.T) {
 	}
 	if f := s.Faults(); f["*"].Error != 1 || len(f) != 1 {
 		t.Errorf("faults after refused posts: %+v", f)
+	}
+
+	// A caller beyond loopback may read the faults, not change them. (A
+	// crafted RemoteAddr: this machine has no other address to call from.)
+	req := httptest.NewRequest("POST", "/_pond/faults", strings.NewReader(`{"faults": []}`))
+	req.RemoteAddr = "192.0.2.7:40000"
+	rec := httptest.NewRecorder()
+	s.serveFaults(rec, req)
+	if rec.Code != 403 || len(s.Faults()) != 1 {
+		t.Errorf("remote POST: %d, faults %+v", rec.Code, s.Faults())
 	}
 
 	// Setters racing callers.
