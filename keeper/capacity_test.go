@@ -37,7 +37,7 @@ func TestCapacitySearchFindsTheLastStepThatHeld(t *testing.T) {
 
 	s := spec("capacity", p, 0)
 	s.Guardrails = []state.GuardrailRule{{Name: "errors", Key: "api:*", When: "error_rate > 10%", For: "2s", Action: "pause"}}
-	s.Capacity = &state.CapacitySpec{Start: 10, Step: 10, StepSecs: 5, Max: 100, Then: "hold"}
+	s.Capacity = &state.CapacitySpec{Start: 10, Step: 10, StepSecs: 7, Max: 100, Then: "hold"}
 	run, err := r.k.CreateRun(context.Background(), "test", s)
 	if err != nil {
 		t.Fatal(err)
