@@ -571,8 +571,14 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 	if n := len(auditWith(r.k, "keeper", "api:auth.test error_rate < 5%")); n != 1 {
 		t.Errorf("%d audit entries, want 1", n)
 	}
-	lt := r.run(run.ID).LiveThresholds
-	if len(lt) != 1 || lt[0].Failures != 1 || lt[0].FailedSecs < 2 || lt[0].FailedSecs > 10 {
+	var lt []state.LiveThreshold
+	checkFor(t, 5*time.Second, func() error { // written just after the pass that saw it pass
+		if lt = r.run(run.ID).LiveThresholds; len(lt) != 1 || lt[0].FailedSecs == 0 {
+			return errors.New("the failing stretch is not recorded on the run yet")
+		}
+		return nil
+	})
+	if lt[0].Failures != 1 || lt[0].FailedSecs < 2 || lt[0].FailedSecs > 10 {
 		t.Errorf("recorded live failures %+v", lt)
 	}
 	var rep *state.Report
