@@ -56,6 +56,9 @@ func (k *Keeper) newEcho() *echo.Echo {
 	g.POST("/runs/:id/stop", k.runSwitch(wire.Stopped), oper)
 	g.GET("/runs/:id/metrics", k.getRunMetrics, view)
 	g.GET("/runs/:id/report", k.getRunReport, view)
+	g.POST("/runs/:id/shed", k.postShed, oper)
+	g.GET("/guardrails", k.getGuardrails, view)
+	g.PUT("/guardrails", k.putGuardrails, admin)
 	g.GET("/launches", k.listLaunches, view)
 	g.POST("/launches", k.postLaunch, oper)
 	g.GET("/launches/:id", k.getLaunch, view)
@@ -303,6 +306,8 @@ type RunView struct {
 	Refused map[string]string `json:"refused,omitempty"`
 	// StopCompleteMS is how long the stop took to be confirmed everywhere.
 	StopCompleteMS int64 `json:"stop_complete_ms,omitempty"`
+	// GuardView holds effective koi, live thresholds and guardrails.
+	GuardView
 }
 
 // RunView returns a run with its live detail, or nil.
@@ -317,8 +322,9 @@ func (k *Keeper) RunView(r *state.Reader, id string) *RunView {
 		v.Assigned += a.Count()
 	}
 	sort.Slice(v.Assignments, func(i, j int) bool { return v.Assignments[i].From < v.Assignments[j].From })
-	if run.Active() && v.Assigned < run.Koi {
-		v.Partial = fmt.Sprintf("only %d of %d koi fit on the live schools' free capacity", v.Assigned, run.Koi)
+	v.GuardView = k.guardView(run)
+	if run.Active() && v.Assigned < v.GuardView.EffectiveKoi {
+		v.Partial = fmt.Sprintf("only %d of %d koi fit on the live schools' free capacity", v.Assigned, v.GuardView.EffectiveKoi)
 	}
 	for _, s := range k.liveSchools(r, time.Now()) {
 		if s.Status == nil {

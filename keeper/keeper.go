@@ -13,8 +13,9 @@
 // started by Open and owned by the Keeper's context and WaitGroup.
 //
 // Lock order: Keeper.mu (rejections, scheduler bookkeeping) is a leaf lock;
-// the aggregator's lock is a leaf lock; neither is held across a store
-// write or a NATS call.
+// the aggregator's lock is a leaf lock, taken under the window cache's
+// (guardwindow.go) and nothing else; the guard's lock is a leaf lock; none
+// is held across a store write or a NATS call.
 package keeper
 
 import (
@@ -188,12 +189,14 @@ func isLoopback(host string) bool {
 
 // Keeper is a running keeper. Its methods are safe for concurrent use.
 type Keeper struct {
-	cfg   Config
-	log   *slog.Logger
-	store *state.Store
-	auth  *authenticator
-	agg   *aggregator
-	stats *stats
+	cfg     Config
+	log     *slog.Logger
+	store   *state.Store
+	auth    *authenticator
+	agg     *aggregator
+	stats   *stats
+	guard   *guard       // live thresholds and guardrails
+	windows *windowCache // their windows' settled buckets
 
 	ns  *server.Server // embedded server; nil with an external one
 	nc  *nats.Conn
@@ -228,7 +231,7 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 		return nil, fmt.Errorf("keeper: invalid config: %w", errors.Join(errs...))
 	}
 	cfg = cfg.withDefaults()
-	k := &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats(), refusals: map[refusal]refused{}}
+	k := &Keeper{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stats: newStats(), guard: newGuard(), windows: newWindowCache(), refusals: map[refusal]refused{}}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -275,7 +278,11 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	}
 	k.e = k.newEcho()
 	k.srv = &http.Server{Handler: k.e, ReadHeaderTimeout: 10 * time.Second}
-	k.wg.Add(2)
+	k.wg.Add(3)
+	go func() {
+		defer k.wg.Done()
+		k.guardLoop()
+	}()
 	go func() {
 		defer k.wg.Done()
 		if err := k.srv.Serve(k.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

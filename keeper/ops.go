@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -179,6 +180,15 @@ type RunSpec struct {
 	// report, e.g. {"api:chat.postMessage": ["p95 < 300ms",
 	// "error_rate < 1%"]}; see ParseThreshold.
 	Thresholds map[string][]string `json:"thresholds,omitempty"`
+	// ThresholdWindowSecs is the sliding window thresholds are evaluated
+	// over while the run runs (1..3600, 0: 30).
+	ThresholdWindowSecs int `json:"threshold_window_secs,omitempty"`
+	// Guardrails are rules acting on the run when its metrics go bad;
+	// see parseGuardrail.
+	Guardrails []state.GuardrailRule `json:"guardrails,omitempty"`
+	// Capacity makes the run a capacity search (see capacity.go); Koi is
+	// then its start.
+	Capacity *state.CapacitySpec `json:"capacity,omitempty"`
 }
 
 func checkURL(field, raw string, schemes ...string) *Error {
@@ -271,6 +281,17 @@ func (s *RunSpec) check() *Error {
 	if _, err := parseThresholds(s.Thresholds); err != nil {
 		return err
 	}
+	if s.ThresholdWindowSecs < 0 || s.ThresholdWindowSecs > maxThresholdWindow {
+		return invalid("threshold_window_secs", "%d is outside 1..%d (0 means %d)", s.ThresholdWindowSecs, maxThresholdWindow, defaultThresholdWindow)
+	}
+	if _, err := parseGuardrails("guardrails", "run", s.Guardrails); err != nil {
+		return err
+	}
+	if s.Capacity != nil {
+		if err := checkCapacity(s.Capacity, s.Target.Tokens); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -282,7 +303,11 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 	}
 	run := &state.Run{ID: newID("run"), Name: spec.Name, Owner: spec.Owner, Labels: spec.Labels, Target: spec.Target,
 		Koi: spec.Koi, Ramp: spec.Ramp, TimeScale: spec.TimeScale, ActivitySigma: spec.ActivitySigma,
-		DurationMS: int64(spec.DurationSecs * 1000), State: state.RunRunning, Thresholds: spec.Thresholds}
+		DurationMS: int64(spec.DurationSecs * 1000), State: state.RunRunning, Thresholds: spec.Thresholds,
+		ThresholdWindowSecs: spec.ThresholdWindowSecs}
+	if gs, _ := parseGuardrails("guardrails", "run", spec.Guardrails); len(gs) > 0 { // checked above
+		run.Guardrails = rulesOf(gs)
+	}
 	if run.Owner == "" {
 		run.Owner = actor
 	}
@@ -298,6 +323,13 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		ts, _ := parseThresholds(spec.Thresholds) // checked above
 		run.Warnings = thresholdWarnings(ts, b)
 		now := tx.Now()
+		run.Warnings = append(run.Warnings, guardrailWarnings("guardrails", run.Guardrails)...)
+		if spec.Capacity != nil {
+			c := *spec.Capacity
+			run.Capacity, run.Koi = &c, c.Start
+			run.CapacityResult = &state.CapacityResult{StepFrom: now, Steps: []state.CapacityStep{}}
+			run.Warnings = append(run.Warnings, capacityWarnings(&c, append(slices.Clone(run.Guardrails), tx.Guardrails(nil).Rules...))...)
+		}
 		run.CreatedAt, run.StartedAt = now, now
 		run.Switch = state.Switch{State: wire.Running, Epoch: tx.NextEpoch(), By: actor, At: now}
 		if spec.Paused {
@@ -378,30 +410,9 @@ func (k *Keeper) SetRunState(ctx context.Context, actor, id string, st wire.Stat
 	var out *state.Run
 	var c wire.Control
 	err := k.write(ctx, "switching the run", func(tx *state.Txn) error {
-		old := tx.Run(nil, id)
-		if old == nil {
-			return notFound("id", "no run %q", id)
-		}
-		if !old.Active() {
-			return conflict("run %s is %s; it cannot be %s", id, old.State, st)
-		}
-		if st == wire.Stopped {
-			var err error
-			c, err = k.stopRun(tx, old, actor, "stopped by "+actor, k.liveSchools(&tx.Reader, tx.Now()))
-			out = tx.Run(nil, id)
-			return err
-		}
-		n := *old
-		n.State = state.RunRunning
-		if st == wire.Paused {
-			n.State = state.RunPaused
-		}
-		n.Switch = state.Switch{State: st, Epoch: tx.NextEpoch(), By: actor, At: tx.Now()}
-		c, out = control(n.Switch, id), &n
-		if err := tx.PutRun(&n); err != nil {
-			return err
-		}
-		return tx.Audit(actor, string(verb(st))+" run", id, fmt.Sprintf("epoch %d", n.Switch.Epoch))
+		var err error
+		c, out, err = k.setRunStateTx(tx, actor, id, st)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -410,6 +421,32 @@ func (k *Keeper) SetRunState(ctx context.Context, actor, id string, st wire.Stat
 	k.Kick()
 	k.notify(runSwitchNotice(out, st, actor))
 	return out, nil
+}
+
+// setRunStateTx is SetRunState inside a write (st is valid); the caller
+// publishes the control after the commit.
+func (k *Keeper) setRunStateTx(tx *state.Txn, actor, id string, st wire.State) (wire.Control, *state.Run, error) {
+	old := tx.Run(nil, id)
+	if old == nil {
+		return wire.Control{}, nil, notFound("id", "no run %q", id)
+	}
+	if !old.Active() {
+		return wire.Control{}, nil, conflict("run %s is %s; it cannot be %s", id, old.State, st)
+	}
+	if st == wire.Stopped {
+		c, err := k.stopRun(tx, old, actor, "stopped by "+actor, k.liveSchools(&tx.Reader, tx.Now()))
+		return c, tx.Run(nil, id), err
+	}
+	n := *old
+	n.State = state.RunRunning
+	if st == wire.Paused {
+		n.State = state.RunPaused
+	}
+	n.Switch = state.Switch{State: st, Epoch: tx.NextEpoch(), By: actor, At: tx.Now()}
+	if err := tx.PutRun(&n); err != nil {
+		return wire.Control{}, nil, err
+	}
+	return control(n.Switch, id), &n, tx.Audit(actor, string(verb(st))+" run", id, fmt.Sprintf("epoch %d", n.Switch.Epoch))
 }
 
 // verb names the action that sets a state.
@@ -476,23 +513,9 @@ func (k *Keeper) SetSwitch(ctx context.Context, actor string, st wire.State) (*s
 	}
 	var out *state.GlobalSwitch
 	err := k.write(ctx, "switching", func(tx *state.Txn) error {
-		now := tx.Now()
-		g := &state.GlobalSwitch{Switch: state.Switch{State: st, Epoch: tx.NextEpoch(), By: actor, At: now}}
-		if st == wire.Stopped {
-			t := &state.StopTrack{RequestedAt: now, Epoch: g.Epoch, Acks: map[string]time.Time{}, Expected: []string{}}
-			for _, s := range k.liveSchools(&tx.Reader, now) {
-				t.Expected = append(t.Expected, s.ID)
-			}
-			if len(t.Expected) == 0 {
-				t.CompleteAt = now
-			}
-			g.Stop = t
-		}
-		out = g
-		if err := tx.PutSwitch(g); err != nil {
-			return err
-		}
-		return tx.Audit(actor, verb(st)+" everything", "switch", fmt.Sprintf("epoch %d", g.Epoch))
+		var err error
+		out, err = k.setSwitchTx(tx, actor, st)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -500,6 +523,27 @@ func (k *Keeper) SetSwitch(ctx context.Context, actor string, st wire.State) (*s
 	k.publishControl(control(out.Switch, ""))
 	k.notify(switchNotice(out, actor))
 	return out, nil
+}
+
+// setSwitchTx is SetSwitch inside a write (st is valid); the caller
+// publishes the control after the commit.
+func (k *Keeper) setSwitchTx(tx *state.Txn, actor string, st wire.State) (*state.GlobalSwitch, error) {
+	now := tx.Now()
+	g := &state.GlobalSwitch{Switch: state.Switch{State: st, Epoch: tx.NextEpoch(), By: actor, At: now}}
+	if st == wire.Stopped {
+		t := &state.StopTrack{RequestedAt: now, Epoch: g.Epoch, Acks: map[string]time.Time{}, Expected: []string{}}
+		for _, s := range k.liveSchools(&tx.Reader, now) {
+			t.Expected = append(t.Expected, s.ID)
+		}
+		if len(t.Expected) == 0 {
+			t.CompleteAt = now
+		}
+		g.Stop = t
+	}
+	if err := tx.PutSwitch(g); err != nil {
+		return nil, err
+	}
+	return g, tx.Audit(actor, verb(st)+" everything", "switch", fmt.Sprintf("epoch %d", g.Epoch))
 }
 
 // LaunchSpec is what a caller gives to launch a formation.

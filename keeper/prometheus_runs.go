@@ -99,6 +99,7 @@ func (k *Keeper) promRuns(b *strings.Builder, r *state.Reader) {
 			}
 		}
 	}
+	k.promGuard(b, runs)
 	metric("koipond_run_latency_seconds", "gauge", "Latency quantiles per metric key over the last 10 s.")
 	to := now.Add(time.Second).Truncate(time.Second)
 	for _, v := range views {

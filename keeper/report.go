@@ -93,11 +93,18 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 		passed := true
 		for _, t := range ts {
 			res := t.evaluate(keys[t.Key], snap.Series[t.Key])
+			for _, lt := range run.LiveThresholds {
+				if lt.Key == t.Key && lt.Expr == t.Expr {
+					res.LiveFailures, res.LiveFailedSecs = lt.Failures, lt.FailedSecs
+				}
+			}
+			res.LiveFailedSecs += k.openFailure(run.ID, t.Key, t.Expr, to) // a stretch the guard loop has not closed yet
 			passed = passed && res.Passed
 			rep.Thresholds = append(rep.Thresholds, res)
 		}
 		rep.Passed = &passed
 	}
+	rep.Capacity, rep.GuardActions, rep.ShedPercent = run.CapacityResult, run.GuardActions, run.ShedPercent
 	if enc, err := snap.MarshalBinary(); err == nil && len(enc) <= state.MaxReportSnapshot {
 		rep.Snapshot = enc
 	}

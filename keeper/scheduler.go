@@ -85,21 +85,22 @@ func (k *Keeper) schedule(ctx context.Context) error {
 					slots = append(slots, capSlot{id: s.ID, free: max(0, s.Capacity-used[s.ID])})
 				}
 			}
-			want := planRanges(run.Koi, slots, cur)
+			koi := run.EffectiveKoi() // less the shed share
+			want := planRanges(koi, slots, cur)
 			assigned := 0
 			wantBy := map[string]*state.Assignment{}
 			for i := range want {
 				a := &want[i]
 				a.Run = run.ID
-				if run.Koi > 0 {
-					a.Ramp = run.Ramp * float64(a.Count()) / float64(run.Koi)
+				if koi > 0 {
+					a.Ramp = run.Ramp * float64(a.Count()) / float64(koi)
 				}
 				used[a.School] += a.Count()
 				assigned += a.Count()
 				wantBy[a.School] = a
 			}
-			if assigned < run.Koi {
-				partial = append(partial, fmt.Sprintf("%s:%d/%d", run.ID, assigned, run.Koi))
+			if assigned < koi {
+				partial = append(partial, fmt.Sprintf("%s:%d/%d", run.ID, assigned, koi))
 			}
 			for _, c := range cur {
 				if wantBy[c.School] == nil {

@@ -246,7 +246,7 @@ const maxEventTypes = 256
 // frame without a type, "event:other" past maxEventTypes.
 func (rt *Runtime) eventSeries(typ string) *metrics.Series {
 	rt.keysMu.RLock()
-	s := rt.events[typ]
+	s, n := rt.events[typ], len(rt.events) // both under the lock: koi share the map
 	rt.keysMu.RUnlock()
 	if s != nil {
 		return s
@@ -255,7 +255,7 @@ func (rt *Runtime) eventSeries(typ string) *metrics.Series {
 	switch {
 	case typ == "":
 		key = "event:untyped"
-	case len(rt.events) >= maxEventTypes:
+	case n >= maxEventTypes:
 		return rt.series("event:other")
 	}
 	s = rt.series(key)

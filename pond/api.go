@@ -146,13 +146,14 @@ func (s *Server) fail(w http.ResponseWriter, method string, code apiError) {
 
 // fault returns the injected fault for method, if any.
 func (s *Server) fault(method string) (Fault, bool) {
-	if len(s.cfg.Inject) == 0 {
+	p := s.faults.Load()
+	if p == nil || len(*p) == 0 {
 		return Fault{}, false
 	}
-	if f, ok := s.cfg.Inject[method]; ok {
+	if f, ok := (*p)[method]; ok {
 		return f, true
 	}
-	f, ok := s.cfg.Inject["*"]
+	f, ok := (*p)["*"]
 	return f, ok
 }
 

@@ -266,16 +266,8 @@ func (c Config) Validate() []error {
 			bad("RateLimits", "%s: negative rate %d/%s", k, r.Limit, r.Per)
 		}
 	}
-	for k, f := range c.Inject {
-		if _, ok := MethodTiers[k]; !ok && k != "*" {
-			bad("Inject", "unknown method %q", k)
-		}
-		if f.Latency < 0 || f.Latency > time.Minute {
-			bad("Inject", "%s: latency %s out of range 0..1m", k, f.Latency)
-		}
-		if !(f.Error >= 0 && f.Error <= 1) {
-			bad("Inject", "%s: error probability %v out of range 0..1", k, f.Error)
-		}
+	for _, err := range checkFaults(c.Inject) {
+		bad("Inject", "%v", err)
 	}
 	if c.SendQueue < 0 {
 		bad("SendQueue", "negative (%d)", c.SendQueue)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -40,8 +41,9 @@ type Server struct {
 	pingMsg  *websocket.PreparedMessage
 	ticket   []byte // HMAC key of rtm.connect tickets, random per process
 
-	presence []atomic.Bool // true = away
-	marksMu  sync.Mutex    // a leaf lock
+	faults   atomic.Pointer[map[string]Fault] // injected faults, replaced whole
+	presence []atomic.Bool                    // true = away
+	marksMu  sync.Mutex                       // a leaf lock
 	marks    map[markKey]int64
 
 	ctx    context.Context
@@ -88,6 +90,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	inject := maps.Clone(cfg.Inject) // the caller keeps its map
+	s.faults.Store(&inject)
 	s.hub = newHub(cfg.Channels)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
@@ -105,6 +109,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("/api/{method}", s.serveAPI)
 	mux.HandleFunc("/ws", s.serveWS)
 	mux.HandleFunc("GET /stats", s.serveStats)
+	mux.HandleFunc("GET /_pond/faults", s.serveFaults)
+	mux.HandleFunc("POST /_pond/faults", s.serveFaults)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")

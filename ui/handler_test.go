@@ -91,7 +91,7 @@ func TestEveryImportedModuleIsServed(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"lib.js", "chart.js", "editor.js", "runs.js", "run.js", "formations.js", "behaviors.js", "schools.js"} {
+	for _, want := range []string{"lib.js", "chart.js", "editor.js", "runs.js", "run.js", "formations.js", "behaviors.js", "schools.js", "guard.js"} {
 		if !seen[want] {
 			t.Errorf("%s is not imported from app.js", want)
 		}

@@ -146,6 +146,17 @@ func printReport(w io.Writer, rep *state.Report) {
 			fmt.Fprintf(w, "  school %s: %d of %d, spread %.0f ms %s\n", s.School, s.Started, s.Planned, s.SpreadMS, s.Error)
 		}
 	}
+	printCapacity(w, rep.Capacity)
+	if rep.ShedPercent > 0 {
+		fmt.Fprintf(w, "shed at the end: %g%% of %d koi held back\n", rep.ShedPercent, rep.Koi)
+	}
+	if len(rep.GuardActions) > 0 {
+		fmt.Fprintln(w, "guardrail actions:")
+		for _, a := range rep.GuardActions {
+			fmt.Fprintf(w, "  %s %q (%s): %s was %s over %d → %s: %s\n", a.At.Format(time.TimeOnly), a.Rule, a.Scope, a.Condition,
+				formatObserved(a.Observed, a.Unit), a.Count, a.Action, a.Detail)
+		}
+	}
 	if len(rep.Thresholds) > 0 {
 		fmt.Fprintln(w, "thresholds:")
 		for _, t := range rep.Thresholds {
@@ -157,7 +168,11 @@ func printReport(w io.Writer, rep *state.Report) {
 			if t.Observed != nil {
 				obs = formatObserved(*t.Observed, t.Unit)
 			}
-			fmt.Fprintf(w, "  %s  %s: %s (observed %s)\n", verdict, t.Key, t.Expr, obs)
+			live := ""
+			if t.LiveFailures > 0 {
+				live = fmt.Sprintf("; failed live %d× for %.0f s", t.LiveFailures, t.LiveFailedSecs)
+			}
+			fmt.Fprintf(w, "  %s  %s: %s (observed %s%s)\n", verdict, t.Key, t.Expr, obs, live)
 		}
 		if rep.Passed != nil && *rep.Passed {
 			fmt.Fprintln(w, "all thresholds passed")
@@ -206,6 +221,7 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	start := time.Now()
+	seenActions := 0
 	for {
 		var v runView
 		if err := cf.call(ctx, "GET", base, nil, &v); err != nil {
@@ -228,6 +244,13 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 		}
 		fmt.Fprintf(progress, "%6s  %s  koi %d/%d connected  %.1f req/s  %.2f errors/s\n",
 			time.Since(start).Round(time.Second), v.State, v.KoiNow.Connected, v.Koi, rate, errRate)
+		for _, l := range v.LiveNow {
+			fmt.Fprintf(progress, "        %s\n", liveLine(l))
+		}
+		for _, a := range v.GuardActions[min(seenActions, len(v.GuardActions)):] {
+			fmt.Fprintf(progress, "        GUARDRAIL %q: %s was %s → %s: %s\n", a.Rule, a.Condition, formatObserved(a.Observed, a.Unit), a.Action, a.Detail)
+		}
+		seenActions = len(v.GuardActions)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -25,6 +25,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"resume": verb(runSwitchVerb("resume")),
 		"stop":   verb(runSwitchVerb("stop")),
 		"scale":  verb(runScale),
+		"shed":   verb(runShed),
 	})
 }
 
@@ -35,8 +36,17 @@ at once (or paused with --paused); without --duration it is always-on.
 
 --threshold adds a condition the run's report judges, e.g.
   --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
-With --wait (and --duration) the command streams progress once a second,
-prints the final report and exits 1 when a threshold failed: CI gating.`, stderr)
+With --wait (and --duration) the command streams progress once a second
+(with each threshold's live verdict over --threshold-window), prints the
+final report and exits 1 when a threshold failed: CI gating.
+
+--guardrail adds a rule acting on the run when its metrics go bad, e.g.
+  --guardrail 'api:*=success_rate < 95% for 5m -> pause'
+  --guardrail 'event:message=p99 > 5s for 1m -> shed 50%'
+
+--capacity makes the run a capacity search: it starts at start koi and adds
+step koi every DUR while every guardrail holds, up to max, then reports the
+largest count that held and stops (then=stop) or holds there (then=hold).`, stderr)
 	cf := addClientFlags(fs)
 	var spec keeper.RunSpec
 	labels := keyValues{}
@@ -55,18 +65,22 @@ prints the final report and exits 1 when a threshold failed: CI gating.`, stderr
 	fs.BoolVar(&spec.Paused, "paused", false, "create the run paused")
 	thresholds := thresholdFlags{}
 	fs.Var(thresholds, "threshold", "`KEY=CONDITION` the run must meet, e.g. 'api:auth.test=p95 < 300ms' (repeatable)")
-	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed (needs --duration)")
+	fs.Var(guardrailFlags{&spec.Guardrails}, "guardrail", "rule `'KEY=WHEN for DUR -> ACTION'` (pause, stop, shed N%; repeatable)")
+	fs.Var(capacityFlag{&spec.Capacity}, "capacity", "capacity search `start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN]`")
+	window := fs.Duration("threshold-window", 0, "sliding window of live thresholds (default 30s)")
+	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed (needs --duration or --capacity)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := needArgs(fs, 0, "no arguments, only flags", stderr); err != nil {
 		return err
 	}
-	if *wait && *dur <= 0 {
-		fmt.Fprintln(stderr, "koipond run create: --wait needs --duration (an always-on run never ends)")
+	if *wait && *dur <= 0 && (spec.Capacity == nil || spec.Capacity.Then == "hold") {
+		fmt.Fprintln(stderr, "koipond run create: --wait needs --duration or a --capacity search that stops (an always-on run never ends)")
 		return errUsage
 	}
 	spec.DurationSecs = dur.Seconds()
+	spec.ThresholdWindowSecs = int(window.Seconds())
 	if len(labels) > 0 {
 		spec.Labels = labels
 	}
@@ -103,6 +117,7 @@ type runView struct {
 	} `json:"koi_now"`
 	Refused        map[string]string `json:"refused"`
 	StopCompleteMS int64             `json:"stop_complete_ms"`
+	keeper.GuardView
 }
 
 func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
@@ -128,6 +143,7 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	for s, why := range v.Refused {
 		fmt.Fprintf(stdout, "  REFUSED by %s: %s\n", s, why)
 	}
+	printGuard(stdout, &v)
 	if v.Stop != nil {
 		if v.Stop.Complete() {
 			fmt.Fprintf(stdout, "  stop confirmed by %d schools in %d ms\n", len(v.Stop.Expected), v.StopCompleteMS)

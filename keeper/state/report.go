@@ -48,6 +48,12 @@ type Report struct {
 	// thresholds.
 	Thresholds []ThresholdResult `json:"thresholds,omitempty"`
 	Passed     *bool             `json:"passed,omitempty"`
+	// Capacity is the run's capacity search, when it was one.
+	Capacity *CapacityResult `json:"capacity,omitempty"`
+	// GuardActions are what guardrails did to the run (the newest
+	// MaxGuardActions), and ShedPercent its shed share at the end.
+	GuardActions []GuardAction `json:"guard_actions,omitempty"`
+	ShedPercent  float64       `json:"shed_percent,omitempty"`
 	// Snapshot is the run's merged metrics.Snapshot in its binary
 	// encoding (sketches per key), for later comparison; omitted when over
 	// MaxReportSnapshot bytes.
@@ -124,6 +130,10 @@ type ThresholdResult struct {
 	Unit     string   `json:"unit"`
 	Passed   bool     `json:"passed"`
 	Note     string   `json:"note,omitempty"`
+	// LiveFailures counts the times the threshold started failing in the
+	// live (sliding window) evaluation, LiveFailedSecs how long it failed.
+	LiveFailures   int     `json:"live_failures,omitempty"`
+	LiveFailedSecs float64 `json:"live_failed_secs,omitempty"`
 }
 
 // Report returns a run's persisted report, or nil.

@@ -33,7 +33,7 @@ func schema() *memdb.DBSchema {
 	for _, t := range []*memdb.TableSchema{
 		behaviorSetsTable(), formationsTable(), runsTable(), launchesTable(),
 		schoolsTable(), assignmentsTable(), switchTable(), auditTable(), reportsTable(),
-		checkpointsTable(),
+		checkpointsTable(), guardrailsTable(),
 	} {
 		s.Tables[t.Name] = t
 	}

@@ -364,6 +364,8 @@ func (s *Store) Restore(recs map[string][]byte) error {
 			obj, table = &Checkpoint{}, TableCheckpoints
 		case key == switchKey:
 			obj, table = &GlobalSwitch{}, TableSwitch
+		case key == guardrailsKey:
+			obj, table = &Guardrails{}, TableGuardrails
 		default:
 			if obj, table = restoreNotify(key); obj == nil {
 				return fmt.Errorf("state: restore: unknown record %q", key)

@@ -123,6 +123,21 @@ type Run struct {
 	// Warnings are what the run's creation noticed without refusing it
 	// (thresholds on metric keys the run may never report).
 	Warnings []string `json:"warnings,omitempty"`
+	// ThresholdWindowSecs is the sliding window live thresholds are
+	// evaluated over (0: the default, 30 s).
+	ThresholdWindowSecs int `json:"threshold_window_secs,omitempty"`
+	// LiveThresholds records the live failures of the thresholds.
+	LiveThresholds []LiveThreshold `json:"live_thresholds,omitempty"`
+	// Guardrails are the run's own rules (see GuardrailRule).
+	Guardrails []GuardrailRule `json:"guardrails,omitempty"`
+	// ShedPercent is the share of Koi held back (partial shutdown):
+	// schools run EffectiveKoi.
+	ShedPercent float64 `json:"shed_percent,omitempty"`
+	// GuardActions are the newest actions guardrails took on the run.
+	GuardActions []GuardAction `json:"guard_actions,omitempty"`
+	// Capacity makes the run a capacity search; CapacityResult follows it.
+	Capacity       *CapacitySpec   `json:"capacity,omitempty"`
+	CapacityResult *CapacityResult `json:"capacity_result,omitempty"`
 }
 
 // Active reports whether the run should have koi assigned.

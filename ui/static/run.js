@@ -3,6 +3,7 @@
 import { api, h, toast, fmtTime, fmtRate, fmtPct, fmtMS, fmtNum, stateChip, summarize, showFieldError, applyRole, isZeroTime, labelCells } from './lib.js';
 import { Chart } from './chart.js';
 import { runActions, koiCell, elapsed } from './runs.js';
+import { mountGuard } from './guard.js';
 
 const WINDOW = '5s';
 const WINDOW_S = 5;
@@ -41,6 +42,7 @@ export function mount(main, id) {
     } catch (e) { showFieldError(edit, e); }
   });
 
+  const guard = mountGuard(id, r => { run = r; render(); });
   const schoolsBody = h('tbody');
   const methodsBody = h('tbody');
   const launchesBody = h('tbody');
@@ -60,6 +62,7 @@ export function mount(main, id) {
       reportLink, actions),
     stats,
     h('div.panel', h('h2', 'Size'), h('div.muted.small', 'Changes apply live: schools move to the new koi count at the ramp rate.'), edit),
+    guard.el,
     h('div.charts#charts', cReq.el, cErr.el, cLat.el, cKoi.el, cWS.el, cEv.el),
     h('h2', 'Methods (last 5 s)'),
     h('div.table-wrap', h('table#methods', h('thead', h('tr', h('th', 'Key'), h('th.num', 'Req/s'), h('th.num', 'Errors'),
@@ -88,6 +91,7 @@ export function mount(main, id) {
     }
     if (koiInput.value === '' && document.activeElement !== koiInput) koiInput.value = run.koi;
     if (rampInput.value === '' && document.activeElement !== rampInput) rampInput.value = run.ramp;
+    guard.render(run);
     schoolsBody.replaceChildren(...(run.assignments.length ? run.assignments.map(a => h('tr', h('td', a.school),
       h('td.mono', `${a.from} – ${a.to - 1}`), h('td.num', String(a.to - a.from)), h('td.num', fmtRate(a.ramp) + '/s')))
       : [h('tr', h('td.empty', { colspan: 4 }, run.state === 'stopped' ? 'The run is over; its koi are gone.' : 'No school holds koi of this run yet.'))]));

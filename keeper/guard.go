@@ -1,0 +1,759 @@
+package keeper
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire"
+)
+
+// Live evaluation: every second the guard loop evaluates, for each running
+// run, its thresholds over a sliding window (live thresholds) and its own
+// and the global guardrails, and acts on the guardrails that fire.
+//
+// Guardrail semantics. A rule {key, when, for, action, min_count} FIRES
+// when its condition (`when`, threshold syntax) is TRUE — the opposite of
+// a threshold, which passes when its condition is true. Each second, for
+// each running run (the run running and the global switch running), the
+// condition is evaluated over the window [now−for, now) of the run's
+// merged metrics of every key matching `key` (a path.Match glob), but only
+// once that window lies wholly after the rule's armedAt: the latest of the
+// run's last start (create or resume), the global switch's last change,
+// the keeper's start (metrics are not persisted) and the rule's last
+// firing on the run. So a target failing from the start trips the rule
+// `for` after start; failures starting mid-run trip it within `for` (plus
+// the second of the schools' metrics interval). With fewer than min_count
+// observations in the window the rule does not fire. Actions: pause and
+// stop switch the run (actor guardrail:<name>), exactly as a person would;
+// a global rule's pause or stop moves the global switch instead; "shed N%"
+// holds back N% of the run's active koi (compounding: 50% twice is 75%),
+// a global rule sheds every running run. Every action is audited with the
+// rule and the observed value, recorded on the run and notified.
+
+// Limits and defaults of live evaluation.
+const (
+	defaultThresholdWindow = 30   // seconds
+	maxThresholdWindow     = 3600 // seconds
+	defaultMinCount        = 10
+	maxGuardrails          = 50
+	minGuardFor            = time.Second
+	maxGuardFor            = 24 * time.Hour
+	guardTick              = time.Second
+)
+
+// guardrail is a parsed rule.
+type guardrail struct {
+	rule  state.GuardrailRule // as stored: the name defaulted
+	scope string              // run or global
+	cond  *Threshold
+	dur   time.Duration
+	// action is pause, stop or shed; shed is its percent.
+	action string
+	shed   float64
+}
+
+// parseGuardrails parses rules, failing on the first bad one with its
+// field (FIELD[i].when …).
+func parseGuardrails(field, scope string, rules []state.GuardrailRule) ([]*guardrail, *Error) {
+	if len(rules) > maxGuardrails {
+		return nil, invalid(field, "%d rules; at most %d", len(rules), maxGuardrails)
+	}
+	out := make([]*guardrail, 0, len(rules))
+	names := map[string]bool{}
+	for i, r := range rules {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		g, err := parseGuardrail(f, scope, r)
+		if err != nil {
+			return nil, err
+		}
+		if names[g.rule.Name] {
+			return nil, invalid(f+".name", "%q names two rules", g.rule.Name)
+		}
+		names[g.rule.Name] = true
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// parseGuardrail parses one rule; field prefixes its errors.
+func parseGuardrail(field, scope string, r state.GuardrailRule) (*guardrail, *Error) {
+	g := &guardrail{rule: r, scope: scope}
+	if err := checkName(field+".key", r.Key); err != nil {
+		return nil, err
+	}
+	if _, err := path.Match(r.Key, ""); err != nil {
+		return nil, invalid(field+".key", "%q is not a valid glob: %v", r.Key, err)
+	}
+	if strings.TrimSpace(r.When) == "" {
+		return nil, invalid(field+".when", "give a condition that fires the rule, e.g. \"success_rate < 95%%\" or \"p99 > 5s\"")
+	}
+	t, err := ParseThreshold(r.Key, r.When)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalid, Field: field + ".when", Message: err.Error(), Err: err}
+	}
+	g.cond = t
+	if r.For == "" {
+		return nil, invalid(field+".for", "give how long the condition must hold, e.g. \"5m\"")
+	}
+	d, perr := time.ParseDuration(r.For)
+	if perr != nil {
+		return nil, invalid(field+".for", "%q is not a duration (e.g. 30s, 5m)", r.For)
+	}
+	if d < minGuardFor || d > maxGuardFor {
+		return nil, invalid(field+".for", "%s is outside %s..%s", r.For, minGuardFor, maxGuardFor)
+	}
+	g.dur = d
+	act := strings.Join(strings.Fields(strings.ToLower(r.Action)), " ")
+	switch {
+	case act == "pause" || act == "stop":
+		g.action = act
+	case strings.HasPrefix(act, "shed "):
+		num := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(act, "shed "), "%"))
+		p, err := strconv.ParseFloat(num, 64)
+		if err != nil || math.IsNaN(p) || p <= 0 || p >= 100 {
+			return nil, invalid(field+".action", "%q: shed takes a percentage between 0 and 100, exclusive, e.g. \"shed 50%%\"", r.Action)
+		}
+		g.action, g.shed = "shed", p
+		act = "shed " + strconv.FormatFloat(p, 'f', -1, 64) + "%"
+	case act == "":
+		return nil, invalid(field+".action", "give pause, stop or \"shed N%%\"")
+	default:
+		return nil, invalid(field+".action", "%q is not pause, stop or \"shed N%%\"", r.Action)
+	}
+	g.rule.Action = act
+	switch {
+	case r.MinCount < 0 || r.MinCount > 1_000_000_000:
+		return nil, invalid(field+".min_count", "%d is outside 0..1e9 (0 means %d)", r.MinCount, defaultMinCount)
+	case r.MinCount == 0:
+		g.rule.MinCount = defaultMinCount
+	}
+	if g.rule.Name == "" {
+		g.rule.Name = fmt.Sprintf("%s for %s → %s", g.condition(), r.For, act)
+	}
+	if err := checkName(field+".name", g.rule.Name); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// condition is the rule's condition for people: "success_rate of api:* < 95%".
+func (g *guardrail) condition() string {
+	f := strings.Fields(g.cond.Expr) // STAT OP VALUE, normalized by ParseThreshold
+	return fmt.Sprintf("%s of %s %s %s", f[0], g.rule.Key, f[1], f[2])
+}
+
+// rulesOf returns the stored form of parsed rules.
+func rulesOf(gs []*guardrail) []state.GuardrailRule {
+	out := make([]state.GuardrailRule, len(gs))
+	for i, g := range gs {
+		out[i] = g.rule
+	}
+	return out
+}
+
+// guardrailWarnings names rule keys whose metric kind koi never report
+// (globs over the kind are not judged).
+func guardrailWarnings(field string, rules []state.GuardrailRule) []string {
+	var out []string
+	for i, r := range rules {
+		kind, _, _ := strings.Cut(r.Key, ":")
+		if strings.ContainsAny(kind, `*?[\`) || metricKinds[kind] {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s[%d].key: unknown metric kind %q (api:METHOD, ws:connect, event:TYPE, behavior:NAME, …); the rule never fires", field, i, kind))
+	}
+	return out
+}
+
+// observe computes the threshold's statistic over a series covering secs
+// seconds; false without data (or without latency samples for a
+// quantile).
+func (t *Threshold) observe(ss *metrics.SeriesSnapshot, secs float64) (float64, bool) {
+	if ss == nil || ss.Total() == 0 {
+		return 0, false
+	}
+	n := float64(ss.Total())
+	switch {
+	case t.Quantile > 0:
+		d, ok := ss.Quantile(t.Quantile)
+		return ms(d), ok
+	case t.Stat == "count":
+		return n, true
+	case t.Stat == "errors":
+		return float64(ss.Failures()), true
+	case t.Stat == "error_rate":
+		return float64(ss.Failures()) / n, true
+	case t.Stat == "success_rate":
+		return float64(ss.Counts[metrics.OK]) / n, true
+	case t.Stat == "rate":
+		return n / max(secs, 1e-9), true
+	}
+	return 0, false
+}
+
+// holds reports whether v meets the threshold's condition.
+func (t *Threshold) holds(v float64) bool {
+	switch t.Op {
+	case "<":
+		return v < t.Limit
+	case "<=":
+		return v <= t.Limit
+	case ">":
+		return v > t.Limit
+	case ">=":
+		return v >= t.Limit
+	}
+	return false
+}
+
+// formatValue formats a value in a threshold's unit for people.
+func formatValue(v float64, unit string) string {
+	switch unit {
+	case "ms":
+		if v >= 1000 {
+			return strconv.FormatFloat(v/1000, 'f', 2, 64) + "s"
+		}
+		return strconv.FormatFloat(v, 'f', 1, 64) + "ms"
+	case "fraction":
+		return strconv.FormatFloat(100*v, 'f', 1, 64) + "%"
+	case "per_sec":
+		return strconv.FormatFloat(v, 'f', 2, 64) + "/s"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+// matching merges the series of snap whose key matches pattern (a glob
+// or a plain key) into one; nil when none match.
+func matching(snap *metrics.Snapshot, pattern string) *metrics.SeriesSnapshot {
+	return pick(snap, selector(pattern, false))
+}
+
+// Live states of a threshold or guardrail.
+const (
+	LivePass   = "pass"      // the threshold holds
+	LiveFail   = "fail"      // the threshold does not hold
+	LiveNoData = "no_data"   // nothing observed in the window
+	LiveArming = "arming"    // a guardrail's window is not yet whole
+	LiveLow    = "low_count" // a guardrail saw fewer than min_count observations
+	LiveOK     = "ok"        // a guardrail's condition is false
+	LiveFiring = "firing"    // a guardrail's condition is true: it acted
+	LiveIdle   = "idle"      // the run is not running
+)
+
+// LiveThresholdView is a threshold's latest live evaluation.
+type LiveThresholdView struct {
+	Key        string   `json:"key"`
+	Expr       string   `json:"expr"`
+	State      string   `json:"state"`
+	Observed   *float64 `json:"observed,omitempty"`
+	Unit       string   `json:"unit"`
+	Count      uint64   `json:"count"`
+	WindowSecs int      `json:"window_secs"`
+	// FailingSince is when the current failing stretch began.
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	FailingSecs  float64   `json:"failing_secs,omitempty"`
+}
+
+// GuardrailView is a guardrail's latest evaluation on a run.
+type GuardrailView struct {
+	Name      string   `json:"name"`
+	Scope     string   `json:"scope"`
+	Condition string   `json:"condition"`
+	For       string   `json:"for"`
+	Action    string   `json:"action"`
+	State     string   `json:"state"`
+	Observed  *float64 `json:"observed,omitempty"`
+	Unit      string   `json:"unit"`
+	Count     uint64   `json:"count"`
+	// ArmedAt is the start of the rule's current arming (see the
+	// guardrail semantics above).
+	ArmedAt time.Time `json:"armed_at,omitzero"`
+}
+
+// GuardView is what a run view shows of live evaluation and partial
+// shutdown.
+type GuardView struct {
+	// EffectiveKoi is Koi less the shed share: what schools run.
+	EffectiveKoi int                 `json:"effective_koi"`
+	LiveNow      []LiveThresholdView `json:"live_thresholds_now,omitempty"`
+	GuardNow     []GuardrailView     `json:"guardrails_now,omitempty"`
+}
+
+// liveState is a threshold's in-memory live state.
+type liveState struct {
+	view LiveThresholdView
+}
+
+// guard is the in-memory side of live evaluation. Its lock is a leaf.
+type guard struct {
+	mu    sync.Mutex
+	live  map[string]map[string]*liveState // run → key\x00expr →
+	views map[string][]GuardrailView       // run → rules
+	fired map[string]map[string]time.Time  // run → scope\x00name → last firing
+}
+
+func newGuard() *guard {
+	return &guard{live: map[string]map[string]*liveState{}, views: map[string][]GuardrailView{}, fired: map[string]map[string]time.Time{}}
+}
+
+func liveID(key, expr string) string { return key + "\x00" + expr }
+
+// guardView returns a run's live view.
+func (k *Keeper) guardView(run *state.Run) GuardView {
+	v := GuardView{EffectiveKoi: run.EffectiveKoi()}
+	k.guard.mu.Lock()
+	defer k.guard.mu.Unlock()
+	ts, _ := parseThresholds(run.Thresholds)
+	for _, t := range ts {
+		if ls := k.guard.live[run.ID][liveID(t.Key, t.Expr)]; ls != nil {
+			v.LiveNow = append(v.LiveNow, ls.view)
+		}
+	}
+	v.GuardNow = slices.Clone(k.guard.views[run.ID])
+	return v
+}
+
+// openFailure returns how long a threshold has been failing in a stretch
+// not yet recorded on the run, up to end.
+func (k *Keeper) openFailure(run, key, expr string, end time.Time) float64 {
+	k.guard.mu.Lock()
+	defer k.guard.mu.Unlock()
+	ls := k.guard.live[run][liveID(key, expr)]
+	if ls == nil || ls.view.FailingSince.IsZero() {
+		return 0
+	}
+	return max(0, end.Sub(ls.view.FailingSince).Seconds())
+}
+
+// guardLoop evaluates live thresholds and guardrails every second until
+// the keeper closes.
+func (k *Keeper) guardLoop() {
+	t := time.NewTicker(guardTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-k.ctx.Done():
+			return
+		case now := <-t.C:
+			if err := k.guardPass(k.ctx, now); err != nil && k.ctx.Err() == nil {
+				k.stats.reject(k.log, "guard: pass failed", err)
+			}
+		}
+	}
+}
+
+// liveChange is a live threshold starting or ending a failing stretch.
+type liveChange struct {
+	run      *state.Run
+	key      string
+	expr     string
+	start    bool      // started failing (else: the stretch ended)
+	secs     float64   // the ended stretch's length
+	at       time.Time // when it started
+	observed string
+}
+
+// firing is a guardrail whose condition held over its window.
+type firing struct {
+	g        *guardrail
+	run      *state.Run
+	observed float64
+	count    uint64
+	window   time.Duration
+}
+
+// guardPass is one evaluation at now: live thresholds of every running
+// run, then the guardrails that fire, each acted on in its own write.
+func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
+	r := k.store.Read()
+	sw := r.Switch(nil)
+	global, _ := parseGuardrails("guardrails", "global", r.Guardrails(nil).Rules) // stored valid
+	var changes []liveChange
+	var fires []firing
+	running := map[string]bool{}
+	for _, run := range r.Runs(nil) {
+		isRunning := run.State == state.RunRunning && sw.State == wire.Running
+		k.guard.mu.Lock()
+		_, tracked := k.guard.live[run.ID]
+		k.guard.mu.Unlock()
+		if run.State == state.RunStopped {
+			k.guard.mu.Lock()
+			delete(k.guard.fired, run.ID)
+			k.guard.mu.Unlock()
+		}
+		if !isRunning {
+			if tracked {
+				changes = append(changes, k.idleRun(run, now)...)
+			}
+			continue
+		}
+		running[run.ID] = true
+		changes = append(changes, k.liveThresholds(run, now)...)
+		own, _ := parseGuardrails("guardrails", "run", run.Guardrails) // stored valid
+		armed := latest(run.Switch.At, k.opened)
+		if sw.Epoch > 0 {
+			armed = latest(armed, sw.At)
+		}
+		var views []GuardrailView
+		for _, g := range append(own, global...) {
+			v, f := k.evalGuardrail(g, run, armed, now)
+			views = append(views, v)
+			if f != nil {
+				fires = append(fires, *f)
+			}
+		}
+		k.guard.mu.Lock()
+		k.guard.views[run.ID] = views
+		k.guard.mu.Unlock()
+	}
+	k.guard.mu.Lock()
+	for id := range k.guard.views {
+		if !running[id] {
+			delete(k.guard.views, id)
+		}
+	}
+	k.guard.mu.Unlock()
+	if err := k.recordLive(ctx, changes); err != nil {
+		return err
+	}
+	k.windows.endPass(running)
+	globalDone := map[string]bool{} // a global rule acts once per pass
+	for _, f := range fires {
+		if f.g.scope == "global" {
+			if globalDone[f.g.rule.Name] {
+				continue
+			}
+			globalDone[f.g.rule.Name] = true
+		}
+		if err := k.act(ctx, f, now); err != nil {
+			return err
+		}
+	}
+	return k.capacityPass(ctx, now)
+}
+
+// liveThresholds evaluates a running run's thresholds over its window and
+// returns the failing stretches that start or end.
+func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
+	ts, _ := parseThresholds(run.Thresholds) // checked at creation
+	if len(ts) == 0 {
+		return nil
+	}
+	win := run.ThresholdWindowSecs
+	if win == 0 {
+		win = defaultThresholdWindow
+	}
+	to := now.Truncate(time.Second).Add(time.Second) // the current second, partly reported
+	from := to.Add(-time.Duration(win) * time.Second)
+	secs := to.Sub(latest(from, run.StartedAt.Truncate(time.Second))).Seconds()
+	series := make([]*metrics.SeriesSnapshot, len(ts))
+	for i, t := range ts {
+		series[i] = k.series(run.ID, selector(t.Key, true), from, to)
+	}
+	var out []liveChange
+	k.guard.mu.Lock()
+	defer k.guard.mu.Unlock()
+	m := k.guard.live[run.ID]
+	if m == nil {
+		m = map[string]*liveState{}
+		k.guard.live[run.ID] = m
+	}
+	for i, t := range ts {
+		id := liveID(t.Key, t.Expr)
+		ls := m[id]
+		if ls == nil {
+			ls = &liveState{view: LiveThresholdView{Key: t.Key, Expr: t.Expr, Unit: t.Unit()}}
+			m[id] = ls
+		}
+		ss := series[i]
+		v, ok := t.observe(ss, secs)
+		ls.view.WindowSecs, ls.view.Observed, ls.view.Count = win, nil, 0
+		if ss != nil {
+			ls.view.Count = ss.Total()
+		}
+		failing := false
+		switch {
+		case !ok:
+			ls.view.State = LiveNoData
+		case t.holds(v):
+			ls.view.State = LivePass
+		default:
+			ls.view.State, failing = LiveFail, true
+		}
+		if ok {
+			ls.view.Observed = &v
+		}
+		switch {
+		case failing && ls.view.FailingSince.IsZero():
+			ls.view.FailingSince = now
+			out = append(out, liveChange{run: run, key: t.Key, expr: t.Expr, start: true, at: now, observed: formatValue(v, t.Unit())})
+		case !failing && !ls.view.FailingSince.IsZero():
+			out = append(out, liveChange{run: run, key: t.Key, expr: t.Expr, secs: now.Sub(ls.view.FailingSince).Seconds(), at: ls.view.FailingSince})
+			ls.view.FailingSince = time.Time{}
+		}
+		ls.view.FailingSecs = 0
+		if !ls.view.FailingSince.IsZero() {
+			ls.view.FailingSecs = now.Sub(ls.view.FailingSince).Seconds()
+		}
+	}
+	return out
+}
+
+// idleRun closes the failing stretches of a run that stopped running (at
+// its end for a stopped run) and forgets a stopped run's live state.
+func (k *Keeper) idleRun(run *state.Run, now time.Time) []liveChange {
+	end := now
+	if run.State == state.RunStopped && !run.EndedAt.IsZero() {
+		end = run.EndedAt
+	}
+	var out []liveChange
+	k.guard.mu.Lock()
+	defer k.guard.mu.Unlock()
+	for _, ls := range k.guard.live[run.ID] {
+		if !ls.view.FailingSince.IsZero() {
+			out = append(out, liveChange{run: run, key: ls.view.Key, expr: ls.view.Expr,
+				secs: max(0, end.Sub(ls.view.FailingSince).Seconds()), at: ls.view.FailingSince})
+			ls.view.FailingSince, ls.view.FailingSecs = time.Time{}, 0
+		}
+		ls.view.State = LiveIdle
+	}
+	if run.State == state.RunStopped {
+		delete(k.guard.live, run.ID)
+	}
+	return out
+}
+
+// recordLive writes the live threshold changes of a pass on their runs
+// (one write), audits the failures that start, and notifies them once
+// each, after the commit.
+func (k *Keeper) recordLive(ctx context.Context, changes []liveChange) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	err := k.write(ctx, "recording live thresholds", func(tx *state.Txn) error {
+		byRun := map[string]*state.Run{}
+		for _, c := range changes {
+			n := byRun[c.run.ID]
+			if n == nil {
+				cur := tx.Run(nil, c.run.ID)
+				if cur == nil {
+					continue
+				}
+				cp := *cur
+				cp.LiveThresholds = slices.Clone(cur.LiveThresholds)
+				n, byRun[c.run.ID] = &cp, &cp
+			}
+			i := slices.IndexFunc(n.LiveThresholds, func(l state.LiveThreshold) bool { return l.Key == c.key && l.Expr == c.expr })
+			if i < 0 {
+				n.LiveThresholds = append(n.LiveThresholds, state.LiveThreshold{Key: c.key, Expr: c.expr})
+				i = len(n.LiveThresholds) - 1
+			}
+			lt := &n.LiveThresholds[i]
+			if c.start {
+				lt.Failures++
+				lt.LastFailedAt = c.at
+				if err := tx.Audit("keeper", "threshold failing", c.run.ID, fmt.Sprintf("%s %s: %s over the last %ds", c.key, c.expr, c.observed, windowOf(n))); err != nil {
+					return err
+				}
+			} else {
+				lt.FailedSecs += c.secs
+			}
+		}
+		for _, n := range byRun {
+			if err := tx.PutRun(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if c.start {
+			k.notify(Notice{Kind: NoticeThresholdFailed, At: c.at, Run: c.run.ID, RunName: c.run.Name, Actor: "keeper",
+				Title:  fmt.Sprintf("threshold failing on run %s: %s %s", c.run.Name, c.key, c.expr),
+				Text:   fmt.Sprintf("observed %s over the last %ds", c.observed, windowOf(c.run)),
+				Fields: map[string]string{"key": c.key, "threshold": c.expr, "observed": c.observed}})
+		}
+	}
+	return nil
+}
+
+func windowOf(run *state.Run) int {
+	if run.ThresholdWindowSecs == 0 {
+		return defaultThresholdWindow
+	}
+	return run.ThresholdWindowSecs
+}
+
+// evalGuardrail evaluates one rule on a running run armed at armed; it
+// returns the rule's view and, when it fires, the firing.
+func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Time) (GuardrailView, *firing) {
+	v := GuardrailView{Name: g.rule.Name, Scope: g.scope, Condition: g.condition(), For: g.rule.For, Action: g.rule.Action, Unit: g.cond.Unit()}
+	k.guard.mu.Lock()
+	armed = latest(armed, k.guard.fired[run.ID][g.scope+"\x00"+g.rule.Name])
+	k.guard.mu.Unlock()
+	v.ArmedAt = armed
+	if now.Sub(armed) < g.dur {
+		v.State = LiveArming
+		return v, nil
+	}
+	// The window's buckets are the `for` seconds up to and including the
+	// current one (partly reported).
+	to := now.Add(time.Second)
+	ss := k.series(run.ID, selector(g.rule.Key, false), to.Add(-g.dur), to)
+	if ss != nil {
+		v.Count = ss.Total()
+	}
+	val, ok := g.cond.observe(ss, g.dur.Seconds())
+	if ok {
+		v.Observed = &val
+	}
+	switch {
+	case !ok:
+		v.State = LiveNoData
+	case v.Count < uint64(g.rule.MinCount):
+		v.State = LiveLow
+	case !g.cond.holds(val):
+		v.State = LiveOK
+	default:
+		v.State = LiveFiring
+		return v, &firing{g: g, run: run, observed: val, count: v.Count, window: g.dur}
+	}
+	return v, nil
+}
+
+// act takes a firing rule's action in one write: the switch or the shed,
+// the record on the run(s) and the audit entry; then it publishes and
+// notifies. A run that is no longer running is left alone.
+func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
+	g := f.g
+	actor := "guardrail:" + g.rule.Name
+	unit := g.cond.Unit()
+	opWord := strings.Fields(g.cond.Expr)
+	text := fmt.Sprintf("guardrail %q: %s of %s was %s %s %s over %s (%d observations) → %s", g.rule.Name, opWord[0], g.rule.Key,
+		formatValue(f.observed, unit), opWord[1], opWord[2], g.rule.For, f.count, g.rule.Action)
+	if g.scope == "global" {
+		text += " (global rule)"
+	}
+	var controls []wire.Control
+	var shedRuns []string
+	acted := false
+	err := k.write(ctx, "acting on a guardrail", func(tx *state.Txn) error {
+		controls, shedRuns, acted = nil, nil, false
+		cur := tx.Run(nil, f.run.ID)
+		if cur == nil || cur.State != state.RunRunning || tx.Switch(nil).State != wire.Running {
+			return nil // someone (or another rule) got there first
+		}
+		acted = true
+		rec := state.GuardAction{At: tx.Now(), Rule: g.rule.Name, Scope: g.scope, Condition: g.condition() + " for " + g.rule.For,
+			Observed: f.observed, Unit: unit, Count: f.count, WindowSecs: f.window.Seconds(), Action: g.rule.Action}
+		record := func(id, detail string) error {
+			run := tx.Run(nil, id)
+			n := *run
+			r := rec
+			r.Detail = detail
+			n.AddGuardAction(r)
+			return tx.PutRun(&n)
+		}
+		switch {
+		case g.action == "shed":
+			targets := []*state.Run{cur}
+			if g.scope == "global" {
+				targets = tx.RunsIn(nil, state.RunRunning)
+			}
+			for _, t := range targets {
+				n := *t
+				n.ShedPercent = compoundShed(t.ShedPercent, g.shed)
+				detail := fmt.Sprintf("shed %s → %s: %d → %d active koi", pct(t.ShedPercent), pct(n.ShedPercent), t.EffectiveKoi(), n.EffectiveKoi())
+				if err := tx.PutRun(&n); err != nil {
+					return err
+				}
+				if err := record(t.ID, detail); err != nil {
+					return err
+				}
+				if err := tx.Audit(actor, "shed run", t.ID, detail); err != nil {
+					return err
+				}
+				shedRuns = append(shedRuns, t.ID)
+			}
+		case g.scope == "global":
+			st := wire.Paused
+			if g.action == "stop" {
+				st = wire.Stopped
+			}
+			sw, err := k.setSwitchTx(tx, actor, st)
+			if err != nil {
+				return err
+			}
+			controls = append(controls, control(sw.Switch, ""))
+			if err := record(cur.ID, fmt.Sprintf("global switch %s at epoch %d", st, sw.Epoch)); err != nil {
+				return err
+			}
+		default:
+			st := wire.Paused
+			if g.action == "stop" {
+				st = wire.Stopped
+			}
+			c, _, err := k.setRunStateTx(tx, actor, cur.ID, st)
+			if err != nil {
+				return err
+			}
+			controls = append(controls, c)
+			if err := record(cur.ID, fmt.Sprintf("run %s at epoch %d", st, c.Epoch)); err != nil {
+				return err
+			}
+		}
+		return tx.Audit(actor, "guardrail", cur.ID, text)
+	})
+	if err != nil || !acted {
+		return err
+	}
+	k.guard.mu.Lock()
+	for _, id := range append(shedRuns, f.run.ID) {
+		if k.guard.fired[id] == nil {
+			k.guard.fired[id] = map[string]time.Time{}
+		}
+		k.guard.fired[id][g.scope+"\x00"+g.rule.Name] = now
+	}
+	k.guard.mu.Unlock()
+	for _, c := range controls {
+		k.publishControl(c)
+	}
+	k.Kick()
+	k.log.Warn("guardrail fired", "rule", g.rule.Name, "scope", g.scope, "run", f.run.ID, "action", g.rule.Action, "observed", formatValue(f.observed, unit))
+	k.notify(Notice{Kind: NoticeGuardrail, At: now, Run: f.run.ID, RunName: f.run.Name, Actor: actor,
+		Title: fmt.Sprintf("guardrail %q → %s on run %s", g.rule.Name, g.rule.Action, f.run.Name), Text: text,
+		Fields: map[string]string{"rule": g.rule.Name, "scope": g.scope, "action": g.rule.Action, "observed": formatValue(f.observed, unit),
+			"condition": g.condition() + " for " + g.rule.For}})
+	return nil
+}
+
+// compoundShed sheds p% of what is still active after old% was shed:
+// 50% twice is 75%.
+func compoundShed(old, p float64) float64 {
+	return 100 - (100-old)*(100-p)/100
+}
+
+func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }
+
+// latest returns the latest of ts.
+func latest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if t.After(out) {
+			out = t
+		}
+	}
+	return out
+}

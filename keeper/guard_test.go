@@ -1,0 +1,638 @@
+package keeper
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/school"
+	"github.com/koipond/koipond/wire"
+)
+
+// guardSet boots each koi (rtm.connect, websocket) and has it call
+// auth.test once a minute of behavior time: at time scale 120, twice a
+// second.
+const guardSet = `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
+  "behaviors": {"tick": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`
+
+// logBuffer is a concurrency-safe log sink, to read the keeper's notices
+// (k.notify logs each one until delivery lands).
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// count returns how many lines hold every one of parts.
+func (l *logBuffer) count(parts ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// rig is a real keeper, a real school and real ponds on loopback.
+type rig struct {
+	k    *Keeper
+	logs *logBuffer
+	dir  string
+}
+
+// newRig starts a keeper (its notices logged into rig.logs) and a school
+// of capacity koi.
+func newRig(t *testing.T, capacity int) *rig {
+	t.Helper()
+	r := &rig{logs: &logBuffer{}, dir: t.TempDir()}
+	r.k = openKeeper(t, r.dir, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	s, err := school.Open(context.Background(), school.Config{ID: "s1", NATSURL: r.k.NATSURL(), Capacity: capacity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := r.k.PutBehaviorSet(context.Background(), "test", "guard", []behaviors.File{{Name: "guard.json", Data: []byte(guardSet)}}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// newPond starts a pond without rate limits, faults given.
+func newPond(t *testing.T, inject map[string]pond.Fault) *pond.Server {
+	t.Helper()
+	p, err := pond.Open(context.Background(), pond.Config{Addr: "127.0.0.1:0", Users: 200, Channels: 5, DisableRateLimits: true, Inject: inject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// spec is a run of koi against p at time scale 120.
+func spec(name string, p *pond.Server, koi int) RunSpec {
+	return RunSpec{Name: name, BehaviorSet: "guard", Koi: koi, TimeScale: 120,
+		Target: state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}"}}
+}
+
+func (r *rig) run(id string) *state.Run { return r.k.State().Run(nil, id) }
+
+// waitTraffic waits until p has answered n auth.test calls.
+func waitTraffic(t *testing.T, p *pond.Server, n uint64) {
+	t.Helper()
+	checkFor(t, 20*time.Second, func() error {
+		if got := p.Stats().Requests["auth.test"]["200"]; got < n {
+			return errors.New("not enough traffic at pond yet")
+		}
+		return nil
+	})
+}
+
+// auditWith returns the audit entries whose actor and detail contain the
+// given strings.
+func auditWith(k *Keeper, actor, detail string) []*state.AuditEntry {
+	var out []*state.AuditEntry
+	for _, e := range k.State().Audit(nil, 0, 10000) {
+		if strings.Contains(e.Actor, actor) && strings.Contains(e.Detail, detail) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// The acceptance test: pond starts failing 10% of calls mid-run; the rule
+// "success_rate of api:* < 95% for 3s → pause" pauses the run within its
+// window plus one second of the fault starting; the audit trail, the run
+// view and the notice record it. The same rule on a run against a clean
+// pond does not fire over more than two windows.
+func TestGuardrailPausesWithinWindow(t *testing.T) {
+	r := newRig(t, 200)
+	ctx := context.Background()
+	faulty, clean := newPond(t, nil), newPond(t, nil)
+	rule := state.GuardrailRule{Name: "api-health", Key: "api:*", When: "success_rate < 95%", For: "3s", Action: "pause"}
+	const window = 3 * time.Second
+	sa, sb := spec("faulty", faulty, 40), spec("clean", clean, 40)
+	sa.Guardrails, sb.Guardrails = []state.GuardrailRule{rule}, []state.GuardrailRule{rule}
+	a, err := r.k.CreateRun(ctx, "test", sa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.k.CreateRun(ctx, "test", sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitTraffic(t, faulty, 200)
+	waitTraffic(t, clean, 200)
+	// Both rules are armed (a whole window since the start) and hold.
+	checkFor(t, 10*time.Second, func() error {
+		v := r.k.RunView(r.k.State(), a.ID)
+		if len(v.GuardNow) != 1 || v.GuardNow[0].State != LiveOK {
+			return errors.New("the rule is not evaluated as ok yet")
+		}
+		return nil
+	})
+	if st := r.run(a.ID).State; st != state.RunRunning {
+		t.Fatalf("run paused before any fault: %s", st)
+	}
+
+	faultAt := time.Now()
+	if err := faulty.SetFaults(map[string]pond.Fault{"*": {Error: 0.1}}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 15*time.Second, func() error {
+		if r.run(a.ID).State != state.RunPaused {
+			return errors.New("the faulty run is not paused")
+		}
+		return nil
+	})
+	run := r.run(a.ID)
+	delay := run.Switch.At.Sub(faultAt)
+	t.Logf("fault at 10%% → paused by %s after %v (window %v, limit %v)", run.Switch.By, delay.Round(time.Millisecond), window, window+time.Second)
+	if delay > window+time.Second {
+		t.Errorf("paused %v after the fault started; want within %v", delay, window+time.Second)
+	}
+	if run.Switch.By != "guardrail:api-health" {
+		t.Errorf("paused by %q", run.Switch.By)
+	}
+	if len(run.GuardActions) != 1 {
+		t.Fatalf("guard actions %+v", run.GuardActions)
+	}
+	act := run.GuardActions[0]
+	t.Logf("recorded: %+v", act)
+	if act.Rule != "api-health" || act.Action != "pause" || act.Scope != "run" || act.Observed >= 0.95 || act.Observed < 0.8 || act.Count < 100 {
+		t.Errorf("action %+v", act)
+	}
+	entries := auditWith(r.k, "guardrail:api-health", `guardrail "api-health": success_rate of api:* was`)
+	if len(entries) != 1 || !strings.Contains(entries[0].Detail, "< 95% over 3s") || !strings.Contains(entries[0].Detail, "→ pause") {
+		t.Errorf("audit: %+v", entries)
+	} else {
+		t.Logf("audit: %s %s %s: %s", entries[0].Actor, entries[0].Action, entries[0].Object, entries[0].Detail)
+	}
+	if len(auditWith(r.k, "guardrail:api-health", "epoch")) != 1 {
+		t.Error("the pause itself is not audited as the guardrail's")
+	}
+	if n := r.logs.count("kind="+NoticeGuardrail, "run="+a.ID); n != 1 {
+		t.Errorf("%d guardrail notices, want 1", n)
+	}
+	var view struct {
+		GuardActions []state.GuardAction `json:"guard_actions"`
+		GuardNow     []GuardrailView     `json:"guardrails_now"`
+	}
+	if code := api(t, r.k, "", "GET", "/api/v1/runs/"+a.ID, nil, &view); code != 200 || len(view.GuardActions) != 1 {
+		t.Errorf("run view: %d %+v", code, view)
+	}
+
+	// The clean run kept running over more than two windows, its rule
+	// evaluated as ok.
+	cleanFrom := latest(b.CreatedAt.Add(window), faultAt)
+	for time.Since(cleanFrom) < 2*window+time.Second {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cb := r.run(b.ID)
+	if cb.State != state.RunRunning || len(cb.GuardActions) != 0 {
+		t.Errorf("clean run: %s, actions %+v", cb.State, cb.GuardActions)
+	}
+	v := r.k.RunView(r.k.State(), b.ID)
+	if len(v.GuardNow) != 1 || v.GuardNow[0].State != LiveOK || v.GuardNow[0].Observed == nil || *v.GuardNow[0].Observed < 0.95 {
+		t.Errorf("clean run's rule: %+v", v.GuardNow)
+	} else {
+		t.Logf("clean run after %v armed: rule %s, success rate %.3f over %d calls", time.Since(b.CreatedAt.Add(window)).Round(time.Second),
+			v.GuardNow[0].State, *v.GuardNow[0].Observed, v.GuardNow[0].Count)
+	}
+}
+
+// A stop rule against a pond failing from the start stops the run `for`
+// after its start, with the rule as the stop's reason.
+func TestGuardrailStops(t *testing.T) {
+	r := newRig(t, 100)
+	p := newPond(t, map[string]pond.Fault{"auth.test": {Error: 0.5}})
+	s := spec("doomed", p, 20)
+	s.Guardrails = []state.GuardrailRule{{Key: "api:auth.test", When: "error_rate > 20%", For: "2s", Action: "stop"}}
+	run, err := r.k.CreateRun(context.Background(), "test", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "error_rate of api:auth.test > 20% for 2s → stop"
+	if run.Guardrails[0].Name != name || run.Guardrails[0].MinCount != defaultMinCount {
+		t.Errorf("defaulted rule %+v", run.Guardrails[0])
+	}
+	checkFor(t, 15*time.Second, func() error {
+		if r.run(run.ID).State != state.RunStopped {
+			return errors.New("not stopped")
+		}
+		return nil
+	})
+	got := r.run(run.ID)
+	t.Logf("stopped %v after the start: %s", got.EndedAt.Sub(got.StartedAt).Round(time.Millisecond), got.EndReason)
+	if got.EndReason != "stopped by guardrail:"+name || got.EndedAt.Sub(got.StartedAt) < 2*time.Second {
+		t.Errorf("end %q after %v", got.EndReason, got.EndedAt.Sub(got.StartedAt))
+	}
+	if len(got.GuardActions) != 1 || got.GuardActions[0].Action != "stop" {
+		t.Errorf("actions %+v", got.GuardActions)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if ws := p.Stats().WebsocketsOpen; ws != 0 {
+			return errors.New("koi still connected at pond")
+		}
+		return nil
+	})
+}
+
+// Shedding by hand drops the koi really connected at pond to the
+// effective count and restoring brings them back; a shed rule does the
+// same on its own, compounding.
+func TestShedByHandAndByRule(t *testing.T) {
+	r := newRig(t, 100)
+	p := newPond(t, nil)
+	run, err := r.k.CreateRun(context.Background(), "test", spec("shed", p, 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsOpen := func(n int64) func() error {
+		return func() error {
+			if got := p.Stats().WebsocketsOpen; got != n {
+				return errors.New("websockets open at pond: not there yet")
+			}
+			return nil
+		}
+	}
+	checkFor(t, 20*time.Second, wsOpen(40))
+	var v RunView
+	if code := api(t, r.k, "", "POST", "/api/v1/runs/"+run.ID+"/shed", map[string]float64{"percent": 50}, &v); code != 200 || v.ShedPercent != 50 || v.GuardView.EffectiveKoi != 20 {
+		t.Fatalf("shed: %d %+v", code, v)
+	}
+	start := time.Now()
+	checkFor(t, 10*time.Second, wsOpen(20))
+	t.Logf("shed 50%%: websockets open at pond 40 → 20 in %v", time.Since(start).Round(time.Millisecond))
+	if got := r.run(run.ID); got.State != state.RunRunning || got.Koi != 40 {
+		t.Errorf("shed changed the run: %s koi %d", got.State, got.Koi)
+	}
+	prom := apiText(t, r.k, "/metrics")
+	for _, want := range []string{`koipond_run_koi_effective{run="` + run.ID + `",name="shed"} 20`, `koipond_run_shed_percent{run="` + run.ID + `",name="shed"} 50`} {
+		if !strings.Contains(prom, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, bad := range []string{`{"percent": 100}`, `{"percent": -1}`, `{}`, `{"percent": "x"}`} {
+		var e errorBody
+		if code := api(t, r.k, "", "POST", "/api/v1/runs/"+run.ID+"/shed", bad, &e); code != 400 || e.Error.Field != "percent" {
+			t.Errorf("%s: %d %+v", bad, code, e.Error)
+		}
+	}
+	api(t, r.k, "", "POST", "/api/v1/runs/"+run.ID+"/shed", map[string]float64{"percent": 0}, &v)
+	start = time.Now()
+	checkFor(t, 20*time.Second, wsOpen(40))
+	t.Logf("restore: websockets open at pond back to 40 in %v", time.Since(start).Round(time.Millisecond))
+	if n := len(auditWith(r.k, "", "active koi")); n != 2 {
+		t.Errorf("%d shed audit entries, want 2", n)
+	}
+
+	// A rule sheds 50% while pond fails; healed after the first action, it
+	// does not shed again.
+	p2 := newPond(t, map[string]pond.Fault{"auth.test": {Error: 0.5}})
+	s := spec("shed-rule", p2, 40)
+	s.Guardrails = []state.GuardrailRule{{Name: "shed-on-errors", Key: "api:auth.test", When: "error_rate > 20%", For: "2s", Action: "shed 50%"}}
+	run2, err := r.k.CreateRun(context.Background(), "test", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		if r.run(run2.ID).ShedPercent == 0 {
+			return errors.New("not shed yet")
+		}
+		return nil
+	})
+	_ = p2.SetFaults(nil)
+	got := r.run(run2.ID)
+	if got.ShedPercent != 50 || len(got.GuardActions) != 1 || !strings.Contains(got.GuardActions[0].Detail, "40 → 20 active koi") {
+		t.Errorf("rule shed: %g %+v", got.ShedPercent, got.GuardActions)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if got := p2.Stats().WebsocketsOpen; got != 20 {
+			return errors.New("pond does not see 20 koi yet")
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second) // a whole re-armed window, healed: no second shed
+	if got := r.run(run2.ID); got.ShedPercent != 50 {
+		t.Errorf("shed again after healing: %g", got.ShedPercent)
+	}
+	if c := compoundShed(compoundShed(0, 50), 50); c != 75 {
+		t.Errorf("50%% twice = %g%%", c)
+	}
+}
+
+// A global rule pauses everything (the global switch) when one run's
+// metrics trip it; the action is recorded on that run.
+func TestGlobalGuardrailPausesEverything(t *testing.T) {
+	r := newRig(t, 100)
+	p := newPond(t, nil)
+	var gv GuardrailsView
+	body := map[string]any{"rules": []state.GuardrailRule{{Name: "global-health", Key: "api:*", When: "error_rate >= 10%", For: "2s", Action: "pause"}}}
+	if code := api(t, r.k, "", "PUT", "/api/v1/guardrails", body, &gv); code != 200 || len(gv.Rules) != 1 || gv.Rules[0].MinCount != 10 {
+		t.Fatalf("put: %d %+v", code, gv)
+	}
+	run, err := r.k.CreateRun(context.Background(), "test", spec("g", p, 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitTraffic(t, p, 100)
+	time.Sleep(time.Second)
+	if sw := r.k.State().Switch(nil); sw.State != wire.Running {
+		t.Fatalf("switch %s before the fault", sw.State)
+	}
+	faultAt := time.Now()
+	_ = p.SetFaults(map[string]pond.Fault{"auth.test": {Error: 0.5}})
+	checkFor(t, 10*time.Second, func() error {
+		if r.k.State().Switch(nil).State != wire.Paused {
+			return errors.New("global switch not paused")
+		}
+		return nil
+	})
+	sw := r.k.State().Switch(nil)
+	t.Logf("global switch paused by %s %v after the fault", sw.By, sw.At.Sub(faultAt).Round(time.Millisecond))
+	if sw.By != "guardrail:global-health" {
+		t.Errorf("paused by %q", sw.By)
+	}
+	got := r.run(run.ID)
+	if len(got.GuardActions) != 1 || got.GuardActions[0].Scope != "global" || !strings.Contains(got.GuardActions[0].Detail, "global switch paused") {
+		t.Errorf("actions %+v", got.GuardActions)
+	}
+	if len(auditWith(r.k, "guardrail:global-health", "(global rule)")) != 1 {
+		t.Error("no audit entry for the global rule")
+	}
+	// Paused everywhere: pond hears nothing more.
+	time.Sleep(500 * time.Millisecond)
+	before := p.Stats().RequestsTotal
+	time.Sleep(time.Second)
+	if d := p.Stats().RequestsTotal - before; d != 0 {
+		t.Errorf("%d requests reached pond with the switch paused", d)
+	}
+}
+
+// Bad rules are refused with the field at fault, in a run spec and in the
+// global rules; nothing is stored.
+func TestBadGuardrails(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	seedRun(t, k, 0)
+	ok := state.GuardrailRule{Key: "api:*", When: "success_rate < 95%", For: "5m", Action: "pause"}
+	with := func(f func(*state.GuardrailRule)) []state.GuardrailRule {
+		r := ok
+		f(&r)
+		return []state.GuardrailRule{ok, r}
+	}
+	for _, c := range []struct {
+		name  string
+		rules []state.GuardrailRule
+		field string
+		want  string
+	}{
+		// the condition does not parse
+		{"bad when", with(func(r *state.GuardrailRule) { r.When = "success_rate < lots" }), "guardrails[1].when", "percentage"},
+		// no condition at all
+		{"empty when", with(func(r *state.GuardrailRule) { r.When = "" }), "guardrails[1].when", "give a condition"},
+		// a statistic that does not exist
+		{"unknown stat", with(func(r *state.GuardrailRule) { r.When = "avg > 1s" }), "guardrails[1].when", "unknown statistic"},
+		// for is not a duration
+		{"bad for", with(func(r *state.GuardrailRule) { r.For = "five minutes" }), "guardrails[1].for", "not a duration"},
+		// for is too short
+		{"short for", with(func(r *state.GuardrailRule) { r.For = "500ms" }), "guardrails[1].for", "outside 1s..24h"},
+		// for is too long
+		{"long for", with(func(r *state.GuardrailRule) { r.For = "25h" }), "guardrails[1].for", "outside"},
+		// for is missing
+		{"no for", with(func(r *state.GuardrailRule) { r.For = "" }), "guardrails[1].for", "give how long"},
+		// an action that does not exist
+		{"bad action", with(func(r *state.GuardrailRule) { r.Action = "reboot" }), "guardrails[1].action", "not pause, stop"},
+		// shedding everything is a stop
+		{"shed 100", with(func(r *state.GuardrailRule) { r.Action = "shed 100%" }), "guardrails[1].action", "between 0 and 100"},
+		// shedding nothing
+		{"shed 0", with(func(r *state.GuardrailRule) { r.Action = "shed 0%" }), "guardrails[1].action", "between 0 and 100"},
+		// shed without a number
+		{"shed x", with(func(r *state.GuardrailRule) { r.Action = "shed half" }), "guardrails[1].action", "between 0 and 100"},
+		// a broken glob
+		{"bad glob", with(func(r *state.GuardrailRule) { r.Key = "api:[" }), "guardrails[1].key", "not a valid glob"},
+		// no key
+		{"no key", with(func(r *state.GuardrailRule) { r.Key = "" }), "guardrails[1].key", "must not be empty"},
+		// a negative min_count
+		{"min_count", with(func(r *state.GuardrailRule) { r.MinCount = -1 }), "guardrails[1].min_count", "outside"},
+		// two rules with one name (both default to the same)
+		{"duplicate", []state.GuardrailRule{ok, ok}, "guardrails[1].name", "names two rules"},
+	} {
+		_, err := k.CreateRun(context.Background(), "test", RunSpec{Name: c.name, BehaviorSet: "bg", Target: state.Target{APIBase: "http://127.0.0.1:9/api"},
+			Guardrails: c.rules})
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeInvalid || e.Field != c.field || !strings.Contains(e.Message, c.want) {
+			t.Errorf("%s: %v (%#v), want field %s mentioning %q", c.name, err, e, c.field, c.want)
+		}
+		var eb errorBody
+		if code := api(t, k, "", "PUT", "/api/v1/guardrails", map[string]any{"rules": c.rules}, &eb); code != 400 ||
+			eb.Error.Field != strings.Replace(c.field, "guardrails", "rules", 1) {
+			t.Errorf("%s: PUT %d %+v", c.name, code, eb.Error)
+		}
+	}
+	if n := len(k.State().Runs(nil)); n != 1 {
+		t.Errorf("%d runs stored, want only the seeded one", n)
+	}
+	if g := k.State().Guardrails(nil); len(g.Rules) != 0 {
+		t.Errorf("global rules stored: %+v", g.Rules)
+	}
+	for _, body := range []string{`{}`, `{"rules": [{"key": "api:*", "when": "p99 > 1s", "for": "1m", "action": "pause", "extra": 1}]}`} {
+		if code := api(t, k, "", "PUT", "/api/v1/guardrails", body, nil); code != 400 {
+			t.Errorf("%s: %d", body, code)
+		}
+	}
+	// An unknown metric kind warns; it does not fail.
+	run, err := k.CreateRun(context.Background(), "test", RunSpec{Name: "warned", BehaviorSet: "bg", Target: state.Target{APIBase: "http://127.0.0.1:9/api"},
+		Guardrails: []state.GuardrailRule{{Key: "db:query", When: "p99 > 1s", For: "1m", Action: "stop"}}})
+	if err != nil || len(run.Warnings) != 1 || !strings.Contains(run.Warnings[0], `guardrails[0].key: unknown metric kind "db"`) {
+		t.Errorf("unknown kind: %v %q", err, run.Warnings)
+	}
+	var gv GuardrailsView
+	if code := api(t, k, "", "PUT", "/api/v1/guardrails", map[string]any{"rules": []state.GuardrailRule{{Key: "db:query", When: "p99 > 1s", For: "1m", Action: "stop"}}}, &gv); code != 200 || len(gv.Warnings) != 1 {
+		t.Errorf("global unknown kind: %d %+v", code, gv)
+	}
+	// Thresholds' window.
+	_, err = k.CreateRun(context.Background(), "test", RunSpec{Name: "w", BehaviorSet: "bg", Target: state.Target{APIBase: "http://127.0.0.1:9/api"}, ThresholdWindowSecs: 3601})
+	var e *Error
+	if !errors.As(err, &e) || e.Field != "threshold_window_secs" {
+		t.Errorf("window: %v", err)
+	}
+}
+
+// Rules (run and global), the shed share and recorded actions survive a
+// keeper restart.
+func TestGuardrailsSurviveRestart(t *testing.T) {
+	r := newRig(t, 100)
+	p := newPond(t, map[string]pond.Fault{"auth.test": {Error: 0.5}})
+	ctx := context.Background()
+	global := []state.GuardrailRule{{Name: "slow", Key: "event:*", When: "p99 > 5s", For: "1m", Action: "shed 50%", MinCount: 20}}
+	if _, err := r.k.SetGuardrails(ctx, "test", global); err != nil {
+		t.Fatal(err)
+	}
+	s := spec("kept", p, 20)
+	s.Guardrails = []state.GuardrailRule{{Name: "errors", Key: "api:auth.test", When: "error_rate > 20%", For: "2s", Action: "shed 50%"}}
+	run, err := r.k.CreateRun(ctx, "test", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		if len(r.run(run.ID).GuardActions) == 0 {
+			return errors.New("the rule has not acted yet")
+		}
+		return nil
+	})
+	_ = p.SetFaults(nil)
+	if _, err := r.k.ShedRun(ctx, "test", run.ID, 30); err != nil {
+		t.Fatal(err)
+	}
+	before := r.run(run.ID)
+	r.k.Close()
+	k2 := openKeeper(t, r.dir)
+	after := k2.State().Run(nil, run.ID)
+	if after.ShedPercent != 30 || len(after.Guardrails) != 1 || after.Guardrails[0] != before.Guardrails[0] ||
+		len(after.GuardActions) != len(before.GuardActions) || after.GuardActions[0].Rule != "errors" || !after.GuardActions[0].At.Equal(before.GuardActions[0].At) {
+		t.Errorf("after restart: %+v\nbefore: %+v", after, before)
+	}
+	if g := k2.State().Guardrails(nil); len(g.Rules) != 1 || g.Rules[0] != global[0] {
+		t.Errorf("global rules after restart: %+v", g.Rules)
+	}
+	var v RunView
+	if code := api(t, k2, "", "GET", "/api/v1/runs/"+run.ID, nil, &v); code != 200 || v.GuardView.EffectiveKoi != 14 || len(v.GuardActions) != 1 {
+		t.Errorf("view after restart: %d effective %d actions %d", code, v.GuardView.EffectiveKoi, len(v.GuardActions))
+	}
+}
+
+// A live threshold goes failing when pond's faults start and passing
+// again when they stop; the failure is audited and notified once, and the
+// final report says how long it failed live.
+func TestLiveThresholdFailsAndRecovers(t *testing.T) {
+	r := newRig(t, 100)
+	p := newPond(t, nil)
+	s := spec("live", p, 30)
+	s.DurationSecs = 20 // room for pass, fail, pass on a busy machine
+	s.ThresholdWindowSecs = 2
+	s.Thresholds = map[string][]string{"api:auth.test": {"error_rate < 5%"}}
+	run, err := r.k.CreateRun(context.Background(), "test", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	liveState := func() LiveThresholdView {
+		v := r.k.RunView(r.k.State(), run.ID)
+		if len(v.LiveNow) != 1 {
+			return LiveThresholdView{}
+		}
+		return v.LiveNow[0]
+	}
+	waitState := func(want string) {
+		t.Helper()
+		checkFor(t, 15*time.Second, func() error {
+			if got := liveState(); got.State != want {
+				return errors.New("live threshold is " + got.State + ", want " + want)
+			}
+			return nil
+		})
+	}
+	waitState(LivePass)
+	faultAt := time.Now()
+	_ = p.SetFaults(map[string]pond.Fault{"auth.test": {Error: 0.3}})
+	waitState(LiveFail)
+	failing := liveState()
+	t.Logf("failing %v after the fault: observed %.1f%% over %d calls in %ds", time.Since(faultAt).Round(time.Millisecond), 100**failing.Observed, failing.Count, failing.WindowSecs)
+	time.Sleep(2 * time.Second) // failing for a while: still notified once
+	healAt := time.Now()
+	_ = p.SetFaults(nil)
+	waitState(LivePass)
+	t.Logf("passing again %v after healing", time.Since(healAt).Round(time.Millisecond))
+	if n := r.logs.count("kind="+NoticeThresholdFailed, "run="+run.ID); n != 1 {
+		t.Errorf("%d threshold notices, want 1", n)
+	}
+	if n := len(auditWith(r.k, "keeper", "api:auth.test error_rate < 5%")); n != 1 {
+		t.Errorf("%d audit entries, want 1", n)
+	}
+	var lt []state.LiveThreshold
+	checkFor(t, 5*time.Second, func() error { // written just after the pass that saw it pass
+		if lt = r.run(run.ID).LiveThresholds; len(lt) != 1 || lt[0].FailedSecs == 0 {
+			return errors.New("the failing stretch is not recorded on the run yet")
+		}
+		return nil
+	})
+	if lt[0].Failures != 1 || lt[0].FailedSecs < 2 || lt[0].FailedSecs > 10 {
+		t.Errorf("recorded live failures %+v", lt)
+	}
+	var rep *state.Report
+	checkFor(t, 20*time.Second, func() error {
+		if rep = r.k.State().Report(nil, run.ID); rep == nil {
+			return errors.New("no final report yet")
+		}
+		return nil
+	})
+	th := rep.Thresholds[0]
+	t.Logf("final report: %s %s passed=%v observed %.2f%%, live failures %d for %.1f s", th.Key, th.Expr, th.Passed, 100**th.Observed, th.LiveFailures, th.LiveFailedSecs)
+	if th.LiveFailures != 1 || math.Abs(th.LiveFailedSecs-lt[0].FailedSecs) > 1e-6 {
+		t.Errorf("report threshold %+v, recorded %+v", th, lt[0])
+	}
+}
+
+// A global shed rule sheds every running run once per firing, even when
+// several runs trip it in the same second.
+func TestGlobalShedShedsEveryRunOnce(t *testing.T) {
+	r := newRig(t, 200)
+	p := newPond(t, map[string]pond.Fault{"auth.test": {Error: 0.5}})
+	if _, err := r.k.SetGuardrails(context.Background(), "test", []state.GuardrailRule{{Name: "g-shed", Key: "api:auth.test", When: "error_rate > 20%", For: "2s", Action: "shed 50%"}}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, name := range []string{"one", "two"} {
+		run, err := r.k.CreateRun(context.Background(), "test", spec(name, p, 20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, run.ID)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		for _, id := range ids {
+			if r.run(id).ShedPercent == 0 {
+				return errors.New("not every run is shed yet")
+			}
+		}
+		return nil
+	})
+	_ = p.SetFaults(nil)
+	for _, id := range ids {
+		got := r.run(id)
+		if got.ShedPercent != 50 || len(got.GuardActions) != 1 || got.GuardActions[0].Scope != "global" || got.GuardActions[0].Rule != "g-shed" {
+			t.Errorf("run %s: shed %g, actions %+v", got.Name, got.ShedPercent, got.GuardActions)
+		}
+	}
+	if n := len(auditWith(r.k, "guardrail:g-shed", "(global rule)")); n != 1 {
+		t.Errorf("%d firings audited, want 1", n)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if ws := p.Stats().WebsocketsOpen; ws != 20 {
+			return errors.New("pond does not see 2 × 10 koi yet")
+		}
+		return nil
+	})
+}

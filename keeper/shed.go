@@ -1,0 +1,117 @@
+package keeper
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/labstack/echo/v4"
+)
+
+// ShedRun sets a run's partial shutdown: percent of its koi are held back
+// (schools run round((100−percent)% × koi)) without stopping it; 0 brings
+// them all back. Guardrails shed through act, compounding.
+func (k *Keeper) ShedRun(ctx context.Context, actor, id string, percent float64) (*state.Run, error) {
+	if math.IsNaN(percent) || percent < 0 || percent >= 100 {
+		return nil, invalid("percent", "%g is outside 0..100 (exclusive of 100: pause or stop the run instead)", percent)
+	}
+	var out *state.Run
+	err := k.write(ctx, "shedding the run", func(tx *state.Txn) error {
+		old := tx.Run(nil, id)
+		if old == nil {
+			return notFound("id", "no run %q", id)
+		}
+		if !old.Active() {
+			return conflict("run %s is %s; only running or paused runs shed", id, old.State)
+		}
+		n := *old
+		n.ShedPercent = percent
+		out = &n
+		if err := tx.PutRun(&n); err != nil {
+			return err
+		}
+		return tx.Audit(actor, "shed run", id, fmt.Sprintf("shed %s → %s: %d → %d active koi", pct(old.ShedPercent), pct(percent), old.EffectiveKoi(), n.EffectiveKoi()))
+	})
+	if err != nil {
+		return nil, err
+	}
+	k.Kick()
+	return out, nil
+}
+
+// shedRequest is the body of POST /api/v1/runs/:id/shed.
+type shedRequest struct {
+	Percent *float64 `json:"percent"`
+}
+
+func (k *Keeper) postShed(c echo.Context) error {
+	var req shedRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.Percent == nil {
+		return invalid("percent", "give the share of koi to hold back, 0 to restore them all")
+	}
+	if _, err := k.ShedRun(c.Request().Context(), actor(c), c.Param("id"), *req.Percent); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, k.RunView(k.store.Read(), c.Param("id")))
+}
+
+// GuardrailsView is the global guardrails with what storing them noticed.
+type GuardrailsView struct {
+	*state.Guardrails
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// SetGuardrails replaces the global guardrails (evaluated on every running
+// run); an empty list removes them.
+func (k *Keeper) SetGuardrails(ctx context.Context, actor string, rules []state.GuardrailRule) (*GuardrailsView, error) {
+	gs, perr := parseGuardrails("rules", "global", rules)
+	if perr != nil {
+		return nil, perr
+	}
+	g := &state.Guardrails{Rules: rulesOf(gs), UpdatedBy: actor}
+	err := k.write(ctx, "storing the guardrails", func(tx *state.Txn) error {
+		g.UpdatedAt = tx.Now()
+		if err := tx.PutGuardrails(g); err != nil {
+			return err
+		}
+		names := make([]string, len(g.Rules))
+		for i, r := range g.Rules {
+			names[i] = fmt.Sprintf("%q", r.Name)
+		}
+		return tx.Audit(actor, "set guardrails", "guardrails", fmt.Sprintf("%d global rules %v", len(g.Rules), names))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &GuardrailsView{Guardrails: g, Warnings: guardrailWarnings("rules", g.Rules)}, nil
+}
+
+// guardrailsRequest is the body of PUT /api/v1/guardrails.
+type guardrailsRequest struct {
+	Rules []state.GuardrailRule `json:"rules"`
+}
+
+func (k *Keeper) getGuardrails(c echo.Context) error {
+	g := k.store.Read().Guardrails(nil)
+	return c.JSON(http.StatusOK, &GuardrailsView{Guardrails: g, Warnings: guardrailWarnings("rules", g.Rules)})
+}
+
+func (k *Keeper) putGuardrails(c echo.Context) error {
+	var req guardrailsRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.Rules == nil {
+		return invalid("rules", "give a list of rules ([] removes them all)")
+	}
+	v, err := k.SetGuardrails(c.Request().Context(), actor(c), req.Rules)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
