@@ -75,9 +75,7 @@ func TestCapacitySearchFindsTheLastStepThatHeld(t *testing.T) {
 	if len(auditWith(r.k, "capacity", "capacity search done: 20 koi sustained")) != 1 || len(auditWith(r.k, "capacity", "koi 10 → 20")) != 1 {
 		t.Error("the search is not in the audit trail")
 	}
-	if n := r.logs.count("kind="+NoticeCapacity, "run="+run.ID); n != 1 {
-		t.Errorf("%d capacity notices", n)
-	}
+	r.noticesOf(t, NoticeCapacity, run.ID, 1)
 	rep, err := r.k.RunReport(run.ID)
 	if err != nil || rep.Capacity == nil || rep.Capacity.Sustained != 20 {
 		t.Errorf("report capacity: %+v %v", rep.Capacity, err)

@@ -1,13 +1,12 @@
 package keeper
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
-	"log/slog"
+	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,51 +23,47 @@ import (
 const guardSet = `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
   "behaviors": {"tick": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`
 
-// logBuffer is a concurrency-safe log sink, to read the keeper's notices
-// (k.notify logs each one until delivery lands).
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// count returns how many lines hold every one of parts.
-func (l *logBuffer) count(parts ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, line := range strings.Split(l.b.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
+// noticesOf waits until the rig's webhook receiver has want deliveries of
+// kind about run, then checks there are exactly want.
+func (r *rig) noticesOf(t *testing.T, kind, run string, want int) {
+	t.Helper()
+	count := func() int {
+		n := 0
+		for _, d := range r.hook.deliveries() {
+			var body struct {
+				Run string `json:"run"`
+			}
+			if d.kind() == kind && json.Unmarshal(d.body, &body) == nil && body.Run == run {
+				n++
+			}
 		}
-		if all {
-			n++
-		}
+		return n
 	}
-	return n
+	checkFor(t, 10*time.Second, func() error {
+		if n := count(); n < want {
+			return fmt.Errorf("%d %s deliveries for %s, want %d", n, kind, run, want)
+		}
+		return nil
+	})
+	if n := count(); n != want {
+		t.Errorf("%d %s deliveries for %s, want %d", n, kind, run, want)
+	}
 }
 
 // rig is a real keeper, a real school and real ponds on loopback.
 type rig struct {
 	k    *Keeper
-	logs *logBuffer
+	hook *receiver // a webhook receiver subscribed to every notice
 	dir  string
 }
 
-// newRig starts a keeper (its notices logged into rig.logs) and a school
-// of capacity koi.
+// newRig starts a keeper with a webhook to rig.hook and a school of
+// capacity koi.
 func newRig(t *testing.T, capacity int) *rig {
 	t.Helper()
-	r := &rig{logs: &logBuffer{}, dir: t.TempDir()}
-	r.k = openKeeper(t, r.dir, func(c *Config) {
-		c.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	})
+	r := &rig{hook: newReceiver(t, nil), dir: t.TempDir()}
+	r.k = openKeeper(t, r.dir)
+	addHook(t, r.k, WebhookSpec{Name: "team", URL: r.hook.srv.URL + "/koipond"})
 	s, err := school.Open(context.Background(), school.Config{ID: "s1", NATSURL: r.k.NATSURL(), Capacity: capacity})
 	if err != nil {
 		t.Fatal(err)
@@ -193,9 +188,7 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 	if len(auditWith(r.k, "guardrail:api-health", "epoch")) != 1 {
 		t.Error("the pause itself is not audited as the guardrail's")
 	}
-	if n := r.logs.count("kind="+NoticeGuardrail, "run="+a.ID); n != 1 {
-		t.Errorf("%d guardrail notices, want 1", n)
-	}
+	r.noticesOf(t, NoticeGuardrail, a.ID, 1)
 	var view struct {
 		GuardActions []state.GuardAction `json:"guard_actions"`
 		GuardNow     []GuardrailView     `json:"guardrails_now"`
@@ -565,9 +558,7 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 	_ = p.SetFaults(nil)
 	waitState(LivePass)
 	t.Logf("passing again %v after healing", time.Since(healAt).Round(time.Millisecond))
-	if n := r.logs.count("kind="+NoticeThresholdFailed, "run="+run.ID); n != 1 {
-		t.Errorf("%d threshold notices, want 1", n)
-	}
+	r.noticesOf(t, NoticeThresholdFailed, run.ID, 1)
 	if n := len(auditWith(r.k, "keeper", "api:auth.test error_rate < 5%")); n != 1 {
 		t.Errorf("%d audit entries, want 1", n)
 	}
