@@ -77,6 +77,14 @@ func TestGuardCommands(t *testing.T) {
 		t.Error("the report does not list the guardrail's actions")
 	}
 
+	// No threshold to fail, but a guardrail acted: --wait still fails the run.
+	out, errOut, code = runCmd(t, "run", "create", "--keeper", base, "--name", "guarded-only", "--behaviors", "g",
+		"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "20", "--ramp", "0",
+		"--time-scale", "120", "--duration", "5s", "--wait", "--guardrail", "api:auth.test=error_rate > 10% for 2s -> shed 50%")
+	if code != 1 || !strings.Contains(errOut, "failing: 1 guardrail action(s) on the run") {
+		t.Errorf("a run a guardrail shed: exit %d\n%s", code, errOut)
+	}
+
 	// A capacity search to its max against a clean pond, waited for.
 	_ = p.SetFaults(nil)
 	out, errOut, code = runCmd(t, "run", "create", "--keeper", base, "--name", "capacity", "--behaviors", "g",

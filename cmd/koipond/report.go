@@ -21,7 +21,7 @@ Show a run's report: per metric key counts, errors, rate and latency
 quantiles over the run's whole life, websocket connects and drops, launch
 outcomes and threshold verdicts. It is final once the run has ended and
 its schools' last metrics are in; before that it is provisional. The exit
-status is 1 when a threshold failed.
+status is 1 when a threshold failed or a guardrail acted on the run.
 
 With --baseline, compare the run with another: per key and statistic both
 values, the deltas and a verdict (regressed, improved, same, new, gone).
@@ -83,10 +83,7 @@ threshold regressed (then 1).`, stderr)
 	} else {
 		printReport(stdout, &rep)
 	}
-	if rep.Passed != nil && !*rep.Passed {
-		return exitError{code: 1}
-	}
-	return nil
+	return verdict(&rep, stderr)
 }
 
 // optMS formats an optional latency in ms.
@@ -214,8 +211,7 @@ func (t thresholdFlags) Set(s string) error {
 const reportWait = 2 * time.Minute
 
 // waitRun streams a run's progress to w once a second until it stops,
-// then waits for its final report, prints it and returns exit status 1
-// when a threshold failed.
+// then waits for its final report, prints it and returns its verdict.
 func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress io.Writer) error {
 	base := "/api/v1/runs/" + url.PathEscape(id)
 	tick := time.NewTicker(time.Second)
@@ -283,7 +279,20 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 	} else {
 		printReport(stdout, &rep)
 	}
+	return verdict(&rep, progress)
+}
+
+// verdict is the exit status of a judged run: 1 when a threshold failed,
+// or when a guardrail acted on the run — the target was not healthy,
+// whatever the whole-run thresholds say (in a capacity search breaking a
+// guardrail is how the search ends, so it does not count there).
+func verdict(rep *state.Report, w io.Writer) error {
 	if rep.Passed != nil && !*rep.Passed {
+		return exitError{code: 1}
+	}
+	if rep.Capacity == nil && len(rep.GuardActions) > 0 {
+		a := rep.GuardActions[len(rep.GuardActions)-1]
+		fmt.Fprintf(w, "failing: %d guardrail action(s) on the run; the last: %q → %s\n", len(rep.GuardActions), a.Rule, a.Action)
 		return exitError{code: 1}
 	}
 	return nil

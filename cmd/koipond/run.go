@@ -38,7 +38,8 @@ at once (or paused with --paused); without --duration it is always-on.
   --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
 With --wait (and --duration) the command streams progress once a second
 (with each threshold's live verdict over --threshold-window), prints the
-final report and exits 1 when a threshold failed: CI gating.
+final report and exits 1 when a threshold failed or a guardrail acted on
+the run (outside a capacity search): CI gating.
 
 --guardrail adds a rule acting on the run when its metrics go bad, e.g.
   --guardrail 'api:*=success_rate < 95% for 5m -> pause'
@@ -68,7 +69,7 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 	fs.Var(guardrailFlags{&spec.Guardrails}, "guardrail", "rule `'KEY=WHEN for DUR -> ACTION'` (pause, stop, shed N%; repeatable)")
 	fs.Var(capacityFlag{&spec.Capacity}, "capacity", "capacity search `start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN]`")
 	window := fs.Duration("threshold-window", 0, "sliding window of live thresholds (default 30s)")
-	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed (needs --duration or --capacity)")
+	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed or a guardrail acted (needs --duration or --capacity)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
