@@ -39,6 +39,7 @@ func TestUIGuardPanel(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#shed-form button[type=submit]`)))
 	waitJS(t, ctx, 5*time.Second, "the shed chip", `(() => { const c = document.querySelector('#shed-info [data-shed]'); return !!c && c.dataset.shed === '50'; })()`)
 	waitUntil(t, 10*time.Second, "20 koi at pond", func() bool { return s.p.Stats().WebsocketsOpen == n/2 })
+	waitJS(t, ctx, 5*time.Second, "the koi stat against the shed target", `document.querySelector('#stat-koi').textContent === '20 / 20'`)
 	screenshot(t, ctx, "run-guard-shed")
 	run(t, ctx, "a bad shed", chromedp.SetValue(chromedp.CSS(`#shed-form [name=percent]`), "100"),
 		chromedp.Click(chromedp.CSS(`#shed-form button[type=submit]`)))

@@ -104,7 +104,7 @@ export function mount(main, id) {
     const api = keys.filter(k => k.key.startsWith('api:') || k.key.startsWith('http:'));
     const k = run.koi_now || {};
     stats.replaceChildren(
-      h('div.stat', h('div.k', 'Koi connected'), h('div.v#stat-koi', `${k.connected || 0} / ${run.koi}`)),
+      h('div.stat', h('div.k', 'Koi connected'), h('div.v#stat-koi', `${k.connected || 0} / ${run.effective_koi ?? run.koi}`)),
       h('div.stat', h('div.k', 'Requests/s'), h('div.v#stat-rps', fmtRate(s.rate))),
       h('div.stat', h('div.k', 'Errors'), h('div.v', fmtPct(s.errPct))),
       h('div.stat', h('div.k', 'p95 (slowest)'), h('div.v', fmtMS(s.p95))),

@@ -40,18 +40,21 @@ export function runActions(run, after) {
 
 export function koiCell(run) {
   const c = (run.koi_now && run.koi_now.connected) || 0;
-  const pct = run.koi ? Math.min(100, 100 * c / run.koi) : 0;
+  // After a shed only the effective koi are wanted; show that target.
+  const target = run.effective_koi ?? run.koi;
+  const pct = target ? Math.min(100, 100 * c / target) : 0;
   const k = run.koi_now || {};
   const notes = [];
   if (run.state !== 'stopped') {
     if (k.booting) notes.push(`${k.booting} booting`);
     if (k.reconnecting) notes.push(`${k.reconnecting} reconnecting`);
     if (k.failed) notes.push(`${k.failed} failed`);
-    if (c < run.koi) notes.push(run.ramp ? `ramp ${fmtRate(run.ramp)}/s` : 'all at once');
+    if (c < target) notes.push(run.ramp ? `ramp ${fmtRate(run.ramp)}/s` : 'all at once');
   }
-  return h('td.koi', { 'data-connected': c, 'data-target': run.koi },
-    h('div.num', { style: 'text-align:left' }, h('b', String(c)), ` / ${run.koi}`),
-    run.state === 'stopped' ? null : h('div.progress' + (run.partial ? '.warn' : ''), { title: run.partial || `${c} of ${run.koi} connected` }, h('span', { style: `width:${pct}%` })),
+  if (run.shed_percent) notes.push(`shed ${run.shed_percent}% of ${run.koi}`);
+  return h('td.koi', { 'data-connected': c, 'data-target': target },
+    h('div.num', { style: 'text-align:left' }, h('b', String(c)), ` / ${target}`),
+    run.state === 'stopped' ? null : h('div.progress' + (run.partial ? '.warn' : ''), { title: run.partial || `${c} of ${target} connected` }, h('span', { style: `width:${pct}%` })),
     notes.length ? h('div.muted.small', notes.join(' · ')) : null,
     run.partial ? h('div.small', { style: 'color:var(--warn)' }, run.partial) : null,
     run.refused ? h('div.small', { style: 'color:var(--bad)' }, 'refused: ' + Object.entries(run.refused).map(([s, w]) => `${s}: ${w}`).join('; ')) : null);
