@@ -25,7 +25,7 @@ func runTrigger(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return subcommand("trigger", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
 		"add":  verb(triggerAdd),
 		"list": verb(triggerList),
-		"rm":   verb(triggerRm),
+		"rm":   verb(removeNamed("trigger", "triggers", "Remove a trigger; calls to it are refused from then on.")),
 		"fire": verb(triggerFire),
 	})
 }
@@ -127,23 +127,6 @@ func sortedReasons(m map[string]uint64) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func triggerRm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("trigger rm", "trigger rm NAME", "Remove a trigger; calls to it are refused from then on.", stderr)
-	cf := addClientFlags(fs)
-	pos, err := parseMixed(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := needPositional(fs, pos, 1, "NAME", stderr); err != nil {
-		return err
-	}
-	if err := cf.call(ctx, "DELETE", "/api/v1/triggers/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "trigger %s removed\n", pos[0])
-	return nil
 }
 
 func triggerFire(ctx context.Context, args []string, stdout, stderr io.Writer) error {

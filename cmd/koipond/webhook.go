@@ -22,7 +22,7 @@ func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return subcommand("webhook", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
 		"add":  verb(webhookAdd),
 		"list": verb(webhookList),
-		"rm":   verb(webhookRm),
+		"rm":   verb(removeNamed("webhook", "webhooks", "Remove a webhook; notices waiting for it are dropped.")),
 		"test": verb(webhookTest),
 	})
 }
@@ -162,21 +162,25 @@ func webhookList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	})
 }
 
-func webhookRm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("webhook rm", "webhook rm NAME", "Remove a webhook; notices waiting for it are dropped.", stderr)
-	cf := addClientFlags(fs)
-	pos, err := parseMixed(fs, args)
-	if err != nil {
-		return err
+// removeNamed is the rm verb of a named API collection (webhooks,
+// triggers): DELETE /api/v1/COLLECTION/NAME.
+func removeNamed(noun, collection, help string) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := newFlagSet(noun+" rm", noun+" rm NAME", help, stderr)
+		cf := addClientFlags(fs)
+		pos, err := parseMixed(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := needPositional(fs, pos, 1, "NAME", stderr); err != nil {
+			return err
+		}
+		if err := cf.call(ctx, "DELETE", "/api/v1/"+collection+"/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s %s removed\n", noun, pos[0])
+		return nil
 	}
-	if err := needPositional(fs, pos, 1, "NAME", stderr); err != nil {
-		return err
-	}
-	if err := cf.call(ctx, "DELETE", "/api/v1/webhooks/"+url.PathEscape(pos[0]), nil, nil); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "webhook %s removed\n", pos[0])
-	return nil
 }
 
 func webhookTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
