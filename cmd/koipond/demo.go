@@ -197,6 +197,10 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 		Name: demoRunName, Owner: "demo", Labels: map[string]string{"kind": "always-on"},
 		Target:      state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
 		BehaviorSet: set.Hash, Koi: n, Ramp: ramp, TimeScale: scale, ActivitySigma: sigma,
+		// What a team would watch on an always-on run: its health live in
+		// the UI, and a guardrail that pauses it if the target goes bad.
+		Thresholds: map[string][]string{"api:conversations.history": {"p95 < 300ms", "error_rate < 1%"}}, ThresholdWindowSecs: 60,
+		Guardrails: []state.GuardrailRule{{Name: "api-health", Key: "api:*", When: "success_rate < 95%", For: "1m", Action: "pause"}},
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("creating the run: %w", err)
