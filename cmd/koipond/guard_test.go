@@ -81,7 +81,7 @@ func TestGuardCommands(t *testing.T) {
 	out, errOut, code = runCmd(t, "run", "create", "--keeper", base, "--name", "guarded-only", "--behaviors", "g",
 		"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "20", "--ramp", "0",
 		"--time-scale", "120", "--duration", "5s", "--wait", "--guardrail", "api:auth.test=error_rate > 10% for 2s -> shed 50%")
-	if code != 1 || !strings.Contains(errOut, "failing: 1 guardrail action(s) on the run") {
+	if code != 1 || !strings.Contains(errOut, " guardrail action(s) on the run; the last: ") {
 		t.Errorf("a run a guardrail shed: exit %d\n%s", code, errOut)
 	}
 
