@@ -225,6 +225,17 @@ func redactURL(raw, format string) string {
 	return strings.ReplaceAll(u.String(), "%2A%2A%2A", "***")
 }
 
+// deliveryError is err as viewers may read it: net/http's errors quote the
+// whole URL (a Slack hook's secret path, a ?token=), so the URL is replaced
+// by its redacted form.
+func deliveryError(hook *state.Webhook, err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Sprintf("%s %s: %v", ue.Op, redactURL(hook.URL, hook.Format), ue.Err)
+	}
+	return strings.ReplaceAll(err.Error(), hook.URL, redactURL(hook.URL, hook.Format))
+}
+
 // DeliveryAttempt is one try to deliver a notice.
 type DeliveryAttempt struct {
 	At         time.Time `json:"at"`
@@ -548,7 +559,7 @@ func (w *hookWorker) send(ctx context.Context, hook *state.Webhook, nt Notice, a
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook.URL, bytes.NewReader(body))
 	if err != nil {
-		a.Error = err.Error()
+		a.Error = deliveryError(hook, err)
 		return a, 0, false
 	}
 	req.Header.Set("Content-Type", "application/json")
@@ -562,9 +573,9 @@ func (w *hookWorker) send(ctx context.Context, hook *state.Webhook, nt Notice, a
 	resp, err := w.n.client.Do(req)
 	a.DurationMS = ms(time.Since(start))
 	if err != nil {
-		a.Error = err.Error()
+		a.Error = deliveryError(hook, err)
 		if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Client.Timeout") {
-			a.Error = fmt.Sprintf("timed out after %v: %v", w.n.timeout, err)
+			a.Error = fmt.Sprintf("timed out after %v: %v", w.n.timeout, a.Error)
 		}
 		return a, 0, true
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -507,5 +508,34 @@ func TestWebhookTestEndpointAndBadSpecs(t *testing.T) {
 	}
 	if code := api(t, k, "", "POST", "/api/v1/webhooks/ok/test", nil, nil); code != 404 {
 		t.Errorf("test after delete: %d", code)
+	}
+}
+
+// A failed delivery's error is shown to viewers and logged: it must not
+// quote the secret parts of the URL (a Slack hook's last path segment, a
+// query token), which net/http's errors do.
+func TestWebhookErrorsDoNotLeakTheURLSecrets(t *testing.T) {
+	k := openKeeper(t, t.TempDir(), func(c *Config) { c.WebhookTimeout = time.Second })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	addHook(t, k, WebhookSpec{Name: "slack", Format: "slack", URL: "http://" + dead + "/services/T0/B0/SECRETPATH?token=SECRETTOKEN"})
+	a, err := k.TestWebhook(context.Background(), "test", "slack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := k.WebhookView(k.State().Webhook(nil, "slack"), true)
+	shown := fmt.Sprintf("%s %+v", a.Error, view)
+	t.Logf("shown: %s", a.Error)
+	if a.Result != "failed" || !strings.Contains(a.Error, "connection refused") {
+		t.Errorf("attempt %+v", a)
+	}
+	for _, secret := range []string{"SECRETPATH", "SECRETTOKEN"} {
+		if strings.Contains(shown, secret) {
+			t.Errorf("%s leaks into what viewers see: %s", secret, shown)
+		}
 	}
 }
