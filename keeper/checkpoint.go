@@ -108,8 +108,9 @@ func (k *Keeper) checkpointRuns(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("encoding run %s's checkpoint: %w", id, err)
 		}
-		k.ckpt[id] = ckptMark{changes: changes, at: now}
+		mark := ckptMark{changes: changes, at: now}
 		if len(enc) > state.MaxCheckpointSnapshot {
+			k.ckpt[id] = mark // too large whatever we do: do not retry each pass
 			k.stats.reject(k.log, "checkpoint: snapshot too large", fmt.Errorf("%d bytes over %d", len(enc), state.MaxCheckpointSnapshot), "run", id)
 			continue
 		}
@@ -121,8 +122,9 @@ func (k *Keeper) checkpointRuns(ctx context.Context) error {
 			return tx.PutCheckpoint(c)
 		})
 		if err != nil {
-			return err
+			return err // unmarked: the next pass tries again
 		}
+		k.ckpt[id] = mark
 	}
 	return nil
 }

@@ -354,3 +354,25 @@ func TestTriggerCallNeedsNoTokenManagementNeedsAdmin(t *testing.T) {
 		t.Errorf("last audit entry %+v", e)
 	}
 }
+
+// Deleting a trigger and storing it again (same secret) within the replay
+// window must not open the window again: the accepted signatures stay.
+func TestTriggerReplayRefusedAfterDeleteAndRecreate(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	seedTrigger(t, k)
+	c := signed(triggerSecret, time.Now(), `{"labels": {"service": "web"}}`)
+	var res TriggerResult
+	if code := fire(t, k, "deploy", c, &res); code != 200 {
+		t.Fatalf("first call: %d %+v", code, res)
+	}
+	if code := api(t, k, "", "DELETE", "/api/v1/triggers/deploy", nil, nil); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	if code := api(t, k, "", "POST", "/api/v1/triggers", deployTrigger, nil); code != 201 {
+		t.Fatalf("re-create: %d", code)
+	}
+	var eb errorBody
+	if code := fire(t, k, "deploy", c, &eb); code != 409 || eb.Error == nil || !strings.Contains(eb.Error.Message, "replay") {
+		t.Errorf("replay after delete and re-create: %d %+v", code, eb.Error)
+	}
+}

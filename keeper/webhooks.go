@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/labstack/echo/v4"
@@ -685,15 +686,19 @@ func slackEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
+// clip shortens s to at most n bytes (so at most n characters, Slack's
+// limits), ending in "…" when cut, never splitting a rune; it is linear
+// in n, whatever the length of s.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	r := []rune(s)
-	for len(string(r)) > n-1 {
-		r = r[:len(r)-1]
+	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
+	cut := max(n-len("…"), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
 	}
-	return string(r) + "…"
+	return s[:cut] + "…"
 }
 
 // slackPayload renders a notice as a Slack incoming-webhook message: a

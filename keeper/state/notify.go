@@ -177,12 +177,9 @@ func (t *Txn) DeleteTrigger(name string) error {
 			return err
 		}
 	}
-	if prev := t.TriggerSeen(nil, name); prev != nil {
-		if err := t.tx.Delete(TableTriggerSeen, prev); err != nil {
-			return fmt.Errorf("state: delete from %s: %w", TableTriggerSeen, err)
-		}
-		return t.record(triggerSeenKey(name), nil, prev)
-	}
+	// The signatures it accepted stay (they age out with the next call):
+	// a trigger deleted and re-created with the same secret must still
+	// refuse replays of calls it took within the window.
 	return nil
 }
 
