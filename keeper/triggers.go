@@ -464,7 +464,9 @@ type prepared struct {
 func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader string, body []byte) (*TriggerResult, error) {
 	tr := k.store.Read().Trigger(nil, name)
 	if tr == nil {
-		return nil, k.refuseTrigger(name, RefusedUnknown, notFound("name", "no trigger %q", name))
+		// Answered like a bad signature, so a caller without a secret
+		// cannot probe which trigger names exist; counted apart.
+		return nil, k.refuseTrigger(name, RefusedUnknown, errNotSigned(name))
 	}
 	if tsHeader == "" || sigHeader == "" {
 		return nil, k.refuseTrigger(name, RefusedNoHeaders, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
@@ -477,8 +479,7 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 			Message: fmt.Sprintf("malformed_headers: %s must be unix seconds and %s sha256=<64 hex digits>", HeaderTimestamp, HeaderSignature)})
 	}
 	if !hmac.Equal([]byte(Sign(tr.Secret, ts, body)), []byte(strings.ToLower(sigHeader))) {
-		return nil, k.refuseTrigger(name, RefusedBadSignature, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
-			Message: "bad_signature: the signature does not match the body and timestamp under this trigger's secret"})
+		return nil, k.refuseTrigger(name, RefusedBadSignature, errNotSigned(name))
 	}
 	now := time.Now()
 	if d := now.Sub(time.Unix(ts, 0)); d > TriggerWindow || d < -TriggerWindow {
@@ -558,6 +559,13 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 	k.notify(Notice{Kind: NoticeTrigger, Actor: actor, Title: fmt.Sprintf("Trigger %s fired", name),
 		Text: triggerSummary(res), Fields: map[string]string{"event": payload.Event, "labels": fmtLabels(payload.Labels)}})
 	return res, nil
+}
+
+// errNotSigned answers a call no trigger of that name accepts: a wrong
+// signature and an unknown name get the same answer.
+func errNotSigned(name string) *Error {
+	return &Error{Code: CodeUnauthorized, Field: HeaderSignature,
+		Message: fmt.Sprintf("bad_signature: no trigger %q accepts this signature over the body and timestamp (check the trigger name and its secret)", name)}
 }
 
 // doAction starts what a prepared action says, adding it (or why not) to

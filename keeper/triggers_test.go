@@ -182,8 +182,8 @@ func TestTriggerStartsRunAndLaunchRefusesForgeriesAndReplays(t *testing.T) {
 		}
 	}
 	var eb errorBody
-	if code := fire(t, k, "nope", good, &eb); code != 404 {
-		t.Errorf("unknown trigger: %d", code)
+	if code := fire(t, k, "nope", good, &eb); code != 401 || !strings.Contains(eb.Error.Message, "bad_signature") {
+		t.Errorf("unknown trigger: %d, want 401 like a bad signature (names are not probed)", code)
 	}
 	var view TriggerView
 	api(t, k, "", "GET", "/api/v1/triggers/deploy", nil, &view)
