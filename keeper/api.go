@@ -323,7 +323,9 @@ func (k *Keeper) RunView(r *state.Reader, id string) *RunView {
 	}
 	sort.Slice(v.Assignments, func(i, j int) bool { return v.Assignments[i].From < v.Assignments[j].From })
 	v.GuardView = k.guardView(run)
-	if run.Active() && v.Assigned < v.GuardView.EffectiveKoi {
+	// Partial only once a scheduler pass found the koi do not fit: a run
+	// created a moment ago has nothing assigned yet, and that is no news.
+	if run.Active() && v.Assigned < v.GuardView.EffectiveKoi && k.partialRun(id) {
 		v.Partial = fmt.Sprintf("only %d of %d koi fit on the live schools' free capacity", v.Assigned, v.GuardView.EffectiveKoi)
 	}
 	for _, s := range k.liveSchools(r, time.Now()) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
@@ -185,6 +186,19 @@ func (k *Keeper) notePartial(partial []string) {
 	} else if changed {
 		k.log.Info("every run's koi are assigned")
 	}
+}
+
+// partialRun reports whether the last scheduler pass could not assign
+// all of a run's koi.
+func (k *Keeper) partialRun(id string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range k.partial {
+		if strings.HasPrefix(p, id+":") {
+			return true
+		}
+	}
+	return false
 }
 
 // capSlot is a live school's capacity free for one run.
