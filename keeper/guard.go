@@ -373,12 +373,16 @@ type firing struct {
 
 // guardPass is one evaluation at now: live thresholds of every running
 // run, then the guardrails that fire, each acted on in its own write.
+// Failing stretches that start or end change the in-memory live state only
+// once their write commits (applyLive): a failed write leaves the state as
+// it was, so the next pass finds the same changes and retries them.
 func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	r := k.store.Read()
 	sw := r.Switch(nil)
 	global, _ := parseGuardrails("guardrails", "global", r.Guardrails(nil).Rules) // stored valid
 	var changes []liveChange
 	var fires []firing
+	var forget []string // stopped runs whose live state goes once recorded
 	running := map[string]bool{}
 	for _, run := range r.Runs(nil) {
 		isRunning := run.State == state.RunRunning && sw.State == wire.Running
@@ -393,6 +397,9 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 		if !isRunning {
 			if tracked {
 				changes = append(changes, k.idleRun(run, now)...)
+				if run.State == state.RunStopped {
+					forget = append(forget, run.ID)
+				}
 			}
 			continue
 		}
@@ -425,6 +432,7 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	if err := k.recordLive(ctx, changes); err != nil {
 		return err
 	}
+	k.applyLive(changes, forget, now)
 	k.windows.endPass(running)
 	globalDone := map[string]bool{} // a global rule acts once per pass
 	for _, f := range fires {
@@ -442,7 +450,8 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 }
 
 // liveThresholds evaluates a running run's thresholds over its window and
-// returns the failing stretches that start or end.
+// returns the failing stretches that start or end; it updates the
+// thresholds' views but not their failing stretches (see applyLive).
 func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 	ts, _ := parseThresholds(run.Thresholds) // checked at creation
 	if len(ts) == 0 {
@@ -475,11 +484,11 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 			m[id] = ls
 		}
 		ss := series[i]
-		v, ok := t.observe(ss, secs)
 		ls.view.WindowSecs, ls.view.Observed, ls.view.Count = win, nil, 0
 		if ss != nil {
 			ls.view.Count = ss.Total()
 		}
+		v, ok := t.observe(ss, secs)
 		failing := false
 		switch {
 		case !ok:
@@ -494,11 +503,9 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 		}
 		switch {
 		case failing && ls.view.FailingSince.IsZero():
-			ls.view.FailingSince = now
 			out = append(out, liveChange{run: run, key: t.Key, expr: t.Expr, start: true, at: now, observed: formatValue(v, t.Unit())})
 		case !failing && !ls.view.FailingSince.IsZero():
 			out = append(out, liveChange{run: run, key: t.Key, expr: t.Expr, secs: now.Sub(ls.view.FailingSince).Seconds(), at: ls.view.FailingSince})
-			ls.view.FailingSince = time.Time{}
 		}
 		ls.view.FailingSecs = 0
 		if !ls.view.FailingSince.IsZero() {
@@ -508,8 +515,10 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 	return out
 }
 
-// idleRun closes the failing stretches of a run that stopped running (at
-// its end for a stopped run) and forgets a stopped run's live state.
+// idleRun returns the ends of the failing stretches of a run that stopped
+// running (at its end for a stopped run) and marks its thresholds idle;
+// the stretches stay open until recorded (applyLive), so a report built
+// meanwhile still counts them (openFailure).
 func (k *Keeper) idleRun(run *state.Run, now time.Time) []liveChange {
 	end := now
 	if run.State == state.RunStopped && !run.EndedAt.IsZero() {
@@ -522,14 +531,43 @@ func (k *Keeper) idleRun(run *state.Run, now time.Time) []liveChange {
 		if !ls.view.FailingSince.IsZero() {
 			out = append(out, liveChange{run: run, key: ls.view.Key, expr: ls.view.Expr,
 				secs: max(0, end.Sub(ls.view.FailingSince).Seconds()), at: ls.view.FailingSince})
-			ls.view.FailingSince, ls.view.FailingSecs = time.Time{}, 0
 		}
 		ls.view.State = LiveIdle
 	}
-	if run.State == state.RunStopped {
-		delete(k.guard.live, run.ID)
-	}
 	return out
+}
+
+// applyLive applies recorded changes to the in-memory live state: a
+// started stretch opens, an ended one closes; then it forgets the live
+// state of the stopped runs in forget. Called only after recordLive
+// committed the changes.
+//
+// A report (finishReports) adds openFailure's open stretch to the run's
+// recorded seconds, so a stretch stays open here until its end is
+// recorded: a report built before the commit counts it as open, one built
+// after applyLive as recorded. A report whose store read and openFailure
+// straddle the commit and applyLive (microseconds apart) can still count
+// it twice (read after the commit, openFailure before applyLive) or miss
+// it (read before the commit, openFailure after applyLive).
+func (k *Keeper) applyLive(changes []liveChange, forget []string, now time.Time) {
+	k.guard.mu.Lock()
+	defer k.guard.mu.Unlock()
+	for _, c := range changes {
+		ls := k.guard.live[c.run.ID][liveID(c.key, c.expr)]
+		if ls == nil {
+			continue
+		}
+		switch {
+		case c.start:
+			ls.view.FailingSince = c.at
+			ls.view.FailingSecs = max(0, now.Sub(c.at).Seconds())
+		case ls.view.FailingSince.Equal(c.at):
+			ls.view.FailingSince, ls.view.FailingSecs = time.Time{}, 0
+		}
+	}
+	for _, id := range forget {
+		delete(k.guard.live, id)
+	}
 }
 
 // recordLive writes the live threshold changes of a pass on their runs
