@@ -25,13 +25,18 @@ import (
 // a threshold, which passes when its condition is true. Each second, for
 // each running run (the run running and the global switch running), the
 // condition is evaluated over the window [now−for, now) of the run's
-// merged metrics of every key matching `key` (a path.Match glob), but only
+// merged metrics of every key matching `key` (a path.Match glob), in whole
+// settled seconds (liveWindow: it ends where the current, partly reported
+// second begins, and a rate divides by the seconds it covers), but only
 // once that window lies wholly after the rule's armedAt: the latest of the
 // run's last start (create or resume), the global switch's last change,
 // the keeper's start (metrics are not persisted) and the rule's last
-// firing on the run. So a target failing from the start trips the rule
-// `for` after start; failures starting mid-run trip it within `for` (plus
-// the second of the schools' metrics interval). With fewer than min_count
+// firing on the run; until then the rule is arming. So a target failing
+// from the start trips the rule `for` (plus up to two seconds) after
+// start; failures starting mid-run trip it within `for` (plus the second
+// being reported and the schools' metrics interval). Live thresholds use
+// the same windows and arming, but evaluate a window not yet whole over
+// the seconds it has (see liveThresholds). With fewer than min_count
 // observations in the window the rule does not fire. Actions: pause and
 // stop switch the run (actor guardrail:<name>), exactly as a person would;
 // a global rule's pause or stop moves the global switch instead; "shed N%"
@@ -242,7 +247,7 @@ const (
 	LivePass   = "pass"      // the threshold holds
 	LiveFail   = "fail"      // the threshold does not hold
 	LiveNoData = "no_data"   // nothing observed in the window
-	LiveArming = "arming"    // a guardrail's window is not yet whole
+	LiveArming = "arming"    // the window is not yet whole (see liveThresholds)
 	LiveLow    = "low_count" // a guardrail saw fewer than min_count observations
 	LiveOK     = "ok"        // a guardrail's condition is false
 	LiveFiring = "firing"    // a guardrail's condition is true: it acted
@@ -404,12 +409,12 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 			continue
 		}
 		running[run.ID] = true
-		changes = append(changes, k.liveThresholds(run, now)...)
-		own, _ := parseGuardrails("guardrails", "run", run.Guardrails) // stored valid
-		armed := latest(run.Switch.At, k.opened)
+		armed := latest(run.StartedAt, run.Switch.At, k.opened)
 		if sw.Epoch > 0 {
 			armed = latest(armed, sw.At)
 		}
+		changes = append(changes, k.liveThresholds(run, armed, now)...)
+		own, _ := parseGuardrails("guardrails", "run", run.Guardrails) // stored valid
 		var views []GuardrailView
 		for _, g := range append(own, global...) {
 			v, f := k.evalGuardrail(g, run, armed, now)
@@ -449,10 +454,38 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	return k.capacityPass(ctx, now)
 }
 
+// liveWindow is the window of a live threshold or guardrail of length win
+// evaluated at now: whole settled seconds only, so it ends at the start of
+// the current (partly reported) second, and it starts no earlier than the
+// first whole second after armed. whole says whether it spans all of win
+// (rounded up to whole seconds); secs is the span it covers, at most 0
+// when no whole second since armed has ended yet.
+func liveWindow(now, armed time.Time, win time.Duration) (from, to time.Time, secs float64, whole bool) {
+	to = now.Truncate(time.Second)
+	from = to.Add(-win).Truncate(time.Second)
+	first := armed.Truncate(time.Second)
+	if first.Before(armed) {
+		first = first.Add(time.Second)
+	}
+	whole = !from.Before(first)
+	if !whole {
+		from = first
+	}
+	return from, to, to.Sub(from).Seconds(), whole
+}
+
 // liveThresholds evaluates a running run's thresholds over its window and
 // returns the failing stretches that start or end; it updates the
 // thresholds' views but not their failing stretches (see applyLive).
-func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
+//
+// The window is liveWindow's: the last ThresholdWindowSecs whole seconds,
+// none before the run's arming (armed: the latest of its last start, the
+// global switch's last change and the keeper's start). Until it is whole a
+// threshold is evaluated over the seconds it has — a rate over the span
+// they cover — except count and errors, totals over the window that read
+// low over part of it: they stay arming. Before a whole second has ended
+// every threshold is arming. An arming threshold is not failing.
+func (k *Keeper) liveThresholds(run *state.Run, armed, now time.Time) []liveChange {
 	ts, _ := parseThresholds(run.Thresholds) // checked at creation
 	if len(ts) == 0 {
 		return nil
@@ -461,12 +494,12 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 	if win == 0 {
 		win = defaultThresholdWindow
 	}
-	to := now.Truncate(time.Second).Add(time.Second) // the current second, partly reported
-	from := to.Add(-time.Duration(win) * time.Second)
-	secs := to.Sub(latest(from, run.StartedAt.Truncate(time.Second))).Seconds()
+	from, to, secs, whole := liveWindow(now, armed, time.Duration(win)*time.Second)
 	series := make([]*metrics.SeriesSnapshot, len(ts))
-	for i, t := range ts {
-		series[i] = k.series(run.ID, selector(t.Key, true), from, to)
+	if secs > 0 {
+		for i, t := range ts {
+			series[i] = k.series(run.ID, selector(t.Key, true), from, to)
+		}
 	}
 	var out []liveChange
 	k.guard.mu.Lock()
@@ -488,18 +521,25 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 		if ss != nil {
 			ls.view.Count = ss.Total()
 		}
-		v, ok := t.observe(ss, secs)
 		failing := false
+		var v float64
 		switch {
-		case !ok:
-			ls.view.State = LiveNoData
-		case t.holds(v):
-			ls.view.State = LivePass
+		case secs <= 0 || (!whole && (t.Stat == "count" || t.Stat == "errors")):
+			ls.view.State = LiveArming
 		default:
-			ls.view.State, failing = LiveFail, true
-		}
-		if ok {
-			ls.view.Observed = &v
+			var ok bool
+			v, ok = t.observe(ss, secs)
+			switch {
+			case !ok:
+				ls.view.State = LiveNoData
+			case t.holds(v):
+				ls.view.State = LivePass
+			default:
+				ls.view.State, failing = LiveFail, true
+			}
+			if ok {
+				ls.view.Observed = &v
+			}
 		}
 		switch {
 		case failing && ls.view.FailingSince.IsZero():
@@ -642,18 +682,17 @@ func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Tim
 	armed = latest(armed, k.guard.fired[run.ID][g.scope+"\x00"+g.rule.Name])
 	k.guard.mu.Unlock()
 	v.ArmedAt = armed
-	if now.Sub(armed) < g.dur {
+	// The window's buckets are whole settled seconds after armed.
+	from, to, secs, whole := liveWindow(now, armed, g.dur)
+	if !whole {
 		v.State = LiveArming
 		return v, nil
 	}
-	// The window's buckets are the `for` seconds up to and including the
-	// current one (partly reported).
-	to := now.Add(time.Second)
-	ss := k.series(run.ID, selector(g.rule.Key, false), to.Add(-g.dur), to)
+	ss := k.series(run.ID, selector(g.rule.Key, false), from, to)
 	if ss != nil {
 		v.Count = ss.Total()
 	}
-	val, ok := g.cond.observe(ss, g.dur.Seconds())
+	val, ok := g.cond.observe(ss, secs)
 	if ok {
 		v.Observed = &val
 	}
@@ -666,7 +705,7 @@ func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Tim
 		v.State = LiveOK
 	default:
 		v.State = LiveFiring
-		return v, &firing{g: g, run: run, observed: val, count: v.Count, window: g.dur}
+		return v, &firing{g: g, run: run, observed: val, count: v.Count, window: to.Sub(from)}
 	}
 	return v, nil
 }

@@ -26,6 +26,77 @@ func addCalls(t *testing.T, k *Keeper, run, key string, at time.Time, n int, o m
 	}
 }
 
+// A steady 100 calls/s, evaluated 0.3 s into a second whose report has
+// only 30 of them so far: the rule "rate < 90/s for 5s" reads 100/s over
+// the last 5 whole seconds and does not fire. (Over the 5 seconds up to
+// and including the current one it read 430/5 = 86/s and fired.)
+func TestGuardrailRateOverWholeSeconds(t *testing.T) {
+	k := &Keeper{agg: newAggregator(), guard: newGuard(), windows: newWindowCache()}
+	t0 := time.Now().Truncate(time.Second).Add(-time.Minute)
+	for sec := range 60 {
+		addCalls(t, k, "run", "api:x", t0.Add(time.Duration(sec)*time.Second), 100, metrics.OK)
+	}
+	now := t0.Add(60*time.Second + 300*time.Millisecond)
+	addCalls(t, k, "run", "api:x", now.Truncate(time.Second), 30, metrics.OK)
+	gs, err := parseGuardrails("guardrails", "run", []state.GuardrailRule{{Key: "api:*", When: "rate < 90/s", For: "5s", Action: "pause"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &state.Run{ID: "run", State: state.RunRunning}
+	v, f := k.evalGuardrail(gs[0], run, t0.Add(-time.Hour), now)
+	if f != nil || v.State != LiveOK || v.Observed == nil || *v.Observed != 100 || v.Count != 500 {
+		t.Errorf("view %+v (observed %v), firing %v", v, *v.Observed, f)
+	}
+	// Armed 3.5 s ago: the window is not whole, the rule is arming.
+	if v, f := k.evalGuardrail(gs[0], run, now.Add(-3500*time.Millisecond), now); f != nil || v.State != LiveArming {
+		t.Errorf("armed 3.5 s ago: %+v %v", v, f)
+	}
+}
+
+// A keeper that opened 4.8 s ago (or a run resumed then) has metrics of
+// the 4 whole seconds since: live thresholds judge a rate over those 4
+// seconds (100/s, passing "rate > 90/s"; over the 30 s window it read
+// 13/s and failed), and a count threshold is arming until its window is
+// whole.
+func TestLiveThresholdsFromArming(t *testing.T) {
+	k := &Keeper{agg: newAggregator(), guard: newGuard(), windows: newWindowCache()}
+	t0 := time.Now().Truncate(time.Second).Add(-time.Minute)
+	armed := t0.Add(55*time.Second + 500*time.Millisecond)
+	for sec := 56; sec < 60; sec++ {
+		addCalls(t, k, "run", "api:x", t0.Add(time.Duration(sec)*time.Second), 100, metrics.OK)
+	}
+	now := t0.Add(60*time.Second + 300*time.Millisecond)
+	addCalls(t, k, "run", "api:x", now.Truncate(time.Second), 30, metrics.OK)
+	run := &state.Run{ID: "run", State: state.RunRunning, StartedAt: t0.Add(-time.Hour),
+		Thresholds: map[string][]string{"api:x": {"rate > 90/s", "count > 1000"}}}
+	if ch := k.liveThresholds(run, armed, now); len(ch) != 0 {
+		t.Errorf("changes %+v", ch)
+	}
+	views := k.guardView(run).LiveNow
+	if len(views) != 2 {
+		t.Fatalf("views %+v", views)
+	}
+	for _, v := range views {
+		switch v.Expr {
+		case "rate > 90/s":
+			if v.State != LivePass || v.Observed == nil || *v.Observed != 100 {
+				t.Errorf("rate: %+v", v)
+			}
+		default:
+			if v.State != LiveArming {
+				t.Errorf("count over 4 of 30 s: %+v", v)
+			}
+		}
+	}
+	// Before a whole second since arming has ended, all are arming.
+	k.liveThresholds(run, now.Add(-100*time.Millisecond), now)
+	for _, v := range k.guardView(run).LiveNow {
+		if v.State != LiveArming {
+			t.Errorf("armed 0.1 s ago: %+v", v)
+		}
+	}
+}
+
 // A failing stretch whose start cannot be recorded (the write fails) is
 // not taken as started: the next pass records it — the failure counted,
 // audited and notified.
