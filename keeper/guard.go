@@ -817,9 +817,10 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 }
 
 // compoundShed sheds p% of what is still active after old% was shed:
-// 50% twice is 75%.
+// 50% twice is 75%. The result stays below 100%, as ShedRun requires,
+// however often rules compound (in floating point they reach 100).
 func compoundShed(old, p float64) float64 {
-	return 100 - (100-old)*(100-p)/100
+	return min(100-(100-old)*(100-p)/100, math.Nextafter(100, 0))
 }
 
 func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }

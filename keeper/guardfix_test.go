@@ -137,3 +137,35 @@ func TestLiveFailureStartRetriedAfterWriteError(t *testing.T) {
 		t.Errorf("the recorded stretch is open for %.1f s", s)
 	}
 }
+
+// Sheds never empty a running run: compounding stays below 100% (which
+// ShedRun refuses) and a run with koi keeps at least one active.
+func TestShedNeverEmptiesARun(t *testing.T) {
+	p := 99.9999999
+	c := compoundShed(p, p) // 100 − 1e-16: exactly 100 in float64
+	for range 10 {
+		c = compoundShed(c, p)
+	}
+	if c >= 100 || c < p {
+		t.Errorf("compounded shed %v", c)
+	}
+	k := openKeeper(t, t.TempDir())
+	run := seedRun(t, k, 1)
+	n, err := k.ShedRun(context.Background(), "test", run.ID, 75)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.EffectiveKoi(); got != 1 {
+		t.Errorf("1 koi shed 75%%: %d active", got)
+	}
+	if v := k.RunView(k.State(), run.ID); v.GuardView.EffectiveKoi != 1 {
+		t.Errorf("view: %d effective koi", v.GuardView.EffectiveKoi)
+	}
+	if _, err := k.ShedRun(context.Background(), "test", run.ID, c); err != nil {
+		t.Errorf("a compounded shed refused: %v", err)
+	}
+	stopped := state.Run{Koi: 1, ShedPercent: 75, State: state.RunStopped}
+	if got := stopped.EffectiveKoi(); got != 0 {
+		t.Errorf("a stopped run shed 75%% of 1 koi: %d active", got)
+	}
+}
