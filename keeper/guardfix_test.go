@@ -2,6 +2,10 @@ package keeper
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,44 +101,115 @@ func TestLiveThresholdsFromArming(t *testing.T) {
 	}
 }
 
-// A failing stretch whose start cannot be recorded (the write fails) is
-// not taken as started: the next pass records it — the failure counted,
-// audited and notified.
-func TestLiveFailureStartRetriedAfterWriteError(t *testing.T) {
-	k := openKeeper(t, t.TempDir())
-	seedRun(t, k, 0)
-	run, err := k.CreateRun(context.Background(), "test", RunSpec{Name: "live", BehaviorSet: "bg", Koi: 0, ThresholdWindowSecs: 3,
-		Thresholds: map[string][]string{"api:x": {"error_rate < 5%"}},
-		Target:     state.Target{APIBase: "http://127.0.0.1:9/api"}})
+// flakyPersister persists nothing, failing while fail is set.
+type flakyPersister struct{ fail atomic.Bool }
+
+func (p *flakyPersister) Put(context.Context, string, []byte) error {
+	if p.fail.Load() {
+		return errors.New("persister down")
+	}
+	return nil
+}
+
+func (p *flakyPersister) Delete(ctx context.Context, key string) error { return p.Put(ctx, key, nil) }
+
+// guardKeeper is a keeper without loops (guardPass is the test's to call)
+// over a store writing through p, with one running run whose threshold
+// "error_rate < 5%" over 3 s sees 50 failed calls of api:x every second
+// from t0 for 5 s.
+func guardKeeper(t *testing.T, p *flakyPersister, t0 time.Time) (*Keeper, *state.Run) {
+	t.Helper()
+	st, err := state.New(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Metrics an hour ahead, out of the real guard loop's windows.
-	future := time.Now().Truncate(time.Second).Add(time.Hour)
+	k := &Keeper{store: st, agg: newAggregator(), guard: newGuard(), windows: newWindowCache(),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	run := &state.Run{ID: "run-1", Name: "live", State: state.RunRunning, Koi: 1, StartedAt: t0.Add(-time.Minute),
+		ThresholdWindowSecs: 3, Thresholds: map[string][]string{"api:x": {"error_rate < 5%"}}}
+	if err := st.Write(context.Background(), func(tx *state.Txn) error { return tx.PutRun(run) }); err != nil {
+		t.Fatal(err)
+	}
 	for sec := range 5 {
-		addCalls(t, k, run.ID, "api:x", future.Add(time.Duration(sec)*time.Second), 50, metrics.ServerError)
+		addCalls(t, k, run.ID, "api:x", t0.Add(time.Duration(sec)*time.Second), 50, metrics.ServerError)
 	}
-	now := future.Add(5*time.Second + 500*time.Millisecond)
-	cancelled, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := k.guardPass(cancelled, now); err == nil {
-		t.Fatal("a pass with a cancelled context recorded its changes")
+	return k, run
+}
+
+// setRunState moves the stored run to st (stopped: ended at end).
+func setRunState(t *testing.T, k *Keeper, id string, st state.RunState, end time.Time) {
+	t.Helper()
+	err := k.store.Write(context.Background(), func(tx *state.Txn) error {
+		n := *tx.Run(nil, id)
+		n.State = st
+		if st == state.RunStopped {
+			n.EndedAt = end
+		}
+		return tx.PutRun(&n)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s := k.openFailure(run.ID, "api:x", "error_rate < 5%", now.Add(time.Second)); s != 0 {
+}
+
+// A failing stretch whose start cannot be recorded (the write fails) is
+// not taken as started: the next pass records it — the failure counted
+// and audited. Likewise its end: a stopped run's stretch stays open (and
+// in openFailure, for reports) until its end is recorded.
+func TestLiveFailureRetriedAfterWriteError(t *testing.T) {
+	t0 := time.Now().Truncate(time.Second).Add(-time.Minute)
+	p := &flakyPersister{}
+	k, run := guardKeeper(t, p, t0)
+	const key, expr = "api:x", "error_rate < 5%"
+	now := t0.Add(5*time.Second + 500*time.Millisecond)
+
+	p.fail.Store(true)
+	if err := k.guardPass(context.Background(), now); err == nil {
+		t.Fatal("a pass recorded its changes through a failing persister")
+	}
+	if s := k.openFailure(run.ID, key, expr, now.Add(time.Second)); s != 0 {
 		t.Errorf("an unrecorded stretch is open for %.1f s", s)
 	}
+	p.fail.Store(false)
 	if err := k.guardPass(context.Background(), now.Add(100*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	got := k.State().Run(nil, run.ID)
-	if len(got.LiveThresholds) != 1 || got.LiveThresholds[0].Failures != 1 {
+	got := k.store.Read().Run(nil, run.ID)
+	if len(got.LiveThresholds) != 1 || got.LiveThresholds[0].Failures != 1 || got.LiveThresholds[0].FailedSecs != 0 {
 		t.Fatalf("live thresholds %+v", got.LiveThresholds)
 	}
 	if n := len(auditWith(k, "keeper", "api:x error_rate < 5%")); n != 1 {
 		t.Errorf("%d audit entries of the failure", n)
 	}
-	if s := k.openFailure(run.ID, "api:x", "error_rate < 5%", now.Add(1100*time.Millisecond)); s < 0.9 {
-		t.Errorf("the recorded stretch is open for %.1f s", s)
+	if s := k.openFailure(run.ID, key, expr, now.Add(1100*time.Millisecond)); s < 0.9 || s > 1.1 {
+		t.Errorf("the recorded stretch is open for %.1f s, want 1", s)
+	}
+
+	// The run stops 2 s into the stretch; the end's write fails.
+	setRunState(t, k, run.ID, state.RunStopped, now.Add(2100*time.Millisecond))
+	p.fail.Store(true)
+	if err := k.guardPass(context.Background(), now.Add(3*time.Second)); err == nil {
+		t.Fatal("a pass recorded its changes through a failing persister")
+	}
+	if s := k.openFailure(run.ID, key, expr, now.Add(2100*time.Millisecond)); s < 1.9 || s > 2.1 {
+		t.Errorf("after the failed write the stretch is open for %.1f s, want 2", s)
+	}
+	p.fail.Store(false)
+	if err := k.guardPass(context.Background(), now.Add(4*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got = k.store.Read().Run(nil, run.ID)
+	if lt := got.LiveThresholds[0]; lt.Failures != 1 || lt.FailedSecs < 1.9 || lt.FailedSecs > 2.1 {
+		t.Errorf("recorded %+v, want 1 failure of 2 s", lt)
+	}
+	if s := k.openFailure(run.ID, key, expr, now.Add(5*time.Second)); s != 0 {
+		t.Errorf("a recorded stretch is still open for %.1f s", s)
+	}
+	k.guard.mu.Lock()
+	_, tracked := k.guard.live[run.ID]
+	k.guard.mu.Unlock()
+	if tracked {
+		t.Error("the stopped run's live state is kept")
 	}
 }
 
