@@ -26,7 +26,7 @@ import (
 // each running run (the run running and the global switch running), the
 // condition is evaluated over the window [now−for, now) of the run's
 // merged metrics of every key matching `key` (a path.Match glob), in whole
-// settled seconds (liveWindow: it ends where the current, partly reported
+// ended seconds (liveWindow: it ends where the current, partly reported
 // second begins, and a rate divides by the seconds it covers), but only
 // once that window lies wholly after the rule's armedAt: the latest of the
 // run's last start (create or resume), the global switch's last change,
@@ -455,11 +455,13 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 }
 
 // liveWindow is the window of a live threshold or guardrail of length win
-// evaluated at now: whole settled seconds only, so it ends at the start of
-// the current (partly reported) second, and it starts no earlier than the
-// first whole second after armed. whole says whether it spans all of win
-// (rounded up to whole seconds); secs is the span it covers, at most 0
-// when no whole second since armed has ended yet.
+// evaluated at now: whole seconds that have ended only (reports are filed
+// under their end on the keeper's clock, so an ended second takes at most
+// the reports still in flight), so it ends at the start of the current,
+// partly reported second; and it starts no earlier than the first whole
+// second after armed. whole says whether it spans all of win (rounded up
+// to whole seconds); secs is the span it covers, at most 0 when no whole
+// second since armed has ended.
 func liveWindow(now, armed time.Time, win time.Duration) (from, to time.Time, secs float64, whole bool) {
 	to = now.Truncate(time.Second)
 	from = to.Add(-win).Truncate(time.Second)
