@@ -24,9 +24,10 @@ import (
 // held or why not) and Sustained, the largest koi count that held. Then
 // the keeper stops the run (then "stop", the default) or scales it back to
 // Sustained (then "hold"; a run a guardrail paused stays paused). A step
-// in which the run was paused by a person restarts when it resumes. The
-// search evaluates steps in the guard loop, so every step should outlast
-// the longest guardrail window by a few seconds (warned at creation).
+// in which the run, or the global switch, was paused restarts when it
+// resumes. The search evaluates steps in the guard loop, so every step
+// should outlast the longest guardrail window by a few seconds (warned at
+// creation).
 
 // Limits of a capacity search.
 const (
@@ -134,7 +135,15 @@ func (k *Keeper) capacityRun(ctx context.Context, run *state.Run, now time.Time)
 			broke = a
 		}
 	}
-	globalOn := k.store.Read().Switch(nil).State == wire.Running
+	sw := k.store.Read().Switch(nil)
+	globalOn := sw.State == wire.Running
+	// The step's running began at the latest of the run's switch and, once
+	// moved, the global switch: a global pause (a person's or a global
+	// guardrail's on another run) leaves the run's switch as it was.
+	resumed := run.Switch.At
+	if sw.Epoch > 0 {
+		resumed = latest(resumed, sw.At)
+	}
 	switch {
 	case run.State == state.RunStopped:
 		reason := "the run stopped: " + run.EndReason
@@ -145,9 +154,10 @@ func (k *Keeper) capacityRun(ctx context.Context, run *state.Run, now time.Time)
 	case broke != nil:
 		return k.endCapacity(ctx, run, now, guardReason(broke), true)
 	case run.State != state.RunRunning || !globalOn:
-		return nil // paused by a person: the step restarts on resume
-	case run.Switch.At.After(res.StepFrom):
-		// Resumed after a pause within the step: start the step over.
+		return nil // paused (the run or everything): the step restarts on resume
+	case resumed.After(res.StepFrom):
+		// Resumed after a pause within the step (of the run or of
+		// everything): start the step over.
 		return k.write(ctx, "restarting a capacity step", func(tx *state.Txn) error {
 			cur := tx.Run(nil, run.ID)
 			if cur == nil || cur.CapacityResult == nil || cur.CapacityResult.Done {
@@ -156,6 +166,9 @@ func (k *Keeper) capacityRun(ctx context.Context, run *state.Run, now time.Time)
 			n := *cur
 			r := *cur.CapacityResult
 			r.StepFrom = cur.Switch.At
+			if gs := tx.Switch(nil); gs.Epoch > 0 {
+				r.StepFrom = latest(r.StepFrom, gs.At)
+			}
 			n.CapacityResult = &r
 			return tx.PutRun(&n)
 		})

@@ -3,6 +3,7 @@ package keeper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/wire"
 )
 
 // A capacity search against a pond that starts failing once more than 25
@@ -129,5 +131,36 @@ func TestBadCapacity(t *testing.T) {
 		Guardrails: []state.GuardrailRule{{Key: "api:*", When: "p99 > 1s", For: "1m", Action: "pause"}}})
 	if err != nil || len(run.Warnings) != 1 || !strings.Contains(run.Warnings[0], "longer than a capacity step") {
 		t.Errorf("%v %q", err, run.Warnings)
+	}
+}
+
+// A global pause and resume within a capacity step (by a person, or a
+// global guardrail acting on another run) leaves the run's switch as it
+// was; the step still starts over on the resume, so the paused seconds do
+// not count in its rate.
+func TestCapacityStepRestartsAfterGlobalPause(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	seedRun(t, k, 0)
+	ctx := context.Background()
+	run, err := k.CreateRun(ctx, "test", RunSpec{Name: "c", BehaviorSet: "bg", Target: state.Target{APIBase: "http://127.0.0.1:9/api"},
+		Capacity: &state.CapacitySpec{Start: 1, Step: 1, StepSecs: 600, Max: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.SetSwitch(ctx, "test", wire.Paused); err != nil {
+		t.Fatal(err)
+	}
+	sw, err := k.SetSwitch(ctx, "test", wire.Running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if res := k.State().Run(nil, run.ID).CapacityResult; res.StepFrom.Before(sw.At) {
+			return fmt.Errorf("the step began %v, before the resume at %v", res.StepFrom, sw.At)
+		}
+		return nil
+	})
+	if res := k.State().Run(nil, run.ID).CapacityResult; !res.StepFrom.Equal(sw.At) || len(res.Steps) != 0 || res.Done {
+		t.Errorf("after the resume: %+v", res)
 	}
 }

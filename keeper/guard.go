@@ -25,13 +25,18 @@ import (
 // a threshold, which passes when its condition is true. Each second, for
 // each running run (the run running and the global switch running), the
 // condition is evaluated over the window [now−for, now) of the run's
-// merged metrics of every key matching `key` (a path.Match glob), but only
+// merged metrics of every key matching `key` (a path.Match glob), in whole
+// ended seconds (liveWindow: it ends where the current, partly reported
+// second begins, and a rate divides by the seconds it covers), but only
 // once that window lies wholly after the rule's armedAt: the latest of the
 // run's last start (create or resume), the global switch's last change,
 // the keeper's start (metrics are not persisted) and the rule's last
-// firing on the run. So a target failing from the start trips the rule
-// `for` after start; failures starting mid-run trip it within `for` (plus
-// the second of the schools' metrics interval). With fewer than min_count
+// firing on the run; until then the rule is arming. So a target failing
+// from the start trips the rule `for` (plus up to two seconds) after
+// start; failures starting mid-run trip it within `for` (plus the second
+// being reported and the schools' metrics interval). Live thresholds use
+// the same windows and arming, but evaluate a window not yet whole over
+// the seconds it has (see liveThresholds). With fewer than min_count
 // observations in the window the rule does not fire. Actions: pause and
 // stop switch the run (actor guardrail:<name>), exactly as a person would;
 // a global rule's pause or stop moves the global switch instead; "shed N%"
@@ -242,7 +247,7 @@ const (
 	LivePass   = "pass"      // the threshold holds
 	LiveFail   = "fail"      // the threshold does not hold
 	LiveNoData = "no_data"   // nothing observed in the window
-	LiveArming = "arming"    // a guardrail's window is not yet whole
+	LiveArming = "arming"    // the window is not yet whole (see liveThresholds)
 	LiveLow    = "low_count" // a guardrail saw fewer than min_count observations
 	LiveOK     = "ok"        // a guardrail's condition is false
 	LiveFiring = "firing"    // a guardrail's condition is true: it acted
@@ -373,12 +378,16 @@ type firing struct {
 
 // guardPass is one evaluation at now: live thresholds of every running
 // run, then the guardrails that fire, each acted on in its own write.
+// Failing stretches that start or end change the in-memory live state only
+// once their write commits (applyLive): a failed write leaves the state as
+// it was, so the next pass finds the same changes and retries them.
 func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	r := k.store.Read()
 	sw := r.Switch(nil)
 	global, _ := parseGuardrails("guardrails", "global", r.Guardrails(nil).Rules) // stored valid
 	var changes []liveChange
 	var fires []firing
+	var forget []string // stopped runs whose live state goes once recorded
 	running := map[string]bool{}
 	for _, run := range r.Runs(nil) {
 		isRunning := run.State == state.RunRunning && sw.State == wire.Running
@@ -393,16 +402,19 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 		if !isRunning {
 			if tracked {
 				changes = append(changes, k.idleRun(run, now)...)
+				if run.State == state.RunStopped {
+					forget = append(forget, run.ID)
+				}
 			}
 			continue
 		}
 		running[run.ID] = true
-		changes = append(changes, k.liveThresholds(run, now)...)
-		own, _ := parseGuardrails("guardrails", "run", run.Guardrails) // stored valid
-		armed := latest(run.Switch.At, k.opened)
+		armed := latest(run.StartedAt, run.Switch.At, k.opened)
 		if sw.Epoch > 0 {
 			armed = latest(armed, sw.At)
 		}
+		changes = append(changes, k.liveThresholds(run, armed, now)...)
+		own, _ := parseGuardrails("guardrails", "run", run.Guardrails) // stored valid
 		var views []GuardrailView
 		for _, g := range append(own, global...) {
 			v, f := k.evalGuardrail(g, run, armed, now)
@@ -425,6 +437,7 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	if err := k.recordLive(ctx, changes); err != nil {
 		return err
 	}
+	k.applyLive(changes, forget, now)
 	k.windows.endPass(running)
 	globalDone := map[string]bool{} // a global rule acts once per pass
 	for _, f := range fires {
@@ -441,9 +454,40 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	return k.capacityPass(ctx, now)
 }
 
+// liveWindow is the window of a live threshold or guardrail of length win
+// evaluated at now: whole seconds that have ended only (reports are filed
+// under their end on the keeper's clock, so an ended second takes at most
+// the reports still in flight), so it ends at the start of the current,
+// partly reported second; and it starts no earlier than the first whole
+// second after armed. whole says whether it spans all of win (rounded up
+// to whole seconds); secs is the span it covers, at most 0 when no whole
+// second since armed has ended.
+func liveWindow(now, armed time.Time, win time.Duration) (from, to time.Time, secs float64, whole bool) {
+	to = now.Truncate(time.Second)
+	from = to.Add(-win).Truncate(time.Second)
+	first := armed.Truncate(time.Second)
+	if first.Before(armed) {
+		first = first.Add(time.Second)
+	}
+	whole = !from.Before(first)
+	if !whole {
+		from = first
+	}
+	return from, to, to.Sub(from).Seconds(), whole
+}
+
 // liveThresholds evaluates a running run's thresholds over its window and
-// returns the failing stretches that start or end.
-func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
+// returns the failing stretches that start or end; it updates the
+// thresholds' views but not their failing stretches (see applyLive).
+//
+// The window is liveWindow's: the last ThresholdWindowSecs whole seconds,
+// none before the run's arming (armed: the latest of its last start, the
+// global switch's last change and the keeper's start). Until it is whole a
+// threshold is evaluated over the seconds it has — a rate over the span
+// they cover — except count and errors, totals over the window that read
+// low over part of it: they stay arming. Before a whole second has ended
+// every threshold is arming. An arming threshold is not failing.
+func (k *Keeper) liveThresholds(run *state.Run, armed, now time.Time) []liveChange {
 	ts, _ := parseThresholds(run.Thresholds) // checked at creation
 	if len(ts) == 0 {
 		return nil
@@ -452,12 +496,12 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 	if win == 0 {
 		win = defaultThresholdWindow
 	}
-	to := now.Truncate(time.Second).Add(time.Second) // the current second, partly reported
-	from := to.Add(-time.Duration(win) * time.Second)
-	secs := to.Sub(latest(from, run.StartedAt.Truncate(time.Second))).Seconds()
+	from, to, secs, whole := liveWindow(now, armed, time.Duration(win)*time.Second)
 	series := make([]*metrics.SeriesSnapshot, len(ts))
-	for i, t := range ts {
-		series[i] = k.series(run.ID, selector(t.Key, true), from, to)
+	if secs > 0 {
+		for i, t := range ts {
+			series[i] = k.series(run.ID, selector(t.Key, true), from, to)
+		}
 	}
 	var out []liveChange
 	k.guard.mu.Lock()
@@ -475,30 +519,35 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 			m[id] = ls
 		}
 		ss := series[i]
-		v, ok := t.observe(ss, secs)
 		ls.view.WindowSecs, ls.view.Observed, ls.view.Count = win, nil, 0
 		if ss != nil {
 			ls.view.Count = ss.Total()
 		}
 		failing := false
+		var v float64
 		switch {
-		case !ok:
-			ls.view.State = LiveNoData
-		case t.holds(v):
-			ls.view.State = LivePass
+		case secs <= 0 || (!whole && (t.Stat == "count" || t.Stat == "errors")):
+			ls.view.State = LiveArming
 		default:
-			ls.view.State, failing = LiveFail, true
-		}
-		if ok {
-			ls.view.Observed = &v
+			var ok bool
+			v, ok = t.observe(ss, secs)
+			switch {
+			case !ok:
+				ls.view.State = LiveNoData
+			case t.holds(v):
+				ls.view.State = LivePass
+			default:
+				ls.view.State, failing = LiveFail, true
+			}
+			if ok {
+				ls.view.Observed = &v
+			}
 		}
 		switch {
 		case failing && ls.view.FailingSince.IsZero():
-			ls.view.FailingSince = now
 			out = append(out, liveChange{run: run, key: t.Key, expr: t.Expr, start: true, at: now, observed: formatValue(v, t.Unit())})
 		case !failing && !ls.view.FailingSince.IsZero():
 			out = append(out, liveChange{run: run, key: t.Key, expr: t.Expr, secs: now.Sub(ls.view.FailingSince).Seconds(), at: ls.view.FailingSince})
-			ls.view.FailingSince = time.Time{}
 		}
 		ls.view.FailingSecs = 0
 		if !ls.view.FailingSince.IsZero() {
@@ -508,8 +557,10 @@ func (k *Keeper) liveThresholds(run *state.Run, now time.Time) []liveChange {
 	return out
 }
 
-// idleRun closes the failing stretches of a run that stopped running (at
-// its end for a stopped run) and forgets a stopped run's live state.
+// idleRun returns the ends of the failing stretches of a run that stopped
+// running (at its end for a stopped run) and marks its thresholds idle;
+// the stretches stay open until recorded (applyLive), so a report built
+// meanwhile still counts them (openFailure).
 func (k *Keeper) idleRun(run *state.Run, now time.Time) []liveChange {
 	end := now
 	if run.State == state.RunStopped && !run.EndedAt.IsZero() {
@@ -522,14 +573,43 @@ func (k *Keeper) idleRun(run *state.Run, now time.Time) []liveChange {
 		if !ls.view.FailingSince.IsZero() {
 			out = append(out, liveChange{run: run, key: ls.view.Key, expr: ls.view.Expr,
 				secs: max(0, end.Sub(ls.view.FailingSince).Seconds()), at: ls.view.FailingSince})
-			ls.view.FailingSince, ls.view.FailingSecs = time.Time{}, 0
 		}
 		ls.view.State = LiveIdle
 	}
-	if run.State == state.RunStopped {
-		delete(k.guard.live, run.ID)
-	}
 	return out
+}
+
+// applyLive applies recorded changes to the in-memory live state: a
+// started stretch opens, an ended one closes; then it forgets the live
+// state of the stopped runs in forget. Called only after recordLive
+// committed the changes.
+//
+// A report (finishReports) adds openFailure's open stretch to the run's
+// recorded seconds, so a stretch stays open here until its end is
+// recorded: a report built before the commit counts it as open, one built
+// after applyLive as recorded. A report whose store read and openFailure
+// straddle the commit and applyLive (microseconds apart) can still count
+// it twice (read after the commit, openFailure before applyLive) or miss
+// it (read before the commit, openFailure after applyLive).
+func (k *Keeper) applyLive(changes []liveChange, forget []string, now time.Time) {
+	k.guard.mu.Lock()
+	defer k.guard.mu.Unlock()
+	for _, c := range changes {
+		ls := k.guard.live[c.run.ID][liveID(c.key, c.expr)]
+		if ls == nil {
+			continue
+		}
+		switch {
+		case c.start:
+			ls.view.FailingSince = c.at
+			ls.view.FailingSecs = max(0, now.Sub(c.at).Seconds())
+		case ls.view.FailingSince.Equal(c.at):
+			ls.view.FailingSince, ls.view.FailingSecs = time.Time{}, 0
+		}
+	}
+	for _, id := range forget {
+		delete(k.guard.live, id)
+	}
 }
 
 // recordLive writes the live threshold changes of a pass on their runs
@@ -604,18 +684,17 @@ func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Tim
 	armed = latest(armed, k.guard.fired[run.ID][g.scope+"\x00"+g.rule.Name])
 	k.guard.mu.Unlock()
 	v.ArmedAt = armed
-	if now.Sub(armed) < g.dur {
+	// The window's buckets are whole settled seconds after armed.
+	from, to, secs, whole := liveWindow(now, armed, g.dur)
+	if !whole {
 		v.State = LiveArming
 		return v, nil
 	}
-	// The window's buckets are the `for` seconds up to and including the
-	// current one (partly reported).
-	to := now.Add(time.Second)
-	ss := k.series(run.ID, selector(g.rule.Key, false), to.Add(-g.dur), to)
+	ss := k.series(run.ID, selector(g.rule.Key, false), from, to)
 	if ss != nil {
 		v.Count = ss.Total()
 	}
-	val, ok := g.cond.observe(ss, g.dur.Seconds())
+	val, ok := g.cond.observe(ss, secs)
 	if ok {
 		v.Observed = &val
 	}
@@ -628,7 +707,7 @@ func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Tim
 		v.State = LiveOK
 	default:
 		v.State = LiveFiring
-		return v, &firing{g: g, run: run, observed: val, count: v.Count, window: g.dur}
+		return v, &firing{g: g, run: run, observed: val, count: v.Count, window: to.Sub(from)}
 	}
 	return v, nil
 }
@@ -740,9 +819,10 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 }
 
 // compoundShed sheds p% of what is still active after old% was shed:
-// 50% twice is 75%.
+// 50% twice is 75%. The result stays below 100%, as ShedRun requires,
+// however often rules compound (in floating point they reach 100).
 func compoundShed(old, p float64) float64 {
-	return 100 - (100-old)*(100-p)/100
+	return min(100-(100-old)*(100-p)/100, math.Nextafter(100, 0))
 }
 
 func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }

@@ -88,12 +88,18 @@ type LiveThreshold struct {
 }
 
 // EffectiveKoi is the number of koi the run should have active: Koi less
-// the shed share, rounded to the nearest koi.
+// the shed share, rounded to the nearest koi, but at least one while the
+// run is active with any koi — a shed holds koi back, it never empties a
+// run that still counts as running (pause or stop it for that).
 func (r *Run) EffectiveKoi() int {
 	if r.ShedPercent <= 0 {
 		return r.Koi
 	}
-	return int(math.Round(float64(r.Koi) * (100 - r.ShedPercent) / 100))
+	n := int(math.Round(float64(r.Koi) * (100 - r.ShedPercent) / 100))
+	if n < 1 && r.Koi > 0 && r.Active() {
+		n = 1
+	}
+	return n
 }
 
 // AddGuardAction appends an action, keeping the newest MaxGuardActions.
