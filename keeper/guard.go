@@ -27,7 +27,9 @@ import (
 // condition is evaluated over the window [now−for, now) of the run's
 // merged metrics of every key matching `key` (a path.Match glob), in whole
 // ended seconds (liveWindow: it ends where the current, partly reported
-// second begins, and a rate divides by the seconds it covers), but only
+// second begins, and a rate divides by the seconds it covers; ratios and
+// quantiles — error_rate, success_rate, pN — also take that current
+// second, the newest news, see Threshold.windowEnd), but only
 // once that window lies wholly after the rule's armedAt: the latest of the
 // run's last start (create or resume), the global switch's last change,
 // the keeper's start (metrics are not persisted) and the rule's last
@@ -177,6 +179,17 @@ func guardrailWarnings(field string, rules []state.GuardrailRule) []string {
 		out = append(out, fmt.Sprintf("%s[%d].key: unknown metric kind %q (api:METHOD, ws:connect, event:TYPE, behavior:NAME, …); the rule never fires", field, i, kind))
 	}
 	return out
+}
+
+// windowEnd is where a live window over whole seconds [from, to) ends for
+// this statistic: ratios and quantiles also take the second still being
+// reported (its share of calls is as good as any, and it is the newest
+// news), while rates and totals need whole seconds to divide by.
+func (t *Threshold) windowEnd(to time.Time) time.Time {
+	if t.Quantile > 0 || t.Stat == "error_rate" || t.Stat == "success_rate" {
+		return to.Add(time.Second)
+	}
+	return to
 }
 
 // observe computes the threshold's statistic over a series covering secs
@@ -500,7 +513,7 @@ func (k *Keeper) liveThresholds(run *state.Run, armed, now time.Time) []liveChan
 	series := make([]*metrics.SeriesSnapshot, len(ts))
 	if secs > 0 {
 		for i, t := range ts {
-			series[i] = k.series(run.ID, selector(t.Key, true), from, to)
+			series[i] = k.series(run.ID, selector(t.Key, true), from, t.windowEnd(to))
 		}
 	}
 	var out []liveChange
@@ -690,7 +703,7 @@ func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Tim
 		v.State = LiveArming
 		return v, nil
 	}
-	ss := k.series(run.ID, selector(g.rule.Key, false), from, to)
+	ss := k.series(run.ID, selector(g.rule.Key, false), from, g.cond.windowEnd(to))
 	if ss != nil {
 		v.Count = ss.Total()
 	}
