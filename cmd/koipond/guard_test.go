@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/pond"
-	"github.com/koipond/koipond/school"
 )
 
 func TestParseGuardrailFlag(t *testing.T) {
@@ -37,27 +33,11 @@ func TestParseGuardrailFlag(t *testing.T) {
 // bad one with its field.
 func TestGuardCommands(t *testing.T) {
 	ctx := context.Background()
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
-		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	p, err := pond.Open(ctx, pond.Config{Users: 100, Channels: 5, DisableRateLimits: true,
-		Inject: map[string]pond.Fault{"auth.test": {Error: 0.3}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	s, err := school.Open(ctx, school.Config{ID: "a", NATSURL: k.NATSURL(), Capacity: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	k := testKeeper(t)
+	p := testPond(t, 100, 5, map[string]pond.Fault{"auth.test": {Error: 0.3}})
+	testSchool(t, k, "a", 100)
 	base := "http://" + k.HTTPAddr()
-	set := `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
-	  "behaviors": {"tick": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`
-	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "g", "files": []map[string]string{{"name": "g.json", "content": set}}}, nil)
+	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "g", "files": []map[string]string{{"name": "g.json", "content": tickSet}}}, nil)
 
 	out, errOut, code := runCmd(t, "run", "create", "--keeper", base, "--name", "guarded", "--behaviors", "g",
 		"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "20", "--ramp", "0",

@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/pond"
-	"github.com/koipond/koipond/school"
 )
 
 // CI gating end to end: keeper, one school and two ponds over real
@@ -22,32 +18,12 @@ import (
 // reports are then served by `koipond report`.
 func TestRunCreateWaitGatesOnThresholds(t *testing.T) {
 	ctx := context.Background()
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
-		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	faulty, err := pond.Open(ctx, pond.Config{Users: 100, Channels: 5, DisableRateLimits: true,
-		Inject: map[string]pond.Fault{"auth.test": {Error: 0.5}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer faulty.Close()
-	clean, err := pond.Open(ctx, pond.Config{Users: 100, Channels: 5, DisableRateLimits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer clean.Close()
-	s, err := school.Open(ctx, school.Config{ID: "a", NATSURL: k.NATSURL(), Capacity: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	k := testKeeper(t)
+	faulty := testPond(t, 100, 5, map[string]pond.Fault{"auth.test": {Error: 0.5}})
+	clean := testPond(t, 100, 5, nil)
+	testSchool(t, k, "a", 100)
 	base := "http://" + k.HTTPAddr()
-	set := `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
-	  "behaviors": {"tick": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`
-	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "gate", "files": []map[string]string{{"name": "gate.json", "content": set}}}, nil)
+	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "gate", "files": []map[string]string{{"name": "gate.json", "content": tickSet}}}, nil)
 
 	type result struct {
 		out, errOut string
