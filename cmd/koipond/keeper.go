@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/koipond/koipond/keeper"
@@ -44,16 +43,9 @@ NATS, a token schools present (KOIPOND_NATS_TOKEN).`, stderr)
 	}
 	cfg.NATSToken = os.Getenv("KOIPOND_NATS_TOKEN")
 	cfg.UI = ui.Handler()
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	cfg.Logger = newLogger(stderr, level)
+	cfg.Logger = serverLogger(stderr, *verbose)
 	if errs := cfg.Validate(); len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintf(stderr, "koipond keeper: %v\n", e)
-		}
-		return errUsage
+		return configErrors(stderr, "keeper", errs)
 	}
 	k, err := keeper.Open(ctx, cfg)
 	if err != nil {

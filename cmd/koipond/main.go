@@ -198,6 +198,24 @@ func newLogger(stderr io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
+// serverLogger is the logger of a long-running command: info, or debug
+// with --verbose.
+func serverLogger(stderr io.Writer, verbose bool) *slog.Logger {
+	if verbose {
+		return newLogger(stderr, slog.LevelDebug)
+	}
+	return newLogger(stderr, slog.LevelInfo)
+}
+
+// configErrors prints every problem of a command's configuration, one a
+// line, and makes it a usage error.
+func configErrors(stderr io.Writer, cmd string, errs []error) error {
+	for _, e := range errs {
+		fmt.Fprintf(stderr, "koipond %s: %v\n", cmd, e)
+	}
+	return errUsage
+}
+
 func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version", "version", "Print the koipond version.", stderr)
 	if err := parseFlags(fs, args); err != nil {

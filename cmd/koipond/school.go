@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -48,16 +46,9 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	cfg.AllowTargets = splitList(*allow)
 	cfg.SourceIPs = splitList(*sources)
 	cfg.Software = version
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	cfg.Logger = newLogger(stderr, level)
+	cfg.Logger = serverLogger(stderr, *verbose)
 	if errs := cfg.Validate(); len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintln(stderr, "koipond school:", e)
-		}
-		return errUsage
+		return configErrors(stderr, "school", errs)
 	}
 	s, err := school.Open(ctx, cfg)
 	if err != nil {
