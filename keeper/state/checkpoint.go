@@ -64,17 +64,10 @@ func (t *Txn) PutCheckpoint(c *Checkpoint) error {
 	if len(c.Snapshot) > MaxCheckpointSnapshot {
 		return fmt.Errorf("state: checkpoint of run %q: snapshot of %d bytes is over %d", c.Run, len(c.Snapshot), MaxCheckpointSnapshot)
 	}
-	return t.put(TableCheckpoints, checkpointKey(c.Run), c, nilIfNone(t.Checkpoint(nil, c.Run)))
+	return put(t, TableCheckpoints, checkpointKey(c.Run), c, t.Checkpoint(nil, c.Run))
 }
 
 // DeleteCheckpoint removes a run's checkpoint, if any.
 func (t *Txn) DeleteCheckpoint(run string) error {
-	prev := t.Checkpoint(nil, run)
-	if prev == nil {
-		return nil
-	}
-	if err := t.tx.Delete(TableCheckpoints, prev); err != nil {
-		return fmt.Errorf("state: delete from %s: %w", TableCheckpoints, err)
-	}
-	return t.record(checkpointKey(run), nil, prev)
+	return del(t, TableCheckpoints, checkpointKey(run), t.Checkpoint(nil, run))
 }

@@ -125,7 +125,7 @@ func (t *Txn) PutGuardrails(g *Guardrails) error {
 	if g.Rules == nil {
 		return fmt.Errorf("state: guardrails need a rule list (may be empty)")
 	}
-	return t.put(TableGuardrails, guardrailsKey, g, nilIfNone(first[Guardrails](&t.Reader, nil, TableGuardrails, indexID)))
+	return put(t, TableGuardrails, guardrailsKey, g, first[Guardrails](&t.Reader, nil, TableGuardrails, indexID))
 }
 
 // CapacitySpec asks a run to search for the most koi the target

@@ -133,19 +133,12 @@ func (t *Txn) PutWebhook(w *Webhook) error {
 	if w.Name == "" {
 		return fmt.Errorf("state: a webhook needs a name")
 	}
-	return t.put(TableWebhooks, webhookKey(w.Name), w, nilIfNone(t.Webhook(nil, w.Name)))
+	return put(t, TableWebhooks, webhookKey(w.Name), w, t.Webhook(nil, w.Name))
 }
 
 // DeleteWebhook removes a webhook; a missing one is not an error.
 func (t *Txn) DeleteWebhook(name string) error {
-	prev := t.Webhook(nil, name)
-	if prev == nil {
-		return nil
-	}
-	if err := t.tx.Delete(TableWebhooks, prev); err != nil {
-		return fmt.Errorf("state: delete from %s: %w", TableWebhooks, err)
-	}
-	return t.record(webhookKey(name), nil, prev)
+	return del(t, TableWebhooks, webhookKey(name), t.Webhook(nil, name))
 }
 
 // Trigger returns the trigger with that name, or nil.
@@ -163,24 +156,16 @@ func (t *Txn) PutTrigger(tr *Trigger) error {
 	if tr.Name == "" {
 		return fmt.Errorf("state: a trigger needs a name")
 	}
-	return t.put(TableTriggers, triggerKey(tr.Name), tr, nilIfNone(t.Trigger(nil, tr.Name)))
+	return put(t, TableTriggers, triggerKey(tr.Name), tr, t.Trigger(nil, tr.Name))
 }
 
 // DeleteTrigger removes a trigger and its seen signatures; a missing one
 // is not an error.
 func (t *Txn) DeleteTrigger(name string) error {
-	if prev := t.Trigger(nil, name); prev != nil {
-		if err := t.tx.Delete(TableTriggers, prev); err != nil {
-			return fmt.Errorf("state: delete from %s: %w", TableTriggers, err)
-		}
-		if err := t.record(triggerKey(name), nil, prev); err != nil {
-			return err
-		}
-	}
 	// The signatures it accepted stay (they age out with the next call):
 	// a trigger deleted and re-created with the same secret must still
 	// refuse replays of calls it took within the window.
-	return nil
+	return del(t, TableTriggers, triggerKey(name), t.Trigger(nil, name))
 }
 
 // TriggerSeen returns the signatures a trigger accepted, or nil.
@@ -193,7 +178,7 @@ func (t *Txn) PutTriggerSeen(s *TriggerSeen) error {
 	if s.Trigger == "" {
 		return fmt.Errorf("state: seen signatures need their trigger")
 	}
-	return t.put(TableTriggerSeen, triggerSeenKey(s.Trigger), s, nilIfNone(t.TriggerSeen(nil, s.Trigger)))
+	return put(t, TableTriggerSeen, triggerSeenKey(s.Trigger), s, t.TriggerSeen(nil, s.Trigger))
 }
 
 // restoreNotify maps a record key of this file to a new object and its

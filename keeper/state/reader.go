@@ -39,6 +39,19 @@ func all[T any](r *Reader, ws memdb.WatchSet, table, index string, args ...any) 
 	return out
 }
 
+// latest returns the highest version stored under name in a table indexed
+// by name then version, or nil. The index is searched by prefix, so the
+// objects of longer names starting with name are skipped.
+func latest[T any](r *Reader, ws memdb.WatchSet, table, name string, nameOf func(*T) string) *T {
+	var last *T
+	for _, o := range all[T](r, ws, table, indexName+"_prefix", name) {
+		if nameOf(o) == name {
+			last = o
+		}
+	}
+	return last
+}
+
 // BehaviorSet returns the set with the given hash, or nil.
 func (r *Reader) BehaviorSet(ws memdb.WatchSet, hash string) *BehaviorSet {
 	return first[BehaviorSet](r, ws, TableBehaviorSets, indexID, hash)
@@ -51,13 +64,7 @@ func (r *Reader) BehaviorSets(ws memdb.WatchSet) []*BehaviorSet {
 
 // LatestBehaviorSet returns the highest version stored under name, or nil.
 func (r *Reader) LatestBehaviorSet(ws memdb.WatchSet, name string) *BehaviorSet {
-	var last *BehaviorSet
-	for _, b := range all[BehaviorSet](r, ws, TableBehaviorSets, indexName+"_prefix", name) {
-		if b.Name == name {
-			last = b
-		}
-	}
-	return last
+	return latest(r, ws, TableBehaviorSets, name, func(b *BehaviorSet) string { return b.Name })
 }
 
 // Formation returns the formation with the given hash, or nil.
@@ -72,13 +79,7 @@ func (r *Reader) Formations(ws memdb.WatchSet) []*Formation {
 
 // LatestFormation returns the highest version stored under name, or nil.
 func (r *Reader) LatestFormation(ws memdb.WatchSet, name string) *Formation {
-	var last *Formation
-	for _, f := range all[Formation](r, ws, TableFormations, indexName+"_prefix", name) {
-		if f.Name == name {
-			last = f
-		}
-	}
-	return last
+	return latest(r, ws, TableFormations, name, func(f *Formation) string { return f.Name })
 }
 
 // Run returns the run with the given id, or nil.

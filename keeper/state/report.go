@@ -146,5 +146,5 @@ func (t *Txn) PutReport(rep *Report) error {
 	if rep.Run == "" {
 		return fmt.Errorf("state: a report needs its run")
 	}
-	return t.put(TableReports, reportKey(rep.Run), rep, nilIfNone(t.Report(nil, rep.Run)))
+	return put(t, TableReports, reportKey(rep.Run), rep, t.Report(nil, rep.Run))
 }

@@ -176,12 +176,12 @@ func (t *Txn) RaiseEpoch(e uint64) { t.epoch = max(t.epoch, e) }
 func (t *Txn) Audit(actor, action, object, detail string) error {
 	t.auditSeq++
 	e := &AuditEntry{Seq: t.auditSeq, At: t.now, Actor: actor, Action: action, Object: object, Detail: detail}
-	return t.put(TableAudit, auditKey(e.Seq), e, nil)
+	return put(t, TableAudit, auditKey(e.Seq), e, nil)
 }
 
 // put inserts obj into table and records it for persistence under key.
 // prev is the object replaced (nil when new).
-func (t *Txn) put(table, key string, obj, prev any) error {
+func put[T any](t *Txn, table, key string, obj, prev *T) error {
 	if err := t.tx.Insert(table, obj); err != nil {
 		return fmt.Errorf("state: insert into %s: %w", table, err)
 	}
@@ -189,10 +189,27 @@ func (t *Txn) put(table, key string, obj, prev any) error {
 	if err != nil {
 		return fmt.Errorf("state: encoding %s: %w", key, err)
 	}
-	return t.record(key, b, prev)
+	return recordChange(t, key, b, prev)
 }
 
-func (t *Txn) record(key string, value []byte, prev any) error {
+// del removes prev, the object stored under key, from table and records
+// the deletion for persistence. A nil prev (nothing stored) changes
+// nothing.
+func del[T any](t *Txn, table, key string, prev *T) error {
+	if prev == nil {
+		return nil
+	}
+	if err := t.tx.Delete(table, prev); err != nil {
+		return fmt.Errorf("state: delete from %s: %w", table, err)
+	}
+	return recordChange(t, key, nil, prev)
+}
+
+// recordChange notes a change of key for persistence: value is the new
+// encoding (nil: delete), prev the object it replaces (nil: absent). prev
+// is a typed pointer so that "absent" cannot arrive as a non-nil interface
+// holding a nil pointer.
+func recordChange[T any](t *Txn, key string, value []byte, prev *T) error {
 	var pb []byte
 	if prev != nil {
 		var err error
@@ -211,22 +228,22 @@ func (t *Txn) record(key string, value []byte, prev any) error {
 
 // PutBehaviorSet stores a behavior set.
 func (t *Txn) PutBehaviorSet(b *BehaviorSet) error {
-	return t.put(TableBehaviorSets, behaviorSetKey(b.Hash), b, nilIfNone(t.BehaviorSet(nil, b.Hash)))
+	return put(t, TableBehaviorSets, behaviorSetKey(b.Hash), b, t.BehaviorSet(nil, b.Hash))
 }
 
 // PutFormation stores a formation.
 func (t *Txn) PutFormation(f *Formation) error {
-	return t.put(TableFormations, formationKey(f.Hash), f, nilIfNone(t.Formation(nil, f.Hash)))
+	return put(t, TableFormations, formationKey(f.Hash), f, t.Formation(nil, f.Hash))
 }
 
 // PutRun stores a run.
 func (t *Txn) PutRun(r *Run) error {
-	return t.put(TableRuns, runKey(r.ID), r, nilIfNone(t.Run(nil, r.ID)))
+	return put(t, TableRuns, runKey(r.ID), r, t.Run(nil, r.ID))
 }
 
 // PutLaunch stores a launch.
 func (t *Txn) PutLaunch(l *Launch) error {
-	return t.put(TableLaunches, launchKey(l.ID), l, nilIfNone(t.Launch(nil, l.ID)))
+	return put(t, TableLaunches, launchKey(l.ID), l, t.Launch(nil, l.ID))
 }
 
 // PutSchool stores a school durably (registration, capacity change).
@@ -240,13 +257,13 @@ func (t *Txn) PutSchool(sc *School) error {
 	if err != nil {
 		return err
 	}
-	var prev any
+	var prev *School
 	if p := t.School(nil, sc.ID); p != nil {
 		pd := *p
 		pd.Status = nil
 		prev = &pd
 	}
-	return t.record(schoolKey(sc.ID), b, prev)
+	return recordChange(t, schoolKey(sc.ID), b, prev)
 }
 
 // TouchSchool updates a known school's heartbeat in memory only.
@@ -259,37 +276,21 @@ func (t *Txn) TouchSchool(sc *School) error {
 
 // PutAssignment stores a school's range of a run.
 func (t *Txn) PutAssignment(a *Assignment) error {
-	return t.put(TableAssignments, assignmentKey(a.Run, a.School), a, nilIfNone(t.Assignment(nil, a.Run, a.School)))
+	return put(t, TableAssignments, assignmentKey(a.Run, a.School), a, t.Assignment(nil, a.Run, a.School))
 }
 
 // DeleteAssignment removes a school's range of a run.
 func (t *Txn) DeleteAssignment(a *Assignment) error {
-	prev := t.Assignment(nil, a.Run, a.School)
-	if prev == nil {
-		return nil
-	}
-	if err := t.tx.Delete(TableAssignments, prev); err != nil {
-		return fmt.Errorf("state: delete from %s: %w", TableAssignments, err)
-	}
-	return t.record(assignmentKey(a.Run, a.School), nil, prev)
+	return del(t, TableAssignments, assignmentKey(a.Run, a.School), t.Assignment(nil, a.Run, a.School))
 }
 
 // PutSwitch stores the global switch.
 func (t *Txn) PutSwitch(g *GlobalSwitch) error {
-	cur := t.Switch(nil)
-	var prev any
-	if cur.Epoch != 0 {
+	var prev *GlobalSwitch // at epoch 0 Switch makes one up: none is stored
+	if cur := t.Switch(nil); cur.Epoch != 0 {
 		prev = cur
 	}
-	return t.put(TableSwitch, switchKey, g, prev)
-}
-
-// nilIfNone turns a typed nil pointer into an untyped nil.
-func nilIfNone[T any](p *T) any {
-	if p == nil {
-		return nil
-	}
-	return p
+	return put(t, TableSwitch, switchKey, g, prev)
 }
 
 // Keys of persisted records. Ids made of safe characters are used as they
