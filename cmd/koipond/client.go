@@ -51,45 +51,17 @@ func (e *apiError) Error() string {
 // call sends a JSON request to the keeper and decodes the JSON answer into
 // out (raw, when out is *json.RawMessage).
 func (cf *clientFlags) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("encoding the request: %w", err)
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(cf.keeper, "/")+path, body)
-	if err != nil {
-		return fmt.Errorf("keeper URL: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if cf.token != "" {
-		req.Header.Set("Authorization", "Bearer "+cf.token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("reaching the keeper at %s (KOIPOND_KEEPER): %w", cf.keeper, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return fmt.Errorf("reading the keeper's answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error *apiError `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
-			eb.Error.Status = resp.StatusCode
-			return eb.Error
-		}
-		return fmt.Errorf("keeper answered %s: %s", resp.Status, bytes.TrimSpace(data))
-	}
-	if out == nil {
-		return nil
+	data, err := cf.send(ctx, method, path, body, nil, nil)
+	if err != nil || out == nil {
+		return err
 	}
 	if raw, ok := out.(*json.RawMessage); ok {
 		*raw = data
@@ -99,6 +71,50 @@ func (cf *clientFlags) call(ctx context.Context, method, path string, in, out an
 		return fmt.Errorf("decoding the keeper's answer: %w", err)
 	}
 	return nil
+}
+
+// send makes one request to the keeper and returns the answer's body. The
+// bearer token goes along unless header is given (a signed call carries
+// its own credentials). An answer of 300 or more that accept does not take
+// becomes the keeper's error (an *apiError when it sent one).
+func (cf *clientFlags) send(ctx context.Context, method, path string, body []byte, header http.Header, accept func(status int) bool) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(cf.keeper, "/")+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("keeper URL: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if cf.token != "" && header == nil {
+		req.Header.Set("Authorization", "Bearer "+cf.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reaching the keeper at %s (KOIPOND_KEEPER): %w", cf.keeper, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading the keeper's answer: %w", err)
+	}
+	if resp.StatusCode >= 300 && (accept == nil || !accept(resp.StatusCode)) {
+		var eb struct {
+			Error *apiError `json:"error"`
+		}
+		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
+			eb.Error.Status = resp.StatusCode
+			return nil, eb.Error
+		}
+		return nil, fmt.Errorf("keeper answered %s: %s", resp.Status, bytes.TrimSpace(data))
+	}
+	return data, nil
 }
 
 // show prints the answer as indented JSON with --json, else calls human.

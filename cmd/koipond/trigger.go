@@ -167,33 +167,15 @@ no API token.`, stderr)
 		return err
 	}
 	ts := time.Now().Unix()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(cf.keeper, "/")+"/api/v1/triggers/"+url.PathEscape(pos[0]), bytes.NewReader(body))
+	header := http.Header{}
+	header.Set(keeper.HeaderTimestamp, strconv.FormatInt(ts, 10))
+	header.Set(keeper.HeaderSignature, keeper.Sign(secret, ts, body))
+	// 422: the call was taken but an action could not be done; the answer
+	// says which.
+	data, err := cf.send(ctx, "POST", "/api/v1/triggers/"+url.PathEscape(pos[0]), body, header,
+		func(status int) bool { return status == http.StatusUnprocessableEntity })
 	if err != nil {
-		return fmt.Errorf("keeper URL: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(keeper.HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(keeper.HeaderSignature, keeper.Sign(secret, ts, body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("reaching the keeper at %s (KOIPOND_KEEPER): %w", cf.keeper, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("reading the keeper's answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnprocessableEntity {
-		var eb struct {
-			Error *apiError `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
-			eb.Error.Status = resp.StatusCode
-			return eb.Error
-		}
-		return fmt.Errorf("keeper answered %s: %s", resp.Status, bytes.TrimSpace(data))
+		return err
 	}
 	var res keeper.TriggerResult
 	if err := json.Unmarshal(data, &res); err != nil {
