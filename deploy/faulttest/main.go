@@ -825,6 +825,17 @@ func (h *harness) spread(ctx context.Context, schools ...*schoolProc) (map[strin
 	return m, sum, nil
 }
 
+// pondSpread reads pond's stats, then the websockets of the given schools
+// (as spread).
+func (h *harness) pondSpread(ctx context.Context, schools ...*schoolProc) (pondStats, map[string]int, int, error) {
+	ps, err := h.pond(ctx)
+	if err != nil {
+		return ps, nil, 0, err
+	}
+	m, sum, err := h.spread(ctx, schools...)
+	return ps, m, sum, err
+}
+
 func fmtSpread(m map[string]int) string {
 	var parts []string
 	for id, n := range m {
@@ -841,15 +852,11 @@ func (h *harness) stepSpread(ctx context.Context) (string, error) {
 	n := int64(h.o.koi)
 	var m map[string]int
 	err := h.waitFor(ctx, "every koi connected", 90*time.Second, func() (bool, string) {
-		ps, err := h.pond(ctx)
+		ps, got, sum, err := h.pondSpread(ctx, h.schools...)
 		if err != nil {
 			return false, err.Error()
 		}
-		var sum int
-		m, sum, err = h.spread(ctx, h.schools...)
-		if err != nil {
-			return false, err.Error()
-		}
+		m = got
 		return ps.WebsocketsOpen == n && sum == h.o.koi,
 			fmt.Sprintf("pond %d websockets, schools %s", ps.WebsocketsOpen, fmtSpread(m))
 	})
@@ -898,15 +905,11 @@ func (h *harness) stepKillSchool(ctx context.Context) (string, error) {
 	var m map[string]int
 	limit := h.o.lease + 5*time.Second
 	err = h.waitFor(ctx, "koi back on the other schools", time.Until(killed.Add(limit)), func() (bool, string) {
-		ps, err := h.pond(ctx)
+		ps, got, sum, err := h.pondSpread(ctx, rest...)
 		if err != nil {
 			return false, err.Error()
 		}
-		var sum int
-		m, sum, err = h.spread(ctx, rest...)
-		if err != nil {
-			return false, err.Error()
-		}
+		m = got
 		return ps.WebsocketsOpen == n && sum == h.o.koi, fmt.Sprintf("pond %d, schools %s", ps.WebsocketsOpen, fmtSpread(m))
 	})
 	back := time.Since(killed)
@@ -940,15 +943,11 @@ func (h *harness) settle(ctx context.Context, d time.Duration) (map[string]int, 
 	var last uint64
 	var since time.Time
 	err := h.waitFor(ctx, "the system to settle", d, func() (bool, string) {
-		ps, err := h.pond(ctx)
+		ps, got, sum, err := h.pondSpread(ctx, h.schools...)
 		if err != nil {
 			return false, err.Error()
 		}
-		var sum int
-		m, sum, err = h.spread(ctx, h.schools...)
-		if err != nil {
-			return false, err.Error()
-		}
+		m = got
 		if n := ps.rtmConnects(); n != last || ps.WebsocketsOpen != int64(h.o.koi) || sum != h.o.koi {
 			last, since = n, time.Now()
 		}
@@ -966,27 +965,31 @@ type snapshot struct {
 	Switch       string
 }
 
+// listVersioned lists the hashed, versioned objects under path (behavior
+// sets, formations) as "name hash vN".
+func (h *harness) listVersioned(ctx context.Context, path string) ([]string, error) {
+	var objs []struct {
+		Hash, Name string
+		Version    int
+	}
+	if err := h.api(ctx, "GET", path, nil, &objs); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, o := range objs {
+		out = append(out, fmt.Sprintf("%s %s v%d", o.Name, o.Hash, o.Version))
+	}
+	return out, nil
+}
+
 func (h *harness) snapshot(ctx context.Context) (snapshot, error) {
 	var s snapshot
-	var sets []struct {
-		Hash, Name string
-		Version    int
-	}
-	if err := h.api(ctx, "GET", "/behavior-sets", nil, &sets); err != nil {
+	var err error
+	if s.BehaviorSets, err = h.listVersioned(ctx, "/behavior-sets"); err != nil {
 		return s, err
 	}
-	for _, b := range sets {
-		s.BehaviorSets = append(s.BehaviorSets, fmt.Sprintf("%s %s v%d", b.Name, b.Hash, b.Version))
-	}
-	var forms []struct {
-		Hash, Name string
-		Version    int
-	}
-	if err := h.api(ctx, "GET", "/formations", nil, &forms); err != nil {
+	if s.Formations, err = h.listVersioned(ctx, "/formations"); err != nil {
 		return s, err
-	}
-	for _, f := range forms {
-		s.Formations = append(s.Formations, fmt.Sprintf("%s %s v%d", f.Name, f.Hash, f.Version))
 	}
 	var launches []struct {
 		ID, Run, Formation, State string
@@ -1291,11 +1294,7 @@ func (h *harness) stepCutSchool(ctx context.Context) (string, error) {
 		if err != nil {
 			return false, err.Error()
 		}
-		ps, err := h.pond(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		m, sum, err := h.spread(ctx, h.schools...)
+		ps, m, sum, err := h.pondSpread(ctx, h.schools...)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -1309,6 +1308,21 @@ func (h *harness) stepCutSchool(ctx context.Context) (string, error) {
 		time.Since(restored).Round(10*time.Millisecond), fmtSpread(m)), nil
 }
 
+// waitClosed waits up to 5 s for pond to hold no websocket and returns
+// the time from since to the pond read that found none open.
+func (h *harness) waitClosed(ctx context.Context, since time.Time) (time.Duration, error) {
+	var closedIn time.Duration
+	err := h.waitFor(ctx, "every websocket closed", 5*time.Second, func() (bool, string) {
+		ps, err := h.pond(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		closedIn = time.Since(since)
+		return ps.WebsocketsOpen == 0, fmt.Sprintf("%d open", ps.WebsocketsOpen)
+	})
+	return closedIn, err
+}
+
 // stepStop: the global stop through the API; nothing reaches pond from
 // 1 s after it and every websocket closes.
 func (h *harness) stepStop(ctx context.Context) (string, error) {
@@ -1316,15 +1330,8 @@ func (h *harness) stepStop(ctx context.Context) (string, error) {
 	if err := h.api(ctx, "POST", "/control", map[string]string{"state": "stopped"}, nil); err != nil {
 		return "", err
 	}
-	var closedIn time.Duration
-	if err := h.waitFor(ctx, "every websocket closed", 5*time.Second, func() (bool, string) {
-		ps, err := h.pond(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		closedIn = time.Since(stopped)
-		return ps.WebsocketsOpen == 0, fmt.Sprintf("%d open", ps.WebsocketsOpen)
-	}); err != nil {
+	closedIn, err := h.waitClosed(ctx, stopped)
+	if err != nil {
 		return "", err
 	}
 	time.Sleep(time.Until(stopped.Add(time.Second)))
@@ -1652,15 +1659,8 @@ func (h *harness) stepEmergencyStop(ctx context.Context) (string, error) {
 	if strings.Contains(out, "warning") {
 		notes = append(notes, "stop warned: "+lastLine(out))
 	}
-	var closedIn time.Duration
-	if err := h.waitFor(ctx, "every websocket closed", 5*time.Second, func() (bool, string) {
-		ps, err := h.pond(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		closedIn = time.Since(start)
-		return ps.WebsocketsOpen == 0, fmt.Sprintf("%d open", ps.WebsocketsOpen)
-	}); err != nil {
+	closedIn, err := h.waitClosed(ctx, start)
+	if err != nil {
 		return strings.Join(notes, "; "), err
 	}
 	done := start.Add(ran)

@@ -814,6 +814,62 @@ func (h *harness) schoolMemory() string {
 // connection is one of them).
 func (h *harness) conns127() int { return connsBySource(h.pondPort)["127.0.0.1"] }
 
+// idleWindow measures p over h.idle, sampling its RSS every second; it
+// returns the window, the RSS at its end, the largest RSS seen in it
+// (that one included) and the peak VmHWM, all in KiB.
+func (h *harness) idleWindow(p *proc) (res windowResult, rss, maxRSS, hwm int64, err error) {
+	w, err := beginWindow(p.pid())
+	if err != nil {
+		return res, 0, 0, 0, err
+	}
+	for end := time.Now().Add(h.idle); time.Now().Before(end); {
+		if r, _, err := rssKiB(p.pid()); err == nil {
+			maxRSS = max(maxRSS, r)
+		}
+		if !sleepCtx(h.ctx, time.Second) {
+			return res, 0, 0, 0, h.ctx.Err()
+		}
+	}
+	if res, err = w.end(); err != nil {
+		return res, 0, 0, 0, err
+	}
+	if rss, hwm, err = rssKiB(p.pid()); err != nil {
+		return res, 0, 0, 0, err
+	}
+	return res, rss, max(maxRSS, rss), hwm, nil
+}
+
+// cpuWindow measures p over d.
+func (h *harness) cpuWindow(p *proc, d time.Duration) (windowResult, error) {
+	w, err := beginWindow(p.pid())
+	if err != nil {
+		return windowResult{}, err
+	}
+	if !sleepCtx(h.ctx, d) {
+		return windowResult{}, h.ctx.Err()
+	}
+	return w.end()
+}
+
+// authTestWindow measures p over h.measure and counts the auth.test calls
+// pond answered meanwhile: with 200, and otherwise.
+func (h *harness) authTestWindow(p *proc) (res windowResult, calls, bad uint64, err error) {
+	s0, err := getStats(h.pondBase)
+	if err != nil {
+		return res, 0, 0, err
+	}
+	if res, err = h.cpuWindow(p, h.measure); err != nil {
+		return res, 0, 0, err
+	}
+	s1, err := getStats(h.pondBase)
+	if err != nil {
+		return res, 0, 0, err
+	}
+	ok0, bad0 := s0.method("auth.test")
+	ok1, bad1 := s1.method("auth.test")
+	return res, ok1 - ok0, bad1 - bad0, nil
+}
+
 // phaseBoot: N koi from zero to connected with the ramp unlimited, then
 // the density of N idle koi (RSS, CPU over the idle window).
 func (h *harness) phaseIdle(ramp float64) error {
@@ -869,28 +925,10 @@ func (h *harness) phaseIdle(ramp float64) error {
 	if !sleepCtx(h.ctx, h.settle) {
 		return h.ctx.Err()
 	}
-	w, err := beginWindow(p.pid())
+	res, rss, maxRSS, hwm, err := h.idleWindow(p)
 	if err != nil {
 		return err
 	}
-	var maxRSS int64
-	for end := time.Now().Add(h.idle); time.Now().Before(end); {
-		if r, _, err := rssKiB(p.pid()); err == nil {
-			maxRSS = max(maxRSS, r)
-		}
-		if !sleepCtx(h.ctx, time.Second) {
-			return h.ctx.Err()
-		}
-	}
-	res, err := w.end()
-	if err != nil {
-		return err
-	}
-	rss, hwm, err := rssKiB(p.pid())
-	if err != nil {
-		return err
-	}
-	maxRSS = max(maxRSS, rss)
 	st, err = getStats(h.pondBase)
 	if err != nil {
 		return err
@@ -922,14 +960,7 @@ func (h *harness) phaseIdle(ramp float64) error {
 			logf("  %3.0f s after boot: RSS %.1f MiB; %s; school connections to pond %d",
 				time.Since(done).Seconds(), mib(r), h.schoolMemory(), h.conns127()-1)
 		}
-		w, err := beginWindow(p.pid())
-		if err != nil {
-			return err
-		}
-		if !sleepCtx(h.ctx, h.idle) {
-			return h.ctx.Err()
-		}
-		res, err := w.end()
+		res, err := h.cpuWindow(p, h.idle)
 		if err != nil {
 			return err
 		}
@@ -965,28 +996,10 @@ func (h *harness) phaseBig() error {
 	if !sleepCtx(h.ctx, h.settle) {
 		return h.ctx.Err()
 	}
-	w, err := beginWindow(p.pid())
+	res, rss, maxRSS, hwm, err := h.idleWindow(p)
 	if err != nil {
 		return err
 	}
-	var maxRSS int64
-	for end := time.Now().Add(h.idle); time.Now().Before(end); {
-		if r, _, err := rssKiB(p.pid()); err == nil {
-			maxRSS = max(maxRSS, r)
-		}
-		if !sleepCtx(h.ctx, time.Second) {
-			return h.ctx.Err()
-		}
-	}
-	res, err := w.end()
-	if err != nil {
-		return err
-	}
-	rss, hwm, err := rssKiB(p.pid())
-	if err != nil {
-		return err
-	}
-	maxRSS = max(maxRSS, rss)
 	st, err := getStats(h.pondBase)
 	if err != nil {
 		return err
@@ -1035,28 +1048,10 @@ func (h *harness) phaseBusy() error {
 	if !sleepCtx(h.ctx, settle) {
 		return h.ctx.Err()
 	}
-	s0, err := getStats(h.pondBase)
+	res, calls, bad, err := h.authTestWindow(p)
 	if err != nil {
 		return err
 	}
-	w, err := beginWindow(p.pid())
-	if err != nil {
-		return err
-	}
-	if !sleepCtx(h.ctx, h.measure) {
-		return h.ctx.Err()
-	}
-	res, err := w.end()
-	if err != nil {
-		return err
-	}
-	s1, err := getStats(h.pondBase)
-	if err != nil {
-		return err
-	}
-	ok0, bad0 := s0.method("auth.test")
-	ok1, bad1 := s1.method("auth.test")
-	calls := ok1 - ok0
 	if calls == 0 {
 		return errors.New("no auth.test calls reached pond")
 	}
@@ -1064,7 +1059,7 @@ func (h *harness) phaseBusy() error {
 	busy.per10k = res.cpu / float64(calls) * 10000
 	busy.calls = calls
 	logf("school: %d auth.test calls (non-200: %d) in %.1f s = %.0f/s; CPU %.2f s = %.1f%% of a core → %.3f CPU-s per 10,000 calls; machine busy %.0f%%; load %s → %s",
-		calls, bad1-bad0, res.secs, busy.rate, res.cpu, 100*res.cpu/res.secs, busy.per10k, 100*res.machine, res.load0, res.load1)
+		calls, bad, res.secs, busy.rate, res.cpu, 100*res.cpu/res.secs, busy.per10k, 100*res.machine, res.load0, res.load1)
 	h.info("cost: school CPU-s per 10,000 api steps", fmt.Sprintf("%.3f (%.0f calls/s, %.1f%% of a core; load %s → %s)",
 		busy.per10k, busy.rate, 100*res.cpu/res.secs, res.load0, res.load1))
 
@@ -1147,28 +1142,10 @@ func (h *harness) phaseBare() error {
 	if p.exited() {
 		return fmt.Errorf("bare loop exited:\n%s", tail(p.log, 20))
 	}
-	s0, err := getStats(h.pondBase)
+	res, calls, bad, err := h.authTestWindow(p)
 	if err != nil {
 		return err
 	}
-	w, err := beginWindow(p.pid())
-	if err != nil {
-		return err
-	}
-	if !sleepCtx(h.ctx, h.measure) {
-		return h.ctx.Err()
-	}
-	res, err := w.end()
-	if err != nil {
-		return err
-	}
-	s1, err := getStats(h.pondBase)
-	if err != nil {
-		return err
-	}
-	ok0, bad0 := s0.method("auth.test")
-	ok1, bad1 := s1.method("auth.test")
-	calls := ok1 - ok0
 	if calls == 0 {
 		return errors.New("no auth.test calls from the bare loop")
 	}
@@ -1178,7 +1155,7 @@ func (h *harness) phaseBare() error {
 	case <-time.After(total):
 	}
 	logf("bare: %d calls (non-200: %d) in %.1f s = %.0f/s; CPU %.2f s = %.1f%% of a core → %.3f CPU-s per 10,000 calls; machine busy %.0f%%; load %s → %s; its own report: %s",
-		calls, bad1-bad0, res.secs, float64(calls)/res.secs, res.cpu, 100*res.cpu/res.secs, per10k, 100*res.machine, res.load0, res.load1,
+		calls, bad, res.secs, float64(calls)/res.secs, res.cpu, 100*res.cpu/res.secs, per10k, 100*res.machine, res.load0, res.load1,
 		strings.TrimSpace(tail(p.log, 1)))
 	h.info("cost: bare Go loop CPU-s per 10,000 calls", fmt.Sprintf("%.3f (%.0f calls/s, %.1f%% of a core; load %s → %s)",
 		per10k, float64(calls)/res.secs, 100*res.cpu/res.secs, res.load0, res.load1))
