@@ -20,7 +20,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return subcommand("run", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
 		"create": verb(runCreate),
 		"list":   verb(runList),
-		"show":   verb(runShow),
+		"show":   verb(runOne("show", "Show a run: where its koi are and how they are doing.", "GET", "")),
 		"pause":  verb(runSwitchVerb("pause")),
 		"resume": verb(runSwitchVerb("resume")),
 		"stop":   verb(runSwitchVerb("stop")),
@@ -192,25 +192,11 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return tw.Flush()
 }
 
-func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run show", "run show [--json] ID", "Show a run: where its koi are and how they are doing.", stderr)
-	cf := addClientFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
-		return err
-	}
-	var raw json.RawMessage
-	if err := cf.call(ctx, "GET", "/api/v1/runs/"+fs.Arg(0), nil, &raw); err != nil {
-		return err
-	}
-	return printRun(cf, stdout, raw)
-}
-
-func runSwitchVerb(verb string) func(context.Context, []string, io.Writer, io.Writer) error {
+// runOne is a run verb on one run ID: a request to the run's path plus
+// suffix, answered with the run, which it prints.
+func runOne(verb, help, method, suffix string) func(context.Context, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs := newFlagSet("run "+verb, "run "+verb+" [--json] ID", fmt.Sprintf("%s one run (stop is final).", strings.ToUpper(verb[:1])+verb[1:]), stderr)
+		fs := newFlagSet("run "+verb, "run "+verb+" [--json] ID", help, stderr)
 		cf := addClientFlags(fs)
 		if err := parseFlags(fs, args); err != nil {
 			return err
@@ -219,11 +205,16 @@ func runSwitchVerb(verb string) func(context.Context, []string, io.Writer, io.Wr
 			return err
 		}
 		var raw json.RawMessage
-		if err := cf.call(ctx, "POST", "/api/v1/runs/"+fs.Arg(0)+"/"+verb, nil, &raw); err != nil {
+		if err := cf.call(ctx, method, "/api/v1/runs/"+fs.Arg(0)+suffix, nil, &raw); err != nil {
 			return err
 		}
 		return printRun(cf, stdout, raw)
 	}
+}
+
+// runSwitchVerb pauses, resumes or stops one run.
+func runSwitchVerb(verb string) func(context.Context, []string, io.Writer, io.Writer) error {
+	return runOne(verb, fmt.Sprintf("%s one run (stop is final).", strings.ToUpper(verb[:1])+verb[1:]), "POST", "/"+verb)
 }
 
 func runScale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
