@@ -159,7 +159,7 @@ func (t *Txn) PutTrigger(tr *Trigger) error {
 	return put(t, TableTriggers, triggerKey(tr.Name), tr, t.Trigger(nil, tr.Name))
 }
 
-// DeleteTrigger removes a trigger and its seen signatures; a missing one
+// DeleteTrigger removes a trigger (not its seen signatures); a missing one
 // is not an error.
 func (t *Txn) DeleteTrigger(name string) error {
 	// The signatures it accepted stay (they age out with the next call):
