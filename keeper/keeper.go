@@ -201,11 +201,11 @@ type Keeper struct {
 
 	ns    *server.Server // embedded server; nil with an external one
 	creds *natsCreds     // NATS keys and the switch signing key
-	nc  *nats.Conn
-	kv  *state.KV
-	ln  net.Listener
-	srv *http.Server
-	e   *echo.Echo
+	nc    *nats.Conn
+	kv    *state.KV
+	ln    net.Listener
+	srv   *http.Server
+	e     *echo.Echo
 
 	opened time.Time // when Open restored the state
 	ctx    context.Context
