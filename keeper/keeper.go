@@ -194,18 +194,18 @@ type Keeper struct {
 	log     *slog.Logger
 	store   *state.Store
 	auth    *authenticator
+	creds   *natsCreds // NATS keys and the switch signing key (natsauth.go)
 	agg     *aggregator
 	stats   *stats
 	guard   *guard       // live thresholds and guardrails
 	windows *windowCache // their windows' settled buckets
 
-	ns    *server.Server // embedded server; nil with an external one
-	creds *natsCreds     // NATS keys and the switch signing key
-	nc    *nats.Conn
-	kv    *state.KV
-	ln    net.Listener
-	srv   *http.Server
-	e     *echo.Echo
+	ns  *server.Server // embedded server; nil with an external one
+	nc  *nats.Conn
+	kv  *state.KV
+	ln  net.Listener
+	srv *http.Server
+	e   *echo.Echo
 
 	opened time.Time // when Open restored the state
 	ctx    context.Context
