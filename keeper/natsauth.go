@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -148,14 +149,14 @@ const maxSeedFile = 16 << 10
 
 // readSeedFile reads an nkey user seed file written by the keeper (or
 // nk), checking its size and warning when others may read it.
-func (k *Keeper) readSeedFile(path string) (nkeys.KeyPair, []byte, error) {
+func readSeedFile(log *slog.Logger, path string) (nkeys.KeyPair, []byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		k.log.Warn("NATS credential file is readable by others; chmod 600 it", "file", path, "mode", fi.Mode().Perm().String())
+		log.Warn("NATS credential file is readable by others; chmod 600 it", "file", path, "mode", fi.Mode().Perm().String())
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSeedFile+1))
 	if err != nil {
@@ -177,7 +178,7 @@ func (k *Keeper) readSeedFile(path string) (nkeys.KeyPair, []byte, error) {
 // loadOrCreateKey returns the key in path, creating it (0600) if the file
 // does not exist. An existing file is never replaced.
 func (k *Keeper) loadOrCreateKey(path string) (nkeys.KeyPair, error) {
-	kp, _, err := k.readSeedFile(path)
+	kp, _, err := readSeedFile(k.log, path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return kp, err
 	}
@@ -198,7 +199,7 @@ func (k *Keeper) loadOrCreateKey(path string) (nkeys.KeyPair, error) {
 // another key (control.nk was replaced) gets the line rewritten, the seed
 // kept.
 func (k *Keeper) loadOrCreateSchoolFile(path, controlPub string) (string, error) {
-	kp, data, err := k.readSeedFile(path)
+	kp, data, err := readSeedFile(k.log, path)
 	var seed []byte
 	switch {
 	case err == nil:
@@ -341,6 +342,25 @@ func (k *Keeper) SchoolCommand() string {
 	return cmd
 }
 
+// SchoolHowTo says how to start a school against this keeper, for
+// startup messages: SchoolCommand, then the same with the credentials
+// file in the environment (KOIPOND_NATS_NKEY), or a warning when NATS
+// authentication is off.
+func (k *Keeper) SchoolHowTo() []string {
+	lines := []string{"start a school with: " + k.SchoolCommand()}
+	switch {
+	case k.creds.schoolFile != "":
+		p, err := filepath.Abs(k.creds.schoolFile)
+		if err != nil {
+			p = k.creds.schoolFile
+		}
+		lines = append(lines, fmt.Sprintf("  or: KOIPOND_NATS_NKEY=%s koipond school --nats %s", shellQuote(p), k.NATSURL()))
+	case k.cfg.NATS == "":
+		lines = append(lines, "NATS AUTHENTICATION IS OFF (--nats-insecure): any local process can stop or spoof the switch")
+	}
+	return lines
+}
+
 // shellQuote quotes s for a POSIX shell when it holds anything but safe
 // characters.
 func shellQuote(s string) string {
@@ -394,4 +414,44 @@ func (k *Keeper) checkControl(c *wire.Control, now time.Time) (string, error) {
 		return "control: epoch jump", fmt.Errorf("epoch %d is beyond %d (own epoch %d)", c.Epoch, ceiling, k.store.Epoch())
 	}
 	return "", nil
+}
+
+// CredentialFiles are the paths of the keys a keeper keeps in its data
+// directory.
+type CredentialFiles struct {
+	// Keeper is the keeper's NATS nkey seed (every permission on the
+	// embedded server: JetStream, control).
+	Keeper string
+	// School is what schools connect with (seed plus the keeper key line).
+	School string
+	// Control is the seed the switch is signed with.
+	Control string
+}
+
+// CredentialPaths returns where a keeper with data directory dataDir
+// keeps its keys (koipond stop --nats reads them to act for a keeper that
+// is down).
+func CredentialPaths(dataDir string) CredentialFiles {
+	dir := filepath.Join(dataDir, natsCredsDir)
+	return CredentialFiles{Keeper: filepath.Join(dir, keeperSeedFile), School: filepath.Join(dir, schoolSeedFile),
+		Control: filepath.Join(dir, controlSeedFile)}
+}
+
+// SignSwitch signs c with the seed in controlSeedFile (the keeper's
+// control.nk), as the keeper signs its own switches: for koipond stop
+// --nats, so schools and the keeper accept a switch set around it.
+func SignSwitch(controlSeedFile string, c *wire.Control) error {
+	kp, _, err := readSeedFile(slog.New(slog.DiscardHandler), controlSeedFile)
+	if err != nil {
+		return fmt.Errorf("the keeper's switch key: %w", err)
+	}
+	defer kp.Wipe()
+	if err := c.Check(); err != nil {
+		return err
+	}
+	c.Sig = nil
+	if c.Sig, err = kp.Sign(c.SigningBytes()); err != nil {
+		return fmt.Errorf("signing the switch: %w", err)
+	}
+	return nil
 }
