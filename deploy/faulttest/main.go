@@ -29,7 +29,12 @@
 //     websockets remain;
 //  7. the emergency path: resume, kill -9 the keeper, `koipond stop --nats`
 //     straight to the cluster: every koi stops, the keeper's KV bucket keeps
-//     its 3 replicas, and the restarted keeper reports the stop.
+//     its 3 replicas, and the restarted keeper reports the stop;
+//  8. a client without credentials cannot publish or subscribe on any
+//     koipond subject: every node refuses it (natsauth.go: the cluster has
+//     a keeper and a school nkey user, with the school permissions);
+//  9. a school's credentials cannot publish control (nor hear polls, other
+//     inboxes or JetStream): the keeper and the schools keep their switch.
 //
 // After step 1 it prints what each process costs (RSS, CPU) at that load.
 //
@@ -149,6 +154,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"5 cut school off", fmt.Sprintf("self_paused ≤ lease + 1 poll attempt (%v) after its last answered poll", pauseBound(o)), h.stepCutSchool},
 		{"6 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
 		{"7 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
+		{"8 no credentials", "a client without credentials cannot publish or subscribe on any koipond subject", h.stepNoCredentials},
+		{"9 school creds", "a school's credentials cannot publish control; keeper and schools keep their switch", h.stepSchoolCannotPublishControl},
 	}
 	if o.steps < len(steps) {
 		steps = steps[:max(0, o.steps)]
@@ -235,6 +242,7 @@ type harness struct {
 	keeperArgs []string
 	schools    []*schoolProc
 	proxy      *proxy
+	creds      *natsCreds // the cluster's keeper and school users
 	runID      string
 	formation  string
 
@@ -502,6 +510,9 @@ func (h *harness) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.creds, err = newNATSCreds(h.dir); err != nil {
+		return err
+	}
 	var routes []string
 	for i := range 3 {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+1]))
@@ -527,7 +538,7 @@ cluster {
   no_advertise: true
   routes: [%s]
 }
-`, n.name, n.client, n.http, store, n.route, strings.Join(routes, ", "))
+`, n.name, n.client, n.http, store, n.route, strings.Join(routes, ", ")) + h.creds.authConf()
 		if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
 			return err
 		}
@@ -566,7 +577,8 @@ cluster {
 
 	h.keeperURL = fmt.Sprintf("http://127.0.0.1:%d", more[1])
 	h.keeperArgs = []string{"keeper", "--http", fmt.Sprintf("127.0.0.1:%d", more[1]), "--nats", strings.Join(urls, ","),
-		"--replicas", "3", "--poll", h.o.poll.String(), "--lease", h.o.lease.String(), "--data", filepath.Join(h.dir, "keeper-data")}
+		"--replicas", "3", "--poll", h.o.poll.String(), "--lease", h.o.lease.String(), "--data", h.keeperDataDir(),
+		"--nats-nkey", h.creds.keeperSeed}
 	fmt.Fprintf(h.out, "== starting the keeper on %s (KV replicas 3, poll %v, lease %v)\n", h.keeperURL, h.o.poll, h.o.lease)
 	if err := h.startKeeper(ctx); err != nil {
 		return err
@@ -624,7 +636,12 @@ func (h *harness) startKeeper(ctx context.Context) error {
 }
 
 func (h *harness) startSchool(ctx context.Context, s *schoolProc) error {
+	key, err := h.keeperKey()
+	if err != nil {
+		return fmt.Errorf("the keeper's switch key: %w", err)
+	}
 	if _, err := h.start(s.id, h.koipond, "school", "--id", s.id, "--nats", s.natsURL,
+		"--nats-nkey", h.creds.schoolSeed, "--keeper-key", key,
 		"--capacity", fmt.Sprint(h.o.capacity), "--allow-target", "127.0.0.1",
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.http)); err != nil {
 		return err
@@ -1651,7 +1668,8 @@ func (h *harness) stepEmergencyStop(ctx context.Context) (string, error) {
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.client))
 	}
 	start := time.Now()
-	out, err := h.runOnce(ctx, "stop-cli", 30*time.Second, h.koipond, "stop", "--nats", strings.Join(urls, ","))
+	out, err := h.runOnce(ctx, "stop-cli", 30*time.Second, h.koipond, "stop", "--nats", strings.Join(urls, ","),
+		"--data", h.keeperDataDir(), "--nats-nkey", h.creds.keeperSeed)
 	ran := time.Since(start)
 	if err != nil {
 		return strings.Join(notes, "; "), fmt.Errorf("koipond stop --nats: %v: %s", err, out)
