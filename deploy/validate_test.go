@@ -54,7 +54,7 @@ type overlay struct {
 
 var overlays = []overlay{
 	{name: "dev", namespace: "koipond-dev"},
-	{name: "production", namespace: "koipond", external: []string{"koipond-nats", "koipond-keeper-tokens"}},
+	{name: "production", namespace: "koipond", external: []string{"koipond-nats", "koipond-keeper-key", "koipond-keeper-tokens"}},
 }
 
 // kinds maps every kind the manifests may contain to its apiVersion and

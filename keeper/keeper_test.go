@@ -26,8 +26,10 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", Config{}, 0},
 		// API beyond loopback without tokens is refused.
 		{"open http", Config{HTTP: "0.0.0.0:8080"}, 1},
-		// Embedded NATS beyond loopback needs a token for schools.
-		{"open nats", Config{NATSListen: "0.0.0.0:4222"}, 1},
+		// Embedded NATS beyond loopback is fine with its nkeys, refused
+		// without authentication.
+		{"open nats", Config{NATSListen: "0.0.0.0:4222"}, 0},
+		{"open insecure nats", Config{NATSListen: "0.0.0.0:4222", NATSAuth: NATSAuth{Insecure: true}}, 1},
 		// Every problem at once.
 		{"many", Config{HTTP: "nope", Replicas: 9, PollInterval: time.Hour, Lease: time.Second}, 4},
 	} {

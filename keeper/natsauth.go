@@ -66,6 +66,11 @@ type NATSAuth struct {
 	// presents to an external NATS (--nats URL), besides NATSToken. The
 	// embedded server uses the keys in DataDir/nats instead.
 	User, Password, NKeySeedFile, CredsFile string
+	// SwitchKeySeedFile is the nkey seed the keeper signs the switch with.
+	// Default: DataDir/nats/control.nk, created at first start. Given, it
+	// must exist (a Kubernetes Secret, say), so every keeper pod, and
+	// koipond stop --nats, sign with the same key.
+	SwitchKeySeedFile string
 }
 
 // validate returns the problems of the NATS authentication settings.
@@ -118,16 +123,25 @@ type natsCreds struct {
 // loadNATSCreds reads the keys in DataDir/nats, creating the missing ones.
 func (k *Keeper) loadNATSCreds() error {
 	dir := filepath.Join(k.cfg.DataDir, natsCredsDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("keeper: nats credentials: %w", err)
-	}
 	c := &natsCreds{dir: dir}
 	var err error
-	if c.control, err = k.loadOrCreateKey(filepath.Join(dir, controlSeedFile)); err != nil {
-		return err
+	if f := k.cfg.NATSAuth.SwitchKeySeedFile; f != "" {
+		if c.control, _, err = readSeedFile(k.log, f); err != nil {
+			return fmt.Errorf("keeper: the switch key: %w", err)
+		}
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("keeper: nats credentials: %w", err)
+		}
+		if c.control, err = k.loadOrCreateKey(filepath.Join(dir, controlSeedFile)); err != nil {
+			return err
+		}
 	}
 	c.controlPub, _ = c.control.PublicKey()
 	if k.cfg.NATS == "" && !k.cfg.NATSAuth.Insecure {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("keeper: nats credentials: %w", err)
+		}
 		c.keeperFile = filepath.Join(dir, keeperSeedFile)
 		kp, err := k.loadOrCreateKey(c.keeperFile)
 		if err != nil {

@@ -44,6 +44,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	fs.StringVar(&cfg.NATSAuth.User, "nats-user", "", "with --nats: NATS user (password in KOIPOND_NATS_PASSWORD)")
 	fs.StringVar(&cfg.NATSAuth.NKeySeedFile, "nats-nkey", "", "with --nats: NATS nkey seed `file`")
 	fs.StringVar(&cfg.NATSAuth.CredsFile, "nats-creds", "", "with --nats: NATS credentials `file`")
+	fs.StringVar(&cfg.NATSAuth.SwitchKeySeedFile, "keeper-key-seed", "", "nkey seed `file` to sign the switch with (default DIR/nats/control.nk, created at first start)")
 	verbose := fs.Bool("v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err

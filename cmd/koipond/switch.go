@@ -53,6 +53,7 @@ keeper's NATS credentials, both read from its --data directory (or
 	fs.StringVar(&na.dataDir, "data", keeper.DefaultDataDir, "with --nats: the keeper's data `directory` (its NATS keys and switch key)")
 	fs.StringVar(&na.nkey, "nats-nkey", "", "with --nats: NATS nkey seed `file` to connect with (default: the keeper's, in --data)")
 	fs.StringVar(&na.creds, "nats-creds", "", "with --nats: NATS credentials `file` to connect with")
+	fs.StringVar(&na.user, "nats-user", "", "with --nats: NATS `user` to connect as (password in KOIPOND_NATS_PASSWORD)")
 	fs.StringVar(&na.controlKey, "keeper-key-seed", "", "with --nats: the keeper's switch key seed `file` (default: control.nk in --data)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -89,15 +90,19 @@ keeper's NATS credentials, both read from its --data directory (or
 
 // natsAdmin is how koipond stop --nats acts for the keeper.
 type natsAdmin struct {
-	dataDir, nkey, creds, controlKey string
+	dataDir, nkey, creds, user, controlKey string
 }
 
-// options returns the NATS credentials: the given file, a token from the
-// environment, else the keeper's own seed from its data directory.
+// options returns the NATS credentials: those given (a token from the
+// environment, a user, a creds or nkey file), else the keeper's own seed
+// from its data directory.
 func (na natsAdmin) options() ([]nats.Option, error) {
 	var opts []nats.Option
 	if tok := os.Getenv("KOIPOND_NATS_TOKEN"); tok != "" {
 		opts = append(opts, nats.Token(tok))
+	}
+	if na.user != "" {
+		opts = append(opts, nats.UserInfo(na.user, os.Getenv("KOIPOND_NATS_PASSWORD")))
 	}
 	if na.creds != "" {
 		opts = append(opts, nats.UserCredentials(na.creds))
