@@ -3,6 +3,7 @@ package keeper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -315,5 +316,93 @@ func TestNATSInsecureOnlyOnLoopback(t *testing.T) {
 	nc.Close()
 	if k.SchoolNKeyFile() != "" || k.KeeperKey() == "" {
 		t.Errorf("insecure: school file %q, keeper key %q", k.SchoolNKeyFile(), k.KeeperKey())
+	}
+}
+
+// The attack of issue 13, with NATS authentication off so the attacker can
+// publish at all: forged switches (the largest epoch, unsigned; another
+// key; the keeper's key on a tampered message) are ignored by the keeper
+// and by a real school, whose koi keep loading pond; a real stop
+// afterwards still takes pond to zero requests.
+func TestForgedSwitchesIgnoredAndTheRealStopStops(t *testing.T) {
+	k := openKeeper(t, t.TempDir(), func(c *Config) { c.NATSAuth.Insecure = true })
+	p := openPond(t, nil)
+	const koi = 10
+	pondRun(t, k, p, "forged", koi, 0)
+	s := openSchool(t, k, k.NATSURL(), "s1", 100)
+	checkFor(t, 15*time.Second, func() error {
+		if st := s.Status(); st.WebsocketsOpen != koi {
+			return fmt.Errorf("school holds %d websockets, want %d", st.WebsocketsOpen, koi)
+		}
+		return nil
+	})
+	attacker, err := nats.Connect(k.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer attacker.Close()
+	other, _ := nkeys.CreateUser()
+	tampered := wire.Control{Epoch: 3, State: wire.Running, By: "op", At: time.Now()}
+	k.signControl(&tampered)
+	tampered.State, tampered.By = wire.Stopped, "mallory"
+	forged := []wire.Control{
+		{Epoch: math.MaxUint64, State: wire.Stopped, By: "mallory", At: time.Now()},
+		{Epoch: wire.MaxEpoch, State: wire.Paused, By: "mallory", At: time.Now()},
+		{Epoch: 1 << 40, State: wire.Stopped, Run: "", By: "mallory", At: time.Now()},
+		tampered,
+	}
+	forged[2].Sig, _ = other.Sign(forged[2].SigningBytes())
+	bad0, e0 := s.Status().BadMessages, k.store.Epoch()
+	for _, c := range forged {
+		data, _ := wire.Encode(&c)
+		if err := attacker.Publish(wire.SubjectControl, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attacker.Flush()
+	checkFor(t, 5*time.Second, func() error {
+		if n := s.Status().BadMessages - bad0; n < len(forged) {
+			return fmt.Errorf("school counted %d bad messages, want %d", n, len(forged))
+		}
+		r := k.Rejections()
+		if r["control: out of bounds"] == 0 || r["control: unsigned"] == 0 || r["control: bad signature"] < 2 {
+			return fmt.Errorf("keeper rejections %v", r)
+		}
+		return nil
+	})
+	if st := s.Status(); st.Switch != wire.Running || st.Epoch != 0 || st.WebsocketsOpen != koi {
+		t.Fatalf("the school followed a forged switch: %+v", st)
+	}
+	if g := k.State().Switch(nil); g.State == wire.Stopped || g.State == wire.Paused || k.store.Epoch() != e0 {
+		t.Fatalf("the keeper followed a forged switch: %+v, epoch %d (was %d)", g, k.store.Epoch(), e0)
+	}
+	for _, a := range k.State().Audit(nil, 0, 100) {
+		if a.Actor == "mallory" {
+			t.Errorf("a forged actor in the audit log: %+v", a)
+		}
+	}
+	if r0 := p.Stats().RequestsTotal; r0 == 0 {
+		t.Fatal("pond saw no request before the stop")
+	}
+
+	g, err := k.SetSwitch(context.Background(), "op", wire.Stopped)
+	if err != nil || g.Epoch != e0+1 {
+		t.Fatalf("the real stop: %+v %v, want epoch %d", g, err, e0+1)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if st := s.Status(); st.Switch != wire.Stopped || st.KoiRunning != 0 || st.WebsocketsOpen != 0 {
+			return fmt.Errorf("school after the stop: %+v", st)
+		}
+		if ps := p.Stats(); ps.WebsocketsOpen != 0 {
+			return fmt.Errorf("pond holds %d websockets", ps.WebsocketsOpen)
+		}
+		return nil
+	})
+	// Zero requests from then on: over a window longer than a behavior
+	// interval at this time scale (a koi calls about once a second here).
+	r1 := p.Stats().RequestsTotal
+	time.Sleep(1500 * time.Millisecond)
+	if r2 := p.Stats().RequestsTotal; r2 != r1 {
+		t.Errorf("pond received %d requests after the stop", r2-r1)
 	}
 }

@@ -46,9 +46,9 @@ type fakeKeeper struct {
 	leaseMS     int64
 }
 
-func newFakeKeeper(t testing.TB, url string) *fakeKeeper {
+func newFakeKeeper(t testing.TB, url string, opts ...nats.Option) *fakeKeeper {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
