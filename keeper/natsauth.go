@@ -351,7 +351,7 @@ func (k *Keeper) SchoolCommand() string {
 		}
 		cmd += " --nats-nkey " + shellQuote(p)
 	case k.cfg.NATS != "":
-		cmd += " --keeper-key " + k.creds.controlPub + " (plus the school credentials of your NATS)"
+		cmd += " --keeper-key " + k.creds.controlPub
 	}
 	return cmd
 }
@@ -371,6 +371,8 @@ func (k *Keeper) SchoolHowTo() []string {
 		lines = append(lines, fmt.Sprintf("  or: KOIPOND_NATS_NKEY=%s koipond school --nats %s", shellQuote(p), k.NATSURL()))
 	case k.cfg.NATS == "":
 		lines = append(lines, "NATS AUTHENTICATION IS OFF (--nats-insecure): any local process can stop or spoof the switch")
+	default:
+		lines = append(lines, "  with the school credentials of your NATS: --nats-user (password in KOIPOND_NATS_PASSWORD), --nats-nkey FILE or --nats-creds FILE")
 	}
 	return lines
 }
