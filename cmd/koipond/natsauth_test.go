@@ -58,7 +58,9 @@ func TestKeeperPrintsWorkingSchoolCommands(t *testing.T) {
 	base := api.FindStringSubmatch(out.String())[1]
 	go func() { done <- run(ctx, append(flagArgs, "--id", "by-flag"), &syncBuffer{}, &syncBuffer{}) }()
 	t.Setenv("KOIPOND_NATS_NKEY", env[1])
-	go func() { done <- run(ctx, append(strings.Fields(env[2]), "--id", "by-env"), &syncBuffer{}, &syncBuffer{}) }()
+	go func() {
+		done <- run(ctx, append(strings.Fields(env[2]), "--id", "by-env"), &syncBuffer{}, &syncBuffer{})
+	}()
 
 	var live map[string]bool
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
