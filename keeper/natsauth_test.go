@@ -406,3 +406,21 @@ func TestForgedSwitchesIgnoredAndTheRealStopStops(t *testing.T) {
 		t.Errorf("pond received %d requests after the stop", r2-r1)
 	}
 }
+
+// BenchmarkSignPollReply: what signing costs the keeper per poll reply
+// (the global switch and five runs' switches).
+//
+//	go test ./keeper -run '^$' -bench SignPollReply
+func BenchmarkSignPollReply(b *testing.B) {
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	k := &Keeper{creds: &natsCreds{control: kp, controlPub: pub}}
+	rep := &wire.PollReply{Switch: wire.Control{Epoch: 42, State: wire.Running, At: time.Now()}}
+	for i := range 5 {
+		rep.Assignments = append(rep.Assignments, wire.Assignment{Run: fmt.Sprintf("run-%012d", i),
+			Switch: wire.Control{Epoch: uint64(40 + i), State: wire.Running, Run: fmt.Sprintf("run-%012d", i), At: time.Now()}})
+	}
+	for b.Loop() {
+		k.signReply(rep)
+	}
+}

@@ -155,3 +155,20 @@ func TestKeeperKeyConfigErrors(t *testing.T) {
 		t.Errorf("broken key line: %v", err)
 	}
 }
+
+// BenchmarkSwitchVerifyCost: what checking one switch signature costs a
+// school (once per control message, 1 + runs per poll reply).
+//
+//	go test ./school -run '^$' -bench SwitchVerifyCost
+func BenchmarkSwitchVerifyCost(b *testing.B) {
+	kp := mustKey(b)
+	pub, _ := kp.PublicKey()
+	vk, _ := nkeys.FromPublicKey(pub)
+	c := wire.Control{Epoch: 42, State: wire.Stopped, By: "op", At: time.Now()}
+	c.Sig, _ = kp.Sign(c.SigningBytes())
+	for b.Loop() {
+		if err := vk.Verify(c.SigningBytes(), c.Sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
