@@ -51,10 +51,11 @@ const (
 	controlSeedFile = "control.nk"
 )
 
-// maxEpochJump bounds how far above its own epoch the keeper adopts a
-// signed switch published around it: the emergency stop's epochs come from
-// the bucket (one above the keeper's) or from the clock
-// (wire.EpochFromClock), both well inside.
+// maxEpochJump bounds how far a signed switch published around the keeper
+// may lead: its epoch must not pass max(own epoch, the clock epoch a day
+// ahead) + maxEpochJump. The emergency stop's epochs come from the bucket
+// (one above the keeper's) or from the clock (wire.EpochFromClock), both
+// well inside; a leaked key still cannot push epochs to the ceiling.
 const maxEpochJump = 1 << 32
 
 // NATSAuth configures how the keeper's NATS connection is secured.
@@ -74,7 +75,8 @@ type NATSAuth struct {
 	SwitchKeySeedFile string
 }
 
-// validate returns the problems of the NATS authentication settings.
+// validateNATSAuth returns the problems of the NATS authentication
+// settings.
 func (c Config) validateNATSAuth() []error {
 	var errs []error
 	a := c.NATSAuth
