@@ -195,14 +195,15 @@ func (k *Keeper) loadNATSCreds() error {
 const maxSeedFile = 16 << 10
 
 // readSeedFile reads an nkey user seed file written by the keeper (or
-// nk), checking its size and warning when others may read it.
+// nk), checking its size and warning when every user of the machine may
+// read it (group read is how Kubernetes hands a pod its secrets).
 func readSeedFile(log *slog.Logger, path string) (nkeys.KeyPair, []byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o007 != 0 {
 		log.Warn("NATS credential file is readable by others; chmod 600 it", "file", path, "mode", fi.Mode().Perm().String())
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSeedFile+1))
