@@ -90,3 +90,13 @@ func TestKeeperPrintsWorkingSchoolCommands(t *testing.T) {
 		}
 	}
 }
+
+// koipond stop --nats without the keeper's keys refuses to run (an
+// unsigned switch would be ignored by every school) and says what it
+// needs; with them it stops (cmd/koipond/client_test.go).
+func TestStopOverNATSNeedsTheKeepersKey(t *testing.T) {
+	_, errOut, code := runCmd(t, "stop", "--nats", "nats://127.0.0.1:1", "--data", t.TempDir())
+	if code == 0 || !strings.Contains(errOut, "switch key") || !strings.Contains(errOut, "--keeper-key-seed") {
+		t.Errorf("stop --nats without keys: code %d\n%s", code, errOut)
+	}
+}
