@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,9 +49,12 @@ func newNATSCreds(dir string) (*natsCreds, error) {
 // authConf is the nats-server authorization block.
 func (c *natsCreds) authConf() string {
 	p := keeper.SchoolPermissions()
-	list := func(s []string) string {
-		b, _ := json.Marshal(s)
-		return string(b)
+	list := func(subjects []string) string {
+		q := make([]string, len(subjects))
+		for i, s := range subjects {
+			q[i] = strconv.Quote(s) // not JSON: it would escape '>' as \u003e, which nats.conf rejects
+		}
+		return "[" + strings.Join(q, ", ") + "]"
 	}
 	return fmt.Sprintf(`authorization {
   users: [
