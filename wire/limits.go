@@ -74,13 +74,26 @@ func (e *FieldError) Error() string { return "wire: " + e.Field + ": " + e.Probl
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
-// checker collects the first problem of a message.
-type checker struct{ err *FieldError }
+// checker collects the first problem of a message. prefix is put before
+// field names only when a problem is found (so that a valid message costs
+// no allocation).
+type checker struct {
+	err    *FieldError
+	prefix string
+}
 
 func (c *checker) fail(field, format string, args ...any) {
 	if c.err == nil {
-		c.err = &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+		c.err = &FieldError{Field: c.prefix + field, Problem: fmt.Sprintf(format, args...)}
 	}
+}
+
+// within runs f with prefix put before every field it names.
+func (c *checker) within(prefix string, f func()) {
+	saved := c.prefix
+	c.prefix += prefix
+	f()
+	c.prefix = saved
 }
 
 func (c *checker) result() error {
@@ -179,17 +192,17 @@ func (c *checker) schoolID(field, id string) {
 // Validate checks every field of a switch message against its bounds.
 func (m *Control) Validate() error {
 	var c checker
-	m.check(&c, "")
+	m.check(&c)
 	return c.result()
 }
 
-func (m *Control) check(c *checker, prefix string) {
+func (m *Control) check(c *checker) {
 	if m.State != "" && !m.State.Valid() {
-		c.fail(prefix+"state", "unknown state %s", quote(string(m.State)))
+		c.fail("state", "unknown state %s", quote(string(m.State)))
 	}
-	c.id(prefix+"run", m.Run, false)
-	c.text(prefix+"by", m.By, MaxText)
-	c.time(prefix+"at", m.At, false)
+	c.id("run", m.Run, false)
+	c.text("by", m.By, MaxText)
+	c.time("at", m.At, false)
 }
 
 // Validate checks every field of a poll against its bounds.
@@ -217,7 +230,7 @@ func (m *PollRequest) Validate() error {
 			c.fail("runs.to", "range [%d, %d) is reversed", r.From, r.To)
 		}
 		c.count("runs.target", r.Target, MaxKoi)
-		r.Koi.check(&c, "runs.koi.")
+		c.within("runs.koi.", func() { r.Koi.check(&c) })
 		c.text("runs.refused", r.Refused, MaxText)
 	}
 	if len(m.Launches) > MaxLaunchesPerMessage {
@@ -238,19 +251,19 @@ func (m *PollRequest) Validate() error {
 	return c.result()
 }
 
-func (k *KoiCounts) check(c *checker, prefix string) {
-	c.count(prefix+"booting", k.Booting, MaxKoi)
-	c.count(prefix+"connected", k.Connected, MaxKoi)
-	c.count(prefix+"reconnecting", k.Reconnecting, MaxKoi)
-	c.count(prefix+"failed", k.Failed, MaxKoi)
-	c.count(prefix+"paused", k.Paused, MaxKoi)
+func (k *KoiCounts) check(c *checker) {
+	c.count("booting", k.Booting, MaxKoi)
+	c.count("connected", k.Connected, MaxKoi)
+	c.count("reconnecting", k.Reconnecting, MaxKoi)
+	c.count("failed", k.Failed, MaxKoi)
+	c.count("paused", k.Paused, MaxKoi)
 }
 
 // Validate checks every field of a poll reply against its bounds: a
 // school does not act on a reply from a peer that lies.
 func (m *PollReply) Validate() error {
 	var c checker
-	m.Switch.check(&c, "switch.")
+	c.within("switch.", func() { m.Switch.check(&c) })
 	c.time("keeper_time", m.KeeperTime, false)
 	c.ms("poll_interval_ms", m.PollIntervalMS, MaxInterval)
 	c.ms("lease_ms", m.LeaseMS, MaxInterval)
@@ -273,8 +286,8 @@ func (m *PollReply) Validate() error {
 		if a.Ramp < 0 {
 			c.fail("assignments.ramp", "%g is negative", a.Ramp)
 		}
-		a.Switch.check(&c, "assignments.switch.")
-		a.Spec.check(&c, "assignments.spec.")
+		c.within("assignments.switch.", func() { a.Switch.check(&c) })
+		c.within("assignments.spec.", func() { a.Spec.check(&c) })
 	}
 	if len(m.Launches) > MaxLaunchesPerMessage {
 		c.fail("launches", "%d launches, more than %d", len(m.Launches), MaxLaunchesPerMessage)
@@ -302,26 +315,26 @@ func (m *PollReply) Validate() error {
 	return c.result()
 }
 
-func (s *RunSpec) check(c *checker, prefix string) {
-	c.text(prefix+"name", s.Name, MaxText)
-	c.id(prefix+"behavior_set", s.BehaviorSet, false)
-	c.text(prefix+"api_base", s.APIBase, MaxTemplate)
-	c.text(prefix+"websocket_url", s.WebsocketURL, MaxTemplate)
-	c.text(prefix+"token", s.Token, MaxTemplate)
-	c.text(prefix+"user_id", s.UserID, MaxTemplate)
+func (s *RunSpec) check(c *checker) {
+	c.text("name", s.Name, MaxText)
+	c.id("behavior_set", s.BehaviorSet, false)
+	c.text("api_base", s.APIBase, MaxTemplate)
+	c.text("websocket_url", s.WebsocketURL, MaxTemplate)
+	c.text("token", s.Token, MaxTemplate)
+	c.text("user_id", s.UserID, MaxTemplate)
 	if len(s.Tokens) > MaxKoi {
-		c.fail(prefix+"tokens", "%d tokens, more than %d", len(s.Tokens), MaxKoi)
+		c.fail("tokens", "%d tokens, more than %d", len(s.Tokens), MaxKoi)
 	}
 	for _, t := range s.Tokens {
 		if c.err != nil {
 			break
 		}
-		c.text(prefix+"tokens", t, MaxTemplate)
+		c.text("tokens", t, MaxTemplate)
 	}
-	c.finite(prefix+"time_scale", s.TimeScale, 1e6)
-	c.finite(prefix+"activity_sigma", s.ActivitySigma, 100)
+	c.finite("time_scale", s.TimeScale, 1e6)
+	c.finite("activity_sigma", s.ActivitySigma, 100)
 	if s.TimeScale < 0 || s.ActivitySigma < 0 {
-		c.fail(prefix+"time_scale", "time scale %g and activity sigma %g must not be negative", s.TimeScale, s.ActivitySigma)
+		c.fail("time_scale", "time scale %g and activity sigma %g must not be negative", s.TimeScale, s.ActivitySigma)
 	}
 }
 
@@ -368,7 +381,7 @@ func (m *MetricsReport) Validate() error {
 		if len(r.Snapshot) > MaxSnapshot {
 			c.fail("runs.snapshot", "%d bytes, more than %d", len(r.Snapshot), MaxSnapshot)
 		}
-		r.Koi.check(&c, "runs.koi.")
+		c.within("runs.koi.", func() { r.Koi.check(&c) })
 		for _, v := range []uint64{r.FramesIn, r.FramesOut, r.BytesIn, r.BytesOut} {
 			if v > MaxTraffic {
 				c.fail("runs.traffic", "%d is more than %d per report", v, uint64(MaxTraffic))

@@ -149,3 +149,22 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkValidatePoll is the cost Validate adds to every poll the
+// keeper answers (a school with 20 runs and 5 launches).
+func BenchmarkValidatePoll(b *testing.B) {
+	at := time.Now()
+	p := &PollRequest{School: "school-042", Capacity: 5000, Clock: at}
+	for i := range 20 {
+		p.Runs = append(p.Runs, RunStatus{Run: "run-" + strings.Repeat("x", i), From: i * 100, To: i*100 + 100, Target: 100, Koi: KoiCounts{Connected: 100}})
+	}
+	for range 5 {
+		p.Launches = append(p.Launches, LaunchStatus{Launch: "l", Planned: 5, Started: 5, FirstStart: at})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Validate(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
