@@ -187,10 +187,7 @@ func (k *Keeper) whoami(c echo.Context) error {
 }
 
 func (k *Keeper) healthz(c echo.Context) error {
-	if !k.nc.IsConnected() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "nats disconnected"})
-	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	return k.natsHealthz(c)
 }
 
 // --- behavior sets and formations

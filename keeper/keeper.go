@@ -201,7 +201,7 @@ type Keeper struct {
 	windows *windowCache // their windows' settled buckets
 
 	ns  *server.Server // embedded server; nil with an external one
-	nc  *nats.Conn
+	bus *natsLink      // the NATS connection, redialed when closed (natsconn.go)
 	kv  *state.KV
 	ln  net.Listener
 	srv *http.Server
@@ -246,7 +246,7 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	if err := k.openNATS(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(k.nc)
+	js, err := jetstream.New(k.conn())
 	if err != nil {
 		return nil, fmt.Errorf("keeper: jetstream: %w", err)
 	}
@@ -272,9 +272,10 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()
 	k.restoreCheckpoints()
-	if err := k.subscribe(); err != nil {
+	if err := k.subscribe(k.conn()); err != nil {
 		return nil, err
 	}
+	k.bus.start(k.ctx) // from here on, a closed connection is redialed
 	if k.ln, err = net.Listen("tcp", cfg.HTTP); err != nil {
 		return nil, fmt.Errorf("keeper: http: %w", err)
 	}
@@ -306,7 +307,8 @@ func (k *Keeper) openNATS() error {
 		return err
 	}
 	opts := []nats.Option{nats.Name("koipond keeper"), nats.MaxReconnects(-1),
-		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second)}
+		nats.ReconnectWait(500 * time.Millisecond), nats.ReconnectJitter(500*time.Millisecond, time.Second),
+		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3)}
 	auth, err := k.natsClientAuth()
 	if err != nil {
 		return err
@@ -335,11 +337,11 @@ func (k *Keeper) openNATS() error {
 		url = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns))
 	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
+	k.bus = newNATSLink(k.log, url, opts)
+	k.bus.attach, k.bus.resync, k.bus.asyncErr = k.reattach, k.resyncState, k.natsAsyncError
+	if _, err := k.bus.dial(); err != nil {
 		return fmt.Errorf("keeper: connecting to nats %s: %w", url, err)
 	}
-	k.nc = nc
 	return nil
 }
 
@@ -368,15 +370,8 @@ func (k *Keeper) Close() error {
 		} else if k.ln != nil {
 			k.ln.Close()
 		}
-		if k.nc != nil {
-			// Drain lets in-flight handlers finish; Close after.
-			if err := k.nc.Drain(); err != nil {
-				k.nc.Close()
-			}
-			for i := 0; i < 100 && !k.nc.IsClosed(); i++ {
-				time.Sleep(20 * time.Millisecond)
-			}
-			k.nc.Close()
+		if k.bus != nil {
+			k.bus.shutdown() // drain: in-flight handlers finish, then close
 		}
 		k.wg.Wait()
 		if k.ns != nil {

@@ -451,7 +451,7 @@ func (k *Keeper) signReply(rep *wire.PollReply) {
 // be adopted: well formed, signed with the keeper's own key, and not
 // absurdly far ahead. It returns the rejection cause.
 func (k *Keeper) checkControl(c *wire.Control, now time.Time) (string, error) {
-	if err := c.Check(); err != nil {
+	if err := c.Validate(); err != nil {
 		return "control: out of bounds", err
 	}
 	if len(c.Sig) == 0 {
@@ -496,7 +496,7 @@ func SignSwitch(controlSeedFile string, c *wire.Control) error {
 		return fmt.Errorf("the keeper's switch key: %w", err)
 	}
 	defer kp.Wipe()
-	if err := c.Check(); err != nil {
+	if err := c.Validate(); err != nil {
 		return err
 	}
 	c.Sig = nil

@@ -152,7 +152,7 @@ func (v *switchVerifier) reply(rep *wire.PollReply) error {
 
 // check verifies a switch's bounds and its signature by kp.
 func check(kp nkeys.KeyPair, c *wire.Control) error {
-	if err := c.Check(); err != nil {
+	if err := c.Validate(); err != nil {
 		return err
 	}
 	if len(c.Sig) == 0 {

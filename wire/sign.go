@@ -3,7 +3,6 @@ package wire
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -20,15 +19,13 @@ import (
 
 // MaxEpoch is the highest switch epoch anyone uses: 2^53 − 1, the largest
 // integer a JSON reader such as the UI's JavaScript keeps exactly. Epochs
-// saturate there instead of wrapping to 0, and a Control above it is
-// malformed.
+// saturate there instead of wrapping to 0, and a Control above it fails
+// Validate (limits.go), as does a signature of the wrong size.
 const MaxEpoch = 1<<53 - 1
 
-// MaxBy bounds Control.By, the actor written to the audit log.
-const MaxBy = 200
-
-// MaxRunID bounds Control.Run.
-const MaxRunID = 200
+// MaxKeeperKey bounds PollReply.KeeperKey (a public nkey is 56
+// characters).
+const MaxKeeperKey = 64
 
 // SignatureSize is the size of an ed25519 signature.
 const SignatureSize = 64
@@ -71,25 +68,6 @@ func NextEpoch(e uint64) uint64 {
 		return MaxEpoch
 	}
 	return e + 1
-}
-
-// Check returns an error if a Control's fields are out of bounds: unknown
-// state, epoch above MaxEpoch, oversized actor or run id, or a signature
-// of the wrong size. It does not check the signature.
-func (c *Control) Check() error {
-	switch {
-	case !c.State.Valid() && c.State != "":
-		return fmt.Errorf("%w: switch state %.20q", ErrMalformed, c.State)
-	case c.Epoch > MaxEpoch:
-		return fmt.Errorf("%w: switch epoch %d above %d", ErrMalformed, c.Epoch, uint64(MaxEpoch))
-	case len(c.By) > MaxBy:
-		return fmt.Errorf("%w: switch actor of %d bytes (at most %d)", ErrMalformed, len(c.By), MaxBy)
-	case len(c.Run) > MaxRunID:
-		return fmt.Errorf("%w: switch run id of %d bytes (at most %d)", ErrMalformed, len(c.Run), MaxRunID)
-	case c.Sig != nil && len(c.Sig) != SignatureSize:
-		return fmt.Errorf("%w: switch signature of %d bytes (want %d)", ErrMalformed, len(c.Sig), SignatureSize)
-	}
-	return nil
 }
 
 // SigningBytes returns what a Control's signature covers: every field but

@@ -146,8 +146,8 @@ func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bu
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	by := "cli:" + os.Getenv("USER")
-	if len(by) > wire.MaxBy {
-		by = by[:wire.MaxBy]
+	if len(by) > wire.MaxText {
+		by = by[:wire.MaxText]
 	}
 	c := wire.Control{State: st, By: by, At: time.Now()}
 	js, err := jetstream.New(nc)

@@ -30,10 +30,14 @@
 //  7. the emergency path: resume, kill -9 the keeper, `koipond stop --nats`
 //     straight to the cluster: every koi stops, the keeper's KV bucket keeps
 //     its 3 replicas, and the restarted keeper reports the stop;
-//  8. a client without credentials cannot publish or subscribe on any
+//  8. the NATS servers close the keeper's connection (the whole cluster
+//     restarts on its ports and stores): the keeper's /healthz says
+//     degraded meanwhile; polls and KV writes resume within 5 s of the
+//     cluster's return;
+//  9. a client without credentials cannot publish or subscribe on any
 //     koipond subject: every node refuses it (natsauth.go: the cluster has
 //     a keeper and a school nkey user, with the school permissions);
-//  9. a school's credentials cannot publish control (nor hear polls, other
+//  10. a school's credentials cannot publish control (nor hear polls, other
 //     inboxes or JetStream): the keeper and the schools keep their switch.
 //
 // After step 1 it prints what each process costs (RSS, CPU) at that load.
@@ -101,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.poll, "poll", 500*time.Millisecond, "keeper --poll")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, JetStream files) even on success")
 	fs.BoolVar(&o.verbose, "v", false, "print progress while waiting")
-	fs.IntVar(&o.steps, "steps", 7, "run only the first N steps (1: spread and measure resources)")
+	fs.IntVar(&o.steps, "steps", 8, "run only the first N steps (1: spread and measure resources)")
 	fs.BoolVar(&o.strict, "strict", true, "fail on known bugs too (see the WARN rows); -strict=false to report them only")
 	fs.StringVar(&o.koipond, "koipond", "", "use this koipond binary instead of building one")
 	fs.StringVar(&o.nats, "nats-server", "", "use this nats-server binary instead of building one")
@@ -154,8 +158,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"5 cut school off", fmt.Sprintf("self_paused ≤ lease + 1 poll attempt (%v) after its last answered poll", pauseBound(o)), h.stepCutSchool},
 		{"6 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
 		{"7 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
-		{"8 no credentials", "a client without credentials cannot publish or subscribe on any koipond subject", h.stepNoCredentials},
-		{"9 school creds", "a school's credentials cannot publish control; keeper and schools keep their switch", h.stepSchoolCannotPublishControl},
+		{"8 NATS closes keeper", fmt.Sprintf("healthz degraded while down; polls and KV writes ≤ %v after NATS is back", resumeBound), h.stepRestartNATS},
+		{"9 no credentials", "a client without credentials cannot publish or subscribe on any koipond subject", h.stepNoCredentials},
+		{"10 school creds", "a school's credentials cannot publish control; keeper and schools keep their switch", h.stepSchoolCannotPublishControl},
 	}
 	if o.steps < len(steps) {
 		steps = steps[:max(0, o.steps)]
