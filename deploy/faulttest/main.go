@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.poll, "poll", 500*time.Millisecond, "keeper --poll")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, JetStream files) even on success")
 	fs.BoolVar(&o.verbose, "v", false, "print progress while waiting")
-	fs.IntVar(&o.steps, "steps", 8, "run only the first N steps (1: spread and measure resources)")
+	fs.IntVar(&o.steps, "steps", 100, "run only the first N steps (default: every step; 1: spread and measure resources)")
 	fs.BoolVar(&o.strict, "strict", true, "fail on known bugs too (see the WARN rows); -strict=false to report them only")
 	fs.StringVar(&o.koipond, "koipond", "", "use this koipond binary instead of building one")
 	fs.StringVar(&o.nats, "nats-server", "", "use this nats-server binary instead of building one")
