@@ -18,15 +18,20 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// schoolConn connects to k's embedded NATS with the school credentials,
-// replies under the school inbox prefix, as a school does.
+// schoolConn connects to k's NATS as a school does: with the school
+// credentials of the embedded server (none for an external test server
+// without authentication), replies under the school inbox prefix.
 func schoolConn(t testing.TB, k *Keeper, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	seed, err := nats.NkeyOptionFromSeed(k.SchoolNKeyFile())
-	if err != nil {
-		t.Fatal(err)
+	opts = append([]nats.Option{nats.CustomInboxPrefix(wire.SchoolInboxPrefix)}, opts...)
+	if f := k.SchoolNKeyFile(); f != "" {
+		seed, err := nats.NkeyOptionFromSeed(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, seed)
 	}
-	nc, err := nats.Connect(k.NATSURL(), append([]nats.Option{seed, nats.CustomInboxPrefix(wire.SchoolInboxPrefix)}, opts...)...)
+	nc, err := nats.Connect(k.NATSURL(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
