@@ -38,7 +38,8 @@ import (
 //     calling it with curl -d send form types.
 //  4. Bodies are bounded while they are read, per route (bodyLimit): a
 //     declared Content-Length over the limit is refused before a byte is
-//     read, and the body reader stops at the limit.
+//     read, and the body reader stops at the limit. At most uploadSlots
+//     uploads are read and parsed at once; more wait their turn.
 
 // Body limits per route. Uploads carry whole behavior or formation files
 // (JSON-encoded in the request); everything else is a small command.
@@ -47,6 +48,9 @@ const (
 	MaxUploadBody = behaviors.MaxFileSize
 	// MaxCommandBody bounds every other API request body.
 	MaxCommandBody = 1 << 20
+	// uploadSlots is how many uploads (up to MaxUploadBody each, and the
+	// copies parsing makes) the keeper holds at once.
+	uploadSlots = 2
 )
 
 // maxQuote is how many bytes of a caller's input an error message may
@@ -85,6 +89,7 @@ func isWrite(method string) bool {
 // request.
 func (k *Keeper) edgeGuard() echo.MiddlewareFunc {
 	csrf := http.NewCrossOriginProtection()
+	uploads := make(chan struct{}, uploadSlots)
 	if u, err := url.Parse(k.cfg.PublicURL); err == nil && u.Host != "" {
 		// Pages served under the public name are the keeper's own, even
 		// behind a proxy that rewrites Host.
@@ -92,13 +97,13 @@ func (k *Keeper) edgeGuard() echo.MiddlewareFunc {
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			return k.guardRequest(c, csrf, next)
+			return k.guardRequest(c, csrf, uploads, next)
 		}
 	}
 }
 
 // guardRequest checks one request and passes it on.
-func (k *Keeper) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, next echo.HandlerFunc) error {
+func (k *Keeper) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, uploads chan struct{}, next echo.HandlerFunc) error {
 	r := c.Request()
 	route := c.Path()
 	if !k.auth.enabled() {
@@ -127,6 +132,14 @@ func (k *Keeper) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, 
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(c.Response().Writer, r.Body, limit)
+	}
+	if limit > MaxCommandBody && r.Body != nil && r.Body != http.NoBody {
+		select {
+		case uploads <- struct{}{}:
+			defer func() { <-uploads }()
+		case <-r.Context().Done():
+			return &Error{Code: CodeUnavailable, Message: "the request ended while waiting for an upload slot", Err: r.Context().Err()}
+		}
 	}
 	return next(c)
 }

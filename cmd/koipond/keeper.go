@@ -20,7 +20,9 @@ State lives in a JetStream KV bucket: a restart loses nothing.
 
 Listening beyond loopback needs API tokens (--tokens FILE, lines of
 NAME ROLE TOKEN with ROLE viewer, operator or admin) and, for the embedded
-NATS, a token schools present (KOIPOND_NATS_TOKEN).`, stderr)
+NATS, a token schools present (KOIPOND_NATS_TOKEN). Without tokens the API
+answers only to loopback names and its own pages; with them, /metrics needs
+a viewer token too unless --metrics-public.`, stderr)
 	var cfg keeper.Config
 	fs.StringVar(&cfg.HTTP, "http", keeper.DefaultHTTP, "API listen `address`")
 	fs.StringVar(&cfg.NATS, "nats", "", "external NATS `URL` (default: embedded server)")
