@@ -7,13 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
+	"github.com/labstack/echo/v4"
 )
 
 // edgeReq is one raw request to the keeper, headers as given (Host too).
@@ -520,5 +524,55 @@ func TestClipMessage(t *testing.T) {
 		if got := clipMessage(c.in); !c.ok(got) {
 			t.Errorf("%s: clipMessage(%.40q) = %.200q", c.name, c.in, got)
 		}
+	}
+}
+
+// Uploads hold up to MaxUploadBody each (and the copies parsing makes): at
+// most uploadSlots are read at once, the others wait their turn, so
+// concurrent uploads cannot multiply the keeper's memory.
+func TestEdgeUploadsTakeTurns(t *testing.T) {
+	k := &Keeper{auth: &authenticator{}}
+	var inside, most atomic.Int32
+	entered := make(chan struct{}, 10)
+	release := make(chan struct{})
+	e := echo.New()
+	e.Use(k.edgeGuard())
+	e.POST("/api/v1/behavior-sets", func(c echo.Context) error {
+		n := inside.Add(1)
+		defer inside.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		entered <- struct{}{}
+		<-release
+		return c.NoContent(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	const uploads = uploadSlots + 2
+	var wg sync.WaitGroup
+	for range uploads {
+		wg.Go(func() {
+			resp, err := http.Post(srv.URL+"/api/v1/behavior-sets", "application/json", strings.NewReader(`{}`))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	for range uploadSlots {
+		<-entered
+	}
+	// The others wait: none enters while the slots are held (a slow
+	// machine can only make this pass, never fail).
+	select {
+	case <-entered:
+		t.Errorf("an upload entered beyond the %d slots", uploadSlots)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	wg.Wait()
+	if m := most.Load(); m != uploadSlots {
+		t.Errorf("at most %d uploads inside at once, want %d", m, uploadSlots)
 	}
 }

@@ -608,18 +608,19 @@ func (w *hookWorker) send(ctx context.Context, hook *state.Webhook, nt Notice, a
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	a.Status = resp.StatusCode
+	status := clip(resp.Status, maxQuote) // the receiver's words, shown to viewers
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		a.Result = "delivered"
 		return a, 0, false
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		a.Error = "receiver answered " + resp.Status
+		a.Error = "receiver answered " + status
 		return a, retryAfter(resp.Header.Get("Retry-After")), true
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		a.Error = "receiver answered " + resp.Status + " (not retried)"
+		a.Error = "receiver answered " + status + " (not retried)"
 		return a, 0, false
 	default:
-		a.Error = "receiver answered " + resp.Status
+		a.Error = "receiver answered " + status
 		return a, 0, true
 	}
 }
