@@ -37,7 +37,7 @@ func (k *Keeper) newEcho() *echo.Echo {
 	if k.cfg.MetricsPublic {
 		e.GET("/metrics", k.prometheus)
 	} else {
-		e.GET("/metrics", k.prometheus, view) // with API tokens, a viewer's
+		e.GET("/metrics", k.prometheus, view) // a viewer token, once tokens are configured
 	}
 	g := e.Group("/api/v1")
 	g.GET("/status", k.getStatus, view)
