@@ -96,8 +96,13 @@ type Config struct {
 	// which then calls the API on the same origin.
 	UI http.Handler
 	// PublicURL is the keeper's address as people reach it, for the links
-	// in notices (default http://HTTP).
+	// in notices (default http://HTTP). Its origin counts as the keeper's
+	// own at the HTTP edge (edge.go).
 	PublicURL string
+	// MetricsPublic serves /metrics without a token even when API tokens
+	// are configured (for scrapers that cannot send one). By default,
+	// with tokens, /metrics needs a viewer's.
+	MetricsPublic bool
 	// WebhookTimeout bounds one webhook delivery attempt (default 5 s).
 	WebhookTimeout time.Duration
 	// WebhookBackoff is the wait before a webhook's first retry, doubled

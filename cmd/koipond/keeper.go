@@ -19,7 +19,9 @@ JetStream (its files under --data); --nats uses an external cluster.
 State lives in a JetStream KV bucket: a restart loses nothing.
 
 Listening beyond loopback needs API tokens (--tokens FILE, lines of
-NAME ROLE TOKEN with ROLE viewer, operator or admin).
+NAME ROLE TOKEN with ROLE viewer, operator or admin). Without tokens the
+API answers only to loopback names and its own pages; with them, /metrics
+needs a viewer token too unless --metrics-public.
 
 NATS authentication is on by default, loopback included: at first start
 the keeper creates nkeys in DIR/nats (0600, reused at every start) and
@@ -38,6 +40,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	fs.StringVar(&cfg.TokensFile, "tokens", "", "API tokens `file`")
 	fs.StringVar(&cfg.WarehouseDir, "warehouse-dir", "", "`folder` under which the API may read local warehouse exports (s3:// is always allowed)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the keeper's `URL` as people reach it, for links in notifications (default http://ADDR of --http)")
+	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without a token even with --tokens (default: a viewer token is needed)")
 	fs.DurationVar(&cfg.PollInterval, "poll", keeper.DefaultPollInterval, "school poll interval")
 	fs.DurationVar(&cfg.Lease, "lease", keeper.DefaultLease, "school lease")
 	fs.BoolVar(&cfg.NATSAuth.Insecure, "nats-insecure", false, "turn NATS authentication off on the embedded server (loopback only; any local process can then stop or spoof the switch)")
