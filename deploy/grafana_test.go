@@ -121,7 +121,7 @@ func TestGrafanaDashboardMatchesKeeperMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	s, err := school.Open(ctx, school.Config{ID: "a", NATSURL: k.NATSURL(), Capacity: 100})
+	s, err := school.Open(ctx, school.Config{ID: "a", NATSURL: k.NATSURL(), NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
@@ -53,7 +54,7 @@ type overlay struct {
 
 var overlays = []overlay{
 	{name: "dev", namespace: "koipond-dev"},
-	{name: "production", namespace: "koipond", external: []string{"koipond-nats", "koipond-keeper-tokens"}},
+	{name: "production", namespace: "koipond", external: []string{"koipond-nats", "koipond-keeper-key", "koipond-keeper-tokens"}},
 }
 
 // kinds maps every kind the manifests may contain to its apiVersion and
@@ -690,8 +691,9 @@ func splitList(s string) []string {
 }
 
 // The NATS configuration parses with nats-server's own parser: JetStream
-// on file storage, a route to every StatefulSet pod, token auth, and room
-// for the keeper's 8 MB blobs.
+// on file storage, a route to every StatefulSet pod, a keeper and a school
+// user with the permissions the keeper's embedded server gives them, and
+// room for the keeper's 8 MB blobs.
 func TestNATSConfig(t *testing.T) {
 	forEachOverlay(t, func(t *testing.T, b *built) {
 		ss := b.statefulsets["nats"]
@@ -714,7 +716,8 @@ func TestNATSConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Setenv("POD_NAME", ss.Name+"-0")
-		t.Setenv("NATS_TOKEN", "a-token-for-the-test")
+		t.Setenv("KEEPER_PASSWORD", "keeper-password-for-the-test")
+		t.Setenv("SCHOOL_PASSWORD", "school-password-for-the-test")
 		opts, err := server.ProcessConfigFile(conf)
 		if err != nil {
 			t.Fatalf("nats.conf: %v", err)
@@ -725,9 +728,7 @@ func TestNATSConfig(t *testing.T) {
 		if !opts.JetStream || opts.StoreDir == "" {
 			t.Error("JetStream with a store_dir is not configured")
 		}
-		if opts.Authorization != "a-token-for-the-test" {
-			t.Error("the token does not come from $NATS_TOKEN")
-		}
+		checkNATSUsers(t, b, opts)
 		if opts.MaxPayload < 8<<20 {
 			t.Errorf("max_payload %d < 8 MiB: the keeper's behavior-set blobs would not fit", opts.MaxPayload)
 		}
@@ -1018,5 +1019,60 @@ func TestDockerfile(t *testing.T) {
 	}
 	if entry != `["/koipond"]` {
 		t.Errorf("ENTRYPOINT %s, want [\"/koipond\"] (the manifests set args only)", entry)
+	}
+}
+
+// checkNATSUsers: nats.conf has exactly a keeper user (every permission)
+// and a school user with keeper.SchoolPermissions, their passwords from
+// the environment, and the keeper and school containers log in as them
+// with the matching key of Secret koipond-nats (a generated one carries a
+// hash suffix) in KOIPOND_NATS_PASSWORD.
+func checkNATSUsers(t *testing.T, b *built, opts *server.Options) {
+	t.Helper()
+	if opts.Authorization != "" || len(opts.Nkeys) != 0 {
+		t.Error("nats.conf sets a token or nkeys besides the per-role users")
+	}
+	users := map[string]*server.User{}
+	for _, u := range opts.Users {
+		users[u.Username] = u
+	}
+	if len(users) != 2 || users["keeper"] == nil || users["school"] == nil {
+		t.Fatalf("nats.conf users %v, want keeper and school", slices.Collect(maps.Keys(users)))
+	}
+	if users["keeper"].Password != "keeper-password-for-the-test" || users["school"].Password != "school-password-for-the-test" {
+		t.Error("the passwords do not come from $KEEPER_PASSWORD and $SCHOOL_PASSWORD")
+	}
+	if users["keeper"].Permissions != nil {
+		t.Errorf("the keeper user is restricted: %+v", users["keeper"].Permissions)
+	}
+	want := keeper.SchoolPermissions()
+	got := users["school"].Permissions
+	if got == nil || got.Publish == nil || got.Subscribe == nil || got.Response != nil ||
+		!slices.Equal(got.Publish.Allow, want.Publish.Allow) || len(got.Publish.Deny) != 0 ||
+		!slices.Equal(got.Subscribe.Allow, want.Subscribe.Allow) || len(got.Subscribe.Deny) != 0 {
+		t.Errorf("school permissions %+v / %+v, want %+v / %+v (keeper.SchoolPermissions)", got.Publish, got.Subscribe, want.Publish, want.Subscribe)
+	}
+	for role, key := range map[string]string{"keeper": "keeper-password", "school": "school-password"} {
+		found := false
+		for w, c := range b.koipondContainers() {
+			args := expandArgs(t, b, c)
+			if len(args) == 0 || args[0] != role {
+				continue
+			}
+			found = true
+			if v, _ := flagValue(args, "nats-user"); v != role {
+				t.Errorf("%s: --nats-user %q, want %q", w, v, role)
+			}
+			ok := slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+				return e.Name == "KOIPOND_NATS_PASSWORD" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil &&
+					strings.HasPrefix(e.ValueFrom.SecretKeyRef.Name, "koipond-nats") && e.ValueFrom.SecretKeyRef.Key == key
+			})
+			if !ok {
+				t.Errorf("%s: KOIPOND_NATS_PASSWORD does not come from Secret koipond-nats key %s", w, key)
+			}
+		}
+		if !found {
+			t.Errorf("no %s container", role)
+		}
 	}
 }

@@ -44,7 +44,7 @@ func BenchmarkPoll200Schools(b *testing.B) {
 	seedRun(b, k, 100_000)
 	b.ResetTimer()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "KOIPOND_HELPER_NATS="+k.NATSURL(), fmt.Sprintf("KOIPOND_HELPER_SECS=%d", b.N+2))
+	cmd.Env = append(os.Environ(), "KOIPOND_HELPER_NATS="+k.NATSURL(), "KOIPOND_HELPER_SEED="+k.SchoolNKeyFile(), fmt.Sprintf("KOIPOND_HELPER_SECS=%d", b.N+2))
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -108,8 +108,12 @@ func helperSchools(url string) error {
 	const schools = 200
 	conns := make([]*nats.Conn, schools)
 	reqs := make([][]byte, schools)
+	seed, err := nats.NkeyOptionFromSeed(os.Getenv("KOIPOND_HELPER_SEED"))
+	if err != nil {
+		return err
+	}
 	for i := range conns {
-		nc, err := nats.Connect(url)
+		nc, err := nats.Connect(url, seed, nats.CustomInboxPrefix(wire.SchoolInboxPrefix))
 		if err != nil {
 			return err
 		}

@@ -41,7 +41,7 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	samePort := func(c *Config) { c.NATSListen = addr }
 	k := openKeeper(t, dir, samePort)
 	p := openPond(t, nil)
-	openSchool(t, "nats://"+addr, "s1", 100)
+	openSchool(t, k, "nats://"+addr, "s1", 100)
 	const koi = 20
 	run := pondRun(t, k, p, "restarted", koi, 20)
 

@@ -32,10 +32,11 @@ func openPond(t testing.TB, inject map[string]pond.Fault) *pond.Server {
 	return p
 }
 
-// openSchool starts a real school polling k at natsURL.
-func openSchool(t testing.TB, natsURL, id string, capacity int) *school.School {
+// openSchool starts a real school polling k at natsURL, with k's school
+// credentials.
+func openSchool(t testing.TB, k *Keeper, natsURL, id string, capacity int) *school.School {
 	t.Helper()
-	s, err := school.Open(context.Background(), school.Config{ID: id, NATSURL: natsURL, Capacity: capacity})
+	s, err := school.Open(context.Background(), school.Config{ID: id, NATSURL: natsURL, NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: capacity})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestCompareRunsAgainstPond(t *testing.T) {
 	// conversations.list.
 	clean := openPond(t, map[string]pond.Fault{"*": {Latency: 50 * time.Millisecond}})
 	slow := openPond(t, map[string]pond.Fault{"*": {Latency: 50 * time.Millisecond}, "conversations.list": {Latency: 250 * time.Millisecond}})
-	openSchool(t, k.NATSURL(), "s1", 100)
+	openSchool(t, k, k.NATSURL(), "s1", 100)
 	base := pondRun(t, k, clean, "clean", 20, 4)
 	run := pondRun(t, k, slow, "slow", 20, 4)
 	finalReport(t, k, base.ID, 30*time.Second)

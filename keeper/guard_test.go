@@ -64,7 +64,7 @@ func newRig(t *testing.T, capacity int) *rig {
 	r := &rig{hook: newReceiver(t, nil), dir: t.TempDir()}
 	r.k = openKeeper(t, r.dir)
 	addHook(t, r.k, WebhookSpec{Name: "team", URL: r.hook.srv.URL + "/koipond"})
-	s, err := school.Open(context.Background(), school.Config{ID: "s1", NATSURL: r.k.NATSURL(), Capacity: capacity})
+	s, err := school.Open(context.Background(), school.Config{ID: "s1", NATSURL: r.k.NATSURL(), NATSNKeySeedFile: r.k.SchoolNKeyFile(), Capacity: capacity})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,10 +96,7 @@ type fakeSchool struct {
 
 func newFakeSchool(t testing.TB, k *Keeper, id string, capacity int) *fakeSchool {
 	t.Helper()
-	nc, err := nats.Connect(k.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := schoolConn(t, k)
 	t.Cleanup(nc.Close)
 	return &fakeSchool{t: t, nc: nc, id: id, capacity: capacity, launched: map[string]int{}, runSw: map[string]wire.State{}}
 }

@@ -59,12 +59,14 @@ type Config struct {
 	// starts an embedded nats-server listening on NATSListen.
 	NATS string
 	// NATSListen is the embedded server's client address (default
-	// 127.0.0.1:4222; port -1 picks one). Beyond loopback it requires
-	// NATSToken.
+	// 127.0.0.1:4222; port -1 picks one). Authentication is on there
+	// (natsauth.go): schools connect with DataDir/nats/school.nk.
 	NATSListen string
-	// NATSToken is the token schools need to connect to the embedded
-	// server, and the token the keeper presents to an external one.
+	// NATSToken is the token the keeper presents to an external NATS.
 	NATSToken string
+	// NATSAuth: the keeper's other credentials for an external NATS, or
+	// turning authentication off on the embedded one (natsauth.go).
+	NATSAuth NATSAuth
 	// DataDir holds the embedded server's JetStream files (default
 	// ./koipond-data).
 	DataDir string
@@ -146,15 +148,14 @@ func (c Config) Validate() []error {
 		errs = append(errs, fmt.Errorf("http: %q is not host:port: %w", c.HTTP, err))
 	}
 	if c.NATS == "" {
-		h, p, err := net.SplitHostPort(c.NATSListen)
+		_, p, err := net.SplitHostPort(c.NATSListen)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("nats-listen: %q is not host:port: %w", c.NATSListen, err))
 		} else if n, err := strconv.Atoi(p); err != nil || n < -1 || n > 65535 {
 			errs = append(errs, fmt.Errorf("nats-listen: bad port %q", p))
-		} else if !isLoopback(h) && c.NATSToken == "" {
-			errs = append(errs, fmt.Errorf("nats-listen: %s is beyond loopback; schools must need a credential there: set a NATS token", c.NATSListen))
 		}
 	}
+	errs = append(errs, c.validateNATSAuth()...)
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas: %d is outside 1..5", c.Replicas))
 	}
@@ -198,6 +199,7 @@ type Keeper struct {
 	log     *slog.Logger
 	store   *state.Store
 	auth    *authenticator
+	creds   *natsCreds // NATS keys and the switch signing key (natsauth.go)
 	agg     *aggregator
 	stats   *stats
 	guard   *guard       // live thresholds and guardrails
@@ -299,19 +301,24 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 		defer k.wg.Done()
 		k.scheduleLoop()
 	}()
-	k.log.Info("keeper listening", "http", "http://"+k.HTTPAddr(), "nats", k.NATSURL(), "auth", k.auth.enabled())
+	k.log.Info("keeper listening", "http", "http://"+k.HTTPAddr(), "nats", k.NATSURL(), "auth", k.auth.enabled(), "keeper_key", k.KeeperKey())
 	return k, nil
 }
 
 // openNATS starts the embedded server (unless cfg.NATS is set) and
 // connects.
 func (k *Keeper) openNATS() error {
+	if err := k.loadNATSCreds(); err != nil {
+		return err
+	}
 	opts := []nats.Option{nats.Name("koipond keeper"), nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond), nats.ReconnectJitter(500*time.Millisecond, time.Second),
 		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3)}
-	if k.cfg.NATSToken != "" {
-		opts = append(opts, nats.Token(k.cfg.NATSToken))
+	auth, err := k.natsClientAuth()
+	if err != nil {
+		return err
 	}
+	opts = append(opts, auth...)
 	url := k.cfg.NATS
 	if url == "" {
 		h, p, _ := net.SplitHostPort(k.cfg.NATSListen)
@@ -320,9 +327,10 @@ func (k *Keeper) openNATS() error {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return fmt.Errorf("keeper: data dir: %w", err)
 		}
-		ns, err := server.NewServer(&server.Options{ServerName: "koipond-keeper", Host: h, Port: port,
-			JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true, Authorization: k.cfg.NATSToken,
-			MaxPayload: 8 << 20})
+		so := &server.Options{ServerName: "koipond-keeper", Host: h, Port: port,
+			JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true, MaxPayload: 8 << 20}
+		k.natsServerAuth(so)
+		ns, err := server.NewServer(so)
 		if err != nil {
 			return fmt.Errorf("keeper: embedded nats: %w", err)
 		}

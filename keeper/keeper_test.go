@@ -26,8 +26,10 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", Config{}, 0},
 		// API beyond loopback without tokens is refused.
 		{"open http", Config{HTTP: "0.0.0.0:8080"}, 1},
-		// Embedded NATS beyond loopback needs a token for schools.
-		{"open nats", Config{NATSListen: "0.0.0.0:4222"}, 1},
+		// Embedded NATS beyond loopback is fine with its nkeys, refused
+		// without authentication.
+		{"open nats", Config{NATSListen: "0.0.0.0:4222"}, 0},
+		{"open insecure nats", Config{NATSListen: "0.0.0.0:4222", NATSAuth: NATSAuth{Insecure: true}}, 1},
 		// Every problem at once.
 		{"many", Config{HTTP: "nope", Replicas: 9, PollInterval: time.Hour, Lease: time.Second}, 4},
 	} {
@@ -308,10 +310,7 @@ func TestLaunchCountsExact(t *testing.T) {
 func TestControlEpochsMonotonicAndStopConfirmed(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
 	ctx := context.Background()
-	nc, err := nats.Connect(k.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := schoolConn(t, k)
 	defer nc.Close()
 	ch := make(chan *nats.Msg, 64)
 	if _, err := nc.ChanSubscribe(wire.SubjectControl, ch); err != nil {
@@ -382,10 +381,7 @@ func TestControlEpochsMonotonicAndStopConfirmed(t *testing.T) {
 
 func TestMalformedMessagesCountedNeverFatal(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
-	nc, err := nats.Connect(k.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := schoolConn(t, k)
 	defer nc.Close()
 	for _, tc := range []struct {
 		subject string
@@ -423,10 +419,7 @@ func TestMalformedMessagesCountedNeverFatal(t *testing.T) {
 func TestMetricsMergedPerRun(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
 	run := seedRun(t, k, 10)
-	nc, err := nats.Connect(k.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := schoolConn(t, k)
 	defer nc.Close()
 	for school := range 2 {
 		var rec metrics.Recorder
@@ -473,10 +466,7 @@ func TestSwitchSetAroundTheKeeperIsAdopted(t *testing.T) {
 	if _, err := k.SetSwitch(ctx, "op", wire.Paused); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(k.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := keeperConn(t, k)
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	kv, err := state.OpenKV(ctx, js, DefaultBucket, 1)
@@ -487,7 +477,9 @@ func TestSwitchSetAroundTheKeeperIsAdopted(t *testing.T) {
 	if err != nil || g.Epoch != 2 {
 		t.Fatalf("%+v %v", g, err)
 	}
-	data, _ := wire.Encode(&wire.Control{Epoch: g.Epoch, State: g.State, By: g.By, At: g.At})
+	c := wire.Control{Epoch: g.Epoch, State: g.State, By: g.By, At: g.At}
+	k.signControl(&c) // as koipond stop --nats does with the data dir's key
+	data, _ := wire.Encode(&c)
 	nc.Publish(wire.SubjectControl, data)
 	checkFor(t, 3*time.Second, func() error {
 		if s := k.State().Switch(nil); s.State != wire.Stopped || s.Epoch != 2 {
@@ -505,13 +497,12 @@ func TestSwitchSetAroundTheKeeperIsAdopted(t *testing.T) {
 
 func TestSwitchPublishedWithoutBucketIsAdopted(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
-	nc, err := nats.Connect(k.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := keeperConn(t, k)
 	defer nc.Close()
-	huge := uint64(time.Now().UnixNano())
-	data, _ := wire.Encode(&wire.Control{Epoch: huge, State: wire.Stopped, By: "cli", At: time.Now()})
+	huge := wire.EpochFromClock(time.Now())
+	c := wire.Control{Epoch: huge, State: wire.Stopped, By: "cli", At: time.Now()}
+	k.signControl(&c) // as koipond stop --nats does with the data dir's key
+	data, _ := wire.Encode(&c)
 	nc.Publish(wire.SubjectControl, data)
 	checkFor(t, 3*time.Second, func() error {
 		if s := k.State().Switch(nil); s.State != wire.Stopped || s.Epoch != huge {

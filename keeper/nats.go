@@ -206,6 +206,7 @@ func (k *Keeper) pollReply(school string) *wire.PollReply {
 			}
 		}
 	}
+	k.signReply(rep)
 	return rep
 }
 
@@ -398,7 +399,9 @@ func (k *Keeper) ingest(rep *wire.MetricsReport) {
 }
 
 // onControl adopts a global switch published around the keeper (by
-// koipond stop --nats) with an epoch above the keeper's own.
+// koipond stop --nats) with an epoch above the keeper's own, if it carries
+// the keeper's signature (checkControl, natsauth.go): an unsigned one is
+// counted and dropped, its actor never reaches the audit log.
 func (k *Keeper) onControl(m *nats.Msg) {
 	var c wire.Control
 	if err := wire.Decode(m.Data, &c); err != nil {
@@ -410,6 +413,10 @@ func (k *Keeper) onControl(m *nats.Msg) {
 	}
 	if c.Epoch <= k.store.Epoch() {
 		return // ours, or older
+	}
+	if cause, err := k.checkControl(&c, time.Now()); err != nil {
+		k.stats.reject(k.log, cause, err, "epoch", c.Epoch)
+		return
 	}
 	ctx, cancel := context.WithTimeout(k.ctx, 10*time.Second)
 	defer cancel()
@@ -439,6 +446,7 @@ func (k *Keeper) onControl(m *nats.Msg) {
 
 // publishControl sends a switch change to every school at once.
 func (k *Keeper) publishControl(c wire.Control) {
+	k.signControl(&c)
 	data, err := wire.Encode(&c)
 	if err == nil {
 		err = k.conn().Publish(wire.SubjectControl, data)

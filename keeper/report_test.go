@@ -18,7 +18,6 @@ import (
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
-	"github.com/nats-io/nats.go"
 )
 
 func TestParseThreshold(t *testing.T) {
@@ -129,10 +128,7 @@ func TestReportQuantilesAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(k.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := schoolConn(t, k)
 	defer nc.Close()
 	// Three schools' worth of lognormal latencies, several reports each.
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -8,6 +8,7 @@ import (
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // startNATS runs an embedded nats-server on a random loopback port.
@@ -29,8 +30,9 @@ func startNATS(t testing.TB) string {
 // real one): it answers polls with what the test sets, serves blobs, and
 // records what schools report.
 type fakeKeeper struct {
-	t  testing.TB
-	nc *nats.Conn
+	t   testing.TB
+	nc  *nats.Conn
+	key nkeys.KeyPair // signs the switches, as the keeper does
 
 	mu          sync.Mutex
 	sw          wire.Control
@@ -44,13 +46,17 @@ type fakeKeeper struct {
 	leaseMS     int64
 }
 
-func newFakeKeeper(t testing.TB, url string) *fakeKeeper {
+func newFakeKeeper(t testing.TB, url string, opts ...nats.Option) *fakeKeeper {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &fakeKeeper{t: t, nc: nc, sw: wire.Control{Epoch: 1, State: wire.Running},
+	key, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &fakeKeeper{t: t, nc: nc, key: key, sw: wire.Control{Epoch: 1, State: wire.Running},
 		assignments: map[string][]wire.Assignment{}, blobs: map[string][]wire.File{},
 		polls: map[string]wire.PollRequest{}, pollMS: 200, leaseMS: 10000}
 	nc.Subscribe(wire.SubjectPoll, k.onPoll)
@@ -85,7 +91,12 @@ func (k *fakeKeeper) onPoll(m *nats.Msg) {
 		as = k.assignments["*"]
 	}
 	rep := &wire.PollReply{Switch: k.sw, KeeperTime: time.Now(), PollIntervalMS: k.pollMS, LeaseMS: k.leaseMS,
-		Assignments: as, Launches: k.launches}
+		Assignments: append([]wire.Assignment(nil), as...), Launches: k.launches}
+	rep.KeeperKey, _ = k.key.PublicKey()
+	k.sign(&rep.Switch)
+	for i := range rep.Assignments {
+		k.sign(&rep.Assignments[i].Switch)
+	}
 	b, _ := wire.Encode(rep)
 	m.Respond(b)
 }
@@ -114,11 +125,22 @@ func (k *fakeKeeper) publish(c wire.Control) {
 		k.sw = c
 	}
 	k.mu.Unlock()
+	k.sign(&c)
 	b, _ := wire.Encode(&c)
 	if err := k.nc.Publish(wire.SubjectControl, b); err != nil {
 		k.t.Fatal(err)
 	}
 	k.nc.Flush()
+}
+
+// sign signs a switch with the fake keeper's key.
+func (k *fakeKeeper) sign(c *wire.Control) {
+	c.Sig = nil
+	sig, err := k.key.Sign(c.SigningBytes())
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	c.Sig = sig
 }
 
 func (k *fakeKeeper) set(f func(k *fakeKeeper)) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -14,6 +15,9 @@ func (s *School) natsOptions() ([]nats.Option, error) {
 	c := s.cfg
 	opts := []nats.Option{
 		nats.Name("koipond-school " + c.ID),
+		// Replies come under the prefix the school role may subscribe to
+		// (keeper.SchoolPermissions).
+		nats.CustomInboxPrefix(wire.SchoolInboxPrefix),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(time.Second),

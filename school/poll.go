@@ -112,6 +112,14 @@ func (s *School) pollOnce() {
 		s.logLimited("poll-error:"+rep.Error, "keeper refused the poll", "error", rep.Error)
 		return
 	}
+	if err := s.verify.reply(&rep); err != nil {
+		// Not the keeper's word: no reply at all (the lease pauses us).
+		s.mu.Lock()
+		s.badMessages++
+		s.mu.Unlock()
+		s.logLimited("poll-unverified", "poll reply without the keeper's signature ignored", "err", err)
+		return
+	}
 	s.prefetch(rep)
 	s.mu.Lock()
 	s.clock.add(send, recv, rep.KeeperTime)
@@ -209,6 +217,13 @@ func (s *School) onControl(msg *nats.Msg) {
 	}
 	if !c.State.Valid() {
 		s.logLimited("control-state", "control message with unknown state", "state", c.State)
+		return
+	}
+	if err := s.verify.control(&c); err != nil {
+		s.mu.Lock()
+		s.badMessages++
+		s.mu.Unlock()
+		s.logLimited("control-unverified", "switch without the keeper's signature ignored", "err", err)
 		return
 	}
 	s.mu.Lock()

@@ -55,6 +55,11 @@ type Config struct {
 	NATSUser, NATSPassword, NATSToken  string
 	NATSNKeySeedFile, NATSCredsFile    string
 	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// KeeperKey is the keeper's public switch key (an nkey, "U…"); only
+	// switches it signed are applied. Default: the key line of
+	// NATSNKeySeedFile, else the key of the latest poll reply
+	// (switchverify.go).
+	KeeperKey string
 	// Capacity is how many koi the school may run (default 5,000).
 	Capacity int
 	// AllowTargets lists where load may go (default DefaultAllowTargets).
@@ -104,6 +109,11 @@ func (c *Config) Validate() []error {
 			errs = append(errs, fmt.Errorf("source IP %q is not an IP address", ip))
 		}
 	}
+	if c.KeeperKey != "" {
+		if _, err := parseKeeperKey(c.KeeperKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TLS cert and key must be given together"))
 	}
@@ -125,6 +135,7 @@ type School struct {
 	allow  *Allow
 	http   *http.Client
 	dialer *websocket.Dialer
+	verify *switchVerifier // checks the keeper's signature on switches
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -194,6 +205,10 @@ func Open(ctx context.Context, cfg Config) (*School, error) {
 		pollInterval: cfg.PollInterval, lease: cfg.Lease,
 	}
 	s.http, s.dialer = s.transports()
+	var err error
+	if s.verify, err = newSwitchVerifier(&cfg); err != nil {
+		return nil, fmt.Errorf("school: %w", err)
+	}
 	opts, err := s.natsOptions()
 	if err != nil {
 		return nil, fmt.Errorf("school: %w", err)

@@ -58,7 +58,7 @@ func startSystem(t *testing.T) *system {
 	t.Cleanup(func() { p.Close() })
 	s := &system{k: k, p: p, api: "http://" + k.HTTPAddr(), warehouse: wh}
 	for _, id := range []string{"school-a", "school-b"} {
-		sc, err := school.Open(ctx, school.Config{ID: id, NATSURL: k.NATSURL(), Capacity: 100})
+		sc, err := school.Open(ctx, school.Config{ID: id, NATSURL: k.NATSURL(), NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: 100})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -203,6 +203,12 @@ func (m *Control) check(c *checker) {
 	c.id("run", m.Run, false)
 	c.text("by", m.By, MaxText)
 	c.time("at", m.At, false)
+	if m.Epoch > MaxEpoch {
+		c.fail("epoch", "%d is above %d", m.Epoch, uint64(MaxEpoch))
+	}
+	if m.Sig != nil && len(m.Sig) != SignatureSize {
+		c.fail("sig", "%d bytes, want %d", len(m.Sig), SignatureSize)
+	}
 }
 
 // Validate checks every field of a poll against its bounds.
@@ -268,6 +274,7 @@ func (m *PollReply) Validate() error {
 	c.ms("poll_interval_ms", m.PollIntervalMS, MaxInterval)
 	c.ms("lease_ms", m.LeaseMS, MaxInterval)
 	c.text("error", m.Error, MaxText)
+	c.text("keeper_key", m.KeeperKey, MaxKeeperKey)
 	if len(m.Assignments) > MaxRunsPerMessage {
 		c.fail("assignments", "%d assignments, more than %d", len(m.Assignments), MaxRunsPerMessage)
 	}

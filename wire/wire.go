@@ -110,6 +110,9 @@ type Control struct {
 	Run   string    `json:"run,omitempty"`
 	By    string    `json:"by,omitempty"`
 	At    time.Time `json:"at"`
+	// Sig is the keeper's ed25519 signature over SigningBytes (sign.go);
+	// schools ignore a Control without a valid one.
+	Sig []byte `json:"sig,omitempty"`
 }
 
 // PollRequest is what a school tells the keeper every poll.
@@ -185,6 +188,9 @@ type PollReply struct {
 	Launches []Launch `json:"launches,omitempty"`
 	// Error is set when the keeper could not handle the request.
 	Error string `json:"error,omitempty"`
+	// KeeperKey is the public key (an nkey, "U…") the switches are signed
+	// with (sign.go).
+	KeeperKey string `json:"keeper_key,omitempty"`
 }
 
 // Assignment is a range of a run's koi for one school.

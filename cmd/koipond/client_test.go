@@ -69,8 +69,9 @@ func TestClientCommandsAgainstKeeper(t *testing.T) {
 		t.Errorf("bad scale: %v", err)
 	}
 	// The emergency stop straight over NATS and the keeper's bucket (here
-	// the keeper's embedded server); a keeper started later keeps it.
-	out = must("stop", url, "--nats", k.NATSURL(), "--json")
+	// the keeper's embedded server, with the keys in its data directory);
+	// a keeper started later keeps it.
+	out = must("stop", url, "--nats", k.NATSURL(), "--data", dir, "--json")
 	var c struct {
 		Epoch uint64 `json:"epoch"`
 		State string `json:"state"`

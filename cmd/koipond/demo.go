@@ -37,7 +37,9 @@ open and run the example Slack behaviors at their per-minute frequencies.
 After --formation-after an admin posts in #announcements and the seed
 formation sends 10% of the koi to read, mark and react within its window.
 Live status every --status. Ctrl-C stops everything (twice: at once).
-With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`, stderr)
+With --schools 0, start schools yourself: the demo prints the command (NATS
+authentication is on; the school credentials are in DATA/nats/school.nk).
+--nats-insecure turns NATS authentication off (loopback only).`, stderr)
 	httpAddr := fs.String("http", "127.0.0.1:8080", "keeper API address")
 	pondAddr := fs.String("pond", "127.0.0.1:9090", "pond (the target app) address")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "embedded NATS address schools connect to")
@@ -52,6 +54,7 @@ With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`
 	every := fs.Duration("status", 5*time.Second, "status interval")
 	sigma := fs.Float64("activity-sigma", 0.8, "spread of light and heavy users (lognormal σ, mean 1)")
 	formationAfter := fs.Duration("formation-after", 30*time.Second, "launch the seed formation this long after the start (0: never)")
+	insecure := fs.Bool("nats-insecure", false, "turn NATS authentication off (loopback only; any local process can then stop or spoof the switch)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -89,7 +92,8 @@ With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`
 		defer cancel()
 	}
 
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log, UI: ui.Handler()})
+	k, err := keeper.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log, UI: ui.Handler(),
+		NATSAuth: keeper.NATSAuth{Insecure: *insecure}})
 	if err != nil {
 		return fmt.Errorf("starting the keeper: %w", err)
 	}
@@ -112,7 +116,7 @@ With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`
 	}()
 	perSchool := (*nKoi + max(1, *nSchools) - 1) / max(1, *nSchools)
 	for i := range *nSchools {
-		s, err := school.Open(ctx, school.Config{ID: fmt.Sprintf("demo-school-%d", i+1), NATSURL: k.NATSURL(),
+		s, err := school.Open(ctx, school.Config{ID: fmt.Sprintf("demo-school-%d", i+1), NATSURL: k.NATSURL(), NATSNKeySeedFile: k.SchoolNKeyFile(),
 			Capacity: max(perSchool, school.DefaultCapacity), Logger: log, Software: version})
 		if err != nil {
 			return err
@@ -124,7 +128,8 @@ With --schools 0, start schools yourself: koipond school --nats <the NATS URL>.`
 koipond demo is up
   web UI       %s/   (Pause and Stop are the big buttons)
   keeper API   %s/api/v1/status
-  NATS         %s   (more schools: koipond school --nats %s)
+  NATS         %s
+  schools      %s
   pond         %s   (its counters: %s/stats)
   run          %s  %q: %d koi, ramp %g/s, %d school(s)
   data         %s
@@ -132,7 +137,7 @@ koipond demo is up
 try, in another terminal:
   export KOIPOND_KEEPER=%s
 %s
-`, api, api, k.NATSURL(), k.NATSURL(), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, *nSchools, *dataDir, api, demoTries(run.ID))
+`, api, api, k.NATSURL(), strings.Join(k.SchoolHowTo(), "\n               "), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, *nSchools, *dataDir, api, demoTries(run.ID))
 
 	start := time.Now()
 	tick := time.NewTicker(*every)

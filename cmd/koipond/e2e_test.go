@@ -73,7 +73,7 @@ func TestSystemEndToEnd(t *testing.T) {
 	defer p.Close()
 	var schools []*school.School
 	for _, id := range []string{"a", "b"} {
-		s, err := school.Open(ctx, school.Config{ID: id, NATSURL: k.NATSURL(), Capacity: 100})
+		s, err := school.Open(ctx, school.Config{ID: id, NATSURL: k.NATSURL(), NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: 100})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,10 +19,17 @@ JetStream (its files under --data); --nats uses an external cluster.
 State lives in a JetStream KV bucket: a restart loses nothing.
 
 Listening beyond loopback needs API tokens (--tokens FILE, lines of
-NAME ROLE TOKEN with ROLE viewer, operator or admin) and, for the embedded
-NATS, a token schools present (KOIPOND_NATS_TOKEN). Without tokens the API
-answers only to loopback names and its own pages; with them, /metrics needs
-a viewer token too unless --metrics-public.`, stderr)
+NAME ROLE TOKEN with ROLE viewer, operator or admin). Without tokens the
+API answers only to loopback names and its own pages; with them, /metrics
+needs a viewer token too unless --metrics-public.
+
+NATS authentication is on by default, loopback included: at first start
+the keeper creates nkeys in DIR/nats (0600, reused at every start) and
+prints how to start a school with them (--nats-nkey DIR/nats/school.nk).
+Schools may only poll, fetch blobs, report metrics and hear the switch,
+which the keeper signs. --nats-insecure turns authentication off (loopback
+only). With --nats URL the keeper presents --nats-user (password in
+KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stderr)
 	var cfg keeper.Config
 	fs.StringVar(&cfg.HTTP, "http", keeper.DefaultHTTP, "API listen `address`")
 	fs.StringVar(&cfg.NATS, "nats", "", "external NATS `URL` (default: embedded server)")
@@ -36,6 +43,11 @@ a viewer token too unless --metrics-public.`, stderr)
 	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without a token even with --tokens (default: a viewer token is needed)")
 	fs.DurationVar(&cfg.PollInterval, "poll", keeper.DefaultPollInterval, "school poll interval")
 	fs.DurationVar(&cfg.Lease, "lease", keeper.DefaultLease, "school lease")
+	fs.BoolVar(&cfg.NATSAuth.Insecure, "nats-insecure", false, "turn NATS authentication off on the embedded server (loopback only; any local process can then stop or spoof the switch)")
+	fs.StringVar(&cfg.NATSAuth.User, "nats-user", "", "with --nats: NATS user (password in KOIPOND_NATS_PASSWORD)")
+	fs.StringVar(&cfg.NATSAuth.NKeySeedFile, "nats-nkey", "", "with --nats: NATS nkey seed `file`")
+	fs.StringVar(&cfg.NATSAuth.CredsFile, "nats-creds", "", "with --nats: NATS credentials `file`")
+	fs.StringVar(&cfg.NATSAuth.SwitchKeySeedFile, "keeper-key-seed", "", "nkey seed `file` to sign the switch with (default DIR/nats/control.nk, created at first start)")
 	verbose := fs.Bool("v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -44,7 +56,10 @@ a viewer token too unless --metrics-public.`, stderr)
 		fmt.Fprintf(stderr, "koipond keeper: unexpected arguments %q\n", fs.Args())
 		return errUsage
 	}
-	cfg.NATSToken = os.Getenv("KOIPOND_NATS_TOKEN")
+	if cfg.NATS != "" { // the embedded server uses its own keys
+		cfg.NATSToken = os.Getenv("KOIPOND_NATS_TOKEN")
+		cfg.NATSAuth.Password = os.Getenv("KOIPOND_NATS_PASSWORD")
+	}
 	cfg.UI = ui.Handler()
 	cfg.Logger = serverLogger(stderr, *verbose)
 	if errs := cfg.Validate(); len(errs) > 0 {
@@ -54,8 +69,10 @@ a viewer token too unless --metrics-public.`, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "keeper: UI http://%s/, API http://%s/api/v1, NATS %s (schools: koipond school --nats %s)\n",
-		k.HTTPAddr(), k.HTTPAddr(), k.NATSURL(), k.NATSURL())
+	fmt.Fprintf(stdout, "keeper: UI http://%s/, API http://%s/api/v1, NATS %s\n", k.HTTPAddr(), k.HTTPAddr(), k.NATSURL())
+	for _, l := range k.SchoolHowTo() {
+		fmt.Fprintln(stdout, "keeper: "+l)
+	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "keeper: shutting down")
 	return k.Close()

@@ -41,12 +41,20 @@ func globalSwitch(ctx context.Context, st wire.State, args []string, stdout, std
 		wire.Stopped: `Stop every koi everywhere: sequences abort, websockets close. The keeper
 tracks each school's confirmation. If the keeper is down, --nats URL writes
 the switch to the keeper's JetStream bucket and publishes it to every
-school directly.`,
+school directly, signed with the keeper's key and connecting with the
+keeper's NATS credentials, both read from its --data directory (or
+--nats-nkey/--nats-creds, KOIPOND_NATS_TOKEN for an external NATS).`,
 	}[st]
 	fs := newFlagSet(verb, verb+" [--json] [--nats URL]", desc, stderr)
 	cf := addClientFlags(fs)
-	natsURL := fs.String("nats", "", "bypass the keeper: publish straight to NATS at `URL` (token from KOIPOND_NATS_TOKEN)")
+	natsURL := fs.String("nats", "", "bypass the keeper: publish straight to NATS at `URL`")
 	bucket := fs.String("bucket", keeper.DefaultBucket, "with --nats: the keeper's KV `bucket`")
+	var na natsAdmin
+	fs.StringVar(&na.dataDir, "data", keeper.DefaultDataDir, "with --nats: the keeper's data `directory` (its NATS keys and switch key)")
+	fs.StringVar(&na.nkey, "nats-nkey", "", "with --nats: NATS nkey seed `file` to connect with (default: the keeper's, in --data)")
+	fs.StringVar(&na.creds, "nats-creds", "", "with --nats: NATS credentials `file` to connect with")
+	fs.StringVar(&na.user, "nats-user", "", "with --nats: NATS `user` to connect as (password in KOIPOND_NATS_PASSWORD)")
+	fs.StringVar(&na.controlKey, "keeper-key-seed", "", "with --nats: the keeper's switch key seed `file` (default: control.nk in --data)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,7 +62,7 @@ school directly.`,
 		return err
 	}
 	if *natsURL != "" {
-		return switchOverNATS(ctx, cf, st, *natsURL, *bucket, stdout)
+		return switchOverNATS(ctx, cf, st, *natsURL, *bucket, na, stdout)
 	}
 	var raw json.RawMessage
 	if err := cf.call(ctx, "POST", "/api/v1/control", map[string]any{"state": st}, &raw); err != nil {
@@ -80,14 +88,56 @@ school directly.`,
 	return nil
 }
 
-// switchOverNATS sets the switch without the keeper: through its KV bucket
-// (so the epoch is the highest and a restarted keeper keeps it) and then
-// on the control subject.
-func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bucket string, stdout io.Writer) error {
-	opts := []nats.Option{nats.Name("koipond " + switchVerb[st])}
+// natsAdmin is how koipond stop --nats acts for the keeper.
+type natsAdmin struct {
+	dataDir, nkey, creds, user, controlKey string
+}
+
+// options returns the NATS credentials: those given (a token from the
+// environment, a user, a creds or nkey file), else the keeper's own seed
+// from its data directory.
+func (na natsAdmin) options() ([]nats.Option, error) {
+	var opts []nats.Option
 	if tok := os.Getenv("KOIPOND_NATS_TOKEN"); tok != "" {
 		opts = append(opts, nats.Token(tok))
 	}
+	if na.user != "" {
+		opts = append(opts, nats.UserInfo(na.user, os.Getenv("KOIPOND_NATS_PASSWORD")))
+	}
+	if na.creds != "" {
+		opts = append(opts, nats.UserCredentials(na.creds))
+	}
+	seed := na.nkey
+	if seed == "" && len(opts) == 0 {
+		seed = keeper.CredentialPaths(na.dataDir).Keeper
+	}
+	if seed != "" {
+		o, err := nats.NkeyOptionFromSeed(seed)
+		if err != nil {
+			return nil, fmt.Errorf("the NATS credentials to act for the keeper (--data or --nats-nkey): %w", err)
+		}
+		opts = append(opts, o)
+	}
+	return opts, nil
+}
+
+// switchOverNATS sets the switch without the keeper: through its KV bucket
+// (so the epoch is the highest and a restarted keeper keeps it) and then
+// on the control subject, signed with the keeper's key (schools and the
+// keeper ignore an unsigned switch).
+func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bucket string, na natsAdmin, stdout io.Writer) error {
+	signer := na.controlKey
+	if signer == "" {
+		signer = keeper.CredentialPaths(na.dataDir).Control
+	}
+	if err := keeper.SignSwitch(signer, &wire.Control{State: st}); err != nil {
+		return fmt.Errorf("%w (--data DIR of the keeper, or --keeper-key-seed FILE)", err)
+	}
+	auth, err := na.options()
+	if err != nil {
+		return err
+	}
+	opts := append([]nats.Option{nats.Name("koipond " + switchVerb[st])}, auth...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return fmt.Errorf("connecting to NATS at %s: %w", url, err)
@@ -96,6 +146,9 @@ func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bu
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	by := "cli:" + os.Getenv("USER")
+	if len(by) > wire.MaxText {
+		by = by[:wire.MaxText]
+	}
 	c := wire.Control{State: st, By: by, At: time.Now()}
 	js, err := jetstream.New(nc)
 	if err == nil {
@@ -111,8 +164,11 @@ func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bu
 		// Without the bucket, an epoch from the clock is higher than any
 		// counter the keeper gave out: schools apply it, and a running
 		// keeper adopts it and counts on from there.
-		c.Epoch = uint64(time.Now().UnixNano())
+		c.Epoch = wire.EpochFromClock(time.Now())
 		fmt.Fprintf(stdout, "warning: could not record the switch in the keeper's bucket (%v); publishing epoch %d\n", err, c.Epoch)
+	}
+	if err := keeper.SignSwitch(signer, &c); err != nil {
+		return err
 	}
 	data, err := wire.Encode(&c)
 	if err != nil {

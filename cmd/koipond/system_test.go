@@ -44,7 +44,7 @@ func testPond(t *testing.T, users, channels int, inject map[string]pond.Fault) *
 
 func testSchool(t *testing.T, k *keeper.Keeper, id string, capacity int) *school.School {
 	t.Helper()
-	s, err := school.Open(context.Background(), school.Config{ID: id, NATSURL: k.NATSURL(), Capacity: capacity})
+	s, err := school.Open(context.Background(), school.Config{ID: id, NATSURL: k.NATSURL(), NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: capacity})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,12 @@
 //  8. the NATS servers close the keeper's connection (the whole cluster
 //     restarts on its ports and stores): the keeper's /healthz says
 //     degraded meanwhile; polls and KV writes resume within 5 s of the
-//     cluster's return.
+//     cluster's return;
+//  9. a client without credentials cannot publish or subscribe on any
+//     koipond subject: every node refuses it (natsauth.go: the cluster has
+//     a keeper and a school nkey user, with the school permissions);
+//  10. a school's credentials cannot publish control (nor hear polls, other
+//     inboxes or JetStream): the keeper and the schools keep their switch.
 //
 // After step 1 it prints what each process costs (RSS, CPU) at that load.
 //
@@ -100,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.poll, "poll", 500*time.Millisecond, "keeper --poll")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, JetStream files) even on success")
 	fs.BoolVar(&o.verbose, "v", false, "print progress while waiting")
-	fs.IntVar(&o.steps, "steps", 8, "run only the first N steps (1: spread and measure resources)")
+	fs.IntVar(&o.steps, "steps", 100, "run only the first N steps (default: every step; 1: spread and measure resources)")
 	fs.BoolVar(&o.strict, "strict", true, "fail on known bugs too (see the WARN rows); -strict=false to report them only")
 	fs.StringVar(&o.koipond, "koipond", "", "use this koipond binary instead of building one")
 	fs.StringVar(&o.nats, "nats-server", "", "use this nats-server binary instead of building one")
@@ -154,6 +159,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"6 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
 		{"7 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
 		{"8 NATS closes keeper", fmt.Sprintf("healthz degraded while down; polls and KV writes ≤ %v after NATS is back", resumeBound), h.stepRestartNATS},
+		{"9 no credentials", "a client without credentials cannot publish or subscribe on any koipond subject", h.stepNoCredentials},
+		{"10 school creds", "a school's credentials cannot publish control; keeper and schools keep their switch", h.stepSchoolCannotPublishControl},
 	}
 	if o.steps < len(steps) {
 		steps = steps[:max(0, o.steps)]
@@ -240,6 +247,7 @@ type harness struct {
 	keeperArgs []string
 	schools    []*schoolProc
 	proxy      *proxy
+	creds      *natsCreds // the cluster's keeper and school users
 	runID      string
 	formation  string
 
@@ -507,6 +515,9 @@ func (h *harness) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.creds, err = newNATSCreds(h.dir); err != nil {
+		return err
+	}
 	var routes []string
 	for i := range 3 {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+1]))
@@ -532,7 +543,7 @@ cluster {
   no_advertise: true
   routes: [%s]
 }
-`, n.name, n.client, n.http, store, n.route, strings.Join(routes, ", "))
+`, n.name, n.client, n.http, store, n.route, strings.Join(routes, ", ")) + h.creds.authConf()
 		if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
 			return err
 		}
@@ -571,7 +582,8 @@ cluster {
 
 	h.keeperURL = fmt.Sprintf("http://127.0.0.1:%d", more[1])
 	h.keeperArgs = []string{"keeper", "--http", fmt.Sprintf("127.0.0.1:%d", more[1]), "--nats", strings.Join(urls, ","),
-		"--replicas", "3", "--poll", h.o.poll.String(), "--lease", h.o.lease.String(), "--data", filepath.Join(h.dir, "keeper-data")}
+		"--replicas", "3", "--poll", h.o.poll.String(), "--lease", h.o.lease.String(), "--data", h.keeperDataDir(),
+		"--nats-nkey", h.creds.keeperSeed}
 	fmt.Fprintf(h.out, "== starting the keeper on %s (KV replicas 3, poll %v, lease %v)\n", h.keeperURL, h.o.poll, h.o.lease)
 	if err := h.startKeeper(ctx); err != nil {
 		return err
@@ -629,7 +641,12 @@ func (h *harness) startKeeper(ctx context.Context) error {
 }
 
 func (h *harness) startSchool(ctx context.Context, s *schoolProc) error {
+	key, err := h.keeperKey()
+	if err != nil {
+		return fmt.Errorf("the keeper's switch key: %w", err)
+	}
 	if _, err := h.start(s.id, h.koipond, "school", "--id", s.id, "--nats", s.natsURL,
+		"--nats-nkey", h.creds.schoolSeed, "--keeper-key", key,
 		"--capacity", fmt.Sprint(h.o.capacity), "--allow-target", "127.0.0.1",
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.http)); err != nil {
 		return err
@@ -1656,7 +1673,8 @@ func (h *harness) stepEmergencyStop(ctx context.Context) (string, error) {
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.client))
 	}
 	start := time.Now()
-	out, err := h.runOnce(ctx, "stop-cli", 30*time.Second, h.koipond, "stop", "--nats", strings.Join(urls, ","))
+	out, err := h.runOnce(ctx, "stop-cli", 30*time.Second, h.koipond, "stop", "--nats", strings.Join(urls, ","),
+		"--data", h.keeperDataDir(), "--nats-nkey", h.creds.keeperSeed)
 	ran := time.Since(start)
 	if err != nil {
 		return strings.Join(notes, "; "), fmt.Errorf("koipond stop --nats: %v: %s", err, out)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-memdb"
+	"github.com/koipond/koipond/wire"
 )
 
 // Persister stores records durably. Put and Delete return only once the
@@ -163,14 +164,17 @@ func (s *Store) AdoptExternal(recs map[string][]byte) (bool, error) {
 // Now is the time the transaction started: one clock reading per write.
 func (t *Txn) Now() time.Time { return t.now }
 
-// NextEpoch returns a switch epoch higher than any given out before.
+// NextEpoch returns a switch epoch higher than any given out before. It
+// saturates at wire.MaxEpoch instead of wrapping (which would make every
+// later switch look older than the last).
 func (t *Txn) NextEpoch() uint64 {
-	t.epoch++
+	t.epoch = wire.NextEpoch(t.epoch)
 	return t.epoch
 }
 
-// RaiseEpoch makes e the highest epoch given out, if it is higher.
-func (t *Txn) RaiseEpoch(e uint64) { t.epoch = max(t.epoch, e) }
+// RaiseEpoch makes e the highest epoch given out, if it is higher; never
+// above wire.MaxEpoch.
+func (t *Txn) RaiseEpoch(e uint64) { t.epoch = max(t.epoch, min(e, wire.MaxEpoch)) }
 
 // Audit appends an audit entry.
 func (t *Txn) Audit(actor, action, object, detail string) error {

@@ -46,6 +46,7 @@ import (
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 func main() {
@@ -387,7 +388,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // the control publisher.
 
 type keeper struct {
-	nc *nats.Conn
+	nc  *nats.Conn
+	key nkeys.KeyPair // signs the switches, as the keeper does
 
 	mu         sync.Mutex
 	sw         wire.Control
@@ -403,7 +405,11 @@ func newKeeper(url string) (*keeper, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &keeper{nc: nc, sw: wire.Control{Epoch: 1, State: wire.Running, At: time.Now()},
+	key, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	k := &keeper{nc: nc, key: key, sw: wire.Control{Epoch: 1, State: wire.Running, At: time.Now()},
 		blobs: map[string][]wire.File{}, polls: map[string]wire.PollRequest{}, pollMS: 1000}
 	if _, err := nc.Subscribe(wire.SubjectPoll, k.onPoll); err != nil {
 		return nil, err
@@ -426,7 +432,12 @@ func (k *keeper) onPoll(m *nats.Msg) {
 		k.assignedAt = time.Now()
 	}
 	rep := &wire.PollReply{Switch: k.sw, KeeperTime: time.Now(), PollIntervalMS: k.pollMS, LeaseMS: 10000,
-		Assignments: k.assign}
+		Assignments: append([]wire.Assignment(nil), k.assign...)}
+	rep.KeeperKey, _ = k.key.PublicKey()
+	k.sign(&rep.Switch)
+	for i := range rep.Assignments {
+		k.sign(&rep.Assignments[i].Switch)
+	}
 	b, err := wire.Encode(rep)
 	k.mu.Unlock()
 	if err == nil {
@@ -484,6 +495,11 @@ func (k *keeper) lastPoll(school string) (wire.PollRequest, bool) {
 	return p, ok
 }
 
+// sign signs a switch with the stand-in keeper's key.
+func (k *keeper) sign(c *wire.Control) {
+	c.Sig, _ = k.key.Sign(c.SigningBytes())
+}
+
 // resetSwitch makes the global switch running again with a new epoch
 // (between phases, so a new school starts running).
 func (k *keeper) resetSwitch() {
@@ -499,6 +515,7 @@ func (k *keeper) publish(state wire.State) (time.Time, uint64, error) {
 	k.sw = wire.Control{Epoch: k.sw.Epoch + 1, State: state, By: "schoolbench", At: time.Now()}
 	c := k.sw
 	k.mu.Unlock()
+	k.sign(&c)
 	b, err := wire.Encode(&c)
 	if err != nil {
 		return time.Time{}, 0, err
