@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/tailscale/hujson"
 )
 
 // Limits on input files, so that a hostile or broken file cannot exhaust
@@ -15,8 +13,6 @@ import (
 const (
 	// MaxFileSize is the largest behavior or formation file accepted.
 	MaxFileSize = 16 << 20
-	// maxDepth is the deepest JSON nesting accepted.
-	maxDepth = 64
 )
 
 type jkind uint8
@@ -36,27 +32,41 @@ func (k jkind) String() string {
 
 // jnode is a JSON value that remembers where in the file it starts, so that
 // every error can name a line and column.
+//
+// It is kept small (80 bytes) because a file may hold MaxValues of them.
 type jnode struct {
-	kind  jkind
-	off   int
-	b     bool
-	num   json.Number
-	str   string
-	elems []*jnode // array elements
-	keys  []string // object keys, in file order
-	vals  []*jnode // object values, parallel to keys
-	koffs []int    // object key offsets
+	kind jkind
+	b    bool
+	off  int
+	str  string   // a string's value or a number's text
+	kids []*jnode // array elements, or object values parallel to keys
+	keys []jkey   // object keys, in file order
 }
 
+// jkey is an object key and where it is written.
+type jkey struct {
+	name string
+	off  int
+}
+
+// num returns a number node's text.
+func (n *jnode) num() json.Number { return json.Number(n.str) }
+
 // parseFile turns a JSON or HuJSON (comments, trailing commas) document into
-// a position-aware tree. Offsets refer to the original bytes: hujson's
-// standardization keeps every byte offset in place.
+// a position-aware tree. Offsets refer to the original bytes: standardize
+// blanks comments and trailing commas in place.
 func parseFile(data []byte) (*jnode, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("file is %d bytes, larger than the %d byte limit", len(data), MaxFileSize)
 	}
-	std, err := hujson.Standardize(append([]byte(nil), data...))
+	// The shape scan runs first: after it the recursive descent below is
+	// at most MaxDepth deep and builds at most MaxValues nodes.
+	std, err := standardize(data, MaxDepth, MaxValues)
 	if err != nil {
+		var se *ShapeError
+		if errors.As(err, &se) {
+			return nil, &posError{off: se.Off, msg: se.Msg}
+		}
 		return nil, err
 	}
 	p := &jparser{data: std, dec: json.NewDecoder(bytes.NewReader(std))}
@@ -124,8 +134,8 @@ func (p *jparser) value(depth int) (*jnode, error) {
 }
 
 func (p *jparser) fromToken(tok json.Token, off, depth int) (*jnode, error) {
-	if depth > maxDepth {
-		return nil, &posError{off: off, msg: fmt.Sprintf("nested deeper than %d levels", maxDepth)}
+	if depth > MaxDepth {
+		return nil, &posError{off: off, msg: fmt.Sprintf("nested deeper than %d levels", MaxDepth)}
 	}
 	n := &jnode{off: off}
 	switch t := tok.(type) {
@@ -134,7 +144,7 @@ func (p *jparser) fromToken(tok json.Token, off, depth int) (*jnode, error) {
 	case bool:
 		n.kind, n.b = jBool, t
 	case json.Number:
-		n.kind, n.num = jNumber, t
+		n.kind, n.str = jNumber, string(t)
 	case string:
 		n.kind, n.str = jString, t
 	case json.Delim:
@@ -146,7 +156,7 @@ func (p *jparser) fromToken(tok json.Token, off, depth int) (*jnode, error) {
 				if err != nil {
 					return nil, err
 				}
-				n.elems = append(n.elems, e)
+				n.kids = append(n.kids, e)
 			}
 			if _, _, err := p.token(); err != nil { // ']'
 				return nil, err
@@ -161,16 +171,15 @@ func (p *jparser) fromToken(tok json.Token, off, depth int) (*jnode, error) {
 				}
 				key, _ := ktok.(string)
 				if seen[key] {
-					return nil, &posError{off: koff, msg: fmt.Sprintf("duplicate key %q", key)}
+					return nil, &posError{off: koff, msg: fmt.Sprintf("duplicate key %s", quote(key))}
 				}
 				seen[key] = true
 				v, err := p.value(depth + 1)
 				if err != nil {
 					return nil, err
 				}
-				n.keys = append(n.keys, key)
-				n.koffs = append(n.koffs, koff)
-				n.vals = append(n.vals, v)
+				n.keys = append(n.keys, jkey{name: key, off: koff})
+				n.kids = append(n.kids, v)
 			}
 			if _, _, err := p.token(); err != nil { // '}'
 				return nil, err
@@ -185,8 +194,8 @@ func (p *jparser) fromToken(tok json.Token, off, depth int) (*jnode, error) {
 // get returns the value under key, or nil.
 func (n *jnode) get(key string) *jnode {
 	for i, k := range n.keys {
-		if k == key {
-			return n.vals[i]
+		if k.name == key {
+			return n.kids[i]
 		}
 	}
 	return nil
@@ -199,19 +208,19 @@ func (n *jnode) toAny() any {
 	case jBool:
 		return n.b
 	case jNumber:
-		return n.num
+		return n.num()
 	case jString:
 		return n.str
 	case jArray:
-		out := make([]any, len(n.elems))
-		for i, e := range n.elems {
+		out := make([]any, len(n.kids))
+		for i, e := range n.kids {
 			out[i] = e.toAny()
 		}
 		return out
 	case jObject:
 		out := make(map[string]any, len(n.keys))
 		for i, k := range n.keys {
-			out[k] = n.vals[i].toAny()
+			out[k.name] = n.kids[i].toAny()
 		}
 		return out
 	}

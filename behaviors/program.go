@@ -100,27 +100,46 @@ type Program struct {
 
 // NewProgram returns an empty program.
 func NewProgram() *Program {
-	return &Program{root: template.New("koipond").Funcs(funcMap(nil))}
+	return &Program{root: template.New("koipond").Funcs(funcMap(nil)).Option("missingkey=zero")}
 }
+
+// builtinNames are text/template's own functions, for parse-time checks.
+var builtinNames = func() map[string]any {
+	m := map[string]any{}
+	for _, n := range []string{"and", "or", "not", "len", "index", "slice", "print", "printf", "println",
+		"html", "js", "urlquery", "call", "eq", "ne", "lt", "le", "gt", "ge"} {
+		m[n] = fmt.Sprint // any non-nil value: parse only checks that the name exists
+	}
+	return m
+}()
 
 // compile parses src as a template. It returns a constant Text when src has
 // no action.
+//
+// It parses with text/template/parse directly and adds the tree to the
+// program's one namespace: creating a template per source would copy the
+// whole function map each time, which made a 10,000-behavior file take
+// seconds.
 func (p *Program) compile(src, where string) (Text, error) {
 	if !strings.Contains(src, "{{") {
 		return Text{id: -1, Const: src, Src: src, Where: where}, nil
 	}
 	name := fmt.Sprintf("t%d", len(p.names))
-	t, err := template.New(name).Funcs(funcMap(nil)).Option("missingkey=zero").Parse(src)
-	if err != nil {
+	trees := map[string]*parse.Tree{}
+	tr := parse.New(name)
+	if _, err := tr.Parse(src, "", "", trees, map[string]any(funcMap(nil)), builtinNames); err != nil {
 		return Text{}, cleanParseError(err, name)
 	}
-	if len(t.Templates()) > 1 {
+	if len(trees) != 1 || trees[name] == nil {
 		return Text{}, errors.New("define and block are not allowed in behavior templates")
 	}
-	if err := guardTree(t.Tree.Root); err != nil {
+	if err := guardTree(tr.Root); err != nil {
 		return Text{}, err
 	}
-	if _, err := p.root.AddParseTree(name, t.Tree); err != nil {
+	if err := checkConstants(tr.Root); err != nil {
+		return Text{}, err
+	}
+	if _, err := p.root.AddParseTree(name, tr); err != nil {
 		return Text{}, err
 	}
 	p.names = append(p.names, name)
@@ -135,6 +154,15 @@ func cleanParseError(err error, name string) error {
 	msg = strings.TrimPrefix(msg, name+":")
 	return errors.New("line " + msg)
 }
+
+// tickNode is the call of tickFunc injected into range bodies, parsed once.
+var tickNode = sync.OnceValue(func() parse.Node {
+	t, err := template.New("tick").Funcs(template.FuncMap{tickFunc: func() string { return "" }}).Parse("{{" + tickFunc + "}}")
+	if err != nil {
+		panic(err)
+	}
+	return t.Tree.Root.Nodes[0]
+})
 
 // guardTree rejects template calls and injects the tick into every range
 // body, so a loop cannot run unbounded.
@@ -168,11 +196,7 @@ func guardTree(n parse.Node) error {
 		if err := guardTree(n.ElseList); err != nil {
 			return err
 		}
-		tick, err := template.New("tick").Funcs(funcMap(nil)).Parse("{{" + tickFunc + "}}")
-		if err != nil {
-			return err
-		}
-		n.List.Nodes = append([]parse.Node{tick.Tree.Root.Nodes[0]}, n.List.Nodes...)
+		n.List.Nodes = append([]parse.Node{tickNode().Copy()}, n.List.Nodes...)
 	}
 	return nil
 }
@@ -253,7 +277,7 @@ func (x *executor) run(env *Env, t Text, data any) error {
 				msg = msg[i+j:]
 			}
 		}
-		return &ExecError{Where: t.Where, Msg: msg, Err: err}
+		return &ExecError{Where: t.Where, Msg: clipTo(msg, MaxQuote+100), Err: err}
 	}
 	return nil
 }
@@ -299,3 +323,5 @@ func (w *limitedWriter) Write(p []byte) (int, error) {
 }
 
 func (w *limitedWriter) String() string { return string(w.buf) }
+
+func checkConstants(parse.Node) error { return nil }

@@ -1,0 +1,119 @@
+package behaviors
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// Hostile shapes are refused by the shape scan with a positioned error
+// naming the limit, before any recursive parser runs: 3 MB of '[' once
+// overflowed the stack of the HuJSON parser (a fatal error, not a panic).
+func TestHostileShapesRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		data []byte
+		want string // in the one diagnostic
+	}{
+		// the reported attack: megabytes of '['
+		{"3 MB of [", bytes.Repeat([]byte("["), 3<<20), "h.json:1:65: invalid JSON: nested deeper than 64 levels"},
+		// objects nest too, and the depth counts across both
+		{"deep objects", []byte(strings.Repeat(`{"a":[`, 40) + "1"), "h.json:1:193: invalid JSON: nested deeper than 64 levels"},
+		// brackets in strings and comments do not count
+		{"deep after a string", []byte(`{"s": "[[[[", /* [[[[ */ "behaviors": ` + strings.Repeat("[", 70)), "h.json:1:102: invalid JSON: nested deeper than 64 levels"},
+		// a flat array of millions of values would build a huge tree
+		{"too many values", []byte("[" + strings.Repeat("0,", MaxValues+1) + "0]"), fmt.Sprintf("invalid JSON: more than %d JSON values", MaxValues)},
+		// a number of a megabyte
+		{"huge number", []byte(`{"behaviors": {"a": {"frequency": 1` + strings.Repeat("0", 1<<20) + `}}}`), "h.json:1:35: invalid JSON: a literal of 1048577 bytes"},
+		{"unterminated comment", []byte("{\n /* no end"), "h.json:2:2: invalid JSON: unterminated /* comment"},
+		{"unterminated string", []byte(`{"behaviors": "abc`), "h.json:1:15: invalid JSON: unterminated string"},
+		{"lone slash", []byte(`{"behaviors": / }`), "h.json:1:15: invalid JSON: invalid character '/'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			set, diags := Parse(File{Name: "h.json", Data: tt.data})
+			if set != nil || len(diags) != 1 {
+				t.Fatalf("set=%v, %d diagnostics: %.2000v", set != nil, len(diags), diags)
+			}
+			if got := diags[0].String(); !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// The 3 MB of '[' costs little memory: the scan stops at depth 65 and
+// allocates nothing (it used to take 461 MB at 400 KB).
+func TestDeepNestingCheap(t *testing.T) {
+	data := bytes.Repeat([]byte("["), 3<<20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	Parse(File{Name: "h.json", Data: data})
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("refusing 3 MB of [ allocated %d bytes", got)
+	}
+}
+
+// HuJSON still loads: comments and trailing commas, at the right positions.
+func TestHuJSONStandardized(t *testing.T) {
+	src := "// a set\n{ \"behaviors\": { /* one */ \"a\": { \"frequency\": 0.5, \"steps\": [ { \"delay_after_ms\": 1, }, ], }, },\n}\n"
+	set, diags := Parse(File{Name: "h.json", Data: []byte(src)})
+	if set == nil {
+		t.Fatalf("HuJSON refused: %v", diags)
+	}
+	if b := set.Behavior("a"); b == nil || b.Frequency != 0.5 || len(b.Sequence.Steps) != 1 {
+		t.Errorf("loaded %+v", b)
+	}
+	// a comma with no value before it is still an error
+	for _, bad := range []string{`{"behaviors": [,]}`, `{"behaviors": {"a":,}}`, `[1,,]`} {
+		if set, _ := Parse(File{Name: "h.json", Data: []byte(bad)}); set != nil {
+			t.Errorf("%s loaded", bad)
+		}
+	}
+}
+
+// Errors quote at most MaxQuote bytes of the input, cut on a UTF-8
+// boundary: a 10 MB key or name is not echoed back.
+func TestErrorsQuoteLittle(t *testing.T) {
+	long := strings.Repeat("é", 5<<20) // 10 MB, two bytes a rune
+	tests := []struct{ name, src string }{
+		{"unknown field", `{"behaviors": {"a": {"frequency": 0.1, "` + long + `": 1}}}`},
+		{"behavior name", `{"behaviors": {"` + long + `": {"frequency": 2}}}`},
+		{"duplicate key", `{"` + long + `": 1, "` + long + `": 2}`},
+		{"request type", `{"behaviors": {"a": {"steps": [{"request": {"type": "` + long + `"}}]}}}`},
+		{"template", `{"behaviors": {"a": {"steps": [{"pre_actions": ["{{ ` + strings.Repeat("x", 1<<20) + ` }}"]}]}}}`},
+		{"timezone", `{"timezone": "` + long + `"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, diags := Parse(File{Name: "h.json", Data: []byte(tt.src)})
+			if !diags.HasErrors() {
+				t.Fatal("no error")
+			}
+			msg := diags.Error()
+			if len(msg) > 4*MaxQuote+600 {
+				t.Errorf("error of %d bytes: %.300s…", len(msg), msg)
+			}
+			if !utf8.ValidString(msg) {
+				t.Errorf("error cut inside a rune: %q", msg)
+			}
+		})
+	}
+}
+
+func TestCheckJSONShape(t *testing.T) {
+	if err := CheckJSONShape([]byte(`{"files": [{"name": "a", "content": "[[[[[["}]}`), 3, 100); err != nil {
+		t.Errorf("a shallow body refused: %v", err)
+	}
+	err := CheckJSONShape(bytes.Repeat([]byte("["), 1000), 10, 100)
+	var se *ShapeError
+	if !errors.As(err, &se) || se.Off != 10 {
+		t.Errorf("deep body: %v", err)
+	}
+}
