@@ -73,6 +73,8 @@ type Env struct {
 	Params map[string]string
 	// Vars holds the execution's variables (allocated on first set).
 	Vars map[string]any
+	// varBytes accounts for what Vars hold (set with `set`).
+	varBytes varBytes
 }
 
 // Text is a string field that may be a template ("{{ get \"channel\" }}") or
@@ -96,6 +98,16 @@ type Program struct {
 	names []string
 	pool  sync.Pool
 	once  sync.Once
+	// Budget is the byte budget of each template execution (0:
+	// DefaultBudget; see DefaultBudget for what it counts).
+	Budget int64
+}
+
+func (p *Program) budget() int64 {
+	if p.Budget > 0 {
+		return p.Budget
+	}
+	return DefaultBudget
 }
 
 // NewProgram returns an empty program.
@@ -164,6 +176,15 @@ var tickNode = sync.OnceValue(func() parse.Node {
 	return t.Tree.Root.Nodes[0]
 })
 
+// printCmd is the call of printFunc appended to printing actions.
+var printCmd = sync.OnceValue(func() *parse.CommandNode {
+	t, err := template.New("print").Funcs(template.FuncMap{printFunc: fmt.Sprint}).Parse("{{" + printFunc + "}}")
+	if err != nil {
+		panic(err)
+	}
+	return t.Tree.Root.Nodes[0].(*parse.ActionNode).Pipe.Cmds[0]
+})
+
 // guardTree rejects template calls and injects the tick into every range
 // body, so a loop cannot run unbounded.
 func guardTree(n parse.Node) error {
@@ -179,6 +200,10 @@ func guardTree(n parse.Node) error {
 		}
 	case *parse.TemplateNode:
 		return fmt.Errorf("%d: {{template}} is not allowed in behavior templates", n.Line)
+	case *parse.ActionNode:
+		if len(n.Pipe.Decl) == 0 { // it prints: through printFunc, which charges the budget
+			n.Pipe.Cmds = append(n.Pipe.Cmds, printCmd().Copy().(*parse.CommandNode))
+		}
 	case *parse.IfNode:
 		if err := guardTree(n.List); err != nil {
 			return err
@@ -237,7 +262,7 @@ func (p *Program) Render(env *Env, t Text, data any) (string, error) {
 	}
 	defer p.pool.Put(x)
 	x.out.reset()
-	if err := x.run(env, t, data); err != nil {
+	if err := x.run(p, env, t, data); err != nil {
 		return "", err
 	}
 	return x.out.String(), nil
@@ -255,14 +280,15 @@ func (p *Program) Run(env *Env, t Text, data any) error {
 	}
 	defer p.pool.Put(x)
 	x.out.reset()
-	return x.run(env, t, data)
+	return x.run(p, env, t, data)
 }
 
-func (x *executor) run(env *Env, t Text, data any) error {
+func (x *executor) run(p *Program, env *Env, t Text, data any) error {
 	if t.id >= len(x.tmpls) {
 		return fmt.Errorf("%s: template %d is not in this program", t.Where, t.id)
 	}
-	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration)}
+	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
+	x.out.b = &x.b
 	err := x.tmpls[t.id].Execute(&x.out, data)
 	x.b = binding{}
 	if err != nil {
@@ -287,6 +313,16 @@ type binding struct {
 	env      *Env
 	deadline time.Time
 	ticks    int
+	budget   budget
+}
+
+// charge takes n bytes from the execution's budget (see budget.charge).
+// Without a binding (parsing) nothing is charged.
+func (b *binding) charge(what string, n int64) error {
+	if b == nil {
+		return nil
+	}
+	return b.budget.charge(what, n)
 }
 
 func (b *binding) store() (*Store, error) {
@@ -307,9 +343,11 @@ func (b *binding) tick() error {
 	return nil
 }
 
-// limitedWriter collects template output up to MaxOutput bytes.
+// limitedWriter collects template output up to MaxOutput bytes, charging
+// what it keeps to the execution's budget.
 type limitedWriter struct {
 	buf []byte
+	b   *binding
 }
 
 func (w *limitedWriter) reset() { w.buf = w.buf[:0] }
@@ -317,6 +355,9 @@ func (w *limitedWriter) reset() { w.buf = w.buf[:0] }
 func (w *limitedWriter) Write(p []byte) (int, error) {
 	if len(w.buf)+len(p) > MaxOutput {
 		return 0, fmt.Errorf("output larger than %d bytes: %w", MaxOutput, ErrLimit)
+	}
+	if err := w.b.charge("output", int64(len(p))); err != nil {
+		return 0, err
 	}
 	w.buf = append(w.buf, p...)
 	return len(p), nil
