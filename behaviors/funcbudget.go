@@ -36,7 +36,7 @@ var budgetedSprig = map[string]sizeRule{
 	"regexQuoteMeta": factor(2), "date": factor(3), "dateInZone": factor(3), "date_in_zone": factor(3),
 	"htmlDate": factor(3), "htmlDateInZone": factor(3), "encryptAES": factor(3), "urlParse": factor(8),
 	"quote": factor(4), "squote": factor(4), "toStrings": factor(3), "sortAlpha": factor(3),
-	"cat": factor(1),
+	"cat":      factor(1),
 	"fromJson": factor(40), "mustFromJson": factor(40),
 	"toJson": jsonRule(false), "toRawJson": jsonRule(false), "mustToJson": jsonRule(false), "mustToRawJson": jsonRule(false),
 	"toPrettyJson": jsonRule(true), "mustToPrettyJson": jsonRule(true),

@@ -112,11 +112,11 @@ func (a *Await) Matches(eventType string, raw []byte) bool {
 
 // JSONTemplate is a JSON value whose string leaves may be templates.
 type JSONTemplate struct {
-	kind  jkind
-	lit   any // null, bool, number leaves
-	text  Text
-	kids  []*JSONTemplate // array elements, or object values parallel to keys
-	keys  []string
+	kind jkind
+	lit  any // null, bool, number leaves
+	text Text
+	kids []*JSONTemplate // array elements, or object values parallel to keys
+	keys []string
 }
 
 // Render builds the JSON value with every template leaf rendered.
