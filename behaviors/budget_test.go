@@ -117,3 +117,41 @@ func TestVariableBytesBounded(t *testing.T) {
 		}
 	}
 }
+
+// Constant expressions over the budget are refused when the file is
+// validated, with the template's position.
+func TestConstantBombsRefusedAtLoad(t *testing.T) {
+	doubling := `{{ $s := \"xxxxxxxxxx\" }}` + strings.Repeat(`{{ $s = print $s $s }}`, 17)
+	tests := []struct{ name, tmpl, want string }{
+		// the reported template: refused at its innermost over-budget repeat
+		{"nested repeats", `{{ $x := repeat 10000 (repeat 10000 (repeat 10000 \"x\")) }}`, "h.json:1:67: behavior \"a\" › step 1 › pre_actions[0]: template line 1:24: repeat would produce 100.0 MB, over the 1 MiB template budget"},
+		{"one repeat", `{{ repeat 2000000 \"x\" }}`, "template line 1:4: repeat would produce 2.0 MB"},
+		{"print doubling", doubling, "template line 1:385: print would produce 1.3 MB"},
+		{"printf doubling", `{{ $s := \"xxxxxxxxxx\" }}` + strings.Repeat(`{{ $s = printf \"%s%s\" $s $s }}`, 17), "printf would produce 1.3 MB"},
+		{"pipeline", `{{ repeat 1100 \"x\" | repeat 1000 }}`, "repeat would produce 1.1 MB"},
+		{"indent", `{{ indent 2000000 \"x\" }}`, "indent would produce 2.0 MB"},
+		// a doubling inside an if still doubles a known size
+		{"in a branch", `{{ $s := repeat 600000 \"x\" }}{{ if true }}{{ $s = cat $s $s }}{{ end }}`, "cat would produce 1.2 MB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := `{"behaviors": {"a": {"frequency": 0.1, "steps": [{"pre_actions": ["` + tt.tmpl + `"]}]}}}`
+			set, diags := Parse(File{Name: "h.json", Data: []byte(src)})
+			if set != nil || !strings.Contains(diags.Error(), tt.want) {
+				t.Errorf("got %v, want %q", diags, tt.want)
+			}
+		})
+	}
+	// Bounded or unknown sizes load: the runtime budget guards them.
+	for _, ok := range []string{
+		`{{ $s := repeat 1000 \"x\" }}{{ $s = print $s $s }}`,
+		`{{ $s := \"x\" }}{{ range until 30 }}{{ $s = print $s $s }}{{ end }}{{ $t := print $s $s }}`,
+		`{{ printf \"%.3s\" (repeat 1000000 \"x\") }}`,
+		`{{ repeat (get \"n\") (repeat 1000 \"x\") }}`,
+	} {
+		src := `{"behaviors": {"a": {"frequency": 0.1, "steps": [{"pre_actions": ["` + ok + `"]}]}}}`
+		if set, diags := Parse(File{Name: "h.json", Data: []byte(src)}); set == nil {
+			t.Errorf("%s refused: %v", ok, diags)
+		}
+	}
+}

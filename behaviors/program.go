@@ -148,7 +148,7 @@ func (p *Program) compile(src, where string) (Text, error) {
 	if err := guardTree(tr.Root); err != nil {
 		return Text{}, err
 	}
-	if err := checkConstants(tr.Root); err != nil {
+	if err := checkConstants(tr.Root, src, p.budget()); err != nil {
 		return Text{}, err
 	}
 	if _, err := p.root.AddParseTree(name, tr); err != nil {
@@ -364,5 +364,3 @@ func (w *limitedWriter) Write(p []byte) (int, error) {
 }
 
 func (w *limitedWriter) String() string { return string(w.buf) }
-
-func checkConstants(parse.Node) error { return nil }
