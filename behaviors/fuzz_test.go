@@ -26,11 +26,11 @@ func FuzzLoadSet(f *testing.F) {
 	// hostile shapes: deep nesting (also inside a valid prefix), huge and
 	// long numbers, long keys and names, unterminated comments and strings,
 	// template bombs
-	f.Add(bytes.Repeat([]byte("["), 100_000))
+	f.Add(bytes.Repeat([]byte("["), 2_000))
 	f.Add([]byte(`{"behaviors": {"a": ` + strings.Repeat(`{"a": [`, 40) + `}}`))
 	f.Add([]byte(`{"behaviors": {"a": {"frequency": 1e999999999, "hourly": [` + strings.Repeat("1e308,", 23) + `-1e-400]}}}`))
 	f.Add([]byte(`{"behaviors": {"a": {"frequency": 0.` + strings.Repeat("1", 200) + `}}}`))
-	f.Add([]byte(`{"behaviors": {"` + strings.Repeat("é", 50_000) + `": {"frequency": 0.5}}}`))
+	f.Add([]byte(`{"behaviors": {"` + strings.Repeat("é", 2_000) + `": {"frequency": 0.5}}}`))
 	f.Add([]byte("{/* never closed"))
 	f.Add([]byte(`{"behaviors": {"a": {"steps": [{"pre_actions": ["{{ $x := repeat 10000 (repeat 10000 (repeat 10000 \"x\")) }}"]}]}}}`))
 	f.Add([]byte(`{"behaviors": {"a": {"steps": [{"pre_actions": ["{{ $s := get \"x\" }}` + strings.Repeat(`{{ $s = print $s $s }}`, 12) + `"]}]}}}`))
