@@ -2,8 +2,11 @@ package behaviors
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -116,4 +119,42 @@ func TestCheckJSONShape(t *testing.T) {
 	if !errors.As(err, &se) || se.Off != 10 {
 		t.Errorf("deep body: %v", err)
 	}
+}
+
+// FuzzParseMatchesEncodingJSON: on standard JSON within the shape limits,
+// the loader's parser accepts exactly what encoding/json accepts and reads
+// the same values (duplicate keys aside, which it refuses on purpose).
+func FuzzParseMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{`{"a": [1, -2.5e+3, true, false, null, "x\u00e9\n"]}`, `"\ud83d\ude00"`, `[1,]`, `{"a":1}x`,
+		"\"\xff\"", `01`, `-`, `1.`, `1e`, `[tru]`, `{"a" 1}`, `{"a":1,}`, ` [ ] `, `"\x"`, `"\u12"`, "\"a\tb\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		std, err := standardize(data, MaxDepth, MaxValues)
+		if err != nil || !bytes.Equal(std, data) {
+			return // HuJSON or over a limit: not comparable
+		}
+		n, perr := parseFile(data)
+		var want any
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		jerr := dec.Decode(&want)
+		if jerr == nil && dec.More() {
+			jerr = errors.New("trailing data")
+		}
+		if jerr == nil {
+			if _, err := dec.Token(); err != io.EOF {
+				jerr = errors.New("trailing data")
+			}
+		}
+		if perr != nil && strings.Contains(perr.Error(), "duplicate key") {
+			return
+		}
+		if (perr == nil) != (jerr == nil) {
+			t.Fatalf("%q: loader err %v, encoding/json err %v", data, perr, jerr)
+		}
+		if perr == nil && !reflect.DeepEqual(n.toAny(), want) {
+			t.Fatalf("%q: loader read %#v, encoding/json %#v", data, n.toAny(), want)
+		}
+	})
 }
