@@ -90,6 +90,36 @@ type diagSink struct {
 	// first use so that every lookup is a binary search: a file with many
 	// templates costs linear time, not quadratic.
 	lines []int
+	// dropped counts the diagnostics past MaxDiagnostics.
+	dropped, droppedErrors int
+}
+
+// MaxDiagnostics is the most diagnostics reported for one file: a file with
+// a million bad fields gets a hundred messages and a count, not a
+// hundred-megabyte error.
+const MaxDiagnostics = 100
+
+// result returns the file's diagnostics, with one more that counts those
+// left out.
+func (s *diagSink) result() Diagnostics {
+	if s.dropped == 0 {
+		return s.diags
+	}
+	return append(s.diags[:len(s.diags):len(s.diags)], Diagnostic{File: s.file, Warning: s.droppedErrors == 0,
+		Msg: fmt.Sprintf("%d more problems (%d errors) not shown", s.dropped, s.droppedErrors)})
+}
+
+// full reports whether the sink holds MaxDiagnostics already, counting
+// the one being added.
+func (s *diagSink) full(warning bool) bool {
+	if len(s.diags) < MaxDiagnostics {
+		return false
+	}
+	s.dropped++
+	if !warning {
+		s.droppedErrors++
+	}
+	return true
 }
 
 func (s *diagSink) lineCol(off int) (int, int) {
@@ -125,11 +155,17 @@ func lineStarts(data []byte) []int {
 const maxDiagText = 1024
 
 func (s *diagSink) add(off int, path, format string, args ...any) {
+	if s.full(false) {
+		return
+	}
 	l, c := s.lineCol(off)
 	s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Path: clipTo(path, maxDiagText), Msg: clipTo(fmt.Sprintf(format, args...), maxDiagText)})
 }
 
 func (s *diagSink) warn(off int, path, format string, args ...any) {
+	if s.full(true) {
+		return
+	}
 	l, c := s.lineCol(off)
 	s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Path: clipTo(path, maxDiagText), Msg: clipTo(fmt.Sprintf(format, args...), maxDiagText), Warning: true})
 }

@@ -158,3 +158,25 @@ func FuzzParseMatchesEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+// A file with a hundred thousand bad fields gets MaxDiagnostics messages and
+// a count, not an error of megabytes.
+func TestDiagnosticsCapped(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"behaviors": {"a": {"frequency": 0.5`)
+	for i := range 100_000 {
+		fmt.Fprintf(&b, `, "x%d": 1`, i)
+	}
+	b.WriteString(`}}}`)
+	set, diags := Parse(File{Name: "h.json", Data: []byte(b.String())})
+	// the file's hundred, the count, and the set-level "no steps"
+	if set != nil || len(diags) != MaxDiagnostics+2 {
+		t.Fatalf("set=%v, %d diagnostics", set != nil, len(diags))
+	}
+	if count := diags[MaxDiagnostics].String(); count != "h.json: 99900 more problems (99900 errors) not shown" {
+		t.Errorf("the count: %s", count)
+	}
+	if n := len(diags.Error()); n > 20_000 {
+		t.Errorf("error of %d bytes", n)
+	}
+}

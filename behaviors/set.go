@@ -130,11 +130,11 @@ func Parse(files ...File) (*Set, Diagnostics) {
 		root, err := parseFile(f.Data)
 		if err != nil {
 			sink.parseError(err)
-			all = append(all, sink.diags...)
+			all = append(all, sink.result()...)
 			continue
 		}
 		if !d.want(root, "top level", jObject) {
-			all = append(all, sink.diags...)
+			all = append(all, sink.result()...)
 			continue
 		}
 		d.fields(root, "top level", "name", "doc", "behaviors", "sequences", "boot", "on_event", "timezone")
@@ -226,7 +226,7 @@ func Parse(files ...File) (*Set, Diagnostics) {
 				set.OnEvent[k.name] = append(set.OnEvent[k.name], acts...)
 			}
 		}
-		all = append(all, sink.diags...)
+		all = append(all, sink.result()...)
 	}
 	names := make([]string, 0, len(byName))
 	for n := range byName {
@@ -291,10 +291,10 @@ func ParseWithSequence(f File, seqKey string, allowed ...string) (map[string]Fie
 	root, err := parseFile(f.Data)
 	if err != nil {
 		sink.parseError(err)
-		return nil, nil, sink.diags
+		return nil, nil, sink.result()
 	}
 	if !d.want(root, "top level", jObject) {
-		return nil, nil, sink.diags
+		return nil, nil, sink.result()
 	}
 	d.fields(root, "top level", append([]string{seqKey}, allowed...)...)
 	fields := map[string]Field{}
@@ -308,11 +308,11 @@ func ParseWithSequence(f File, seqKey string, allowed ...string) (map[string]Fie
 	var seq *Sequence
 	if sn := root.get(seqKey); sn != nil {
 		seq = d.sequence(sn, seqKey)
-		if seq != nil && len(seq.Steps) == 0 && !sink.diags.HasErrors() {
+		if seq != nil && len(seq.Steps) == 0 && !sink.result().HasErrors() {
 			sink.add(sn.off, seqKey, "a sequence needs at least one step")
 		}
 	} else {
 		sink.add(root.off, "top level", "missing %q", seqKey)
 	}
-	return fields, seq, sink.diags
+	return fields, seq, sink.result()
 }
