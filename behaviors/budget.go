@@ -39,6 +39,19 @@ func (b *budget) charge(what string, n int64) error {
 	return nil
 }
 
+// Budget is a byte budget shared by several renderings: the templates of
+// one request (its arguments, URL, headers, body or JSON leaves) are each
+// an execution with a budget of their own, and together they stay within
+// one more, since the request holds all their output at once.
+type Budget struct{ b budget }
+
+// NewBudget returns a budget of the program's size per execution.
+func (p *Program) NewBudget() *Budget { return &Budget{budget{limit: p.budget()}} }
+
+// Charge takes n bytes for what, or fails with an error wrapping ErrLimit
+// when they do not fit.
+func (b *Budget) Charge(what string, n int) error { return b.b.charge(what, int64(n)) }
+
 // bytesText renders a byte count for messages: 1.0 GB, 1 MiB, 12 bytes.
 func bytesText(n int64) string {
 	switch {

@@ -86,6 +86,10 @@ and allocates nothing. How the functions count:
   (`+"`list`, `append`, `concat`, `until`, `splitList`"+`…); `+"`deepCopy`"+` what its argument prints as.
 - the output itself (also capped at %d bytes per template).
 
+The templates of one request (its arguments, URL, headers and body, or the string leaves of its `+"`json`"+`)
+are each an execution with its own budget, and their outputs together must also fit in one budget, since the
+request holds them all at once.
+
 `+"`dictSet`"+` and `+"`merge`"+` refuse to make a dictionary contain itself (printing it would recurse forever), and
 `+"`uniq`"+` refuses lists longer than %d (it compares every pair). Variables set with `+"`set`"+` keep their values
 for the rest of the sequence, but no single value can be larger than one budget.

@@ -119,15 +119,28 @@ type JSONTemplate struct {
 	keys []string
 }
 
-// Render builds the JSON value with every template leaf rendered.
+// Render builds the JSON value with every template leaf rendered. The
+// leaves together stay within one execution's budget (each is also an
+// execution with its own).
 func (j *JSONTemplate) Render(p *Program, env *Env, data any) (any, error) {
+	return j.render(p, env, data, p.NewBudget())
+}
+
+func (j *JSONTemplate) render(p *Program, env *Env, data any, b *Budget) (any, error) {
+	if err := b.Charge("a JSON body", 16); err != nil {
+		return nil, err
+	}
 	switch j.kind {
 	case jString:
-		return p.Render(env, j.text, data)
+		s, err := p.Render(env, j.text, data)
+		if err != nil {
+			return nil, err
+		}
+		return s, b.Charge("a JSON body", len(s))
 	case jArray:
 		out := make([]any, len(j.kids))
 		for i, e := range j.kids {
-			v, err := e.Render(p, env, data)
+			v, err := e.render(p, env, data, b)
 			if err != nil {
 				return nil, err
 			}
@@ -137,7 +150,7 @@ func (j *JSONTemplate) Render(p *Program, env *Env, data any) (any, error) {
 	case jObject:
 		out := make(map[string]any, len(j.keys))
 		for i, k := range j.keys {
-			v, err := j.kids[i].Render(p, env, data)
+			v, err := j.kids[i].render(p, env, data, b)
 			if err != nil {
 				return nil, err
 			}

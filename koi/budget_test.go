@@ -3,6 +3,7 @@ package koi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -117,4 +118,34 @@ func rss() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// The templates of one request share a budget too: forty arguments (or
+// JSON leaves) of 60 kB each are each within a template's limits, but the
+// request would hold 2.4 MB.
+func TestRequestTemplatesShareABudget(t *testing.T) {
+	p, err := pond.Open(context.Background(), pond.Config{Users: 10, Channels: 3, DisableRateLimits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	var args, leaves []string
+	for i := range 40 {
+		args = append(args, fmt.Sprintf(`"a%d": "{{ repeat 60000 \"x\" }}"`, i))
+		leaves = append(leaves, `"{{ repeat 60000 \"x\" }}"`)
+	}
+	set := parseSet(t, `{"behaviors": {
+	  "args": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test", "args": {`+strings.Join(args, ", ")+`}}}]},
+	  "json": {"frequency": 1, "steps": [{"request": {"type": "http", "method": "POST", "url": "`+p.URL()+`/api/auth.test", "json": [`+strings.Join(leaves, ", ")+`]}}]}}}`)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, APIBase: p.URL() + "/api"})
+	k := rt.New(behaviors.Identity{Index: 1, Token: pond.Token(1)}, 1)
+	for name, want := range map[string]string{"args": "template budget: the request's arguments would produce", "json": "template budget: a JSON body would produce"} {
+		err := k.RunSequence(context.Background(), set.Behavior(name).Sequence, nil)
+		if !errors.Is(err, behaviors.ErrLimit) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if got := p.Stats().Requests["auth.test"]; len(got) != 0 {
+		t.Errorf("pond saw the oversized requests: %v", got)
+	}
 }
