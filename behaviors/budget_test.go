@@ -85,6 +85,20 @@ func TestTemplateBudgetAllows(t *testing.T) {
 			t.Errorf("%s = %q, %v; want %q", tt.src, got, err, tt.want)
 		}
 	}
+	// values print as text/template prints them: pointers followed
+	env.Store.AddChannel(Channel{ID: "C1", Name: "general", IsMember: true})
+	for src, want := range map[string]string{
+		`{{ channel "C1" }}`:          "{C1 general true false false false 0}",
+		`{{ channel "none" }}`:        "<no value>",
+		`{{ list (channel "C1") 1 }}`: "[0x", // inside a list fmt prints the address, as before
+		`{{ dict "a" (list 1 "b") }}`: "map[a:[1 b]]",
+		`{{ (channel "C1").Name }}`:   "general",
+	} {
+		got, err := p.Render(env, compileOne(t, p, src), nil)
+		if err != nil || !strings.HasPrefix(got, want) {
+			t.Errorf("%s = %q, %v; want %q", src, got, err, want)
+		}
+	}
 	// a template may use most of its budget
 	big := compileOne(t, p, `{{ $s := repeat 900000 "x" }}{{ len $s }}`)
 	if got, err := p.Render(env, big, nil); err != nil || got != "900000" {

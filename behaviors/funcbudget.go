@@ -470,18 +470,51 @@ func budgetedBuiltins(b *binding) template.FuncMap {
 		"js":       escaped("js", 6, htmltemplate.JSEscapeString),
 		"urlquery": escaped("urlquery", 3, url.QueryEscape),
 		printFunc: func(v any) (string, error) {
-			switch v := v.(type) {
-			case string:
-				return v, nil
-			case nil:
-				return "<no value>", nil // as text/template prints nothing
+			if s, ok := v.(string); ok {
+				return s, nil
 			}
-			if err := b.charge("printing a value", satAdd(printArg(reflect.ValueOf(v)), 0)); err != nil {
+			pv, err := printable(v)
+			if err != nil {
 				return "", err
 			}
-			return fmt.Sprint(v), nil
+			if s, ok := pv.(string); ok {
+				return s, nil
+			}
+			if err := b.charge("printing a value", printArg(reflect.ValueOf(pv))); err != nil {
+				return "", err
+			}
+			return fmt.Sprint(pv), nil
 		},
 	}
+}
+
+var errorType = reflect.TypeFor[error]()
+
+// printable is what text/template prints for a value (its printableValue):
+// pointers followed, "<no value>" for nothing, a pointer's String or Error
+// method used, functions and channels refused.
+func printable(v any) (any, error) {
+	rv := reflect.ValueOf(v)
+	for rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Interface {
+		if rv.IsNil() {
+			break
+		}
+		rv = rv.Elem()
+	}
+	if !rv.IsValid() {
+		return "<no value>", nil
+	}
+	if !rv.Type().Implements(errorType) && !rv.Type().Implements(stringerType) {
+		if rv.CanAddr() && (reflect.PointerTo(rv.Type()).Implements(errorType) || reflect.PointerTo(rv.Type()).Implements(stringerType)) {
+			rv = rv.Addr()
+		} else if k := rv.Kind(); k == reflect.Chan || k == reflect.Func {
+			return nil, fmt.Errorf("can't print value of type %s", rv.Type())
+		}
+	}
+	if !rv.CanInterface() {
+		return nil, fmt.Errorf("can't print value of type %s", rv.Type())
+	}
+	return rv.Interface(), nil
 }
 
 // printFunc is the hidden function appended to every printing action, so
