@@ -1,11 +1,13 @@
 package behaviors
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"regexp"
+	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Diagnostic is one problem found in a behavior or formation file. It names
@@ -84,6 +86,40 @@ type diagSink struct {
 	file  string
 	data  []byte
 	diags Diagnostics
+	// lines holds the offset of each line's first byte, computed once on
+	// first use so that every lookup is a binary search: a file with many
+	// templates costs linear time, not quadratic.
+	lines []int
+	// dropped counts the diagnostics past MaxDiagnostics.
+	dropped, droppedErrors int
+}
+
+// MaxDiagnostics is the most diagnostics reported for one file: a file with
+// a million bad fields gets a hundred messages and a count, not a
+// hundred-megabyte error.
+const MaxDiagnostics = 100
+
+// result returns the file's diagnostics, with one more that counts those
+// left out.
+func (s *diagSink) result() Diagnostics {
+	if s.dropped == 0 {
+		return s.diags
+	}
+	return append(s.diags[:len(s.diags):len(s.diags)], Diagnostic{File: s.file, Warning: s.droppedErrors == 0,
+		Msg: fmt.Sprintf("%d more problems (%d errors) not shown", s.dropped, s.droppedErrors)})
+}
+
+// full reports whether the sink holds MaxDiagnostics already, counting
+// the one being added.
+func (s *diagSink) full(warning bool) bool {
+	if len(s.diags) < MaxDiagnostics {
+		return false
+	}
+	s.dropped++
+	if !warning {
+		s.droppedErrors++
+	}
+	return true
 }
 
 func (s *diagSink) lineCol(off int) (int, int) {
@@ -93,30 +129,46 @@ func (s *diagSink) lineCol(off int) (int, int) {
 	if off > len(s.data) {
 		off = len(s.data)
 	}
-	line, col := 1, 1
-	for _, c := range s.data[:off] {
-		if c == '\n' {
-			line++
-			col = 1
-		} else {
-			col++
-		}
+	if s.lines == nil {
+		s.lines = lineStarts(s.data)
 	}
-	return line, col
+	// the last line starting at or before off
+	i := sort.SearchInts(s.lines, off+1) - 1
+	return i + 1, off - s.lines[i] + 1
 }
 
+// lineStarts returns the offset of every line's first byte.
+func lineStarts(data []byte) []int {
+	starts := make([]int, 1, 1+bytes.Count(data, []byte{'\n'}))
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			return starts
+		}
+		i += j + 1
+		starts = append(starts, i)
+	}
+}
+
+// maxDiagText bounds a diagnostic's path and message: whatever they quote
+// from the input, an error never echoes more than about this much of it.
+const maxDiagText = 1024
+
 func (s *diagSink) add(off int, path, format string, args ...any) {
+	if s.full(false) {
+		return
+	}
 	l, c := s.lineCol(off)
-	s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Path: path, Msg: fmt.Sprintf(format, args...)})
+	s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Path: clipTo(path, maxDiagText), Msg: clipTo(fmt.Sprintf(format, args...), maxDiagText)})
 }
 
 func (s *diagSink) warn(off int, path, format string, args ...any) {
+	if s.full(true) {
+		return
+	}
 	l, c := s.lineCol(off)
-	s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Path: path, Msg: fmt.Sprintf(format, args...), Warning: true})
+	s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Path: clipTo(path, maxDiagText), Msg: clipTo(fmt.Sprintf(format, args...), maxDiagText), Warning: true})
 }
-
-// hujsonPos matches the position prefix of hujson's syntax errors.
-var hujsonPos = regexp.MustCompile(`^hujson: line (\d+), column (\d+): (.*)$`)
 
 // parseError records a file that is not valid (Hu)JSON at its position.
 func (s *diagSink) parseError(err error) {
@@ -125,11 +177,32 @@ func (s *diagSink) parseError(err error) {
 		s.add(pe.off, "", "invalid JSON: %s", strings.TrimPrefix(pe.msg, "json: "))
 		return
 	}
-	if m := hujsonPos.FindStringSubmatch(err.Error()); m != nil {
-		l, _ := strconv.Atoi(m[1])
-		c, _ := strconv.Atoi(m[2])
-		s.diags = append(s.diags, Diagnostic{File: s.file, Line: l, Col: c, Msg: "invalid JSON: " + m[3]})
-		return
-	}
 	s.add(-1, "", "%v", err)
 }
+
+// MaxQuote is the most bytes of input an error message quotes.
+const MaxQuote = 200
+
+// clip shortens s to at most MaxQuote bytes, cut on a UTF-8 boundary and
+// marked with an ellipsis, for quoting input back in messages.
+func clip(s string) string { return clipTo(s, MaxQuote) }
+
+// clipTo shortens s to at most n bytes (plus the ellipsis), on a UTF-8
+// boundary.
+func clipTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// quote is %q of clip(s): how every message quotes a piece of input.
+func quote(s string) string { return strconv.Quote(clip(s)) }
+
+// Clip is clip for other packages: at most MaxQuote bytes of s, cut on a
+// UTF-8 boundary, with an ellipsis when cut.
+func Clip(s string) string { return clip(s) }

@@ -53,6 +53,58 @@ All of [sprig v3](https://masterminds.github.io/sprig/)'s text functions are ava
 	for _, n := range shadowed {
 		fmt.Fprintf(&b, "- sprig `%s` → `%s`\n", n, ShadowedSprig[n])
 	}
+	var budgeted []string
+	for n := range budgetedSprig {
+		budgeted = append(budgeted, n)
+	}
+	sort.Strings(budgeted)
+	small := append([]string(nil), smallSprig...)
+	sort.Strings(small)
+	fmt.Fprintf(&b, `
+## Byte budget
+
+Every template execution (one action, argument, URL, header, body or JSON leaf) has a byte budget of
+%s (%d bytes). It counts the output and every string, list and dictionary the functions build,
+cumulatively: bytes built and then dropped still count, so a loop cannot recycle the budget. Each function
+works out, from its arguments and before it allocates anything, how much it will produce, and charges that
+first; a call that does not fit fails the step with a counted error such as
+
+    template budget: repeat would produce 100.0 MB, over the 1.0 MB left of the 1 MiB budget
+
+and allocates nothing. How the functions count:
+
+- `+"`print`, `println`, `printf`, `html`, `js`, `urlquery`"+` (text/template's own, replaced) and every printing
+  action: what the value prints as, measured without printing it; shared parts count once per reference and a
+  value that contains itself never fits. `+"`printf`"+` counts widths and precisions once per value they pad, and
+  `+"`%%q`/`%%x`"+` as growing their value up to 4 and 3 times.
+- `+"`repeat`"+` count × length; `+"`replace`"+` exactly (occurrences × growth); `+"`indent`/`nindent`"+` width × lines;
+  `+"`wrapWith`, `regexReplaceAll`"+` every possible match replaced; `+"`join`, `cat`"+` what their parts print as.
+- case and trimming functions, encodings, hashes of strings: a small factor of their input (case mapping can
+  turn an invalid byte into a 3-byte U+FFFD); `+"`toJson`"+` up to 6 bytes per string byte, `+"`toPrettyJson`"+` plus
+  indentation; `+"`fromJson`"+` 40 bytes per input byte.
+- lists and dictionaries: 16 bytes per list slot, 64 per dictionary entry, for the lists they build
+  (`+"`list`, `append`, `concat`, `until`, `splitList`"+`…); `+"`deepCopy`"+` what its argument prints as.
+- the output itself (also capped at %d bytes per template).
+
+The templates of one request (its arguments, URL, headers and body, or the string leaves of its `+"`json`"+`)
+are each an execution with its own budget, and their outputs together must also fit in one budget, since the
+request holds them all at once.
+
+`+"`dictSet`"+` and `+"`merge`"+` refuse to make a dictionary contain itself (printing it would recurse forever), and
+`+"`uniq`"+` refuses lists longer than %d (it compares every pair). Variables set with `+"`set`"+` keep their values
+for the rest of the sequence, but no single value can be larger than one budget.
+
+`+"`koipond behaviors validate`"+` and uploads also refuse templates whose constant expressions are over the budget
+(for example `+"`repeat 10000 (repeat 10000 \"x\")`"+`, or a string doubled with `+"`print $s $s`"+` twelve times),
+naming the template's position.
+
+Sprig functions with a budget rule: %s.
+
+Sprig functions whose results are small whatever their arguments (numbers, booleans, hashes, dates, one of
+their arguments): %s.
+
+A function that a newer sprig adds is not callable until it has a rule here.
+`, bytesText(DefaultBudget), int64(DefaultBudget), MaxOutput, maxUniq, "`"+strings.Join(budgeted, "`, `")+"`", "`"+strings.Join(small, "`, `")+"`")
 	fmt.Fprintf(&b, `
 ## Limits
 
@@ -63,6 +115,6 @@ A template that runs away fails that step (counted as an error) instead of hurti
 - loops: at most %d `+"`range`"+` iterations per template;
 - size arguments of %s: at most %d;
 - `+"`define`, `block` and `template`"+` are refused (no recursion).
-`, MaxOutput, MaxDuration, MaxIterations, "`"+strings.Join(boundedSprig, "`, `")+"`", MaxListLen)
+`, MaxOutput, MaxDuration, MaxIterations, "`until`, `untilStep`, `seq`", MaxListLen)
 	return b.String()
 }

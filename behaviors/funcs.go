@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,11 +47,6 @@ var ShadowedSprig = map[string]string{
 	"get": "dictGet",
 }
 
-// boundedSprig lists sprig functions whose size argument is checked against
-// MaxListLen before they run, so a template cannot allocate without limit.
-var boundedSprig = []string{"until", "untilStep", "seq", "repeat", "randAlpha", "randAlphaNum",
-	"randAscii", "randNumeric", "randBytes", "indent", "nindent"}
-
 var sprigFuncs = sync.OnceValue(func() template.FuncMap {
 	m := sprig.TxtFuncMap()
 	for name := range RemovedSprig {
@@ -60,49 +56,13 @@ var sprigFuncs = sync.OnceValue(func() template.FuncMap {
 		m[alias] = m[name]
 		delete(m, name)
 	}
-	for _, name := range boundedSprig {
-		m[name] = boundSizeArgs(name, m[name])
+	for name := range m {
+		if _, ok := budgetedSprig[name]; !ok && !slices.Contains(smallSprig, name) {
+			delete(m, name) // not reviewed for the byte budget
+		}
 	}
 	return m
 })
-
-// boundSizeArgs wraps a sprig function so that any integer argument larger
-// than MaxListLen (or a string result argument making the output too big)
-// is refused before the function runs.
-func boundSizeArgs(name string, f any) any {
-	fv := reflect.ValueOf(f)
-	ft := fv.Type()
-	return reflect.MakeFunc(reflect.FuncOf(inTypes(ft), []reflect.Type{reflect.TypeFor[any](), reflect.TypeFor[error]()}, ft.IsVariadic()),
-		func(args []reflect.Value) []reflect.Value {
-			flat := args
-			if ft.IsVariadic() && len(args) > 0 {
-				last := args[len(args)-1]
-				flat = append(append([]reflect.Value(nil), args[:len(args)-1]...), sliceValues(last)...)
-			}
-			var ints []int64
-			for _, a := range flat {
-				if v, ok := asInt(a); ok {
-					ints = append(ints, v)
-				}
-			}
-			if err := checkSize(name, ints); err != nil {
-				return []reflect.Value{reflect.Zero(reflect.TypeFor[any]()), reflect.ValueOf(&err).Elem()}
-			}
-			var out []reflect.Value
-			if ft.IsVariadic() {
-				out = fv.CallSlice(args)
-			} else {
-				out = fv.Call(args)
-			}
-			res := reflect.ValueOf(&[]any{nil}).Elem().Index(0)
-			res.Set(out[0])
-			errv := reflect.Zero(reflect.TypeFor[error]())
-			if len(out) > 1 && !out[1].IsNil() {
-				errv = out[1]
-			}
-			return []reflect.Value{res, errv}
-		}).Interface()
-}
 
 // checkSize refuses sizes that would allocate more than MaxListLen items.
 // For seq/until/untilStep the size is the length of the range, not an
@@ -231,6 +191,12 @@ func funcMap(b *binding) template.FuncMap {
 	}
 	m := make(template.FuncMap, len(sprigFuncs())+len(KoiFuncs)+1)
 	for k, v := range sprigFuncs() {
+		if rule, ok := budgetedSprig[k]; ok && b != nil {
+			v = budgetFunc(b, k, v, rule)
+		}
+		m[k] = v
+	}
+	for k, v := range budgetedBuiltins(b) {
 		m[k] = v
 	}
 	st := func() (*Store, error) {
@@ -252,13 +218,17 @@ func funcMap(b *binding) template.FuncMap {
 		e := b.env
 		if v == nil {
 			delete(e.Vars, key)
+			e.varBytes.del(key)
 			return "", nil
 		}
 		if e.Vars == nil {
 			e.Vars = make(map[string]any, 4)
 		}
 		if _, ok := e.Vars[key]; !ok && len(e.Vars) >= MaxVars {
-			return "", fmt.Errorf("set %q: the sequence already holds %d variables", key, MaxVars)
+			return "", fmt.Errorf("set %s: the sequence already holds %d variables", quote(key), MaxVars)
+		}
+		if err := e.varBytes.put(key, shapeOf(v).printBound()); err != nil {
+			return "", err
 		}
 		e.Vars[key] = v
 		return "", nil
@@ -294,7 +264,14 @@ func funcMap(b *binding) template.FuncMap {
 		return "", fmt.Errorf("no launch parameter %q", name)
 	}
 	m["halt"] = func(reason ...any) (string, error) {
-		return "", &HaltError{Reason: strings.TrimSpace(fmt.Sprintln(reason...))}
+		var n int64
+		for _, r := range reason {
+			n = satAdd(n, printArg(reflect.ValueOf(r)))
+		}
+		if err := b.charge("halt", n); err != nil {
+			return "", err
+		}
+		return "", &HaltError{Reason: clipTo(strings.TrimSpace(fmt.Sprintln(reason...)), MaxQuote)}
 	}
 	m["chance"] = func(p any) (bool, error) {
 		f, ok := num(p)
@@ -449,6 +426,9 @@ func funcMap(b *binding) template.FuncMap {
 		return s.Messages(c.ID), nil
 	}
 	m["extractStrings"] = func(list any, key string) ([]string, error) {
+		if err := b.charge("extractStrings", satMul(lenArg(reflect.ValueOf(list)), 16)); err != nil {
+			return nil, err
+		}
 		items, err := listOf(list)
 		if err != nil {
 			return nil, fmt.Errorf("extractStrings: %w", err)
@@ -509,7 +489,9 @@ func funcMap(b *binding) template.FuncMap {
 		}
 		return items[rand.IntN(len(items))], nil
 	}
-	m["stringArray"] = func(s ...string) []string { return s }
+	m["stringArray"] = func(s ...string) ([]string, error) {
+		return s, b.charge("stringArray", int64(16*len(s)))
+	}
 	m["slackTS"] = func() string {
 		now := time.Now()
 		return fmt.Sprintf("%d.%06d", now.Unix(), now.Nanosecond()/1000)

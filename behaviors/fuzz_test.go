@@ -1,8 +1,10 @@
 package behaviors
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -21,6 +23,19 @@ func FuzzLoadSet(f *testing.F) {
 	}
 	f.Add([]byte(`{"behaviors":{"a":{"frequency":1,"steps":[{"request":{"type":"ws","json":[1,{"a":"{{ . }}"}],"await":{"event":"x"}}}]}}}`))
 	f.Add([]byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[`))
+	// hostile shapes: deep nesting (also inside a valid prefix), huge and
+	// long numbers, long keys and names, unterminated comments and strings,
+	// template bombs
+	f.Add(bytes.Repeat([]byte("["), 2_000))
+	f.Add([]byte(`{"behaviors": {"a": ` + strings.Repeat(`{"a": [`, 40) + `}}`))
+	f.Add([]byte(`{"behaviors": {"a": {"frequency": 1e999999999, "hourly": [` + strings.Repeat("1e308,", 23) + `-1e-400]}}}`))
+	f.Add([]byte(`{"behaviors": {"a": {"frequency": 0.` + strings.Repeat("1", 200) + `}}}`))
+	f.Add([]byte(`{"behaviors": {"` + strings.Repeat("é", 2_000) + `": {"frequency": 0.5}}}`))
+	f.Add([]byte("{/* never closed"))
+	f.Add([]byte(`{"behaviors": {"a": {"steps": [{"pre_actions": ["{{ $x := repeat 10000 (repeat 10000 (repeat 10000 \"x\")) }}"]}]}}}`))
+	f.Add([]byte(`{"behaviors": {"a": {"steps": [{"pre_actions": ["{{ $s := get \"x\" }}` + strings.Repeat(`{{ $s = print $s $s }}`, 12) + `"]}]}}}`))
+	f.Add([]byte(`{"behaviors": {"a": {"steps": [{"pre_actions": ["{{ $l := list 1 }}` + strings.Repeat(`{{ $l = list $l $l }}`, 40) + `{{ $l }}"]}]}}}`))
+	f.Add([]byte(`{"behaviors": {"a": {"steps": [{"pre_actions": ["{{ $d := dict }}{{ $_ := dictSet $d \"d\" $d }}{{ $d }}"]}]}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		set, diags := Parse(File{Name: "fuzz.json", Data: data})
 		if (set == nil) != diags.HasErrors() {

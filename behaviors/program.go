@@ -73,6 +73,8 @@ type Env struct {
 	Params map[string]string
 	// Vars holds the execution's variables (allocated on first set).
 	Vars map[string]any
+	// varBytes accounts for what Vars hold (set with `set`).
+	varBytes varBytes
 }
 
 // Text is a string field that may be a template ("{{ get \"channel\" }}") or
@@ -96,31 +98,60 @@ type Program struct {
 	names []string
 	pool  sync.Pool
 	once  sync.Once
+	// Budget is the byte budget of each template execution (0:
+	// DefaultBudget; see DefaultBudget for what it counts).
+	Budget int64
+}
+
+func (p *Program) budget() int64 {
+	if p.Budget > 0 {
+		return p.Budget
+	}
+	return DefaultBudget
 }
 
 // NewProgram returns an empty program.
 func NewProgram() *Program {
-	return &Program{root: template.New("koipond").Funcs(funcMap(nil))}
+	return &Program{root: template.New("koipond").Funcs(funcMap(nil)).Option("missingkey=zero")}
 }
+
+// builtinNames are text/template's own functions, for parse-time checks.
+var builtinNames = func() map[string]any {
+	m := map[string]any{}
+	for _, n := range []string{"and", "or", "not", "len", "index", "slice", "print", "printf", "println",
+		"html", "js", "urlquery", "call", "eq", "ne", "lt", "le", "gt", "ge"} {
+		m[n] = fmt.Sprint // any non-nil value: parse only checks that the name exists
+	}
+	return m
+}()
 
 // compile parses src as a template. It returns a constant Text when src has
 // no action.
+//
+// It parses with text/template/parse directly and adds the tree to the
+// program's one namespace: creating a template per source would copy the
+// whole function map each time, which made a 10,000-behavior file take
+// seconds.
 func (p *Program) compile(src, where string) (Text, error) {
 	if !strings.Contains(src, "{{") {
 		return Text{id: -1, Const: src, Src: src, Where: where}, nil
 	}
 	name := fmt.Sprintf("t%d", len(p.names))
-	t, err := template.New(name).Funcs(funcMap(nil)).Option("missingkey=zero").Parse(src)
-	if err != nil {
+	trees := map[string]*parse.Tree{}
+	tr := parse.New(name)
+	if _, err := tr.Parse(src, "", "", trees, map[string]any(funcMap(nil)), builtinNames); err != nil {
 		return Text{}, cleanParseError(err, name)
 	}
-	if len(t.Templates()) > 1 {
+	if len(trees) != 1 || trees[name] == nil {
 		return Text{}, errors.New("define and block are not allowed in behavior templates")
 	}
-	if err := guardTree(t.Tree.Root); err != nil {
+	if err := guardTree(tr.Root); err != nil {
 		return Text{}, err
 	}
-	if _, err := p.root.AddParseTree(name, t.Tree); err != nil {
+	if err := checkConstants(tr.Root, src, p.budget()); err != nil {
+		return Text{}, err
+	}
+	if _, err := p.root.AddParseTree(name, tr); err != nil {
 		return Text{}, err
 	}
 	p.names = append(p.names, name)
@@ -135,6 +166,24 @@ func cleanParseError(err error, name string) error {
 	msg = strings.TrimPrefix(msg, name+":")
 	return errors.New("line " + msg)
 }
+
+// tickNode is the call of tickFunc injected into range bodies, parsed once.
+var tickNode = sync.OnceValue(func() parse.Node {
+	t, err := template.New("tick").Funcs(template.FuncMap{tickFunc: func() string { return "" }}).Parse("{{" + tickFunc + "}}")
+	if err != nil {
+		panic(err)
+	}
+	return t.Tree.Root.Nodes[0]
+})
+
+// printCmd is the call of printFunc appended to printing actions.
+var printCmd = sync.OnceValue(func() *parse.CommandNode {
+	t, err := template.New("print").Funcs(template.FuncMap{printFunc: fmt.Sprint}).Parse("{{" + printFunc + "}}")
+	if err != nil {
+		panic(err)
+	}
+	return t.Tree.Root.Nodes[0].(*parse.ActionNode).Pipe.Cmds[0]
+})
 
 // guardTree rejects template calls and injects the tick into every range
 // body, so a loop cannot run unbounded.
@@ -151,6 +200,10 @@ func guardTree(n parse.Node) error {
 		}
 	case *parse.TemplateNode:
 		return fmt.Errorf("%d: {{template}} is not allowed in behavior templates", n.Line)
+	case *parse.ActionNode:
+		if len(n.Pipe.Decl) == 0 { // it prints: through printFunc, which charges the budget
+			n.Pipe.Cmds = append(n.Pipe.Cmds, printCmd().Copy().(*parse.CommandNode))
+		}
 	case *parse.IfNode:
 		if err := guardTree(n.List); err != nil {
 			return err
@@ -168,11 +221,7 @@ func guardTree(n parse.Node) error {
 		if err := guardTree(n.ElseList); err != nil {
 			return err
 		}
-		tick, err := template.New("tick").Funcs(funcMap(nil)).Parse("{{" + tickFunc + "}}")
-		if err != nil {
-			return err
-		}
-		n.List.Nodes = append([]parse.Node{tick.Tree.Root.Nodes[0]}, n.List.Nodes...)
+		n.List.Nodes = append([]parse.Node{tickNode().Copy()}, n.List.Nodes...)
 	}
 	return nil
 }
@@ -213,7 +262,7 @@ func (p *Program) Render(env *Env, t Text, data any) (string, error) {
 	}
 	defer p.pool.Put(x)
 	x.out.reset()
-	if err := x.run(env, t, data); err != nil {
+	if err := x.run(p, env, t, data); err != nil {
 		return "", err
 	}
 	return x.out.String(), nil
@@ -231,14 +280,15 @@ func (p *Program) Run(env *Env, t Text, data any) error {
 	}
 	defer p.pool.Put(x)
 	x.out.reset()
-	return x.run(env, t, data)
+	return x.run(p, env, t, data)
 }
 
-func (x *executor) run(env *Env, t Text, data any) error {
+func (x *executor) run(p *Program, env *Env, t Text, data any) error {
 	if t.id >= len(x.tmpls) {
 		return fmt.Errorf("%s: template %d is not in this program", t.Where, t.id)
 	}
-	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration)}
+	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
+	x.out.b = &x.b
 	err := x.tmpls[t.id].Execute(&x.out, data)
 	x.b = binding{}
 	if err != nil {
@@ -253,7 +303,7 @@ func (x *executor) run(env *Env, t Text, data any) error {
 				msg = msg[i+j:]
 			}
 		}
-		return &ExecError{Where: t.Where, Msg: msg, Err: err}
+		return &ExecError{Where: t.Where, Msg: clipTo(msg, MaxQuote+100), Err: err}
 	}
 	return nil
 }
@@ -263,6 +313,16 @@ type binding struct {
 	env      *Env
 	deadline time.Time
 	ticks    int
+	budget   budget
+}
+
+// charge takes n bytes from the execution's budget (see budget.charge).
+// Without a binding (parsing) nothing is charged.
+func (b *binding) charge(what string, n int64) error {
+	if b == nil {
+		return nil
+	}
+	return b.budget.charge(what, n)
 }
 
 func (b *binding) store() (*Store, error) {
@@ -283,9 +343,11 @@ func (b *binding) tick() error {
 	return nil
 }
 
-// limitedWriter collects template output up to MaxOutput bytes.
+// limitedWriter collects template output up to MaxOutput bytes, charging
+// what it keeps to the execution's budget.
 type limitedWriter struct {
 	buf []byte
+	b   *binding
 }
 
 func (w *limitedWriter) reset() { w.buf = w.buf[:0] }
@@ -293,6 +355,9 @@ func (w *limitedWriter) reset() { w.buf = w.buf[:0] }
 func (w *limitedWriter) Write(p []byte) (int, error) {
 	if len(w.buf)+len(p) > MaxOutput {
 		return 0, fmt.Errorf("output larger than %d bytes: %w", MaxOutput, ErrLimit)
+	}
+	if err := w.b.charge("output", int64(len(p))); err != nil {
+		return 0, err
 	}
 	w.buf = append(w.buf, p...)
 	return len(p), nil

@@ -31,8 +31,8 @@ func TestTemplateLimits(t *testing.T) {
 		{"nested ranges", `{{ range 1000 }}{{ range 1000 }}{{ end }}{{ end }}`},
 		{"huge until", `{{ until 100000000 }}`},
 		{"huge seq", `{{ seq 1 100000000 }}`},
-		{"huge repeat", `{{ repeat 100000000 "x" }}`},
-		{"huge indent", `{{ indent 100000000 "x" }}`},
+		{"huge repeat", `{{ repeat (atoi "100000000") "x" }}`},
+		{"huge indent", `{{ indent (atoi "100000000") "x" }}`},
 		{"huge random string", `{{ randAlpha 100000000 }}`},
 		{"output over the cap", `{{ range 100 }}{{ repeat 1000 "x" }}{{ end }}`},
 	}

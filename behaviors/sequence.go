@@ -112,23 +112,35 @@ func (a *Await) Matches(eventType string, raw []byte) bool {
 
 // JSONTemplate is a JSON value whose string leaves may be templates.
 type JSONTemplate struct {
-	kind  jkind
-	lit   any // null, bool, number leaves
-	text  Text
-	elems []*JSONTemplate
-	keys  []string
-	vals  []*JSONTemplate
+	kind jkind
+	lit  any // null, bool, number leaves
+	text Text
+	kids []*JSONTemplate // array elements, or object values parallel to keys
+	keys []string
 }
 
-// Render builds the JSON value with every template leaf rendered.
+// Render builds the JSON value with every template leaf rendered. The
+// leaves together stay within one execution's budget (each is also an
+// execution with its own).
 func (j *JSONTemplate) Render(p *Program, env *Env, data any) (any, error) {
+	return j.render(p, env, data, p.NewBudget())
+}
+
+func (j *JSONTemplate) render(p *Program, env *Env, data any, b *Budget) (any, error) {
+	if err := b.Charge("a JSON body", 16); err != nil {
+		return nil, err
+	}
 	switch j.kind {
 	case jString:
-		return p.Render(env, j.text, data)
+		s, err := p.Render(env, j.text, data)
+		if err != nil {
+			return nil, err
+		}
+		return s, b.Charge("a JSON body", len(s))
 	case jArray:
-		out := make([]any, len(j.elems))
-		for i, e := range j.elems {
-			v, err := e.Render(p, env, data)
+		out := make([]any, len(j.kids))
+		for i, e := range j.kids {
+			v, err := e.render(p, env, data, b)
 			if err != nil {
 				return nil, err
 			}
@@ -138,7 +150,7 @@ func (j *JSONTemplate) Render(p *Program, env *Env, data any) (any, error) {
 	case jObject:
 		out := make(map[string]any, len(j.keys))
 		for i, k := range j.keys {
-			v, err := j.vals[i].Render(p, env, data)
+			v, err := j.kids[i].render(p, env, data, b)
 			if err != nil {
 				return nil, err
 			}
@@ -158,16 +170,16 @@ type decoder struct {
 
 // fields reports every key of n not in allowed, with a suggestion.
 func (d *decoder) fields(n *jnode, path string, allowed ...string) {
-	for i, k := range n.keys {
+	for _, k := range n.keys {
 		ok := false
 		for _, a := range allowed {
-			if k == a {
+			if k.name == a {
 				ok = true
 				break
 			}
 		}
 		if !ok {
-			d.sink.add(n.koffs[i], path, "unknown field %q%s", k, didYouMean(k, allowed))
+			d.sink.add(k.off, path, "unknown field %s%s", quote(k.name), didYouMean(k.name, allowed))
 		}
 	}
 }
@@ -175,6 +187,9 @@ func (d *decoder) fields(n *jnode, path string, allowed ...string) {
 func didYouMean(k string, allowed []string) string {
 	best, bestD := "", max(2, len(k)/3)+1
 	for _, a := range allowed {
+		if len(k) > 2*len(a)+2 { // too far apart to suggest; and keeps the cost bounded
+			continue
+		}
 		if dd := editDistance(k, a); dd < bestD {
 			best, bestD = a, dd
 		}
@@ -228,9 +243,9 @@ func (d *decoder) number(n *jnode, path string) (float64, bool) {
 	if !d.want(n, path, jNumber) {
 		return 0, false
 	}
-	f, err := n.num.Float64()
+	f, err := n.num().Float64()
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		d.sink.add(n.off, path, "%s is not a usable number", n.num)
+		d.sink.add(n.off, path, "%s is not a usable number", n.num())
 		return 0, false
 	}
 	return f, true
@@ -244,7 +259,7 @@ func (d *decoder) millis(n *jnode, path string) (time.Duration, bool) {
 	}
 	const maxMS = float64(7 * 24 * time.Hour / time.Millisecond)
 	if f < 0 || f > maxMS {
-		d.sink.add(n.off, path, "%s ms is outside [0, %.0f] (one week)", n.num, maxMS)
+		d.sink.add(n.off, path, "%s ms is outside [0, %.0f] (one week)", n.num(), maxMS)
 		return 0, false
 	}
 	return time.Duration(f * float64(time.Millisecond)), true
@@ -257,7 +272,7 @@ func (d *decoder) text(n *jnode, path string) (Text, bool) {
 	case jString:
 		src = n.str
 	case jNumber:
-		src = n.num.String()
+		src = n.num().String()
 	case jBool:
 		src = fmt.Sprint(n.b)
 	default:
@@ -271,7 +286,7 @@ func (d *decoder) text(n *jnode, path string) (Text, bool) {
 	where += ": " + path
 	t, err := d.prog.compile(src, where)
 	if err != nil {
-		d.sink.add(n.off, path, "template %v", err)
+		d.sink.add(n.off, path, "template %s", clipTo(err.Error(), MaxQuote+100))
 		return Text{}, false
 	}
 	return t, true
@@ -281,8 +296,8 @@ func (d *decoder) actions(n *jnode, path string) []Text {
 	if !d.want(n, path, jArray) {
 		return nil
 	}
-	out := make([]Text, 0, len(n.elems))
-	for i, e := range n.elems {
+	out := make([]Text, 0, len(n.kids))
+	for i, e := range n.kids {
 		p := fmt.Sprintf("%s[%d]", path, i)
 		if e.kind != jString {
 			d.sink.add(e.off, p, "an action must be a string (a template), not %s", e.kind)
@@ -301,8 +316,8 @@ func (d *decoder) args(n *jnode, path string) []Arg {
 	}
 	out := make([]Arg, 0, len(n.keys))
 	for i, k := range n.keys {
-		if t, ok := d.text(n.vals[i], path+"."+k); ok {
-			out = append(out, Arg{Name: k, Value: t})
+		if t, ok := d.text(n.kids[i], path+"."+clip(k.name)); ok {
+			out = append(out, Arg{Name: k.name, Value: t})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -319,21 +334,21 @@ func (d *decoder) jsonTemplate(n *jnode, path string) *JSONTemplate {
 		}
 		j.text = t
 	case jArray:
-		for i, e := range n.elems {
+		for i, e := range n.kids {
 			c := d.jsonTemplate(e, fmt.Sprintf("%s[%d]", path, i))
 			if c == nil {
 				return nil
 			}
-			j.elems = append(j.elems, c)
+			j.kids = append(j.kids, c)
 		}
 	case jObject:
 		for i, k := range n.keys {
-			c := d.jsonTemplate(n.vals[i], path+"."+k)
+			c := d.jsonTemplate(n.kids[i], path+"."+clip(k.name))
 			if c == nil {
 				return nil
 			}
-			j.keys = append(j.keys, k)
-			j.vals = append(j.vals, c)
+			j.keys = append(j.keys, k.name)
+			j.kids = append(j.kids, c)
 		}
 	default:
 		j.lit = n.toAny()
@@ -359,10 +374,10 @@ func (d *decoder) sequence(n *jnode, path string, extra ...string) *Sequence {
 	if !d.want(steps, path+" › steps", jArray) {
 		return seq
 	}
-	if len(steps.elems) == 0 {
+	if len(steps.kids) == 0 {
 		d.sink.add(steps.off, path+" › steps", "a sequence needs at least one step")
 	}
-	for i, sn := range steps.elems {
+	for i, sn := range steps.kids {
 		seq.Steps = append(seq.Steps, d.step(sn, fmt.Sprintf("%s › step %d", path, i+1)))
 	}
 	return seq
@@ -392,7 +407,7 @@ func (d *decoder) step(n *jnode, path string) Step {
 		st.DelayAfter, _ = d.millis(v, path+" › delay_after_ms")
 	}
 	if n.get("request") == nil && n.get("pre_actions") == nil && n.get("post_actions") == nil && n.get("delay_after_ms") == nil &&
-		(len(n.keys) == 0 || (len(n.keys) == 1 && n.keys[0] == "doc")) {
+		(len(n.keys) == 0 || (len(n.keys) == 1 && n.keys[0].name == "doc")) {
 		d.sink.add(n.off, path, "a step needs a request, actions or a delay")
 	}
 	return st
@@ -446,7 +461,7 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 			if m, ok := d.str(v, path+" › method"); ok {
 				r.Method = strings.ToUpper(m)
 				if !httpMethods[r.Method] {
-					d.sink.add(v.off, path+" › method", "%q is not an HTTP method", m)
+					d.sink.add(v.off, path+" › method", "%s is not an HTTP method", quote(m))
 				}
 			}
 		}
@@ -486,7 +501,7 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 		}
 		notFor("method", "args", "url", "headers", "body")
 	default:
-		d.sink.add(tn.off, path+" › type", "unknown request type %q (one of api, http, ws)", typ)
+		d.sink.add(tn.off, path+" › type", "unknown request type %s (one of api, http, ws)", quote(typ))
 		return nil, nil
 	}
 	if v := n.get("timeout_ms"); v != nil {
@@ -535,19 +550,19 @@ func (d *decoder) hourly(n *jnode, path string) []float64 {
 	if !d.want(n, path, jArray) {
 		return nil
 	}
-	if len(n.elems) != 24 {
-		d.sink.add(n.off, path, "needs 24 multipliers (one per hour of the day), not %d", len(n.elems))
+	if len(n.kids) != 24 {
+		d.sink.add(n.off, path, "needs 24 multipliers (one per hour of the day), not %d", len(n.kids))
 		return nil
 	}
 	out := make([]float64, 24)
 	sum := 0.0
-	for i, e := range n.elems {
+	for i, e := range n.kids {
 		f, ok := d.number(e, fmt.Sprintf("%s[%d]", path, i))
 		if !ok {
 			return nil
 		}
 		if f < 0 || f > 1000 {
-			d.sink.add(e.off, fmt.Sprintf("%s[%d]", path, i), "%s is outside [0, 1000]", e.num)
+			d.sink.add(e.off, fmt.Sprintf("%s[%d]", path, i), "%s is outside [0, 1000]", e.num())
 			return nil
 		}
 		out[i] = f

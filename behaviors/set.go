@@ -130,11 +130,11 @@ func Parse(files ...File) (*Set, Diagnostics) {
 		root, err := parseFile(f.Data)
 		if err != nil {
 			sink.parseError(err)
-			all = append(all, sink.diags...)
+			all = append(all, sink.result()...)
 			continue
 		}
 		if !d.want(root, "top level", jObject) {
-			all = append(all, sink.diags...)
+			all = append(all, sink.result()...)
 			continue
 		}
 		d.fields(root, "top level", "name", "doc", "behaviors", "sequences", "boot", "on_event", "timezone")
@@ -143,9 +143,9 @@ func Parse(files ...File) (*Set, Diagnostics) {
 				loc, err := time.LoadLocation(name)
 				switch {
 				case err != nil:
-					d.sink.add(tz.off, "timezone", "unknown time zone %q (an IANA name such as \"Europe/Paris\")", name)
+					d.sink.add(tz.off, "timezone", "unknown time zone %s (an IANA name such as \"Europe/Paris\")", quote(name))
 				case set.Timezone != nil && set.Timezone.String() != loc.String():
-					d.sink.add(tz.off, "timezone", "%q differs from %q given in another file", name, set.Timezone)
+					d.sink.add(tz.off, "timezone", "%s differs from %q given in another file", quote(name), set.Timezone)
 				default:
 					set.Timezone = loc
 				}
@@ -173,7 +173,7 @@ func Parse(files ...File) (*Set, Diagnostics) {
 					d.sink.add(fn.off, path, "frequency already given in %s", prev)
 				} else if f, ok := d.number(fn, path+" › frequency"); ok {
 					if f < 0 || f > 1 {
-						d.sink.add(fn.off, path+" › frequency", "%s is outside [0, 1]: a frequency is the probability of a call in a given minute", fn.num)
+						d.sink.add(fn.off, path+" › frequency", "%s is outside [0, 1]: a frequency is the probability of a call in a given minute", fn.num())
 					} else {
 						b.Frequency, b.HasFrequency = f, true
 						freqFrom[name] = sinkPos(sink, fn.off)
@@ -203,13 +203,13 @@ func Parse(files ...File) (*Set, Diagnostics) {
 			}
 		}
 		if bs := root.get("behaviors"); bs != nil && d.want(bs, "behaviors", jObject) {
-			for i, name := range bs.keys {
-				entry(name, bs.vals[i], fmt.Sprintf("behavior %q", name), true)
+			for i, k := range bs.keys {
+				entry(k.name, bs.kids[i], "behavior "+quote(k.name), true)
 			}
 		}
 		if ss := root.get("sequences"); ss != nil && d.want(ss, "sequences", jObject) {
-			for i, name := range ss.keys {
-				entry(name, ss.vals[i], fmt.Sprintf("sequence %q", name), false)
+			for i, k := range ss.keys {
+				entry(k.name, ss.kids[i], "sequence "+quote(k.name), false)
 			}
 		}
 		if bn := root.get("boot"); bn != nil {
@@ -221,12 +221,12 @@ func Parse(files ...File) (*Set, Diagnostics) {
 			}
 		}
 		if on := root.get("on_event"); on != nil && d.want(on, "on_event", jObject) {
-			for i, typ := range on.keys {
-				acts := d.actions(on.vals[i], fmt.Sprintf("on_event %q", typ))
-				set.OnEvent[typ] = append(set.OnEvent[typ], acts...)
+			for i, k := range on.keys {
+				acts := d.actions(on.kids[i], "on_event "+quote(k.name))
+				set.OnEvent[k.name] = append(set.OnEvent[k.name], acts...)
 			}
 		}
-		all = append(all, sink.diags...)
+		all = append(all, sink.result()...)
 	}
 	names := make([]string, 0, len(byName))
 	for n := range byName {
@@ -238,11 +238,11 @@ func Parse(files ...File) (*Set, Diagnostics) {
 		switch {
 		case b.HasFrequency && b.Sequence == nil:
 			d := posDiag(freqFrom[name])
-			d.Path, d.Msg = fmt.Sprintf("behavior %q", name), "has a frequency but no steps in any file: give its sequence"
+			d.Path, d.Msg = "behavior "+quote(name), "has a frequency but no steps in any file: give its sequence"
 			all = append(all, d)
 		case !b.HasFrequency && b.Sequence != nil && !freqGiven[name]:
 			d := posDiag(stepsFrom[name])
-			d.Path, d.Warning = fmt.Sprintf("behavior %q", name), true
+			d.Path, d.Warning = "behavior "+quote(name), true
 			d.Msg = "has steps but no frequency: it will never run in the background (formations can still use it)"
 			all = append(all, d)
 		}
@@ -291,28 +291,28 @@ func ParseWithSequence(f File, seqKey string, allowed ...string) (map[string]Fie
 	root, err := parseFile(f.Data)
 	if err != nil {
 		sink.parseError(err)
-		return nil, nil, sink.diags
+		return nil, nil, sink.result()
 	}
 	if !d.want(root, "top level", jObject) {
-		return nil, nil, sink.diags
+		return nil, nil, sink.result()
 	}
 	d.fields(root, "top level", append([]string{seqKey}, allowed...)...)
 	fields := map[string]Field{}
 	for i, k := range root.keys {
-		if k == seqKey {
+		if k.name == seqKey {
 			continue
 		}
-		l, c := sink.lineCol(root.vals[i].off)
-		fields[k] = Field{Value: root.vals[i].toAny(), Line: l, Col: c}
+		l, c := sink.lineCol(root.kids[i].off)
+		fields[k.name] = Field{Value: root.kids[i].toAny(), Line: l, Col: c}
 	}
 	var seq *Sequence
 	if sn := root.get(seqKey); sn != nil {
 		seq = d.sequence(sn, seqKey)
-		if seq != nil && len(seq.Steps) == 0 && !sink.diags.HasErrors() {
+		if seq != nil && len(seq.Steps) == 0 && !sink.result().HasErrors() {
 			sink.add(sn.off, seqKey, "a sequence needs at least one step")
 		}
 	} else {
 		sink.add(root.off, "top level", "missing %q", seqKey)
 	}
-	return fields, seq, sink.diags
+	return fields, seq, sink.result()
 }

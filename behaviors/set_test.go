@@ -33,7 +33,7 @@ func TestBadFiles(t *testing.T) {
 		// a frequency needs a sequence somewhere
 		{"frequency_without_steps.json", []string{`frequency_without_steps.json:1:43: behavior "lonely": has a frequency but no steps in any file`}},
 		// JSON syntax errors carry the position
-		{"syntax.json", []string{`syntax.json:2:27: invalid JSON: invalid character '"' after object value`}},
+		{"syntax.json", []string{`syntax.json:2:27: invalid JSON: invalid character '"' after object key:value pair`}},
 		// env is removed from sprig: it reads the environment
 		{"env_removed.json", []string{`env_removed.json:2:58: behavior "x" › step 1 › pre_actions[0]: template line 1: function "env" not defined`}},
 		// ws and http requests need their fields; bad regexps are caught

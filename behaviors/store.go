@@ -20,7 +20,38 @@ const (
 	MaxUserIDs = 512
 	// MaxVars is the number of variables `set` can hold.
 	MaxVars = 256
+	// MaxVarBytes bounds what the variables of one sequence execution
+	// (`set`), and those of one koi (`setKoi`), hold together, measured
+	// as the values print: without it 256 variables of a budget each
+	// would be a quarter gigabyte per koi.
+	MaxVarBytes = 4 * DefaultBudget
 )
+
+// varBytes accounts for the bytes a set of variables holds.
+type varBytes struct {
+	sizes map[string]int64
+	total int64
+}
+
+// put records key's new size, or refuses it when the total would pass
+// MaxVarBytes (leaving the accounts as they were).
+func (a *varBytes) put(key string, size int64) error {
+	old := a.sizes[key]
+	if size > MaxVarBytes-(a.total-old) {
+		return fmt.Errorf("set %s: a value of %s would take the variables past %s: %w", quote(key), bytesText(size), bytesText(MaxVarBytes), ErrLimit)
+	}
+	if a.sizes == nil {
+		a.sizes = make(map[string]int64, 4)
+	}
+	a.sizes[key] = size
+	a.total += size - old
+	return nil
+}
+
+func (a *varBytes) del(key string) {
+	a.total -= a.sizes[key]
+	delete(a.sizes, key)
+}
 
 // Identity is who a koi is: its index in the run, the user it acts as, and
 // that user's token.
@@ -66,6 +97,7 @@ type Store struct {
 
 	mu       sync.Mutex
 	vars     map[string]any
+	varBytes varBytes
 	channels []*Channel
 	chanIdx  map[string]int
 	current  string
@@ -89,19 +121,28 @@ func (s *Store) Get(key string) any {
 	return s.vars[key]
 }
 
-// Set stores a variable; setting nil removes it.
+// Set stores a variable; setting nil removes it. The variables together
+// hold at most MaxVarBytes (as they print).
 func (s *Store) Set(key string, v any) error {
+	var size int64
+	if v != nil {
+		size = shapeOf(v).printBound() // outside the lock: it walks v
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if v == nil {
 		delete(s.vars, key)
+		s.varBytes.del(key)
 		return nil
 	}
 	if s.vars == nil {
 		s.vars = make(map[string]any, 4)
 	}
 	if _, ok := s.vars[key]; !ok && len(s.vars) >= MaxVars {
-		return fmt.Errorf("set %q: the store already holds %d variables", key, MaxVars)
+		return fmt.Errorf("set %s: the store already holds %d variables", quote(key), MaxVars)
+	}
+	if err := s.varBytes.put(key, size); err != nil {
+		return err
 	}
 	s.vars[key] = v
 	return nil

@@ -86,6 +86,10 @@ func Parse(f behaviors.File) (*Formation, behaviors.Diagnostics) {
 		missing("percent", "the share of connected koi that take part, 0–100")
 	} else if n, ok := fd.Value.(json.Number); !ok {
 		bad("percent", "must be a number between 0 and 100")
+	} else if v, err := n.Float64(); err != nil || !(v > 0 && v <= 100) {
+		// checked as a float first: big.Rat would expand an exponent such
+		// as 1e-99999999 into a number of that many digits
+		bad("percent", "%s is outside (0, 100]", n)
 	} else if r, ok := new(big.Rat).SetString(n.String()); !ok || r.Sign() <= 0 || r.Cmp(big.NewRat(100, 1)) > 0 {
 		bad("percent", "%s is outside (0, 100]", n)
 	} else {

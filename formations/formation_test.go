@@ -208,6 +208,26 @@ func TestChoose(t *testing.T) {
 	}
 }
 
+// Formations go through the same shape scan: 3 MB of '[' and a percent
+// of 1e-99999999 are refused quickly, with positions, instead of
+// overflowing the stack or expanding a hundred-million-digit number.
+func TestHostileFormations(t *testing.T) {
+	tests := []struct{ name, src, want string }{
+		{"3 MB of [", strings.Repeat("[", 3<<20), "h.json:1:65: invalid JSON: nested deeper than 64 levels"},
+		{"tiny percent", `{"name": "n", "begin_within_secs": 0, "percent": 1e-99999999, "sequence": {"steps": [{"delay_after_ms": 1}]}}`, "percent: 1e-99999999 is outside (0, 100]"},
+		{"template bomb", `{"name": "n", "begin_within_secs": 0, "percent": 1, "sequence": {"steps": [{"pre_actions": ["{{ print (repeat 10000 (repeat 10000 \"x\")) }}"]}]}}`,
+			"repeat would produce 100.0 MB, over the 1 MiB template budget"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fm, diags := Parse(behaviors.File{Name: "h.json", Data: []byte(tt.src)})
+			if fm != nil || !strings.Contains(diags.Error(), tt.want) {
+				t.Errorf("got %v, want %q", diags, tt.want)
+			}
+		})
+	}
+}
+
 func FuzzLoadFormation(f *testing.F) {
 	files, _ := filepath.Glob("../examples/*/*.formation.json")
 	for _, p := range files {
@@ -219,6 +239,13 @@ func FuzzLoadFormation(f *testing.F) {
 	}
 	f.Add([]byte(`{"name": "n", "begin_within_secs": 1e400, "percent": 1e-400, "sequence": {"steps": []}}`))
 	f.Add([]byte(`{"name": "n", "begin_within_secs": 0, "percent": 100, "sequence": {"steps": [{"delay_after_ms": 1}]}}`))
+	// hostile shapes: deep nesting, huge and tiny numbers, long strings
+	f.Add([]byte(strings.Repeat("[", 2_000)))
+	f.Add([]byte(`{"name": "n", "begin_within_secs": 0, "percent": ` + strings.Repeat("[", 70) + `1}`))
+	f.Add([]byte(`{"name": "n", "begin_within_secs": 1e999999999, "percent": 1e-99999999, "sequence": {"steps": [{"delay_after_ms": 1}]}}`))
+	f.Add([]byte(`{"name": "` + strings.Repeat("n", 5_000) + `", "begin_within_secs": 0, "percent": 1, "sequence": {"steps": [{"delay_after_ms": 1}]}}`))
+	f.Add([]byte(`{"name": "n", "begin_within_secs": 0, "percent": 1, "sequence": {"steps": [{"pre_actions": ["{{ $x := repeat 10000 (repeat 10000 \"x\") }}"]}]}}`))
+	f.Add([]byte(`{"name": "n", /* c */ "begin_within_secs": 0, "percent": 1, "sequence": {"steps": [{"delay_after_ms": 1,},],},}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fm, diags := Parse(behaviors.File{Name: "fuzz.json", Data: data})
 		if (fm == nil) != diags.HasErrors() {

@@ -123,9 +123,13 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 		return nil, &requestError{outcome: metrics.Error, msg: "no API base URL configured for api requests"}
 	}
 	form := make(url.Values, len(r.Args))
+	budget := prog.NewBudget() // the arguments together, as the request holds them all
 	for _, a := range r.Args {
 		v, err := prog.Render(env, a.Value, nil)
 		if err != nil {
+			return nil, err
+		}
+		if err := budget.Charge("the request's arguments", len(a.Name)+len(v)); err != nil {
 			return nil, err
 		}
 		form.Set(a.Name, v)
@@ -243,6 +247,10 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	if err != nil {
 		return nil, err
 	}
+	budget := prog.NewBudget() // URL, body and headers together, as the request holds them all
+	if err := budget.Charge("the request's URL", len(u)); err != nil {
+		return nil, err
+	}
 	var body io.Reader
 	ctype := ""
 	switch {
@@ -259,6 +267,9 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	case r.HasBody:
 		s, err := prog.Render(env, r.Body, nil)
 		if err != nil {
+			return nil, err
+		}
+		if err := budget.Charge("the request's body", len(s)); err != nil {
 			return nil, err
 		}
 		body = strings.NewReader(s)
@@ -278,6 +289,9 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	for _, h := range r.Headers {
 		v, err := prog.Render(env, h.Value, nil)
 		if err != nil {
+			return nil, err
+		}
+		if err := budget.Charge("the request's headers", len(h.Name)+len(v)); err != nil {
 			return nil, err
 		}
 		req.Header.Set(h.Name, v)
