@@ -46,7 +46,8 @@ func FuzzRowParsers(f *testing.F) {
 			var r row
 			_ = p.parse(&rec, &r)
 		}
-		g := &ingest{o: &Options{SkipBadRows: false}, names: names, agg: map[string]*[2]int64{}}
+		o := (&Options{SkipBadRows: false}).withDefaults()
+		g := &ingest{o: &o, names: names, agg: map[string]*[2]int64{}}
 		g.parser = rowParser{names: names}
 		g.cnt = newCounter(1<<20, t.TempDir(), 4)
 		err := g.readCSV(context.Background(), "fuzz.csv", strings.NewReader("user,method,timestamp\n"+line), ',')
