@@ -266,15 +266,9 @@ func (g *ingest) report(phase string) {
 		Elapsed: el, RowsPerSec: float64(g.rows.Read) / max(el.Seconds(), 1e-9), Phase: phase})
 }
 
-// Generate reads the export of o.From and computes its frequency table.
-// progress, when not nil, is called from Generate's goroutine about every
-// o.ProgressEvery. Nothing is written: see Result.WriteFile.
-func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Result, error) {
-	if errs := opts.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("warehouse options: %w", errors.Join(errs...))
-	}
-	o := opts.withDefaults()
-	g := &ingest{o: &o, names: o.Columns.names(), progress: progress, start: time.Now(),
+// newIngest is the state of a run with options o (defaults applied).
+func newIngest(o *Options, progress func(Progress), tmp string) *ingest {
+	g := &ingest{o: o, names: o.Columns.names(), progress: progress, start: time.Now(),
 		agg: map[string]*[2]int64{}}
 	g.parser = rowParser{names: g.names, unit: o.TimeUnit}
 	g.nextTick = g.start.Add(o.ProgressEvery)
@@ -290,6 +284,18 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	if !o.Until.IsZero() {
 		g.until = o.Until.Unix()
 	}
+	g.cnt = newCounter(o.MemoryBytes, tmp, o.maxFanIn)
+	return g
+}
+
+// Generate reads the export of o.From and computes its frequency table.
+// progress, when not nil, is called from Generate's goroutine about every
+// o.ProgressEvery. Nothing is written: see Result.WriteFile.
+func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Result, error) {
+	if errs := opts.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("warehouse options: %w", errors.Join(errs...))
+	}
+	o := opts.withDefaults()
 	var seqs map[string]bool
 	if o.Sequences != "" {
 		var err error
@@ -301,7 +307,7 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	if tmp == "" {
 		tmp = os.TempDir()
 	}
-	g.cnt = newCounter(o.MemoryBytes, tmp, o.maxFanIn)
+	g := newIngest(&o, progress, tmp)
 	defer g.cnt.cleanup()
 
 	src, err := openSource(ctx, &o)
