@@ -209,7 +209,7 @@ func (g *ingest) csvTooLong(obj string, row int64, tl *csvTooLong, names []strin
 		} else {
 			e.Column = fmt.Sprintf("field %d", f+1)
 		}
-		e.Msg = fmt.Sprintf("the line is longer than the %s limit on a line, which it passes in this column: is this really CSV? (MaxLineBytes, --max-line-bytes)", limit)
+		e.Msg = fmt.Sprintf("the line passes the %s limit on a line in this column: is this really CSV? (MaxLineBytes, --max-line-bytes)", limit)
 	default:
 		e.Msg = fmt.Sprintf("the line, inside a quoted field that spans lines, is longer than the %s limit on a line (MaxLineBytes, --max-line-bytes)", limit)
 	}

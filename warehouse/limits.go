@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -134,6 +135,21 @@ func (l *csvLines) Read(p []byte) (int, error) {
 				l.err = &csvTooLong{line: l.lines}
 				break
 			}
+			if n == 0 && len(p) <= l.max {
+				// The fast path: the whole lines already buffered that
+				// fit, in one copy. Each is shorter than p, so within
+				// the limit.
+				data, _ := l.br.Peek(min(l.br.Buffered(), len(p)))
+				if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+					chunk := data[:i+1]
+					n = copy(p, chunk)
+					l.lines += int64(bytes.Count(chunk, newline))
+					l.noteBlank(chunk)
+					l.off += int64(n)
+					l.br.Discard(n)
+					return n, nil
+				}
+			}
 			line, err := l.br.ReadSlice('\n')
 			if err == bufio.ErrBufferFull || contentLen(line) > l.max {
 				// Whether it starts a row is known once the CSV reader
@@ -167,6 +183,30 @@ func (l *csvLines) Read(p []byte) (int, error) {
 		tl.atRowStart = l.off-l.blank == l.rowStart
 	}
 	return 0, l.err
+}
+
+var newline = []byte{'\n'}
+
+// noteBlank updates blank for whole lines handed out: the bytes of the
+// blank lines ("\n", "\r\n") that end them.
+func (l *csvLines) noteBlank(lines []byte) {
+	i := len(lines)
+	for {
+		switch {
+		case i >= 1 && lines[i-1] == '\n' && (i == 1 || lines[i-2] == '\n'):
+			i--
+			continue
+		case i >= 2 && lines[i-1] == '\n' && lines[i-2] == '\r' && (i == 2 || lines[i-3] == '\n'):
+			i -= 2
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		l.blank += int64(len(lines))
+	} else {
+		l.blank = int64(len(lines) - i)
+	}
 }
 
 // contentLen is a line's length without its \n or \r\n.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
@@ -410,3 +412,52 @@ func TestMessagesQuoteLittle(t *testing.T) {
 		t.Errorf("error of %d bytes: %.400v", len(err.Error()), err)
 	}
 }
+
+// FuzzCSVLines: a CSV reader fed through csvLines reads exactly what it
+// reads straight from the input (records, parse errors, offsets) when no
+// limit is passed, whatever the chunking: blank lines, CRLF, quoted fields
+// across lines, a last line without a newline.
+func FuzzCSVLines(f *testing.F) {
+	for _, s := range []string{
+		"a,b,c\n1,2,3\n", "a,b\r\n\r\n1,2\r\n\n\n3,4", "a,\"b\nc\",d\n\"x\"\"y\",z\n", "\"unclosed\n1,2\n",
+		"a,b\n1,\"2\n\n3\"\n", "\n\n\na\n", "a\"b,c\n", strings.Repeat("x,y\n", 2000), "a;b\n1;2\n",
+	} {
+		f.Add(s, 16)
+	}
+	f.Fuzz(func(t *testing.T, in string, bufSize int) {
+		read := func(r io.Reader, lines *csvLines) (out []string) {
+			cr := csv.NewReader(r)
+			cr.FieldsPerRecord = -1
+			for i := 0; i < 10_000; i++ {
+				rec, err := cr.Read()
+				if lines != nil {
+					lines.rowStart = cr.InputOffset()
+				}
+				out = append(out, fmt.Sprintf("%q %v %d", rec, err, cr.InputOffset()))
+				if err == io.EOF {
+					break
+				}
+			}
+			return out
+		}
+		want := read(strings.NewReader(in), nil)
+		// A reader that hands out odd sizes, to vary the chunking.
+		size := 1 + (bufSize&0xff)%64
+		src := iotest.OneByteReader(strings.NewReader(in))
+		if bufSize&1 == 0 {
+			src = &chunkReader{r: strings.NewReader(in), n: size}
+		}
+		lines := newCSVLines(nil, src, len(in)+16)
+		got := read(lines, lines)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("through csvLines:\n%s\nstraight:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
+
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
