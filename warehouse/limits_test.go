@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -461,3 +462,48 @@ type chunkReader struct {
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+// A Parquet footer of a few bytes that declares 2^31 schema elements (or
+// any list its bytes cannot hold) is refused before parquet-go allocates
+// for it: parquet-go would end the process with "out of memory".
+func TestParquetHostileFooter(t *testing.T) {
+	file := func(footer []byte) []byte {
+		b := append([]byte("PAR1"), footer...)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(footer)))
+		return append(b, "PAR1"...)
+	}
+	dir := t.TempDir()
+	for name, footer := range map[string][]byte{
+		// version 1, then schema: a list of 2^31-1 structs, and nothing.
+		"huge list": {0x15, 0x02, 0x19, 0xFC, 0xFF, 0xFF, 0xFF, 0xFF, 0x07, 0x00},
+		// Structs nested 100 deep, past the depth limit.
+		"deep": append(bytes.Repeat([]byte{0x1C}, 100), 0x00),
+		// A string declaring 2 GB.
+		"long string": {0x48, 0xFF, 0xFF, 0xFF, 0xFF, 0x07, 0x00},
+	} {
+		p := writeFile(t, dir, strings.ReplaceAll(name, " ", "-")+".parquet", file(footer))
+		_, err := Generate(context.Background(), Options{From: p, TempDir: dir}, nil)
+		if err == nil || !strings.Contains(err.Error(), "the Parquet footer") {
+			t.Errorf("%s: %v, want the footer refused", name, err)
+		}
+	}
+	// Every ordinary file still opens: the walk accepts real metadata.
+	var b bytes.Buffer
+	calls := genCalls(12, 3000, 50, day0, 100)
+	writeParquet(t, &b, calls)
+	checkSame(t, generate(t, Options{From: writeFile(t, dir, "ok.parquet", b.Bytes())}), calls)
+}
+
+// The metadata budget: a footer whose lists fit its bytes but would decode
+// to more than parquetMetadataBudget is refused.
+func TestParquetMetadataBudget(t *testing.T) {
+	n := int(parquetMetadataBudget/parquetStructSize) + 1
+	footer := []byte{0x19, 0xFC}
+	footer = binary.AppendUvarint(footer, uint64(n))
+	footer = append(footer, make([]byte, n)...) // n empty structs
+	footer = append(footer, 0x00)
+	err := checkParquetMetadata(footer)
+	if !errors.Is(err, ErrLimit) {
+		t.Fatalf("%d empty structs: %v, want ErrLimit", n, err)
+	}
+}

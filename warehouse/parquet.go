@@ -176,7 +176,8 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 const maxParquetFooter = 64 << 20
 
 // checkParquetFooter refuses a footer length that the file cannot hold or
-// that is past maxParquetFooter.
+// that is past maxParquetFooter, and metadata that would decode past
+// parquetMetadataBudget (see checkParquetMetadata).
 func checkParquetFooter(obj string, r io.ReaderAt, size int64) error {
 	var tail [8]byte
 	if size < 12 {
@@ -189,6 +190,16 @@ func checkParquetFooter(obj string, r io.ReaderAt, size int64) error {
 	if n > size-12 || n > maxParquetFooter {
 		return fmt.Errorf("%s: %w: the Parquet footer claims %s in a %s file (at most %s is read): corrupt or hostile",
 			obj, ErrLimit, byteSize(n), byteSize(size), byteSize(maxParquetFooter))
+	}
+	if string(tail[4:]) != "PAR1" {
+		return nil // not plain Parquet: parquet-go says what it is
+	}
+	footer := make([]byte, n)
+	if _, err := r.ReadAt(footer, size-8-n); err != nil {
+		return fmt.Errorf("%s: reading the Parquet footer: %w", obj, err)
+	}
+	if err := checkParquetMetadata(footer); err != nil {
+		return fmt.Errorf("%s: the Parquet footer: %w", obj, err)
 	}
 	return nil
 }
