@@ -507,3 +507,38 @@ func TestParquetMetadataBudget(t *testing.T) {
 		t.Fatalf("%d empty structs: %v, want ErrLimit", n, err)
 	}
 }
+
+// Page headers are walked before parquet-go allocates what they declare:
+// a page that claims to inflate 2 GB from 10 bytes, a page longer than its
+// column chunk, and a header with a 2 GB string are refused.
+func TestParquetHostilePageHeaders(t *testing.T) {
+	i32 := func(field byte, v int64) []byte {
+		return binary.AppendUvarint([]byte{field<<4 | tI32}, uint64(v<<1)^uint64(v>>63))
+	}
+	page := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		b = append(b, 0) // stop
+		return append(b, make([]byte, 10)...)
+	}
+	for name, tc := range map[string]struct {
+		chunk []byte
+		says  string
+	}{
+		"bomb":        {page(i32(1, 0), i32(1, 1<<31-1), i32(1, 10)), "inflates to"},
+		"past chunk":  {page(i32(1, 0), i32(1, 10), i32(1, 1<<31-1)), "past its column chunk"},
+		"long string": {page(i32(1, 0), i32(1, 10), i32(1, 10), []byte{0x28, 0xFF, 0xFF, 0xFF, 0xFF, 0x07}), "runs past its end"},
+		"no sizes":    {page(i32(1, 0)), "no sizes"},
+	} {
+		err := checkParquetPages(bytes.NewReader(tc.chunk), int64(len(tc.chunk)), 0, int64(len(tc.chunk)), 100)
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want %q", name, err, tc.says)
+		}
+	}
+	ok := page(i32(1, 0), i32(1, 10), i32(1, 10))
+	if err := checkParquetPages(bytes.NewReader(ok), int64(len(ok)), 0, int64(len(ok)), 100); err != nil {
+		t.Errorf("a sound page: %v", err)
+	}
+}

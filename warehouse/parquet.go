@@ -35,7 +35,9 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 	if err := checkParquetFooter(obj, r, size); err != nil {
 		return err
 	}
-	f, err := parquet.OpenFile(r, size)
+	// The page index and bloom filters are not used: not reading them
+	// leaves less metadata for a hostile file to play with.
+	f, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return fmt.Errorf("%s: opening Parquet: %w", obj, err)
 	}
@@ -83,7 +85,7 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 			pt.int96 = typ.Kind() == parquet.Int96
 		}
 	}
-	if err := g.checkParquetChunks(obj, f, idx, paths, names); err != nil {
+	if err := g.checkParquetChunks(obj, r, size, f, idx, paths, names); err != nil {
 		return err
 	}
 	var rec record
@@ -205,9 +207,10 @@ func checkParquetFooter(obj string, r io.ReaderAt, size int64) error {
 }
 
 // checkParquetChunks checks, from the metadata, that the column chunks read
-// inflate within MaxRatio (plus the floor) and MaxInflatedBytes.
-func (g *ingest) checkParquetChunks(obj string, f *parquet.File, idx [numCols]int, paths [][]string, names []string) error {
-	md := f.Metadata()
+// inflate within MaxRatio (plus the floor) and MaxInflatedBytes, and then
+// each of their page headers (checkParquetPages).
+func (g *ingest) checkParquetChunks(obj string, r io.ReaderAt, size int64, f *parquet.File, idx [numCols]int, paths [][]string, names []string) error {
+	md, rd := f.Metadata(), r
 	for c := range numCols {
 		i := idx[c]
 		if i < 0 {
@@ -226,6 +229,13 @@ func (g *ingest) checkParquetChunks(obj string, f *parquet.File, idx [numCols]in
 			if out > int64(g.o.MaxRatio)*in+inflateFloor || out > g.o.MaxInflatedBytes {
 				return fmt.Errorf("%s: %w: row group %d, column %q: %s of pages from %s compressed, past %d× plus %s (MaxRatio, --max-ratio) or %s (MaxInflatedBytes)",
 					obj, ErrLimit, r+1, short(names[i]), byteSize(out), byteSize(in), g.o.MaxRatio, byteSize(inflateFloor), byteSize(g.o.MaxInflatedBytes))
+			}
+			start := m.DataPageOffset
+			if m.DictionaryPageOffset > 0 && m.DictionaryPageOffset < start {
+				start = m.DictionaryPageOffset
+			}
+			if err := checkParquetPages(rd, size, start, in, int64(g.o.MaxRatio)); err != nil {
+				return fmt.Errorf("%s: row group %d, column %q: %w", obj, r+1, short(names[i]), err)
 			}
 		}
 	}

@@ -3,6 +3,8 @@ package warehouse
 import (
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go/format"
@@ -28,7 +30,11 @@ var parquetStructSize = int64(max(unsafe.Sizeof(format.SchemaElement{}), unsafe.
 	unsafe.Sizeof(format.SortingColumn{}), unsafe.Sizeof(format.PageEncodingStats{}), unsafe.Sizeof(format.ColumnOrder{}),
 	unsafe.Sizeof(format.LogicalType{}), unsafe.Sizeof(format.Statistics{}), unsafe.Sizeof(format.SizeStatistics{})))
 
-var errFooter = errors.New("malformed metadata")
+var (
+	errFooter = errors.New("malformed metadata")
+	// errShort is a walk that ran out of bytes: a longer window may do.
+	errShort = fmt.Errorf("%w: it runs past its end", errFooter)
+)
 
 // Thrift compact protocol types.
 const (
@@ -50,6 +56,8 @@ type footerWalk struct {
 	b    []byte
 	i    int
 	cost int64 // estimated decoded bytes
+	// field, when set, sees the top-level integer fields (id, value).
+	field func(id int16, v int64)
 }
 
 // checkParquetMetadata walks a footer (FileMetaData, Thrift compact).
@@ -66,7 +74,7 @@ func checkParquetMetadata(footer []byte) error {
 
 func (w *footerWalk) byte() (byte, error) {
 	if w.i >= len(w.b) {
-		return 0, errFooter
+		return 0, errShort
 	}
 	c := w.b[w.i]
 	w.i++
@@ -92,7 +100,7 @@ func (w *footerWalk) uvarint() (uint64, error) {
 // takes at least one) and adds its estimated cost.
 func (w *footerWalk) elements(n uint64, size int64) error {
 	if n > uint64(len(w.b)-w.i) {
-		return fmt.Errorf("%w: a list declares %d elements in %d bytes", errFooter, n, len(w.b)-w.i)
+		return fmt.Errorf("%w: a list declares %d elements in %d bytes", errShort, n, len(w.b)-w.i)
 	}
 	w.cost += int64(n) * size
 	if w.cost > parquetMetadataBudget {
@@ -124,7 +132,7 @@ func (w *footerWalk) value(t byte, depth int) error {
 		return err
 	case tDouble:
 		if len(w.b)-w.i < 8 {
-			return errFooter
+			return errShort
 		}
 		w.i += 8
 		return nil
@@ -134,7 +142,7 @@ func (w *footerWalk) value(t byte, depth int) error {
 			return err
 		}
 		if n > uint64(len(w.b)-w.i) {
-			return fmt.Errorf("%w: a string declares %d bytes in %d", errFooter, n, len(w.b)-w.i)
+			return fmt.Errorf("%w: a string declares %d bytes in %d", errShort, n, len(w.b)-w.i)
 		}
 		w.i += int(n)
 		w.cost += int64(n)
@@ -181,6 +189,7 @@ func (w *footerWalk) value(t byte, depth int) error {
 		}
 		return nil
 	case tStruct:
+		id := int16(0)
 		for {
 			h, err := w.byte()
 			if err != nil {
@@ -190,13 +199,25 @@ func (w *footerWalk) value(t byte, depth int) error {
 				return nil // stop
 			}
 			if h>>4 == 0 {
-				if _, err := w.uvarint(); err != nil { // a long field id
+				u, err := w.uvarint() // a long field id
+				if err != nil {
 					return err
 				}
+				id = int16(unzigzag(u))
+			} else {
+				id += int16(h >> 4)
 			}
 			switch ft := h & 0x0f; ft {
 			case tBoolTrue, tBoolFalse:
 				// the value is in the header
+			case tI16, tI32, tI64:
+				u, err := w.uvarint()
+				if err != nil {
+					return err
+				}
+				if depth == 0 && w.field != nil {
+					w.field(id, unzigzag(u))
+				}
 			default:
 				if err := w.value(ft, depth+1); err != nil {
 					return err
@@ -205,4 +226,66 @@ func (w *footerWalk) value(t byte, depth int) error {
 		}
 	}
 	return fmt.Errorf("%w: unknown type %d", errFooter, t)
+}
+
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+// pageHeaderWindow is the first read of a page header; it doubles up to
+// maxPageHeader when the header is longer.
+const (
+	pageHeaderWindow = 8 << 10
+	maxPageHeader    = 8 << 20
+)
+
+// checkParquetPages walks the page headers of one column chunk (from
+// start, size bytes) before parquet-go reads it: parquet-go allocates each
+// page at the sizes its header declares. A header's lists and strings must
+// fit it, each page must fit the chunk, and inflate within ratio × its
+// compressed size plus inflateFloor.
+func checkParquetPages(r io.ReaderAt, fileSize, start, size int64, ratio int64) error {
+	if start < 0 || size < 0 || start > fileSize || size > fileSize-start {
+		return fmt.Errorf("%w: the column chunk (%d bytes at %d) is not inside the %d-byte file", errFooter, size, start, fileSize)
+	}
+	end := start + size
+	buf := make([]byte, 0, pageHeaderWindow)
+	for pos := start; pos < end; {
+		window := int64(pageHeaderWindow)
+		for {
+			n := min(window, end-pos)
+			buf = slices.Grow(buf[:0], int(n))[:n]
+			if _, err := r.ReadAt(buf, pos); err != nil && !(errors.Is(err, io.EOF) && len(buf) == int(n)) {
+				return err
+			}
+			var compressed, uncompressed int64 = -1, -1
+			w := footerWalk{b: buf, field: func(id int16, v int64) {
+				switch id {
+				case 2:
+					uncompressed = v
+				case 3:
+					compressed = v
+				}
+			}}
+			err := w.value(tStruct, 0)
+			if errors.Is(err, errShort) && n < end-pos && window < maxPageHeader {
+				window *= 4
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("a page header at byte %d: %w", pos, err)
+			}
+			pos += int64(w.i)
+			switch {
+			case compressed < 0 || uncompressed < 0:
+				return fmt.Errorf("%w: a page header at byte %d has no sizes", errFooter, pos)
+			case compressed > end-pos:
+				return fmt.Errorf("%w: a page at byte %d claims %s, past its column chunk", errFooter, pos, byteSize(compressed))
+			case uncompressed > ratio*compressed+inflateFloor:
+				return fmt.Errorf("%w: a page at byte %d inflates to %s from %s, past %d× plus %s (MaxRatio, --max-ratio)",
+					ErrLimit, pos, byteSize(uncompressed), byteSize(compressed), ratio, byteSize(inflateFloor))
+			}
+			pos += compressed
+			break
+		}
+	}
+	return nil
 }
