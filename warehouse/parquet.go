@@ -90,6 +90,7 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 	}
 	var rec record
 	var scratch [numCols][]byte
+	maxField := g.o.MaxFieldBytes
 	buf := make([]parquet.Row, 512)
 	n := int64(0)
 	for _, rg := range f.RowGroups() {
@@ -99,6 +100,7 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 			for _, prow := range buf[:k] {
 				n++
 				rec.reset()
+				over := -1 // a column over MaxFieldBytes: only byte arrays can be
 				for _, v := range prow {
 					c := -1
 					if col := v.Column(); col >= 0 && col < len(leafCol) {
@@ -125,6 +127,9 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 					case parquet.ByteArray, parquet.FixedLenByteArray:
 						b := v.ByteArray()
 						s = unsafe.String(unsafe.SliceData(b), len(b))
+						if len(b) > maxField {
+							over = c
+						}
 					case parquet.Int32:
 						scratch[c] = strconv.AppendInt(scratch[c][:0], int64(v.Int32()), 10)
 						s = unsafe.String(unsafe.SliceData(scratch[c]), len(scratch[c]))
@@ -149,7 +154,7 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 					}
 					rec.vals[c], rec.has[c] = s, true
 				}
-				if c := g.overField(&rec); c >= 0 {
+				if c := over; c >= 0 {
 					if err := g.bad(g.fieldTooLong(obj, n, 0, names[idx[c]], len(rec.vals[c]))); err != nil {
 						rows.Close()
 						return err
