@@ -121,16 +121,25 @@ func (k *Keeper) generateOptions(req generateRequest) (warehouse.Options, func()
 		if k.cfg.WarehouseDir == "" {
 			return opts, nothing, invalid("from", "local exports are off: start the keeper with --warehouse-dir to allow paths under it, or use s3://")
 		}
-		root, _ := filepath.Abs(k.cfg.WarehouseDir)
-		p := req.From
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(root, p)
+		// Lexically first, for a clear message; then Generate opens the
+		// path through os.Root, so a symlink leading out of the folder
+		// is refused too, and no file outside it is ever opened.
+		root, err := filepath.Abs(k.cfg.WarehouseDir)
+		if err != nil {
+			return opts, nothing, fmt.Errorf("the warehouse folder: %w", err)
 		}
-		p, _ = filepath.Abs(p)
-		if rel, err := filepath.Rel(root, p); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		p := req.From
+		if filepath.IsAbs(p) {
+			rel, err := filepath.Rel(root, filepath.Clean(p))
+			if err != nil {
+				rel = ".."
+			}
+			p = rel
+		}
+		if p = filepath.Clean(p); !filepath.IsLocal(p) && p != "." {
 			return opts, nothing, invalid("from", "%q is outside the warehouse folder %s", req.From, root)
 		}
-		opts.From = p
+		opts.Root, opts.From = root, p
 	}
 	if req.Team != "" {
 		opts.Teams = []string{req.Team}

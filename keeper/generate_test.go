@@ -148,3 +148,52 @@ func TestEventsStream(t *testing.T) {
 		t.Errorf("%d events in %v", n, time.Since(start))
 	}
 }
+
+// A symlink inside the warehouse folder that leads out of it is not
+// followed: the request is refused, and nothing of the file it points to
+// (here a secret on its first line) appears in the answer. Folders with
+// such links are read without them.
+func TestGenerateWarehouseSymlinkOut(t *testing.T) {
+	wh, outside := t.TempDir(), t.TempDir()
+	const secret = "s3cr3t-token-0123456789,more,columns"
+	if err := os.WriteFile(filepath.Join(outside, "secret.csv"), []byte(secret+"\nx,y,z\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink(filepath.Join(outside, "secret.csv"), filepath.Join(wh, "link.csv")))
+	must(os.Symlink(outside, filepath.Join(wh, "linkdir")))
+	must(os.Mkdir(filepath.Join(wh, "export"), 0o755))
+	must(os.WriteFile(filepath.Join(wh, "export", "part-0.csv"), []byte("user,method,timestamp\nU1,users.info,2026-11-02T09:00:00Z\n"), 0o644))
+	must(os.Symlink(filepath.Join(outside, "secret.csv"), filepath.Join(wh, "export", "part-1.csv")))
+	k := openKeeper(t, t.TempDir(), func(c *Config) { c.WarehouseDir = wh })
+
+	for _, from := range []string{"link.csv", "linkdir/secret.csv", "linkdir", "./link.csv", "export/../link.csv"} {
+		var e struct {
+			Error struct{ Code, Field, Message string }
+		}
+		code := api(t, k, "", "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": from}, &e)
+		if code != http.StatusBadRequest || e.Error.Field != "from" || !strings.Contains(e.Error.Message, "may not leave the folder") {
+			t.Errorf("%s: %d %+v, want 400 saying the path may not leave the folder", from, code, e)
+		}
+		if strings.Contains(e.Error.Message, "s3cr3t") {
+			t.Errorf("%s: the answer quotes the file outside the folder: %s", from, e.Error.Message)
+		}
+	}
+
+	// The folder's own part is read; the link beside it is not a part.
+	var rep struct {
+		Result struct {
+			Objects int
+			Rows    struct{ Used int64 }
+		}
+	}
+	if code := api(t, k, "", "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": "export"}, &rep); code != http.StatusOK ||
+		rep.Result.Objects != 1 || rep.Result.Rows.Used != 1 {
+		t.Errorf("export/: %d %+v, want 1 part and 1 row", code, rep)
+	}
+}

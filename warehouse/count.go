@@ -24,6 +24,9 @@ const (
 	// minChunk keys at least are sorted at once, even when the chunk's
 	// users alone fill the budget (a few KiB over it, not a spill per key).
 	minChunk = 4096
+	// maxMethodBytes bounds the method names held for the whole export
+	// (they are never spilled).
+	maxMethodBytes = 16 << 20
 )
 
 // counts is what the counting pass finds.
@@ -44,9 +47,10 @@ type counter struct {
 	tmpDir   string
 	maxFanIn int
 
-	methodIdx map[string]uint16
-	methods   []string
-	calls     []int64 // rows per method: the call volume
+	methodIdx   map[string]uint16
+	methods     []string
+	methodBytes int64
+	calls       []int64 // rows per method: the call volume
 
 	// The current chunk.
 	keys      []uint64
@@ -69,6 +73,9 @@ func (c *counter) method(name string) (uint16, error) {
 	}
 	if len(c.methods) >= maxMethods {
 		return 0, fmt.Errorf("more than %d distinct methods: is the method column the right one?", maxMethods)
+	}
+	if c.methodBytes += int64(len(name)); c.methodBytes > maxMethodBytes {
+		return 0, fmt.Errorf("%w: the distinct method names take more than %s: is the method column the right one?", ErrLimit, byteSize(maxMethodBytes))
 	}
 	name = strings.Clone(name)
 	id := uint16(len(c.methods))

@@ -78,6 +78,34 @@
 // follow the day) reproduce the daily load curve: the volume in hour h is
 // frequency × hourly[h] per koi-minute. It needs at least a day of data.
 //
+// # Hostile parts
+//
+// Every byte of an export is read as if hostile, with bounded memory:
+//   - a CSV or JSON line, and a CSV row whose quoted fields span lines, is
+//     at most Options.MaxLineBytes (1 MiB): the CSV reader is handed whole
+//     lines one at a time, so it never buffers more; a longer one stops the
+//     run with the part, row, line, the column where the limit was passed,
+//     and the limit;
+//   - a value of a column that is read is at most MaxFieldBytes (64 KiB): a
+//     longer one is a bad row naming its column (other columns are bounded
+//     by the line alone), and all distinct method names together at most
+//     16 MiB;
+//   - a gzip or zstd part may inflate to MaxRatio (100) × its compressed
+//     bytes read so far plus 1 MiB, and to MaxInflatedBytes in all; zstd
+//     windows are at most 128 MiB;
+//   - a Parquet footer and the page headers of the columns read are walked
+//     before parquet-go decodes them (it allocates what they declare): every
+//     list and string must fit its bytes, the metadata must decode to under
+//     256 MiB, each page must fit its column chunk and inflate within
+//     MaxRatio; a value over MaxFieldBytes is a bad row; the page index and
+//     bloom filters are not read;
+//   - with Options.Root (the keeper's --warehouse-dir) every part and
+//     folder is opened through os.Root: a symlink leading out, "..", an
+//     absolute path are refused, and folder listings skip symlinks.
+//
+// A limit passed wraps ErrLimit. Messages quote at most 60 bytes of a value
+// and about 200 of a header, and only of the part being read.
+//
 // # Errors
 //
 // Every problem in the input names the object, the row (and the CSV line)

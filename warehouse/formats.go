@@ -68,36 +68,52 @@ func (g *ingest) resolveColumns(obj string, names []string, what string) ([numCo
 			case colClient:
 				why = " (needed by the client filter)"
 			}
-			shown := names
-			if len(shown) > 20 {
-				shown = append(shown[:20:20], "…")
-			}
 			return idx, fmt.Errorf("%s: column %q not found in the %s%s: it has %s; name the right one with %s",
-				obj, g.names[c], what, why, strings.Join(quoteAll(shown), ", "), flagOf[c])
+				obj, g.names[c], what, why, listNames(names), flagOf[c])
 		}
 	}
 	return idx, nil
 }
 
-func quoteAll(s []string) []string {
-	out := make([]string, len(s))
-	for i, v := range s {
-		out[i] = fmt.Sprintf("%q", v)
+// listNames quotes the first names of a header or schema, about 200
+// bytes of them at most: a message never carries more of a part.
+func listNames(names []string) string {
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if b.Len() > 200-maxQuoted {
+			fmt.Fprintf(&b, "… (%d columns)", len(names))
+			break
+		}
+		b.WriteString(clip(n))
 	}
-	return out
+	return b.String()
 }
 
-// readCSV reads one CSV part.
+// readCSV reads one CSV part. Lines and rows are bounded by MaxLineBytes
+// (see csvLines), the values read by MaxFieldBytes.
 func (g *ingest) readCSV(ctx context.Context, obj string, r io.Reader, comma rune) error {
-	cr := csv.NewReader(r)
+	lr := newCSVLines(g.lineBuf, r, g.o.MaxLineBytes)
+	g.lineBuf = lr.br
+	cr := csv.NewReader(lr)
 	cr.ReuseRecord = true
 	cr.FieldsPerRecord = -1
 	cr.Comma = comma
 	header, err := cr.Read()
+	lr.rowStart = cr.InputOffset()
 	if err == io.EOF {
 		return nil // an empty part
 	}
 	if err != nil {
+		var tl *csvTooLong
+		if errors.As(err, &tl) {
+			return g.csvTooLong(obj, 0, tl, nil, comma)
+		}
+		if errors.Is(err, ErrLimit) {
+			return err
+		}
 		return fmt.Errorf("%s: reading the CSV header: %w", obj, err)
 	}
 	names := make([]string, len(header))
@@ -111,11 +127,19 @@ func (g *ingest) readCSV(ctx context.Context, obj string, r io.Reader, comma run
 	var rec record
 	for n := int64(1); ; n++ {
 		fields, err := cr.Read()
+		lr.rowStart = cr.InputOffset()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
+			var tl *csvTooLong
+			if errors.As(err, &tl) {
+				return g.csvTooLong(obj, n, tl, names, comma)
+			}
 			var pe *csv.ParseError
+			if errors.Is(err, ErrLimit) {
+				return err
+			}
 			if !errors.As(err, &pe) {
 				return fmt.Errorf("%s: row %d: %w", obj, n, err)
 			}
@@ -141,18 +165,62 @@ func (g *ingest) readCSV(ctx context.Context, obj string, r io.Reader, comma run
 				rec.vals[c], rec.has[c] = fields[i], true
 			}
 		}
+		if c := g.overField(&rec); c >= 0 {
+			if err := g.bad(g.fieldTooLong(obj, n, int64(line), names[idx[c]], len(rec.vals[c]))); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := g.row(ctx, obj, n, int64(line), &rec); err != nil {
 			return err
 		}
 	}
 }
 
-// maxLine bounds one JSON line.
-const maxLine = 1 << 20
+// overField is the first logical column whose value is over
+// MaxFieldBytes, or -1.
+func (g *ingest) overField(rec *record) int {
+	for c := range numCols {
+		if len(rec.vals[c]) > g.o.MaxFieldBytes {
+			return c
+		}
+	}
+	return -1
+}
 
-// readJSONLines reads one JSON-lines part.
+func (g *ingest) fieldTooLong(obj string, row, line int64, column string, size int) *RowError {
+	return &RowError{Object: obj, Row: row, Line: line, Column: short(column), Reason: ReasonTooLong,
+		Msg: fmt.Sprintf("a value of %s is longer than the %s limit on a value (MaxFieldBytes, --max-field-bytes)",
+			byteSize(int64(size)), limitWords(int64(g.o.MaxFieldBytes)))}
+}
+
+// csvTooLong names the row, line and column of a CSV line or row over
+// MaxLineBytes (row 0 is the header).
+func (g *ingest) csvTooLong(obj string, row int64, tl *csvTooLong, names []string, comma rune) error {
+	e := &RowError{Object: obj, Row: row, Line: tl.line, Reason: ReasonTooLong}
+	limit := limitWords(int64(g.o.MaxLineBytes))
+	switch {
+	case tl.prefix == nil:
+		e.Msg = fmt.Sprintf("the row runs across lines past the %s limit on a row: a quoted field left open? (MaxLineBytes, --max-line-bytes)", limit)
+	case tl.atRowStart:
+		f := csvFieldAt(tl.prefix, comma)
+		if f < len(names) {
+			e.Column = short(names[f])
+		} else {
+			e.Column = fmt.Sprintf("field %d", f+1)
+		}
+		e.Msg = fmt.Sprintf("the line passes the %s limit on a line in this column: is this really CSV? (MaxLineBytes, --max-line-bytes)", limit)
+	default:
+		e.Msg = fmt.Sprintf("the line, inside a quoted field that spans lines, is longer than the %s limit on a line (MaxLineBytes, --max-line-bytes)", limit)
+	}
+	return e
+}
+
+// readJSONLines reads one JSON-lines part. Lines are bounded by
+// MaxLineBytes, the values read by MaxFieldBytes.
 func (g *ingest) readJSONLines(ctx context.Context, obj string, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 256<<10)
+	maxLine := g.o.MaxLineBytes
 	var long []byte
 	var rec record
 	n := int64(0)
@@ -165,11 +233,17 @@ func (g *ingest) readJSONLines(ctx context.Context, obj string, r io.Reader) err
 				long = append(long, b...)
 			}
 			b = long
-			if len(long) > maxLine {
-				return fmt.Errorf("%s: line %d is longer than %d bytes: is this really JSON lines?", obj, line, maxLine)
-			}
+		}
+		if contentLen(b) > maxLine {
+			key := jsonKeyAt(b[:maxLine])
+			return &RowError{Object: obj, Row: n + 1, Line: line, Column: short(key), Reason: ReasonTooLong,
+				Msg: fmt.Sprintf("the line is longer than the %s limit on a line: is this really JSON lines? (MaxLineBytes, --max-line-bytes)",
+					limitWords(int64(maxLine)))}
 		}
 		if err != nil && err != io.EOF {
+			if errors.Is(err, ErrLimit) {
+				return err
+			}
 			return fmt.Errorf("%s: line %d: %w", obj, line, err)
 		}
 		if t := trimSpace(b); len(t) > 0 {
@@ -189,6 +263,10 @@ func (g *ingest) readJSONLines(ctx context.Context, obj string, r io.Reader) err
 					column = g.names[col]
 				}
 				if err := g.bad(&RowError{Object: obj, Row: n, Line: line, Column: column, Reason: ReasonMalformed, Msg: msg}); err != nil {
+					return err
+				}
+			} else if c := g.overField(&rec); c >= 0 {
+				if err := g.bad(g.fieldTooLong(obj, n, line, g.names[c], len(rec.vals[c]))); err != nil {
 					return err
 				}
 			} else if err := g.row(ctx, obj, n, line, &rec); err != nil {

@@ -22,6 +22,18 @@ func FuzzRowParsers(f *testing.F) {
 		`{"user":`, `[]`, `{"a":tru}`, `{"user":"\ud800"}`, `{}`, ` `,
 		`U1,chat.postMessage,2026-11-01 00:00:00`,
 		`"U,1","m","1793491200"`, `u,m,"2026-11-01T00:00:00+05:30"`, `u,m,"unclosed`, `u,,1`,
+		// Hostile: values past the field limit, a line past the line
+		// limit, deep nesting, huge numbers, a quote left open across
+		// lines, a row of commas, NULs and broken UTF-8.
+		`{"user":"` + strings.Repeat("u", 300) + `","method":"m","timestamp":1793491200}`,
+		`{"user":"u","method":"m","timestamp":1793491200,"x":"` + strings.Repeat("y", 2000) + `"}`,
+		`{"user":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}`,
+		`{"user":"u","method":"m","timestamp":` + strings.Repeat("9", 400) + `}`,
+		`{"user":"u","method":"m","timestamp":1e999999999}`,
+		strings.Repeat("u", 300) + ",m,1793491200",
+		"u,m,1793491200,\"" + strings.Repeat("a\n", 800),
+		strings.Repeat(",", 3000),
+		"u\x00,m\xff\xfe,\x00",
 	} {
 		f.Add(s)
 	}
@@ -46,7 +58,8 @@ func FuzzRowParsers(f *testing.F) {
 			var r row
 			_ = p.parse(&rec, &r)
 		}
-		g := &ingest{o: &Options{SkipBadRows: false}, names: names, agg: map[string]*[2]int64{}}
+		o := (&Options{SkipBadRows: false}).withDefaults()
+		g := &ingest{o: &o, names: names, agg: map[string]*[2]int64{}}
 		g.parser = rowParser{names: names}
 		g.cnt = newCounter(1<<20, t.TempDir(), 4)
 		err := g.readCSV(context.Background(), "fuzz.csv", strings.NewReader("user,method,timestamp\n"+line), ',')
@@ -56,6 +69,34 @@ func FuzzRowParsers(f *testing.F) {
 		}
 		if re != nil && (re.Object != "fuzz.csv" || re.Row < 1) {
 			t.Fatalf("RowError without a place: %+v", re)
+		}
+
+		// Under tight limits, both readers stop or skip with a placed
+		// error, and no message carries more than a short quote.
+		for _, format := range []string{"csv", "jsonl"} {
+			o := (&Options{MaxLineBytes: 1 << 10, MaxFieldBytes: 256}).withDefaults()
+			g := &ingest{o: &o, names: names, agg: map[string]*[2]int64{}}
+			g.parser = rowParser{names: names}
+			g.cnt = newCounter(1<<20, t.TempDir(), 4)
+			var err error
+			if format == "csv" {
+				err = g.readCSV(context.Background(), "fuzz.csv", strings.NewReader("user,method,timestamp\n"+line), ',')
+			} else {
+				err = g.readJSONLines(context.Background(), "fuzz.csv", strings.NewReader(line))
+			}
+			var re *RowError
+			if err != nil && !errors.As(err, &re) {
+				t.Fatalf("%s: not a RowError: %v", format, err)
+			}
+			if re != nil && (re.Object != "fuzz.csv" || re.Row < 1) {
+				t.Fatalf("%s: RowError without a place: %+v", format, re)
+			}
+			if re != nil && re.Reason == ReasonTooLong && !errors.Is(err, ErrLimit) {
+				t.Fatalf("%s: too long but not ErrLimit: %v", format, err)
+			}
+			if err != nil && len(err.Error()) > 400 {
+				t.Fatalf("%s: a %d-byte message: %.500s", format, len(err.Error()), err)
+			}
 		}
 	})
 }

@@ -104,13 +104,15 @@ type ingest struct {
 	cnt     *counter
 	agg     map[string]*[2]int64 // aggregated: method → user-minutes, active
 	aggVol  map[string]int64
-	rows    Rows
-	minSec  int64
-	maxSec  int64
-	teams   map[string]bool
-	clients map[string]bool
-	since   int64
-	until   int64
+	// aggBytes is the length of agg's keys.
+	aggBytes int64
+	rows     Rows
+	minSec   int64
+	maxSec   int64
+	teams    map[string]bool
+	clients  map[string]bool
+	since    int64
+	until    int64
 	// progress
 	progress  func(Progress)
 	start     time.Time
@@ -119,6 +121,8 @@ type ingest struct {
 	objects   int
 	curObject string
 	pr        row
+	// lineBuf is the CSV line buffer, reused from part to part.
+	lineBuf *bufio.Reader
 }
 
 func (g *ingest) shapeDecided() bool { return g.decided }
@@ -204,6 +208,9 @@ func (g *ingest) row(ctx context.Context, obj string, n, line int64, rec *record
 			if len(g.agg) >= maxMethods {
 				return fmt.Errorf("%s: row %d: more than %d distinct methods: is %q the method column?", obj, n, maxMethods, g.names[colMethod])
 			}
+			if g.aggBytes += int64(len(r.method)); g.aggBytes > maxMethodBytes {
+				return fmt.Errorf("%s: row %d: %w: the distinct method names take more than %s: is %q the method column?", obj, n, ErrLimit, byteSize(maxMethodBytes), g.names[colMethod])
+			}
 			a = new([2]int64)
 			g.agg[string([]byte(r.method))] = a
 		}
@@ -259,15 +266,9 @@ func (g *ingest) report(phase string) {
 		Elapsed: el, RowsPerSec: float64(g.rows.Read) / max(el.Seconds(), 1e-9), Phase: phase})
 }
 
-// Generate reads the export of o.From and computes its frequency table.
-// progress, when not nil, is called from Generate's goroutine about every
-// o.ProgressEvery. Nothing is written: see Result.WriteFile.
-func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Result, error) {
-	if errs := opts.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("warehouse options: %w", errors.Join(errs...))
-	}
-	o := opts.withDefaults()
-	g := &ingest{o: &o, names: o.Columns.names(), progress: progress, start: time.Now(),
+// newIngest is the state of a run with options o (defaults applied).
+func newIngest(o *Options, progress func(Progress), tmp string) *ingest {
+	g := &ingest{o: o, names: o.Columns.names(), progress: progress, start: time.Now(),
 		agg: map[string]*[2]int64{}}
 	g.parser = rowParser{names: g.names, unit: o.TimeUnit}
 	g.nextTick = g.start.Add(o.ProgressEvery)
@@ -283,6 +284,18 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	if !o.Until.IsZero() {
 		g.until = o.Until.Unix()
 	}
+	g.cnt = newCounter(o.MemoryBytes, tmp, o.maxFanIn)
+	return g
+}
+
+// Generate reads the export of o.From and computes its frequency table.
+// progress, when not nil, is called from Generate's goroutine about every
+// o.ProgressEvery. Nothing is written: see Result.WriteFile.
+func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Result, error) {
+	if errs := opts.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("warehouse options: %w", errors.Join(errs...))
+	}
+	o := opts.withDefaults()
 	var seqs map[string]bool
 	if o.Sequences != "" {
 		var err error
@@ -294,13 +307,14 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	if tmp == "" {
 		tmp = os.TempDir()
 	}
-	g.cnt = newCounter(o.MemoryBytes, tmp, o.maxFanIn)
+	g := newIngest(&o, progress, tmp)
 	defer g.cnt.cleanup()
 
 	src, err := openSource(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
+	defer src.close()
 	res := &Result{Source: src.String(), Formats: map[string]int{}}
 	err = src.each(ctx, func(obj object) error {
 		g.objects++
@@ -356,7 +370,8 @@ func first(s []string) string {
 	return s[0]
 }
 
-// readObject reads one part, whatever its compression and format.
+// readObject reads one part, whatever its compression and format. A
+// compressed part is read through an inflateGuard.
 func (g *ingest) readObject(ctx context.Context, obj object, tmp string) (string, error) {
 	rc, err := obj.open(ctx)
 	if err != nil {
@@ -365,11 +380,15 @@ func (g *ingest) readObject(ctx context.Context, obj object, tmp string) (string
 	defer rc.Close()
 	before := g.bytes
 	br := bufio.NewReaderSize(countingReader{rc, &g.bytes}, 256<<10)
-	r, comp, closeZ, err := decompress(br)
+	r, comp, closeZ, err := decompress(br, g.o.MaxInflatedBytes)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", obj.name, err)
 	}
 	defer closeZ()
+	if comp != "" {
+		r = &inflateGuard{r: r, in: func() int64 { return g.bytes - before }, ratio: int64(g.o.MaxRatio),
+			max: g.o.MaxInflatedBytes, obj: obj.name, kind: comp}
+	}
 	format := g.o.Format
 	if format == FormatAuto {
 		var ok bool
@@ -400,27 +419,35 @@ func (g *ingest) readObject(ctx context.Context, obj object, tmp string) (string
 	case FormatJSON:
 		err = g.readJSONLines(ctx, obj.name, r)
 	case FormatParquet:
-		if obj.local != "" && comp == "" {
-			f, ferr := os.Open(obj.local)
-			if ferr != nil {
-				return kind, ferr
+		if f, ok := rc.(*os.File); ok && comp == "" {
+			// A local file: random access as it is (ReadAt ignores what
+			// the sniffing read).
+			st, serr := f.Stat()
+			if serr != nil {
+				return kind, fmt.Errorf("%s: %w", obj.name, serr)
 			}
-			defer f.Close()
-			st, _ := f.Stat()
 			g.bytes = before + st.Size()
 			err = g.readParquet(ctx, obj.name, f, st.Size())
 			break
 		}
-		// Parquet needs random access: spool the part to a temporary file.
+		// Parquet needs random access: spool the part to a temporary file,
+		// no bigger than MaxInflatedBytes.
 		f, ferr := os.CreateTemp(tmp, "koipond-warehouse-parquet-*")
 		if ferr != nil {
 			return kind, fmt.Errorf("%s: spooling Parquet: %w", obj.name, ferr)
 		}
 		defer os.Remove(f.Name())
 		defer f.Close()
-		size, cerr := io.Copy(f, r)
+		size, cerr := io.Copy(f, io.LimitReader(r, g.o.MaxInflatedBytes+1))
 		if cerr != nil {
+			if errors.Is(cerr, ErrLimit) {
+				return kind, cerr
+			}
 			return kind, fmt.Errorf("%s: spooling Parquet: %w", obj.name, cerr)
+		}
+		if size > g.o.MaxInflatedBytes {
+			return kind, fmt.Errorf("%s: %w: the Parquet part is bigger than the %s limit on one part (MaxInflatedBytes, --max-inflated-bytes)",
+				obj.name, ErrLimit, limitWords(g.o.MaxInflatedBytes))
 		}
 		err = g.readParquet(ctx, obj.name, f, size)
 	}

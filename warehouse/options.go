@@ -1,8 +1,10 @@
 package warehouse
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -125,6 +127,28 @@ type Options struct {
 	EndpointURL   string
 	VirtualHosted bool
 
+	// Root, when set, confines local reads to this folder: From is a path
+	// inside it, and every part and folder is opened through os.Root, so
+	// nothing outside it is opened (a symlink leading out, "..", an
+	// absolute path are refused). The keeper's --warehouse-dir.
+	Root string
+
+	// MaxLineBytes bounds one line of a CSV or JSON-lines part, and one
+	// CSV row whose quoted fields span lines (default 1 MiB). A longer one
+	// stops the run: memory stays bounded whatever the part holds.
+	MaxLineBytes int
+	// MaxFieldBytes bounds one value of a column that is read (user,
+	// method, timestamp, team, client, the counts) in every format
+	// (default 64 KiB). Other columns are bounded only by MaxLineBytes.
+	MaxFieldBytes int
+	// MaxRatio bounds decompression (gzip, zstd, Parquet column chunks): a
+	// part may not inflate to more than MaxRatio × its compressed bytes
+	// read so far plus 1 MiB (default 100).
+	MaxRatio int
+	// MaxInflatedBytes bounds the decompressed size of one compressed part
+	// (default 32 GiB).
+	MaxInflatedBytes int64
+
 	// MemoryBytes bounds the in-memory chunk of the external sort
 	// (default 128 MiB; see the package doc).
 	MemoryBytes int64
@@ -144,6 +168,17 @@ type Options struct {
 
 // DefaultMemoryBytes is the default Options.MemoryBytes.
 const DefaultMemoryBytes = 128 << 20
+
+// The defaults of the reading limits (see Options).
+const (
+	DefaultMaxLineBytes     = 1 << 20
+	DefaultMaxFieldBytes    = 64 << 10
+	DefaultMaxRatio         = 100
+	DefaultMaxInflatedBytes = 32 << 30
+	// inflateFloor is what any compressed part may inflate to before
+	// MaxRatio applies.
+	inflateFloor = 1 << 20
+)
 
 // Validate returns every problem with the options, each naming its field.
 func (o *Options) Validate() []error {
@@ -188,6 +223,23 @@ func (o *Options) Validate() []error {
 	if o.MemoryBytes != 0 && o.MemoryBytes < 1<<16 {
 		bad("memory: %d bytes is below the 64 KiB minimum", o.MemoryBytes)
 	}
+	if o.MaxLineBytes != 0 && o.MaxLineBytes < 1<<10 {
+		bad("max line bytes: %d is below the 1 KiB minimum", o.MaxLineBytes)
+	}
+	if line := cmp.Or(o.MaxLineBytes, DefaultMaxLineBytes); o.MaxFieldBytes != 0 && (o.MaxFieldBytes < 64 || o.MaxFieldBytes > line) {
+		bad("max field bytes: %d is below 64 or above the %d-byte line limit", o.MaxFieldBytes, line)
+	}
+	if o.MaxRatio < 0 {
+		bad("max ratio: %d is negative", o.MaxRatio)
+	}
+	if o.MaxInflatedBytes < 0 {
+		bad("max inflated bytes: %d is negative", o.MaxInflatedBytes)
+	}
+	if o.Root != "" && !strings.HasPrefix(o.From, "s3://") {
+		if filepath.IsAbs(o.From) || !filepath.IsLocal(filepath.Clean(o.From)) && filepath.Clean(o.From) != "." {
+			bad("from: %q is not a path inside the folder %s (no absolute paths, no \"..\")", o.From, o.Root)
+		}
+	}
 	if o.Comma == '"' || o.Comma == '\n' || o.Comma == '\r' {
 		bad("comma: %q cannot separate CSV fields", o.Comma)
 	}
@@ -202,6 +254,18 @@ func (o *Options) withDefaults() Options {
 	c.Columns = c.Columns.withDefaults()
 	if c.MemoryBytes == 0 {
 		c.MemoryBytes = DefaultMemoryBytes
+	}
+	if c.MaxLineBytes == 0 {
+		c.MaxLineBytes = DefaultMaxLineBytes
+	}
+	if c.MaxFieldBytes == 0 {
+		c.MaxFieldBytes = min(DefaultMaxFieldBytes, c.MaxLineBytes)
+	}
+	if c.MaxRatio == 0 {
+		c.MaxRatio = DefaultMaxRatio
+	}
+	if c.MaxInflatedBytes == 0 {
+		c.MaxInflatedBytes = DefaultMaxInflatedBytes
 	}
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = time.Second

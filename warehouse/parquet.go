@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -28,10 +29,15 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 		// parquet-go panics on some corrupt files: an error naming the
 		// object is better than a crash.
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%s: corrupt Parquet file: %v", obj, p)
+			err = fmt.Errorf("%s: corrupt Parquet file: %s", obj, short(fmt.Sprint(p)))
 		}
 	}()
-	f, err := parquet.OpenFile(r, size)
+	if err := checkParquetFooter(obj, r, size); err != nil {
+		return err
+	}
+	// The page index and bloom filters are not used: not reading them
+	// leaves less metadata for a hostile file to play with.
+	f, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return fmt.Errorf("%s: opening Parquet: %w", obj, err)
 	}
@@ -79,8 +85,12 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 			pt.int96 = typ.Kind() == parquet.Int96
 		}
 	}
+	if err := g.checkParquetChunks(obj, r, size, f, idx, paths, names); err != nil {
+		return err
+	}
 	var rec record
 	var scratch [numCols][]byte
+	maxField := g.o.MaxFieldBytes
 	buf := make([]parquet.Row, 512)
 	n := int64(0)
 	for _, rg := range f.RowGroups() {
@@ -90,6 +100,7 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 			for _, prow := range buf[:k] {
 				n++
 				rec.reset()
+				over := -1 // a column over MaxFieldBytes: only byte arrays can be
 				for _, v := range prow {
 					c := -1
 					if col := v.Column(); col >= 0 && col < len(leafCol) {
@@ -116,6 +127,9 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 					case parquet.ByteArray, parquet.FixedLenByteArray:
 						b := v.ByteArray()
 						s = unsafe.String(unsafe.SliceData(b), len(b))
+						if len(b) > maxField {
+							over = c
+						}
 					case parquet.Int32:
 						scratch[c] = strconv.AppendInt(scratch[c][:0], int64(v.Int32()), 10)
 						s = unsafe.String(unsafe.SliceData(scratch[c]), len(scratch[c]))
@@ -140,6 +154,13 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 					}
 					rec.vals[c], rec.has[c] = s, true
 				}
+				if c := over; c >= 0 {
+					if err := g.bad(g.fieldTooLong(obj, n, 0, names[idx[c]], len(rec.vals[c]))); err != nil {
+						rows.Close()
+						return err
+					}
+					continue
+				}
 				if err := g.row(ctx, obj, n, 0, &rec); err != nil {
 					rows.Close()
 					return err
@@ -151,6 +172,75 @@ func (g *ingest) readParquet(ctx context.Context, obj string, r io.ReaderAt, siz
 					break
 				}
 				return fmt.Errorf("%s: reading Parquet rows near row %d: %w", obj, n+1, rerr)
+			}
+		}
+	}
+	return nil
+}
+
+// maxParquetFooter bounds a Parquet footer (its metadata): parquet-go
+// allocates what the file's last bytes declare before reading it.
+const maxParquetFooter = 64 << 20
+
+// checkParquetFooter refuses a footer length that the file cannot hold or
+// that is past maxParquetFooter, and metadata that would decode past
+// parquetMetadataBudget (see checkParquetMetadata).
+func checkParquetFooter(obj string, r io.ReaderAt, size int64) error {
+	var tail [8]byte
+	if size < 12 {
+		return fmt.Errorf("%s: not a Parquet file: %d bytes", obj, size)
+	}
+	if _, err := r.ReadAt(tail[:], size-8); err != nil {
+		return fmt.Errorf("%s: reading the Parquet footer: %w", obj, err)
+	}
+	n := int64(binary.LittleEndian.Uint32(tail[:4]))
+	if n > size-12 || n > maxParquetFooter {
+		return fmt.Errorf("%s: %w: the Parquet footer claims %s in a %s file (at most %s is read): corrupt or hostile",
+			obj, ErrLimit, byteSize(n), byteSize(size), byteSize(maxParquetFooter))
+	}
+	if string(tail[4:]) != "PAR1" {
+		return nil // not plain Parquet: parquet-go says what it is
+	}
+	footer := make([]byte, n)
+	if _, err := r.ReadAt(footer, size-8-n); err != nil {
+		return fmt.Errorf("%s: reading the Parquet footer: %w", obj, err)
+	}
+	if err := checkParquetMetadata(footer); err != nil {
+		return fmt.Errorf("%s: the Parquet footer: %w", obj, err)
+	}
+	return nil
+}
+
+// checkParquetChunks checks, from the metadata, that the column chunks read
+// inflate within MaxRatio (plus the floor) and MaxInflatedBytes, and then
+// each of their page headers (checkParquetPages).
+func (g *ingest) checkParquetChunks(obj string, r io.ReaderAt, size int64, f *parquet.File, idx [numCols]int, paths [][]string, names []string) error {
+	md, rd := f.Metadata(), r
+	for c := range numCols {
+		i := idx[c]
+		if i < 0 {
+			continue
+		}
+		leaf, ok := f.Schema().Lookup(paths[i]...)
+		if !ok {
+			continue
+		}
+		for r, rg := range md.RowGroups {
+			if leaf.ColumnIndex >= len(rg.Columns) {
+				continue
+			}
+			m := rg.Columns[leaf.ColumnIndex].MetaData
+			in, out := max(m.TotalCompressedSize, 0), m.TotalUncompressedSize
+			if out > int64(g.o.MaxRatio)*in+inflateFloor || out > g.o.MaxInflatedBytes {
+				return fmt.Errorf("%s: %w: row group %d, column %q: %s of pages from %s compressed, past %d× plus %s (MaxRatio, --max-ratio) or %s (MaxInflatedBytes)",
+					obj, ErrLimit, r+1, short(names[i]), byteSize(out), byteSize(in), g.o.MaxRatio, byteSize(inflateFloor), byteSize(g.o.MaxInflatedBytes))
+			}
+			start := m.DataPageOffset
+			if m.DictionaryPageOffset > 0 && m.DictionaryPageOffset < start {
+				start = m.DictionaryPageOffset
+			}
+			if err := checkParquetPages(rd, size, start, in, int64(g.o.MaxRatio)); err != nil {
+				return fmt.Errorf("%s: row group %d, column %q: %w", obj, r+1, short(names[i]), err)
 			}
 		}
 	}

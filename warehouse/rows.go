@@ -30,12 +30,16 @@ const (
 	ReasonNegative  = "negative count"
 	ReasonCount     = "bad count"
 	ReasonMalformed = "malformed row"
+	// ReasonTooLong is a line, row or value over a reading limit
+	// (Options.MaxLineBytes, MaxFieldBytes). A value too long is a bad
+	// row; a line or row too long stops the run.
+	ReasonTooLong = "too long"
 )
 
 // RowError is a bad row: where it is and what is wrong with it.
 type RowError struct {
 	Object string // file path or s3:// URL of the part
-	Row    int64  // 1-based data row in the part (the header is not a row)
+	Row    int64  // 1-based data row in the part (0: the header)
 	Line   int64  // 1-based line, when the format has lines (0 otherwise)
 	Column string // the column's name in the export ("" for the whole row)
 	Reason string // one of the Reason constants
@@ -45,7 +49,11 @@ type RowError struct {
 func (e *RowError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Object)
-	fmt.Fprintf(&b, ": row %d", e.Row)
+	if e.Row == 0 {
+		b.WriteString(": the header")
+	} else {
+		fmt.Fprintf(&b, ": row %d", e.Row)
+	}
 	if e.Line > 0 && e.Line != e.Row {
 		fmt.Fprintf(&b, " (line %d)", e.Line)
 	}
@@ -55,6 +63,14 @@ func (e *RowError) Error() string {
 	b.WriteString(": ")
 	b.WriteString(e.Msg)
 	return b.String()
+}
+
+// Unwrap makes a row over a reading limit match ErrLimit.
+func (e *RowError) Unwrap() error {
+	if e.Reason == ReasonTooLong {
+		return ErrLimit
+	}
+	return nil
 }
 
 // record is one row as read, before parsing: a value per logical column.
@@ -136,7 +152,7 @@ func (p *rowParser) parse(rec *record, out *row) *RowError {
 	sec, ok := parseTimestamp(v, p.unit)
 	if !ok {
 		return &RowError{Column: p.names[colTimestamp], Reason: ReasonTimestamp,
-			Msg: fmt.Sprintf("cannot read %s as a time (want RFC 3339, \"2006-01-02 15:04:05\" in UTC, or epoch seconds/ms)", quoteShort(v))}
+			Msg: fmt.Sprintf("cannot read %s as a time (want RFC 3339, \"2006-01-02 15:04:05\" in UTC, or epoch seconds/ms)", clip(v))}
 	}
 	out.sec = sec
 	return nil
@@ -149,7 +165,7 @@ func parseCount(v string) (int64, *RowError) {
 	if err != nil {
 		f, ferr := strconv.ParseFloat(s, 64)
 		if ferr != nil || f != math.Trunc(f) || math.IsInf(f, 0) || math.Abs(f) > 1<<62 {
-			return 0, &RowError{Reason: ReasonCount, Msg: fmt.Sprintf("%s is not a whole number", quoteShort(v))}
+			return 0, &RowError{Reason: ReasonCount, Msg: fmt.Sprintf("%s is not a whole number", clip(v))}
 		}
 		n = int64(f)
 	}
@@ -157,14 +173,6 @@ func parseCount(v string) (int64, *RowError) {
 		return 0, &RowError{Reason: ReasonNegative, Msg: fmt.Sprintf("%d is negative: a count of user-minutes cannot be", n)}
 	}
 	return n, nil
-}
-
-// quoteShort quotes v, cut to 60 bytes.
-func quoteShort(v string) string {
-	if len(v) > 60 {
-		return strconv.Quote(v[:60]) + "…"
-	}
-	return strconv.Quote(v)
 }
 
 func floorDiv(a, b int64) int64 {

@@ -32,6 +32,8 @@ type s3Source struct {
 
 func (s *s3Source) String() string { return "s3://" + s.bucket + "/" + s.prefix }
 
+func (s *s3Source) close() {}
+
 // endpointFromEnv is the S3 endpoint override of the environment.
 func endpointFromEnv() string {
 	if e := os.Getenv("AWS_ENDPOINT_URL_S3"); e != "" {

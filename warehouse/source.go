@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,10 +20,9 @@ import (
 
 // object is one part of an export.
 type object struct {
-	name  string // file path or s3:// URL, for messages
-	size  int64
-	local string // the local path, when the part is a local file
-	open  func(ctx context.Context) (io.ReadCloser, error)
+	name string // file path or s3:// URL, for messages
+	size int64
+	open func(ctx context.Context) (io.ReadCloser, error)
 }
 
 // source lists an export's parts, in order, without holding the whole list
@@ -30,6 +30,7 @@ type object struct {
 type source interface {
 	each(ctx context.Context, fn func(obj object) error) error
 	String() string
+	close()
 }
 
 // skipName reports whether a part's base name marks it as not data:
@@ -44,6 +45,9 @@ func openSource(ctx context.Context, o *Options) (source, error) {
 	if strings.HasPrefix(o.From, "s3://") {
 		return newS3Source(ctx, o)
 	}
+	if o.Root != "" {
+		return openRootSource(o)
+	}
 	st, err := os.Stat(o.From)
 	if err != nil {
 		return nil, fmt.Errorf("reading the export: %w", err)
@@ -54,16 +58,75 @@ func openSource(ctx context.Context, o *Options) (source, error) {
 type localSource struct {
 	root string
 	dir  bool
+	// in, when set, confines every open to a folder; root is then a
+	// slash-separated path inside it.
+	in   *os.Root
+	name string // in's folder, for messages
 }
 
-func (s *localSource) String() string { return s.root }
+// openRootSource opens o.From inside o.Root through os.Root: nothing
+// outside the folder is opened, whatever symlinks it holds.
+func openRootSource(o *Options) (*localSource, error) {
+	in, err := os.OpenRoot(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("opening the folder %s: %w", o.Root, err)
+	}
+	p := path.Clean(filepath.ToSlash(o.From))
+	st, err := in.Stat(p)
+	if err != nil {
+		in.Close()
+		return nil, rootError(o.From, o.Root, err)
+	}
+	return &localSource{root: p, dir: st.IsDir(), in: in, name: o.Root}, nil
+}
+
+// rootError says why a path inside a confined folder could not be opened,
+// quoting nothing of any file.
+func rootError(p, root string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("reading the export: %q does not exist in %s: %w", p, root, err)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("reading the export: %q in %s: permission denied: %w", p, root, err)
+	}
+	return fmt.Errorf("reading the export: %q cannot be opened inside %s: a path may not leave the folder (no symlink out of it, no \"..\", no absolute path): %w", p, root, err)
+}
+
+func (s *localSource) close() {
+	if s.in != nil {
+		s.in.Close()
+	}
+}
+
+func (s *localSource) String() string {
+	if s.in != nil {
+		return filepath.Join(s.name, filepath.FromSlash(s.root))
+	}
+	return s.root
+}
 
 func (s *localSource) each(ctx context.Context, fn func(object) error) error {
 	local := func(p string, size int64) object {
-		return object{name: p, size: size, local: p, open: func(context.Context) (io.ReadCloser, error) { return os.Open(p) }}
+		if s.in != nil {
+			name := filepath.Join(s.name, filepath.FromSlash(p))
+			return object{name: name, size: size, open: func(context.Context) (io.ReadCloser, error) {
+				f, err := s.in.Open(p)
+				if err != nil {
+					return nil, rootError(p, s.name, err)
+				}
+				return f, nil
+			}}
+		}
+		return object{name: p, size: size, open: func(context.Context) (io.ReadCloser, error) { return os.Open(p) }}
 	}
 	if !s.dir {
-		st, err := os.Stat(s.root)
+		var st fs.FileInfo
+		var err error
+		if s.in != nil {
+			st, err = s.in.Stat(s.root)
+		} else {
+			st, err = os.Stat(s.root)
+		}
 		if err != nil {
 			return err
 		}
@@ -74,7 +137,7 @@ func (s *localSource) each(ctx context.Context, fn func(object) error) error {
 		size int64
 	}
 	var parts []part
-	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+	walk := func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -85,7 +148,7 @@ func (s *localSource) each(ctx context.Context, fn func(object) error) error {
 			return nil
 		}
 		if !d.Type().IsRegular() {
-			return nil
+			return nil // folders are walked; symlinks and devices are not parts
 		}
 		info, err := d.Info()
 		if err != nil {
@@ -93,9 +156,15 @@ func (s *localSource) each(ctx context.Context, fn func(object) error) error {
 		}
 		parts = append(parts, part{p, info.Size()})
 		return nil
-	})
+	}
+	var err error
+	if s.in != nil {
+		err = fs.WalkDir(s.in.FS(), s.root, walk)
+	} else {
+		err = filepath.WalkDir(s.root, walk)
+	}
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", s.root, err)
+		return fmt.Errorf("listing %s: %w", s, err)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].path < parts[j].path })
 	for _, p := range parts {
@@ -128,8 +197,13 @@ var (
 	magicParquet = []byte("PAR1")
 )
 
+// zstdMaxWindow bounds the window a zstd frame may ask for (its memory):
+// zstd up to level 22 uses at most 128 MiB, the default levels 8 MiB.
+const zstdMaxWindow = 128 << 20
+
 // decompress wraps r by its magic bytes; kind is "gzip", "zstd" or "".
-func decompress(r *bufio.Reader) (io.Reader, string, func(), error) {
+// maxOut bounds what a zstd frame may declare it inflates to.
+func decompress(r *bufio.Reader, maxOut int64) (io.Reader, string, func(), error) {
 	head, _ := r.Peek(4)
 	switch {
 	case bytes.HasPrefix(head, magicGzip):
@@ -139,7 +213,8 @@ func decompress(r *bufio.Reader) (io.Reader, string, func(), error) {
 		}
 		return z, "gzip", func() { z.Close() }, nil
 	case bytes.HasPrefix(head, magicZstd):
-		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(uint64(max(maxOut, 1))))
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("zstd: %w", err)
 		}
