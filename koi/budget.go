@@ -1,6 +1,8 @@
 package koi
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +22,11 @@ var ErrReplyBudget = errors.New("school-wide reply budget exhausted")
 const replyChunk = 32 << 10
 
 // ReplyBudget bounds the reply bytes every koi of a school holds while
-// reading them: HTTP reply bodies and websocket frames. A koi reserves
-// from it before it allocates room for the next piece of a reply and gives
-// the reservation back once the reply is read (HTTP) or handled (a frame);
+// reading them: HTTP reply bodies and websocket frames, and what they
+// grow to when decoded. A koi reserves from it before it allocates room
+// for the next piece of a reply, and for the decoded values before it
+// decodes, and gives the reservation back once the request returns
+// (HTTP) or the frame is handled;
 // when the budget is exhausted the reply is dropped and the request fails
 // with ErrReplyBudget. Reserving never waits, so a full budget can neither
 // block a koi nor delay a stop. The per-reply caps (MaxResponseBody,
@@ -115,7 +119,8 @@ func (rt *Runtime) release(n int64) {
 
 // readReply reads a whole reply of at most limit bytes from r, reserving
 // every piece of buffer before it is allocated (hint, when positive, is the
-// announced size and sizes the first piece). It returns the bytes it holds
+// announced size and sizes the first piece), then what decoding it will
+// take (decodeCost). It returns the bytes it holds
 // reserved, which the caller releases once done with the data — also on
 // error. A reply over limit fails with errReplyTooLarge, one that does not
 // fit the budget with ErrReplyBudget; r is then left unread.
@@ -146,12 +151,29 @@ func (rt *Runtime) readReply(r io.Reader, limit, hint int64) (data []byte, held 
 			if int64(len(buf)) > limit {
 				return nil, held, errReplyTooLarge
 			}
-			return buf, held, nil
+			// Decoding is where a reply grows: reserve that too.
+			cost := decodeCost(buf)
+			if err := rt.reserve(cost); err != nil {
+				return nil, held, fmt.Errorf("decoding a %d-byte reply: %w", len(buf), err)
+			}
+			return buf, held + cost, nil
 		}
 		if err != nil {
 			return nil, held, err
 		}
 	}
+}
+
+// decodedValueBytes is what one JSON value costs once decoded into Go
+// values beyond its text: an interface slot and a small allocation.
+const decodedValueBytes = 32
+
+// decodeCost estimates the memory a reply takes once decoded beyond its
+// own bytes, from the values it separates: `[0,0,0,…]` is 2 bytes a value
+// as text and about 34 decoded. One linear pass of bytes.Count each.
+func decodeCost(b []byte) int64 {
+	n := bytes.Count(b, []byte{','}) + bytes.Count(b, []byte{':'}) + bytes.Count(b, []byte{'['}) + bytes.Count(b, []byte{'{'})
+	return int64(n) * decodedValueBytes
 }
 
 // ReplyBytesInFlight returns the reply bytes the run's koi hold reserved
@@ -167,11 +189,17 @@ func (rt *Runtime) ReplyBytesRead() uint64 { return rt.replyBytes.Load() }
 func (rt *Runtime) RepliesRefused() uint64 { return rt.budgetRefused.Load() }
 
 // readBody reads an HTTP reply body within MaxResponseBody and the
-// school's reply budget, classifying failures for metrics. The budget is
-// held only while the body is read.
+// school's reply budget, classifying failures for metrics. The body's
+// reservation is held until the request's context ends, which is when the
+// request (read, decode) returns: the decoded reply is where the memory
+// is. A stop cancels that context, so it releases at once.
 func (k *Koi) readBody(resp *http.Response) ([]byte, error) {
 	body, held, err := k.rt.readReply(resp.Body, MaxResponseBody, resp.ContentLength)
-	k.rt.release(held)
+	if err != nil || resp.Request == nil {
+		k.rt.release(held)
+	} else {
+		context.AfterFunc(resp.Request.Context(), func() { k.rt.release(held) })
+	}
 	switch {
 	case errors.Is(err, errReplyTooLarge):
 		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("reply larger than %d bytes", MaxResponseBody)}

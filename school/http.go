@@ -28,6 +28,7 @@ type Status struct {
 	Runs           []wire.RunStatus `json:"runs"`
 	PollFailures   int              `json:"poll_failures"`
 	BadMessages    int              `json:"bad_messages"`
+	Memory         MemoryStatus     `json:"memory"`
 }
 
 // Status reports the school's state.
@@ -37,7 +38,8 @@ func (s *School) Status() Status {
 	defer s.mu.Unlock()
 	return Status{ID: s.cfg.ID, NATSConnected: s.nc.IsConnected(), Switch: s.global.State, Epoch: s.global.Epoch,
 		SelfPaused: s.selfPaused, LastPoll: s.lastPollOK, ClockOffsetMS: req.OffsetMS, KoiRunning: req.KoiRunning,
-		WebsocketsOpen: req.WebsocketsOpen, Runs: req.Runs, PollFailures: s.pollFailures, BadMessages: s.badMessages}
+		WebsocketsOpen: req.WebsocketsOpen, Runs: req.Runs, PollFailures: s.pollFailures, BadMessages: s.badMessages,
+		Memory: s.memoryStatus()}
 }
 
 // ServeHTTP starts /healthz (JSON status; 503 while NATS is down or the
