@@ -25,9 +25,15 @@
 //  5. cut school c's NATS link (the proxy drops its connections and refuses
 //     new ones): c pauses itself within the lease (its /healthz reports
 //     self_paused); the link comes back, c follows the keeper again;
-//  6. global stop: pond receives no request from 1 s after it, and 0
+//  6. a memory bomb: a second run whose koi hoard 1 MiB replies from a
+//     target the harness serves pushes each school (--memory-limit 512MiB)
+//     to its ceiling; the schools close that run's koi and report it, and
+//     after 3 such failures the keeper quarantines the run; no school
+//     dies and the always-on run keeps every websocket (peak school RSS
+//     printed);
+//  7. global stop: pond receives no request from 1 s after it, and 0
 //     websockets remain;
-//  7. the emergency path: resume, kill -9 the keeper, `koipond stop --nats`
+//  8. the emergency path: resume, kill -9 the keeper, `koipond stop --nats`
 //     straight to the cluster: every koi stops, the keeper's KV bucket keeps
 //     its 3 replicas, and the restarted keeper reports the stop.
 //
@@ -96,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.poll, "poll", 500*time.Millisecond, "keeper --poll")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, JetStream files) even on success")
 	fs.BoolVar(&o.verbose, "v", false, "print progress while waiting")
-	fs.IntVar(&o.steps, "steps", 7, "run only the first N steps (1: spread and measure resources)")
+	fs.IntVar(&o.steps, "steps", 8, "run only the first N steps (1: spread and measure resources)")
 	fs.BoolVar(&o.strict, "strict", true, "fail on known bugs too (see the WARN rows); -strict=false to report them only")
 	fs.StringVar(&o.koipond, "koipond", "", "use this koipond binary instead of building one")
 	fs.StringVar(&o.nats, "nats-server", "", "use this nats-server binary instead of building one")
@@ -147,8 +153,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"3 kill -9 keeper", "objects and run intact after restart; no koi rebooted", h.stepKillKeeper},
 		{"4 kill NATS node", "polls, switch, KV work with 2 of 3 nodes; node rejoins", h.stepKillNATS},
 		{"5 cut school off", fmt.Sprintf("self_paused ≤ lease + 1 poll attempt (%v) after its last answered poll", pauseBound(o)), h.stepCutSchool},
-		{"6 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
-		{"7 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
+		{"6 memory bomb", "a run whose replies fill the schools is quarantined after 3 school failures; schools alive; the always-on run keeps its koi", h.stepMemoryBomb},
+		{"7 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
+		{"8 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
 	}
 	if o.steps < len(steps) {
 		steps = steps[:max(0, o.steps)]
@@ -625,7 +632,7 @@ func (h *harness) startKeeper(ctx context.Context) error {
 
 func (h *harness) startSchool(ctx context.Context, s *schoolProc) error {
 	if _, err := h.start(s.id, h.koipond, "school", "--id", s.id, "--nats", s.natsURL,
-		"--capacity", fmt.Sprint(h.o.capacity), "--allow-target", "127.0.0.1",
+		"--capacity", fmt.Sprint(h.o.capacity), "--allow-target", "127.0.0.1", "--memory-limit", schoolMemoryLimit,
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.http)); err != nil {
 		return err
 	}
