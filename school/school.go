@@ -249,6 +249,7 @@ func Open(ctx context.Context, cfg Config) (*School, error) {
 	}
 	s.lastPollOK = time.Now() // the lease starts now
 	s.applyMemoryLimit()
+	s.memInUse.Store(memoryInUse())
 	s.wg.Add(3)
 	go s.pollLoop()
 	go s.reportLoop()
