@@ -22,7 +22,9 @@ import (
 //     fires first;
 //   - else RAMShare of the machine's memory (/proc/meminfo MemTotal): a
 //     school shares its host with the target or other schools;
-//   - else (neither readable) FallbackMemoryLimit.
+//   - else (neither readable) FallbackMemoryLimit;
+//
+// and never more than a lower limit the runtime already has (GOMEMLIMIT).
 //
 // The ceiling is applied as the Go runtime's soft memory limit
 // (runtime/debug.SetMemoryLimit) and watched by the pressure monitor.

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,6 +218,9 @@ func Open(ctx context.Context, cfg Config) (*School, error) {
 	memSource := "--memory-limit"
 	if cfg.MemoryLimit == 0 {
 		cfg.MemoryLimit, memSource = DefaultMemoryLimit()
+		if cur := debug.SetMemoryLimit(-1); cur < cfg.MemoryLimit { // GOMEMLIMIT set lower
+			cfg.MemoryLimit, memSource = cur, "the Go runtime's limit (GOMEMLIMIT)"
+		}
 	}
 	if cfg.ReplyBudget == 0 {
 		cfg.ReplyBudget = int64(float64(cfg.MemoryLimit) * ReplyBudgetShare)
