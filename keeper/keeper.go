@@ -108,6 +108,12 @@ type Config struct {
 	// WebhookBackoff is the wait before a webhook's first retry, doubled
 	// for each next one (default 1 s).
 	WebhookBackoff time.Duration
+	// QuarantineAfter is how many school failures (crashes while holding
+	// a run's koi, memory ceilings hit) within QuarantineWindow make the
+	// keeper pause the run (default 3; -1: never). See quarantine.go.
+	QuarantineAfter int
+	// QuarantineWindow is how long a failure counts (default 15 min).
+	QuarantineWindow time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -181,6 +187,7 @@ func (c Config) Validate() []error {
 	if err == nil && !isLoopback(httpHost) && c.TokensFile == "" && len(c.Tokens) == 0 {
 		errs = append(errs, fmt.Errorf("http: %s is beyond loopback: API tokens are required (--tokens FILE)", c.HTTP))
 	}
+	errs = append(errs, c.validateQuarantine()...)
 	return errs
 }
 

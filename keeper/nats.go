@@ -89,8 +89,10 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		return nil, err
 	}
 	isNew := false
+	var qs []quarantined
 	err := k.store.Write(ctx, func(tx *state.Txn) error {
 		now := tx.Now()
+		qs = nil
 		old := tx.School(nil, req.School)
 		sc := &state.School{ID: req.School, Software: req.Software, Capacity: req.Capacity, FirstSeen: now,
 			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: req}
@@ -114,8 +116,13 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		if err := recordLaunchStatus(tx, req); err != nil {
 			return err
 		}
-		return recordStopAcks(tx, req, now)
+		if err := recordStopAcks(tx, req, now); err != nil {
+			return err
+		}
+		qs, err = k.noteFailuresTx(tx, pressureFailures(req, now))
+		return err
 	})
+	k.afterQuarantine(qs)
 	if err != nil {
 		// Storage trouble must not stop the swarm: answer from what is
 		// known, and say so once.

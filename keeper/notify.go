@@ -23,6 +23,9 @@ const (
 	NoticeGuardrail       = "guardrail.fired"
 	NoticeTrigger         = "trigger.fired"
 	NoticeCapacity        = "capacity.done"
+	// NoticeRunQuarantined: the keeper paused a run whose schools kept
+	// failing (see quarantine.go).
+	NoticeRunQuarantined = "run.quarantined"
 )
 
 // Notice is one thing worth telling the people who own a run: a run's

@@ -443,6 +443,9 @@ func (k *Keeper) setRunStateTx(tx *state.Txn, actor, id string, st wire.State) (
 		n.State = state.RunPaused
 	}
 	n.Switch = state.Switch{State: st, Epoch: tx.NextEpoch(), By: actor, At: tx.Now()}
+	if st == wire.Running {
+		n.Quarantine = nil // resuming clears the failure count (quarantine.go)
+	}
 	if err := tx.PutRun(&n); err != nil {
 		return wire.Control{}, nil, err
 	}

@@ -54,8 +54,9 @@ func (k *Keeper) schedule(ctx context.Context) error {
 	settled := k.settled(time.Now())
 	var controls []wire.Control
 	var partial []string
+	var qs []quarantined
 	err := k.store.Write(ctx, func(tx *state.Txn) error {
-		controls, partial = nil, nil
+		controls, partial, qs = nil, nil, nil
 		now := tx.Now()
 		live := k.liveSchools(&tx.Reader, now)
 		// Runs past their duration stop first, so they free capacity.
@@ -80,6 +81,13 @@ func (k *Keeper) schedule(ctx context.Context) error {
 		for _, run := range runs {
 			active[run.ID] = true
 			cur := tx.AssignmentsOfRun(nil, run.ID)
+			// Schools lost holding the run's koi count towards its
+			// quarantine (which pauses it instead of moving it on).
+			q, err := k.noteFailuresTx(tx, lostSchoolFailures(tx, run.ID, cur, live, now))
+			if err != nil {
+				return err
+			}
+			qs = append(qs, q...)
 			refusing := k.refusing(run.ID, now)
 			slots := make([]capSlot, 0, len(live))
 			for _, s := range live {
@@ -135,6 +143,7 @@ func (k *Keeper) schedule(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	k.afterQuarantine(qs)
 	for _, c := range controls {
 		k.publishControl(c)
 	}

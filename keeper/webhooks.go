@@ -68,7 +68,7 @@ func Sign(secret string, ts int64, body []byte) string {
 
 // noticeKinds lists every kind a webhook may subscribe to.
 var noticeKinds = []string{NoticeRunStarted, NoticeRunPaused, NoticeRunResumed, NoticeRunStopped, NoticeRunEnded,
-	NoticeSwitch, NoticeThresholdFailed, NoticeGuardrail, NoticeTrigger, NoticeCapacity}
+	NoticeSwitch, NoticeThresholdFailed, NoticeGuardrail, NoticeTrigger, NoticeCapacity, NoticeRunQuarantined}
 
 // safeName is what webhook and trigger names may be: they are URL path
 // segments.

@@ -3,6 +3,7 @@ package koi
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -152,7 +153,7 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 		conn.Close()
 	}()
 	for {
-		_, data, err := conn.ReadMessage()
+		err := k.readFrame(conn)
 		if err != nil {
 			if ctx.Err() == nil {
 				k.recordClose(err)
@@ -161,8 +162,35 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 		}
 		lastRead.Store(time.Now().UnixNano())
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
-		k.handleFrame(data)
 	}
+}
+
+// readFrame reads and handles one frame, holding its bytes reserved in the
+// school's reply budget until handled. A frame that does not fit the
+// budget is read through without being kept (the connection stays up) and
+// counted under ReplyBudgetKey.
+func (k *Koi) readFrame(conn *websocket.Conn) error {
+	_, rd, err := conn.NextReader()
+	if err != nil {
+		return err
+	}
+	data, held, err := k.rt.readReply(rd, k.rt.cfg.ReadLimit, -1)
+	defer k.rt.release(held)
+	if errors.Is(err, ErrReplyBudget) {
+		k.rt.series(ReplyBudgetKey).Count(metrics.Error)
+		n, err := io.Copy(io.Discard, rd)
+		k.rt.replyBytes.Add(uint64(n))
+		k.count(func(s *Stats) { s.Events++; s.BytesIn += n })
+		return err
+	}
+	if errors.Is(err, errReplyTooLarge) {
+		return websocket.ErrReadLimit
+	}
+	if err != nil {
+		return err
+	}
+	k.handleFrame(data)
+	return nil
 }
 
 // jitter returns d scaled by a random factor in [0.8, 1.2].

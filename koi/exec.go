@@ -175,12 +175,9 @@ func (k *Koi) do(req *http.Request) (int, []byte, error) {
 		return 0, nil, &requestError{outcome: metrics.Transport, msg: err.Error()}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody+1))
+	body, err := k.readBody(resp)
 	if err != nil {
-		return resp.StatusCode, nil, &requestError{outcome: metrics.Transport, msg: "reading reply: " + err.Error()}
-	}
-	if len(body) > MaxResponseBody {
-		return resp.StatusCode, nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("reply larger than %d bytes", MaxResponseBody)}
+		return resp.StatusCode, nil, err
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		k.noteRetryAfter(resp.Header.Get("Retry-After"))

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -81,6 +82,9 @@ type RuntimeConfig struct {
 	// BackoffMin, BackoffMax and BackoffReset shape reconnects (see the
 	// defaults).
 	BackoffMin, BackoffMax, BackoffReset time.Duration
+	// ReplyBudget, shared by every run of a school, bounds the reply
+	// bytes being read at once (nil: only the per-reply caps).
+	ReplyBudget *ReplyBudget
 }
 
 // Validate returns every problem with the configuration.
@@ -133,6 +137,11 @@ type Runtime struct {
 	// is start + d × TimeScale (its hour of day drives hourly profiles).
 	start  time.Time
 	hourly bool
+
+	// Reply accounting, see budget.go.
+	inFlight      atomic.Int64
+	replyBytes    atomic.Uint64
+	budgetRefused atomic.Uint64
 }
 
 // NewRuntime validates cfg, fills defaults and prepares the schedule.

@@ -28,6 +28,7 @@ type Status struct {
 	Runs           []wire.RunStatus `json:"runs"`
 	PollFailures   int              `json:"poll_failures"`
 	BadMessages    int              `json:"bad_messages"`
+	Memory         MemoryStatus     `json:"memory"`
 }
 
 // Status reports the school's state.
@@ -37,7 +38,8 @@ func (s *School) Status() Status {
 	defer s.mu.Unlock()
 	return Status{ID: s.cfg.ID, NATSConnected: s.nc.IsConnected(), Switch: s.global.State, Epoch: s.global.Epoch,
 		SelfPaused: s.selfPaused, LastPoll: s.lastPollOK, ClockOffsetMS: req.OffsetMS, KoiRunning: req.KoiRunning,
-		WebsocketsOpen: req.WebsocketsOpen, Runs: req.Runs, PollFailures: s.pollFailures, BadMessages: s.badMessages}
+		WebsocketsOpen: req.WebsocketsOpen, Runs: req.Runs, PollFailures: s.pollFailures, BadMessages: s.badMessages,
+		Memory: s.memoryStatus()}
 }
 
 // ServeHTTP starts /healthz (JSON status; 503 while NATS is down or the
@@ -85,6 +87,11 @@ var (
 	descEpoch      = prometheus.NewDesc("koipond_school_switch_epoch", "Epoch of the global switch applied.", nil, nil)
 	descPollFail   = prometheus.NewDesc("koipond_school_poll_failures_total", "Polls that got no usable reply.", nil, nil)
 	descBadMsg     = prometheus.NewDesc("koipond_school_bad_messages_total", "Wire messages that could not be decoded.", nil, nil)
+	descMemLimit   = prometheus.NewDesc("koipond_school_memory_limit_bytes", "The school's memory ceiling (Go soft limit).", nil, nil)
+	descMemInUse   = prometheus.NewDesc("koipond_school_memory_in_use_bytes", "Memory the Go runtime counts against the ceiling, at the last sample.", nil, nil)
+	descReplyUse   = prometheus.NewDesc("koipond_school_reply_budget_in_use_bytes", "Reply bytes (and their decoded size) koi hold reserved now.", nil, nil)
+	descReplyRef   = prometheus.NewDesc("koipond_school_replies_refused_total", "Replies dropped because the school-wide reply budget was exhausted.", nil, nil)
+	descPressure   = prometheus.NewDesc("koipond_school_pressure_pauses_total", "Runs whose koi the school closed near its memory ceiling.", nil, nil)
 )
 
 type collector struct{ s *School }
@@ -92,7 +99,8 @@ type collector struct{ s *School }
 var _ prometheus.Collector = (*collector)(nil)
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKoi, descWebsockets, descSelfPaused, descEpoch, descPollFail, descBadMsg} {
+	for _, d := range []*prometheus.Desc{descKoi, descWebsockets, descSelfPaused, descEpoch, descPollFail, descBadMsg,
+		descMemLimit, descMemInUse, descReplyUse, descReplyRef, descPressure} {
 		ch <- d
 	}
 }
@@ -114,4 +122,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(st.Epoch))
 	ch <- prometheus.MustNewConstMetric(descPollFail, prometheus.CounterValue, float64(st.PollFailures))
 	ch <- prometheus.MustNewConstMetric(descBadMsg, prometheus.CounterValue, float64(st.BadMessages))
+	m := st.Memory
+	ch <- prometheus.MustNewConstMetric(descMemLimit, prometheus.GaugeValue, float64(m.Limit))
+	ch <- prometheus.MustNewConstMetric(descMemInUse, prometheus.GaugeValue, float64(m.InUse))
+	ch <- prometheus.MustNewConstMetric(descReplyUse, prometheus.GaugeValue, float64(m.ReplyInFlight))
+	ch <- prometheus.MustNewConstMetric(descReplyRef, prometheus.CounterValue, float64(m.RepliesRefused))
+	ch <- prometheus.MustNewConstMetric(descPressure, prometheus.CounterValue, float64(m.PressurePauses))
 }

@@ -266,8 +266,8 @@ func (s *School) applySwitchLocked(c wire.Control) {
 func (s *School) effectiveLocked(r *run) wire.State {
 	rs := s.runSwitch[r.id]
 	switch {
-	case s.global.State == wire.Stopped || rs.State == wire.Stopped:
-		return wire.Stopped
+	case s.global.State == wire.Stopped || rs.State == wire.Stopped || r.pressure != "":
+		return wire.Stopped // a run closed for memory pressure keeps its websockets closed too
 	case s.global.State == wire.Paused || rs.State == wire.Paused || s.selfPaused:
 		return wire.Paused
 	}

@@ -47,6 +47,13 @@ type run struct {
 	rng      *rand.Rand
 	traffic  koi.Stats // totals of stopped koi, for traffic deltas
 	reported koi.Stats // totals at the last report
+
+	// Memory pressure (see pressure.go), guarded by School.mu: while
+	// pressure is set the run's koi are closed on this school.
+	pressure      string
+	pressureAt    time.Time
+	pressureUntil time.Time
+	lastRead      uint64 // rt.ReplyBytesRead at the previous sample
 }
 
 type member struct {
@@ -228,6 +235,7 @@ func (s *School) newRunLocked(a wire.Assignment) *run {
 	rt, err := koi.NewRuntime(koi.RuntimeConfig{
 		Set: set, APIBase: a.Spec.APIBase, Websocket: behaviors.WebsocketSpec{URL: a.Spec.WebsocketURL},
 		TimeScale: a.Spec.TimeScale, Metrics: r.rec, HTTPClient: s.http, Dialer: s.dialer,
+		ReplyBudget: s.budget,
 	})
 	if err != nil {
 		return refuse("%v", err)
@@ -516,7 +524,8 @@ func addStats(dst *koi.Stats, s koi.Stats) {
 func (r *run) status() wire.RunStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := wire.RunStatus{Run: r.id, From: r.from, To: r.to, Refused: r.refused, Epoch: r.s.runSwitch[r.id].Epoch}
+	st := wire.RunStatus{Run: r.id, From: r.from, To: r.to, Refused: r.refused, Epoch: r.s.runSwitch[r.id].Epoch,
+		Pressure: r.pressure, PressureAt: r.pressureAt}
 	if r.state == wire.Running || r.state == wire.Paused {
 		st.Target = r.to - r.from
 	}

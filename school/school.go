@@ -20,8 +20,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -83,6 +85,16 @@ type Config struct {
 	Clock func() time.Time
 	// Software is reported to the keeper.
 	Software string
+	// MemoryLimit is the school's memory ceiling in bytes, applied as the
+	// Go runtime's soft limit and watched for pressure (default:
+	// DefaultMemoryLimit, from the container's limit or the machine's RAM).
+	MemoryLimit int64
+	// ReplyBudget bounds the reply bytes all koi hold while reading them
+	// (default: ReplyBudgetShare of MemoryLimit).
+	ReplyBudget int64
+	// PressureHold is how long a run closed for memory pressure stays
+	// closed at least (default 30 s).
+	PressureHold time.Duration
 }
 
 // Validate returns every problem with the configuration.
@@ -113,6 +125,17 @@ func (c *Config) Validate() []error {
 		if _, err := parseKeeperKey(c.KeeperKey); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < MinMemoryLimit {
+		errs = append(errs, fmt.Errorf("memory limit %d bytes: must be at least %s", c.MemoryLimit, FormatBytes(MinMemoryLimit)))
+	}
+	if c.ReplyBudget < 0 {
+		errs = append(errs, fmt.Errorf("reply budget %d bytes is negative", c.ReplyBudget))
+	} else if c.MemoryLimit > 0 && c.ReplyBudget > c.MemoryLimit {
+		errs = append(errs, fmt.Errorf("reply budget %s exceeds the memory limit %s", FormatBytes(c.ReplyBudget), FormatBytes(c.MemoryLimit)))
+	}
+	if c.PressureHold < 0 {
+		errs = append(errs, fmt.Errorf("pressure hold %v is negative", c.PressureHold))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TLS cert and key must be given together"))
@@ -162,6 +185,16 @@ type School struct {
 	pollFailures  int
 	reportSeq     uint64
 	lastReportEnd time.Time
+
+	// Memory (see pressure.go): the budget is shared by every run's koi;
+	// pressureQuiet (guarded by mu) is when the next pause may happen.
+	budget         *koi.ReplyBudget
+	memInUse       atomic.Int64
+	pressurePauses atomic.Uint64
+	pressureQuiet  time.Time
+	prevMemLimit   int64
+	setMemLimit    bool
+	memSource      string
 }
 
 // Open connects to NATS and starts polling. It returns once the
@@ -197,12 +230,26 @@ func Open(ctx context.Context, cfg Config) (*School, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	memSource := "--memory-limit"
+	if cfg.MemoryLimit == 0 {
+		cfg.MemoryLimit, memSource = DefaultMemoryLimit()
+		if cur := debug.SetMemoryLimit(-1); cur < cfg.MemoryLimit { // GOMEMLIMIT set lower
+			cfg.MemoryLimit, memSource = cur, "the Go runtime's limit (GOMEMLIMIT)"
+		}
+	}
+	if cfg.ReplyBudget == 0 {
+		cfg.ReplyBudget = int64(float64(cfg.MemoryLimit) * ReplyBudgetShare)
+	}
+	if cfg.PressureHold == 0 {
+		cfg.PressureHold = DefaultPressureHold
+	}
 	allow, _ := ParseAllow(orDefault(cfg.AllowTargets, DefaultAllowTargets))
 	s := &School{
 		cfg: cfg, log: cfg.Logger.With("school", cfg.ID), allow: allow,
 		runs: map[string]*run{}, runSwitch: map[string]wire.Control{}, launches: map[string]*launchState{},
 		blobs: map[string][]wire.File{}, logOnce: map[string]time.Time{},
 		pollInterval: cfg.PollInterval, lease: cfg.Lease,
+		budget: koi.NewReplyBudget(cfg.ReplyBudget), memSource: memSource,
 	}
 	s.http, s.dialer = s.transports()
 	var err error
@@ -224,10 +271,14 @@ func Open(ctx context.Context, cfg Config) (*School, error) {
 		return nil, fmt.Errorf("school: subscribing to %s: %w", wire.SubjectControl, err)
 	}
 	s.lastPollOK = time.Now() // the lease starts now
-	s.wg.Add(2)
+	s.applyMemoryLimit()
+	s.memInUse.Store(memoryInUse())
+	s.wg.Add(3)
 	go s.pollLoop()
 	go s.reportLoop()
-	s.log.Info("school started", "nats", cfg.NATSURL, "capacity", cfg.Capacity, "allow_target", allow.String())
+	go s.memoryLoop()
+	s.log.Info("school started", "nats", cfg.NATSURL, "capacity", cfg.Capacity, "allow_target", allow.String(),
+		"memory_limit", FormatBytes(cfg.MemoryLimit), "memory_limit_from", memSource, "reply_budget", FormatBytes(cfg.ReplyBudget))
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -265,6 +316,7 @@ func (s *School) Close() error {
 		_ = s.nc.FlushTimeout(time.Second)
 		s.nc.Close()
 		s.http.CloseIdleConnections()
+		s.restoreMemoryLimit()
 		s.log.Info("school stopped")
 	})
 	return nil

@@ -355,7 +355,8 @@ func TestStatusServer(t *testing.T) {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
 	code, body = get("/metrics")
-	if code != 200 || !strings.Contains(body, `koipond_school_koi{run="r1",state="connected"} 5`) || !strings.Contains(body, "koipond_school_websockets_open 5") {
+	if code != 200 || !strings.Contains(body, `koipond_school_koi{run="r1",state="connected"} 5`) || !strings.Contains(body, "koipond_school_websockets_open 5") ||
+		!strings.Contains(body, "koipond_school_memory_limit_bytes ") {
 		t.Errorf("/metrics: %d\n%s", code, body)
 	}
 	k.set(func(k *fakeKeeper) { k.silent = true })

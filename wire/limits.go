@@ -238,6 +238,8 @@ func (m *PollRequest) Validate() error {
 		c.count("runs.target", r.Target, MaxKoi)
 		c.within("runs.koi.", func() { r.Koi.check(&c) })
 		c.text("runs.refused", r.Refused, MaxText)
+		c.text("runs.pressure", r.Pressure, MaxText)
+		c.time("runs.pressure_at", r.PressureAt, false)
 	}
 	if len(m.Launches) > MaxLaunchesPerMessage {
 		c.fail("launches", "%d launches, more than %d", len(m.Launches), MaxLaunchesPerMessage)

@@ -48,6 +48,8 @@ func TestValidateRejects(t *testing.T) {
 		{"negative connected", func(p *PollRequest) { p.Runs[0].Koi.Connected = -1 }, "runs.koi.connected"},
 		{"huge failed", func(p *PollRequest) { p.Runs[0].Koi.Failed = math.MaxInt64 }, "runs.koi.failed"},
 		{"long refusal", func(p *PollRequest) { p.Runs[0].Refused = strings.Repeat("x", MaxText+1) }, "runs.refused"},
+		{"long pressure reason", func(p *PollRequest) { p.Runs[0].Pressure = strings.Repeat("x", MaxText+1) }, "runs.pressure"},
+		{"pressure in year 9999", func(p *PollRequest) { p.Runs[0].PressureAt = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }, "runs.pressure_at"},
 		{"too many launches", func(p *PollRequest) { p.Launches = make([]LaunchStatus, MaxLaunchesPerMessage+1) }, "launches"},
 		{"huge started", func(p *PollRequest) { p.Launches[0].Started = math.MaxInt64 }, "launches.started"},
 	}

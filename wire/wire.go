@@ -158,6 +158,11 @@ type RunStatus struct {
 	// Refused says why the school will not run the assignment (target
 	// not allowed, broken behavior set); empty when accepted.
 	Refused string `json:"refused,omitempty"`
+	// Pressure says why the school has closed the run's koi to stay under
+	// its memory ceiling; empty otherwise. PressureAt (school clock) is
+	// when that episode began: the keeper counts each episode once.
+	Pressure   string    `json:"pressure,omitempty"`
+	PressureAt time.Time `json:"pressure_at,omitzero"`
 }
 
 // LaunchStatus reports what a school did with a launch.

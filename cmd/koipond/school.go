@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -33,6 +34,8 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	fs.StringVar(&cfg.TLSCAFile, "tls-ca", "", "CA certificate for NATS TLS")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "client certificate for NATS TLS")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "client key for NATS TLS")
+	memLimit := fs.String("memory-limit", "", "memory ceiling, e.g. 2GiB (default: 90% of the container's cgroup limit, else half the RAM); near it the school closes the koi of the run using the most memory")
+	replyBudget := fs.String("reply-budget", "", "bytes all koi may hold in replies being read and decoded (default: a quarter of --memory-limit)")
 	httpAddr := fs.String("http", "", "serve /healthz and /metrics on this address (e.g. 127.0.0.1:9100)")
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := parseFlags(fs, args); err != nil {
@@ -43,6 +46,19 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	}
 	if cfg.NATSToken == "" {
 		cfg.NATSToken = envOr("KOIPOND_NATS_TOKEN", "")
+	}
+	for flag, v := range map[string]struct {
+		s   string
+		dst *int64
+	}{"--memory-limit": {*memLimit, &cfg.MemoryLimit}, "--reply-budget": {*replyBudget, &cfg.ReplyBudget}} {
+		if v.s == "" {
+			continue
+		}
+		n, err := school.ParseBytes(v.s)
+		if err != nil {
+			return configErrors(stderr, "school", []error{fmt.Errorf("%s: %w", flag, err)})
+		}
+		*v.dst = n
 	}
 	cfg.AllowTargets = splitList(*allow)
 	cfg.SourceIPs = splitList(*sources)

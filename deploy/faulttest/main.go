@@ -25,19 +25,25 @@
 //  5. cut school c's NATS link (the proxy drops its connections and refuses
 //     new ones): c pauses itself within the lease (its /healthz reports
 //     self_paused); the link comes back, c follows the keeper again;
-//  6. global stop: pond receives no request from 1 s after it, and 0
+//  6. a memory bomb: a second run whose koi hoard 1 MiB replies from a
+//     target the harness serves pushes each school (--memory-limit 512MiB)
+//     to its ceiling; the schools close that run's koi and report it, and
+//     after 3 such failures the keeper quarantines the run; no school
+//     dies and the always-on run keeps every websocket (peak school RSS
+//     printed);
+//  7. global stop: pond receives no request from 1 s after it, and 0
 //     websockets remain;
-//  7. the emergency path: resume, kill -9 the keeper, `koipond stop --nats`
+//  8. the emergency path: resume, kill -9 the keeper, `koipond stop --nats`
 //     straight to the cluster: every koi stops, the keeper's KV bucket keeps
 //     its 3 replicas, and the restarted keeper reports the stop;
-//  8. the NATS servers close the keeper's connection (the whole cluster
+//  9. the NATS servers close the keeper's connection (the whole cluster
 //     restarts on its ports and stores): the keeper's /healthz says
 //     degraded meanwhile; polls and KV writes resume within 5 s of the
 //     cluster's return;
-//  9. a client without credentials cannot publish or subscribe on any
+//  10. a client without credentials cannot publish or subscribe on any
 //     koipond subject: every node refuses it (natsauth.go: the cluster has
 //     a keeper and a school nkey user, with the school permissions);
-//  10. a school's credentials cannot publish control (nor hear polls, other
+//  11. a school's credentials cannot publish control (nor hear polls, other
 //     inboxes or JetStream): the keeper and the schools keep their switch.
 //
 // After step 1 it prints what each process costs (RSS, CPU) at that load.
@@ -156,11 +162,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"3 kill -9 keeper", "objects and run intact after restart; no koi rebooted", h.stepKillKeeper},
 		{"4 kill NATS node", "polls, switch, KV work with 2 of 3 nodes; node rejoins", h.stepKillNATS},
 		{"5 cut school off", fmt.Sprintf("self_paused ≤ lease + 1 poll attempt (%v) after its last answered poll", pauseBound(o)), h.stepCutSchool},
-		{"6 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
-		{"7 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
-		{"8 NATS closes keeper", fmt.Sprintf("healthz degraded while down; polls and KV writes ≤ %v after NATS is back", resumeBound), h.stepRestartNATS},
-		{"9 no credentials", "a client without credentials cannot publish or subscribe on any koipond subject", h.stepNoCredentials},
-		{"10 school creds", "a school's credentials cannot publish control; keeper and schools keep their switch", h.stepSchoolCannotPublishControl},
+		{"6 memory bomb", "a run whose replies fill the schools is quarantined after 3 school failures; schools alive; the always-on run keeps its koi", h.stepMemoryBomb},
+		{"7 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
+		{"8 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
+		{"9 NATS closes keeper", fmt.Sprintf("healthz degraded while down; polls and KV writes ≤ %v after NATS is back", resumeBound), h.stepRestartNATS},
+		{"10 no credentials", "a client without credentials cannot publish or subscribe on any koipond subject", h.stepNoCredentials},
+		{"11 school creds", "a school's credentials cannot publish control; keeper and schools keep their switch", h.stepSchoolCannotPublishControl},
 	}
 	if o.steps < len(steps) {
 		steps = steps[:max(0, o.steps)]
@@ -647,7 +654,7 @@ func (h *harness) startSchool(ctx context.Context, s *schoolProc) error {
 	}
 	if _, err := h.start(s.id, h.koipond, "school", "--id", s.id, "--nats", s.natsURL,
 		"--nats-nkey", h.creds.schoolSeed, "--keeper-key", key,
-		"--capacity", fmt.Sprint(h.o.capacity), "--allow-target", "127.0.0.1",
+		"--capacity", fmt.Sprint(h.o.capacity), "--allow-target", "127.0.0.1", "--memory-limit", schoolMemoryLimit,
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.http)); err != nil {
 		return err
 	}

@@ -138,6 +138,9 @@ type Run struct {
 	// Capacity makes the run a capacity search; CapacityResult follows it.
 	Capacity       *CapacitySpec   `json:"capacity,omitempty"`
 	CapacityResult *CapacityResult `json:"capacity_result,omitempty"`
+	// Quarantine counts the run's school failures and says why the keeper
+	// paused it (see Quarantine).
+	Quarantine *Quarantine `json:"quarantine,omitempty"`
 }
 
 // Active reports whether the run should have koi assigned.

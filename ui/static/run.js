@@ -19,6 +19,8 @@ export function mount(main, id) {
   // Ended runs get the link among their actions (runActions).
   const reportLink = h('a#report-link', { href: `#/runs/${encodeURIComponent(id)}/report` }, 'Report');
   const stats = h('div.stats');
+  // Set when the keeper paused the run for its schools' failures.
+  const quarantine = h('div.banner.warn#quarantine', { hidden: true, role: 'status' });
   const koiInput = h('input', { type: 'number', name: 'koi', 'data-field': 'koi', min: 1, step: 1 });
   const rampInput = h('input', { type: 'number', name: 'ramp', 'data-field': 'ramp', min: 0, step: 'any' });
   const edit = h('form.inline#run-edit', { novalidate: true },
@@ -60,6 +62,7 @@ export function mount(main, id) {
   main.append(
     h('div.page-head', h('div.grow', h('div.small', h('a', { href: '#/runs' }, '← Runs')), h('div.inline', title, chip), meta),
       reportLink, actions),
+    quarantine,
     stats,
     h('div.panel', h('h2', 'Size'), h('div.muted.small', 'Changes apply live: schools move to the new koi count at the ramp rate.'), edit),
     guard.el,
@@ -88,6 +91,13 @@ export function mount(main, id) {
       edit.hidden = run.state === 'stopped';
       lastState = run.state;
       applyRole(actions);
+    }
+    const q = run.quarantine;
+    quarantine.hidden = !(q && q.reason);
+    if (q && q.reason) {
+      quarantine.replaceChildren(h('strong', 'Quarantined by the keeper: '), q.reason,
+        h('div.small', `${(q.failures || []).length} school failures since ${fmtTime(q.failures && q.failures.length ? q.failures[0].at : q.at)}. `,
+          'Resume the run once the cause is fixed; resuming clears the count.'));
     }
     if (koiInput.value === '' && document.activeElement !== koiInput) koiInput.value = run.koi;
     if (rampInput.value === '' && document.activeElement !== rampInput) rampInput.value = run.ramp;

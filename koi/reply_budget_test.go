@@ -1,0 +1,84 @@
+package koi_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/koi"
+	"github.com/koipond/koipond/metrics"
+)
+
+// A reply larger than what is left of the school-wide reply budget is
+// dropped, not read: the request fails at once with a counted outcome and
+// a reason naming the budget, the budget is whole again afterwards, and a
+// reply that fits is still read.
+func TestReplyBudgetDropsHTTPReply(t *testing.T) {
+	big := `{"ok":true,"pad":"` + strings.Repeat("x", 1<<20) + `"}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Write([]byte(big))
+			return
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	set := parseSet(t, `{"behaviors": {
+	  "big": {"steps": [{"request": {"type": "http", "url": "`+srv.URL+`/big"}}]},
+	  "small": {"steps": [{"request": {"type": "http", "url": "`+srv.URL+`/small"}}]}}}`)
+	budget := koi.NewReplyBudget(256 << 10)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, ReplyBudget: budget})
+	k := rt.New(behaviors.Identity{}, 1)
+	ctx := context.Background()
+
+	err := k.RunSequence(ctx, set.Behavior("big").Sequence, nil)
+	if err == nil || !strings.Contains(err.Error(), "reply budget") {
+		t.Fatalf("1 MiB reply with a 256 KiB budget: %v, want a reply budget error", err)
+	}
+	if err := k.RunSequence(ctx, set.Behavior("small").Sequence, nil); err != nil {
+		t.Fatalf("small reply after the refusal: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the budget whole again", func() bool { return budget.InUse() == 0 })
+	if budget.Refused() != 1 || rt.RepliesRefused() != 1 {
+		t.Errorf("refused: budget %d, run %d, want 1", budget.Refused(), rt.RepliesRefused())
+	}
+	if s := rt.Metrics().Snapshot().Series[koi.ReplyBudgetKey]; s == nil || s.Counts[metrics.Error] != 1 {
+		t.Errorf("%s = %+v, want one error", koi.ReplyBudgetKey, s)
+	}
+}
+
+// Websocket frames that do not fit the budget are read through and
+// dropped while the connection stays up; the frames that fit are handled.
+func TestReplyBudgetDropsFrames(t *testing.T) {
+	srv := newChatServer(t)
+	set := parseSet(t, `{"behaviors": {}}`)
+	budget := koi.NewReplyBudget(64 << 10)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.wsURL()}, ReplyBudget: budget})
+	k := rt.New(behaviors.Identity{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go k.Run(ctx)
+	waitFor(t, 5*time.Second, "the websocket", k.Connected)
+	waitFor(t, 5*time.Second, "the greeting", func() bool { return k.Stats().Events >= 1 })
+	events := k.Stats().Events
+	srv.broadcast(`{"type":"flood","pad":"` + strings.Repeat("y", 512<<10) + `"}`)
+	srv.broadcast(`{"type":"after"}`)
+	waitFor(t, 5*time.Second, "both frames", func() bool { return k.Stats().Events >= events+2 })
+	snap := rt.Metrics().Snapshot()
+	if s := snap.Series[koi.ReplyBudgetKey]; s == nil || s.Counts[metrics.Error] != 1 {
+		t.Errorf("%s = %+v, want one dropped frame", koi.ReplyBudgetKey, s)
+	}
+	if s := snap.Series["event:after"]; s == nil || s.Total() != 1 {
+		t.Errorf("event:after = %+v, want the small frame handled", s)
+	}
+	if !k.Connected() || srv.openConns() != 1 {
+		t.Errorf("connection dropped by a refused frame (connected %v, server sees %d)", k.Connected(), srv.openConns())
+	}
+	if n := budget.InUse(); n != 0 {
+		t.Errorf("budget holds %d bytes after the frames were handled", n)
+	}
+}

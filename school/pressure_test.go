@@ -1,0 +1,122 @@
+package school_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/school"
+	"github.com/koipond/koipond/wire"
+)
+
+// floodServer answers every API call with a reply far larger than usual:
+// a JSON array of n zeros, which decodes to about 30 times its size.
+func floodServer(t testing.TB, n int) *httptest.Server {
+	t.Helper()
+	body := []byte(`{"ok":true,"items":[0` + strings.Repeat(",0", n-1) + `]}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// goMemory is what the Go runtime counts against its memory limit.
+func goMemory() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
+}
+
+// A target whose replies are far larger than usual, kept by the koi in
+// their stores, pushes the school towards a small memory ceiling: the
+// school closes that run's koi (and only that run's), reports why to the
+// keeper in its poll, stays alive, and the second run's koi keep their
+// websockets throughout.
+func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
+	url := startNATS(t)
+	k := newFakeKeeper(t, url)
+	p := openPond(t)
+	flood := floodServer(t, 512<<10) // 1 MiB replies
+	pondHash := addSet(t, k, pondSet)
+	bombHash := addSet(t, k, `{"behaviors": {"hoard": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "flood",
+	  "post_actions": ["{{ setKoi (printf \"r%d\" (randInt 0 1000)) .items }}"]}}]}}}`)
+	const calm, bombs = 10, 4
+	k.set(func(k *fakeKeeper) {
+		k.assignments["*"] = []wire.Assignment{{Run: "calm", From: 0, To: calm, Spec: wire.RunSpec{
+			Name: "calm", BehaviorSet: pondHash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
+	})
+	runtime.GC()
+	limit := goMemory() + 96<<20
+	s := openSchool(t, url, school.Config{ID: "s1", MemoryLimit: limit, PressureHold: time.Hour})
+	waitFor(t, 20*time.Second, "the calm run's websockets", func() bool { return p.Stats().WebsocketsOpen == calm })
+
+	// The bomb: four koi, each keeping every 1 MiB reply it gets.
+	k.set(func(k *fakeKeeper) {
+		k.assignments["*"] = append(k.assignments["*"], wire.Assignment{Run: "bomb", From: 0, To: bombs, Spec: wire.RunSpec{
+			Name: "bomb", BehaviorSet: bombHash, APIBase: flood.URL + "/api", Token: "t{{.Index}}", TimeScale: 120}})
+	})
+	var peak int64
+	waitFor(t, 60*time.Second, "the bomb run closed for memory pressure", func() bool {
+		peak = max(peak, goMemory())
+		if ws := p.Stats().WebsocketsOpen; ws != calm {
+			t.Fatalf("the calm run has %d websockets open while the bomb runs, want %d", ws, calm)
+		}
+		poll, _ := k.lastPoll("s1")
+		for _, rs := range poll.Runs {
+			if rs.Run == "bomb" && rs.Pressure != "" {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("memory limit %s, peak Go memory while the bomb ran %s", school.FormatBytes(limit), school.FormatBytes(peak))
+
+	poll, _ := k.lastPoll("s1")
+	for _, rs := range poll.Runs {
+		switch rs.Run {
+		case "bomb":
+			if !strings.Contains(rs.Pressure, "memory ceiling") || rs.PressureAt.IsZero() {
+				t.Errorf("bomb run's pressure = %q at %v, want a memory ceiling reason and a time", rs.Pressure, rs.PressureAt)
+			}
+		case "calm":
+			if rs.Pressure != "" {
+				t.Errorf("the calm run was blamed: %q", rs.Pressure)
+			}
+		}
+	}
+	// The bomb's koi close, the memory comes back, the calm run keeps
+	// all its koi, and the school keeps working.
+	waitFor(t, 30*time.Second, "the bomb run's koi closed", func() bool {
+		for _, r := range s.Status().Runs {
+			if r.Run == "bomb" {
+				return r.Koi.Booting+r.Koi.Connected+r.Koi.Reconnecting == 0
+			}
+		}
+		return false
+	})
+	waitFor(t, 30*time.Second, "memory below the ceiling again", func() bool {
+		return float64(s.Status().Memory.InUse) < school.PressureHigh*float64(limit)
+	})
+	st := s.Status()
+	for _, r := range st.Runs {
+		if r.Run == "calm" && r.Koi.Connected != calm {
+			t.Errorf("calm run: %d koi connected, want %d", r.Koi.Connected, calm)
+		}
+	}
+	if st.Memory.PressurePauses != 1 || st.Memory.Limit != limit {
+		t.Errorf("memory status %+v: want one pressure pause under limit %d", st.Memory, limit)
+	}
+	before := requests(p, "auth.test")
+	waitFor(t, 10*time.Second, "the calm run still calling pond", func() bool { return requests(p, "auth.test") > before+calm })
+	if ws := p.Stats().WebsocketsOpen; ws != calm {
+		t.Errorf("calm run: %d websockets after the bomb, want %d", ws, calm)
+	}
+}
