@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,9 +20,6 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// maxBody bounds request bodies: a few behavior files at their size limit.
-const maxBody = 4*behaviors.MaxFileSize + 1<<20
-
 // ctxKey keys request identities in echo contexts.
 const (
 	ctxActor = "koipond.actor"
@@ -33,10 +31,15 @@ func (k *Keeper) newEcho() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = k.httpError
-	e.GET("/healthz", k.healthz)
-	e.GET("/metrics", k.prometheus)
-	g := e.Group("/api/v1")
+	e.Use(k.edgeGuard()) // Host, Origin, Content-Type, body limits (edge.go)
 	view, oper, admin := k.need(RoleViewer), k.need(RoleOperator), k.need(RoleAdmin)
+	e.GET("/healthz", k.healthz)
+	if k.cfg.MetricsPublic {
+		e.GET("/metrics", k.prometheus)
+	} else {
+		e.GET("/metrics", k.prometheus, view) // a viewer token, once tokens are configured
+	}
+	g := e.Group("/api/v1")
 	g.GET("/status", k.getStatus, view)
 	g.GET("/events", k.getEvents, view)
 	g.GET("/whoami", k.whoami, view)
@@ -80,7 +83,7 @@ func (k *Keeper) newEcho() *echo.Echo {
 	g.DELETE("/triggers/:name", k.deleteTrigger, admin)
 	g.POST("/triggers/:name", k.postTriggerCall) // signed by the caller, no token
 	g.Any("/*", func(c echo.Context) error {
-		return notFound("", "no API route %s %s", c.Request().Method, c.Request().URL.Path)
+		return notFound("", "no API route %s %s", c.Request().Method, quoteInput(c.Request().URL.Path))
 	})
 	if k.cfg.UI != nil {
 		ui := echo.WrapHandler(k.cfg.UI)
@@ -142,36 +145,44 @@ func (k *Keeper) httpError(err error, c echo.Context) {
 		}
 		e = &Error{Code: code, Message: fmt.Sprint(he.Message)}
 	default:
-		k.log.Error("api: unexpected error", "path", c.Path(), "err", err)
-		e = &Error{Code: CodeInternal, Message: err.Error()}
+		msg := clipMessage(err.Error())
+		k.log.Error("api: unexpected error", "path", c.Path(), "err", msg)
+		e = &Error{Code: CodeInternal, Message: msg}
 	}
-	_ = c.JSON(e.Status(), errorBody{e})
+	// Errors may quote what the caller sent (a field name, a file's
+	// line): bounded here whatever made them.
+	out := &Error{Code: e.Code, Message: clipMessage(e.Message), Field: clip(e.Field, maxQuote)}
+	_ = c.JSON(out.Status(), errorBody{out})
 }
 
 // decode reads a JSON body strictly: one value, no unknown fields, at most
-// maxBody bytes.
+// the route's body limit (bodyLimit, enforced while reading).
 func decode(c echo.Context, v any) error {
-	r := http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
-	dec := json.NewDecoder(r)
+	data, err := readBody(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body over the %d byte limit of %s %s", mbe.Limit, c.Request().Method, c.Path())}
+		}
+		return invalid("", "reading the body: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
 		var ute *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {
-		case errors.As(err, &mbe):
-			return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
 		case errors.As(err, &ute):
-			return invalid(ute.Field, "must be %s, not a JSON %s", ute.Type, ute.Value)
+			return invalid(clip(ute.Field, maxQuote), "must be %s, not a JSON %s", ute.Type, ute.Value)
 		case errors.As(err, &se):
 			return invalid("", "invalid JSON at byte %d: %v", se.Offset, err)
 		case errors.Is(err, io.EOF):
 			return invalid("", "empty body: send a JSON object")
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return invalid(f, "unknown field %q", f)
+			return invalid(clip(f, maxQuote), "unknown field %s", quoteInput(f))
 		}
-		return invalid("", "invalid JSON: %v", err)
+		return invalid("", "invalid JSON: %s", clipMessage(err.Error()))
 	}
 	if dec.More() {
 		return invalid("", "one JSON value per request")
@@ -187,10 +198,7 @@ func (k *Keeper) whoami(c echo.Context) error {
 }
 
 func (k *Keeper) healthz(c echo.Context) error {
-	if !k.nc.IsConnected() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "nats disconnected"})
-	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	return k.natsHealthz(c)
 }
 
 // --- behavior sets and formations
@@ -253,7 +261,7 @@ func (k *Keeper) listBehaviorSets(c echo.Context) error {
 func (k *Keeper) getBehaviorSet(c echo.Context) error {
 	b := k.store.Read().BehaviorSet(nil, c.Param("hash"))
 	if b == nil {
-		return notFound("hash", "no behavior set %q", c.Param("hash"))
+		return notFound("hash", "no behavior set %s", quoteInput(c.Param("hash")))
 	}
 	return c.JSON(http.StatusOK, b)
 }
@@ -285,7 +293,7 @@ func (k *Keeper) listFormations(c echo.Context) error {
 func (k *Keeper) getFormation(c echo.Context) error {
 	f := k.store.Read().Formation(nil, c.Param("hash"))
 	if f == nil {
-		return notFound("hash", "no formation %q", c.Param("hash"))
+		return notFound("hash", "no formation %s", quoteInput(c.Param("hash")))
 	}
 	return c.JSON(http.StatusOK, f)
 }
@@ -386,7 +394,7 @@ func (k *Keeper) listRuns(c echo.Context) error {
 func (k *Keeper) getRun(c echo.Context) error {
 	v := k.RunView(k.store.Read(), c.Param("id"))
 	if v == nil {
-		return notFound("id", "no run %q", c.Param("id"))
+		return notFound("id", "no run %s", quoteInput(c.Param("id")))
 	}
 	return c.JSON(http.StatusOK, v)
 }
@@ -414,13 +422,13 @@ func (k *Keeper) runSwitch(st wire.State) echo.HandlerFunc {
 func (k *Keeper) getRunMetrics(c echo.Context) error {
 	id := c.Param("id")
 	if k.store.Read().Run(nil, id) == nil {
-		return notFound("id", "no run %q", id)
+		return notFound("id", "no run %s", quoteInput(id))
 	}
 	window := time.Minute
 	if w := c.QueryParam("window"); w != "" {
 		d, err := time.ParseDuration(w)
 		if err != nil || d < time.Second || d > 24*time.Hour {
-			return invalid("window", "%q is not a duration between 1s and 24h", w)
+			return invalid("window", "%s is not a duration between 1s and 24h", quoteInput(w))
 		}
 		window = d
 	}
@@ -446,7 +454,7 @@ func (k *Keeper) postLaunch(c echo.Context) error {
 	if req.At != "" && req.At != "now" {
 		t, err := time.Parse(time.RFC3339Nano, req.At)
 		if err != nil {
-			return invalid("at", "%q is not an RFC 3339 time", req.At)
+			return invalid("at", "%s is not an RFC 3339 time", quoteInput(req.At))
 		}
 		spec.At = t
 	}
@@ -481,7 +489,7 @@ type LaunchView struct {
 func (k *Keeper) getLaunch(c echo.Context) error {
 	l := k.store.Read().Launch(nil, c.Param("id"))
 	if l == nil {
-		return notFound("id", "no launch %q", c.Param("id"))
+		return notFound("id", "no launch %s", quoteInput(c.Param("id")))
 	}
 	v := LaunchView{Launch: l}
 	if l.State != state.LaunchPending {
@@ -573,7 +581,7 @@ func (k *Keeper) listAudit(c echo.Context) error {
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 10000 {
-			return invalid("limit", "%q is not a number in 1..10000", s)
+			return invalid("limit", "%s is not a number in 1..10000", quoteInput(s))
 		}
 		limit = n
 	}
@@ -581,7 +589,7 @@ func (k *Keeper) listAudit(c echo.Context) error {
 	if s := c.QueryParam("before"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return invalid("before", "%q is not a sequence number", s)
+			return invalid("before", "%s is not a sequence number", quoteInput(s))
 		}
 		before = n
 	}
@@ -625,7 +633,7 @@ func (k *Keeper) getStatus(c echo.Context) error {
 	if w := c.QueryParam("wait"); w != "" {
 		d, err := time.ParseDuration(w)
 		if err != nil || d <= 0 || d > 5*time.Minute {
-			return invalid("wait", "%q is not a duration up to 5m", w)
+			return invalid("wait", "%s is not a duration up to 5m", quoteInput(w))
 		}
 		ws := memdb.NewWatchSet()
 		k.Status(ws)

@@ -64,7 +64,7 @@ func TestAPIValidationNothingHalfApplied(t *testing.T) {
 		{"patch missing", "PATCH", "/api/v1/runs/nope", map[string]any{"koi": 3}, 404, CodeNotFound, "id", ""},
 		{"patch too many", "PATCH", "/api/v1/runs/" + run.ID, map[string]any{"koi": MaxKoi + 1}, 400, CodeInvalid, "koi", ""},
 		// Oversized body.
-		{"too large", "POST", "/api/v1/behavior-sets", `{"name": "` + strings.Repeat("x", maxBody) + `"}`, 413, CodeTooLarge, "", ""},
+		{"too large", "POST", "/api/v1/behavior-sets", `{"name": "` + strings.Repeat("x", MaxUploadBody) + `"}`, 413, CodeTooLarge, "", ""},
 		// No such route.
 		{"no route", "GET", "/api/v1/nope", nil, 404, CodeNotFound, "", ""},
 	} {

@@ -105,7 +105,8 @@ func ParseTokens(name string, data []byte) ([]Token, error) {
 
 // authenticator maps bearer tokens to identities. With no tokens at all it
 // is disabled and everyone is the anonymous admin (loopback only: Validate
-// refuses a non-loopback listener without tokens).
+// refuses a non-loopback listener without tokens, and the HTTP edge answers
+// only loopback Host names and the keeper's own origin, see edge.go).
 type authenticator struct {
 	tokens []Token
 }

@@ -8,26 +8,28 @@ import (
 
 // Error codes, each mapped to one HTTP status in codeStatus.
 const (
-	CodeInvalid      = "invalid"      // the request is wrong; Field says where
-	CodeNotFound     = "not_found"    // no such object
-	CodeConflict     = "conflict"     // the object's state forbids the change
-	CodeUnauthorized = "unauthorized" // no or unknown token
-	CodeForbidden    = "forbidden"    // the token's role may not do this
-	CodeTooLarge     = "too_large"    // request body over the limit
-	CodeUnavailable  = "unavailable"  // storage is failing; retry
-	CodeInternal     = "internal"     // a bug
+	CodeInvalid          = "invalid"                // the request is wrong; Field says where
+	CodeNotFound         = "not_found"              // no such object
+	CodeConflict         = "conflict"               // the object's state forbids the change
+	CodeUnauthorized     = "unauthorized"           // no or unknown token
+	CodeForbidden        = "forbidden"              // the token's role may not do this, or a cross-origin request
+	CodeTooLarge         = "too_large"              // request body over the limit
+	CodeUnsupportedMedia = "unsupported_media_type" // a write not sent as application/json
+	CodeUnavailable      = "unavailable"            // storage is failing; retry
+	CodeInternal         = "internal"               // a bug
 )
 
 // codeStatus is the one code → HTTP status table.
 var codeStatus = map[string]int{
-	CodeInvalid:      http.StatusBadRequest,
-	CodeNotFound:     http.StatusNotFound,
-	CodeConflict:     http.StatusConflict,
-	CodeUnauthorized: http.StatusUnauthorized,
-	CodeForbidden:    http.StatusForbidden,
-	CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	CodeUnavailable:  http.StatusServiceUnavailable,
-	CodeInternal:     http.StatusInternalServerError,
+	CodeInvalid:          http.StatusBadRequest,
+	CodeNotFound:         http.StatusNotFound,
+	CodeConflict:         http.StatusConflict,
+	CodeUnauthorized:     http.StatusUnauthorized,
+	CodeForbidden:        http.StatusForbidden,
+	CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeInternal:         http.StatusInternalServerError,
 }
 
 // Error is an error a caller can act on: a code, a message for people and

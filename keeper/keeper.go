@@ -94,8 +94,13 @@ type Config struct {
 	// which then calls the API on the same origin.
 	UI http.Handler
 	// PublicURL is the keeper's address as people reach it, for the links
-	// in notices (default http://HTTP).
+	// in notices (default http://HTTP). Its origin counts as the keeper's
+	// own at the HTTP edge (edge.go).
 	PublicURL string
+	// MetricsPublic serves /metrics without a token even when API tokens
+	// are configured (for scrapers that cannot send one). By default,
+	// with tokens, /metrics needs a viewer's.
+	MetricsPublic bool
 	// WebhookTimeout bounds one webhook delivery attempt (default 5 s).
 	WebhookTimeout time.Duration
 	// WebhookBackoff is the wait before a webhook's first retry, doubled
@@ -199,7 +204,7 @@ type Keeper struct {
 	windows *windowCache // their windows' settled buckets
 
 	ns  *server.Server // embedded server; nil with an external one
-	nc  *nats.Conn
+	bus *natsLink      // the NATS connection, redialed when closed (natsconn.go)
 	kv  *state.KV
 	ln  net.Listener
 	srv *http.Server
@@ -244,7 +249,7 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	if err := k.openNATS(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(k.nc)
+	js, err := jetstream.New(k.conn())
 	if err != nil {
 		return nil, fmt.Errorf("keeper: jetstream: %w", err)
 	}
@@ -270,9 +275,10 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()
 	k.restoreCheckpoints()
-	if err := k.subscribe(); err != nil {
+	if err := k.subscribe(k.conn()); err != nil {
 		return nil, err
 	}
+	k.bus.start(k.ctx) // from here on, a closed connection is redialed
 	if k.ln, err = net.Listen("tcp", cfg.HTTP); err != nil {
 		return nil, fmt.Errorf("keeper: http: %w", err)
 	}
@@ -301,7 +307,8 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 // connects.
 func (k *Keeper) openNATS() error {
 	opts := []nats.Option{nats.Name("koipond keeper"), nats.MaxReconnects(-1),
-		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second)}
+		nats.ReconnectWait(500 * time.Millisecond), nats.ReconnectJitter(500*time.Millisecond, time.Second),
+		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3)}
 	if k.cfg.NATSToken != "" {
 		opts = append(opts, nats.Token(k.cfg.NATSToken))
 	}
@@ -327,11 +334,11 @@ func (k *Keeper) openNATS() error {
 		url = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns))
 	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
+	k.bus = newNATSLink(k.log, url, opts)
+	k.bus.attach, k.bus.resync, k.bus.asyncErr = k.reattach, k.resyncState, k.natsAsyncError
+	if _, err := k.bus.dial(); err != nil {
 		return fmt.Errorf("keeper: connecting to nats %s: %w", url, err)
 	}
-	k.nc = nc
 	return nil
 }
 
@@ -360,15 +367,8 @@ func (k *Keeper) Close() error {
 		} else if k.ln != nil {
 			k.ln.Close()
 		}
-		if k.nc != nil {
-			// Drain lets in-flight handlers finish; Close after.
-			if err := k.nc.Drain(); err != nil {
-				k.nc.Close()
-			}
-			for i := 0; i < 100 && !k.nc.IsClosed(); i++ {
-				time.Sleep(20 * time.Millisecond)
-			}
-			k.nc.Close()
+		if k.bus != nil {
+			k.bus.shutdown() // drain: in-flight handlers finish, then close
 		}
 		k.wg.Wait()
 		if k.ns != nil {

@@ -394,7 +394,7 @@ func TestMalformedMessagesCountedNeverFatal(t *testing.T) {
 	}{
 		{wire.SubjectPoll, `not json`, "poll: malformed"},
 		{wire.SubjectPoll, `{"v": 99, "school": "x"}`, "poll: unknown version"},
-		{wire.SubjectPoll, `{"v": 1}`, "poll: not handled"},
+		{wire.SubjectPoll, `{"v": 1}`, "poll: invalid school"}, // no school id
 		{wire.SubjectBlob, `[]`, "blob: malformed"},
 		{wire.SubjectMetrics, `{"v": 1, "school": "x", "runs": [{"run": "nope"}]}`, "metrics: unknown run"},
 		{wire.SubjectMetrics, `{"v": 0}`, "metrics: unknown version"},

@@ -11,17 +11,18 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// subscribe starts the NATS responders. Each subscription's handler runs
-// on the subscription's own goroutine (owned by nats.go, stopped by Drain
-// in Close).
-func (k *Keeper) subscribe() error {
+// subscribe starts the NATS responders on nc (at Open, and again on every
+// new connection, see natsconn.go). Each subscription's handler runs on
+// the subscription's own goroutine (owned by nats.go, stopped by Drain in
+// Close).
+func (k *Keeper) subscribe(nc *nats.Conn) error {
 	for subj, h := range map[string]nats.MsgHandler{
 		wire.SubjectPoll:    k.onPoll,
 		wire.SubjectBlob:    k.onBlob,
 		wire.SubjectMetrics: k.onMetrics,
 		wire.SubjectControl: k.onControl,
 	} {
-		sub, err := k.nc.Subscribe(subj, h)
+		sub, err := nc.Subscribe(subj, h)
 		if err != nil {
 			return fmt.Errorf("keeper: subscribing to %s: %w", subj, err)
 		}
@@ -31,7 +32,7 @@ func (k *Keeper) subscribe() error {
 			return fmt.Errorf("keeper: %s: %w", subj, err)
 		}
 	}
-	if err := k.nc.Flush(); err != nil {
+	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("keeper: nats flush: %w", err)
 	}
 	return nil
@@ -68,7 +69,10 @@ func (k *Keeper) onPoll(m *nats.Msg) {
 		return
 	}
 	rep, err := k.Poll(k.ctx, &req)
-	if err != nil {
+	if errors.Is(err, wire.ErrInvalid) {
+		k.rejectInvalid("poll", err)
+		rep = &wire.PollReply{Error: err.Error(), KeeperTime: time.Now(), Assignments: []wire.Assignment{}}
+	} else if err != nil {
 		k.stats.reject(k.log, "poll: not handled", err, "school", req.School)
 		rep = &wire.PollReply{Error: err.Error(), KeeperTime: time.Now(), Assignments: []wire.Assignment{}}
 	}
@@ -79,11 +83,10 @@ func (k *Keeper) onPoll(m *nats.Msg) {
 // Poll records a school's status and returns what it should run: the
 // handler of wire.SubjectPoll, callable directly.
 func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollReply, error) {
-	switch {
-	case req.School == "":
-		return nil, errors.New("poll without a school id")
-	case req.Capacity < 0:
-		return nil, fmt.Errorf("negative capacity %d", req.Capacity)
+	// Nothing a school claims is acted on before it is within bounds
+	// (ids become KV keys; capacities and counts feed the scheduler).
+	if err := req.Validate(); err != nil {
+		return nil, err
 	}
 	isNew := false
 	err := k.store.Write(ctx, func(tx *state.Txn) error {
@@ -322,6 +325,11 @@ func (k *Keeper) onBlob(m *nats.Msg) {
 		k.respond(m, &wire.BlobReply{Error: err.Error()})
 		return
 	}
+	if err := req.Validate(); err != nil {
+		k.rejectInvalid("blob", err)
+		k.respond(m, &wire.BlobReply{Error: err.Error()})
+		return
+	}
 	k.respond(m, k.Blob(req.Kind, req.Hash))
 }
 
@@ -356,6 +364,10 @@ func (k *Keeper) onMetrics(m *nats.Msg) {
 	var rep wire.MetricsReport
 	if err := wire.Decode(m.Data, &rep); err != nil {
 		k.stats.reject(k.log, decodeCause("metrics", err), err)
+		return
+	}
+	if err := rep.Validate(); err != nil {
+		k.rejectInvalid("metrics", err)
 		return
 	}
 	k.ingest(&rep)
@@ -429,10 +441,10 @@ func (k *Keeper) onControl(m *nats.Msg) {
 func (k *Keeper) publishControl(c wire.Control) {
 	data, err := wire.Encode(&c)
 	if err == nil {
-		err = k.nc.Publish(wire.SubjectControl, data)
+		err = k.conn().Publish(wire.SubjectControl, data)
 	}
 	if err == nil {
-		err = k.nc.FlushTimeout(2 * time.Second)
+		err = k.conn().FlushTimeout(2 * time.Second)
 	}
 	if err != nil {
 		// Polls repeat the switch within a second: log, do not fail.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -83,7 +84,8 @@ func (k *Keeper) schedule(ctx context.Context) error {
 			slots := make([]capSlot, 0, len(live))
 			for _, s := range live {
 				if _, no := refusing[s.ID]; !no {
-					slots = append(slots, capSlot{id: s.ID, free: max(0, s.Capacity-used[s.ID])})
+					// Stored capacities may predate the wire bounds: clamp.
+					slots = append(slots, capSlot{id: s.ID, free: max(0, min(s.Capacity, wire.MaxCapacity)-used[s.ID])})
 				}
 			}
 			koi := run.EffectiveKoi() // less the shed share
@@ -93,7 +95,7 @@ func (k *Keeper) schedule(ctx context.Context) error {
 			for i := range want {
 				a := &want[i]
 				a.Run = run.ID
-				if koi > 0 {
+				if koi > 0 && run.Ramp > 0 && !math.IsInf(run.Ramp, 0) {
 					a.Ramp = run.Ramp * float64(a.Count()) / float64(koi)
 				}
 				used[a.School] += a.Count()
@@ -212,11 +214,19 @@ type capSlot struct {
 // laid out in [0, min(n, Σfree)). Schools keep their order along the index
 // line; a school without a range is inserted where the most koi keep their
 // school, so only as many koi move as the new shares require.
+//
+// Its arithmetic cannot overflow whatever a school claimed: n is clamped
+// to [0, wire.MaxKoi], each free capacity to [0, wire.MaxCapacity], and
+// sums saturate, so the products below stay far inside int64.
 func planRanges(n int, slots []capSlot, cur []*state.Assignment) []state.Assignment {
+	n = min(max(n, 0), wire.MaxKoi)
+	slots = slices.Clone(slots)
 	total := 0
-	for _, s := range slots {
-		total += s.free
+	for i := range slots {
+		slots[i].free = min(max(slots[i].free, 0), wire.MaxCapacity)
+		total = satAdd(total, slots[i].free)
 	}
+	sum := total
 	total = min(n, total)
 	if total <= 0 {
 		return nil
@@ -226,10 +236,6 @@ func planRanges(n int, slots []capSlot, cur []*state.Assignment) []state.Assignm
 		curBy[c.School] = c
 	}
 	// Largest remainder: quota_i = total × free_i / Σfree.
-	sum := 0
-	for _, s := range slots {
-		sum += s.free
-	}
 	target := map[string]int{}
 	type rem struct {
 		id   string
@@ -433,4 +439,13 @@ func (k *Keeper) plan(tx *state.Txn, l *state.Launch, now time.Time, live []*sta
 		l.State, l.EndedAt, l.Outcome = state.LaunchDone, now, "no connected koi in the run: nothing to start"
 	}
 	return nil
+}
+
+// satAdd adds two non-negative ints, saturating at math.MaxInt instead of
+// wrapping.
+func satAdd(a, b int) int {
+	if a > math.MaxInt-b {
+		return math.MaxInt
+	}
+	return a + b
 }

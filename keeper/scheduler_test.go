@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"math"
 	"slices"
 	"testing"
 
@@ -52,6 +53,15 @@ func TestPlanRanges(t *testing.T) {
 			as{{School: "a", From: 0, To: 20}, {School: "b", From: 20, To: 40}}},
 		// No capacity at all.
 		{"none", 10, []capSlot{{"a", 0}}, nil, nil},
+		// Capacities of 2^63-1 (a stored record, or a liar) summed to a
+		// negative total and assigned nothing: they saturate now.
+		{"huge capacities", 100, []capSlot{{"a", math.MaxInt64}, {"b", math.MaxInt64}}, nil,
+			as{{School: "a", From: 0, To: 50}, {School: "b", From: 50, To: 100}}},
+		{"huge and small", 100, []capSlot{{"a", math.MaxInt64}, {"b", 1000}}, nil,
+			as{{School: "a", From: 0, To: 100}}},
+		// Negative capacity counts as none; a huge koi count is clamped.
+		{"negative capacity", 10, []capSlot{{"a", -5}, {"b", 10}}, nil, as{{School: "b", From: 0, To: 10}}},
+		{"huge koi", math.MaxInt64, []capSlot{{"a", 10}}, nil, as{{School: "a", From: 0, To: 10}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := planRanges(tc.n, tc.slots, tc.cur)

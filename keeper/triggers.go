@@ -719,7 +719,7 @@ func (k *Keeper) listTriggers(c echo.Context) error {
 func (k *Keeper) getTrigger(c echo.Context) error {
 	t := k.store.Read().Trigger(nil, c.Param("name"))
 	if t == nil {
-		return notFound("name", "no trigger %q", c.Param("name"))
+		return notFound("name", "no trigger %s", quoteInput(c.Param("name")))
 	}
 	return c.JSON(http.StatusOK, k.triggerView(t))
 }
@@ -745,7 +745,7 @@ func (k *Keeper) putTrigger(c echo.Context) error {
 		spec.Name = c.Param("name")
 	}
 	if spec.Name != c.Param("name") {
-		return invalid("name", "%q differs from the name in the path %q", spec.Name, c.Param("name"))
+		return invalid("name", "%s differs from the name in the path %s", quoteInput(spec.Name), quoteInput(c.Param("name")))
 	}
 	t, err := k.PutTrigger(c.Request().Context(), actor(c), spec, false)
 	if err != nil {

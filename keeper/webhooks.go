@@ -175,7 +175,7 @@ func (k *Keeper) PutWebhook(ctx context.Context, actor string, spec WebhookSpec,
 		if len(w.Kinds) > 0 {
 			kinds = strings.Join(w.Kinds, ",")
 		}
-		return tx.Audit(actor, action, w.Name, fmt.Sprintf("%s %s, %s, signed %v", w.Format, redactURL(w.URL, w.Format), kinds, w.Secret != ""))
+		return tx.Audit(actor, action, w.Name, fmt.Sprintf("%s %s, %s, signed %v", w.Format, hostOnlyURL(w.URL), kinds, w.Secret != ""))
 	})
 	if err != nil {
 		return nil, err
@@ -202,15 +202,38 @@ func (k *Keeper) DeleteWebhook(ctx context.Context, actor, name string) error {
 	return nil
 }
 
+// Who sees how much of a webhook URL (a Slack hook URL, a path or query
+// token: the URL is a credential of its receiver, written once):
+//   - viewers and operators, the audit log, delivery errors and the log:
+//     scheme and host only (hostOnlyURL);
+//   - admins, who add and replace webhooks: redactURL, the path without
+//     its secret parts;
+//   - nobody reads the full URL back, as nobody reads the secret.
+
+// hostOnlyURL reduces a webhook URL to its scheme and host, with "/…" when
+// it has more (a path or a query).
+func hostOnlyURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparseable URL)"
+	}
+	out := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Opaque != "" || u.Fragment != "" {
+		out += "/…"
+	}
+	return out
+}
+
 // redactURL hides what in a webhook URL is a credential: user info, query
-// values and, for Slack URLs (whose path is the secret), the last path
-// segment.
+// values and, for Slack URLs (whose path is the secret, whatever format
+// the webhook sends), the last path segment.
 func redactURL(raw, format string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparseable URL)"
 	}
 	u.User = nil
+	u.Fragment, u.RawFragment = "", ""
 	if u.RawQuery != "" {
 		q := u.Query()
 		for k := range q {
@@ -218,7 +241,7 @@ func redactURL(raw, format string) string {
 		}
 		u.RawQuery = q.Encode()
 	}
-	if format == "slack" {
+	if format == "slack" || strings.EqualFold(u.Hostname(), "hooks.slack.com") {
 		if i := strings.LastIndex(u.Path, "/"); i >= 0 && i < len(u.Path)-1 {
 			u.Path = u.Path[:i+1] + "***"
 		}
@@ -228,13 +251,13 @@ func redactURL(raw, format string) string {
 
 // deliveryError is err as viewers may read it: net/http's errors quote the
 // whole URL (a Slack hook's secret path, a ?token=), so the URL is replaced
-// by its redacted form.
+// by its scheme and host.
 func deliveryError(hook *state.Webhook, err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Sprintf("%s %s: %v", ue.Op, redactURL(hook.URL, hook.Format), ue.Err)
+		return fmt.Sprintf("%s %s: %v", ue.Op, hostOnlyURL(hook.URL), ue.Err)
 	}
-	return strings.ReplaceAll(err.Error(), hook.URL, redactURL(hook.URL, hook.Format))
+	return strings.ReplaceAll(err.Error(), hook.URL, hostOnlyURL(hook.URL))
 }
 
 // DeliveryAttempt is one try to deliver a notice.
@@ -267,7 +290,8 @@ type WebhookStatus struct {
 // WebhookView is a webhook as the API shows it: never its secret, the URL
 // redacted, with its delivery status.
 type WebhookView struct {
-	Name      string            `json:"name"`
+	Name string `json:"name"`
+	// URL is scheme and host only, except for admins (redactURL).
 	URL       string            `json:"url"`
 	Format    string            `json:"format"`
 	Kinds     []string          `json:"kinds"`
@@ -279,9 +303,10 @@ type WebhookView struct {
 	Status    WebhookStatus     `json:"status"`
 }
 
-// WebhookView returns a webhook's view (attempts included when detail).
+// WebhookView returns a webhook's view as any role may see it (the URL's
+// scheme and host only; attempts included when detail).
 func (k *Keeper) WebhookView(w *state.Webhook, detail bool) WebhookView {
-	v := WebhookView{Name: w.Name, URL: redactURL(w.URL, w.Format), Format: w.Format, Kinds: w.Kinds, Labels: w.Labels,
+	v := WebhookView{Name: w.Name, URL: hostOnlyURL(w.URL), Format: w.Format, Kinds: w.Kinds, Labels: w.Labels,
 		Signed: w.Secret != "", CreatedAt: w.CreatedAt, CreatedBy: w.CreatedBy, UpdatedAt: w.UpdatedAt}
 	if v.Kinds == nil {
 		v.Kinds = []string{}
@@ -583,18 +608,19 @@ func (w *hookWorker) send(ctx context.Context, hook *state.Webhook, nt Notice, a
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	a.Status = resp.StatusCode
+	status := clip(resp.Status, maxQuote) // the receiver's words, shown to viewers
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		a.Result = "delivered"
 		return a, 0, false
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		a.Error = "receiver answered " + resp.Status
+		a.Error = "receiver answered " + status
 		return a, retryAfter(resp.Header.Get("Retry-After")), true
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		a.Error = "receiver answered " + resp.Status + " (not retried)"
+		a.Error = "receiver answered " + status + " (not retried)"
 		return a, 0, false
 	default:
-		a.Error = "receiver answered " + resp.Status
+		a.Error = "receiver answered " + status
 		return a, 0, true
 	}
 }
@@ -738,10 +764,20 @@ func slackPayload(nt Notice, links map[string]string) SlackMessage {
 
 // --- HTTP
 
+// webhookViewFor is a webhook's view for the caller's role: admins see
+// the URL's path (without its secret parts), others its host only.
+func (k *Keeper) webhookViewFor(c echo.Context, w *state.Webhook, detail bool) WebhookView {
+	v := k.WebhookView(w, detail)
+	if role, _ := c.Get(ctxRole).(Role); role >= RoleAdmin {
+		v.URL = redactURL(w.URL, w.Format)
+	}
+	return v
+}
+
 func (k *Keeper) listWebhooks(c echo.Context) error {
 	out := []WebhookView{}
 	for _, w := range k.store.Read().Webhooks(nil) {
-		out = append(out, k.WebhookView(w, false))
+		out = append(out, k.webhookViewFor(c, w, false))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -749,9 +785,9 @@ func (k *Keeper) listWebhooks(c echo.Context) error {
 func (k *Keeper) getWebhook(c echo.Context) error {
 	w := k.store.Read().Webhook(nil, c.Param("name"))
 	if w == nil {
-		return notFound("name", "no webhook %q", c.Param("name"))
+		return notFound("name", "no webhook %s", quoteInput(c.Param("name")))
 	}
-	return c.JSON(http.StatusOK, k.WebhookView(w, true))
+	return c.JSON(http.StatusOK, k.webhookViewFor(c, w, true))
 }
 
 func (k *Keeper) postWebhook(c echo.Context) error {
@@ -763,7 +799,7 @@ func (k *Keeper) postWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, k.WebhookView(w, false))
+	return c.JSON(http.StatusCreated, k.webhookViewFor(c, w, false))
 }
 
 func (k *Keeper) putWebhook(c echo.Context) error {
@@ -775,13 +811,13 @@ func (k *Keeper) putWebhook(c echo.Context) error {
 		spec.Name = c.Param("name")
 	}
 	if spec.Name != c.Param("name") {
-		return invalid("name", "%q differs from the name in the path %q", spec.Name, c.Param("name"))
+		return invalid("name", "%s differs from the name in the path %s", quoteInput(spec.Name), quoteInput(c.Param("name")))
 	}
 	w, err := k.PutWebhook(c.Request().Context(), actor(c), spec, false)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, k.WebhookView(w, false))
+	return c.JSON(http.StatusOK, k.webhookViewFor(c, w, false))
 }
 
 func (k *Keeper) deleteWebhook(c echo.Context) error {

@@ -104,6 +104,11 @@ func appendTime(b []byte, t time.Time) []byte {
 	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
 }
 
+// MaxSeries is the most series a snapshot may hold: decoding refuses
+// more, so that a hostile report cannot make the keeper build millions of
+// sketches (it keeps at most a few hundred keys per run anyway).
+const MaxSeries = 20_000
+
 // UnmarshalBinary implements encoding.BinaryUnmarshaler. Truncated, garbage
 // or oversized input yields an error wrapping ErrMalformed (or ErrVersion),
 // never a panic, and leaves s unchanged. Times decode in UTC.
@@ -123,6 +128,9 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	// checking this first keeps a forged count from sizing the map.
 	if d.err == nil && n > uint64(len(d.b)/3) {
 		d.fail("series count %d exceeds what %d bytes can hold", n, len(d.b))
+	}
+	if d.err == nil && n > MaxSeries {
+		d.fail("series count %d exceeds %d", n, MaxSeries)
 	}
 	if d.err != nil {
 		return d.err

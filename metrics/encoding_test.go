@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -225,6 +226,15 @@ func TestUnmarshalBadInput(t *testing.T) {
 		{"endless varint", header().raw(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), ErrMalformed},
 		// Claims 2^62 series in a few bytes: must not allocate for them.
 		{"huge series count", header().u(1 << 62).str("k").u(0).u(0), ErrMalformed},
+		// More series than MaxSeries, each a valid 5-byte series: decoding
+		// every one would build that many sketches.
+		{"too many series", func() enc1 {
+			e := header().u(MaxSeries + 1)
+			for i := range MaxSeries + 1 {
+				e = e.str(fmt.Sprintf("%06d", i)).u(1).u(1).u(0)
+			}
+			return e
+		}(), ErrMalformed},
 		// Claims a key of 2^40 bytes.
 		{"huge key length", header().u(1).u(1<<40).raw('k', 0, 0), ErrMalformed},
 		// Nanoseconds must be < 1e9.

@@ -100,6 +100,14 @@ func (s *School) pollOnce() {
 		s.logLimited("poll-decode", "unreadable poll reply", "err", err)
 		return
 	}
+	// A reply outside its bounds is not acted on: the peer may lie.
+	if err := rep.Validate(); err != nil {
+		s.mu.Lock()
+		s.badMessages++
+		s.mu.Unlock()
+		s.logLimited("poll-invalid", "poll reply out of bounds; ignored", "err", err)
+		return
+	}
 	if rep.Error != "" {
 		s.logLimited("poll-error:"+rep.Error, "keeper refused the poll", "error", rep.Error)
 		return

@@ -100,6 +100,9 @@ func (s *School) fetchBlob(kind wire.BlobKind, hash string) ([]wire.File, error)
 	if err := wire.Decode(msg.Data, &rep); err != nil {
 		return nil, err
 	}
+	if err := rep.Validate(); err != nil {
+		return nil, err
+	}
 	if rep.Error != "" {
 		return nil, fmt.Errorf("keeper: %s", rep.Error)
 	}

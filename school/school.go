@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +45,9 @@ var ErrNotAllowed = errors.New("target not allowed")
 
 // Config configures a school. The zero value plus a reachable NATS works.
 type Config struct {
-	// ID names the school (default: host name, pid and a random suffix).
+	// ID names the school (default: host name, pid and a random suffix):
+	// 1..wire.MaxSchoolID letters, digits, '.', '_' or '-', starting with
+	// a letter or digit (the keeper refuses any other).
 	ID string
 	// NATSURL is the NATS server or cluster (comma-separated URLs).
 	NATSURL string
@@ -80,6 +83,10 @@ type Config struct {
 // Validate returns every problem with the configuration.
 func (c *Config) Validate() []error {
 	var errs []error
+	var fe *wire.FieldError
+	if err := wire.CheckSchoolID(c.ID); c.ID != "" && errors.As(err, &fe) {
+		errs = append(errs, fmt.Errorf("id: %s", fe.Problem))
+	}
 	if c.Capacity < 0 || c.Capacity > 100_000 {
 		errs = append(errs, fmt.Errorf("capacity %d: must be 0..100000", c.Capacity))
 	}
@@ -153,10 +160,7 @@ func Open(ctx context.Context, cfg Config) (*School, error) {
 		return nil, errors.Join(errs...)
 	}
 	if cfg.ID == "" {
-		host, _ := os.Hostname()
-		var b [3]byte
-		_, _ = rand.Read(b[:])
-		cfg.ID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+		cfg.ID = defaultID()
 	}
 	if cfg.NATSURL == "" {
 		cfg.NATSURL = DefaultNATSURL
@@ -291,4 +295,24 @@ func (s *School) logLimited(cause string, msg string, args ...any) {
 	s.logOnce[cause] = now
 	s.logMu.Unlock()
 	s.log.Warn(msg, args...)
+}
+
+// defaultID is host-pid-random, with the host name cut and cleaned so
+// that the id passes wire.CheckSchoolID whatever the host is called.
+func defaultID() string {
+	host, _ := os.Hostname()
+	clean := []byte(host)
+	for i, b := range clean {
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '.' || b == '_' || b == '-') {
+			clean[i] = '-'
+		}
+	}
+	host = strings.TrimLeft(string(clean), "._-")
+	if host == "" {
+		host = "school"
+	}
+	host = host[:min(len(host), 64)]
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }

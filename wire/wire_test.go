@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,10 +68,19 @@ func TestDecodeRejects(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"school":"s","runs":[{"run":"r","koi":{}}]}`))
 	f.Add([]byte(`{"v":1,"assignments":[{"spec":{}}],"launches":[{"params":{"a":"b"}}]}`))
+	// Hostile values: huge numbers, a long id, deep nesting.
+	f.Add([]byte(`{"v":1,"school":"` + strings.Repeat("s", 2100) + `","capacity":9223372036854775807,"epoch":18446744073709551615}`))
+	f.Add([]byte(`{"v":1,"capacity":1e999,"offset_ms":1.7976931348623157e308,"koi_running":-9223372036854775808}`))
+	f.Add([]byte(`{"v":1,"runs":` + strings.Repeat("[", 100000) + `}`))
+	f.Add([]byte(`{"v":1,"launches":[{"params":{"a":` + strings.Repeat(`{"a":`, 5000) + `1` + strings.Repeat("}", 5000) + `}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var req PollRequest
-		_ = Decode(data, &req)
+		if Decode(data, &req) == nil {
+			_ = req.Validate()
+		}
 		var rep PollReply
-		_ = Decode(data, &rep)
+		if Decode(data, &rep) == nil {
+			_ = rep.Validate()
+		}
 	})
 }

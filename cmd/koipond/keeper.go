@@ -20,7 +20,9 @@ State lives in a JetStream KV bucket: a restart loses nothing.
 
 Listening beyond loopback needs API tokens (--tokens FILE, lines of
 NAME ROLE TOKEN with ROLE viewer, operator or admin) and, for the embedded
-NATS, a token schools present (KOIPOND_NATS_TOKEN).`, stderr)
+NATS, a token schools present (KOIPOND_NATS_TOKEN). Without tokens the API
+answers only to loopback names and its own pages; with them, /metrics needs
+a viewer token too unless --metrics-public.`, stderr)
 	var cfg keeper.Config
 	fs.StringVar(&cfg.HTTP, "http", keeper.DefaultHTTP, "API listen `address`")
 	fs.StringVar(&cfg.NATS, "nats", "", "external NATS `URL` (default: embedded server)")
@@ -31,6 +33,7 @@ NATS, a token schools present (KOIPOND_NATS_TOKEN).`, stderr)
 	fs.StringVar(&cfg.TokensFile, "tokens", "", "API tokens `file`")
 	fs.StringVar(&cfg.WarehouseDir, "warehouse-dir", "", "`folder` under which the API may read local warehouse exports (s3:// is always allowed)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the keeper's `URL` as people reach it, for links in notifications (default http://ADDR of --http)")
+	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without a token even with --tokens (default: a viewer token is needed)")
 	fs.DurationVar(&cfg.PollInterval, "poll", keeper.DefaultPollInterval, "school poll interval")
 	fs.DurationVar(&cfg.Lease, "lease", keeper.DefaultLease, "school lease")
 	verbose := fs.Bool("v", false, "log debug detail")

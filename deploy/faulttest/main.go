@@ -29,7 +29,11 @@
 //     websockets remain;
 //  7. the emergency path: resume, kill -9 the keeper, `koipond stop --nats`
 //     straight to the cluster: every koi stops, the keeper's KV bucket keeps
-//     its 3 replicas, and the restarted keeper reports the stop.
+//     its 3 replicas, and the restarted keeper reports the stop;
+//  8. the NATS servers close the keeper's connection (the whole cluster
+//     restarts on its ports and stores): the keeper's /healthz says
+//     degraded meanwhile; polls and KV writes resume within 5 s of the
+//     cluster's return.
 //
 // After step 1 it prints what each process costs (RSS, CPU) at that load.
 //
@@ -96,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.poll, "poll", 500*time.Millisecond, "keeper --poll")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, JetStream files) even on success")
 	fs.BoolVar(&o.verbose, "v", false, "print progress while waiting")
-	fs.IntVar(&o.steps, "steps", 7, "run only the first N steps (1: spread and measure resources)")
+	fs.IntVar(&o.steps, "steps", 8, "run only the first N steps (1: spread and measure resources)")
 	fs.BoolVar(&o.strict, "strict", true, "fail on known bugs too (see the WARN rows); -strict=false to report them only")
 	fs.StringVar(&o.koipond, "koipond", "", "use this koipond binary instead of building one")
 	fs.StringVar(&o.nats, "nats-server", "", "use this nats-server binary instead of building one")
@@ -149,6 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"5 cut school off", fmt.Sprintf("self_paused ≤ lease + 1 poll attempt (%v) after its last answered poll", pauseBound(o)), h.stepCutSchool},
 		{"6 global stop", "no request at pond ≥ 1 s after; 0 websockets", h.stepStop},
 		{"7 stop, keeper down", "`koipond stop --nats`: 0 websockets, no request ≥ 1 s after; KV keeps 3 replicas; keeper keeps the stop", h.stepEmergencyStop},
+		{"8 NATS closes keeper", fmt.Sprintf("healthz degraded while down; polls and KV writes ≤ %v after NATS is back", resumeBound), h.stepRestartNATS},
 	}
 	if o.steps < len(steps) {
 		steps = steps[:max(0, o.steps)]

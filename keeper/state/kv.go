@@ -4,14 +4,53 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // KV persists records in a JetStream key-value bucket with file storage.
+// Its handle can be swapped (Rebind) when the keeper redials NATS: users
+// of a KV keep working across the swap.
 type KV struct {
+	mu sync.RWMutex // guards kv
 	kv jetstream.KeyValue
+}
+
+// MaxKeyLen is the longest key KV writes. NATS puts the key in the
+// subject of a protocol line bounded to 4 KiB; a longer one makes the
+// server close the connection (a protocol violation). Put and Delete
+// refuse such keys instead.
+const MaxKeyLen = 1024
+
+// ErrKeyTooLong is returned for a key longer than MaxKeyLen.
+var ErrKeyTooLong = errors.New("state: key too long")
+
+func (k *KV) handle() jetstream.KeyValue {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.kv
+}
+
+// Rebind points k at the bucket through a new JetStream context (a new
+// connection), creating it as OpenKV does if it is missing.
+func (k *KV) Rebind(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) error {
+	n, err := OpenKV(ctx, js, bucket, replicas)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.kv = n.kv
+	k.mu.Unlock()
+	return nil
+}
+
+func checkKey(key string) error {
+	if len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: %d bytes (at most %d): %.40q…", ErrKeyTooLong, len(key), MaxKeyLen, key)
+	}
+	return nil
 }
 
 var _ Persister = (*KV)(nil)
@@ -58,13 +97,19 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, bucket string, replicas
 
 // Put implements Persister.
 func (k *KV) Put(ctx context.Context, key string, value []byte) error {
-	_, err := k.kv.Put(ctx, key, value)
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	_, err := k.handle().Put(ctx, key, value)
 	return err
 }
 
 // Delete implements Persister. Deleting a missing key is not an error.
 func (k *KV) Delete(ctx context.Context, key string) error {
-	err := k.kv.Delete(ctx, key)
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	err := k.handle().Delete(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -73,7 +118,7 @@ func (k *KV) Delete(ctx context.Context, key string) error {
 
 // Load reads every live record of the bucket, for Store.Restore.
 func (k *KV) Load(ctx context.Context) (map[string][]byte, error) {
-	w, err := k.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	w, err := k.handle().WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("state: reading KV bucket: %w", err)
 	}
@@ -107,6 +152,9 @@ var _ Persister = (*MemPersister)(nil)
 
 // Put implements Persister.
 func (m *MemPersister) Put(_ context.Context, key string, value []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	if m.Fail != nil && m.Fail(key) {
 		return fmt.Errorf("injected failure for %s", key)
 	}

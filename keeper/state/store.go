@@ -93,7 +93,7 @@ func (s *Store) Write(ctx context.Context, fn func(*Txn) error) error {
 		}
 		if err != nil {
 			s.rollback(t.recs[:i])
-			return fmt.Errorf("state: persisting %s: %w", r.key, err)
+			return fmt.Errorf("state: persisting %.80s: %w", r.key, err)
 		}
 	}
 	s.epoch, s.auditSeq = t.epoch, t.auditSeq

@@ -39,7 +39,9 @@ export const events = new EventTarget();
 /** api calls the keeper and returns the decoded JSON or throws APIError. */
 export async function api(method, path, body) {
   const headers = { 'Accept': 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // Every write says JSON, with a body or without: the keeper refuses
+  // writes of any other type (no cross-site form can send this one).
+  if (body !== undefined || (method !== 'GET' && method !== 'HEAD')) headers['Content-Type'] = 'application/json';
   const t = token();
   if (t) headers['Authorization'] = 'Bearer ' + t;
   let resp;

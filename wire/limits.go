@@ -1,0 +1,392 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+)
+
+// Bounds of every inbound field. A receiver calls a message's Validate
+// after Decode and before acting on it: Decode only checks the shape, a
+// peer that lies (or a stranger on the bus) can still send any number.
+const (
+	// MaxSchoolID is the longest school id. Ids become NATS KV keys, log
+	// fields and UI labels; 128 characters leave room for a host name, a
+	// pid and a random suffix.
+	MaxSchoolID = 128
+	// MaxID is the longest run, launch, formation or blob hash id.
+	MaxID = 128
+	// MaxCapacity is the most koi one school may offer.
+	MaxCapacity = 1_000_000
+	// MaxKoi is the most koi of one run (the keeper's own limit), so the
+	// bound of every koi index and count.
+	MaxKoi = 10_000_000
+	// MaxRunsPerMessage bounds the runs in a poll, a reply or a report.
+	MaxRunsPerMessage = 1000
+	// MaxLaunchesPerMessage bounds the launches in a poll or a reply.
+	MaxLaunchesPerMessage = 1000
+	// MaxSnapshot is the largest encoded metrics snapshot of one run.
+	MaxSnapshot = 4 << 20
+	// MaxTraffic bounds a report's frame and byte counters for one
+	// interval (a petabyte: beyond anything real, far from wrapping
+	// when summed).
+	MaxTraffic = 1 << 50
+	// MaxText bounds free-text fields: errors, refusal reasons, names.
+	MaxText = 2048
+	// MaxTemplate bounds a run spec's URLs and templates.
+	MaxTemplate = 8192
+	// MaxParams bounds a launch's parameters.
+	MaxParams = 256
+	// MaxFiles bounds the files of a blob.
+	MaxFiles = 1000
+	// MaxClockOffset bounds a school's clock offset estimate: a clock a
+	// week off is broken, not skewed.
+	MaxClockOffset = 7 * 24 * time.Hour
+	// MaxInterval bounds the poll interval, lease and launch windows a
+	// keeper sends.
+	MaxInterval = 24 * time.Hour
+)
+
+// earliest and latest bound every non-zero timestamp on the wire.
+var (
+	earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	latest   = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// ErrInvalid is wrapped by every Validate error: a field outside its
+// bounds.
+var ErrInvalid = errors.New("wire: invalid message")
+
+// FieldError is a field outside its bounds. Field names the field without
+// list indices (e.g. "runs.koi.connected"), so that it can key a
+// rejection counter; Problem says what is wrong, quoting at most a short
+// prefix of the value.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+// Error implements error.
+func (e *FieldError) Error() string { return "wire: " + e.Field + ": " + e.Problem }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// checker collects the first problem of a message. prefix is put before
+// field names only when a problem is found (so that a valid message costs
+// no allocation).
+type checker struct {
+	err    *FieldError
+	prefix string
+}
+
+func (c *checker) fail(field, format string, args ...any) {
+	if c.err == nil {
+		c.err = &FieldError{Field: c.prefix + field, Problem: fmt.Sprintf(format, args...)}
+	}
+}
+
+// within runs f with prefix put before every field it names.
+func (c *checker) within(prefix string, f func()) {
+	saved := c.prefix
+	c.prefix += prefix
+	f()
+	c.prefix = saved
+}
+
+func (c *checker) result() error {
+	if c.err == nil {
+		return nil
+	}
+	return c.err
+}
+
+// quote returns a short, printable prefix of s for an error message.
+func quote(s string) string {
+	const n = 32
+	if len(s) > n {
+		cut := n
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return fmt.Sprintf("%q… (%d bytes)", s[:cut], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func (c *checker) count(field string, n, limit int) {
+	if n < 0 || n > limit {
+		c.fail(field, "%d is outside 0..%d", n, limit)
+	}
+}
+
+func (c *checker) text(field, s string, limit int) {
+	if len(s) > limit {
+		c.fail(field, "%d bytes, more than %d", len(s), limit)
+	}
+}
+
+func (c *checker) id(field, s string, required bool) {
+	switch {
+	case s == "" && required:
+		c.fail(field, "missing")
+	case len(s) > MaxID:
+		c.fail(field, "%s is longer than %d bytes", quote(s), MaxID)
+	}
+}
+
+func (c *checker) time(field string, t time.Time, required bool) {
+	switch {
+	case t.IsZero():
+		if required {
+			c.fail(field, "missing")
+		}
+	case t.Before(earliest) || !t.Before(latest):
+		c.fail(field, "%s is outside %d..%d", t.Format(time.RFC3339), earliest.Year(), latest.Year()-1)
+	}
+}
+
+func (c *checker) ms(field string, ms int64, limit time.Duration) {
+	if ms < 0 || ms > limit.Milliseconds() {
+		c.fail(field, "%d ms is outside 0..%d", ms, limit.Milliseconds())
+	}
+}
+
+func (c *checker) finite(field string, f, limit float64) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < -limit || f > limit {
+		c.fail(field, "%g is outside ±%g", f, limit)
+	}
+}
+
+// CheckSchoolID reports whether id may name a school: 1..MaxSchoolID
+// characters from A-Z a-z 0-9 . _ - starting with a letter or digit. The
+// school checks its configured id with it; the keeper every poll's and
+// report's.
+func CheckSchoolID(id string) error {
+	var c checker
+	c.schoolID("school", id)
+	return c.result()
+}
+
+func (c *checker) schoolID(field, id string) {
+	if id == "" {
+		c.fail(field, "missing school id")
+		return
+	}
+	if len(id) > MaxSchoolID {
+		c.fail(field, "school id %s is longer than %d characters", quote(id), MaxSchoolID)
+		return
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		alnum := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+		if !alnum && (i == 0 || b != '.' && b != '_' && b != '-') {
+			c.fail(field, "school id %s: only letters, digits, '.', '_' and '-' (not first) are allowed", quote(id))
+			return
+		}
+	}
+}
+
+// Validate checks every field of a switch message against its bounds.
+func (m *Control) Validate() error {
+	var c checker
+	m.check(&c)
+	return c.result()
+}
+
+func (m *Control) check(c *checker) {
+	if m.State != "" && !m.State.Valid() {
+		c.fail("state", "unknown state %s", quote(string(m.State)))
+	}
+	c.id("run", m.Run, false)
+	c.text("by", m.By, MaxText)
+	c.time("at", m.At, false)
+}
+
+// Validate checks every field of a poll against its bounds.
+func (m *PollRequest) Validate() error {
+	var c checker
+	c.schoolID("school", m.School)
+	c.text("software", m.Software, MaxText)
+	c.count("capacity", m.Capacity, MaxCapacity)
+	c.time("clock", m.Clock, false)
+	c.finite("offset_ms", m.OffsetMS, float64(MaxClockOffset.Milliseconds()))
+	c.count("koi_running", m.KoiRunning, MaxKoi)
+	c.count("websockets_open", m.WebsocketsOpen, MaxKoi)
+	if len(m.Runs) > MaxRunsPerMessage {
+		c.fail("runs", "%d runs, more than %d", len(m.Runs), MaxRunsPerMessage)
+	}
+	for i := range m.Runs {
+		if c.err != nil {
+			break
+		}
+		r := &m.Runs[i]
+		c.id("runs.run", r.Run, true)
+		c.count("runs.from", r.From, MaxKoi)
+		c.count("runs.to", r.To, MaxKoi)
+		if r.To < r.From {
+			c.fail("runs.to", "range [%d, %d) is reversed", r.From, r.To)
+		}
+		c.count("runs.target", r.Target, MaxKoi)
+		c.within("runs.koi.", func() { r.Koi.check(&c) })
+		c.text("runs.refused", r.Refused, MaxText)
+	}
+	if len(m.Launches) > MaxLaunchesPerMessage {
+		c.fail("launches", "%d launches, more than %d", len(m.Launches), MaxLaunchesPerMessage)
+	}
+	for i := range m.Launches {
+		if c.err != nil {
+			break
+		}
+		l := &m.Launches[i]
+		c.id("launches.launch", l.Launch, true)
+		c.count("launches.planned", l.Planned, MaxKoi)
+		c.count("launches.started", l.Started, MaxKoi)
+		c.text("launches.error", l.Error, MaxText)
+		c.time("launches.first_start", l.FirstStart, false)
+		c.time("launches.last_start", l.LastStart, false)
+	}
+	return c.result()
+}
+
+func (k *KoiCounts) check(c *checker) {
+	c.count("booting", k.Booting, MaxKoi)
+	c.count("connected", k.Connected, MaxKoi)
+	c.count("reconnecting", k.Reconnecting, MaxKoi)
+	c.count("failed", k.Failed, MaxKoi)
+	c.count("paused", k.Paused, MaxKoi)
+}
+
+// Validate checks every field of a poll reply against its bounds: a
+// school does not act on a reply from a peer that lies.
+func (m *PollReply) Validate() error {
+	var c checker
+	c.within("switch.", func() { m.Switch.check(&c) })
+	c.time("keeper_time", m.KeeperTime, false)
+	c.ms("poll_interval_ms", m.PollIntervalMS, MaxInterval)
+	c.ms("lease_ms", m.LeaseMS, MaxInterval)
+	c.text("error", m.Error, MaxText)
+	if len(m.Assignments) > MaxRunsPerMessage {
+		c.fail("assignments", "%d assignments, more than %d", len(m.Assignments), MaxRunsPerMessage)
+	}
+	for i := range m.Assignments {
+		if c.err != nil {
+			break
+		}
+		a := &m.Assignments[i]
+		c.id("assignments.run", a.Run, true)
+		c.count("assignments.from", a.From, MaxKoi)
+		c.count("assignments.to", a.To, MaxKoi)
+		if a.To < a.From {
+			c.fail("assignments.to", "range [%d, %d) is reversed", a.From, a.To)
+		}
+		c.finite("assignments.ramp", a.Ramp, MaxKoi)
+		if a.Ramp < 0 {
+			c.fail("assignments.ramp", "%g is negative", a.Ramp)
+		}
+		c.within("assignments.switch.", func() { a.Switch.check(&c) })
+		c.within("assignments.spec.", func() { a.Spec.check(&c) })
+	}
+	if len(m.Launches) > MaxLaunchesPerMessage {
+		c.fail("launches", "%d launches, more than %d", len(m.Launches), MaxLaunchesPerMessage)
+	}
+	for i := range m.Launches {
+		if c.err != nil {
+			break
+		}
+		l := &m.Launches[i]
+		c.id("launches.id", l.ID, true)
+		c.id("launches.run", l.Run, true)
+		c.id("launches.formation", l.Formation, true)
+		c.text("launches.name", l.Name, MaxText)
+		if len(l.Params) > MaxParams {
+			c.fail("launches.params", "%d parameters, more than %d", len(l.Params), MaxParams)
+		}
+		for k, v := range l.Params {
+			c.text("launches.params.name", k, MaxText)
+			c.text("launches.params.value", v, MaxTemplate)
+		}
+		c.time("launches.start", l.Start, true)
+		c.ms("launches.begin_within_ms", l.BeginWithinMS, MaxInterval)
+		c.count("launches.count", l.Count, MaxKoi)
+	}
+	return c.result()
+}
+
+func (s *RunSpec) check(c *checker) {
+	c.text("name", s.Name, MaxText)
+	c.id("behavior_set", s.BehaviorSet, false)
+	c.text("api_base", s.APIBase, MaxTemplate)
+	c.text("websocket_url", s.WebsocketURL, MaxTemplate)
+	c.text("token", s.Token, MaxTemplate)
+	c.text("user_id", s.UserID, MaxTemplate)
+	if len(s.Tokens) > MaxKoi {
+		c.fail("tokens", "%d tokens, more than %d", len(s.Tokens), MaxKoi)
+	}
+	for _, t := range s.Tokens {
+		if c.err != nil {
+			break
+		}
+		c.text("tokens", t, MaxTemplate)
+	}
+	c.finite("time_scale", s.TimeScale, 1e6)
+	c.finite("activity_sigma", s.ActivitySigma, 100)
+	if s.TimeScale < 0 || s.ActivitySigma < 0 {
+		c.fail("time_scale", "time scale %g and activity sigma %g must not be negative", s.TimeScale, s.ActivitySigma)
+	}
+}
+
+// Validate checks a blob request against its bounds.
+func (m *BlobRequest) Validate() error {
+	var c checker
+	if m.Kind != BlobBehaviorSet && m.Kind != BlobFormation {
+		c.fail("kind", "unknown blob kind %s", quote(string(m.Kind)))
+	}
+	c.id("hash", m.Hash, true)
+	return c.result()
+}
+
+// Validate checks a blob reply against its bounds.
+func (m *BlobReply) Validate() error {
+	var c checker
+	c.id("hash", m.Hash, false)
+	c.text("error", m.Error, MaxText)
+	if len(m.Files) > MaxFiles {
+		c.fail("files", "%d files, more than %d", len(m.Files), MaxFiles)
+	}
+	for i := range m.Files {
+		c.text("files.name", m.Files[i].Name, MaxText)
+	}
+	return c.result()
+}
+
+// Validate checks a metrics report against its bounds (the snapshot's
+// size; its content is checked by the decoder of package metrics).
+func (m *MetricsReport) Validate() error {
+	var c checker
+	c.schoolID("school", m.School)
+	c.time("start", m.Start, false)
+	c.time("end", m.End, false)
+	if len(m.Runs) > MaxRunsPerMessage {
+		c.fail("runs", "%d runs, more than %d", len(m.Runs), MaxRunsPerMessage)
+	}
+	for i := range m.Runs {
+		if c.err != nil {
+			break
+		}
+		r := &m.Runs[i]
+		c.id("runs.run", r.Run, true)
+		if len(r.Snapshot) > MaxSnapshot {
+			c.fail("runs.snapshot", "%d bytes, more than %d", len(r.Snapshot), MaxSnapshot)
+		}
+		c.within("runs.koi.", func() { r.Koi.check(&c) })
+		for _, v := range []uint64{r.FramesIn, r.FramesOut, r.BytesIn, r.BytesOut} {
+			if v > MaxTraffic {
+				c.fail("runs.traffic", "%d is more than %d per report", v, uint64(MaxTraffic))
+			}
+		}
+	}
+	return c.result()
+}
