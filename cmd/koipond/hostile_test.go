@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -186,12 +187,20 @@ func clip(s string) string {
 	return s
 }
 
-// attackerConn connects to the keeper's NATS the way a school would,
-// with whatever a school is given; it is the strongest position a
-// stranger on the network or a compromised school has.
+// attackerConn connects to the keeper's NATS with a school's credentials
+// (none when the keeper runs without authentication): the strongest
+// position a compromised school, or a stranger on an open server, has.
 func attackerConn(t *testing.T, r *hostileRig) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(r.k.NATSURL(), nats.Name("attacker"))
+	opts := []nats.Option{nats.Name("attacker"), nats.CustomInboxPrefix(wire.SchoolInboxPrefix)}
+	if f := r.k.SchoolNKeyFile(); f != "" {
+		o, err := nats.NkeyOptionFromSeed(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, o)
+	}
+	nc, err := nats.Connect(r.k.NATSURL(), opts...)
 	if err != nil {
 		t.Fatalf("attacker connecting as a school: %v", err)
 	}
@@ -199,39 +208,51 @@ func attackerConn(t *testing.T, r *hostileRig) *nats.Conn {
 	return nc
 }
 
-// A control message with the largest epoch, published around the keeper:
-// the keeper must not adopt it (its next epoch would wrap) and schools
-// must keep obeying the keeper's switch.
+// A control message with the largest epoch and a spoofed actor: a
+// stranger without credentials cannot connect; a school's credentials
+// cannot publish control; and on a keeper run without authentication the
+// unsigned switch is ignored by keeper and school alike. Either way the
+// keeper's epoch never wraps and its next stop still stops.
 func TestHostileControlEpoch(t *testing.T) {
-	r := startHostileRig(t, nil)
-	nc := attackerConn(t, r)
-	for _, st := range []wire.State{wire.Paused, wire.Running} {
-		data, err := wire.Encode(&wire.Control{Epoch: math.MaxUint64, State: st, By: "admin", At: time.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = nc.Publish(wire.SubjectControl, data) // a permission error is the defence working
-		_ = nc.FlushTimeout(time.Second)
+	for _, insecure := range []bool{false, true} {
+		t.Run(fmt.Sprintf("insecure=%v", insecure), func(t *testing.T) {
+			r := startHostileRig(t, func(c *keeper.Config) { c.NATSAuth.Insecure = insecure })
+			if !insecure {
+				if nc, err := nats.Connect(r.k.NATSURL(), nats.Name("stranger")); err == nil {
+					nc.Close()
+					t.Error("a client without credentials connected to the keeper's NATS")
+				}
+			}
+			nc := attackerConn(t, r)
+			for _, st := range []wire.State{wire.Paused, wire.Running} {
+				data, err := wire.Encode(&wire.Control{Epoch: math.MaxUint64, State: st, By: "admin", At: time.Now()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = nc.Publish(wire.SubjectControl, data) // a permission error is the defence working
+				_ = nc.FlushTimeout(time.Second)
+			}
+			var ctl struct {
+				State string
+				Epoch uint64
+			}
+			r.call(t, "GET", "/control", nil, &ctl)
+			if ctl.Epoch > math.MaxUint32 || ctl.State != "running" {
+				t.Errorf("the keeper adopted the forged switch: %+v", ctl)
+			}
+			if st := r.s.Status(); st.Epoch > math.MaxUint32 || st.Switch != wire.Running {
+				t.Errorf("the school adopted the forged switch: epoch %d, %s", st.Epoch, st.Switch)
+			}
+			var audit []struct{ Actor string }
+			r.call(t, "GET", "/audit", nil, &audit)
+			for _, a := range audit {
+				if a.Actor == "admin" {
+					t.Errorf("the forged actor %q reached the audit log", a.Actor)
+				}
+			}
+			r.survivedAndStops(t)
+		})
 	}
-	var ctl struct {
-		State string
-		Epoch uint64
-	}
-	r.call(t, "GET", "/control", nil, &ctl)
-	if ctl.Epoch > math.MaxUint32 {
-		t.Errorf("the keeper adopted the forged epoch %d", ctl.Epoch)
-	}
-	if st := r.s.Status(); st.Epoch > math.MaxUint32 {
-		t.Errorf("the school adopted the forged epoch %d", st.Epoch)
-	}
-	var audit []struct{ Actor string }
-	r.call(t, "GET", "/audit", nil, &audit)
-	for _, a := range audit {
-		if a.Actor == "admin" {
-			t.Errorf("the forged actor %q reached the audit log", a.Actor)
-		}
-	}
-	r.survivedAndStops(t)
 }
 
 // 3 MB of '[' as a behavior set, inside a JSON body and as the body
@@ -322,8 +343,14 @@ func TestHostileTemplateBomb(t *testing.T) {
 	if st, msg := r.raw(t, "POST", "/api/v1/behavior-sets", "application/json", bytes.NewReader(body), nil); st < 400 || st >= 500 {
 		t.Errorf("constant repeat bomb: HTTP %d, want refused at validation: %s", st, clip(msg))
 	}
-	// Sizes that only exist at run time, and a doubling chain.
+	// A doubling chain of constants is refused at validation too.
 	doubling := `{{ $s := "xxxxxxxxxxxxxxxx" }}` + strings.Repeat(`{{ $s = print $s $s }}`, 26) + `{{ set "s" $s }}`
+	body, _ = json.Marshal(map[string]any{"name": "doubling", "files": []map[string]string{{"name": "doubling.json", "content": `{"behaviors": {"doubling": {"frequency": 1, "steps": [{"pre_actions": [` + strconv.Quote(doubling) + `], "request": {"type": "api", "method": "auth.test"}}]}}}`}}})
+	if st, msg := r.raw(t, "POST", "/api/v1/behavior-sets", "application/json", bytes.NewReader(body), nil); st < 400 || st >= 500 {
+		t.Errorf("constant doubling bomb: HTTP %d, want refused at validation: %s", st, clip(msg))
+	}
+	// Sizes that only exist at run time: the budget stops them while they run.
+	doubling = `{{ $s := get "nothing" }}{{ if not $s }}{{ $s = randAlphaNum 16 }}{{ end }}` + strings.Repeat(`{{ $s = print $s $s }}`, 26) + `{{ set "s" $s }}`
 	dynamic := `{{ $n := len (get "n") | add 10000 }}{{ $x := repeat $n (repeat $n (repeat $n "x")) }}`
 	set, _ := json.Marshal(map[string]any{"behaviors": map[string]any{
 		"doubling": map[string]any{"frequency": 1, "steps": []any{map[string]any{"pre_actions": []string{doubling}, "request": map[string]any{"type": "api", "method": "auth.test"}}}},
