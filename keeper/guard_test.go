@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,11 +61,14 @@ type rig struct {
 }
 
 // newRig starts a keeper with a webhook to rig.hook and a school of
-// capacity koi.
+// capacity koi. Its lease is the default: nothing here tests failover,
+// and on a starved machine the package's 1 s test lease expires between
+// slow polls, pausing the school's koi (their canceled calls then read as
+// a drop in success rate to the very rules under test).
 func newRig(t *testing.T, capacity int) *rig {
 	t.Helper()
 	r := &rig{hook: newReceiver(t, nil), dir: t.TempDir()}
-	r.k = openKeeper(t, r.dir)
+	r.k = openKeeper(t, r.dir, func(c *Config) { c.Lease = DefaultLease })
 	addHook(t, r.k, WebhookSpec{Name: "team", URL: r.hook.srv.URL + "/koipond"})
 	s, err := school.Open(context.Background(), school.Config{ID: "s1", NATSURL: r.k.NATSURL(), Capacity: capacity})
 	if err != nil {
@@ -154,6 +158,7 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 		t.Fatalf("run paused before any fault: %s", st)
 	}
 
+	reports := watchReports(t, r.k.NATSURL())
 	faultAt := time.Now()
 	if err := faulty.SetFaults(map[string]pond.Fault{"*": {Error: 0.1}}); err != nil {
 		t.Fatal(err)
@@ -166,9 +171,13 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 	})
 	run := r.run(a.ID)
 	delay := run.Switch.At.Sub(faultAt)
-	t.Logf("fault at 10%% → paused by %s after %v (window %v, limit %v)", run.Switch.By, delay.Round(time.Millisecond), window, window+time.Second)
-	if delay > window+time.Second {
-		t.Errorf("paused %v after the fault started; want within %v", delay, window+time.Second)
+	// Within the window and a guard pass, plus however much later than
+	// its interval the school's reports came (a starved school reports
+	// late, and the rule can only judge what has been reported).
+	limit := window + guardTick + reports.lateness(faultAt.Add(-2*time.Second), run.Switch.At, school.DefaultMetricsInterval)
+	t.Logf("fault at 10%% → paused by %s after %v (window %v, limit %v)", run.Switch.By, delay.Round(time.Millisecond), window, limit)
+	if delay > limit {
+		t.Errorf("paused %v after the fault started; want within %v", delay, limit)
 	}
 	if run.Switch.By != "guardrail:api-health" {
 		t.Errorf("paused by %q", run.Switch.By)
@@ -406,6 +415,25 @@ func watchReports(t *testing.T, url string) *reportWatch {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// lateness returns how much longer than interval (plus its 10% jitter)
+// the longest gap between reports ending in [from, to] was, or 0.
+func (w *reportWatch) lateness(from, to time.Time, interval time.Duration) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ends []time.Time
+	for _, sp := range w.spans {
+		if !sp[1].Before(from) && !sp[1].After(to) {
+			ends = append(ends, sp[1])
+		}
+	}
+	slices.SortFunc(ends, time.Time.Compare)
+	var late time.Duration
+	for i := 1; i < len(ends); i++ {
+		late = max(late, ends[i].Sub(ends[i-1])-interval*11/10)
+	}
+	return late
 }
 
 // around returns the end of the last report that began before at (it

@@ -257,6 +257,15 @@ func noneBefore(t *testing.T, at time.Time, what string, count func() uint64) (p
 	}
 }
 
+// clickLive clicks the element sel selects in one step inside the page.
+// The runs table re-renders on every live update; chromedp.Click finds
+// the node and then clicks it, and on a slow machine a re-render in
+// between leaves it clicking a node that is gone.
+func clickLive(t *testing.T, ctx context.Context, what, sel string) {
+	t.Helper()
+	waitJS(t, ctx, 5*time.Second, what, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true; })()`, sel))
+}
+
 // checkFor polls cond until it returns nil, failing with its last error
 // after d.
 func checkFor(t *testing.T, d time.Duration, cond func() error) {
@@ -503,8 +512,8 @@ func TestUIAgainstSystem(t *testing.T) {
 
 	t.Run("per-run pause and resume from the table", func(t *testing.T) {
 		run(t, ctx, "back to runs", chromedp.Navigate(s.ui+"/#/runs"),
-			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] button[data-act=pause]`, runID))),
-			chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] button[data-act=pause]`, runID))))
+			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] button[data-act=pause]`, runID))))
+		clickLive(t, ctx, "pause the run", fmt.Sprintf(`tr[data-run=%q] button[data-act=pause]`, runID))
 		waitJS(t, ctx, 5*time.Second, "the row to say paused", fmt.Sprintf(`document.querySelector('tr[data-run=%q]').dataset.state === 'paused'`, runID))
 		waitUntil(t, 10*time.Second, "every koi of the run to pause", func() bool { return s.koiPaused(runID) == 50 })
 		before := s.settledRequests(t, 5*time.Second)
@@ -512,7 +521,7 @@ func TestUIAgainstSystem(t *testing.T) {
 		if d := s.p.Stats().RequestsTotal - before; d != 0 {
 			t.Errorf("%d requests reached pond while the run was paused", d)
 		}
-		run(t, ctx, "resume the run", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] button[data-act=resume]`, runID))))
+		clickLive(t, ctx, "resume the run", fmt.Sprintf(`tr[data-run=%q] button[data-act=resume]`, runID))
 		waitUntil(t, 15*time.Second, "requests after the run resumed", func() bool { return s.p.Stats().RequestsTotal > before+20 })
 	})
 
