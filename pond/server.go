@@ -297,10 +297,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.stats.request("ws", http.StatusSwitchingProtocols, "")
 	c := &wsConn{srv: s, ws: ws, user: user}
-	s.stats.wsOpen.Add(1)
 	s.stats.wsTotal.Add(1)
 	if !s.spawn(func() { s.readLoop(c) }) {
-		s.stats.wsOpen.Add(-1)
 		s.stats.disconnects.Add(1)
 		ws.Close()
 		return
@@ -316,6 +314,10 @@ func (s *Server) readLoop(c *wsConn) {
 	// out to c.
 	c.enqueue(s.prepare(HelloEvent{Type: "hello", SentAt: nowMillis()}))
 	s.hub.register(s.ws, c)
+	// Counted open once registered: a caller that sees n websockets open
+	// and posts must reach all n (counted before, a starved readLoop
+	// registered after the post and missed it).
+	s.stats.wsOpen.Add(1)
 	defer func() {
 		s.hub.unregister(c)
 		c.closeConn()
