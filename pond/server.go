@@ -325,8 +325,12 @@ func (s *Server) readLoop(c *wsConn) {
 		s.stats.disconnects.Add(1)
 	}()
 	// Close cancels s.ctx before it snapshots the hub: a connection it did
-	// not see registered after the cancel, and sees it here.
+	// not see registered after the cancel, and sees it here, and says
+	// goodbye as Close would have (its hello may already be out).
 	if s.ctx.Err() != nil {
+		c.ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "pond shutting down"),
+			time.Now().Add(100*time.Millisecond))
 		return
 	}
 	c.ws.SetReadLimit(s.cfg.MaxFrameBytes)
