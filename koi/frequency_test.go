@@ -3,10 +3,13 @@ package koi_test
 import (
 	"context"
 	"math"
+	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
@@ -116,7 +119,17 @@ func itoa(i int) string {
 
 // Always-on koi follow a set's daily curve: a behavior whose hourly
 // profile is 1 in even hours and 0 in odd hours (of behavior time) is called
-// only in even hours.
+// in every koi-minute of an even hour and in no minute of an odd hour.
+//
+// The koi run in a synctest bubble: their clock (timers, time.Now, the
+// runtime's behavior-time anchor) only advances once every koi has done
+// what was due, so a busy machine makes the test take longer but cannot
+// make a call late. (On the wall clock a CPU-starved race-instrumented
+// process sent calls up to 2.2 s — most of a 3 s behavior hour — after
+// their minute, and the server saw them in the next hour.) Requests still
+// go over real sockets to a real server outside the bubble; connections
+// are not kept alive, since a goroutine blocked on an idle socket would
+// stop the bubble's clock.
 func TestHourlyProfileFollowed(t *testing.T) {
 	srv := newChatServer(t)
 	prof := make([]string, 24)
@@ -125,29 +138,70 @@ func TestHourlyProfileFollowed(t *testing.T) {
 	}
 	set := parseSet(t, `{"timezone": "UTC", "behaviors": {"day": {"frequency": 1, "hourly": [`+strings.Join(prof, ",")+`],
 	  "steps": [{"request": {"type": "api", "method": "day"}}]}}}`)
-	rt := newRuntime(t, koi.RuntimeConfig{Set: set, APIBase: srv.apiBase(), TimeScale: 1200}) // an hour in 3 s
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for i := range 10 {
-		k := rt.New(behaviors.Identity{Index: i, Token: tokenOf(i)}, 1)
-		wg.Add(1)
-		go func() { defer wg.Done(); k.Run(ctx) }()
-	}
-	time.Sleep(7 * time.Second)
-	cancel()
-	wg.Wait()
-	var even, odd int
-	for _, c := range srv.callsOf("day") {
-		if rt.BehaviorTime(c.At).UTC().Hour()%2 == 0 {
-			even++
-		} else {
-			odd++
+	const n = 10
+	const run = 7 * time.Second // an hour lasts 3 s: hours 0, 1 and a third of 2
+	synctest.Test(t, func(t *testing.T) {
+		tr := &sentAt{base: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+		rt := newRuntime(t, koi.RuntimeConfig{Set: set, APIBase: srv.apiBase(), TimeScale: 1200, // a minute in 50 ms
+			HTTPClient: &http.Client{Transport: tr}})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for i := range n {
+			k := rt.New(behaviors.Identity{Index: i, Token: tokenOf(i)}, 1)
+			wg.Add(1)
+			go func() { defer wg.Done(); k.Run(ctx) }()
 		}
-	}
-	t.Logf("calls in even hours %d, odd hours %d", even, odd)
-	// A koi's minute may straddle an hour boundary (its minutes have a
-	// random phase): at most one minute per hour per koi spills over.
-	if even < 500 || float64(odd) > 0.05*float64(even) {
-		t.Errorf("even hours %d calls, odd hours %d: the profile is not followed", even, odd)
-	}
+		time.Sleep(run)
+		cancel()
+		wg.Wait()
+
+		var even, odd int
+		for _, at := range tr.times() {
+			if rt.BehaviorTime(at).UTC().Hour()%2 == 0 {
+				even++
+			} else {
+				odd++
+			}
+		}
+		t.Logf("calls in even hours %d, odd hours %d", even, odd)
+		if got := len(srv.callsOf("day")); got != even+odd {
+			t.Errorf("the server received %d calls, the koi sent %d", got, even+odd)
+		}
+		// The bubble starts at midnight UTC: hours 0 and 2 are even, 4 s
+		// of the 7, so 80 minutes per koi; its first and last minute may
+		// be cut by the start (random phase) and the end.
+		if start := rt.BehaviorTime(time.Now().Add(-run)).UTC(); start.Hour() != 0 || start.Minute() != 0 {
+			t.Fatalf("the bubble's behavior time began at %v, not midnight", start)
+		}
+		if min := n * (80 - 2); even < min {
+			t.Errorf("even hours: %d calls, want one per koi-minute (at least %d)", even, min)
+		}
+		// A koi's minute may straddle the hour boundary at 3 s (its
+		// minutes have a random phase): at most one call per koi spills
+		// into hour 1.
+		if odd > n {
+			t.Errorf("odd hours: %d calls, want at most %d (one minute per koi straddling 01:00)", odd, n)
+		}
+	})
+}
+
+// sentAt is an HTTP transport that notes when each request was sent, on
+// the caller's clock.
+type sentAt struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	at   []time.Time
+}
+
+func (s *sentAt) RoundTrip(r *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	s.at = append(s.at, time.Now())
+	s.mu.Unlock()
+	return s.base.RoundTrip(r)
+}
+
+func (s *sentAt) times() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.at)
 }

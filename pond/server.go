@@ -297,10 +297,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.stats.request("ws", http.StatusSwitchingProtocols, "")
 	c := &wsConn{srv: s, ws: ws, user: user}
-	s.stats.wsOpen.Add(1)
 	s.stats.wsTotal.Add(1)
 	if !s.spawn(func() { s.readLoop(c) }) {
-		s.stats.wsOpen.Add(-1)
 		s.stats.disconnects.Add(1)
 		ws.Close()
 		return
@@ -316,6 +314,10 @@ func (s *Server) readLoop(c *wsConn) {
 	// out to c.
 	c.enqueue(s.prepare(HelloEvent{Type: "hello", SentAt: nowMillis()}))
 	s.hub.register(s.ws, c)
+	// Counted open once registered: a caller that sees n websockets open
+	// and posts must reach all n (counted before, a starved readLoop
+	// registered after the post and missed it).
+	s.stats.wsOpen.Add(1)
 	defer func() {
 		s.hub.unregister(c)
 		c.closeConn()
@@ -323,8 +325,12 @@ func (s *Server) readLoop(c *wsConn) {
 		s.stats.disconnects.Add(1)
 	}()
 	// Close cancels s.ctx before it snapshots the hub: a connection it did
-	// not see registered after the cancel, and sees it here.
+	// not see registered after the cancel, and sees it here, and says
+	// goodbye as Close would have (its hello may already be out).
 	if s.ctx.Err() != nil {
+		c.ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "pond shutting down"),
+			time.Now().Add(100*time.Millisecond))
 		return
 	}
 	c.ws.SetReadLimit(s.cfg.MaxFrameBytes)

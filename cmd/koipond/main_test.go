@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -70,35 +71,101 @@ func TestValidateCommands(t *testing.T) {
 
 // The demo runs end to end in-process on random ports: keeper, NATS,
 // pond and two schools; koi boot, all connect, behaviors and the seed
-// formation run, and everything stops when --duration ends.
+// formation run, and everything stops when the demo's context ends.
+// How long booting 60 koi takes depends on the machine, so the test
+// watches the demo's output and ends it once it has seen everything (a
+// busy machine takes longer, not a different path); --duration is checked
+// on its own by a short demo.
 func TestDemoEndToEnd(t *testing.T) {
-	var out, errb bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	var out, errb syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := time.Now()
-	err := run(ctx, []string{"demo", "--http", "127.0.0.1:0", "--pond", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1",
-		"--koi", "60", "--schools", "2", "--ramp", "200", "--users", "200", "--channels", "20", "--time-scale", "60",
-		"--duration", "7s", "--status", "1s", "--formation-after", "1500ms"}, &out, &errb)
-	if err != nil {
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--http", "127.0.0.1:0", "--pond", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1",
+			"--koi", "60", "--schools", "2", "--ramp", "200", "--users", "200", "--channels", "20", "--time-scale", "60",
+			"--duration", "2m", "--status", "1s", "--formation-after", "1500ms"}, &out, &errb)
+	}()
+	wants := []string{"koipond demo is up", "2 school(s) live", `formation "Viewing and reacting to a message in Announcement Channel" launched`,
+		"api:conversations.history", "event:message"}
+	connected := regexp.MustCompile(`koi (\d+) connected`)
+	best := func(o string) int {
+		n := 0
+		for _, x := range connected.FindAllStringSubmatch(o, -1) {
+			c, _ := strconv.Atoi(x[1])
+			n = max(n, c)
+		}
+		return n
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		o := out.String()
+		seen := best(o) == 60
+		for _, want := range wants {
+			seen = seen && strings.Contains(o, want)
+		}
+		if seen {
+			t.Logf("the demo showed everything after %v", time.Since(deadline.Add(-90*time.Second)).Round(time.Millisecond))
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo ended early: %v\n%s\n%s", err, o, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			o = out.String()
+			if n := best(o); n != 60 {
+				t.Errorf("at most %d of 60 koi connected", n)
+			}
+			for _, want := range wants {
+				if !strings.Contains(o, want) {
+					t.Errorf("output lacks %q", want)
+				}
+			}
+			t.Fatalf("demo did not show everything within 90s\n%s", o)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
 	}
-	if d := time.Since(start); d > 25*time.Second {
-		t.Errorf("demo took %v for --duration 7s", d)
+	if o := out.String(); !strings.Contains(o, "all koi stopped") {
+		t.Errorf("output lacks %q\n%s", "all koi stopped", o)
 	}
-	o := out.String()
-	m := regexp.MustCompile(`koi (\d+) connected`).FindAllStringSubmatch(o, -1)
-	best := 0
-	for _, x := range m {
-		n, _ := strconv.Atoi(x[1])
-		best = max(best, n)
+
+	// --duration ends the demo by itself.
+	var short syncBuffer
+	start := time.Now()
+	err := run(context.Background(), []string{"demo", "--http", "127.0.0.1:0", "--pond", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1",
+		"--koi", "2", "--schools", "1", "--users", "10", "--channels", "2", "--duration", "1s", "--status", "1s"}, &short, &errb)
+	if err != nil {
+		t.Fatalf("demo --duration 1s: %v\n%s\n%s", err, short.String(), errb.String())
 	}
-	if best != 60 {
-		t.Errorf("at most %d of 60 koi connected\n%s", best, o)
+	took := time.Since(start)
+	t.Logf("demo --duration 1s returned after %v", took.Round(time.Millisecond))
+	if took < time.Second || took > 30*time.Second || !strings.Contains(short.String(), "all koi stopped") {
+		t.Errorf("demo --duration 1s returned after %v\n%s", took, short.String())
 	}
-	for _, want := range []string{"koipond demo is up", "2 school(s) live", `formation "Viewing and reacting to a message in Announcement Channel" launched`,
-		"api:conversations.history", "event:message", "all koi stopped"} {
-		if !strings.Contains(o, want) {
-			t.Errorf("output lacks %q\n%s", want, o)
-		}
-	}
+}
+
+// syncBuffer is a bytes.Buffer a test may read while a command writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
