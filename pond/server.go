@@ -49,6 +49,12 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// fresh holds connections that have not sent a request yet: clients
+	// dial spares that may stay silent, and http.Server.Shutdown waits
+	// five seconds before it counts such a connection as idle. A leaf lock.
+	freshMu sync.Mutex
+	fresh   map[net.Conn]struct{}
+
 	gate     sync.RWMutex // guards closing against wg.Add
 	closing  bool
 	wg       sync.WaitGroup
@@ -129,6 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState:         s.trackFresh,
 	}
 	s.spawn(func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -169,6 +176,8 @@ func (s *Server) Close() error {
 		s.cancel()
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer cancel()
+		s.http.SetKeepAlivesEnabled(false)
+		s.closeFresh()
 		if err := s.http.Shutdown(ctx); err != nil {
 			s.closeErr = fmt.Errorf("pond: shutting down http: %w", err)
 			s.http.Close()
@@ -186,6 +195,32 @@ func (s *Server) Close() error {
 		s.log.Info("pond: closed")
 	})
 	return s.closeErr
+}
+
+// trackFresh remembers connections until their first request arrives.
+func (s *Server) trackFresh(c net.Conn, st http.ConnState) {
+	s.freshMu.Lock()
+	defer s.freshMu.Unlock()
+	switch st {
+	case http.StateNew:
+		if s.fresh == nil {
+			s.fresh = map[net.Conn]struct{}{}
+		}
+		s.fresh[c] = struct{}{}
+	default:
+		delete(s.fresh, c)
+	}
+}
+
+// closeFresh closes the connections that never sent a request, so Close
+// does not wait on a client's silent spare.
+func (s *Server) closeFresh() {
+	s.freshMu.Lock()
+	defer s.freshMu.Unlock()
+	for c := range s.fresh {
+		c.Close()
+		delete(s.fresh, c)
+	}
 }
 
 // spawn runs f in a goroutine that Close waits for; after Close has begun it
