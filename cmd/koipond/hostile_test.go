@@ -513,3 +513,26 @@ func TestHostileViewerSecrets(t *testing.T) {
 	}
 	r.survivedAndStops(t)
 }
+
+// A 2 MB behavior set of 10,000 behaviors (validation was once quadratic:
+// a minute of keeper CPU for this file, an hour for 16 MiB) is stored
+// while the system keeps serving.
+func TestHostileLargeValidUpload(t *testing.T) {
+	r := startHostileRig(t, nil)
+	var b strings.Builder
+	b.WriteString(`{"behaviors": {`)
+	for i := range 10_000 {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		fmt.Fprintf(&b, `"b%05d": {"frequency": 0.0001, "steps": [{"pre_actions": ["{{ set \"c\" (randomChannel false) }}"], "request": {"type": "api", "method": "conversations.info", "args": {"channel": "{{ (get \"c\").ID }}"}}}]}`, i)
+	}
+	b.WriteString("}}")
+	if b.Len() > 2<<20 {
+		t.Fatalf("the generated set has %d bytes", b.Len())
+	}
+	start := time.Now()
+	r.call(t, "POST", "/behavior-sets", map[string]any{"name": "large", "files": []map[string]string{{"name": "large.json", "content": b.String()}}}, nil)
+	t.Logf("stored %d bytes, 10,000 behaviors, in %v", b.Len(), time.Since(start).Round(time.Millisecond))
+	r.survivedAndStops(t)
+}
