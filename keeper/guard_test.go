@@ -158,7 +158,7 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 		t.Fatalf("run paused before any fault: %s", st)
 	}
 
-	reports := watchReports(t, r.k.NATSURL())
+	reports := watchReports(t, r.k)
 	faultAt := time.Now()
 	if err := faulty.SetFaults(map[string]pond.Fault{"*": {Error: 0.1}}); err != nil {
 		t.Fatal(err)
@@ -320,7 +320,7 @@ func TestShedByHandAndByRule(t *testing.T) {
 	// inside the re-armed window; a second shed is then explained by
 	// that report and allowed, but never before the re-armed window is
 	// whole, and never once only data from after the heal is left.
-	reports := watchReports(t, r.k.NATSURL())
+	reports := watchReports(t, r.k)
 	p2 := newPond(t, map[string]pond.Fault{"auth.test": {Error: 0.5}})
 	s := spec("shed-rule", p2, 40)
 	s.Guardrails = []state.GuardrailRule{{Name: "shed-on-errors", Key: "api:auth.test", When: "error_rate > 20%", For: "2s", Action: "shed 50%"}}
@@ -392,10 +392,15 @@ type reportWatch struct {
 }
 
 // watchReports subscribes to the schools' metrics reports on the
-// keeper's NATS until the test ends.
-func watchReports(t *testing.T, url string) *reportWatch {
+// keeper's NATS, with the keeper's credentials (only the keeper may hear
+// reports), until the test ends.
+func watchReports(t *testing.T, k *Keeper) *reportWatch {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	opts, err := k.natsClientAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(k.NATSURL(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
