@@ -122,6 +122,22 @@ func (c *checker) count(field string, n, limit int) {
 	}
 }
 
+// items checks a list's length; what names its items in the message.
+func (c *checker) items(field, what string, n, limit int) {
+	if n > limit {
+		c.fail(field, "%d %s, more than %d", n, what, limit)
+	}
+}
+
+// span checks a koi index range [from, to).
+func (c *checker) span(fromField, toField string, from, to int) {
+	c.count(fromField, from, MaxKoi)
+	c.count(toField, to, MaxKoi)
+	if to < from {
+		c.fail(toField, "range [%d, %d) is reversed", from, to)
+	}
+}
+
 func (c *checker) text(field, s string, limit int) {
 	if len(s) > limit {
 		c.fail(field, "%d bytes, more than %d", len(s), limit)
@@ -221,29 +237,21 @@ func (m *PollRequest) Validate() error {
 	c.finite("offset_ms", m.OffsetMS, float64(MaxClockOffset.Milliseconds()))
 	c.count("koi_running", m.KoiRunning, MaxKoi)
 	c.count("websockets_open", m.WebsocketsOpen, MaxKoi)
-	if len(m.Runs) > MaxRunsPerMessage {
-		c.fail("runs", "%d runs, more than %d", len(m.Runs), MaxRunsPerMessage)
-	}
+	c.items("runs", "runs", len(m.Runs), MaxRunsPerMessage)
 	for i := range m.Runs {
 		if c.err != nil {
 			break
 		}
 		r := &m.Runs[i]
 		c.id("runs.run", r.Run, true)
-		c.count("runs.from", r.From, MaxKoi)
-		c.count("runs.to", r.To, MaxKoi)
-		if r.To < r.From {
-			c.fail("runs.to", "range [%d, %d) is reversed", r.From, r.To)
-		}
+		c.span("runs.from", "runs.to", r.From, r.To)
 		c.count("runs.target", r.Target, MaxKoi)
 		c.within("runs.koi.", func() { r.Koi.check(&c) })
 		c.text("runs.refused", r.Refused, MaxText)
 		c.text("runs.pressure", r.Pressure, MaxText)
 		c.time("runs.pressure_at", r.PressureAt, false)
 	}
-	if len(m.Launches) > MaxLaunchesPerMessage {
-		c.fail("launches", "%d launches, more than %d", len(m.Launches), MaxLaunchesPerMessage)
-	}
+	c.items("launches", "launches", len(m.Launches), MaxLaunchesPerMessage)
 	for i := range m.Launches {
 		if c.err != nil {
 			break
@@ -277,20 +285,14 @@ func (m *PollReply) Validate() error {
 	c.ms("lease_ms", m.LeaseMS, MaxInterval)
 	c.text("error", m.Error, MaxText)
 	c.text("keeper_key", m.KeeperKey, MaxKeeperKey)
-	if len(m.Assignments) > MaxRunsPerMessage {
-		c.fail("assignments", "%d assignments, more than %d", len(m.Assignments), MaxRunsPerMessage)
-	}
+	c.items("assignments", "assignments", len(m.Assignments), MaxRunsPerMessage)
 	for i := range m.Assignments {
 		if c.err != nil {
 			break
 		}
 		a := &m.Assignments[i]
 		c.id("assignments.run", a.Run, true)
-		c.count("assignments.from", a.From, MaxKoi)
-		c.count("assignments.to", a.To, MaxKoi)
-		if a.To < a.From {
-			c.fail("assignments.to", "range [%d, %d) is reversed", a.From, a.To)
-		}
+		c.span("assignments.from", "assignments.to", a.From, a.To)
 		c.finite("assignments.ramp", a.Ramp, MaxKoi)
 		if a.Ramp < 0 {
 			c.fail("assignments.ramp", "%g is negative", a.Ramp)
@@ -298,9 +300,7 @@ func (m *PollReply) Validate() error {
 		c.within("assignments.switch.", func() { a.Switch.check(&c) })
 		c.within("assignments.spec.", func() { a.Spec.check(&c) })
 	}
-	if len(m.Launches) > MaxLaunchesPerMessage {
-		c.fail("launches", "%d launches, more than %d", len(m.Launches), MaxLaunchesPerMessage)
-	}
+	c.items("launches", "launches", len(m.Launches), MaxLaunchesPerMessage)
 	for i := range m.Launches {
 		if c.err != nil {
 			break
@@ -310,9 +310,7 @@ func (m *PollReply) Validate() error {
 		c.id("launches.run", l.Run, true)
 		c.id("launches.formation", l.Formation, true)
 		c.text("launches.name", l.Name, MaxText)
-		if len(l.Params) > MaxParams {
-			c.fail("launches.params", "%d parameters, more than %d", len(l.Params), MaxParams)
-		}
+		c.items("launches.params", "parameters", len(l.Params), MaxParams)
 		for k, v := range l.Params {
 			c.text("launches.params.name", k, MaxText)
 			c.text("launches.params.value", v, MaxTemplate)
@@ -331,9 +329,7 @@ func (s *RunSpec) check(c *checker) {
 	c.text("websocket_url", s.WebsocketURL, MaxTemplate)
 	c.text("token", s.Token, MaxTemplate)
 	c.text("user_id", s.UserID, MaxTemplate)
-	if len(s.Tokens) > MaxKoi {
-		c.fail("tokens", "%d tokens, more than %d", len(s.Tokens), MaxKoi)
-	}
+	c.items("tokens", "tokens", len(s.Tokens), MaxKoi)
 	for _, t := range s.Tokens {
 		if c.err != nil {
 			break
@@ -362,9 +358,7 @@ func (m *BlobReply) Validate() error {
 	var c checker
 	c.id("hash", m.Hash, false)
 	c.text("error", m.Error, MaxText)
-	if len(m.Files) > MaxFiles {
-		c.fail("files", "%d files, more than %d", len(m.Files), MaxFiles)
-	}
+	c.items("files", "files", len(m.Files), MaxFiles)
 	for i := range m.Files {
 		c.text("files.name", m.Files[i].Name, MaxText)
 	}
@@ -378,9 +372,7 @@ func (m *MetricsReport) Validate() error {
 	c.schoolID("school", m.School)
 	c.time("start", m.Start, false)
 	c.time("end", m.End, false)
-	if len(m.Runs) > MaxRunsPerMessage {
-		c.fail("runs", "%d runs, more than %d", len(m.Runs), MaxRunsPerMessage)
-	}
+	c.items("runs", "runs", len(m.Runs), MaxRunsPerMessage)
 	for i := range m.Runs {
 		if c.err != nil {
 			break
