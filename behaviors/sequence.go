@@ -23,6 +23,10 @@ const (
 	HTTP RequestType = "http"
 	// WS sends a frame on the koi's websocket and may await a reply frame.
 	WS RequestType = "ws"
+	// Connect opens the koi's websocket now (in boot, when a protocol
+	// needs the socket before boot ends) and waits until it is open and
+	// on_connect has succeeded.
+	Connect RequestType = "connect"
 )
 
 // DefaultAwaitTimeout is how long a ws request waits for its awaited frame
@@ -426,7 +430,7 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 	r := &Request{}
 	tn := n.get("type")
 	if tn == nil {
-		d.sink.add(n.off, path, "missing \"type\" (one of api, http, ws)")
+		d.sink.add(n.off, path, "missing \"type\" (one of api, http, ws, connect)")
 		return nil, nil
 	}
 	typ, ok := d.str(tn, path+" › type")
@@ -500,8 +504,10 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 			d.sink.add(n.off, path, "a ws request needs \"text\", \"json\" or \"await\"")
 		}
 		notFor("method", "args", "url", "headers", "body")
+	case Connect:
+		notFor("method", "args", "url", "headers", "body", "json", "text", "await")
 	default:
-		d.sink.add(tn.off, path+" › type", "unknown request type %s (one of api, http, ws)", quote(typ))
+		d.sink.add(tn.off, path+" › type", "unknown request type %s (one of api, http, ws, connect)", quote(typ))
 		return nil, nil
 	}
 	if v := n.get("timeout_ms"); v != nil {

@@ -17,12 +17,6 @@ import (
 // writeWait bounds one websocket write.
 const writeWait = 10 * time.Second
 
-// waiter is a ws request awaiting a matching frame.
-type waiter struct {
-	await *behaviors.Await
-	ch    chan Event // buffered 1
-}
-
 // connLoop keeps the websocket open until ctx is done: dial, read until the
 // connection fails, back off, dial again.
 func (k *Koi) connLoop(ctx context.Context) {
@@ -216,19 +210,7 @@ func (k *Koi) handleFrame(data []byte) {
 			s.Count(metrics.OK)
 		}
 	}
-	k.mu.Lock()
-	for i := 0; i < len(k.waiters); i++ {
-		w := k.waiters[i]
-		if w.await.Matches(ev.Type, data) {
-			select {
-			case w.ch <- ev:
-			default:
-			}
-			k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
-			i--
-		}
-	}
-	k.mu.Unlock()
+	k.deliver(&Frame{Raw: data, Type: ev.Type, Value: ev.Data, JSON: ev.JSON, SentAt: ev.SentAt})
 	if ev.Type == "" || !ev.JSON {
 		return
 	}
@@ -280,27 +262,14 @@ func (k *Koi) recordClose(err error) {
 
 var errNotConnected = &requestError{outcome: metrics.Transport, msg: "websocket not connected"}
 
-// addWaiter registers a ws request waiting for a frame.
-func (k *Koi) addWaiter(a *behaviors.Await) *waiter {
-	w := &waiter{await: a, ch: make(chan Event, 1)}
-	k.mu.Lock()
-	k.waiters = append(k.waiters, w)
-	k.mu.Unlock()
-	return w
-}
-
-func (k *Koi) removeWaiter(w *waiter) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for i, x := range k.waiters {
-		if x == w {
-			k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
-			return
-		}
-	}
-}
-
 // Connected reports whether the koi's websocket is open. (A koi whose run
 // has no websocket is in State Connected once booted, yet Connected is
 // false: the state says "ready", this says "socket open".)
 func (k *Koi) Connected() bool { return k.conn.Load() != nil }
+
+// connectNow opens the websocket in the middle of a boot sequence (a
+// "connect" request) and returns once it is open and on_connect has
+// succeeded, or the request's timeout has passed.
+func (k *Koi) connectNow(ctx context.Context, r *behaviors.Request) error {
+	return &requestError{outcome: metrics.Error, msg: "connect requests are not supported yet"}
+}

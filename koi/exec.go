@@ -107,6 +107,8 @@ func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behavio
 		return k.httpRequest(ctx, prog, env, r)
 	case behaviors.WS:
 		return k.ws(ctx, prog, env, r)
+	case behaviors.Connect:
+		return nil, k.connectNow(ctx, r)
 	}
 	return nil, fmt.Errorf("unknown request type %q", r.Type)
 }
@@ -341,8 +343,8 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 	t := time.NewTimer(r.Await.Timeout)
 	defer t.Stop()
 	select {
-	case ev := <-w.ch:
-		return ev.Data, nil
+	case f := <-w.ch:
+		return f.Value, nil
 	case <-t.C:
 		return nil, &requestError{outcome: metrics.Timeout, msg: fmt.Sprintf("no matching frame within %v", r.Await.Timeout)}
 	case <-ctx.Done():
