@@ -1,0 +1,54 @@
+// Package wiretest is what koipond's tests share to stand up the other end
+// of a contract: an embedded nats-server with JetStream in a temporary
+// folder and the keeper's NATS roles (the keeper↔school wire), a JSON
+// caller for the keeper's HTTP API (the CLI and UI's contract), and one
+// poll-until helper to wait for the other side to show a state.
+//
+// It lives under wire, the lowest koipond package, and imports only wire
+// and the NATS libraries, so the tests of any package (school, koi, pond,
+// keeper, ui, cmd/koipond, deploy) may use it without an import pointing
+// up; like net/http/httptest it is for tests, never for the binary.
+package wiretest
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// PollInterval is how often WaitFor tries its condition.
+const PollInterval = 10 * time.Millisecond
+
+// WaitFor calls cond every PollInterval until it returns nil; if d passes
+// first, it fails tb naming what it waited for and cond's last error.
+// Tests poll for a condition instead of sleeping: on a busy machine the
+// condition comes late, not never.
+func WaitFor(tb testing.TB, d time.Duration, what string, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s: %v", d, what, err)
+			return
+		}
+		time.Sleep(PollInterval)
+	}
+}
+
+// errNotYet is what Until's condition says while it does not hold.
+var errNotYet = errors.New("not yet")
+
+// Until is WaitFor for a condition that has nothing to say but yes or no.
+func Until(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	WaitFor(tb, d, what, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+}
