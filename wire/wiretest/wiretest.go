@@ -16,17 +16,21 @@ import (
 	"time"
 )
 
-// PollInterval is how often WaitFor tries its condition.
+// PollInterval is the shortest pause between two tries of WaitFor's
+// condition.
 const PollInterval = 10 * time.Millisecond
 
-// WaitFor calls cond every PollInterval until it returns nil; if d passes
-// first, it fails tb naming what it waited for and cond's last error.
-// Tests poll for a condition instead of sleeping: on a busy machine the
-// condition comes late, not never.
+// WaitFor calls cond until it returns nil; if d passes first, it fails tb
+// naming what it waited for and cond's last error. Between two tries it
+// pauses PollInterval, or as long as the last try took if that was
+// longer, so a costly condition (a scrape, an API call on a busy machine)
+// takes at most about half the time. Tests poll for a condition instead
+// of sleeping: on a busy machine the condition comes late, not never.
 func WaitFor(tb testing.TB, d time.Duration, what string, cond func() error) {
 	tb.Helper()
 	deadline := time.Now().Add(d)
 	for {
+		start := time.Now()
 		err := cond()
 		if err == nil {
 			return
@@ -35,7 +39,7 @@ func WaitFor(tb testing.TB, d time.Duration, what string, cond func() error) {
 			tb.Fatalf("timed out after %v waiting for %s: %v", d, what, err)
 			return
 		}
-		time.Sleep(PollInterval)
+		time.Sleep(max(PollInterval, time.Since(start)))
 	}
 }
 
