@@ -36,10 +36,12 @@ demo: build ## build and run the whole system on loopback (Ctrl-C stops it)
 bench: ## run the in-process benchmarks (pond/bench.sh and school/bench.sh measure across processes)
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./metrics/ ./behaviors/ ./formations/ ./koi/ ./pond/
 
-lint: ## gofmt (fails on any unformatted file) + go vet
+lint: ## gofmt (fails on any unformatted file) + go vet + go.mod/go.sum tidy
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@if ! out=$$($(GO) mod tidy -diff 2>&1); then echo "$$out"; \
+	  echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result"; exit 1; fi
 
 FUZZTIME ?= 30s
 # package:target pairs; `make fuzz` runs each for FUZZTIME (their seed

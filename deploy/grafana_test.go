@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+
+	"github.com/koipond/koipond/wire/wiretest"
 
 	"io"
 	"log/slog"
@@ -140,19 +143,15 @@ func TestGrafanaDashboardMatchesKeeperMetrics(t *testing.T) {
 
 	var scrape string
 	var families map[string]*dtoFamily
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	wiretest.WaitFor(t, 20*time.Second, "/metrics to carry every series the dashboard uses", func() error {
 		scrape = get(t, "http://"+k.HTTPAddr()+"/metrics")
 		families = parseScrape(t, scrape)
 		missing := missingFor(families, used, run.ID)
 		if len(missing) == 0 && strings.Contains(scrape, `key="event:`) && strings.Contains(scrape, `outcome="server_error"`) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20 s, /metrics lacks series of run %s for %v:\n%s", run.ID, missing, scrape)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("/metrics lacks series of run %s for %v:\n%s", run.ID, missing, scrape)
+	})
 	names := make([]string, 0, len(used))
 	for m := range used {
 		names = append(names, m)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/wire/wiretest"
+
 	"github.com/gorilla/websocket"
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/formations"
@@ -147,7 +149,7 @@ func TestStopAbortsLongDelay(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- k.RunSequence(ctx, set.Behavior("wait").Sequence, nil) }()
-	waitFor(t, 5*time.Second, "the first request", func() bool { return len(srv.callsOf("auth.test")) == 1 })
+	wiretest.Until(t, 5*time.Second, "the first request", func() bool { return len(srv.callsOf("auth.test")) == 1 })
 	time.Sleep(20 * time.Millisecond) // well inside the delay
 	stopped := time.Now()
 	cancel()
@@ -184,13 +186,13 @@ func TestKoiLifecycleOverWebsocket(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- k.Run(ctx) }()
-	waitFor(t, 5*time.Second, "the websocket", func() bool { return k.Connected() && srv.openConns() == 1 })
+	wiretest.Until(t, 5*time.Second, "the websocket", func() bool { return k.Connected() && srv.openConns() == 1 })
 	if got := len(k.Store().Channels()); got != 2 {
 		t.Fatalf("boot stored %d channels, want 2", got)
 	}
 	sent := float64(time.Now().Add(-30*time.Millisecond).UnixNano()) / 1e6
 	srv.broadcast(fmt.Sprintf(`{"type":"message","channel":"C1","user":"U9","text":"hi","ts":"1700000003.000001","sent_at":%.3f}`, sent))
-	waitFor(t, 5*time.Second, "the message event in the store", func() bool { return len(k.Store().Messages("C1")) == 1 })
+	wiretest.Until(t, 5*time.Second, "the message event in the store", func() bool { return len(k.Store().Messages("C1")) == 1 })
 	if err := k.RunSequence(ctx, set.Behavior("ping").Sequence, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +218,7 @@ func TestKoiLifecycleOverWebsocket(t *testing.T) {
 	if d := time.Since(stopped); d > 500*time.Millisecond {
 		t.Errorf("Run took %v to stop", d)
 	}
-	waitFor(t, 2*time.Second, "the server to see the close", func() bool { return srv.openConns() == 0 })
+	wiretest.Until(t, 2*time.Second, "the server to see the close", func() bool { return srv.openConns() == 0 })
 	if k.State() != koi.Stopped {
 		t.Errorf("state %v, want stopped", k.State())
 	}
@@ -233,16 +235,16 @@ func TestReconnectAndBadFrames(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go k.Run(ctx)
-	waitFor(t, 5*time.Second, "first connection", func() bool { return srv.openConns() == 1 })
+	wiretest.Until(t, 5*time.Second, "first connection", func() bool { return srv.openConns() == 1 })
 	srv.broadcast(`{not json`)
 	srv.broadcast(`plain text`)
 	srv.broadcast(`{"type":"message","channel":"C1"}`)
-	waitFor(t, 5*time.Second, "three frames", func() bool { return k.Stats().Events >= 4 })
+	wiretest.Until(t, 5*time.Second, "three frames", func() bool { return k.Stats().Events >= 4 })
 	if !k.Connected() {
 		t.Fatal("bad frames broke the connection")
 	}
 	srv.dropAll()
-	waitFor(t, 5*time.Second, "a reconnect", func() bool { return k.Stats().Reconnects == 1 && srv.openConns() == 1 })
+	wiretest.Until(t, 5*time.Second, "a reconnect", func() bool { return k.Stats().Reconnects == 1 && srv.openConns() == 1 })
 	snap := rt.Metrics().Snapshot()
 	if s := snap.Series["event:invalid"]; s == nil || s.Counts[metrics.Invalid] != 2 {
 		t.Errorf("event:invalid = %+v, want 2 invalid frames counted", s)
@@ -300,7 +302,7 @@ func TestPauseResume(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go k.Run(ctx)
-	waitFor(t, 5*time.Second, "behaviors running", func() bool { return len(srv.callsOf("auth.test")) >= 2 })
+	wiretest.Until(t, 5*time.Second, "behaviors running", func() bool { return len(srv.callsOf("auth.test")) >= 2 })
 	k.Pause()
 	paused := len(srv.callsOf("auth.test"))
 	time.Sleep(1500 * time.Millisecond) // 15 behavior minutes, longer than the delay
@@ -314,7 +316,7 @@ func TestPauseResume(t *testing.T) {
 		t.Error("pause closed the websocket")
 	}
 	k.Resume()
-	waitFor(t, 5*time.Second, "behaviors after resume", func() bool { return len(srv.callsOf("auth.test")) >= paused+3 })
+	wiretest.Until(t, 5*time.Second, "behaviors after resume", func() bool { return len(srv.callsOf("auth.test")) >= paused+3 })
 	if n := len(srv.callsOf("rtm.connect")); n != 1 {
 		t.Errorf("resume booted again: %d rtm.connect calls", n)
 	}
@@ -346,7 +348,7 @@ func TestTextProtocolAndHTTP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go k.Run(ctx)
-	waitFor(t, 5*time.Second, "the websocket", k.Connected)
+	wiretest.Until(t, 5*time.Second, "the websocket", k.Connected)
 	if err := k.RunSequence(ctx, set.Behavior("greet").Sequence, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +385,7 @@ func TestPingOnlyWhenSilent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go k.Run(ctx)
-	waitFor(t, 5*time.Second, "the websocket", k.Connected)
+	wiretest.Until(t, 5*time.Second, "the websocket", k.Connected)
 	pings := func() int { srv.mu.Lock(); defer srv.mu.Unlock(); return srv.pings }
 	// A chatty server: a frame every 30 ms for 600 ms.
 	for range 20 {
@@ -411,11 +413,11 @@ func TestEventTypesBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go k.Run(ctx)
-	waitFor(t, 5*time.Second, "the websocket", k.Connected)
+	wiretest.Until(t, 5*time.Second, "the websocket", k.Connected)
 	for i := range 300 {
 		srv.broadcast(fmt.Sprintf(`{"type":"invented-%d"}`, i))
 	}
-	waitFor(t, 5*time.Second, "all frames", func() bool { return k.Stats().Events >= 301 })
+	wiretest.Until(t, 5*time.Second, "all frames", func() bool { return k.Stats().Events >= 301 })
 	snap := rt.Metrics().Snapshot()
 	events := 0
 	for key := range snap.Series {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/wire/wiretest"
+
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/koi"
 	"github.com/koipond/koipond/metrics"
@@ -42,7 +44,7 @@ func TestReplyBudgetDropsHTTPReply(t *testing.T) {
 	if err := k.RunSequence(ctx, set.Behavior("small").Sequence, nil); err != nil {
 		t.Fatalf("small reply after the refusal: %v", err)
 	}
-	waitFor(t, 5*time.Second, "the budget whole again", func() bool { return budget.InUse() == 0 })
+	wiretest.Until(t, 5*time.Second, "the budget whole again", func() bool { return budget.InUse() == 0 })
 	if budget.Refused() != 1 || rt.RepliesRefused() != 1 {
 		t.Errorf("refused: budget %d, run %d, want 1", budget.Refused(), rt.RepliesRefused())
 	}
@@ -62,12 +64,12 @@ func TestReplyBudgetDropsFrames(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go k.Run(ctx)
-	waitFor(t, 5*time.Second, "the websocket", k.Connected)
-	waitFor(t, 5*time.Second, "the greeting", func() bool { return k.Stats().Events >= 1 })
+	wiretest.Until(t, 5*time.Second, "the websocket", k.Connected)
+	wiretest.Until(t, 5*time.Second, "the greeting", func() bool { return k.Stats().Events >= 1 })
 	events := k.Stats().Events
 	srv.broadcast(`{"type":"flood","pad":"` + strings.Repeat("y", 512<<10) + `"}`)
 	srv.broadcast(`{"type":"after"}`)
-	waitFor(t, 5*time.Second, "both frames", func() bool { return k.Stats().Events >= events+2 })
+	wiretest.Until(t, 5*time.Second, "both frames", func() bool { return k.Stats().Events >= events+2 })
 	snap := rt.Metrics().Snapshot()
 	if s := snap.Series[koi.ReplyBudgetKey]; s == nil || s.Counts[metrics.Error] != 1 {
 		t.Errorf("%s = %+v, want one dropped frame", koi.ReplyBudgetKey, s)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/wire/wiretest"
+
 	"github.com/gorilla/websocket"
 )
 
@@ -87,7 +89,7 @@ func BenchmarkFanOut1000(b *testing.B) {
 		}
 		wg.Wait()
 	}()
-	waitFor(b, "registrations", func() bool { return s.Stats().WebsocketsOpen == n })
+	wiretest.Until(b, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == n })
 	var worst time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -196,18 +196,6 @@ func (c *client) closed(tb testing.TB) error {
 	}
 }
 
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // memberChannel returns a public, unarchived ordinary channel user is in
 // and one user is not in, from the generated workspace.
 func memberChannel(tb testing.TB, s *Server, user int) (in, out *channel) {

@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A client's spare connection that never sends a request (HTTP clients
@@ -22,19 +24,11 @@ func TestCloseIgnoresSilentConnections(t *testing.T) {
 	}
 	defer c.Close()
 	// The server sees the connection before Close begins.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wiretest.Until(t, 10*time.Second, "pond to see the silent connection", func() bool {
 		s.freshMu.Lock()
-		n := len(s.fresh)
-		s.freshMu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("pond never saw the silent connection")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer s.freshMu.Unlock()
+		return len(s.fresh) == 1
+	})
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close with a silent client connection: %v", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/wire/wiretest"
+
 	"github.com/gorilla/websocket"
 )
 
@@ -22,7 +24,7 @@ func TestFanOutExactlyOnce(t *testing.T) {
 	for i := range conns {
 		conns[i] = dial(t, s, i)
 	}
-	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == n })
+	wiretest.Until(t, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == n })
 	r := mustOK(t, s, 7, "chat.postMessage", map[string]string{"channel": "C000000", "text": "to everyone"})
 	var wg sync.WaitGroup
 	errs := make(chan string, 3*n)
@@ -72,7 +74,7 @@ func TestFanOutOnlyToMembers(t *testing.T) {
 	member := in.members.next(1)
 	a := dial(t, s, member)
 	b := dial(t, s, outsider)
-	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == 2 })
+	wiretest.Until(t, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == 2 })
 	poster := in.members.next(0)
 	r := mustOK(t, s, poster, "chat.postMessage", map[string]string{"channel": in.id, "text": "members only"})
 	if ev := a.readType(t, "message"); ev["ts"] != r.str("ts") {
@@ -91,7 +93,7 @@ func TestFanOutOnlyToMembers(t *testing.T) {
 func TestReactionMarkPresenceEvents(t *testing.T) {
 	s := openTest(t, Config{})
 	a, b := dial(t, s, 1), dial(t, s, 2)
-	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == 2 })
+	wiretest.Until(t, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == 2 })
 	r := mustOK(t, s, 1, "chat.postMessage", map[string]string{"channel": "C000001", "text": "react to me"})
 	a.readType(t, "message")
 	b.readType(t, "message")
@@ -125,7 +127,7 @@ func TestReactionMarkPresenceEvents(t *testing.T) {
 func TestClientFrames(t *testing.T) {
 	s := openTest(t, Config{})
 	a, b := dial(t, s, 1), dial(t, s, 2)
-	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == 2 })
+	wiretest.Until(t, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == 2 })
 	a.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","id":42}`))
 	if ev := a.readType(t, "pong"); ev["reply_to"] != 42.0 {
 		t.Errorf("pong = %v", ev)
@@ -157,7 +159,7 @@ func TestClientFrames(t *testing.T) {
 	if err := b.closed(t); !websocket.IsCloseError(err, websocket.CloseUnsupportedData) {
 		t.Errorf("binary frame: %v, want close 1003", err)
 	}
-	waitFor(t, "disconnects", func() bool { st := s.Stats(); return st.Disconnects == 2 && st.WebsocketsOpen == 0 })
+	wiretest.Until(t, 10*time.Second, "disconnects", func() bool { st := s.Stats(); return st.Disconnects == 2 && st.WebsocketsOpen == 0 })
 }
 
 func TestWebsocketAuth(t *testing.T) {
@@ -247,7 +249,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == good+1 })
+	wiretest.Until(t, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == good+1 })
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -269,7 +271,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 			t.Errorf("good client %d got %d of %d messages", i, n, posts)
 		}
 	}
-	waitFor(t, "the slow consumer's drop", func() bool {
+	wiretest.Until(t, 10*time.Second, "the slow consumer's drop", func() bool {
 		st := s.Stats()
 		return st.SlowConsumerDrops == 1 && st.WebsocketsOpen == good
 	})
@@ -284,12 +286,12 @@ func TestSlowConsumerDropped(t *testing.T) {
 func TestManyConnectionsOneUser(t *testing.T) {
 	s := openTest(t, Config{})
 	a, b := dial(t, s, 5), dial(t, s, 5)
-	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == 2 })
+	wiretest.Until(t, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == 2 })
 	mustOK(t, s, 5, "users.setPresence", map[string]string{"presence": "away"})
 	a.readType(t, "presence_change")
 	b.readType(t, "presence_change")
 	a.Close()
-	waitFor(t, "unregister", func() bool { return s.Stats().WebsocketsOpen == 1 })
+	wiretest.Until(t, 10*time.Second, "unregister", func() bool { return s.Stats().WebsocketsOpen == 1 })
 	mustOK(t, s, 5, "chat.postMessage", map[string]string{"channel": "C000000", "text": "still here"})
 	b.readType(t, "message")
 }
@@ -297,7 +299,7 @@ func TestManyConnectionsOneUser(t *testing.T) {
 func TestConcurrentPostsArriveInOrder(t *testing.T) {
 	s := openTest(t, Config{DisableRateLimits: true})
 	conns := []*client{dial(t, s, 1), dial(t, s, 2), dial(t, s, 3)}
-	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == 3 })
+	wiretest.Until(t, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == 3 })
 	const posters, each = 4, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, posters*each+20)
@@ -369,7 +371,7 @@ func TestSilentPeerClosedAfterTwoPings(t *testing.T) {
 	defer c.Close()
 	// A reading client answers them and stays.
 	live := dial(t, s, 2)
-	waitFor(t, "the silent peer's close", func() bool { return s.Stats().Disconnects == 1 })
+	wiretest.Until(t, 10*time.Second, "the silent peer's close", func() bool { return s.Stats().Disconnects == 1 })
 	time.Sleep(300 * time.Millisecond)
 	if st := s.Stats(); st.WebsocketsOpen != 1 || st.Disconnects != 1 {
 		t.Errorf("open %d, disconnects %d; want the live client kept", st.WebsocketsOpen, st.Disconnects)
@@ -392,7 +394,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		}
 		cs = append(cs, c)
 	}
-	waitFor(t, "registrations", func() bool { return s.Stats().WebsocketsOpen == 20 })
+	wiretest.Until(t, 10*time.Second, "registrations", func() bool { return s.Stats().WebsocketsOpen == 20 })
 	mustOK(t, s, 1, "chat.postMessage", map[string]string{"channel": "C000000", "text": "bye"})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -401,5 +403,5 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		c.Close()
 	}
 	http.DefaultClient.CloseIdleConnections()
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
+	wiretest.Until(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# school/bench.sh — the school's benchmark figures of issue 4, on loopback
+# school/bench.sh — the school's benchmark figures, on loopback
 # only, pond and the school each in a separate process:
 #   1. density: 5,000 idle koi (RSS, CPU over 30 s) and 15,000 in one
 #      school spread over several 127.0.0.x source addresses (RSS);

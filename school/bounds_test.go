@@ -9,6 +9,7 @@ import (
 
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // `koipond school --id` of 2,100 characters used to reach the keeper and
@@ -37,7 +38,7 @@ func TestConfigRefusesBadIDs(t *testing.T) {
 		}
 	}
 	// The default id (host-pid-random) is always acceptable.
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	s := openSchool(t, url, school.Config{})
 	if err := wire.CheckSchoolID(s.ID()); err != nil {
 		t.Errorf("default id %q: %v", s.ID(), err)
@@ -47,7 +48,7 @@ func TestConfigRefusesBadIDs(t *testing.T) {
 // A poll reply outside its bounds (a peer that lies about ranges) is
 // counted and ignored: the school starts no koi from it.
 func TestLyingPollReplyIgnored(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	hash := addSet(t, k, `{"behaviors": {}}`)
 	k.set(func(k *fakeKeeper) {
@@ -55,7 +56,7 @@ func TestLyingPollReplyIgnored(t *testing.T) {
 			Spec: wire.RunSpec{BehaviorSet: hash, APIBase: "http://127.0.0.1:1/api"}}}
 	})
 	s := openSchool(t, url, school.Config{ID: "s1"})
-	waitFor(t, 5*time.Second, "lying replies counted", func() bool { return s.Status().BadMessages >= 2 })
+	wiretest.Until(t, 5*time.Second, "lying replies counted", func() bool { return s.Status().BadMessages >= 2 })
 	if st := s.Status(); st.KoiRunning != 0 {
 		t.Errorf("the school acted on a lying reply: %+v", st)
 	}

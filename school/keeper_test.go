@@ -6,25 +6,9 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/wire"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
-
-// startNATS runs an embedded nats-server on a random loopback port.
-func startNATS(t testing.TB) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns.ClientURL()
-}
 
 // fakeKeeper stands in for the keeper (until the school tests move to the
 // real one): it answers polls with what the test sets, serves blobs, and
@@ -154,16 +138,4 @@ func (k *fakeKeeper) lastPoll(school string) (wire.PollRequest, bool) {
 	defer k.mu.Unlock()
 	p, ok := k.polls[school]
 	return p, ok
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // floodServer answers every API call with a reply far larger than usual:
@@ -41,7 +42,7 @@ func goMemory() int64 {
 // keeper in its poll, stays alive, and the second run's koi keep their
 // websockets throughout.
 func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
 	flood := floodServer(t, 512<<10) // 1 MiB replies
@@ -56,7 +57,7 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 	runtime.GC()
 	limit := goMemory() + 96<<20
 	s := openSchool(t, url, school.Config{ID: "s1", MemoryLimit: limit, PressureHold: time.Hour})
-	waitFor(t, 20*time.Second, "the calm run's websockets", func() bool { return p.Stats().WebsocketsOpen == calm })
+	wiretest.Until(t, 20*time.Second, "the calm run's websockets", func() bool { return p.Stats().WebsocketsOpen == calm })
 
 	// The bomb: four koi, each keeping every 1 MiB reply it gets.
 	k.set(func(k *fakeKeeper) {
@@ -64,7 +65,7 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 			Name: "bomb", BehaviorSet: bombHash, APIBase: flood.URL + "/api", Token: "t{{.Index}}", TimeScale: 120}})
 	})
 	var peak int64
-	waitFor(t, 60*time.Second, "the bomb run closed for memory pressure", func() bool {
+	wiretest.Until(t, 60*time.Second, "the bomb run closed for memory pressure", func() bool {
 		peak = max(peak, goMemory())
 		if ws := p.Stats().WebsocketsOpen; ws != calm {
 			t.Fatalf("the calm run has %d websockets open while the bomb runs, want %d", ws, calm)
@@ -94,7 +95,7 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 	}
 	// The bomb's koi close, the memory comes back, the calm run keeps
 	// all its koi, and the school keeps working.
-	waitFor(t, 30*time.Second, "the bomb run's koi closed", func() bool {
+	wiretest.Until(t, 30*time.Second, "the bomb run's koi closed", func() bool {
 		for _, r := range s.Status().Runs {
 			if r.Run == "bomb" {
 				return r.Koi.Booting+r.Koi.Connected+r.Koi.Reconnecting == 0
@@ -102,7 +103,7 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, 30*time.Second, "memory below the ceiling again", func() bool {
+	wiretest.Until(t, 30*time.Second, "memory below the ceiling again", func() bool {
 		return float64(s.Status().Memory.InUse) < school.PressureHigh*float64(limit)
 	})
 	st := s.Status()
@@ -115,7 +116,7 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 		t.Errorf("memory status %+v: want one pressure pause under limit %d", st.Memory, limit)
 	}
 	before := requests(p, "auth.test")
-	waitFor(t, 10*time.Second, "the calm run still calling pond", func() bool { return requests(p, "auth.test") > before+calm })
+	wiretest.Until(t, 10*time.Second, "the calm run still calling pond", func() bool { return requests(p, "auth.test") > before+calm })
 	if ws := p.Stats().WebsocketsOpen; ws != calm {
 		t.Errorf("calm run: %d websockets after the bomb, want %d", ws, calm)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A behavior set for pond: boot opens the websocket, one behavior calls
@@ -67,7 +68,7 @@ func requests(p *pond.Server, method string) uint64 {
 // websockets stay open, resume brings them back without a new boot, stop
 // closes every websocket.
 func TestAssignmentLifecycleAgainstPond(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
 	hash := addSet(t, k, pondSet)
@@ -123,7 +124,7 @@ func TestAssignmentLifecycleAgainstPond(t *testing.T) {
 
 	// Resume: behaviors again, no second boot.
 	k.publish(wire.Control{Epoch: 3, State: wire.Running, At: time.Now()})
-	waitFor(t, 5*time.Second, "requests after resume", func() bool { return p.Stats().RequestsTotal > paused+uint64(n/2) })
+	wiretest.Until(t, 5*time.Second, "requests after resume", func() bool { return p.Stats().RequestsTotal > paused+uint64(n/2) })
 	if got := requests(p, "rtm.connect"); got != n {
 		t.Errorf("resume booted koi again: %d rtm.connect calls", got)
 	}
@@ -138,9 +139,9 @@ func TestAssignmentLifecycleAgainstPond(t *testing.T) {
 	// Stop: every websocket closes, fast.
 	stopAt := time.Now()
 	k.publish(wire.Control{Epoch: 4, State: wire.Stopped, At: time.Now()})
-	waitFor(t, 2*time.Second, "all websockets closed", func() bool { return p.Stats().WebsocketsOpen == 0 })
+	wiretest.Until(t, 2*time.Second, "all websockets closed", func() bool { return p.Stats().WebsocketsOpen == 0 })
 	t.Logf("stop: all %d websockets closed %v after the control message", n, time.Since(stopAt))
-	waitFor(t, 3*time.Second, "the stop confirmed in a poll", func() bool {
+	wiretest.Until(t, 3*time.Second, "the stop confirmed in a poll", func() bool {
 		pr, ok := k.lastPoll("s1")
 		return ok && pr.KoiRunning == 0 && pr.WebsocketsOpen == 0 && pr.Epoch == 4
 	})
@@ -165,7 +166,7 @@ func TestAssignmentLifecycleAgainstPond(t *testing.T) {
 // With no reply from the keeper for the lease, the school pauses itself;
 // after two leases it closes its koi; it resumes when the keeper answers.
 func TestLeaseExpiryPauses(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
 	hash := addSet(t, k, pondSet)
@@ -175,9 +176,9 @@ func TestLeaseExpiryPauses(t *testing.T) {
 			BehaviorSet: hash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
 	})
 	s := openSchool(t, url, school.Config{ID: "s1"})
-	waitFor(t, 10*time.Second, "10 websockets", func() bool { return p.Stats().WebsocketsOpen == 10 })
+	wiretest.Until(t, 10*time.Second, "10 websockets", func() bool { return p.Stats().WebsocketsOpen == 10 })
 	k.set(func(k *fakeKeeper) { k.silent = true })
-	waitFor(t, 3*time.Second, "self-pause", func() bool { return s.Status().SelfPaused })
+	wiretest.Until(t, 3*time.Second, "self-pause", func() bool { return s.Status().SelfPaused })
 	time.Sleep(100 * time.Millisecond)
 	before := p.Stats().RequestsTotal
 	time.Sleep(500 * time.Millisecond)
@@ -189,11 +190,11 @@ func TestLeaseExpiryPauses(t *testing.T) {
 	}
 	// Two leases without the keeper: its koi belong to other schools now,
 	// so the websockets close.
-	waitFor(t, 3*time.Second, "websockets closed after two leases", func() bool { return p.Stats().WebsocketsOpen == 0 })
+	wiretest.Until(t, 3*time.Second, "websockets closed after two leases", func() bool { return p.Stats().WebsocketsOpen == 0 })
 	k.set(func(k *fakeKeeper) { k.silent = false })
-	waitFor(t, 3*time.Second, "resume after the keeper answers", func() bool { return !s.Status().SelfPaused })
-	waitFor(t, 5*time.Second, "koi back", func() bool { return p.Stats().WebsocketsOpen == 10 })
-	waitFor(t, 3*time.Second, "requests again", func() bool { return p.Stats().RequestsTotal > before+5 })
+	wiretest.Until(t, 3*time.Second, "resume after the keeper answers", func() bool { return !s.Status().SelfPaused })
+	wiretest.Until(t, 5*time.Second, "koi back", func() bool { return p.Stats().WebsocketsOpen == 10 })
+	wiretest.Until(t, 3*time.Second, "requests again", func() bool { return p.Stats().RequestsTotal > before+5 })
 }
 
 // recorder is an API server recording when each call arrived.
@@ -243,7 +244,7 @@ func probeAt(t testing.TB, at time.Time, url string, n int) *sync.WaitGroup {
 // Two schools whose clocks are off by +2 s and −3 s start a formation at
 // the keeper's instant: every first step arrives within 50 ms of it.
 func TestFormationStartsTogetherDespiteSkew(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	rec := newRecorder(t)
 	hash := addSet(t, k, `{"behaviors": {}}`)
@@ -257,7 +258,7 @@ func TestFormationStartsTogetherDespiteSkew(t *testing.T) {
 	})
 	a := openSchool(t, url, school.Config{ID: "a", Clock: func() time.Time { return time.Now().Add(2 * time.Second) }})
 	b := openSchool(t, url, school.Config{ID: "b", Clock: func() time.Time { return time.Now().Add(-3 * time.Second) }})
-	waitFor(t, 10*time.Second, "koi ready on both schools", func() bool {
+	wiretest.Until(t, 10*time.Second, "koi ready on both schools", func() bool {
 		sa, sb := a.Status(), b.Status()
 		return len(sa.Runs) == 1 && sa.Runs[0].Koi.Connected == 5 && len(sb.Runs) == 1 && sb.Runs[0].Koi.Connected == 5
 	})
@@ -270,7 +271,7 @@ func TestFormationStartsTogetherDespiteSkew(t *testing.T) {
 	k.set(func(k *fakeKeeper) {
 		k.launches = []wire.Launch{{ID: "l1", Run: "r1", Formation: "formhash", Name: "herd", Start: startAt, Count: 5}}
 	})
-	waitFor(t, 5*time.Second, "10 first steps", func() bool { return len(rec.times("herd.go")) == 10 })
+	wiretest.Until(t, 5*time.Second, "10 first steps", func() bool { return len(rec.times("herd.go")) == 10 })
 	probes.Wait()
 	var late time.Duration
 	for _, at := range rec.times("probe") {
@@ -287,7 +288,7 @@ func TestFormationStartsTogetherDespiteSkew(t *testing.T) {
 		}
 	}
 	// A poll carrying each school's launch status, with every start.
-	waitFor(t, 5*time.Second, "both schools to report their starts", func() bool {
+	wiretest.Until(t, 5*time.Second, "both schools to report their starts", func() bool {
 		for _, id := range []string{"a", "b"} {
 			if pr, _ := k.lastPoll(id); len(pr.Launches) != 1 || pr.Launches[0].LastStart.IsZero() {
 				return false
@@ -313,7 +314,7 @@ func TestFormationStartsTogetherDespiteSkew(t *testing.T) {
 // Assignments the school must not run are refused with the reason and
 // reported; nothing is contacted.
 func TestRefusedAssignments(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	good := addSet(t, k, `{"behaviors": {}}`)
 	k.set(func(k *fakeKeeper) {
@@ -332,7 +333,7 @@ func TestRefusedAssignments(t *testing.T) {
 		"missing":  "could not be fetched",
 		"badtoken": "token template",
 	}
-	waitFor(t, 5*time.Second, "refusals reported", func() bool {
+	wiretest.Until(t, 5*time.Second, "refusals reported", func() bool {
 		pr, ok := k.lastPoll("s1")
 		if !ok || len(pr.Runs) != 4 {
 			return false
@@ -349,15 +350,15 @@ func TestRefusedAssignments(t *testing.T) {
 // Garbage and unknown versions on the control subject are counted and do
 // not disturb the school.
 func TestBadControlMessages(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	s := openSchool(t, url, school.Config{ID: "s1"})
-	waitFor(t, 5*time.Second, "first poll", func() bool { _, ok := k.lastPoll("s1"); return ok })
+	wiretest.Until(t, 5*time.Second, "first poll", func() bool { _, ok := k.lastPoll("s1"); return ok })
 	for _, raw := range []string{`nonsense`, `{"v": 99, "epoch": 50, "state": "stopped"}`, `{"v": 1, "epoch": 51, "state": "exploded"}`} {
 		k.nc.Publish(wire.SubjectControl, []byte(raw))
 	}
 	k.nc.Flush()
-	waitFor(t, 2*time.Second, "bad messages counted", func() bool { return s.Status().BadMessages >= 2 })
+	wiretest.Until(t, 2*time.Second, "bad messages counted", func() bool { return s.Status().BadMessages >= 2 })
 	if st := s.Status(); st.Switch != wire.Running || st.Epoch != 1 {
 		t.Errorf("a bad message changed the switch: %+v", st)
 	}
@@ -366,7 +367,7 @@ func TestBadControlMessages(t *testing.T) {
 // /healthz says what the school is doing (503 while it has paused itself)
 // and /metrics exposes koi by state for Prometheus.
 func TestStatusServer(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
 	hash := addSet(t, k, pondSet)
@@ -381,7 +382,7 @@ func TestStatusServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + addr.String()
-	waitFor(t, 10*time.Second, "5 koi", func() bool { return p.Stats().WebsocketsOpen == 5 })
+	wiretest.Until(t, 10*time.Second, "5 koi", func() bool { return p.Stats().WebsocketsOpen == 5 })
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)
 		if err != nil {
@@ -402,7 +403,7 @@ func TestStatusServer(t *testing.T) {
 		t.Errorf("/metrics: %d\n%s", code, body)
 	}
 	k.set(func(k *fakeKeeper) { k.silent = true })
-	waitFor(t, 3*time.Second, "self-pause", func() bool { return s.Status().SelfPaused })
+	wiretest.Until(t, 3*time.Second, "self-pause", func() bool { return s.Status().SelfPaused })
 	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"self_paused":true`) {
 		t.Errorf("/healthz while self-paused: %d %s", code, body)
 	}
@@ -411,7 +412,7 @@ func TestStatusServer(t *testing.T) {
 // Close (what SIGTERM does) stops every koi with a close frame and returns
 // well within 5 s.
 func TestCloseIsPrompt(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
 	hash := addSet(t, k, pondSet)
@@ -423,16 +424,16 @@ func TestCloseIsPrompt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "30 koi", func() bool { return p.Stats().WebsocketsOpen == 30 })
+	wiretest.Until(t, 10*time.Second, "30 koi", func() bool { return p.Stats().WebsocketsOpen == 30 })
 	start := time.Now()
 	s.Close()
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Close took %v", d)
 	}
-	waitFor(t, time.Second, "websockets closed at pond", func() bool { return p.Stats().WebsocketsOpen == 0 })
+	wiretest.Until(t, time.Second, "websockets closed at pond", func() bool { return p.Stats().WebsocketsOpen == 0 })
 	// The school flushed its last report to NATS before Close returned;
 	// the stand-in keeper's subscription receives it asynchronously.
-	waitFor(t, 2*time.Second, "a final metrics report ending after Close began", func() bool {
+	wiretest.Until(t, 2*time.Second, "a final metrics report ending after Close began", func() bool {
 		k.mu.Lock()
 		defer k.mu.Unlock()
 		return len(k.reports) > 0 && !k.reports[len(k.reports)-1].End.Before(start)

@@ -1,7 +1,6 @@
 package school_test
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +9,7 @@ import (
 
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
+	"github.com/koipond/koipond/wire/wiretest"
 	"github.com/nats-io/nkeys"
 )
 
@@ -20,10 +18,10 @@ import (
 // key's, or the keeper's on a tampered message are counted and ignored;
 // the keeper's own then applies as usual.
 func TestSwitchNeedsTheKeepersSignature(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	s := openSchool(t, url, school.Config{ID: "s1"})
-	waitFor(t, 5*time.Second, "first poll answered", func() bool { return !s.Status().LastPoll.IsZero() && s.Status().Switch == wire.Running })
+	wiretest.Until(t, 5*time.Second, "first poll answered", func() bool { return !s.Status().LastPoll.IsZero() && s.Status().Switch == wire.Running })
 	other, _ := nkeys.CreateUser()
 	wrongKey := wire.Control{Epoch: 1 << 40, State: wire.Stopped, By: "mallory", At: time.Now()}
 	wrongKey.Sig, _ = other.Sign(wrongKey.SigningBytes())
@@ -45,44 +43,12 @@ func TestSwitchNeedsTheKeepersSignature(t *testing.T) {
 		}
 	}
 	k.nc.Flush()
-	waitFor(t, 5*time.Second, "forged switches counted", func() bool { return s.Status().BadMessages-bad0 >= len(forged) })
+	wiretest.Until(t, 5*time.Second, "forged switches counted", func() bool { return s.Status().BadMessages-bad0 >= len(forged) })
 	if st := s.Status(); st.Switch != wire.Running || st.Epoch != 1 {
 		t.Fatalf("a forged switch applied: %s epoch %d", st.Switch, st.Epoch)
 	}
 	k.publish(wire.Control{Epoch: 2, State: wire.Stopped, By: "op", At: time.Now()})
-	waitFor(t, 5*time.Second, "the keeper's stop applied", func() bool { st := s.Status(); return st.Switch == wire.Stopped && st.Epoch == 2 })
-}
-
-// startNATSWithKeys runs an embedded nats-server admitting only the given
-// nkey seeds' users; it returns the URL and a connect option per seed.
-func startNATSWithKeys(t testing.TB, seeds ...nkeys.KeyPair) (string, []nats.Option) {
-	t.Helper()
-	var users []*server.NkeyUser
-	var opts []nats.Option
-	for i, kp := range seeds {
-		pub, _ := kp.PublicKey()
-		seed, _ := kp.Seed()
-		users = append(users, &server.NkeyUser{Nkey: pub})
-		file := filepath.Join(t.TempDir(), fmt.Sprintf("user%d.nk", i))
-		if err := os.WriteFile(file, append(seed, '\n'), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		o, err := nats.NkeyOptionFromSeed(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts = append(opts, o)
-	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, Nkeys: users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns.ClientURL(), opts
+	wiretest.Until(t, 5*time.Second, "the keeper's stop applied", func() bool { st := s.Status(); return st.Switch == wire.Stopped && st.Epoch == 2 })
 }
 
 // A school given the keeper's key (here through the key line of its nkey
@@ -90,23 +56,18 @@ func startNATSWithKeys(t testing.TB, seeds ...nkeys.KeyPair) (string, []nats.Opt
 // with another: it never takes their switch nor their assignments, and
 // pauses itself when the lease runs out, as if the keeper were silent.
 func TestPinnedKeeperKeyRefusesOtherKeepers(t *testing.T) {
-	impostorUser, schoolUser := mustKey(t), mustKey(t)
-	url, opts := startNATSWithKeys(t, impostorUser, schoolUser)
-	impostor := newFakeKeeper(t, url, opts[0])
+	// The impostor connects with the keeper role's user but signs with a
+	// key of its own; the school's seed file pins the real control key.
+	roles := wiretest.NewRoles(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{Users: roles.Users(nil)}).URL
+	impostor := newFakeKeeper(t, url, wiretest.NKeyOption(t, roles.KeeperSeedFile))
 	impostor.set(func(k *fakeKeeper) {
 		k.leaseMS = 500
 		k.sw = wire.Control{Epoch: 9, State: wire.Paused, At: time.Now()}
 	})
-	realPub, _ := mustKey(t).PublicKey()
-	seed, _ := schoolUser.Seed()
-	file := filepath.Join(t.TempDir(), "school.nk")
-	content := "# koipond school credentials\n" + wire.KeeperKeyLine + realPub + "\n" + string(seed) + "\n"
-	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := openSchool(t, url, school.Config{ID: "s1", NATSNKeySeedFile: file, Lease: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
-	waitFor(t, 5*time.Second, "polls refused", func() bool { return s.Status().BadMessages >= 2 })
-	waitFor(t, 5*time.Second, "self-paused without an answer it trusts", func() bool { return s.Status().SelfPaused })
+	s := openSchool(t, url, school.Config{ID: "s1", NATSNKeySeedFile: roles.SchoolSeedFile, Lease: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
+	wiretest.Until(t, 5*time.Second, "polls refused", func() bool { return s.Status().BadMessages >= 2 })
+	wiretest.Until(t, 5*time.Second, "self-paused without an answer it trusts", func() bool { return s.Status().SelfPaused })
 	if _, ok := impostor.lastPoll("s1"); !ok {
 		t.Error("the impostor never heard a poll: the test proves nothing")
 	}
@@ -115,34 +76,14 @@ func TestPinnedKeeperKeyRefusesOtherKeepers(t *testing.T) {
 	}
 	// Pinned to the impostor's key instead (--keeper-key), it follows it.
 	impPub, _ := impostor.key.PublicKey()
-	s2 := openSchool(t, url, school.Config{ID: "s2", NATSNKeySeedFile: seedFile(t, schoolUser), KeeperKey: impPub})
-	waitFor(t, 5*time.Second, "the pinned keeper's switch", func() bool { return s2.Status().Epoch == 9 })
-}
-
-func mustKey(t testing.TB) nkeys.KeyPair {
-	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kp
-}
-
-// seedFile writes kp's seed alone to a file (no keeper key line).
-func seedFile(t testing.TB, kp nkeys.KeyPair) string {
-	t.Helper()
-	seed, _ := kp.Seed()
-	file := filepath.Join(t.TempDir(), "plain.nk")
-	if err := os.WriteFile(file, append(seed, '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
+	s2 := openSchool(t, url, school.Config{ID: "s2", NATSNKeySeedFile: wiretest.SeedFile(t, roles.School, ""), KeeperKey: impPub})
+	wiretest.Until(t, 5*time.Second, "the pinned keeper's switch", func() bool { return s2.Status().Epoch == 9 })
 }
 
 // A bad --keeper-key or a seed file whose key line is broken stop the
 // school at start, naming the problem.
 func TestKeeperKeyConfigErrors(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	cfg := school.Config{KeeperKey: "not-a-key"}
 	if errs := cfg.Validate(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "keeper key") {
 		t.Errorf("bad keeper key: %v", errs)
@@ -161,7 +102,7 @@ func TestKeeperKeyConfigErrors(t *testing.T) {
 //
 //	go test ./school -run '^$' -bench SwitchVerifyCost
 func BenchmarkSwitchVerifyCost(b *testing.B) {
-	kp := mustKey(b)
+	kp := wiretest.NewKey(b)
 	pub, _ := kp.PublicKey()
 	vk, _ := nkeys.FromPublicKey(pub)
 	c := wire.Control{Epoch: 42, State: wire.Stopped, By: "op", At: time.Now()}

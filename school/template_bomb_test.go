@@ -11,6 +11,7 @@ import (
 
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // bombRunSet holds the template bombs that used to kill a school (and
@@ -31,7 +32,7 @@ var bombRunSet = `{
 // A run whose behaviors are template bombs keeps the school alive and its
 // heap under 100 MB, while its ordinary behavior keeps reaching pond.
 func TestTemplateBombRunKeepsSchoolSmall(t *testing.T) {
-	url := startNATS(t)
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
 	hash := addSet(t, k, bombRunSet)
@@ -65,13 +66,13 @@ func TestTemplateBombRunKeepsSchoolSmall(t *testing.T) {
 	defer func() { close(stop); sampler.Wait() }()
 
 	s := openSchool(t, url, school.Config{ID: "s1"})
-	waitFor(t, 20*time.Second, "every koi connected", func() bool { return p.Stats().WebsocketsOpen == n })
+	wiretest.Until(t, 20*time.Second, "every koi connected", func() bool { return p.Stats().WebsocketsOpen == n })
 	// At time scale 60 every koi runs every behavior about once a second:
 	// wait until the bombs have gone off a few hundred times.
 	lists := func() uint64 { return requests(p, "conversations.list") }
-	waitFor(t, 30*time.Second, "the bombs going off", func() bool { return lists() >= 4*n })
+	wiretest.Until(t, 30*time.Second, "the bombs going off", func() bool { return lists() >= 4*n })
 	ticks := requests(p, "auth.test")
-	waitFor(t, 10*time.Second, "the ordinary behavior going on", func() bool { return requests(p, "auth.test") >= ticks+n })
+	wiretest.Until(t, 10*time.Second, "the ordinary behavior going on", func() bool { return requests(p, "auth.test") >= ticks+n })
 	if st := s.Status(); st.KoiRunning != n {
 		t.Errorf("%d koi running, want %d", st.KoiRunning, n)
 	}

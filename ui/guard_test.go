@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/wire/wiretest"
+
 	"github.com/chromedp/chromedp"
 	"github.com/koipond/koipond/pond"
 )
@@ -27,7 +29,7 @@ func TestUIGuardPanel(t *testing.T) {
 	id := created.ID
 
 	run(t, ctx, "open the run page", chromedp.Navigate(s.ui+"/#/runs/"+id), chromedp.WaitVisible(chromedp.CSS("#guard")))
-	waitUntil(t, 20*time.Second, "40 koi connected at pond", func() bool { return s.p.Stats().WebsocketsOpen == n })
+	wiretest.Until(t, 20*time.Second, "40 koi connected at pond", func() bool { return s.p.Stats().WebsocketsOpen == n })
 	waitJS(t, ctx, 10*time.Second, "the live threshold passing",
 		`(() => { const r = document.querySelector('#live-thresholds tr[data-key="api:auth.test"]'); return !!r && r.dataset.state === 'pass'; })()`)
 	waitJS(t, ctx, 10*time.Second, "the guardrail evaluated ok",
@@ -38,14 +40,14 @@ func TestUIGuardPanel(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS(`#shed-form [name=percent]`), "50"),
 		chromedp.Click(chromedp.CSS(`#shed-form button[type=submit]`)))
 	waitJS(t, ctx, 5*time.Second, "the shed chip", `(() => { const c = document.querySelector('#shed-info [data-shed]'); return !!c && c.dataset.shed === '50'; })()`)
-	waitUntil(t, 10*time.Second, "20 koi at pond", func() bool { return s.p.Stats().WebsocketsOpen == n/2 })
+	wiretest.Until(t, 10*time.Second, "20 koi at pond", func() bool { return s.p.Stats().WebsocketsOpen == n/2 })
 	waitJS(t, ctx, 5*time.Second, "the koi stat against the shed target", `document.querySelector('#stat-koi').textContent === '20 / 20'`)
 	screenshot(t, ctx, "run-guard-shed")
 	run(t, ctx, "a bad shed", chromedp.SetValue(chromedp.CSS(`#shed-form [name=percent]`), "100"),
 		chromedp.Click(chromedp.CSS(`#shed-form button[type=submit]`)))
 	waitJS(t, ctx, 5*time.Second, "the field error", `document.querySelector('#shed-form .field.invalid .field-error').textContent.length > 0`)
 	run(t, ctx, "restore", chromedp.Click(chromedp.CSS(`#shed-restore`)))
-	waitUntil(t, 20*time.Second, "40 koi at pond again", func() bool { return s.p.Stats().WebsocketsOpen == n })
+	wiretest.Until(t, 20*time.Second, "40 koi at pond again", func() bool { return s.p.Stats().WebsocketsOpen == n })
 	waitJS(t, ctx, 5*time.Second, "no shed chip", `!document.querySelector('#shed-info [data-shed]')`)
 
 	// Pond fails: the threshold fails live and the guardrail pauses the run.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/wire/wiretest"
+
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 	"github.com/koipond/koipond/pond"
@@ -73,7 +75,7 @@ func TestUIRunReport(t *testing.T) {
 		Keys   []reportKey
 	}
 	for _, id := range []string{baseID, runID} {
-		waitUntil(t, 30*time.Second, "the final report of "+id, func() bool {
+		wiretest.Until(t, 30*time.Second, "the final report of "+id, func() bool {
 			s.call(t, "GET", "/runs/"+id+"/report", nil, &rep)
 			return rep.Final
 		})
@@ -141,7 +143,7 @@ func TestUIRunReport(t *testing.T) {
 	run(t, ctx, "download the CSV", chromedp.Click(chromedp.CSS("#report-csv")))
 	file := filepath.Join(dl, "report-"+runID+".csv")
 	var got []byte
-	waitUntil(t, 10*time.Second, "the downloaded CSV", func() bool {
+	wiretest.Until(t, 10*time.Second, "the downloaded CSV", func() bool {
 		got, err = os.ReadFile(file)
 		return err == nil && len(got) > 0
 	})

@@ -27,6 +27,7 @@ import (
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/ui"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // system is a keeper, pond and two schools on loopback, with the UI served
@@ -87,30 +88,11 @@ func startSystem(t *testing.T) *system {
 	return s
 }
 
-// call sends JSON to the keeper's API and decodes the reply into out.
+// call sends JSON to the keeper's API and decodes the reply into out; a
+// status of 300 or more fails the test.
 func (s *system) call(t *testing.T, method, path string, body, out any) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, s.api+"/api/v1"+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		t.Fatalf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, data)
-		}
-	}
+	wiretest.API{Base: s.api + "/api/v1"}.Call(t, method, path, body, out)
 }
 
 // findChromium returns Chromium's path. Browser tests never skip on CI.
@@ -223,7 +205,7 @@ func (s *system) settledRequests(t *testing.T, d time.Duration) uint64 {
 	t.Helper()
 	last := s.p.Stats().RequestsTotal
 	still := 0
-	waitUntil(t, d, "requests to pond to stop", func() bool {
+	wiretest.Until(t, d, "requests to pond to stop", func() bool {
 		time.Sleep(100 * time.Millisecond)
 		now := s.p.Stats().RequestsTotal
 		if now == last {
@@ -264,34 +246,6 @@ func noneBefore(t *testing.T, at time.Time, what string, count func() uint64) (p
 func clickLive(t *testing.T, ctx context.Context, what, sel string) {
 	t.Helper()
 	waitJS(t, ctx, 5*time.Second, what, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true; })()`, sel))
-}
-
-// checkFor polls cond until it returns nil, failing with its last error
-// after d.
-func checkFor(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // update rewrites the committed screenshots (go test ./ui -update); without
@@ -395,7 +349,7 @@ func TestUIAgainstSystem(t *testing.T) {
 	runID := runs[0].ID
 
 	t.Run("runs table shows koi connected", func(t *testing.T) {
-		waitUntil(t, 20*time.Second, "60 koi connected at pond", func() bool { return s.p.Stats().WebsocketsOpen == n })
+		wiretest.Until(t, 20*time.Second, "60 koi connected at pond", func() bool { return s.p.Stats().WebsocketsOpen == n })
 		waitJS(t, ctx, 10*time.Second, "the runs table to show 60 of 60 connected",
 			fmt.Sprintf(`(() => { const c = document.querySelector('tr[data-run=%q] td.koi'); return !!c && c.dataset.connected === '%d' && c.dataset.target === '%d'; })()`, runID, n, n))
 		waitJS(t, ctx, 10*time.Second, "requests per second in the table",
@@ -410,10 +364,10 @@ func TestUIAgainstSystem(t *testing.T) {
 	})
 
 	t.Run("pause silences pond and resume restarts it", func(t *testing.T) {
-		waitUntil(t, 10*time.Second, "behaviors reaching pond", func() bool { return s.p.Stats().Requests["auth.test"]["200"] > n })
+		wiretest.Until(t, 10*time.Second, "behaviors reaching pond", func() bool { return s.p.Stats().Requests["auth.test"]["200"] > n })
 		run(t, ctx, "press Pause", chromedp.Click(chromedp.CSS("#btn-pause")))
 		waitJS(t, ctx, 5*time.Second, "the header to say paused", `document.querySelector('#sw-state').dataset.state === 'paused'`)
-		waitUntil(t, 10*time.Second, "every koi to pause", func() bool { return s.koiPaused(runID) == n })
+		wiretest.Until(t, 10*time.Second, "every koi to pause", func() bool { return s.koiPaused(runID) == n })
 		before := s.settledRequests(t, 5*time.Second)
 		time.Sleep(time.Second)
 		if d := s.p.Stats().RequestsTotal - before; d != 0 {
@@ -429,7 +383,7 @@ func TestUIAgainstSystem(t *testing.T) {
 		}
 		run(t, ctx, "press Resume", chromedp.Click(chromedp.CSS("#btn-pause")))
 		waitJS(t, ctx, 5*time.Second, "the header to say running", `document.querySelector('#sw-state').dataset.state === 'running'`)
-		waitUntil(t, 15*time.Second, "requests after resume", func() bool { return s.p.Stats().RequestsTotal > before+n/2 })
+		wiretest.Until(t, 15*time.Second, "requests after resume", func() bool { return s.p.Stats().RequestsTotal > before+n/2 })
 	})
 
 	t.Run("formation launched from the dialog starts the planned koi", func(t *testing.T) {
@@ -470,7 +424,7 @@ func TestUIAgainstSystem(t *testing.T) {
 			Count, Started, Connected int
 			State, Outcome            string
 		}
-		checkFor(t, 15*time.Second, func() error {
+		wiretest.WaitFor(t, 15*time.Second, "the launch's started koi", func() error {
 			s.call(t, "GET", "/launches?run="+runID, nil, &ls)
 			if len(ls) != 1 || ls[0].Started != planned {
 				return fmt.Errorf("the launch to report %d koi started: %+v", planned, ls)
@@ -480,7 +434,7 @@ func TestUIAgainstSystem(t *testing.T) {
 		if ls[0].Count != planned || ls[0].Connected != n {
 			t.Errorf("launch = %+v, want %d planned of %d connected", ls[0], planned, n)
 		}
-		waitUntil(t, 10*time.Second, "6 formation requests", func() bool { return formationRequests() >= planned })
+		wiretest.Until(t, 10*time.Second, "6 formation requests", func() bool { return formationRequests() >= planned })
 		waitJS(t, ctx, 5*time.Second, "the dialog to show 6 of 6 started",
 			`(() => { const e = document.querySelector('#launch-started'); return !!e && e.dataset.started === '6' && e.dataset.count === '6'; })()`)
 		waitJS(t, ctx, 5*time.Second, "step latencies in the dialog", `!!document.querySelector('#launch-steps td.mono')`)
@@ -501,7 +455,7 @@ func TestUIAgainstSystem(t *testing.T) {
 		// Live edit: 60 → 50 koi from the size form.
 		run(t, ctx, "shrink the run", chromedp.SetValue(chromedp.CSS("#run-edit [name=koi]"), "50"),
 			chromedp.Click(chromedp.CSS("#run-edit button[type=submit]")))
-		waitUntil(t, 30*time.Second, "50 websockets at pond", func() bool { return s.p.Stats().WebsocketsOpen == 50 })
+		wiretest.Until(t, 30*time.Second, "50 websockets at pond", func() bool { return s.p.Stats().WebsocketsOpen == 50 })
 		waitJS(t, ctx, 5*time.Second, "the page to show 50 / 50", `document.querySelector('#stat-koi').textContent === '50 / 50'`)
 		var rv struct{ Koi int }
 		s.call(t, "GET", "/runs/"+runID, nil, &rv)
@@ -515,14 +469,14 @@ func TestUIAgainstSystem(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-run=%q] button[data-act=pause]`, runID))))
 		clickLive(t, ctx, "pause the run", fmt.Sprintf(`tr[data-run=%q] button[data-act=pause]`, runID))
 		waitJS(t, ctx, 5*time.Second, "the row to say paused", fmt.Sprintf(`document.querySelector('tr[data-run=%q]').dataset.state === 'paused'`, runID))
-		waitUntil(t, 10*time.Second, "every koi of the run to pause", func() bool { return s.koiPaused(runID) == 50 })
+		wiretest.Until(t, 10*time.Second, "every koi of the run to pause", func() bool { return s.koiPaused(runID) == 50 })
 		before := s.settledRequests(t, 5*time.Second)
 		time.Sleep(time.Second)
 		if d := s.p.Stats().RequestsTotal - before; d != 0 {
 			t.Errorf("%d requests reached pond while the run was paused", d)
 		}
 		clickLive(t, ctx, "resume the run", fmt.Sprintf(`tr[data-run=%q] button[data-act=resume]`, runID))
-		waitUntil(t, 15*time.Second, "requests after the run resumed", func() bool { return s.p.Stats().RequestsTotal > before+20 })
+		wiretest.Until(t, 15*time.Second, "requests after the run resumed", func() bool { return s.p.Stats().RequestsTotal > before+20 })
 	})
 
 	t.Run("schools", func(t *testing.T) {
@@ -622,7 +576,7 @@ func TestUIAgainstSystem(t *testing.T) {
 		screenshot(t, ctx, "stop-confirm")
 		stopAt := time.Now()
 		run(t, ctx, "confirm", chromedp.Click(chromedp.CSS("#confirm-stop-yes")))
-		waitUntil(t, 3*time.Second, "every websocket closed", func() bool { return s.p.Stats().WebsocketsOpen == 0 })
+		wiretest.Until(t, 3*time.Second, "every websocket closed", func() bool { return s.p.Stats().WebsocketsOpen == 0 })
 		t.Logf("stop: all websockets closed %v after the click", time.Since(stopAt).Round(time.Millisecond))
 		waitJS(t, ctx, 5*time.Second, "the header to confirm the stop", `!!document.querySelector('#stop-done')`)
 		waitJS(t, ctx, 2*time.Second, "both schools confirmed", `document.querySelectorAll('#stop-progress .chip.ok').length === 2`)

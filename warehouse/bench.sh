@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# warehouse/bench.sh: the speed targets of issue 7.
+# warehouse/bench.sh: the warehouse's speed and memory targets.
 #
 #   1. BenchmarkGenerate in-process: rows/s for a CSV, a JSON-lines and a
 #      Parquet export of $ROWS rows (10 parts each, generated into a temp

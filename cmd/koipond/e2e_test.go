@@ -1,57 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"math"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
+	"github.com/koipond/koipond/wire/wiretest"
 )
-
-// apiCall sends JSON to the keeper's API and decodes the reply into out.
-func apiCall(t *testing.T, base, method, path string, body, out any) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, base+"/api/v1"+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		t.Fatalf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, data)
-		}
-	}
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // settledRequests waits until no request is on its way to pond (its
 // count holds still over two polls 100 ms apart; a request sent before a
@@ -60,7 +20,7 @@ func settledRequests(t *testing.T, p *pond.Server, d time.Duration) uint64 {
 	t.Helper()
 	last := p.Stats().RequestsTotal
 	still := 0
-	waitUntil(t, d, "requests to pond to stop", func() bool {
+	wiretest.Until(t, d, "requests to pond to stop", func() bool {
 		time.Sleep(100 * time.Millisecond)
 		now := p.Stats().RequestsTotal
 		if now == last {
@@ -156,35 +116,35 @@ func TestSystemEndToEnd(t *testing.T) {
 		defer s.Close()
 		schools = append(schools, s)
 	}
-	base := "http://" + k.HTTPAddr()
+	api := wiretest.API{Base: "http://" + k.HTTPAddr() + "/api/v1"}
 
 	set := `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
 	  "behaviors": {"tick": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`
 	var bs struct{ Hash string }
-	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "e2e", "files": []map[string]string{{"name": "e2e.json", "content": set}}}, &bs)
+	api.Call(t, "POST", "/behavior-sets", map[string]any{"name": "e2e", "files": []map[string]string{{"name": "e2e.json", "content": set}}}, &bs)
 	form := `{"name": "herd", "begin_within_secs": 2, "percent": 10,
 	  "sequence": {"steps": [{"request": {"type": "api", "method": "users.list", "args": {"limit": "1"}}}]}}`
 	var fm struct{ Hash string }
-	apiCall(t, base, "POST", "/formations", map[string]any{"file": map[string]string{"name": "herd.json", "content": form}}, &fm)
+	api.Call(t, "POST", "/formations", map[string]any{"file": map[string]string{"name": "herd.json", "content": form}}, &fm)
 
 	const n = 60
 	var run struct{ ID string }
-	apiCall(t, base, "POST", "/runs", map[string]any{"name": "always-on", "behavior_set": bs.Hash, "koi": n, "ramp": 0,
+	api.Call(t, "POST", "/runs", map[string]any{"name": "always-on", "behavior_set": bs.Hash, "koi": n, "ramp": 0,
 		"time_scale": 60, "target": map[string]string{"api_base": p.URL() + "/api", "token": "xoxp-pond-{{.Index}}"}}, &run)
-	waitUntil(t, 20*time.Second, "60 koi connected at pond", func() bool { return p.Stats().WebsocketsOpen == n })
+	wiretest.Until(t, 20*time.Second, "60 koi connected at pond", func() bool { return p.Stats().WebsocketsOpen == n })
 	for _, s := range schools {
 		if st := s.Status(); st.WebsocketsOpen == 0 {
 			t.Errorf("school %s runs none of the koi: the run was not spread", st.ID)
 		}
 	}
-	waitUntil(t, 10*time.Second, "behaviors reaching pond", func() bool { return p.Stats().Requests["auth.test"]["200"] > n })
+	wiretest.Until(t, 10*time.Second, "behaviors reaching pond", func() bool { return p.Stats().Requests["auth.test"]["200"] > n })
 
 	// Pause through the API: once every school has applied it and the
 	// requests already on their way have landed, pond hears nothing;
 	// websockets stay.
 	paused := time.Now()
-	apiCall(t, base, "POST", "/control", map[string]string{"state": "paused"}, nil)
-	waitUntil(t, 10*time.Second, "every koi to pause", func() bool { return koiPaused(schools, run.ID) == n })
+	api.Call(t, "POST", "/control", map[string]string{"state": "paused"}, nil)
+	wiretest.Until(t, 10*time.Second, "every koi to pause", func() bool { return koiPaused(schools, run.ID) == n })
 	t.Logf("every koi paused %v after the API call", time.Since(paused).Round(time.Millisecond))
 	before := settledRequests(t, p, 5*time.Second)
 	time.Sleep(time.Second)
@@ -194,25 +154,25 @@ func TestSystemEndToEnd(t *testing.T) {
 	if ws := p.Stats().WebsocketsOpen; ws != n {
 		t.Errorf("%d websockets while paused, want %d", ws, n)
 	}
-	apiCall(t, base, "POST", "/control", map[string]string{"state": "running"}, nil)
-	waitUntil(t, 10*time.Second, "requests after resume", func() bool { return p.Stats().RequestsTotal > before+n/2 })
+	api.Call(t, "POST", "/control", map[string]string{"state": "running"}, nil)
+	wiretest.Until(t, 10*time.Second, "requests after resume", func() bool { return p.Stats().RequestsTotal > before+n/2 })
 
 	// A formation at now+3 s: exactly round(10% × 60) = 6 koi.
 	at := time.Now().Add(3 * time.Second)
 	lateness := timerLateness(at, 12)
 	var l struct{ ID string }
-	apiCall(t, base, "POST", "/launches", map[string]any{"formation": fm.Hash, "run": run.ID, "at": at.Format(time.RFC3339Nano)}, &l)
+	api.Call(t, "POST", "/launches", map[string]any{"formation": fm.Hash, "run": run.ID, "at": at.Format(time.RFC3339Nano)}, &l)
 	formationRequests := func() uint64 { return p.Stats().Requests["users.list"]["200"] }
 	if polls := noneBefore(t, at, "formation requests", formationRequests); polls == 0 {
 		t.Logf("no poll of pond ended before the launch instant (the test ran late); the koi's own start times below still bound it")
 	}
-	waitUntil(t, 10*time.Second, "6 formation requests", func() bool { return formationRequests() >= 6 })
+	wiretest.Until(t, 10*time.Second, "6 formation requests", func() bool { return formationRequests() >= 6 })
 	var launch struct {
 		Count, Started, Connected int
 		State                     string
 	}
-	waitUntil(t, 5*time.Second, "the launch to report its koi", func() bool {
-		apiCall(t, base, "GET", "/launches/"+l.ID, nil, &launch)
+	wiretest.Until(t, 5*time.Second, "the launch to report its koi", func() bool {
+		api.Call(t, "GET", "/launches/"+l.ID, nil, &launch)
 		return launch.Started == 6
 	})
 	if launch.Count != 6 || launch.Connected != n {
@@ -226,8 +186,8 @@ func TestSystemEndToEnd(t *testing.T) {
 		FirstStart time.Time `json:"first_start"`
 		LastStart  time.Time `json:"last_start"`
 	}
-	waitUntil(t, 5*time.Second, "the launch's real start times", func() bool {
-		apiCall(t, base, "GET", "/launches/"+l.ID, nil, &spread)
+	wiretest.Until(t, 5*time.Second, "the launch's real start times", func() bool {
+		api.Call(t, "GET", "/launches/"+l.ID, nil, &spread)
 		return !spread.FirstStart.IsZero()
 	})
 	// 2 s window at time scale 60: every koi within 33 ms of the instant,
@@ -251,26 +211,26 @@ func TestSystemEndToEnd(t *testing.T) {
 
 	// Failover: school b disappears; its koi come back on a within lease + poll.
 	schools[1].Close()
-	waitUntil(t, 2*time.Second, "school b's koi gone", func() bool { return p.Stats().WebsocketsOpen < n })
+	wiretest.Until(t, 2*time.Second, "school b's koi gone", func() bool { return p.Stats().WebsocketsOpen < n })
 	gone := time.Now()
 	// Pond may still count a few of b's sockets whose close it has not
 	// read yet, so the koi are back when school a holds them all.
-	waitUntil(t, 20*time.Second, "all 60 koi back on school a", func() bool {
+	wiretest.Until(t, 20*time.Second, "all 60 koi back on school a", func() bool {
 		return schools[0].Status().WebsocketsOpen == n && p.Stats().WebsocketsOpen == n
 	})
 	t.Logf("failover: %d koi back %v after school b stopped (lease 2s, poll 200ms)", n, time.Since(gone).Round(time.Millisecond))
 
 	// The emergency stop through the API: every websocket closes.
 	stopAt := time.Now()
-	apiCall(t, base, "POST", "/control", map[string]string{"state": "stopped"}, nil)
-	waitUntil(t, 2*time.Second, "every websocket closed", func() bool { return p.Stats().WebsocketsOpen == 0 })
+	api.Call(t, "POST", "/control", map[string]string{"state": "stopped"}, nil)
+	wiretest.Until(t, 2*time.Second, "every websocket closed", func() bool { return p.Stats().WebsocketsOpen == 0 })
 	t.Logf("stop: all websockets closed %v after the API call", time.Since(stopAt).Round(time.Millisecond))
 	var ctl struct {
 		StopCompleteMS int64 `json:"stop_complete_ms"`
 		State          string
 	}
-	waitUntil(t, 5*time.Second, "the keeper to confirm the stop", func() bool {
-		apiCall(t, base, "GET", "/control", nil, &ctl)
+	wiretest.Until(t, 5*time.Second, "the keeper to confirm the stop", func() bool {
+		api.Call(t, "GET", "/control", nil, &ctl)
 		return ctl.StopCompleteMS > 0
 	})
 	t.Logf("stop confirmed by every school in %d ms", ctl.StopCompleteMS)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 func TestParseGuardrailFlag(t *testing.T) {
@@ -37,7 +38,7 @@ func TestGuardCommands(t *testing.T) {
 	p := testPond(t, 100, 5, map[string]pond.Fault{"auth.test": {Error: 0.3}})
 	testSchool(t, k, "a", 100)
 	base := "http://" + k.HTTPAddr()
-	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "g", "files": []map[string]string{{"name": "g.json", "content": tickSet}}}, nil)
+	wiretest.API{Base: base + "/api/v1"}.Call(t, "POST", "/behavior-sets", map[string]any{"name": "g", "files": []map[string]string{{"name": "g.json", "content": tickSet}}}, nil)
 
 	out, errOut, code := runCmd(t, "run", "create", "--keeper", base, "--name", "guarded", "--behaviors", "g",
 		"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "20", "--ramp", "0",

@@ -22,6 +22,7 @@ import (
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 	"github.com/nats-io/nats.go"
 )
 
@@ -70,9 +71,9 @@ func startHostileRig(t *testing.T, cfg func(*keeper.Config)) *hostileRig {
 	var bs struct{ Hash string }
 	r.call(t, "POST", "/behavior-sets", map[string]any{"name": "tick", "files": []map[string]string{{"name": "tick.json", "content": tickSet}}}, &bs)
 	r.run = r.createRun(t, "busy", bs.Hash, hostileKoi)
-	waitUntil(t, 30*time.Second, "the run's koi connected at pond", func() bool { return r.p.Stats().WebsocketsOpen == hostileKoi })
+	wiretest.Until(t, 30*time.Second, "the run's koi connected at pond", func() bool { return r.p.Stats().WebsocketsOpen == hostileKoi })
 	before := r.p.Stats().RequestsTotal
-	waitUntil(t, 10*time.Second, "koi calling pond", func() bool { return r.p.Stats().RequestsTotal > before+hostileKoi })
+	wiretest.Until(t, 10*time.Second, "koi calling pond", func() bool { return r.p.Stats().RequestsTotal > before+hostileKoi })
 	return r
 }
 
@@ -90,23 +91,7 @@ func (r *hostileRig) createRun(t *testing.T, name, set string, n int) string {
 // reply into out; anything but a 2xx fails the test.
 func (r *hostileRig) call(t *testing.T, method, path string, body, out any) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	st, data := r.raw(t, method, "/api/v1"+path, "application/json", rd, nil)
-	if st < 200 || st >= 300 {
-		t.Fatalf("%s %s: HTTP %d: %s", method, path, st, clip(data))
-	}
-	if out != nil {
-		if err := json.Unmarshal([]byte(data), out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, clip(data))
-		}
-	}
+	wiretest.API{Base: r.base + "/api/v1", Token: r.token}.Call(t, method, path, body, out)
 }
 
 // raw sends a request as an attacker would and returns the status and at
@@ -155,12 +140,12 @@ func (r *hostileRig) survivedAndStops(t *testing.T) {
 	// A write still commits: a fresh behavior set is stored.
 	r.call(t, "POST", "/behavior-sets", map[string]any{"name": "after-attack", "files": []map[string]string{{"name": "tick.json", "content": tickSet}}}, nil)
 	polled := r.s.Status().LastPoll
-	waitUntil(t, 10*time.Second, "the school to poll again", func() bool {
+	wiretest.Until(t, 10*time.Second, "the school to poll again", func() bool {
 		st := r.s.Status()
 		return st.NATSConnected && st.LastPoll.After(polled)
 	})
 	before := r.p.Stats().RequestsTotal
-	waitUntil(t, 10*time.Second, "the run still calling pond", func() bool { return r.p.Stats().RequestsTotal > before+hostileKoi/2 })
+	wiretest.Until(t, 10*time.Second, "the run still calling pond", func() bool { return r.p.Stats().RequestsTotal > before+hostileKoi/2 })
 
 	stopAt := time.Now()
 	r.call(t, "POST", "/control", map[string]string{"state": "stopped"}, nil)
@@ -329,7 +314,7 @@ func TestHostileHugeCapacity(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	waitUntil(t, 15*time.Second, "the real school to hold every koi again", func() bool { return r.p.Stats().WebsocketsOpen == hostileKoi })
+	wiretest.Until(t, 15*time.Second, "the real school to hold every koi again", func() bool { return r.p.Stats().WebsocketsOpen == hostileKoi })
 	r.survivedAndStops(t)
 }
 
@@ -359,7 +344,7 @@ func TestHostileTemplateBomb(t *testing.T) {
 	var bs struct{ Hash string }
 	r.call(t, "POST", "/behavior-sets", map[string]any{"name": "bombs", "files": []map[string]string{{"name": "bombs.json", "content": string(set)}}}, &bs)
 	bomb := r.createRun(t, "bombs", bs.Hash, 5)
-	waitUntil(t, 30*time.Second, "the bombs to go off and fail their steps", func() bool {
+	wiretest.Until(t, 30*time.Second, "the bombs to go off and fail their steps", func() bool {
 		var m struct {
 			Keys []struct{ Failures uint64 } `json:"keys"`
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // The keeper's startup output says how to start a school, and both forms
@@ -25,13 +27,12 @@ func TestKeeperPrintsWorkingSchoolCommands(t *testing.T) {
 	flagLine := regexp.MustCompile(`keeper: start a school with: koipond (school --nats \S+ --nats-nkey \S+)\n`)
 	envLine := regexp.MustCompile(`keeper:\s+or: KOIPOND_NATS_NKEY=(\S+) koipond (school --nats \S+)\n`)
 	api := regexp.MustCompile(`API (http://\S+)/api/v1`)
-	deadline := time.Now().Add(30 * time.Second)
-	for !envLine.MatchString(out.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no school command in the keeper's output:\n%s\n%s", out.String(), errOut.String())
+	wiretest.WaitFor(t, 30*time.Second, "a school command in the keeper's output", func() error {
+		if !envLine.MatchString(out.String()) {
+			return fmt.Errorf("output so far:\n%s\n%s", out.String(), errOut.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	flagArgs := strings.Fields(flagLine.FindStringSubmatch(out.String())[1])
 	env := envLine.FindStringSubmatch(out.String())
 	base := api.FindStringSubmatch(out.String())[1]
@@ -41,9 +42,7 @@ func TestKeeperPrintsWorkingSchoolCommands(t *testing.T) {
 		done <- run(ctx, append(strings.Fields(env[2]), "--id", "by-env"), &syncBuffer{}, &syncBuffer{})
 	}()
 
-	var live map[string]bool
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		live = map[string]bool{}
+	wiretest.WaitFor(t, 30*time.Second, "schools started as printed to be live at the keeper", func() error {
 		var schools []struct {
 			ID     string `json:"id"`
 			Health string `json:"health"`
@@ -52,16 +51,15 @@ func TestKeeperPrintsWorkingSchoolCommands(t *testing.T) {
 			json.NewDecoder(resp.Body).Decode(&schools)
 			resp.Body.Close()
 		}
+		live := map[string]bool{}
 		for _, s := range schools {
 			live[s.ID] = s.Health == "live"
 		}
 		if live["by-flag"] && live["by-env"] {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("schools started as printed are not live at the keeper: %v", live)
-		}
-	}
+		return fmt.Errorf("live: %v", live)
+	})
 	cancel()
 	for range 3 {
 		if err := <-done; err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // The notification and trigger commands against a real keeper and a real
@@ -105,19 +107,15 @@ func TestWebhookAndTriggerCommands(t *testing.T) {
 	}
 	// The run started by the trigger carries team=core: the webhook hears
 	// of it, and of the trigger.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	wiretest.WaitFor(t, 5*time.Second, "the webhook to hear of the run and the trigger", func() error {
 		mu.Lock()
 		got := strings.Join(kinds, " ")
 		mu.Unlock()
 		if strings.Contains(got, "run.started") && strings.Contains(got, "trigger.fired") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("receiver got %q", got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("receiver got %q", got)
+	})
 	must("trigger", "rm", "deploy")
 	must("webhook", "rm", "ops")
 	if out := must("webhook", "list"); strings.Contains(out, "ops") {

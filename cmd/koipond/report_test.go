@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // CI gating end to end: keeper, one school and two ponds over real
@@ -23,7 +24,7 @@ func TestRunCreateWaitGatesOnThresholds(t *testing.T) {
 	clean := testPond(t, 100, 5, nil)
 	testSchool(t, k, "a", 100)
 	base := "http://" + k.HTTPAddr()
-	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "gate", "files": []map[string]string{{"name": "gate.json", "content": tickSet}}}, nil)
+	wiretest.API{Base: base + "/api/v1"}.Call(t, "POST", "/behavior-sets", map[string]any{"name": "gate", "files": []map[string]string{{"name": "gate.json", "content": tickSet}}}, nil)
 
 	type result struct {
 		out, errOut string
@@ -62,7 +63,7 @@ func TestRunCreateWaitGatesOnThresholds(t *testing.T) {
 
 	// The final reports stay: text, CSV and JSON through `koipond report`.
 	var runs []struct{ ID, Name string }
-	apiCall(t, base, "GET", "/runs", nil, &runs)
+	wiretest.API{Base: base + "/api/v1"}.Call(t, "GET", "/runs", nil, &runs)
 	for _, r := range runs {
 		out, errOut, code := runCmd(t, "report", "--keeper", base, r.ID)
 		want := map[string]int{"faulty": 1, "clean": 0}[r.Name]

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/koipond/koipond/deploy/supervise"
 )
 
 // schoolMemoryLimit is every school's --memory-limit here: room for its
@@ -87,8 +89,8 @@ func (h *harness) stepMemoryBomb(ctx context.Context) (string, error) {
 			p := h.procs[s.id]
 			h.mu.Unlock()
 			if p != nil {
-				if rss, _, err := procUsage(p.cmd.Process.Pid); err == nil {
-					peakRSS[s.id] = max(peakRSS[s.id], rss)
+				if u, err := supervise.ReadUsage(p.Pid()); err == nil {
+					peakRSS[s.id] = max(peakRSS[s.id], u.RSSKiB)
 				}
 			}
 		}

@@ -79,6 +79,9 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/koipond/koipond/deploy/supervise"
+	"github.com/koipond/koipond/pond"
 )
 
 func main() {
@@ -127,7 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "faulttest:", err)
 		return 1
 	}
-	h := &harness{o: o, dir: dir, out: stdout, procs: map[string]*proc{}}
+	h := &harness{o: o, dir: dir, out: stdout, procs: map[string]*supervise.Proc{}}
 	failed := true
 	defer func() {
 		if r := recover(); r != nil {
@@ -145,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			os.RemoveAll(dir)
 		}
 	}()
-	if err := raiseNoFile(); err != nil {
+	if _, err := supervise.RaiseNoFile(); err != nil {
 		fmt.Fprintln(stderr, "faulttest: warning:", err)
 	}
 	if err := h.setup(ctx); err != nil {
@@ -210,21 +213,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// raiseNoFile sets the open-files soft limit to the hard limit. Calling
-// Setrlimit explicitly makes children inherit it (Go otherwise restores
-// the original soft limit in processes it starts).
-func raiseNoFile() error {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return fmt.Errorf("reading RLIMIT_NOFILE: %w", err)
-	}
-	l.Cur = l.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", l.Max, err)
-	}
-	return nil
-}
-
 // result is one row of the final table.
 type result struct {
 	step, expected, observed string
@@ -259,8 +247,8 @@ type harness struct {
 	formation  string
 
 	mu      sync.Mutex
-	procs   map[string]*proc // live, by name
-	all     []*proc          // every process ever started, for the logs
+	procs   map[string]*supervise.Proc // live, by name
+	all     []*supervise.Proc          // every process ever started, for the logs
 	results []result
 }
 
@@ -306,19 +294,9 @@ func (h *harness) printTable() {
 
 // --- processes
 
-// proc is one child process, started and stopped by pid.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-// start starts a child with its output in DIR/NAME.N.log. Children get
-// their own process group (a terminal Ctrl-C reaches only the harness,
-// which stops them in order) and SIGKILL if the harness thread dies.
-func (h *harness) start(name, bin string, args ...string) (*proc, error) {
+// start starts a child with its output in DIR/NAME.N.log (supervise.Start:
+// its own process group, SIGKILL if the harness dies).
+func (h *harness) start(name, bin string, args ...string) (*supervise.Proc, error) {
 	h.mu.Lock()
 	if _, ok := h.procs[name]; ok {
 		h.mu.Unlock()
@@ -326,46 +304,28 @@ func (h *harness) start(name, bin string, args ...string) (*proc, error) {
 	}
 	n := 0
 	for _, p := range h.all {
-		if p.name == name {
+		if p.Name == name {
 			n++
 		}
 	}
 	h.mu.Unlock()
-	logPath := filepath.Join(h.dir, fmt.Sprintf("%s.%d.log", name, n))
-	f, err := os.Create(logPath)
+	p, err := supervise.Start(supervise.Command{Name: name, Path: bin, Args: args, Dir: h.dir,
+		Log: filepath.Join(h.dir, fmt.Sprintf("%s.%d.log", name, n))})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close() // the child holds its own descriptor
-	fmt.Fprintf(f, "# %s %s\n", bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Dir = h.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Pdeathsig follows the thread that forked: keep it alive meanwhile.
-	runtime.LockOSThread()
-	err = cmd.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	h.mu.Lock()
 	h.procs[name] = p
 	h.all = append(h.all, p)
 	h.mu.Unlock()
 	if h.o.verbose {
-		fmt.Fprintf(h.out, "   started %s (pid %d)\n", name, cmd.Process.Pid)
+		fmt.Fprintf(h.out, "   started %s (pid %d)\n", name, p.Pid())
 	}
 	return p, nil
 }
 
 // kill sends sig to the named child by pid and waits (up to wait) for it
-// to exit; on timeout it sends SIGKILL.
+// to exit; on timeout it sends SIGKILL and says so.
 func (h *harness) kill(name string, sig syscall.Signal, wait time.Duration) error {
 	h.mu.Lock()
 	p := h.procs[name]
@@ -374,15 +334,8 @@ func (h *harness) kill(name string, sig syscall.Signal, wait time.Duration) erro
 	if p == nil {
 		return fmt.Errorf("%s is not running", name)
 	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(wait):
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-	return fmt.Errorf("%s did not exit within %v of %v; killed", name, wait, sig)
+	_, err := p.Stop(sig, wait)
+	return err
 }
 
 // alive reports an error if the named child has exited.
@@ -393,12 +346,10 @@ func (h *harness) alive(name string) error {
 	if p == nil {
 		return fmt.Errorf("%s is not running", name)
 	}
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited: %v (log %s)", name, p.err, p.log)
-	default:
-		return nil
+	if p.Exited() {
+		return fmt.Errorf("%s exited: %v (log %s)", name, p.Err(), p.Log)
 	}
+	return nil
 }
 
 // stopAll stops every live child (schools first, then keeper, pond, NATS)
@@ -445,15 +396,11 @@ func (h *harness) dumpLogs(w io.Writer) {
 	all := slices.Clone(h.all)
 	h.mu.Unlock()
 	for _, p := range all {
-		b, err := os.ReadFile(p.log)
-		if err != nil {
+		tail := supervise.Tail(p.Log, 25)
+		if tail == "" {
 			continue
 		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		if len(lines) > 25 {
-			lines = lines[len(lines)-25:]
-		}
-		fmt.Fprintf(w, "---- %s (last %d lines)\n%s\n", p.log, len(lines), strings.Join(lines, "\n"))
+		fmt.Fprintf(w, "---- %s (last %d lines)\n%s\n", p.Log, strings.Count(tail, "\n")+1, tail)
 	}
 }
 
@@ -777,27 +724,15 @@ func (h *harness) api(ctx context.Context, method, path string, body, out any) e
 	return nil
 }
 
-// pondStats is what the harness reads of pond's /stats.
-type pondStats struct {
-	WebsocketsOpen  int64                        `json:"websockets_open"`
-	WebsocketsTotal uint64                       `json:"websockets_total"`
-	RequestsTotal   uint64                       `json:"requests_total"`
-	Requests        map[string]map[string]uint64 `json:"requests"`
-}
-
-func (h *harness) pond(ctx context.Context) (pondStats, error) {
-	var s pondStats
-	_, err := getJSON(ctx, h.pondURL+"/stats", &s)
-	return s, err
+// pond reads pond's /stats.
+func (h *harness) pond(ctx context.Context) (pond.Stats, error) {
+	return supervise.PondStats(ctx, h.pondURL)
 }
 
 // rtmConnects is how many rtm.connect calls pond answered (one per koi boot).
-func (s pondStats) rtmConnects() uint64 {
-	var n uint64
-	for _, c := range s.Requests["rtm.connect"] {
-		n += c
-	}
-	return n
+func rtmConnects(s pond.Stats) uint64 {
+	ok, other := supervise.Calls(s, "rtm.connect")
+	return ok + other
 }
 
 // schoolStatus is what the harness reads of a school's /healthz.
@@ -856,7 +791,7 @@ func (h *harness) spread(ctx context.Context, schools ...*schoolProc) (map[strin
 
 // pondSpread reads pond's stats, then the websockets of the given schools
 // (as spread).
-func (h *harness) pondSpread(ctx context.Context, schools ...*schoolProc) (pondStats, map[string]int, int, error) {
+func (h *harness) pondSpread(ctx context.Context, schools ...*schoolProc) (pond.Stats, map[string]int, int, error) {
 	ps, err := h.pond(ctx)
 	if err != nil {
 		return ps, nil, 0, err
@@ -977,7 +912,7 @@ func (h *harness) settle(ctx context.Context, d time.Duration) (map[string]int, 
 			return false, err.Error()
 		}
 		m = got
-		if n := ps.rtmConnects(); n != last || ps.WebsocketsOpen != int64(h.o.koi) || sum != h.o.koi {
+		if n := rtmConnects(ps); n != last || ps.WebsocketsOpen != int64(h.o.koi) || sum != h.o.koi {
 			last, since = n, time.Now()
 		}
 		return time.Since(since) >= 2*time.Second, fmt.Sprintf("pond %d, schools %s, rtm.connect %d", ps.WebsocketsOpen, fmtSpread(m), last)
@@ -1112,7 +1047,7 @@ func (h *harness) stepKillKeeper(ctx context.Context) (string, error) {
 	}
 	obs := fmt.Sprintf("keeper back in %v; %d sets, %d formations, %d launches, run and switch compared; rtm.connect %d→%d, websockets opened %d→%d, open %d",
 		up.Round(10*time.Millisecond), len(after.BehaviorSets), len(after.Formations), len(after.Launches),
-		ps0.rtmConnects(), ps1.rtmConnects(), ps0.WebsocketsTotal, ps1.WebsocketsTotal, ps1.WebsocketsOpen)
+		rtmConnects(ps0), rtmConnects(ps1), ps0.WebsocketsTotal, ps1.WebsocketsTotal, ps1.WebsocketsOpen)
 	var errs []error
 	if !slices.Equal(before.BehaviorSets, after.BehaviorSets) {
 		errs = append(errs, fmt.Errorf("behavior sets %v → %v", before.BehaviorSets, after.BehaviorSets))
@@ -1129,9 +1064,9 @@ func (h *harness) stepKillKeeper(ctx context.Context) (string, error) {
 	if before.Switch != after.Switch {
 		errs = append(errs, fmt.Errorf("switch %s → %s", before.Switch, after.Switch))
 	}
-	if ps1.rtmConnects() != ps0.rtmConnects() || ps1.WebsocketsTotal != ps0.WebsocketsTotal {
+	if rtmConnects(ps1) != rtmConnects(ps0) || ps1.WebsocketsTotal != ps0.WebsocketsTotal {
 		errs = append(errs, fmt.Errorf("koi rebooted: rtm.connect %d→%d, websockets opened %d→%d",
-			ps0.rtmConnects(), ps1.rtmConnects(), ps0.WebsocketsTotal, ps1.WebsocketsTotal))
+			rtmConnects(ps0), rtmConnects(ps1), ps0.WebsocketsTotal, ps1.WebsocketsTotal))
 	}
 	if ps1.WebsocketsOpen != int64(h.o.koi) {
 		errs = append(errs, fmt.Errorf("pond holds %d websockets, want %d", ps1.WebsocketsOpen, h.o.koi))
@@ -1518,33 +1453,6 @@ func (p *proxy) close() {
 
 // --- resources
 
-// procUsage reads a process's resident set (KiB) and CPU time so far.
-func procUsage(pid int) (rssKiB int64, cpu time.Duration, err error) {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// Fields after the command name (which may hold spaces): state is
-	// field 3, utime 14, stime 15 (clock ticks, 100 per second on Linux).
-	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	var ut, stt int64
-	fmt.Sscan(f[11], &ut)
-	fmt.Sscan(f[12], &stt)
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &rssKiB)
-		}
-	}
-	return rssKiB, time.Duration(ut+stt) * 10 * time.Millisecond, nil
-}
-
 // printResources samples every live child's RSS and CPU over d and prints
 // them: the measured cost of each role at this load.
 func (h *harness) printResources(ctx context.Context, d time.Duration) {
@@ -1553,14 +1461,14 @@ func (h *harness) printResources(ctx context.Context, d time.Duration) {
 	pids := map[string]int{}
 	for n, p := range h.procs {
 		names = append(names, n)
-		pids[n] = p.cmd.Process.Pid
+		pids[n] = p.Pid()
 	}
 	h.mu.Unlock()
 	sort.Strings(names)
 	cpu0 := map[string]time.Duration{}
 	for _, n := range names {
-		if _, c, err := procUsage(pids[n]); err == nil {
-			cpu0[n] = c
+		if u, err := supervise.ReadUsage(pids[n]); err == nil {
+			cpu0[n] = u.CPU
 		}
 	}
 	t0 := time.Now()
@@ -1574,10 +1482,11 @@ func (h *harness) printResources(ctx context.Context, d time.Duration) {
 	fmt.Fprintf(h.out, "   resources over %v with %d koi connected (%d requests/s at pond; %d cores):\n",
 		wall.Round(100*time.Millisecond), ps.WebsocketsOpen, h.reqRate(ctx), runtime.NumCPU())
 	for _, n := range names {
-		rss, c, err := procUsage(pids[n])
+		u, err := supervise.ReadUsage(pids[n])
 		if err != nil {
 			continue
 		}
+		rss, c := u.RSSKiB, u.CPU
 		koi := ""
 		for _, s := range h.schools {
 			if s.id == n {
@@ -1615,8 +1524,8 @@ func (h *harness) runOnce(ctx context.Context, name string, timeout time.Duratio
 	}
 	var runErr error
 	select {
-	case <-p.done:
-		runErr = p.err
+	case <-p.Done():
+		runErr = p.Err()
 		h.mu.Lock()
 		delete(h.procs, name)
 		h.mu.Unlock()
@@ -1627,7 +1536,7 @@ func (h *harness) runOnce(ctx context.Context, name string, timeout time.Duratio
 		_ = h.kill(name, syscall.SIGKILL, time.Second)
 		runErr = ctx.Err()
 	}
-	out, _ := os.ReadFile(p.log)
+	out, _ := os.ReadFile(p.Log)
 	return strings.TrimSpace(string(out)), runErr
 }
 

@@ -1,4 +1,4 @@
-// Command schoolbench measures the school's benchmark targets (issue 4):
+// Command schoolbench measures the school's benchmark targets:
 // density (RSS and idle CPU of 5,000 and 15,000 connected koi), boot time
 // of 5,000 koi with the ramp unlimited, CPU cost per API call against a
 // bare Go loop, and stop latency. Run it through school/bench.sh.
@@ -43,6 +43,8 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/deploy/supervise"
+	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -73,83 +75,37 @@ func main() {
 // ---------------------------------------------------------------------
 // Processes: every child is recorded and stopped by its pid on exit.
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
 var (
 	procsMu sync.Mutex
-	procs   []*proc
+	procs   []*supervise.Proc
 )
 
-func startProc(name, logPath string, argv ...string) (*proc, error) {
+func startProc(name, logPath string, argv ...string) (*supervise.Proc, error) {
 	return startProcEnv(name, logPath, nil, argv...)
 }
 
-// startProcEnv starts a child with extra environment variables.
-func startProcEnv(name, logPath string, env []string, argv ...string) (*proc, error) {
-	f, err := os.Create(logPath)
+// startProcEnv starts a child with extra environment variables and
+// records it for stopAll.
+func startProcEnv(name, logPath string, env []string, argv ...string) (*supervise.Proc, error) {
+	p, err := supervise.Start(supervise.Command{Name: name, Path: argv[0], Args: argv[1:], Env: env, Log: logPath})
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	// Belt and braces: if this process dies without cleaning up, the
-	// kernel kills the child.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	procsMu.Lock()
 	procs = append(procs, p)
 	procsMu.Unlock()
 	return p, nil
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // stop sends SIGTERM to the child's pid, waits up to grace, then SIGKILLs
-// it. It returns how long the child took to exit after SIGTERM.
-func (p *proc) stop(grace time.Duration) time.Duration {
-	if p.exited() {
-		return 0
+// it (saying so). It returns how long the child took to exit after
+// SIGTERM.
+func stop(p *supervise.Proc, grace time.Duration) time.Duration {
+	took, err := p.Stop(syscall.SIGTERM, grace)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "schoolbench:", err)
 	}
-	start := time.Now()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return time.Since(start)
-	case <-time.After(grace):
-	}
-	fmt.Fprintf(os.Stderr, "schoolbench: %s (pid %d) did not exit within %v of SIGTERM; killing it\n", p.name, p.pid(), grace)
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-	}
-	return time.Since(start)
+	return took
 }
 
 // stopAll stops every child still running, newest first.
@@ -158,95 +114,23 @@ func stopAll() {
 	ps := slices.Clone(procs)
 	procsMu.Unlock()
 	for i := len(ps) - 1; i >= 0; i-- {
-		ps[i].stop(6 * time.Second)
+		stop(ps[i], 6*time.Second)
 	}
-}
-
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // ---------------------------------------------------------------------
-// /proc readers.
+// /proc readers (supervise), in the units the phases print.
 
 // rssKiB returns VmRSS and VmHWM (peak) of pid.
 func rssKiB(pid int) (rss, hwm int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		for _, k := range []struct {
-			prefix string
-			dst    *int64
-		}{{"VmRSS:", &rss}, {"VmHWM:", &hwm}} {
-			if rest, ok := strings.CutPrefix(sc.Text(), k.prefix); ok {
-				*k.dst, _ = strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			}
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-	}
-	return rss, hwm, nil
+	u, err := supervise.ReadUsage(pid)
+	return u.RSSKiB, u.PeakRSSKiB, err
 }
-
-// clkTck is USER_HZ; 100 on every Linux this runs on (getconf CLK_TCK).
-const clkTck = 100
 
 // cpuSecs returns utime+stime of pid (all threads) in seconds.
 func cpuSecs(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	// After the comm field: state is field 3, utime 14, stime 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
-	}
-	return float64(u+st) / clkTck, nil
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// machineCPU returns busy and total jiffies of the whole machine.
-func machineCPU() (busy, total uint64) {
-	b, _ := os.ReadFile("/proc/stat")
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseUint(v, 10, 64)
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, total
+	u, err := supervise.ReadUsage(pid)
+	return u.CPU.Seconds(), err
 }
 
 // window measures a process over an interval.
@@ -263,8 +147,8 @@ func beginWindow(pid int) (*window, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, t := machineCPU()
-	return &window{pid: pid, t0: time.Now(), cpu0: c, busy0: b, tot0: t, load0: loadavg()}, nil
+	b, t, _ := supervise.MachineCPU()
+	return &window{pid: pid, t0: time.Now(), cpu0: c, busy0: b, tot0: t, load0: supervise.LoadAvg()}, nil
 }
 
 type windowResult struct {
@@ -278,8 +162,8 @@ func (w *window) end() (windowResult, error) {
 	if err != nil {
 		return windowResult{}, err
 	}
-	b, t := machineCPU()
-	r := windowResult{secs: time.Since(w.t0).Seconds(), cpu: c - w.cpu0, load0: w.load0, load1: loadavg()}
+	b, t, _ := supervise.MachineCPU()
+	r := windowResult{secs: time.Since(w.t0).Seconds(), cpu: c - w.cpu0, load0: w.load0, load1: supervise.LoadAvg()}
 	if t > w.tot0 {
 		r.machine = float64(b-w.busy0) / float64(t-w.tot0)
 	}
@@ -318,44 +202,11 @@ func connsBySource(port int) map[string]int {
 // ---------------------------------------------------------------------
 // Pond's /stats.
 
-type pondStats struct {
-	WebsocketsOpen  int64                        `json:"websockets_open"`
-	WebsocketsTotal uint64                       `json:"websockets_total"`
-	RequestsTotal   uint64                       `json:"requests_total"`
-	Requests        map[string]map[string]uint64 `json:"requests"`
-}
-
-func (s pondStats) method(m string) (ok, other uint64) {
-	for code, n := range s.Requests[m] {
-		if code == "200" {
-			ok += n
-		} else {
-			other += n
-		}
-	}
-	return ok, other
-}
-
-var statsClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2}}
-
-func getStats(base string) (pondStats, error) {
-	var st pondStats
-	resp, err := statsClient.Get(base + "/stats")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return st, fmt.Errorf("/stats: HTTP %d", resp.StatusCode)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
-}
-
 // waitStats polls /stats every step until cond holds, up to timeout.
-func waitStats(ctx context.Context, base string, step, timeout time.Duration, cond func(pondStats) bool) (pondStats, time.Time, error) {
+func waitStats(ctx context.Context, base string, step, timeout time.Duration, cond func(pond.Stats) bool) (pond.Stats, time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	for i := 0; ; i++ {
-		st, err := getStats(base)
+		st, err := supervise.PondStats(ctx, base)
 		now := time.Now()
 		if err == nil && cond(st) {
 			return st, now, nil
@@ -630,15 +481,10 @@ func runHarness(args []string) error {
 		os.Exit(130)
 	}()
 
-	// The children inherit this limit (Go restores the original soft
-	// limit in children unless the program sets it itself).
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+	// The children inherit this limit (supervise.RaiseNoFile).
+	nofile, err := supervise.RaiseNoFile()
+	if err != nil {
 		return err
-	}
-	rl.Cur = rl.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return fmt.Errorf("raising the open-files limit: %w", err)
 	}
 
 	tmp := *tmpDir
@@ -671,10 +517,10 @@ func runHarness(args []string) error {
 			return fmt.Errorf("go build: %w", err)
 		}
 	}
-	if uint64(h.big)+1000 > rl.Cur {
-		h.notes = append(h.notes, fmt.Sprintf("open-files limit %d is tight for %d koi", rl.Cur, h.big))
+	if uint64(h.big)+1000 > nofile {
+		h.notes = append(h.notes, fmt.Sprintf("open-files limit %d is tight for %d koi", nofile, h.big))
 	}
-	logf("machine: %d cores, open-files limit %d, load average %s", nprocs(), rl.Cur, loadavg())
+	logf("machine: %d cores, open-files limit %d, load average %s", nprocs(), nofile, supervise.LoadAvg())
 
 	// NATS and the keeper, in this process.
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
@@ -703,14 +549,14 @@ func runHarness(args []string) error {
 	if len(pondArgs) > 0 {
 		h.notes = append(h.notes, "pond arguments: "+strings.Join(pondArgs, " "))
 	}
-	pond, err := startProc("pond", filepath.Join(tmp, "pond.log"), pondArgv...)
+	pondProc, err := startProc("pond", filepath.Join(tmp, "pond.log"), pondArgv...)
 	if err != nil {
 		return err
 	}
-	if _, _, err := waitStats(ctx, h.pondBase, 100*time.Millisecond, 30*time.Second, func(pondStats) bool { return true }); err != nil {
-		return fmt.Errorf("pond did not come up: %v\n%s", err, tail(pond.log, 20))
+	if _, _, err := waitStats(ctx, h.pondBase, 100*time.Millisecond, 30*time.Second, func(pond.Stats) bool { return true }); err != nil {
+		return fmt.Errorf("pond did not come up: %v\n%s", err, supervise.Tail(pondProc.Log, 20))
 	}
-	logf("pond pid %d at %s; nats at %s", pond.pid(), h.pondBase, h.natsURL)
+	logf("pond pid %d at %s; nats at %s", pondProc.Pid(), h.pondBase, h.natsURL)
 
 	want := map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
@@ -729,9 +575,9 @@ func runHarness(args []string) error {
 			runErr = errors.Join(runErr, fmt.Errorf("phase %s: %w", ph.name, err))
 		}
 		// Every phase leaves pond without koi: wait for the sockets to go.
-		_, _, _ = waitStats(ctx, h.pondBase, 100*time.Millisecond, 10*time.Second, func(s pondStats) bool { return s.WebsocketsOpen == 0 })
-		if pond.exited() {
-			return fmt.Errorf("pond exited:\n%s", tail(pond.log, 20))
+		_, _, _ = waitStats(ctx, h.pondBase, 100*time.Millisecond, 10*time.Second, func(s pond.Stats) bool { return s.WebsocketsOpen == 0 })
+		if pondProc.Exited() {
+			return fmt.Errorf("pond exited:\n%s", supervise.Tail(pondProc.Log, 20))
 		}
 	}
 	h.summary()
@@ -756,7 +602,7 @@ func boolInt(b bool) int {
 }
 
 // startSchool starts `koipond school` and waits for its first poll.
-func (h *harness) startSchool(capacity int, extra ...string) (*proc, string, error) {
+func (h *harness) startSchool(capacity int, extra ...string) (*supervise.Proc, string, error) {
 	h.schools++
 	id := fmt.Sprintf("bench-%d", h.schools)
 	// Every school starts from zero: no assignment until the phase sets one.
@@ -772,11 +618,11 @@ func (h *harness) startSchool(capacity int, extra ...string) (*proc, string, err
 		if _, ok := h.k.lastPoll(id); ok {
 			break
 		}
-		if p.exited() || time.Now().After(deadline) || !sleepCtx(h.ctx, 20*time.Millisecond) {
-			return p, id, fmt.Errorf("school %s did not poll the keeper:\n%s", id, tail(p.log, 20))
+		if p.Exited() || time.Now().After(deadline) || !sleepCtx(h.ctx, 20*time.Millisecond) {
+			return p, id, fmt.Errorf("school %s did not poll the keeper:\n%s", id, supervise.Tail(p.Log, 20))
 		}
 	}
-	logf("school %s pid %d polling (capacity %d %s)", id, p.pid(), capacity, strings.Join(extra, " "))
+	logf("school %s pid %d polling (capacity %d %s)", id, p.Pid(), capacity, strings.Join(extra, " "))
 	return p, id, nil
 }
 
@@ -786,23 +632,26 @@ func (h *harness) spec(name, set string, timeScale float64) wire.RunSpec {
 }
 
 // stopSchool sends SIGTERM and reports how the websockets went away.
-func (h *harness) stopSchool(p *proc) {
-	took := p.stop(8 * time.Second)
-	st, _, err := waitStats(h.ctx, h.pondBase, 20*time.Millisecond, 5*time.Second, func(s pondStats) bool { return s.WebsocketsOpen == 0 })
+func (h *harness) stopSchool(p *supervise.Proc) {
+	took := stop(p, 8*time.Second)
+	st, _, err := waitStats(h.ctx, h.pondBase, 20*time.Millisecond, 5*time.Second, func(s pond.Stats) bool { return s.WebsocketsOpen == 0 })
 	if err != nil {
 		logf("after SIGTERM: pond still has %d websockets open", st.WebsocketsOpen)
 		return
 	}
-	logf("school pid %d exited %v after SIGTERM; pond websockets_open 0", p.pid(), took.Round(time.Millisecond))
+	logf("school pid %d exited %v after SIGTERM; pond websockets_open 0", p.Pid(), took.Round(time.Millisecond))
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+// metricsClient scrapes the school's /metrics on loopback.
+var metricsClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2}}
 
 // schoolMemory scrapes the school's /metrics (the Go collector) for where
 // its memory is: heap in use, heap idle but not yet returned to the OS,
 // goroutine stacks, goroutines.
 func (h *harness) schoolMemory() string {
-	resp, err := statsClient.Get("http://" + h.schoolHTTP + "/metrics")
+	resp, err := metricsClient.Get("http://" + h.schoolHTTP + "/metrics")
 	if err != nil {
 		return "(/metrics: " + err.Error() + ")"
 	}
@@ -834,13 +683,13 @@ func (h *harness) conns127() int { return connsBySource(h.pondPort)["127.0.0.1"]
 // idleWindow measures p over h.idle, sampling its RSS every second; it
 // returns the window, the RSS at its end, the largest RSS seen in it
 // (that one included) and the peak VmHWM, all in KiB.
-func (h *harness) idleWindow(p *proc) (res windowResult, rss, maxRSS, hwm int64, err error) {
-	w, err := beginWindow(p.pid())
+func (h *harness) idleWindow(p *supervise.Proc) (res windowResult, rss, maxRSS, hwm int64, err error) {
+	w, err := beginWindow(p.Pid())
 	if err != nil {
 		return res, 0, 0, 0, err
 	}
 	for end := time.Now().Add(h.idle); time.Now().Before(end); {
-		if r, _, err := rssKiB(p.pid()); err == nil {
+		if r, _, err := rssKiB(p.Pid()); err == nil {
 			maxRSS = max(maxRSS, r)
 		}
 		if !sleepCtx(h.ctx, time.Second) {
@@ -850,15 +699,15 @@ func (h *harness) idleWindow(p *proc) (res windowResult, rss, maxRSS, hwm int64,
 	if res, err = w.end(); err != nil {
 		return res, 0, 0, 0, err
 	}
-	if rss, hwm, err = rssKiB(p.pid()); err != nil {
+	if rss, hwm, err = rssKiB(p.Pid()); err != nil {
 		return res, 0, 0, 0, err
 	}
 	return res, rss, max(maxRSS, rss), hwm, nil
 }
 
 // cpuWindow measures p over d.
-func (h *harness) cpuWindow(p *proc, d time.Duration) (windowResult, error) {
-	w, err := beginWindow(p.pid())
+func (h *harness) cpuWindow(p *supervise.Proc, d time.Duration) (windowResult, error) {
+	w, err := beginWindow(p.Pid())
 	if err != nil {
 		return windowResult{}, err
 	}
@@ -870,20 +719,20 @@ func (h *harness) cpuWindow(p *proc, d time.Duration) (windowResult, error) {
 
 // authTestWindow measures p over h.measure and counts the auth.test calls
 // pond answered meanwhile: with 200, and otherwise.
-func (h *harness) authTestWindow(p *proc) (res windowResult, calls, bad uint64, err error) {
-	s0, err := getStats(h.pondBase)
+func (h *harness) authTestWindow(p *supervise.Proc) (res windowResult, calls, bad uint64, err error) {
+	s0, err := supervise.PondStats(h.ctx, h.pondBase)
 	if err != nil {
 		return res, 0, 0, err
 	}
 	if res, err = h.cpuWindow(p, h.measure); err != nil {
 		return res, 0, 0, err
 	}
-	s1, err := getStats(h.pondBase)
+	s1, err := supervise.PondStats(h.ctx, h.pondBase)
 	if err != nil {
 		return res, 0, 0, err
 	}
-	ok0, bad0 := s0.method("auth.test")
-	ok1, bad1 := s1.method("auth.test")
+	ok0, bad0 := supervise.Calls(s0, "auth.test")
+	ok1, bad1 := supervise.Calls(s1, "auth.test")
 	return res, ok1 - ok0, bad1 - bad0, nil
 }
 
@@ -904,31 +753,31 @@ func (h *harness) phaseIdle(ramp float64) error {
 	if !sleepCtx(h.ctx, 2*time.Second) {
 		return h.ctx.Err()
 	}
-	rss0, _, err := rssKiB(p.pid())
+	rss0, _, err := rssKiB(p.Pid())
 	if err != nil {
 		return err
 	}
-	before, err := getStats(h.pondBase)
+	before, err := supervise.PondStats(h.ctx, h.pondBase)
 	if err != nil {
 		return err
 	}
 	if before.WebsocketsOpen != 0 {
 		return fmt.Errorf("pond has %d websockets open before the boot", before.WebsocketsOpen)
 	}
-	load := loadavg()
+	load := supervise.LoadAvg()
 	set := time.Now()
 	h.k.setAssignments([]wire.Assignment{{Run: "idle", From: 0, To: h.n, Ramp: ramp, Spec: h.spec("idle", h.idleHash, 1)}})
-	st, done, err := waitStats(h.ctx, h.pondBase, 10*time.Millisecond, 120*time.Second, func(s pondStats) bool { return s.WebsocketsOpen >= int64(h.n) })
+	st, done, err := waitStats(h.ctx, h.pondBase, 10*time.Millisecond, 120*time.Second, func(s pond.Stats) bool { return s.WebsocketsOpen >= int64(h.n) })
 	if err != nil {
-		return fmt.Errorf("waiting for %d websockets: %v\n%s", h.n, err, tail(p.log, 20))
+		return fmt.Errorf("waiting for %d websockets: %v\n%s", h.n, err, supervise.Tail(p.Log, 20))
 	}
 	t0 := h.k.assignedTime()
 	if t0.IsZero() || t0.Before(set) {
 		return fmt.Errorf("the keeper did not record when it handed out the assignment")
 	}
 	boot := done.Sub(t0)
-	rtm, rtmOther := st.method("rtm.connect")
-	rtm0, _ := before.method("rtm.connect")
+	rtm, rtmOther := supervise.Calls(st, "rtm.connect")
+	rtm0, _ := supervise.Calls(before, "rtm.connect")
 	logf("boot: %d websockets open %v after the poll reply carrying the assignment (%v after it was set; load %s); rtm.connect +%d (non-200: %d)",
 		st.WebsocketsOpen, boot.Round(time.Millisecond), done.Sub(set).Round(time.Millisecond), load, rtm-rtm0, rtmOther)
 	if ramp == 0 {
@@ -946,7 +795,7 @@ func (h *harness) phaseIdle(ramp float64) error {
 	if err != nil {
 		return err
 	}
-	st, err = getStats(h.pondBase)
+	st, err = supervise.PondStats(h.ctx, h.pondBase)
 	if err != nil {
 		return err
 	}
@@ -973,7 +822,7 @@ func (h *harness) phaseIdle(ramp float64) error {
 			if !sleepCtx(h.ctx, 10*time.Second) {
 				return h.ctx.Err()
 			}
-			r, _, _ := rssKiB(p.pid())
+			r, _, _ := rssKiB(p.Pid())
 			logf("  %3.0f s after boot: RSS %.1f MiB; %s; school connections to pond %d",
 				time.Since(done).Seconds(), mib(r), h.schoolMemory(), h.conns127()-1)
 		}
@@ -981,7 +830,7 @@ func (h *harness) phaseIdle(ramp float64) error {
 		if err != nil {
 			return err
 		}
-		r, _, _ := rssKiB(p.pid())
+		r, _, _ := rssKiB(p.Pid())
 		logf("  %3.0f s after boot: RSS %.1f MiB; CPU %.2f%% of a core over %.0f s", time.Since(done).Seconds(), mib(r), 100*res.cpu/res.secs, res.secs)
 		h.info(fmt.Sprintf("  RSS and CPU %.0f s after boot, %d idle koi", time.Since(done).Seconds(), h.n),
 			fmt.Sprintf("%.1f MiB, %.2f%% of a core (load %s → %s)", mib(r), 100*res.cpu/res.secs, res.load0, res.load1))
@@ -1004,10 +853,10 @@ func (h *harness) phaseBig() error {
 	defer h.stopSchool(p)
 	set := time.Now()
 	h.k.setAssignments([]wire.Assignment{{Run: "big", From: 0, To: h.big, Ramp: h.bigRamp, Spec: h.spec("big", h.idleHash, 1)}})
-	_, done, err := waitStats(h.ctx, h.pondBase, 50*time.Millisecond, 180*time.Second, func(s pondStats) bool { return s.WebsocketsOpen >= int64(h.big) })
+	_, done, err := waitStats(h.ctx, h.pondBase, 50*time.Millisecond, 180*time.Second, func(s pond.Stats) bool { return s.WebsocketsOpen >= int64(h.big) })
 	if err != nil {
 		pr, _ := h.k.lastPoll(id)
-		return fmt.Errorf("waiting for %d websockets: %v (school: %+v)\n%s", h.big, err, pr.Runs, tail(p.log, 20))
+		return fmt.Errorf("waiting for %d websockets: %v (school: %+v)\n%s", h.big, err, pr.Runs, supervise.Tail(p.Log, 20))
 	}
 	logf("%d websockets open %v after the assignment was set", h.big, done.Sub(set).Round(time.Millisecond))
 	if !sleepCtx(h.ctx, h.settle) {
@@ -1017,7 +866,7 @@ func (h *harness) phaseBig() error {
 	if err != nil {
 		return err
 	}
-	st, err := getStats(h.pondBase)
+	st, err := supervise.PondStats(h.ctx, h.pondBase)
 	if err != nil {
 		return err
 	}
@@ -1058,8 +907,8 @@ func (h *harness) phaseBusy() error {
 	}
 	defer h.stopSchool(p)
 	h.k.setAssignments([]wire.Assignment{{Run: "busy", From: 0, To: h.n, Ramp: 0, Spec: h.spec("busy", h.busyHash, scale)}})
-	if _, _, err := waitStats(h.ctx, h.pondBase, 20*time.Millisecond, 120*time.Second, func(s pondStats) bool { return s.WebsocketsOpen >= int64(h.n) }); err != nil {
-		return fmt.Errorf("waiting for %d websockets: %v\n%s", h.n, err, tail(p.log, 20))
+	if _, _, err := waitStats(h.ctx, h.pondBase, 20*time.Millisecond, 120*time.Second, func(s pond.Stats) bool { return s.WebsocketsOpen >= int64(h.n) }); err != nil {
+		return fmt.Errorf("waiting for %d websockets: %v\n%s", h.n, err, supervise.Tail(p.Log, 20))
 	}
 	settle := min(h.settle, 5*time.Second)
 	if !sleepCtx(h.ctx, settle) {
@@ -1082,7 +931,7 @@ func (h *harness) phaseBusy() error {
 
 	// Stop latency: publish a global stop; poll /stats every few ms.
 	logf("publishing a global stop")
-	pre, _ := getStats(h.pondBase)
+	pre, _ := supervise.PondStats(h.ctx, h.pondBase)
 	stopAt, epoch, err := h.k.publish(wire.Stopped)
 	if err != nil {
 		return err
@@ -1093,7 +942,7 @@ func (h *harness) phaseBusy() error {
 	var after uint64
 	polls := 0
 	for deadline := stopAt.Add(15 * time.Second); time.Now().Before(deadline); {
-		st, err := getStats(h.pondBase)
+		st, err := supervise.PondStats(h.ctx, h.pondBase)
 		now := time.Now()
 		polls++
 		if err == nil {
@@ -1114,7 +963,7 @@ func (h *harness) phaseBusy() error {
 	}
 	lastReq := lastChange.Sub(stopAt)
 	logf("stop (epoch %d): last request reached pond %v after the publish (%d requests counted after it; %d /stats polls); websockets_open 0 after %v; load %s",
-		epoch, lastReq.Round(time.Millisecond), after, polls, wsZero.Sub(stopAt).Round(time.Millisecond), loadavg())
+		epoch, lastReq.Round(time.Millisecond), after, polls, wsZero.Sub(stopAt).Round(time.Millisecond), supervise.LoadAvg())
 	h.row(fmt.Sprintf("stop: last request after a global stop, %d busy koi", h.n), "≤ 250 ms",
 		fmt.Sprintf("%d ms (%d requests after the publish)", lastReq.Milliseconds(), after), lastReq <= 250*time.Millisecond)
 	if wsZero.IsZero() {
@@ -1152,12 +1001,12 @@ func (h *harness) phaseBare() error {
 	if err != nil {
 		return err
 	}
-	defer p.stop(5 * time.Second)
+	defer stop(p, 5*time.Second)
 	if !sleepCtx(h.ctx, warm) {
 		return h.ctx.Err()
 	}
-	if p.exited() {
-		return fmt.Errorf("bare loop exited:\n%s", tail(p.log, 20))
+	if p.Exited() {
+		return fmt.Errorf("bare loop exited:\n%s", supervise.Tail(p.Log, 20))
 	}
 	res, calls, bad, err := h.authTestWindow(p)
 	if err != nil {
@@ -1168,12 +1017,12 @@ func (h *harness) phaseBare() error {
 	}
 	per10k := res.cpu / float64(calls) * 10000
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(total):
 	}
 	logf("bare: %d calls (non-200: %d) in %.1f s = %.0f/s; CPU %.2f s = %.1f%% of a core → %.3f CPU-s per 10,000 calls; machine busy %.0f%%; load %s → %s; its own report: %s",
 		calls, bad, res.secs, float64(calls)/res.secs, res.cpu, 100*res.cpu/res.secs, per10k, 100*res.machine, res.load0, res.load1,
-		strings.TrimSpace(tail(p.log, 1)))
+		strings.TrimSpace(supervise.Tail(p.Log, 1)))
 	h.info("cost: bare Go loop CPU-s per 10,000 calls", fmt.Sprintf("%.3f (%.0f calls/s, %.1f%% of a core; load %s → %s)",
 		per10k, float64(calls)/res.secs, 100*res.cpu/res.secs, res.load0, res.load1))
 	if busy.per10k > 0 {
@@ -1189,8 +1038,8 @@ func (h *harness) phaseBare() error {
 
 func (h *harness) summary() {
 	fmt.Println()
-	fmt.Println("== school benchmark summary (issue 4) ==")
-	fmt.Printf("machine: %d cores; load average now %s\n", nprocs(), loadavg())
+	fmt.Println("== school benchmark summary ==")
+	fmt.Printf("machine: %d cores; load average now %s\n", nprocs(), supervise.LoadAvg())
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FIGURE\tTARGET\tMEASURED\t")
 	for _, r := range h.rows {
