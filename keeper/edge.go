@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/labstack/echo/v4"
@@ -270,4 +271,18 @@ func clipMessage(msg string) string {
 		rest = after
 	}
 	return strings.ToValidUTF8(b.String(), "\uFFFD")
+}
+
+// clip shortens s to at most n bytes, ending in "…" when cut, never
+// splitting a rune; it is linear in n, whatever the length of s.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
+	cut := max(n-len("…"), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

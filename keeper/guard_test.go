@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
@@ -199,7 +201,7 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 	if len(auditWith(r.k, "guardrail:api-health", "epoch")) != 1 {
 		t.Error("the pause itself is not audited as the guardrail's")
 	}
-	r.noticesOf(t, NoticeGuardrail, a.ID, 1)
+	r.noticesOf(t, notify.NoticeGuardrail, a.ID, 1)
 	var view struct {
 		GuardActions []state.GuardAction `json:"guard_actions"`
 		GuardNow     []GuardrailView     `json:"guardrails_now"`
@@ -239,7 +241,7 @@ func TestGuardrailStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := "error_rate of api:auth.test > 20% for 2s → stop"
-	if run.Guardrails[0].Name != name || run.Guardrails[0].MinCount != defaultMinCount {
+	if run.Guardrails[0].Name != name || run.Guardrails[0].MinCount != verdict.DefaultMinCount {
 		t.Errorf("defaulted rule %+v", run.Guardrails[0])
 	}
 	checkFor(t, 15*time.Second, func() error {
@@ -679,7 +681,7 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 	_ = p.SetFaults(nil)
 	waitState(LivePass)
 	t.Logf("passing again %v after healing", time.Since(healAt).Round(time.Millisecond))
-	r.noticesOf(t, NoticeThresholdFailed, run.ID, 1)
+	r.noticesOf(t, notify.NoticeThresholdFailed, run.ID, 1)
 	if n := len(auditWith(r.k, "keeper", "api:auth.test error_rate < 5%")); n != 1 {
 		t.Errorf("%d audit entries, want 1", n)
 	}

@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats-server/v2/server"
@@ -223,9 +224,9 @@ type Keeper struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	kick   chan struct{} // wakes the scheduler
-	hooks  *notifier     // webhook delivery workers
-	trig   *triggerStats // trigger calls accepted and refused
+	kick   chan struct{}    // wakes the scheduler
+	hooks  *notify.Notifier // webhook delivery workers
+	trig   *triggerStats    // trigger calls accepted and refused
 
 	mu       sync.Mutex          // guards partial, refusals
 	partial  []string            // runs started partially, as last logged
@@ -278,8 +279,9 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 		return nil, fmt.Errorf("keeper: %w", err)
 	}
 	k.trig = newTriggerStats()
-	k.hooks = newNotifier(k) // workers for the stored webhooks, owned by k.ctx and k.wg
-	k.hooks.sync()
+	k.hooks = notify.New(notify.Config{Webhooks: func() []*state.Webhook { return k.store.Read().Webhooks(nil) },
+		Links: k.links, Logger: k.log, Timeout: cfg.WebhookTimeout, Backoff: cfg.WebhookBackoff})
+	k.hooks.Start() // workers for the stored webhooks; Close stops them
 	k.opened = time.Now()
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()
@@ -386,6 +388,9 @@ func (k *Keeper) Close() error {
 			k.bus.shutdown() // drain: in-flight handlers finish, then close
 		}
 		k.wg.Wait()
+		if k.hooks != nil {
+			k.hooks.Close()
+		}
 		if k.ns != nil {
 			k.ns.Shutdown()
 			k.ns.WaitForShutdown()

@@ -17,7 +17,9 @@ import (
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/formations"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/wire"
 )
 
@@ -306,7 +308,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		DurationMS: int64(spec.DurationSecs * 1000), State: state.RunRunning, Thresholds: spec.Thresholds,
 		ThresholdWindowSecs: spec.ThresholdWindowSecs}
 	if gs, _ := parseGuardrails("guardrails", "run", spec.Guardrails); len(gs) > 0 { // checked above
-		run.Guardrails = rulesOf(gs)
+		run.Guardrails = verdict.RulesOf(gs)
 	}
 	if run.Owner == "" {
 		run.Owner = actor
@@ -323,7 +325,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		ts, _ := parseThresholds(spec.Thresholds) // checked above
 		run.Warnings = thresholdWarnings(ts, b)
 		now := tx.Now()
-		run.Warnings = append(run.Warnings, guardrailWarnings("guardrails", run.Guardrails)...)
+		run.Warnings = append(run.Warnings, verdict.GuardrailWarnings("guardrails", run.Guardrails)...)
 		if spec.Capacity != nil {
 			c := *spec.Capacity
 			run.Capacity, run.Koi = &c, c.Start
@@ -345,7 +347,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		return nil, err
 	}
 	k.Kick()
-	k.notify(runStartedNotice(run, actor))
+	k.notify(notify.RunStartedNotice(run, actor))
 	return run, nil
 }
 
@@ -419,7 +421,7 @@ func (k *Keeper) SetRunState(ctx context.Context, actor, id string, st wire.Stat
 	}
 	k.publishControl(c)
 	k.Kick()
-	k.notify(runSwitchNotice(out, st, actor))
+	k.notify(notify.RunSwitchNotice(out, st, actor))
 	return out, nil
 }
 
@@ -524,7 +526,7 @@ func (k *Keeper) SetSwitch(ctx context.Context, actor string, st wire.State) (*s
 		return nil, err
 	}
 	k.publishControl(control(out.Switch, ""))
-	k.notify(switchNotice(out, actor))
+	k.notify(notify.SwitchNotice(out, actor))
 	return out, nil
 }
 

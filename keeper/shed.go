@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/labstack/echo/v4"
 )
 
@@ -73,7 +74,7 @@ func (k *Keeper) SetGuardrails(ctx context.Context, actor string, rules []state.
 	if perr != nil {
 		return nil, perr
 	}
-	g := &state.Guardrails{Rules: rulesOf(gs), UpdatedBy: actor}
+	g := &state.Guardrails{Rules: verdict.RulesOf(gs), UpdatedBy: actor}
 	err := k.write(ctx, "storing the guardrails", func(tx *state.Txn) error {
 		g.UpdatedAt = tx.Now()
 		if err := tx.PutGuardrails(g); err != nil {
@@ -88,7 +89,7 @@ func (k *Keeper) SetGuardrails(ctx context.Context, actor string, rules []state.
 	if err != nil {
 		return nil, err
 	}
-	return &GuardrailsView{Guardrails: g, Warnings: guardrailWarnings("rules", g.Rules)}, nil
+	return &GuardrailsView{Guardrails: g, Warnings: verdict.GuardrailWarnings("rules", g.Rules)}, nil
 }
 
 // guardrailsRequest is the body of PUT /api/v1/guardrails.
@@ -98,7 +99,7 @@ type guardrailsRequest struct {
 
 func (k *Keeper) getGuardrails(c echo.Context) error {
 	g := k.store.Read().Guardrails(nil)
-	return c.JSON(http.StatusOK, &GuardrailsView{Guardrails: g, Warnings: guardrailWarnings("rules", g.Rules)})
+	return c.JSON(http.StatusOK, &GuardrailsView{Guardrails: g, Warnings: verdict.GuardrailWarnings("rules", g.Rules)})
 }
 
 func (k *Keeper) putGuardrails(c echo.Context) error {

@@ -18,6 +18,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/labstack/echo/v4"
 )
@@ -469,21 +470,21 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 		return nil, k.refuseTrigger(name, RefusedUnknown, errNotSigned(name))
 	}
 	if tsHeader == "" || sigHeader == "" {
-		return nil, k.refuseTrigger(name, RefusedNoHeaders, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
-			Message: fmt.Sprintf("missing_headers: sign the call with %s and %s", HeaderTimestamp, HeaderSignature)})
+		return nil, k.refuseTrigger(name, RefusedNoHeaders, &Error{Code: CodeUnauthorized, Field: notify.HeaderSignature,
+			Message: fmt.Sprintf("missing_headers: sign the call with %s and %s", notify.HeaderTimestamp, notify.HeaderSignature)})
 	}
 	ts, err := strconv.ParseInt(tsHeader, 10, 64)
 	hexSig, ok := strings.CutPrefix(sigHeader, "sha256=")
 	if _, herr := hex.DecodeString(hexSig); err != nil || !ok || len(hexSig) != 64 || herr != nil {
-		return nil, k.refuseTrigger(name, RefusedMalformed, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
-			Message: fmt.Sprintf("malformed_headers: %s must be unix seconds and %s sha256=<64 hex digits>", HeaderTimestamp, HeaderSignature)})
+		return nil, k.refuseTrigger(name, RefusedMalformed, &Error{Code: CodeUnauthorized, Field: notify.HeaderSignature,
+			Message: fmt.Sprintf("malformed_headers: %s must be unix seconds and %s sha256=<64 hex digits>", notify.HeaderTimestamp, notify.HeaderSignature)})
 	}
-	if !hmac.Equal([]byte(Sign(tr.Secret, ts, body)), []byte(strings.ToLower(sigHeader))) {
+	if !hmac.Equal([]byte(notify.Sign(tr.Secret, ts, body)), []byte(strings.ToLower(sigHeader))) {
 		return nil, k.refuseTrigger(name, RefusedBadSignature, errNotSigned(name))
 	}
 	now := time.Now()
 	if d := now.Sub(time.Unix(ts, 0)); d > TriggerWindow || d < -TriggerWindow {
-		return nil, k.refuseTrigger(name, RefusedStale, &Error{Code: CodeUnauthorized, Field: HeaderTimestamp,
+		return nil, k.refuseTrigger(name, RefusedStale, &Error{Code: CodeUnauthorized, Field: notify.HeaderTimestamp,
 			Message: fmt.Sprintf("stale_timestamp: %s is %v from the keeper's clock; at most %v", tsHeader, d.Round(time.Second), TriggerWindow)})
 	}
 	var payload triggerPayload
@@ -519,7 +520,7 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 		seen := &state.TriggerSeen{Trigger: name, Seen: map[string]int64{}}
 		if old := tx.TriggerSeen(nil, name); old != nil {
 			if _, dup := old.Seen[sig]; dup {
-				return k.refuseTrigger(name, RefusedReplay, &Error{Code: CodeConflict, Field: HeaderSignature,
+				return k.refuseTrigger(name, RefusedReplay, &Error{Code: CodeConflict, Field: notify.HeaderSignature,
 					Message: "replay: this exact call (same timestamp, body and signature) was accepted before"})
 			}
 			for s, at := range old.Seen {
@@ -556,7 +557,7 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 			k.doAction(ctx, actor, p, res)
 		}
 	}
-	k.notify(Notice{Kind: NoticeTrigger, Actor: actor, Title: fmt.Sprintf("Trigger %s fired", name),
+	k.notify(notify.Notice{Kind: notify.NoticeTrigger, Actor: actor, Title: fmt.Sprintf("Trigger %s fired", name),
 		Text: triggerSummary(res), Fields: map[string]string{"event": payload.Event, "labels": fmtLabels(payload.Labels)}})
 	return res, nil
 }
@@ -564,7 +565,7 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 // errNotSigned answers a call no trigger of that name accepts: a wrong
 // signature and an unknown name get the same answer.
 func errNotSigned(name string) *Error {
-	return &Error{Code: CodeUnauthorized, Field: HeaderSignature,
+	return &Error{Code: CodeUnauthorized, Field: notify.HeaderSignature,
 		Message: fmt.Sprintf("bad_signature: no trigger %q accepts this signature over the body and timestamp (check the trigger name and its secret)", name)}
 }
 
@@ -698,7 +699,7 @@ func (k *Keeper) postTriggerCall(c echo.Context) error {
 		return invalid("", "reading the body: %v", err)
 	}
 	h := c.Request().Header
-	res, err := k.FireTrigger(c.Request().Context(), c.Param("name"), h.Get(HeaderTimestamp), h.Get(HeaderSignature), body)
+	res, err := k.FireTrigger(c.Request().Context(), c.Param("name"), h.Get(notify.HeaderTimestamp), h.Get(notify.HeaderSignature), body)
 	if err != nil {
 		return err
 	}

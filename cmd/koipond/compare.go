@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	judge "github.com/koipond/koipond/keeper/verdict"
 )
 
 // compareOpts are the flags of `koipond report --baseline`.
@@ -32,11 +33,11 @@ const (
 
 // runCompare prints a run's comparison with a baseline run.
 func runCompare(ctx context.Context, cf *clientFlags, run, format string, co compareOpts, stdout, stderr io.Writer) error {
-	if _, err := keeper.ParseTolerance(co.tolerance); err != nil {
+	if _, err := judge.ParseTolerance(co.tolerance); err != nil {
 		fmt.Fprintf(stderr, "koipond report: --tolerance: %v\n", err)
 		return errUsage
 	}
-	if _, err := keeper.ParseErrorTolerance(co.errTolerance); err != nil {
+	if _, err := judge.ParseErrorTolerance(co.errTolerance); err != nil {
 		fmt.Fprintf(stderr, "koipond report: --error-tolerance: %v\n", err)
 		return errUsage
 	}
@@ -107,15 +108,15 @@ func useColor(w io.Writer, noColor bool) bool {
 }
 
 // regressions counts regressed keys, thresholds and launches.
-func regressions(c *keeper.Comparison) int {
+func regressions(c *judge.Comparison) int {
 	n := c.Regressed
 	for _, t := range c.Thresholds {
-		if t.Verdict == keeper.VerdictRegressed {
+		if t.Verdict == judge.VerdictRegressed {
 			n++
 		}
 	}
 	for _, l := range c.Launches {
-		if l.Verdict == keeper.VerdictRegressed {
+		if l.Verdict == judge.VerdictRegressed {
 			n++
 		}
 	}
@@ -126,13 +127,13 @@ func regressions(c *keeper.Comparison) int {
 // - gone, blank the same.
 func verdictMark(v string) string {
 	switch v {
-	case keeper.VerdictRegressed:
+	case judge.VerdictRegressed:
 		return "!"
-	case keeper.VerdictImproved:
+	case judge.VerdictImproved:
 		return "+"
-	case keeper.VerdictNew:
+	case judge.VerdictNew:
 		return "*"
-	case keeper.VerdictGone:
+	case judge.VerdictGone:
 		return "-"
 	}
 	return " "

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/notify"
 )
 
 func runTrigger(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -168,8 +169,8 @@ no API token.`, stderr)
 	}
 	ts := time.Now().Unix()
 	header := http.Header{}
-	header.Set(keeper.HeaderTimestamp, strconv.FormatInt(ts, 10))
-	header.Set(keeper.HeaderSignature, keeper.Sign(secret, ts, body))
+	header.Set(notify.HeaderTimestamp, strconv.FormatInt(ts, 10))
+	header.Set(notify.HeaderSignature, notify.Sign(secret, ts, body))
 	// 422: the call was taken but an action could not be done; the answer
 	// says which.
 	data, err := cf.send(ctx, "POST", "/api/v1/triggers/"+url.PathEscape(pos[0]), body, header,

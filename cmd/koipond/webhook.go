@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/notify"
 )
 
 func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -199,7 +200,7 @@ exits 1 when it was not delivered.`, stderr)
 	if err := cf.call(ctx, "POST", "/api/v1/webhooks/"+url.PathEscape(pos[0])+"/test", nil, &raw); err != nil {
 		return err
 	}
-	var a keeper.DeliveryAttempt
+	var a notify.DeliveryAttempt
 	if err := json.Unmarshal(raw, &a); err != nil {
 		return err
 	}
