@@ -1,86 +1,15 @@
 package keeper
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/koipond/koipond/behaviors"
-	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/pond"
-	"github.com/koipond/koipond/school"
 )
-
-// pondSet boots koi at pond and has each call auth.test and
-// conversations.list once a (scaled) minute.
-const pondSet = `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
-  "behaviors": {
-    "auth": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]},
-    "list": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "conversations.list", "args": {"limit": "5"}}}]}}}`
-
-// openPond starts a pond on loopback with the given faults.
-func openPond(t testing.TB, inject map[string]pond.Fault) *pond.Server {
-	t.Helper()
-	p, err := pond.Open(context.Background(), pond.Config{Users: 200, Channels: 5, DisableRateLimits: true, Inject: inject})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-// openSchool starts a real school polling k at natsURL, with k's school
-// credentials.
-func openSchool(t testing.TB, k *Keeper, natsURL, id string, capacity int) *school.School {
-	t.Helper()
-	s, err := school.Open(context.Background(), school.Config{ID: id, NATSURL: natsURL, NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: capacity})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// pondRun creates a run of koi koi against p at time scale 60 (a behavior
-// minute lasts a second), ending after secs seconds (0: always-on).
-func pondRun(t testing.TB, k *Keeper, p *pond.Server, name string, koi int, secs float64) *state.Run {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := k.PutBehaviorSet(ctx, "test", "pond", []behaviors.File{{Name: "pond.json", Data: []byte(pondSet)}}); err != nil {
-		t.Fatal(err)
-	}
-	run, err := k.CreateRun(ctx, "test", RunSpec{Name: name, BehaviorSet: "pond", Koi: koi, TimeScale: 60, DurationSecs: secs,
-		Target: state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return run
-}
-
-// deref returns *f, or NaN for nil.
-func deref(f *float64) float64 {
-	if f == nil {
-		return math.NaN()
-	}
-	return *f
-}
-
-// finalReport waits for a run's final report.
-func finalReport(t testing.TB, k *Keeper, run string, d time.Duration) *state.Report {
-	t.Helper()
-	var rep *state.Report
-	checkFor(t, d, func() error {
-		if rep = k.State().Report(nil, run); rep == nil {
-			return fmt.Errorf("no final report of %s yet", run)
-		}
-		return nil
-	})
-	return rep
-}
 
 // Two real runs against pond, the same koi and behaviors, the second
 // against a pond answering conversations.list slower: compared with the

@@ -7,7 +7,7 @@ import (
 )
 
 // notify hands a notice to every webhook that subscribes to it (queued
-// per webhook, delivered by the webhook's worker, see webhooks.go). It
+// per webhook, delivered by the webhook's worker, package notify). It
 // never blocks and never fails: a notice is a side effect of something
 // already committed. A run's notice gains the run's name and labels.
 func (k *Keeper) notify(n notify.Notice) {

@@ -3,16 +3,13 @@ package keeper
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
-	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/metrics"
-	"github.com/labstack/echo/v4"
 )
 
 // reportSettle is how long after a run's stop is confirmed (or given up
@@ -192,39 +189,4 @@ func (k *Keeper) finishReports(ctx context.Context) error {
 		k.notify(notify.RunEndedNotice(run, rep))
 	}
 	return nil
-}
-
-func (k *Keeper) getRunReport(c echo.Context) error {
-	rep, err := k.RunReport(c.Param("id"))
-	if err != nil {
-		return err
-	}
-	out := *rep
-	out.Snapshot = nil // binary, for the keeper's own comparisons
-	f := c.QueryParam("format")
-	if f != "" && f != "json" && f != "csv" {
-		return invalid("format", "%q is not json or csv", f)
-	}
-	cmp, err := k.reportComparison(c, &out)
-	if err != nil {
-		return err
-	}
-	switch {
-	case f == "csv":
-		name := "report-" + rep.Run + ".csv"
-		if cmp != nil {
-			name = "comparison-" + rep.Run + "-vs-" + cmp.Baseline + ".csv"
-		}
-		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		c.Response().Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
-		c.Response().WriteHeader(http.StatusOK)
-		if cmp != nil {
-			return verdict.WriteComparisonCSV(c.Response(), rep.Run, cmp)
-		}
-		return verdict.WriteReportCSV(c.Response(), &out)
-	case cmp != nil:
-		return c.JSON(http.StatusOK, &ComparedReport{Report: &out, Comparison: cmp})
-	default:
-		return c.JSON(http.StatusOK, &out)
-	}
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -192,19 +190,4 @@ func TestReportQuantilesAndRestart(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) != 6 || !strings.HasPrefix(lines[0], "run,key,count") {
 		t.Errorf("CSV:\n%s", csv)
 	}
-}
-
-// apiText GETs path from the keeper's API and returns the body.
-func apiText(t testing.TB, k *Keeper, path string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + k.HTTPAddr() + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return string(b)
 }

@@ -3,7 +3,6 @@ package keeper
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/url"
 	"path"
 	"regexp"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
-	"github.com/labstack/echo/v4"
 )
 
 // safeName is what webhook and trigger names may be: they are URL path
@@ -152,7 +150,7 @@ func (k *Keeper) DeleteWebhook(ctx context.Context, actor, name string) error {
 // redacted, with its delivery status.
 type WebhookView struct {
 	Name string `json:"name"`
-	// URL is scheme and host only, except for admins (redactURL).
+	// URL is scheme and host only, except for admins (notify.RedactURL).
 	URL       string               `json:"url"`
 	Format    string               `json:"format"`
 	Kinds     []string             `json:"kinds"`
@@ -198,79 +196,6 @@ func (k *Keeper) links(run string) map[string]string {
 	id := url.PathEscape(run)
 	return map[string]string{"run": base + "/api/v1/runs/" + id, "report": base + "/api/v1/runs/" + id + "/report",
 		"ui": base + "/#/runs/" + id}
-}
-
-// --- HTTP
-
-// webhookViewFor is a webhook's view for the caller's role: admins see
-// the URL's path (without its secret parts), others its host only.
-func (k *Keeper) webhookViewFor(c echo.Context, w *state.Webhook, detail bool) WebhookView {
-	v := k.WebhookView(w, detail)
-	if role, _ := c.Get(ctxRole).(Role); role >= RoleAdmin {
-		v.URL = notify.RedactURL(w.URL, w.Format)
-	}
-	return v
-}
-
-func (k *Keeper) listWebhooks(c echo.Context) error {
-	out := []WebhookView{}
-	for _, w := range k.store.Read().Webhooks(nil) {
-		out = append(out, k.webhookViewFor(c, w, false))
-	}
-	return c.JSON(http.StatusOK, out)
-}
-
-func (k *Keeper) getWebhook(c echo.Context) error {
-	w := k.store.Read().Webhook(nil, c.Param("name"))
-	if w == nil {
-		return notFound("name", "no webhook %s", quoteInput(c.Param("name")))
-	}
-	return c.JSON(http.StatusOK, k.webhookViewFor(c, w, true))
-}
-
-func (k *Keeper) postWebhook(c echo.Context) error {
-	var spec WebhookSpec
-	if err := decode(c, &spec); err != nil {
-		return err
-	}
-	w, err := k.PutWebhook(c.Request().Context(), actor(c), spec, true)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, k.webhookViewFor(c, w, false))
-}
-
-func (k *Keeper) putWebhook(c echo.Context) error {
-	var spec WebhookSpec
-	if err := decode(c, &spec); err != nil {
-		return err
-	}
-	if spec.Name == "" {
-		spec.Name = c.Param("name")
-	}
-	if spec.Name != c.Param("name") {
-		return invalid("name", "%s differs from the name in the path %s", quoteInput(spec.Name), quoteInput(c.Param("name")))
-	}
-	w, err := k.PutWebhook(c.Request().Context(), actor(c), spec, false)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, k.webhookViewFor(c, w, false))
-}
-
-func (k *Keeper) deleteWebhook(c echo.Context) error {
-	if err := k.DeleteWebhook(c.Request().Context(), actor(c), c.Param("name")); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
-}
-
-func (k *Keeper) testWebhook(c echo.Context) error {
-	a, err := k.TestWebhook(c.Request().Context(), actor(c), c.Param("name"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, a)
 }
 
 // writeNotifyMetrics adds the webhook and trigger counters to /metrics.

@@ -4,13 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -20,88 +16,6 @@ import (
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
-
-// delivery is one request a test receiver got.
-type delivery struct {
-	at     time.Time
-	header http.Header
-	body   []byte
-}
-
-// kind returns the notice kind of a JSON or Slack delivery.
-func (d delivery) kind() string { return d.header.Get("X-Koipond-Event") }
-
-// receiver is a real HTTP server on 127.0.0.1 recording what webhooks
-// send; answer decides the response to the n-th request (1-based).
-type receiver struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	got    []delivery
-	answer func(n int, w http.ResponseWriter, r *http.Request)
-}
-
-func newReceiver(t testing.TB, answer func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
-	t.Helper()
-	rc := &receiver{answer: answer}
-	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		rc.mu.Lock()
-		rc.got = append(rc.got, delivery{at: time.Now(), header: r.Header.Clone(), body: body})
-		n := len(rc.got)
-		rc.mu.Unlock()
-		if rc.answer != nil {
-			rc.answer(n, w, r)
-		}
-	}))
-	t.Cleanup(rc.srv.Close)
-	return rc
-}
-
-func (rc *receiver) deliveries() []delivery {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return append([]delivery(nil), rc.got...)
-}
-
-// waitKind waits for a delivery of kind and returns it.
-func (rc *receiver) waitKind(t testing.TB, kind string, d time.Duration) delivery {
-	t.Helper()
-	var out delivery
-	checkFor(t, d, func() error {
-		for _, g := range rc.deliveries() {
-			if g.kind() == kind {
-				out = g
-				return nil
-			}
-		}
-		return fmt.Errorf("no %s delivery among %d", kind, len(rc.deliveries()))
-	})
-	return out
-}
-
-func addHook(t testing.TB, k *Keeper, spec WebhookSpec) {
-	t.Helper()
-	if _, err := k.PutWebhook(context.Background(), "test", spec, true); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// verify checks a delivery's signature as a receiver would.
-func verify(t testing.TB, d delivery, secret string) {
-	t.Helper()
-	ts, err := strconv.ParseInt(d.header.Get(notify.HeaderTimestamp), 10, 64)
-	if err != nil {
-		t.Fatalf("timestamp header %q", d.header.Get(notify.HeaderTimestamp))
-	}
-	if got, want := d.header.Get(notify.HeaderSignature), notify.Sign(secret, ts, d.body); got != want || time.Since(time.Unix(ts, 0)) > time.Minute {
-		t.Errorf("signature %q, want %q (ts %d)", got, want, ts)
-	}
-	if notify.Sign("another secret", ts, d.body) == d.header.Get(notify.HeaderSignature) {
-		t.Error("the signature does not depend on the secret")
-	}
-}
 
 func TestWebhookPayloadsSignaturesAndFilters(t *testing.T) {
 	k := openKeeper(t, t.TempDir(), func(c *Config) { c.PublicURL = "https://koipond.example" })

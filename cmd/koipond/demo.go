@@ -18,7 +18,7 @@ import (
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/examples"
 	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/ui"
@@ -92,7 +92,7 @@ authentication is on; the school credentials are in DATA/nats/school.nk).
 		defer cancel()
 	}
 
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log, UI: ui.Handler(),
+	k, err := api.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log, UI: ui.Handler(),
 		NATSAuth: keeper.NATSAuth{Insecure: *insecure}})
 	if err != nil {
 		return fmt.Errorf("starting the keeper: %w", err)
@@ -172,7 +172,7 @@ try, in another terminal:
 
 // demoSetup uploads the example behaviors and formation and finds or
 // creates the always-on run.
-func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ramp, scale, sigma float64) (*state.Run, string, error) {
+func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ramp, scale, sigma float64) (*api.Run, string, error) {
 	var files []behaviors.File
 	for _, name := range []string{"slack/frequencies.json", "slack/sequences.json"} {
 		b, err := fs.ReadFile(examples.FS, name)
@@ -200,12 +200,12 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 	}
 	r, err := k.CreateRun(ctx, "demo", keeper.RunSpec{
 		Name: demoRunName, Owner: "demo", Labels: map[string]string{"kind": "always-on"},
-		Target:      state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
+		Target:      api.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
 		BehaviorSet: set.Hash, Koi: n, Ramp: ramp, TimeScale: scale, ActivitySigma: sigma,
 		// What a team would watch on an always-on run: its health live in
 		// the UI, and a guardrail that pauses it if the target goes bad.
 		Thresholds: map[string][]string{"api:conversations.history": {"p95 < 300ms", "error_rate < 1%"}}, ThresholdWindowSecs: 60,
-		Guardrails: []state.GuardrailRule{{Name: "api-health", Key: "api:*", When: "success_rate < 95%", For: "1m", Action: "pause"}},
+		Guardrails: []api.GuardrailRule{{Name: "api-health", Key: "api:*", When: "success_rate < 95%", For: "1m", Action: "pause"}},
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("creating the run: %w", err)
