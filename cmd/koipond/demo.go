@@ -198,7 +198,7 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 			return r, form.Hash, nil // a restarted demo carries on
 		}
 	}
-	r, err := k.CreateRun(ctx, "demo", keeper.RunSpec{
+	r, err := k.CreateRun(ctx, "demo", api.RunSpec{
 		Name: demoRunName, Owner: "demo", Labels: map[string]string{"kind": "always-on"},
 		Target:      api.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
 		BehaviorSet: set.Hash, Koi: n, Ramp: ramp, TimeScale: scale, ActivitySigma: sigma,
@@ -235,7 +235,7 @@ func demoTries(runID string) string {
 func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, runID string, window time.Duration) {
 	st := k.Status(nil)
 	ps := p.Stats()
-	var rv *keeper.RunView
+	var rv *api.RunView
 	for _, r := range st.Runs {
 		if r.ID == runID {
 			rv = r
@@ -265,7 +265,7 @@ func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, 
 	if m == nil || len(m.Keys) == 0 {
 		return
 	}
-	keys := append([]keeper.KeySummary(nil), m.Keys...)
+	keys := append([]api.KeySummary(nil), m.Keys...)
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "key\trate/s\tfailures\tp50 ms\tp95 ms\tp99 ms\t")
@@ -304,7 +304,7 @@ func demoLaunch(ctx context.Context, w io.Writer, k *keeper.Keeper, p *pond.Serv
 		return fmt.Errorf("posting the announcement: %w", err)
 	}
 	resp.Body.Close()
-	l, err := k.Launch(ctx, "demo", keeper.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
+	l, err := k.Launch(ctx, "demo", api.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
 	if err != nil {
 		return err
 	}

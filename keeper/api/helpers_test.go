@@ -39,22 +39,6 @@ func openKeeper(t testing.TB, dir string, mut ...func(*keeper.Config)) *keeper.K
 	return k
 }
 
-// checkFor polls cond until it returns nil or d passes.
-func checkFor(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 const bgSet = `{"behaviors": {"api.test": {"frequency": 0.5, "steps": [
   {"request": {"type": "api", "method": "api.test"}}]}}}`
 
@@ -111,21 +95,6 @@ func api(t testing.TB, k *keeper.Keeper, token, method, path string, body any, o
 		}
 	}
 	return resp.StatusCode
-}
-
-// apiText GETs path from the keeper's API and returns the body.
-func apiText(t testing.TB, k *keeper.Keeper, path string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + k.HTTPAddr() + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return string(b)
 }
 
 // apiTextAs GETs path with a token and returns the body.
