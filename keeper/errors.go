@@ -3,11 +3,11 @@ package keeper
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"unicode/utf8"
 )
 
-// Error codes, each mapped to one HTTP status in codeStatus.
+// Error codes, each mapped to one HTTP status at the HTTP edge
+// (keeper/api).
 const (
 	CodeInvalid          = "invalid"                // the request is wrong; Field says where
 	CodeNotFound         = "not_found"              // no such object
@@ -19,19 +19,6 @@ const (
 	CodeUnavailable      = "unavailable"            // storage is failing; retry
 	CodeInternal         = "internal"               // a bug
 )
-
-// codeStatus is the one code → HTTP status table.
-var codeStatus = map[string]int{
-	CodeInvalid:          http.StatusBadRequest,
-	CodeNotFound:         http.StatusNotFound,
-	CodeConflict:         http.StatusConflict,
-	CodeUnauthorized:     http.StatusUnauthorized,
-	CodeForbidden:        http.StatusForbidden,
-	CodeTooLarge:         http.StatusRequestEntityTooLarge,
-	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
-	CodeUnavailable:      http.StatusServiceUnavailable,
-	CodeInternal:         http.StatusInternalServerError,
-}
 
 // Error is an error a caller can act on: a code, a message for people and
 // the request field at fault. The API sends it as
@@ -53,14 +40,6 @@ func (e *Error) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
-
-// Status returns the HTTP status of the error's code.
-func (e *Error) Status() int {
-	if s, ok := codeStatus[e.Code]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
-}
 
 func invalid(field, format string, args ...any) *Error {
 	return &Error{Code: CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}

@@ -152,7 +152,7 @@ func (s *server) httpError(err error, c echo.Context) {
 	// Errors may quote what the caller sent (a field name, a file's
 	// line): bounded here whatever made them.
 	out := &keeper.Error{Code: e.Code, Message: clipMessage(e.Message), Field: clip(e.Field, maxQuote)}
-	_ = c.JSON(out.Status(), errorBody{out})
+	_ = c.JSON(statusOf(out), errorBody{out})
 }
 
 // decode reads a JSON body strictly: one value, no unknown fields, at most

@@ -70,3 +70,24 @@ func invalid(field, format string, args ...any) *keeper.Error {
 func notFound(field, format string, args ...any) *keeper.Error {
 	return &keeper.Error{Code: keeper.CodeNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
 }
+
+// codeStatus is the one code → HTTP status table.
+var codeStatus = map[string]int{
+	keeper.CodeInvalid:          http.StatusBadRequest,
+	keeper.CodeNotFound:         http.StatusNotFound,
+	keeper.CodeConflict:         http.StatusConflict,
+	keeper.CodeUnauthorized:     http.StatusUnauthorized,
+	keeper.CodeForbidden:        http.StatusForbidden,
+	keeper.CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	keeper.CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	keeper.CodeUnavailable:      http.StatusServiceUnavailable,
+	keeper.CodeInternal:         http.StatusInternalServerError,
+}
+
+// statusOf returns the HTTP status of an error's code.
+func statusOf(e *keeper.Error) int {
+	if s, ok := codeStatus[e.Code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
