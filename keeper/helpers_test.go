@@ -231,6 +231,13 @@ func api(t testing.TB, k *Keeper, token, method, path string, body any, out any)
 	return resp.StatusCode
 }
 
+// apiErr is an API error's JSON with its fields as plain strings.
+type apiErr struct {
+	Error struct {
+		Code, Message, Field string
+	} `json:"error"`
+}
+
 // errorBody is the JSON of every API error, as clients decode it.
 type errorBody struct {
 	Error *Error `json:"error"`
