@@ -20,6 +20,7 @@ import (
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
@@ -112,7 +113,7 @@ func TestGrafanaDashboardMatchesKeeperMetrics(t *testing.T) {
 
 	// A real keeper, pond and school; a run whose name needs escaping.
 	ctx := context.Background()
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+	k, err := api.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
 		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -274,12 +274,12 @@ type MetricsSummary struct {
 // RunMetrics merges a run's metrics over the window ending now.
 func (k *Keeper) RunMetrics(run string, window time.Duration) *MetricsSummary {
 	to := time.Now().Add(time.Second).Truncate(time.Second)
-	return k.metricsBetween(run, to.Add(-window), to, "")
+	return k.MetricsBetween(run, to.Add(-window), to, "")
 }
 
-// metricsBetween merges a run's metrics in [from, to), only keys with the
+// MetricsBetween merges a run's metrics in [from, to), only keys with the
 // given prefix when it is not empty.
-func (k *Keeper) metricsBetween(run string, from, to time.Time, prefix string) *MetricsSummary {
+func (k *Keeper) MetricsBetween(run string, from, to time.Time, prefix string) *MetricsSummary {
 	window := to.Sub(from)
 	snap, tr := k.agg.window(run, from, to)
 	sum := &MetricsSummary{Run: run, From: from, To: to, Keys: []KeySummary{}, Traffic: tr}

@@ -106,7 +106,7 @@ func ParseTokens(name string, data []byte) ([]Token, error) {
 // authenticator maps bearer tokens to identities. With no tokens at all it
 // is disabled and everyone is the anonymous admin (loopback only: Validate
 // refuses a non-loopback listener without tokens, and the HTTP edge answers
-// only loopback Host names and the keeper's own origin, see edge.go).
+// only loopback Host names and the keeper's own origin, see keeper/api's edge.go).
 type authenticator struct {
 	tokens []Token
 }
@@ -145,3 +145,13 @@ func (a *authenticator) identify(secret string) (name string, role Role, ok bool
 	}
 	return "", RoleNone, false
 }
+
+// Identify returns the name and role of an API token's secret; false for
+// an unknown one.
+func (k *Keeper) Identify(secret string) (name string, role Role, ok bool) {
+	return k.auth.identify(secret)
+}
+
+// AuthEnabled reports whether API tokens are configured (without them
+// every caller is an admin, and only on loopback).
+func (k *Keeper) AuthEnabled() bool { return k.auth.enabled() }

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/wire"
 )
 
@@ -227,7 +229,7 @@ func heldSteps(steps []state.CapacityStep) []state.CapacityStep {
 }
 
 func guardReason(a *state.GuardAction) string {
-	return fmt.Sprintf("guardrail %q: %s was %s → %s", a.Rule, a.Condition, formatValue(a.Observed, a.Unit), a.Action)
+	return fmt.Sprintf("guardrail %q: %s was %s → %s", a.Rule, a.Condition, verdict.FormatValue(a.Observed, a.Unit), a.Action)
 }
 
 // measureStep measures the current step of a run up to now.
@@ -267,7 +269,7 @@ func (k *Keeper) failingLive(run *state.Run, from time.Time) string {
 	defer k.guard.mu.Unlock()
 	for _, ls := range k.guard.live[run.ID] {
 		if ls.view.State == LiveFail && ls.view.Observed != nil {
-			return fmt.Sprintf("threshold %s %s failing live: %s", ls.view.Key, ls.view.Expr, formatValue(*ls.view.Observed, ls.view.Unit))
+			return fmt.Sprintf("threshold %s %s failing live: %s", ls.view.Key, ls.view.Expr, verdict.FormatValue(*ls.view.Observed, ls.view.Unit))
 		}
 	}
 	return ""
@@ -340,7 +342,7 @@ func (k *Keeper) finishCapacityAs(ctx context.Context, run *state.Run, now time.
 		k.publishControl(*ctl)
 	}
 	k.Kick()
-	k.notify(Notice{Kind: NoticeCapacity, At: now, Run: run.ID, RunName: run.Name, Actor: capacityActor,
+	k.notify(notify.Notice{Kind: notify.NoticeCapacity, At: now, Run: run.ID, RunName: run.Name, Actor: capacityActor,
 		Title:  fmt.Sprintf("capacity search on run %s: %d koi sustained", run.Name, res.Sustained),
 		Text:   fmt.Sprintf("%d steps; the last (%d koi): %s", len(res.Steps), step.Koi, step.Reason),
 		Fields: map[string]string{"sustained": fmt.Sprint(res.Sustained), "reason": step.Reason}})

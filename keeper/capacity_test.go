@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/wire"
 )
@@ -58,7 +60,7 @@ func TestCapacitySearchFindsTheLastStepThatHeld(t *testing.T) {
 	for _, st := range res.Steps {
 		p95 := "-"
 		if st.P95 != nil {
-			p95 = formatValue(*st.P95, "ms")
+			p95 = verdict.FormatValue(*st.P95, "ms")
 		}
 		t.Logf("step %d koi %s…%s held=%v rate %.1f/s errors %.1f%% p95 %s %s", st.Koi, st.From.Format("15:04:05.000"), st.To.Format("15:04:05.000"),
 			st.Held, st.Rate, 100*st.ErrorRate, p95, st.Reason)
@@ -77,7 +79,7 @@ func TestCapacitySearchFindsTheLastStepThatHeld(t *testing.T) {
 	if len(auditWith(r.k, "capacity", "capacity search done: 20 koi sustained")) != 1 || len(auditWith(r.k, "capacity", "koi 10 → 20")) != 1 {
 		t.Error("the search is not in the audit trail")
 	}
-	r.noticesOf(t, NoticeCapacity, run.ID, 1)
+	r.noticesOf(t, notify.NoticeCapacity, run.ID, 1)
 	rep, err := r.k.RunReport(run.ID)
 	if err != nil || rep.Capacity == nil || rep.Capacity.Sustained != 20 {
 		t.Errorf("report capacity: %+v %v", rep.Capacity, err)

@@ -3,10 +3,11 @@ package keeper
 import (
 	"errors"
 	"fmt"
-	"net/http"
+	"unicode/utf8"
 )
 
-// Error codes, each mapped to one HTTP status in codeStatus.
+// Error codes, each mapped to one HTTP status at the HTTP edge
+// (keeper/api).
 const (
 	CodeInvalid          = "invalid"                // the request is wrong; Field says where
 	CodeNotFound         = "not_found"              // no such object
@@ -18,19 +19,6 @@ const (
 	CodeUnavailable      = "unavailable"            // storage is failing; retry
 	CodeInternal         = "internal"               // a bug
 )
-
-// codeStatus is the one code → HTTP status table.
-var codeStatus = map[string]int{
-	CodeInvalid:          http.StatusBadRequest,
-	CodeNotFound:         http.StatusNotFound,
-	CodeConflict:         http.StatusConflict,
-	CodeUnauthorized:     http.StatusUnauthorized,
-	CodeForbidden:        http.StatusForbidden,
-	CodeTooLarge:         http.StatusRequestEntityTooLarge,
-	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
-	CodeUnavailable:      http.StatusServiceUnavailable,
-	CodeInternal:         http.StatusInternalServerError,
-}
 
 // Error is an error a caller can act on: a code, a message for people and
 // the request field at fault. The API sends it as
@@ -52,14 +40,6 @@ func (e *Error) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
-
-// Status returns the HTTP status of the error's code.
-func (e *Error) Status() int {
-	if s, ok := codeStatus[e.Code]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
-}
 
 func invalid(field, format string, args ...any) *Error {
 	return &Error{Code: CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
@@ -84,4 +64,18 @@ func storeErr(what string, err error) error {
 		return err
 	}
 	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%s: %v", what, err), Err: err}
+}
+
+// clip shortens s to at most n bytes, ending in "…" when cut, never
+// splitting a rune; it is linear in n, whatever the length of s.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
+	cut := max(n-len("…"), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -4,14 +4,15 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
 )
@@ -50,204 +51,8 @@ import (
 const (
 	defaultThresholdWindow = 30   // seconds
 	maxThresholdWindow     = 3600 // seconds
-	defaultMinCount        = 10
-	maxGuardrails          = 50
-	minGuardFor            = time.Second
-	maxGuardFor            = 24 * time.Hour
 	guardTick              = time.Second
 )
-
-// guardrail is a parsed rule.
-type guardrail struct {
-	rule  state.GuardrailRule // as stored: the name defaulted
-	scope string              // run or global
-	cond  *Threshold
-	dur   time.Duration
-	// action is pause, stop or shed; shed is its percent.
-	action string
-	shed   float64
-}
-
-// parseGuardrails parses rules, failing on the first bad one with its
-// field (FIELD[i].when …).
-func parseGuardrails(field, scope string, rules []state.GuardrailRule) ([]*guardrail, *Error) {
-	if len(rules) > maxGuardrails {
-		return nil, invalid(field, "%d rules; at most %d", len(rules), maxGuardrails)
-	}
-	out := make([]*guardrail, 0, len(rules))
-	names := map[string]bool{}
-	for i, r := range rules {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		g, err := parseGuardrail(f, scope, r)
-		if err != nil {
-			return nil, err
-		}
-		if names[g.rule.Name] {
-			return nil, invalid(f+".name", "%q names two rules", g.rule.Name)
-		}
-		names[g.rule.Name] = true
-		out = append(out, g)
-	}
-	return out, nil
-}
-
-// parseGuardrail parses one rule; field prefixes its errors.
-func parseGuardrail(field, scope string, r state.GuardrailRule) (*guardrail, *Error) {
-	g := &guardrail{rule: r, scope: scope}
-	if err := checkName(field+".key", r.Key); err != nil {
-		return nil, err
-	}
-	if _, err := path.Match(r.Key, ""); err != nil {
-		return nil, invalid(field+".key", "%q is not a valid glob: %v", r.Key, err)
-	}
-	if strings.TrimSpace(r.When) == "" {
-		return nil, invalid(field+".when", "give a condition that fires the rule, e.g. \"success_rate < 95%%\" or \"p99 > 5s\"")
-	}
-	t, err := ParseThreshold(r.Key, r.When)
-	if err != nil {
-		return nil, &Error{Code: CodeInvalid, Field: field + ".when", Message: err.Error(), Err: err}
-	}
-	g.cond = t
-	if r.For == "" {
-		return nil, invalid(field+".for", "give how long the condition must hold, e.g. \"5m\"")
-	}
-	d, perr := time.ParseDuration(r.For)
-	if perr != nil {
-		return nil, invalid(field+".for", "%q is not a duration (e.g. 30s, 5m)", r.For)
-	}
-	if d < minGuardFor || d > maxGuardFor {
-		return nil, invalid(field+".for", "%s is outside %s..%s", r.For, minGuardFor, maxGuardFor)
-	}
-	g.dur = d
-	act := strings.Join(strings.Fields(strings.ToLower(r.Action)), " ")
-	switch {
-	case act == "pause" || act == "stop":
-		g.action = act
-	case strings.HasPrefix(act, "shed "):
-		num := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(act, "shed "), "%"))
-		p, err := strconv.ParseFloat(num, 64)
-		if err != nil || math.IsNaN(p) || p <= 0 || p >= 100 {
-			return nil, invalid(field+".action", "%q: shed takes a percentage between 0 and 100, exclusive, e.g. \"shed 50%%\"", r.Action)
-		}
-		g.action, g.shed = "shed", p
-		act = "shed " + strconv.FormatFloat(p, 'f', -1, 64) + "%"
-	case act == "":
-		return nil, invalid(field+".action", "give pause, stop or \"shed N%%\"")
-	default:
-		return nil, invalid(field+".action", "%q is not pause, stop or \"shed N%%\"", r.Action)
-	}
-	g.rule.Action = act
-	switch {
-	case r.MinCount < 0 || r.MinCount > 1_000_000_000:
-		return nil, invalid(field+".min_count", "%d is outside 0..1e9 (0 means %d)", r.MinCount, defaultMinCount)
-	case r.MinCount == 0:
-		g.rule.MinCount = defaultMinCount
-	}
-	if g.rule.Name == "" {
-		g.rule.Name = fmt.Sprintf("%s for %s → %s", g.condition(), r.For, act)
-	}
-	if err := checkName(field+".name", g.rule.Name); err != nil {
-		return nil, err
-	}
-	return g, nil
-}
-
-// condition is the rule's condition for people: "success_rate of api:* < 95%".
-func (g *guardrail) condition() string {
-	f := strings.Fields(g.cond.Expr) // STAT OP VALUE, normalized by ParseThreshold
-	return fmt.Sprintf("%s of %s %s %s", f[0], g.rule.Key, f[1], f[2])
-}
-
-// rulesOf returns the stored form of parsed rules.
-func rulesOf(gs []*guardrail) []state.GuardrailRule {
-	out := make([]state.GuardrailRule, len(gs))
-	for i, g := range gs {
-		out[i] = g.rule
-	}
-	return out
-}
-
-// guardrailWarnings names rule keys whose metric kind koi never report
-// (globs over the kind are not judged).
-func guardrailWarnings(field string, rules []state.GuardrailRule) []string {
-	var out []string
-	for i, r := range rules {
-		kind, _, _ := strings.Cut(r.Key, ":")
-		if strings.ContainsAny(kind, `*?[\`) || metricKinds[kind] {
-			continue
-		}
-		out = append(out, fmt.Sprintf("%s[%d].key: unknown metric kind %q (api:METHOD, ws:connect, event:TYPE, behavior:NAME, …); the rule never fires", field, i, kind))
-	}
-	return out
-}
-
-// windowEnd is where a live window over whole seconds [from, to) ends for
-// this statistic: ratios and quantiles also take the second still being
-// reported (its share of calls is as good as any, and it is the newest
-// news), while rates and totals need whole seconds to divide by.
-func (t *Threshold) windowEnd(to time.Time) time.Time {
-	if t.Quantile > 0 || t.Stat == "error_rate" || t.Stat == "success_rate" {
-		return to.Add(time.Second)
-	}
-	return to
-}
-
-// observe computes the threshold's statistic over a series covering secs
-// seconds; false without data (or without latency samples for a
-// quantile).
-func (t *Threshold) observe(ss *metrics.SeriesSnapshot, secs float64) (float64, bool) {
-	if ss == nil || ss.Total() == 0 {
-		return 0, false
-	}
-	n := float64(ss.Total())
-	switch {
-	case t.Quantile > 0:
-		d, ok := ss.Quantile(t.Quantile)
-		return ms(d), ok
-	case t.Stat == "count":
-		return n, true
-	case t.Stat == "errors":
-		return float64(ss.Failures()), true
-	case t.Stat == "error_rate":
-		return float64(ss.Failures()) / n, true
-	case t.Stat == "success_rate":
-		return float64(ss.Counts[metrics.OK]) / n, true
-	case t.Stat == "rate":
-		return n / max(secs, 1e-9), true
-	}
-	return 0, false
-}
-
-// holds reports whether v meets the threshold's condition.
-func (t *Threshold) holds(v float64) bool {
-	switch t.Op {
-	case "<":
-		return v < t.Limit
-	case "<=":
-		return v <= t.Limit
-	case ">":
-		return v > t.Limit
-	case ">=":
-		return v >= t.Limit
-	}
-	return false
-}
-
-// formatValue formats a value in a threshold's unit for people.
-func formatValue(v float64, unit string) string {
-	switch unit {
-	case "ms":
-		if v >= 1000 {
-			return strconv.FormatFloat(v/1000, 'f', 2, 64) + "s"
-		}
-		return strconv.FormatFloat(v, 'f', 1, 64) + "ms"
-	case "fraction":
-		return strconv.FormatFloat(100*v, 'f', 1, 64) + "%"
-	case "per_sec":
-		return strconv.FormatFloat(v, 'f', 2, 64) + "/s"
-	}
-	return strconv.FormatFloat(v, 'f', 0, 64)
-}
 
 // matching merges the series of snap whose key matches pattern (a glob
 // or a plain key) into one; nil when none match.
@@ -382,7 +187,7 @@ type liveChange struct {
 
 // firing is a guardrail whose condition held over its window.
 type firing struct {
-	g        *guardrail
+	g        *verdict.Guardrail
 	run      *state.Run
 	observed float64
 	count    uint64
@@ -454,11 +259,11 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	k.windows.endPass(running)
 	globalDone := map[string]bool{} // a global rule acts once per pass
 	for _, f := range fires {
-		if f.g.scope == "global" {
-			if globalDone[f.g.rule.Name] {
+		if f.g.Scope == "global" {
+			if globalDone[f.g.Rule.Name] {
 				continue
 			}
-			globalDone[f.g.rule.Name] = true
+			globalDone[f.g.Rule.Name] = true
 		}
 		if err := k.act(ctx, f, now); err != nil {
 			return err
@@ -467,256 +272,34 @@ func (k *Keeper) guardPass(ctx context.Context, now time.Time) error {
 	return k.capacityPass(ctx, now)
 }
 
-// liveWindow is the window of a live threshold or guardrail of length win
-// evaluated at now: whole seconds that have ended only (reports are filed
-// under their end on the keeper's clock, so an ended second takes at most
-// the reports still in flight), so it ends at the start of the current,
-// partly reported second; and it starts no earlier than the first whole
-// second after armed. whole says whether it spans all of win (rounded up
-// to whole seconds); secs is the span it covers, at most 0 when no whole
-// second since armed has ended.
-func liveWindow(now, armed time.Time, win time.Duration) (from, to time.Time, secs float64, whole bool) {
-	to = now.Truncate(time.Second)
-	from = to.Add(-win).Truncate(time.Second)
-	first := armed.Truncate(time.Second)
-	if first.Before(armed) {
-		first = first.Add(time.Second)
-	}
-	whole = !from.Before(first)
-	if !whole {
-		from = first
-	}
-	return from, to, to.Sub(from).Seconds(), whole
-}
-
-// liveThresholds evaluates a running run's thresholds over its window and
-// returns the failing stretches that start or end; it updates the
-// thresholds' views but not their failing stretches (see applyLive).
-//
-// The window is liveWindow's: the last ThresholdWindowSecs whole seconds,
-// none before the run's arming (armed: the latest of its last start, the
-// global switch's last change and the keeper's start). Until it is whole a
-// threshold is evaluated over the seconds it has — a rate over the span
-// they cover — except count and errors, totals over the window that read
-// low over part of it: they stay arming. Before a whole second has ended
-// every threshold is arming. An arming threshold is not failing.
-func (k *Keeper) liveThresholds(run *state.Run, armed, now time.Time) []liveChange {
-	ts, _ := parseThresholds(run.Thresholds) // checked at creation
-	if len(ts) == 0 {
-		return nil
-	}
-	win := run.ThresholdWindowSecs
-	if win == 0 {
-		win = defaultThresholdWindow
-	}
-	from, to, secs, whole := liveWindow(now, armed, time.Duration(win)*time.Second)
-	series := make([]*metrics.SeriesSnapshot, len(ts))
-	if secs > 0 {
-		for i, t := range ts {
-			series[i] = k.series(run.ID, selector(t.Key, true), from, t.windowEnd(to))
-		}
-	}
-	var out []liveChange
-	k.guard.mu.Lock()
-	defer k.guard.mu.Unlock()
-	m := k.guard.live[run.ID]
-	if m == nil {
-		m = map[string]*liveState{}
-		k.guard.live[run.ID] = m
-	}
-	for i, t := range ts {
-		id := liveID(t.Key, t.Expr)
-		ls := m[id]
-		if ls == nil {
-			ls = &liveState{view: LiveThresholdView{Key: t.Key, Expr: t.Expr, Unit: t.Unit()}}
-			m[id] = ls
-		}
-		ss := series[i]
-		ls.view.WindowSecs, ls.view.Observed, ls.view.Count = win, nil, 0
-		if ss != nil {
-			ls.view.Count = ss.Total()
-		}
-		failing := false
-		var v float64
-		switch {
-		case secs <= 0 || (!whole && (t.Stat == "count" || t.Stat == "errors")):
-			ls.view.State = LiveArming
-		default:
-			var ok bool
-			v, ok = t.observe(ss, secs)
-			switch {
-			case !ok:
-				ls.view.State = LiveNoData
-			case t.holds(v):
-				ls.view.State = LivePass
-			default:
-				ls.view.State, failing = LiveFail, true
-			}
-			if ok {
-				ls.view.Observed = &v
-			}
-		}
-		switch {
-		case failing && ls.view.FailingSince.IsZero():
-			out = append(out, liveChange{run: run, key: t.Key, expr: t.Expr, start: true, at: now, observed: formatValue(v, t.Unit())})
-		case !failing && !ls.view.FailingSince.IsZero():
-			out = append(out, liveChange{run: run, key: t.Key, expr: t.Expr, secs: now.Sub(ls.view.FailingSince).Seconds(), at: ls.view.FailingSince})
-		}
-		ls.view.FailingSecs = 0
-		if !ls.view.FailingSince.IsZero() {
-			ls.view.FailingSecs = now.Sub(ls.view.FailingSince).Seconds()
-		}
-	}
-	return out
-}
-
-// idleRun returns the ends of the failing stretches of a run that stopped
-// running (at its end for a stopped run) and marks its thresholds idle;
-// the stretches stay open until recorded (applyLive), so a report built
-// meanwhile still counts them (openFailure).
-func (k *Keeper) idleRun(run *state.Run, now time.Time) []liveChange {
-	end := now
-	if run.State == state.RunStopped && !run.EndedAt.IsZero() {
-		end = run.EndedAt
-	}
-	var out []liveChange
-	k.guard.mu.Lock()
-	defer k.guard.mu.Unlock()
-	for _, ls := range k.guard.live[run.ID] {
-		if !ls.view.FailingSince.IsZero() {
-			out = append(out, liveChange{run: run, key: ls.view.Key, expr: ls.view.Expr,
-				secs: max(0, end.Sub(ls.view.FailingSince).Seconds()), at: ls.view.FailingSince})
-		}
-		ls.view.State = LiveIdle
-	}
-	return out
-}
-
-// applyLive applies recorded changes to the in-memory live state: a
-// started stretch opens, an ended one closes; then it forgets the live
-// state of the stopped runs in forget. Called only after recordLive
-// committed the changes.
-//
-// A report (finishReports) adds openFailure's open stretch to the run's
-// recorded seconds, so a stretch stays open here until its end is
-// recorded: a report built before the commit counts it as open, one built
-// after applyLive as recorded. A report whose store read and openFailure
-// straddle the commit and applyLive (microseconds apart) can still count
-// it twice (read after the commit, openFailure before applyLive) or miss
-// it (read before the commit, openFailure after applyLive).
-func (k *Keeper) applyLive(changes []liveChange, forget []string, now time.Time) {
-	k.guard.mu.Lock()
-	defer k.guard.mu.Unlock()
-	for _, c := range changes {
-		ls := k.guard.live[c.run.ID][liveID(c.key, c.expr)]
-		if ls == nil {
-			continue
-		}
-		switch {
-		case c.start:
-			ls.view.FailingSince = c.at
-			ls.view.FailingSecs = max(0, now.Sub(c.at).Seconds())
-		case ls.view.FailingSince.Equal(c.at):
-			ls.view.FailingSince, ls.view.FailingSecs = time.Time{}, 0
-		}
-	}
-	for _, id := range forget {
-		delete(k.guard.live, id)
-	}
-}
-
-// recordLive writes the live threshold changes of a pass on their runs
-// (one write), audits the failures that start, and notifies them once
-// each, after the commit.
-func (k *Keeper) recordLive(ctx context.Context, changes []liveChange) error {
-	if len(changes) == 0 {
-		return nil
-	}
-	err := k.write(ctx, "recording live thresholds", func(tx *state.Txn) error {
-		byRun := map[string]*state.Run{}
-		for _, c := range changes {
-			n := byRun[c.run.ID]
-			if n == nil {
-				cur := tx.Run(nil, c.run.ID)
-				if cur == nil {
-					continue
-				}
-				cp := *cur
-				cp.LiveThresholds = slices.Clone(cur.LiveThresholds)
-				n, byRun[c.run.ID] = &cp, &cp
-			}
-			i := slices.IndexFunc(n.LiveThresholds, func(l state.LiveThreshold) bool { return l.Key == c.key && l.Expr == c.expr })
-			if i < 0 {
-				n.LiveThresholds = append(n.LiveThresholds, state.LiveThreshold{Key: c.key, Expr: c.expr})
-				i = len(n.LiveThresholds) - 1
-			}
-			lt := &n.LiveThresholds[i]
-			if c.start {
-				lt.Failures++
-				lt.LastFailedAt = c.at
-				if err := tx.Audit("keeper", "threshold failing", c.run.ID, fmt.Sprintf("%s %s: %s over the last %ds", c.key, c.expr, c.observed, windowOf(n))); err != nil {
-					return err
-				}
-			} else {
-				lt.FailedSecs += c.secs
-			}
-		}
-		for _, n := range byRun {
-			if err := tx.PutRun(n); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, c := range changes {
-		if c.start {
-			k.notify(Notice{Kind: NoticeThresholdFailed, At: c.at, Run: c.run.ID, RunName: c.run.Name, Actor: "keeper",
-				Title:  fmt.Sprintf("threshold failing on run %s: %s %s", c.run.Name, c.key, c.expr),
-				Text:   fmt.Sprintf("observed %s over the last %ds", c.observed, windowOf(c.run)),
-				Fields: map[string]string{"key": c.key, "threshold": c.expr, "observed": c.observed}})
-		}
-	}
-	return nil
-}
-
-func windowOf(run *state.Run) int {
-	if run.ThresholdWindowSecs == 0 {
-		return defaultThresholdWindow
-	}
-	return run.ThresholdWindowSecs
-}
-
 // evalGuardrail evaluates one rule on a running run armed at armed; it
 // returns the rule's view and, when it fires, the firing.
-func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Time) (GuardrailView, *firing) {
-	v := GuardrailView{Name: g.rule.Name, Scope: g.scope, Condition: g.condition(), For: g.rule.For, Action: g.rule.Action, Unit: g.cond.Unit()}
+func (k *Keeper) evalGuardrail(g *verdict.Guardrail, run *state.Run, armed, now time.Time) (GuardrailView, *firing) {
+	v := GuardrailView{Name: g.Rule.Name, Scope: g.Scope, Condition: g.Condition(), For: g.Rule.For, Action: g.Rule.Action, Unit: g.Cond.Unit()}
 	k.guard.mu.Lock()
-	armed = latest(armed, k.guard.fired[run.ID][g.scope+"\x00"+g.rule.Name])
+	armed = latest(armed, k.guard.fired[run.ID][g.Scope+"\x00"+g.Rule.Name])
 	k.guard.mu.Unlock()
 	v.ArmedAt = armed
 	// The window's buckets are whole settled seconds after armed.
-	from, to, secs, whole := liveWindow(now, armed, g.dur)
+	from, to, secs, whole := liveWindow(now, armed, g.Dur)
 	if !whole {
 		v.State = LiveArming
 		return v, nil
 	}
-	ss := k.series(run.ID, selector(g.rule.Key, false), from, g.cond.windowEnd(to))
+	ss := k.series(run.ID, selector(g.Rule.Key, false), from, g.Cond.WindowEnd(to))
 	if ss != nil {
 		v.Count = ss.Total()
 	}
-	val, ok := g.cond.observe(ss, secs)
+	val, ok := g.Cond.Observe(ss, secs)
 	if ok {
 		v.Observed = &val
 	}
 	switch {
 	case !ok:
 		v.State = LiveNoData
-	case v.Count < uint64(g.rule.MinCount):
+	case v.Count < uint64(g.Rule.MinCount):
 		v.State = LiveLow
-	case !g.cond.holds(val):
+	case !g.Cond.Holds(val):
 		v.State = LiveOK
 	default:
 		v.State = LiveFiring
@@ -730,12 +313,12 @@ func (k *Keeper) evalGuardrail(g *guardrail, run *state.Run, armed, now time.Tim
 // notifies. A run that is no longer running is left alone.
 func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 	g := f.g
-	actor := "guardrail:" + g.rule.Name
-	unit := g.cond.Unit()
-	opWord := strings.Fields(g.cond.Expr)
-	text := fmt.Sprintf("guardrail %q: %s of %s was %s %s %s over %s (%d observations) → %s", g.rule.Name, opWord[0], g.rule.Key,
-		formatValue(f.observed, unit), opWord[1], opWord[2], g.rule.For, f.count, g.rule.Action)
-	if g.scope == "global" {
+	actor := "guardrail:" + g.Rule.Name
+	unit := g.Cond.Unit()
+	opWord := strings.Fields(g.Cond.Expr)
+	text := fmt.Sprintf("guardrail %q: %s of %s was %s %s %s over %s (%d observations) → %s", g.Rule.Name, opWord[0], g.Rule.Key,
+		verdict.FormatValue(f.observed, unit), opWord[1], opWord[2], g.Rule.For, f.count, g.Rule.Action)
+	if g.Scope == "global" {
 		text += " (global rule)"
 	}
 	var controls []wire.Control
@@ -748,8 +331,8 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 			return nil // someone (or another rule) got there first
 		}
 		acted = true
-		rec := state.GuardAction{At: tx.Now(), Rule: g.rule.Name, Scope: g.scope, Condition: g.condition() + " for " + g.rule.For,
-			Observed: f.observed, Unit: unit, Count: f.count, WindowSecs: f.window.Seconds(), Action: g.rule.Action}
+		rec := state.GuardAction{At: tx.Now(), Rule: g.Rule.Name, Scope: g.Scope, Condition: g.Condition() + " for " + g.Rule.For,
+			Observed: f.observed, Unit: unit, Count: f.count, WindowSecs: f.window.Seconds(), Action: g.Rule.Action}
 		record := func(id, detail string) error {
 			run := tx.Run(nil, id)
 			n := *run
@@ -759,14 +342,14 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 			return tx.PutRun(&n)
 		}
 		switch {
-		case g.action == "shed":
+		case g.Action == "shed":
 			targets := []*state.Run{cur}
-			if g.scope == "global" {
+			if g.Scope == "global" {
 				targets = tx.RunsIn(nil, state.RunRunning)
 			}
 			for _, t := range targets {
 				n := *t
-				n.ShedPercent = compoundShed(t.ShedPercent, g.shed)
+				n.ShedPercent = compoundShed(t.ShedPercent, g.Shed)
 				detail := fmt.Sprintf("shed %s → %s: %d → %d active koi", pct(t.ShedPercent), pct(n.ShedPercent), t.EffectiveKoi(), n.EffectiveKoi())
 				if err := tx.PutRun(&n); err != nil {
 					return err
@@ -779,9 +362,9 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 				}
 				shedRuns = append(shedRuns, t.ID)
 			}
-		case g.scope == "global":
+		case g.Scope == "global":
 			st := wire.Paused
-			if g.action == "stop" {
+			if g.Action == "stop" {
 				st = wire.Stopped
 			}
 			sw, err := k.setSwitchTx(tx, actor, st)
@@ -794,7 +377,7 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 			}
 		default:
 			st := wire.Paused
-			if g.action == "stop" {
+			if g.Action == "stop" {
 				st = wire.Stopped
 			}
 			c, _, err := k.setRunStateTx(tx, actor, cur.ID, st)
@@ -816,18 +399,18 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 		if k.guard.fired[id] == nil {
 			k.guard.fired[id] = map[string]time.Time{}
 		}
-		k.guard.fired[id][g.scope+"\x00"+g.rule.Name] = now
+		k.guard.fired[id][g.Scope+"\x00"+g.Rule.Name] = now
 	}
 	k.guard.mu.Unlock()
 	for _, c := range controls {
 		k.publishControl(c)
 	}
 	k.Kick()
-	k.log.Warn("guardrail fired", "rule", g.rule.Name, "scope", g.scope, "run", f.run.ID, "action", g.rule.Action, "observed", formatValue(f.observed, unit))
-	k.notify(Notice{Kind: NoticeGuardrail, At: now, Run: f.run.ID, RunName: f.run.Name, Actor: actor,
-		Title: fmt.Sprintf("guardrail %q → %s on run %s", g.rule.Name, g.rule.Action, f.run.Name), Text: text,
-		Fields: map[string]string{"rule": g.rule.Name, "scope": g.scope, "action": g.rule.Action, "observed": formatValue(f.observed, unit),
-			"condition": g.condition() + " for " + g.rule.For}})
+	k.log.Warn("guardrail fired", "rule", g.Rule.Name, "scope", g.Scope, "run", f.run.ID, "action", g.Rule.Action, "observed", verdict.FormatValue(f.observed, unit))
+	k.notify(notify.Notice{Kind: notify.NoticeGuardrail, At: now, Run: f.run.ID, RunName: f.run.Name, Actor: actor,
+		Title: fmt.Sprintf("guardrail %q → %s on run %s", g.Rule.Name, g.Rule.Action, f.run.Name), Text: text,
+		Fields: map[string]string{"rule": g.Rule.Name, "scope": g.Scope, "action": g.Rule.Action, "observed": verdict.FormatValue(f.observed, unit),
+			"condition": g.Condition() + " for " + g.Rule.For}})
 	return nil
 }
 

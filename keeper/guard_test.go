@@ -2,9 +2,7 @@ package keeper
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -12,93 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
 )
-
-// guardSet boots each koi (rtm.connect, websocket) and has it call
-// auth.test once a minute of behavior time: at time scale 120, twice a
-// second.
-const guardSet = `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
-  "behaviors": {"tick": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`
-
-// noticesOf waits until the rig's webhook receiver has want deliveries of
-// kind about run, then checks there are exactly want.
-func (r *rig) noticesOf(t *testing.T, kind, run string, want int) {
-	t.Helper()
-	count := func() int {
-		n := 0
-		for _, d := range r.hook.deliveries() {
-			var body struct {
-				Run string `json:"run"`
-			}
-			if d.kind() == kind && json.Unmarshal(d.body, &body) == nil && body.Run == run {
-				n++
-			}
-		}
-		return n
-	}
-	checkFor(t, 10*time.Second, func() error {
-		if n := count(); n < want {
-			return fmt.Errorf("%d %s deliveries for %s, want %d", n, kind, run, want)
-		}
-		return nil
-	})
-	if n := count(); n != want {
-		t.Errorf("%d %s deliveries for %s, want %d", n, kind, run, want)
-	}
-}
-
-// rig is a real keeper, a real school and real ponds on loopback.
-type rig struct {
-	k    *Keeper
-	hook *receiver // a webhook receiver subscribed to every notice
-	dir  string
-}
-
-// newRig starts a keeper with a webhook to rig.hook and a school of
-// capacity koi. Its lease is the default: nothing here tests failover,
-// and on a starved machine the package's 1 s test lease expires between
-// slow polls, pausing the school's koi (their canceled calls then read as
-// a drop in success rate to the very rules under test).
-func newRig(t *testing.T, capacity int) *rig {
-	t.Helper()
-	r := &rig{hook: newReceiver(t, nil), dir: t.TempDir()}
-	r.k = openKeeper(t, r.dir, func(c *Config) { c.Lease = DefaultLease })
-	addHook(t, r.k, WebhookSpec{Name: "team", URL: r.hook.srv.URL + "/koipond"})
-	s, err := school.Open(context.Background(), school.Config{ID: "s1", NATSURL: r.k.NATSURL(), NATSNKeySeedFile: r.k.SchoolNKeyFile(), Capacity: capacity})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if _, err := r.k.PutBehaviorSet(context.Background(), "test", "guard", []behaviors.File{{Name: "guard.json", Data: []byte(guardSet)}}); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// newPond starts a pond without rate limits, faults given.
-func newPond(t *testing.T, inject map[string]pond.Fault) *pond.Server {
-	t.Helper()
-	p, err := pond.Open(context.Background(), pond.Config{Addr: "127.0.0.1:0", Users: 200, Channels: 5, DisableRateLimits: true, Inject: inject})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-// spec is a run of koi against p at time scale 120.
-func spec(name string, p *pond.Server, koi int) RunSpec {
-	return RunSpec{Name: name, BehaviorSet: "guard", Koi: koi, TimeScale: 120,
-		Target: state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}"}}
-}
-
-func (r *rig) run(id string) *state.Run { return r.k.State().Run(nil, id) }
 
 // waitTraffic waits until p has answered n auth.test calls.
 func waitTraffic(t *testing.T, p *pond.Server, n uint64) {
@@ -109,18 +28,6 @@ func waitTraffic(t *testing.T, p *pond.Server, n uint64) {
 		}
 		return nil
 	})
-}
-
-// auditWith returns the audit entries whose actor and detail contain the
-// given strings.
-func auditWith(k *Keeper, actor, detail string) []*state.AuditEntry {
-	var out []*state.AuditEntry
-	for _, e := range k.State().Audit(nil, 0, 10000) {
-		if strings.Contains(e.Actor, actor) && strings.Contains(e.Detail, detail) {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // The acceptance test: pond starts failing 10% of calls mid-run; the rule
@@ -199,7 +106,7 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 	if len(auditWith(r.k, "guardrail:api-health", "epoch")) != 1 {
 		t.Error("the pause itself is not audited as the guardrail's")
 	}
-	r.noticesOf(t, NoticeGuardrail, a.ID, 1)
+	r.noticesOf(t, notify.NoticeGuardrail, a.ID, 1)
 	var view struct {
 		GuardActions []state.GuardAction `json:"guard_actions"`
 		GuardNow     []GuardrailView     `json:"guardrails_now"`
@@ -239,7 +146,7 @@ func TestGuardrailStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := "error_rate of api:auth.test > 20% for 2s → stop"
-	if run.Guardrails[0].Name != name || run.Guardrails[0].MinCount != defaultMinCount {
+	if run.Guardrails[0].Name != name || run.Guardrails[0].MinCount != verdict.DefaultMinCount {
 		t.Errorf("defaulted rule %+v", run.Guardrails[0])
 	}
 	checkFor(t, 15*time.Second, func() error {
@@ -458,54 +365,6 @@ func (w *reportWatch) around(at time.Time) (stale, clean time.Time) {
 	return stale, clean
 }
 
-// A global rule pauses everything (the global switch) when one run's
-// metrics trip it; the action is recorded on that run.
-func TestGlobalGuardrailPausesEverything(t *testing.T) {
-	r := newRig(t, 100)
-	p := newPond(t, nil)
-	var gv GuardrailsView
-	body := map[string]any{"rules": []state.GuardrailRule{{Name: "global-health", Key: "api:*", When: "error_rate >= 10%", For: "2s", Action: "pause"}}}
-	if code := api(t, r.k, "", "PUT", "/api/v1/guardrails", body, &gv); code != 200 || len(gv.Rules) != 1 || gv.Rules[0].MinCount != 10 {
-		t.Fatalf("put: %d %+v", code, gv)
-	}
-	run, err := r.k.CreateRun(context.Background(), "test", spec("g", p, 20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitTraffic(t, p, 100)
-	time.Sleep(time.Second)
-	if sw := r.k.State().Switch(nil); sw.State != wire.Running {
-		t.Fatalf("switch %s before the fault", sw.State)
-	}
-	faultAt := time.Now()
-	_ = p.SetFaults(map[string]pond.Fault{"auth.test": {Error: 0.5}})
-	checkFor(t, 10*time.Second, func() error {
-		if r.k.State().Switch(nil).State != wire.Paused {
-			return errors.New("global switch not paused")
-		}
-		return nil
-	})
-	sw := r.k.State().Switch(nil)
-	t.Logf("global switch paused by %s %v after the fault", sw.By, sw.At.Sub(faultAt).Round(time.Millisecond))
-	if sw.By != "guardrail:global-health" {
-		t.Errorf("paused by %q", sw.By)
-	}
-	got := r.run(run.ID)
-	if len(got.GuardActions) != 1 || got.GuardActions[0].Scope != "global" || !strings.Contains(got.GuardActions[0].Detail, "global switch paused") {
-		t.Errorf("actions %+v", got.GuardActions)
-	}
-	if len(auditWith(r.k, "guardrail:global-health", "(global rule)")) != 1 {
-		t.Error("no audit entry for the global rule")
-	}
-	// Paused everywhere: pond hears nothing more.
-	time.Sleep(500 * time.Millisecond)
-	before := p.Stats().RequestsTotal
-	time.Sleep(time.Second)
-	if d := p.Stats().RequestsTotal - before; d != 0 {
-		t.Errorf("%d requests reached pond with the switch paused", d)
-	}
-}
-
 // Bad rules are refused with the field at fault, in a run spec and in the
 // global rules; nothing is stored.
 func TestBadGuardrails(t *testing.T) {
@@ -679,7 +538,7 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 	_ = p.SetFaults(nil)
 	waitState(LivePass)
 	t.Logf("passing again %v after healing", time.Since(healAt).Round(time.Millisecond))
-	r.noticesOf(t, NoticeThresholdFailed, run.ID, 1)
+	r.noticesOf(t, notify.NoticeThresholdFailed, run.ID, 1)
 	if n := len(auditWith(r.k, "keeper", "api:auth.test error_rate < 5%")); n != 1 {
 		t.Errorf("%d audit entries, want 1", n)
 	}
@@ -705,46 +564,4 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 	if th.LiveFailures != 1 || math.Abs(th.LiveFailedSecs-lt[0].FailedSecs) > 1e-6 {
 		t.Errorf("report threshold %+v, recorded %+v", th, lt[0])
 	}
-}
-
-// A global shed rule sheds every running run once per firing, even when
-// several runs trip it in the same second.
-func TestGlobalShedShedsEveryRunOnce(t *testing.T) {
-	r := newRig(t, 200)
-	p := newPond(t, map[string]pond.Fault{"auth.test": {Error: 0.5}})
-	if _, err := r.k.SetGuardrails(context.Background(), "test", []state.GuardrailRule{{Name: "g-shed", Key: "api:auth.test", When: "error_rate > 20%", For: "2s", Action: "shed 50%"}}); err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, name := range []string{"one", "two"} {
-		run, err := r.k.CreateRun(context.Background(), "test", spec(name, p, 20))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, run.ID)
-	}
-	checkFor(t, 20*time.Second, func() error {
-		for _, id := range ids {
-			if r.run(id).ShedPercent == 0 {
-				return errors.New("not every run is shed yet")
-			}
-		}
-		return nil
-	})
-	_ = p.SetFaults(nil)
-	for _, id := range ids {
-		got := r.run(id)
-		if got.ShedPercent != 50 || len(got.GuardActions) != 1 || got.GuardActions[0].Scope != "global" || got.GuardActions[0].Rule != "g-shed" {
-			t.Errorf("run %s: shed %g, actions %+v", got.Name, got.ShedPercent, got.GuardActions)
-		}
-	}
-	if n := len(auditWith(r.k, "guardrail:g-shed", "(global rule)")); n != 1 {
-		t.Errorf("%d firings audited, want 1", n)
-	}
-	checkFor(t, 10*time.Second, func() error {
-		if ws := p.Stats().WebsocketsOpen; ws != 20 {
-			return errors.New("pond does not see 2 × 10 koi yet")
-		}
-		return nil
-	})
 }

@@ -4,16 +4,27 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
+	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -23,8 +34,14 @@ const (
 	testLease = time.Second
 )
 
-// openKeeper starts a keeper with embedded NATS on random ports, its data
-// in dir.
+// OpenWithAPI opens a keeper serving its HTTP API: keeper/api's Open,
+// set by api_link_test.go (package keeper_test, which may import
+// keeper/api), so the tests here reach the keeper over HTTP as clients
+// do.
+var OpenWithAPI func(context.Context, Config) (*Keeper, error)
+
+// openKeeper starts a keeper with embedded NATS on random ports and its
+// API on a random loopback port, its data in dir.
 func openKeeper(t testing.TB, dir string, mut ...func(*Config)) *Keeper {
 	t.Helper()
 	cfg := Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: dir,
@@ -32,7 +49,7 @@ func openKeeper(t testing.TB, dir string, mut ...func(*Config)) *Keeper {
 	for _, m := range mut {
 		m(&cfg)
 	}
-	k, err := Open(context.Background(), cfg)
+	k, err := OpenWithAPI(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,4 +229,358 @@ func api(t testing.TB, k *Keeper, token, method, path string, body any, out any)
 		}
 	}
 	return resp.StatusCode
+}
+
+// apiErr is an API error's JSON with its fields as plain strings.
+type apiErr struct {
+	Error struct {
+		Code, Message, Field string
+	} `json:"error"`
+}
+
+// errorBody is the JSON of every API error, as clients decode it.
+type errorBody struct {
+	Error *Error `json:"error"`
+}
+
+// ComparedReport is a report with its comparison, as
+// GET /api/v1/runs/:id/report?baseline=OTHER answers it.
+type ComparedReport struct {
+	*state.Report
+	Comparison *verdict.Comparison `json:"comparison"`
+}
+
+// apiText GETs path from the keeper's API and returns the body.
+func apiText(t testing.TB, k *Keeper, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + k.HTTPAddr() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// delivery is one request a test receiver got.
+type delivery struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+// kind returns the notice kind of a JSON or Slack delivery.
+func (d delivery) kind() string { return d.header.Get("X-Koipond-Event") }
+
+// receiver is a real HTTP server on 127.0.0.1 recording what webhooks
+// send; answer decides the response to the n-th request (1-based).
+type receiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    []delivery
+	answer func(n int, w http.ResponseWriter, r *http.Request)
+}
+
+func newReceiver(t testing.TB, answer func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
+	t.Helper()
+	rc := &receiver{answer: answer}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.got = append(rc.got, delivery{at: time.Now(), header: r.Header.Clone(), body: body})
+		n := len(rc.got)
+		rc.mu.Unlock()
+		if rc.answer != nil {
+			rc.answer(n, w, r)
+		}
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) deliveries() []delivery {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]delivery(nil), rc.got...)
+}
+
+// waitKind waits for a delivery of kind and returns it.
+func (rc *receiver) waitKind(t testing.TB, kind string, d time.Duration) delivery {
+	t.Helper()
+	var out delivery
+	checkFor(t, d, func() error {
+		for _, g := range rc.deliveries() {
+			if g.kind() == kind {
+				out = g
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s delivery among %d", kind, len(rc.deliveries()))
+	})
+	return out
+}
+
+func addHook(t testing.TB, k *Keeper, spec WebhookSpec) {
+	t.Helper()
+	if _, err := k.PutWebhook(context.Background(), "test", spec, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// verify checks a delivery's signature as a receiver would.
+func verify(t testing.TB, d delivery, secret string) {
+	t.Helper()
+	ts, err := strconv.ParseInt(d.header.Get(notify.HeaderTimestamp), 10, 64)
+	if err != nil {
+		t.Fatalf("timestamp header %q", d.header.Get(notify.HeaderTimestamp))
+	}
+	if got, want := d.header.Get(notify.HeaderSignature), notify.Sign(secret, ts, d.body); got != want || time.Since(time.Unix(ts, 0)) > time.Minute {
+		t.Errorf("signature %q, want %q (ts %d)", got, want, ts)
+	}
+	if notify.Sign("another secret", ts, d.body) == d.header.Get(notify.HeaderSignature) {
+		t.Error("the signature does not depend on the secret")
+	}
+}
+
+// guardSet boots each koi (rtm.connect, websocket) and has it call
+// auth.test once a minute of behavior time: at time scale 120, twice a
+// second.
+const guardSet = `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
+  "behaviors": {"tick": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`
+
+// rig is a real keeper, a real school and real ponds on loopback.
+type rig struct {
+	k    *Keeper
+	hook *receiver // a webhook receiver subscribed to every notice
+	dir  string
+}
+
+// noticesOf waits until the rig's webhook receiver has want deliveries of
+// kind about run, then checks there are exactly want.
+func (r *rig) noticesOf(t *testing.T, kind, run string, want int) {
+	t.Helper()
+	count := func() int {
+		n := 0
+		for _, d := range r.hook.deliveries() {
+			var body struct {
+				Run string `json:"run"`
+			}
+			if d.kind() == kind && json.Unmarshal(d.body, &body) == nil && body.Run == run {
+				n++
+			}
+		}
+		return n
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if n := count(); n < want {
+			return fmt.Errorf("%d %s deliveries for %s, want %d", n, kind, run, want)
+		}
+		return nil
+	})
+	if n := count(); n != want {
+		t.Errorf("%d %s deliveries for %s, want %d", n, kind, run, want)
+	}
+}
+
+// newRig starts a keeper with a webhook to rig.hook and a school of
+// capacity koi. Its lease is the default: nothing here tests failover,
+// and on a starved machine the package's 1 s test lease expires between
+// slow polls, pausing the school's koi (their canceled calls then read as
+// a drop in success rate to the very rules under test).
+func newRig(t *testing.T, capacity int) *rig {
+	t.Helper()
+	r := &rig{hook: newReceiver(t, nil), dir: t.TempDir()}
+	r.k = openKeeper(t, r.dir, func(c *Config) { c.Lease = DefaultLease })
+	addHook(t, r.k, WebhookSpec{Name: "team", URL: r.hook.srv.URL + "/koipond"})
+	s, err := school.Open(context.Background(), school.Config{ID: "s1", NATSURL: r.k.NATSURL(), NATSNKeySeedFile: r.k.SchoolNKeyFile(), Capacity: capacity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := r.k.PutBehaviorSet(context.Background(), "test", "guard", []behaviors.File{{Name: "guard.json", Data: []byte(guardSet)}}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// newPond starts a pond without rate limits, faults given.
+func newPond(t *testing.T, inject map[string]pond.Fault) *pond.Server {
+	t.Helper()
+	p, err := pond.Open(context.Background(), pond.Config{Addr: "127.0.0.1:0", Users: 200, Channels: 5, DisableRateLimits: true, Inject: inject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// spec is a run of koi against p at time scale 120.
+func spec(name string, p *pond.Server, koi int) RunSpec {
+	return RunSpec{Name: name, BehaviorSet: "guard", Koi: koi, TimeScale: 120,
+		Target: state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}"}}
+}
+
+func (r *rig) run(id string) *state.Run { return r.k.State().Run(nil, id) }
+
+// auditWith returns the audit entries whose actor and detail contain the
+// given strings.
+func auditWith(k *Keeper, actor, detail string) []*state.AuditEntry {
+	var out []*state.AuditEntry
+	for _, e := range k.State().Audit(nil, 0, 10000) {
+		if strings.Contains(e.Actor, actor) && strings.Contains(e.Detail, detail) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// pondSet boots koi at pond and has each call auth.test and
+// conversations.list once a (scaled) minute.
+const pondSet = `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
+  "behaviors": {
+    "auth": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "auth.test"}}]},
+    "list": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "conversations.list", "args": {"limit": "5"}}}]}}}`
+
+// openPond starts a pond on loopback with the given faults.
+func openPond(t testing.TB, inject map[string]pond.Fault) *pond.Server {
+	t.Helper()
+	p, err := pond.Open(context.Background(), pond.Config{Users: 200, Channels: 5, DisableRateLimits: true, Inject: inject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// openSchool starts a real school polling k at natsURL, with k's school
+// credentials.
+func openSchool(t testing.TB, k *Keeper, natsURL, id string, capacity int) *school.School {
+	t.Helper()
+	s, err := school.Open(context.Background(), school.Config{ID: id, NATSURL: natsURL, NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: capacity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// pondRun creates a run of koi koi against p at time scale 60 (a behavior
+// minute lasts a second), ending after secs seconds (0: always-on).
+func pondRun(t testing.TB, k *Keeper, p *pond.Server, name string, koi int, secs float64) *state.Run {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := k.PutBehaviorSet(ctx, "test", "pond", []behaviors.File{{Name: "pond.json", Data: []byte(pondSet)}}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := k.CreateRun(ctx, "test", RunSpec{Name: name, BehaviorSet: "pond", Koi: koi, TimeScale: 60, DurationSecs: secs,
+		Target: state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// deref returns *f, or NaN for nil.
+func deref(f *float64) float64 {
+	if f == nil {
+		return math.NaN()
+	}
+	return *f
+}
+
+// finalReport waits for a run's final report.
+func finalReport(t testing.TB, k *Keeper, run string, d time.Duration) *state.Report {
+	t.Helper()
+	var rep *state.Report
+	checkFor(t, d, func() error {
+		if rep = k.State().Report(nil, run); rep == nil {
+			return fmt.Errorf("no final report of %s yet", run)
+		}
+		return nil
+	})
+	return rep
+}
+
+// runSchools polls with every school until the test ends.
+func runSchools(t testing.TB, schools ...*fakeSchool) (stop func(*fakeSchool)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	cancels := map[*fakeSchool]context.CancelFunc{}
+	for _, s := range schools {
+		sctx, scancel := context.WithCancel(ctx)
+		cancels[s] = scancel
+		s.run(sctx, &wg)
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return func(s *fakeSchool) { cancels[s]() }
+}
+
+func span(s *fakeSchool, run string) int {
+	from, to := s.holds(run)
+	return to - from
+}
+
+// schoolConn connects to k's NATS as a school does: with the school
+// credentials of the embedded server (none for an external test server
+// without authentication), replies under the school inbox prefix.
+func schoolConn(t testing.TB, k *Keeper, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts = append([]nats.Option{nats.CustomInboxPrefix(wire.SchoolInboxPrefix)}, opts...)
+	if f := k.SchoolNKeyFile(); f != "" {
+		seed, err := nats.NkeyOptionFromSeed(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, seed)
+	}
+	nc, err := nats.Connect(k.NATSURL(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// keeperConn connects with the keeper's own credentials (what koipond
+// stop --nats uses from the data directory).
+func keeperConn(t testing.TB, k *Keeper) *nats.Conn {
+	t.Helper()
+	seed, err := nats.NkeyOptionFromSeed(k.creds.keeperFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(k.NATSURL(), seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// freePort returns a loopback TCP port free right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startNATS starts a JetStream server on port with its store in dir.
+func startNATS(t testing.TB, port int, dir string) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server did not start")
+	}
+	return ns
 }

@@ -1,21 +1,3 @@
-// Package keeper is koipond's server: the single source of truth for
-// behavior sets, formations, runs, launches, schools and the global switch.
-//
-// A Keeper stores state in go-memdb (package keeper/state) written through
-// to a JetStream KV bucket, answers school polls on NATS (wire.SubjectPoll),
-// serves blobs (wire.SubjectBlob), publishes the switch
-// (wire.SubjectControl), merges metrics reports (wire.SubjectMetrics),
-// assigns koi to schools (the scheduler), plans formation launches, and
-// serves the HTTP API under /api/v1.
-//
-// Open binds the HTTP listener and NATS synchronously and starts the
-// Keeper's goroutines; Close stops them and waits. Every goroutine is
-// started by Open and owned by the Keeper's context and WaitGroup.
-//
-// Lock order: Keeper.mu (rejections, scheduler bookkeeping) is a leaf lock;
-// the aggregator's lock is a leaf lock, taken under the window cache's
-// (guardwindow.go) and nothing else; the guard's lock is a leaf lock; none
-// is held across a store write or a NATS call.
 package keeper
 
 import (
@@ -32,8 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
-	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -97,7 +79,7 @@ type Config struct {
 	UI http.Handler
 	// PublicURL is the keeper's address as people reach it, for the links
 	// in notices (default http://HTTP). Its origin counts as the keeper's
-	// own at the HTTP edge (edge.go).
+	// own at the HTTP edge (keeper/api's edge.go).
 	PublicURL string
 	// MetricsPublic serves /metrics without a token even when API tokens
 	// are configured (for scrapers that cannot send one). By default,
@@ -215,17 +197,16 @@ type Keeper struct {
 	ns  *server.Server // embedded server; nil with an external one
 	bus *natsLink      // the NATS connection, redialed when closed (natsconn.go)
 	kv  *state.KV
-	ln  net.Listener
+	ln  net.Listener // the API's, bound and served by keeper/api (Serve)
 	srv *http.Server
-	e   *echo.Echo
 
 	opened time.Time // when Open restored the state
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	kick   chan struct{} // wakes the scheduler
-	hooks  *notifier     // webhook delivery workers
-	trig   *triggerStats // trigger calls accepted and refused
+	kick   chan struct{}    // wakes the scheduler
+	hooks  *notify.Notifier // webhook delivery workers
+	trig   *triggerStats    // trigger calls accepted and refused
 
 	mu       sync.Mutex          // guards partial, refusals
 	partial  []string            // runs started partially, as last logged
@@ -278,8 +259,9 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 		return nil, fmt.Errorf("keeper: %w", err)
 	}
 	k.trig = newTriggerStats()
-	k.hooks = newNotifier(k) // workers for the stored webhooks, owned by k.ctx and k.wg
-	k.hooks.sync()
+	k.hooks = notify.New(notify.Config{Webhooks: func() []*state.Webhook { return k.store.Read().Webhooks(nil) },
+		Links: k.links, Logger: k.log, Timeout: cfg.WebhookTimeout, Backoff: cfg.WebhookBackoff})
+	k.hooks.Start() // workers for the stored webhooks; Close stops them
 	k.opened = time.Now()
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
 	k.agg = newAggregator()
@@ -288,21 +270,10 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 		return nil, err
 	}
 	k.bus.start(k.ctx) // from here on, a closed connection is redialed
-	if k.ln, err = net.Listen("tcp", cfg.HTTP); err != nil {
-		return nil, fmt.Errorf("keeper: http: %w", err)
-	}
-	k.e = k.newEcho()
-	k.srv = &http.Server{Handler: k.e, ReadHeaderTimeout: 10 * time.Second}
-	k.wg.Add(3)
+	k.wg.Add(2)
 	go func() {
 		defer k.wg.Done()
 		k.guardLoop()
-	}()
-	go func() {
-		defer k.wg.Done()
-		if err := k.srv.Serve(k.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			k.log.Error("http server stopped", "err", err)
-		}
 	}()
 	go func() {
 		defer k.wg.Done()
@@ -357,8 +328,32 @@ func (k *Keeper) openNATS() error {
 	return nil
 }
 
-// HTTPAddr returns the address the API listens on (host:port).
-func (k *Keeper) HTTPAddr() string { return k.ln.Addr().String() }
+// HTTPAddr returns the address the API listens on (host:port): the one
+// keeper/api bound and gave as Config.HTTP.
+func (k *Keeper) HTTPAddr() string { return k.cfg.HTTP }
+
+// Serve serves the HTTP API h (keeper/api's handler) on ln, which the
+// caller bound, until Close: the keeper owns the server's goroutine and
+// shuts the API down first when it closes. Call it once, right after
+// Open, before the keeper is used concurrently.
+func (k *Keeper) Serve(ln net.Listener, h http.Handler) {
+	k.ln = ln
+	k.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		if err := k.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			k.log.Error("http server stopped", "err", err)
+		}
+	}()
+}
+
+// Config returns the keeper's configuration, defaults filled in.
+func (k *Keeper) Config() Config { return k.cfg }
+
+// Context returns a context cancelled when the keeper closes (long polls
+// and event streams end with it).
+func (k *Keeper) Context() context.Context { return k.ctx }
 
 // NATSURL returns the NATS URL schools should use.
 func (k *Keeper) NATSURL() string {
@@ -386,6 +381,9 @@ func (k *Keeper) Close() error {
 			k.bus.shutdown() // drain: in-flight handlers finish, then close
 		}
 		k.wg.Wait()
+		if k.hooks != nil {
+			k.hooks.Close()
+		}
 		if k.ns != nil {
 			k.ns.Shutdown()
 			k.ns.WaitForShutdown()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -116,25 +115,6 @@ func TestRestartRestoresEverything(t *testing.T) {
 	}
 }
 
-// runSchools polls with every school until the test ends.
-func runSchools(t testing.TB, schools ...*fakeSchool) (stop func(*fakeSchool)) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	cancels := map[*fakeSchool]context.CancelFunc{}
-	for _, s := range schools {
-		sctx, scancel := context.WithCancel(ctx)
-		cancels[s] = scancel
-		s.run(sctx, &wg)
-	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return func(s *fakeSchool) { cancels[s]() }
-}
-
-func span(s *fakeSchool, run string) int {
-	from, to := s.holds(run)
-	return to - from
-}
-
 func TestFailoverWithinLeasePlusPoll(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
 	run := seedRun(t, k, 100)
@@ -169,7 +149,7 @@ func TestFailoverWithinLeasePlusPoll(t *testing.T) {
 
 func TestOpenFailsCleanlyWhenPortTaken(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
-	_, err := Open(context.Background(), Config{HTTP: k.HTTPAddr(), NATSListen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	_, err := OpenWithAPI(context.Background(), Config{HTTP: k.HTTPAddr(), NATSListen: "127.0.0.1:-1", DataDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("second keeper on %s: %v", k.HTTPAddr(), err)
 	}

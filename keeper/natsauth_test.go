@@ -18,41 +18,6 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// schoolConn connects to k's NATS as a school does: with the school
-// credentials of the embedded server (none for an external test server
-// without authentication), replies under the school inbox prefix.
-func schoolConn(t testing.TB, k *Keeper, opts ...nats.Option) *nats.Conn {
-	t.Helper()
-	opts = append([]nats.Option{nats.CustomInboxPrefix(wire.SchoolInboxPrefix)}, opts...)
-	if f := k.SchoolNKeyFile(); f != "" {
-		seed, err := nats.NkeyOptionFromSeed(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts = append(opts, seed)
-	}
-	nc, err := nats.Connect(k.NATSURL(), opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc
-}
-
-// keeperConn connects with the keeper's own credentials (what koipond
-// stop --nats uses from the data directory).
-func keeperConn(t testing.TB, k *Keeper) *nats.Conn {
-	t.Helper()
-	seed, err := nats.NkeyOptionFromSeed(k.creds.keeperFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(k.NATSURL(), seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc
-}
-
 // asyncErrs collects a connection's asynchronous errors (permission
 // violations arrive so).
 type asyncErrs struct {
@@ -324,11 +289,11 @@ func TestNATSInsecureOnlyOnLoopback(t *testing.T) {
 	}
 }
 
-// The attack of issue 13, with NATS authentication off so the attacker can
-// publish at all: forged switches (the largest epoch, unsigned; another
-// key; the keeper's key on a tampered message) are ignored by the keeper
-// and by a real school, whose koi keep loading pond; a real stop
-// afterwards still takes pond to zero requests.
+// Forged switches on the control subject, with NATS authentication off
+// so the attacker can publish at all: forged switches (the largest epoch,
+// unsigned; another key; the keeper's key on a tampered message) are
+// ignored by the keeper and by a real school, whose koi keep loading
+// pond; a real stop afterwards still takes pond to zero requests.
 func TestForgedSwitchesIgnoredAndTheRealStopStops(t *testing.T) {
 	k := openKeeper(t, t.TempDir(), func(c *Config) { c.NATSAuth.Insecure = true })
 	p := openPond(t, nil)

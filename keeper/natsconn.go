@@ -5,13 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/koipond/koipond/wire"
-	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -44,8 +42,8 @@ const (
 	linkClosed linkState = "closed"
 )
 
-// natsHealth is a snapshot of the connection's state for /healthz.
-type natsHealth struct {
+// NATSHealth is a snapshot of the connection's state for /healthz.
+type NATSHealth struct {
 	State   linkState `json:"nats"`
 	Reason  string    `json:"reason,omitempty"`
 	Since   time.Time `json:"since"`
@@ -149,9 +147,9 @@ func (l *natsLink) dial() (*nats.Conn, error) {
 func (l *natsLink) conn() *nats.Conn { return l.cur.Load() }
 
 // health reports the connection's state; ok only when connected.
-func (l *natsLink) health() (natsHealth, bool) {
+func (l *natsLink) health() (NATSHealth, bool) {
 	l.mu.Lock()
-	h := natsHealth{State: l.state, Reason: l.reason, Since: l.since, Redials: l.redials}
+	h := NATSHealth{State: l.state, Reason: l.reason, Since: l.since, Redials: l.redials}
 	l.mu.Unlock()
 	nc := l.conn()
 	if h.State == linkConnected && (nc == nil || !nc.IsConnected()) {
@@ -351,17 +349,5 @@ func (k *Keeper) rejectInvalid(subject string, err error, attrs ...any) {
 	k.stats.reject(k.log, cause, err, attrs...)
 }
 
-// natsHealthz answers /healthz: 200 with "status":"ok" while NATS is
-// connected, else 503 with "status":"degraded", the connection's state
-// and the reason (the API still serves reads meanwhile; writes fail).
-func (k *Keeper) natsHealthz(c echo.Context) error {
-	type body struct {
-		Status string `json:"status"`
-		natsHealth
-	}
-	h, ok := k.bus.health()
-	if !ok {
-		return c.JSON(http.StatusServiceUnavailable, body{"degraded", h})
-	}
-	return c.JSON(http.StatusOK, body{"ok", h})
-}
+// NATSHealth returns the NATS connection's state; false unless connected.
+func (k *Keeper) NATSHealth() (NATSHealth, bool) { return k.bus.health() }

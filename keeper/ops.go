@@ -17,7 +17,9 @@ import (
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/formations"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/wire"
 )
 
@@ -306,7 +308,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		DurationMS: int64(spec.DurationSecs * 1000), State: state.RunRunning, Thresholds: spec.Thresholds,
 		ThresholdWindowSecs: spec.ThresholdWindowSecs}
 	if gs, _ := parseGuardrails("guardrails", "run", spec.Guardrails); len(gs) > 0 { // checked above
-		run.Guardrails = rulesOf(gs)
+		run.Guardrails = verdict.RulesOf(gs)
 	}
 	if run.Owner == "" {
 		run.Owner = actor
@@ -323,7 +325,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		ts, _ := parseThresholds(spec.Thresholds) // checked above
 		run.Warnings = thresholdWarnings(ts, b)
 		now := tx.Now()
-		run.Warnings = append(run.Warnings, guardrailWarnings("guardrails", run.Guardrails)...)
+		run.Warnings = append(run.Warnings, verdict.GuardrailWarnings("guardrails", run.Guardrails)...)
 		if spec.Capacity != nil {
 			c := *spec.Capacity
 			run.Capacity, run.Koi = &c, c.Start
@@ -345,7 +347,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		return nil, err
 	}
 	k.Kick()
-	k.notify(runStartedNotice(run, actor))
+	k.notify(notify.RunStartedNotice(run, actor))
 	return run, nil
 }
 
@@ -419,7 +421,7 @@ func (k *Keeper) SetRunState(ctx context.Context, actor, id string, st wire.Stat
 	}
 	k.publishControl(c)
 	k.Kick()
-	k.notify(runSwitchNotice(out, st, actor))
+	k.notify(notify.RunSwitchNotice(out, st, actor))
 	return out, nil
 }
 
@@ -524,7 +526,7 @@ func (k *Keeper) SetSwitch(ctx context.Context, actor string, st wire.State) (*s
 		return nil, err
 	}
 	k.publishControl(control(out.Switch, ""))
-	k.notify(switchNotice(out, actor))
+	k.notify(notify.SwitchNotice(out, actor))
 	return out, nil
 }
 
@@ -547,103 +549,4 @@ func (k *Keeper) setSwitchTx(tx *state.Txn, actor string, st wire.State) (*state
 		return nil, err
 	}
 	return g, tx.Audit(actor, verb(st)+" everything", "switch", fmt.Sprintf("epoch %d", g.Epoch))
-}
-
-// LaunchSpec is what a caller gives to launch a formation.
-type LaunchSpec struct {
-	// Formation is a content hash, or a name for its latest version.
-	Formation string            `json:"formation"`
-	Run       string            `json:"run"`
-	Params    map[string]string `json:"params,omitempty"`
-	// At is the launch instant; zero means now (in practice three poll
-	// intervals from now, so every school hears of it first).
-	At time.Time `json:"at,omitzero"`
-}
-
-// Launch schedules a formation over a run's connected koi. The per-school
-// counts are fixed shortly before the start (immediately when it is
-// close) from the koi each school reports connected.
-func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*state.Launch, error) {
-	if spec.Formation == "" {
-		return nil, invalid("formation", "give a formation hash or name")
-	}
-	if spec.Run == "" {
-		return nil, invalid("run", "give a run id")
-	}
-	for key, v := range spec.Params {
-		if err := checkName("params", key); err != nil {
-			return nil, err
-		}
-		if len(v) > 4096 {
-			return nil, invalid("params."+key, "longer than 4096 bytes")
-		}
-	}
-	now := time.Now()
-	start := spec.At
-	if start.IsZero() {
-		start = now.Add(3 * k.cfg.PollInterval)
-	}
-	switch {
-	case start.Before(now.Add(-LaunchGrace)):
-		return nil, invalid("at", "%s is in the past (now %s)", start.Format(time.RFC3339), now.Format(time.RFC3339))
-	case start.After(now.Add(MaxLaunchAhead)):
-		return nil, invalid("at", "%s is more than %v ahead", start.Format(time.RFC3339), MaxLaunchAhead)
-	}
-	var out *state.Launch
-	err := k.write(ctx, "storing the launch", func(tx *state.Txn) error {
-		fm := tx.Formation(nil, spec.Formation)
-		if fm == nil {
-			fm = tx.LatestFormation(nil, spec.Formation)
-		}
-		if fm == nil {
-			return notFound("formation", "no formation with hash or name %q", spec.Formation)
-		}
-		run := tx.Run(nil, spec.Run)
-		if run == nil {
-			return notFound("run", "no run %q", spec.Run)
-		}
-		if !run.Active() {
-			return conflict("run %s is %s; launch over a running run", run.ID, run.State)
-		}
-		l := &state.Launch{ID: newID("launch"), Run: run.ID, Formation: fm.Hash, Name: fm.Name, Params: spec.Params,
-			Start: start, BeginWithinMS: fm.BeginWithinMS, State: state.LaunchPending, CreatedAt: tx.Now(), CreatedBy: actor}
-		if start.Sub(tx.Now()) <= k.planLead() {
-			if err := k.plan(tx, l, tx.Now(), k.liveSchools(&tx.Reader, tx.Now())); err != nil {
-				return err
-			}
-		}
-		out = l
-		if err := tx.PutLaunch(l); err != nil {
-			return err
-		}
-		return tx.Audit(actor, "launch", l.ID, fmt.Sprintf("formation %q (%s) over run %s at %s", fm.Name, fm.Hash, run.ID, start.Format(time.RFC3339Nano)))
-	})
-	if err != nil {
-		return nil, err
-	}
-	k.Kick()
-	return out, nil
-}
-
-// CancelLaunch cancels a pending or running launch. Schools that already
-// started their koi let those finish their sequence.
-func (k *Keeper) CancelLaunch(ctx context.Context, actor, id string) (*state.Launch, error) {
-	var out *state.Launch
-	err := k.write(ctx, "cancelling the launch", func(tx *state.Txn) error {
-		old := tx.Launch(nil, id)
-		if old == nil {
-			return notFound("id", "no launch %q", id)
-		}
-		if old.State != state.LaunchPending && old.State != state.LaunchRunning {
-			return conflict("launch %s is %s", id, old.State)
-		}
-		n := *old
-		n.State, n.EndedAt, n.Outcome = state.LaunchCancelled, tx.Now(), "cancelled by "+actor
-		out = &n
-		if err := tx.PutLaunch(&n); err != nil {
-			return err
-		}
-		return tx.Audit(actor, "cancel launch", id, "")
-	})
-	return out, err
 }

@@ -2,70 +2,67 @@ package keeper
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
-	"github.com/labstack/echo/v4"
 )
 
-// prometheus serves /metrics in the Prometheus text format.
-func (k *Keeper) prometheus(c echo.Context) error {
-	var b strings.Builder
+// WritePrometheus writes the keeper's metrics in the Prometheus text
+// format (keeper/api serves them at /metrics).
+func (k *Keeper) WritePrometheus(b *strings.Builder) {
 	metric := func(name, typ, help string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
 	metric("koipond_keeper_polls_total", "counter", "School polls answered.")
-	fmt.Fprintf(&b, "koipond_keeper_polls_total %d\n", k.stats.polls.Load())
+	fmt.Fprintf(b, "koipond_keeper_polls_total %d\n", k.stats.polls.Load())
 	metric("koipond_keeper_poll_seconds_total", "counter", "Time spent answering polls.")
-	fmt.Fprintf(&b, "koipond_keeper_poll_seconds_total %g\n", time.Duration(k.stats.pollNanos.Load()).Seconds())
+	fmt.Fprintf(b, "koipond_keeper_poll_seconds_total %g\n", time.Duration(k.stats.pollNanos.Load()).Seconds())
 	metric("koipond_keeper_blobs_total", "counter", "Blob requests answered.")
-	fmt.Fprintf(&b, "koipond_keeper_blobs_total %d\n", k.stats.blobs.Load())
+	fmt.Fprintf(b, "koipond_keeper_blobs_total %d\n", k.stats.blobs.Load())
 	metric("koipond_keeper_metrics_reports_total", "counter", "Metrics reports received.")
-	fmt.Fprintf(&b, "koipond_keeper_metrics_reports_total %d\n", k.stats.reports.Load())
+	fmt.Fprintf(b, "koipond_keeper_metrics_reports_total %d\n", k.stats.reports.Load())
 	metric("koipond_keeper_controls_total", "counter", "Switch changes published.")
-	fmt.Fprintf(&b, "koipond_keeper_controls_total %d\n", k.stats.controls.Load())
+	fmt.Fprintf(b, "koipond_keeper_controls_total %d\n", k.stats.controls.Load())
 	metric("koipond_keeper_rejected_total", "counter", "Messages rejected, by cause.")
 	rej := k.stats.rejections()
 	for _, cause := range k.stats.rejectionCauses() {
-		fmt.Fprintf(&b, "koipond_keeper_rejected_total{cause=%q} %d\n", cause, rej[cause])
+		fmt.Fprintf(b, "koipond_keeper_rejected_total{cause=%q} %d\n", cause, rej[cause])
 	}
 	r := k.store.Read()
 	g := r.Switch(nil)
 	metric("koipond_switch_epoch", "gauge", "Epoch of the global switch.")
-	fmt.Fprintf(&b, "koipond_switch_epoch %d\n", g.Epoch)
+	fmt.Fprintf(b, "koipond_switch_epoch %d\n", g.Epoch)
 	metric("koipond_switch_state", "gauge", "1 for the global switch's position.")
 	for _, st := range []wire.State{wire.Running, wire.Paused, wire.Stopped} {
 		v := 0
 		if g.State == st || (g.State == "" && st == wire.Running) {
 			v = 1
 		}
-		fmt.Fprintf(&b, "koipond_switch_state{state=%q} %d\n", st, v)
+		fmt.Fprintf(b, "koipond_switch_state{state=%q} %d\n", st, v)
 	}
 	metric("koipond_schools", "gauge", "Schools by health.")
 	health := map[string]int{"live": 0, "late": 0, "lost": 0}
-	for _, s := range k.schoolViews(r) {
+	for _, s := range k.SchoolViews(r) {
 		health[s.Health]++
 	}
 	for _, h := range []string{"live", "late", "lost"} {
-		fmt.Fprintf(&b, "koipond_schools{health=%q} %d\n", h, health[h])
+		fmt.Fprintf(b, "koipond_schools{health=%q} %d\n", h, health[h])
 	}
 	metric("koipond_run_koi_target", "gauge", "Koi a run asks for.")
 	for _, run := range r.ActiveRuns(nil) {
-		fmt.Fprintf(&b, "koipond_run_koi_target{run=%q} %d\n", run.ID, run.Koi)
+		fmt.Fprintf(b, "koipond_run_koi_target{run=%q} %d\n", run.ID, run.Koi)
 	}
 	metric("koipond_run_koi_assigned", "gauge", "Koi of a run assigned to schools.")
 	for _, run := range r.ActiveRuns(nil) {
 		v := k.RunView(r, run.ID)
-		fmt.Fprintf(&b, "koipond_run_koi_assigned{run=%q} %d\n", run.ID, v.Assigned)
+		fmt.Fprintf(b, "koipond_run_koi_assigned{run=%q} %d\n", run.ID, v.Assigned)
 	}
-	k.promRuns(&b, r) // koi by state moved to koipond_run_koi_running
+	k.promRuns(b, r) // koi by state moved to koipond_run_koi_running
 	metric("koipond_launches", "gauge", "Launches by state.")
 	for _, st := range []state.LaunchState{state.LaunchPending, state.LaunchRunning} {
-		fmt.Fprintf(&b, "koipond_launches{state=%q} %d\n", st, len(r.LaunchesIn(nil, st)))
+		fmt.Fprintf(b, "koipond_launches{state=%q} %d\n", st, len(r.LaunchesIn(nil, st)))
 	}
-	k.writeNotifyMetrics(&b, metric)
-	return c.Blob(http.StatusOK, "text/plain; version=0.0.4; charset=utf-8", []byte(b.String()))
+	k.writeNotifyMetrics(b, metric)
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
@@ -63,7 +64,7 @@ func (c Config) validateQuarantine() []error {
 // publish and tell once the write commits.
 type quarantined struct {
 	control wire.Control
-	notice  Notice
+	notice  notify.Notice
 }
 
 // runFailure is a failure to count against a run.
@@ -187,14 +188,14 @@ func (k *Keeper) afterQuarantine(qs []quarantined) {
 }
 
 // quarantineNotice tells that the keeper paused a run for its failures.
-func quarantineNotice(run *state.Run) Notice {
+func quarantineNotice(run *state.Run) notify.Notice {
 	q := run.Quarantine
 	fields := map[string]string{"failures": strconv.Itoa(len(q.Failures)), "epoch": strconv.FormatUint(run.Switch.Epoch, 10)}
 	if len(q.Failures) > 0 {
 		last := q.Failures[len(q.Failures)-1]
 		fields["last_cause"], fields["last_school"] = last.Cause, last.School
 	}
-	return Notice{Kind: NoticeRunQuarantined, Run: run.ID, RunName: run.Name, Actor: quarantineActor, Labels: run.Labels,
+	return notify.Notice{Kind: notify.NoticeRunQuarantined, Run: run.ID, RunName: run.Name, Actor: quarantineActor, Labels: run.Labels,
 		Title:  fmt.Sprintf("Run %s quarantined: paused after %d school failures", run.Name, len(q.Failures)),
 		Text:   fmt.Sprintf("Run %q %s. Resume it once the cause is fixed.", run.Name, q.Reason),
 		Fields: fields}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
@@ -38,7 +39,7 @@ func TestMemoryCeilingsQuarantineTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := newReceiver(t, nil)
-	addHook(t, k, WebhookSpec{Name: "ops", URL: rc.srv.URL, Kinds: []string{NoticeRunQuarantined}})
+	addHook(t, k, WebhookSpec{Name: "ops", URL: rc.srv.URL, Kinds: []string{notify.NoticeRunQuarantined}})
 
 	t0 := time.Now()
 	for i, school := range []string{"s1", "s1", "s1", "s2"} {
@@ -76,7 +77,7 @@ func TestMemoryCeilingsQuarantineTheRun(t *testing.T) {
 	if !found {
 		t.Error("no audit entry by quarantine")
 	}
-	d := rc.waitKind(t, NoticeRunQuarantined, 5*time.Second)
+	d := rc.waitKind(t, notify.NoticeRunQuarantined, 5*time.Second)
 	if !strings.Contains(string(d.body), "3 school failures") {
 		t.Errorf("notice: %s", d.body)
 	}

@@ -2,18 +2,14 @@ package keeper
 
 import (
 	"context"
-	"encoding/csv"
 	"fmt"
-	"io"
-	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
-	"github.com/labstack/echo/v4"
 )
 
 // reportSettle is how long after a run's stop is confirmed (or given up
@@ -92,7 +88,7 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 		ts, _ := parseThresholds(run.Thresholds) // checked when the run was created
 		passed := true
 		for _, t := range ts {
-			res := t.evaluate(keys[t.Key], snap.Series[t.Key])
+			res := t.Evaluate(keys[t.Key], snap.Series[t.Key])
 			for _, lt := range run.LiveThresholds {
 				if lt.Key == t.Key && lt.Expr == t.Expr {
 					res.LiveFailures, res.LiveFailedSecs = lt.Failures, lt.FailedSecs
@@ -190,74 +186,7 @@ func (k *Keeper) finishReports(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		k.notify(runEndedNotice(run, rep))
-	}
-	return nil
-}
-
-func (k *Keeper) getRunReport(c echo.Context) error {
-	rep, err := k.RunReport(c.Param("id"))
-	if err != nil {
-		return err
-	}
-	out := *rep
-	out.Snapshot = nil // binary, for the keeper's own comparisons
-	f := c.QueryParam("format")
-	if f != "" && f != "json" && f != "csv" {
-		return invalid("format", "%q is not json or csv", f)
-	}
-	cmp, err := k.reportComparison(c, &out)
-	if err != nil {
-		return err
-	}
-	switch {
-	case f == "csv":
-		name := "report-" + rep.Run + ".csv"
-		if cmp != nil {
-			name = "comparison-" + rep.Run + "-vs-" + cmp.Baseline + ".csv"
-		}
-		c.Response().Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-		c.Response().Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
-		c.Response().WriteHeader(http.StatusOK)
-		if cmp != nil {
-			return WriteComparisonCSV(c.Response(), rep.Run, cmp)
-		}
-		return WriteReportCSV(c.Response(), &out)
-	case cmp != nil:
-		return c.JSON(http.StatusOK, &ComparedReport{Report: &out, Comparison: cmp})
-	default:
-		return c.JSON(http.StatusOK, &out)
-	}
-}
-
-// WriteReportCSV writes one row per metric key: counts, error rate, rate
-// and latency quantiles in ms (empty without samples), then outcomes as
-// name=count pairs.
-func WriteReportCSV(w io.Writer, rep *state.Report) error {
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"run", "key", "count", "failures", "error_rate", "rate_per_sec", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "outcomes"})
-	f := func(p *float64) string {
-		if p == nil {
-			return ""
-		}
-		return strconv.FormatFloat(*p, 'f', 3, 64)
-	}
-	for _, k := range rep.Keys {
-		names := make([]string, 0, len(k.Outcomes))
-		for o := range k.Outcomes {
-			names = append(names, o)
-		}
-		sort.Strings(names)
-		for i, o := range names {
-			names[i] = fmt.Sprintf("%s=%d", o, k.Outcomes[o])
-		}
-		_ = cw.Write([]string{rep.Run, k.Key, strconv.FormatUint(k.Count, 10), strconv.FormatUint(k.Failures, 10),
-			strconv.FormatFloat(k.ErrorRate, 'f', 6, 64), strconv.FormatFloat(k.Rate, 'f', 3, 64),
-			f(k.P50), f(k.P90), f(k.P95), f(k.P99), f(k.Max), strings.Join(names, ";")})
-	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
-		return fmt.Errorf("writing the report CSV: %w", err)
+		k.notify(notify.RunEndedNotice(run, rep))
 	}
 	return nil
 }

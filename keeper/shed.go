@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http"
 
 	"github.com/koipond/koipond/keeper/state"
-	"github.com/labstack/echo/v4"
+	"github.com/koipond/koipond/keeper/verdict"
 )
 
 // ShedRun sets a run's partial shutdown: percent of its koi are held back
@@ -41,25 +40,6 @@ func (k *Keeper) ShedRun(ctx context.Context, actor, id string, percent float64)
 	return out, nil
 }
 
-// shedRequest is the body of POST /api/v1/runs/:id/shed.
-type shedRequest struct {
-	Percent *float64 `json:"percent"`
-}
-
-func (k *Keeper) postShed(c echo.Context) error {
-	var req shedRequest
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	if req.Percent == nil {
-		return invalid("percent", "give the share of koi to hold back, 0 to restore them all")
-	}
-	if _, err := k.ShedRun(c.Request().Context(), actor(c), c.Param("id"), *req.Percent); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, k.RunView(k.store.Read(), c.Param("id")))
-}
-
 // GuardrailsView is the global guardrails with what storing them noticed.
 type GuardrailsView struct {
 	*state.Guardrails
@@ -73,7 +53,7 @@ func (k *Keeper) SetGuardrails(ctx context.Context, actor string, rules []state.
 	if perr != nil {
 		return nil, perr
 	}
-	g := &state.Guardrails{Rules: rulesOf(gs), UpdatedBy: actor}
+	g := &state.Guardrails{Rules: verdict.RulesOf(gs), UpdatedBy: actor}
 	err := k.write(ctx, "storing the guardrails", func(tx *state.Txn) error {
 		g.UpdatedAt = tx.Now()
 		if err := tx.PutGuardrails(g); err != nil {
@@ -88,30 +68,5 @@ func (k *Keeper) SetGuardrails(ctx context.Context, actor string, rules []state.
 	if err != nil {
 		return nil, err
 	}
-	return &GuardrailsView{Guardrails: g, Warnings: guardrailWarnings("rules", g.Rules)}, nil
-}
-
-// guardrailsRequest is the body of PUT /api/v1/guardrails.
-type guardrailsRequest struct {
-	Rules []state.GuardrailRule `json:"rules"`
-}
-
-func (k *Keeper) getGuardrails(c echo.Context) error {
-	g := k.store.Read().Guardrails(nil)
-	return c.JSON(http.StatusOK, &GuardrailsView{Guardrails: g, Warnings: guardrailWarnings("rules", g.Rules)})
-}
-
-func (k *Keeper) putGuardrails(c echo.Context) error {
-	var req guardrailsRequest
-	if err := decode(c, &req); err != nil {
-		return err
-	}
-	if req.Rules == nil {
-		return invalid("rules", "give a list of rules ([] removes them all)")
-	}
-	v, err := k.SetGuardrails(c.Request().Context(), actor(c), req.Rules)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, v)
+	return &GuardrailsView{Guardrails: g, Warnings: verdict.GuardrailWarnings("rules", g.Rules)}, nil
 }

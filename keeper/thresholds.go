@@ -1,177 +1,19 @@
 package keeper
 
 import (
-	"errors"
 	"fmt"
-	"math"
-	"sort"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper/state"
-	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/keeper/verdict"
 )
-
-// Limits on thresholds per run.
-const (
-	maxThresholdKeys  = 100
-	maxThresholdExprs = 20
-)
-
-// Threshold is one parsed condition on a metric key, e.g. "p95 < 300ms"
-// on "api:chat.postMessage".
-type Threshold struct {
-	Key  string
-	Expr string
-	// Stat is p<N> (a latency quantile, N in (0, 100]), max, count,
-	// errors, error_rate, success_rate or rate.
-	Stat string
-	// Quantile is N/100 for p<N>, 1 for max.
-	Quantile float64
-	Op       string // <, <=, > or >=
-	// Limit is in the stat's unit: ms for latencies, a fraction for
-	// error_rate and success_rate, per second for rate, a number for
-	// count and errors.
-	Limit float64
-}
-
-// Unit names the unit of the threshold's stat.
-func (t *Threshold) Unit() string {
-	switch {
-	case t.Quantile > 0:
-		return "ms"
-	case t.Stat == "error_rate" || t.Stat == "success_rate":
-		return "fraction"
-	case t.Stat == "rate":
-		return "per_sec"
-	}
-	return "count"
-}
-
-// errThreshold is wrapped by every threshold syntax error.
-var errThreshold = errors.New("bad threshold")
-
-// ParseThreshold parses "STAT OP VALUE" for a metric key: STAT is p50,
-// p90, p95, p99 (any p<N>, 0 < N ≤ 100), max, count, errors, error_rate,
-// success_rate or rate; OP is <, <=, > or >=; VALUE is a duration with
-// its unit for latencies ("300ms", "2s"), a percentage or a fraction for
-// the rates of errors and successes ("1%", "0.01"), and a number for the
-// others ("rate > 50", "rate > 50/s").
-func ParseThreshold(key, expr string) (*Threshold, error) {
-	fields := strings.Fields(expr)
-	if len(fields) == 1 { // "p95<300ms": split around the operator
-		if i := strings.IndexAny(expr, "<>"); i > 0 {
-			j := i + 1
-			if j < len(expr) && expr[j] == '=' {
-				j++
-			}
-			fields = []string{expr[:i], expr[i:j], expr[j:]}
-		}
-	}
-	if len(fields) != 3 {
-		return nil, fmt.Errorf("%w %q: want STAT OP VALUE, e.g. \"p95 < 300ms\" or \"error_rate < 1%%\"", errThreshold, expr)
-	}
-	t := &Threshold{Key: key, Expr: strings.Join(fields, " "), Stat: strings.ToLower(fields[0]), Op: fields[1]}
-	switch t.Op {
-	case "<", "<=", ">", ">=":
-	default:
-		return nil, fmt.Errorf("%w %q: operator %q is not <, <=, > or >=", errThreshold, expr, t.Op)
-	}
-	val := fields[2]
-	switch {
-	case t.Stat == "max":
-		t.Quantile = 1
-	case strings.HasPrefix(t.Stat, "p"):
-		n, err := strconv.ParseFloat(t.Stat[1:], 64)
-		if err != nil || !(n > 0 && n <= 100) {
-			return nil, fmt.Errorf("%w %q: %q is not a percentile p<N> with 0 < N ≤ 100", errThreshold, expr, t.Stat)
-		}
-		t.Quantile = n / 100
-	case t.Stat == "count", t.Stat == "errors", t.Stat == "error_rate", t.Stat == "success_rate", t.Stat == "rate":
-	default:
-		return nil, fmt.Errorf("%w %q: unknown statistic %q (p50, p90, p95, p99, max, count, errors, error_rate, success_rate, rate)", errThreshold, expr, t.Stat)
-	}
-	switch t.Unit() {
-	case "ms":
-		d, err := time.ParseDuration(val)
-		if err != nil {
-			return nil, fmt.Errorf("%w %q: %q is not a duration with a unit, e.g. 300ms or 2s", errThreshold, expr, val)
-		}
-		if d < 0 {
-			return nil, fmt.Errorf("%w %q: negative duration %s", errThreshold, expr, val)
-		}
-		t.Limit = float64(d) / float64(time.Millisecond)
-	case "fraction":
-		pct := strings.HasSuffix(val, "%")
-		f, err := strconv.ParseFloat(strings.TrimSuffix(val, "%"), 64)
-		if err != nil || math.IsNaN(f) {
-			return nil, fmt.Errorf("%w %q: %q is not a percentage (1%%) or a fraction (0.01)", errThreshold, expr, val)
-		}
-		if pct {
-			f /= 100
-		}
-		if f < 0 || f > 1 {
-			return nil, fmt.Errorf("%w %q: %s is outside 0..100%%", errThreshold, expr, val)
-		}
-		t.Limit = f
-	default:
-		f, err := strconv.ParseFloat(strings.TrimSuffix(val, "/s"), 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
-			return nil, fmt.Errorf("%w %q: %q is not a non-negative number", errThreshold, expr, val)
-		}
-		t.Limit = f
-	}
-	return t, nil
-}
-
-// parseThresholds parses a run spec's thresholds, failing on the first bad
-// one with its field (thresholds["KEY"][i]). Keys are checked for their
-// kind only; see thresholdWarnings.
-func parseThresholds(m map[string][]string) ([]*Threshold, *Error) {
-	if len(m) > maxThresholdKeys {
-		return nil, invalid("thresholds", "%d metric keys; at most %d", len(m), maxThresholdKeys)
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var out []*Threshold
-	for _, key := range keys {
-		field := fmt.Sprintf("thresholds[%q]", key)
-		if err := checkName(field, key); err != nil {
-			return nil, err
-		}
-		exprs := m[key]
-		if len(exprs) == 0 {
-			return nil, invalid(field, "give at least one condition, e.g. \"p95 < 300ms\"")
-		}
-		if len(exprs) > maxThresholdExprs {
-			return nil, invalid(field, "%d conditions; at most %d", len(exprs), maxThresholdExprs)
-		}
-		for i, e := range exprs {
-			t, err := ParseThreshold(key, e)
-			if err != nil {
-				return nil, &Error{Code: CodeInvalid, Field: fmt.Sprintf("%s[%d]", field, i), Message: err.Error(), Err: err}
-			}
-			out = append(out, t)
-		}
-	}
-	return out, nil
-}
-
-// metricKinds are the kinds of metric key koi report (the part before
-// the first colon).
-var metricKinds = map[string]bool{"api": true, "http": true, "ws": true, "event": true, "on_event": true,
-	"behavior": true, "boot": true, "formation": true}
 
 // thresholdWarnings names threshold keys the run may never report: kinds
 // koi do not report (see metricKinds), and api methods no step of the
 // behavior set calls (a formation launched over the run may still call
 // them).
-func thresholdWarnings(ts []*Threshold, set *state.BehaviorSet) []string {
+func thresholdWarnings(ts []*verdict.Threshold, set *state.BehaviorSet) []string {
 	methods := map[string]bool{}
 	parsed := false
 	if set != nil {
@@ -206,7 +48,7 @@ func thresholdWarnings(ts []*Threshold, set *state.BehaviorSet) []string {
 		seen[t.Key] = true
 		kind, name, _ := strings.Cut(t.Key, ":")
 		switch {
-		case !metricKinds[kind]:
+		case !verdict.KnownKind(kind):
 			out = append(out, fmt.Sprintf("thresholds[%q]: unknown metric kind %q (api:METHOD, ws:connect, event:TYPE, behavior:NAME, …); it fails for lack of data", t.Key, kind))
 		case kind == "api" && parsed && !methods[name]:
 			out = append(out, fmt.Sprintf("thresholds[%q]: no step of the behavior set calls %s; it fails for lack of data unless a formation does", t.Key, name))
@@ -215,46 +57,25 @@ func thresholdWarnings(ts []*Threshold, set *state.BehaviorSet) []string {
 	return out
 }
 
-// evaluate checks a threshold against a report key and its merged
-// series (nil: no data).
-func (t *Threshold) evaluate(k *state.ReportKey, ss *metrics.SeriesSnapshot) state.ThresholdResult {
-	res := state.ThresholdResult{Key: t.Key, Expr: t.Expr, Unit: t.Unit()}
-	var v float64
-	switch {
-	case k == nil || k.Count == 0:
-		res.Note = "no data for this key"
-		return res
-	case t.Quantile > 0:
-		d, ok := time.Duration(0), false
-		if ss != nil {
-			d, ok = ss.Quantile(t.Quantile)
-		}
-		if !ok {
-			res.Note = "no latency samples for this key"
-			return res
-		}
-		v = float64(d) / float64(time.Millisecond)
-	case t.Stat == "count":
-		v = float64(k.Count)
-	case t.Stat == "errors":
-		v = float64(k.Failures)
-	case t.Stat == "error_rate":
-		v = k.ErrorRate
-	case t.Stat == "success_rate":
-		v = float64(k.Outcomes["ok"]) / float64(k.Count)
-	case t.Stat == "rate":
-		v = k.Rate
+// fieldError is a verdict field error as the API's invalid *Error (nil
+// for nil).
+func fieldError(e *verdict.FieldError) *Error {
+	if e == nil {
+		return nil
 	}
-	res.Observed = &v
-	switch t.Op {
-	case "<":
-		res.Passed = v < t.Limit
-	case "<=":
-		res.Passed = v <= t.Limit
-	case ">":
-		res.Passed = v > t.Limit
-	case ">=":
-		res.Passed = v >= t.Limit
-	}
-	return res
+	return &Error{Code: CodeInvalid, Field: e.Field, Message: e.Message, Err: e.Err}
+}
+
+// parseThresholds parses a run spec's thresholds (verdict.ParseThresholds)
+// with the API's error.
+func parseThresholds(m map[string][]string) ([]*verdict.Threshold, *Error) {
+	ts, err := verdict.ParseThresholds(m)
+	return ts, fieldError(err)
+}
+
+// parseGuardrails parses rules (verdict.ParseGuardrails) with the API's
+// error.
+func parseGuardrails(field, scope string, rules []state.GuardrailRule) ([]*verdict.Guardrail, *Error) {
+	gs, err := verdict.ParseGuardrails(field, scope, rules)
+	return gs, fieldError(err)
 }

@@ -1,16 +1,12 @@
 package keeper
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,8 +14,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
-	"github.com/labstack/echo/v4"
 )
 
 // Trigger call limits.
@@ -93,156 +89,6 @@ type TriggerSpec struct {
 	// replace nil keeps the stored one.
 	Secret  *string               `json:"secret,omitempty"`
 	Actions []state.TriggerAction `json:"actions"`
-}
-
-// refVar finds the payload fields a template reads (.labels.x, .event),
-// so a stored template can be checked with placeholders.
-var refVar = regexp.MustCompile(`\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?`)
-
-// placeholderData returns a payload holding "placeholder" in every field
-// the templates in texts read.
-func placeholderData(texts ...string) map[string]any {
-	labels := map[string]any{}
-	data := map[string]any{"labels": labels, "event": "placeholder"}
-	for _, t := range texts {
-		for _, m := range refVar.FindAllStringSubmatch(t, -1) {
-			switch {
-			case m[1] == "labels" && m[2] != "":
-				labels[m[2]] = "placeholder"
-			case m[1] != "labels":
-				data[m[1]] = "placeholder"
-			}
-		}
-	}
-	return data
-}
-
-// render executes text as a template over the call's payload; a missing
-// field is an error.
-func render(field, text string, data map[string]any) (string, *Error) {
-	if !strings.Contains(text, "{{") {
-		return text, nil
-	}
-	if len(text) > maxTemplateLen {
-		return "", invalid(field, "template is %d bytes; at most %d", len(text), maxTemplateLen)
-	}
-	t, err := template.New(field).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return "", invalid(field, "bad template: %v", err)
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
-		return "", invalid(field, "template fails on the payload: %v", err)
-	}
-	return b.String(), nil
-}
-
-// strings returns every string in a decoded JSON value.
-func jsonStrings(v any, out *[]string) {
-	switch x := v.(type) {
-	case string:
-		*out = append(*out, x)
-	case []any:
-		for _, e := range x {
-			jsonStrings(e, out)
-		}
-	case map[string]any:
-		for _, e := range x {
-			jsonStrings(e, out)
-		}
-	}
-}
-
-// renderJSON renders every string of a decoded JSON value in place.
-func renderJSON(field string, v any, data map[string]any) (any, *Error) {
-	switch x := v.(type) {
-	case string:
-		return render(field, x, data)
-	case []any:
-		for i, e := range x {
-			r, err := renderJSON(fmt.Sprintf("%s[%d]", field, i), e, data)
-			if err != nil {
-				return nil, err
-			}
-			x[i] = r
-		}
-	case map[string]any:
-		for k, e := range x {
-			r, err := renderJSON(field+"."+k, e, data)
-			if err != nil {
-				return nil, err
-			}
-			x[k] = r
-		}
-	}
-	return v, nil
-}
-
-// renderRun turns an action's run template into a checked RunSpec for a
-// payload: strings rendered, the payload's labels added to the run's (the
-// template's own labels win), then the spec's checks. field prefixes error
-// fields (e.g. "actions[0].run").
-func renderRun(field string, raw json.RawMessage, data map[string]any) (*RunSpec, *Error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, invalid(field, "not JSON: %v", err)
-	}
-	if _, ok := v.(map[string]any); !ok {
-		return nil, invalid(field, "must be a run spec object")
-	}
-	v, err := renderJSON(field, v, data)
-	if err != nil {
-		return nil, err
-	}
-	b, _ := json.Marshal(v)
-	sd := json.NewDecoder(bytes.NewReader(b))
-	sd.DisallowUnknownFields()
-	var spec RunSpec
-	if err := sd.Decode(&spec); err != nil {
-		var ute *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &ute):
-			return nil, invalid(field+"."+ute.Field, "must be %s, not a JSON %s", ute.Type, ute.Value)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return nil, invalid(field+"."+f, "unknown field %q", f)
-		}
-		return nil, invalid(field, "%v", err)
-	}
-	if labels, ok := data["labels"].(map[string]any); ok && len(labels) > 0 {
-		if spec.Labels == nil {
-			spec.Labels = map[string]string{}
-		}
-		for k, v := range labels {
-			if _, set := spec.Labels[k]; !set {
-				spec.Labels[k] = fmt.Sprint(v)
-			}
-		}
-	}
-	if err := spec.check(); err != nil {
-		e := *err
-		e.Field = strings.TrimSuffix(field+"."+e.Field, ".")
-		return nil, &e
-	}
-	return &spec, nil
-}
-
-// renderMap renders the values of a string map.
-func renderMap(field string, m map[string]string, data map[string]any) (map[string]string, *Error) {
-	if m == nil {
-		return nil, nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		r, err := render(field+"."+k, v, data)
-		if err != nil {
-			return nil, err
-		}
-		out[k] = r
-	}
-	return out, nil
 }
 
 func (s *TriggerSpec) check(create bool) *Error {
@@ -378,7 +224,8 @@ type TriggerView struct {
 	Refused   map[string]uint64     `json:"refused"`
 }
 
-func (k *Keeper) triggerView(t *state.Trigger) TriggerView {
+// TriggerView returns a trigger's view with its call counts.
+func (k *Keeper) TriggerView(t *state.Trigger) TriggerView {
 	refused, accepted := k.trig.of(t.Name)
 	return TriggerView{Name: t.Name, Actions: t.Actions, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy,
 		UpdatedAt: t.UpdatedAt, Accepted: accepted, Refused: refused}
@@ -469,21 +316,21 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 		return nil, k.refuseTrigger(name, RefusedUnknown, errNotSigned(name))
 	}
 	if tsHeader == "" || sigHeader == "" {
-		return nil, k.refuseTrigger(name, RefusedNoHeaders, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
-			Message: fmt.Sprintf("missing_headers: sign the call with %s and %s", HeaderTimestamp, HeaderSignature)})
+		return nil, k.refuseTrigger(name, RefusedNoHeaders, &Error{Code: CodeUnauthorized, Field: notify.HeaderSignature,
+			Message: fmt.Sprintf("missing_headers: sign the call with %s and %s", notify.HeaderTimestamp, notify.HeaderSignature)})
 	}
 	ts, err := strconv.ParseInt(tsHeader, 10, 64)
 	hexSig, ok := strings.CutPrefix(sigHeader, "sha256=")
 	if _, herr := hex.DecodeString(hexSig); err != nil || !ok || len(hexSig) != 64 || herr != nil {
-		return nil, k.refuseTrigger(name, RefusedMalformed, &Error{Code: CodeUnauthorized, Field: HeaderSignature,
-			Message: fmt.Sprintf("malformed_headers: %s must be unix seconds and %s sha256=<64 hex digits>", HeaderTimestamp, HeaderSignature)})
+		return nil, k.refuseTrigger(name, RefusedMalformed, &Error{Code: CodeUnauthorized, Field: notify.HeaderSignature,
+			Message: fmt.Sprintf("malformed_headers: %s must be unix seconds and %s sha256=<64 hex digits>", notify.HeaderTimestamp, notify.HeaderSignature)})
 	}
-	if !hmac.Equal([]byte(Sign(tr.Secret, ts, body)), []byte(strings.ToLower(sigHeader))) {
+	if !hmac.Equal([]byte(notify.Sign(tr.Secret, ts, body)), []byte(strings.ToLower(sigHeader))) {
 		return nil, k.refuseTrigger(name, RefusedBadSignature, errNotSigned(name))
 	}
 	now := time.Now()
 	if d := now.Sub(time.Unix(ts, 0)); d > TriggerWindow || d < -TriggerWindow {
-		return nil, k.refuseTrigger(name, RefusedStale, &Error{Code: CodeUnauthorized, Field: HeaderTimestamp,
+		return nil, k.refuseTrigger(name, RefusedStale, &Error{Code: CodeUnauthorized, Field: notify.HeaderTimestamp,
 			Message: fmt.Sprintf("stale_timestamp: %s is %v from the keeper's clock; at most %v", tsHeader, d.Round(time.Second), TriggerWindow)})
 	}
 	var payload triggerPayload
@@ -519,7 +366,7 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 		seen := &state.TriggerSeen{Trigger: name, Seen: map[string]int64{}}
 		if old := tx.TriggerSeen(nil, name); old != nil {
 			if _, dup := old.Seen[sig]; dup {
-				return k.refuseTrigger(name, RefusedReplay, &Error{Code: CodeConflict, Field: HeaderSignature,
+				return k.refuseTrigger(name, RefusedReplay, &Error{Code: CodeConflict, Field: notify.HeaderSignature,
 					Message: "replay: this exact call (same timestamp, body and signature) was accepted before"})
 			}
 			for s, at := range old.Seen {
@@ -556,7 +403,7 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 			k.doAction(ctx, actor, p, res)
 		}
 	}
-	k.notify(Notice{Kind: NoticeTrigger, Actor: actor, Title: fmt.Sprintf("Trigger %s fired", name),
+	k.notify(notify.Notice{Kind: notify.NoticeTrigger, Actor: actor, Title: fmt.Sprintf("Trigger %s fired", name),
 		Text: triggerSummary(res), Fields: map[string]string{"event": payload.Event, "labels": fmtLabels(payload.Labels)}})
 	return res, nil
 }
@@ -564,7 +411,7 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 // errNotSigned answers a call no trigger of that name accepts: a wrong
 // signature and an unknown name get the same answer.
 func errNotSigned(name string) *Error {
-	return &Error{Code: CodeUnauthorized, Field: HeaderSignature,
+	return &Error{Code: CodeUnauthorized, Field: notify.HeaderSignature,
 		Message: fmt.Sprintf("bad_signature: no trigger %q accepts this signature over the body and timestamp (check the trigger name and its secret)", name)}
 }
 
@@ -684,79 +531,4 @@ func triggerSummary(res *TriggerResult) string {
 		parts = append(parts, res.Note)
 	}
 	return strings.Join(parts, "; ")
-}
-
-// --- HTTP
-
-func (k *Keeper) postTriggerCall(c echo.Context) error {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxTriggerBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body over %d bytes", MaxTriggerBody)}
-		}
-		return invalid("", "reading the body: %v", err)
-	}
-	h := c.Request().Header
-	res, err := k.FireTrigger(c.Request().Context(), c.Param("name"), h.Get(HeaderTimestamp), h.Get(HeaderSignature), body)
-	if err != nil {
-		return err
-	}
-	if len(res.Errors) > 0 {
-		return c.JSON(http.StatusUnprocessableEntity, res)
-	}
-	return c.JSON(http.StatusOK, res)
-}
-
-func (k *Keeper) listTriggers(c echo.Context) error {
-	out := []TriggerView{}
-	for _, t := range k.store.Read().Triggers(nil) {
-		out = append(out, k.triggerView(t))
-	}
-	return c.JSON(http.StatusOK, out)
-}
-
-func (k *Keeper) getTrigger(c echo.Context) error {
-	t := k.store.Read().Trigger(nil, c.Param("name"))
-	if t == nil {
-		return notFound("name", "no trigger %s", quoteInput(c.Param("name")))
-	}
-	return c.JSON(http.StatusOK, k.triggerView(t))
-}
-
-func (k *Keeper) postTrigger(c echo.Context) error {
-	var spec TriggerSpec
-	if err := decode(c, &spec); err != nil {
-		return err
-	}
-	t, err := k.PutTrigger(c.Request().Context(), actor(c), spec, true)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, k.triggerView(t))
-}
-
-func (k *Keeper) putTrigger(c echo.Context) error {
-	var spec TriggerSpec
-	if err := decode(c, &spec); err != nil {
-		return err
-	}
-	if spec.Name == "" {
-		spec.Name = c.Param("name")
-	}
-	if spec.Name != c.Param("name") {
-		return invalid("name", "%s differs from the name in the path %s", quoteInput(spec.Name), quoteInput(c.Param("name")))
-	}
-	t, err := k.PutTrigger(c.Request().Context(), actor(c), spec, false)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, k.triggerView(t))
-}
-
-func (k *Keeper) deleteTrigger(c echo.Context) error {
-	if err := k.DeleteTrigger(c.Request().Context(), actor(c), c.Param("name")); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
 }

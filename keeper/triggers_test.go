@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
@@ -46,7 +47,7 @@ type call struct {
 
 func signed(secret string, at time.Time, body string) call {
 	ts := at.Unix()
-	return call{ts: strconv.FormatInt(ts, 10), sig: Sign(secret, ts, []byte(body)), body: []byte(body)}
+	return call{ts: strconv.FormatInt(ts, 10), sig: notify.Sign(secret, ts, []byte(body)), body: []byte(body)}
 }
 
 // fire sends a call and decodes the answer into out.
@@ -54,10 +55,10 @@ func fire(t testing.TB, k *Keeper, name string, c call, out any) int {
 	t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+k.HTTPAddr()+"/api/v1/triggers/"+name, bytes.NewReader(c.body))
 	if c.ts != "" {
-		req.Header.Set(HeaderTimestamp, c.ts)
+		req.Header.Set(notify.HeaderTimestamp, c.ts)
 	}
 	if c.sig != "" {
-		req.Header.Set(HeaderSignature, c.sig)
+		req.Header.Set(notify.HeaderSignature, c.sig)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -98,7 +99,7 @@ func TestTriggerStartsRunAndLaunchRefusesForgeriesAndReplays(t *testing.T) {
 	dir := t.TempDir()
 	k := openKeeper(t, dir)
 	rc := newReceiver(t, nil)
-	addHook(t, k, WebhookSpec{Name: "ops", URL: rc.srv.URL, Kinds: []string{NoticeTrigger}})
+	addHook(t, k, WebhookSpec{Name: "ops", URL: rc.srv.URL, Kinds: []string{notify.NoticeTrigger}})
 	search := seedTrigger(t, k)
 
 	body := `{"event": "deploy", "labels": {"service": "search", "version": "v42"}, "commit": "abc123"}`
@@ -130,7 +131,7 @@ func TestTriggerStartsRunAndLaunchRefusesForgeriesAndReplays(t *testing.T) {
 	if len(audit) != 3 { // fire, create run, launch
 		t.Errorf("audit by trigger:deploy: %d entries", len(audit))
 	}
-	d := rc.waitKind(t, NoticeTrigger, 5*time.Second)
+	d := rc.waitKind(t, notify.NoticeTrigger, 5*time.Second)
 	if !strings.Contains(string(d.body), "deploy-search-v42") {
 		t.Errorf("trigger notice %s", d.body)
 	}
@@ -296,20 +297,20 @@ func TestWebhooksSurviveRestartAndStillDeliver(t *testing.T) {
 	dir := t.TempDir()
 	k := openKeeper(t, dir)
 	rc := newReceiver(t, nil)
-	addHook(t, k, WebhookSpec{Name: "ops", URL: rc.srv.URL, Format: "json", Kinds: []string{NoticeSwitch}, Secret: ptr("persisted-secret"),
+	addHook(t, k, WebhookSpec{Name: "ops", URL: rc.srv.URL, Format: "json", Kinds: []string{notify.NoticeSwitch}, Secret: ptr("persisted-secret"),
 		Labels: map[string]string{"team": "core"}})
 	k.ns.Shutdown()
 	k.ns.WaitForShutdown()
 	k.Close()
 	k2 := openKeeper(t, dir)
 	w := k2.State().Webhook(nil, "ops")
-	if w == nil || w.URL != rc.srv.URL || w.Secret != "persisted-secret" || w.Kinds[0] != NoticeSwitch || w.Labels["team"] != "core" {
+	if w == nil || w.URL != rc.srv.URL || w.Secret != "persisted-secret" || w.Kinds[0] != notify.NoticeSwitch || w.Labels["team"] != "core" {
 		t.Fatalf("after restart: %+v", w)
 	}
 	if _, err := k2.SetSwitch(context.Background(), "test", wire.Paused); err != nil {
 		t.Fatal(err)
 	}
-	d := rc.waitKind(t, NoticeSwitch, 5*time.Second)
+	d := rc.waitKind(t, notify.NoticeSwitch, 5*time.Second)
 	verify(t, d, "persisted-secret")
 	var views []WebhookView
 	api(t, k2, "", "GET", "/api/v1/webhooks", nil, &views)

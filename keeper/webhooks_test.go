@@ -4,103 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
-
-// delivery is one request a test receiver got.
-type delivery struct {
-	at     time.Time
-	header http.Header
-	body   []byte
-}
-
-// kind returns the notice kind of a JSON or Slack delivery.
-func (d delivery) kind() string { return d.header.Get("X-Koipond-Event") }
-
-// receiver is a real HTTP server on 127.0.0.1 recording what webhooks
-// send; answer decides the response to the n-th request (1-based).
-type receiver struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	got    []delivery
-	answer func(n int, w http.ResponseWriter, r *http.Request)
-}
-
-func newReceiver(t testing.TB, answer func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
-	t.Helper()
-	rc := &receiver{answer: answer}
-	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		rc.mu.Lock()
-		rc.got = append(rc.got, delivery{at: time.Now(), header: r.Header.Clone(), body: body})
-		n := len(rc.got)
-		rc.mu.Unlock()
-		if rc.answer != nil {
-			rc.answer(n, w, r)
-		}
-	}))
-	t.Cleanup(rc.srv.Close)
-	return rc
-}
-
-func (rc *receiver) deliveries() []delivery {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return append([]delivery(nil), rc.got...)
-}
-
-// waitKind waits for a delivery of kind and returns it.
-func (rc *receiver) waitKind(t testing.TB, kind string, d time.Duration) delivery {
-	t.Helper()
-	var out delivery
-	checkFor(t, d, func() error {
-		for _, g := range rc.deliveries() {
-			if g.kind() == kind {
-				out = g
-				return nil
-			}
-		}
-		return fmt.Errorf("no %s delivery among %d", kind, len(rc.deliveries()))
-	})
-	return out
-}
-
-func addHook(t testing.TB, k *Keeper, spec WebhookSpec) {
-	t.Helper()
-	if _, err := k.PutWebhook(context.Background(), "test", spec, true); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// verify checks a delivery's signature as a receiver would.
-func verify(t testing.TB, d delivery, secret string) {
-	t.Helper()
-	ts, err := strconv.ParseInt(d.header.Get(HeaderTimestamp), 10, 64)
-	if err != nil {
-		t.Fatalf("timestamp header %q", d.header.Get(HeaderTimestamp))
-	}
-	if got, want := d.header.Get(HeaderSignature), Sign(secret, ts, d.body); got != want || time.Since(time.Unix(ts, 0)) > time.Minute {
-		t.Errorf("signature %q, want %q (ts %d)", got, want, ts)
-	}
-	if Sign("another secret", ts, d.body) == d.header.Get(HeaderSignature) {
-		t.Error("the signature does not depend on the secret")
-	}
-}
 
 func TestWebhookPayloadsSignaturesAndFilters(t *testing.T) {
 	k := openKeeper(t, t.TempDir(), func(c *Config) { c.PublicURL = "https://koipond.example" })
@@ -119,13 +34,13 @@ func TestWebhookPayloadsSignaturesAndFilters(t *testing.T) {
 	}
 
 	// JSON: the notice, the run's links, signed.
-	d := js.waitKind(t, NoticeRunStarted, 5*time.Second)
+	d := js.waitKind(t, notify.NoticeRunStarted, 5*time.Second)
 	verify(t, d, "s3cret-s3cret")
-	var jp jsonPayload
+	var jp notify.JSONPayload
 	if err := json.Unmarshal(d.body, &jp); err != nil {
 		t.Fatal(err)
 	}
-	if jp.Kind != NoticeRunStarted || jp.Run != run.ID || jp.RunName != "search <load>" || jp.Actor != "alice" || jp.Webhook != "json" ||
+	if jp.Kind != notify.NoticeRunStarted || jp.Run != run.ID || jp.RunName != "search <load>" || jp.Actor != "alice" || jp.Webhook != "json" ||
 		jp.Labels["team"] != "search" || jp.Fields["koi"] != "3" || !strings.Contains(jp.Title, "started") || jp.At.IsZero() {
 		t.Errorf("JSON payload %s", d.body)
 	}
@@ -134,8 +49,8 @@ func TestWebhookPayloadsSignaturesAndFilters(t *testing.T) {
 	}
 
 	// Slack: text fallback, a header, a section with the run link, fields.
-	d = slack.waitKind(t, NoticeRunStarted, 5*time.Second)
-	if d.header.Get(HeaderSignature) != "" {
+	d = slack.waitKind(t, notify.NoticeRunStarted, 5*time.Second)
+	if d.header.Get(notify.HeaderSignature) != "" {
 		t.Error("an unsigned webhook's delivery carries a signature")
 	}
 	var sm struct {
@@ -175,20 +90,20 @@ func TestWebhookPayloadsSignaturesAndFilters(t *testing.T) {
 	if _, err := k.SetSwitch(ctx, "bob", wire.Paused); err != nil {
 		t.Fatal(err)
 	}
-	slack.waitKind(t, NoticeSwitch, 5*time.Second)
-	other.waitKind(t, NoticeSwitch, 5*time.Second)
+	slack.waitKind(t, notify.NoticeSwitch, 5*time.Second)
+	other.waitKind(t, notify.NoticeSwitch, 5*time.Second)
 	if _, err := k.SetRunState(ctx, "bob", run.ID, wire.Paused); err != nil {
 		t.Fatal(err)
 	}
-	js.waitKind(t, NoticeRunPaused, 5*time.Second)
-	slack.waitKind(t, NoticeRunPaused, 5*time.Second)
+	js.waitKind(t, notify.NoticeRunPaused, 5*time.Second)
+	slack.waitKind(t, notify.NoticeRunPaused, 5*time.Second)
 	for _, g := range js.deliveries() {
 		if !strings.HasPrefix(g.kind(), "run.") {
 			t.Errorf("json (run.*) got %s", g.kind())
 		}
 	}
 	for _, g := range other.deliveries() {
-		if g.kind() != NoticeSwitch {
+		if g.kind() != notify.NoticeSwitch {
 			t.Errorf("the other team's webhook got %s", g.kind())
 		}
 	}
@@ -228,12 +143,12 @@ func TestWebhookRetriesWithBackoffAndRetryAfter(t *testing.T) {
 		http.Error(w, "no", http.StatusBadRequest)
 	})
 	for name, rc := range map[string]*receiver{"flaky": flaky, "busy": busy, "refusing": refusing} {
-		addHook(t, k, WebhookSpec{Name: name, URL: rc.srv.URL, Kinds: []string{NoticeSwitch}})
+		addHook(t, k, WebhookSpec{Name: name, URL: rc.srv.URL, Kinds: []string{notify.NoticeSwitch}})
 	}
 	if _, err := k.SetSwitch(context.Background(), "test", wire.Paused); err != nil {
 		t.Fatal(err)
 	}
-	status := func(name string) WebhookStatus {
+	status := func(name string) notify.WebhookStatus {
 		var v WebhookView
 		api(t, k, "", "GET", "/api/v1/webhooks/"+name, nil, &v)
 		return v.Status
@@ -333,19 +248,19 @@ func TestHangingWebhookTimesOutWithoutDelayingStop(t *testing.T) {
 		return nil
 	})
 	a := v.Status.Attempts
-	if !strings.Contains(v.Status.LastError, "timed out") || len(a) < WebhookAttempts {
+	if !strings.Contains(v.Status.LastError, "timed out") || len(a) < notify.WebhookAttempts {
 		t.Errorf("status %+v", v.Status)
 	}
 	// The receiver hangs for the whole test (15 s and more): an attempt
 	// ended well short of that was cut by the timeout. The upper bound
 	// leaves room for a starved CPU (a 1 s attempt was measured at 1.9 s
 	// beside a CPU hog) without letting a missing timeout pass.
-	for _, at := range a[:WebhookAttempts] {
+	for _, at := range a[:notify.WebhookAttempts] {
 		if at.DurationMS < ms(timeout)*0.9 || at.DurationMS > 3*ms(timeout)+500 {
 			t.Errorf("attempt took %.0f ms, timeout %v", at.DurationMS, timeout)
 		}
 	}
-	t.Logf("first notice: %d attempts of %.0f..%.0f ms each, then failed: %s", WebhookAttempts, a[0].DurationMS, a[WebhookAttempts-1].DurationMS, v.Status.LastError)
+	t.Logf("first notice: %d attempts of %.0f..%.0f ms each, then failed: %s", notify.WebhookAttempts, a[0].DurationMS, a[notify.WebhookAttempts-1].DurationMS, v.Status.LastError)
 	// Closing the keeper does not wait for the hanging receiver.
 	start := time.Now()
 	k.Close()
@@ -368,7 +283,7 @@ func TestWebhookQueueDropsOldest(t *testing.T) {
 		}
 	})
 	addHook(t, k, WebhookSpec{Name: "slow", URL: slow.srv.URL})
-	k.notify(Notice{Kind: NoticeSwitch, Title: "first"})
+	k.notify(notify.Notice{Kind: notify.NoticeSwitch, Title: "first"})
 	checkFor(t, 5*time.Second, func() error {
 		if len(slow.deliveries()) != 1 {
 			return fmt.Errorf("the first notice is not in flight")
@@ -377,36 +292,36 @@ func TestWebhookQueueDropsOldest(t *testing.T) {
 	})
 	const extra = 10
 	start := time.Now()
-	for i := range WebhookQueue + extra {
-		k.notify(Notice{Kind: NoticeSwitch, Title: fmt.Sprint("n", i)})
+	for i := range notify.WebhookQueue + extra {
+		k.notify(notify.Notice{Kind: notify.NoticeSwitch, Title: fmt.Sprint("n", i)})
 	}
 	enq := time.Since(start)
-	st := k.hooks.status("slow", false)
-	if st.Dropped != extra || st.Queued != WebhookQueue {
-		t.Fatalf("after %d notices behind a stuck one: %+v", WebhookQueue+extra, st)
+	st := k.hooks.Status("slow", false)
+	if st.Dropped != extra || st.Queued != notify.WebhookQueue {
+		t.Fatalf("after %d notices behind a stuck one: %+v", notify.WebhookQueue+extra, st)
 	}
 	close(gate)
 	checkFor(t, 10*time.Second, func() error {
-		if n := len(slow.deliveries()); n != 1+WebhookQueue {
+		if n := len(slow.deliveries()); n != 1+notify.WebhookQueue {
 			return fmt.Errorf("%d deliveries", n)
 		}
 		return nil
 	})
 	got := slow.deliveries()
 	title := func(d delivery) string {
-		var n Notice
+		var n notify.Notice
 		_ = json.Unmarshal(d.body, &n)
 		return n.Title
 	}
 	// The oldest ten of the burst were dropped; the rest arrive in order.
-	if title(got[1]) != fmt.Sprint("n", extra) || title(got[len(got)-1]) != fmt.Sprint("n", WebhookQueue+extra-1) {
+	if title(got[1]) != fmt.Sprint("n", extra) || title(got[len(got)-1]) != fmt.Sprint("n", notify.WebhookQueue+extra-1) {
 		t.Errorf("after the stuck one: first %q, last %q", title(got[1]), title(got[len(got)-1]))
 	}
 	if !strings.Contains(apiText(t, k, "/metrics"), fmt.Sprintf(`koipond_webhook_deliveries_total{webhook="slow",result="dropped"} %d`, extra)) {
 		t.Error("/metrics does not count the drops")
 	}
 	t.Logf("%d notices enqueued in %v behind a stuck delivery: %d dropped (oldest), %d delivered after release",
-		WebhookQueue+extra, enq, st.Dropped, len(got)-1)
+		notify.WebhookQueue+extra, enq, st.Dropped, len(got)-1)
 }
 
 func TestRunNoticesReachReceiver(t *testing.T) {
@@ -434,9 +349,9 @@ func TestRunNoticesReachReceiver(t *testing.T) {
 			t.Fatalf("%s: %d", st, code)
 		}
 	}
-	byRun := func(run, kind string) *jsonPayload {
+	byRun := func(run, kind string) *notify.JSONPayload {
 		for _, d := range rc.deliveries() {
-			var p jsonPayload
+			var p notify.JSONPayload
 			if json.Unmarshal(d.body, &p) == nil && p.Run == run && p.Kind == kind {
 				return &p
 			}
@@ -445,9 +360,9 @@ func TestRunNoticesReachReceiver(t *testing.T) {
 	}
 	checkFor(t, 15*time.Second, func() error {
 		for _, want := range []struct{ run, kind string }{
-			{timed.ID, NoticeRunStarted}, {timed.ID, NoticeRunEnded},
-			{manual.ID, NoticeRunStarted}, {manual.ID, NoticeRunPaused}, {manual.ID, NoticeRunResumed},
-			{manual.ID, NoticeRunStopped}, {manual.ID, NoticeRunEnded},
+			{timed.ID, notify.NoticeRunStarted}, {timed.ID, notify.NoticeRunEnded},
+			{manual.ID, notify.NoticeRunStarted}, {manual.ID, notify.NoticeRunPaused}, {manual.ID, notify.NoticeRunResumed},
+			{manual.ID, notify.NoticeRunStopped}, {manual.ID, notify.NoticeRunEnded},
 		} {
 			if byRun(want.run, want.kind) == nil {
 				return fmt.Errorf("no %s for run %s", want.kind, want.run)
@@ -455,15 +370,15 @@ func TestRunNoticesReachReceiver(t *testing.T) {
 		}
 		return nil
 	})
-	end := byRun(timed.ID, NoticeRunEnded)
+	end := byRun(timed.ID, notify.NoticeRunEnded)
 	if end.Fields["verdict"] != "failed" || !strings.Contains(end.Fields["failed"], "api:chat.postMessage p95 < 300ms") ||
 		!strings.Contains(end.Title, "THRESHOLDS FAILED") || end.Fields["reason"] != "duration elapsed" {
 		t.Errorf("run.ended of the timed run: %+v", end)
 	}
-	if p := byRun(manual.ID, NoticeRunStopped); p.Actor != "anonymous" || !strings.Contains(p.Title, "stopped by anonymous") {
+	if p := byRun(manual.ID, notify.NoticeRunStopped); p.Actor != "anonymous" || !strings.Contains(p.Title, "stopped by anonymous") {
 		t.Errorf("run.stopped: %+v", p) // the API's caller without auth
 	}
-	if p := byRun(manual.ID, NoticeRunEnded); p.Fields["verdict"] != "" || !strings.Contains(p.Fields["reason"], "stopped by") {
+	if p := byRun(manual.ID, notify.NoticeRunEnded); p.Fields["verdict"] != "" || !strings.Contains(p.Fields["reason"], "stopped by") {
 		t.Errorf("run.ended of the manual run: %+v", p)
 	}
 	t.Logf("run.ended (timed): %q / %q", end.Title, end.Text)
@@ -473,7 +388,7 @@ func TestWebhookTestEndpointAndBadSpecs(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
 	ok := newReceiver(t, nil)
 	addHook(t, k, WebhookSpec{Name: "ok", URL: ok.srv.URL, Secret: ptr("0123456789")})
-	var a DeliveryAttempt
+	var a notify.DeliveryAttempt
 	if code := api(t, k, "", "POST", "/api/v1/webhooks/ok/test", nil, &a); code != 200 || a.Result != "delivered" || a.Status != 200 {
 		t.Errorf("test: %d %+v", code, a)
 	}

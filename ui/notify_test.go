@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/ui"
 )
 
@@ -27,7 +28,7 @@ import (
 // shows its refused calls by reason.
 func TestUINotifications(t *testing.T) {
 	ctx := context.Background()
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+	k, err := api.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
 		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler),
 		WebhookBackoff: 20 * time.Millisecond, WebhookTimeout: time.Second})
 	if err != nil {
@@ -63,8 +64,8 @@ func TestUINotifications(t *testing.T) {
 		"actions": []map[string]any{{"match": map[string]string{"service": "search"},
 			"launch": map[string]any{"formation": "herd", "run_labels": map[string]string{"service": "search"}}}}}, nil)
 	req, _ := http.NewRequest("POST", base+"/api/v1/triggers/deploy", strings.NewReader(`{"labels": {}}`))
-	req.Header.Set(keeper.HeaderTimestamp, "1")
-	req.Header.Set(keeper.HeaderSignature, "sha256=0000000000000000000000000000000000000000000000000000000000000000")
+	req.Header.Set(api.HeaderTimestamp, "1")
+	req.Header.Set(api.HeaderSignature, "sha256=0000000000000000000000000000000000000000000000000000000000000000")
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 	}
@@ -104,7 +105,7 @@ func TestUINotifications(t *testing.T) {
 	waitJS(t, bctx, 5*time.Second, "the success in the row",
 		`document.querySelector('[data-webhook=team-slack] .delivered').textContent === '1' && !document.querySelector('[data-webhook=team-slack] .last-success').textContent.includes('never')`)
 	mu.Lock()
-	if len(got) != 1 || got[0].Get(keeper.HeaderSignature) == "" || got[0].Get("X-Koipond-Event") != "test" {
+	if len(got) != 1 || got[0].Get(api.HeaderSignature) == "" || got[0].Get("X-Koipond-Event") != "test" {
 		t.Errorf("receiver got %d deliveries: %v", len(got), got)
 	} else {
 		var m struct {

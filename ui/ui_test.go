@@ -24,6 +24,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/ui"
@@ -51,7 +52,7 @@ func startSystem(t *testing.T) *system {
 	// the default: nothing here tests failover, and on a busy machine a
 	// 2 s lease expires between slow polls, moving koi between schools
 	// and closing a launch before a late school has heard of it.
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+	k, err := api.Open(ctx, keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
 		PollInterval: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler), WarehouseDir: wh})
 	if err != nil {
 		t.Fatal(err)
@@ -595,7 +596,7 @@ func TestUIAgainstSystem(t *testing.T) {
 // (still running) and the controls the role may not use are disabled.
 func TestUILoginAndRoles(t *testing.T) {
 	const viewer, admin = "viewer-token-0123456789", "admin-token-0123456789"
-	k, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+	k, err := api.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
 		Logger: slog.New(slog.DiscardHandler), Tokens: []keeper.Token{
 			{Name: "vera", Role: keeper.RoleViewer, Secret: viewer}, {Name: "ada", Role: keeper.RoleAdmin, Secret: admin}}})
 	if err != nil {

@@ -9,11 +9,12 @@ import (
 	"testing"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 func TestClientCommandsAgainstKeeper(t *testing.T) {
 	dir := t.TempDir()
-	k, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: dir,
+	k, err := api.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: dir,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +81,7 @@ func TestClientCommandsAgainstKeeper(t *testing.T) {
 		t.Errorf("stop --nats: %v %s", err, out)
 	}
 	k.Close()
-	k2, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: dir,
+	k2, err := api.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: dir,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

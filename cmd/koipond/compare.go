@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 // compareOpts are the flags of `koipond report --baseline`.
@@ -32,11 +32,11 @@ const (
 
 // runCompare prints a run's comparison with a baseline run.
 func runCompare(ctx context.Context, cf *clientFlags, run, format string, co compareOpts, stdout, stderr io.Writer) error {
-	if _, err := keeper.ParseTolerance(co.tolerance); err != nil {
+	if _, err := api.ParseTolerance(co.tolerance); err != nil {
 		fmt.Fprintf(stderr, "koipond report: --tolerance: %v\n", err)
 		return errUsage
 	}
-	if _, err := keeper.ParseErrorTolerance(co.errTolerance); err != nil {
+	if _, err := api.ParseErrorTolerance(co.errTolerance); err != nil {
 		fmt.Fprintf(stderr, "koipond report: --error-tolerance: %v\n", err)
 		return errUsage
 	}
@@ -64,7 +64,7 @@ func runCompare(ctx context.Context, cf *clientFlags, run, format string, co com
 		fmt.Fprintf(stderr, "koipond report: --format %q is not json, csv or text\n", format)
 		return errUsage
 	}
-	var rep keeper.ComparedReport
+	var rep api.ComparedReport
 	if format != "csv" {
 		if err := json.Unmarshal(raw, &rep); err != nil || rep.Comparison == nil {
 			return fmt.Errorf("decoding the comparison: %v", err)
@@ -107,15 +107,15 @@ func useColor(w io.Writer, noColor bool) bool {
 }
 
 // regressions counts regressed keys, thresholds and launches.
-func regressions(c *keeper.Comparison) int {
+func regressions(c *api.Comparison) int {
 	n := c.Regressed
 	for _, t := range c.Thresholds {
-		if t.Verdict == keeper.VerdictRegressed {
+		if t.Verdict == api.VerdictRegressed {
 			n++
 		}
 	}
 	for _, l := range c.Launches {
-		if l.Verdict == keeper.VerdictRegressed {
+		if l.Verdict == api.VerdictRegressed {
 			n++
 		}
 	}
@@ -126,13 +126,13 @@ func regressions(c *keeper.Comparison) int {
 // - gone, blank the same.
 func verdictMark(v string) string {
 	switch v {
-	case keeper.VerdictRegressed:
+	case api.VerdictRegressed:
 		return "!"
-	case keeper.VerdictImproved:
+	case api.VerdictImproved:
 		return "+"
-	case keeper.VerdictNew:
+	case api.VerdictNew:
 		return "*"
-	case keeper.VerdictGone:
+	case api.VerdictGone:
 		return "-"
 	}
 	return " "
@@ -179,7 +179,7 @@ func statDelta(stat string, d, rel *float64) (string, string) {
 // printComparison writes a comparison for people: one row per key and
 // statistic, marked and (on a terminal) coloured when it changed beyond
 // the tolerance, then thresholds and launches side by side.
-func printComparison(w io.Writer, rep *keeper.ComparedReport, color bool) {
+func printComparison(w io.Writer, rep *api.ComparedReport, color bool) {
 	c := rep.Comparison
 	fmt.Fprintf(w, "run %s %q against baseline %s %q: tolerance %.4g%% (latencies also beyond the sketches' %.0f%% error and %.4g ms), error rates %.4g pp\n",
 		rep.Run, rep.Name, c.Baseline, c.BaselineName, 100*c.Tolerance, 100*c.SketchAccuracy, c.MinLatencyDeltaMS, c.ErrorTolerancePP)

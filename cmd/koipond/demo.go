@@ -18,7 +18,7 @@ import (
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/examples"
 	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/ui"
@@ -92,7 +92,7 @@ authentication is on; the school credentials are in DATA/nats/school.nk).
 		defer cancel()
 	}
 
-	k, err := keeper.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log, UI: ui.Handler(),
+	k, err := api.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log, UI: ui.Handler(),
 		NATSAuth: keeper.NATSAuth{Insecure: *insecure}})
 	if err != nil {
 		return fmt.Errorf("starting the keeper: %w", err)
@@ -172,7 +172,7 @@ try, in another terminal:
 
 // demoSetup uploads the example behaviors and formation and finds or
 // creates the always-on run.
-func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ramp, scale, sigma float64) (*state.Run, string, error) {
+func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ramp, scale, sigma float64) (*api.Run, string, error) {
 	var files []behaviors.File
 	for _, name := range []string{"slack/frequencies.json", "slack/sequences.json"} {
 		b, err := fs.ReadFile(examples.FS, name)
@@ -198,14 +198,14 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 			return r, form.Hash, nil // a restarted demo carries on
 		}
 	}
-	r, err := k.CreateRun(ctx, "demo", keeper.RunSpec{
+	r, err := k.CreateRun(ctx, "demo", api.RunSpec{
 		Name: demoRunName, Owner: "demo", Labels: map[string]string{"kind": "always-on"},
-		Target:      state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
+		Target:      api.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
 		BehaviorSet: set.Hash, Koi: n, Ramp: ramp, TimeScale: scale, ActivitySigma: sigma,
 		// What a team would watch on an always-on run: its health live in
 		// the UI, and a guardrail that pauses it if the target goes bad.
 		Thresholds: map[string][]string{"api:conversations.history": {"p95 < 300ms", "error_rate < 1%"}}, ThresholdWindowSecs: 60,
-		Guardrails: []state.GuardrailRule{{Name: "api-health", Key: "api:*", When: "success_rate < 95%", For: "1m", Action: "pause"}},
+		Guardrails: []api.GuardrailRule{{Name: "api-health", Key: "api:*", When: "success_rate < 95%", For: "1m", Action: "pause"}},
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("creating the run: %w", err)
@@ -235,7 +235,7 @@ func demoTries(runID string) string {
 func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, runID string, window time.Duration) {
 	st := k.Status(nil)
 	ps := p.Stats()
-	var rv *keeper.RunView
+	var rv *api.RunView
 	for _, r := range st.Runs {
 		if r.ID == runID {
 			rv = r
@@ -265,7 +265,7 @@ func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, 
 	if m == nil || len(m.Keys) == 0 {
 		return
 	}
-	keys := append([]keeper.KeySummary(nil), m.Keys...)
+	keys := append([]api.KeySummary(nil), m.Keys...)
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "key\trate/s\tfailures\tp50 ms\tp95 ms\tp99 ms\t")
@@ -304,7 +304,7 @@ func demoLaunch(ctx context.Context, w io.Writer, k *keeper.Keeper, p *pond.Serv
 		return fmt.Errorf("posting the announcement: %w", err)
 	}
 	resp.Body.Close()
-	l, err := k.Launch(ctx, "demo", keeper.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
+	l, err := k.Launch(ctx, "demo", api.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
 	if err != nil {
 		return err
 	}

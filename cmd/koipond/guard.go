@@ -11,12 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 // guardrailFlags collects repeated --guardrail flags.
-type guardrailFlags struct{ rules *[]state.GuardrailRule }
+type guardrailFlags struct{ rules *[]api.GuardrailRule }
 
 func (g guardrailFlags) String() string { return "" }
 
@@ -33,9 +32,9 @@ func (g guardrailFlags) Set(s string) error {
 
 // parseGuardrailFlag reads "KEY=WHEN for DUR -> ACTION"; the keeper
 // checks each part.
-func parseGuardrailFlag(s string) (state.GuardrailRule, error) {
-	bad := func(why string) (state.GuardrailRule, error) {
-		return state.GuardrailRule{}, fmt.Errorf("%q: %s; write KEY=WHEN for DUR -> ACTION, e.g. 'api:*=success_rate < 95%% for 5m -> pause'", s, why)
+func parseGuardrailFlag(s string) (api.GuardrailRule, error) {
+	bad := func(why string) (api.GuardrailRule, error) {
+		return api.GuardrailRule{}, fmt.Errorf("%q: %s; write KEY=WHEN for DUR -> ACTION, e.g. 'api:*=success_rate < 95%% for 5m -> pause'", s, why)
 	}
 	key, rest, ok := strings.Cut(s, "=")
 	if !ok || strings.TrimSpace(key) == "" {
@@ -50,7 +49,7 @@ func parseGuardrailFlag(s string) (state.GuardrailRule, error) {
 	if i < 0 {
 		return bad("no 'for DUR'")
 	}
-	return state.GuardrailRule{Key: strings.TrimSpace(key), When: strings.TrimSpace(cond[:i]),
+	return api.GuardrailRule{Key: strings.TrimSpace(key), When: strings.TrimSpace(cond[:i]),
 		For: strings.TrimSpace(cond[i+len(" for "):]), Action: strings.TrimSpace(action)}, nil
 }
 
@@ -100,7 +99,7 @@ running run). "-" reads FILE from stdin. Setting needs an admin token.`, stderr)
 	switch {
 	case verb == "show" && fs.NArg() <= 1:
 	case verb == "clear" && fs.NArg() == 1:
-		body = map[string]any{"rules": []state.GuardrailRule{}}
+		body = map[string]any{"rules": []api.GuardrailRule{}}
 	case verb == "set" && fs.NArg() == 2:
 		var data []byte
 		var err error
@@ -113,7 +112,7 @@ running run). "-" reads FILE from stdin. Setting needs an admin token.`, stderr)
 			return fmt.Errorf("reading the rules: %w", err)
 		}
 		var obj struct {
-			Rules []state.GuardrailRule `json:"rules"`
+			Rules []api.GuardrailRule `json:"rules"`
 		}
 		if err := json.Unmarshal(data, &obj); err != nil || obj.Rules == nil {
 			if err2 := json.Unmarshal(data, &obj.Rules); err2 != nil {
@@ -136,7 +135,7 @@ running run). "-" reads FILE from stdin. Setting needs an admin token.`, stderr)
 	if cf.json {
 		return writeJSON(stdout, raw)
 	}
-	var v keeper.GuardrailsView
+	var v api.GuardrailsView
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return fmt.Errorf("decoding the guardrails: %w", err)
 	}
@@ -177,8 +176,8 @@ func printGuard(w io.Writer, v *runView) {
 
 // liveLine formats a live threshold, e.g.
 // "live: api:chat.postMessage p95 < 300ms  FAIL 412.0 ms (for 6s)".
-func liveLine(l keeper.LiveThresholdView) string {
-	verdict := map[string]string{keeper.LivePass: "ok", keeper.LiveFail: "FAIL", keeper.LiveNoData: "no data", keeper.LiveIdle: "idle"}[l.State]
+func liveLine(l api.LiveThresholdView) string {
+	verdict := map[string]string{api.LivePass: "ok", api.LiveFail: "FAIL", api.LiveNoData: "no data", api.LiveIdle: "idle"}[l.State]
 	if verdict == "" {
 		verdict = l.State
 	}
@@ -186,19 +185,19 @@ func liveLine(l keeper.LiveThresholdView) string {
 	if l.Observed != nil {
 		s += " " + formatObserved(*l.Observed, l.Unit)
 	}
-	if l.State == keeper.LiveFail && l.FailingSecs > 0 {
+	if l.State == api.LiveFail && l.FailingSecs > 0 {
 		s += fmt.Sprintf(" (for %s)", (time.Duration(l.FailingSecs) * time.Second).Round(time.Second))
 	}
 	return s
 }
 
 // capacityFlag reads --capacity start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN].
-type capacityFlag struct{ spec **state.CapacitySpec }
+type capacityFlag struct{ spec **api.CapacitySpec }
 
 func (c capacityFlag) String() string { return "" }
 
 func (c capacityFlag) Set(s string) error {
-	cs := &state.CapacitySpec{}
+	cs := &api.CapacitySpec{}
 	for _, part := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok {
@@ -224,7 +223,7 @@ func (c capacityFlag) Set(s string) error {
 			if !ok {
 				return fmt.Errorf("flatten=%q: want KEY@MIN_GAIN, e.g. api:*@0.5", v)
 			}
-			f := &state.CapacityFlatten{Key: key}
+			f := &api.CapacityFlatten{Key: key}
 			f.MinGain, err = strconv.ParseFloat(gain, 64)
 			cs.Flatten = f
 		default:
@@ -239,7 +238,7 @@ func (c capacityFlag) Set(s string) error {
 }
 
 // printCapacity writes a capacity search's steps and result.
-func printCapacity(w io.Writer, res *state.CapacityResult) {
+func printCapacity(w io.Writer, res *api.CapacityResult) {
 	if res == nil {
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
@@ -57,7 +58,7 @@ func startHostileRig(t *testing.T, cfg func(*keeper.Config)) *hostileRig {
 	if cfg != nil {
 		cfg(&kc)
 	}
-	k, err := keeper.Open(context.Background(), kc)
+	k, err := api.Open(context.Background(), kc)
 	if err != nil {
 		t.Fatal(err)
 	}

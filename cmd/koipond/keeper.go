@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/ui"
 )
 
@@ -65,7 +66,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return configErrors(stderr, "keeper", errs)
 	}
-	k, err := keeper.Open(ctx, cfg)
+	k, err := api.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,7 +49,7 @@ TIME is "now" (the default), an RFC 3339 time, or +DURATION (e.g. +30s).`, stder
 	if err := cf.call(ctx, "POST", "/api/v1/launches", req, &raw); err != nil {
 		return err
 	}
-	var l state.Launch
+	var l api.Launch
 	if err := json.Unmarshal(raw, &l); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/wire/wiretest"
 )
 
@@ -22,7 +23,7 @@ import (
 // receiver on 127.0.0.1: webhook add/list/test/rm, trigger add/list/fire
 // (signed by the CLI, verified by the keeper) and a forged fire refused.
 func TestWebhookAndTriggerCommands(t *testing.T) {
-	k, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+	k, err := api.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
 		PollInterval: 200 * time.Millisecond, Lease: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

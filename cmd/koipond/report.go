@@ -11,8 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,7 +71,7 @@ threshold regressed (then 1).`, stderr)
 	if err := cf.call(ctx, "GET", path, nil, &raw); err != nil {
 		return err
 	}
-	var rep state.Report
+	var rep api.Report
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		return fmt.Errorf("decoding the report: %w", err)
 	}
@@ -95,7 +94,7 @@ func optMS(p *float64) string {
 }
 
 // printReport writes a report for people.
-func printReport(w io.Writer, rep *state.Report) {
+func printReport(w io.Writer, rep *api.Report) {
 	status := "final"
 	if !rep.Final {
 		status = "provisional (the run has not settled)"
@@ -223,11 +222,11 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 		if err := cf.call(ctx, "GET", base, nil, &v); err != nil {
 			return err
 		}
-		if v.State == state.RunStopped {
+		if v.State == api.RunStopped {
 			fmt.Fprintf(progress, "run %s stopped after %s: %s\n", id, time.Since(start).Round(time.Second), v.EndReason)
 			break
 		}
-		var m keeper.MetricsSummary
+		var m api.MetricsSummary
 		if err := cf.call(ctx, "GET", base+"/metrics?window=5s", nil, &m); err != nil {
 			return err
 		}
@@ -253,7 +252,7 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 		case <-tick.C:
 		}
 	}
-	var rep state.Report
+	var rep api.Report
 	giveUp := time.Now().Add(reportWait)
 	for {
 		if err := cf.call(ctx, "GET", base+"/report", nil, &rep); err != nil {
@@ -286,7 +285,7 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 // or when a guardrail acted on the run — the target was not healthy,
 // whatever the whole-run thresholds say (in a capacity search breaking a
 // guardrail is how the search ends, so it does not count there).
-func verdict(rep *state.Report, w io.Writer) error {
+func verdict(rep *api.Report, w io.Writer) error {
 	if rep.Passed != nil && !*rep.Passed {
 		return exitError{code: 1}
 	}

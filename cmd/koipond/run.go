@@ -9,8 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -49,7 +48,7 @@ the run (outside a capacity search): CI gating.
 step koi every DUR while every guardrail holds, up to max, then reports the
 largest count that held and stops (then=stop) or holds there (then=hold).`, stderr)
 	cf := addClientFlags(fs)
-	var spec keeper.RunSpec
+	var spec api.RunSpec
 	labels := keyValues{}
 	fs.StringVar(&spec.Name, "name", "", "run `name`")
 	fs.StringVar(&spec.BehaviorSet, "behaviors", "", "behavior set `hash or name` (latest version)")
@@ -109,16 +108,16 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 
 // runView is what client commands read of a run.
 type runView struct {
-	state.Run
-	Assigned    int                `json:"assigned"`
-	Partial     string             `json:"partial"`
-	Assignments []state.Assignment `json:"assignments"`
+	api.Run
+	Assigned    int              `json:"assigned"`
+	Partial     string           `json:"partial"`
+	Assignments []api.Assignment `json:"assignments"`
 	KoiNow      struct {
 		Booting, Connected, Reconnecting, Failed, Paused int
 	} `json:"koi_now"`
 	Refused        map[string]string `json:"refused"`
 	StopCompleteMS int64             `json:"stop_complete_ms"`
-	keeper.GuardView
+	api.GuardView
 }
 
 func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
@@ -230,7 +229,7 @@ count at the ramp rate, without a restart.`, stderr)
 	if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
 		return err
 	}
-	var p keeper.RunPatch
+	var p api.RunPatch
 	fs.Visit(func(f *flagT) {
 		switch f.Name {
 		case "koi":

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -51,17 +51,17 @@ func printStatus(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	}
 	var st struct {
 		Switch struct {
-			state.GlobalSwitch
+			api.GlobalSwitch
 			StopCompleteMS int64 `json:"stop_complete_ms"`
 		} `json:"switch"`
 		Runs    []runView `json:"runs"`
 		Schools []struct {
-			state.School
+			api.School
 			Health   string `json:"health"`
 			Assigned int    `json:"assigned"`
 		} `json:"schools"`
-		Launches []state.Launch `json:"launches"`
-		Time     time.Time      `json:"time"`
+		Launches []api.Launch `json:"launches"`
+		Time     time.Time    `json:"time"`
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("decoding the status: %w", err)

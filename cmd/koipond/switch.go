@@ -9,8 +9,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
+
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,9 +48,9 @@ keeper's NATS credentials, both read from its --data directory (or
 	fs := newFlagSet(verb, verb+" [--json] [--nats URL]", desc, stderr)
 	cf := addClientFlags(fs)
 	natsURL := fs.String("nats", "", "bypass the keeper: publish straight to NATS at `URL`")
-	bucket := fs.String("bucket", keeper.DefaultBucket, "with --nats: the keeper's KV `bucket`")
+	bucket := fs.String("bucket", api.DefaultBucket, "with --nats: the keeper's KV `bucket`")
 	var na natsAdmin
-	fs.StringVar(&na.dataDir, "data", keeper.DefaultDataDir, "with --nats: the keeper's data `directory` (its NATS keys and switch key)")
+	fs.StringVar(&na.dataDir, "data", api.DefaultDataDir, "with --nats: the keeper's data `directory` (its NATS keys and switch key)")
 	fs.StringVar(&na.nkey, "nats-nkey", "", "with --nats: NATS nkey seed `file` to connect with (default: the keeper's, in --data)")
 	fs.StringVar(&na.creds, "nats-creds", "", "with --nats: NATS credentials `file` to connect with")
 	fs.StringVar(&na.user, "nats-user", "", "with --nats: NATS `user` to connect as (password in KOIPOND_NATS_PASSWORD)")
@@ -72,7 +72,7 @@ keeper's NATS credentials, both read from its --data directory (or
 		return writeJSON(stdout, raw)
 	}
 	var v struct {
-		state.GlobalSwitch
+		api.GlobalSwitch
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return err
@@ -109,7 +109,7 @@ func (na natsAdmin) options() ([]nats.Option, error) {
 	}
 	seed := na.nkey
 	if seed == "" && len(opts) == 0 {
-		seed = keeper.CredentialPaths(na.dataDir).Keeper
+		seed = api.CredentialPaths(na.dataDir).Keeper
 	}
 	if seed != "" {
 		o, err := nats.NkeyOptionFromSeed(seed)
@@ -128,9 +128,9 @@ func (na natsAdmin) options() ([]nats.Option, error) {
 func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bucket string, na natsAdmin, stdout io.Writer) error {
 	signer := na.controlKey
 	if signer == "" {
-		signer = keeper.CredentialPaths(na.dataDir).Control
+		signer = api.CredentialPaths(na.dataDir).Control
 	}
-	if err := keeper.SignSwitch(signer, &wire.Control{State: st}); err != nil {
+	if err := api.SignSwitch(signer, &wire.Control{State: st}); err != nil {
 		return fmt.Errorf("%w (--data DIR of the keeper, or --keeper-key-seed FILE)", err)
 	}
 	auth, err := na.options()
@@ -152,12 +152,10 @@ func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bu
 	c := wire.Control{State: st, By: by, At: time.Now()}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		var kv *state.KV
-		if kv, err = state.OpenExistingKV(ctx, js, bucket); err == nil {
-			var g *state.GlobalSwitch
-			if g, err = state.EmergencySwitch(ctx, kv, st, by); err == nil {
-				c.Epoch, c.At = g.Epoch, g.At
-			}
+		var epoch uint64
+		var at time.Time
+		if epoch, at, err = api.RecordEmergencySwitch(ctx, js, bucket, st, by); err == nil {
+			c.Epoch, c.At = epoch, at
 		}
 	}
 	if err != nil {
@@ -167,7 +165,7 @@ func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bu
 		c.Epoch = wire.EpochFromClock(time.Now())
 		fmt.Fprintf(stdout, "warning: could not record the switch in the keeper's bucket (%v); publishing epoch %d\n", err, c.Epoch)
 	}
-	if err := keeper.SignSwitch(signer, &c); err != nil {
+	if err := api.SignSwitch(signer, &c); err != nil {
 		return err
 	}
 	data, err := wire.Encode(&c)

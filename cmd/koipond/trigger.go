@@ -15,7 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 func runTrigger(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,7 +58,7 @@ POST /api/v1/triggers/NAME must be signed with the secret (see
 	if err != nil {
 		return fmt.Errorf("reading the trigger spec: %w", err)
 	}
-	var spec keeper.TriggerSpec
+	var spec api.TriggerSpec
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
@@ -99,7 +99,7 @@ func triggerList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := cf.call(ctx, "GET", "/api/v1/triggers", nil, &raw); err != nil {
 		return err
 	}
-	var ts []keeper.TriggerView
+	var ts []api.TriggerView
 	if err := json.Unmarshal(raw, &ts); err != nil {
 		return err
 	}
@@ -168,8 +168,8 @@ no API token.`, stderr)
 	}
 	ts := time.Now().Unix()
 	header := http.Header{}
-	header.Set(keeper.HeaderTimestamp, strconv.FormatInt(ts, 10))
-	header.Set(keeper.HeaderSignature, keeper.Sign(secret, ts, body))
+	header.Set(api.HeaderTimestamp, strconv.FormatInt(ts, 10))
+	header.Set(api.HeaderSignature, api.Sign(secret, ts, body))
 	// 422: the call was taken but an action could not be done; the answer
 	// says which.
 	data, err := cf.send(ctx, "POST", "/api/v1/triggers/"+url.PathEscape(pos[0]), body, header,
@@ -177,7 +177,7 @@ no API token.`, stderr)
 	if err != nil {
 		return err
 	}
-	var res keeper.TriggerResult
+	var res api.TriggerResult
 	if err := json.Unmarshal(data, &res); err != nil {
 		return fmt.Errorf("decoding the keeper's answer: %w", err)
 	}

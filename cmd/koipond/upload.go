@@ -7,7 +7,7 @@ import (
 	"io"
 
 	"github.com/koipond/koipond/behaviors"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 type uploadFile struct {
@@ -64,7 +64,7 @@ becomes its next version, known content is not stored twice.`, stderr)
 }
 
 // uploadFormation stores one formation file and returns it.
-func uploadFormation(ctx context.Context, cf *clientFlags, path string) (*state.Formation, json.RawMessage, error) {
+func uploadFormation(ctx context.Context, cf *clientFlags, path string) (*api.Formation, json.RawMessage, error) {
 	files, err := behaviors.ReadFiles(path)
 	if err != nil {
 		return nil, nil, err
@@ -74,7 +74,7 @@ func uploadFormation(ctx context.Context, cf *clientFlags, path string) (*state.
 	if err := cf.call(ctx, "POST", "/api/v1/formations", req, &raw); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var f state.Formation
+	var f api.Formation
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, nil, err
 	}

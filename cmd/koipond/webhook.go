@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 )
 
 func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,7 +88,7 @@ X-Koipond-Timestamp and X-Koipond-Signature (see README, "Signatures").
 	if err := needPositional(fs, pos, 2, "NAME URL", stderr); err != nil {
 		return err
 	}
-	spec := keeper.WebhookSpec{Name: pos[0], URL: pos[1], Format: *format}
+	spec := api.WebhookSpec{Name: pos[0], URL: pos[1], Format: *format}
 	if *kinds != "" {
 		for _, k := range strings.Split(*kinds, ",") {
 			spec.Kinds = append(spec.Kinds, strings.TrimSpace(k))
@@ -112,7 +112,7 @@ X-Koipond-Timestamp and X-Koipond-Signature (see README, "Signatures").
 	if err := cf.call(ctx, method, path, spec, &raw); err != nil {
 		return err
 	}
-	var v keeper.WebhookView
+	var v api.WebhookView
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func webhookList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := cf.call(ctx, "GET", "/api/v1/webhooks", nil, &raw); err != nil {
 		return err
 	}
-	var hooks []keeper.WebhookView
+	var hooks []api.WebhookView
 	if err := json.Unmarshal(raw, &hooks); err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ exits 1 when it was not delivered.`, stderr)
 	if err := cf.call(ctx, "POST", "/api/v1/webhooks/"+url.PathEscape(pos[0])+"/test", nil, &raw); err != nil {
 		return err
 	}
-	var a keeper.DeliveryAttempt
+	var a api.DeliveryAttempt
 	if err := json.Unmarshal(raw, &a); err != nil {
 		return err
 	}

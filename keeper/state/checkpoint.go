@@ -7,22 +7,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 )
 
-// TableCheckpoints holds one metrics checkpoint per run still waiting for
-// its final report.
-const TableCheckpoints = "checkpoints"
-
-// prefixCheckpoint keys persisted checkpoints.
-const prefixCheckpoint = "ckpt."
-
 func checkpointKey(run string) string { return prefixCheckpoint + enc(run) }
-
-func checkpointsTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableCheckpoints, Indexes: map[string]*memdb.IndexSchema{
-		// id: a run's checkpoint (restore into the aggregator at Open,
-		// the scheduler's checkpoint pass, deletion with the report).
-		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Run"}},
-	}}
-}
 
 // Checkpoint is a run's merged metrics since it started (the keeper's
 // running total, metrics.Snapshot in its binary encoding) and its

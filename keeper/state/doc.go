@@ -14,7 +14,11 @@
 // fails, the memdb transaction is aborted and the records already written
 // are put back to their previous values (best effort), so nothing is
 // half-applied. At start, Restore rebuilds memdb from the persisted records
-// in one transaction.
+// in one transaction, each record going to its table by its key prefix
+// (the records list in schema.go).
+//
+// The package starts no goroutine: a Store is used by its callers'
+// goroutines and guards itself.
 //
 // Lock order: Store.writeMu (held for a whole Write) before the memdb
 // writer lock; no other locks are held across a Persister call.

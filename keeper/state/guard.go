@@ -8,20 +8,6 @@ import (
 	"github.com/hashicorp/go-memdb"
 )
 
-// TableGuardrails holds the one row of global guardrails.
-const TableGuardrails = "guardrails"
-
-// guardrailsKey keys the persisted global guardrails.
-const guardrailsKey = "guardrails"
-
-func guardrailsTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableGuardrails, Indexes: map[string]*memdb.IndexSchema{
-		// id: the one global guardrails row (guardrails API, the guard
-		// loop every second).
-		indexID: {Name: indexID, Unique: true, Indexer: constIndex("global")},
-	}}
-}
-
 // GuardrailRule is a rule as written by people, e.g. {"key": "api:*",
 // "when": "success_rate < 95%", "for": "5m", "action": "pause"}: when its
 // condition holds over the key's metrics for the duration, the keeper

@@ -3,58 +3,14 @@ package state
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
 )
 
-// Tables of notification webhooks, event triggers and the signatures of
-// trigger calls already accepted (replay protection).
-const (
-	TableWebhooks    = "webhooks"
-	TableTriggers    = "triggers"
-	TableTriggerSeen = "trigger_seen"
-)
-
-// Key prefixes of the records.
-const (
-	prefixWebhook     = "hook."
-	prefixTrigger     = "trigger."
-	prefixTriggerSeen = "tseen."
-)
-
 func webhookKey(name string) string     { return prefixWebhook + enc(name) }
 func triggerKey(name string) string     { return prefixTrigger + enc(name) }
 func triggerSeenKey(name string) string { return prefixTriggerSeen + enc(name) }
-
-// notifyTables returns the tables of this file.
-func notifyTables() []*memdb.TableSchema {
-	return []*memdb.TableSchema{webhooksTable(), triggersTable(), triggerSeenTable()}
-}
-
-func webhooksTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableWebhooks, Indexes: map[string]*memdb.IndexSchema{
-		// id: a webhook by name (API get, put, delete; delivery workers
-		// list them all at start).
-		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
-	}}
-}
-
-func triggersTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableTriggers, Indexes: map[string]*memdb.IndexSchema{
-		// id: a trigger by name (every trigger call; API).
-		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
-	}}
-}
-
-func triggerSeenTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableTriggerSeen, Indexes: map[string]*memdb.IndexSchema{
-		// id: the signatures one trigger accepted recently (every trigger
-		// call checks and extends it).
-		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Trigger"}},
-	}}
-}
 
 // Webhook is where notices go: a URL receiving a JSON or Slack
 // incoming-webhook payload for the notice kinds it subscribes to.
@@ -179,18 +135,4 @@ func (t *Txn) PutTriggerSeen(s *TriggerSeen) error {
 		return fmt.Errorf("state: seen signatures need their trigger")
 	}
 	return put(t, TableTriggerSeen, triggerSeenKey(s.Trigger), s, t.TriggerSeen(nil, s.Trigger))
-}
-
-// restoreNotify maps a record key of this file to a new object and its
-// table, or "" when the key is not one of them.
-func restoreNotify(key string) (any, string) {
-	switch {
-	case strings.HasPrefix(key, prefixWebhook):
-		return &Webhook{}, TableWebhooks
-	case strings.HasPrefix(key, prefixTriggerSeen):
-		return &TriggerSeen{}, TableTriggerSeen
-	case strings.HasPrefix(key, prefixTrigger):
-		return &Trigger{}, TableTriggers
-	}
-	return nil, ""
 }

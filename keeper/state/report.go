@@ -7,20 +7,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 )
 
-// TableReports holds one report per ended run.
-const TableReports = "reports"
-
-// prefixReport keys persisted reports.
-const prefixReport = "report."
-
 func reportKey(run string) string { return prefixReport + enc(run) }
-
-func reportsTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableReports, Indexes: map[string]*memdb.IndexSchema{
-		// id: a run's report (report API, scheduler finishing reports).
-		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Run"}},
-	}}
-}
 
 // Report is a run's results over its whole life: per metric key counts,
 // errors and latency quantiles, websocket health, launch outcomes and

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -16,7 +17,77 @@ const (
 	TableAssignments  = "assignments"
 	TableSwitch       = "switch"
 	TableAudit        = "audit"
+	// TableReports holds one report per ended run.
+	TableReports = "reports"
+	// TableCheckpoints holds one metrics checkpoint per run still waiting
+	// for its final report.
+	TableCheckpoints = "checkpoints"
+	// TableGuardrails holds the one row of global guardrails.
+	TableGuardrails = "guardrails"
+	// Notification webhooks, event triggers and the signatures of trigger
+	// calls already accepted (replay protection).
+	TableWebhooks    = "webhooks"
+	TableTriggers    = "triggers"
+	TableTriggerSeen = "trigger_seen"
 )
+
+// Keys of persisted records. Ids made of safe characters are used as they
+// are; any other id is hex-encoded behind "=", which no safe id starts
+// with.
+const (
+	prefixBehaviorSet = "bs."
+	prefixFormation   = "fm."
+	prefixRun         = "run."
+	prefixLaunch      = "launch."
+	prefixSchool      = "school."
+	prefixAssignment  = "asg."
+	prefixAudit       = "audit."
+	switchKey         = "switch"
+	prefixReport      = "report."
+	prefixCheckpoint  = "ckpt."
+	guardrailsKey     = "guardrails"
+	prefixWebhook     = "hook."
+	prefixTrigger     = "trigger."
+	prefixTriggerSeen = "tseen."
+)
+
+// recordKind ties the KV records of one table to it: the key prefix (or the
+// whole key, for a one-row table) and a new object to decode one into.
+type recordKind struct {
+	key   string
+	exact bool // key is the whole key, not a prefix
+	table string
+	new   func() any
+}
+
+// records maps every persisted key to its table: Restore reads it, and a
+// new table is added here and in schema.
+var records = []recordKind{
+	{prefixBehaviorSet, false, TableBehaviorSets, func() any { return &BehaviorSet{} }},
+	{prefixFormation, false, TableFormations, func() any { return &Formation{} }},
+	{prefixRun, false, TableRuns, func() any { return &Run{} }},
+	{prefixLaunch, false, TableLaunches, func() any { return &Launch{} }},
+	{prefixSchool, false, TableSchools, func() any { return &School{} }},
+	{prefixAssignment, false, TableAssignments, func() any { return &Assignment{} }},
+	{prefixAudit, false, TableAudit, func() any { return &AuditEntry{} }},
+	{prefixReport, false, TableReports, func() any { return &Report{} }},
+	{prefixCheckpoint, false, TableCheckpoints, func() any { return &Checkpoint{} }},
+	{switchKey, true, TableSwitch, func() any { return &GlobalSwitch{} }},
+	{guardrailsKey, true, TableGuardrails, func() any { return &Guardrails{} }},
+	{prefixWebhook, false, TableWebhooks, func() any { return &Webhook{} }},
+	{prefixTriggerSeen, false, TableTriggerSeen, func() any { return &TriggerSeen{} }},
+	{prefixTrigger, false, TableTriggers, func() any { return &Trigger{} }},
+}
+
+// recordOf returns the record kind of a persisted key.
+func recordOf(key string) (recordKind, bool) {
+	for _, r := range records {
+		if (r.exact && key == r.key) || (!r.exact && strings.HasPrefix(key, r.key)) {
+			return r, true
+		}
+	}
+	return recordKind{}, false
+}
 
 // Index names.
 const (
@@ -33,11 +104,8 @@ func schema() *memdb.DBSchema {
 	for _, t := range []*memdb.TableSchema{
 		behaviorSetsTable(), formationsTable(), runsTable(), launchesTable(),
 		schoolsTable(), assignmentsTable(), switchTable(), auditTable(), reportsTable(),
-		checkpointsTable(), guardrailsTable(),
+		checkpointsTable(), guardrailsTable(), webhooksTable(), triggersTable(), triggerSeenTable(),
 	} {
-		s.Tables[t.Name] = t
-	}
-	for _, t := range notifyTables() {
 		s.Tables[t.Name] = t
 	}
 	return s
@@ -119,6 +187,52 @@ func auditTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: TableAudit, Indexes: map[string]*memdb.IndexSchema{
 		// id: entries in sequence order (audit API, newest first).
 		indexID: {Name: indexID, Unique: true, Indexer: &memdb.UintFieldIndex{Field: "Seq"}},
+	}}
+}
+
+func reportsTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableReports, Indexes: map[string]*memdb.IndexSchema{
+		// id: a run's report (report API, scheduler finishing reports).
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Run"}},
+	}}
+}
+
+func checkpointsTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableCheckpoints, Indexes: map[string]*memdb.IndexSchema{
+		// id: a run's checkpoint (restore into the aggregator at Open,
+		// the scheduler's checkpoint pass, deletion with the report).
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Run"}},
+	}}
+}
+
+func guardrailsTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableGuardrails, Indexes: map[string]*memdb.IndexSchema{
+		// id: the one global guardrails row (guardrails API, the guard
+		// loop every second).
+		indexID: {Name: indexID, Unique: true, Indexer: constIndex("global")},
+	}}
+}
+
+func webhooksTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableWebhooks, Indexes: map[string]*memdb.IndexSchema{
+		// id: a webhook by name (API get, put, delete; delivery workers
+		// list them all at start).
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+	}}
+}
+
+func triggersTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableTriggers, Indexes: map[string]*memdb.IndexSchema{
+		// id: a trigger by name (every trigger call; API).
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+	}}
+}
+
+func triggerSeenTable() *memdb.TableSchema {
+	return &memdb.TableSchema{Name: TableTriggerSeen, Indexes: map[string]*memdb.IndexSchema{
+		// id: the signatures one trigger accepted recently (every trigger
+		// call checks and extends it).
+		indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Trigger"}},
 	}}
 }
 

@@ -297,20 +297,6 @@ func (t *Txn) PutSwitch(g *GlobalSwitch) error {
 	return put(t, TableSwitch, switchKey, g, prev)
 }
 
-// Keys of persisted records. Ids made of safe characters are used as they
-// are; any other id is hex-encoded behind "=", which no safe id starts
-// with.
-const (
-	prefixBehaviorSet = "bs."
-	prefixFormation   = "fm."
-	prefixRun         = "run."
-	prefixLaunch      = "launch."
-	prefixSchool      = "school."
-	prefixAssignment  = "asg."
-	prefixAudit       = "audit."
-	switchKey         = "switch"
-)
-
 var safeID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
 
 func enc(id string) string {
@@ -346,36 +332,11 @@ func (s *Store) Restore(recs map[string][]byte) error {
 	now := time.Now()
 	var maxEpoch, maxSeq uint64
 	for key, val := range recs {
-		var obj any
-		table := ""
-		switch {
-		case strings.HasPrefix(key, prefixBehaviorSet):
-			obj, table = &BehaviorSet{}, TableBehaviorSets
-		case strings.HasPrefix(key, prefixFormation):
-			obj, table = &Formation{}, TableFormations
-		case strings.HasPrefix(key, prefixRun):
-			obj, table = &Run{}, TableRuns
-		case strings.HasPrefix(key, prefixLaunch):
-			obj, table = &Launch{}, TableLaunches
-		case strings.HasPrefix(key, prefixSchool):
-			obj, table = &School{}, TableSchools
-		case strings.HasPrefix(key, prefixAssignment):
-			obj, table = &Assignment{}, TableAssignments
-		case strings.HasPrefix(key, prefixAudit):
-			obj, table = &AuditEntry{}, TableAudit
-		case strings.HasPrefix(key, prefixReport):
-			obj, table = &Report{}, TableReports
-		case strings.HasPrefix(key, prefixCheckpoint):
-			obj, table = &Checkpoint{}, TableCheckpoints
-		case key == switchKey:
-			obj, table = &GlobalSwitch{}, TableSwitch
-		case key == guardrailsKey:
-			obj, table = &Guardrails{}, TableGuardrails
-		default:
-			if obj, table = restoreNotify(key); obj == nil {
-				return fmt.Errorf("state: restore: unknown record %q", key)
-			}
+		rec, ok := recordOf(key)
+		if !ok {
+			return fmt.Errorf("state: restore: unknown record %q", key)
 		}
+		obj, table := rec.new(), rec.table
 		if err := json.Unmarshal(val, obj); err != nil {
 			return fmt.Errorf("state: restore: decoding %s: %w", key, err)
 		}

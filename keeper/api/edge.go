@@ -1,4 +1,4 @@
-package keeper
+package api
 
 import (
 	"errors"
@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper"
 	"github.com/labstack/echo/v4"
 )
 
@@ -71,7 +73,7 @@ func bodyLimit(method, route string) int64 {
 	case method == http.MethodPost && (route == "/api/v1/behavior-sets" || route == "/api/v1/formations"):
 		return MaxUploadBody
 	case method == http.MethodPost && route == triggerCallRoute:
-		return MaxTriggerBody
+		return keeper.MaxTriggerBody
 	}
 	return MaxCommandBody
 }
@@ -87,27 +89,27 @@ func isWrite(method string) bool {
 
 // edgeGuard returns the middleware applying the edge rules above to every
 // request.
-func (k *Keeper) edgeGuard() echo.MiddlewareFunc {
+func (s *server) edgeGuard() echo.MiddlewareFunc {
 	csrf := http.NewCrossOriginProtection()
 	uploads := make(chan struct{}, uploadSlots)
-	if u, err := url.Parse(k.cfg.PublicURL); err == nil && u.Host != "" {
+	if u, err := url.Parse(s.cfg.PublicURL); err == nil && u.Host != "" {
 		// Pages served under the public name are the keeper's own, even
 		// behind a proxy that rewrites Host.
 		_ = csrf.AddTrustedOrigin(u.Scheme + "://" + u.Host)
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			return k.guardRequest(c, csrf, uploads, next)
+			return s.guardRequest(c, csrf, uploads, next)
 		}
 	}
 }
 
 // guardRequest checks one request and passes it on.
-func (k *Keeper) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, uploads chan struct{}, next echo.HandlerFunc) error {
+func (s *server) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, uploads chan struct{}, next echo.HandlerFunc) error {
 	r := c.Request()
 	route := c.Path()
-	if !k.auth.enabled() {
-		if err := k.checkLoopbackHost(r.Host); err != nil {
+	if !s.k.AuthEnabled() {
+		if err := s.checkLoopbackHost(r.Host); err != nil {
 			return err
 		}
 		if err := checkSameOrigin(r); err != nil {
@@ -116,7 +118,7 @@ func (k *Keeper) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, 
 	}
 	if isWrite(r.Method) {
 		if err := csrf.Check(r); err != nil {
-			return &Error{Code: CodeForbidden, Message: fmt.Sprintf("cross-origin write refused (%v): the keeper's API takes writes only from its own pages and from non-browser clients", err)}
+			return &keeper.Error{Code: keeper.CodeForbidden, Message: fmt.Sprintf("cross-origin write refused (%v): the keeper's API takes writes only from its own pages and from non-browser clients", err)}
 		}
 		if strings.HasPrefix(r.URL.Path, "/api/") && !(r.Method == http.MethodPost && route == triggerCallRoute) {
 			if err := checkJSONType(r.Header.Get("Content-Type")); err != nil {
@@ -128,7 +130,7 @@ func (k *Keeper) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, 
 	if r.ContentLength > limit {
 		// Refused before a byte is read; net/http closes the
 		// connection instead of draining a large unread body.
-		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body of %d bytes is over the %d byte limit of %s %s", r.ContentLength, limit, r.Method, route)}
+		return &keeper.Error{Code: keeper.CodeTooLarge, Message: fmt.Sprintf("request body of %d bytes is over the %d byte limit of %s %s", r.ContentLength, limit, r.Method, route)}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(c.Response().Writer, r.Body, limit)
@@ -138,14 +140,14 @@ func (k *Keeper) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, 
 		case uploads <- struct{}{}:
 			defer func() { <-uploads }()
 		case <-r.Context().Done():
-			return &Error{Code: CodeUnavailable, Message: "the request ended while waiting for an upload slot", Err: r.Context().Err()}
+			return &keeper.Error{Code: keeper.CodeUnavailable, Message: "the request ended while waiting for an upload slot", Err: r.Context().Err()}
 		}
 	}
 	return next(c)
 }
 
 // checkJSONType accepts application/json with any parameters (charset).
-func checkJSONType(ct string) *Error {
+func checkJSONType(ct string) *keeper.Error {
 	mt, _, err := mime.ParseMediaType(ct)
 	if err == nil && mt == "application/json" {
 		return nil
@@ -154,13 +156,13 @@ func checkJSONType(ct string) *Error {
 	if ct != "" {
 		got = quoteInput(ct)
 	}
-	return &Error{Code: CodeUnsupportedMedia, Message: fmt.Sprintf("API writes take Content-Type: application/json (got %s)", got)}
+	return &keeper.Error{Code: keeper.CodeUnsupportedMedia, Message: fmt.Sprintf("API writes take Content-Type: application/json (got %s)", got)}
 }
 
 // checkLoopbackHost refuses a Host header that is not a loopback name or
 // address (or the host of Config.PublicURL): a keeper without tokens must
 // not answer a page whose name was re-pointed at 127.0.0.1.
-func (k *Keeper) checkLoopbackHost(hostport string) *Error {
+func (s *server) checkLoopbackHost(hostport string) *keeper.Error {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
@@ -169,18 +171,18 @@ func (k *Keeper) checkLoopbackHost(hostport string) *Error {
 	if strings.EqualFold(host, "localhost") || isLoopback(host) {
 		return nil
 	}
-	if k.cfg.PublicURL != "" {
-		if u, err := url.Parse(k.cfg.PublicURL); err == nil && strings.EqualFold(u.Hostname(), host) {
+	if s.cfg.PublicURL != "" {
+		if u, err := url.Parse(s.cfg.PublicURL); err == nil && strings.EqualFold(u.Hostname(), host) {
 			return nil
 		}
 	}
-	return &Error{Code: CodeForbidden, Message: fmt.Sprintf("Host %s is not this keeper's name: a keeper without API tokens answers only to localhost, 127.0.0.1 or [::1] (a guard against DNS rebinding); give it --tokens to serve other names", quoteInput(hostport))}
+	return &keeper.Error{Code: keeper.CodeForbidden, Message: fmt.Sprintf("Host %s is not this keeper's name: a keeper without API tokens answers only to localhost, 127.0.0.1 or [::1] (a guard against DNS rebinding); give it --tokens to serve other names", quoteInput(hostport))}
 }
 
 // checkSameOrigin refuses a request whose Origin header is present and is
 // not the origin the request was sent to (scheme aside: a TLS proxy may
 // sit in front).
-func checkSameOrigin(r *http.Request) *Error {
+func checkSameOrigin(r *http.Request) *keeper.Error {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return nil
@@ -189,7 +191,7 @@ func checkSameOrigin(r *http.Request) *Error {
 		strings.EqualFold(withPort(u.Host, u.Scheme), withPort(r.Host, u.Scheme)) {
 		return nil
 	}
-	return &Error{Code: CodeForbidden, Message: fmt.Sprintf("Origin %s is not this keeper's own origin: a keeper without API tokens answers only its own pages", quoteInput(origin))}
+	return &keeper.Error{Code: keeper.CodeForbidden, Message: fmt.Sprintf("Origin %s is not this keeper's own origin: a keeper without API tokens answers only its own pages", quoteInput(origin))}
 }
 
 // withPort adds the scheme's default port to a host without one.
@@ -270,4 +272,27 @@ func clipMessage(msg string) string {
 		rest = after
 	}
 	return strings.ToValidUTF8(b.String(), "\uFFFD")
+}
+
+// clip shortens s to at most n bytes, ending in "…" when cut, never
+// splitting a rune; it is linear in n, whatever the length of s.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
+	cut := max(n-len("…"), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// isLoopback reports whether host only accepts local connections.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

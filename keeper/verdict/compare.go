@@ -1,18 +1,13 @@
-package keeper
+package verdict
 
 import (
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/koipond/koipond/keeper/state"
-	"github.com/labstack/echo/v4"
 )
 
 // Comparison defaults and bounds.
@@ -409,99 +404,4 @@ func compareLaunches(old, cur []state.ReportLaunch, tol float64) []LaunchCompari
 		}
 	}
 	return out
-}
-
-// WriteComparisonCSV writes one row per key and statistic: both values,
-// the deltas and the verdict, then one row per threshold (stat
-// "threshold: EXPR", passed as 1 or 0).
-func WriteComparisonCSV(w io.Writer, run string, c *Comparison) error {
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"run", "baseline", "key", "stat", "baseline_value", "value", "delta", "relative", "verdict"})
-	f := func(p *float64) string {
-		if p == nil {
-			return ""
-		}
-		return strconv.FormatFloat(*p, 'f', -1, 64)
-	}
-	for _, k := range c.Keys {
-		for _, s := range k.Stats {
-			_ = cw.Write([]string{run, c.Baseline, k.Key, s.Stat, f(s.Baseline), f(s.Value), f(s.Delta), f(s.Relative), s.Verdict})
-		}
-	}
-	b := func(p *bool) string {
-		switch {
-		case p == nil:
-			return ""
-		case *p:
-			return "1"
-		}
-		return "0"
-	}
-	for _, t := range c.Thresholds {
-		_ = cw.Write([]string{run, c.Baseline, t.Key, "threshold: " + t.Expr, b(t.BaselinePassed), b(t.Passed), "", "", t.Verdict})
-	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
-		return fmt.Errorf("writing the comparison CSV: %w", err)
-	}
-	return nil
-}
-
-// ComparedReport is a report with its comparison against a baseline, as
-// GET /api/v1/runs/:id/report?baseline=OTHER answers it.
-type ComparedReport struct {
-	*state.Report
-	Comparison *Comparison `json:"comparison"`
-}
-
-// reportComparison reads ?baseline=ID, ?tolerance= (relative, default
-// 10%), ?error_tolerance= (percentage points, default 0.5pp) and
-// ?min_delta= (the smallest latency change flagged, default 1ms) and
-// compares rep with the baseline's report; nil without a baseline.
-func (k *Keeper) reportComparison(c echo.Context, rep *state.Report) (*Comparison, error) {
-	q := c.QueryParams()
-	// A raw "10%" is a bad URL escape: the query parser drops the pair,
-	// which would silently mean the default. Say so instead.
-	for _, p := range []string{"baseline", "tolerance", "error_tolerance", "min_delta"} {
-		if !q.Has(p) && strings.Contains("&"+c.Request().URL.RawQuery, "&"+p+"=") {
-			return nil, invalid(p, "is not URL-encoded (write %% as %%25, e.g. tolerance=10%%25)")
-		}
-	}
-	id := q.Get("baseline")
-	if id == "" {
-		for _, p := range []string{"tolerance", "error_tolerance", "min_delta"} {
-			if q.Has(p) {
-				return nil, invalid("baseline", "%s needs a baseline run to compare with (?baseline=RUN)", p)
-			}
-		}
-		return nil, nil
-	}
-	o := DefaultCompareOptions()
-	var err error
-	if q.Has("tolerance") {
-		if o.Tolerance, err = ParseTolerance(q.Get("tolerance")); err != nil {
-			return nil, invalid("tolerance", "%v", err)
-		}
-	}
-	if q.Has("error_tolerance") {
-		if o.ErrorTolerancePP, err = ParseErrorTolerance(q.Get("error_tolerance")); err != nil {
-			return nil, invalid("error_tolerance", "%v", err)
-		}
-	}
-	if q.Has("min_delta") {
-		d, err := time.ParseDuration(q.Get("min_delta"))
-		if err != nil || d < 0 || d > time.Hour {
-			return nil, invalid("min_delta", "%q is not a duration from 0 to 1h, e.g. 1ms", q.Get("min_delta"))
-		}
-		o.MinLatencyDeltaMS = ms(d)
-	}
-	base, err := k.RunReport(id)
-	if err != nil {
-		var e *Error
-		if errors.As(err, &e) && e.Code == CodeNotFound {
-			return nil, notFound("baseline", "no run %q to compare with", id)
-		}
-		return nil, err
-	}
-	return CompareReports(rep, base, o), nil
 }

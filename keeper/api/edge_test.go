@@ -1,4 +1,4 @@
-package keeper
+package api
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 	"github.com/labstack/echo/v4"
@@ -27,7 +28,7 @@ type edgeReq struct {
 }
 
 // do sends r and returns the status and the error body (if any).
-func (r edgeReq) do(t testing.TB, k *Keeper) (int, apiErr) {
+func (r edgeReq) do(t testing.TB, k *keeper.Keeper) (int, apiErr) {
 	t.Helper()
 	var rd io.Reader
 	if r.body != "" {
@@ -59,14 +60,6 @@ func (r edgeReq) do(t testing.TB, k *Keeper) (int, apiErr) {
 	return resp.StatusCode, e
 }
 
-// switchState is the global switch's position.
-func switchState(k *Keeper) wire.State {
-	if st := k.State().Switch(nil).State; st != "" {
-		return st
-	}
-	return wire.Running
-}
-
 // A tokenless keeper is reachable from any web page the operator opens:
 // writes that a form or a simple fetch can send (text/plain, form types,
 // no type at all) are refused, so the page cannot pause, stop or upload.
@@ -92,7 +85,7 @@ func TestEdgeWritesNeedJSON(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, e := tc.req.do(t, k)
-			if st != http.StatusUnsupportedMediaType || e.Error.Code != CodeUnsupportedMedia || !strings.Contains(e.Error.Message, "application/json") {
+			if st != http.StatusUnsupportedMediaType || e.Error.Code != keeper.CodeUnsupportedMedia || !strings.Contains(e.Error.Message, "application/json") {
 				t.Errorf("got %d %+v, want 415 naming application/json", st, e.Error)
 			}
 		})
@@ -156,7 +149,9 @@ func TestEdgeTokenlessKeeperRefusesForeignHost(t *testing.T) {
 	}
 	// With tokens the keeper serves any name it is given (a Service, an
 	// ingress): the token is the guard.
-	kt := openKeeper(t, t.TempDir(), func(c *Config) { c.Tokens = []Token{{"ada", RoleAdmin, "admin-token-0123456789"}} })
+	kt := openKeeper(t, t.TempDir(), func(c *keeper.Config) {
+		c.Tokens = []keeper.Token{{Name: "ada", Role: keeper.RoleAdmin, Secret: "admin-token-0123456789"}}
+	})
 	if st, e := (edgeReq{"GET", "/api/v1/status", "", map[string]string{"Host": "keeper.koipond.svc:8080", "Authorization": "Bearer admin-token-0123456789"}}).do(t, kt); st != 200 {
 		t.Errorf("token keeper by its Service name: %d %+v", st, e.Error)
 	}
@@ -207,7 +202,9 @@ func TestEdgeRefusesForeignOrigin(t *testing.T) {
 	// With tokens: a cross-site page cannot send the bearer token, and a
 	// write that claims a foreign origin is refused even with one.
 	const admin = "admin-token-0123456789"
-	kt := openKeeper(t, t.TempDir(), func(c *Config) { c.Tokens = []Token{{"ada", RoleAdmin, admin}} })
+	kt := openKeeper(t, t.TempDir(), func(c *keeper.Config) {
+		c.Tokens = []keeper.Token{{Name: "ada", Role: keeper.RoleAdmin, Secret: admin}}
+	})
 	bearer := "Bearer " + admin
 	if st, e := (edgeReq{"POST", "/api/v1/control", stop, map[string]string{"Content-Type": "application/json", "Origin": "https://evil.example", "Authorization": bearer}}).do(t, kt); st != http.StatusForbidden {
 		t.Errorf("token keeper, foreign write: %d %+v", st, e.Error)
@@ -230,8 +227,8 @@ func TestEdgeViewersSeeWebhookURLsRedacted(t *testing.T) {
 		operator = "operator-token-0123456789"
 		admin    = "admin-token-0123456789"
 	)
-	k := openKeeper(t, t.TempDir(), func(c *Config) {
-		c.Tokens = []Token{{"vera", RoleViewer, viewer}, {"otto", RoleOperator, operator}, {"ada", RoleAdmin, admin}}
+	k := openKeeper(t, t.TempDir(), func(c *keeper.Config) {
+		c.Tokens = []keeper.Token{{Name: "vera", Role: keeper.RoleViewer, Secret: viewer}, {Name: "otto", Role: keeper.RoleOperator, Secret: operator}, {Name: "ada", Role: keeper.RoleAdmin, Secret: admin}}
 		c.WebhookTimeout = time.Second
 	})
 	// Nothing listens at the address: deliveries fail, with an error.
@@ -264,7 +261,7 @@ func TestEdgeViewersSeeWebhookURLsRedacted(t *testing.T) {
 				}
 			}
 		}
-		var views []WebhookView
+		var views []keeper.WebhookView
 		api(t, k, tok, "GET", "/api/v1/webhooks", nil, &views)
 		for _, v := range views {
 			if v.URL != "http://"+dead+"/…" {
@@ -272,13 +269,13 @@ func TestEdgeViewersSeeWebhookURLsRedacted(t *testing.T) {
 			}
 		}
 	}
-	var ops WebhookView
+	var ops keeper.WebhookView
 	api(t, k, viewer, "GET", "/api/v1/webhooks/ops", nil, &ops)
 	if ops.Status.LastError == "" {
 		t.Errorf("no delivery error to check: %+v", ops.Status)
 	}
 	// Admins see the path, never user info, query values or Slack's key.
-	var views []WebhookView
+	var views []keeper.WebhookView
 	api(t, k, admin, "GET", "/api/v1/webhooks", nil, &views)
 	got := map[string]string{}
 	for _, v := range views {
@@ -289,29 +286,14 @@ func TestEdgeViewersSeeWebhookURLsRedacted(t *testing.T) {
 	}
 }
 
-// apiTextAs GETs path with a token and returns the body.
-func apiTextAs(t testing.TB, k *Keeper, token, path string) string {
-	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+k.HTTPAddr()+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return string(b)
-}
-
 // With API tokens, /metrics (run names, ids, webhook and trigger names)
 // needs a viewer's token, unless the keeper is told to serve it openly.
 func TestEdgeMetricsNeedAToken(t *testing.T) {
 	const viewer = "viewer-token-0123456789"
-	tokens := func(c *Config) { c.Tokens = []Token{{"vera", RoleViewer, viewer}} }
-	get := func(k *Keeper, token string) int {
+	tokens := func(c *keeper.Config) {
+		c.Tokens = []keeper.Token{{Name: "vera", Role: keeper.RoleViewer, Secret: viewer}}
+	}
+	get := func(k *keeper.Keeper, token string) int {
 		t.Helper()
 		h := map[string]string{}
 		if token != "" {
@@ -330,7 +312,7 @@ func TestEdgeMetricsNeedAToken(t *testing.T) {
 	if st := get(k, viewer); st != 200 {
 		t.Errorf("viewer: %d, want 200", st)
 	}
-	open := openKeeper(t, t.TempDir(), tokens, func(c *Config) { c.MetricsPublic = true })
+	open := openKeeper(t, t.TempDir(), tokens, func(c *keeper.Config) { c.MetricsPublic = true })
 	if st := get(open, ""); st != 200 {
 		t.Errorf("MetricsPublic, no token: %d, want 200", st)
 	}
@@ -497,15 +479,6 @@ func longestRun(s string, c byte) int {
 	return best
 }
 
-func mustJSON(t testing.TB, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func TestClipMessage(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -531,12 +504,13 @@ func TestClipMessage(t *testing.T) {
 // most uploadSlots are read at once, the others wait their turn, so
 // concurrent uploads cannot multiply the keeper's memory.
 func TestEdgeUploadsTakeTurns(t *testing.T) {
-	k := &Keeper{auth: &authenticator{}}
+	k := openKeeper(t, t.TempDir()) // without tokens, as the keeper it replaced
+	s := &server{k: k, cfg: k.Config(), log: k.Config().Logger}
 	var inside, most atomic.Int32
 	entered := make(chan struct{}, 10)
 	release := make(chan struct{})
 	e := echo.New()
-	e.Use(k.edgeGuard())
+	e.Use(s.edgeGuard())
 	e.POST("/api/v1/behavior-sets", func(c echo.Context) error {
 		n := inside.Add(1)
 		defer inside.Add(-1)

@@ -1,17 +1,13 @@
-package keeper
+package api
 
 import (
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-)
 
-type apiErr struct {
-	Error struct {
-		Code, Message, Field string
-	} `json:"error"`
-}
+	"github.com/koipond/koipond/keeper"
+)
 
 func TestAPIValidationNothingHalfApplied(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
@@ -35,38 +31,38 @@ func TestAPIValidationNothingHalfApplied(t *testing.T) {
 		msg                string // part of the message
 	}{
 		// Not JSON at all.
-		{"syntax", "POST", "/api/v1/runs", `{"name":`, 400, CodeInvalid, "", "JSON"},
+		{"syntax", "POST", "/api/v1/runs", `{"name":`, 400, keeper.CodeInvalid, "", "JSON"},
 		// Unknown fields are refused, naming the field.
-		{"unknown field", "POST", "/api/v1/runs", with("colour", "red"), 400, CodeInvalid, "colour", "unknown"},
+		{"unknown field", "POST", "/api/v1/runs", with("colour", "red"), 400, keeper.CodeInvalid, "colour", "unknown"},
 		// Wrong type.
-		{"type", "POST", "/api/v1/runs", with("koi", "many"), 400, CodeInvalid, "koi", "int"},
+		{"type", "POST", "/api/v1/runs", with("koi", "many"), 400, keeper.CodeInvalid, "koi", "int"},
 		// Impossible values.
-		{"negative koi", "POST", "/api/v1/runs", with("koi", -1), 400, CodeInvalid, "koi", "outside"},
-		{"bad ramp", "POST", "/api/v1/runs", with("ramp", -3), 400, CodeInvalid, "ramp", "outside"},
-		{"bad target", "POST", "/api/v1/runs", with("target", map[string]any{"api_base": "ftp://x"}), 400, CodeInvalid, "target.api_base", "http"},
-		{"bad token template", "POST", "/api/v1/runs", with("target", map[string]any{"api_base": "http://x", "token": "{{.Nope"}), 400, CodeInvalid, "target.token", "template"},
+		{"negative koi", "POST", "/api/v1/runs", with("koi", -1), 400, keeper.CodeInvalid, "koi", "outside"},
+		{"bad ramp", "POST", "/api/v1/runs", with("ramp", -3), 400, keeper.CodeInvalid, "ramp", "outside"},
+		{"bad target", "POST", "/api/v1/runs", with("target", map[string]any{"api_base": "ftp://x"}), 400, keeper.CodeInvalid, "target.api_base", "http"},
+		{"bad token template", "POST", "/api/v1/runs", with("target", map[string]any{"api_base": "http://x", "token": "{{.Nope"}), 400, keeper.CodeInvalid, "target.token", "template"},
 		// A reference to nothing.
-		{"missing set", "POST", "/api/v1/runs", with("behavior_set", "nope"), 404, CodeNotFound, "behavior_set", "nope"},
+		{"missing set", "POST", "/api/v1/runs", with("behavior_set", "nope"), 404, keeper.CodeNotFound, "behavior_set", "nope"},
 		// Behavior files with errors: every diagnostic, with file:line:col.
 		{"bad behaviors", "POST", "/api/v1/behavior-sets", map[string]any{"name": "x", "files": []map[string]string{
-			{"name": "f.json", "content": "{\n  \"behaviors\": {\"a\": {\"frequency\": 7}}}"}}}, 400, CodeInvalid, "files", "f.json:2:"},
-		{"no files", "POST", "/api/v1/behavior-sets", map[string]any{"name": "x"}, 400, CodeInvalid, "files", "at least one"},
+			{"name": "f.json", "content": "{\n  \"behaviors\": {\"a\": {\"frequency\": 7}}}"}}}, 400, keeper.CodeInvalid, "files", "f.json:2:"},
+		{"no files", "POST", "/api/v1/behavior-sets", map[string]any{"name": "x"}, 400, keeper.CodeInvalid, "files", "at least one"},
 		// Formation percent out of range.
 		{"bad formation", "POST", "/api/v1/formations", map[string]any{"file": map[string]string{"name": "h.json",
-			"content": strings.Replace(herd, `"percent": 10`, `"percent": 120`, 1)}}, 400, CodeInvalid, "file", "percent"},
+			"content": strings.Replace(herd, `"percent": 10`, `"percent": 120`, 1)}}, 400, keeper.CodeInvalid, "file", "percent"},
 		// Launch in the past.
-		{"past launch", "POST", "/api/v1/launches", map[string]any{"formation": "x", "run": run.ID, "at": time.Now().Add(-time.Hour).Format(time.RFC3339)}, 400, CodeInvalid, "at", "past"},
-		{"unknown formation", "POST", "/api/v1/launches", map[string]any{"formation": "x", "run": run.ID}, 404, CodeNotFound, "formation", ""},
+		{"past launch", "POST", "/api/v1/launches", map[string]any{"formation": "x", "run": run.ID, "at": time.Now().Add(-time.Hour).Format(time.RFC3339)}, 400, keeper.CodeInvalid, "at", "past"},
+		{"unknown formation", "POST", "/api/v1/launches", map[string]any{"formation": "x", "run": run.ID}, 404, keeper.CodeNotFound, "formation", ""},
 		// Bad switch state.
-		{"bad switch", "POST", "/api/v1/control", map[string]any{"state": "off"}, 400, CodeInvalid, "state", "running"},
+		{"bad switch", "POST", "/api/v1/control", map[string]any{"state": "off"}, 400, keeper.CodeInvalid, "state", "running"},
 		// Patch with nothing, and on a missing run.
-		{"empty patch", "PATCH", "/api/v1/runs/" + run.ID, map[string]any{}, 400, CodeInvalid, "", "koi"},
-		{"patch missing", "PATCH", "/api/v1/runs/nope", map[string]any{"koi": 3}, 404, CodeNotFound, "id", ""},
-		{"patch too many", "PATCH", "/api/v1/runs/" + run.ID, map[string]any{"koi": MaxKoi + 1}, 400, CodeInvalid, "koi", ""},
+		{"empty patch", "PATCH", "/api/v1/runs/" + run.ID, map[string]any{}, 400, keeper.CodeInvalid, "", "koi"},
+		{"patch missing", "PATCH", "/api/v1/runs/nope", map[string]any{"koi": 3}, 404, keeper.CodeNotFound, "id", ""},
+		{"patch too many", "PATCH", "/api/v1/runs/" + run.ID, map[string]any{"koi": keeper.MaxKoi + 1}, 400, keeper.CodeInvalid, "koi", ""},
 		// Oversized body.
-		{"too large", "POST", "/api/v1/behavior-sets", `{"name": "` + strings.Repeat("x", MaxUploadBody) + `"}`, 413, CodeTooLarge, "", ""},
+		{"too large", "POST", "/api/v1/behavior-sets", `{"name": "` + strings.Repeat("x", MaxUploadBody) + `"}`, 413, keeper.CodeTooLarge, "", ""},
 		// No such route.
-		{"no route", "GET", "/api/v1/nope", nil, 404, CodeNotFound, "", ""},
+		{"no route", "GET", "/api/v1/nope", nil, 404, keeper.CodeNotFound, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e apiErr
@@ -101,7 +97,7 @@ func TestAPIHappyPath(t *testing.T) {
 	if again.Hash != bs.Hash || again.Version != 1 {
 		t.Errorf("re-upload: %+v", again)
 	}
-	var run RunView
+	var run keeper.RunView
 	if st := api(t, k, "", "POST", "/api/v1/runs", map[string]any{"name": "r", "behavior_set": bs.Hash, "koi": 5, "ramp": 2,
 		"target": map[string]any{"api_base": "http://127.0.0.1:9090/api"}}, &run); st != 201 || run.ID == "" {
 		t.Fatalf("create run: %d %+v", st, run)
@@ -112,11 +108,11 @@ func TestAPIHappyPath(t *testing.T) {
 	if st := api(t, k, "", "POST", "/api/v1/runs/"+run.ID+"/pause", nil, &run); st != 200 || run.State != "paused" {
 		t.Errorf("pause: %d %+v", st, run.Run)
 	}
-	var sw SwitchView
+	var sw keeper.SwitchView
 	if st := api(t, k, "", "POST", "/api/v1/control", map[string]any{"state": "stopped"}, &sw); st != 200 || sw.State != "stopped" || sw.StopCompleteMS != 0 && sw.Stop == nil {
 		t.Errorf("switch: %d %+v", st, sw)
 	}
-	var status Status
+	var status keeper.Status
 	if st := api(t, k, "", "GET", "/api/v1/status", nil, &status); st != 200 || len(status.Runs) != 1 {
 		t.Errorf("status: %d %+v", st, status)
 	}
@@ -136,9 +132,9 @@ func TestAPIHappyPath(t *testing.T) {
 }
 
 func TestUIServedBesideTheAPI(t *testing.T) {
-	k := openKeeper(t, t.TempDir(), func(c *Config) {
+	k := openKeeper(t, t.TempDir(), func(c *keeper.Config) {
 		c.UI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui:" + r.URL.Path)) })
-		c.Tokens = []Token{{"ada", RoleAdmin, "admin-token-0123456789"}}
+		c.Tokens = []keeper.Token{{Name: "ada", Role: keeper.RoleAdmin, Secret: "admin-token-0123456789"}}
 	})
 	for path, want := range map[string]int{"/": 200, "/app.js": 200, "/api/v1/runs": 401, "/api/v1/nope": 404, "/healthz": 200} {
 		resp, err := http.Get("http://" + k.HTTPAddr() + path)
@@ -158,8 +154,8 @@ func TestAuthRoles(t *testing.T) {
 		operator = "operator-token-0123456789"
 		admin    = "admin-token-0123456789"
 	)
-	k := openKeeper(t, t.TempDir(), func(c *Config) {
-		c.Tokens = []Token{{"vera", RoleViewer, viewer}, {"otto", RoleOperator, operator}, {"ada", RoleAdmin, admin}}
+	k := openKeeper(t, t.TempDir(), func(c *keeper.Config) {
+		c.Tokens = []keeper.Token{{Name: "vera", Role: keeper.RoleViewer, Secret: viewer}, {Name: "otto", Role: keeper.RoleOperator, Secret: operator}, {Name: "ada", Role: keeper.RoleAdmin, Secret: admin}}
 	})
 	run := seedRun(t, k, 3)
 	upload := map[string]any{"name": "bg2", "files": []map[string]string{{"name": "bg.json", "content": bgSet + " "}}}
@@ -206,11 +202,11 @@ func TestAuthRoles(t *testing.T) {
 }
 
 func TestParseTokens(t *testing.T) {
-	ts, err := ParseTokens("t", []byte("# comment\nada admin 0123456789abcdef\n\nvera viewer fedcba9876543210\n"))
-	if err != nil || len(ts) != 2 || ts[0].Role != RoleAdmin || ts[1].Name != "vera" {
+	ts, err := keeper.ParseTokens("t", []byte("# comment\nada admin 0123456789abcdef\n\nvera viewer fedcba9876543210\n"))
+	if err != nil || len(ts) != 2 || ts[0].Role != keeper.RoleAdmin || ts[1].Name != "vera" {
 		t.Fatalf("%+v %v", ts, err)
 	}
-	_, err = ParseTokens("t", []byte("ada boss 0123456789abcdef\nbob admin short\ncy admin fedcba9876543210\ndi viewer fedcba9876543210\n"))
+	_, err = keeper.ParseTokens("t", []byte("ada boss 0123456789abcdef\nbob admin short\ncy admin fedcba9876543210\ndi viewer fedcba9876543210\n"))
 	if err == nil || !strings.Contains(err.Error(), "t:1:") || !strings.Contains(err.Error(), "t:4: same token as line 3") || !strings.Contains(err.Error(), "t:2:") {
 		t.Errorf("errors: %v", err)
 	}

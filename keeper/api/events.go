@@ -1,4 +1,4 @@
-package keeper
+package api
 
 import (
 	"context"
@@ -22,7 +22,7 @@ const eventsMinGap = 250 * time.Millisecond
 // `status` event at once, then one whenever the state changes (memdb watch
 // set) and at least every second, until the client goes away or the keeper
 // closes. The UI uses it for live data and falls back to polling.
-func (k *Keeper) getEvents(c echo.Context) error {
+func (s *server) getEvents(c echo.Context) error {
 	w := c.Response()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -30,11 +30,11 @@ func (k *Keeper) getEvents(c echo.Context) error {
 	w.WriteHeader(http.StatusOK)
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
-	stop := context.AfterFunc(k.ctx, cancel) // Close ends the streams
+	stop := context.AfterFunc(s.k.Context(), cancel) // Close ends the streams
 	defer stop()
 	for seq := 1; ; seq++ {
 		ws := memdb.NewWatchSet()
-		st := k.Status(ws)
+		st := s.k.Status(ws)
 		b, err := json.Marshal(st)
 		if err != nil {
 			return err

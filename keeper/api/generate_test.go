@@ -1,4 +1,4 @@
-package keeper
+package api
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper"
 )
 
 // The UI's "generate from warehouse export": a local export under the
@@ -38,12 +39,12 @@ func TestGenerateFromWarehouseExport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(wh, "calls.csv"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k := openKeeper(t, t.TempDir(), func(c *Config) { c.WarehouseDir = wh })
-	seqs, err := os.ReadFile("../examples/slack/sequences.json")
+	k := openKeeper(t, t.TempDir(), func(c *keeper.Config) { c.WarehouseDir = wh })
+	seqs, err := os.ReadFile("../../examples/slack/sequences.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	freqs, _ := os.ReadFile("../examples/slack/frequencies.json")
+	freqs, _ := os.ReadFile("../../examples/slack/frequencies.json")
 	if code := api(t, k, "", "POST", "/api/v1/behavior-sets", map[string]any{"name": "slack", "files": []map[string]string{
 		{"name": "frequencies.json", "content": string(freqs)}, {"name": "sequences.json", "content": string(seqs)}}}, nil); code != http.StatusCreated {
 		t.Fatalf("upload: %d", code)
@@ -170,7 +171,7 @@ func TestGenerateWarehouseSymlinkOut(t *testing.T) {
 	must(os.Mkdir(filepath.Join(wh, "export"), 0o755))
 	must(os.WriteFile(filepath.Join(wh, "export", "part-0.csv"), []byte("user,method,timestamp\nU1,users.info,2026-11-02T09:00:00Z\n"), 0o644))
 	must(os.Symlink(filepath.Join(outside, "secret.csv"), filepath.Join(wh, "export", "part-1.csv")))
-	k := openKeeper(t, t.TempDir(), func(c *Config) { c.WarehouseDir = wh })
+	k := openKeeper(t, t.TempDir(), func(c *keeper.Config) { c.WarehouseDir = wh })
 
 	for _, from := range []string{"link.csv", "linkdir/secret.csv", "linkdir", "./link.csv", "export/../link.csv"} {
 		var e struct {

@@ -1,4 +1,4 @@
-package keeper
+package api
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/warehouse"
 	"github.com/labstack/echo/v4"
 )
@@ -48,12 +49,12 @@ type generateReply struct {
 // postGenerate runs warehouse.Generate. With Accept: text/event-stream it
 // streams `progress` events (rows, bytes, rows/s, phase) then one `result`
 // (or `error`) event, for long exports; otherwise it answers once.
-func (k *Keeper) postGenerate(c echo.Context) error {
+func (s *server) postGenerate(c echo.Context) error {
 	var req generateRequest
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	opts, cleanup, err := k.generateOptions(req)
+	opts, cleanup, err := s.generateOptions(req)
 	if err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func (k *Keeper) postGenerate(c echo.Context) error {
 			"bytes": p.Bytes, "rows_per_sec": p.RowsPerSec, "elapsed_ms": p.Elapsed.Milliseconds()})
 	})
 	if err != nil {
-		send("error", map[string]any{"error": map[string]string{"code": CodeInvalid, "message": err.Error(), "field": "from"}})
+		send("error", map[string]any{"error": map[string]string{"code": keeper.CodeInvalid, "message": err.Error(), "field": "from"}})
 		return nil
 	}
 	reply, err := previewOf(res)
@@ -108,7 +109,7 @@ func previewOf(res *warehouse.Result) (*generateReply, error) {
 // generateOptions checks a request. Local paths are read only inside
 // Config.WarehouseDir: the API must not become a way to read the keeper's
 // file system.
-func (k *Keeper) generateOptions(req generateRequest) (warehouse.Options, func(), error) {
+func (s *server) generateOptions(req generateRequest) (warehouse.Options, func(), error) {
 	nothing := func() {}
 	opts := warehouse.Options{From: req.From, Format: warehouse.Format(req.Format), Hourly: req.Hourly,
 		MinFrequency: req.MinFrequency, Top: req.Top, SkipBadRows: req.SkipBadRows, EndpointURL: req.EndpointURL,
@@ -118,13 +119,13 @@ func (k *Keeper) generateOptions(req generateRequest) (warehouse.Options, func()
 		return opts, nothing, invalid("from", "give s3://bucket/prefix or a path under the keeper's warehouse folder")
 	case strings.HasPrefix(req.From, "s3://"):
 	default:
-		if k.cfg.WarehouseDir == "" {
+		if s.cfg.WarehouseDir == "" {
 			return opts, nothing, invalid("from", "local exports are off: start the keeper with --warehouse-dir to allow paths under it, or use s3://")
 		}
 		// Lexically first, for a clear message; then Generate opens the
 		// path through os.Root, so a symlink leading out of the folder
 		// is refused too, and no file outside it is ever opened.
-		root, err := filepath.Abs(k.cfg.WarehouseDir)
+		root, err := filepath.Abs(s.cfg.WarehouseDir)
 		if err != nil {
 			return opts, nothing, fmt.Errorf("the warehouse folder: %w", err)
 		}
@@ -169,7 +170,7 @@ func (k *Keeper) generateOptions(req generateRequest) (warehouse.Options, func()
 	}
 	cleanup := nothing
 	if req.Sequences != "" {
-		path, done, err := k.sequencesFile(req.Sequences)
+		path, done, err := s.sequencesFile(req.Sequences)
 		if err != nil {
 			return opts, nothing, err
 		}
@@ -184,8 +185,8 @@ func (k *Keeper) generateOptions(req generateRequest) (warehouse.Options, func()
 
 // sequencesFile writes the file of a stored set that holds its sequences
 // to a temporary file, for the coverage report.
-func (k *Keeper) sequencesFile(ref string) (string, func(), error) {
-	r := k.store.Read()
+func (s *server) sequencesFile(ref string) (string, func(), error) {
+	r := s.k.State()
 	set := r.BehaviorSet(nil, ref)
 	if set == nil {
 		set = r.LatestBehaviorSet(nil, ref)

@@ -1,0 +1,153 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/notify"
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
+	"github.com/koipond/koipond/wire"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The contract with clients: the request and view types the API's JSON
+// has, under the names the CLI and the UI's tests use. They are the
+// keeper's own types (aliases), so what is sent and what is decoded
+// cannot drift apart; a client imports this package, never keeper/state
+// or the keeper's internals.
+
+// Requests.
+type (
+	// RunSpec is the body of POST /api/v1/runs.
+	RunSpec = keeper.RunSpec
+	// RunPatch is the body of PATCH /api/v1/runs/:id.
+	RunPatch = keeper.RunPatch
+	// LaunchSpec is a formation launch as the keeper takes it.
+	LaunchSpec = keeper.LaunchSpec
+	// WebhookSpec is the body of POST and PUT /api/v1/webhooks.
+	WebhookSpec = keeper.WebhookSpec
+	// TriggerSpec is the body of POST and PUT /api/v1/triggers.
+	TriggerSpec = keeper.TriggerSpec
+	// GuardrailRule is one guardrail (a run's or a global one).
+	GuardrailRule = state.GuardrailRule
+	// CapacitySpec asks a run to search for the target's capacity.
+	CapacitySpec = state.CapacitySpec
+	// Target is where a run's koi go.
+	Target = state.Target
+)
+
+// Views.
+type (
+	// Run is a stored run.
+	Run = state.Run
+	// RunView is a run with where its koi are and how they are doing.
+	RunView = keeper.RunView
+	// GuardView holds a run's effective koi, live thresholds and guardrails.
+	GuardView = keeper.GuardView
+	// LiveThresholdView is a threshold's live evaluation on a run.
+	LiveThresholdView = keeper.LiveThresholdView
+	// GuardrailsView is the global guardrails with what storing them noticed.
+	GuardrailsView = keeper.GuardrailsView
+	// MetricsSummary is a run's metrics over a window.
+	MetricsSummary = keeper.MetricsSummary
+	// KeySummary is one metric key's summary.
+	KeySummary = keeper.KeySummary
+	// Report is a run's final (or current) report.
+	Report = state.Report
+	// CapacityResult is a capacity search's outcome.
+	CapacityResult = state.CapacityResult
+	// CapacityFlatten is a capacity step's latency growth on one key.
+	CapacityFlatten = state.CapacityFlatten
+	// Comparison is a report compared with a baseline's.
+	Comparison = verdict.Comparison
+	// Launch is a formation launch.
+	Launch = state.Launch
+	// Formation is a stored formation.
+	Formation = state.Formation
+	// School is a registered school.
+	School = state.School
+	// Assignment is a range of a run's koi held by a school.
+	Assignment = state.Assignment
+	// GlobalSwitch is the global switch.
+	GlobalSwitch = state.GlobalSwitch
+	// WebhookView is a webhook as the API shows it.
+	WebhookView = keeper.WebhookView
+	// DeliveryAttempt is one try to deliver a notice to a webhook.
+	DeliveryAttempt = notify.DeliveryAttempt
+	// TriggerView is a trigger as the API shows it.
+	TriggerView = keeper.TriggerView
+	// TriggerResult is what a trigger call did.
+	TriggerResult = keeper.TriggerResult
+)
+
+// Run states, live states and comparison verdicts the views carry.
+const (
+	RunStopped = state.RunStopped
+
+	LivePass   = keeper.LivePass
+	LiveFail   = keeper.LiveFail
+	LiveNoData = keeper.LiveNoData
+	LiveIdle   = keeper.LiveIdle
+
+	VerdictSame      = verdict.VerdictSame
+	VerdictImproved  = verdict.VerdictImproved
+	VerdictRegressed = verdict.VerdictRegressed
+	VerdictNew       = verdict.VerdictNew
+	VerdictGone      = verdict.VerdictGone
+)
+
+// Signature headers of webhook deliveries and trigger calls.
+const (
+	HeaderTimestamp = notify.HeaderTimestamp
+	HeaderSignature = notify.HeaderSignature
+)
+
+// Sign returns the X-Koipond-Signature value of body sent at ts (unix
+// seconds) under secret.
+func Sign(secret string, ts int64, body []byte) string { return notify.Sign(secret, ts, body) }
+
+// ParseTolerance parses a comparison's relative tolerance ("10%", "0.1").
+func ParseTolerance(s string) (float64, error) { return verdict.ParseTolerance(s) }
+
+// ParseErrorTolerance parses a comparison's error-rate tolerance in
+// percentage points ("0.5pp").
+func ParseErrorTolerance(s string) (float64, error) { return verdict.ParseErrorTolerance(s) }
+
+// Defaults a client shares with the keeper: where its data and its KV
+// bucket are unless told otherwise.
+const (
+	DefaultDataDir = keeper.DefaultDataDir
+	DefaultBucket  = keeper.DefaultBucket
+)
+
+// CredentialFiles are the keeper's NATS credential files in its data
+// directory.
+type CredentialFiles = keeper.CredentialFiles
+
+// CredentialPaths returns where a keeper with data directory dataDir
+// keeps its NATS credentials.
+func CredentialPaths(dataDir string) CredentialFiles { return keeper.CredentialPaths(dataDir) }
+
+// SignSwitch signs a switch with the control seed in controlSeedFile, as
+// the keeper does (schools ignore an unsigned switch).
+func SignSwitch(controlSeedFile string, c *wire.Control) error {
+	return keeper.SignSwitch(controlSeedFile, c)
+}
+
+// RecordEmergencySwitch moves the global switch in the keeper's KV bucket
+// without the keeper (the emergency path when its API is down), so the
+// epoch is the highest and a restarted keeper keeps it. It returns the
+// switch as recorded.
+func RecordEmergencySwitch(ctx context.Context, js jetstream.JetStream, bucket string, st wire.State, by string) (epoch uint64, at time.Time, err error) {
+	kv, err := state.OpenExistingKV(ctx, js, bucket)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	g, err := state.EmergencySwitch(ctx, kv, st, by)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return g.Epoch, g.At, nil
+}
