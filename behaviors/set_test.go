@@ -42,7 +42,7 @@ func TestBadFiles(t *testing.T) {
 			`ws_missing.json:4:52: behavior "z" › step 1 › request: an http request needs "url"`}},
 		// unknown top-level keys and wrong shapes
 		{"top_level.json", []string{`top_level.json:1:3: top level: unknown field "behavior" (did you mean "behaviors"?)`,
-			`top_level.json:1:44: on_event "message": must be an array, not a string`}},
+			`top_level.json:1:44: on_event "message": must be an array of actions or a sequence object {"steps": […]}, not a string`}},
 		// duplicate keys are ambiguous: an error, not last-one-wins
 		{"duplicate_key.json", []string{`duplicate_key.json:3:3: invalid JSON: duplicate key "x"`}},
 		// define/template could recurse: refused
@@ -129,8 +129,8 @@ func TestExamplesLoad(t *testing.T) {
 	if set == nil {
 		t.Fatal(diags)
 	}
-	if set.Boot == nil || len(set.OnEvent["message"]) != 2 || len(set.Behaviors) != 8 {
-		t.Errorf("slack set: boot=%v on_event=%d behaviors=%d", set.Boot != nil, len(set.OnEvent["message"]), len(set.Behaviors))
+	if set.Boot == nil || set.OnEvent["message"] == nil || len(set.OnEvent["message"].Actions) != 2 || len(set.Behaviors) != 8 {
+		t.Errorf("slack set: boot=%v on_event=%+v behaviors=%d", set.Boot != nil, set.OnEvent["message"], len(set.Behaviors))
 	}
 	for _, b := range set.Behaviors {
 		if !b.HasFrequency || b.Sequence == nil {

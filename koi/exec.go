@@ -330,7 +330,7 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 		defer k.removeWaiter(w)
 	}
 	if frame != nil {
-		if err := k.send(msgType, frame); err != nil {
+		if err := k.sendFrame(ctx, k.timeout(r), msgType, frame); err != nil {
 			if errors.Is(err, errNotConnected) {
 				return nil, err
 			}
