@@ -38,7 +38,7 @@ func TestBadFiles(t *testing.T) {
 		{"env_removed.json", []string{`env_removed.json:2:58: behavior "x" › step 1 › pre_actions[0]: template line 1: function "env" not defined`}},
 		// ws and http requests need their fields; bad regexps are caught
 		{"ws_missing.json", []string{`ws_missing.json:2:88: behavior "x" › step 1 › request › await › match: bad regular expression`,
-			`ws_missing.json:3:52: behavior "y" › step 1 › request: a ws request needs "text", "json" or "await"`,
+			`ws_missing.json:3:52: behavior "y" › step 1 › request: a ws request needs "text", "json", "binary" or "await"`,
 			`ws_missing.json:4:52: behavior "z" › step 1 › request: an http request needs "url"`}},
 		// unknown top-level keys and wrong shapes
 		{"top_level.json", []string{`top_level.json:1:3: top level: unknown field "behavior" (did you mean "behaviors"?)`,
