@@ -9,6 +9,14 @@ import (
 
 func parseOne(t *testing.T, request string) (*Request, *Program) {
 	t.Helper()
+	// A connect request may only run in boot.
+	if strings.Contains(request, `"connect"`) {
+		set, diags := Parse(File{Name: "t.json", Data: []byte(`{"boot": {"steps": [{"request": ` + request + `}]}}`)})
+		if set == nil {
+			t.Fatalf("%s: %v", request, diags)
+		}
+		return set.Boot.Steps[0].Request, set.Prog
+	}
 	set, diags := Parse(File{Name: "t.json", Data: []byte(`{"behaviors": {"x": {"frequency": 0.1, "steps": [{"request": ` + request + `}]}}}`)})
 	if set == nil {
 		t.Fatalf("%s: %v", request, diags)
