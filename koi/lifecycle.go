@@ -67,7 +67,7 @@ func (k *Koi) goLive(conn *websocket.Conn) {
 	if k.conn.Load() != conn {
 		return
 	}
-	k.live, k.liveAt = conn, time.Now()
+	k.live, k.liveAt = conn, time.Now().UnixNano()
 	k.liveFlag.Store(true)
 	k.everLive = true
 	k.connState = Connected
@@ -300,5 +300,5 @@ func (k *Koi) liveDuration(conn *websocket.Conn) time.Duration {
 	if k.live != conn {
 		return 0
 	}
-	return time.Since(k.liveAt)
+	return time.Duration(time.Now().UnixNano() - k.liveAt)
 }
