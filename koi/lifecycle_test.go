@@ -359,3 +359,33 @@ func TestEventSequences(t *testing.T) {
 		t.Errorf("on_event:ping = %+v", s)
 	}
 }
+
+// While paused nothing is sent: a koi paused before it connects keeps its
+// socket open and runs on_connect only after resume.
+func TestOnConnectWaitsForResume(t *testing.T) {
+	srv := newSessionServer(t)
+	set := parseSet(t, fmt.Sprintf(sessionSet, 5000))
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.url()}})
+	k := rt.New(behaviors.Identity{Index: 1}, 1)
+	k.Pause()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = k.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 5*time.Second, "the socket open while paused", func() bool { return srv.open() == 1 && k.Connected() })
+	// Give a wrong implementation time to log in while paused.
+	time.Sleep(200 * time.Millisecond)
+	if n := srv.loggedIn(1); n != 0 {
+		t.Fatalf("%d logins while paused", n)
+	}
+	if k.State() == koi.Connected {
+		t.Error("connected (live) before on_connect ran")
+	}
+	k.Resume()
+	waitFor(t, 5*time.Second, "the login after resume", func() bool { return srv.loggedIn(1) == 1 })
+	select {
+	case <-k.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready after on_connect succeeded")
+	}
+}
