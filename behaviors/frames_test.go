@@ -127,3 +127,28 @@ func BenchmarkClassifyDefaultJSON(b *testing.B) {
 		c.Classify(nil, false, raw, "sent_at")
 	}
 }
+
+// No frame, however hostile, makes the classifier panic or return a type
+// name outside the bounds.
+func FuzzClassify(f *testing.F) {
+	set, diags := Parse(File{Name: "fuzz.json", Data: []byte(`{"behaviors": {}, "frames": {
+	  "json": [{"field": "a.b.c"}, {"match": "\"op\":(?P<type>[0-9]+)"}, {"template": "{{ .kind }}"}, {"field": "type"}],
+	  "text": [{"prefix": "P", "type": "p"}, {"match": "^(?P<type>[^|]*)\\|", "sent_at": "{{ . }}"}, {"template": "{{ . }}"}],
+	  "binary": [{"prefix_hex": "20", "type": "connack"}, {"template": "{{ printf \"%x\" . }}", "sent_at": "{{ len . }}"}]}}`)})
+	if set == nil {
+		f.Fatal(diags)
+	}
+	for _, s := range []string{`{"type":"x"}`, `{"a":{"b":{"c":7}}}`, `[1,2]`, `{"op":10}`, `{"kind":{}}`, "P", "a|b", "\x20\x00", "{", ""} {
+		f.Add(false, []byte(s))
+		f.Add(true, []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, binary bool, raw []byte) {
+		got := set.Frames.Classify(nil, binary, raw, "sent_at")
+		if got.Type != "" && !ValidTypeName(got.Type) {
+			t.Fatalf("type %q out of bounds", got.Type)
+		}
+		if got.Kind == FrameJSON && binary {
+			t.Fatal("a binary frame read as JSON")
+		}
+	})
+}
