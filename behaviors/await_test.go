@@ -213,3 +213,21 @@ func TestHasAPISteps(t *testing.T) {
 		}
 	}
 }
+
+// Paths are bounded in bytes and depth, and have no empty segment.
+func TestFieldPathBounds(t *testing.T) {
+	for _, tt := range []struct {
+		path, want string
+	}{
+		{strings.Repeat("a.", MaxPathDepth-1) + "a", ""},
+		{strings.Repeat("a.", MaxPathDepth) + "a", "more than 16"},
+		{strings.Repeat("a", MaxFieldPath+1), "longer than 256"},
+		{"a.", "empty segment"},
+		{".a", "empty segment"},
+	} {
+		_, msg := fieldPath(tt.path)
+		if (tt.want == "") != (msg == "") || !strings.Contains(msg, tt.want) {
+			t.Errorf("%.40q: %q, want %q", tt.path, msg, tt.want)
+		}
+	}
+}
