@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func parseOne(t *testing.T, request string) (*Request, *Program) {
+func parseOne(t testing.TB, request string) (*Request, *Program) {
 	t.Helper()
 	set, diags := Parse(File{Name: "t.json", Data: []byte(`{"behaviors": {"x": {"frequency": 0.1, "steps": [{"request": ` + request + `}]}}}`)})
 	if set == nil {
@@ -230,4 +230,29 @@ func TestFieldPathBounds(t *testing.T) {
 			t.Errorf("%.40q: %q, want %q", tt.path, msg, tt.want)
 		}
 	}
+}
+
+// FuzzFrameMatch: no frame makes matching panic, whatever its shape (a
+// hostile server chooses it), and a `when` stays within its limits.
+func FuzzFrameMatch(f *testing.F) {
+	r, prog := parseOne(f, `{"type": "ws", "text": "x", "await": {"type": "reply", "match": "id",
+	    "fields": {"id": "7", "a.0.b": "true", "n": "1e3"}, "when": "{{ printf \"%v\" . | len | lt 3 }}"}}`)
+	m, err := r.Await.Bind(prog, &Env{Store: NewStore(Identity{})}, prog.NewBudget())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(`{"type":"reply","id":7,"a":[{"b":true}],"n":1000}`)
+	f.Add(`{"id":[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]}`)
+	f.Add(`{"a":{"0":{"b":"true"}},"id":"7","n":"1e3"}`)
+	f.Add("\x00\xff id")
+	f.Fuzz(func(t *testing.T, frame string) {
+		dec := json.NewDecoder(strings.NewReader(frame))
+		dec.UseNumber()
+		var v any
+		isJSON := dec.Decode(&v) == nil
+		if !isJSON {
+			v = frame
+		}
+		m.Matches("reply", []byte(frame), v, isJSON)
+	})
 }
