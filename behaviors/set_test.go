@@ -67,15 +67,15 @@ func TestBadFiles(t *testing.T) {
 			`request_key.json:3:95: behavior "long" › step 1 › request › key: must be 1 to 64 bytes, not 65`,
 			`request_key.json:4:101: behavior "empty" › step 1 › request › key: must be 1 to 64 bytes, not 0`,
 			`request_key.json:5:84: behavior "num" › step 1 › request › key: must be a string, not a number`}},
-		// ws keys that would mix requests into the connection counts
-		{"reserved_key.json", []string{`reserved_key.json:2:92: behavior "close" › step 1 › request › key: "close:1000" is reserved: ws:close:1000 counts the koi's connections, not requests`,
-			`reserved_key.json:3:92: behavior "dial" › step 1 › request › key: "connect" is reserved: ws:connect counts the koi's connections, not requests`}},
 		// error declarations: a window > 0 without await, no window with await, a condition needed, a bad regexp, ws only
 		{"error_frame.json", []string{`error_frame.json:2:128: behavior "zero" › step 1 › request › error › within_ms: must be more than 0: it is how long the send watches for an error frame`,
 			`error_frame.json:3:155: behavior "window" › step 1 › request › error › within_ms: is for a send without await: with await, the error window ends when the awaited frame arrives (bound it with await › timeout_ms)`,
 			`error_frame.json:4:96: behavior "nothing" › step 1 › request › error: error needs at least one of "type", "match", "fields" or "when"`,
 			`error_frame.json:5:107: behavior "regex" › step 1 › request › error › match: bad regular expression: error parsing regexp: missing closing )`,
 			`error_frame.json:6:105: behavior "http" › step 1 › request › error: "error" is not used by http requests`}},
+		// ws keys that would mix requests into the connection counts
+		{"reserved_key.json", []string{`reserved_key.json:2:92: behavior "close" › step 1 › request › key: "close:1000" is reserved: ws:close:1000 counts the koi's connections, not requests`,
+			`reserved_key.json:3:92: behavior "dial" › step 1 › request › key: "connect" is reserved: ws:connect counts the koi's connections, not requests`}},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
