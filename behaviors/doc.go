@@ -73,4 +73,8 @@
 // parsed once into a Program and executed by any number of koi; execution
 // is bounded in time, output and loop iterations (MaxDuration, MaxOutput,
 // MaxIterations).
+//
+// What each request type sends and waits for (binary frames, awaits
+// correlated by templated type, pattern, fields and `when`, error frames,
+// metric keys) is described in REQUESTS.md.
 package behaviors

@@ -97,6 +97,9 @@ func TestBadFiles(t *testing.T) {
 			`error_frame.json:4:96: behavior "nothing" › step 1 › request › error: error needs at least one of "type", "match", "fields" or "when"`,
 			`error_frame.json:5:107: behavior "regex" › step 1 › request › error › match: bad regular expression: error parsing regexp: missing closing )`,
 			`error_frame.json:6:105: behavior "http" › step 1 › request › error: "error" is not used by http requests`}},
+		// ws keys that would mix requests into the connection counts
+		{"reserved_key.json", []string{`reserved_key.json:2:92: behavior "close" › step 1 › request › key: "close:1000" is reserved: ws:close:1000 counts the koi's connections, not requests`,
+			`reserved_key.json:3:92: behavior "dial" › step 1 › request › key: "connect" is reserved: ws:connect counts the koi's connections, not requests`}},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
