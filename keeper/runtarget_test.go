@@ -26,7 +26,7 @@ func TestRunTargetWebsocketOnly(t *testing.T) {
 	}
 	target := map[string]any{"websocket_url": "ws://127.0.0.1:1883/mqtt", "websocket_subprotocols": []string{"mqtt", "mqttv3.1"},
 		"websocket_headers": map[string]string{"Authorization": "Bearer {{.Token}}", "X-Koi": "koi-{{.Index}}"},
-		"token": "t-{{.Index}}"}
+		"token":             "t-{{.Index}}"}
 	var created struct {
 		ID     string `json:"id"`
 		Target struct {
