@@ -564,3 +564,38 @@ func FuzzFraming(f *testing.F) {
 		renderFunc(t, "mustB64dec", s)
 	})
 }
+
+// What naming, reading and building a frame costs per call, as a
+// classifier or a request renders it (run with -bench Protocol -benchmem).
+func BenchmarkProtocolFuncs(b *testing.B) {
+	p := NewProgram()
+	publish := "\x32\x6a\x00\x08room/abc\x00\x2a" + strings.Repeat("p", 96)
+	event := `42["said",{"room":"abc","text":"` + strings.Repeat("t", 160) + `","sent_at":1764760000000}]`
+	for _, bb := range []struct {
+		name, src string
+		data      any
+	}{
+		{"mqttType", `{{ mqttType . }}`, publish},
+		{"mqttPacketID", `{{ mqttPacketID . }}`, publish},
+		{"mqttDecode", `{{ (mqttDecode .).topic }}`, publish},
+		{"sioType", `{{ sioType . }}`, event},
+		{"sioDecode", `{{ (index (sioDecode .).args 0).room }}`, event},
+		{"mqttPublish", `{{ mqttPublish "room/abc" "hello there" 1 42 }}`, nil},
+		{"sioEvent", `{{ sioEvent "say" (dict "room" "abc" "text" "hello there") }}`, nil},
+		{"nextPacketID", `{{ nextPacketID }}`, nil},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			tx, err := p.compile(bb.src, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			env := &Env{Store: NewStore(Identity{})}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Render(env, tx, bb.data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
