@@ -48,7 +48,7 @@ func TestRequestKeys(t *testing.T) {
 		{`{"type": "api", "method": "auth.login"}`, "api:auth.login"},
 		{`{"type": "http", "method": "put", "url": "http://x/"}`, "http:PUT http://x/"},
 		// connect
-		{`{"type": "connect"}`, "ws:connect"},
+		{`{"type": "connect"}`, "connect:open"},
 		{`{"type": "connect", "key": "first"}`, "connect:first"},
 	}
 	for _, tt := range tests {
