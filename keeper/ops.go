@@ -337,7 +337,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 			return err
 		}
 		return tx.Audit(actor, "create run", run.ID, fmt.Sprintf("%q: %d koi at %g/s, behavior set %s (%s v%d), target %s",
-			run.Name, run.Koi, run.Ramp, b.Hash, b.Name, b.Version, run.Target.APIBase))
+			run.Name, run.Koi, run.Ramp, b.Hash, b.Name, b.Version, run.Target.Where()))
 	})
 	if err != nil {
 		return nil, err
