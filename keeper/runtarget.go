@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
@@ -81,6 +82,18 @@ func checkAPIBase(t *state.Target, set *state.BehaviorSet) *Error {
 		return nil
 	}
 	return invalid("target.api_base", "behavior set %s (%s v%d) sends api requests: give target.api_base, the http(s) URL they go to", hashPrefix(set.Hash), set.Name, set.Version)
+}
+
+// checkLaunchAPIBase refuses launching a formation that sends api
+// requests over a run without target.api_base (every one would fail).
+func checkLaunchAPIBase(run *state.Run, fm *state.Formation) *Error {
+	if run.Target.APIBase != "" {
+		return nil
+	}
+	if f, _ := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)}); f != nil && !f.Sequence.HasAPISteps() {
+		return nil
+	}
+	return invalid("formation", "formation %s sends api requests, and run %s has no target.api_base for them", fm.Name, run.ID)
 }
 
 func hashPrefix(h string) string { return h[:min(len(h), 12)] }
