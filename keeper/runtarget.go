@@ -3,7 +3,6 @@ package keeper
 import (
 	"net/http"
 	"strings"
-	"text/template"
 	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
@@ -53,15 +52,8 @@ func checkTarget(t *state.Target) *Error {
 		case strings.ContainsAny(value, "\r\n\x00"):
 			return invalid(field, "a header value holds no line break or NUL")
 		}
-		tm, err := template.New(field).Option("missingkey=error").Parse(value)
-		if err != nil {
-			return invalid(field, "bad template: %v", err)
-		}
-		if err := tm.Execute(&strings.Builder{}, struct {
-			Index         int
-			Token, UserID string
-		}{}); err != nil {
-			return invalid(field, "template fails for koi 0 (it may use {{.Index}}, {{.Token}} and {{.UserID}}): %v", err)
+		if _, err := behaviors.ParseSpecTemplate(field, value); err != nil {
+			return invalid(field, "%v", err)
 		}
 	}
 	return nil

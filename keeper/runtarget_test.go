@@ -81,6 +81,14 @@ func TestRunTargetWebsocketOnly(t *testing.T) {
 			"target.websocket_headers.X-A", "bad template"},
 		{"header template field unknown", with(func(m map[string]any) { m["websocket_headers"] = map[string]string{"X-A": "{{.Password}}"} }),
 			"target.websocket_headers.X-A", "{{.Index}}, {{.Token}} and {{.UserID}}"},
+		{"header template that loops", with(func(m map[string]any) {
+			m["websocket_headers"] = map[string]string{"X-A": "{{range 100000000000}}{{end}}"}
+		}),
+			"target.websocket_headers.X-A", "range is not allowed"},
+		{"header template with a huge width", with(func(m map[string]any) {
+			m["websocket_headers"] = map[string]string{"X-A": `{{printf "%999999999d" .Index}}`}
+		}),
+			"target.websocket_headers.X-A", "at most 999"},
 		{"subprotocol with a comma", with(func(m map[string]any) { m["websocket_subprotocols"] = []string{"a,b"} }),
 			"target.websocket_subprotocols", "not a subprotocol name"},
 		{"empty subprotocol", with(func(m map[string]any) { m["websocket_subprotocols"] = []string{""} }),
