@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/template"
 	"time"
 	"unicode"
 
@@ -208,12 +207,8 @@ func checkTemplate(field, text string) *Error {
 	if text == "" {
 		return nil
 	}
-	t, err := template.New(field).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return invalid(field, "bad template: %v", err)
-	}
-	if err := t.Execute(&strings.Builder{}, struct{ Index int }{0}); err != nil {
-		return invalid(field, "template fails for koi 0: %v", err)
+	if _, err := behaviors.ParseSpecTemplate(field, text); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }

@@ -89,6 +89,10 @@ func TestRunTargetWebsocketOnly(t *testing.T) {
 			m["websocket_headers"] = map[string]string{"X-A": `{{printf "%999999999d" .Index}}`}
 		}),
 			"target.websocket_headers.X-A", "at most 999"},
+		{"token template that loops", with(func(m map[string]any) { m["token"] = "{{range 100000000000}}{{end}}" }),
+			"target.token", "range is not allowed"},
+		{"user id template with a huge width", with(func(m map[string]any) { m["user_id"] = `U{{printf "%0999999999d" .Index}}` }),
+			"target.user_id", "at most 999"},
 		{"subprotocol with a comma", with(func(m map[string]any) { m["websocket_subprotocols"] = []string{"a,b"} }),
 			"target.websocket_subprotocols", "not a subprotocol name"},
 		{"empty subprotocol", with(func(m map[string]any) { m["websocket_subprotocols"] = []string{""} }),

@@ -81,6 +81,8 @@ func TestRunSpecWebsocketTarget(t *testing.T) {
 			// a loop in a template from the bus would spin every koi's start
 			{Run: "loopheader", From: 7, To: 8, Spec: wire.RunSpec{Name: "ws4", BehaviorSet: hash, WebsocketURL: wsURL,
 				WebsocketHeaders: map[string]string{"X-A": "{{range 100000000000}}{{end}}"}}},
+			{Run: "looptoken", From: 8, To: 9, Spec: wire.RunSpec{Name: "ws5", BehaviorSet: hash, WebsocketURL: wsURL,
+				Token: "{{range 100000000000}}{{end}}"}},
 		}
 	})
 	openSchool(t, url, school.Config{ID: "s1"})
@@ -114,10 +116,11 @@ func TestRunSpecWebsocketTarget(t *testing.T) {
 		for _, r := range pr.Runs {
 			switch {
 			case r.Run == "badheader" && strings.Contains(r.Refused, "websocket_headers.X-A template"),
-				r.Run == "loopheader" && strings.Contains(r.Refused, "range is not allowed"):
+				r.Run == "loopheader" && strings.Contains(r.Refused, "range is not allowed"),
+				r.Run == "looptoken" && strings.Contains(r.Refused, "token template: range is not allowed"):
 				refused++
 			}
 		}
-		return refused == 2
+		return refused == 3
 	})
 }
