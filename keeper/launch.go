@@ -64,6 +64,9 @@ func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*st
 		if !run.Active() {
 			return conflict("run %s is %s; launch over a running run", run.ID, run.State)
 		}
+		if err := checkLaunchAPIBase(run, fm); err != nil {
+			return err
+		}
 		l := &state.Launch{ID: newID("launch"), Run: run.ID, Formation: fm.Hash, Name: fm.Name, Params: spec.Params,
 			Start: start, BeginWithinMS: fm.BeginWithinMS, State: state.LaunchPending, CreatedAt: tx.Now(), CreatedBy: actor}
 		if start.Sub(tx.Now()) <= k.planLead() {

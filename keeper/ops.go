@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/template"
 	"time"
 	"unicode"
 
@@ -210,12 +209,8 @@ func checkTemplate(field, text string) *Error {
 	if text == "" {
 		return nil
 	}
-	t, err := template.New(field).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return invalid(field, "bad template: %v", err)
-	}
-	if err := t.Execute(&strings.Builder{}, struct{ Index int }{0}); err != nil {
-		return invalid(field, "template fails for koi 0: %v", err)
+	if _, err := behaviors.ParseSpecTemplate(field, text); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }
@@ -252,13 +247,8 @@ func (s *RunSpec) check() *Error {
 	if s.BehaviorSet == "" {
 		return invalid("behavior_set", "give a behavior set hash or name")
 	}
-	if err := checkURL("target.api_base", s.Target.APIBase, "http", "https"); err != nil {
+	if err := checkTarget(&s.Target); err != nil {
 		return err
-	}
-	if s.Target.WebsocketURL != "" {
-		if err := checkURL("target.websocket_url", s.Target.WebsocketURL, "ws", "wss"); err != nil {
-			return err
-		}
 	}
 	if err := checkTemplate("target.token", s.Target.Token); err != nil {
 		return err
@@ -321,6 +311,9 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		if b == nil {
 			return notFound("behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet)
 		}
+		if err := checkAPIBase(&spec.Target, b); err != nil {
+			return err
+		}
 		run.BehaviorSet = b.Hash
 		ts, _ := parseThresholds(spec.Thresholds) // checked above
 		run.Warnings = thresholdWarnings(ts, b)
@@ -341,7 +334,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 			return err
 		}
 		return tx.Audit(actor, "create run", run.ID, fmt.Sprintf("%q: %d koi at %g/s, behavior set %s (%s v%d), target %s",
-			run.Name, run.Koi, run.Ramp, b.Hash, b.Name, b.Version, run.Target.APIBase))
+			run.Name, run.Koi, run.Ramp, b.Hash, b.Name, b.Version, run.Target.Where()))
 	})
 	if err != nil {
 		return nil, err

@@ -3,12 +3,12 @@ package school
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
@@ -41,8 +41,9 @@ type run struct {
 	refused  string
 	removed  bool
 	epoch    uint64
-	token    *template.Template
-	userID   *template.Template
+	token    *behaviors.SpecTemplate
+	userID   *behaviors.SpecTemplate
+	ws       *wsTarget
 	activity behaviors.Activity
 	rng      *rand.Rand
 	traffic  koi.Stats // totals of stopped koi, for traffic deltas
@@ -177,7 +178,8 @@ func (s *School) applyAssignmentsLocked(as []wire.Assignment) {
 func sameSpec(a, b wire.RunSpec) bool {
 	return slices.Equal(a.Tokens, b.Tokens) && a.Name == b.Name && a.BehaviorSet == b.BehaviorSet &&
 		a.APIBase == b.APIBase && a.WebsocketURL == b.WebsocketURL && a.Token == b.Token &&
-		a.UserID == b.UserID && a.TimeScale == b.TimeScale && a.ActivitySigma == b.ActivitySigma
+		a.UserID == b.UserID && a.TimeScale == b.TimeScale && a.ActivitySigma == b.ActivitySigma &&
+		slices.Equal(a.WebsocketSubprotocols, b.WebsocketSubprotocols) && maps.Equal(a.WebsocketHeaders, b.WebsocketHeaders)
 }
 
 // drainLocked forgets a run once its koi have all stopped.
@@ -232,8 +234,11 @@ func (s *School) newRunLocked(a wire.Assignment) *run {
 	if errs := r.activity.Validate(); len(errs) > 0 {
 		return refuse("%v", errs[0])
 	}
+	if r.ws, err = newWSTarget(a.Spec); err != nil {
+		return refuse("%v", err)
+	}
 	rt, err := koi.NewRuntime(koi.RuntimeConfig{
-		Set: set, APIBase: a.Spec.APIBase, Websocket: behaviors.WebsocketSpec{URL: a.Spec.WebsocketURL},
+		Set: set, APIBase: a.Spec.APIBase, Websocket: r.ws.shared(),
 		TimeScale: a.Spec.TimeScale, Metrics: r.rec, HTTPClient: s.http, Dialer: s.dialer,
 		ReplyBudget: s.budget,
 	})
@@ -262,31 +267,28 @@ func firstLine(s string) string {
 	return s
 }
 
-// indexTemplate compiles a {{.Index}} template (token, user id).
-func indexTemplate(name, src string) (*template.Template, error) {
+// indexTemplate compiles a {{.Index}} template (token, user id), bounded
+// like every run spec template (behaviors.ParseSpecTemplate).
+func indexTemplate(name, src string) (*behaviors.SpecTemplate, error) {
 	if src == "" {
 		return nil, nil
 	}
-	t, err := template.New(name).Option("missingkey=error").Parse(src)
+	t, err := behaviors.ParseSpecTemplate(name, src)
 	if err != nil {
-		return nil, fmt.Errorf("%s template: %w", name, err)
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, struct{ Index int }{0}); err != nil {
 		return nil, fmt.Errorf("%s template: %w", name, err)
 	}
 	return t, nil
 }
 
-func render(t *template.Template, i int) string {
+func render(t *behaviors.SpecTemplate, i int) string {
 	if t == nil {
 		return ""
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, struct{ Index int }{i}); err != nil {
+	s, err := t.Render(behaviors.SpecData{Index: i})
+	if err != nil {
 		return ""
 	}
-	return b.String()
+	return s
 }
 
 // setRange changes the koi index range and ramp; koi outside the range
@@ -485,6 +487,13 @@ func (r *run) startLocked(i int) *member {
 		id.Token = render(r.token, i)
 	}
 	k := r.rt.New(id, r.activity.Draw(r.rng))
+	if r.ws.perKoi() {
+		ws, dropped := r.ws.forKoi(id)
+		k.Store().SetWebsocket(ws)
+		if len(dropped) > 0 {
+			r.s.logLimited("wsheader:"+r.id, "websocket headers left out: their values render with a line break", "run", r.id, "koi", i, "headers", dropped)
+		}
+	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	m := &member{k: k, cancel: cancel, done: make(chan struct{})}
 	r.members[i] = m
