@@ -15,8 +15,11 @@
 // "on_connect:<n>" (its steps). A failed on_connect closes the socket (close
 // 1000 "on_connect failed") and the koi redials with the reconnect backoff,
 // which such a connection does not reset. A halt in it counts as success
-// (as in boot). While paused it waits for resume. A koi is ready once booted and its on_connect has succeeded
-// once. "on_disconnect" runs after each connection ends, except on stop
+// (as in boot). While paused it waits for resume; a pause in the middle of
+// it closes the socket (close 1000 "paused during on_connect"), since a
+// second login on the same socket is refused by most servers, and the
+// next connection runs it after the resume. A koi is ready once booted and
+// its on_connect has succeeded once. "on_disconnect" runs after each connection ends, except on stop
 // (key "on_disconnect"; actions, api and http requests only; skipped while
 // paused), typically {{ setKoi "logged_in" false }}.
 //

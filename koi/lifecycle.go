@@ -227,19 +227,34 @@ func (k *Koi) runOnConnect(connCtx context.Context, conn *websocket.Conn, failed
 			}
 			s.Count(metrics.Canceled)
 			return
-		case actx.Err() != nil: // paused: run again after resume
+		case actx.Err() != nil:
+			// Paused mid-way: the session is half set up, and running
+			// on_connect again on the same socket would be a second login
+			// most servers refuse (MQTT, Socket.IO, graphql-ws all do).
+			// Close it; the connection loop dials again, and the new
+			// connection's on_connect waits for the resume.
 			s.Count(metrics.Canceled)
-			continue
+			k.closeConn(conn, pausedDuringOnConnectReason)
+			return
 		}
 		s.Observe(time.Since(start), o)
 		failed()
-		k.wmu.Lock()
-		_ = conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(websocket.CloseNormalClosure, onConnectFailedReason), time.Now().Add(time.Second))
-		k.wmu.Unlock()
-		conn.Close()
+		k.closeConn(conn, onConnectFailedReason)
 		return
 	}
+}
+
+// pausedDuringOnConnectReason is the close reason of a connection whose
+// on_connect a pause interrupted.
+const pausedDuringOnConnectReason = "paused during on_connect"
+
+// closeConn says goodbye with a normal close and the reason, then closes.
+func (k *Koi) closeConn(conn *websocket.Conn, reason string) {
+	k.wmu.Lock()
+	_ = conn.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(websocket.CloseNormalClosure, reason), time.Now().Add(time.Second))
+	k.wmu.Unlock()
+	conn.Close()
 }
 
 func (k *Koi) stopped() bool {

@@ -391,6 +391,52 @@ func TestOnConnectWaitsForResume(t *testing.T) {
 	}
 }
 
+// A pause in the middle of on_connect closes the half set up session
+// instead of logging in a second time on the same socket (which MQTT,
+// Socket.IO and graphql-ws servers refuse); after the resume a new
+// connection logs in once.
+func TestPauseDuringOnConnectReconnects(t *testing.T) {
+	srv := newSessionServer(t)
+	srv.silent = true // LOGIN is never answered: on_connect waits in its await
+	perConn := map[*websocket.Conn]int{}
+	srv.onText = func(c *websocket.Conn, msg string) {
+		if strings.HasPrefix(msg, "LOGIN") {
+			perConn[c]++
+		}
+	}
+	set := parseSet(t, fmt.Sprintf(sessionSet, 30000))
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.url()},
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
+	k := rt.New(behaviors.Identity{Index: 1}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = k.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wiretest.Until(t, 5*time.Second, "the first LOGIN", func() bool { return srv.get(func() int { return len(perConn) }) == 1 })
+	k.Pause()
+	wiretest.Until(t, 5*time.Second, "the session closed for the pause", func() bool {
+		return locked(srv, func() bool {
+			for _, r := range srv.closeTexts {
+				if r == "paused during on_connect" {
+					return true
+				}
+			}
+			return false
+		})
+	})
+	locked(srv, func() bool { srv.silent = false; return true })
+	k.Resume()
+	wiretest.Until(t, 5*time.Second, "a login after resume", func() bool { return srv.loggedIn(1) == 1 })
+	locked(srv, func() bool {
+		for _, n := range perConn {
+			if n > 1 {
+				t.Errorf("a connection got %d LOGIN frames: on_connect ran twice on one socket", n)
+			}
+		}
+		return true
+	})
+}
+
 // A connect step fails after its timeout_ms when on_connect never
 // succeeds, and at once without a websocket URL; boot is retried with
 // backoff either way, and stop ends it at once.
