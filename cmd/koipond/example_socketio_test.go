@@ -10,7 +10,7 @@ import "testing"
 func TestSocketIOExample(t *testing.T) {
 	runNodeExample(t, exampleCase{
 		name:   "socketio",
-		env:    []string{"PING_INTERVAL_MS=2000", "PING_TIMEOUT_MS=20000"},
+		env:    []string{"PING_INTERVAL_MS=2000", "PING_TIMEOUT_MS=10000"},
 		wsPath: "/socket.io/?EIO=4&transport=websocket",
 		koi:    80,
 		checks: []exampleCheck{

@@ -18,11 +18,11 @@
 //
 // GET /stats returns what arrived, as JSON: open (sockets open now),
 // acked (of those, past connection_ack), subscribed (active
-// subscriptions), connects (connection_acks since start), messages (per
-// graphql-ws message type, what clients sent), posted (mutations that
-// ran), delivered (subscription events sent) and invalid (operations
-// refused: bad arguments or a query that does not validate). Counts start at 0 with
-// each process.
+// subscriptions), connects (connection_acks since start), frames (every
+// websocket frame clients sent), messages (the same per graphql-ws message
+// type), posted (mutations that ran), delivered (subscription events sent)
+// and invalid (operations refused: bad arguments or a query that does not
+// validate). Counts start at 0 with each process.
 
 const http = require('node:http');
 const { WebSocketServer } = require('ws');
@@ -70,7 +70,7 @@ const schema = buildSchema(`
   type Subscription { messageAdded(room: String!): Message! }
 `);
 
-const stats = { connects: 0, posted: 0, delivered: 0, subscribed: 0, invalid: 0, messages: {} };
+const stats = { frames: 0, connects: 0, posted: 0, delivered: 0, subscribed: 0, invalid: 0, messages: {} };
 for (const t of MESSAGE_TYPES) stats.messages[t] = 0;
 stats.messages.other = 0;
 let acked = 0;
@@ -172,6 +172,7 @@ const wss = new WebSocketServer({ server: httpServer, path: '/graphql', maxPaylo
 // Count what arrives, before graphql-ws reads it.
 wss.on('connection', (socket) => {
   socket.on('message', (data, isBinary) => {
+    stats.frames++;
     let type = 'other';
     if (!isBinary) {
       try {

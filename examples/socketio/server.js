@@ -13,8 +13,9 @@
 //
 // GET /stats returns what arrived, as JSON: open (Engine.IO connections
 // open now), connected (namespace sockets open now), joined (of those,
-// sockets in a room), connects (namespace connects since start), and
-// per-kind counts of what clients sent: join, chat, typing, pong,
+// sockets in a room), connects (namespace connects since start), frames
+// (every websocket frame clients sent) and per-kind counts of what clients
+// sent: join, chat, typing, pong,
 // invalid (events whose payload was not what this server accepts).
 // Counts start at 0 with each process.
 
@@ -43,7 +44,7 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 
-const stats = { connects: 0, join: 0, chat: 0, typing: 0, pong: 0, invalid: 0 };
+const stats = { frames: 0, connects: 0, join: 0, chat: 0, typing: 0, pong: 0, invalid: 0 };
 let joined = 0;
 
 const httpServer = http.createServer((req, res) => {
@@ -86,16 +87,19 @@ io.use((socket, next) => {
   next();
 });
 
+// Every Engine.IO packet a client sends (one websocket frame each): CONNECT,
+// events, heartbeat answers "3".
+io.engine.on('connection', (conn) => {
+  conn.on('packet', (p) => {
+    stats.frames++;
+    if (p && p.type === 'pong') stats.pong++;
+  });
+});
+
 io.on('connection', (socket) => {
   stats.connects++;
   let room = '';
-  // Every Engine.IO packet the client sends; "pong" answers the heartbeat.
-  const onPacket = (p) => {
-    if (p && p.type === 'pong') stats.pong++;
-  };
-  socket.conn.on('packet', onPacket);
   socket.on('disconnect', () => {
-    socket.conn.off('packet', onPacket);
     if (room !== '') joined--;
   });
 
