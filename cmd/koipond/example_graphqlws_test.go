@@ -12,7 +12,7 @@ func TestGraphQLWSExample(t *testing.T) {
 		name:   "graphql-ws",
 		env:    []string{"PING_MS=2000"},
 		wsPath: "/graphql",
-		koi:    80,
+		koi:    50,
 		checks: []exampleCheck{
 			{keys: []string{"ws:postMessage"}, stat: "posted", freq: 0.5},
 			{keys: []string{"ws:ping"}, stat: "messages.ping", freq: 0.3},

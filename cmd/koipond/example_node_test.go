@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
@@ -281,7 +282,16 @@ func sentRange(m map[string]keeper.KeySummary, keys []string) (lo, hi uint64) {
 func runNodeExample(t *testing.T, c exampleCase) {
 	dir := nodeExample(t, c.name)
 	srv := startNodeServer(t, dir, c.env...)
-	k := testKeeper(t)
+	// testKeeper's 2 s lease is for failover tests: a school starved of CPU
+	// (two shared cores, the race detector, node beside it) misses polls
+	// for that long and pauses its koi by itself, which is not what these
+	// tests are about.
+	k, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+		PollInterval: 200 * time.Millisecond, Lease: 20 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
 	sch := testSchool(t, k, "a", c.koi)
 	base := "http://" + k.HTTPAddr()
 	setFile, err := os.ReadFile(filepath.Join(dir, "behaviors.json"))
@@ -300,6 +310,18 @@ func runNodeExample(t *testing.T, c exampleCase) {
 			"websocket_url": fmt.Sprintf("ws://127.0.0.1:%d%s", srv.port, c.wsPath), "token": "koi-{{.Index}}"}}, &run)
 
 	// 1. Every koi on and logged in, as the server sees it.
+	t.Cleanup(func() {
+		if t.Failed() { // what each side saw, for the failure
+			st, err := srv.stats()
+			t.Logf("server stats at the failure: %v %v\nserver output:\n%s", st, err, srv.out.String())
+			ss := sch.Status()
+			t.Logf("school: poll failures %d, self-paused %v, koi running %d, websockets %d, runs %+v",
+				ss.PollFailures, ss.SelfPaused, ss.KoiRunning, ss.WebsocketsOpen, ss.Runs)
+			for _, ks := range k.RunMetrics(run.ID, time.Hour).Keys {
+				t.Logf("  %-24s %7d %v", ks.Key, ks.Count, ks.Outcomes)
+			}
+		}
+	})
 	waitUntil(t, 45*time.Second, "every koi logged in at the server", func() bool {
 		st, err := srv.stats()
 		return err == nil && c.loggedIn(st, c.koi)

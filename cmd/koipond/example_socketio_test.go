@@ -12,7 +12,7 @@ func TestSocketIOExample(t *testing.T) {
 		name:   "socketio",
 		env:    []string{"PING_INTERVAL_MS=2000", "PING_TIMEOUT_MS=10000"},
 		wsPath: "/socket.io/?EIO=4&transport=websocket",
-		koi:    80,
+		koi:    50,
 		checks: []exampleCheck{
 			{keys: []string{"ws:chat"}, stat: "chat", freq: 0.5},
 			{keys: []string{"ws:typing"}, stat: "typing", freq: 0.3},
