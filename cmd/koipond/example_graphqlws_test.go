@@ -2,7 +2,7 @@ package main
 
 import "testing"
 
-// examples/graphql-ws against its real graphql-ws server: 80 koi in four
+// examples/graphql-ws against its real graphql-ws server: 50 koi in ten
 // rooms log in (connection_init → connection_ack, then a subscription
 // matched by its own id), post messages (mutations awaited by their
 // operation ids, fanned out to the room's subscriptions), ping the server

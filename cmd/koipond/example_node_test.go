@@ -279,7 +279,17 @@ func sentRange(m map[string]keeper.KeySummary, keys []string) (lo, hi uint64) {
 //  4. resumed, the server is killed and started again: every koi is back
 //     and logged in within the reconnect backoff;
 //  5. the global stop closes every socket at the server within 1 s.
+//
+// It is load-sized: 50 koi at time scale 60 handle a few hundred frames a
+// second through classifier templates, which a race-instrumented process
+// on a shared machine does not keep up with (its fan-out delay reached
+// seconds, its koi fired late and its awaits timed out, so the figures
+// measured the machine); make test runs it in its non-race pass (see the
+// Makefile), so it is never left out.
 func runNodeExample(t *testing.T, c exampleCase) {
+	if raceEnabled {
+		t.Skip("load-sized: runs in make test's non-race pass")
+	}
 	dir := nodeExample(t, c.name)
 	srv := startNodeServer(t, dir, c.env...)
 	// testKeeper's 2 s lease is for failover tests: a school starved of CPU
@@ -329,7 +339,10 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	connectTime := time.Since(created)
 	t.Logf("%d koi connected and logged in %v after the run was created", c.koi, connectTime.Round(time.Millisecond))
 
-	// 2. Per-behavior counts over a steady window of 20 behavior minutes.
+	// 2. Per-behavior counts over a steady window of 20 behavior minutes,
+	// from 3 minutes after the last login on (calls that waited for their
+	// koi's on_connect land in a burst right after it).
+	time.Sleep(3 * minute)
 	s0, t0 := srv.mustStats(), time.Now()
 	time.Sleep(20 * minute)
 	s1, t1 := srv.mustStats(), time.Now()
@@ -409,13 +422,20 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	// and logged in within the backoff. A koi up for longer than the
 	// backoff reset sleeps at most 2× the time it has been failing plus the
 	// minimum before each dial, so it dials within 3× the downtime plus
-	// the minimum of the kill; logging in takes what it took at the start.
-	before := metricsOf(k, run.ID)["on_connect"].Outcomes["ok"]
+	// the minimum of the kill; dialling and logging in then take at most
+	// what the first connects took, or the slowest on_connect koipond has
+	// measured so far (p99 of 50 is the slowest but none).
+	oc := metricsOf(k, run.ID)["on_connect"]
+	before := oc.Outcomes["ok"]
+	login := connectTime
+	if oc.P99 != nil {
+		login = max(login, time.Duration(*oc.P99*float64(time.Millisecond)))
+	}
 	killed := time.Now()
 	srv.kill()
 	srv.start()
 	down := time.Since(killed)
-	bound := 3*down + 250*time.Millisecond + connectTime
+	bound := 3*down + 250*time.Millisecond + login
 	waitUntil(t, bound, fmt.Sprintf("every koi back and logged in within the backoff (server down %v)", down.Round(time.Millisecond)), func() bool {
 		st, err := srv.stats()
 		return err == nil && c.loggedIn(st, c.koi)

@@ -2,7 +2,7 @@ package main
 
 import "testing"
 
-// examples/socketio against its real Socket.IO server: 80 koi in four
+// examples/socketio against its real Socket.IO server: 50 koi in ten
 // rooms log in (CONNECT with a token, join with an acked event), chat
 // (acked events broadcast to the room) and type, and answer the Engine.IO
 // heartbeat (every 2 s here, so a koi that did not answer would be
