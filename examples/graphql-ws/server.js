@@ -27,7 +27,7 @@
 const http = require('node:http');
 const { WebSocketServer } = require('ws');
 const { buildSchema } = require('graphql');
-const { useServer } = require('graphql-ws/use/ws');
+const { useServer } = require('graphql-ws/lib/use/ws');
 
 const MAX_ROOM = 64;
 const MAX_TEXT = 4096;
