@@ -6,11 +6,15 @@
 //     Koi Pond write-up.
 //   - slack/: a complete set for a Slack-style API (pond): boot, event
 //     handlers and eight behaviors.
+//   - socketio/, graphql-ws/: behavior sets for a Socket.IO chat room and a
+//     graphql-ws chat, each beside its node server (see their README.md);
+//     only behaviors.json is embedded, not the servers' npm files.
 package examples
 
 import "embed"
 
-// FS holds every example file, under seed/ and slack/.
+// FS holds every example behavior and formation file, under seed/,
+// slack/, socketio/ and graphql-ws/.
 //
-//go:embed seed/*.json slack/*.json
+//go:embed seed/*.json slack/*.json socketio/behaviors.json graphql-ws/behaviors.json
 var FS embed.FS
