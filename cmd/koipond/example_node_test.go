@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/koipond/koipond/keeper/api"
+	"github.com/koipond/koipond/wire/wiretest"
 	"io"
 	"log/slog"
 	"math"
@@ -248,8 +250,8 @@ type exampleCase struct {
 }
 
 // metricsOf returns the run's merged metrics by key.
-func metricsOf(k *keeper.Keeper, run string) map[string]keeper.KeySummary {
-	m := map[string]keeper.KeySummary{}
+func metricsOf(k *keeper.Keeper, run string) map[string]api.KeySummary {
+	m := map[string]api.KeySummary{}
 	for _, ks := range k.RunMetrics(run, time.Hour).Keys {
 		m[ks.Key] = ks
 	}
@@ -261,7 +263,7 @@ func metricsOf(k *keeper.Keeper, run string) map[string]keeper.KeySummary {
 // (transport) and cancellations, at most those plus the cancellations (a
 // pause or stop aborts a request whether or not it was written; the
 // frame totals settle it exactly).
-func sentRange(m map[string]keeper.KeySummary, keys []string) (lo, hi uint64) {
+func sentRange(m map[string]api.KeySummary, keys []string) (lo, hi uint64) {
 	for _, key := range keys {
 		ks := m[key]
 		hi += ks.Count - ks.Outcomes["transport"]
@@ -296,7 +298,7 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	// (two shared cores, the race detector, node beside it) misses polls
 	// for that long and pauses its koi by itself, which is not what these
 	// tests are about.
-	k, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+	k, err := api.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
 		PollInterval: 200 * time.Millisecond, Lease: 20 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -309,13 +311,13 @@ func runNodeExample(t *testing.T, c exampleCase) {
 		t.Fatal(err)
 	}
 	var bs struct{ Hash string }
-	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": c.name,
+	wiretest.API{Base: base + "/api/v1"}.Call(t, "POST", "/behavior-sets", map[string]any{"name": c.name,
 		"files": []map[string]string{{"name": "behaviors.json", "content": string(setFile)}}}, &bs)
 	const scale = 60.0
 	minute := time.Duration(float64(time.Minute) / scale)
 	var run struct{ ID string }
 	created := time.Now()
-	apiCall(t, base, "POST", "/runs", map[string]any{"name": c.name, "behavior_set": bs.Hash, "koi": c.koi, "ramp": 0,
+	wiretest.API{Base: base + "/api/v1"}.Call(t, "POST", "/runs", map[string]any{"name": c.name, "behavior_set": bs.Hash, "koi": c.koi, "ramp": 0,
 		"time_scale": scale, "target": map[string]any{
 			"websocket_url": fmt.Sprintf("ws://127.0.0.1:%d%s", srv.port, c.wsPath), "token": "koi-{{.Index}}"}}, &run)
 
@@ -332,7 +334,7 @@ func runNodeExample(t *testing.T, c exampleCase) {
 			}
 		}
 	})
-	waitUntil(t, 45*time.Second, "every koi logged in at the server", func() bool {
+	wiretest.Until(t, 45*time.Second, "every koi logged in at the server", func() bool {
 		st, err := srv.stats()
 		return err == nil && c.loggedIn(st, c.koi)
 	})
@@ -363,14 +365,14 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	// 3. Paused: once the last sends have landed, the server's counts equal
 	// koipond's: every frame koipond wrote arrived, and each kind's count
 	// lies in what koipond counted for it.
-	apiCall(t, base, "POST", "/runs/"+run.ID+"/pause", nil, nil)
-	waitUntil(t, 10*time.Second, "every koi to pause", func() bool { return koiPaused([]*school.School{sch}, run.ID) == c.koi })
+	wiretest.API{Base: base + "/api/v1"}.Call(t, "POST", "/runs/"+run.ID+"/pause", nil, nil)
+	wiretest.Until(t, 10*time.Second, "every koi to pause", func() bool { return koiPaused([]*school.School{sch}, run.ID) == c.koi })
 	var st serverStats
-	var sum *keeper.MetricsSummary
-	var m map[string]keeper.KeySummary
+	var sum *api.MetricsSummary
+	var m map[string]api.KeySummary
 	agree := func() bool {
 		st, sum = srv.mustStats(), k.RunMetrics(run.ID, time.Hour)
-		m = map[string]keeper.KeySummary{}
+		m = map[string]api.KeySummary{}
 		for _, ks := range sum.Keys {
 			m[ks.Key] = ks
 		}
@@ -416,7 +418,7 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	for _, ks := range sum.Keys {
 		t.Logf("  %-24s %7d %v", ks.Key, ks.Count, ks.Outcomes)
 	}
-	apiCall(t, base, "POST", "/runs/"+run.ID+"/resume", nil, nil)
+	wiretest.API{Base: base + "/api/v1"}.Call(t, "POST", "/runs/"+run.ID+"/resume", nil, nil)
 
 	// 4. The server killed and started again on its port: every koi back on
 	// and logged in within the backoff. A koi up for longer than the
@@ -434,7 +436,7 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	srv.start()
 	down := time.Since(killed)
 	var poll time.Duration // how long the test's last look took: it saw "back" that late
-	waitUntil(t, 60*time.Second, fmt.Sprintf("every koi back and logged in (server down %v)", down.Round(time.Millisecond)), func() bool {
+	wiretest.Until(t, 60*time.Second, fmt.Sprintf("every koi back and logged in (server down %v)", down.Round(time.Millisecond)), func() bool {
 		start := time.Now()
 		st, err := srv.stats()
 		poll = time.Since(start) + 20*time.Millisecond
@@ -443,7 +445,7 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	back := time.Since(killed)
 	// koipond's own count of successful on_connect runs arrives with the
 	// next metrics report.
-	waitUntil(t, 10*time.Second, "on_connect to succeed again for every koi", func() bool {
+	wiretest.Until(t, 10*time.Second, "on_connect to succeed again for every koi", func() bool {
 		return metricsOf(k, run.ID)["on_connect"].Outcomes["ok"] >= before["on_connect"].Outcomes["ok"]+uint64(c.koi)
 	})
 	late := lateness()
@@ -471,15 +473,15 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	if back > bound {
 		t.Errorf("every koi back and logged in %v after the kill, beyond the backoff's bound %v", back.Round(time.Millisecond), bound.Round(time.Millisecond))
 	}
-	waitUntil(t, 10*time.Second, "frames after the restart", func() bool {
+	wiretest.Until(t, 10*time.Second, "frames after the restart", func() bool {
 		return metricsOf(k, run.ID)[c.fanout[0]].Count > before[c.fanout[0]].Count
 	})
 	checkEvents(t, metricsOf(k, run.ID), c.fanout)
 
 	// 5. The global stop closes every socket at the server within 1 s.
 	pressed := time.Now()
-	apiCall(t, base, "POST", "/control", map[string]string{"state": "stopped"}, nil)
-	waitUntil(t, 10*time.Second, "every socket closed at the server", func() bool {
+	wiretest.API{Base: base + "/api/v1"}.Call(t, "POST", "/control", map[string]string{"state": "stopped"}, nil)
+	wiretest.Until(t, 10*time.Second, "every socket closed at the server", func() bool {
 		st, err := srv.stats()
 		return err == nil && st.num("open") == 0
 	})
@@ -492,7 +494,7 @@ func runNodeExample(t *testing.T, c exampleCase) {
 
 // checkEvents asserts zero event:invalid and fan-out delay samples under
 // every fanout key.
-func checkEvents(t *testing.T, m map[string]keeper.KeySummary, fanout []string) {
+func checkEvents(t *testing.T, m map[string]api.KeySummary, fanout []string) {
 	t.Helper()
 	if ks, ok := m["event:invalid"]; ok && ks.Count > 0 {
 		t.Errorf("event:invalid counted %d frames", ks.Count)
