@@ -6,11 +6,13 @@
 //     Koi Pond write-up.
 //   - slack/: a complete set for a Slack-style API (pond): boot, event
 //     handlers and eight behaviors.
+//   - mqtt/: MQTT 3.1.1 over websockets, binary frames throughout: a chat
+//     room per ten koi against a real broker (see mqtt/README.md).
 package examples
 
 import "embed"
 
-// FS holds every example file, under seed/ and slack/.
+// FS holds every example file, under seed/, slack/ and mqtt/.
 //
-//go:embed seed/*.json slack/*.json
+//go:embed seed/*.json slack/*.json mqtt/*.json
 var FS embed.FS

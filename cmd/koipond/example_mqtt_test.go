@@ -1,0 +1,281 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/examples"
+	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/school"
+)
+
+// The MQTT example (examples/mqtt) against a real broker: Debian's
+// mosquitto with a websockets listener, run by the test. 100 koi at time
+// scale 60 (a behavior minute lasts 1 s) connect, join their room and
+// publish; the broker's own log says what arrived.
+//
+//   - Over a window of steady koi-minutes, the broker's count of each
+//     behavior's packets lies within 4 SE of frequency × koi-minutes.
+//   - Paused, the broker has received exactly the frames koipond says it
+//     wrote (traffic frames_out), per packet kind as per request key.
+//   - No frame is event:invalid or unnamed (event:other); event:publish
+//     (the room's fan-out) has latency samples from the payload's sent_at,
+//     and every chat message reached all ten koi of its room.
+//   - The broker restarted (no persistence: sessions and subscriptions
+//     gone): every koi reconnects, CONNECTs and SUBSCRIBEs again (the
+//     broker sees it, and koipond counts on_connect OK) within the bound
+//     the reconnect backoff gives.
+//   - The global stop: the broker holds no client and no socket within 1 s.
+func TestMQTTExample(t *testing.T) {
+	m := startMosquitto(t)
+	k := testKeeper(t)
+	schools := []*school.School{testSchool(t, k, "mqtt", 200)}
+	base := "http://" + k.HTTPAddr()
+
+	set, err := examples.FS.ReadFile("mqtt/behaviors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bs struct{ Hash string }
+	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "mqtt",
+		"files": []map[string]string{{"name": "behaviors.json", "content": string(set)}}}, &bs)
+
+	const n, rooms = 100, 10
+	const scale = 60.0
+	minute := time.Duration(float64(time.Minute) / scale)
+	freq := map[string]float64{"chat": 0.5, "presence": 0.8, "ping": 1}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("koi-%d", i)
+	}
+
+	created := time.Now()
+	var run struct{ ID string }
+	apiCall(t, base, "POST", "/runs", map[string]any{"name": "mqtt-example", "behavior_set": bs.Hash, "koi": n, "ramp": 0,
+		"time_scale": scale, "target": map[string]any{"websocket_url": m.URL(), "websocket_subprotocols": []string{"mqtt"}}}, &run)
+	waitUntil(t, 60*time.Second, "every koi connected and subscribed at the broker", func() bool { return m.Subscribed(ids, created) == n })
+	allOn := time.Since(created)
+	t.Logf("start: %d koi connected and subscribed at the broker %v after the run was created", n, allOn.Round(time.Millisecond))
+
+	// Frequencies, counted by the broker over a window of steady koi-minutes
+	// (their schedules started once on_connect succeeded; every koi's
+	// minutes have their own phase, so a window of any length holds, per
+	// koi, window/minute minutes in expectation).
+	from := time.Now().Add(minute)
+	time.Sleep(minute + 12*minute)
+	to := time.Now()
+	koiMinutes := float64(n) * to.Sub(from).Seconds() / minute.Seconds()
+	inWindow := map[string]int{}
+	for _, p := range m.Packets() {
+		if !p.At.Before(from) && p.At.Before(to) {
+			inWindow[packetBehavior(p)]++
+		}
+	}
+	for name, f := range freq {
+		got := float64(inWindow[name])
+		want := f * koiMinutes
+		se := math.Sqrt(koiMinutes * f * (1 - f))
+		// f = 1 has no sampling error: a koi's count in the window is
+		// within one of its minutes (the window cuts a minute at each end).
+		bound := max(4*se, float64(n))
+		if f < 1 {
+			bound = 4 * se
+		}
+		t.Logf("frequency: %-8s broker counted %5.0f in %.0f koi-minutes: %.4f per koi-minute (f=%.2f, expected %.0f ± %.1f (1 SE))",
+			name, got, koiMinutes, got/koiMinutes, f, want, se)
+		if math.Abs(got-want) > bound {
+			t.Errorf("%s: the broker counted %.0f in %.0f koi-minutes, more than %.1f from f × koi-minutes = %.0f", name, got, koiMinutes, bound, want)
+		}
+	}
+
+	// Pause: once nothing is on its way, the broker has received exactly
+	// what koipond wrote.
+	apiCall(t, base, "POST", "/control", map[string]string{"state": "paused"}, nil)
+	waitUntil(t, 10*time.Second, "every koi to pause", func() bool { return koiPaused(schools, run.ID) == n })
+	var sum *keeper.MetricsSummary
+	var received map[string]int
+	matched := func() bool {
+		sum = runMetrics(t, base, run.ID)
+		received = brokerReceived(m)
+		return uint64(received["total"]) == sum.Traffic.FramesOut
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !matched() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	keys := keyMap(sum)
+	t.Logf("paused: the broker received %d packets, koipond wrote %d frames; by kind: broker %v", received["total"], sum.Traffic.FramesOut, received)
+	if uint64(received["total"]) != sum.Traffic.FramesOut {
+		t.Errorf("the broker received %d packets, koipond reports %d frames written", received["total"], sum.Traffic.FramesOut)
+	}
+	for kind, key := range map[string]string{"connect": "ws:mqtt.connect", "subscribe": "ws:mqtt.subscribe",
+		"chat": "ws:chat", "presence": "ws:presence", "ping": "ws:ping"} {
+		ks := keys[key]
+		// A request canceled by the pause may or may not have been written.
+		canceled := ks.Outcomes["canceled"]
+		t.Logf("paused: %-18s koipond %d (%v), broker %d", key, ks.Count, ks.Outcomes, received[kind])
+		if got := uint64(received[kind]); got > ks.Count || got+canceled < ks.Count {
+			t.Errorf("%s: the broker received %d, koipond counted %d (%d canceled by the pause)", key, got, ks.Count, canceled)
+		}
+	}
+	for _, key := range []string{"event:invalid", "event:other"} {
+		if ks, ok := keys[key]; ok {
+			t.Errorf("%s counted %d frames: every MQTT packet must be classified (outcomes %v)", key, ks.Count, ks.Outcomes)
+		}
+	}
+	// Every chat message fans out to the ten koi of its room (QoS 0
+	// subscriptions on loopback: nothing is dropped); the koi count each
+	// delivery under event:publish with its fan-out delay.
+	waitUntil(t, 10*time.Second, "every fan-out delivery counted", func() bool {
+		keys = keyMap(runMetrics(t, base, run.ID))
+		return keys["event:publish"].Count >= uint64(n/rooms*received["chat"])
+	})
+	pub := keys["event:publish"]
+	if pub.Count != uint64(n/rooms*received["chat"]) {
+		t.Errorf("event:publish counted %d deliveries, want %d × %d chat messages", pub.Count, n/rooms, received["chat"])
+	}
+	if pub.P50 == nil || pub.P99 == nil {
+		t.Errorf("event:publish has no latency samples (fan-out delay from the payload's sent_at): %+v", pub)
+	} else {
+		t.Logf("fan-out: %d deliveries, delay p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", pub.Count, *pub.P50, *pub.P95, *pub.P99)
+	}
+	for _, key := range []string{"on_connect", "ws:chat", "ws:ping", "behavior:chat"} {
+		if ks := keys[key]; ks.Count == 0 || ks.P50 == nil {
+			t.Errorf("%s: no latency samples: %+v", key, ks)
+		}
+	}
+	apiCall(t, base, "POST", "/control", map[string]string{"state": "running"}, nil)
+	waitUntil(t, 10*time.Second, "every koi to resume", func() bool { return koiPaused(schools, run.ID) == 0 })
+
+	// The broker restarts, forgetting every session and subscription:
+	// each koi must notice, reconnect and run on_connect again. A koi that
+	// backs off from attempt 0 (its connection lasted longer than the
+	// backoff reset) and whose dials fail while the broker is down for D
+	// is sleeping, when the broker returns, an interval that began at
+	// s ≤ D and lasts at most 2s + min backoff (each interval at most
+	// doubles the previous, which lasted at least half its length): it
+	// redials by 3D + 250 ms (capped by the 30 s max backoff), and then
+	// needs what a first connection needed.
+	okBefore := keys["on_connect"].Outcomes["ok"]
+	down := time.Now()
+	m.restart()
+	up := time.Now()
+	outage := up.Sub(down)
+	bound := min(3*outage+250*time.Millisecond, 30*time.Second) + allOn
+	waitUntil(t, bound+5*time.Second, "every koi reconnected and subscribed at the new broker", func() bool {
+		return m.Subscribed(ids, up) == n
+	})
+	back := time.Since(up)
+	t.Logf("restart: broker down %v; every koi connected and subscribed again %v after it came back (bound %v)",
+		outage.Round(time.Millisecond), back.Round(time.Millisecond), bound.Round(time.Millisecond))
+	if back > bound {
+		t.Errorf("the koi took %v to come back, over the backoff bound %v", back, bound)
+	}
+	waitUntil(t, 10*time.Second, "koipond to count every koi's on_connect again", func() bool {
+		return keyMap(runMetrics(t, base, run.ID))["on_connect"].Outcomes["ok"] >= okBefore+n
+	})
+	chatsBack := func() int {
+		c := 0
+		for _, p := range m.Packets() {
+			if p.At.After(up) && packetBehavior(p) == "chat" {
+				c++
+			}
+		}
+		return c
+	}
+	waitUntil(t, 10*time.Second, "chat messages on the new broker", func() bool { return chatsBack() >= n/4 })
+
+	// The global stop: the broker holds no client and no socket within 1 s.
+	stopAt := time.Now()
+	apiCall(t, base, "POST", "/control", map[string]string{"state": "stopped"}, nil)
+	var sockets int
+	waitUntil(t, 5*time.Second, "the broker to hold no client and no socket", func() bool {
+		sockets, _ = m.Sockets()
+		return m.Clients() == 0 && sockets == 0
+	})
+	stopped := time.Since(stopAt)
+	t.Logf("stop: the broker holds no client and no socket %v after the API call", stopped.Round(time.Millisecond))
+	if stopped > time.Second {
+		t.Errorf("the broker still held connections %v after the stop", stopped)
+	}
+
+	// After the restart some sends died with the old broker; whatever
+	// koipond counts as acknowledged (PUBACK) the broker received.
+	keys = keyMap(runMetrics(t, base, run.ID))
+	received = brokerReceived(m)
+	if ok := keys["ws:chat"].Outcomes["ok"]; uint64(received["chat"]) < ok || uint64(received["chat"]) > keys["ws:chat"].Count {
+		t.Errorf("whole run: the broker received %d chat messages; koipond sent %d, %d acknowledged", received["chat"], keys["ws:chat"].Count, ok)
+	}
+	t.Logf("whole run: broker %v; koipond frames out %d", received, runMetrics(t, base, run.ID).Traffic.FramesOut)
+	for _, key := range sortedKeys(keys) {
+		ks := keys[key]
+		t.Logf("  %-22s %6d %v", key, ks.Count, ks.Outcomes)
+	}
+}
+
+// packetBehavior names the behavior that sent a packet the broker
+// received: chat (QoS 1 to rooms/…), presence (QoS 0 to presence/…), ping.
+func packetBehavior(p brokerPacket) string {
+	switch {
+	case p.Kind == "PINGREQ":
+		return "ping"
+	case p.QoS == 1 && strings.HasPrefix(p.Topic, "rooms/"):
+		return "chat"
+	case p.QoS == 0 && strings.HasPrefix(p.Topic, "presence/"):
+		return "presence"
+	}
+	return "other"
+}
+
+// brokerReceived counts what the broker received by kind (connect,
+// subscribe, chat, presence, ping, other) and in total.
+func brokerReceived(m *mosquitto) map[string]int {
+	out := map[string]int{}
+	m.mu.Lock()
+	for _, c := range m.connects {
+		out["connect"] += c
+	}
+	for _, c := range m.subs {
+		out["subscribe"] += c
+	}
+	m.mu.Unlock()
+	for _, p := range m.Packets() {
+		out[packetBehavior(p)]++
+	}
+	total := 0
+	for _, c := range out {
+		total += c
+	}
+	out["total"] = total
+	return out
+}
+
+// runMetrics reads a run's metrics since it began.
+func runMetrics(t *testing.T, base, run string) *keeper.MetricsSummary {
+	t.Helper()
+	var sum keeper.MetricsSummary
+	apiCall(t, base, "GET", "/runs/"+url.PathEscape(run)+"/metrics?window=1h", nil, &sum)
+	return &sum
+}
+
+func keyMap(sum *keeper.MetricsSummary) map[string]keeper.KeySummary {
+	out := map[string]keeper.KeySummary{}
+	for _, ks := range sum.Keys {
+		out[ks.Key] = ks
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
