@@ -44,8 +44,10 @@ type mosquitto struct {
 	up       map[string]bool // client id → connected now
 	connects map[string]int  // client id → CONNECTs accepted
 	subs     map[string]int  // client id → SUBSCRIBEs received
-	subAt    map[string]time.Time
-	packets  []brokerPacket // every PUBLISH and PINGREQ received, in order
+	subGen   map[string]int  // client id → the broker generation of its last SUBSCRIBE
+	gen      int             // 1 for the first broker, +1 at each restart
+	sentPub  int             // PUBLISH packets the broker sent to subscribers
+	packets  []brokerPacket  // every PUBLISH and PINGREQ received, in order
 	lines    int
 	unknown  []string // the first few lines that mention a client but no pattern here
 }
@@ -53,6 +55,7 @@ type mosquitto struct {
 // brokerPacket is one packet the broker logged as received.
 type brokerPacket struct {
 	At     time.Time
+	Gen    int    // which broker (1, then +1 per restart)
 	Kind   string // "PUBLISH" or "PINGREQ"
 	Client string
 	QoS    int
@@ -83,7 +86,7 @@ func findMosquitto(t testing.TB) string {
 func startMosquitto(t testing.TB) *mosquitto {
 	t.Helper()
 	m := &mosquitto{t: t, bin: findMosquitto(t), up: map[string]bool{}, connects: map[string]int{},
-		subs: map[string]int{}, subAt: map[string]time.Time{}}
+		subs: map[string]int{}, subGen: map[string]int{}}
 	var err error
 	if m.stdbuf, err = exec.LookPath("stdbuf"); err != nil {
 		t.Fatalf("stdbuf (coreutils) not found: it line-buffers the broker's log: %v", err)
@@ -152,6 +155,7 @@ func (m *mosquitto) start() {
 	exited := make(chan struct{})
 	m.mu.Lock()
 	m.cmd, m.exited = cmd, exited
+	m.gen++
 	m.mu.Unlock()
 	listening := make(chan struct{})
 	go func() {
@@ -234,15 +238,17 @@ func (m *mosquitto) read(r interface{ Read([]byte) (int, error) }, listening cha
 		case logPublish.MatchString(line):
 			g := logPublish.FindStringSubmatch(line)
 			q, _ := strconv.Atoi(g[2])
-			m.packets = append(m.packets, brokerPacket{At: now, Kind: "PUBLISH", Client: g[1], QoS: q, Topic: g[3]})
+			m.packets = append(m.packets, brokerPacket{At: now, Gen: m.gen, Kind: "PUBLISH", Client: g[1], QoS: q, Topic: g[3]})
+		case strings.HasPrefix(line, "Sending PUBLISH to "):
+			m.sentPub++
 		case logReceived.MatchString(line):
 			g := logReceived.FindStringSubmatch(line)
 			switch g[1] {
 			case "SUBSCRIBE":
 				m.subs[g[2]]++
-				m.subAt[g[2]] = now
+				m.subGen[g[2]] = m.gen
 			case "PINGREQ":
-				m.packets = append(m.packets, brokerPacket{At: now, Kind: "PINGREQ", Client: g[2]})
+				m.packets = append(m.packets, brokerPacket{At: now, Gen: m.gen, Kind: "PINGREQ", Client: g[2]})
 			}
 		case logConnected.MatchString(line):
 			id := logConnected.FindStringSubmatch(line)[1]
@@ -268,18 +274,33 @@ func (m *mosquitto) Clients() int {
 	return len(m.up)
 }
 
-// Subscribed returns how many of the given clients have sent SUBSCRIBE
-// since t and are connected now.
-func (m *mosquitto) Subscribed(ids []string, since time.Time) int {
+// Subscribed returns how many of the given clients are connected to the
+// current broker and have sent it SUBSCRIBE.
+func (m *mosquitto) Subscribed(ids []string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
 	for _, id := range ids {
-		if m.up[id] && m.subAt[id].After(since) {
+		if m.up[id] && m.subGen[id] == m.gen {
 			n++
 		}
 	}
 	return n
+}
+
+// Generation returns which broker runs now: 1, then +1 per restart.
+func (m *mosquitto) Generation() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gen
+}
+
+// Delivered returns how many PUBLISH packets the broker has sent to
+// subscribers.
+func (m *mosquitto) Delivered() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sentPub
 }
 
 // Packets returns a copy of every PUBLISH and PINGREQ received so far.
