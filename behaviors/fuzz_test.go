@@ -22,6 +22,10 @@ func FuzzLoadSet(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"behaviors":{"a":{"frequency":1,"steps":[{"request":{"type":"ws","json":[1,{"a":"{{ . }}"}],"await":{"event":"x"}}}]}}}`))
+	// the request fields of correlated awaits, binary frames, error
+	// declarations and keys
+	f.Add([]byte(`{"behaviors":{"a":{"frequency":1,"steps":[{"request":{"type":"ws","key":"k.1","binary":"{{ get \"b\" }}","encoding":"hex","await":{"type":"{{ get \"t\" }}","match":"id={{ get \"id\" }}","fields":{"a.0.b":"{{ get \"id\" }}","n":1},"when":"{{ eq .id 1 }}","timeout_ms":5},"error":{"event":"error","fields":{"id":true}}}}]}}}`))
+	f.Add([]byte(`{"behaviors":{"a":{"frequency":1,"steps":[{"request":{"type":"ws","binary":"AAE","error":{"match":"^ERR","within_ms":10}}},{"request":{"type":"connect","key":"c"}}]}}}`))
 	f.Add([]byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[`))
 	// hostile shapes: deep nesting (also inside a valid prefix), huge and
 	// long numbers, long keys and names, unterminated comments and strings,

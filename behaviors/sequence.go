@@ -1,10 +1,11 @@
 package behaviors
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"net/http"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -85,33 +86,73 @@ type Request struct {
 	// Text is a raw text frame (ws, when HasText).
 	Text    Text
 	HasText bool
+	// Binary is a binary frame (ws, when HasBinary): the rendered text
+	// decoded as Encoding.
+	Binary    Text
+	HasBinary bool
+	Encoding  Encoding
 	// Await, for ws, waits for a matching incoming frame.
 	Await *Await
+	// Error, for ws, fails the request when a frame matching it arrives
+	// after the send and before the await is satisfied (or, without
+	// await, within Error.Within).
+	Error *ErrorFrame
 	// Timeout bounds the request (0: the koi's default).
 	Timeout time.Duration
 	// Key is the metric key the request is recorded under, fixed when the
-	// file is loaded: "api:<method>", "http:<METHOD> <url as written>",
-	// "ws:<awaited event>", "ws:match" (awaits a pattern) or "ws:send".
+	// file is loaded: "<type>:<key>" when the request names its `key`;
+	// otherwise "api:<method>", "http:<METHOD> <url as written>",
+	// "ws:<awaited type>" (a constant await type), "ws:match" (any other
+	// await), "ws:send", or "ws:connect" for a connect request.
 	Key string
 }
 
-// Await describes the frame a ws request waits for: the next frame whose
-// JSON "type" equals Event and/or whose raw text matches Match.
-type Await struct {
-	Event   string
-	Match   *regexp.Regexp
-	Timeout time.Duration
-}
+// Encoding is how a ws request's `binary` text becomes the frame's bytes.
+type Encoding string
 
-// Matches reports whether a frame satisfies the await.
-func (a *Await) Matches(eventType string, raw []byte) bool {
-	if a.Event != "" && a.Event != eventType {
-		return false
+// The binary encodings.
+const (
+	// Base64 is standard base64, padded or not (the default).
+	Base64 Encoding = "base64"
+	// Hex is hexadecimal digits; spaces and newlines between bytes are
+	// ignored ("20 02 00 00").
+	Hex Encoding = "hex"
+	// Raw takes the rendered text's bytes as they are: for koi functions
+	// that build binary packets.
+	Raw Encoding = "raw"
+)
+
+// MaxKeyName is the longest `key` a request may name.
+const MaxKeyName = 64
+
+// Decode turns the rendered text of a binary payload into the frame.
+func (e Encoding) Decode(s string) ([]byte, error) {
+	switch e {
+	case Raw:
+		return []byte(s), nil
+	case Hex:
+		s = strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
+				return -1
+			}
+			return r
+		}, s)
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("binary payload is not hex: %v", err)
+		}
+		return b, nil
 	}
-	if a.Match != nil && !a.Match.Match(raw) {
-		return false
+	s = strings.TrimSpace(s)
+	enc := base64.StdEncoding
+	if !strings.HasSuffix(s, "=") && len(s)%4 != 0 {
+		enc = base64.RawStdEncoding
 	}
-	return true
+	b, err := enc.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("binary payload is not base64: %v", err)
+	}
+	return b, nil
 }
 
 // JSONTemplate is a JSON value whose string leaves may be templates.
@@ -426,7 +467,8 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 	if !d.want(n, path, jObject) {
 		return nil, nil
 	}
-	d.fields(n, path, "type", "method", "args", "url", "headers", "body", "json", "text", "await", "timeout_ms", "post_actions")
+	d.fields(n, path, "type", "key", "method", "args", "url", "headers", "body", "json", "text", "binary", "encoding",
+		"await", "error", "timeout_ms", "post_actions")
 	r := &Request{}
 	tn := n.get("type")
 	if tn == nil {
@@ -458,7 +500,7 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 		if v := n.get("args"); v != nil {
 			r.Args = d.args(v, path+" › args")
 		}
-		notFor("url", "headers", "body", "json", "text", "await")
+		notFor("url", "headers", "body", "json", "text", "binary", "encoding", "await", "error")
 	case HTTP:
 		r.Method = http.MethodGet
 		if v := n.get("method"); v != nil {
@@ -486,26 +528,12 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 		if v := n.get("json"); v != nil {
 			r.JSON = d.jsonTemplate(v, path+" › json")
 		}
-		notFor("args", "text", "await")
+		notFor("args", "text", "binary", "encoding", "await", "error")
 	case WS:
-		if has("text") && has("json") {
-			d.sink.add(n.get("json").off, path, "give \"text\" or \"json\", not both")
-		}
-		if v := n.get("text"); v != nil {
-			r.Text, r.HasText = d.text(v, path+" › text")
-		}
-		if v := n.get("json"); v != nil {
-			r.JSON = d.jsonTemplate(v, path+" › json")
-		}
-		if v := n.get("await"); v != nil {
-			r.Await = d.await(v, path+" › await")
-		}
-		if !has("text") && !has("json") && !has("await") {
-			d.sink.add(n.off, path, "a ws request needs \"text\", \"json\" or \"await\"")
-		}
+		d.wsRequest(n, path, r)
 		notFor("method", "args", "url", "headers", "body")
 	case Connect:
-		notFor("method", "args", "url", "headers", "body", "json", "text", "await")
+		notFor("method", "args", "url", "headers", "body", "json", "text", "binary", "encoding", "await", "error")
 	default:
 		d.sink.add(tn.off, path+" › type", "unknown request type %s (one of api, http, ws, connect)", quote(typ))
 		return nil, nil
@@ -514,6 +542,15 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 		r.Timeout, _ = d.millis(v, path+" › timeout_ms")
 	}
 	r.Key = metricKey(r)
+	if v := n.get("key"); v != nil {
+		if k, ok := d.str(v, path+" › key"); ok {
+			if msg := keyNameProblem(k); msg != "" {
+				d.sink.add(v.off, path+" › key", "%s", msg)
+			} else {
+				r.Key = string(r.Type) + ":" + k
+			}
+		}
+	}
 	var post []Text
 	if v := n.get("post_actions"); v != nil {
 		post = d.actions(v, path+" › post_actions")
@@ -521,33 +558,74 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 	return r, post
 }
 
-func (d *decoder) await(n *jnode, path string) *Await {
-	if !d.want(n, path, jObject) {
-		return nil
+// wsRequest decodes what a ws request sends and waits for.
+func (d *decoder) wsRequest(n *jnode, path string, r *Request) {
+	var payloads []string
+	for _, k := range []string{"text", "json", "binary"} {
+		if n.get(k) != nil {
+			payloads = append(payloads, k)
+		}
 	}
-	d.fields(n, path, "event", "match", "timeout_ms")
-	a := &Await{Timeout: DefaultAwaitTimeout}
-	if v := n.get("event"); v != nil {
-		a.Event, _ = d.str(v, path+" › event")
+	if len(payloads) > 1 {
+		d.sink.add(n.get(payloads[1]).off, path, "give one of \"text\", \"json\" or \"binary\", not %s and %s", payloads[0], payloads[1])
 	}
-	if v := n.get("match"); v != nil {
-		if s, ok := d.str(v, path+" › match"); ok {
-			re, err := regexp.Compile(s)
-			if err != nil {
-				d.sink.add(v.off, path+" › match", "bad regular expression: %v", err)
+	if v := n.get("text"); v != nil {
+		r.Text, r.HasText = d.text(v, path+" › text")
+	}
+	if v := n.get("json"); v != nil {
+		r.JSON = d.jsonTemplate(v, path+" › json")
+	}
+	r.Encoding = Base64
+	if v := n.get("encoding"); v != nil {
+		p := path + " › encoding"
+		if e, ok := d.str(v, p); ok {
+			switch Encoding(e) {
+			case Base64, Hex, Raw:
+				r.Encoding = Encoding(e)
+			default:
+				d.sink.add(v.off, p, "unknown encoding %s%s", quote(e), didYouMean(e, []string{"base64", "hex", "raw"}))
 			}
-			a.Match = re
+		}
+		if n.get("binary") == nil {
+			d.sink.add(v.off, p, "\"encoding\" is for a \"binary\" payload")
 		}
 	}
-	if a.Event == "" && a.Match == nil && n.get("match") == nil {
-		d.sink.add(n.off, path, "await needs \"event\" and/or \"match\"")
-	}
-	if v := n.get("timeout_ms"); v != nil {
-		if t, ok := d.millis(v, path+" › timeout_ms"); ok && t > 0 {
-			a.Timeout = t
+	if v := n.get("binary"); v != nil {
+		p := path + " › binary"
+		if d.want(v, p, jString) {
+			if t, ok := d.text(v, p); ok {
+				r.Binary, r.HasBinary = t, true
+				if t.IsConst() {
+					if _, err := r.Encoding.Decode(t.Const); err != nil {
+						d.sink.add(v.off, p, "%s", clip(err.Error()))
+					}
+				}
+			}
 		}
 	}
-	return a
+	if v := n.get("await"); v != nil {
+		r.Await = d.await(v, path+" › await")
+	}
+	if v := n.get("error"); v != nil {
+		r.Error = d.errorFrame(v, path+" › error", n.get("await") != nil)
+	}
+	if len(payloads) == 0 && n.get("await") == nil {
+		d.sink.add(n.off, path, "a ws request needs \"text\", \"json\", \"binary\" or \"await\"")
+	}
+}
+
+// keyNameProblem says what makes s unusable as a request's `key`, or "".
+func keyNameProblem(s string) string {
+	if s == "" || len(s) > MaxKeyName {
+		return fmt.Sprintf("must be 1 to %d bytes, not %d", MaxKeyName, len(s))
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.:/-", c) >= 0) {
+			return fmt.Sprintf("%s has %s at byte %d: a key is letters, digits and _ . : / -", quote(s), quoteChar(c), i)
+		}
+	}
+	return ""
 }
 
 // hourly reads 24 non-negative multipliers; a mean far from 1 is a warning
@@ -587,12 +665,14 @@ func metricKey(r *Request) string {
 		return "api:" + r.Method
 	case HTTP:
 		return "http:" + r.Method + " " + r.URL.Src
+	case Connect:
+		return "ws:connect"
 	}
 	switch {
 	case r.Await == nil:
 		return "ws:send"
-	case r.Await.Event != "":
-		return "ws:" + r.Await.Event
+	case r.Await.HasType && r.Await.Type.IsConst():
+		return "ws:" + r.Await.Type.Const
 	}
 	return "ws:match"
 }

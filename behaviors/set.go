@@ -45,9 +45,18 @@ type Set struct {
 	Behaviors []*Behavior
 	// Boot runs once per koi before anything else (nil when absent).
 	Boot *Sequence
-	// OnEvent maps a websocket event type ("*" for every event) to the
-	// actions run when one arrives; `.` is the decoded event.
-	OnEvent map[string][]Text
+	// OnConnect runs after every websocket connect and reconnect, before
+	// anything else may send on the socket (nil when absent).
+	OnConnect *Sequence
+	// OnDisconnect runs after a connection ends, except on stop (nil when
+	// absent); it holds no ws or connect request.
+	OnDisconnect *Sequence
+	// OnEvent maps a frame type ("*" for every named frame) to its
+	// handler.
+	OnEvent map[string]*EventHandler
+	// Frames names each incoming frame's type (DefaultClassifier when the
+	// set has no "frames").
+	Frames *Classifier
 	// Prog holds every template of the set.
 	Prog *Program
 	// Hash identifies the set's content (sha256 over its files).
@@ -111,13 +120,15 @@ func fileOf(err error) string {
 // ever half-loaded.
 func Parse(files ...File) (*Set, Diagnostics) {
 	prog := NewProgram()
-	set := &Set{Prog: prog, OnEvent: map[string][]Text{}}
+	set := &Set{Prog: prog, OnEvent: map[string]*EventHandler{}}
 	var all Diagnostics
 	byName := map[string]*Behavior{}
 	freqFrom := map[string]string{}
 	freqGiven := map[string]bool{} // a frequency key was present, valid or not
 	stepsFrom := map[string]string{}
 	bootFrom := ""
+	once := map[string]string{} // on_connect, on_disconnect, frames → where given
+	eventSeqFrom := map[string]string{}
 	h := sha256.New()
 	if len(files) == 0 {
 		return nil, Diagnostics{{Msg: "no behavior files given"}}
@@ -137,7 +148,8 @@ func Parse(files ...File) (*Set, Diagnostics) {
 			all = append(all, sink.result()...)
 			continue
 		}
-		d.fields(root, "top level", "name", "doc", "behaviors", "sequences", "boot", "on_event", "timezone")
+		d.fields(root, "top level", "name", "doc", "behaviors", "sequences", "boot", "on_event", "timezone",
+			"on_connect", "on_disconnect", "frames")
 		if tz := root.get("timezone"); tz != nil {
 			if name, ok := d.str(tz, "timezone"); ok {
 				loc, err := time.LoadLocation(name)
@@ -220,10 +232,59 @@ func Parse(files ...File) (*Set, Diagnostics) {
 				bootFrom = sinkPos(sink, bn.off)
 			}
 		}
+		for _, key := range []string{"on_connect", "on_disconnect", "frames"} {
+			n := root.get(key)
+			if n == nil {
+				continue
+			}
+			if prev, ok := once[key]; ok {
+				d.sink.add(n.off, key, "%s already given in %s", key, prev)
+				continue
+			}
+			once[key] = sinkPos(sink, n.off)
+			switch key {
+			case "on_connect":
+				set.OnConnect = d.sequence(n, key)
+				d.checkPlace(n, key, placeOther)
+			case "on_disconnect":
+				set.OnDisconnect = d.sequence(n, key)
+				d.checkPlace(n, key, placeOnDisconnect)
+			case "frames":
+				set.Frames = d.frames(n)
+			}
+		}
+		if bs := root.get("behaviors"); bs != nil && bs.kind == jObject {
+			for i, k := range bs.keys {
+				d.checkPlace(bs.kids[i], "behavior "+quote(k.name), placeOther)
+			}
+		}
+		if ss := root.get("sequences"); ss != nil && ss.kind == jObject {
+			for i, k := range ss.keys {
+				d.checkPlace(ss.kids[i], "sequence "+quote(k.name), placeOther)
+			}
+		}
 		if on := root.get("on_event"); on != nil && d.want(on, "on_event", jObject) {
 			for i, k := range on.keys {
-				acts := d.actions(on.kids[i], "on_event "+quote(k.name))
-				set.OnEvent[k.name] = append(set.OnEvent[k.name], acts...)
+				path := "on_event " + quote(k.name)
+				if k.name != "*" && !ValidTypeName(k.name) {
+					d.sink.add(k.off, path, "%s is not a frame type (1 to %d printable ASCII bytes, or \"*\")", quote(k.name), MaxTypeName)
+					continue
+				}
+				acts, seq := d.eventHandler(on.kids[i], path)
+				h := set.OnEvent[k.name]
+				if h == nil {
+					h = &EventHandler{}
+					set.OnEvent[k.name] = h
+				}
+				h.Actions = append(h.Actions, acts...)
+				if seq != nil {
+					if prev, ok := eventSeqFrom[k.name]; ok {
+						d.sink.add(on.kids[i].off, path, "a sequence for %s already given in %s", quote(k.name), prev)
+					} else {
+						h.Sequence = seq
+						eventSeqFrom[k.name] = sinkPos(sink, on.kids[i].off)
+					}
+				}
 			}
 		}
 		all = append(all, sink.result()...)
@@ -250,6 +311,9 @@ func Parse(files ...File) (*Set, Diagnostics) {
 	}
 	if set.Timezone == nil {
 		set.Timezone = time.UTC
+	}
+	if set.Frames == nil {
+		set.Frames = DefaultClassifier()
 	}
 	if all.HasErrors() {
 		return nil, all
@@ -308,6 +372,7 @@ func ParseWithSequence(f File, seqKey string, allowed ...string) (map[string]Fie
 	var seq *Sequence
 	if sn := root.get(seqKey); sn != nil {
 		seq = d.sequence(sn, seqKey)
+		d.checkPlace(sn, seqKey, placeOther)
 		if seq != nil && len(seq.Steps) == 0 && !sink.result().HasErrors() {
 			sink.add(sn.off, seqKey, "a sequence needs at least one step")
 		}

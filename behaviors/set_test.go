@@ -38,15 +38,41 @@ func TestBadFiles(t *testing.T) {
 		{"env_removed.json", []string{`env_removed.json:2:58: behavior "x" › step 1 › pre_actions[0]: template line 1: function "env" not defined`}},
 		// ws and http requests need their fields; bad regexps are caught
 		{"ws_missing.json", []string{`ws_missing.json:2:88: behavior "x" › step 1 › request › await › match: bad regular expression`,
-			`ws_missing.json:3:52: behavior "y" › step 1 › request: a ws request needs "text", "json" or "await"`,
+			`ws_missing.json:3:52: behavior "y" › step 1 › request: a ws request needs "text", "json", "binary" or "await"`,
 			`ws_missing.json:4:52: behavior "z" › step 1 › request: an http request needs "url"`}},
 		// unknown top-level keys and wrong shapes
 		{"top_level.json", []string{`top_level.json:1:3: top level: unknown field "behavior" (did you mean "behaviors"?)`,
-			`top_level.json:1:44: on_event "message": must be an array, not a string`}},
+			`top_level.json:1:44: on_event "message": must be an array of actions or a sequence object {"steps": […]}, not a string`}},
 		// duplicate keys are ambiguous: an error, not last-one-wins
 		{"duplicate_key.json", []string{`duplicate_key.json:3:3: invalid JSON: duplicate key "x"`}},
 		// define/template could recurse: refused
 		{"define.json", []string{`define.json:2:58: behavior "x" › step 1 › pre_actions[0]: template define and block are not allowed`}},
+		// await conditions that can never match or are malformed: type and its alias both, a constant when, an empty path segment, no condition, a type longer than any frame type, an object value, a misspelt field
+		{"await_conditions.json", []string{`await_conditions.json:2:119: behavior "both" › step 1 › request › await › event: give "type" or its alias "event", not both`,
+			`await_conditions.json:3:105: behavior "never" › step 1 › request › await › when: the constant "false" never renders "true": no frame can match (use a template, e.g. {{ eq .id (get "id") }})`,
+			`await_conditions.json:4:109: behavior "path" › step 1 › request › await › fields.payload..id: path "payload..id" has an empty segment (write "a.b", not "a..b", ".a" or "a.")`,
+			`await_conditions.json:5:95: behavior "empty" › step 1 › request › await: await needs at least one of "type", "match", "fields" or "when"`,
+			`await_conditions.json:6:105: behavior "long" › step 1 › request › await › type: 70 bytes, longer than 64: no frame type can match it`,
+			`await_conditions.json:7:115: behavior "value" › step 1 › request › await › fields.id: must be a string (a template), a number or a boolean, not an object`,
+			`await_conditions.json:8:97: behavior "typo" › step 1 › request › await: unknown field "feilds" (did you mean "fields"?)`}},
+		// binary payloads: literals that do not decode, an unknown encoding, encoding without binary, two payloads, binary outside ws
+		{"binary_payload.json", []string{`binary_payload.json:2:84: behavior "b64" › step 1 › request › binary: binary payload is not base64: illegal base64 data at input byte 3`,
+			`binary_payload.json:3:84: behavior "hex" › step 1 › request › binary: binary payload is not hex: encoding/hex: invalid byte: U+0067 'g'`,
+			`binary_payload.json:4:104: behavior "enc" › step 1 › request › encoding: unknown encoding "base46" (did you mean "base64"?)`,
+			`binary_payload.json:5:99: behavior "nobin" › step 1 › request › encoding: "encoding" is for a "binary" payload`,
+			`binary_payload.json:6:97: behavior "two" › step 1 › request: give one of "text", "json" or "binary", not text and binary`,
+			`binary_payload.json:7:100: behavior "api" › step 1 › request › binary: "binary" is not used by api requests`}},
+		// request keys: bounded, named characters only, a string
+		{"request_key.json", []string{`request_key.json:2:92: behavior "space" › step 1 › request › key: "log in" has ' ' at byte 3: a key is letters, digits and _ . : / -`,
+			`request_key.json:3:95: behavior "long" › step 1 › request › key: must be 1 to 64 bytes, not 65`,
+			`request_key.json:4:101: behavior "empty" › step 1 › request › key: must be 1 to 64 bytes, not 0`,
+			`request_key.json:5:84: behavior "num" › step 1 › request › key: must be a string, not a number`}},
+		// error declarations: a window > 0 without await, no window with await, a condition needed, a bad regexp, ws only
+		{"error_frame.json", []string{`error_frame.json:2:128: behavior "zero" › step 1 › request › error › within_ms: must be more than 0: it is how long the send watches for an error frame`,
+			`error_frame.json:3:155: behavior "window" › step 1 › request › error › within_ms: is for a send without await: with await, the error window ends when the awaited frame arrives (bound it with await › timeout_ms)`,
+			`error_frame.json:4:96: behavior "nothing" › step 1 › request › error: error needs at least one of "type", "match", "fields" or "when"`,
+			`error_frame.json:5:107: behavior "regex" › step 1 › request › error › match: bad regular expression: error parsing regexp: missing closing )`,
+			`error_frame.json:6:105: behavior "http" › step 1 › request › error: "error" is not used by http requests`}},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -129,8 +155,8 @@ func TestExamplesLoad(t *testing.T) {
 	if set == nil {
 		t.Fatal(diags)
 	}
-	if set.Boot == nil || len(set.OnEvent["message"]) != 2 || len(set.Behaviors) != 8 {
-		t.Errorf("slack set: boot=%v on_event=%d behaviors=%d", set.Boot != nil, len(set.OnEvent["message"]), len(set.Behaviors))
+	if set.Boot == nil || set.OnEvent["message"] == nil || len(set.OnEvent["message"].Actions) != 2 || len(set.Behaviors) != 8 {
+		t.Errorf("slack set: boot=%v on_event=%+v behaviors=%d", set.Boot != nil, set.OnEvent["message"], len(set.Behaviors))
 	}
 	for _, b := range set.Behaviors {
 		if !b.HasFrequency || b.Sequence == nil {

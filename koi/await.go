@@ -1,37 +1,68 @@
 package koi
 
-import "github.com/koipond/koipond/behaviors"
+import (
+	"strconv"
 
-// waiter is a ws request awaiting a matching frame.
+	"github.com/koipond/koipond/behaviors"
+)
+
+// waiter is a ws request watching the incoming frames: for the frame it
+// awaits, and for an error frame it declared. It takes at most one frame.
 type waiter struct {
-	await *behaviors.Await
-	ch    chan *Frame // buffered 1
+	await *behaviors.BoundMatch // nil: the request only watches for errors
+	fail  *behaviors.BoundMatch // nil: no error declaration
+	ch    chan delivery         // buffered 1; at most one send (the claim is under k.mu)
 }
 
-// matches reports whether f is the frame w waits for.
-func (w *waiter) matches(f *Frame) bool { return w.await.Matches(f.Type, f.Raw) }
+// delivery is the frame a waiter took, and whether it was an error frame.
+type delivery struct {
+	f     *Frame
+	isErr bool
+}
+
+// match reports whether f is for w, and whether as an error frame (an
+// error declaration wins over the await when a frame matches both). It may
+// render `when` templates: never call it holding k.mu.
+func (w *waiter) match(f *Frame) (hit, isErr bool) {
+	if w.fail != nil && w.fail.Matches(f.Type, f.Raw, f.Value, f.JSON) {
+		return true, true
+	}
+	if w.await != nil && w.await.Matches(f.Type, f.Raw, f.Value, f.JSON) {
+		return true, false
+	}
+	return false, false
+}
 
 // deliver hands f to every waiting ws request it matches; each waiter
-// takes at most one frame and is then removed.
+// takes at most one frame and is then removed. The waiters are matched
+// outside k.mu (a `when` template may run, charged to its own template
+// budget, and may read the store) and claimed under it, so a request that
+// gave up meanwhile is never handed a frame.
 func (k *Koi) deliver(f *Frame) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	for i := 0; i < len(k.waiters); i++ {
-		w := k.waiters[i]
-		if w.matches(f) {
-			select {
-			case w.ch <- f:
-			default:
-			}
-			k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
-			i--
+	if len(k.waiters) == 0 {
+		k.mu.Unlock()
+		return
+	}
+	var buf [8]*waiter
+	snap := append(buf[:0], k.waiters...)
+	k.mu.Unlock()
+	for _, w := range snap {
+		hit, isErr := w.match(f)
+		if !hit {
+			continue
 		}
+		k.mu.Lock()
+		if k.dropWaiterLocked(w) {
+			w.ch <- delivery{f: f, isErr: isErr}
+		}
+		k.mu.Unlock()
 	}
 }
 
-// addWaiter registers a ws request waiting for a frame.
-func (k *Koi) addWaiter(a *behaviors.Await) *waiter {
-	w := &waiter{await: a, ch: make(chan *Frame, 1)}
+// addWaiter registers a ws request watching for frames.
+func (k *Koi) addWaiter(await, fail *behaviors.BoundMatch) *waiter {
+	w := &waiter{await: await, fail: fail, ch: make(chan delivery, 1)}
 	k.mu.Lock()
 	k.waiters = append(k.waiters, w)
 	k.mu.Unlock()
@@ -40,11 +71,31 @@ func (k *Koi) addWaiter(a *behaviors.Await) *waiter {
 
 func (k *Koi) removeWaiter(w *waiter) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.dropWaiterLocked(w)
+	k.mu.Unlock()
+}
+
+// dropWaiterLocked removes w, reporting whether it was still there.
+func (k *Koi) dropWaiterLocked(w *waiter) bool {
 	for i, x := range k.waiters {
 		if x == w {
-			k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
-			return
+			last := len(k.waiters) - 1
+			copy(k.waiters[i:], k.waiters[i+1:])
+			k.waiters[last] = nil
+			k.waiters = k.waiters[:last]
+			return true
 		}
 	}
+	return false
+}
+
+// maxFrameQuote is how much of a frame an error message quotes.
+const maxFrameQuote = 120
+
+// quoteFrame quotes the start of a frame for an error message.
+func quoteFrame(raw []byte) string {
+	if len(raw) <= maxFrameQuote {
+		return strconv.Quote(string(raw))
+	}
+	return strconv.Quote(string(raw[:maxFrameQuote])) + "… (" + strconv.Itoa(len(raw)) + " bytes)"
 }

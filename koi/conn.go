@@ -17,23 +17,35 @@ import (
 // writeWait bounds one websocket write.
 const writeWait = 10 * time.Second
 
-// connLoop keeps the websocket open until ctx is done: dial, read until the
-// connection fails, back off, dial again.
+// connLoop keeps the websocket open until ctx is done: dial, run
+// on_connect beside the reader until the connection fails, run
+// on_disconnect, back off, dial again. A connection whose on_connect
+// failed does not reset the backoff.
 func (k *Koi) connLoop(ctx context.Context) {
 	attempt := 0
 	everConnected := false
+	defer k.expectConnection(false)
 	for ctx.Err() == nil {
 		spec := k.store.Websocket()
 		if spec.URL == "" {
-			k.state.Store(int32(Connected))
-			k.markReady()
+			k.expectConnection(false)
+			k.mu.Lock()
+			k.everLive = true // nothing to connect: ready once booted
+			k.mu.Unlock()
+			k.setConnState(Connected)
+			k.mu.Lock()
+			if k.booted {
+				k.markReady()
+			}
+			k.mu.Unlock()
 			<-ctx.Done()
 			return
 		}
+		k.expectConnection(true)
 		if everConnected {
-			k.state.Store(int32(Reconnecting))
+			k.setConnState(Reconnecting)
 		} else {
-			k.state.Store(int32(Connecting))
+			k.setConnState(Connecting)
 		}
 		start := time.Now()
 		conn, resp, err := k.rt.dialer.DialContext(ctx, spec.URL, k.handshakeHeader(spec))
@@ -60,16 +72,18 @@ func (k *Koi) connLoop(ctx context.Context) {
 			k.count(func(s *Stats) { s.Reconnects++ })
 		}
 		everConnected = true
-		up := time.Now()
-		k.serve(ctx, conn)
+		liveFor, failed := k.serve(ctx, conn)
 		if ctx.Err() != nil {
 			return
 		}
-		k.rt.series("ws:disconnect").Count(metrics.Transport)
-		if time.Since(up) >= k.rt.cfg.BackoffReset {
+		if !failed {
+			k.rt.series("ws:disconnect").Count(metrics.Transport)
+		}
+		k.setConnState(Reconnecting)
+		k.runOnDisconnect()
+		if !failed && liveFor >= k.rt.cfg.BackoffReset {
 			attempt = 0
 		}
-		k.state.Store(int32(Reconnecting))
 		if !sleepCtx(ctx, k.backoff(attempt)) {
 			return
 		}
@@ -92,11 +106,19 @@ func (k *Koi) handshakeHeader(spec behaviors.WebsocketSpec) http.Header {
 }
 
 // serve reads from an open connection until it fails or ctx is done, with
-// a keepalive ping on a runtime timer (no goroutine of its own).
-func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
+// a keepalive ping on a runtime timer (no goroutine of its own), and runs
+// on_connect beside it. It returns how long the connection was live, and
+// whether on_connect failed (and closed it).
+func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) (live time.Duration, onConnectFailed bool) {
 	k.conn.Store(conn)
-	k.state.Store(int32(Connected))
-	k.markReady()
+	var failed atomic.Bool
+	connCtx, endConn := context.WithCancel(ctx)
+	if k.rt.set.OnConnect != nil {
+		k.seqs.Add(1)
+		go k.runOnConnect(connCtx, conn, func() { failed.Store(true) })
+	} else {
+		k.goLive(conn)
+	}
 	conn.SetReadLimit(k.rt.cfg.ReadLimit)
 	pongWait := k.rt.cfg.PongWait
 	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
@@ -144,15 +166,17 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 		closed.Store(true)
 		ping.Stop()
 		k.conn.Store(nil)
+		endConn()
+		k.dropLive(conn)
 		conn.Close()
 	}()
 	for {
 		err := k.readFrame(conn)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !failed.Load() {
 				k.recordClose(err)
 			}
-			return
+			return k.liveDuration(conn), failed.Load()
 		}
 		lastRead.Store(time.Now().UnixNano())
 		_ = conn.SetReadDeadline(time.Now().Add(pongWait))
@@ -164,7 +188,7 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) {
 // budget is read through without being kept (the connection stays up) and
 // counted under ReplyBudgetKey.
 func (k *Koi) readFrame(conn *websocket.Conn) error {
-	_, rd, err := conn.NextReader()
+	mt, rd, err := conn.NextReader()
 	if err != nil {
 		return err
 	}
@@ -183,7 +207,7 @@ func (k *Koi) readFrame(conn *websocket.Conn) error {
 	if err != nil {
 		return err
 	}
-	k.handleFrame(data)
+	k.handleFrame(mt == websocket.BinaryMessage, data)
 	return nil
 }
 
@@ -195,46 +219,56 @@ func (k *Koi) jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * f)
 }
 
-// handleFrame decodes one frame, records its fan-out delay, wakes any
-// waiting ws request and runs the on_event handlers.
-func (k *Koi) handleFrame(data []byte) {
+// handleFrame classifies one frame, records it under its type (with the
+// fan-out delay when it carries a send time), wakes any waiting ws request
+// and, once the connection is live, runs the on_event handlers.
+func (k *Koi) handleFrame(binary bool, data []byte) {
 	k.count(func(s *Stats) { s.Events++; s.BytesIn += int64(len(data)) })
 	now := time.Now()
-	ev, err := DecodeEvent(data, k.rt.cfg.EventTimeField)
-	if err != nil {
-		k.rt.series("event:invalid").Count(metrics.Invalid)
+	set := k.rt.set
+	c := set.Frames.Classify(k.store, binary, data, k.rt.cfg.EventTimeField)
+	if s := k.rt.eventSeries(c.Type); !c.SentAt.IsZero() {
+		s.Observe(max(0, now.Sub(c.SentAt)), metrics.OK)
 	} else {
-		if s := k.rt.eventSeries(ev.Type); !ev.SentAt.IsZero() {
-			s.Observe(max(0, now.Sub(ev.SentAt)), metrics.OK)
-		} else {
-			s.Count(metrics.OK)
-		}
+		s.Count(metrics.OK)
 	}
-	k.deliver(&Frame{Raw: data, Type: ev.Type, Value: ev.Data, JSON: ev.JSON, SentAt: ev.SentAt})
-	if ev.Type == "" || !ev.JSON {
+	k.deliver(&Frame{Binary: binary, Raw: data, Type: c.Type, Value: c.Value, JSON: c.Kind == behaviors.FrameJSON, SentAt: c.SentAt})
+	if c.Type == "" || len(set.OnEvent) == 0 || !k.liveFlag.Load() {
 		return
 	}
-	set := k.rt.set
 	var env *behaviors.Env
-	for _, typ := range [2]string{ev.Type, "*"} {
-		for _, a := range set.OnEvent[typ] {
+	for _, typ := range [2]string{c.Type, "*"} {
+		h := set.OnEvent[typ]
+		if h == nil {
+			continue
+		}
+		for _, a := range h.Actions {
 			if env == nil {
 				env = &behaviors.Env{Store: k.store}
 			}
-			if err := set.Prog.Run(env, a, ev.Data); err != nil && !errors.Is(err, behaviors.ErrHalt) {
+			if err := set.Prog.Run(env, a, c.Value); err != nil && !errors.Is(err, behaviors.ErrHalt) {
 				k.rt.series("on_event:" + typ).Count(metrics.Error)
 				break
 			}
 		}
+		if h.Sequence != nil {
+			k.startEventSequence(typ, h.Sequence, c.Value)
+		}
 	}
 }
 
-// send writes one frame, serialized with other writers.
+// send writes one frame on the open connection, serialized with other
+// writers.
 func (k *Koi) send(msgType int, data []byte) error {
 	conn := k.conn.Load()
 	if conn == nil {
 		return errNotConnected
 	}
+	return k.writeTo(conn, msgType, data)
+}
+
+// writeTo writes one frame on conn, serialized with other writers.
+func (k *Koi) writeTo(conn *websocket.Conn, msgType int, data []byte) error {
 	k.wmu.Lock()
 	defer k.wmu.Unlock()
 	_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
@@ -266,10 +300,3 @@ var errNotConnected = &requestError{outcome: metrics.Transport, msg: "websocket 
 // has no websocket is in State Connected once booted, yet Connected is
 // false: the state says "ready", this says "socket open".)
 func (k *Koi) Connected() bool { return k.conn.Load() != nil }
-
-// connectNow opens the websocket in the middle of a boot sequence (a
-// "connect" request) and returns once it is open and on_connect has
-// succeeded, or the request's timeout has passed.
-func (k *Koi) connectNow(ctx context.Context, r *behaviors.Request) error {
-	return &requestError{outcome: metrics.Error, msg: "connect requests are not supported yet"}
-}

@@ -73,13 +73,14 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 		var data any
 		if st.Request != nil {
 			start := time.Now()
-			d, err := k.request(ctx, prog, env, st.Request)
+			d, took, err := k.request(ctx, prog, env, st.Request)
+			if took <= 0 {
+				took = time.Since(start)
+			}
 			o := outcomeOf(ctx, err)
-			if o != metrics.Halted {
-				k.rt.series(st.Request.Key).Observe(time.Since(start), o)
-				if stepKey != "" {
-					k.rt.series(stepKey+":"+strconv.Itoa(i+1)).Observe(time.Since(start), o)
-				}
+			record(k.rt.series(st.Request.Key), took, o)
+			if stepKey != "" {
+				record(k.rt.series(stepKey+":"+strconv.Itoa(i+1)), took, o)
 			}
 			if err != nil {
 				return &StepError{Where: st.Where, Err: err}
@@ -98,19 +99,33 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 	return nil
 }
 
-// request performs one request and returns the decoded response.
-func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
+// record counts how a request or sequence ended: with its latency, except
+// for a halted one (it stopped itself on purpose; its time says nothing
+// about the target, and ~0 ms samples would drag the percentiles down).
+func record(s *metrics.Series, took time.Duration, o metrics.Outcome) {
+	if o == metrics.Halted {
+		s.Count(o)
+		return
+	}
+	s.Observe(took, o)
+}
+
+// request performs one request and returns the decoded response, and its
+// latency when that is not the time the call took (0: measure the call).
+func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, time.Duration, error) {
 	switch r.Type {
 	case behaviors.API:
-		return k.api(ctx, prog, env, r)
+		v, err := k.api(ctx, prog, env, r)
+		return v, 0, err
 	case behaviors.HTTP:
-		return k.httpRequest(ctx, prog, env, r)
+		v, err := k.httpRequest(ctx, prog, env, r)
+		return v, 0, err
 	case behaviors.WS:
 		return k.ws(ctx, prog, env, r)
 	case behaviors.Connect:
-		return nil, k.connectNow(ctx, r)
+		return nil, 0, k.connectNow(ctx, r)
 	}
-	return nil, fmt.Errorf("unknown request type %q", r.Type)
+	return nil, 0, fmt.Errorf("unknown request type %q", r.Type)
 }
 
 func (k *Koi) timeout(r *behaviors.Request) time.Duration {
@@ -305,49 +320,98 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	return string(b), nil
 }
 
-func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
-	var frame []byte
-	msgType := websocket.TextMessage
+// wsPayload renders what a ws request sends: nil when it only awaits.
+func wsPayload(prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) ([]byte, int, error) {
 	switch {
 	case r.JSON != nil:
 		v, err := r.JSON.Render(prog, env, nil)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		if frame, err = json.Marshal(v); err != nil {
-			return nil, err
-		}
+		b, err := json.Marshal(v)
+		return b, websocket.TextMessage, err
 	case r.HasText:
 		s, err := prog.Render(env, r.Text, nil)
+		return []byte(s), websocket.TextMessage, err
+	case r.HasBinary:
+		s, err := prog.Render(env, r.Binary, nil)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		frame = []byte(s)
+		b, err := r.Encoding.Decode(s)
+		if err != nil {
+			return nil, 0, &requestError{outcome: metrics.Error, msg: r.Binary.Where + ": " + err.Error()}
+		}
+		return b, websocket.BinaryMessage, nil
+	}
+	return nil, 0, nil
+}
+
+// ws sends a request's frame and waits for what it declared: the awaited
+// frame (its value is the response), an error frame (outcome Error), or,
+// for a send with only an error declaration, the end of its window (then
+// the latency is the send's, not the window's).
+func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, time.Duration, error) {
+	start := time.Now()
+	frame, msgType, err := wsPayload(prog, env, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The await's and the error's per-request parts are rendered before the
+	// send, so the reply is matched by what this request generated.
+	budget := prog.NewBudget()
+	var await, fail *behaviors.BoundMatch
+	if r.Await != nil {
+		if await, err = r.Await.Bind(prog, env, budget); err != nil {
+			return nil, 0, err
+		}
+	}
+	if r.Error != nil {
+		if fail, err = r.Error.Bind(prog, env, budget); err != nil {
+			return nil, 0, err
+		}
 	}
 	var w *waiter
-	if r.Await != nil {
-		w = k.addWaiter(r.Await)
+	if await != nil || fail != nil {
+		w = k.addWaiter(await, fail)
 		defer k.removeWaiter(w)
 	}
 	if frame != nil {
-		if err := k.send(msgType, frame); err != nil {
+		if err := k.sendFrame(ctx, k.timeout(r), msgType, frame); err != nil {
 			if errors.Is(err, errNotConnected) {
-				return nil, err
+				return nil, 0, err
 			}
-			return nil, &requestError{outcome: metrics.Transport, msg: err.Error()}
+			return nil, 0, &requestError{outcome: metrics.Transport, msg: err.Error()}
 		}
 	}
 	if w == nil {
-		return nil, nil
+		return nil, 0, nil
 	}
-	t := time.NewTimer(r.Await.Timeout)
+	sent := time.Since(start)
+	var wait time.Duration
+	if await != nil {
+		wait = r.Await.Timeout
+	} else {
+		wait = r.Error.Within
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case f := <-w.ch:
-		return f.Value, nil
+	case d := <-w.ch:
+		if d.isErr {
+			return nil, 0, &requestError{outcome: metrics.Error, msg: "error frame: " + quoteFrame(d.f.Raw)}
+		}
+		return d.f.Value, 0, nil
 	case <-t.C:
-		return nil, &requestError{outcome: metrics.Timeout, msg: fmt.Sprintf("no matching frame within %v", r.Await.Timeout)}
+		if await == nil {
+			return nil, max(sent, time.Nanosecond), nil // no error frame within the window: the send succeeded
+		}
+		msg := fmt.Sprintf("no matching frame within %v", r.Await.Timeout)
+		if n, err := await.WhenError(); n > 0 {
+			msg += fmt.Sprintf(" (\"when\" failed on %d frames: %v)", n, err)
+		}
+		return nil, 0, &requestError{outcome: metrics.Timeout, msg: msg}
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
 }

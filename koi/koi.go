@@ -20,9 +20,9 @@ type State int32
 const (
 	Idle         State = iota // created, not running
 	Booting                   // running its boot sequence
-	Connecting                // booted, opening its websocket
-	Connected                 // booted, websocket open (or none needed)
-	Reconnecting              // websocket lost, backing off before redialing
+	Connecting                // booted, opening its websocket or running on_connect
+	Connected                 // booted, websocket open and on_connect succeeded (or no websocket needed)
+	Reconnecting              // websocket lost: backing off, redialing, running on_connect again
 	Stopped                   // Run has returned
 )
 
@@ -60,6 +60,18 @@ type Koi struct {
 
 	ready     chan struct{} // closed once booted and connected (or stopped)
 	readyOnce sync.Once
+
+	// Connection lifecycle (see lifecycle.go), guarded by mu.
+	live        *websocket.Conn // the open connection whose on_connect succeeded
+	liveAt      time.Time       // when live went live
+	expectConn  bool            // a connection is being kept: ws sends wait for one
+	linkChange  chan struct{}   // closed when live or expectConn changes (made by a waiter)
+	booted      bool
+	everLive    bool        // some connection's on_connect succeeded
+	loopStarted bool        // the connection loop runs (a boot connect step may start it)
+	connState   State       // the connection's state, published as the koi's after boot
+	eventSeqs   int         // on_event sequences running
+	liveFlag    atomic.Bool // live != nil, for the frame reader
 
 	seqs     sync.WaitGroup // running sequences
 	stats    Stats
@@ -99,9 +111,9 @@ func (rt *Runtime) New(id behaviors.Identity, activity float64) *Koi {
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// Ready is closed once the koi has booted and opened its websocket (or
-// needs none), or when Run returns: a ramp can bound how many koi boot at
-// once.
+// Ready is closed once the koi has booted and opened its websocket with
+// on_connect succeeded once (or needs no websocket), or when Run returns:
+// a ramp can bound how many koi boot at once.
 func (k *Koi) Ready() <-chan struct{} { return k.ready }
 
 func (k *Koi) markReady() { k.readyOnce.Do(func() { close(k.ready) }) }
@@ -156,10 +168,26 @@ func (k *Koi) Run(ctx context.Context) error {
 		return err
 	}
 	k.mu.Lock()
+	k.booted = true
+	loopRuns := k.loopStarted
+	if loopRuns { // boot opened the socket: publish where it is
+		k.state.Store(int32(k.connState))
+		if k.everLive {
+			k.markReady()
+		}
+	}
+	if !loopRuns {
+		k.loopStarted = true
+		k.expectConn = k.store.Websocket().URL != ""
+	}
 	if !k.paused {
 		k.startScheduleLocked()
 	}
 	k.mu.Unlock()
+	if loopRuns {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	k.connLoop(ctx)
 	return ctx.Err()
 }
@@ -337,7 +365,7 @@ func (k *Koi) runBehavior(ctx context.Context, b *behaviors.Behavior) {
 	k.count(func(s *Stats) { s.Behaviors++ })
 	start := time.Now()
 	err := k.execute(ctx, b.Sequence, &behaviors.Env{Store: k.store}, "")
-	k.rt.series(b.Key).Observe(time.Since(start), outcomeOf(ctx, err))
+	record(k.rt.series(b.Key), time.Since(start), outcomeOf(ctx, err))
 }
 
 // Launch runs a formation's sequence on this koi after delay (wall time),
@@ -372,7 +400,7 @@ func (k *Koi) LaunchWith(name string, seq *behaviors.Sequence, params map[string
 			started(start)
 		}
 		err := k.execute(actx, seq, env, "formation:"+name)
-		k.rt.series("formation:"+name).Observe(time.Since(start), outcomeOf(actx, err))
+		record(k.rt.series("formation:"+name), time.Since(start), outcomeOf(actx, err))
 	}()
 }
 

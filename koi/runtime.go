@@ -251,8 +251,8 @@ func (rt *Runtime) series(key string) *metrics.Series {
 const maxEventTypes = 256
 
 // eventSeries returns the series of a websocket event type without
-// building its key on every frame: "event:<type>", "event:untyped" for a
-// frame without a type, "event:other" past maxEventTypes.
+// building its key on every frame: "event:<type>", "event:other" for a
+// frame no rule names and past maxEventTypes.
 func (rt *Runtime) eventSeries(typ string) *metrics.Series {
 	rt.keysMu.RLock()
 	s, n := rt.events[typ], len(rt.events) // both under the lock: koi share the map
@@ -263,7 +263,7 @@ func (rt *Runtime) eventSeries(typ string) *metrics.Series {
 	key := "event:" + typ
 	switch {
 	case typ == "":
-		key = "event:untyped"
+		key = "event:other"
 	case n >= maxEventTypes:
 		return rt.series("event:other")
 	}

@@ -1,0 +1,38 @@
+package behaviors
+
+// HasAPISteps reports whether any sequence of the set sends an `api`
+// request: a run whose set has none may leave api_base out. Formations are
+// not part of a set; check theirs with (*Sequence).HasAPISteps.
+func (s *Set) HasAPISteps() bool {
+	for _, seq := range s.sequences() {
+		if seq.HasAPISteps() {
+			return true
+		}
+	}
+	return false
+}
+
+// sequences lists every sequence the set holds (nil entries allowed):
+// boot, the behaviors, and the connection hooks when the set has them.
+func (s *Set) sequences() []*Sequence {
+	out := make([]*Sequence, 0, len(s.Behaviors)+1)
+	out = append(out, s.Boot)
+	for _, b := range s.Behaviors {
+		out = append(out, b.Sequence)
+	}
+	return out
+}
+
+// HasAPISteps reports whether any step of the sequence sends an `api`
+// request.
+func (q *Sequence) HasAPISteps() bool {
+	if q == nil {
+		return false
+	}
+	for i := range q.Steps {
+		if r := q.Steps[i].Request; r != nil && r.Type == API {
+			return true
+		}
+	}
+	return false
+}
