@@ -27,9 +27,10 @@ import (
 // what the broker chose to forward (QoS 0 may be dropped under load), and
 // $SYS counters are neither per topic nor faster than once a second.
 //
-// Each log line is stamped on arrival here (mosquitto's own timestamps
-// have one-second resolution); the broker writes a line as it handles the
-// packet, so the stamp trails the packet by the pipe's latency.
+// Each packet carries the broker's own timestamp of its log line (unix
+// seconds, taken as it handled the packet: windows of whole seconds are
+// exact however late the test reads the log) and the time the line
+// reached the test.
 type mosquitto struct {
 	t       testing.TB
 	bin     string
@@ -47,6 +48,7 @@ type mosquitto struct {
 	subGen   map[string]int  // client id → the broker generation of its last SUBSCRIBE
 	gen      int             // 1 for the first broker, +1 at each restart
 	sentPub  int             // PUBLISH packets the broker sent to subscribers
+	lastSec  int64           // the latest broker timestamp read
 	packets  []brokerPacket  // every PUBLISH and PINGREQ received, in order
 	lines    int
 	unknown  []string // the first few lines that mention a client but no pattern here
@@ -54,9 +56,10 @@ type mosquitto struct {
 
 // brokerPacket is one packet the broker logged as received.
 type brokerPacket struct {
-	At     time.Time
-	Gen    int    // which broker (1, then +1 per restart)
-	Kind   string // "PUBLISH" or "PINGREQ"
+	At     time.Time // when the line reached the test
+	Sec    int64     // the broker's own timestamp (unix seconds) of the line
+	Gen    int       // which broker (1, then +1 per restart)
+	Kind   string    // "PUBLISH" or "PINGREQ"
 	Client string
 	QoS    int
 	Topic  string
@@ -102,7 +105,7 @@ set_tcp_nodelay true
 max_queued_messages 10000
 log_dest stdout
 log_type all
-log_timestamp false
+log_timestamp true
 connection_messages true
 websockets_log_level 0
 # Debian's 2.0.11 binds a websockets listener on every address whatever
@@ -232,13 +235,20 @@ func (m *mosquitto) read(r interface{ Read([]byte) (int, error) }, listening cha
 	for sc.Scan() {
 		now := time.Now()
 		line := sc.Text()
+		var sec int64
+		if i := strings.Index(line, ": "); i > 0 {
+			if v, err := strconv.ParseInt(line[:i], 10, 64); err == nil {
+				sec, line = v, line[i+2:]
+			}
+		}
 		m.mu.Lock()
 		m.lines++
+		m.lastSec = max(m.lastSec, sec)
 		switch {
 		case logPublish.MatchString(line):
 			g := logPublish.FindStringSubmatch(line)
 			q, _ := strconv.Atoi(g[2])
-			m.packets = append(m.packets, brokerPacket{At: now, Gen: m.gen, Kind: "PUBLISH", Client: g[1], QoS: q, Topic: g[3]})
+			m.packets = append(m.packets, brokerPacket{At: now, Sec: sec, Gen: m.gen, Kind: "PUBLISH", Client: g[1], QoS: q, Topic: g[3]})
 		case strings.HasPrefix(line, "Sending PUBLISH to "):
 			m.sentPub++
 		case logReceived.MatchString(line):
@@ -248,7 +258,7 @@ func (m *mosquitto) read(r interface{ Read([]byte) (int, error) }, listening cha
 				m.subs[g[2]]++
 				m.subGen[g[2]] = m.gen
 			case "PINGREQ":
-				m.packets = append(m.packets, brokerPacket{At: now, Gen: m.gen, Kind: "PINGREQ", Client: g[2]})
+				m.packets = append(m.packets, brokerPacket{At: now, Sec: sec, Gen: m.gen, Kind: "PINGREQ", Client: g[2]})
 			}
 		case logConnected.MatchString(line):
 			id := logConnected.FindStringSubmatch(line)[1]
@@ -286,6 +296,15 @@ func (m *mosquitto) Subscribed(ids []string) int {
 		}
 	}
 	return n
+}
+
+// LoggedUntil returns the latest broker timestamp (unix seconds) read
+// from its log: every packet the broker handled before that second has
+// been counted.
+func (m *mosquitto) LoggedUntil() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastSec
 }
 
 // Generation returns which broker runs now: 1, then +1 per restart.
