@@ -14,9 +14,6 @@ import (
 
 // Bounds of the frame conditions of awaits and error declarations.
 const (
-	// MaxTypeName is the longest frame type name; a classified frame type
-	// is never longer, so a longer awaited type could never match.
-	MaxTypeName = 64
 	// MaxPattern is the longest regular expression a templated `match` may
 	// render (a constant one is bounded by the file).
 	MaxPattern = 4096

@@ -7,8 +7,16 @@ import (
 	"testing"
 )
 
-func parseOne(t *testing.T, request string) (*Request, *Program) {
+func parseOne(t testing.TB, request string) (*Request, *Program) {
 	t.Helper()
+	// A connect request may only run in boot.
+	if strings.Contains(request, `"connect"`) {
+		set, diags := Parse(File{Name: "t.json", Data: []byte(`{"boot": {"steps": [{"request": ` + request + `}]}}`)})
+		if set == nil {
+			t.Fatalf("%s: %v", request, diags)
+		}
+		return set.Boot.Steps[0].Request, set.Prog
+	}
 	set, diags := Parse(File{Name: "t.json", Data: []byte(`{"behaviors": {"x": {"frequency": 0.1, "steps": [{"request": ` + request + `}]}}}`)})
 	if set == nil {
 		t.Fatalf("%s: %v", request, diags)
@@ -212,4 +220,47 @@ func TestHasAPISteps(t *testing.T) {
 			t.Errorf("%s: HasAPISteps %v, want %v", tt.src, got, tt.want)
 		}
 	}
+}
+
+// Paths are bounded in bytes and depth, and have no empty segment.
+func TestFieldPathBounds(t *testing.T) {
+	for _, tt := range []struct {
+		path, want string
+	}{
+		{strings.Repeat("a.", MaxPathDepth-1) + "a", ""},
+		{strings.Repeat("a.", MaxPathDepth) + "a", "more than 16"},
+		{strings.Repeat("a", MaxFieldPath+1), "longer than 256"},
+		{"a.", "empty segment"},
+		{".a", "empty segment"},
+	} {
+		_, msg := fieldPath(tt.path)
+		if (tt.want == "") != (msg == "") || !strings.Contains(msg, tt.want) {
+			t.Errorf("%.40q: %q, want %q", tt.path, msg, tt.want)
+		}
+	}
+}
+
+// FuzzFrameMatch: no frame makes matching panic, whatever its shape (a
+// hostile server chooses it), and a `when` stays within its limits.
+func FuzzFrameMatch(f *testing.F) {
+	r, prog := parseOne(f, `{"type": "ws", "text": "x", "await": {"type": "reply", "match": "id",
+	    "fields": {"id": "7", "a.0.b": "true", "n": "1e3"}, "when": "{{ printf \"%v\" . | len | lt 3 }}"}}`)
+	m, err := r.Await.Bind(prog, &Env{Store: NewStore(Identity{})}, prog.NewBudget())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(`{"type":"reply","id":7,"a":[{"b":true}],"n":1000}`)
+	f.Add(`{"id":[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]}`)
+	f.Add(`{"a":{"0":{"b":"true"}},"id":"7","n":"1e3"}`)
+	f.Add("\x00\xff id")
+	f.Fuzz(func(t *testing.T, frame string) {
+		dec := json.NewDecoder(strings.NewReader(frame))
+		dec.UseNumber()
+		var v any
+		isJSON := dec.Decode(&v) == nil
+		if !isJSON {
+			v = frame
+		}
+		m.Matches("reply", []byte(frame), v, isJSON)
+	})
 }

@@ -28,6 +28,7 @@ per koi.
 	for _, f := range KoiFuncs {
 		fmt.Fprintf(&b, "| `%s` | %s |\n", f.Signature, f.Doc)
 	}
+	b.WriteString(protocolDoc())
 	b.WriteString(`
 ## Sprig
 

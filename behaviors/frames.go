@@ -261,8 +261,8 @@ func unixMillis(ms float64) time.Time {
 	if math.IsNaN(ms) || ms <= 1e12 || ms >= 1e13 {
 		return time.Time{}
 	}
-	sec, frac := math.Modf(ms / 1000)
-	return time.Unix(int64(sec), int64(frac*1e9))
+	whole := math.Floor(ms)
+	return time.UnixMilli(int64(whole)).Add(time.Duration((ms - whole) * 1e6))
 }
 
 // frames decodes the top-level "frames" object.
@@ -340,7 +340,7 @@ func (d *decoder) frameRule(n *jnode, path, list string) (FrameRule, bool) {
 		return r, false
 	}
 	kinds := ruleKeys[list]
-	d.fields(n, path, append(kinds, "type", "sent_at")...)
+	d.fields(n, path, "field", "match", "prefix", "prefix_hex", "template", "type", "sent_at")
 	var given []string
 	for _, k := range []string{"field", "match", "prefix", "prefix_hex", "template"} {
 		if n.get(k) != nil {
@@ -359,7 +359,9 @@ func (d *decoder) frameRule(n *jnode, path, list string) (FrameRule, bool) {
 	}
 	switch len(given) {
 	case 0:
-		d.sink.add(n.off, path, "a rule needs one of %s", strings.Join(kinds, ", "))
+		if len(n.keys) == 0 || n.get("type") != nil || n.get("sent_at") != nil { // else a misspelt key was reported
+			d.sink.add(n.off, path, "a rule needs one of %s", strings.Join(kinds, ", "))
+		}
 		return r, false
 	case 1:
 	default:

@@ -146,7 +146,7 @@ type FuncDoc struct {
 
 // KoiFuncs documents the koi functions, in reference order. A test checks
 // that it lists exactly the functions the templates get.
-var KoiFuncs = []FuncDoc{
+var KoiFuncs = append([]FuncDoc{
 	{"set", "set KEY VALUE", "Stores VALUE under KEY for the rest of this sequence (each run of a sequence has its own variables, so concurrent sequences of one koi never mix them); prints nothing. Setting nil removes KEY."},
 	{"get", "get KEY", "Returns, in this order, the sequence variable KEY, the launch parameter KEY (formations), the koi variable KEY (setKoi), or nil."},
 	{"setKoi", "setKoi KEY VALUE", "Stores VALUE under KEY for the koi's whole life (e.g. in boot: what every later sequence needs); prints nothing."},
@@ -177,7 +177,7 @@ var KoiFuncs = []FuncDoc{
 	{"websocketURL", "websocketURL URL", "Sets the URL the koi's websocket connects to (typically in boot, from rtm.connect's .url)."},
 	{"websocketHeader", "websocketHeader NAME VALUE", "Adds a header to the websocket handshake."},
 	{"websocketSubprotocols", "websocketSubprotocols P…", "Sets the subprotocols offered in the websocket handshake."},
-}
+}, protocolFuncDocs...)
 
 var errNoStore = errors.New("no koi store in this context")
 
@@ -528,6 +528,7 @@ func funcMap(b *binding) template.FuncMap {
 		s.updateWebsocket(func(ws *WebsocketSpec) { ws.Subprotocols = append([]string(nil), p...) })
 		return "", nil
 	}
+	addProtocolFuncs(m, b)
 	if b == nil {
 		parseFuncMap.CompareAndSwap(nil, &m)
 	}

@@ -546,6 +546,8 @@ func (d *decoder) request(n *jnode, path string) (*Request, []Text) {
 		if k, ok := d.str(v, path+" › key"); ok {
 			if msg := keyNameProblem(k); msg != "" {
 				d.sink.add(v.off, path+" › key", "%s", msg)
+			} else if r.Type == WS && (k == "connect" || k == "disconnect" || strings.HasPrefix(k, "close:")) {
+				d.sink.add(v.off, path+" › key", "%s is reserved: ws:%s counts the koi's connections, not requests", quote(k), k)
 			} else {
 				r.Key = string(r.Type) + ":" + k
 			}

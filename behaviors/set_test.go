@@ -45,6 +45,30 @@ func TestBadFiles(t *testing.T) {
 			`top_level.json:1:44: on_event "message": must be an array of actions or a sequence object {"steps": […]}, not a string`}},
 		// duplicate keys are ambiguous: an error, not last-one-wins
 		{"duplicate_key.json", []string{`duplicate_key.json:3:3: invalid JSON: duplicate key "x"`}},
+		// every frames rule: one way to name a frame, the keys its list allows,
+		// a literal type where the rule gives none, bounded printable names
+		{"frames.json", []string{
+			`frames.json:7:3: frames: unknown field "time_feld" (did you mean "time_field"?)`,
+			`frames.json:3:22: frames › json[0] › field: "payload..kind" is not a dotted field path`,
+			`frames.json:3:55: frames › json[1] › prefix_hex: "prefix_hex" is not used by json rules (use one of field, match, prefix, template)`,
+			`frames.json:4:22: frames › text[0] › match: bad regular expression`,
+			`frames.json:4:56: frames › text[1]: prefix rule needs "type"`,
+			`frames.json:4:118: frames › text[2] › type: the regular expression has a (?P<type>…) group that names the type: drop "type"`,
+			`frames.json:5:29: frames › binary[0] › prefix_hex: "2g" is not hex bytes`,
+			`frames.json:5:88: frames › binary[1]: give one of prefix_hex, template, not both "prefix_hex" and "template"`,
+			`frames.json:6:27: frames › binary[2] › template: template line 1: function "mqttTyp" not defined`,
+			`frames.json:6:76: frames › binary[3] › type: "bad\ttype" is not a type name`,
+			`frames.json:6:91: frames › binary[4]: unknown field "prefx_hex" (did you mean "prefix_hex"?)`}},
+		// connect only in boot, no ws request once the connection has ended,
+		// on_event keys are frame types
+		{"lifecycle.json", []string{
+			`lifecycle.json:5:2: top level: unknown field "on_conect" (did you mean "on_connect"?)`,
+			`lifecycle.json:2:48: on_connect › step 1 › request › type: a connect request runs only in boot`,
+			`lifecycle.json:3:51: on_disconnect › step 1 › request › type: a ws request cannot run in on_disconnect`,
+			`lifecycle.json:1:71: behavior "x" › step 1 › request › type: a connect request runs only in boot`,
+			`lifecycle.json:4:55: on_event "ping" › step 1 › request › type: a connect request runs only in boot`,
+			`lifecycle.json:4:70: on_event "bad\x01type": "bad\x01type" is not a frame type`,
+			`lifecycle.json:4:118: on_event "n": must be an array of actions or a sequence object`}},
 		// define/template could recurse: refused
 		{"define.json", []string{`define.json:2:58: behavior "x" › step 1 › pre_actions[0]: template define and block are not allowed`}},
 		// await conditions that can never match or are malformed: type and its alias both, a constant when, an empty path segment, no condition, a type longer than any frame type, an object value, a misspelt field
@@ -66,13 +90,16 @@ func TestBadFiles(t *testing.T) {
 		{"request_key.json", []string{`request_key.json:2:92: behavior "space" › step 1 › request › key: "log in" has ' ' at byte 3: a key is letters, digits and _ . : / -`,
 			`request_key.json:3:95: behavior "long" › step 1 › request › key: must be 1 to 64 bytes, not 65`,
 			`request_key.json:4:101: behavior "empty" › step 1 › request › key: must be 1 to 64 bytes, not 0`,
-			`request_key.json:5:84: behavior "num" › step 1 › request › key: must be a string, not a number`}},
+			`request_key.json:5:92: behavior "num" › step 1 › request › key: must be a string, not a number`}},
 		// error declarations: a window > 0 without await, no window with await, a condition needed, a bad regexp, ws only
 		{"error_frame.json", []string{`error_frame.json:2:128: behavior "zero" › step 1 › request › error › within_ms: must be more than 0: it is how long the send watches for an error frame`,
 			`error_frame.json:3:155: behavior "window" › step 1 › request › error › within_ms: is for a send without await: with await, the error window ends when the awaited frame arrives (bound it with await › timeout_ms)`,
 			`error_frame.json:4:96: behavior "nothing" › step 1 › request › error: error needs at least one of "type", "match", "fields" or "when"`,
 			`error_frame.json:5:107: behavior "regex" › step 1 › request › error › match: bad regular expression: error parsing regexp: missing closing )`,
 			`error_frame.json:6:105: behavior "http" › step 1 › request › error: "error" is not used by http requests`}},
+		// ws keys that would mix requests into the connection counts
+		{"reserved_key.json", []string{`reserved_key.json:2:92: behavior "close" › step 1 › request › key: "close:1000" is reserved: ws:close:1000 counts the koi's connections, not requests`,
+			`reserved_key.json:3:92: behavior "dial" › step 1 › request › key: "connect" is reserved: ws:connect counts the koi's connections, not requests`}},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {

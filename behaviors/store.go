@@ -106,6 +106,7 @@ type Store struct {
 	usersIdx map[string]struct{}
 	usersPos int
 	ws       WebsocketSpec
+	ids      idCounters
 }
 
 // NewStore returns an empty store for the given identity.

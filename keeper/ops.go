@@ -250,13 +250,8 @@ func (s *RunSpec) check() *Error {
 	if s.BehaviorSet == "" {
 		return invalid("behavior_set", "give a behavior set hash or name")
 	}
-	if err := checkURL("target.api_base", s.Target.APIBase, "http", "https"); err != nil {
+	if err := checkTarget(&s.Target); err != nil {
 		return err
-	}
-	if s.Target.WebsocketURL != "" {
-		if err := checkURL("target.websocket_url", s.Target.WebsocketURL, "ws", "wss"); err != nil {
-			return err
-		}
 	}
 	if err := checkTemplate("target.token", s.Target.Token); err != nil {
 		return err
@@ -318,6 +313,9 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		}
 		if b == nil {
 			return notFound("behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet)
+		}
+		if err := checkAPIBase(&spec.Target, b); err != nil {
+			return err
 		}
 		run.BehaviorSet = b.Hash
 		ts, _ := parseThresholds(spec.Thresholds) // checked above

@@ -112,8 +112,10 @@ func (k *Koi) handshakeHeader(spec behaviors.WebsocketSpec) http.Header {
 func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) (live time.Duration, onConnectFailed bool) {
 	k.conn.Store(conn)
 	var failed atomic.Bool
-	connCtx, endConn := context.WithCancel(ctx)
-	if k.rt.set.OnConnect != nil {
+	endConn := context.CancelFunc(func() {})
+	if k.rt.set.OnConnect != nil { // its own context, ended with the connection
+		var connCtx context.Context
+		connCtx, endConn = context.WithCancel(ctx)
 		k.seqs.Add(1)
 		go k.runOnConnect(connCtx, conn, func() { failed.Store(true) })
 	} else {

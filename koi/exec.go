@@ -137,7 +137,7 @@ func (k *Koi) timeout(r *behaviors.Request) time.Duration {
 
 func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
 	if k.rt.cfg.APIBase == "" {
-		return nil, &requestError{outcome: metrics.Error, msg: "no API base URL configured for api requests"}
+		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("api request %q: no API base URL is configured (the run's target.api_base)", r.Method)}
 	}
 	form := make(url.Values, len(r.Args))
 	budget := prog.NewBudget() // the arguments together, as the request holds them all

@@ -63,7 +63,7 @@ type Koi struct {
 
 	// Connection lifecycle (see lifecycle.go), guarded by mu.
 	live        *websocket.Conn // the open connection whose on_connect succeeded
-	liveAt      time.Time       // when live went live
+	liveAt      int64           // when live went live (unix ns)
 	expectConn  bool            // a connection is being kept: ws sends wait for one
 	linkChange  chan struct{}   // closed when live or expectConn changes (made by a waiter)
 	booted      bool

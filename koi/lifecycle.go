@@ -67,7 +67,7 @@ func (k *Koi) goLive(conn *websocket.Conn) {
 	if k.conn.Load() != conn {
 		return
 	}
-	k.live, k.liveAt = conn, time.Now()
+	k.live, k.liveAt = conn, time.Now().UnixNano()
 	k.liveFlag.Store(true)
 	k.everLive = true
 	k.connState = Connected
@@ -193,6 +193,7 @@ func (k *Koi) runOnConnect(connCtx context.Context, conn *websocket.Conn, failed
 		unhook := context.AfterFunc(connCtx, cancel)
 		start := time.Now()
 		err = k.execute(rctx, seq, &behaviors.Env{Store: k.store}, "on_connect")
+		o := outcomeOf(rctx, err)
 		unhook()
 		cancel()
 		s := k.rt.series("on_connect")
@@ -215,7 +216,7 @@ func (k *Koi) runOnConnect(connCtx context.Context, conn *websocket.Conn, failed
 			s.Count(metrics.Canceled)
 			continue
 		}
-		s.Observe(time.Since(start), outcomeOf(rctx, err))
+		s.Observe(time.Since(start), o)
 		failed()
 		k.wmu.Lock()
 		_ = conn.WriteControl(websocket.CloseMessage,
@@ -299,5 +300,5 @@ func (k *Koi) liveDuration(conn *websocket.Conn) time.Duration {
 	if k.live != conn {
 		return 0
 	}
-	return time.Since(k.liveAt)
+	return time.Duration(time.Now().UnixNano() - k.liveAt)
 }

@@ -3,6 +3,7 @@ package school
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime/debug"
 	"slices"
@@ -43,6 +44,7 @@ type run struct {
 	epoch    uint64
 	token    *template.Template
 	userID   *template.Template
+	ws       *wsTarget
 	activity behaviors.Activity
 	rng      *rand.Rand
 	traffic  koi.Stats // totals of stopped koi, for traffic deltas
@@ -177,7 +179,8 @@ func (s *School) applyAssignmentsLocked(as []wire.Assignment) {
 func sameSpec(a, b wire.RunSpec) bool {
 	return slices.Equal(a.Tokens, b.Tokens) && a.Name == b.Name && a.BehaviorSet == b.BehaviorSet &&
 		a.APIBase == b.APIBase && a.WebsocketURL == b.WebsocketURL && a.Token == b.Token &&
-		a.UserID == b.UserID && a.TimeScale == b.TimeScale && a.ActivitySigma == b.ActivitySigma
+		a.UserID == b.UserID && a.TimeScale == b.TimeScale && a.ActivitySigma == b.ActivitySigma &&
+		slices.Equal(a.WebsocketSubprotocols, b.WebsocketSubprotocols) && maps.Equal(a.WebsocketHeaders, b.WebsocketHeaders)
 }
 
 // drainLocked forgets a run once its koi have all stopped.
@@ -232,8 +235,11 @@ func (s *School) newRunLocked(a wire.Assignment) *run {
 	if errs := r.activity.Validate(); len(errs) > 0 {
 		return refuse("%v", errs[0])
 	}
+	if r.ws, err = newWSTarget(a.Spec); err != nil {
+		return refuse("%v", err)
+	}
 	rt, err := koi.NewRuntime(koi.RuntimeConfig{
-		Set: set, APIBase: a.Spec.APIBase, Websocket: behaviors.WebsocketSpec{URL: a.Spec.WebsocketURL},
+		Set: set, APIBase: a.Spec.APIBase, Websocket: r.ws.shared(),
 		TimeScale: a.Spec.TimeScale, Metrics: r.rec, HTTPClient: s.http, Dialer: s.dialer,
 		ReplyBudget: s.budget,
 	})
@@ -485,6 +491,13 @@ func (r *run) startLocked(i int) *member {
 		id.Token = render(r.token, i)
 	}
 	k := r.rt.New(id, r.activity.Draw(r.rng))
+	if r.ws.perKoi() {
+		ws, dropped := r.ws.forKoi(id)
+		k.Store().SetWebsocket(ws)
+		if len(dropped) > 0 {
+			r.s.logLimited("wsheader:"+r.id, "websocket headers left out: their values render with a line break", "run", r.id, "koi", i, "headers", dropped)
+		}
+	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	m := &member{k: k, cancel: cancel, done: make(chan struct{})}
 	r.members[i] = m

@@ -37,6 +37,10 @@ const (
 	MaxText = 2048
 	// MaxTemplate bounds a run spec's URLs and templates.
 	MaxTemplate = 8192
+	// MaxWebsocketHeaders bounds a run spec's websocket handshake headers.
+	MaxWebsocketHeaders = 64
+	// MaxSubprotocols bounds a run spec's websocket subprotocols.
+	MaxSubprotocols = 32
 	// MaxParams bounds a launch's parameters.
 	MaxParams = 256
 	// MaxFiles bounds the files of a blob.
@@ -327,6 +331,15 @@ func (s *RunSpec) check(c *checker) {
 	c.id("behavior_set", s.BehaviorSet, false)
 	c.text("api_base", s.APIBase, MaxTemplate)
 	c.text("websocket_url", s.WebsocketURL, MaxTemplate)
+	c.items("websocket_subprotocols", "subprotocols", len(s.WebsocketSubprotocols), MaxSubprotocols)
+	for _, p := range s.WebsocketSubprotocols {
+		c.text("websocket_subprotocols", p, MaxText)
+	}
+	c.items("websocket_headers", "headers", len(s.WebsocketHeaders), MaxWebsocketHeaders)
+	for k, v := range s.WebsocketHeaders {
+		c.text("websocket_headers.name", k, MaxText)
+		c.text("websocket_headers.value", v, MaxTemplate)
+	}
 	c.text("token", s.Token, MaxTemplate)
 	c.text("user_id", s.UserID, MaxTemplate)
 	c.items("tokens", "tokens", len(s.Tokens), MaxKoi)

@@ -94,6 +94,24 @@ func TestValidateReplies(t *testing.T) {
 		{"launch count", func(p *PollReply) { p.Launches[0].Count = math.MaxInt64 }, "launches.count"},
 		{"launch window", func(p *PollReply) { p.Launches[0].BeginWithinMS = math.MaxInt64 }, "launches.begin_within_ms"},
 		{"launch without start", func(p *PollReply) { p.Launches[0].Start = time.Time{} }, "launches.start"},
+		{"too many subprotocols", func(p *PollReply) {
+			p.Assignments[0].Spec.WebsocketSubprotocols = make([]string, MaxSubprotocols+1)
+		}, "assignments.spec.websocket_subprotocols"},
+		{"long subprotocol", func(p *PollReply) {
+			p.Assignments[0].Spec.WebsocketSubprotocols = []string{strings.Repeat("p", MaxText+1)}
+		}, "assignments.spec.websocket_subprotocols"},
+		{"too many websocket headers", func(p *PollReply) {
+			p.Assignments[0].Spec.WebsocketHeaders = map[string]string{}
+			for i := range MaxWebsocketHeaders + 1 {
+				p.Assignments[0].Spec.WebsocketHeaders[strings.Repeat("h", i+1)] = "v"
+			}
+		}, "assignments.spec.websocket_headers"},
+		{"long websocket header name", func(p *PollReply) {
+			p.Assignments[0].Spec.WebsocketHeaders = map[string]string{strings.Repeat("h", MaxText+1): "v"}
+		}, "assignments.spec.websocket_headers.name"},
+		{"long websocket header value", func(p *PollReply) {
+			p.Assignments[0].Spec.WebsocketHeaders = map[string]string{"X-Token": strings.Repeat("v", MaxTemplate+1)}
+		}, "assignments.spec.websocket_headers.value"},
 		{"too many params", func(p *PollReply) {
 			p.Launches[0].Params = map[string]string{}
 			for i := range MaxParams + 1 {

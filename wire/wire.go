@@ -220,6 +220,12 @@ type RunSpec struct {
 	// WebsocketURL, if set, is where koi connect (else the boot sequence
 	// says).
 	WebsocketURL string `json:"websocket_url,omitempty"`
+	// WebsocketSubprotocols are offered in the websocket handshake.
+	WebsocketSubprotocols []string `json:"websocket_subprotocols,omitempty"`
+	// WebsocketHeaders are added to the websocket handshake; a value is a
+	// template over {{.Index}}, {{.Token}} and {{.UserID}}, rendered per
+	// koi like Token.
+	WebsocketHeaders map[string]string `json:"websocket_headers,omitempty"`
 	// Token is a Go template over {{.Index}} giving koi i's token (e.g.
 	// "xoxp-pond-{{.Index}}"); Tokens, if given, lists them instead.
 	Token  string   `json:"token,omitempty"`

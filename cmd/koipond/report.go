@@ -231,13 +231,7 @@ func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress i
 		if err := cf.call(ctx, "GET", base+"/metrics?window=5s", nil, &m); err != nil {
 			return err
 		}
-		var rate, errRate float64
-		for _, k := range m.Keys {
-			if strings.HasPrefix(k.Key, "api:") {
-				rate += k.Rate
-				errRate += k.Rate * float64(k.Failures) / float64(max(k.Count, 1))
-			}
-		}
+		rate, errRate := requestRates(&m)
 		fmt.Fprintf(progress, "%6s  %s  koi %d/%d connected  %.1f req/s  %.2f errors/s\n",
 			time.Since(start).Round(time.Second), v.State, v.KoiNow.Connected, v.Koi, rate, errRate)
 		for _, l := range v.LiveNow {

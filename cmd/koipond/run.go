@@ -30,9 +30,13 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run create", "run create --name NAME --behaviors SET --api-base URL [flags]", `
+	fs := newFlagSet("run create", "run create --name NAME --behaviors SET [--api-base URL] [--ws-url URL] [flags]", `
 Create a run: koi with one behavior set against one target. The run starts
 at once (or paused with --paused); without --duration it is always-on.
+--api-base is needed when the set sends api requests. The websocket comes
+from --ws-url (else the boot sequence gives it), with --ws-subprotocol and
+--ws-header offered in its handshake, e.g.
+  --ws-url ws://127.0.0.1:8080/mqtt --ws-subprotocol mqtt --ws-header 'Authorization=Bearer {{.Token}}'
 
 --threshold adds a condition the run's report judges, e.g.
   --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
@@ -54,7 +58,11 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 	fs.StringVar(&spec.Name, "name", "", "run `name`")
 	fs.StringVar(&spec.BehaviorSet, "behaviors", "", "behavior set `hash or name` (latest version)")
 	fs.StringVar(&spec.Target.APIBase, "api-base", "", "target API base `URL`, e.g. http://127.0.0.1:9090/api")
-	fs.StringVar(&spec.Target.WebsocketURL, "ws", "", "websocket `URL` (else the boot sequence finds it)")
+	fs.StringVar(&spec.Target.WebsocketURL, "ws-url", "", "websocket `URL` (else the boot sequence finds it)")
+	fs.StringVar(&spec.Target.WebsocketURL, "ws", "", "websocket `URL` (same as --ws-url)")
+	fs.Var(stringList{&spec.Target.WebsocketSubprotocols}, "ws-subprotocol", "websocket `subprotocol` offered in the handshake (repeatable)")
+	wsHeaders := keyValues{}
+	fs.Var(wsHeaders, "ws-header", "websocket handshake header `NAME=VALUE`; the value is a template over {{.Index}}, {{.Token}}, {{.UserID}} (repeatable)")
 	fs.StringVar(&spec.Target.Token, "token-template", "", "koi token `template` over {{.Index}}, e.g. xoxp-pond-{{.Index}}")
 	fs.StringVar(&spec.Target.UserID, "user-template", "", "koi user id `template` over {{.Index}}")
 	fs.IntVar(&spec.Koi, "koi", 100, "number of koi")
@@ -84,6 +92,9 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 	spec.ThresholdWindowSecs = int(window.Seconds())
 	if len(labels) > 0 {
 		spec.Labels = labels
+	}
+	if len(wsHeaders) > 0 {
+		spec.Target.WebsocketHeaders = wsHeaders
 	}
 	if len(thresholds) > 0 {
 		spec.Thresholds = thresholds
@@ -131,7 +142,7 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	}
 	fmt.Fprintf(stdout, "run %s %q: %s, %d koi at %g/s, %d assigned, %d connected\n",
 		v.ID, v.Name, v.State, v.Koi, v.Ramp, v.Assigned, v.KoiNow.Connected)
-	fmt.Fprintf(stdout, "  behavior set %s, target %s, owner %s, epoch %d\n", short(v.BehaviorSet), v.Target.APIBase, v.Owner, v.Switch.Epoch)
+	fmt.Fprintf(stdout, "  behavior set %s, target %s, owner %s, epoch %d\n", short(v.BehaviorSet), targetText(v.Target), v.Owner, v.Switch.Epoch)
 	if v.Partial != "" {
 		fmt.Fprintf(stdout, "  PARTIAL: %s\n", v.Partial)
 	}
@@ -208,7 +219,10 @@ func runOne(verb, help, method, suffix string) func(context.Context, []string, i
 		if err := cf.call(ctx, method, "/api/v1/runs/"+fs.Arg(0)+suffix, nil, &raw); err != nil {
 			return err
 		}
-		return printRun(cf, stdout, raw)
+		if err := printRun(cf, stdout, raw); err != nil || verb != "show" || cf.json {
+			return err
+		}
+		return printRequestRates(ctx, cf, fs.Arg(0), stdout)
 	}
 }
 

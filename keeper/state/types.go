@@ -54,11 +54,18 @@ const (
 
 // Target is where a run's koi go and who they are.
 type Target struct {
-	APIBase      string   `json:"api_base"`
-	WebsocketURL string   `json:"websocket_url,omitempty"`
-	Token        string   `json:"token,omitempty"`
-	Tokens       []string `json:"tokens,omitempty"`
-	UserID       string   `json:"user_id,omitempty"`
+	// APIBase is where api requests go; a run whose set sends none may
+	// leave it empty.
+	APIBase      string `json:"api_base"`
+	WebsocketURL string `json:"websocket_url,omitempty"`
+	// WebsocketSubprotocols are offered in the websocket handshake.
+	WebsocketSubprotocols []string `json:"websocket_subprotocols,omitempty"`
+	// WebsocketHeaders are added to the handshake; values are templates
+	// over {{.Index}}, {{.Token}} and {{.UserID}}, rendered per koi.
+	WebsocketHeaders map[string]string `json:"websocket_headers,omitempty"`
+	Token            string            `json:"token,omitempty"`
+	Tokens           []string          `json:"tokens,omitempty"`
+	UserID           string            `json:"user_id,omitempty"`
 }
 
 // Switch is a switch position with the epoch that set it.
@@ -149,7 +156,8 @@ func (r *Run) Active() bool { return r.State == RunRunning || r.State == RunPaus
 // Spec is what schools need to run the run's koi.
 func (r *Run) Spec() wire.RunSpec {
 	return wire.RunSpec{Name: r.Name, BehaviorSet: r.BehaviorSet, APIBase: r.Target.APIBase,
-		WebsocketURL: r.Target.WebsocketURL, Token: r.Target.Token, Tokens: r.Target.Tokens,
+		WebsocketURL: r.Target.WebsocketURL, WebsocketSubprotocols: r.Target.WebsocketSubprotocols,
+		WebsocketHeaders: r.Target.WebsocketHeaders, Token: r.Target.Token, Tokens: r.Target.Tokens,
 		UserID: r.Target.UserID, TimeScale: r.TimeScale, ActivitySigma: r.ActivitySigma}
 }
 

@@ -155,11 +155,31 @@ export function stateChip(state) {
 
 // --- metrics
 
-/** summarize sums a run's metric keys (api:* and http:*) into one row. */
+/**
+ * isRequestKey says whether a metric key counts requests koi sent: api:*,
+ * http:* and ws:* (sends, awaits and dials), not connection closes
+ * (ws:close:*, ws:disconnect), frames (event:*) or sequences (behavior:*,
+ * boot, formation:*, on_connect), whose steps are counted under their
+ * request key. Keep in step with metrics.IsRequestKey.
+ */
+export function isRequestKey(key) {
+  if (key.startsWith('api:') || key.startsWith('http:')) return true;
+  return key.startsWith('ws:') && key !== 'ws:disconnect' && !key.startsWith('ws:close:');
+}
+
+/** targetText says where a run's koi go: its API base and/or websocket URL. */
+export function targetText(t) {
+  const parts = [];
+  if (t && t.api_base) parts.push(t.api_base);
+  if (t && t.websocket_url) parts.push(t.websocket_url + (t.websocket_subprotocols && t.websocket_subprotocols.length ? ` (${t.websocket_subprotocols.join(', ')})` : ''));
+  return parts.length ? parts.join(' and ') : 'the websocket URL boot gives';
+}
+
+/** summarize sums a run's request keys (see isRequestKey) into one row. */
 export function summarize(keys) {
   let count = 0, fails = 0, rate = 0, p95 = null;
   for (const k of keys || []) {
-    if (!k.key.startsWith('api:') && !k.key.startsWith('http:')) continue;
+    if (!isRequestKey(k.key)) continue;
     count += k.count; fails += k.failures; rate += k.rate_per_sec;
     if (k.p95_ms != null && (p95 === null || k.p95_ms > p95)) p95 = k.p95_ms;
   }

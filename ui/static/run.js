@@ -1,6 +1,6 @@
 // run.js: one run, live: koi, live edit of koi and ramp, charts of
 // requests, errors, latency, websockets and event fan-out, and launches.
-import { api, h, toast, fmtTime, fmtRate, fmtPct, fmtMS, fmtNum, stateChip, summarize, showFieldError, applyRole, isZeroTime, labelCells } from './lib.js';
+import { api, h, toast, fmtTime, fmtRate, fmtPct, fmtMS, fmtNum, stateChip, summarize, isRequestKey, targetText, showFieldError, applyRole, isZeroTime, labelCells } from './lib.js';
 import { Chart } from './chart.js';
 import { runActions, koiCell, elapsed } from './runs.js';
 import { mountGuard } from './guard.js';
@@ -82,7 +82,7 @@ export function mount(main, id) {
     chip.replaceChildren(stateChip(run.state));
     meta.replaceChildren(h('span.mono', run.id), ` · owner ${run.owner || '–'} · behavior set `,
       h('a', { href: '#/behaviors/' + encodeURIComponent(run.behavior_set) }, run.behavior_set.slice(0, 12)),
-      ` · target ${run.target.api_base} · started ${fmtTime(run.started_at)} · ${elapsed(run)}`,
+      ` · target ${targetText(run.target)} · started ${fmtTime(run.started_at)} · ${elapsed(run)}`,
       run.time_scale && run.time_scale !== 1 ? ` · time ×${run.time_scale}` : '',
       ...Object.entries(run.labels || {}).flatMap(([k, v]) => [' ', h('span.label-tag', `${k}=${v}`)]));
     if (run.state !== lastState) {
@@ -111,7 +111,7 @@ export function mount(main, id) {
     const now = Date.now();
     const keys = m.keys || [];
     const s = summarize(keys);
-    const api = keys.filter(k => k.key.startsWith('api:') || k.key.startsWith('http:'));
+    const api = keys.filter(k => isRequestKey(k.key));
     const k = run.koi_now || {};
     stats.replaceChildren(
       h('div.stat', h('div.k', 'Koi connected'), h('div.v#stat-koi', `${k.connected || 0} / ${run.effective_koi ?? run.koi}`)),

@@ -153,8 +153,10 @@ export function mount(main) {
       h('h2.field.wide', { style: 'margin:0' }, 'New run'),
       field('Name', h('input', { name: 'name', 'data-field': 'name', required: true, placeholder: 'checkout herd rehearsal' })),
       field('Behavior set', sel, { hint: 'its latest version' }),
-      field('Target API base', h('input', { name: 'api_base', 'data-field': 'target.api_base', required: true, placeholder: 'http://127.0.0.1:9090/api' })),
+      field('Target API base', h('input', { name: 'api_base', 'data-field': 'target.api_base', placeholder: 'http://127.0.0.1:9090/api' }), { hint: 'needed when the set sends api requests' }),
       field('Websocket URL (optional)', h('input', { name: 'websocket_url', 'data-field': 'target.websocket_url', placeholder: 'from rtm.connect when empty' })),
+      field('Websocket subprotocols', h('input', { name: 'websocket_subprotocols', 'data-field': 'target.websocket_subprotocols', placeholder: 'mqtt, graphql-transport-ws' })),
+      field('Websocket headers', h('textarea', { name: 'websocket_headers', 'data-field': 'target.websocket_headers', rows: 2, placeholder: 'Authorization: Bearer {{.Token}}' }), { hint: 'one Name: value a line; {{.Index}} {{.Token}} {{.UserID}} per koi' }),
       field('Token template', h('input', { name: 'token', 'data-field': 'target.token', placeholder: 'xoxp-pond-{{.Index}}' }), { hint: '{{.Index}} is the koi number' }),
       field('Koi', h('input', { type: 'number', name: 'koi', 'data-field': 'koi', min: 1, step: 1, value: 100, required: true })),
       field('Ramp (koi per second, 0: all at once)', h('input', { type: 'number', name: 'ramp', 'data-field': 'ramp', min: 0, step: 'any', value: 10 })),
@@ -170,8 +172,18 @@ export function mount(main) {
       ev.preventDefault();
       const v = n => f.elements[n].value.trim();
       const spec = { name: v('name'), behavior_set: v('behavior_set'), koi: Number(v('koi')), ramp: Number(v('ramp') || 0),
-        time_scale: Number(v('time_scale') || 0), target: { api_base: v('api_base') } };
+        time_scale: Number(v('time_scale') || 0), target: {} };
+      if (v('api_base')) spec.target.api_base = v('api_base');
       if (v('websocket_url')) spec.target.websocket_url = v('websocket_url');
+      const protocols = v('websocket_subprotocols').split(',').map(s => s.trim()).filter(Boolean);
+      if (protocols.length) spec.target.websocket_subprotocols = protocols;
+      const headers = {};
+      for (const line of v('websocket_headers').split('\n').map(s => s.trim()).filter(Boolean)) {
+        const i = line.indexOf(':');
+        if (i < 1) { showFieldError(f, { field: 'target.websocket_headers', message: `“${line}” is not Name: value` }); return; }
+        headers[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+      }
+      if (Object.keys(headers).length) spec.target.websocket_headers = headers;
       if (v('token')) spec.target.token = v('token');
       if (v('owner')) spec.owner = v('owner');
       if (!alwaysOn.checked) spec.duration_secs = Number(duration.value) * 60;
@@ -186,7 +198,8 @@ export function mount(main) {
       // Check what we can before sending.
       if (!spec.name) return showFieldError(f, { field: 'name', message: 'give the run a name' });
       if (!spec.behavior_set) return showFieldError(f, { field: 'behavior_set', message: 'upload a behavior set first' });
-      if (!/^https?:\/\/./.test(spec.target.api_base)) return showFieldError(f, { field: 'target.api_base', message: 'an absolute http(s) URL' });
+      if (spec.target.api_base && !/^https?:\/\/./.test(spec.target.api_base)) return showFieldError(f, { field: 'target.api_base', message: 'an absolute http(s) URL' });
+      if (spec.target.websocket_url && !/^wss?:\/\/./.test(spec.target.websocket_url)) return showFieldError(f, { field: 'target.websocket_url', message: 'an absolute ws(s) URL' });
       if (!Number.isInteger(spec.koi) || spec.koi < 1) return showFieldError(f, { field: 'koi', message: 'a whole number of koi, at least 1' });
       if (!(spec.ramp >= 0)) return showFieldError(f, { field: 'ramp', message: 'koi per second, 0 or more' });
       showFieldError(f, null);
