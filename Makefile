@@ -14,14 +14,16 @@ help: ## list the targets
 build: ## build bin/koipond
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/koipond
 
-# Load-sized tests (thousands of koi over real sockets) need more throughput
-# than the race detector leaves; they skip themselves under -race and run in
+# Load-sized tests (thousands of koi over real sockets; the MQTT example's
+# frequencies and fan-out against a real broker) need more throughput than
+# the race detector leaves; they skip themselves under -race and run in
 # this second, non-race pass.
 LOADTESTS := OverRealSockets
 
 test: lint ## gofmt + vet, every test under the race detector (fuzz seed corpora included), then the load-sized tests
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -timeout 10m -run '$(LOADTESTS)' -v ./koi/
+	$(GO) test -count=1 -timeout 10m -run '^TestMQTTExample$$' -v ./cmd/koipond/
 
 # The multi-process fault test (deploy/faulttest): a 3-node NATS cluster, the
 # keeper, three schools and pond as separate processes on 127.0.0.1, hurt on

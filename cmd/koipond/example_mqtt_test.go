@@ -35,7 +35,16 @@ import (
 //     broker sees it, and koipond counts on_connect OK) within the bound
 //     the reconnect backoff gives.
 //   - The global stop: the broker holds no client and no socket within 1 s.
+//
+// It is load-sized: 50 koi at time scale 60 handle ~500 binary frames a
+// second, which a race-instrumented process on a shared machine does not
+// keep up with (its fan-out delay reached seconds and its koi fired late,
+// so the frequencies measured the machine); make test runs it in its
+// non-race pass (see the Makefile), so it is never left out.
 func TestMQTTExample(t *testing.T) {
+	if raceEnabled {
+		t.Skip("load-sized: runs in make test's non-race pass")
+	}
 	m := startMosquitto(t)
 	// testKeeper's 2 s lease is for failover tests; on a machine this busy
 	// a school can miss it and pause its koi by itself (fail safe), which
@@ -215,6 +224,29 @@ func TestMQTTExample(t *testing.T) {
 	}
 	waitUntil(t, 10*time.Second, "chat messages on the new broker", func() bool { return chatsBack() >= n/4 })
 
+	// Paused again, the whole run: some sends died with the old broker
+	// (written to a socket it never read, or acknowledged by nobody), so
+	// the broker received at most what koipond sent, and at least what
+	// koipond counts as acknowledged (PUBACK, PINGRESP).
+	apiCall(t, base, "POST", "/control", map[string]string{"state": "paused"}, nil)
+	waitUntil(t, 10*time.Second, "every koi to pause", func() bool { return koiPaused(schools, run.ID) == n })
+	sum = settledMetrics(t, base, run.ID)
+	keys, received = keyMap(sum), brokerReceived(m)
+	t.Logf("whole run: the broker received %v; koipond wrote %d frames", received, sum.Traffic.FramesOut)
+	if uint64(received["total"]) > sum.Traffic.FramesOut {
+		t.Errorf("whole run: the broker received %d packets, more than the %d frames koipond wrote", received["total"], sum.Traffic.FramesOut)
+	}
+	for kind, key := range map[string]string{"chat": "ws:chat", "presence": "ws:presence", "ping": "ws:ping"} {
+		ks := keys[key]
+		if got := uint64(received[kind]); got < ks.Outcomes["ok"] && kind != "presence" || got > ks.Count {
+			t.Errorf("whole run: the broker received %d for %s; koipond sent %d (%v)", got, key, ks.Count, ks.Outcomes)
+		}
+	}
+	for _, key := range sortedKeys(keys) {
+		ks := keys[key]
+		t.Logf("  %-22s %6d %v", key, ks.Count, ks.Outcomes)
+	}
+
 	// The global stop: the broker holds no client and no socket within 1 s.
 	stopAt := time.Now()
 	apiCall(t, base, "POST", "/control", map[string]string{"state": "stopped"}, nil)
@@ -228,19 +260,24 @@ func TestMQTTExample(t *testing.T) {
 	if stopped > time.Second {
 		t.Errorf("the broker still held connections %v after the stop", stopped)
 	}
+}
 
-	// After the restart some sends died with the old broker; whatever
-	// koipond counts as acknowledged (PUBACK) the broker received.
-	keys = keyMap(runMetrics(t, base, run.ID))
-	received = brokerReceived(m)
-	if ok := keys["ws:chat"].Outcomes["ok"]; uint64(received["chat"]) < ok || uint64(received["chat"]) > keys["ws:chat"].Count {
-		t.Errorf("whole run: the broker received %d chat messages; koipond sent %d, %d acknowledged", received["chat"], keys["ws:chat"].Count, ok)
-	}
-	t.Logf("whole run: broker %v; koipond frames out %d", received, runMetrics(t, base, run.ID).Traffic.FramesOut)
-	for _, key := range sortedKeys(keys) {
-		ks := keys[key]
-		t.Logf("  %-22s %6d %v", key, ks.Count, ks.Outcomes)
-	}
+// settledMetrics returns a paused run's metrics once the keeper's count
+// of frames written holds still over a span longer than a school's
+// report interval (1 s, jittered ±10%).
+func settledMetrics(t *testing.T, base, run string) *keeper.MetricsSummary {
+	t.Helper()
+	sum := runMetrics(t, base, run)
+	since := time.Now()
+	waitUntil(t, 20*time.Second, "the run's metrics to settle", func() bool {
+		time.Sleep(250 * time.Millisecond)
+		next := runMetrics(t, base, run)
+		if next.Traffic.FramesOut != sum.Traffic.FramesOut {
+			sum, since = next, time.Now()
+		}
+		return time.Since(since) > 1500*time.Millisecond
+	})
+	return sum
 }
 
 // logRun logs what the broker and koipond counted, for a failure's
