@@ -49,6 +49,7 @@ type mosquitto struct {
 	gen      int             // 1 for the first broker, +1 at each restart
 	sentPub  int             // PUBLISH packets the broker sent to subscribers
 	lastSec  int64           // the latest broker timestamp read
+	head     []string        // the current broker's first log lines, for an error at start
 	packets  []brokerPacket  // every PUBLISH and PINGREQ received, in order
 	lines    int
 	unknown  []string // the first few lines that mention a client but no pattern here
@@ -123,8 +124,8 @@ listener %d 127.0.0.1
 	if err := os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.stop) // first: a start that fails still leaves a process to end
 	m.start()
-	t.Cleanup(m.stop)
 	return m
 }
 
@@ -159,6 +160,7 @@ func (m *mosquitto) start() {
 	m.mu.Lock()
 	m.cmd, m.exited = cmd, exited
 	m.gen++
+	m.head = nil
 	m.mu.Unlock()
 	listening := make(chan struct{})
 	go func() {
@@ -169,7 +171,10 @@ func (m *mosquitto) start() {
 	select {
 	case <-listening:
 	case <-exited:
-		m.t.Fatalf("mosquitto exited at start (config %s); see the lines above", m.conf)
+		m.mu.Lock()
+		head := strings.Join(m.head, "\n  ")
+		m.mu.Unlock()
+		m.t.Fatalf("mosquitto exited at start (config %s):\n  %s", m.conf, head)
 	case <-time.After(10 * time.Second):
 		m.t.Fatal("mosquitto did not report running within 10 s")
 	}
@@ -243,6 +248,9 @@ func (m *mosquitto) read(r interface{ Read([]byte) (int, error) }, listening cha
 		}
 		m.mu.Lock()
 		m.lines++
+		if len(m.head) < 30 {
+			m.head = append(m.head, line)
+		}
 		m.lastSec = max(m.lastSec, sec)
 		switch {
 		case logPublish.MatchString(line):
