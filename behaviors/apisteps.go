@@ -16,9 +16,14 @@ func (s *Set) HasAPISteps() bool {
 // boot, the behaviors, and the connection hooks when the set has them.
 func (s *Set) sequences() []*Sequence {
 	out := make([]*Sequence, 0, len(s.Behaviors)+1)
-	out = append(out, s.Boot)
+	out = append(out, s.Boot, s.OnConnect, s.OnDisconnect)
 	for _, b := range s.Behaviors {
 		out = append(out, b.Sequence)
+	}
+	for _, h := range s.OnEvent {
+		if h != nil {
+			out = append(out, h.Sequence)
+		}
 	}
 	return out
 }

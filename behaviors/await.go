@@ -91,8 +91,21 @@ type BoundMatch struct {
 	env     *Env // the request's variables, copied: `when` cannot change the sequence's
 
 	mu       sync.Mutex // serializes `when` renderings (env is not safe for concurrent use)
+	closed   bool       // no rendering after Close
 	whenErr  error      // the first `when` failure, for the request's error message
 	whenErrs int
+}
+
+// Close ends the match's use: no `when` renders after it returns, and one
+// rendering at the time has finished, so the request may use its
+// variables again (a `when` sees a shallow copy of them). Nil-safe.
+func (m *BoundMatch) Close() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
 }
 
 type boundField struct {
@@ -188,6 +201,9 @@ func (m *BoundMatch) Matches(typ string, raw []byte, value any, isJSON bool) boo
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
 	out, err := m.prog.Render(m.env, m.when, value)
 	if err != nil {
 		if m.whenErr == nil {

@@ -48,7 +48,7 @@ func TestRequestKeys(t *testing.T) {
 		{`{"type": "api", "method": "auth.login"}`, "api:auth.login"},
 		{`{"type": "http", "method": "put", "url": "http://x/"}`, "http:PUT http://x/"},
 		// connect
-		{`{"type": "connect"}`, "ws:connect"},
+		{`{"type": "connect"}`, "connect:open"},
 		{`{"type": "connect", "key": "first"}`, "connect:first"},
 	}
 	for _, tt := range tests {
@@ -210,6 +210,10 @@ func TestHasAPISteps(t *testing.T) {
 		{`{"behaviors": {"x": {"frequency": 0.1, "steps": [{"pre_actions": ["{{ set \"a\" 1 }}"]}, {"request": {"type": "api", "method": "m"}}]}}}`, true},
 		{`{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect"}}]}, "behaviors": {}}`, true},
 		{`{"behaviors": {"x": {"frequency": 0.1}}, "sequences": {"x": {"steps": [{"request": {"type": "api", "method": "m"}}]}}}`, true},
+		{`{"on_connect": {"steps": [{"request": {"type": "api", "method": "auth.login"}}]}, "behaviors": {}}`, true},
+		{`{"on_disconnect": {"steps": [{"request": {"type": "api", "method": "auth.bye"}}]}, "behaviors": {}}`, true},
+		{`{"on_event": {"hello": {"steps": [{"request": {"type": "api", "method": "m"}}]}}, "behaviors": {}}`, true},
+		{`{"on_event": {"hello": ["{{ set \"a\" 1 }}"]}, "behaviors": {}}`, false},
 	}
 	for _, tt := range tests {
 		set, diags := Parse(File{Name: "t.json", Data: []byte(tt.src)})

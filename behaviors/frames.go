@@ -77,7 +77,12 @@ type Classifier struct {
 	// Classify).
 	TimeField string
 	prog      *Program
+	given     bool
 }
+
+// Given reports whether the set gave "frames" (false for the default
+// classifier).
+func (c *Classifier) Given() bool { return c.given }
 
 // DefaultClassifier names JSON frames by their "type" field, as koipond
 // always did; other frames stay unnamed.
@@ -272,7 +277,7 @@ func (d *decoder) frames(n *jnode) *Classifier {
 		return nil
 	}
 	d.fields(n, path, "json", "text", "binary", "time_field")
-	c := &Classifier{prog: d.prog}
+	c := &Classifier{prog: d.prog, given: true}
 	if v := n.get("json"); v != nil {
 		c.JSON = d.frameRules(v, "json")
 	} else {

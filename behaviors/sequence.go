@@ -103,7 +103,8 @@ type Request struct {
 	// file is loaded: "<type>:<key>" when the request names its `key`;
 	// otherwise "api:<method>", "http:<METHOD> <url as written>",
 	// "ws:<awaited type>" (a constant await type), "ws:match" (any other
-	// await), "ws:send", or "ws:connect" for a connect request.
+	// await), "ws:send", or "connect:open" for a connect request (the dial itself
+	// is "ws:connect", counted by the connection loop).
 	Key string
 }
 
@@ -668,7 +669,7 @@ func metricKey(r *Request) string {
 	case HTTP:
 		return "http:" + r.Method + " " + r.URL.Src
 	case Connect:
-		return "ws:connect"
+		return "connect:open"
 	}
 	switch {
 	case r.Await == nil:

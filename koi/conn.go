@@ -28,16 +28,7 @@ func (k *Koi) connLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		spec := k.store.Websocket()
 		if spec.URL == "" {
-			k.expectConnection(false)
-			k.mu.Lock()
-			k.everLive = true // nothing to connect: ready once booted
-			k.mu.Unlock()
-			k.setConnState(Connected)
-			k.mu.Lock()
-			if k.booted {
-				k.markReady()
-			}
-			k.mu.Unlock()
+			k.noSocket()
 			<-ctx.Done()
 			return
 		}

@@ -374,7 +374,11 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 	var w *waiter
 	if await != nil || fail != nil {
 		w = k.addWaiter(await, fail)
-		defer k.removeWaiter(w)
+		defer func() {
+			k.removeWaiter(w)
+			await.Close() // waits out a `when` the reader may be rendering
+			fail.Close()
+		}()
 	}
 	if frame != nil {
 		if err := k.sendFrame(ctx, k.timeout(r), msgType, frame); err != nil {

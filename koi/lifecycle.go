@@ -27,8 +27,8 @@ func withLink(ctx context.Context, c *websocket.Conn) context.Context {
 	return context.WithValue(ctx, linkKey{}, c)
 }
 
-// errOnConnectFailed is what a failed on_connect's connection is closed
-// with.
+// onConnectFailedReason is what a failed on_connect's connection is
+// closed with (code 1000).
 const onConnectFailedReason = "on_connect failed"
 
 // changedLocked wakes everything waiting for the link to change.
@@ -57,6 +57,21 @@ func (k *Koi) expectConnection(on bool) {
 	k.expectConn = on
 	k.changedLocked()
 	k.mu.Unlock()
+}
+
+// noSocket records that the koi runs without a websocket: ws sends fail
+// at once, and the koi is ready (connected) once booted.
+func (k *Koi) noSocket() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.expectConn = false
+	k.everLive = true
+	k.connState = Connected
+	if k.booted {
+		k.state.Store(int32(Connected))
+		k.markReady()
+	}
+	k.changedLocked()
 }
 
 // goLive makes conn the connection ws sends use, if it is still the open

@@ -12,7 +12,7 @@ import "strings"
 // their request key.
 func IsRequestKey(key string) bool {
 	switch {
-	case strings.HasPrefix(key, "api:"), strings.HasPrefix(key, "http:"):
+	case strings.HasPrefix(key, "api:"), strings.HasPrefix(key, "http:"), strings.HasPrefix(key, "connect:"):
 		return true
 	case strings.HasPrefix(key, "ws:"):
 		return key != "ws:disconnect" && !strings.HasPrefix(key, "ws:close:")

@@ -12,7 +12,9 @@ func TestIsRequestKey(t *testing.T) {
 		"ws:match":             true,
 		"ws:pong":              true, // an await by type
 		"ws:login":             true, // a request named by "key"
-		"ws:connect":           true, // dials and connect steps
+		"ws:connect":           true, // dials
+		"connect:open":         true, // connect steps in boot
+		"connect:first":        true, // a named connect step
 		"ws:close:1006":        false,
 		"ws:disconnect":        false,
 		"event:message":        false,

@@ -118,7 +118,7 @@ alone exit 0.`, stderr)
 			if len(events) > 0 {
 				ev = "on_event: " + strings.Join(events, ", ")
 			}
-			fmt.Fprintf(stdout, "ok: %d behaviors (%d scheduled), %s, %s\n", n, sched, boot, ev)
+			fmt.Fprintf(stdout, "ok: %d behaviors (%d scheduled), %s, %s%s\n", n, sched, boot, ev, lifecycleSummary(set))
 			fmt.Fprintf(stdout, "    %.3f calls per koi-minute: 1,000 koi make about %.1f calls/s\n", perMin, perMin*1000/60)
 		}
 	}
@@ -206,4 +206,23 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// lifecycleSummary names the set's connection hooks and frame rules, when
+// it has any.
+func lifecycleSummary(set *behaviors.Set) string {
+	var parts []string
+	if set.OnConnect != nil {
+		parts = append(parts, fmt.Sprintf("on_connect: %d steps", len(set.OnConnect.Steps)))
+	}
+	if set.OnDisconnect != nil {
+		parts = append(parts, fmt.Sprintf("on_disconnect: %d steps", len(set.OnDisconnect.Steps)))
+	}
+	if f := set.Frames; f != nil && f.Given() {
+		parts = append(parts, fmt.Sprintf("frames: %d json, %d text, %d binary rules", len(f.JSON), len(f.Text), len(f.Binary)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(parts, ", ")
 }
