@@ -110,12 +110,14 @@ func TestMQTTExample(t *testing.T) {
 		got := float64(inWindow[name])
 		want := f * koiMinutes
 		se := math.Sqrt(koiMinutes * f * (1 - f))
-		// f = 1 has no sampling error: a koi's count in the window is
-		// within one of its minutes (the window cuts a minute at each end).
-		bound := max(4*se, float64(n))
-		if f < 1 {
-			bound = 4 * se
+		if f == 1 {
+			// One call in every minute: only the window's two ends, which
+			// cut one minute of each koi into parts a and 1-a, vary (a
+			// call in each part with probability a and 1-a: variance
+			// 2a(1-a) ≤ 1/2 per koi).
+			se = math.Sqrt(float64(n) / 2)
 		}
+		bound := 4 * se
 		t.Logf("frequency: %-8s broker counted %5.0f in %.0f koi-minutes: %.4f per koi-minute (f=%.2f, expected %.0f ± %.1f (1 SE))",
 			name, got, koiMinutes, got/koiMinutes, f, want, se)
 		if math.Abs(got-want) > bound {
