@@ -45,26 +45,11 @@ func TestMQTTExample(t *testing.T) {
 	if raceEnabled {
 		t.Skip("load-sized: runs in make test's non-race pass")
 	}
-	m := startMosquitto(t)
-	// testKeeper's 2 s lease is for failover tests; on a machine this busy
-	// a school can miss it and pause its koi by itself (fail safe), which
-	// this test does not measure.
-	k, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
-		PollInterval: 200 * time.Millisecond, Lease: 20 * time.Second, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
+	m := startMosquitto(t, false)
+	k := mqttKeeper(t)
 	schools := []*school.School{testSchool(t, k, "mqtt", 200)}
 	base := "http://" + k.HTTPAddr()
-
-	set, err := examples.FS.ReadFile("mqtt/behaviors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bs struct{ Hash string }
-	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "mqtt",
-		"files": []map[string]string{{"name": "behaviors.json", "content": string(set)}}}, &bs)
+	hash := uploadMQTTExample(t, base)
 
 	const n, rooms = 50, 10 // the set puts koi i in rooms/<i mod 10>
 	const scale = 60.0
@@ -77,7 +62,7 @@ func TestMQTTExample(t *testing.T) {
 
 	created := time.Now()
 	var run struct{ ID string }
-	apiCall(t, base, "POST", "/runs", map[string]any{"name": "mqtt-example", "behavior_set": bs.Hash, "koi": n, "ramp": 0,
+	apiCall(t, base, "POST", "/runs", map[string]any{"name": "mqtt-example", "behavior_set": hash, "koi": n, "ramp": 0,
 		"time_scale": scale, "target": map[string]any{"websocket_url": m.URL(), "websocket_subprotocols": []string{"mqtt"}}}, &run)
 	t.Cleanup(func() { // runs before the keeper closes
 		if t.Failed() {
@@ -280,6 +265,102 @@ func settledMetrics(t *testing.T, base, run string) *keeper.MetricsSummary {
 		return time.Since(since) > 1500*time.Millisecond
 	})
 	return sum
+}
+
+// A broker that refuses every client (no anonymous access, CONNACK 5):
+// each koi's on_connect fails, the socket closes and the koi
+// retries with a backoff that grows (a connection whose on_connect failed
+// does not reset it), no behavior publishes anything, and the global stop
+// still closes every socket at once.
+func TestMQTTExampleRefused(t *testing.T) {
+	m := startMosquitto(t, true)
+	k := mqttKeeper(t)
+	testSchool(t, k, "mqtt", 20)
+	base := "http://" + k.HTTPAddr()
+	hash := uploadMQTTExample(t, base)
+	const n = 10
+	created := time.Now()
+	var run struct{ ID string }
+	apiCall(t, base, "POST", "/runs", map[string]any{"name": "mqtt-refused", "behavior_set": hash, "koi": n, "ramp": 0,
+		"time_scale": 60, "target": map[string]any{"websocket_url": m.URL(), "websocket_subprotocols": []string{"mqtt"}}}, &run)
+	t.Cleanup(func() {
+		if t.Failed() {
+			logRun(t, m, base, run.ID)
+		}
+	})
+	failed := func(ks keeper.KeySummary) uint64 { return ks.Count - ks.Outcomes["ok"] }
+	waitUntil(t, 30*time.Second, "every koi refused twice", func() bool {
+		return m.Refused() >= 2*n && failed(keyMap(runMetrics(t, base, run.ID))["on_connect"]) >= 2*n
+	})
+	time.Sleep(3 * time.Second)
+	span := time.Since(created)
+	refused := m.Refused()
+	keys := keyMap(runMetrics(t, base, run.ID))
+	oc := keys["on_connect"]
+	t.Logf("refused: in %v the broker refused %d CONNECTs of %d koi; on_connect %d %v; ws:mqtt.connect %v",
+		span.Round(time.Millisecond), refused, n, oc.Count, oc.Outcomes, keys["ws:mqtt.connect"].Outcomes)
+	// The broker closes the socket right after its CONNACK: on_connect
+	// fails on the return code (error) or, when the close wins the race,
+	// on the connection's end (canceled).
+	if oc.Outcomes["ok"] != 0 || failed(oc) < uint64(2*n) {
+		t.Errorf("on_connect %v: want only failures, at least two per koi", oc.Outcomes)
+	}
+	// With the backoff growing from 250 ms (each wait random in [d/2, d]),
+	// retry i comes at least Σ_{j<i} d_j/2 after the first dial: at most
+	// this many attempts fit in the span. A backoff reset after each
+	// refusal would make 4 to 8 a second.
+	attempts := 1
+	for d, waited := 250*time.Millisecond, time.Duration(0); waited+d/2 <= span; d = min(2*d, 30*time.Second) {
+		waited += d / 2
+		attempts++
+	}
+	if refused > n*attempts {
+		t.Errorf("the broker refused %d CONNECTs in %v: more than %d koi × %d attempts the growing backoff allows", refused, span, n, attempts)
+	}
+	var published int
+	for _, p := range m.Packets() {
+		if p.Kind == "PUBLISH" || p.Kind == "PINGREQ" {
+			published++
+		}
+	}
+	if published != 0 {
+		t.Errorf("the broker received %d PUBLISH/PINGREQ from koi whose on_connect never succeeded", published)
+	}
+	stopAt := time.Now()
+	apiCall(t, base, "POST", "/control", map[string]string{"state": "stopped"}, nil)
+	waitUntil(t, 5*time.Second, "the broker to hold no socket", func() bool { s, _ := m.Sockets(); return s == 0 })
+	t.Logf("stop: the broker holds no socket %v after the API call", time.Since(stopAt).Round(time.Millisecond))
+	if d := time.Since(stopAt); d > time.Second {
+		t.Errorf("the broker still held sockets %v after the stop", d)
+	}
+}
+
+// mqttKeeper is testKeeper with a longer lease: the 2 s one is for
+// failover tests, and on a machine this busy a school can miss it and
+// pause its koi by itself (fail safe), which these tests do not measure.
+func mqttKeeper(t *testing.T) *keeper.Keeper {
+	t.Helper()
+	k, err := keeper.Open(context.Background(), keeper.Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", DataDir: t.TempDir(),
+		PollInterval: 200 * time.Millisecond, Lease: 20 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+// uploadMQTTExample stores examples/mqtt as the set "mqtt" and returns
+// its hash.
+func uploadMQTTExample(t *testing.T, base string) string {
+	t.Helper()
+	set, err := examples.FS.ReadFile("mqtt/behaviors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bs struct{ Hash string }
+	apiCall(t, base, "POST", "/behavior-sets", map[string]any{"name": "mqtt",
+		"files": []map[string]string{{"name": "behaviors.json", "content": string(set)}}}, &bs)
+	return bs.Hash
 }
 
 // logRun logs what the broker and koipond counted, for a failure's

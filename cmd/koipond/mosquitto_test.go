@@ -48,6 +48,7 @@ type mosquitto struct {
 	subGen   map[string]int  // client id → the broker generation of its last SUBSCRIBE
 	gen      int             // 1 for the first broker, +1 at each restart
 	sentPub  int             // PUBLISH packets the broker sent to subscribers
+	refused  int             // CONNECTs answered with a refusing CONNACK
 	lastSec  int64           // the latest broker timestamp read
 	head     []string        // the current broker's first log lines, for an error at start
 	packets  []brokerPacket  // every PUBLISH and PINGREQ received, in order
@@ -86,8 +87,10 @@ func findMosquitto(t testing.TB) string {
 }
 
 // startMosquitto starts a broker on a free loopback port with a config in
-// t.TempDir(); it is stopped (by pid) when the test ends.
-func startMosquitto(t testing.TB) *mosquitto {
+// t.TempDir(); it is stopped (by pid) when the test ends. Anonymous
+// clients are welcome unless refuseAnonymous: then every CONNECT without
+// credentials is answered CONNACK 5 (not authorized) and closed.
+func startMosquitto(t testing.TB, refuseAnonymous bool) *mosquitto {
 	t.Helper()
 	m := &mosquitto{t: t, bin: findMosquitto(t), up: map[string]bool{}, connects: map[string]int{},
 		subs: map[string]int{}, subGen: map[string]int{}}
@@ -100,7 +103,7 @@ func startMosquitto(t testing.TB) *mosquitto {
 	m.conf = filepath.Join(dir, "mosquitto.conf")
 	conf := fmt.Sprintf(`# written by the koipond MQTT example test
 per_listener_settings false
-allow_anonymous true
+allow_anonymous %t
 persistence false
 set_tcp_nodelay true
 max_queued_messages 10000
@@ -117,7 +120,7 @@ websockets_log_level 0
 listener %d 127.0.0.1
 protocol websockets
 listener %d 127.0.0.1
-`, m.Port, m.tcpPort)
+`, !refuseAnonymous, m.Port, m.tcpPort)
 	if os.Geteuid() == 0 {
 		conf += "user root\n" // else it switches to user mosquitto, which may not exist
 	}
@@ -229,6 +232,7 @@ var (
 	logGone       = regexp.MustCompile(`^(?:Client (\S+) (?:disconnected|closed its connection|has exceeded timeout)|Socket error on client (\S+), disconnecting)`)
 	logPublish    = regexp.MustCompile(`^Received PUBLISH from (\S+) \(d\d, q(\d), r\d, m\d+, '([^']*)'`)
 	logReceived   = regexp.MustCompile(`^Received ([A-Z]+) from (\S+)`)
+	logRefused    = regexp.MustCompile(`^Sending CONNACK to \S+ \(\d, [1-9]\d*\)`)
 	logMentioning = regexp.MustCompile(`(?i)client|from`)
 )
 
@@ -259,6 +263,8 @@ func (m *mosquitto) read(r interface{ Read([]byte) (int, error) }, listening cha
 			m.packets = append(m.packets, brokerPacket{At: now, Sec: sec, Gen: m.gen, Kind: "PUBLISH", Client: g[1], QoS: q, Topic: g[3]})
 		case strings.HasPrefix(line, "Sending PUBLISH to "):
 			m.sentPub++
+		case logRefused.MatchString(line):
+			m.refused++
 		case logReceived.MatchString(line):
 			g := logReceived.FindStringSubmatch(line)
 			switch g[1] {
@@ -313,6 +319,13 @@ func (m *mosquitto) LoggedUntil() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.lastSec
+}
+
+// Refused returns how many CONNECTs the broker refused.
+func (m *mosquitto) Refused() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.refused
 }
 
 // Generation returns which broker runs now: 1, then +1 per restart.
@@ -371,7 +384,7 @@ func (m *mosquitto) Sockets() (int, error) {
 // client: the broker's log yields exactly the packets sent, per topic and
 // QoS, the connected clients, and the sockets it holds.
 func TestMosquittoCounts(t *testing.T) {
-	m := startMosquitto(t)
+	m := startMosquitto(t, false)
 	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
 	c, _, err := d.Dial(m.URL(), nil)
 	if err != nil {
