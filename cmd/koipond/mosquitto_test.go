@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -237,7 +238,7 @@ var (
 )
 
 // read parses the broker's log until it ends.
-func (m *mosquitto) read(r interface{ Read([]byte) (int, error) }, listening chan struct{}) {
+func (m *mosquitto) read(r io.Reader, listening chan struct{}) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	announced := false
@@ -288,6 +289,16 @@ func (m *mosquitto) read(r interface{ Read([]byte) (int, error) }, listening cha
 			m.unknown = append(m.unknown, line)
 		}
 		m.mu.Unlock()
+	}
+	if err := sc.Err(); err != nil {
+		// A line over the 1 MiB cap (the broker's lines are far shorter):
+		// say so, and keep draining so the broker never blocks on a full
+		// pipe.
+		m.mu.Lock()
+		m.unknown = append(m.unknown, "log reader: "+err.Error())
+		m.mu.Unlock()
+		m.t.Errorf("reading the broker's log: %v", err)
+		_, _ = io.Copy(io.Discard, r)
 	}
 }
 
