@@ -6,8 +6,8 @@
 //     Koi Pond write-up.
 //   - slack/: a complete set for a Slack-style API (pond): boot, event
 //     handlers and eight behaviors.
-//   - mqtt/: MQTT 3.1.1 over websockets, binary frames throughout: a chat
-//     room per ten koi against a real broker (see mqtt/README.md).
+//   - mqtt/: MQTT 3.1.1 over websockets, binary frames throughout: ten
+//     chat rooms on a real broker (see mqtt/README.md).
 package examples
 
 import "embed"
