@@ -15,8 +15,9 @@ build: ## build bin/koipond
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/koipond
 
 # Load-sized tests (thousands of koi over real sockets; the examples'
-# frequencies and fan-out against their real servers) need more throughput
-# than the race detector leaves; they skip themselves under -race and run in
+# frequencies and fan-out against their real servers: MQTT, Socket.IO,
+# graphql-ws) need more throughput than the race detector leaves; they
+# skip themselves under -race and run in
 # this second, non-race pass.
 LOADTESTS := OverRealSockets
 EXAMPLETESTS := ^Test[A-Za-z]*Example$$

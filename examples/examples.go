@@ -6,6 +6,8 @@
 //     Koi Pond write-up.
 //   - slack/: a complete set for a Slack-style API (pond): boot, event
 //     handlers and eight behaviors.
+//   - mqtt/: MQTT 3.1.1 over websockets, binary frames throughout: ten
+//     chat rooms on a real broker (see mqtt/README.md).
 //   - socketio/, graphql-ws/: behavior sets for a Socket.IO chat room and a
 //     graphql-ws chat, each beside its node server (see their README.md);
 //     only behaviors.json is embedded, not the servers' npm files.
@@ -14,7 +16,7 @@ package examples
 import "embed"
 
 // FS holds every example behavior and formation file, under seed/,
-// slack/, socketio/ and graphql-ws/.
+// slack/, mqtt/, socketio/ and graphql-ws/.
 //
-//go:embed seed/*.json slack/*.json socketio/behaviors.json graphql-ws/behaviors.json
+//go:embed seed/*.json slack/*.json mqtt/*.json socketio/behaviors.json graphql-ws/behaviors.json
 var FS embed.FS
