@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/koipond/koipond/wire/wiretest"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/koi"
 	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // frameServer is a websocket server whose replies a test scripts: every

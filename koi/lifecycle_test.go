@@ -3,7 +3,6 @@ package koi_test
 import (
 	"context"
 	"fmt"
-	"github.com/koipond/koipond/wire/wiretest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/koi"
 	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // sessionSet drives sessionServer from a behavior file alone: on_connect

@@ -1,7 +1,6 @@
 package school_test
 
 import (
-	"github.com/koipond/koipond/wire/wiretest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // handshakes is a websocket server that remembers each handshake's

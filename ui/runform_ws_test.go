@@ -2,7 +2,6 @@ package ui_test
 
 import (
 	"fmt"
-	"github.com/koipond/koipond/wire/wiretest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A set that only speaks on its websocket.

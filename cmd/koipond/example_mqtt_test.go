@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/koipond/koipond/keeper/api"
-	"github.com/koipond/koipond/wire/wiretest"
 	"log/slog"
 	"math"
 	"net/http"
@@ -17,7 +15,9 @@ import (
 
 	"github.com/koipond/koipond/examples"
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/school"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // The MQTT example (examples/mqtt) against a real broker: Debian's

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/koipond/koipond/keeper/api"
-	"github.com/koipond/koipond/wire/wiretest"
 	"io"
 	"log/slog"
 	"math"
@@ -22,7 +20,9 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/school"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // The Node examples (examples/socketio, examples/graphql-ws) run against

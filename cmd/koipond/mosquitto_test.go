@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"github.com/koipond/koipond/wire/wiretest"
 	"io"
 	"net"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // mosquitto runs Debian's Eclipse Mosquitto broker (a real MQTT 3.1.1/5

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"github.com/koipond/koipond/wire/wiretest"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A set that only speaks on its websocket: one text frame per koi-minute
