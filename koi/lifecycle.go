@@ -225,7 +225,9 @@ func (k *Koi) runOnConnect(connCtx context.Context, conn *websocket.Conn, failed
 			if k.stopped() {
 				return
 			}
-			s.Count(metrics.Canceled)
+			// The server (or the network) ended the connection before
+			// on_connect was done: a refusal, not a pause.
+			s.Observe(time.Since(start), metrics.Transport)
 			return
 		case actx.Err() != nil:
 			// Paused mid-way: the session is half set up, and running

@@ -437,6 +437,30 @@ func TestPauseDuringOnConnectReconnects(t *testing.T) {
 	})
 }
 
+// A server that hangs up in the middle of on_connect (a refused login) is
+// a transport failure of on_connect, not a cancellation: only a pause or
+// a stop cancels it.
+func TestServerClosingDuringOnConnectIsTransport(t *testing.T) {
+	srv := newSessionServer(t)
+	srv.onText = func(c *websocket.Conn, msg string) {
+		if strings.HasPrefix(msg, "LOGIN") {
+			c.Close()
+		}
+	}
+	set := parseSet(t, fmt.Sprintf(sessionSet, 30000))
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.url()},
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
+	sw := startSwarm(t, rt, 1)
+	m := newTotals(rt)
+	wiretest.Until(t, 10*time.Second, "three refused logins", func() bool {
+		return m.series(t, "on_connect").Counts[metrics.Transport] >= 3
+	})
+	if c := m.series(t, "on_connect").Counts[metrics.Canceled]; c != 0 {
+		t.Errorf("%d refused logins counted canceled", c)
+	}
+	sw.stop(t)
+}
+
 // A connect step fails after its timeout_ms when on_connect never
 // succeeds, and at once without a websocket URL; boot is retried with
 // backoff either way, and stop ends it at once.
