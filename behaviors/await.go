@@ -38,6 +38,9 @@ type FrameMatch struct {
 	// Type is the frame's classified type (`type`, or its alias `event`).
 	Type    Text
 	HasType bool
+	// typeAt and typePath say where Type was written (file:line:col and
+	// path), for the set-wide check of constant types.
+	typeAt, typePath string
 	// Match is an RE2 pattern the frame's raw payload must match.
 	Match    Text
 	HasMatch bool
@@ -143,7 +146,7 @@ func (m *FrameMatch) Bind(p *Program, env *Env, b *Budget) (*BoundMatch, error) 
 		if len(s) > MaxPattern {
 			return nil, fmt.Errorf("%s: the pattern rendered to %d bytes, over the %d byte limit", m.Match.Where, len(s), MaxPattern)
 		}
-		re, err := regexp.Compile(s)
+		re, err := compilePattern(s)
 		if err != nil {
 			return nil, fmt.Errorf("%s: the rendered pattern %s is not a regular expression: %v (quote ids with regexQuoteMeta)", m.Match.Where, quote(s), err)
 		}
@@ -295,6 +298,7 @@ func (d *decoder) frameMatch(n *jnode, path string, m *FrameMatch) {
 			}
 		}
 		m.Type, m.HasType = t, true
+		m.typeAt, m.typePath = sinkPos(d.sink, v.off), p
 	}
 	if v := n.get("match"); v != nil {
 		p := path + " › match"
@@ -302,7 +306,7 @@ func (d *decoder) frameMatch(n *jnode, path string, m *FrameMatch) {
 			if t, ok := d.text(v, p); ok {
 				m.Match, m.HasMatch = t, true
 				if t.IsConst() {
-					re, err := regexp.Compile(t.Const)
+					re, err := compilePattern(t.Const)
 					if err != nil {
 						d.sink.add(v.off, p, "bad regular expression: %s", clip(err.Error()))
 						m.HasMatch = false
