@@ -43,7 +43,7 @@ var protocolFuncDocs = []FuncDoc{
 	{"sioAckEvent", "sioAckEvent ID NAME DATA…", "An event packet that asks for an acknowledgement with id ID: 42ID[\"NAME\",DATA…] (the server answers 43ID[…])."},
 	{"sioAck", "sioAck ID DATA…", "The acknowledgement of the server's event ID: 43ID[DATA…]."},
 	{"sioDecode", "sioDecode TEXT", "Reads an Engine.IO v4 / Socket.IO v4 text packet: a dictionary with .type (as sioType), .eio (Engine.IO packet type, 0–6), .sio (Socket.IO packet type, -1 when it is not a Socket.IO packet), .nsp (namespace, \"/\" by default), .id (ack id, -1 when none), .event, .args (the event's or ack's arguments), .data (the open/connect/connect_error payload, or a ping's text); an error when TEXT is not such a packet."},
-	{"sioType", "sioType TEXT", "A stable name for a frame classifier: open, close, ping, pong, upgrade, noop, connect, disconnect, event:NAME, ack, connect_error, binary_event:NAME, binary_ack, or message (an Engine.IO message that is not Socket.IO); \"\" when TEXT is not an Engine.IO packet."},
+	{"sioType", "sioType TEXT", "A stable name for a frame classifier: open, close, ping, pong, upgrade, noop, connect, disconnect, event:NAME, ack, connect_error, binary_event:NAME, binary_ack, or message (an Engine.IO message that is not Socket.IO); \"\" when TEXT is not an Engine.IO packet (never an error, so a classifier can try it on any frame)."},
 	{"mqttConnect", "mqttConnect CLIENTID KEEPALIVE [USER [PASS]]", "An MQTT 3.1.1 CONNECT packet (clean session, KEEPALIVE seconds 0–65535, optional user name and password)."},
 	{"mqttSubscribe", "mqttSubscribe PID TOPIC QOS", "A SUBSCRIBE packet with packet id PID (1–65535) for one topic filter at QOS (0–2)."},
 	{"mqttUnsubscribe", "mqttUnsubscribe PID TOPIC", "An UNSUBSCRIBE packet for one topic filter."},
@@ -52,7 +52,7 @@ var protocolFuncDocs = []FuncDoc{
 	{"mqttPingreq", "mqttPingreq", "A PINGREQ packet."},
 	{"mqttDisconnect", "mqttDisconnect", "A DISCONNECT packet."},
 	{"mqttDecode", "mqttDecode BYTES", "Reads the MQTT 3.1.1 packet at the start of BYTES: a dictionary with .type (as mqttType), .flags, .pid (0 when none), .topic, .payload, .qos, .rc (CONNACK's return code, SUBACK's first), .len (bytes of the packet) and .rest (bytes after it, for frames carrying several packets), plus .dup .retain (PUBLISH), .session_present (CONNACK), .codes (SUBACK), .topics (SUBSCRIBE, UNSUBSCRIBE: each with .topic .qos), .client_id .keepalive .username .password (CONNECT); an error when BYTES do not start with a complete, well-formed packet."},
-	{"mqttType", "mqttType BYTES", "The type of the MQTT packet at the start of BYTES for a frame classifier: connect, connack, publish, puback, pubrec, pubrel, pubcomp, subscribe, suback, unsubscribe, unsuback, pingreq, pingresp or disconnect; \"\" when BYTES do not start with a complete packet."},
+	{"mqttType", "mqttType BYTES", "The type of the MQTT packet at the start of BYTES for a frame classifier: connect, connack, publish, puback, pubrec, pubrel, pubcomp, subscribe, suback, unsubscribe, unsuback, pingreq, pingresp or disconnect; \"\" when BYTES do not start with a complete packet (never an error)."},
 	{"mqttPacketID", "mqttPacketID BYTES", "The packet id of the MQTT packet at the start of BYTES, 0 when it has none or is not a packet (so it can be compared in an await's when)."},
 	{"uniqueID", "uniqueID", "An id no other call in the run returns: \"KOI-N\", the koi's index and its own counter."},
 	{"seqID", "seqID NAME", "The koi's next number in the sequence NAME: 1, 2, 3, … (at most 256 names of up to 64 bytes per koi)."},
@@ -295,7 +295,7 @@ func addProtocolFuncs(m template.FuncMap, b *binding) {
 	m["sioType"] = func(text any) (string, error) {
 		s, err := bytesArg("sioType", text)
 		if err != nil {
-			return "", err
+			return "", nil // a JSON object or list is not a packet either
 		}
 		p, err := parseSIO(s, false)
 		if err != nil {
@@ -435,7 +435,7 @@ func addProtocolFuncs(m template.FuncMap, b *binding) {
 	m["mqttType"] = func(data any) (string, error) {
 		s, err := bytesArg("mqttType", data)
 		if err != nil {
-			return "", err
+			return "", nil
 		}
 		typ, _, _, _, err := mqttHeader(s)
 		if err != nil {
@@ -446,7 +446,7 @@ func addProtocolFuncs(m template.FuncMap, b *binding) {
 	m["mqttPacketID"] = func(data any) (int, error) {
 		s, err := bytesArg("mqttPacketID", data)
 		if err != nil {
-			return 0, err
+			return 0, nil
 		}
 		return mqttPacketID(s), nil
 	}

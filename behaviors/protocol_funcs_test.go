@@ -210,6 +210,9 @@ func renderFunc(t *testing.T, name string, args ...any) any {
 	in := make([]reflect.Value, len(args))
 	for i, a := range args {
 		in[i] = reflect.ValueOf(a)
+		if a == nil {
+			in[i] = reflect.Zero(f.Type().In(min(i, f.Type().NumIn()-1)))
+		}
 	}
 	out := f.Call(in)
 	if len(out) > 1 && !out[1].IsNil() {
@@ -254,6 +257,18 @@ func TestSocketIOPackets(t *testing.T) {
 	for text, want := range types {
 		if got := renderFunc(t, "sioType", text); got != want {
 			t.Errorf("sioType %q = %#v, want %q", text, got, want)
+		}
+	}
+	// The names are total: whatever a frame decoded to, no error.
+	for _, v := range []any{nil, map[string]any{"type": "x"}, []any{1}, 42} {
+		if got := renderFunc(t, "sioType", v); got != "" {
+			t.Errorf("sioType of %#v = %#v, want \"\"", v, got)
+		}
+		if got := renderFunc(t, "mqttType", v); got != "" {
+			t.Errorf("mqttType of %#v = %#v, want \"\"", v, got)
+		}
+		if got := renderFunc(t, "mqttPacketID", v); got != 0 {
+			t.Errorf("mqttPacketID of %#v = %#v, want 0", v, got)
 		}
 	}
 	// A JSON text frame's Value is a json.Number for "2" or "40": it still

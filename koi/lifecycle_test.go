@@ -392,3 +392,42 @@ func TestOnConnectWaitsForResume(t *testing.T) {
 		t.Fatal("not ready after on_connect succeeded")
 	}
 }
+
+// A connect step fails after its timeout_ms when on_connect never
+// succeeds, and at once without a websocket URL; boot is retried with
+// backoff either way, and stop ends it at once.
+func TestBootConnectFails(t *testing.T) {
+	srv := newSessionServer(t)
+	srv.silent = true
+	for name, c := range map[string]struct {
+		url, outcome string
+		o            metrics.Outcome
+	}{
+		"on_connect never answered": {srv.url(), "timeout", metrics.Timeout},
+		"no websocket URL":          {"", "error", metrics.Error},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pre := ""
+			if c.url != "" {
+				pre = fmt.Sprintf(`"pre_actions": ["{{ websocketURL \"%s\" }}"], `, c.url)
+			}
+			set := parseSet(t, `{
+			  "on_connect": {"steps": [{"request": {"type": "ws", "text": "LOGIN u1", "await": {"match": "^OK LOGIN", "timeout_ms": 60000}}}]},
+			  "boot": {"steps": [{`+pre+`"request": {"type": "connect", "timeout_ms": 100}}]}}`)
+			rt := newRuntime(t, koi.RuntimeConfig{Set: set, BackoffMin: 10 * time.Millisecond, BackoffMax: 40 * time.Millisecond})
+			tot := newTotals(rt)
+			sw := startSwarm(t, rt, 1)
+			waitFor(t, 20*time.Second, "two boot failures", func() bool { return sw.kois[0].Stats().BootFailures >= 2 })
+			if s := tot.series(t, "boot:1"); s.Counts[c.o] < 2 {
+				t.Errorf("boot:1 = %+v, want %s failures", s, c.outcome)
+			}
+			select {
+			case <-sw.kois[0].Ready():
+				t.Error("ready although boot never succeeded")
+			default:
+			}
+			took := sw.stop(t)
+			t.Logf("stop: %v", took)
+		})
+	}
+}

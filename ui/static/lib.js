@@ -157,13 +157,14 @@ export function stateChip(state) {
 
 /**
  * isRequestKey says whether a metric key counts requests koi sent: api:*,
- * http:* and ws:* (sends, awaits and dials), not connection closes
+ * http:*, connect:* (boot's connect steps) and ws:* (sends, awaits and
+ * dials), not connection closes
  * (ws:close:*, ws:disconnect), frames (event:*) or sequences (behavior:*,
  * boot, formation:*, on_connect), whose steps are counted under their
  * request key. Keep in step with metrics.IsRequestKey.
  */
 export function isRequestKey(key) {
-  if (key.startsWith('api:') || key.startsWith('http:')) return true;
+  if (key.startsWith('api:') || key.startsWith('http:') || key.startsWith('connect:')) return true;
   return key.startsWith('ws:') && key !== 'ws:disconnect' && !key.startsWith('ws:close:');
 }
 
