@@ -1,7 +1,10 @@
 package behaviors
 
 import (
+	"math/rand/v2"
+	"reflect"
 	"regexp/syntax"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +155,85 @@ func TestPatternSize(t *testing.T) {
 		}
 		if n := patternSize(re); n != tt.want {
 			t.Errorf("%s: size %d, want %d", tt.p, n, tt.want)
+		}
+	}
+}
+
+// Frames built to hurt: nesting past the JSON decoder's depth limit, a
+// wide object, a type name far over the bound from a template or a
+// Socket.IO event. Each is classified (or left unnamed) in bounded time,
+// never with a type outside the bounds; fields conditions just miss.
+func TestHostileFramesClassified(t *testing.T) {
+	set, diags := Parse(File{Name: "h.json", Data: []byte(`{"behaviors": {"x": {"frequency": 0.1, "steps": [
+	  {"request": {"type": "ws", "text": "x", "await": {"fields": {"a.a.a.a": "1", "k99999": "v"}}}}]}},
+	  "frames": {"json": [{"field": "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"}, {"template": "{{ sioType (toJson .) }}"}, {"field": "type"}],
+	    "text": [{"template": "{{ if hasPrefix \"42\" . }}{{ sioType . }}{{ else }}{{ repeat 100000 \"t\" }}{{ end }}"}]}}`)})
+	if set == nil {
+		t.Fatal(diags)
+	}
+	c := set.Frames
+	m, err := set.Behavior("x").Sequence.Steps[0].Request.Await.Bind(set.Prog, &Env{Store: NewStore(Identity{})}, set.Prog.NewBudget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide := func() string {
+		var b strings.Builder
+		b.WriteString(`{"type":"wide"`)
+		for i := range 100000 {
+			b.WriteString(`,"k` + itoa(i) + `":"v"`)
+		}
+		return b.String() + "}"
+	}()
+	for _, f := range []struct{ name, raw, want string }{
+		{"deep arrays", strings.Repeat("[", 200000) + strings.Repeat("]", 200000), ""},
+		{"deep objects", strings.Repeat(`{"a":`, 100000) + "1" + strings.Repeat("}", 100000), ""},
+		{"wide object", wide, "wide"},
+		{"huge template output", "hello", ""},
+		{"huge sio event name", `42["` + strings.Repeat("e", 1<<20) + `",1]`, ""},
+	} {
+		start := time.Now()
+		got := c.Classify(NewStore(Identity{}), false, []byte(f.raw), "")
+		took := time.Since(start)
+		if got.Type != f.want {
+			t.Errorf("%s: type %q, want %q", f.name, clip(got.Type), f.want)
+		}
+		isJSON := got.Kind == FrameJSON
+		m.Matches(got.Type, []byte(f.raw), got.Value, isJSON)
+		t.Logf("%s (%d bytes): classified in %v", f.name, len(f.raw), took)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// Every decoding koi function takes any bytes: an error or a value, never
+// a panic (called directly, as a template would hide a panic as an error).
+func TestDecodersTakeGarbage(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 6))
+	inputs := []string{"", "\x00", "\xff\xff\xff\xff\xff", "\x30\xff\xff\xff\x7f", "\x32\x00", "42", "42[", `42/`, `451-`, "4" + strings.Repeat("9", 40)}
+	for range 3000 {
+		b := make([]byte, rng.IntN(64))
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+			if rng.IntN(4) == 0 { // lean toward the packets' leading bytes
+				b[i] = "0123456789[]{}\",/-\x10\x20\x30\x32\x82\x90\xb0\xd0\xe0\xff\x00\x02\x04\x7f\x80"[rng.IntN(31)]
+			}
+		}
+		inputs = append(inputs, string(b))
+	}
+	fm := funcMap(&binding{env: &Env{Store: NewStore(Identity{})}, budget: budget{limit: DefaultBudget}})
+	call := func(name string, args ...any) {
+		in := make([]reflect.Value, len(args))
+		for i, a := range args {
+			in[i] = reflect.ValueOf(a)
+		}
+		reflect.ValueOf(fm[name]).Call(in)
+	}
+	for _, in := range inputs {
+		for _, name := range []string{"mqttDecode", "mqttType", "mqttPacketID", "sioDecode", "sioType", "readVarint", "hexdec", "bytesLen", "mustB64dec"} {
+			call(name, in)
+		}
+		for _, n := range []int{-1, 0, 1, 2, 3, 4, 8} {
+			call("lenPrefixRead", n, in)
 		}
 	}
 }
