@@ -95,6 +95,7 @@ type BoundMatch struct {
 
 	mu       sync.Mutex // serializes `when` renderings (env is not safe for concurrent use)
 	closed   bool       // no rendering after Close
+	spent    bool       // `when` hit a template limit: no further frames are tried
 	whenErr  error      // the first `when` failure, for the request's error message
 	whenErrs int
 }
@@ -179,6 +180,8 @@ func (m *FrameMatch) Bind(p *Program, env *Env, b *Budget) (*BoundMatch, error) 
 // classified type, its raw payload, and (JSON frames only) its fields, then
 // `when` rendered with `.` = value. A `when` that fails (a template error,
 // its budget) does not match; the first failure is kept for WhenError.
+// Once `when` hits a template limit it is not rendered again: the request
+// matches no further frame.
 func (m *BoundMatch) Matches(typ string, raw []byte, value any, isJSON bool) bool {
 	if m.hasType && m.typ != typ {
 		return false
@@ -204,7 +207,7 @@ func (m *BoundMatch) Matches(typ string, raw []byte, value any, isJSON bool) boo
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
+	if m.closed || m.spent {
 		return false
 	}
 	out, err := m.prog.Render(m.env, m.when, value)
@@ -213,6 +216,13 @@ func (m *BoundMatch) Matches(typ string, raw []byte, value any, isJSON bool) boo
 			m.whenErr = err
 		}
 		m.whenErrs++
+		// A `when` that hit a limit (its budget, its time) would cost as
+		// much on every frame of a flood, for each waiting request: it
+		// is not tried again, and its error is what the request reports.
+		if errors.Is(err, ErrLimit) {
+			m.spent = true
+			m.whenErr = fmt.Errorf("%w (no later frame was tried)", err)
+		}
 		return false
 	}
 	return strings.TrimSpace(out) == "true"

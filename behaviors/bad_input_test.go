@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"errors"
 	"math/rand/v2"
 	"reflect"
 	"regexp/syntax"
@@ -235,5 +236,31 @@ func TestDecodersTakeGarbage(t *testing.T) {
 		for _, n := range []int{-1, 0, 1, 2, 3, 4, 8} {
 			call("lenPrefixRead", n, in)
 		}
+	}
+}
+
+// A `when` that runs into its template budget is tried on one frame, not
+// on every frame of a flood: each try costs a whole budget of work on the
+// koi's reader, for each waiting request.
+func TestWhenOverBudgetTriedOnce(t *testing.T) {
+	src := `{"behaviors": {"x": {"frequency": 0.1, "steps": [{"request": {"type": "ws", "text": "x",
+	    "await": {"when": "{{ $n := 0 }}{{ range until 10000 }}{{ $n = add $n (len (toJson $)) }}{{ end }}{{ eq $n -1 }}"}}}]}}}`
+	set, diags := Parse(File{Name: "t.json", Data: []byte(src)})
+	if set == nil {
+		t.Fatal(diags)
+	}
+	m, err := set.Behavior("x").Sequence.Steps[0].Request.Await.Bind(set.Prog, &Env{Store: NewStore(Identity{})}, set.Prog.NewBudget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := map[string]any{"type": "reply", "id": strings.Repeat("x", 200)}
+	for range 20 {
+		if m.Matches("reply", []byte("{}"), value, true) {
+			t.Fatal("a when over its budget matched")
+		}
+	}
+	n, werr := m.WhenError()
+	if n != 1 || !errors.Is(werr, ErrLimit) || !strings.Contains(werr.Error(), "no later frame was tried") {
+		t.Errorf("when rendered %d times (%v), want once, then given up", n, werr)
 	}
 }
