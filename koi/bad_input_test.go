@@ -359,3 +359,75 @@ func TestConnectStepBadURL(t *testing.T) {
 		})
 	}
 }
+
+// At run time, a rendered binary payload that does not decode and a
+// rendered pattern over the size bound fail their request with a clear
+// error, counted as Error under the request's key, and nothing is sent.
+func TestRenderedPayloadAndPatternErrors(t *testing.T) {
+	srv := newHostileServer(t, nil)
+	set := parseSet(t, `{"behaviors": {
+	  "bin": {"steps": [{"request": {"type": "ws", "key": "bin", "binary": "{{ get \"p\" }}", "encoding": "hex"}}]},
+	  "bomb": {"steps": [{"request": {"type": "ws", "key": "bomb", "text": "Q", "await": {"match": "{{ get \"p\" }}"}}}]}}}`)
+	rt, k, stop := runOne(t, srv, koi.RuntimeConfig{Set: set})
+	tot := newTotals(rt)
+	waitFor(t, 5*time.Second, "the websocket", k.Connected)
+	for _, tt := range []struct{ name, p, want string }{
+		{"bin", "2g", `behavior "bin" › step 1 › request › binary`},
+		{"bomb", strings.Repeat("[ab]{999}", 4), "pattern too large"},
+	} {
+		err := k.RunSequence(context.Background(), set.Behavior(tt.name).Sequence, map[string]string{"p": tt.p})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want an error containing %q", tt.name, err, tt.want)
+		}
+		if s := tot.series(t, "ws:"+tt.name); s.Counts[metrics.Error] != 1 {
+			t.Errorf("ws:%s = %+v, want one Error", tt.name, s)
+		}
+	}
+	if _, _, _, x := srv.state(); len(x) != 0 {
+		t.Errorf("the server got %q, want nothing", x)
+	}
+	stop()
+}
+
+// An on_disconnect whose HTTP request hangs holds the redial (it runs on
+// the connection loop) but not stop: Run returns at once.
+func TestStopDuringHangingOnDisconnect(t *testing.T) {
+	hung := make(chan struct{}, 1)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hung <- struct{}{}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(api.Close)
+	srv := newHostileServer(t, func(c *hconn) { c.close(websocket.CloseGoingAway, "bye") })
+	set := parseSet(t, fmt.Sprintf(`{"on_disconnect": {"steps": [{"request": {"type": "http", "method": "GET", "url": %q, "timeout_ms": 60000}}]},
+	  "behaviors": {}}`, api.URL))
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.url()}})
+	tot := newTotals(rt)
+	k := rt.New(behaviors.Identity{Index: 1}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = k.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("on_disconnect's request never reached the server")
+	}
+	at := time.Now()
+	cancel()
+	select {
+	case <-done:
+		t.Logf("Run returned %v after stop", time.Since(at))
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5 s of stop")
+	}
+	if took := time.Since(at); took > stopBound {
+		t.Errorf("Run returned %v after stop, want ≤ %v", took, stopBound)
+	}
+	if d, _, _, _ := srv.state(); d != 1 {
+		t.Errorf("%d dials, want 1: the redial waits for on_disconnect", d)
+	}
+	if s := tot.series(t, "on_disconnect"); s.Counts[metrics.OK] != 0 {
+		t.Errorf("on_disconnect = %+v, want no success", s)
+	}
+}
