@@ -104,6 +104,12 @@ func newHostileServer(t *testing.T, script func(c *hconn)) *hostileServer {
 		go func() { // read until the client closes; note when
 			defer close(done)
 			defer close(h.recv)
+			defer func() {
+				s.mu.Lock()
+				s.open--
+				s.ended = append(s.ended, time.Now())
+				s.mu.Unlock()
+			}()
 			for {
 				mt, data, err := c.ReadMessage()
 				if err != nil {
@@ -125,10 +131,6 @@ func newHostileServer(t *testing.T, script func(c *hconn)) *hostileServer {
 		}
 		<-done
 		c.Close()
-		s.mu.Lock()
-		s.open--
-		s.ended = append(s.ended, time.Now())
-		s.mu.Unlock()
 	}))
 	t.Cleanup(func() { s.srv.CloseClientConnections(); s.srv.Close() })
 	return s
@@ -277,9 +279,10 @@ func TestStopAtEveryLifecyclePoint(t *testing.T) {
 // koi redials; memory stays bounded by the limit, not the frame.
 func TestFrameOverReadLimit(t *testing.T) {
 	const limit = 4 << 10
+	big := []byte(`{"type":"big","pad":"` + strings.Repeat("x", 8<<20) + `"}`)
 	srv := newHostileServer(t, func(c *hconn) {
 		c.text(`{"type":"small"}`)
-		c.text(`{"type":"big","pad":"` + strings.Repeat("x", 8<<20) + `"}`)
+		c.send(websocket.TextMessage, big)
 	})
 	rt, k, stop := runOne(t, srv, koi.RuntimeConfig{Set: parseSet(t, `{"behaviors": {}}`), ReadLimit: limit,
 		BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
