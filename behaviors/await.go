@@ -38,6 +38,9 @@ type FrameMatch struct {
 	// Type is the frame's classified type (`type`, or its alias `event`).
 	Type    Text
 	HasType bool
+	// typeAt and typePath say where Type was written (file:line:col and
+	// path), for the set-wide check of constant types.
+	typeAt, typePath string
 	// Match is an RE2 pattern the frame's raw payload must match.
 	Match    Text
 	HasMatch bool
@@ -92,6 +95,7 @@ type BoundMatch struct {
 
 	mu       sync.Mutex // serializes `when` renderings (env is not safe for concurrent use)
 	closed   bool       // no rendering after Close
+	spent    bool       // `when` hit a template limit: no further frames are tried
 	whenErr  error      // the first `when` failure, for the request's error message
 	whenErrs int
 }
@@ -143,7 +147,7 @@ func (m *FrameMatch) Bind(p *Program, env *Env, b *Budget) (*BoundMatch, error) 
 		if len(s) > MaxPattern {
 			return nil, fmt.Errorf("%s: the pattern rendered to %d bytes, over the %d byte limit", m.Match.Where, len(s), MaxPattern)
 		}
-		re, err := regexp.Compile(s)
+		re, err := compilePattern(s)
 		if err != nil {
 			return nil, fmt.Errorf("%s: the rendered pattern %s is not a regular expression: %v (quote ids with regexQuoteMeta)", m.Match.Where, quote(s), err)
 		}
@@ -176,6 +180,8 @@ func (m *FrameMatch) Bind(p *Program, env *Env, b *Budget) (*BoundMatch, error) 
 // classified type, its raw payload, and (JSON frames only) its fields, then
 // `when` rendered with `.` = value. A `when` that fails (a template error,
 // its budget) does not match; the first failure is kept for WhenError.
+// Once `when` hits a template limit it is not rendered again: the request
+// matches no further frame.
 func (m *BoundMatch) Matches(typ string, raw []byte, value any, isJSON bool) bool {
 	if m.hasType && m.typ != typ {
 		return false
@@ -201,7 +207,7 @@ func (m *BoundMatch) Matches(typ string, raw []byte, value any, isJSON bool) boo
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
+	if m.closed || m.spent {
 		return false
 	}
 	out, err := m.prog.Render(m.env, m.when, value)
@@ -210,6 +216,13 @@ func (m *BoundMatch) Matches(typ string, raw []byte, value any, isJSON bool) boo
 			m.whenErr = err
 		}
 		m.whenErrs++
+		// A `when` that hit a limit (its budget, its time) would cost as
+		// much on every frame of a flood, for each waiting request: it
+		// is not tried again, and its error is what the request reports.
+		if errors.Is(err, ErrLimit) {
+			m.spent = true
+			m.whenErr = fmt.Errorf("%w (no later frame was tried)", err)
+		}
 		return false
 	}
 	return strings.TrimSpace(out) == "true"
@@ -295,6 +308,7 @@ func (d *decoder) frameMatch(n *jnode, path string, m *FrameMatch) {
 			}
 		}
 		m.Type, m.HasType = t, true
+		m.typeAt, m.typePath = sinkPos(d.sink, v.off), p
 	}
 	if v := n.get("match"); v != nil {
 		p := path + " › match"
@@ -302,7 +316,7 @@ func (d *decoder) frameMatch(n *jnode, path string, m *FrameMatch) {
 			if t, ok := d.text(v, p); ok {
 				m.Match, m.HasMatch = t, true
 				if t.IsConst() {
-					re, err := regexp.Compile(t.Const)
+					re, err := compilePattern(t.Const)
 					if err != nil {
 						d.sink.add(v.off, p, "bad regular expression: %s", clip(err.Error()))
 						m.HasMatch = false

@@ -47,8 +47,10 @@
 // yields a type wins. A rule has one of: "field" (json: a dotted path; a
 // string is the type, a number as written), "match" (json and text: an RE2
 // regexp on the raw text; the type is its (?P<type>…) group, else the
-// rule's "type"), "prefix" (json and text) or "prefix_hex" (binary: hex
-// bytes), which need "type", or "template" (any list: rendered with `.` =
+// rule's "type"; a group that can only capture "" is an error; at most
+// about 1000 instructions with counted repeats spelled out), "prefix"
+// (json and text) or "prefix_hex" (binary: hex bytes), which need "type",
+// or "template" (any list: rendered with `.` =
 // the frame's value; its trimmed output is the type, empty for none).
 // Types are 1 to 64 printable ASCII bytes (longer or odd names from the
 // wire name nothing), at most 64 rules per list. A rule may add "sent_at":

@@ -400,12 +400,16 @@ func (d *decoder) frameRule(n *jnode, path, list string) (FrameRule, bool) {
 			d.sink.add(kn.off, kpath, "a %d-byte regular expression; at most %d", len(s), maxRuleRegexp)
 			return r, false
 		}
-		re, err := regexp.Compile(s)
+		re, err := compilePattern(s)
 		if err != nil {
 			d.sink.add(kn.off, kpath, "bad regular expression: %v", err)
 			return r, false
 		}
 		r.Match, r.typeGroup = re, re.SubexpIndex("type")
+		if r.typeGroup >= 0 && typeGroupOnlyEmpty(s) {
+			d.sink.add(kn.off, kpath, "the (?P<type>…) group only ever matches \"\": no frame can be named by it (give it something to capture, e.g. (?P<type>[a-z]+))")
+			return r, false
+		}
 		if r.typeGroup < 0 {
 			typeNeeded = true
 		} else if tn := n.get("type"); tn != nil {

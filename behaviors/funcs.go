@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"sort"
@@ -501,8 +502,8 @@ func funcMap(b *binding) template.FuncMap {
 		if err != nil {
 			return "", err
 		}
-		if !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
-			return "", fmt.Errorf("websocketURL: %q is not a ws:// or wss:// URL", u)
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "ws" && p.Scheme != "wss") || p.Host == "" {
+			return "", fmt.Errorf("websocketURL: %q is not a ws:// or wss:// URL with a host", clip(u))
 		}
 		s.updateWebsocket(func(ws *WebsocketSpec) { ws.URL = u })
 		return "", nil

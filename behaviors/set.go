@@ -315,6 +315,7 @@ func Parse(files ...File) (*Set, Diagnostics) {
 	if set.Frames == nil {
 		set.Frames = DefaultClassifier()
 	}
+	all = append(all, set.checkAwaitedTypes()...)
 	if all.HasErrors() {
 		return nil, all
 	}

@@ -39,7 +39,7 @@ func (k *Koi) connLoop(ctx context.Context) {
 			k.setConnState(Connecting)
 		}
 		start := time.Now()
-		conn, resp, err := k.rt.dialer.DialContext(ctx, spec.URL, k.handshakeHeader(spec))
+		conn, resp, err := k.dial(ctx, spec.URL, k.handshakeHeader(spec))
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
 		}
@@ -273,12 +273,16 @@ func (k *Koi) writeTo(conn *websocket.Conn, msgType int, data []byte) error {
 }
 
 // recordClose counts how a connection ended, by close code
-// ("ws:close:1006" for an abnormal close without a close frame).
+// ("ws:close:1006" for an abnormal close without a close frame,
+// "ws:close:1009" for a frame over the read limit).
 func (k *Koi) recordClose(err error) {
 	code := websocket.CloseAbnormalClosure
 	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
+	switch {
+	case errors.As(err, &ce):
 		code = ce.Code
+	case errors.Is(err, websocket.ErrReadLimit): // a frame over the read limit: the koi closed with 1009
+		code = websocket.CloseMessageTooBig
 	}
 	o := metrics.Transport
 	if code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway {
