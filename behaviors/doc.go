@@ -68,7 +68,11 @@
 // actions, run on the reader as the frame arrives, or to a sequence
 // {"steps": […]} that may send (e.g. a Socket.IO pong), run on its own
 // goroutine with the frame's value as the variable "event" (get "event").
-// Handlers run only once on_connect has succeeded; at most 4 sequences run
+// Handlers run only once on_connect has succeeded: frames that arrive while
+// it runs (a welcome burst, retained messages behind a login reply) are
+// held, up to 32 frames and 64 KiB, and handled in order the moment it
+// succeeds (dropped with the connection if it fails; past the bound
+// counted under "on_event:<type>" as an error). At most 4 sequences run
 // at once per koi, and a frame arriving while 4 run is dropped and counted
 // under "on_event:<type>" as an error.
 //

@@ -221,9 +221,8 @@ func TestStopAtEveryLifecyclePoint(t *testing.T) {
 	t.Run("during on_event sequences", func(t *testing.T) {
 		srv := newHostileServer(t, func(c *hconn) {
 			answer(c)
-			// Frames right after the login reply may come before the
-			// koi is live (they are not handled): send until four
-			// handlers run, then three more that find them all busy.
+			// Send until four handlers run, then three more that find
+			// them all busy.
 			for running := 0; running < 4; {
 				c.text(`{"type":"slow"}`)
 				select {

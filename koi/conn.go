@@ -226,12 +226,19 @@ func (k *Koi) handleFrame(binary bool, data []byte) {
 		s.Count(metrics.OK)
 	}
 	k.deliver(&Frame{Binary: binary, Raw: data, Type: c.Type, Value: c.Value, JSON: c.Kind == behaviors.FrameJSON, SentAt: c.SentAt})
-	if c.Type == "" || len(set.OnEvent) == 0 || !k.liveFlag.Load() {
+	if c.Type == "" || len(set.OnEvent) == 0 {
 		return
 	}
+	k.handleEvent(c.Type, c.Value, len(data))
+}
+
+// runEventHandlers runs a frame's on_event handlers: the actions of its
+// type and of "*" on the reader, sequences on their own goroutines.
+func (k *Koi) runEventHandlers(typ string, value any) {
+	set := k.rt.set
 	var env *behaviors.Env
-	for _, typ := range [2]string{c.Type, "*"} {
-		h := set.OnEvent[typ]
+	for _, key := range [2]string{typ, "*"} {
+		h := set.OnEvent[key]
 		if h == nil {
 			continue
 		}
@@ -239,13 +246,13 @@ func (k *Koi) handleFrame(binary bool, data []byte) {
 			if env == nil {
 				env = &behaviors.Env{Store: k.store}
 			}
-			if err := set.Prog.Run(env, a, c.Value); err != nil && !errors.Is(err, behaviors.ErrHalt) {
-				k.rt.series("on_event:" + typ).Count(metrics.Error)
+			if err := set.Prog.Run(env, a, value); err != nil && !errors.Is(err, behaviors.ErrHalt) {
+				k.rt.series("on_event:" + key).Count(metrics.Error)
 				break
 			}
 		}
 		if h.Sequence != nil {
-			k.startEventSequence(typ, h.Sequence, c.Value)
+			k.startEventSequence(key, h.Sequence, value)
 		}
 	}
 }

@@ -72,6 +72,7 @@ type Koi struct {
 	connState   State       // the connection's state, published as the koi's after boot
 	eventSeqs   int         // on_event sequences running
 	liveFlag    atomic.Bool // live != nil, for the frame reader
+	early       *earlyGate  // frames held while on_connect runs (nil: not needed)
 
 	seqs     sync.WaitGroup // running sequences
 	stats    Stats
@@ -105,6 +106,7 @@ func (rt *Runtime) New(id behaviors.Identity, activity float64) *Koi {
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), uint64(id.Index))),
 		resumed:  closedChan,
 		ready:    make(chan struct{}),
+		early:    newEarlyGate(rt.set),
 	}
 	return k
 }

@@ -77,10 +77,18 @@ func (k *Koi) noSocket() {
 // goLive makes conn the connection ws sends use, if it is still the open
 // one.
 func (k *Koi) goLive(conn *websocket.Conn) {
+	if k.markLive(conn) {
+		k.releaseEarly()
+	}
+}
+
+// markLive makes conn the live connection; false when it has already
+// closed.
+func (k *Koi) markLive(conn *websocket.Conn) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.conn.Load() != conn {
-		return
+		return false
 	}
 	k.live, k.liveAt = conn, time.Now().UnixNano()
 	k.liveFlag.Store(true)
@@ -91,10 +99,12 @@ func (k *Koi) goLive(conn *websocket.Conn) {
 		k.markReady()
 	}
 	k.changedLocked()
+	return true
 }
 
 // dropLive forgets conn once it has closed.
 func (k *Koi) dropLive(conn *websocket.Conn) {
+	defer k.dropEarly()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.live == conn {

@@ -464,6 +464,39 @@ func TestServerClosingDuringOnConnectIsTransport(t *testing.T) {
 	sw.stop(t)
 }
 
+// Frames a server sends right behind on_connect's last reply (retained
+// messages, a welcome burst) reach on_event once on_connect has
+// succeeded, every one of them and in order, however the reader and the
+// on_connect goroutine interleave.
+func TestFramesBehindOnConnectReachOnEvent(t *testing.T) {
+	const burst = 8
+	srv := newSessionServer(t)
+	for i := range burst {
+		srv.afterLogin = append(srv.afterLogin, fmt.Sprintf("EV %d", i))
+	}
+	set := parseSet(t, `{
+	  "frames": {"text": [{"prefix": "OK LOGIN", "type": "logged_in"}, {"match": "^(?P<type>[A-Z]+) "}]},
+	  "on_connect": {"steps": [{"request": {"type": "ws", "text": "LOGIN u{{ koiIndex }}", "await": {"type": "logged_in", "timeout_ms": 5000}}}]},
+	  "on_event": {"EV": ["{{ setKoi \"seen\" (printf \"%v%v,\" (get \"seen\" | default \"\") (trimPrefix \"EV \" .)) }}"]},
+	  "behaviors": {}}`)
+	for round := range 20 { // the race is between two goroutines: try it many times
+		rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.url()}})
+		sw := startSwarm(t, rt, 1)
+		k := sw.kois[0]
+		want := ""
+		for i := range burst {
+			want += fmt.Sprintf("%d,", i)
+		}
+		wiretest.WaitFor(t, 5*time.Second, "every frame of the burst handled in order", func() error {
+			if got, _ := k.Store().Get("seen").(string); got != want {
+				return fmt.Errorf("round %d: handled %q, want %q", round, got, want)
+			}
+			return nil
+		})
+		sw.stop(t)
+	}
+}
+
 // A connect step fails after its timeout_ms when on_connect never
 // succeeds, and at once without a websocket URL; boot is retried with
 // backoff either way, and stop ends it at once.

@@ -34,6 +34,7 @@ type sessionServer struct {
 	closeTexts []string                            // and their reasons
 	binary     [][]byte                            // binary frames sent to every new session after OPEN
 	onText     func(c *websocket.Conn, msg string) // extra handling, under mu
+	afterLogin []string                            // frames sent right behind "OK LOGIN"
 }
 
 type session struct {
@@ -108,6 +109,9 @@ func (s *sessionServer) handle(c *websocket.Conn, msg string) {
 			sess.user = rest
 			s.logins[rest]++
 			reply("OK LOGIN " + rest)
+			for _, m := range s.afterLogin {
+				reply(m)
+			}
 		}
 		return
 	}

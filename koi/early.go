@@ -1,0 +1,99 @@
+package koi
+
+import (
+	"sync"
+
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/metrics"
+)
+
+// Frames a server sends right behind on_connect's last reply (MQTT
+// retained messages after a SUBACK, Socket.IO events after the connect
+// ack) may reach the reader before on_connect has marked the connection
+// live. They are held, within bounds, and handed to on_event in order the
+// moment on_connect succeeds; they are dropped with the connection if it
+// fails. A frame that does not fit is counted as an on_event error.
+const (
+	maxEarlyFrames = 32
+	maxEarlyBytes  = 64 << 10
+)
+
+// earlyGate exists only for koi whose set has both on_connect and on_event
+// handlers, so other koi pay nothing for it.
+type earlyGate struct {
+	mu    sync.Mutex // held while a frame's handlers start, so order is kept
+	live  bool       // the connection's held frames have been handed over
+	held  []earlyFrame
+	bytes int
+}
+
+type earlyFrame struct {
+	typ   string
+	value any
+}
+
+func newEarlyGate(set *behaviors.Set) *earlyGate {
+	if set.OnConnect == nil || len(set.OnEvent) == 0 {
+		return nil
+	}
+	return &earlyGate{}
+}
+
+// handle runs the on_event handlers of a frame now, or holds it until
+// on_connect succeeds.
+func (k *Koi) handleEvent(typ string, value any, size int) {
+	g := k.early
+	if g == nil {
+		if k.liveFlag.Load() {
+			k.runEventHandlers(typ, value)
+		}
+		return
+	}
+	set := k.rt.set
+	if set.OnEvent[typ] == nil && set.OnEvent["*"] == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.live {
+		k.runEventHandlers(typ, value)
+		return
+	}
+	if len(g.held) >= maxEarlyFrames || g.bytes+size > maxEarlyBytes {
+		k.rt.series("on_event:" + typ).Count(metrics.Error)
+		return
+	}
+	g.held = append(g.held, earlyFrame{typ: typ, value: value})
+	g.bytes += size
+}
+
+// releaseEarly hands the held frames to on_event once on_connect has
+// succeeded on the live connection.
+func (k *Koi) releaseEarly() {
+	g := k.early
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !k.liveFlag.Load() {
+		return
+	}
+	for _, f := range g.held {
+		k.runEventHandlers(f.typ, f.value)
+	}
+	clear(g.held)
+	g.held, g.bytes, g.live = g.held[:0], 0, true
+}
+
+// dropEarly forgets what a closed connection held.
+func (k *Koi) dropEarly() {
+	g := k.early
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	clear(g.held)
+	g.held, g.bytes, g.live = g.held[:0], 0, false
+	g.mu.Unlock()
+}
