@@ -118,7 +118,8 @@ func processCPU() time.Duration {
 // demo's Slack behaviors (examples/slack) against pond in its own process
 // (200 channels), at time scale KOI_BENCH_SCALE (default 60) for
 // KOI_BENCH_MINUTES behavior minutes (default 10), then reports the live
-// heap per koi (after GC, the koi still connected), the share of CPU the
+// heap per koi (after GC, the koi paused but still connected: what they
+// keep), the share of CPU the
 // garbage collector took during the run, and CPU per api request. Like the
 // idle benchmark, the iteration count is meaningless: one measurement is
 // made and reported.
@@ -179,6 +180,13 @@ func BenchmarkBusyKoiMemory(b *testing.B) {
 	gc1, cpu1 := gcCPU()
 	proc1 := processCPU()
 	snap := rt.Metrics().Snapshot()
+	// Pause every koi and let in-flight requests and frames drain, so the
+	// heap holds what the koi keep (stores, connections), not what they
+	// were doing at that instant.
+	for _, k := range kois {
+		k.Pause()
+	}
+	time.Sleep(time.Second)
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -219,6 +227,7 @@ func BenchmarkBusyKoiMemory(b *testing.B) {
 	b.ReportMetric(float64(requests), "requests")
 	b.ReportMetric(float64(up)/float64(n), "connected")
 	b.Logf("%d koi, scale %d, %d behavior minutes: %d api requests (%d not ok)", n, scale, minutes, requests, failed)
+	logWorkspace(b, rt)
 }
 
 // historyReplyFromPond fetches a real conversations.history reply of
