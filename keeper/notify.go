@@ -81,8 +81,8 @@ func runStartedNotice(run *state.Run, actor string) Notice {
 	}
 	return Notice{Kind: NoticeRunStarted, Run: run.ID, RunName: run.Name, Actor: actor, Labels: run.Labels,
 		Title: fmt.Sprintf("Run %s %s", run.Name, how),
-		Text:  fmt.Sprintf("%s %s run %q: %d koi at %g/s against %s.", actor, how, run.Name, run.Koi, run.Ramp, run.Target.APIBase),
-		Fields: map[string]string{"koi": strconv.Itoa(run.Koi), "target": run.Target.APIBase, "duration": dur,
+		Text:  fmt.Sprintf("%s %s run %q: %d koi at %g/s against %s.", actor, how, run.Name, run.Koi, run.Ramp, run.Target.Where()),
+		Fields: map[string]string{"koi": strconv.Itoa(run.Koi), "target": run.Target.Where(), "duration": dur,
 			"owner": run.Owner, "thresholds": strconv.Itoa(len(run.Thresholds))}}
 }
 

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/template"
 	"time"
 	"unicode"
 
@@ -208,12 +207,8 @@ func checkTemplate(field, text string) *Error {
 	if text == "" {
 		return nil
 	}
-	t, err := template.New(field).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return invalid(field, "bad template: %v", err)
-	}
-	if err := t.Execute(&strings.Builder{}, struct{ Index int }{0}); err != nil {
-		return invalid(field, "template fails for koi 0: %v", err)
+	if _, err := behaviors.ParseSpecTemplate(field, text); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }
@@ -337,7 +332,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 			return err
 		}
 		return tx.Audit(actor, "create run", run.ID, fmt.Sprintf("%q: %d koi at %g/s, behavior set %s (%s v%d), target %s",
-			run.Name, run.Koi, run.Ramp, b.Hash, b.Name, b.Version, run.Target.APIBase))
+			run.Name, run.Koi, run.Ramp, b.Hash, b.Name, b.Version, run.Target.Where()))
 	})
 	if err != nil {
 		return nil, err
@@ -602,6 +597,9 @@ func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*st
 		}
 		if !run.Active() {
 			return conflict("run %s is %s; launch over a running run", run.ID, run.State)
+		}
+		if err := checkLaunchAPIBase(run, fm); err != nil {
+			return err
 		}
 		l := &state.Launch{ID: newID("launch"), Run: run.ID, Formation: fm.Hash, Name: fm.Name, Params: spec.Params,
 			Start: start, BeginWithinMS: fm.BeginWithinMS, State: state.LaunchPending, CreatedAt: tx.Now(), CreatedBy: actor}

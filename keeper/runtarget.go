@@ -3,10 +3,10 @@ package keeper
 import (
 	"net/http"
 	"strings"
-	"text/template"
 	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
@@ -52,15 +52,8 @@ func checkTarget(t *state.Target) *Error {
 		case strings.ContainsAny(value, "\r\n\x00"):
 			return invalid(field, "a header value holds no line break or NUL")
 		}
-		tm, err := template.New(field).Option("missingkey=error").Parse(value)
-		if err != nil {
-			return invalid(field, "bad template: %v", err)
-		}
-		if err := tm.Execute(&strings.Builder{}, struct {
-			Index         int
-			Token, UserID string
-		}{}); err != nil {
-			return invalid(field, "template fails for koi 0 (it may use {{.Index}}, {{.Token}} and {{.UserID}}): %v", err)
+		if _, err := behaviors.ParseSpecTemplate(field, value); err != nil {
+			return invalid(field, "%v", err)
 		}
 	}
 	return nil
@@ -81,6 +74,18 @@ func checkAPIBase(t *state.Target, set *state.BehaviorSet) *Error {
 		return nil
 	}
 	return invalid("target.api_base", "behavior set %s (%s v%d) sends api requests: give target.api_base, the http(s) URL they go to", hashPrefix(set.Hash), set.Name, set.Version)
+}
+
+// checkLaunchAPIBase refuses launching a formation that sends api
+// requests over a run without target.api_base (every one would fail).
+func checkLaunchAPIBase(run *state.Run, fm *state.Formation) *Error {
+	if run.Target.APIBase != "" {
+		return nil
+	}
+	if f, _ := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)}); f != nil && !f.Sequence.HasAPISteps() {
+		return nil
+	}
+	return invalid("formation", "formation %s sends api requests, and run %s has no target.api_base for them", fm.Name, run.ID)
 }
 
 func hashPrefix(h string) string { return h[:min(len(h), 12)] }

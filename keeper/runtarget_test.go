@@ -2,11 +2,13 @@ package keeper
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
 
@@ -79,6 +81,18 @@ func TestRunTargetWebsocketOnly(t *testing.T) {
 			"target.websocket_headers.X-A", "bad template"},
 		{"header template field unknown", with(func(m map[string]any) { m["websocket_headers"] = map[string]string{"X-A": "{{.Password}}"} }),
 			"target.websocket_headers.X-A", "{{.Index}}, {{.Token}} and {{.UserID}}"},
+		{"header template that loops", with(func(m map[string]any) {
+			m["websocket_headers"] = map[string]string{"X-A": "{{range 100000000000}}{{end}}"}
+		}),
+			"target.websocket_headers.X-A", "range is not allowed"},
+		{"header template with a huge width", with(func(m map[string]any) {
+			m["websocket_headers"] = map[string]string{"X-A": `{{printf "%999999999d" .Index}}`}
+		}),
+			"target.websocket_headers.X-A", "at most 999"},
+		{"token template that loops", with(func(m map[string]any) { m["token"] = "{{range 100000000000}}{{end}}" }),
+			"target.token", "range is not allowed"},
+		{"user id template with a huge width", with(func(m map[string]any) { m["user_id"] = `U{{printf "%0999999999d" .Index}}` }),
+			"target.user_id", "at most 999"},
 		{"subprotocol with a comma", with(func(m map[string]any) { m["websocket_subprotocols"] = []string{"a,b"} }),
 			"target.websocket_subprotocols", "not a subprotocol name"},
 		{"empty subprotocol", with(func(m map[string]any) { m["websocket_subprotocols"] = []string{""} }),
@@ -98,5 +112,37 @@ func TestRunTargetWebsocketOnly(t *testing.T) {
 	}
 	if n := len(k.State().Audit(nil, 0, 1000)); n != auditBefore {
 		t.Errorf("audit grew from %d to %d on refused runs", auditBefore, n)
+	}
+}
+
+// A formation that sends api requests cannot be launched over a run
+// without an API base; one that only speaks on the websocket can.
+func TestLaunchNeedsAPIBaseForAPIFormations(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := k.PutBehaviorSet(ctx, "test", "wsonly", []behaviors.File{{Name: "ws.json", Data: []byte(wsOnlySet)}}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := k.CreateRun(ctx, "test", RunSpec{Name: "ws", BehaviorSet: "wsonly", Koi: 2, Target: state.Target{WebsocketURL: "ws://127.0.0.1:1/ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.PutFormation(ctx, "test", behaviors.File{Name: "herd.json", Data: []byte(herd)}); err != nil {
+		t.Fatal(err)
+	}
+	wave := `{"name": "wave", "begin_within_secs": 2, "percent": 50, "sequence": {"steps": [{"request": {"type": "ws", "text": "hi"}}]}}`
+	if _, err := k.PutFormation(ctx, "test", behaviors.File{Name: "wave.json", Data: []byte(wave)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = k.Launch(ctx, "test", LaunchSpec{Formation: "herd", Run: run.ID})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeInvalid || e.Field != "formation" || !strings.Contains(e.Message, "no target.api_base") {
+		t.Errorf("an api formation over a run without api_base: %v", err)
+	}
+	if n := len(k.State().Launches(nil)); n != 0 {
+		t.Errorf("%d launches stored after the refusal", n)
+	}
+	if _, err := k.Launch(ctx, "test", LaunchSpec{Formation: "wave", Run: run.ID}); err != nil {
+		t.Errorf("a websocket formation: %v", err)
 	}
 }

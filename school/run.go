@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
@@ -42,8 +41,8 @@ type run struct {
 	refused  string
 	removed  bool
 	epoch    uint64
-	token    *template.Template
-	userID   *template.Template
+	token    *behaviors.SpecTemplate
+	userID   *behaviors.SpecTemplate
 	ws       *wsTarget
 	activity behaviors.Activity
 	rng      *rand.Rand
@@ -268,31 +267,28 @@ func firstLine(s string) string {
 	return s
 }
 
-// indexTemplate compiles a {{.Index}} template (token, user id).
-func indexTemplate(name, src string) (*template.Template, error) {
+// indexTemplate compiles a {{.Index}} template (token, user id), bounded
+// like every run spec template (behaviors.ParseSpecTemplate).
+func indexTemplate(name, src string) (*behaviors.SpecTemplate, error) {
 	if src == "" {
 		return nil, nil
 	}
-	t, err := template.New(name).Option("missingkey=error").Parse(src)
+	t, err := behaviors.ParseSpecTemplate(name, src)
 	if err != nil {
-		return nil, fmt.Errorf("%s template: %w", name, err)
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, struct{ Index int }{0}); err != nil {
 		return nil, fmt.Errorf("%s template: %w", name, err)
 	}
 	return t, nil
 }
 
-func render(t *template.Template, i int) string {
+func render(t *behaviors.SpecTemplate, i int) string {
 	if t == nil {
 		return ""
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, struct{ Index int }{i}); err != nil {
+	s, err := t.Render(behaviors.SpecData{Index: i})
+	if err != nil {
 		return ""
 	}
-	return b.String()
+	return s
 }
 
 // setRange changes the koi index range and ramp; koi outside the range

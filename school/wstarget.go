@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"text/template"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/wire"
@@ -17,30 +16,21 @@ import (
 type wsTarget struct {
 	url          string
 	subprotocols []string
-	headers      map[string]*template.Template // canonical name → value template
-}
-
-// headerData is what a header template sees.
-type headerData struct {
-	Index         int
-	Token, UserID string
+	headers      map[string]*behaviors.SpecTemplate // canonical name → value template
 }
 
 // newWSTarget compiles a spec's websocket settings, refusing header
-// templates that do not parse or fail for koi 0 (the keeper checks the
-// same; a school does not trust the bus).
+// templates that do not parse, fail for koi 0 or could run away (the
+// keeper checks the same; a school does not trust the bus).
 func newWSTarget(spec wire.RunSpec) (*wsTarget, error) {
 	w := &wsTarget{url: spec.WebsocketURL, subprotocols: slices.Clone(spec.WebsocketSubprotocols)}
 	for name, src := range spec.WebsocketHeaders {
-		t, err := template.New(name).Option("missingkey=error").Parse(src)
+		t, err := behaviors.ParseSpecTemplate(name, src)
 		if err != nil {
 			return nil, fmt.Errorf("websocket_headers.%s template: %w", name, err)
 		}
-		if err := t.Execute(&strings.Builder{}, headerData{}); err != nil {
-			return nil, fmt.Errorf("websocket_headers.%s template: %w", name, err)
-		}
 		if w.headers == nil {
-			w.headers = make(map[string]*template.Template, len(spec.WebsocketHeaders))
+			w.headers = make(map[string]*behaviors.SpecTemplate, len(spec.WebsocketHeaders))
 		}
 		w.headers[http.CanonicalHeaderKey(name)] = t
 	}
@@ -59,21 +49,21 @@ func (w *wsTarget) perKoi() bool { return len(w.headers) > 0 || len(w.subprotoco
 
 // forKoi renders the koi's websocket settings. A header whose value
 // renders with a line break or NUL (a token from the list holding one)
-// is left out rather than sent: it would split the handshake request.
+// is left out rather than sent: it would split the handshake request. So
+// is one that fails for this koi (e.g. renders too much with its token).
 func (w *wsTarget) forKoi(id behaviors.Identity) (behaviors.WebsocketSpec, []string) {
 	ws := w.shared()
 	var dropped []string
 	for _, name := range slices.Sorted(maps.Keys(w.headers)) {
-		var b strings.Builder
-		if err := w.headers[name].Execute(&b, headerData{Index: id.Index, Token: id.Token, UserID: id.UserID}); err != nil ||
-			strings.ContainsAny(b.String(), "\r\n\x00") {
+		v, err := w.headers[name].Render(behaviors.SpecData{Index: id.Index, Token: id.Token, UserID: id.UserID})
+		if err != nil || strings.ContainsAny(v, "\r\n\x00") {
 			dropped = append(dropped, name)
 			continue
 		}
 		if ws.Header == nil {
 			ws.Header = make(http.Header, len(w.headers))
 		}
-		ws.Header.Set(name, b.String())
+		ws.Header.Set(name, v)
 	}
 	return ws, dropped
 }

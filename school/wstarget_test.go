@@ -78,6 +78,11 @@ func TestRunSpecWebsocketTarget(t *testing.T) {
 				WebsocketHeaders: headers, Tokens: []string{"ok", "bad\r\nX-Evil: 1"}}},
 			{Run: "badheader", From: 6, To: 7, Spec: wire.RunSpec{Name: "ws3", BehaviorSet: hash, WebsocketURL: wsURL,
 				WebsocketHeaders: map[string]string{"X-A": "{{.Password}}"}}},
+			// a loop in a template from the bus would spin every koi's start
+			{Run: "loopheader", From: 7, To: 8, Spec: wire.RunSpec{Name: "ws4", BehaviorSet: hash, WebsocketURL: wsURL,
+				WebsocketHeaders: map[string]string{"X-A": "{{range 100000000000}}{{end}}"}}},
+			{Run: "looptoken", From: 8, To: 9, Spec: wire.RunSpec{Name: "ws5", BehaviorSet: hash, WebsocketURL: wsURL,
+				Token: "{{range 100000000000}}{{end}}"}},
 		}
 	})
 	openSchool(t, url, school.Config{ID: "s1"})
@@ -102,16 +107,20 @@ func TestRunSpecWebsocketTarget(t *testing.T) {
 	if hd := seen["koi-5"]; hd == nil || hd.Get("Authorization") != "" || hd.Get("X-Evil") != "" {
 		t.Errorf("koi 5's token holds a line break: its Authorization must be left out, got %v", hd)
 	}
-	waitFor(t, 5*time.Second, "the bad header template refused", func() bool {
+	waitFor(t, 5*time.Second, "the bad header templates refused", func() bool {
 		pr, ok := k.lastPoll("s1")
 		if !ok {
 			return false
 		}
+		refused := 0
 		for _, r := range pr.Runs {
-			if r.Run == "badheader" && strings.Contains(r.Refused, "websocket_headers.X-A template") {
-				return true
+			switch {
+			case r.Run == "badheader" && strings.Contains(r.Refused, "websocket_headers.X-A template"),
+				r.Run == "loopheader" && strings.Contains(r.Refused, "range is not allowed"),
+				r.Run == "looptoken" && strings.Contains(r.Refused, "token template: range is not allowed"):
+				refused++
 			}
 		}
-		return false
+		return refused == 3
 	})
 }

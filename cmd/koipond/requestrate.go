@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
 )
 
@@ -36,26 +35,6 @@ func printRequestRates(ctx context.Context, cf *clientFlags, id string, w io.Wri
 	rate, errRate := requestRates(&m)
 	fmt.Fprintf(w, "  last 5s: %.1f req/s, %.2f errors/s (api, http and ws requests)\n", rate, errRate)
 	return nil
-}
-
-// targetText says where a run's koi go: the API base, the websocket URL
-// and its subprotocols, or both.
-func targetText(t state.Target) string {
-	var parts []string
-	if t.APIBase != "" {
-		parts = append(parts, t.APIBase)
-	}
-	if t.WebsocketURL != "" {
-		ws := t.WebsocketURL
-		if len(t.WebsocketSubprotocols) > 0 {
-			ws += " (" + strings.Join(t.WebsocketSubprotocols, ", ") + ")"
-		}
-		parts = append(parts, ws)
-	}
-	if len(parts) == 0 {
-		return "the websocket URL boot gives"
-	}
-	return strings.Join(parts, " and ")
 }
 
 // stringList is a repeatable string flag.

@@ -142,7 +142,7 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	}
 	fmt.Fprintf(stdout, "run %s %q: %s, %d koi at %g/s, %d assigned, %d connected\n",
 		v.ID, v.Name, v.State, v.Koi, v.Ramp, v.Assigned, v.KoiNow.Connected)
-	fmt.Fprintf(stdout, "  behavior set %s, target %s, owner %s, epoch %d\n", short(v.BehaviorSet), targetText(v.Target), v.Owner, v.Switch.Epoch)
+	fmt.Fprintf(stdout, "  behavior set %s, target %s, owner %s, epoch %d\n", short(v.BehaviorSet), v.Target.Where(), v.Owner, v.Switch.Epoch)
 	if v.Partial != "" {
 		fmt.Fprintf(stdout, "  PARTIAL: %s\n", v.Partial)
 	}

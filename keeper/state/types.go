@@ -1,6 +1,7 @@
 package state
 
 import (
+	"strings"
 	"time"
 
 	"github.com/koipond/koipond/wire"
@@ -66,6 +67,27 @@ type Target struct {
 	Token            string            `json:"token,omitempty"`
 	Tokens           []string          `json:"tokens,omitempty"`
 	UserID           string            `json:"user_id,omitempty"`
+}
+
+// Where says where a run's koi go, for people: the API base, the websocket
+// URL with its subprotocols, or both ("http://h/api and ws://h/ws (mqtt)");
+// a target with neither gets its websocket URL from boot.
+func (t Target) Where() string {
+	var parts []string
+	if t.APIBase != "" {
+		parts = append(parts, t.APIBase)
+	}
+	if t.WebsocketURL != "" {
+		ws := t.WebsocketURL
+		if len(t.WebsocketSubprotocols) > 0 {
+			ws += " (" + strings.Join(t.WebsocketSubprotocols, ", ") + ")"
+		}
+		parts = append(parts, ws)
+	}
+	if len(parts) == 0 {
+		return "the websocket URL boot gives"
+	}
+	return strings.Join(parts, " and ")
 }
 
 // Switch is a switch position with the epoch that set it.
