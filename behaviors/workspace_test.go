@@ -133,3 +133,33 @@ func TestKnowledgeBoundedInBytes(t *testing.T) {
 		t.Error("no user id kept")
 	}
 }
+
+// Koi of a run learn at the same time: stores sharing one workspace (small
+// enough to start afresh while they work) each end up with what they were
+// told, as a private store would.
+func TestSharedStoresConcurrently(t *testing.T) {
+	w := NewWorkspace(8 << 10)
+	const n = 8
+	shared := make([]*Store, n)
+	done := make(chan struct{})
+	for i := range shared {
+		shared[i] = NewSharedStore(Identity{Index: i}, w)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			storeOps(shared[i], uint64(i%2+1), 400)
+		}()
+	}
+	for range shared {
+		<-done
+	}
+	for i, s := range shared {
+		private := NewStore(Identity{})
+		storeOps(private, uint64(i%2+1), 400)
+		if !reflect.DeepEqual(storeView(private), storeView(s)) {
+			t.Errorf("store %d differs from a private one told the same", i)
+		}
+	}
+	if st := w.Stats(); st.Bytes > st.Limit || st.Resets == 0 {
+		t.Errorf("workspace %+v: want resets and at most its limit", st)
+	}
+}
