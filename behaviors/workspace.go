@@ -2,8 +2,10 @@ package behaviors
 
 import "sync"
 
-// DefaultWorkspaceBytes bounds a Workspace made with a zero limit.
-const DefaultWorkspaceBytes = 32 << 20
+// DefaultWorkspaceBytes bounds a Workspace made with a zero limit: the
+// demo workspace (200 channels, thousands of messages and users) takes
+// under 2 MiB, so one run on a school shares all of it.
+const DefaultWorkspaceBytes = 8 << 20
 
 // Per-entry overheads a Workspace and a Store count besides the bytes of
 // the strings themselves (headers, pointers, map slots), so that the
