@@ -98,6 +98,7 @@ type Program struct {
 	names []string
 	pool  sync.Pool
 	once  sync.Once
+	reads dataReads
 	// Budget is the byte budget of each template execution (0:
 	// DefaultBudget; see DefaultBudget for what it counts).
 	Budget int64

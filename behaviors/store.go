@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 )
@@ -20,6 +21,13 @@ const (
 	MaxUserIDs = 512
 	// MaxVars is the number of variables `set` can hold.
 	MaxVars = 256
+	// MaxKnowledgeBytes bounds what one store knows of the workspace:
+	// its channels, messages and user ids together, counted as if it held
+	// its own copy (the strings and a fixed overhead per entry), shared or
+	// not. A channel, message or user id that would take the store past it
+	// is not remembered (user ids evict the oldest first), so a target
+	// that answers with huge or ever-new values cannot grow a koi past it.
+	MaxKnowledgeBytes = 512 << 10
 	// MaxVarBytes bounds what the variables of one sequence execution
 	// (`set`), and those of one koi (`setKoi`), hold together, measured
 	// as the values print: without it 256 variables of a budget each
@@ -88,29 +96,84 @@ type WebsocketSpec struct {
 	Subprotocols []string
 }
 
+// chanInfo is what every koi learns identically about a channel (all of
+// Channel but the koi's own membership); interned in a Workspace.
+type chanInfo struct {
+	ID, Name                         string
+	IsArchived, IsPrivate, IsGeneral bool
+	NumMembers                       int
+}
+
+// chanRef is a store's channel: the shared record and the koi's own
+// membership.
+type chanRef struct {
+	info   *chanInfo
+	member bool
+}
+
+func (r chanRef) channel() Channel {
+	i := r.info
+	return Channel{ID: i.ID, Name: i.Name, IsMember: r.member, IsArchived: i.IsArchived,
+		IsPrivate: i.IsPrivate, IsGeneral: i.IsGeneral, NumMembers: i.NumMembers}
+}
+
+func (r chanRef) size() int64 { return int64(len(r.info.ID)+len(r.info.Name)) + channelOverhead }
+
+func messageSize(m *Message) int64 {
+	return int64(len(m.TS)+len(m.User)+len(m.Text)) + messageOverhead
+}
+
 // Store is one koi's local memory: variables, the channels and messages it
 // has seen, user ids, and its websocket settings. Template functions read and
 // write it. It is safe for concurrent use (a koi's behaviors, formations and
-// event handlers share it); every collection in it is capped.
+// event handlers share it); every collection in it is capped, and what it
+// knows of the workspace is bounded in bytes (MaxKnowledgeBytes). A store
+// made with NewSharedStore keeps channels, messages and user ids interned
+// in its run's Workspace and holds only handles to them.
 type Store struct {
 	id Identity
+	ws *Workspace // nil: nothing shared; lock order: mu before ws.mu
 
-	mu       sync.Mutex
-	vars     map[string]any
-	varBytes varBytes
-	channels []*Channel
-	chanIdx  map[string]int
-	current  string
-	messages map[string][]Message // per channel, oldest first, capped
-	users    []string             // ring of user ids
-	usersIdx map[string]struct{}
-	usersPos int
-	ws       WebsocketSpec
-	ids      idCounters
+	mu        sync.Mutex
+	vars      map[string]any
+	varBytes  varBytes
+	channels  []chanRef // first come, looked up by a scan (no per-koi index)
+	current   string
+	messages  map[string][]*Message // per channel, oldest first, capped; records shared
+	users     []string              // ring of user ids (interned)
+	usersIdx  []string              // the same ids, sorted: a binary search finds one (half a map's bytes)
+	usersPos  int
+	knowBytes int64 // channels, messages and users, see MaxKnowledgeBytes
+	wsSpec    WebsocketSpec
+	ids       idCounters
 }
 
-// NewStore returns an empty store for the given identity.
+// NewStore returns an empty store for the given identity that shares
+// nothing.
 func NewStore(id Identity) *Store { return &Store{id: id} }
+
+// NewSharedStore returns an empty store for the given identity whose
+// channels, messages and user ids are interned in w (nil: shared with
+// nothing). Templates see the same values either way.
+func NewSharedStore(id Identity, w *Workspace) *Store { return &Store{id: id, ws: w} }
+
+// KnowledgeBytes returns what the store knows of the workspace, in bytes
+// as MaxKnowledgeBytes counts them.
+func (s *Store) KnowledgeBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.knowBytes
+}
+
+// chanLocked returns the index of the channel with the given id, or -1.
+func (s *Store) chanLocked(id string) int {
+	for i := range s.channels {
+		if s.channels[i].info.ID == id {
+			return i
+		}
+	}
+	return -1
+}
 
 // Identity returns who the koi is.
 func (s *Store) Identity() Identity { return s.id }
@@ -154,29 +217,32 @@ func (s *Store) AddChannel(c Channel) {
 	if c.ID == "" {
 		return
 	}
+	ref := chanRef{info: s.ws.channel(chanInfo{ID: c.ID, Name: c.Name, IsArchived: c.IsArchived,
+		IsPrivate: c.IsPrivate, IsGeneral: c.IsGeneral, NumMembers: c.NumMembers}), member: c.IsMember}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if i, ok := s.chanIdx[c.ID]; ok {
-		*s.channels[i] = c
+	if i := s.chanLocked(c.ID); i >= 0 {
+		d := ref.size() - s.channels[i].size()
+		if d > MaxKnowledgeBytes-s.knowBytes {
+			return
+		}
+		s.knowBytes += d
+		s.channels[i] = ref
 		return
 	}
-	if len(s.channels) >= MaxChannels {
+	if len(s.channels) >= MaxChannels || ref.size() > MaxKnowledgeBytes-s.knowBytes {
 		return
 	}
-	if s.chanIdx == nil {
-		s.chanIdx = make(map[string]int)
-	}
-	cc := c
-	s.chanIdx[c.ID] = len(s.channels)
-	s.channels = append(s.channels, &cc)
+	s.knowBytes += ref.size()
+	s.channels = append(s.channels, ref)
 }
 
 // Channel returns the channel with the given id, or nil.
 func (s *Store) Channel(id string) *Channel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if i, ok := s.chanIdx[id]; ok {
-		c := *s.channels[i]
+	if i := s.chanLocked(id); i >= 0 {
+		c := s.channels[i].channel()
 		return &c
 	}
 	return nil
@@ -188,7 +254,7 @@ func (s *Store) Channels() []Channel {
 	defer s.mu.Unlock()
 	out := make([]Channel, len(s.channels))
 	for i, c := range s.channels {
-		out[i] = *c
+		out[i] = c.channel()
 	}
 	return out
 }
@@ -201,7 +267,7 @@ func (s *Store) RandomChannel(onlyMember bool) *Channel {
 	defer s.mu.Unlock()
 	var n int
 	for _, c := range s.channels {
-		if !c.IsArchived && (!onlyMember || c.IsMember) {
+		if !c.info.IsArchived && (!onlyMember || c.member) {
 			n++
 		}
 	}
@@ -210,9 +276,9 @@ func (s *Store) RandomChannel(onlyMember bool) *Channel {
 	}
 	k := rand.IntN(n)
 	for _, c := range s.channels {
-		if !c.IsArchived && (!onlyMember || c.IsMember) {
+		if !c.info.IsArchived && (!onlyMember || c.member) {
 			if k == 0 {
-				cc := *c
+				cc := c.channel()
 				return &cc
 			}
 			k--
@@ -224,6 +290,7 @@ func (s *Store) RandomChannel(onlyMember bool) *Channel {
 // SetCurrent makes the channel with the given id the current one (the
 // channel the simulated user has open).
 func (s *Store) SetCurrent(id string) {
+	id = s.ws.str(id)
 	s.mu.Lock()
 	s.current = id
 	s.mu.Unlock()
@@ -249,38 +316,57 @@ func (s *Store) AddMessages(channel string, msgs []Message) {
 	if channel == "" || len(msgs) == 0 {
 		return
 	}
+	recs := make([]*Message, 0, len(msgs))
+	for _, m := range msgs {
+		if m.TS != "" {
+			recs = append(recs, s.ws.message(m)) // outside the store's lock
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.messages == nil {
-		s.messages = make(map[string][]Message)
+		s.messages = make(map[string][]*Message)
 	}
 	cur, ok := s.messages[channel]
-	if !ok && len(s.messages) >= MaxChannels {
-		return
-	}
-	for _, m := range msgs {
-		if m.TS == "" {
-			continue
+	if !ok {
+		if len(s.messages) >= MaxChannels {
+			return
 		}
-		cur = insertByTS(cur, m)
+		channel = s.ws.str(channel)
+	}
+	for _, m := range recs {
+		cur = s.insertByTSLocked(cur, m)
 	}
 	if len(cur) > MaxMessagesPerChannel {
+		for _, m := range cur[:len(cur)-MaxMessagesPerChannel] {
+			s.knowBytes -= messageSize(m)
+		}
 		cur = append(cur[:0:0], cur[len(cur)-MaxMessagesPerChannel:]...)
 	}
-	s.messages[channel] = cur
+	if len(cur) > 0 {
+		s.messages[channel] = cur
+	}
 }
 
-// insertByTS keeps msgs ordered by ts (oldest first) without duplicates.
-func insertByTS(msgs []Message, m Message) []Message {
+// insertByTSLocked keeps msgs ordered by ts (oldest first) without
+// duplicates, within the store's bound in bytes.
+func (s *Store) insertByTSLocked(msgs []*Message, m *Message) []*Message {
 	i := len(msgs)
 	for i > 0 && tsLess(m.TS, msgs[i-1].TS) {
 		i--
 	}
 	if i > 0 && msgs[i-1].TS == m.TS {
-		msgs[i-1] = m
+		if d := messageSize(m) - messageSize(msgs[i-1]); d <= MaxKnowledgeBytes-s.knowBytes {
+			s.knowBytes += d
+			msgs[i-1] = m
+		}
 		return msgs
 	}
-	msgs = append(msgs, Message{})
+	if messageSize(m) > MaxKnowledgeBytes-s.knowBytes {
+		return msgs
+	}
+	s.knowBytes += messageSize(m)
+	msgs = append(msgs, nil)
 	copy(msgs[i+1:], msgs[i:])
 	msgs[i] = m
 	return msgs
@@ -301,7 +387,15 @@ func tsLess(a, b string) bool {
 func (s *Store) Messages(channel string) []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Message(nil), s.messages[channel]...)
+	ms := s.messages[channel]
+	if ms == nil {
+		return nil
+	}
+	out := make([]Message, len(ms))
+	for i, m := range ms {
+		out[i] = *m
+	}
+	return out
 }
 
 // RandomMessage returns a uniformly chosen remembered message of a channel,
@@ -313,7 +407,7 @@ func (s *Store) RandomMessage(channel string) *Message {
 	if len(ms) == 0 {
 		return nil
 	}
-	m := ms[rand.IntN(len(ms))]
+	m := *ms[rand.IntN(len(ms))]
 	return &m
 }
 
@@ -325,11 +419,12 @@ func (s *Store) LatestMessage(channel string) *Message {
 	if len(ms) == 0 {
 		return nil
 	}
-	m := ms[len(ms)-1]
+	m := *ms[len(ms)-1]
 	return &m
 }
 
-// AddUserIDs remembers user ids; past MaxUserIDs the oldest are replaced.
+// AddUserIDs remembers user ids; past MaxUserIDs, or past the store's
+// bound in bytes, each new one replaces the oldest.
 func (s *Store) AddUserIDs(ids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -337,20 +432,39 @@ func (s *Store) AddUserIDs(ids []string) {
 		if id == "" {
 			continue
 		}
-		if _, ok := s.usersIdx[id]; ok {
+		at, found := slices.BinarySearch(s.usersIdx, id)
+		if found {
 			continue
 		}
-		if s.usersIdx == nil {
-			s.usersIdx = make(map[string]struct{})
-		}
-		if len(s.users) < MaxUserIDs {
+		size := int64(len(id)) + stringOverhead
+		room := MaxKnowledgeBytes - s.knowBytes
+		switch {
+		case len(s.users) < MaxUserIDs && size <= room:
+			id = s.ws.str(id)
 			s.users = append(s.users, id)
-		} else {
-			delete(s.usersIdx, s.users[s.usersPos])
+		case len(s.users) > 0:
+			// Replace the oldest (the ring's next slot), if the id fits
+			// in its place.
+			s.usersPos %= len(s.users)
+			old := s.users[s.usersPos]
+			if size-(int64(len(old))+stringOverhead) > room {
+				continue
+			}
+			if i, ok := slices.BinarySearch(s.usersIdx, old); ok {
+				s.usersIdx = slices.Delete(s.usersIdx, i, i+1)
+				if i < at {
+					at--
+				}
+			}
+			s.knowBytes -= int64(len(old)) + stringOverhead
+			id = s.ws.str(id)
 			s.users[s.usersPos] = id
-			s.usersPos = (s.usersPos + 1) % MaxUserIDs
+			s.usersPos = (s.usersPos + 1) % len(s.users)
+		default:
+			continue
 		}
-		s.usersIdx[id] = struct{}{}
+		s.knowBytes += size
+		s.usersIdx = slices.Insert(s.usersIdx, at, id)
 	}
 }
 
@@ -375,7 +489,7 @@ func (s *Store) RandomUserID() string {
 func (s *Store) Websocket() WebsocketSpec {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ws := s.ws
+	ws := s.wsSpec
 	ws.Header = ws.Header.Clone()
 	ws.Subprotocols = append([]string(nil), ws.Subprotocols...)
 	return ws
@@ -384,13 +498,13 @@ func (s *Store) Websocket() WebsocketSpec {
 // SetWebsocket replaces the websocket settings.
 func (s *Store) SetWebsocket(ws WebsocketSpec) {
 	s.mu.Lock()
-	s.ws = ws
+	s.wsSpec = ws
 	s.mu.Unlock()
 }
 
 func (s *Store) updateWebsocket(f func(*WebsocketSpec)) {
 	s.mu.Lock()
-	f(&s.ws)
+	f(&s.wsSpec)
 	s.mu.Unlock()
 }
 

@@ -219,11 +219,17 @@ func (k *Koi) handleFrame(binary bool, data []byte) {
 	k.count(func(s *Stats) { s.Events++; s.BytesIn += int64(len(data)) })
 	now := time.Now()
 	set := k.rt.set
-	c := set.Frames.Classify(k.store, binary, data, k.rt.cfg.EventTimeField)
+	c, scanned := set.Frames.ClassifyType(binary, data, k.rt.cfg.EventTimeField)
+	if !scanned {
+		c = set.Frames.Classify(k.store, binary, data, k.rt.cfg.EventTimeField)
+	}
 	if s := k.rt.eventSeries(c.Type); !c.SentAt.IsZero() {
 		s.Observe(max(0, now.Sub(c.SentAt)), metrics.OK)
 	} else {
 		s.Count(metrics.OK)
+	}
+	if scanned && k.framesRead(c.Type) {
+		c.Value = behaviors.DecodeFrame(data) // once, for every reader
 	}
 	k.deliver(&Frame{Binary: binary, Raw: data, Type: c.Type, Value: c.Value, JSON: c.Kind == behaviors.FrameJSON, SentAt: c.SentAt})
 	if c.Type == "" || len(set.OnEvent) == 0 {

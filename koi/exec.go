@@ -73,7 +73,8 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 		var data any
 		if st.Request != nil {
 			start := time.Now()
-			d, took, err := k.request(ctx, prog, env, st.Request)
+			// A reply is decoded only when a post_action can read it.
+			d, took, err := k.request(ctx, prog, env, st.Request, prog.ReadsData(st.Post...))
 			if took <= 0 {
 				took = time.Since(start)
 			}
@@ -110,15 +111,17 @@ func record(s *metrics.Series, took time.Duration, o metrics.Outcome) {
 	s.Observe(took, o)
 }
 
-// request performs one request and returns the decoded response, and its
-// latency when that is not the time the call took (0: measure the call).
-func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, time.Duration, error) {
+// request performs one request and returns the decoded response (for api
+// and http requests only when decode is set: nothing reads it otherwise),
+// and its latency when that is not the time the call took (0: measure the
+// call).
+func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, time.Duration, error) {
 	switch r.Type {
 	case behaviors.API:
-		v, err := k.api(ctx, prog, env, r)
+		v, err := k.api(ctx, prog, env, r, decode)
 		return v, 0, err
 	case behaviors.HTTP:
-		v, err := k.httpRequest(ctx, prog, env, r)
+		v, err := k.httpRequest(ctx, prog, env, r, decode)
 		return v, 0, err
 	case behaviors.WS:
 		return k.ws(ctx, prog, env, r)
@@ -135,7 +138,7 @@ func (k *Koi) timeout(r *behaviors.Request) time.Duration {
 	return k.rt.cfg.RequestTimeout
 }
 
-func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
+func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, error) {
 	if k.rt.cfg.APIBase == "" {
 		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("api request %q: no API base URL is configured (the run's target.api_base)", r.Method)}
 	}
@@ -167,6 +170,9 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 	status, body, err := k.do(req)
 	if err != nil {
 		return nil, err
+	}
+	if !decode {
+		return nil, replyOutcome(status, body)
 	}
 	v, derr := decodeJSON(body)
 	if derr != nil {
@@ -256,7 +262,7 @@ func decodeJSON(b []byte) (any, error) {
 	return v, nil
 }
 
-func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, error) {
+func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, error) {
 	u, err := prog.Render(env, r.URL, nil)
 	if err != nil {
 		return nil, err
@@ -311,7 +317,7 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 		req.Header.Set(h.Name, v)
 	}
 	_, b, err := k.do(req)
-	if err != nil {
+	if err != nil || !decode {
 		return nil, err
 	}
 	if v, err := decodeJSON(b); err == nil {

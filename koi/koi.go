@@ -95,7 +95,7 @@ type Stats struct {
 // New creates a koi with the given identity and activity multiplier (1 is
 // an average user; see behaviors.Activity).
 func (rt *Runtime) New(id behaviors.Identity, activity float64) *Koi {
-	st := behaviors.NewStore(id)
+	st := behaviors.NewSharedStore(id, rt.workspace)
 	if rt.cfg.Websocket.URL != "" {
 		st.SetWebsocket(rt.cfg.Websocket)
 	}

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(memServerEnv) == "1" {
 		os.Exit(runMemServer())
 	}
+	if spec := os.Getenv(pondServerEnv); spec != "" {
+		os.Exit(runPondServer(spec))
+	}
 	os.Exit(m.Run())
 }
 

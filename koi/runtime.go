@@ -85,6 +85,10 @@ type RuntimeConfig struct {
 	// ReplyBudget, shared by every run of a school, bounds the reply
 	// bytes being read at once (nil: only the per-reply caps).
 	ReplyBudget *ReplyBudget
+	// WorkspaceBytes bounds the run's shared workspace knowledge: the
+	// channels, messages and user ids its koi learn, interned once for
+	// all of them (0: behaviors.DefaultWorkspaceBytes).
+	WorkspaceBytes int64
 }
 
 // Validate returns every problem with the configuration.
@@ -112,6 +116,9 @@ func (c *RuntimeConfig) Validate() []error {
 			errs = append(errs, fmt.Errorf("koi: %s %v is negative", name, d))
 		}
 	}
+	if c.WorkspaceBytes < 0 {
+		errs = append(errs, fmt.Errorf("koi: WorkspaceBytes %d is negative", c.WorkspaceBytes))
+	}
 	if c.ReadLimit < 0 {
 		errs = append(errs, fmt.Errorf("koi: ReadLimit %d is negative", c.ReadLimit))
 	}
@@ -128,6 +135,7 @@ type Runtime struct {
 	metrics   *metrics.Recorder
 	http      *http.Client
 	dialer    *websocket.Dialer
+	workspace *behaviors.Workspace // what the koi learn identically, shared
 
 	keysMu sync.RWMutex
 	keys   map[string]*metrics.Series
@@ -187,10 +195,11 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		cfg: cfg, set: cfg.Set, sched: sched, scheduled: scheduled,
 		minute:  time.Duration(float64(time.Minute) / cfg.TimeScale),
 		metrics: cfg.Metrics, http: cfg.HTTPClient, dialer: cfg.Dialer,
-		keys:   map[string]*metrics.Series{},
-		events: map[string]*metrics.Series{},
-		start:  time.Now(),
-		hourly: hasHourly(scheduled),
+		workspace: behaviors.NewWorkspace(cfg.WorkspaceBytes),
+		keys:      map[string]*metrics.Series{},
+		events:    map[string]*metrics.Series{},
+		start:     time.Now(),
+		hourly:    hasHourly(scheduled),
 	}, nil
 }
 
@@ -218,6 +227,10 @@ func (rt *Runtime) hourOf(t time.Time) int {
 	}
 	return rt.BehaviorTime(t).In(rt.set.Timezone).Hour()
 }
+
+// Workspace returns the knowledge the run's koi share (channels, messages,
+// user ids).
+func (rt *Runtime) Workspace() *behaviors.Workspace { return rt.workspace }
 
 // Metrics returns the recorder the koi write into.
 func (rt *Runtime) Metrics() *metrics.Recorder { return rt.metrics }

@@ -1,0 +1,20 @@
+package koi
+
+// framesRead reports whether anything will read the value of a frame of
+// the given type: a ws request waiting for a frame, or (once the
+// connection is live) an on_event handler for the type or for "*". A frame
+// nothing reads is only classified and counted, never decoded.
+//
+// A ws request registers its waiter before it sends, so a frame that
+// arrives before the check and is seen by a waiter registered after it can
+// only be one sent before the request: it is delivered with no value.
+func (k *Koi) framesRead(typ string) bool {
+	k.mu.Lock()
+	waiting := len(k.waiters) > 0
+	k.mu.Unlock()
+	if waiting {
+		return true
+	}
+	on := k.rt.set.OnEvent
+	return typ != "" && len(on) > 0 && k.liveFlag.Load() && (on[typ] != nil || on["*"] != nil)
+}
