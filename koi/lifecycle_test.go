@@ -470,14 +470,25 @@ func TestServerClosingDuringOnConnectIsTransport(t *testing.T) {
 // on_connect goroutine interleave.
 func TestFramesBehindOnConnectReachOnEvent(t *testing.T) {
 	const burst = 8
+	t.Run("text", func(t *testing.T) {
+		framesBehindOnConnect(t, burst, func(i int) string { return fmt.Sprintf("EV %d", i) },
+			`{{ setKoi \"seen\" (printf \"%v%v,\" (get \"seen\" | default \"\") (trimPrefix \"EV \" .)) }}`)
+	})
+	t.Run("json", func(t *testing.T) { // decoded only when something reads it
+		framesBehindOnConnect(t, burst, func(i int) string { return fmt.Sprintf(`{"type": "EV", "n": %d}`, i) },
+			`{{ setKoi \"seen\" (printf \"%v%v,\" (get \"seen\" | default \"\") .n) }}`)
+	})
+}
+
+func framesBehindOnConnect(t *testing.T, burst int, frame func(int) string, action string) {
 	srv := newSessionServer(t)
 	for i := range burst {
-		srv.afterLogin = append(srv.afterLogin, fmt.Sprintf("EV %d", i))
+		srv.afterLogin = append(srv.afterLogin, frame(i))
 	}
 	set := parseSet(t, `{
 	  "frames": {"text": [{"prefix": "OK LOGIN", "type": "logged_in"}, {"match": "^(?P<type>[A-Z]+) "}]},
 	  "on_connect": {"steps": [{"request": {"type": "ws", "text": "LOGIN u{{ koiIndex }}", "await": {"type": "logged_in", "timeout_ms": 5000}}}]},
-	  "on_event": {"EV": ["{{ setKoi \"seen\" (printf \"%v%v,\" (get \"seen\" | default \"\") (trimPrefix \"EV \" .)) }}"]},
+	  "on_event": {"EV": ["`+action+`"]},
 	  "behaviors": {}}`)
 	for round := range 20 { // the race is between two goroutines: try it many times
 		rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.url()}})
