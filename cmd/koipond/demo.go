@@ -195,7 +195,7 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 	}
 	for _, r := range k.State().ActiveRuns(nil) {
 		if r.Name == demoRunName {
-			return r, form.Hash, nil // a restarted demo carries on
+			return api.RunOf(r), form.Hash, nil // a restarted demo carries on
 		}
 	}
 	r, err := k.CreateRun(ctx, "demo", api.RunSpec{
@@ -210,7 +210,7 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 	if err != nil {
 		return nil, "", fmt.Errorf("creating the run: %w", err)
 	}
-	return r, form.Hash, nil
+	return api.RunOf(r), form.Hash, nil
 }
 
 // demoTries lists CLI commands to try, for those the binary has.
@@ -233,7 +233,7 @@ func demoTries(runID string) string {
 }
 
 func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, runID string, window time.Duration) {
-	st := k.Status(nil)
+	st := api.StatusOf(k.Status(nil))
 	ps := p.Stats()
 	var rv *api.RunView
 	for _, r := range st.Runs {

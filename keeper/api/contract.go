@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/keeper/verdict"
@@ -41,13 +42,15 @@ type (
 // Views.
 type (
 	// Run is a stored run.
-	Run = state.Run
+	Run = contract.Run
 	// RunView is a run with where its koi are and how they are doing.
-	RunView = keeper.RunView
+	RunView = contract.RunView
 	// GuardView holds a run's effective koi, live thresholds and guardrails.
-	GuardView = keeper.GuardView
+	GuardView = contract.GuardView
 	// LiveThresholdView is a threshold's live evaluation on a run.
-	LiveThresholdView = keeper.LiveThresholdView
+	LiveThresholdView = contract.LiveThresholdView
+	// GuardrailView is a guardrail's latest evaluation on a run.
+	GuardrailView = contract.GuardrailView
 	// GuardrailsView is the global guardrails with what storing them noticed.
 	GuardrailsView = keeper.GuardrailsView
 	// MetricsSummary is a run's metrics over a window.
@@ -55,23 +58,29 @@ type (
 	// KeySummary is one metric key's summary.
 	KeySummary = keeper.KeySummary
 	// Report is a run's final (or current) report.
-	Report = state.Report
+	Report = contract.Report
 	// CapacityResult is a capacity search's outcome.
-	CapacityResult = state.CapacityResult
+	CapacityResult = contract.CapacityResult
 	// CapacityFlatten is a capacity step's latency growth on one key.
 	CapacityFlatten = state.CapacityFlatten
 	// Comparison is a report compared with a baseline's.
 	Comparison = verdict.Comparison
 	// Launch is a formation launch.
-	Launch = state.Launch
+	Launch = contract.Launch
 	// Formation is a stored formation.
 	Formation = state.Formation
 	// School is a registered school.
-	School = state.School
+	School = contract.School
+	// SchoolView is a school with its health and assignments.
+	SchoolView = contract.SchoolView
 	// Assignment is a range of a run's koi held by a school.
-	Assignment = state.Assignment
+	Assignment = contract.Assignment
 	// GlobalSwitch is the global switch.
-	GlobalSwitch = state.GlobalSwitch
+	GlobalSwitch = contract.GlobalSwitch
+	// SwitchView is the global switch with its stop confirmation.
+	SwitchView = contract.SwitchView
+	// Status is the keeper at a glance.
+	Status = contract.Status
 	// WebhookView is a webhook as the API shows it.
 	WebhookView = keeper.WebhookView
 	// DeliveryAttempt is one try to deliver a notice to a webhook.
@@ -84,12 +93,12 @@ type (
 
 // Run states, live states and comparison verdicts the views carry.
 const (
-	RunStopped = state.RunStopped
+	RunStopped = contract.RunStopped
 
-	LivePass   = keeper.LivePass
-	LiveFail   = keeper.LiveFail
-	LiveNoData = keeper.LiveNoData
-	LiveIdle   = keeper.LiveIdle
+	LivePass   = contract.LivePass
+	LiveFail   = contract.LiveFail
+	LiveNoData = contract.LiveNoData
+	LiveIdle   = contract.LiveIdle
 
 	VerdictSame      = verdict.VerdictSame
 	VerdictImproved  = verdict.VerdictImproved

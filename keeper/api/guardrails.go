@@ -25,7 +25,7 @@ func (s *server) postShed(c echo.Context) error {
 	if _, err := s.k.ShedRun(c.Request().Context(), actor(c), c.Param("id"), *req.Percent); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.k.RunView(s.k.State(), c.Param("id")))
+	return c.JSON(http.StatusOK, runViewOut(s.k.RunView(s.k.State(), c.Param("id"))))
 }
 
 // guardrailsRequest is the body of PUT /api/v1/guardrails.

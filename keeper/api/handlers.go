@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 	"github.com/labstack/echo/v4"
@@ -320,17 +321,17 @@ func (s *server) postRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, s.k.RunView(s.k.State(), run.ID))
+	return c.JSON(http.StatusCreated, runViewOut(s.k.RunView(s.k.State(), run.ID)))
 }
 
 func (s *server) listRuns(c echo.Context) error {
 	r := s.k.State()
-	out := []*keeper.RunView{}
+	out := []*contract.RunView{}
 	for _, run := range r.Runs(nil) {
 		if st := c.QueryParam("state"); st != "" && string(run.State) != st {
 			continue
 		}
-		out = append(out, s.k.RunView(r, run.ID))
+		out = append(out, runViewOut(s.k.RunView(r, run.ID)))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -340,7 +341,7 @@ func (s *server) getRun(c echo.Context) error {
 	if v == nil {
 		return notFound("id", "no run %s", quoteInput(c.Param("id")))
 	}
-	return c.JSON(http.StatusOK, v)
+	return c.JSON(http.StatusOK, runViewOut(v))
 }
 
 func (s *server) patchRun(c echo.Context) error {
@@ -351,7 +352,7 @@ func (s *server) patchRun(c echo.Context) error {
 	if _, err := s.k.UpdateRun(c.Request().Context(), actor(c), c.Param("id"), p); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.k.RunView(s.k.State(), c.Param("id")))
+	return c.JSON(http.StatusOK, runViewOut(s.k.RunView(s.k.State(), c.Param("id"))))
 }
 
 func (s *server) runSwitch(st wire.State) echo.HandlerFunc {
@@ -359,7 +360,7 @@ func (s *server) runSwitch(st wire.State) echo.HandlerFunc {
 		if _, err := s.k.SetRunState(c.Request().Context(), actor(c), c.Param("id"), st); err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, s.k.RunView(s.k.State(), c.Param("id")))
+		return c.JSON(http.StatusOK, runViewOut(s.k.RunView(s.k.State(), c.Param("id"))))
 	}
 }
 
@@ -406,7 +407,7 @@ func (s *server) postLaunch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, l)
+	return c.JSON(http.StatusCreated, launchOut(l))
 }
 
 func (s *server) listLaunches(c echo.Context) error {
@@ -420,13 +421,13 @@ func (s *server) listLaunches(c echo.Context) error {
 	if out == nil {
 		out = []*state.Launch{}
 	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, launchesOut(out))
 }
 
 // LaunchView is a launch with the metrics of its formation's steps since
 // its start (keys "formation:<name>:…").
 type LaunchView struct {
-	*state.Launch
+	*contract.Launch
 	Metrics *keeper.MetricsSummary `json:"metrics,omitempty"`
 }
 
@@ -435,7 +436,7 @@ func (s *server) getLaunch(c echo.Context) error {
 	if l == nil {
 		return notFound("id", "no launch %s", quoteInput(c.Param("id")))
 	}
-	v := LaunchView{Launch: l}
+	v := LaunchView{Launch: launchOut(l)}
 	if l.State != state.LaunchPending {
 		to := time.Now().Add(time.Second).Truncate(time.Second)
 		if !l.EndedAt.IsZero() {
@@ -451,17 +452,17 @@ func (s *server) cancelLaunch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, l)
+	return c.JSON(http.StatusOK, launchOut(l))
 }
 
 // --- schools, control, audit, status
 
 func (s *server) listSchools(c echo.Context) error {
-	return c.JSON(http.StatusOK, s.k.SchoolViews(s.k.State()))
+	return c.JSON(http.StatusOK, schoolViewsOut(s.k.SchoolViews(s.k.State())))
 }
 
 func (s *server) getControl(c echo.Context) error {
-	return c.JSON(http.StatusOK, keeper.SwitchViewOf(s.k.State().Switch(nil)))
+	return c.JSON(http.StatusOK, switchViewOut(keeper.SwitchViewOf(s.k.State().Switch(nil))))
 }
 
 type controlRequest struct {
@@ -477,7 +478,7 @@ func (s *server) postControl(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, keeper.SwitchViewOf(g))
+	return c.JSON(http.StatusOK, switchViewOut(keeper.SwitchViewOf(g)))
 }
 
 func (s *server) listAudit(c echo.Context) error {
@@ -520,5 +521,5 @@ func (s *server) getStatus(c echo.Context) error {
 		stop()
 		cancel()
 	}
-	return c.JSON(http.StatusOK, s.k.Status(nil))
+	return c.JSON(http.StatusOK, statusOut(s.k.Status(nil)))
 }
