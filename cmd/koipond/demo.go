@@ -261,7 +261,7 @@ func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, 
 	}
 	fmt.Fprintf(w, " · pond: %d websockets, %d events sent\n", ps.WebsocketsOpen, ps.EventsSent)
 	// At least 5 s: a one-second window can fall between two school reports.
-	m := k.RunMetrics(runID, max(window, 5*time.Second))
+	m := api.MetricsOf(k.RunMetrics(runID, max(window, 5*time.Second)))
 	if m == nil || len(m.Keys) == 0 {
 		return
 	}

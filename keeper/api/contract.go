@@ -52,11 +52,11 @@ type (
 	// GuardrailView is a guardrail's latest evaluation on a run.
 	GuardrailView = contract.GuardrailView
 	// GuardrailsView is the global guardrails with what storing them noticed.
-	GuardrailsView = keeper.GuardrailsView
+	GuardrailsView = contract.GuardrailsView
 	// MetricsSummary is a run's metrics over a window.
-	MetricsSummary = keeper.MetricsSummary
+	MetricsSummary = contract.MetricsSummary
 	// KeySummary is one metric key's summary.
-	KeySummary = keeper.KeySummary
+	KeySummary = contract.KeySummary
 	// Report is a run's final (or current) report.
 	Report = contract.Report
 	// CapacityResult is a capacity search's outcome.
@@ -64,11 +64,11 @@ type (
 	// CapacityFlatten is a capacity step's latency growth on one key.
 	CapacityFlatten = state.CapacityFlatten
 	// Comparison is a report compared with a baseline's.
-	Comparison = verdict.Comparison
+	Comparison = contract.Comparison
 	// Launch is a formation launch.
 	Launch = contract.Launch
 	// Formation is a stored formation.
-	Formation = state.Formation
+	Formation = contract.Formation
 	// School is a registered school.
 	School = contract.School
 	// SchoolView is a school with its health and assignments.
@@ -100,11 +100,11 @@ const (
 	LiveNoData = contract.LiveNoData
 	LiveIdle   = contract.LiveIdle
 
-	VerdictSame      = verdict.VerdictSame
-	VerdictImproved  = verdict.VerdictImproved
-	VerdictRegressed = verdict.VerdictRegressed
-	VerdictNew       = verdict.VerdictNew
-	VerdictGone      = verdict.VerdictGone
+	VerdictSame      = contract.VerdictSame
+	VerdictImproved  = contract.VerdictImproved
+	VerdictRegressed = contract.VerdictRegressed
+	VerdictNew       = contract.VerdictNew
+	VerdictGone      = contract.VerdictGone
 )
 
 // Signature headers of webhook deliveries and trigger calls.

@@ -4,6 +4,7 @@ import (
 	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 )
 
 // The edge's conversions: the keeper's stored and live types into the
@@ -202,3 +203,72 @@ func reportOut(r *state.Report) *contract.Report {
 		ShedPercent: r.ShedPercent,
 	}
 }
+
+func behaviorSetOut(b *state.BehaviorSet) *contract.BehaviorSet {
+	if b == nil {
+		return nil
+	}
+	return &contract.BehaviorSet{Hash: b.Hash, Name: b.Name, Version: b.Version,
+		Files:     mapSlice(b.Files, func(f state.File) contract.File { return contract.File(f) }),
+		Behaviors: b.Behaviors, Warnings: b.Warnings, CreatedAt: b.CreatedAt, CreatedBy: b.CreatedBy}
+}
+
+func formationOut(f *state.Formation) *contract.Formation {
+	if f == nil {
+		return nil
+	}
+	return &contract.Formation{Hash: f.Hash, Name: f.Name, Version: f.Version, File: contract.File(f.File),
+		Percent: f.Percent, BeginWithinMS: f.BeginWithinMS, Steps: f.Steps, CreatedAt: f.CreatedAt, CreatedBy: f.CreatedBy}
+}
+
+func auditOut(e *state.AuditEntry) *contract.AuditEntry {
+	if e == nil {
+		return nil
+	}
+	c := contract.AuditEntry(*e)
+	return &c
+}
+
+func guardrailsViewOut(v *keeper.GuardrailsView) *contract.GuardrailsView {
+	if v == nil {
+		return nil
+	}
+	out := &contract.GuardrailsView{Warnings: v.Warnings}
+	if g := v.Guardrails; g != nil {
+		out.Guardrails = &contract.Guardrails{Rules: rulesOut(g.Rules), UpdatedAt: g.UpdatedAt, UpdatedBy: g.UpdatedBy}
+	}
+	return out
+}
+
+func metricsOut(m *keeper.MetricsSummary) *contract.MetricsSummary {
+	if m == nil {
+		return nil
+	}
+	return &contract.MetricsSummary{Run: m.Run, From: m.From, To: m.To,
+		Keys:    mapSlice(m.Keys, func(k keeper.KeySummary) contract.KeySummary { return contract.KeySummary(k) }),
+		Traffic: contract.Traffic(m.Traffic)}
+}
+
+func comparisonOut(c *verdict.Comparison) *contract.Comparison {
+	if c == nil {
+		return nil
+	}
+	return &contract.Comparison{Baseline: c.Baseline, BaselineName: c.BaselineName, Tolerance: c.Tolerance,
+		ErrorTolerancePP: c.ErrorTolerancePP, MinLatencyDeltaMS: c.MinLatencyDeltaMS, SketchAccuracy: c.SketchAccuracy,
+		Regressed: c.Regressed, Improved: c.Improved,
+		Keys: mapSlice(c.Keys, func(k verdict.KeyComparison) contract.KeyComparison {
+			return contract.KeyComparison{Key: k.Key, Verdict: k.Verdict,
+				Stats: mapSlice(k.Stats, func(s verdict.StatComparison) contract.StatComparison { return contract.StatComparison(s) })}
+		}),
+		Thresholds: mapSlice(c.Thresholds, func(t verdict.ThresholdComparison) contract.ThresholdComparison {
+			return contract.ThresholdComparison(t)
+		}),
+		Launches: mapSlice(c.Launches, func(l verdict.LaunchComparison) contract.LaunchComparison {
+			return contract.LaunchComparison(l)
+		}),
+	}
+}
+
+// MetricsOf returns a run's metrics summary as GET
+// /api/v1/runs/:id/metrics shows it, for koipond demo.
+func MetricsOf(m *keeper.MetricsSummary) *contract.MetricsSummary { return metricsOut(m) }

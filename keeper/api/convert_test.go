@@ -9,6 +9,7 @@ import (
 
 	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/verdict"
 )
 
 // fill sets every field reachable from v to a value that is not zero: a
@@ -95,6 +96,25 @@ func TestContractViewsEncodeLikeTheKeeper(t *testing.T) {
 	sameJSON(t, "SchoolView", []keeper.SchoolView{*sv}, schoolViewsOut([]keeper.SchoolView{*sv}))
 	sameJSON(t, "SwitchView", sw, switchViewOut(*sw))
 	sameJSON(t, "Status", st, statusOut(st))
+	bs, fm, au := filled[state.BehaviorSet](), filled[state.Formation](), filled[state.AuditEntry]()
+	sameJSON(t, "BehaviorSet", bs, behaviorSetOut(bs))
+	sameJSON(t, "Formation", fm, formationOut(fm))
+	sameJSON(t, "AuditEntry", au, auditOut(au))
+	gv, ms, cmp := filled[keeper.GuardrailsView](), filled[keeper.MetricsSummary](), filled[verdict.Comparison]()
+	sameJSON(t, "GuardrailsView", gv, guardrailsViewOut(gv))
+	sameJSON(t, "MetricsSummary", ms, metricsOut(ms))
+	sameJSON(t, "Comparison", cmp, comparisonOut(cmp))
+	type storedCompared struct {
+		*state.Report
+		Comparison *verdict.Comparison `json:"comparison"`
+	}
+	sameJSON(t, "ComparedReport", storedCompared{rep, cmp}, ComparedReport{reportOut(rep), comparisonOut(cmp)})
+	type storedLaunchView struct {
+		*state.Launch
+		Metrics *keeper.MetricsSummary `json:"metrics,omitempty"`
+	}
+	l := filled[state.Launch]()
+	sameJSON(t, "LaunchView", storedLaunchView{l, ms}, LaunchView{launchOut(l), metricsOut(ms)})
 
 	zr, zrv := &state.Run{}, &keeper.RunView{Run: &state.Run{}}
 	sameJSON(t, "zero Run", zr, runOut(zr))
@@ -105,4 +125,7 @@ func TestContractViewsEncodeLikeTheKeeper(t *testing.T) {
 	empty := &keeper.Status{Runs: []*keeper.RunView{}, Schools: []keeper.SchoolView{}, Launches: []*state.Launch{}}
 	sameJSON(t, "empty Status", empty, statusOut(empty))
 	sameJSON(t, "nil RunView", (*keeper.RunView)(nil), runViewOut(nil))
+	sameJSON(t, "zero GuardrailsView", &keeper.GuardrailsView{}, guardrailsViewOut(&keeper.GuardrailsView{}))
+	sameJSON(t, "zero MetricsSummary", &keeper.MetricsSummary{}, metricsOut(&keeper.MetricsSummary{}))
+	sameJSON(t, "zero Comparison", &verdict.Comparison{}, comparisonOut(&verdict.Comparison{}))
 }

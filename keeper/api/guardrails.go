@@ -35,7 +35,7 @@ type guardrailsRequest struct {
 
 func (s *server) getGuardrails(c echo.Context) error {
 	g := s.k.State().Guardrails(nil)
-	return c.JSON(http.StatusOK, &keeper.GuardrailsView{Guardrails: g, Warnings: verdict.GuardrailWarnings("rules", g.Rules)})
+	return c.JSON(http.StatusOK, guardrailsViewOut(&keeper.GuardrailsView{Guardrails: g, Warnings: verdict.GuardrailWarnings("rules", g.Rules)}))
 }
 
 func (s *server) putGuardrails(c echo.Context) error {
@@ -50,5 +50,5 @@ func (s *server) putGuardrails(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, v)
+	return c.JSON(http.StatusOK, guardrailsViewOut(v))
 }

@@ -275,7 +275,7 @@ func (s *server) getBehaviorSet(c echo.Context) error {
 	if b == nil {
 		return notFound("hash", "no behavior set %s", quoteInput(c.Param("hash")))
 	}
-	return c.JSON(http.StatusOK, b)
+	return c.JSON(http.StatusOK, behaviorSetOut(b))
 }
 
 type formationRequest struct {
@@ -291,7 +291,7 @@ func (s *server) postFormation(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, f)
+	return c.JSON(http.StatusCreated, formationOut(f))
 }
 
 func (s *server) listFormations(c echo.Context) error {
@@ -299,7 +299,7 @@ func (s *server) listFormations(c echo.Context) error {
 	if out == nil {
 		out = []*state.Formation{}
 	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, mapSlice(out, formationOut))
 }
 
 func (s *server) getFormation(c echo.Context) error {
@@ -307,7 +307,7 @@ func (s *server) getFormation(c echo.Context) error {
 	if f == nil {
 		return notFound("hash", "no formation %s", quoteInput(c.Param("hash")))
 	}
-	return c.JSON(http.StatusOK, f)
+	return c.JSON(http.StatusOK, formationOut(f))
 }
 
 // --- runs
@@ -377,7 +377,7 @@ func (s *server) getRunMetrics(c echo.Context) error {
 		}
 		window = d
 	}
-	return c.JSON(http.StatusOK, s.k.RunMetrics(id, window))
+	return c.JSON(http.StatusOK, metricsOut(s.k.RunMetrics(id, window)))
 }
 
 // --- launches
@@ -428,7 +428,7 @@ func (s *server) listLaunches(c echo.Context) error {
 // its start (keys "formation:<name>:…").
 type LaunchView struct {
 	*contract.Launch
-	Metrics *keeper.MetricsSummary `json:"metrics,omitempty"`
+	Metrics *contract.MetricsSummary `json:"metrics,omitempty"`
 }
 
 func (s *server) getLaunch(c echo.Context) error {
@@ -442,7 +442,7 @@ func (s *server) getLaunch(c echo.Context) error {
 		if !l.EndedAt.IsZero() {
 			to = l.EndedAt.Add(time.Minute)
 		}
-		v.Metrics = s.k.MetricsBetween(l.Run, l.Start.Truncate(time.Second), to, "formation:"+l.Name)
+		v.Metrics = metricsOut(s.k.MetricsBetween(l.Run, l.Start.Truncate(time.Second), to, "formation:"+l.Name))
 	}
 	return c.JSON(http.StatusOK, v)
 }
@@ -502,7 +502,7 @@ func (s *server) listAudit(c echo.Context) error {
 	if out == nil {
 		out = []*state.AuditEntry{}
 	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, mapSlice(out, auditOut))
 }
 
 // getStatus serves Status; with ?wait=DURATION it first blocks until

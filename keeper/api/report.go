@@ -43,7 +43,7 @@ func (s *server) getRunReport(c echo.Context) error {
 		}
 		return verdict.WriteReportCSV(c.Response(), &out)
 	case cmp != nil:
-		return c.JSON(http.StatusOK, &ComparedReport{Report: reportOut(&out), Comparison: cmp})
+		return c.JSON(http.StatusOK, &ComparedReport{Report: reportOut(&out), Comparison: comparisonOut(cmp)})
 	default:
 		return c.JSON(http.StatusOK, reportOut(&out))
 	}
@@ -53,7 +53,7 @@ func (s *server) getRunReport(c echo.Context) error {
 // GET /api/v1/runs/:id/report?baseline=OTHER answers it.
 type ComparedReport struct {
 	*contract.Report
-	Comparison *verdict.Comparison `json:"comparison"`
+	Comparison *contract.Comparison `json:"comparison"`
 }
 
 // reportComparison reads ?baseline=ID, ?tolerance= (relative, default
