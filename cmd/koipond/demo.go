@@ -198,7 +198,7 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 			return api.RunOf(r), form.Hash, nil // a restarted demo carries on
 		}
 	}
-	r, err := k.CreateRun(ctx, "demo", api.RunSpec{
+	r, err := k.CreateRun(ctx, "demo", api.RunSpecIn(api.RunSpec{
 		Name: demoRunName, Owner: "demo", Labels: map[string]string{"kind": "always-on"},
 		Target:      api.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
 		BehaviorSet: set.Hash, Koi: n, Ramp: ramp, TimeScale: scale, ActivitySigma: sigma,
@@ -206,7 +206,7 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 		// the UI, and a guardrail that pauses it if the target goes bad.
 		Thresholds: map[string][]string{"api:conversations.history": {"p95 < 300ms", "error_rate < 1%"}}, ThresholdWindowSecs: 60,
 		Guardrails: []api.GuardrailRule{{Name: "api-health", Key: "api:*", When: "success_rate < 95%", For: "1m", Action: "pause"}},
-	})
+	}))
 	if err != nil {
 		return nil, "", fmt.Errorf("creating the run: %w", err)
 	}

@@ -22,9 +22,9 @@ import (
 // Requests.
 type (
 	// RunSpec is the body of POST /api/v1/runs.
-	RunSpec = keeper.RunSpec
+	RunSpec = contract.RunSpec
 	// RunPatch is the body of PATCH /api/v1/runs/:id.
-	RunPatch = keeper.RunPatch
+	RunPatch = contract.RunPatch
 	// LaunchSpec is a formation launch as the keeper takes it.
 	LaunchSpec = keeper.LaunchSpec
 	// WebhookSpec is the body of POST and PUT /api/v1/webhooks.
@@ -32,11 +32,11 @@ type (
 	// TriggerSpec is the body of POST and PUT /api/v1/triggers.
 	TriggerSpec = keeper.TriggerSpec
 	// GuardrailRule is one guardrail (a run's or a global one).
-	GuardrailRule = state.GuardrailRule
+	GuardrailRule = contract.GuardrailRule
 	// CapacitySpec asks a run to search for the target's capacity.
-	CapacitySpec = state.CapacitySpec
+	CapacitySpec = contract.CapacitySpec
 	// Target is where a run's koi go.
-	Target = state.Target
+	Target = contract.Target
 )
 
 // Views.
@@ -62,7 +62,7 @@ type (
 	// CapacityResult is a capacity search's outcome.
 	CapacityResult = contract.CapacityResult
 	// CapacityFlatten is a capacity step's latency growth on one key.
-	CapacityFlatten = state.CapacityFlatten
+	CapacityFlatten = contract.CapacityFlatten
 	// Comparison is a report compared with a baseline's.
 	Comparison = contract.Comparison
 	// Launch is a formation launch.

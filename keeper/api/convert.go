@@ -272,3 +272,29 @@ func comparisonOut(c *verdict.Comparison) *contract.Comparison {
 // MetricsOf returns a run's metrics summary as GET
 // /api/v1/runs/:id/metrics shows it, for koipond demo.
 func MetricsOf(m *keeper.MetricsSummary) *contract.MetricsSummary { return metricsOut(m) }
+
+// RunSpecIn returns a run request as the keeper core takes it; koipond
+// demo, which runs the keeper in its own process, creates its run with
+// it.
+func RunSpecIn(s contract.RunSpec) keeper.RunSpec {
+	return keeper.RunSpec{Name: s.Name, Owner: s.Owner, Labels: s.Labels, Target: state.Target(s.Target),
+		BehaviorSet: s.BehaviorSet, Koi: s.Koi, Ramp: s.Ramp, TimeScale: s.TimeScale, ActivitySigma: s.ActivitySigma,
+		DurationSecs: s.DurationSecs, Paused: s.Paused, Thresholds: s.Thresholds, ThresholdWindowSecs: s.ThresholdWindowSecs,
+		Guardrails: rulesIn(s.Guardrails), Capacity: capacityIn(s.Capacity)}
+}
+
+func rulesIn(rs []contract.GuardrailRule) []state.GuardrailRule {
+	return mapSlice(rs, func(r contract.GuardrailRule) state.GuardrailRule { return state.GuardrailRule(r) })
+}
+
+func capacityIn(c *contract.CapacitySpec) *state.CapacitySpec {
+	if c == nil {
+		return nil
+	}
+	out := &state.CapacitySpec{Start: c.Start, Step: c.Step, StepSecs: c.StepSecs, Max: c.Max, Then: c.Then}
+	if c.Flatten != nil {
+		f := state.CapacityFlatten(*c.Flatten)
+		out.Flatten = &f
+	}
+	return out
+}

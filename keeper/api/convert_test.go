@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/keeper/verdict"
 )
@@ -128,4 +129,31 @@ func TestContractViewsEncodeLikeTheKeeper(t *testing.T) {
 	sameJSON(t, "zero GuardrailsView", &keeper.GuardrailsView{}, guardrailsViewOut(&keeper.GuardrailsView{}))
 	sameJSON(t, "zero MetricsSummary", &keeper.MetricsSummary{}, metricsOut(&keeper.MetricsSummary{}))
 	sameJSON(t, "zero Comparison", &verdict.Comparison{}, comparisonOut(&verdict.Comparison{}))
+}
+
+// requestRoundTrip fails unless every field of the keeper's request type
+// K (filled) decodes, unknown fields refused, into the contract's C and
+// comes back through in with the same JSON: a field the keeper core
+// takes but the contract lacks, or one the edge does not copy, fails it.
+func requestRoundTrip[K, C any](t *testing.T, what string, in func(C) K) {
+	t.Helper()
+	want := filled[K]()
+	data, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c C
+	if err := dec.Decode(&c); err != nil {
+		t.Fatalf("%s: the contract does not take the keeper's fields: %v", what, err)
+	}
+	sameJSON(t, what, want, in(c))
+}
+
+// The keeper core's requests and the contract's carry the same fields.
+func TestContractRequestsCarryEveryField(t *testing.T) {
+	requestRoundTrip(t, "RunSpec", RunSpecIn)
+	requestRoundTrip(t, "RunPatch", func(p contract.RunPatch) keeper.RunPatch { return keeper.RunPatch(p) })
+	requestRoundTrip(t, "GuardrailRule list", func(rs []contract.GuardrailRule) []state.GuardrailRule { return rulesIn(rs) })
 }

@@ -4,7 +4,7 @@ import (
 	"net/http"
 
 	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/labstack/echo/v4"
 )
@@ -30,7 +30,7 @@ func (s *server) postShed(c echo.Context) error {
 
 // guardrailsRequest is the body of PUT /api/v1/guardrails.
 type guardrailsRequest struct {
-	Rules []state.GuardrailRule `json:"rules"`
+	Rules []contract.GuardrailRule `json:"rules"`
 }
 
 func (s *server) getGuardrails(c echo.Context) error {
@@ -46,7 +46,7 @@ func (s *server) putGuardrails(c echo.Context) error {
 	if req.Rules == nil {
 		return invalid("rules", "give a list of rules ([] removes them all)")
 	}
-	v, err := s.k.SetGuardrails(c.Request().Context(), actor(c), req.Rules)
+	v, err := s.k.SetGuardrails(c.Request().Context(), actor(c), rulesIn(req.Rules))
 	if err != nil {
 		return err
 	}

@@ -313,11 +313,11 @@ func (s *server) getFormation(c echo.Context) error {
 // --- runs
 
 func (s *server) postRun(c echo.Context) error {
-	var spec keeper.RunSpec
+	var spec contract.RunSpec
 	if err := decode(c, &spec); err != nil {
 		return err
 	}
-	run, err := s.k.CreateRun(c.Request().Context(), actor(c), spec)
+	run, err := s.k.CreateRun(c.Request().Context(), actor(c), RunSpecIn(spec))
 	if err != nil {
 		return err
 	}
@@ -345,11 +345,11 @@ func (s *server) getRun(c echo.Context) error {
 }
 
 func (s *server) patchRun(c echo.Context) error {
-	var p keeper.RunPatch
+	var p contract.RunPatch
 	if err := decode(c, &p); err != nil {
 		return err
 	}
-	if _, err := s.k.UpdateRun(c.Request().Context(), actor(c), c.Param("id"), p); err != nil {
+	if _, err := s.k.UpdateRun(c.Request().Context(), actor(c), c.Param("id"), keeper.RunPatch(p)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, runViewOut(s.k.RunView(s.k.State(), c.Param("id"))))
