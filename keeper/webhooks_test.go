@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper/notify"
@@ -457,26 +456,6 @@ func TestWebhookErrorsDoNotLeakTheURLSecrets(t *testing.T) {
 	for _, secret := range []string{"SECRETPATH", "SECRETTOKEN"} {
 		if strings.Contains(shown, secret) {
 			t.Errorf("%s leaks into what viewers see: %s", secret, shown)
-		}
-	}
-}
-
-func TestClip(t *testing.T) {
-	long := strings.Repeat("é", 40000) // 80 KB, two bytes a rune
-	for _, c := range []struct {
-		s    string
-		n    int
-		want string
-	}{
-		{"short", 10, "short"},
-		{"exactly10!", 10, "exactly10!"},
-		{"eleven char", 10, "eleven …"},
-		{"ééééé", 8, "éé…"}, // 10 bytes: cut at 5, backed up to the rune start at 4
-		{long, 2000, strings.Repeat("é", 998) + "…"},
-	} {
-		got := clip(c.s, c.n)
-		if got != c.want || len(got) > max(c.n, len(c.s)) || !utf8.ValidString(got) {
-			t.Errorf("clip(%.20q, %d) = %.30q (%d bytes), want %.30q", c.s, c.n, got, len(got), c.want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/keeper/contract"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 	"github.com/labstack/echo/v4"
@@ -152,7 +153,7 @@ func (s *server) httpError(err error, c echo.Context) {
 	}
 	// Errors may quote what the caller sent (a field name, a file's
 	// line): bounded here whatever made them.
-	out := &keeper.Error{Code: e.Code, Message: clipMessage(e.Message), Field: clip(e.Field, maxQuote)}
+	out := &keeper.Error{Code: e.Code, Message: clipMessage(e.Message), Field: notify.Clip(e.Field, maxQuote)}
 	_ = c.JSON(statusOf(out), errorBody{out})
 }
 
@@ -174,14 +175,14 @@ func decode(c echo.Context, v any) error {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &ute):
-			return invalid(clip(ute.Field, maxQuote), "must be %s, not a JSON %s", ute.Type, ute.Value)
+			return invalid(notify.Clip(ute.Field, maxQuote), "must be %s, not a JSON %s", ute.Type, ute.Value)
 		case errors.As(err, &se):
 			return invalid("", "invalid JSON at byte %d: %v", se.Offset, err)
 		case errors.Is(err, io.EOF):
 			return invalid("", "empty body: send a JSON object")
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return invalid(clip(f, maxQuote), "unknown field %s", quoteInput(f))
+			return invalid(notify.Clip(f, maxQuote), "unknown field %s", quoteInput(f))
 		}
 		return invalid("", "invalid JSON: %s", clipMessage(err.Error()))
 	}
