@@ -304,7 +304,7 @@ func demoLaunch(ctx context.Context, w io.Writer, k *keeper.Keeper, p *pond.Serv
 		return fmt.Errorf("posting the announcement: %w", err)
 	}
 	resp.Body.Close()
-	l, err := k.Launch(ctx, "demo", api.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
+	l, err := k.Launch(ctx, "demo", keeper.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
 	if err != nil {
 		return err
 	}

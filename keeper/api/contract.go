@@ -26,11 +26,11 @@ type (
 	// RunPatch is the body of PATCH /api/v1/runs/:id.
 	RunPatch = contract.RunPatch
 	// LaunchSpec is a formation launch as the keeper takes it.
-	LaunchSpec = keeper.LaunchSpec
+	LaunchSpec = contract.LaunchSpec
 	// WebhookSpec is the body of POST and PUT /api/v1/webhooks.
-	WebhookSpec = keeper.WebhookSpec
+	WebhookSpec = contract.WebhookSpec
 	// TriggerSpec is the body of POST and PUT /api/v1/triggers.
-	TriggerSpec = keeper.TriggerSpec
+	TriggerSpec = contract.TriggerSpec
 	// GuardrailRule is one guardrail (a run's or a global one).
 	GuardrailRule = contract.GuardrailRule
 	// CapacitySpec asks a run to search for the target's capacity.
@@ -82,13 +82,13 @@ type (
 	// Status is the keeper at a glance.
 	Status = contract.Status
 	// WebhookView is a webhook as the API shows it.
-	WebhookView = keeper.WebhookView
+	WebhookView = contract.WebhookView
 	// DeliveryAttempt is one try to deliver a notice to a webhook.
-	DeliveryAttempt = notify.DeliveryAttempt
+	DeliveryAttempt = contract.DeliveryAttempt
 	// TriggerView is a trigger as the API shows it.
-	TriggerView = keeper.TriggerView
+	TriggerView = contract.TriggerView
 	// TriggerResult is what a trigger call did.
-	TriggerResult = keeper.TriggerResult
+	TriggerResult = contract.TriggerResult
 )
 
 // Run states, live states and comparison verdicts the views carry.

@@ -3,6 +3,7 @@ package api
 import (
 	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/keeper/contract"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/keeper/verdict"
 )
@@ -297,4 +298,59 @@ func capacityIn(c *contract.CapacitySpec) *state.CapacitySpec {
 		out.Flatten = &f
 	}
 	return out
+}
+
+func webhookViewOut(v keeper.WebhookView) contract.WebhookView {
+	st := v.Status
+	return contract.WebhookView{Name: v.Name, URL: v.URL, Format: v.Format, Kinds: v.Kinds, Labels: v.Labels,
+		Signed: v.Signed, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy, UpdatedAt: v.UpdatedAt,
+		Status: contract.WebhookStatus{Queued: st.Queued, Delivered: st.Delivered, Failed: st.Failed, Dropped: st.Dropped,
+			LastSuccess: st.LastSuccess, LastError: st.LastError, LastErrorAt: st.LastErrorAt,
+			Attempts: mapSlice(st.Attempts, deliveryOut)}}
+}
+
+func deliveryOut(a notify.DeliveryAttempt) contract.DeliveryAttempt {
+	return contract.DeliveryAttempt(a)
+}
+
+func triggerActionsOut(as []state.TriggerAction) []contract.TriggerAction {
+	return mapSlice(as, func(a state.TriggerAction) contract.TriggerAction {
+		out := contract.TriggerAction{Match: a.Match, Run: a.Run}
+		if a.Launch != nil {
+			l := contract.TriggerLaunch(*a.Launch)
+			out.Launch = &l
+		}
+		return out
+	})
+}
+
+func triggerActionsIn(as []contract.TriggerAction) []state.TriggerAction {
+	return mapSlice(as, func(a contract.TriggerAction) state.TriggerAction {
+		out := state.TriggerAction{Match: a.Match, Run: a.Run}
+		if a.Launch != nil {
+			l := state.TriggerLaunch(*a.Launch)
+			out.Launch = &l
+		}
+		return out
+	})
+}
+
+func triggerSpecIn(s contract.TriggerSpec) keeper.TriggerSpec {
+	return keeper.TriggerSpec{Name: s.Name, Secret: s.Secret, Actions: triggerActionsIn(s.Actions)}
+}
+
+func triggerViewOut(v keeper.TriggerView) contract.TriggerView {
+	return contract.TriggerView{Name: v.Name, Actions: triggerActionsOut(v.Actions), CreatedAt: v.CreatedAt,
+		CreatedBy: v.CreatedBy, UpdatedAt: v.UpdatedAt, Accepted: v.Accepted, Refused: v.Refused}
+}
+
+func triggerResultOut(r *keeper.TriggerResult) *contract.TriggerResult {
+	if r == nil {
+		return nil
+	}
+	return &contract.TriggerResult{Trigger: r.Trigger, Event: r.Event, Matched: r.Matched,
+		Runs:     mapSlice(r.Runs, func(x keeper.TriggerRun) contract.TriggerRun { return contract.TriggerRun(x) }),
+		Launches: mapSlice(r.Launches, func(x keeper.TriggerLaunched) contract.TriggerLaunched { return contract.TriggerLaunched(x) }),
+		Note:     r.Note,
+		Errors:   mapSlice(r.Errors, func(x keeper.ActionError) contract.ActionError { return contract.ActionError(x) })}
 }

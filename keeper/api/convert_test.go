@@ -9,12 +9,14 @@ import (
 
 	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/keeper/contract"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/keeper/verdict"
 )
 
 // fill sets every field reachable from v to a value that is not zero: a
-// string, a number, true, a time, one element in each slice, one entry
+// string, a number, true, a time, one element in each slice (a JSON
+// object in a json.RawMessage), one entry
 // in each map, and a pointer to a filled value, so that every omitempty
 // field shows.
 func fill(v reflect.Value, depth int) {
@@ -37,6 +39,10 @@ func fill(v reflect.Value, depth int) {
 		fill(p.Elem(), depth+1)
 		v.Set(p)
 	case reflect.Slice:
+		if v.Type() == reflect.TypeFor[json.RawMessage]() {
+			v.SetBytes([]byte(`{"raw":1}`))
+			return
+		}
 		s := reflect.MakeSlice(v.Type(), 1, 1)
 		fill(s.Index(0), depth+1)
 		v.Set(s)
@@ -97,6 +103,12 @@ func TestContractViewsEncodeLikeTheKeeper(t *testing.T) {
 	sameJSON(t, "SchoolView", []keeper.SchoolView{*sv}, schoolViewsOut([]keeper.SchoolView{*sv}))
 	sameJSON(t, "SwitchView", sw, switchViewOut(*sw))
 	sameJSON(t, "Status", st, statusOut(st))
+	wv, tv, tr := filled[keeper.WebhookView](), filled[keeper.TriggerView](), filled[keeper.TriggerResult]()
+	sameJSON(t, "WebhookView", wv, webhookViewOut(*wv))
+	sameJSON(t, "TriggerView", tv, triggerViewOut(*tv))
+	sameJSON(t, "TriggerResult", tr, triggerResultOut(tr))
+	da := filled[notify.DeliveryAttempt]()
+	sameJSON(t, "DeliveryAttempt", da, deliveryOut(*da))
 	bs, fm, au := filled[state.BehaviorSet](), filled[state.Formation](), filled[state.AuditEntry]()
 	sameJSON(t, "BehaviorSet", bs, behaviorSetOut(bs))
 	sameJSON(t, "Formation", fm, formationOut(fm))
@@ -128,6 +140,9 @@ func TestContractViewsEncodeLikeTheKeeper(t *testing.T) {
 	sameJSON(t, "nil RunView", (*keeper.RunView)(nil), runViewOut(nil))
 	sameJSON(t, "zero GuardrailsView", &keeper.GuardrailsView{}, guardrailsViewOut(&keeper.GuardrailsView{}))
 	sameJSON(t, "zero MetricsSummary", &keeper.MetricsSummary{}, metricsOut(&keeper.MetricsSummary{}))
+	sameJSON(t, "zero WebhookView", keeper.WebhookView{}, webhookViewOut(keeper.WebhookView{}))
+	sameJSON(t, "zero TriggerView", keeper.TriggerView{}, triggerViewOut(keeper.TriggerView{}))
+	sameJSON(t, "zero TriggerResult", &keeper.TriggerResult{}, triggerResultOut(&keeper.TriggerResult{}))
 	sameJSON(t, "zero Comparison", &verdict.Comparison{}, comparisonOut(&verdict.Comparison{}))
 }
 
@@ -155,5 +170,8 @@ func requestRoundTrip[K, C any](t *testing.T, what string, in func(C) K) {
 func TestContractRequestsCarryEveryField(t *testing.T) {
 	requestRoundTrip(t, "RunSpec", RunSpecIn)
 	requestRoundTrip(t, "RunPatch", func(p contract.RunPatch) keeper.RunPatch { return keeper.RunPatch(p) })
+	requestRoundTrip(t, "WebhookSpec", func(s contract.WebhookSpec) keeper.WebhookSpec { return keeper.WebhookSpec(s) })
+	requestRoundTrip(t, "TriggerSpec", triggerSpecIn)
+	requestRoundTrip(t, "LaunchSpec", func(s contract.LaunchSpec) keeper.LaunchSpec { return keeper.LaunchSpec(s) })
 	requestRoundTrip(t, "GuardrailRule list", func(rs []contract.GuardrailRule) []state.GuardrailRule { return rulesIn(rs) })
 }

@@ -1,5 +1,7 @@
 package contract
 
+import "time"
+
 // RunSpec is the body of POST /api/v1/runs: what a caller gives to
 // create a run.
 type RunSpec struct {
@@ -34,4 +36,15 @@ type RunSpec struct {
 type RunPatch struct {
 	Koi  *int     `json:"koi,omitempty"`
 	Ramp *float64 `json:"ramp,omitempty"`
+}
+
+// LaunchSpec is what a caller gives to launch a formation.
+type LaunchSpec struct {
+	// Formation is a content hash, or a name for its latest version.
+	Formation string            `json:"formation"`
+	Run       string            `json:"run"`
+	Params    map[string]string `json:"params,omitempty"`
+	// At is the launch instant; zero means now (in practice three poll
+	// intervals from now, so every school hears of it first).
+	At time.Time `json:"at,omitzero"`
 }
