@@ -14,10 +14,12 @@ import (
 )
 
 // The contract with clients: the request and view types the API's JSON
-// has, under the names the CLI and the UI's tests use. They are the
-// keeper's own types (aliases), so what is sent and what is decoded
-// cannot drift apart; a client imports this package, never keeper/state
-// or the keeper's internals.
+// has, under the names the CLI and the UI's tests use. Each is an alias
+// of its keeper/contract type, which the handlers answer and decode
+// (convert.go turns the keeper's stored and live values into them and
+// back), so a stored field's Go name is no longer a client's; a client
+// imports this package or keeper/contract, never keeper/state or the
+// keeper's internals.
 
 // Requests.
 type (
