@@ -14,6 +14,7 @@ import (
 	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A capacity search against a pond that starts failing once more than 25
@@ -49,7 +50,7 @@ func TestCapacitySearchFindsTheLastStepThatHeld(t *testing.T) {
 	if run.Koi != 10 || len(run.Warnings) != 0 {
 		t.Fatalf("created: koi %d, warnings %q", run.Koi, run.Warnings)
 	}
-	checkFor(t, 40*time.Second, func() error {
+	wiretest.WaitFor(t, 40*time.Second, "the capacity search to end", func() error {
 		if res := r.run(run.ID).CapacityResult; res == nil || !res.Done {
 			return errors.New("the search goes on")
 		}
@@ -156,7 +157,7 @@ func TestCapacityStepRestartsAfterGlobalPause(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the step to begin after the resume", func() error {
 		if res := k.State().Run(nil, run.ID).CapacityResult; res.StepFrom.Before(sw.At) {
 			return fmt.Errorf("the step began %v, before the resume at %v", res.StepFrom, sw.At)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // pondCalls is how many auth.test calls pond answered, whatever the status.
@@ -48,14 +49,14 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	// Wait for the second checkpoint (the first is written with the first
 	// metrics, the next checkpointEvery later), then let more arrive.
 	var first time.Time
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "a first checkpoint", func() error {
 		if c := k.State().Checkpoint(nil, run.ID); c != nil {
 			first = c.At
 			return nil
 		}
 		return errString("no checkpoint yet")
 	})
-	checkFor(t, checkpointEvery+3*time.Second, func() error {
+	wiretest.WaitFor(t, checkpointEvery+3*time.Second, "a newer checkpoint", func() error {
 		if c := k.State().Checkpoint(nil, run.ID); c != nil && c.At.After(first) {
 			return nil
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/pond"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // Two real runs against pond, the same koi and behaviors, the second
@@ -54,7 +55,7 @@ func TestCompareRunsAgainstPond(t *testing.T) {
 	finalReport(t, k, run.ID, 30*time.Second+2*added)
 
 	var got ComparedReport
-	if code := api(t, k, "", "GET", "/api/v1/runs/"+run.ID+"/report?baseline="+base.ID+"&tolerance=100%25", nil, &got); code != 200 || got.Comparison == nil {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/api/v1/runs/"+run.ID+"/report?baseline="+base.ID+"&tolerance=100%25", nil, &got); code != 200 || got.Comparison == nil {
 		t.Fatalf("comparison: %d %+v", code, got)
 	}
 	c := got.Comparison
@@ -123,11 +124,11 @@ func TestCompareRunsAgainstPond(t *testing.T) {
 		{"?baseline=" + base.ID + "&format=xml", "format", 400},
 	} {
 		e = errorBody{}
-		if code := api(t, k, "", "GET", "/api/v1/runs/"+run.ID+"/report"+c.query, nil, &e); code != c.code || e.Error == nil || e.Error.Field != c.field {
+		if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/api/v1/runs/"+run.ID+"/report"+c.query, nil, &e); code != c.code || e.Error == nil || e.Error.Field != c.field {
 			t.Errorf("%s: %d %+v, want %d naming %s", c.query, code, e.Error, c.code, c.field)
 		}
 	}
-	if code := api(t, k, "", "GET", "/api/v1/runs/run-nope/report?baseline="+base.ID, nil, &e); code != 404 || e.Error.Field != "id" {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/api/v1/runs/run-nope/report?baseline="+base.ID, nil, &e); code != 404 || e.Error.Field != "id" {
 		t.Errorf("unknown run: %d %+v", code, e.Error)
 	}
 }

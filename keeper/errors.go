@@ -3,7 +3,6 @@ package keeper
 import (
 	"errors"
 	"fmt"
-	"unicode/utf8"
 )
 
 // Error codes, each mapped to one HTTP status at the HTTP edge
@@ -64,18 +63,4 @@ func storeErr(what string, err error) error {
 		return err
 	}
 	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%s: %v", what, err), Err: err}
-}
-
-// clip shortens s to at most n bytes, ending in "…" when cut, never
-// splitting a rune; it is linear in n, whatever the length of s.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
-	cut := max(n-len("…"), 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

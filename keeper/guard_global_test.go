@@ -10,6 +10,7 @@ import (
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A global rule pauses everything (the global switch) when one run's
@@ -19,7 +20,7 @@ func TestGlobalGuardrailPausesEverything(t *testing.T) {
 	p := newPond(t, nil)
 	var gv GuardrailsView
 	body := map[string]any{"rules": []state.GuardrailRule{{Name: "global-health", Key: "api:*", When: "error_rate >= 10%", For: "2s", Action: "pause"}}}
-	if code := api(t, r.k, "", "PUT", "/api/v1/guardrails", body, &gv); code != 200 || len(gv.Rules) != 1 || gv.Rules[0].MinCount != 10 {
+	if code := (wiretest.API{Base: "http://" + r.k.HTTPAddr()}).Do(t, "PUT", "/api/v1/guardrails", body, &gv); code != 200 || len(gv.Rules) != 1 || gv.Rules[0].MinCount != 10 {
 		t.Fatalf("put: %d %+v", code, gv)
 	}
 	run, err := r.k.CreateRun(context.Background(), "test", spec("g", p, 20))
@@ -33,7 +34,7 @@ func TestGlobalGuardrailPausesEverything(t *testing.T) {
 	}
 	faultAt := time.Now()
 	_ = p.SetFaults(map[string]pond.Fault{"auth.test": {Error: 0.5}})
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "the global switch to pause", func() error {
 		if r.k.State().Switch(nil).State != wire.Paused {
 			return errors.New("global switch not paused")
 		}
@@ -76,7 +77,7 @@ func TestGlobalShedShedsEveryRunOnce(t *testing.T) {
 		}
 		ids = append(ids, run.ID)
 	}
-	checkFor(t, 20*time.Second, func() error {
+	wiretest.WaitFor(t, 20*time.Second, "every run shed", func() error {
 		for _, id := range ids {
 			if r.run(id).ShedPercent == 0 {
 				return errors.New("not every run is shed yet")
@@ -94,7 +95,7 @@ func TestGlobalShedShedsEveryRunOnce(t *testing.T) {
 	if n := len(auditWith(r.k, "guardrail:g-shed", "(global rule)")); n != 1 {
 		t.Errorf("%d firings audited, want 1", n)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "2 × 10 koi at pond", func() error {
 		if ws := p.Stats().WebsocketsOpen; ws != 20 {
 			return errors.New("pond does not see 2 × 10 koi yet")
 		}

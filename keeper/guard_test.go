@@ -10,19 +10,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
-	"github.com/nats-io/nats.go"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // waitTraffic waits until p has answered n auth.test calls.
 func waitTraffic(t *testing.T, p *pond.Server, n uint64) {
 	t.Helper()
-	checkFor(t, 20*time.Second, func() error {
+	wiretest.WaitFor(t, 20*time.Second, "traffic at pond", func() error {
 		if got := p.Stats().Requests["auth.test"]["200"]; got < n {
 			return errors.New("not enough traffic at pond yet")
 		}
@@ -54,7 +56,7 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 	waitTraffic(t, faulty, 200)
 	waitTraffic(t, clean, 200)
 	// Both rules are armed (a whole window since the start) and hold.
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "the rule evaluated as ok", func() error {
 		v := r.k.RunView(r.k.State(), a.ID)
 		if len(v.GuardNow) != 1 || v.GuardNow[0].State != LiveOK {
 			return errors.New("the rule is not evaluated as ok yet")
@@ -70,7 +72,7 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 	if err := faulty.SetFaults(map[string]pond.Fault{"*": {Error: 0.1}}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 15*time.Second, func() error {
+	wiretest.WaitFor(t, 15*time.Second, "the faulty run to pause", func() error {
 		if r.run(a.ID).State != state.RunPaused {
 			return errors.New("the faulty run is not paused")
 		}
@@ -111,7 +113,7 @@ func TestGuardrailPausesWithinWindow(t *testing.T) {
 		GuardActions []state.GuardAction `json:"guard_actions"`
 		GuardNow     []GuardrailView     `json:"guardrails_now"`
 	}
-	if code := api(t, r.k, "", "GET", "/api/v1/runs/"+a.ID, nil, &view); code != 200 || len(view.GuardActions) != 1 {
+	if code := (wiretest.API{Base: "http://" + r.k.HTTPAddr()}).Do(t, "GET", "/api/v1/runs/"+a.ID, nil, &view); code != 200 || len(view.GuardActions) != 1 {
 		t.Errorf("run view: %d %+v", code, view)
 	}
 
@@ -149,7 +151,7 @@ func TestGuardrailStops(t *testing.T) {
 	if run.Guardrails[0].Name != name || run.Guardrails[0].MinCount != verdict.DefaultMinCount {
 		t.Errorf("defaulted rule %+v", run.Guardrails[0])
 	}
-	checkFor(t, 15*time.Second, func() error {
+	wiretest.WaitFor(t, 15*time.Second, "the run to stop", func() error {
 		if r.run(run.ID).State != state.RunStopped {
 			return errors.New("not stopped")
 		}
@@ -163,7 +165,7 @@ func TestGuardrailStops(t *testing.T) {
 	if len(got.GuardActions) != 1 || got.GuardActions[0].Action != "stop" {
 		t.Errorf("actions %+v", got.GuardActions)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "no koi connected at pond", func() error {
 		if ws := p.Stats().WebsocketsOpen; ws != 0 {
 			return errors.New("koi still connected at pond")
 		}
@@ -189,13 +191,13 @@ func TestShedByHandAndByRule(t *testing.T) {
 			return nil
 		}
 	}
-	checkFor(t, 20*time.Second, wsOpen(40))
+	wiretest.WaitFor(t, 20*time.Second, "40 websockets open at pond", wsOpen(40))
 	var v RunView
-	if code := api(t, r.k, "", "POST", "/api/v1/runs/"+run.ID+"/shed", map[string]float64{"percent": 50}, &v); code != 200 || v.ShedPercent != 50 || v.GuardView.EffectiveKoi != 20 {
+	if code := (wiretest.API{Base: "http://" + r.k.HTTPAddr()}).Do(t, "POST", "/api/v1/runs/"+run.ID+"/shed", map[string]float64{"percent": 50}, &v); code != 200 || v.ShedPercent != 50 || v.GuardView.EffectiveKoi != 20 {
 		t.Fatalf("shed: %d %+v", code, v)
 	}
 	start := time.Now()
-	checkFor(t, 10*time.Second, wsOpen(20))
+	wiretest.WaitFor(t, 10*time.Second, "20 websockets open at pond", wsOpen(20))
 	t.Logf("shed 50%%: websockets open at pond 40 → 20 in %v", time.Since(start).Round(time.Millisecond))
 	if got := r.run(run.ID); got.State != state.RunRunning || got.Koi != 40 {
 		t.Errorf("shed changed the run: %s koi %d", got.State, got.Koi)
@@ -208,13 +210,13 @@ func TestShedByHandAndByRule(t *testing.T) {
 	}
 	for _, bad := range []string{`{"percent": 100}`, `{"percent": -1}`, `{}`, `{"percent": "x"}`} {
 		var e errorBody
-		if code := api(t, r.k, "", "POST", "/api/v1/runs/"+run.ID+"/shed", bad, &e); code != 400 || e.Error.Field != "percent" {
+		if code := (wiretest.API{Base: "http://" + r.k.HTTPAddr()}).Do(t, "POST", "/api/v1/runs/"+run.ID+"/shed", bad, &e); code != 400 || e.Error.Field != "percent" {
 			t.Errorf("%s: %d %+v", bad, code, e.Error)
 		}
 	}
-	api(t, r.k, "", "POST", "/api/v1/runs/"+run.ID+"/shed", map[string]float64{"percent": 0}, &v)
+	wiretest.API{Base: "http://" + r.k.HTTPAddr()}.Do(t, "POST", "/api/v1/runs/"+run.ID+"/shed", map[string]float64{"percent": 0}, &v)
 	start = time.Now()
-	checkFor(t, 20*time.Second, wsOpen(40))
+	wiretest.WaitFor(t, 20*time.Second, "40 websockets open at pond again", wsOpen(40))
 	t.Logf("restore: websockets open at pond back to 40 in %v", time.Since(start).Round(time.Millisecond))
 	if n := len(auditWith(r.k, "", "active koi")); n != 2 {
 		t.Errorf("%d shed audit entries, want 2", n)
@@ -235,7 +237,7 @@ func TestShedByHandAndByRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, func() error {
+	wiretest.WaitFor(t, 20*time.Second, "the second run to be shed", func() error {
 		if r.run(run2.ID).ShedPercent == 0 {
 			return errors.New("not shed yet")
 		}
@@ -248,7 +250,7 @@ func TestShedByHandAndByRule(t *testing.T) {
 		t.Errorf("rule shed: %g %+v", got.ShedPercent, got.GuardActions)
 	}
 	acted := got.GuardActions[0].At
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "20 koi at the second pond", func() error {
 		if got := p2.Stats().WebsocketsOpen; got != 20 {
 			return errors.New("pond does not see 20 koi yet")
 		}
@@ -258,7 +260,7 @@ func TestShedByHandAndByRule(t *testing.T) {
 	// after the heal (plus a guard pass), then look at what it did.
 	const window = 2 * time.Second
 	var stale time.Time // the end of the last report holding calls from before the heal
-	checkFor(t, 30*time.Second, func() error {
+	wiretest.WaitFor(t, 30*time.Second, "a clean report after the fault healed", func() error {
 		var clean time.Time
 		stale, clean = reports.around(healed)
 		if clean.IsZero() || time.Until(clean.Add(window+2*guardTick)) > 0 {
@@ -420,7 +422,7 @@ func TestBadGuardrails(t *testing.T) {
 			t.Errorf("%s: %v (%#v), want field %s mentioning %q", c.name, err, e, c.field, c.want)
 		}
 		var eb errorBody
-		if code := api(t, k, "", "PUT", "/api/v1/guardrails", map[string]any{"rules": c.rules}, &eb); code != 400 ||
+		if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "PUT", "/api/v1/guardrails", map[string]any{"rules": c.rules}, &eb); code != 400 ||
 			eb.Error.Field != strings.Replace(c.field, "guardrails", "rules", 1) {
 			t.Errorf("%s: PUT %d %+v", c.name, code, eb.Error)
 		}
@@ -432,7 +434,7 @@ func TestBadGuardrails(t *testing.T) {
 		t.Errorf("global rules stored: %+v", g.Rules)
 	}
 	for _, body := range []string{`{}`, `{"rules": [{"key": "api:*", "when": "p99 > 1s", "for": "1m", "action": "pause", "extra": 1}]}`} {
-		if code := api(t, k, "", "PUT", "/api/v1/guardrails", body, nil); code != 400 {
+		if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "PUT", "/api/v1/guardrails", body, nil); code != 400 {
 			t.Errorf("%s: %d", body, code)
 		}
 	}
@@ -443,7 +445,7 @@ func TestBadGuardrails(t *testing.T) {
 		t.Errorf("unknown kind: %v %q", err, run.Warnings)
 	}
 	var gv GuardrailsView
-	if code := api(t, k, "", "PUT", "/api/v1/guardrails", map[string]any{"rules": []state.GuardrailRule{{Key: "db:query", When: "p99 > 1s", For: "1m", Action: "stop"}}}, &gv); code != 200 || len(gv.Warnings) != 1 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "PUT", "/api/v1/guardrails", map[string]any{"rules": []state.GuardrailRule{{Key: "db:query", When: "p99 > 1s", For: "1m", Action: "stop"}}}, &gv); code != 200 || len(gv.Warnings) != 1 {
 		t.Errorf("global unknown kind: %d %+v", code, gv)
 	}
 	// Thresholds' window.
@@ -470,7 +472,7 @@ func TestGuardrailsSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, func() error {
+	wiretest.WaitFor(t, 20*time.Second, "the rule to act", func() error {
 		if len(r.run(run.ID).GuardActions) == 0 {
 			return errors.New("the rule has not acted yet")
 		}
@@ -492,7 +494,7 @@ func TestGuardrailsSurviveRestart(t *testing.T) {
 		t.Errorf("global rules after restart: %+v", g.Rules)
 	}
 	var v RunView
-	if code := api(t, k2, "", "GET", "/api/v1/runs/"+run.ID, nil, &v); code != 200 || v.GuardView.EffectiveKoi != 14 || len(v.GuardActions) != 1 {
+	if code := (wiretest.API{Base: "http://" + k2.HTTPAddr()}).Do(t, "GET", "/api/v1/runs/"+run.ID, nil, &v); code != 200 || v.GuardView.EffectiveKoi != 14 || len(v.GuardActions) != 1 {
 		t.Errorf("view after restart: %d effective %d actions %d", code, v.GuardView.EffectiveKoi, len(v.GuardActions))
 	}
 }
@@ -520,7 +522,7 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 	}
 	waitState := func(want string) {
 		t.Helper()
-		checkFor(t, 15*time.Second, func() error {
+		wiretest.WaitFor(t, 15*time.Second, "the live threshold state", func() error {
 			if got := liveState(); got.State != want {
 				return errors.New("live threshold is " + got.State + ", want " + want)
 			}
@@ -543,7 +545,7 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 		t.Errorf("%d audit entries, want 1", n)
 	}
 	var lt []state.LiveThreshold
-	checkFor(t, 5*time.Second, func() error { // written just after the pass that saw it pass
+	wiretest.WaitFor(t, 5*time.Second, "the failing stretch recorded on the run", func() error { // written just after the pass that saw it pass
 		if lt = r.run(run.ID).LiveThresholds; len(lt) != 1 || lt[0].FailedSecs == 0 {
 			return errors.New("the failing stretch is not recorded on the run yet")
 		}
@@ -553,7 +555,7 @@ func TestLiveThresholdFailsAndRecovers(t *testing.T) {
 		t.Errorf("recorded live failures %+v", lt)
 	}
 	var rep *state.Report
-	checkFor(t, 20*time.Second, func() error {
+	wiretest.WaitFor(t, 20*time.Second, "the final report", func() error {
 		if rep = r.k.State().Report(nil, run.ID); rep == nil {
 			return errors.New("no final report yet")
 		}

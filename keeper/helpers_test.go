@@ -1,7 +1,6 @@
 package keeper
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
@@ -24,8 +25,7 @@ import (
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // Fast clocks for tests: schools poll every 100 ms, leases last 1 s.
@@ -55,22 +55,6 @@ func openKeeper(t testing.TB, dir string, mut ...func(*Config)) *Keeper {
 	}
 	t.Cleanup(func() { k.Close() })
 	return k
-}
-
-// checkFor polls cond until it returns nil or d passes.
-func checkFor(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 const bgSet = `{"behaviors": {"api.test": {"frequency": 0.5, "steps": [
@@ -200,37 +184,6 @@ func (s *fakeSchool) holds(run string) (from, to int) {
 	return 0, 0
 }
 
-// api calls the keeper's HTTP API; out, when not nil, receives the JSON.
-func api(t testing.TB, k *Keeper, token, method, path string, body any, out any) int {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		if s, ok := body.(string); ok {
-			rd = bytes.NewBufferString(s)
-		} else {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-	}
-	req, _ := http.NewRequest(method, "http://"+k.HTTPAddr()+path, rd)
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
-		}
-	}
-	return resp.StatusCode
-}
-
 // apiErr is an API error's JSON with its fields as plain strings.
 type apiErr struct {
 	Error struct {
@@ -311,7 +264,7 @@ func (rc *receiver) deliveries() []delivery {
 func (rc *receiver) waitKind(t testing.TB, kind string, d time.Duration) delivery {
 	t.Helper()
 	var out delivery
-	checkFor(t, d, func() error {
+	wiretest.WaitFor(t, d, "a delivery of the notice kind", func() error {
 		for _, g := range rc.deliveries() {
 			if g.kind() == kind {
 				out = g
@@ -376,7 +329,7 @@ func (r *rig) noticesOf(t *testing.T, kind, run string, want int) {
 		}
 		return n
 	}
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "the notice deliveries for the run", func() error {
 		if n := count(); n < want {
 			return fmt.Errorf("%d %s deliveries for %s, want %d", n, kind, run, want)
 		}
@@ -497,7 +450,7 @@ func deref(f *float64) float64 {
 func finalReport(t testing.TB, k *Keeper, run string, d time.Duration) *state.Report {
 	t.Helper()
 	var rep *state.Report
-	checkFor(t, d, func() error {
+	wiretest.WaitFor(t, d, "the final report", func() error {
 		if rep = k.State().Report(nil, run); rep == nil {
 			return fmt.Errorf("no final report of %s yet", run)
 		}
@@ -569,18 +522,4 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startNATS starts a JetStream server on port with its store in dir.
-func startNATS(t testing.TB, port int, dir string) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	return ns
 }

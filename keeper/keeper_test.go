@@ -7,12 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -57,7 +59,7 @@ func TestRestartRestoresEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newFakeSchool(t, k, "s1", 100)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the school to hold all 40 koi", func() error {
 		if _, to := s.holds(run.ID); s.poll() == nil || to != 40 {
 			return fmt.Errorf("school holds [0,%d) of 40", to)
 		}
@@ -120,7 +122,7 @@ func TestFailoverWithinLeasePlusPoll(t *testing.T) {
 	run := seedRun(t, k, 100)
 	a, b := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000)
 	stop := runSchools(t, a, b)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the per-school ramp", func() error {
 		if v := k.RunView(k.State(), run.ID); len(v.Assignments) != 2 || v.Assignments[0].Ramp != 50 {
 			return fmt.Errorf("per-school ramp: %+v", v.Assignments)
 		}
@@ -131,7 +133,7 @@ func TestFailoverWithinLeasePlusPoll(t *testing.T) {
 	})
 	stop(b)
 	died := time.Now()
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "school a to hold 100 koi", func() error {
 		if span(a, run.ID) != 100 {
 			return fmt.Errorf("a holds %d", span(a, run.ID))
 		}
@@ -160,7 +162,7 @@ func TestNewSchoolTakesFairShareMovingLeast(t *testing.T) {
 	run := seedRun(t, k, 90)
 	a, b := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000)
 	runSchools(t, a, b)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "a and b to hold 45 koi each", func() error {
 		if span(a, run.ID) != 45 || span(b, run.ID) != 45 {
 			return fmt.Errorf("a %d, b %d", span(a, run.ID), span(b, run.ID))
 		}
@@ -170,7 +172,7 @@ func TestNewSchoolTakesFairShareMovingLeast(t *testing.T) {
 	bf, bt := b.holds(run.ID)
 	c := newFakeSchool(t, k, "c", 1000)
 	runSchools(t, c)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "a, b and c to hold 30 koi each", func() error {
 		if span(a, run.ID) != 30 || span(b, run.ID) != 30 || span(c, run.ID) != 30 {
 			return fmt.Errorf("a %d, b %d, c %d", span(a, run.ID), span(b, run.ID), span(c, run.ID))
 		}
@@ -194,7 +196,7 @@ func TestCapacityNeverExceededAndPartialReported(t *testing.T) {
 	}
 	a, b := newFakeSchool(t, k, "a", 30), newFakeSchool(t, k, "b", 50)
 	runSchools(t, a, b)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "80 koi assigned over two runs", func() error {
 		if got := span(a, r1.ID) + span(b, r1.ID) + span(a, r2.ID) + span(b, r2.ID); got != 80 {
 			return fmt.Errorf("%d koi assigned, want 80", got)
 		}
@@ -217,7 +219,7 @@ func TestCapacityNeverExceededAndPartialReported(t *testing.T) {
 	if _, err := k.UpdateRun(context.Background(), "test", r1.ID, RunPatch{Koi: &koi}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "run 2 to hold 60 koi", func() error {
 		if v := k.RunView(k.State(), r2.ID); v.Assigned != 60 {
 			return fmt.Errorf("run 2 has %d", v.Assigned)
 		}
@@ -234,7 +236,7 @@ func TestLaunchCountsExact(t *testing.T) {
 	}
 	a, b, c := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000), newFakeSchool(t, k, "c", 1000)
 	runSchools(t, a, b, c)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "101 koi connected", func() error {
 		if v := k.RunView(k.State(), run.ID); v.KoiNow.Connected != 101 {
 			return fmt.Errorf("%d connected", v.KoiNow.Connected)
 		}
@@ -248,7 +250,7 @@ func TestLaunchCountsExact(t *testing.T) {
 	if l.Planned() {
 		t.Error("planned more than planLead ahead")
 	}
-	checkFor(t, 3*time.Second, func() error {
+	wiretest.WaitFor(t, 3*time.Second, "the launch to be planned", func() error {
 		if l = k.State().Launch(nil, l.ID); !l.Planned() {
 			return fmt.Errorf("not planned")
 		}
@@ -265,7 +267,7 @@ func TestLaunchCountsExact(t *testing.T) {
 	if sum != 10 {
 		t.Errorf("shares sum to %d", sum)
 	}
-	checkFor(t, 3*time.Second, func() error {
+	wiretest.WaitFor(t, 3*time.Second, "the launch to run", func() error {
 		if got := k.State().Launch(nil, l.ID); got.State != state.LaunchRunning {
 			return fmt.Errorf("state %s", got.State)
 		}
@@ -274,7 +276,7 @@ func TestLaunchCountsExact(t *testing.T) {
 	if time.Now().Before(start) {
 		t.Error("launch running before its start")
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the launch to be done with 10 started", func() error {
 		got := k.State().Launch(nil, l.ID)
 		if got.State != state.LaunchDone || got.Started != 10 {
 			return fmt.Errorf("state %s, started %d (%s)", got.State, got.Started, got.Outcome)
@@ -301,7 +303,7 @@ func TestControlEpochsMonotonicAndStopConfirmed(t *testing.T) {
 	a := newFakeSchool(t, k, "a", 100)
 	silent := newFakeSchool(t, k, "silent", 100)
 	stopSilent := runSchools(t, a, silent)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "20 koi assigned", func() error {
 		if span(a, run.ID)+span(silent, run.ID) != 20 {
 			return fmt.Errorf("not assigned yet")
 		}
@@ -340,7 +342,7 @@ func TestControlEpochsMonotonicAndStopConfirmed(t *testing.T) {
 	}
 	// Both schools confirm the run's stop; then the global stop, which
 	// the silent school never confirms.
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the run stop to be confirmed", func() error {
 		if r := k.State().Run(nil, run.ID); !r.Stop.Complete() {
 			return fmt.Errorf("stop not confirmed: %+v", r.Stop)
 		}
@@ -350,7 +352,7 @@ func TestControlEpochsMonotonicAndStopConfirmed(t *testing.T) {
 	if _, err := k.SetSwitch(ctx, "op", wire.Stopped); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the global stop to name the silent school late", func() error {
 		g := k.State().Switch(nil)
 		if _, ok := g.Stop.Acks["a"]; !ok || len(g.Stop.Late) != 1 || g.Stop.Late[0] != "silent" {
 			return fmt.Errorf("stop track %+v", g.Stop)
@@ -383,7 +385,7 @@ func TestMalformedMessagesCountedNeverFatal(t *testing.T) {
 				t.Errorf("%s: no reply to a bad request: %v", tc.subject, err)
 			}
 		}
-		checkFor(t, 2*time.Second, func() error {
+		wiretest.WaitFor(t, 2*time.Second, "3 rejections", func() error {
 			if n := k.Rejections()[tc.cause]; n != 3 {
 				return fmt.Errorf("%s: %d rejections, want 3 (%v)", tc.cause, n, k.Rejections())
 			}
@@ -413,7 +415,7 @@ func TestMetricsMergedPerRun(t *testing.T) {
 		nc.Publish(wire.SubjectMetrics, data)
 	}
 	nc.Flush()
-	checkFor(t, 3*time.Second, func() error {
+	wiretest.WaitFor(t, 3*time.Second, "the run metrics summary", func() error {
 		sum := k.RunMetrics(run.ID, time.Minute)
 		if len(sum.Keys) != 1 || sum.Keys[0].Count != 202 || sum.Keys[0].Failures != 2 || sum.Traffic.FramesIn != 10 {
 			return fmt.Errorf("summary %+v", sum)
@@ -431,7 +433,7 @@ func TestRefusingSchoolGetsNoKoi(t *testing.T) {
 	a, picky := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "picky", 1000)
 	picky.refuse = "api_base: 127.0.0.1:9090 is not in --allow-target"
 	runSchools(t, a, picky)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the picky school to refuse the run", func() error {
 		v := k.RunView(k.State(), run.ID)
 		if span(a, run.ID) != 60 || span(picky, run.ID) != 0 || v.Refused["picky"] == "" {
 			return fmt.Errorf("a %d, picky %d, refused %v", span(a, run.ID), span(picky, run.ID), v.Refused)
@@ -461,7 +463,7 @@ func TestSwitchSetAroundTheKeeperIsAdopted(t *testing.T) {
 	k.signControl(&c) // as koipond stop --nats does with the data dir's key
 	data, _ := wire.Encode(&c)
 	nc.Publish(wire.SubjectControl, data)
-	checkFor(t, 3*time.Second, func() error {
+	wiretest.WaitFor(t, 3*time.Second, "the switch stopped at epoch 2", func() error {
 		if s := k.State().Switch(nil); s.State != wire.Stopped || s.Epoch != 2 {
 			return fmt.Errorf("switch %+v", s)
 		}
@@ -484,7 +486,7 @@ func TestSwitchPublishedWithoutBucketIsAdopted(t *testing.T) {
 	k.signControl(&c) // as koipond stop --nats does with the data dir's key
 	data, _ := wire.Encode(&c)
 	nc.Publish(wire.SubjectControl, data)
-	checkFor(t, 3*time.Second, func() error {
+	wiretest.WaitFor(t, 3*time.Second, "the switch stopped at the huge epoch", func() error {
 		if s := k.State().Switch(nil); s.State != wire.Stopped || s.Epoch != huge {
 			return fmt.Errorf("switch %+v", s)
 		}
@@ -501,14 +503,14 @@ func TestRestartMovesNoKoi(t *testing.T) {
 	run := seedRun(t, k, 100)
 	a, b, c := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000), newFakeSchool(t, k, "c", 1000)
 	stop := runSchools(t, a, b, c)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "a third of the koi on each school", func() error {
 		if span(a, run.ID) != 33 && span(a, run.ID) != 34 || span(b, run.ID) < 33 || span(c, run.ID) < 33 {
 			return fmt.Errorf("a %d, b %d, c %d", span(a, run.ID), span(b, run.ID), span(c, run.ID))
 		}
 		return nil
 	})
 	stop(b) // b dies: a and c take its koi
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "a and c to take over b's koi", func() error {
 		if span(a, run.ID)+span(c, run.ID) != 100 {
 			return fmt.Errorf("a %d, c %d", span(a, run.ID), span(c, run.ID))
 		}

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // asyncErrs collects a connection's asynchronous errors (permission
@@ -118,7 +120,7 @@ func TestSchoolCredentialsArePermittedOnlyTheirSubjects(t *testing.T) {
 	if _, err := sc.SubscribeSync("_INBOX.>"); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the permission violations in the server log", func() error {
 		for _, want := range []string{`Publish to "koipond.control"`, `Subscription to "koipond.poll"`, `Subscription to "_INBOX.>"`} {
 			if err := errs.has(want); err != nil {
 				return err
@@ -184,7 +186,7 @@ func TestKeeperAdoptsOnlyItsOwnSignedSwitch(t *testing.T) {
 			t.Fatal(err)
 		}
 		nc.Flush()
-		checkFor(t, 5*time.Second, func() error {
+		wiretest.WaitFor(t, 5*time.Second, "a rejection", func() error {
 			if k.Rejections()[tc.cause] == 0 {
 				return errors.New("no rejection " + tc.cause)
 			}
@@ -300,7 +302,7 @@ func TestForgedSwitchesIgnoredAndTheRealStopStops(t *testing.T) {
 	const koi = 10
 	pondRun(t, k, p, "forged", koi, 0)
 	s := openSchool(t, k, k.NATSURL(), "s1", 100)
-	checkFor(t, 15*time.Second, func() error {
+	wiretest.WaitFor(t, 15*time.Second, "the school to open every websocket", func() error {
 		if st := s.Status(); st.WebsocketsOpen != koi {
 			return fmt.Errorf("school holds %d websockets, want %d", st.WebsocketsOpen, koi)
 		}
@@ -330,7 +332,7 @@ func TestForgedSwitchesIgnoredAndTheRealStopStops(t *testing.T) {
 		}
 	}
 	attacker.Flush()
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the school to count the forged messages", func() error {
 		if n := s.Status().BadMessages - bad0; n < len(forged) {
 			return fmt.Errorf("school counted %d bad messages, want %d", n, len(forged))
 		}
@@ -359,7 +361,7 @@ func TestForgedSwitchesIgnoredAndTheRealStopStops(t *testing.T) {
 	if err != nil || g.Epoch != e0+1 {
 		t.Fatalf("the real stop: %+v %v, want epoch %d", g, err, e0+1)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the school to stop", func() error {
 		if st := s.Status(); st.Switch != wire.Stopped || st.KoiRunning != 0 || st.WebsocketsOpen != 0 {
 			return fmt.Errorf("school after the stop: %+v", st)
 		}

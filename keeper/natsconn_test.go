@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
-	"github.com/nats-io/nats.go"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // healthz returns /healthz's status code and body.
@@ -80,7 +82,7 @@ func TestHostilePollsRefused(t *testing.T) {
 	a, b := newFakeSchool(t, k, "a", 1000), newFakeSchool(t, k, "b", 1000)
 	a.run(ctx, &wg)
 	b.run(ctx, &wg)
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "all 100 koi assigned", func() error {
 		if n := assigned(run.ID, a, b); n != 100 {
 			return fmt.Errorf("%d of 100 koi assigned", n)
 		}
@@ -161,7 +163,7 @@ func TestHostileReportsRefused(t *testing.T) {
 	if err := wire.Decode(msg.Data, &br); err != nil || br.Error == "" || len(br.Error) > 500 {
 		t.Errorf("oversized blob hash: %v %q", err, br.Error)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the bad metrics and blob rejections", func() error {
 		r := k.Rejections()
 		if r["metrics: invalid runs.traffic"] != 1 || r["blob: invalid hash"] != 1 {
 			return fmt.Errorf("rejections %v", r)
@@ -208,7 +210,7 @@ func TestKeeperRedialsClosedConnection(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
 	run := seedRun(t, k, 20)
 	s := newFakeSchool(t, k, "s1", 100)
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "20 koi assigned", func() error {
 		if s.poll(); assigned(run.ID, s) != 20 {
 			return errors.New("koi not assigned yet")
 		}
@@ -221,7 +223,7 @@ func TestKeeperRedialsClosedConnection(t *testing.T) {
 			t.Fatalf("round %d: publish: %v", round, err)
 		}
 		_ = old.Flush()
-		checkFor(t, 5*time.Second, func() error {
+		wiretest.WaitFor(t, 5*time.Second, "the server to close the old connection", func() error {
 			if !old.IsClosed() {
 				return errors.New("the server has not closed the connection")
 			}
@@ -232,7 +234,7 @@ func TestKeeperRedialsClosedConnection(t *testing.T) {
 		if k.conn() == old {
 			t.Errorf("round %d: still on the closed connection", round)
 		}
-		checkFor(t, 5*time.Second, func() error {
+		wiretest.WaitFor(t, 5*time.Second, "healthz to count the redial", func() error {
 			if code, body := healthz(t, k); code != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`"redials":%d`, round)) {
 				return fmt.Errorf("healthz %d %s", code, body)
 			}
@@ -258,13 +260,12 @@ func TestKeeperRedialsClosedConnection(t *testing.T) {
 // within 5 s of the server's return.
 func TestKeeperSurvivesServerRestart(t *testing.T) {
 	port, store := freePort(t), t.TempDir()
-	ns := startNATS(t, port, store)
-	t.Cleanup(func() { ns.Shutdown() })
+	ns := wiretest.StartNATS(t, wiretest.NATSConfig{Port: port, StoreDir: store}).Server
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	k := openKeeper(t, t.TempDir(), func(c *Config) { c.NATS = url })
 	run := seedRun(t, k, 20)
 	s := newFakeSchool(t, k, "s1", 100)
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "20 koi assigned", func() error {
 		if s.poll(); assigned(run.ID, s) != 20 {
 			return errors.New("koi not assigned yet")
 		}
@@ -272,17 +273,17 @@ func TestKeeperSurvivesServerRestart(t *testing.T) {
 	})
 	ns.Shutdown()
 	ns.WaitForShutdown()
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "healthz degraded with NATS down", func() error {
 		if code, body := healthz(t, k); code != http.StatusServiceUnavailable || !strings.Contains(body, `"status":"degraded"`) {
 			return fmt.Errorf("healthz with NATS down: %d %s", code, body)
 		}
 		return nil
 	})
-	ns = startNATS(t, port, store)
+	ns = wiretest.StartNATS(t, wiretest.NATSConfig{Port: port, StoreDir: store}).Server
 	start := time.Now()
 	took := waitResumed(t, k, s, run.ID, start, 5*time.Second)
 	t.Logf("NATS server restarted; polls and writes resumed after %v", took.Round(time.Millisecond))
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "healthz ok after the restart", func() error {
 		if code, body := healthz(t, k); code != http.StatusOK {
 			return fmt.Errorf("healthz after the restart: %d %s", code, body)
 		}

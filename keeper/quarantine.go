@@ -83,7 +83,7 @@ func pressureFailures(req *wire.PollRequest, now time.Time) []runFailure {
 		}
 		ep := rs.PressureAt.UTC().Format(time.RFC3339Nano)
 		out = append(out, runFailure{run: rs.Run, RunFailure: state.RunFailure{At: now, School: req.School,
-			Cause: state.FailureMemory, Detail: clip(rs.Pressure, maxFailureDetail), Episode: ep}})
+			Cause: state.FailureMemory, Detail: notify.Clip(rs.Pressure, maxFailureDetail), Episode: ep}})
 	}
 	return out
 }
@@ -107,7 +107,7 @@ func lostSchoolFailures(tx *state.Txn, run string, cur []*state.Assignment, live
 		}
 		out = append(out, runFailure{run: run, RunFailure: state.RunFailure{At: now, School: a.School, Cause: state.FailureCrash,
 			Detail: fmt.Sprintf("school %s lost its lease (last poll %s) holding koi [%d, %d) of the run",
-				clip(a.School, 80), sc.LastSeen.UTC().Format(time.RFC3339), a.From, a.To),
+				notify.Clip(a.School, 80), sc.LastSeen.UTC().Format(time.RFC3339), a.From, a.To),
 			Episode: sc.LastSeen.UTC().Format(time.RFC3339Nano)}})
 	}
 	return out
@@ -157,7 +157,7 @@ func (k *Keeper) noteFailuresTx(tx *state.Txn, fs []runFailure) ([]quarantined, 
 			continue
 		}
 		q.Reason = fmt.Sprintf("paused after %d school failures within %v (last: %s on school %s: %s)",
-			len(q.Failures), window, f.Cause, clip(f.School, 80), f.Detail)
+			len(q.Failures), window, f.Cause, notify.Clip(f.School, 80), f.Detail)
 		q.At = tx.Now()
 		if err := tx.PutRun(&n); err != nil {
 			return nil, err

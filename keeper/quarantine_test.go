@@ -10,6 +10,7 @@ import (
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // pressurePoll is a school's poll reporting that it closed run's koi at
@@ -59,7 +60,7 @@ func TestMemoryCeilingsQuarantineTheRun(t *testing.T) {
 		Quarantine *state.Quarantine `json:"quarantine"`
 		Switch     state.Switch      `json:"switch"`
 	}
-	if code := api(t, k, "", "GET", "/api/v1/runs/"+bomb.ID, nil, &view); code != 200 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/api/v1/runs/"+bomb.ID, nil, &view); code != 200 {
 		t.Fatalf("GET run: %d", code)
 	}
 	q := view.Quarantine
@@ -107,7 +108,7 @@ func TestLostSchoolsQuarantineTheRun(t *testing.T) {
 	// the run (a school holds koi once it says so).
 	reported := func(s *fakeSchool, run string, n int) {
 		t.Helper()
-		checkFor(t, 10*time.Second, func() error {
+		wiretest.WaitFor(t, 10*time.Second, "the school to report the run", func() error {
 			sc := k.State().School(nil, s.id)
 			if sc != nil && sc.Status != nil {
 				for _, rs := range sc.Status.Runs {
@@ -122,7 +123,7 @@ func TestLostSchoolsQuarantineTheRun(t *testing.T) {
 	run := seedRun(t, k, 30)
 	a, b, c := newFakeSchool(t, k, "a", 30), newFakeSchool(t, k, "b", 30), newFakeSchool(t, k, "c", 30)
 	stop := runSchools(t, a)
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "a to hold 30 koi", func() error {
 		if span(a, run.ID) != 30 {
 			return fmt.Errorf("a holds %d", span(a, run.ID))
 		}
@@ -132,7 +133,7 @@ func TestLostSchoolsQuarantineTheRun(t *testing.T) {
 	// a dies holding every koi: they move to b (one failure).
 	stopB := runSchools(t, b)
 	stop(a)
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "b to hold 30 koi", func() error {
 		if span(b, run.ID) != 30 {
 			return fmt.Errorf("b holds %d", span(b, run.ID))
 		}
@@ -146,7 +147,7 @@ func TestLostSchoolsQuarantineTheRun(t *testing.T) {
 	// b dies too: the run is paused, not handed on running.
 	runSchools(t, c)
 	stopB(b)
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "the run paused in quarantine", func() error {
 		got := k.State().Run(nil, run.ID)
 		if got.State != state.RunPaused || !got.Quarantined() {
 			return fmt.Errorf("run %s, quarantine %+v", got.State, got.Quarantine)
@@ -158,7 +159,7 @@ func TestLostSchoolsQuarantineTheRun(t *testing.T) {
 		t.Errorf("reason %q by %q", got.Quarantine.Reason, got.Switch.By)
 	}
 	// c still gets the range, paused: its koi do not start.
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the paused assignment", func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.last == nil || len(c.last.Assignments) != 1 || c.last.Assignments[0].Switch.State != wire.Paused {

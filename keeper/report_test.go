@@ -16,6 +16,7 @@ import (
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 func TestBadThresholdRefusedWithFieldUnknownKeyWarned(t *testing.T) {
@@ -39,7 +40,7 @@ func TestBadThresholdRefusedWithFieldUnknownKeyWarned(t *testing.T) {
 		t.Errorf("warnings %q", run.Warnings)
 	}
 	var v struct{ Warnings []string }
-	if code := api(t, k, "", "GET", "/api/v1/runs/"+run.ID, nil, &v); code != 200 || len(v.Warnings) != 2 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/api/v1/runs/"+run.ID, nil, &v); code != 200 || len(v.Warnings) != 2 {
 		t.Errorf("run view: %d %+v", code, v)
 	}
 }
@@ -106,7 +107,7 @@ func TestReportQuantilesAndRestart(t *testing.T) {
 	slices.Sort(events)
 
 	var rep *state.Report
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "the final report", func() error {
 		if rep = k.State().Report(nil, run.ID); rep == nil {
 			return errors.New("no final report yet")
 		}
@@ -183,7 +184,7 @@ func TestReportQuantilesAndRestart(t *testing.T) {
 		Snapshot []byte
 		Keys     []state.ReportKey
 	}
-	if code := api(t, k2, "", "GET", "/api/v1/runs/"+run.ID+"/report", nil, &apiRep); code != 200 || !apiRep.Final || apiRep.Snapshot != nil || len(apiRep.Keys) != 5 {
+	if code := (wiretest.API{Base: "http://" + k2.HTTPAddr()}).Do(t, "GET", "/api/v1/runs/"+run.ID+"/report", nil, &apiRep); code != 200 || !apiRep.Final || apiRep.Snapshot != nil || len(apiRep.Keys) != 5 {
 		t.Errorf("API report: %d %+v", code, apiRep)
 	}
 	csv = apiText(t, k2, "/api/v1/runs/"+run.ID+"/report?format=csv")

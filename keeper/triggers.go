@@ -122,7 +122,7 @@ func (s *TriggerSpec) check(create bool) *Error {
 			jsonStrings(v, &texts)
 			for _, t := range texts {
 				if _, err := template.New("").Parse(t); err != nil {
-					return invalid(field+".run", "bad template %q: %v", clip(t, 80), err)
+					return invalid(field+".run", "bad template %q: %v", notify.Clip(t, 80), err)
 				}
 			}
 			if _, err := renderRun(field+".run", a.Run, placeholderData(texts...)); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 const triggerSecret = "deploy-secret-0123456789"
@@ -89,7 +90,7 @@ func seedTrigger(t testing.TB, k *Keeper) (search *state.Run) {
 		t.Fatal(err)
 	}
 	var eb errorBody
-	if code := api(t, k, "", "POST", "/api/v1/triggers", deployTrigger, &eb); code != 201 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/triggers", deployTrigger, &eb); code != 201 {
 		t.Fatalf("storing the trigger: %d %+v", code, eb.Error)
 	}
 	return search
@@ -187,7 +188,7 @@ func TestTriggerStartsRunAndLaunchRefusesForgeriesAndReplays(t *testing.T) {
 		t.Errorf("unknown trigger: %d, want 401 like a bad signature (names are not probed)", code)
 	}
 	var view TriggerView
-	api(t, k, "", "GET", "/api/v1/triggers/deploy", nil, &view)
+	wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "GET", "/api/v1/triggers/deploy", nil, &view)
 	want := map[string]uint64{RefusedBadSignature: 2, RefusedStale: 2, RefusedNoHeaders: 1, RefusedMalformed: 1, RefusedReplay: 1}
 	for reason, n := range want {
 		if view.Refused[reason] != n {
@@ -273,7 +274,7 @@ func TestBadTriggerDefinitions(t *testing.T) {
 		{"match label empty key", `{"name": "t", "secret": "` + triggerSecret + `", "actions": [{"match": {"": "x"}, "run": ` + okRun + `}]}`, "actions[0].match"},
 	} {
 		var eb errorBody
-		code := api(t, k, "", "POST", "/api/v1/triggers", c.body, &eb)
+		code := wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "POST", "/api/v1/triggers", c.body, &eb)
 		if code != 400 || eb.Error == nil || !strings.HasPrefix(eb.Error.Field, c.field) {
 			t.Errorf("%s: %d %+v, want field %q", c.why, code, eb.Error, c.field)
 		} else {
@@ -282,10 +283,10 @@ func TestBadTriggerDefinitions(t *testing.T) {
 	}
 	// A templated host is fine at store time (checked with placeholders).
 	ok := run(`{"name": "r-{{.labels.service}}", "behavior_set": "bg", "target": {"api_base": "http://{{.labels.host}}:9090/api"}}`)
-	if code := api(t, k, "", "POST", "/api/v1/triggers", ok, nil); code != 201 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/triggers", ok, nil); code != 201 {
 		t.Errorf("templated run refused: %d", code)
 	}
-	if code := api(t, k, "", "POST", "/api/v1/triggers", ok, nil); code != 409 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/triggers", ok, nil); code != 409 {
 		t.Errorf("duplicate name: %d", code)
 	}
 	if len(k.State().Triggers(nil)) != 1 {
@@ -313,7 +314,7 @@ func TestWebhooksSurviveRestartAndStillDeliver(t *testing.T) {
 	d := rc.waitKind(t, notify.NoticeSwitch, 5*time.Second)
 	verify(t, d, "persisted-secret")
 	var views []WebhookView
-	api(t, k2, "", "GET", "/api/v1/webhooks", nil, &views)
+	wiretest.API{Base: "http://" + k2.HTTPAddr()}.Do(t, "GET", "/api/v1/webhooks", nil, &views)
 	if len(views) != 1 || views[0].Status.Delivered != 1 {
 		t.Errorf("views %+v", views)
 	}
@@ -343,7 +344,7 @@ func TestTriggerCallNeedsNoTokenManagementNeedsAdmin(t *testing.T) {
 		{admin, "POST", "/api/v1/triggers", deployTrigger, 201},
 		{viewer, "DELETE", "/api/v1/triggers/deploy", nil, 403},
 	} {
-		if code := api(t, k, c.token, c.method, c.path, c.body, nil); code != c.want {
+		if code := (wiretest.API{Base: "http://" + k.HTTPAddr(), Token: c.token}).Do(t, c.method, c.path, c.body, nil); code != c.want {
 			t.Errorf("%s %s as %q: %d, want %d", c.method, c.path, c.token, code, c.want)
 		}
 	}
@@ -366,10 +367,10 @@ func TestTriggerReplayRefusedAfterDeleteAndRecreate(t *testing.T) {
 	if code := fire(t, k, "deploy", c, &res); code != 200 {
 		t.Fatalf("first call: %d %+v", code, res)
 	}
-	if code := api(t, k, "", "DELETE", "/api/v1/triggers/deploy", nil, nil); code != 204 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "DELETE", "/api/v1/triggers/deploy", nil, nil); code != 204 {
 		t.Fatalf("delete: %d", code)
 	}
-	if code := api(t, k, "", "POST", "/api/v1/triggers", deployTrigger, nil); code != 201 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/triggers", deployTrigger, nil); code != 201 {
 		t.Fatalf("re-create: %d", code)
 	}
 	var eb errorBody

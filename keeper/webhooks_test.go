@@ -9,12 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 func TestWebhookPayloadsSignaturesAndFilters(t *testing.T) {
@@ -114,7 +114,7 @@ func TestWebhookPayloadsSignaturesAndFilters(t *testing.T) {
 		t.Errorf("webhook list leaks: %s", raw)
 	}
 	var views []WebhookView
-	api(t, k, "", "GET", "/api/v1/webhooks", nil, &views)
+	wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "GET", "/api/v1/webhooks", nil, &views)
 	for _, v := range views {
 		if v.Status.Delivered == 0 || v.Status.LastSuccess.IsZero() || v.Status.Failed != 0 {
 			t.Errorf("status of %s: %+v", v.Name, v.Status)
@@ -150,10 +150,10 @@ func TestWebhookRetriesWithBackoffAndRetryAfter(t *testing.T) {
 	}
 	status := func(name string) notify.WebhookStatus {
 		var v WebhookView
-		api(t, k, "", "GET", "/api/v1/webhooks/"+name, nil, &v)
+		wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "GET", "/api/v1/webhooks/"+name, nil, &v)
 		return v.Status
 	}
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "one delivery to flaky", func() error {
 		if s := status("flaky"); s.Delivered != 1 {
 			return fmt.Errorf("flaky: %+v", s)
 		}
@@ -229,7 +229,7 @@ func TestHangingWebhookTimesOutWithoutDelayingStop(t *testing.T) {
 	for i, st := range []wire.State{wire.Paused, wire.Running, wire.Stopped, wire.Running, wire.Stopped} {
 		start := time.Now()
 		var sw SwitchView
-		if code := api(t, k, "", "POST", "/api/v1/control", map[string]any{"state": st}, &sw); code != 200 || sw.State != st {
+		if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/control", map[string]any{"state": st}, &sw); code != 200 || sw.State != st {
 			t.Fatalf("switch %s: %d %+v", st, code, sw)
 		}
 		d := time.Since(start)
@@ -240,8 +240,8 @@ func TestHangingWebhookTimesOutWithoutDelayingStop(t *testing.T) {
 		t.Errorf("a switch call took %v with a hanging webhook", worst)
 	}
 	var v WebhookView
-	checkFor(t, 15*time.Second, func() error {
-		api(t, k, "", "GET", "/api/v1/webhooks/hang", nil, &v)
+	wiretest.WaitFor(t, 15*time.Second, "a failed delivery to hang", func() error {
+		wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "GET", "/api/v1/webhooks/hang", nil, &v)
 		if v.Status.Failed < 1 {
 			return fmt.Errorf("status %+v", v.Status)
 		}
@@ -284,7 +284,7 @@ func TestWebhookQueueDropsOldest(t *testing.T) {
 	})
 	addHook(t, k, WebhookSpec{Name: "slow", URL: slow.srv.URL})
 	k.notify(notify.Notice{Kind: notify.NoticeSwitch, Title: "first"})
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "the first notice in flight", func() error {
 		if len(slow.deliveries()) != 1 {
 			return fmt.Errorf("the first notice is not in flight")
 		}
@@ -301,7 +301,7 @@ func TestWebhookQueueDropsOldest(t *testing.T) {
 		t.Fatalf("after %d notices behind a stuck one: %+v", notify.WebhookQueue+extra, st)
 	}
 	close(gate)
-	checkFor(t, 10*time.Second, func() error {
+	wiretest.WaitFor(t, 10*time.Second, "the queue to drain", func() error {
 		if n := len(slow.deliveries()); n != 1+notify.WebhookQueue {
 			return fmt.Errorf("%d deliveries", n)
 		}
@@ -345,7 +345,7 @@ func TestRunNoticesReachReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, st := range []wire.State{wire.Paused, wire.Running, wire.Stopped} {
-		if code := api(t, k, "", "POST", "/api/v1/runs/"+manual.ID+"/"+map[wire.State]string{wire.Paused: "pause", wire.Running: "resume", wire.Stopped: "stop"}[st], nil, nil); code != 200 {
+		if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/runs/"+manual.ID+"/"+map[wire.State]string{wire.Paused: "pause", wire.Running: "resume", wire.Stopped: "stop"}[st], nil, nil); code != 200 {
 			t.Fatalf("%s: %d", st, code)
 		}
 	}
@@ -358,7 +358,7 @@ func TestRunNoticesReachReceiver(t *testing.T) {
 		}
 		return nil
 	}
-	checkFor(t, 15*time.Second, func() error {
+	wiretest.WaitFor(t, 15*time.Second, "the timed and started notices", func() error {
 		for _, want := range []struct{ run, kind string }{
 			{timed.ID, notify.NoticeRunStarted}, {timed.ID, notify.NoticeRunEnded},
 			{manual.ID, notify.NoticeRunStarted}, {manual.ID, notify.NoticeRunPaused}, {manual.ID, notify.NoticeRunResumed},
@@ -389,7 +389,7 @@ func TestWebhookTestEndpointAndBadSpecs(t *testing.T) {
 	ok := newReceiver(t, nil)
 	addHook(t, k, WebhookSpec{Name: "ok", URL: ok.srv.URL, Secret: ptr("0123456789")})
 	var a notify.DeliveryAttempt
-	if code := api(t, k, "", "POST", "/api/v1/webhooks/ok/test", nil, &a); code != 200 || a.Result != "delivered" || a.Status != 200 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/webhooks/ok/test", nil, &a); code != 200 || a.Result != "delivered" || a.Status != 200 {
 		t.Errorf("test: %d %+v", code, a)
 	}
 	if d := ok.deliveries(); len(d) != 1 || d[0].kind() != "test" {
@@ -398,7 +398,7 @@ func TestWebhookTestEndpointAndBadSpecs(t *testing.T) {
 		verify(t, d[0], "0123456789")
 	}
 	// A PUT without secret keeps it; with "" removes it.
-	if code := api(t, k, "", "PUT", "/api/v1/webhooks/ok", map[string]any{"url": ok.srv.URL, "format": "slack"}, nil); code != 200 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "PUT", "/api/v1/webhooks/ok", map[string]any{"url": ok.srv.URL, "format": "slack"}, nil); code != 200 {
 		t.Fatalf("put: %d", code)
 	}
 	if w := k.State().Webhook(nil, "ok"); w.Secret != "0123456789" || w.Format != "slack" {
@@ -418,15 +418,15 @@ func TestWebhookTestEndpointAndBadSpecs(t *testing.T) {
 		{`{"name": "ok", "url": "http://127.0.0.1:1"}`, ""},                                            // exists: conflict
 	} {
 		var eb errorBody
-		code := api(t, k, "", "POST", "/api/v1/webhooks", c.body, &eb)
+		code := wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "POST", "/api/v1/webhooks", c.body, &eb)
 		if code < 400 || eb.Error == nil || eb.Error.Field != c.field {
 			t.Errorf("%s: %d %+v, want field %q", c.body, code, eb.Error, c.field)
 		}
 	}
-	if code := api(t, k, "", "DELETE", "/api/v1/webhooks/ok", nil, nil); code != 204 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "DELETE", "/api/v1/webhooks/ok", nil, nil); code != 204 {
 		t.Errorf("delete: %d", code)
 	}
-	if code := api(t, k, "", "POST", "/api/v1/webhooks/ok/test", nil, nil); code != 404 {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/webhooks/ok/test", nil, nil); code != 404 {
 		t.Errorf("test after delete: %d", code)
 	}
 }
@@ -456,26 +456,6 @@ func TestWebhookErrorsDoNotLeakTheURLSecrets(t *testing.T) {
 	for _, secret := range []string{"SECRETPATH", "SECRETTOKEN"} {
 		if strings.Contains(shown, secret) {
 			t.Errorf("%s leaks into what viewers see: %s", secret, shown)
-		}
-	}
-}
-
-func TestClip(t *testing.T) {
-	long := strings.Repeat("é", 40000) // 80 KB, two bytes a rune
-	for _, c := range []struct {
-		s    string
-		n    int
-		want string
-	}{
-		{"short", 10, "short"},
-		{"exactly10!", 10, "exactly10!"},
-		{"eleven char", 10, "eleven …"},
-		{"ééééé", 8, "éé…"}, // 10 bytes: cut at 5, backed up to the rune start at 4
-		{long, 2000, strings.Repeat("é", 998) + "…"},
-	} {
-		got := clip(c.s, c.n)
-		if got != c.want || len(got) > max(c.n, len(c.s)) || !utf8.ValidString(got) {
-			t.Errorf("clip(%.20q, %d) = %.30q (%d bytes), want %.30q", c.s, c.n, got, len(got), c.want)
 		}
 	}
 }

@@ -195,10 +195,10 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 	}
 	for _, r := range k.State().ActiveRuns(nil) {
 		if r.Name == demoRunName {
-			return r, form.Hash, nil // a restarted demo carries on
+			return api.RunOf(r), form.Hash, nil // a restarted demo carries on
 		}
 	}
-	r, err := k.CreateRun(ctx, "demo", api.RunSpec{
+	r, err := k.CreateRun(ctx, "demo", api.RunSpecIn(api.RunSpec{
 		Name: demoRunName, Owner: "demo", Labels: map[string]string{"kind": "always-on"},
 		Target:      api.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", UserID: `U{{printf "%06d" .Index}}`},
 		BehaviorSet: set.Hash, Koi: n, Ramp: ramp, TimeScale: scale, ActivitySigma: sigma,
@@ -206,11 +206,11 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 		// the UI, and a guardrail that pauses it if the target goes bad.
 		Thresholds: map[string][]string{"api:conversations.history": {"p95 < 300ms", "error_rate < 1%"}}, ThresholdWindowSecs: 60,
 		Guardrails: []api.GuardrailRule{{Name: "api-health", Key: "api:*", When: "success_rate < 95%", For: "1m", Action: "pause"}},
-	})
+	}))
 	if err != nil {
 		return nil, "", fmt.Errorf("creating the run: %w", err)
 	}
-	return r, form.Hash, nil
+	return api.RunOf(r), form.Hash, nil
 }
 
 // demoTries lists CLI commands to try, for those the binary has.
@@ -233,7 +233,7 @@ func demoTries(runID string) string {
 }
 
 func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, runID string, window time.Duration) {
-	st := k.Status(nil)
+	st := api.StatusOf(k.Status(nil))
 	ps := p.Stats()
 	var rv *api.RunView
 	for _, r := range st.Runs {
@@ -261,7 +261,7 @@ func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, 
 	}
 	fmt.Fprintf(w, " · pond: %d websockets, %d events sent\n", ps.WebsocketsOpen, ps.EventsSent)
 	// At least 5 s: a one-second window can fall between two school reports.
-	m := k.RunMetrics(runID, max(window, 5*time.Second))
+	m := api.MetricsOf(k.RunMetrics(runID, max(window, 5*time.Second)))
 	if m == nil || len(m.Keys) == 0 {
 		return
 	}
@@ -304,7 +304,7 @@ func demoLaunch(ctx context.Context, w io.Writer, k *keeper.Keeper, p *pond.Serv
 		return fmt.Errorf("posting the announcement: %w", err)
 	}
 	resp.Body.Close()
-	l, err := k.Launch(ctx, "demo", api.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
+	l, err := k.Launch(ctx, "demo", keeper.LaunchSpec{Formation: formation, Run: runID, Params: map[string]string{"channel_id": channel}})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 func TestAPIValidationNothingHalfApplied(t *testing.T) {
@@ -66,7 +67,7 @@ func TestAPIValidationNothingHalfApplied(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var e apiErr
-			st := api(t, k, "", tc.method, tc.path, tc.body, &e)
+			st := wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, tc.method, tc.path, tc.body, &e)
 			if st != tc.status || e.Error.Code != tc.code || e.Error.Field != tc.field || !strings.Contains(e.Error.Message, tc.msg) {
 				t.Errorf("got %d %+v, want %d %s field %q message containing %q", st, e.Error, tc.status, tc.code, tc.field, tc.msg)
 			}
@@ -86,38 +87,38 @@ func TestAPIValidationNothingHalfApplied(t *testing.T) {
 func TestAPIHappyPath(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
 	var bs behaviorSetSummary
-	if st := api(t, k, "", "POST", "/api/v1/behavior-sets", map[string]any{"name": "bg",
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/behavior-sets", map[string]any{"name": "bg",
 		"files": []map[string]string{{"name": "bg.json", "content": bgSet}}}, &bs); st != 201 || bs.Version != 1 {
 		t.Fatalf("upload: %d %+v", st, bs)
 	}
 	// Same content again: same set, no new version.
 	var again behaviorSetSummary
-	api(t, k, "", "POST", "/api/v1/behavior-sets", map[string]any{"name": "bg",
+	wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "POST", "/api/v1/behavior-sets", map[string]any{"name": "bg",
 		"files": []map[string]string{{"name": "bg.json", "content": bgSet}}}, &again)
 	if again.Hash != bs.Hash || again.Version != 1 {
 		t.Errorf("re-upload: %+v", again)
 	}
 	var run keeper.RunView
-	if st := api(t, k, "", "POST", "/api/v1/runs", map[string]any{"name": "r", "behavior_set": bs.Hash, "koi": 5, "ramp": 2,
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/runs", map[string]any{"name": "r", "behavior_set": bs.Hash, "koi": 5, "ramp": 2,
 		"target": map[string]any{"api_base": "http://127.0.0.1:9090/api"}}, &run); st != 201 || run.ID == "" {
 		t.Fatalf("create run: %d %+v", st, run)
 	}
-	if st := api(t, k, "", "PATCH", "/api/v1/runs/"+run.ID, map[string]any{"koi": 8, "ramp": 4}, &run); st != 200 || run.Koi != 8 || run.Ramp != 4 {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "PATCH", "/api/v1/runs/"+run.ID, map[string]any{"koi": 8, "ramp": 4}, &run); st != 200 || run.Koi != 8 || run.Ramp != 4 {
 		t.Errorf("patch: %d %+v", st, run.Run)
 	}
-	if st := api(t, k, "", "POST", "/api/v1/runs/"+run.ID+"/pause", nil, &run); st != 200 || run.State != "paused" {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/runs/"+run.ID+"/pause", nil, &run); st != 200 || run.State != "paused" {
 		t.Errorf("pause: %d %+v", st, run.Run)
 	}
 	var sw keeper.SwitchView
-	if st := api(t, k, "", "POST", "/api/v1/control", map[string]any{"state": "stopped"}, &sw); st != 200 || sw.State != "stopped" || sw.StopCompleteMS != 0 && sw.Stop == nil {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/control", map[string]any{"state": "stopped"}, &sw); st != 200 || sw.State != "stopped" || sw.StopCompleteMS != 0 && sw.Stop == nil {
 		t.Errorf("switch: %d %+v", st, sw)
 	}
 	var status keeper.Status
-	if st := api(t, k, "", "GET", "/api/v1/status", nil, &status); st != 200 || len(status.Runs) != 1 {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/api/v1/status", nil, &status); st != 200 || len(status.Runs) != 1 {
 		t.Errorf("status: %d %+v", st, status)
 	}
 	var audit []map[string]any
-	api(t, k, "", "GET", "/api/v1/audit?limit=2", nil, &audit)
+	wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "GET", "/api/v1/audit?limit=2", nil, &audit)
 	if len(audit) != 2 || audit[0]["action"] != "stop everything" {
 		t.Errorf("audit: %+v", audit)
 	}
@@ -126,7 +127,7 @@ func TestAPIHappyPath(t *testing.T) {
 		t.Fatalf("/metrics: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if st := api(t, k, "", "GET", "/healthz", nil, nil); st != 200 {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/healthz", nil, nil); st != 200 {
 		t.Errorf("healthz %d", st)
 	}
 }
@@ -175,21 +176,21 @@ func TestAuthRoles(t *testing.T) {
 			"target": map[string]any{"api_base": "http://x"}}, [4]int{401, 403, 403, 201}},
 	} {
 		for i, tok := range []string{"", viewer, operator, admin} {
-			if st := api(t, k, tok, tc.method, tc.path, tc.body, nil); st != tc.want[i] {
+			if st := (wiretest.API{Base: "http://" + k.HTTPAddr(), Token: tok}).Do(t, tc.method, tc.path, tc.body, nil); st != tc.want[i] {
 				t.Errorf("%s with token %d: %d, want %d", tc.name, i, st, tc.want[i])
 			}
 		}
 	}
 	var me map[string]any
-	if st := api(t, k, operator, "GET", "/api/v1/whoami", nil, &me); st != 200 || me["name"] != "otto" || me["role"] != "operator" {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr(), Token: operator}).Do(t, "GET", "/api/v1/whoami", nil, &me); st != 200 || me["name"] != "otto" || me["role"] != "operator" {
 		t.Errorf("whoami: %d %v", st, me)
 	}
-	if st := api(t, k, "wrong-token-0123456789", "GET", "/api/v1/runs", nil, nil); st != 401 {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr(), Token: "wrong-token-0123456789"}).Do(t, "GET", "/api/v1/runs", nil, nil); st != 401 {
 		t.Errorf("unknown token: %d", st)
 	}
 	// The audit log names who did what.
 	var audit []map[string]any
-	api(t, k, viewer, "GET", "/api/v1/audit", nil, &audit)
+	wiretest.API{Base: "http://" + k.HTTPAddr(), Token: viewer}.Do(t, "GET", "/api/v1/audit", nil, &audit)
 	who := map[string]bool{}
 	for _, e := range audit {
 		who[e["actor"].(string)+" "+e["action"].(string)] = true

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/keeper/verdict"
@@ -13,89 +14,99 @@ import (
 )
 
 // The contract with clients: the request and view types the API's JSON
-// has, under the names the CLI and the UI's tests use. They are the
-// keeper's own types (aliases), so what is sent and what is decoded
-// cannot drift apart; a client imports this package, never keeper/state
-// or the keeper's internals.
+// has, under the names the CLI and the UI's tests use. Each is an alias
+// of its keeper/contract type, which the handlers answer and decode
+// (convert.go turns the keeper's stored and live values into them and
+// back), so a stored field's Go name is no longer a client's; a client
+// imports this package or keeper/contract, never keeper/state or the
+// keeper's internals.
 
 // Requests.
 type (
 	// RunSpec is the body of POST /api/v1/runs.
-	RunSpec = keeper.RunSpec
+	RunSpec = contract.RunSpec
 	// RunPatch is the body of PATCH /api/v1/runs/:id.
-	RunPatch = keeper.RunPatch
+	RunPatch = contract.RunPatch
 	// LaunchSpec is a formation launch as the keeper takes it.
-	LaunchSpec = keeper.LaunchSpec
+	LaunchSpec = contract.LaunchSpec
 	// WebhookSpec is the body of POST and PUT /api/v1/webhooks.
-	WebhookSpec = keeper.WebhookSpec
+	WebhookSpec = contract.WebhookSpec
 	// TriggerSpec is the body of POST and PUT /api/v1/triggers.
-	TriggerSpec = keeper.TriggerSpec
+	TriggerSpec = contract.TriggerSpec
 	// GuardrailRule is one guardrail (a run's or a global one).
-	GuardrailRule = state.GuardrailRule
+	GuardrailRule = contract.GuardrailRule
 	// CapacitySpec asks a run to search for the target's capacity.
-	CapacitySpec = state.CapacitySpec
+	CapacitySpec = contract.CapacitySpec
 	// Target is where a run's koi go.
-	Target = state.Target
+	Target = contract.Target
 )
 
 // Views.
 type (
 	// Run is a stored run.
-	Run = state.Run
+	Run = contract.Run
 	// RunView is a run with where its koi are and how they are doing.
-	RunView = keeper.RunView
+	RunView = contract.RunView
 	// GuardView holds a run's effective koi, live thresholds and guardrails.
-	GuardView = keeper.GuardView
+	GuardView = contract.GuardView
 	// LiveThresholdView is a threshold's live evaluation on a run.
-	LiveThresholdView = keeper.LiveThresholdView
+	LiveThresholdView = contract.LiveThresholdView
+	// GuardrailView is a guardrail's latest evaluation on a run.
+	GuardrailView = contract.GuardrailView
 	// GuardrailsView is the global guardrails with what storing them noticed.
-	GuardrailsView = keeper.GuardrailsView
+	GuardrailsView = contract.GuardrailsView
 	// MetricsSummary is a run's metrics over a window.
-	MetricsSummary = keeper.MetricsSummary
+	MetricsSummary = contract.MetricsSummary
 	// KeySummary is one metric key's summary.
-	KeySummary = keeper.KeySummary
+	KeySummary = contract.KeySummary
 	// Report is a run's final (or current) report.
-	Report = state.Report
+	Report = contract.Report
 	// CapacityResult is a capacity search's outcome.
-	CapacityResult = state.CapacityResult
+	CapacityResult = contract.CapacityResult
 	// CapacityFlatten is a capacity step's latency growth on one key.
-	CapacityFlatten = state.CapacityFlatten
+	CapacityFlatten = contract.CapacityFlatten
 	// Comparison is a report compared with a baseline's.
-	Comparison = verdict.Comparison
+	Comparison = contract.Comparison
 	// Launch is a formation launch.
-	Launch = state.Launch
+	Launch = contract.Launch
 	// Formation is a stored formation.
-	Formation = state.Formation
+	Formation = contract.Formation
 	// School is a registered school.
-	School = state.School
+	School = contract.School
+	// SchoolView is a school with its health and assignments.
+	SchoolView = contract.SchoolView
 	// Assignment is a range of a run's koi held by a school.
-	Assignment = state.Assignment
+	Assignment = contract.Assignment
 	// GlobalSwitch is the global switch.
-	GlobalSwitch = state.GlobalSwitch
+	GlobalSwitch = contract.GlobalSwitch
+	// SwitchView is the global switch with its stop confirmation.
+	SwitchView = contract.SwitchView
+	// Status is the keeper at a glance.
+	Status = contract.Status
 	// WebhookView is a webhook as the API shows it.
-	WebhookView = keeper.WebhookView
+	WebhookView = contract.WebhookView
 	// DeliveryAttempt is one try to deliver a notice to a webhook.
-	DeliveryAttempt = notify.DeliveryAttempt
+	DeliveryAttempt = contract.DeliveryAttempt
 	// TriggerView is a trigger as the API shows it.
-	TriggerView = keeper.TriggerView
+	TriggerView = contract.TriggerView
 	// TriggerResult is what a trigger call did.
-	TriggerResult = keeper.TriggerResult
+	TriggerResult = contract.TriggerResult
 )
 
 // Run states, live states and comparison verdicts the views carry.
 const (
-	RunStopped = state.RunStopped
+	RunStopped = contract.RunStopped
 
-	LivePass   = keeper.LivePass
-	LiveFail   = keeper.LiveFail
-	LiveNoData = keeper.LiveNoData
-	LiveIdle   = keeper.LiveIdle
+	LivePass   = contract.LivePass
+	LiveFail   = contract.LiveFail
+	LiveNoData = contract.LiveNoData
+	LiveIdle   = contract.LiveIdle
 
-	VerdictSame      = verdict.VerdictSame
-	VerdictImproved  = verdict.VerdictImproved
-	VerdictRegressed = verdict.VerdictRegressed
-	VerdictNew       = verdict.VerdictNew
-	VerdictGone      = verdict.VerdictGone
+	VerdictSame      = contract.VerdictSame
+	VerdictImproved  = contract.VerdictImproved
+	VerdictRegressed = contract.VerdictRegressed
+	VerdictNew       = contract.VerdictNew
+	VerdictGone      = contract.VerdictGone
 )
 
 // Signature headers of webhook deliveries and trigger calls.

@@ -1,7 +1,9 @@
 // Package api is the keeper's HTTP edge (echo): the route table under
-// /api/v1 and every handler, the request and view types clients share
-// (contract.go: the CLI imports this package, never the keeper's
-// internals or keeper/state), server-sent events, /metrics, /healthz,
+// /api/v1 and every handler, the conversions between the keeper's values
+// and the keeper/contract types its JSON has (convert.go), the names
+// clients use for those types (contract.go: the CLI imports this package,
+// never the keeper's internals or keeper/state), server-sent events,
+// /metrics, /healthz,
 // token authentication by role, and the edge rules every request passes
 // (edge.go: Host and Origin checks, JSON writes, bounded bodies).
 //

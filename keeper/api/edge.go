@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/labstack/echo/v4"
 )
 
@@ -243,7 +243,7 @@ func quoteInput(s string) string {
 	if len(s) <= maxQuote {
 		return fmt.Sprintf("%q", s)
 	}
-	return fmt.Sprintf("%q (%d bytes)", clip(s, maxQuote), len(s))
+	return fmt.Sprintf("%q (%d bytes)", notify.Clip(s, maxQuote), len(s))
 }
 
 // clipMessage bounds an error message on its way out of the API or into
@@ -266,26 +266,12 @@ func clipMessage(msg string) string {
 			b.WriteByte('\n')
 		}
 		if len(line) > maxErrorLine {
-			line = clip(line, maxErrorLine) + fmt.Sprintf(" (%d bytes cut)", len(line)-maxErrorLine)
+			line = notify.Clip(line, maxErrorLine) + fmt.Sprintf(" (%d bytes cut)", len(line)-maxErrorLine)
 		}
 		b.WriteString(line)
 		rest = after
 	}
 	return strings.ToValidUTF8(b.String(), "\uFFFD")
-}
-
-// clip shortens s to at most n bytes, ending in "…" when cut, never
-// splitting a rune; it is linear in n, whatever the length of s.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
-	cut := max(n-len("…"), 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // isLoopback reports whether host only accepts local connections.

@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
-	"github.com/labstack/echo/v4"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // edgeReq is one raw request to the keeper, headers as given (Host too).
@@ -244,11 +246,11 @@ func TestEdgeViewersSeeWebhookURLsRedacted(t *testing.T) {
 		"slack": {"name": "slack", "url": slack, "format": "slack"},
 		"ops":   {"name": "ops", "url": jsonHook},
 	} {
-		if st := api(t, k, admin, "POST", "/api/v1/webhooks", spec, nil); st != 201 {
+		if st := (wiretest.API{Base: "http://" + k.HTTPAddr(), Token: admin}).Do(t, "POST", "/api/v1/webhooks", spec, nil); st != 201 {
 			t.Fatalf("add %s: %d", name, st)
 		}
 	}
-	if st := api(t, k, admin, "POST", "/api/v1/webhooks/ops/test", nil, nil); st != 200 {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr(), Token: admin}).Do(t, "POST", "/api/v1/webhooks/ops/test", nil, nil); st != 200 {
 		t.Fatalf("test delivery: %d", st)
 	}
 	secrets := []string{"SLACKSECRET", "PATHSECRET", "QUERYSECRET", "PASSWORD", "services", "hooks"}
@@ -262,7 +264,7 @@ func TestEdgeViewersSeeWebhookURLsRedacted(t *testing.T) {
 			}
 		}
 		var views []keeper.WebhookView
-		api(t, k, tok, "GET", "/api/v1/webhooks", nil, &views)
+		wiretest.API{Base: "http://" + k.HTTPAddr(), Token: tok}.Do(t, "GET", "/api/v1/webhooks", nil, &views)
 		for _, v := range views {
 			if v.URL != "http://"+dead+"/…" {
 				t.Errorf("%s sees %s as %q, want scheme and host", tok[:4], v.Name, v.URL)
@@ -270,13 +272,13 @@ func TestEdgeViewersSeeWebhookURLsRedacted(t *testing.T) {
 		}
 	}
 	var ops keeper.WebhookView
-	api(t, k, viewer, "GET", "/api/v1/webhooks/ops", nil, &ops)
+	wiretest.API{Base: "http://" + k.HTTPAddr(), Token: viewer}.Do(t, "GET", "/api/v1/webhooks/ops", nil, &ops)
 	if ops.Status.LastError == "" {
 		t.Errorf("no delivery error to check: %+v", ops.Status)
 	}
 	// Admins see the path, never user info, query values or Slack's key.
 	var views []keeper.WebhookView
-	api(t, k, admin, "GET", "/api/v1/webhooks", nil, &views)
+	wiretest.API{Base: "http://" + k.HTTPAddr(), Token: admin}.Do(t, "GET", "/api/v1/webhooks", nil, &views)
 	got := map[string]string{}
 	for _, v := range views {
 		got[v.Name] = v.URL
@@ -350,10 +352,10 @@ func TestEdgeHugeBodyRefusedWithBoundedMemory(t *testing.T) {
 		})
 	}
 	// And the keeper serves on.
-	if st := api(t, k, "", "GET", "/healthz", nil, nil); st != 200 {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/healthz", nil, nil); st != 200 {
 		t.Errorf("healthz after: %d", st)
 	}
-	if st := api(t, k, "", "POST", "/api/v1/behavior-sets", map[string]any{"name": "bg",
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/behavior-sets", map[string]any{"name": "bg",
 		"files": []map[string]string{{"name": "bg.json", "content": bgSet}}}, nil); st != 201 {
 		t.Errorf("upload after: %d", st)
 	}

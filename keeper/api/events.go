@@ -35,7 +35,7 @@ func (s *server) getEvents(c echo.Context) error {
 	for seq := 1; ; seq++ {
 		ws := memdb.NewWatchSet()
 		st := s.k.Status(ws)
-		b, err := json.Marshal(st)
+		b, err := json.Marshal(statusOut(st))
 		if err != nil {
 			return err
 		}

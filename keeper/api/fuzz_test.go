@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // FuzzAPIBodies posts hostile bodies (deep nesting, huge numbers, long
@@ -70,7 +72,7 @@ func FuzzAPIBodies(f *testing.F) {
 				t.Fatalf("%s %s: field of %d bytes", r.method, r.path, len(e.Error.Field))
 			}
 		}
-		if st := api(t, k, "", "GET", "/healthz", nil, nil); st != 200 {
+		if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "GET", "/healthz", nil, nil); st != 200 {
 			t.Fatalf("healthz %d", st)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // The UI's "generate from warehouse export": a local export under the
@@ -45,7 +46,7 @@ func TestGenerateFromWarehouseExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	freqs, _ := os.ReadFile("../../examples/slack/frequencies.json")
-	if code := api(t, k, "", "POST", "/api/v1/behavior-sets", map[string]any{"name": "slack", "files": []map[string]string{
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/behavior-sets", map[string]any{"name": "slack", "files": []map[string]string{
 		{"name": "frequencies.json", "content": string(freqs)}, {"name": "sequences.json", "content": string(seqs)}}}, nil); code != http.StatusCreated {
 		t.Fatalf("upload: %d", code)
 	}
@@ -60,7 +61,7 @@ func TestGenerateFromWarehouseExport(t *testing.T) {
 			Coverage *struct{ Missing []string }
 		}
 	}
-	if code := api(t, k, "", "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": "calls.csv", "sequences": "slack"}, &rep); code != http.StatusOK {
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": "calls.csv", "sequences": "slack"}, &rep); code != http.StatusOK {
 		t.Fatalf("generate: %d %+v", code, rep)
 	}
 	want := map[string]float64{"users.info": 1, "conversations.history": 0.5, "chat.postMessage": 0.1}
@@ -82,7 +83,7 @@ func TestGenerateFromWarehouseExport(t *testing.T) {
 		Error struct{ Code, Field, Message string }
 	}
 	for _, from := range []string{"../../etc/passwd", "/etc/passwd"} {
-		if code := api(t, k, "", "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": from}, &e); code != http.StatusBadRequest ||
+		if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": from}, &e); code != http.StatusBadRequest ||
 			e.Error.Field != "from" || !strings.Contains(e.Error.Message, "outside the warehouse folder") {
 			t.Errorf("%s: %d %+v", from, code, e)
 		}
@@ -116,7 +117,7 @@ func TestGenerateLocalOff(t *testing.T) {
 	var e struct {
 		Error struct{ Field, Message string }
 	}
-	if code := api(t, k, "", "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": "x.csv"}, &e); code != http.StatusBadRequest ||
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": "x.csv"}, &e); code != http.StatusBadRequest ||
 		!strings.Contains(e.Error.Message, "local exports are off") {
 		t.Errorf("%d %+v", code, e)
 	}
@@ -177,7 +178,7 @@ func TestGenerateWarehouseSymlinkOut(t *testing.T) {
 		var e struct {
 			Error struct{ Code, Field, Message string }
 		}
-		code := api(t, k, "", "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": from}, &e)
+		code := wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": from}, &e)
 		if code != http.StatusBadRequest || e.Error.Field != "from" || !strings.Contains(e.Error.Message, "may not leave the folder") {
 			t.Errorf("%s: %d %+v, want 400 saying the path may not leave the folder", from, code, e)
 		}
@@ -193,7 +194,7 @@ func TestGenerateWarehouseSymlinkOut(t *testing.T) {
 			Rows    struct{ Used int64 }
 		}
 	}
-	if code := api(t, k, "", "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": "export"}, &rep); code != http.StatusOK ||
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/behavior-sets/generate", map[string]any{"from": "export"}, &rep); code != http.StatusOK ||
 		rep.Result.Objects != 1 || rep.Result.Rows.Used != 1 {
 		t.Errorf("export/: %d %+v, want 1 part and 1 row", code, rep)
 	}

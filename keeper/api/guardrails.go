@@ -4,7 +4,7 @@ import (
 	"net/http"
 
 	"github.com/koipond/koipond/keeper"
-	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/labstack/echo/v4"
 )
@@ -25,17 +25,17 @@ func (s *server) postShed(c echo.Context) error {
 	if _, err := s.k.ShedRun(c.Request().Context(), actor(c), c.Param("id"), *req.Percent); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.k.RunView(s.k.State(), c.Param("id")))
+	return c.JSON(http.StatusOK, runViewOut(s.k.RunView(s.k.State(), c.Param("id"))))
 }
 
 // guardrailsRequest is the body of PUT /api/v1/guardrails.
 type guardrailsRequest struct {
-	Rules []state.GuardrailRule `json:"rules"`
+	Rules []contract.GuardrailRule `json:"rules"`
 }
 
 func (s *server) getGuardrails(c echo.Context) error {
 	g := s.k.State().Guardrails(nil)
-	return c.JSON(http.StatusOK, &keeper.GuardrailsView{Guardrails: g, Warnings: verdict.GuardrailWarnings("rules", g.Rules)})
+	return c.JSON(http.StatusOK, guardrailsViewOut(&keeper.GuardrailsView{Guardrails: g, Warnings: verdict.GuardrailWarnings("rules", g.Rules)}))
 }
 
 func (s *server) putGuardrails(c echo.Context) error {
@@ -46,9 +46,9 @@ func (s *server) putGuardrails(c echo.Context) error {
 	if req.Rules == nil {
 		return invalid("rules", "give a list of rules ([] removes them all)")
 	}
-	v, err := s.k.SetGuardrails(c.Request().Context(), actor(c), req.Rules)
+	v, err := s.k.SetGuardrails(c.Request().Context(), actor(c), rulesIn(req.Rules))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, v)
+	return c.JSON(http.StatusOK, guardrailsViewOut(v))
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/go-memdb"
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/contract"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 	"github.com/labstack/echo/v4"
@@ -151,7 +153,7 @@ func (s *server) httpError(err error, c echo.Context) {
 	}
 	// Errors may quote what the caller sent (a field name, a file's
 	// line): bounded here whatever made them.
-	out := &keeper.Error{Code: e.Code, Message: clipMessage(e.Message), Field: clip(e.Field, maxQuote)}
+	out := &keeper.Error{Code: e.Code, Message: clipMessage(e.Message), Field: notify.Clip(e.Field, maxQuote)}
 	_ = c.JSON(statusOf(out), errorBody{out})
 }
 
@@ -173,14 +175,14 @@ func decode(c echo.Context, v any) error {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &ute):
-			return invalid(clip(ute.Field, maxQuote), "must be %s, not a JSON %s", ute.Type, ute.Value)
+			return invalid(notify.Clip(ute.Field, maxQuote), "must be %s, not a JSON %s", ute.Type, ute.Value)
 		case errors.As(err, &se):
 			return invalid("", "invalid JSON at byte %d: %v", se.Offset, err)
 		case errors.Is(err, io.EOF):
 			return invalid("", "empty body: send a JSON object")
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return invalid(clip(f, maxQuote), "unknown field %s", quoteInput(f))
+			return invalid(notify.Clip(f, maxQuote), "unknown field %s", quoteInput(f))
 		}
 		return invalid("", "invalid JSON: %s", clipMessage(err.Error()))
 	}
@@ -274,7 +276,7 @@ func (s *server) getBehaviorSet(c echo.Context) error {
 	if b == nil {
 		return notFound("hash", "no behavior set %s", quoteInput(c.Param("hash")))
 	}
-	return c.JSON(http.StatusOK, b)
+	return c.JSON(http.StatusOK, behaviorSetOut(b))
 }
 
 type formationRequest struct {
@@ -290,7 +292,7 @@ func (s *server) postFormation(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, f)
+	return c.JSON(http.StatusCreated, formationOut(f))
 }
 
 func (s *server) listFormations(c echo.Context) error {
@@ -298,7 +300,7 @@ func (s *server) listFormations(c echo.Context) error {
 	if out == nil {
 		out = []*state.Formation{}
 	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, mapSlice(out, formationOut))
 }
 
 func (s *server) getFormation(c echo.Context) error {
@@ -306,31 +308,31 @@ func (s *server) getFormation(c echo.Context) error {
 	if f == nil {
 		return notFound("hash", "no formation %s", quoteInput(c.Param("hash")))
 	}
-	return c.JSON(http.StatusOK, f)
+	return c.JSON(http.StatusOK, formationOut(f))
 }
 
 // --- runs
 
 func (s *server) postRun(c echo.Context) error {
-	var spec keeper.RunSpec
+	var spec contract.RunSpec
 	if err := decode(c, &spec); err != nil {
 		return err
 	}
-	run, err := s.k.CreateRun(c.Request().Context(), actor(c), spec)
+	run, err := s.k.CreateRun(c.Request().Context(), actor(c), RunSpecIn(spec))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, s.k.RunView(s.k.State(), run.ID))
+	return c.JSON(http.StatusCreated, runViewOut(s.k.RunView(s.k.State(), run.ID)))
 }
 
 func (s *server) listRuns(c echo.Context) error {
 	r := s.k.State()
-	out := []*keeper.RunView{}
+	out := []*contract.RunView{}
 	for _, run := range r.Runs(nil) {
 		if st := c.QueryParam("state"); st != "" && string(run.State) != st {
 			continue
 		}
-		out = append(out, s.k.RunView(r, run.ID))
+		out = append(out, runViewOut(s.k.RunView(r, run.ID)))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -340,18 +342,18 @@ func (s *server) getRun(c echo.Context) error {
 	if v == nil {
 		return notFound("id", "no run %s", quoteInput(c.Param("id")))
 	}
-	return c.JSON(http.StatusOK, v)
+	return c.JSON(http.StatusOK, runViewOut(v))
 }
 
 func (s *server) patchRun(c echo.Context) error {
-	var p keeper.RunPatch
+	var p contract.RunPatch
 	if err := decode(c, &p); err != nil {
 		return err
 	}
-	if _, err := s.k.UpdateRun(c.Request().Context(), actor(c), c.Param("id"), p); err != nil {
+	if _, err := s.k.UpdateRun(c.Request().Context(), actor(c), c.Param("id"), keeper.RunPatch(p)); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.k.RunView(s.k.State(), c.Param("id")))
+	return c.JSON(http.StatusOK, runViewOut(s.k.RunView(s.k.State(), c.Param("id"))))
 }
 
 func (s *server) runSwitch(st wire.State) echo.HandlerFunc {
@@ -359,7 +361,7 @@ func (s *server) runSwitch(st wire.State) echo.HandlerFunc {
 		if _, err := s.k.SetRunState(c.Request().Context(), actor(c), c.Param("id"), st); err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, s.k.RunView(s.k.State(), c.Param("id")))
+		return c.JSON(http.StatusOK, runViewOut(s.k.RunView(s.k.State(), c.Param("id"))))
 	}
 }
 
@@ -376,7 +378,7 @@ func (s *server) getRunMetrics(c echo.Context) error {
 		}
 		window = d
 	}
-	return c.JSON(http.StatusOK, s.k.RunMetrics(id, window))
+	return c.JSON(http.StatusOK, metricsOut(s.k.RunMetrics(id, window)))
 }
 
 // --- launches
@@ -406,7 +408,7 @@ func (s *server) postLaunch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, l)
+	return c.JSON(http.StatusCreated, launchOut(l))
 }
 
 func (s *server) listLaunches(c echo.Context) error {
@@ -420,14 +422,14 @@ func (s *server) listLaunches(c echo.Context) error {
 	if out == nil {
 		out = []*state.Launch{}
 	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, launchesOut(out))
 }
 
 // LaunchView is a launch with the metrics of its formation's steps since
 // its start (keys "formation:<name>:…").
 type LaunchView struct {
-	*state.Launch
-	Metrics *keeper.MetricsSummary `json:"metrics,omitempty"`
+	*contract.Launch
+	Metrics *contract.MetricsSummary `json:"metrics,omitempty"`
 }
 
 func (s *server) getLaunch(c echo.Context) error {
@@ -435,13 +437,13 @@ func (s *server) getLaunch(c echo.Context) error {
 	if l == nil {
 		return notFound("id", "no launch %s", quoteInput(c.Param("id")))
 	}
-	v := LaunchView{Launch: l}
+	v := LaunchView{Launch: launchOut(l)}
 	if l.State != state.LaunchPending {
 		to := time.Now().Add(time.Second).Truncate(time.Second)
 		if !l.EndedAt.IsZero() {
 			to = l.EndedAt.Add(time.Minute)
 		}
-		v.Metrics = s.k.MetricsBetween(l.Run, l.Start.Truncate(time.Second), to, "formation:"+l.Name)
+		v.Metrics = metricsOut(s.k.MetricsBetween(l.Run, l.Start.Truncate(time.Second), to, "formation:"+l.Name))
 	}
 	return c.JSON(http.StatusOK, v)
 }
@@ -451,17 +453,17 @@ func (s *server) cancelLaunch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, l)
+	return c.JSON(http.StatusOK, launchOut(l))
 }
 
 // --- schools, control, audit, status
 
 func (s *server) listSchools(c echo.Context) error {
-	return c.JSON(http.StatusOK, s.k.SchoolViews(s.k.State()))
+	return c.JSON(http.StatusOK, schoolViewsOut(s.k.SchoolViews(s.k.State())))
 }
 
 func (s *server) getControl(c echo.Context) error {
-	return c.JSON(http.StatusOK, keeper.SwitchViewOf(s.k.State().Switch(nil)))
+	return c.JSON(http.StatusOK, switchViewOut(keeper.SwitchViewOf(s.k.State().Switch(nil))))
 }
 
 type controlRequest struct {
@@ -477,7 +479,7 @@ func (s *server) postControl(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, keeper.SwitchViewOf(g))
+	return c.JSON(http.StatusOK, switchViewOut(keeper.SwitchViewOf(g)))
 }
 
 func (s *server) listAudit(c echo.Context) error {
@@ -501,7 +503,7 @@ func (s *server) listAudit(c echo.Context) error {
 	if out == nil {
 		out = []*state.AuditEntry{}
 	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, mapSlice(out, auditOut))
 }
 
 // getStatus serves Status; with ?wait=DURATION it first blocks until
@@ -520,5 +522,5 @@ func (s *server) getStatus(c echo.Context) error {
 		stop()
 		cancel()
 	}
-	return c.JSON(http.StatusOK, s.k.Status(nil))
+	return c.JSON(http.StatusOK, statusOut(s.k.Status(nil)))
 }

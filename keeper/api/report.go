@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/keeper/verdict"
 	"github.com/labstack/echo/v4"
@@ -42,17 +43,17 @@ func (s *server) getRunReport(c echo.Context) error {
 		}
 		return verdict.WriteReportCSV(c.Response(), &out)
 	case cmp != nil:
-		return c.JSON(http.StatusOK, &ComparedReport{Report: &out, Comparison: cmp})
+		return c.JSON(http.StatusOK, &ComparedReport{Report: reportOut(&out), Comparison: comparisonOut(cmp)})
 	default:
-		return c.JSON(http.StatusOK, &out)
+		return c.JSON(http.StatusOK, reportOut(&out))
 	}
 }
 
 // ComparedReport is a report with its comparison against a baseline, as
 // GET /api/v1/runs/:id/report?baseline=OTHER answers it.
 type ComparedReport struct {
-	*state.Report
-	Comparison *verdict.Comparison `json:"comparison"`
+	*contract.Report
+	Comparison *contract.Comparison `json:"comparison"`
 }
 
 // reportComparison reads ?baseline=ID, ?tolerance= (relative, default

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/labstack/echo/v4"
 )
@@ -28,15 +29,15 @@ func (s *server) postTriggerCall(c echo.Context) error {
 		return err
 	}
 	if len(res.Errors) > 0 {
-		return c.JSON(http.StatusUnprocessableEntity, res)
+		return c.JSON(http.StatusUnprocessableEntity, triggerResultOut(res))
 	}
-	return c.JSON(http.StatusOK, res)
+	return c.JSON(http.StatusOK, triggerResultOut(res))
 }
 
 func (s *server) listTriggers(c echo.Context) error {
-	out := []keeper.TriggerView{}
+	out := []contract.TriggerView{}
 	for _, t := range s.k.State().Triggers(nil) {
-		out = append(out, s.k.TriggerView(t))
+		out = append(out, triggerViewOut(s.k.TriggerView(t)))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -46,23 +47,23 @@ func (s *server) getTrigger(c echo.Context) error {
 	if t == nil {
 		return notFound("name", "no trigger %s", quoteInput(c.Param("name")))
 	}
-	return c.JSON(http.StatusOK, s.k.TriggerView(t))
+	return c.JSON(http.StatusOK, triggerViewOut(s.k.TriggerView(t)))
 }
 
 func (s *server) postTrigger(c echo.Context) error {
-	var spec keeper.TriggerSpec
+	var spec contract.TriggerSpec
 	if err := decode(c, &spec); err != nil {
 		return err
 	}
-	t, err := s.k.PutTrigger(c.Request().Context(), actor(c), spec, true)
+	t, err := s.k.PutTrigger(c.Request().Context(), actor(c), triggerSpecIn(spec), true)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, s.k.TriggerView(t))
+	return c.JSON(http.StatusCreated, triggerViewOut(s.k.TriggerView(t)))
 }
 
 func (s *server) putTrigger(c echo.Context) error {
-	var spec keeper.TriggerSpec
+	var spec contract.TriggerSpec
 	if err := decode(c, &spec); err != nil {
 		return err
 	}
@@ -72,11 +73,11 @@ func (s *server) putTrigger(c echo.Context) error {
 	if spec.Name != c.Param("name") {
 		return invalid("name", "%s differs from the name in the path %s", quoteInput(spec.Name), quoteInput(c.Param("name")))
 	}
-	t, err := s.k.PutTrigger(c.Request().Context(), actor(c), spec, false)
+	t, err := s.k.PutTrigger(c.Request().Context(), actor(c), triggerSpecIn(spec), false)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.k.TriggerView(t))
+	return c.JSON(http.StatusOK, triggerViewOut(s.k.TriggerView(t)))
 }
 
 func (s *server) deleteTrigger(c echo.Context) error {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/contract"
 	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/labstack/echo/v4"
@@ -13,16 +14,16 @@ import (
 
 // webhookViewFor is a webhook's view for the caller's role: admins see
 // the URL's path (without its secret parts), others its host only.
-func (s *server) webhookViewFor(c echo.Context, w *state.Webhook, detail bool) keeper.WebhookView {
+func (s *server) webhookViewFor(c echo.Context, w *state.Webhook, detail bool) contract.WebhookView {
 	v := s.k.WebhookView(w, detail)
 	if role, _ := c.Get(ctxRole).(keeper.Role); role >= keeper.RoleAdmin {
 		v.URL = notify.RedactURL(w.URL, w.Format)
 	}
-	return v
+	return webhookViewOut(v)
 }
 
 func (s *server) listWebhooks(c echo.Context) error {
-	out := []keeper.WebhookView{}
+	out := []contract.WebhookView{}
 	for _, w := range s.k.State().Webhooks(nil) {
 		out = append(out, s.webhookViewFor(c, w, false))
 	}
@@ -38,11 +39,11 @@ func (s *server) getWebhook(c echo.Context) error {
 }
 
 func (s *server) postWebhook(c echo.Context) error {
-	var spec keeper.WebhookSpec
+	var spec contract.WebhookSpec
 	if err := decode(c, &spec); err != nil {
 		return err
 	}
-	w, err := s.k.PutWebhook(c.Request().Context(), actor(c), spec, true)
+	w, err := s.k.PutWebhook(c.Request().Context(), actor(c), keeper.WebhookSpec(spec), true)
 	if err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func (s *server) postWebhook(c echo.Context) error {
 }
 
 func (s *server) putWebhook(c echo.Context) error {
-	var spec keeper.WebhookSpec
+	var spec contract.WebhookSpec
 	if err := decode(c, &spec); err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func (s *server) putWebhook(c echo.Context) error {
 	if spec.Name != c.Param("name") {
 		return invalid("name", "%s differs from the name in the path %s", quoteInput(spec.Name), quoteInput(c.Param("name")))
 	}
-	w, err := s.k.PutWebhook(c.Request().Context(), actor(c), spec, false)
+	w, err := s.k.PutWebhook(c.Request().Context(), actor(c), keeper.WebhookSpec(spec), false)
 	if err != nil {
 		return err
 	}
@@ -79,5 +80,5 @@ func (s *server) testWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, a)
+	return c.JSON(http.StatusOK, deliveryOut(*a))
 }

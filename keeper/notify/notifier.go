@@ -407,7 +407,7 @@ func (w *hookWorker) send(ctx context.Context, hook *state.Webhook, nt Notice, a
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	a.Status = resp.StatusCode
-	status := clip(resp.Status, maxStatus) // the receiver's words, shown to viewers
+	status := Clip(resp.Status, maxStatus) // the receiver's words, shown to viewers
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		a.Result = "delivered"

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // hooks is a webhook list a test changes between syncs.
@@ -31,22 +32,6 @@ func (h *hooks) get() []*state.Webhook {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.list
-}
-
-// checkFor polls cond until it returns nil or d passes.
-func checkFor(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // A Notifier alone, with a real receiver: a signed JSON delivery carrying
@@ -84,7 +69,7 @@ func TestNotifierDeliversSignedAndStopsOnClose(t *testing.T) {
 	n.Enqueue(Notice{Kind: NoticeSwitch, Title: "not a run notice"})                                 // kind filtered
 	n.Enqueue(Notice{Kind: NoticeRunStarted, Run: "r1", Labels: map[string]string{"team": "other"}}) // label filtered
 	n.Enqueue(Notice{Kind: NoticeRunStarted, Run: "r2", Title: "Run r2 started", Labels: map[string]string{"team": "search"}})
-	checkFor(t, 5*time.Second, func() error {
+	wiretest.WaitFor(t, 5*time.Second, "one delivery to ops", func() error {
 		if st := n.Status("ops", false); st.Delivered != 1 {
 			return fmt.Errorf("status %+v", st)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/koipond/koipond/keeper/state"
 )
@@ -53,21 +52,6 @@ func slackEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
-// clip shortens s to at most n bytes (so at most n characters, Slack's
-// limits), ending in "…" when cut, never splitting a rune; it is linear
-// in n, whatever the length of s.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
-	cut := max(n-len("…"), 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
 // slackPayload renders a notice as a Slack incoming-webhook message: a
 // header (the title), a section with the text and a link to the run, and
 // a section with up to ten fields (Slack's limit).
@@ -80,9 +64,9 @@ func slackPayload(nt Notice, links map[string]string) SlackMessage {
 	if u := links["ui"]; u != "" {
 		body += fmt.Sprintf("\n<%s|Run %s>", slackEscape(u), slackEscape(cmp.Or(nt.RunName, nt.Run)))
 	}
-	m := SlackMessage{Text: clip(nt.Title+": "+text, 3000), Blocks: []slackBlock{
-		{Type: "header", Text: &slackText{Type: "plain_text", Text: clip(nt.Title, 150), Emoji: true}},
-		{Type: "section", Text: &slackText{Type: "mrkdwn", Text: clip(body, 3000)}},
+	m := SlackMessage{Text: Clip(nt.Title+": "+text, 3000), Blocks: []slackBlock{
+		{Type: "header", Text: &slackText{Type: "plain_text", Text: Clip(nt.Title, 150), Emoji: true}},
+		{Type: "section", Text: &slackText{Type: "mrkdwn", Text: Clip(body, 3000)}},
 	}}
 	fields := []slackText{{Type: "mrkdwn", Text: "*Kind*\n" + nt.Kind}}
 	if nt.Actor != "" {
@@ -97,7 +81,7 @@ func slackPayload(nt Notice, links map[string]string) SlackMessage {
 		if len(fields) == 10 {
 			break
 		}
-		fields = append(fields, slackText{Type: "mrkdwn", Text: clip("*"+slackEscape(k)+"*\n"+slackEscape(nt.Fields[k]), 2000)})
+		fields = append(fields, slackText{Type: "mrkdwn", Text: Clip("*"+slackEscape(k)+"*\n"+slackEscape(nt.Fields[k]), 2000)})
 	}
 	m.Blocks = append(m.Blocks, slackBlock{Type: "section", Fields: fields})
 	return m

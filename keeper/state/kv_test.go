@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A school id of 2,100 characters became a hex key of 4,200 bytes: the
@@ -17,7 +19,7 @@ import (
 // the wire, and the connection stays up; a store write with one changes
 // nothing.
 func TestKVRefusesOverlongKeys(t *testing.T) {
-	ns := startJetStream(t, t.TempDir())
+	ns := wiretest.StartNATS(t, wiretest.NATSConfig{}).Server
 	defer ns.Shutdown()
 	kv, nc := openKV(t, ns.ClientURL())
 	defer nc.Close()
@@ -50,7 +52,7 @@ func TestKVRefusesOverlongKeys(t *testing.T) {
 // Rebind moves a KV onto a new connection: writes work after the old one
 // is closed.
 func TestKVRebind(t *testing.T) {
-	ns := startJetStream(t, t.TempDir())
+	ns := wiretest.StartNATS(t, wiretest.NATSConfig{}).Server
 	defer ns.Shutdown()
 	kv, nc := openKV(t, ns.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

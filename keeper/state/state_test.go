@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/koipond/koipond/wire"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // fill writes one of everything and returns the store.
@@ -150,20 +151,6 @@ func TestWatchSetFiresOnChange(t *testing.T) {
 	}
 }
 
-// startJetStream runs nats-server with JetStream in dir on a random port.
-func startJetStream(t testing.TB, dir string) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	return ns
-}
-
 func openKV(t testing.TB, url string) (*KV, *nats.Conn) {
 	t.Helper()
 	nc, err := nats.Connect(url)
@@ -185,7 +172,7 @@ func openKV(t testing.TB, url string) (*KV, *nats.Conn) {
 
 func TestRestoreFromJetStreamAfterCrash(t *testing.T) {
 	dir := t.TempDir()
-	ns := startJetStream(t, dir)
+	ns := wiretest.StartNATS(t, wiretest.NATSConfig{StoreDir: dir}).Server
 	kv, nc := openKV(t, ns.ClientURL())
 	fill(t, kv)
 	// Delete an assignment to check deletes survive too.
@@ -193,7 +180,7 @@ func TestRestoreFromJetStreamAfterCrash(t *testing.T) {
 	ns.Shutdown() // no clean keeper shutdown: the server just goes away
 	ns.WaitForShutdown()
 
-	ns2 := startJetStream(t, dir)
+	ns2 := wiretest.StartNATS(t, wiretest.NATSConfig{StoreDir: dir}).Server
 	defer ns2.Shutdown()
 	kv2, nc2 := openKV(t, ns2.ClientURL())
 	defer nc2.Close()

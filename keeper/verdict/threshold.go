@@ -162,9 +162,11 @@ func ParseThresholds(m map[string][]string) ([]*Threshold, *FieldError) {
 }
 
 // metricKinds are the kinds of metric key koi report (the part before
-// the first colon).
+// the first colon, or the whole key without one): the connection
+// lifecycle's "on_connect" and "on_connect:<n>", "on_disconnect", and a
+// connect request's "connect:open" among them.
 var metricKinds = map[string]bool{"api": true, "http": true, "ws": true, "event": true, "on_event": true,
-	"behavior": true, "boot": true, "formation": true}
+	"behavior": true, "boot": true, "formation": true, "on_connect": true, "on_disconnect": true, "connect": true}
 
 // Evaluate checks a threshold against a report key and its merged
 // series (nil: no data).

@@ -1,0 +1,95 @@
+package contract
+
+import (
+	"time"
+
+	"github.com/koipond/koipond/wire"
+)
+
+// LaunchState is where a launch is in its life.
+type LaunchState string
+
+// Launch states: pending → running → done, or cancelled from pending or
+// running.
+const (
+	LaunchPending   LaunchState = "pending"
+	LaunchRunning   LaunchState = "running"
+	LaunchDone      LaunchState = "done"
+	LaunchCancelled LaunchState = "cancelled"
+)
+
+// Share is one school's part of a launch.
+type Share struct {
+	School  string `json:"school"`
+	Count   int    `json:"count"`
+	Started int    `json:"started"`
+	// Reported is true once the school said what it started.
+	Reported bool   `json:"reported"`
+	Error    string `json:"error,omitempty"`
+	// FirstStart and LastStart are when the school's koi really began.
+	FirstStart time.Time `json:"first_start,omitzero"`
+	LastStart  time.Time `json:"last_start,omitzero"`
+}
+
+// Launch is a formation started at one instant over a run's connected koi.
+type Launch struct {
+	ID            string            `json:"id"`
+	Run           string            `json:"run"`
+	Formation     string            `json:"formation"` // content hash
+	Name          string            `json:"name"`
+	Params        map[string]string `json:"params,omitempty"`
+	Start         time.Time         `json:"start"`
+	BeginWithinMS int64             `json:"begin_within_ms"`
+	State         LaunchState       `json:"state"`
+	// PlannedAt is when the per-school counts were fixed (zero: not yet).
+	PlannedAt time.Time `json:"planned_at,omitzero"`
+	// Connected is the run's connected koi when planned; Count the koi
+	// that start (percent × Connected rounded half up).
+	Connected int     `json:"connected"`
+	Count     int     `json:"count"`
+	Shares    []Share `json:"shares,omitempty"`
+	Started   int     `json:"started"`
+	// FirstStart and LastStart span the real starts over every school;
+	// their difference is the launch's start spread.
+	FirstStart time.Time `json:"first_start,omitzero"`
+	LastStart  time.Time `json:"last_start,omitzero"`
+	Outcome    string    `json:"outcome,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	CreatedBy  string    `json:"created_by,omitempty"`
+	EndedAt    time.Time `json:"ended_at,omitzero"`
+}
+
+// School is a worker process as the keeper knows it. The heartbeat fields
+// (LastSeen, ClockOffsetMS, Status) change every poll and are kept in memory
+// only; the record is persisted when a school first registers or its
+// capacity changes, so a restarted keeper knows its schools and gives them a
+// lease from the restart.
+type School struct {
+	ID            string    `json:"id"`
+	Software      string    `json:"software,omitempty"`
+	Capacity      int       `json:"capacity"`
+	FirstSeen     time.Time `json:"first_seen"`
+	LastSeen      time.Time `json:"last_seen"`
+	ClockOffsetMS float64   `json:"clock_offset_ms"`
+	// Status is the school's last poll (runs, launches, totals).
+	Status *wire.PollRequest `json:"status,omitempty"`
+}
+
+// Assignment gives a school a contiguous range [From, To) of a run's koi.
+type Assignment struct {
+	Run    string  `json:"run"`
+	School string  `json:"school"`
+	From   int     `json:"from"`
+	To     int     `json:"to"`
+	Ramp   float64 `json:"ramp"`
+}
+
+// GlobalSwitch is the switch over every koi, with the tracking of its last
+// stop.
+type GlobalSwitch struct {
+	Switch
+	Stop *StopTrack `json:"stop,omitempty"`
+}
+
+// Planned reports whether the per-school counts are fixed.
+func (l *Launch) Planned() bool { return !l.PlannedAt.IsZero() }

@@ -1,0 +1,20 @@
+package notify
+
+import "unicode/utf8"
+
+// Clip shortens s to at most n bytes (so at most n characters, Slack's
+// limits), ending in "…" when cut, never splitting a rune; it is linear
+// in n, whatever the length of s. It is the one clip of the keeper's
+// packages: notices, the keeper's error and quarantine texts and the
+// API's error messages all bound what they quote with it.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
+	cut := max(n-len("…"), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
