@@ -10,6 +10,7 @@ import (
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A set that only speaks on its websocket (no api step).
@@ -37,7 +38,7 @@ func TestRunTargetWebsocketOnly(t *testing.T) {
 			WebsocketHeaders      map[string]string `json:"websocket_headers"`
 		} `json:"target"`
 	}
-	if st := api(t, k, "", "POST", "/api/v1/runs", map[string]any{"name": "mqtt", "behavior_set": "wsonly", "koi": 3, "target": target}, &created); st != 201 {
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/runs", map[string]any{"name": "mqtt", "behavior_set": "wsonly", "koi": 3, "target": target}, &created); st != 201 {
 		t.Fatalf("a websocket-only run without api_base: %d %+v", st, created)
 	}
 	if created.Target.APIBase != "" || len(created.Target.WebsocketSubprotocols) != 2 || created.Target.WebsocketHeaders["X-Koi"] != "koi-{{.Index}}" {
@@ -102,7 +103,7 @@ func TestRunTargetWebsocketOnly(t *testing.T) {
 		{"websocket url not ws", with(func(m map[string]any) { m["websocket_url"] = "http://x" }), "target.websocket_url", "ws or wss"},
 	} {
 		var e apiErr
-		st := api(t, k, "", "POST", "/api/v1/runs", tc.body, &e)
+		st := wiretest.API{Base: "http://" + k.HTTPAddr()}.Do(t, "POST", "/api/v1/runs", tc.body, &e)
 		if st != 400 || e.Error.Code != CodeInvalid || e.Error.Field != tc.field || !strings.Contains(e.Error.Message, tc.want) {
 			t.Errorf("%s: %d %+v, want 400 on %s saying %q", tc.name, st, e.Error, tc.field, tc.want)
 		}

@@ -252,7 +252,7 @@ type exampleCase struct {
 // metricsOf returns the run's merged metrics by key.
 func metricsOf(k *keeper.Keeper, run string) map[string]api.KeySummary {
 	m := map[string]api.KeySummary{}
-	for _, ks := range k.RunMetrics(run, time.Hour).Keys {
+	for _, ks := range api.MetricsOf(k.RunMetrics(run, time.Hour)).Keys {
 		m[ks.Key] = ks
 	}
 	return m
@@ -371,7 +371,7 @@ func runNodeExample(t *testing.T, c exampleCase) {
 	var sum *api.MetricsSummary
 	var m map[string]api.KeySummary
 	agree := func() bool {
-		st, sum = srv.mustStats(), k.RunMetrics(run.ID, time.Hour)
+		st, sum = srv.mustStats(), api.MetricsOf(k.RunMetrics(run.ID, time.Hour))
 		m = map[string]api.KeySummary{}
 		for _, ks := range sum.Keys {
 			m[ks.Key] = ks

@@ -7,14 +7,14 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/koipond/koipond/keeper"
+	"github.com/koipond/koipond/keeper/api"
 	"github.com/koipond/koipond/metrics"
 )
 
 // requestRates sums a run's request keys (api, http and ws requests; see
 // metrics.IsRequestKey): requests per second and failed requests per
 // second over the summary's window.
-func requestRates(m *keeper.MetricsSummary) (rate, errRate float64) {
+func requestRates(m *api.MetricsSummary) (rate, errRate float64) {
 	for _, k := range m.Keys {
 		if metrics.IsRequestKey(k.Key) {
 			rate += k.Rate
@@ -27,7 +27,7 @@ func requestRates(m *keeper.MetricsSummary) (rate, errRate float64) {
 // printRequestRates prints the run's request rates over the last 5 s (or
 // why they are unknown: the run itself was shown already).
 func printRequestRates(ctx context.Context, cf *clientFlags, id string, w io.Writer) error {
-	var m keeper.MetricsSummary
+	var m api.MetricsSummary
 	if err := cf.call(ctx, "GET", "/api/v1/runs/"+url.PathEscape(id)+"/metrics?window=5s", nil, &m); err != nil {
 		fmt.Fprintf(w, "  last 5s: no metrics (%v)\n", err)
 		return nil

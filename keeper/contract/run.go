@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"strings"
 	"time"
 
 	"github.com/koipond/koipond/wire"
@@ -18,11 +19,39 @@ const (
 
 // Target is where a run's koi go and who they are.
 type Target struct {
-	APIBase      string   `json:"api_base"`
-	WebsocketURL string   `json:"websocket_url,omitempty"`
-	Token        string   `json:"token,omitempty"`
-	Tokens       []string `json:"tokens,omitempty"`
-	UserID       string   `json:"user_id,omitempty"`
+	// APIBase is where api requests go; a run whose set sends none may
+	// leave it empty.
+	APIBase      string `json:"api_base"`
+	WebsocketURL string `json:"websocket_url,omitempty"`
+	// WebsocketSubprotocols are offered in the websocket handshake.
+	WebsocketSubprotocols []string `json:"websocket_subprotocols,omitempty"`
+	// WebsocketHeaders are added to the handshake; values are templates
+	// over {{.Index}}, {{.Token}} and {{.UserID}}, rendered per koi.
+	WebsocketHeaders map[string]string `json:"websocket_headers,omitempty"`
+	Token            string            `json:"token,omitempty"`
+	Tokens           []string          `json:"tokens,omitempty"`
+	UserID           string            `json:"user_id,omitempty"`
+}
+
+// Where says where a run's koi go, for people (as the keeper's notices
+// say it): the API base, the websocket URL with its subprotocols, or both;
+// a target with neither gets its websocket URL from boot.
+func (t Target) Where() string {
+	var parts []string
+	if t.APIBase != "" {
+		parts = append(parts, t.APIBase)
+	}
+	if t.WebsocketURL != "" {
+		ws := t.WebsocketURL
+		if len(t.WebsocketSubprotocols) > 0 {
+			ws += " (" + strings.Join(t.WebsocketSubprotocols, ", ") + ")"
+		}
+		parts = append(parts, ws)
+	}
+	if len(parts) == 0 {
+		return "the websocket URL boot gives"
+	}
+	return strings.Join(parts, " and ")
 }
 
 // Switch is a switch position with the epoch that set it.
