@@ -276,11 +276,19 @@ func soak(ctx context.Context, c soakConfig) error {
 	var sum strings.Builder
 	fmt.Fprintf(&sum, "== soak summary: %d koi over %d school(s), time scale %g, %v, sampled every %v; %d cores, load average %s\n",
 		c.koi, c.schools, c.timeScale, c.duration, c.sample, nprocs(), supervise.LoadAvg())
+	figs := map[string]soakFigures{}
 	for _, name := range names {
-		fmt.Fprintln(&sum, summarize(name, samples))
+		line, f := summarize(name, samples)
+		figs[name] = f
+		fmt.Fprintln(&sum, line)
 	}
-	fmt.Fprintf(&sum, "keeper memory for the run: RSS %.1f MiB before it was created, %.1f MiB at the end: +%.1f MiB (the keeper's /metrics has no heap figures)\n",
-		mib(keeperBefore.RSSKiB), mib(keeperAfter.RSSKiB), mib(keeperAfter.RSSKiB-keeperBefore.RSSKiB))
+	delta := keeperAfter.RSSKiB - keeperBefore.RSSKiB
+	fmt.Fprintf(&sum, "keeper memory for the run: RSS %.1f MiB before it was created, %.1f MiB at the end: %+.1f MiB (the keeper's /metrics has no heap figures)\n",
+		mib(keeperBefore.RSSKiB), mib(keeperAfter.RSSKiB), mib(delta))
+	fmt.Fprintln(&sum, "against issue 14's targets:")
+	for _, v := range soakVerdicts(figs, names, delta) {
+		fmt.Fprintln(&sum, "  "+v)
+	}
 	fmt.Fprintf(&sum, "files: %s, %s\n", filepath.Join(c.out, "soak.csv"), filepath.Join(c.out, "soak.svg"))
 	fmt.Print("\n" + sum.String())
 	return os.WriteFile(filepath.Join(c.out, "summary.txt"), []byte(sum.String()), 0o644)

@@ -41,13 +41,22 @@ func rssSlope(ss []soakSample, from float64) (perSec float64, n int) {
 	return slope / (sy / fn), n
 }
 
+// soakFigures are one process's figures that issue targets judge; NaN
+// where the soak was too short to tell.
+type soakFigures struct {
+	maxKiBPerKoi float64 // largest RSS per koi after the first minute
+	slope2       float64 // RSS slope over the last 2 minutes, % per minute
+	growth20     float64 // RSS growth over the last 20 minutes, % per 10 minutes
+}
+
 // summarize is the summary line of one process: RSS per koi at each
 // sample after the first minute, the last two minutes' slope (% per
 // minute), growth per 10 minutes over the last 20, its CPU.
-func summarize(name string, samples []soakSample) string {
+func summarize(name string, samples []soakSample) (string, soakFigures) {
+	f := soakFigures{maxKiBPerKoi: math.NaN(), slope2: math.NaN(), growth20: math.NaN()}
 	ss := of(name, samples)
 	if len(ss) == 0 {
-		return name + ": no samples"
+		return name + ": no samples", f
 	}
 	last := ss[len(ss)-1]
 	var b strings.Builder
@@ -63,13 +72,16 @@ func summarize(name string, samples []soakSample) string {
 		perKoi = append(perKoi, fmt.Sprintf("%.1f", pk))
 	}
 	if len(perKoi) > 0 {
+		f.maxKiBPerKoi = maxPK
 		fmt.Fprintf(&b, "; RSS per koi after the first minute (KiB, each sample): max %.1f [%s]", maxPK, strings.Join(perKoi, " "))
 	}
 	if s, n := rssSlope(ss, last.t-120); !math.IsNaN(s) {
+		f.slope2 = 100 * s * 60
 		fmt.Fprintf(&b, "; RSS slope over the last 2 min %+.2f%%/min (%d samples from %.0f s)", 100*s*60, n, max(ss[0].t, last.t-120))
 	}
 	if span := last.t - ss[0].t; span >= 20*60 {
 		s, n := rssSlope(ss, last.t-20*60)
+		f.growth20 = 100 * s * 600
 		fmt.Fprintf(&b, "; growth over the last 20 min %+.2f%% per 10 min (%d samples)", 100*s*600, n)
 	} else {
 		b.WriteString("; growth per 10 min over the last 20: n/a (shorter than 20 min)")
@@ -89,7 +101,42 @@ func summarize(name string, samples []soakSample) string {
 			fmt.Fprintf(&b, ", %.2f CPU-s per 10,000 pond requests (%d requests)", cpu/float64(req)*10000, req)
 		}
 	}
-	return b.String()
+	return b.String(), f
+}
+
+// soakVerdicts judges the figures against issue 14's "done when": every
+// school ≤ 48 KiB per koi after the first minute and a last-2-minutes
+// slope ≤ 2% per minute; school and keeper growth ≤ 1% per 10 minutes over
+// the last 20 (soaks of 20 minutes or more); the keeper's memory for the
+// run ≤ 16 MB.
+func soakVerdicts(figs map[string]soakFigures, names []string, keeperDeltaKiB int64) []string {
+	var out []string
+	judge := func(ok bool, what string, args ...any) {
+		v := "PASS"
+		if !ok {
+			v = "MISS"
+		}
+		out = append(out, v+"  "+fmt.Sprintf(what, args...))
+	}
+	for _, n := range names {
+		f := figs[n]
+		isSchool := strings.HasPrefix(n, "school")
+		if isSchool {
+			if math.IsNaN(f.maxKiBPerKoi) {
+				out = append(out, "n/a   "+n+": RSS per koi after the first minute (no sample after it)")
+			} else {
+				judge(f.maxKiBPerKoi <= 48, "%s: RSS per koi at every sample after the first minute ≤ 48 KiB: max %.1f KiB", n, f.maxKiBPerKoi)
+			}
+			if !math.IsNaN(f.slope2) {
+				judge(f.slope2 <= 2, "%s: RSS slope over the last 2 minutes ≤ 2%%/min: %+.2f%%/min", n, f.slope2)
+			}
+		}
+		if (isSchool || n == "keeper") && !math.IsNaN(f.growth20) {
+			judge(f.growth20 <= 1, "%s: RSS growth over the last 20 minutes ≤ 1%% per 10 min: %+.2f%%", n, f.growth20)
+		}
+	}
+	judge(keeperDeltaKiB <= 16e6/1024, "keeper: memory for the run (RSS growth since it was created) ≤ 16 MB: %.1f MB", float64(keeperDeltaKiB)*1024/1e6)
+	return out
 }
 
 // soakChart draws RSS (MiB) and CPU (% of one core over each sample

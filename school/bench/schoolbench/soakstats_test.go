@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/xml"
+	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -34,14 +38,30 @@ func TestRSSSlope(t *testing.T) {
 	if s, n := rssSlope(ss, 300); !math.IsNaN(s) || n != 1 {
 		t.Errorf("one sample: slope %v from %d samples, want NaN", s, n)
 	}
-	line := summarize("school-1", ss)
+	line, f := summarize("school-1", ss)
 	for _, want := range []string{"RSS 102.0 MiB at 300 s (1000 koi)", "max 104.4", "+0.99%/min (13 samples from 180 s)", "n/a (shorter than 20 min)"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("summary %q lacks %q", line, want)
 		}
 	}
-	if got := summarize("keeper", ss); got != "keeper: no samples" {
-		t.Errorf("summary of an unsampled process: %q", got)
+	if got, f := summarize("keeper", ss); got != "keeper: no samples" || !math.IsNaN(f.slope2) {
+		t.Errorf("summary of an unsampled process: %q, %+v", got, f)
+	}
+	if math.Abs(f.maxKiBPerKoi-104.448) > 0.01 || math.Abs(f.slope2-100.0/101) > 0.01 || !math.IsNaN(f.growth20) {
+		t.Errorf("figures %+v", f)
+	}
+	// Judged: 104 KiB per koi misses 48; the slope (0.99%/min) passes 2;
+	// no 20-minute growth is judged on a 5-minute soak; the keeper's 20 MB
+	// misses 16.
+	v := soakVerdicts(map[string]soakFigures{"school-1": f, "keeper": {math.NaN(), math.NaN(), math.NaN()}}, []string{"keeper", "school-1"}, 20_000_000/1024)
+	want := []string{"MISS  school-1: RSS per koi", "PASS  school-1: RSS slope", "MISS  keeper: memory for the run"}
+	if len(v) != len(want) {
+		t.Fatalf("verdicts %q, want %d", v, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(v[i], w) {
+			t.Errorf("verdict %d %q, want %q…", i, v[i], w)
+		}
 	}
 }
 
@@ -85,5 +105,41 @@ func TestNiceAxis(t *testing.T) {
 	}
 	if got := niceCeil(83); got < 83 || got > 100 {
 		t.Errorf("niceCeil(83) = %g", got)
+	}
+}
+
+// scrapeMetrics sums a metric over its labels, ignores comments, other
+// metrics and garbled values, and survives a line longer than its buffer.
+func TestScrapeMetrics(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "# HELP koipond_school_koi Koi.")
+		fmt.Fprintln(w, `koipond_school_koi{run="a",state="connected"} 3`)
+		fmt.Fprintln(w, `koipond_school_koi{run="b",state="connected"} 4`)
+		fmt.Fprintln(w, "koipond_school_websockets_open 7")
+		fmt.Fprintln(w, "koipond_school_websockets_open_total 100")
+		fmt.Fprintln(w, "koipond_school_koi garbage")
+	}))
+	defer srv.Close()
+	m, err := scrapeMetrics(context.Background(), srv.URL, "koipond_school_koi", "koipond_school_websockets_open")
+	if err != nil || m["koipond_school_koi"] != 7 || m["koipond_school_websockets_open"] != 7 {
+		t.Errorf("got %v, %v", m, err)
+	}
+	long := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "x %s\n", strings.Repeat("9", 2<<20))
+	}))
+	defer long.Close()
+	if _, err := scrapeMetrics(context.Background(), long.URL, "x"); err == nil {
+		t.Error("a 2 MiB line was accepted")
+	}
+}
+
+func TestSoakConfigValidate(t *testing.T) {
+	ok := soakConfig{koi: 5000, schools: 1, timeScale: 1, sample: 10 * time.Second, duration: 5 * time.Minute, timeout: 10 * time.Minute, out: "x"}
+	if errs := ok.Validate(); len(errs) != 0 {
+		t.Fatalf("valid config: %v", errs)
+	}
+	bad := soakConfig{koi: 30000, schools: 0, timeScale: 0, sample: 0, duration: time.Hour * 48, timeout: time.Minute, ramp: -1}
+	if errs := bad.Validate(); len(errs) != 8 {
+		t.Errorf("%d problems, want 8 (koi, schools, time scale, sample, duration, timeout, ramp, out): %v", len(errs), errs)
 	}
 }
