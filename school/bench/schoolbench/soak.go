@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -285,6 +286,12 @@ func soak(ctx context.Context, c soakConfig) error {
 	delta := keeperAfter.RSSKiB - keeperBefore.RSSKiB
 	fmt.Fprintf(&sum, "keeper memory for the run: RSS %.1f MiB before it was created, %.1f MiB at the end: %+.1f MiB (the keeper's /metrics has no heap figures)\n",
 		mib(keeperBefore.RSSKiB), mib(keeperAfter.RSSKiB), mib(delta))
+	if r := rssRate(of("keeper", samples), 60); !math.IsNaN(r) {
+		// The keeper keeps an hour of second-buckets per run: growth at
+		// this rate for an hour is what the seconds alone would cost.
+		fmt.Fprintf(&sum, "keeper RSS growth after the first minute: %.1f KB/s; an hour of it (a run's window of second-buckets) would be %.0f MB\n",
+			r/1e3, r*3600/1e6)
+	}
 	fmt.Fprintln(&sum, "against issue 14's targets:")
 	for _, v := range soakVerdicts(figs, names, delta) {
 		fmt.Fprintln(&sum, "  "+v)

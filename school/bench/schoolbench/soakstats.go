@@ -41,6 +41,21 @@ func rssSlope(ss []soakSample, from float64) (perSec float64, n int) {
 	return slope / (sy / fn), n
 }
 
+// rssRate is rssSlope in bytes per second.
+func rssRate(ss []soakSample, from float64) float64 {
+	s, n := rssSlope(ss, from)
+	if n < 2 || math.IsNaN(s) {
+		return math.NaN()
+	}
+	var sum float64
+	for _, x := range ss {
+		if x.t >= from {
+			sum += float64(x.rssBytes)
+		}
+	}
+	return s * sum / float64(n)
+}
+
 // soakFigures are one process's figures that issue targets judge; NaN
 // where the soak was too short to tell.
 type soakFigures struct {

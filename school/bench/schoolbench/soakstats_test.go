@@ -38,6 +38,10 @@ func TestRSSSlope(t *testing.T) {
 	if s, n := rssSlope(ss, 300); !math.IsNaN(s) || n != 1 {
 		t.Errorf("one sample: slope %v from %d samples, want NaN", s, n)
 	}
+	// 1 MiB per minute.
+	if r := rssRate(ss, 180); math.Abs(r-(1<<20)/60.0) > 1 {
+		t.Errorf("rate %.1f B/s, want %.1f", r, (1<<20)/60.0)
+	}
 	line, f := summarize("school-1", ss)
 	for _, want := range []string{"RSS 102.0 MiB at 300 s (1000 koi)", "max 104.4", "+0.99%/min (13 samples from 180 s)", "n/a (shorter than 20 min)"} {
 		if !strings.Contains(line, want) {
