@@ -239,16 +239,20 @@ func soak(ctx context.Context, c soakConfig) error {
 				return fmt.Errorf("sampling %s: %w", sp.name, err)
 			}
 			koi := st.WebsocketsOpen
+			heap := ""
 			if sp.metrics != "" {
-				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_school_websockets_open"); err == nil {
+				m, err := scrapeMetrics(ctx, sp.metrics, "koipond_school_websockets_open", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
+				if err == nil {
 					koi = int64(m["koipond_school_websockets_open"])
+					heap = fmt.Sprintf(" (heap in use %.1f, stacks %.1f MiB, %.0f goroutines)",
+						m["go_memstats_heap_inuse_bytes"]/(1<<20), m["go_memstats_stack_inuse_bytes"]/(1<<20), m["go_goroutines"])
 				}
 			}
 			s := soakSample{t: t, process: sp.name, rssBytes: u.RSSKiB << 10, cpuSecs: u.CPU.Seconds(), koi: koi, requests: st.RequestsTotal}
 			samples = append(samples, s)
 			_ = cw.Write([]string{strconv.FormatFloat(t, 'f', 1, 64), s.process, strconv.FormatInt(s.rssBytes, 10),
 				strconv.FormatFloat(s.cpuSecs, 'f', 2, 64), strconv.FormatInt(s.koi, 10), strconv.FormatUint(s.requests, 10)})
-			line = append(line, fmt.Sprintf("%s %.1f MiB %.1f CPU-s", sp.name, mib(u.RSSKiB), s.cpuSecs))
+			line = append(line, fmt.Sprintf("%s %.1f MiB%s %.1f CPU-s", sp.name, mib(u.RSSKiB), heap, s.cpuSecs))
 		}
 		cw.Flush()
 		logf("%4.0f s: koi %d, requests %d; %s; load %s", t, st.WebsocketsOpen, st.RequestsTotal, strings.Join(line, "; "), supervise.LoadAvg())
