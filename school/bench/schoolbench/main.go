@@ -53,7 +53,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: schoolbench run|bare|soak [flags] (see the package doc; normally run by school/bench.sh)")
+		fmt.Fprintln(os.Stderr, "usage: schoolbench run|bare|soak|soak-summary [flags] (see the package doc; normally run by school/bench.sh)")
 		os.Exit(2)
 	}
 	mode, args := os.Args[1], os.Args[2:]
@@ -65,8 +65,10 @@ func main() {
 		err = runBare(args)
 	case "soak":
 		err = runSoak(args)
+	case "soak-summary":
+		err = runSoakSummary(args)
 	default:
-		err = fmt.Errorf("unknown mode %q (want run, bare or soak)", mode)
+		err = fmt.Errorf("unknown mode %q (want run, bare, soak or soak-summary)", mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "schoolbench:", err)

@@ -283,7 +283,11 @@ func soak(ctx context.Context, c soakConfig) error {
 		c.koi, c.schools, c.timeScale, c.duration, c.sample, nprocs(), supervise.LoadAvg())
 	figs := map[string]soakFigures{}
 	for _, name := range names {
-		line, f := summarize(name, samples)
+		want := int64(c.koi)
+		if strings.HasPrefix(name, "school") {
+			want = int64(perSchool)
+		}
+		line, f := summarize(name, samples, want)
 		figs[name] = f
 		fmt.Fprintln(&sum, line)
 	}

@@ -62,12 +62,15 @@ type soakFigures struct {
 	maxKiBPerKoi float64 // largest RSS per koi after the first minute
 	slope2       float64 // RSS slope over the last 2 minutes, % per minute
 	growth20     float64 // RSS growth over the last 20 minutes, % per 10 minutes
+	short, after int     // samples after the first minute with under 95% of the koi wanted, of all after it
 }
 
-// summarize is the summary line of one process: RSS per koi at each
-// sample after the first minute, the last two minutes' slope (% per
+// summarize is the summary line of one process: RSS per koi (of want, the
+// koi it should hold: a school that dropped koi is not made to look
+// lighter) at each sample after the first minute, "*" marking samples with
+// fewer than 95% of them connected; the last two minutes' slope (% per
 // minute), growth per 10 minutes over the last 20, its CPU.
-func summarize(name string, samples []soakSample) (string, soakFigures) {
+func summarize(name string, samples []soakSample, want int64) (string, soakFigures) {
 	f := soakFigures{maxKiBPerKoi: math.NaN(), slope2: math.NaN(), growth20: math.NaN()}
 	ss := of(name, samples)
 	if len(ss) == 0 {
@@ -79,16 +82,21 @@ func summarize(name string, samples []soakSample) (string, soakFigures) {
 	var perKoi []string
 	maxPK := 0.0
 	for _, s := range ss {
-		if s.t < 60 || s.koi <= 0 {
+		if s.t < 60 || want <= 0 {
 			continue
 		}
-		pk := float64(s.rssBytes) / 1024 / float64(s.koi)
+		pk := float64(s.rssBytes) / 1024 / float64(want)
 		maxPK = max(maxPK, pk)
-		perKoi = append(perKoi, fmt.Sprintf("%.1f", pk))
+		mark := ""
+		if f.after++; float64(s.koi) < 0.95*float64(want) {
+			f.short++
+			mark = "*"
+		}
+		perKoi = append(perKoi, fmt.Sprintf("%.1f%s", pk, mark))
 	}
 	if len(perKoi) > 0 {
 		f.maxKiBPerKoi = maxPK
-		fmt.Fprintf(&b, "; RSS per koi after the first minute (KiB, each sample): max %.1f [%s]", maxPK, strings.Join(perKoi, " "))
+		fmt.Fprintf(&b, "; RSS per koi (of %d) after the first minute (KiB, each sample; * under 95%% connected): max %.1f [%s]", want, maxPK, strings.Join(perKoi, " "))
 	}
 	if s, n := rssSlope(ss, last.t-120); !math.IsNaN(s) {
 		f.slope2 = 100 * s * 60
@@ -136,6 +144,9 @@ func soakVerdicts(figs map[string]soakFigures, names []string, keeperDeltaKiB in
 	for _, n := range names {
 		f := figs[n]
 		isSchool := strings.HasPrefix(n, "school")
+		if isSchool && f.after > 0 {
+			judge(f.short == 0, "%s: at least 95%% of its koi connected at every sample after the first minute: %d of %d samples short", n, f.short, f.after)
+		}
 		if isSchool {
 			if math.IsNaN(f.maxKiBPerKoi) {
 				out = append(out, "n/a   "+n+": RSS per koi after the first minute (no sample after it)")

@@ -42,13 +42,14 @@ func TestRSSSlope(t *testing.T) {
 	if r := rssRate(ss, 180); math.Abs(r-(1<<20)/60.0) > 1 {
 		t.Errorf("rate %.1f B/s, want %.1f", r, (1<<20)/60.0)
 	}
-	line, f := summarize("school-1", ss)
-	for _, want := range []string{"RSS 102.0 MiB at 300 s (1000 koi)", "max 104.4", "+0.99%/min (13 samples from 180 s)", "n/a (shorter than 20 min)"} {
+	ss[20].koi = 900 // one sample short of koi: marked, and per koi still of 1000
+	line, f := summarize("school-1", ss, 1000)
+	for _, want := range []string{"RSS 102.0 MiB at 300 s (1000 koi)", "max 104.4", "102.7*", "(of 1000)", "+0.99%/min (13 samples from 180 s)", "n/a (shorter than 20 min)"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("summary %q lacks %q", line, want)
 		}
 	}
-	if got, f := summarize("keeper", ss); got != "keeper: no samples" || !math.IsNaN(f.slope2) {
+	if got, f := summarize("keeper", ss, 1000); got != "keeper: no samples" || !math.IsNaN(f.slope2) {
 		t.Errorf("summary of an unsampled process: %q, %+v", got, f)
 	}
 	if math.Abs(f.maxKiBPerKoi-104.448) > 0.01 || math.Abs(f.slope2-100.0/101) > 0.01 || !math.IsNaN(f.growth20) {
@@ -57,8 +58,8 @@ func TestRSSSlope(t *testing.T) {
 	// Judged: 104 KiB per koi misses 48; the slope (0.99%/min) passes 2;
 	// no 20-minute growth is judged on a 5-minute soak; the keeper's 20 MB
 	// misses 16.
-	v := soakVerdicts(map[string]soakFigures{"school-1": f, "keeper": {math.NaN(), math.NaN(), math.NaN()}}, []string{"keeper", "school-1"}, 20_000_000/1024)
-	want := []string{"MISS  school-1: RSS per koi", "PASS  school-1: RSS slope", "MISS  keeper: memory for the run"}
+	v := soakVerdicts(map[string]soakFigures{"school-1": f, "keeper": {maxKiBPerKoi: math.NaN(), slope2: math.NaN(), growth20: math.NaN()}}, []string{"keeper", "school-1"}, 20_000_000/1024)
+	want := []string{"MISS  school-1: at least 95% of its koi connected at every sample after the first minute: 1 of 25", "MISS  school-1: RSS per koi", "PASS  school-1: RSS slope", "MISS  keeper: memory for the run"}
 	if len(v) != len(want) {
 		t.Fatalf("verdicts %q, want %d", v, len(want))
 	}
@@ -145,5 +146,26 @@ func TestSoakConfigValidate(t *testing.T) {
 	bad := soakConfig{koi: 30000, schools: 0, timeScale: 0, sample: 0, duration: time.Hour * 48, timeout: time.Minute, ramp: -1}
 	if errs := bad.Validate(); len(errs) != 8 {
 		t.Errorf("%d problems, want 8 (koi, schools, time scale, sample, duration, timeout, ramp, out): %v", len(errs), errs)
+	}
+}
+
+// A soak.csv reads back as the samples written; anything else is refused
+// with the line that is wrong.
+func TestReadSoakCSV(t *testing.T) {
+	ss, err := readSoakCSV(strings.NewReader("time,process,rss_bytes,cpu_seconds,koi,requests\n10.0,school-1,1048576,1.50,5000,123\n"))
+	if err != nil || len(ss) != 1 || ss[0] != (soakSample{t: 10, process: "school-1", rssBytes: 1 << 20, cpuSecs: 1.5, koi: 5000, requests: 123}) {
+		t.Fatalf("%+v, %v", ss, err)
+	}
+	for _, bad := range []string{
+		"",
+		"a,b,c,d,e,f\n",
+		"time,process,rss_bytes,cpu_seconds,koi,requests\n10,school-1,-5,1,1,1\n",
+		"time,process,rss_bytes,cpu_seconds,koi,requests\n10,school-1,x,1,1,1\n",
+		"time,process,rss_bytes,cpu_seconds,koi,requests\n10,school-1,1\n",
+		"time,process,rss_bytes,cpu_seconds,koi,requests\n10,,1,1,1,1\n",
+	} {
+		if _, err := readSoakCSV(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q was read", bad)
+		}
 	}
 }
