@@ -42,6 +42,8 @@
 #   e.g. school/bench.sh soak                                  # 5,000 koi, 5 min
 #        TIME_SCALE=10 DURATION=2m school/bench.sh soak
 #        DURATION=30m school/bench.sh soak                     # the 30-min soak
+#   A samples file is judged again, and its chart redrawn, without a run:
+#        go run ./school/bench/schoolbench soak-summary --csv OUT/soak.csv --koi 5000
 set -euo pipefail
 
 mode=run
