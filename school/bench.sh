@@ -12,11 +12,47 @@
 # an embedded nats-server and a keeper stand-in in its own process, and
 # stops only the processes it started, by pid, even on failure or Ctrl-C.
 # Every loop is bounded in count and time. Takes about 4 minutes.
+# Two more modes, below: cpu (CPU per request beside a bare loop and k6)
+# and soak (a long busy run with the real keeper, sampled to CSV and SVG).
 #
 # Usage: school/bench.sh [schoolbench run flags]
 #   e.g. school/bench.sh --phases busy,bare --rate 3000
 #   N=5000 BIG=15000 SOURCES=8 RATE=2000 school/bench.sh
+#
+# school/bench.sh cpu [schoolbench run flags]
+#   CPU per request: KOI koi (default 2000) each holding a websocket and
+#   calling conversations.history (42 messages, ~6.6 KB, no post_actions)
+#   every EVERY (default 6s) on average; school CPU-s per 10,000 calls,
+#   then the bare Go loop and k6 making the same calls at the same rate
+#   against the same pond (phases history,history-bare,k6). The k6 row
+#   needs a k6 binary (K6=PATH or k6 on PATH) and is skipped, saying so,
+#   without one: the project does not build k6 (AGPL, not a dependency).
+#   e.g. KOI=2000 school/bench.sh cpu --measure 60s ; K6=~/bin/k6 school/bench.sh cpu
+#
+# school/bench.sh soak [schoolbench soak flags]
+#   A long busy run: pond, the real keeper (koipond keeper) and SCHOOLS
+#   school processes; KOI koi (default 5000) of an always-on run of the
+#   demo's Slack behaviors at TIME_SCALE (default 1) for DURATION (default
+#   5m). Every SAMPLE (default 10s) it writes each process's RSS and CPU
+#   to OUT/soak.csv (time,process,rss_bytes,cpu_seconds,koi,requests),
+#   then draws OUT/soak.svg and prints a summary line per process (RSS per
+#   koi at each sample after the first minute, the last 2 minutes' slope
+#   in % per minute, growth per 10 minutes over the last 20, CPU) and the
+#   keeper's RSS growth for the run. OUT defaults to /tmp/koipond-soak-<time> (kept).
+#   e.g. school/bench.sh soak                                  # 5,000 koi, 5 min
+#        TIME_SCALE=10 DURATION=2m school/bench.sh soak
+#        DURATION=30m school/bench.sh soak                     # the 30-min soak
+#   A samples file is judged again, and its chart redrawn, without a run:
+#        go run ./school/bench/schoolbench soak-summary --csv OUT/soak.csv --koi 5000
 set -euo pipefail
+
+mode=run
+case "${1:-}" in
+cpu | soak)
+	mode=$1
+	shift
+	;;
+esac
 
 GO=${GO:-go}
 command -v "$GO" >/dev/null || GO=/usr/local/go/bin/go
@@ -42,8 +78,22 @@ echo "== building ($(date -u +%FT%TZ))"
 ulimit -n "$(ulimit -Hn)"
 echo "== machine: $(nproc) cores, open-files limit $(ulimit -n), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-"$tmp/schoolbench" run --koipond "$tmp/koipond" --tmp "$tmp" \
-	--n "${N:-5000}" --big "${BIG:-15000}" --sources "${SOURCES:-8}" --rate "${RATE:-2000}" "$@" &
+case $mode in
+run)
+	"$tmp/schoolbench" run --koipond "$tmp/koipond" --tmp "$tmp" \
+		--n "${N:-5000}" --big "${BIG:-15000}" --sources "${SOURCES:-8}" --rate "${RATE:-2000}" "$@" &
+	;;
+cpu)
+	"$tmp/schoolbench" run --koipond "$tmp/koipond" --tmp "$tmp" --phases history,history-bare,k6 \
+		--history-koi "${KOI:-2000}" --history-every "${EVERY:-6s}" "$@" &
+	;;
+soak)
+	out=${OUT:-${TMPDIR:-/tmp}/koipond-soak-$(date -u +%Y%m%dT%H%M%SZ)}
+	echo "== soak output in $out"
+	"$tmp/schoolbench" soak --koipond "$tmp/koipond" --out "$out" --koi "${KOI:-5000}" --schools "${SCHOOLS:-1}" \
+		--time-scale "${TIME_SCALE:-1}" --duration "${DURATION:-5m}" --sample "${SAMPLE:-10s}" "$@" &
+	;;
+esac
 bench_pid=$!
 rc=0
 wait "$bench_pid" || rc=$?

@@ -53,7 +53,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: schoolbench run|bare [flags] (see the package doc; normally run by school/bench.sh)")
+		fmt.Fprintln(os.Stderr, "usage: schoolbench run|bare|soak|soak-summary [flags] (see the package doc; normally run by school/bench.sh)")
 		os.Exit(2)
 	}
 	mode, args := os.Args[1], os.Args[2:]
@@ -63,8 +63,12 @@ func main() {
 		err = runHarness(args)
 	case "bare":
 		err = runBare(args)
+	case "soak":
+		err = runSoak(args)
+	case "soak-summary":
+		err = runSoakSummary(args)
 	default:
-		err = fmt.Errorf("unknown mode %q (want run or bare)", mode)
+		err = fmt.Errorf("unknown mode %q (want run, bare, soak or soak-summary)", mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "schoolbench:", err)
@@ -397,18 +401,19 @@ const busySet = `{
 // The harness.
 
 type harness struct {
-	ctx        context.Context
-	tmp        string
-	koipond    string
-	self       string
-	pondBase   string
-	pondPort   int
-	schoolHTTP string
-	natsURL    string
-	k          *keeper
-	idleHash   string
-	busyHash   string
-	schools    int
+	ctx         context.Context
+	tmp         string
+	koipond     string
+	self        string
+	pondBase    string
+	pondPort    int
+	schoolHTTP  string
+	natsURL     string
+	k           *keeper
+	idleHash    string
+	busyHash    string
+	historyHash string
+	schools     int
 
 	n, big, sources       int
 	densityRamp           float64
@@ -420,6 +425,10 @@ type harness struct {
 	rows      [][]string // summary: figure, target, measured, verdict
 	notes     []string
 	idleCPUps float64 // school CPU-s per second, 5,000 idle koi
+
+	historyKoi   int           // koi of the history phases
+	historyEvery time.Duration // mean period of their calls
+	k6           string        // k6 binary for the k6 phase ("": PATH)
 }
 
 func (h *harness) row(figure, target, got string, pass bool) {
@@ -442,7 +451,7 @@ func runHarness(args []string) error {
 	fs := flag.NewFlagSet("schoolbench run", flag.ContinueOnError)
 	koipond := fs.String("koipond", "", "koipond binary (default: go build -o TMP/koipond ./cmd/koipond)")
 	goBin := fs.String("go", "go", "go command, to build koipond when --koipond is not given")
-	phases := fs.String("phases", "boot,density,big,busy,bare", "comma-separated phases: boot (N idle koi booted with the ramp unlimited: boot time, then RSS and CPU), density (N idle koi booted at --density-ramp: RSS and CPU), big (BIG idle koi), busy (cost per call + stop latency), bare (the bare loop)")
+	phases := fs.String("phases", "boot,density,big,busy,bare", "comma-separated phases: boot (N idle koi booted with the ramp unlimited: boot time, then RSS and CPU), density (N idle koi booted at --density-ramp: RSS and CPU), big (BIG idle koi), busy (cost per call + stop latency), bare (the bare loop), and, not by default, history (CPU per request: --history-koi koi calling conversations.history every --history-every), history-bare (the bare loop making those calls), k6 (k6 making them, if a k6 binary is there)")
 	pondPort := fs.Int("pond-port", 19290, "pond's port on 127.0.0.1")
 	schoolPort := fs.Int("school-port", 19291, "the school's --http port on 127.0.0.1")
 	n := fs.Int("n", 5000, "koi for boot, density, cost and stop")
@@ -456,12 +465,18 @@ func runHarness(args []string) error {
 	settle := fs.Duration("settle", 10*time.Second, "wait after connecting before measuring")
 	measure := fs.Duration("measure", 20*time.Second, "cost-per-call window")
 	timeout := fs.Duration("timeout", 20*time.Minute, "bound on the whole run")
+	historyKoi := fs.Int("history-koi", 2000, "koi (and bare-loop goroutines, k6 VUs) of the history phases")
+	historyEvery := fs.Duration("history-every", 6*time.Second, "mean period of each koi's conversations.history call")
+	k6 := fs.String("k6", os.Getenv("K6"), "k6 binary for the k6 phase (default $K6, else k6 on PATH; absent: the row is skipped)")
 	tmpDir := fs.String("tmp", "", "work directory for binaries and logs (default: a new temporary one, removed at the end)")
 	var schoolEnv, pondArgs listFlag
 	fs.Var(&pondArgs, "pond-arg", "extra argument for `koipond pond` (repeatable; e.g. --pond-arg=--ping-interval=-1s for an investigation)")
 	fs.Var(&schoolEnv, "school-env", "KEY=VALUE added to the school's environment (repeatable; e.g. GODEBUG=gctrace=1 for an investigation)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *historyKoi < 1 || *historyKoi > 20000 || *historyEvery < 100*time.Millisecond || *historyEvery > 10*time.Minute {
+		return errors.New("--history-koi must be 1..20000, --history-every 100ms..10m")
 	}
 	if *n < 1 || *n > 20000 || *big < 1 || *big > 20000 || *sources < 1 || *sources > 250 || *rate <= 0 || *rate > 50000 {
 		return errors.New("--n and --big must be 1..20000 (pond has 20,000 users), --sources 1..250, --rate in (0, 50000]")
@@ -504,7 +519,8 @@ func runHarness(args []string) error {
 		pondBase:   fmt.Sprintf("http://127.0.0.1:%d", *pondPort),
 		schoolHTTP: fmt.Sprintf("127.0.0.1:%d", *schoolPort),
 		n:          *n, big: *big, sources: *sources, bigRamp: *bigRamp, rate: *rate,
-		idle: *idle, settle: *settle, measure: *measure, densityRamp: *densityRamp, hold: *hold, schoolEnv: schoolEnv}
+		idle: *idle, settle: *settle, measure: *measure, densityRamp: *densityRamp, hold: *hold, schoolEnv: schoolEnv,
+		historyKoi: *historyKoi, historyEvery: *historyEvery, k6: *k6}
 	if len(schoolEnv) > 0 {
 		h.notes = append(h.notes, "school environment: "+strings.Join(schoolEnv, " "))
 	}
@@ -543,6 +559,9 @@ func runHarness(args []string) error {
 	if h.busyHash, err = h.k.addSet("busy.json", busySet); err != nil {
 		return err
 	}
+	if h.historyHash, err = h.k.addSet("history.json", historySet); err != nil {
+		return err
+	}
 
 	// Pond, a separate process, for every phase.
 	pondArgv := append([]string{h.koipond, "pond", "--http", fmt.Sprintf("127.0.0.1:%d", h.pondPort), "--users", "20000", "--no-rate-limits"}, pondArgs...)
@@ -566,7 +585,8 @@ func runHarness(args []string) error {
 	for _, ph := range []struct {
 		name string
 		f    func() error
-	}{{"boot", func() error { return h.phaseIdle(0) }}, {"density", func() error { return h.phaseIdle(h.densityRamp) }}, {"big", h.phaseBig}, {"busy", h.phaseBusy}, {"bare", h.phaseBare}} {
+	}{{"boot", func() error { return h.phaseIdle(0) }}, {"density", func() error { return h.phaseIdle(h.densityRamp) }}, {"big", h.phaseBig}, {"busy", h.phaseBusy}, {"bare", h.phaseBare},
+		{"history", h.phaseHistory}, {"history-bare", h.phaseHistoryBare}, {"k6", h.phaseK6}} {
 		if !want[ph.name] || ctx.Err() != nil {
 			continue
 		}
@@ -1060,6 +1080,7 @@ func runBare(args []string) error {
 	n := fs.Int("n", 5000, "goroutines, one token each (xoxp-pond-<i>)")
 	rate := fs.Float64("rate", 2000, "calls per second, all goroutines together")
 	method := fs.String("method", "auth.test", "API method")
+	form := fs.String("form", "", "form body of every call (e.g. channel=C000000&limit=42)")
 	duration := fs.Duration("duration", 30*time.Second, "how long to run (bounded by 10 min)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -1091,7 +1112,7 @@ func runBare(args []string) error {
 	}}
 	target := strings.TrimRight(*base, "/") + "/api/" + *method
 	period := time.Duration(float64(*n) / *rate * float64(time.Second))
-	var calls, fails atomic.Int64
+	var calls, fails, replyBytes atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range *n {
@@ -1108,7 +1129,8 @@ func runBare(args []string) error {
 				if !sleepCtx(ctx, time.Until(at)) {
 					return
 				}
-				if err := bareCall(ctx, client, target, auth); err != nil {
+				n, err := bareCall(ctx, client, target, auth, *form)
+				if err != nil {
 					if ctx.Err() != nil {
 						return
 					}
@@ -1116,39 +1138,42 @@ func runBare(args []string) error {
 					continue
 				}
 				calls.Add(1)
+				replyBytes.Add(int64(n))
 			}
 		}()
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	fmt.Printf("bare: %d calls ok, %d failed, in %.1f s (%.0f/s)\n", calls.Load(), fails.Load(), el, float64(calls.Load())/el)
+	fmt.Printf("bare: %d calls ok, %d failed, in %.1f s (%.0f/s), replies of %.0f bytes on average\n",
+		calls.Load(), fails.Load(), el, float64(calls.Load())/el, float64(replyBytes.Load())/float64(max(1, calls.Load())))
 	return nil
 }
 
 // bareCall makes the call koi make for an api step: POST, form body,
-// bearer token; it reads and decodes the JSON reply and checks ok.
-func bareCall(ctx context.Context, client *http.Client, target, auth string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(""))
+// bearer token; it reads and decodes the JSON reply, checks ok and
+// returns the reply's size.
+func bareCall(ctx context.Context, client *http.Client, target, auth, form string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Authorization", auth)
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var v map[string]any
 	if err := json.Unmarshal(body, &v); err != nil {
-		return err
+		return 0, err
 	}
 	if resp.StatusCode != 200 || v["ok"] != true {
-		return fmt.Errorf("HTTP %d %v", resp.StatusCode, v["error"])
+		return 0, fmt.Errorf("HTTP %d %v", resp.StatusCode, v["error"])
 	}
-	return nil
+	return len(body), nil
 }

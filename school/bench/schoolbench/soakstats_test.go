@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A line of known slope is measured as that slope, over the window asked
+// for only; too few samples give NaN, not a number made up.
+func TestRSSSlope(t *testing.T) {
+	var ss []soakSample
+	for i := range 31 { // 0..300 s every 10 s
+		ts := float64(10 * i)
+		rss := 100 << 20 // flat for the first 3 minutes, then +1 MiB per minute
+		if ts > 180 {
+			rss += int((ts - 180) / 60 * (1 << 20))
+		}
+		ss = append(ss, soakSample{t: ts, process: "school-1", rssBytes: int64(rss), koi: 1000})
+	}
+	s, n := rssSlope(ss, 180)
+	if n != 13 {
+		t.Fatalf("used %d samples from 180 s, want 13", n)
+	}
+	// 1 MiB/min over a mean of 101 MiB: 0.99 %/min.
+	if got, want := 100*s*60, 100.0/101; math.Abs(got-want) > 0.01 {
+		t.Errorf("slope %.4f %%/min, want %.4f", got, want)
+	}
+	if s, _ := rssSlope(ss, 0); s <= 0 || 100*s*60 >= 100.0/101 {
+		t.Errorf("slope over the whole run %.4f %%/min: the flat start must pull it below the last 2 min's", 100*s*60)
+	}
+	if s, n := rssSlope(ss, 300); !math.IsNaN(s) || n != 1 {
+		t.Errorf("one sample: slope %v from %d samples, want NaN", s, n)
+	}
+	// 1 MiB per minute.
+	if r := rssRate(ss, 180); math.Abs(r-(1<<20)/60.0) > 1 {
+		t.Errorf("rate %.1f B/s, want %.1f", r, (1<<20)/60.0)
+	}
+	ss[20].koi = 900 // one sample short of koi: marked, and per koi still of 1000
+	line, f := summarize("school-1", ss, 1000)
+	for _, want := range []string{"RSS 102.0 MiB at 300 s (1000 koi)", "max 104.4", "102.7*", "(of 1000)", "+0.99%/min (13 samples from 180 s)", "n/a (shorter than 20 min)"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("summary %q lacks %q", line, want)
+		}
+	}
+	if got, f := summarize("keeper", ss, 1000); got != "keeper: no samples" || !math.IsNaN(f.slope2) {
+		t.Errorf("summary of an unsampled process: %q, %+v", got, f)
+	}
+	if math.Abs(f.maxKiBPerKoi-104.448) > 0.01 || math.Abs(f.slope2-100.0/101) > 0.01 || !math.IsNaN(f.growth20) {
+		t.Errorf("figures %+v", f)
+	}
+	// Judged: 104 KiB per koi misses 48; the slope (0.99%/min) passes 2;
+	// no 20-minute growth is judged on a 5-minute soak; the keeper's 20 MB
+	// misses 16.
+	v := soakVerdicts(map[string]soakFigures{"school-1": f, "keeper": {maxKiBPerKoi: math.NaN(), slope2: math.NaN(), growth20: math.NaN()}}, []string{"keeper", "school-1"}, 20_000_000/1024)
+	want := []string{"MISS  school-1: at least 95% of its koi connected at every sample after the first minute: 1 of 25", "MISS  school-1: RSS per koi", "PASS  school-1: RSS slope", "MISS  keeper: memory for the run"}
+	if len(v) != len(want) {
+		t.Fatalf("verdicts %q, want %d", v, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(v[i], w) {
+			t.Errorf("verdict %d %q, want %q…", i, v[i], w)
+		}
+	}
+}
+
+// The chart is well-formed XML with one line per process in each panel,
+// and names from outside are escaped.
+func TestSoakChart(t *testing.T) {
+	var ss []soakSample
+	for i := 1; i <= 30; i++ {
+		for j, p := range []string{"pond", "keeper", "school-<1>"} {
+			ss = append(ss, soakSample{t: float64(10 * i), process: p, rssBytes: int64(j+1) << 24, cpuSecs: float64(i * (j + 1)), koi: 10})
+		}
+	}
+	svg := soakChart(`soak "&" <test>`, []string{"pond", "keeper", "school-<1>"}, ss, 10*time.Second)
+	d := xml.NewDecoder(strings.NewReader(string(svg)))
+	polylines := 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			if err.Error() != "EOF" {
+				t.Fatalf("not well-formed XML: %v\n%s", err, svg)
+			}
+			break
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			polylines++
+		}
+	}
+	if polylines != 6 {
+		t.Errorf("%d polylines, want 6 (3 processes × RSS and CPU)", polylines)
+	}
+	if !strings.Contains(string(svg), "school-&lt;1&gt;") {
+		t.Error("a process name is not escaped")
+	}
+}
+
+func TestNiceAxis(t *testing.T) {
+	for _, tc := range []struct{ in, step float64 }{{0, 0.5}, {0.3, 0.5}, {0.8, 1}, {1.5, 2}, {3, 5}, {7, 10}, {23, 50}} {
+		if got := niceStep(tc.in); got != tc.step {
+			t.Errorf("niceStep(%g) = %g, want %g", tc.in, got, tc.step)
+		}
+	}
+	if got := niceCeil(83); got < 83 || got > 100 {
+		t.Errorf("niceCeil(83) = %g", got)
+	}
+}
+
+// scrapeMetrics sums a metric over its labels, ignores comments, other
+// metrics and garbled values, and survives a line longer than its buffer.
+func TestScrapeMetrics(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "# HELP koipond_school_koi Koi.")
+		fmt.Fprintln(w, `koipond_school_koi{run="a",state="connected"} 3`)
+		fmt.Fprintln(w, `koipond_school_koi{run="b",state="connected"} 4`)
+		fmt.Fprintln(w, "koipond_school_websockets_open 7")
+		fmt.Fprintln(w, "koipond_school_websockets_open_total 100")
+		fmt.Fprintln(w, "koipond_school_koi garbage")
+	}))
+	defer srv.Close()
+	m, err := scrapeMetrics(context.Background(), srv.URL, "koipond_school_koi", "koipond_school_websockets_open")
+	if err != nil || m["koipond_school_koi"] != 7 || m["koipond_school_websockets_open"] != 7 {
+		t.Errorf("got %v, %v", m, err)
+	}
+	long := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "x %s\n", strings.Repeat("9", 2<<20))
+	}))
+	defer long.Close()
+	if _, err := scrapeMetrics(context.Background(), long.URL, "x"); err == nil {
+		t.Error("a 2 MiB line was accepted")
+	}
+}
+
+func TestSoakConfigValidate(t *testing.T) {
+	ok := soakConfig{koi: 5000, schools: 1, timeScale: 1, sample: 10 * time.Second, duration: 5 * time.Minute, timeout: 10 * time.Minute, out: "x"}
+	if errs := ok.Validate(); len(errs) != 0 {
+		t.Fatalf("valid config: %v", errs)
+	}
+	bad := soakConfig{koi: 30000, schools: 0, timeScale: 0, sample: 0, duration: time.Hour * 48, timeout: time.Minute, ramp: -1}
+	if errs := bad.Validate(); len(errs) != 8 {
+		t.Errorf("%d problems, want 8 (koi, schools, time scale, sample, duration, timeout, ramp, out): %v", len(errs), errs)
+	}
+}
+
+// A soak.csv reads back as the samples written; anything else is refused
+// with the line that is wrong.
+func TestReadSoakCSV(t *testing.T) {
+	ss, err := readSoakCSV(strings.NewReader("time,process,rss_bytes,cpu_seconds,koi,requests\n10.0,school-1,1048576,1.50,5000,123\n"))
+	if err != nil || len(ss) != 1 || ss[0] != (soakSample{t: 10, process: "school-1", rssBytes: 1 << 20, cpuSecs: 1.5, koi: 5000, requests: 123}) {
+		t.Fatalf("%+v, %v", ss, err)
+	}
+	for _, bad := range []string{
+		"",
+		"a,b,c,d,e,f\n",
+		"time,process,rss_bytes,cpu_seconds,koi,requests\n10,school-1,-5,1,1,1\n",
+		"time,process,rss_bytes,cpu_seconds,koi,requests\n10,school-1,x,1,1,1\n",
+		"time,process,rss_bytes,cpu_seconds,koi,requests\n10,school-1,1\n",
+		"time,process,rss_bytes,cpu_seconds,koi,requests\n10,,1,1,1,1\n",
+	} {
+		if _, err := readSoakCSV(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q was read", bad)
+		}
+	}
+}
