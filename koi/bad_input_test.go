@@ -277,7 +277,17 @@ func TestStopAtEveryLifecyclePoint(t *testing.T) {
 		}
 		k.Resume()
 		wiretest.Until(t, 5*time.Second, "on_connect again after resume", func() bool { _, _, _, x := srv.state(); return len(x) == 2 })
+		// Paused again mid on_connect: that session closes too, and the
+		// koi redials while paused, its on_connect waiting for a resume.
+		// Stop must close that waiting socket at once.
 		k.Pause()
+		wiretest.Until(t, 10*time.Second, "a socket redialled while paused", func() bool {
+			dials, open, _, _ := srv.state()
+			return dials >= 3 && open == 1
+		})
+		if _, _, _, x := srv.state(); len(x) != 2 {
+			t.Errorf("paused again: %d frames sent; want the two LOGINs only", len(x))
+		}
 		stop()
 	})
 }
