@@ -39,11 +39,10 @@ func (w *waiter) match(f *Frame) (hit, isErr bool) {
 // budget, and may read the store) and claimed under it, so a request that
 // gave up meanwhile is never handed a frame.
 func (k *Koi) deliver(f *Frame) {
-	k.mu.Lock()
-	if len(k.waiters) == 0 {
-		k.mu.Unlock()
+	if k.nWaiting.Load() == 0 {
 		return
 	}
+	k.mu.Lock()
 	var buf [8]*waiter
 	snap := append(buf[:0], k.waiters...)
 	k.mu.Unlock()
@@ -65,6 +64,7 @@ func (k *Koi) addWaiter(await, fail *behaviors.BoundMatch) *waiter {
 	w := &waiter{await: await, fail: fail, ch: make(chan delivery, 1)}
 	k.mu.Lock()
 	k.waiters = append(k.waiters, w)
+	k.nWaiting.Store(int32(len(k.waiters)))
 	k.mu.Unlock()
 	return w
 }
@@ -83,6 +83,7 @@ func (k *Koi) dropWaiterLocked(w *waiter) bool {
 			copy(k.waiters[i:], k.waiters[i+1:])
 			k.waiters[last] = nil
 			k.waiters = k.waiters[:last]
+			k.nWaiting.Store(int32(last))
 			return true
 		}
 	}

@@ -10,10 +10,7 @@ package koi
 // arrives before the check and is seen by a waiter registered after it can
 // only be one sent before the request: it is delivered with no value.
 func (k *Koi) framesRead(typ string) bool {
-	k.mu.Lock()
-	waiting := len(k.waiters) > 0
-	k.mu.Unlock()
-	if waiting {
+	if k.nWaiting.Load() > 0 {
 		return true
 	}
 	on := k.rt.set.OnEvent

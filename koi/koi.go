@@ -56,7 +56,8 @@ type Koi struct {
 	minuteStart time.Time
 	origin      time.Time // start of the first behavior minute
 	waiters     []*waiter
-	retryAt     time.Time // API requests wait until then after a 429
+	nWaiting    atomic.Int32 // len(waiters), for the frame reader's lock-free check
+	retryAt     time.Time    // API requests wait until then after a 429
 
 	ready     chan struct{} // closed once booted and connected (or stopped)
 	readyOnce sync.Once
