@@ -50,7 +50,7 @@ lint: ## gofmt (fails on any unformatted file) + go vet + go.mod/go.sum tidy
 FUZZTIME ?= 30s
 # package:target pairs; `make fuzz` runs each for FUZZTIME (their seed
 # corpora already run in `make test`).
-FUZZ := behaviors:FuzzLoadSet formations:FuzzLoadFormation koi:FuzzDecodeEvent \
+FUZZ := behaviors:FuzzLoadSet formations:FuzzLoadFormation behaviors:FuzzClassify behaviors:FuzzClassifyType behaviors:FuzzFrameMatch behaviors:FuzzMQTTDecode behaviors:FuzzSocketIODecode behaviors:FuzzFraming behaviors:FuzzScanTopLevel \
 	metrics:FuzzUnmarshal wire:FuzzDecode pond:FuzzParseArgs pond:FuzzAPI pond:FuzzHandleFrame \
 	warehouse:FuzzRowParsers warehouse:FuzzTimestamp
 fuzz: ## run every fuzz target for FUZZTIME (default 30s)
