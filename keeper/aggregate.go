@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
 )
@@ -260,6 +261,8 @@ type KeySummary struct {
 	P99 *float64 `json:"p99_ms,omitempty"`
 	// Outcomes counts observations per outcome name.
 	Outcomes map[string]uint64 `json:"outcomes"`
+	// Reasons are the key's most frequent failure causes in the window.
+	Reasons []state.Reason `json:"reasons,omitempty"`
 }
 
 // MetricsSummary is a run's merged metrics over a window.

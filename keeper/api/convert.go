@@ -185,7 +185,7 @@ func reportOut(r *state.Report) *contract.Report {
 	return &contract.Report{
 		Run: r.Run, Name: r.Name, State: contract.RunState(r.State), Final: r.Final, CreatedAt: r.CreatedAt,
 		From: r.From, To: r.To, DurationSecs: r.DurationSecs, EndReason: r.EndReason, Koi: r.Koi,
-		Keys:      mapSlice(r.Keys, func(k state.ReportKey) contract.ReportKey { return contract.ReportKey(k) }),
+		Keys:      mapSlice(r.Keys, reportKeyOut),
 		Websocket: contract.ReportWebsocket(r.Websocket),
 		Launches: mapSlice(r.Launches, func(l state.ReportLaunch) contract.ReportLaunch {
 			return contract.ReportLaunch{ID: l.ID, Name: l.Name, State: contract.LaunchState(l.State), Start: l.Start,
@@ -246,7 +246,7 @@ func metricsOut(m *keeper.MetricsSummary) *contract.MetricsSummary {
 		return nil
 	}
 	return &contract.MetricsSummary{Run: m.Run, From: m.From, To: m.To,
-		Keys:    mapSlice(m.Keys, func(k keeper.KeySummary) contract.KeySummary { return contract.KeySummary(k) }),
+		Keys:    mapSlice(m.Keys, keySummaryOut),
 		Traffic: contract.Traffic(m.Traffic)}
 }
 
@@ -353,4 +353,19 @@ func triggerResultOut(r *keeper.TriggerResult) *contract.TriggerResult {
 		Launches: mapSlice(r.Launches, func(x keeper.TriggerLaunched) contract.TriggerLaunched { return contract.TriggerLaunched(x) }),
 		Note:     r.Note,
 		Errors:   mapSlice(r.Errors, func(x keeper.ActionError) contract.ActionError { return contract.ActionError(x) })}
+}
+
+func reasonsOut(rs []state.Reason) []contract.Reason {
+	return mapSlice(rs, func(r state.Reason) contract.Reason { return contract.Reason(r) })
+}
+
+func reportKeyOut(k state.ReportKey) contract.ReportKey {
+	return contract.ReportKey{Key: k.Key, Count: k.Count, Failures: k.Failures, ErrorRate: k.ErrorRate, Rate: k.Rate,
+		Outcomes: k.Outcomes, Samples: k.Samples, P50: k.P50, P90: k.P90, P95: k.P95, P99: k.P99, Max: k.Max,
+		Reasons: reasonsOut(k.Reasons)}
+}
+
+func keySummaryOut(k keeper.KeySummary) contract.KeySummary {
+	return contract.KeySummary{Key: k.Key, Count: k.Count, Failures: k.Failures, Rate: k.Rate,
+		P50: k.P50, P95: k.P95, P99: k.P99, Outcomes: k.Outcomes, Reasons: reasonsOut(k.Reasons)}
 }

@@ -14,6 +14,19 @@ type KeySummary struct {
 	P99 *float64 `json:"p99_ms,omitempty"`
 	// Outcomes counts observations per outcome name.
 	Outcomes map[string]uint64 `json:"outcomes"`
+	// Reasons are the key's most frequent failure causes, most frequent
+	// first (absent when nothing failed or no cause was recorded).
+	Reasons []Reason `json:"reasons,omitempty"`
+}
+
+// Reason is one cause of a key's failures: a Slack-style error field
+// ("not_authed"), an HTTP status ("http 503"), a websocket close code
+// ("close 1011") or a template error, with how often it happened and one
+// bounded sample of what was seen.
+type Reason struct {
+	Reason string `json:"reason"`
+	Count  uint64 `json:"count"`
+	Sample string `json:"sample,omitempty"`
 }
 
 // MetricsSummary is a run's merged metrics over a window.

@@ -51,6 +51,8 @@ type ReportKey struct {
 	P95       *float64          `json:"p95_ms,omitempty"`
 	P99       *float64          `json:"p99_ms,omitempty"`
 	Max       *float64          `json:"max_ms,omitempty"`
+	// Reasons are the key's most frequent failure causes over the run.
+	Reasons []Reason `json:"reasons,omitempty"`
 }
 
 // ReportWebsocket sums the koi's websocket life: successful and failed

@@ -66,6 +66,16 @@ type ReportKey struct {
 	P95       *float64          `json:"p95_ms,omitempty"`
 	P99       *float64          `json:"p99_ms,omitempty"`
 	Max       *float64          `json:"max_ms,omitempty"`
+	// Reasons are the key's most frequent failure causes over the run.
+	Reasons []Reason `json:"reasons,omitempty"`
+}
+
+// Reason is one cause of a key's failures with how often it happened and
+// one bounded sample of what was seen.
+type Reason struct {
+	Reason string `json:"reason"`
+	Count  uint64 `json:"count"`
+	Sample string `json:"sample,omitempty"`
 }
 
 // ReportWebsocket sums the koi's websocket life: successful and failed
