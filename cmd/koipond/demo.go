@@ -29,7 +29,7 @@ import (
 const demoRunName = "demo: Slack-style background koi"
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "demo [flags]", `
+	fs := newFlagSet(ctx, "demo", "demo [flags]", `
 Run the whole system on this machine: embedded NATS with JetStream, the
 keeper (API on --http), the pond chat app as the target, and --schools
 schools running an always-on run of --koi koi that boot, keep a websocket

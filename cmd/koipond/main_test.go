@@ -26,13 +26,17 @@ func TestHelpAndUsage(t *testing.T) {
 		t.Errorf("help: code %d\n%s", code, out)
 	}
 	_, errOut, code := runCmd(t, "demi")
-	if code != 2 || !strings.Contains(errOut, `unknown command "demi" (did you mean demo?)`) {
+	if code != 2 || !strings.Contains(errOut, `unknown command "demi" for "koipond"`) || !strings.Contains(errOut, "Did you mean this?\n\tdemo") {
 		t.Errorf("typo: code %d\n%s", code, errOut)
 	}
 	for _, c := range commands {
-		out, errOut, code := runCmd(t, c.name, "--help")
-		if code != 0 || !strings.Contains(out+errOut, "Usage: koipond "+c.name) {
-			t.Errorf("%s --help: code %d\n%s%s", c.name, code, out, errOut)
+		args := append(strings.Fields(c.path), "--help")
+		out, errOut, code := runCmd(t, args...)
+		if code != 0 || !strings.Contains(out, "Usage:\n  koipond "+c.path) {
+			t.Errorf("%s --help: code %d\n%s%s", c.path, code, out, errOut)
+		}
+		if c.run != nil && !strings.Contains(out, "Examples:\n  koipond ") {
+			t.Errorf("%s --help has no example\n%s", c.path, out)
 		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("report", "report [--format json|csv|text] [--baseline OTHER [--tolerance 10%] [--fail-on-regression]] RUN", `
+	fs := newFlagSet(ctx, "report", "report [--format json|csv|text] [--baseline OTHER [--tolerance 10%] [--fail-on-regression]] RUN", `
 Show a run's report: per metric key counts, errors, rate and latency
 quantiles over the run's whole life, websocket connects and drops, launch
 outcomes and threshold verdicts. It is final once the run has ended and
@@ -42,9 +42,6 @@ threshold regressed (then 1).`, stderr)
 	fs.BoolVar(&co.noColor, "no-color", false, "no colour in the comparison table, even on a terminal")
 	fs.BoolVar(&co.failOnRegression, "fail-on-regression", false, "exit 1 when the comparison finds a regression")
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
 		return err
 	}
 	if cf.json {
