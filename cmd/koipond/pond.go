@@ -31,7 +31,7 @@ User i's token is xoxp-pond-<i> unless --token-secret or --tokens is given;
 its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 (repeatable, "off" for none), --no-rate-limits for none at all. Faults:
 --inject METHOD=latency:200ms,error:0.05 (repeatable, METHOD may be *).`, stderr)
-	addr := fs.String("http", "127.0.0.1:9090", "listen address")
+	addr := fs.String("http", "127.0.0.1:9090", "address pond serves its API and websockets on")
 	allowRemote := fs.Bool("allow-remote", false, "allow listening on a non-loopback address")
 	users := fs.Int("users", pond.DefaultUsers, "users in the workspace")
 	channels := fs.Int("channels", pond.DefaultChannels, "channels, including #general and #announcements")

@@ -35,7 +35,7 @@ threshold regressed (then 1).`, stderr)
 	cf := addClientFlags(fs)
 	format := fs.String("format", "text", "output `format`: json, csv or text")
 	var co compareOpts
-	fs.StringVar(&co.baseline, "baseline", "", "compare with this baseline `run`")
+	fs.StringVar(&co.baseline, "baseline", "", "compare with the baseline run `OTHER`: every key side by side, with verdicts")
 	fs.StringVar(&co.tolerance, "tolerance", "10%", "relative `change` below which latencies, rates and counts are the same")
 	fs.StringVar(&co.errTolerance, "error-tolerance", "0.5pp", "error-rate change in percentage `points` below which it is the same")
 	fs.DurationVar(&co.minDelta, "min-delta", time.Millisecond, "smallest latency `change` flagged (sub-ms loopback latencies are noise)")

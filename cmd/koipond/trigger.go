@@ -123,7 +123,7 @@ exits 1 when the keeper refused it or an action could not be done. Needs
 no API token.`, stderr)
 	cf := addClientFlags(fs)
 	secretFile := fs.String("secret-file", "", "`file` holding the trigger's secret")
-	event := fs.String("event", "deploy", "event `name`")
+	event := fs.String("event", "deploy", "event `NAME` sent in the payload")
 	labels, fields := keyValues{}, keyValues{}
 	fs.Var(labels, "label", "payload label `key=value` (repeatable)")
 	fs.Var(fields, "field", "extra payload field `key=value` for templates (repeatable)")

@@ -22,7 +22,7 @@ same set (as for validate). The keeper validates it and stores it under
 NAME (default: the first file's base name); new content under a known name
 becomes its next version, known content is not stored twice.`, stderr)
 	cf := addClientFlags(fs)
-	name := fs.String("name", "", "behavior set `name`")
+	name := fs.String("name", "", "store the files as the behavior set `NAME` (a new version when it exists)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

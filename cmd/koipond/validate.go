@@ -67,7 +67,7 @@ alone exit 0.`, stderr)
 			n, sched, perMin := summarizeSet(set)
 			boot := "no boot sequence"
 			if set.Boot != nil {
-				boot = fmt.Sprintf("boot: %d steps", len(set.Boot.Steps))
+				boot = "boot: " + stepCount(len(set.Boot.Steps))
 			}
 			var events []string
 			for e := range set.OnEvent {
@@ -144,8 +144,8 @@ file has an error.`, stderr)
 			fmt.Fprintln(stdout, d.String())
 		}
 		if f != nil {
-			fmt.Fprintf(stdout, "ok: %s: %q: %g%% of connected koi start %d steps within %v\n",
-				path, f.Name, f.Percent, len(f.Sequence.Steps), f.BeginWithin)
+			fmt.Fprintf(stdout, "ok: %s: %q: %g%% of connected koi start %s within %v\n",
+				path, f.Name, f.Percent, stepCount(len(f.Sequence.Steps)), f.BeginWithin)
 		}
 	}
 	if *asJSON {
@@ -162,6 +162,14 @@ file has an error.`, stderr)
 	return nil
 }
 
+// stepCount is "1 step" or "N steps".
+func stepCount(n int) string {
+	if n == 1 {
+		return "1 step"
+	}
+	return fmt.Sprintf("%d steps", n)
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -173,10 +181,10 @@ func writeJSON(w io.Writer, v any) error {
 func lifecycleSummary(set *behaviors.Set) string {
 	var parts []string
 	if set.OnConnect != nil {
-		parts = append(parts, fmt.Sprintf("on_connect: %d steps", len(set.OnConnect.Steps)))
+		parts = append(parts, "on_connect: "+stepCount(len(set.OnConnect.Steps)))
 	}
 	if set.OnDisconnect != nil {
-		parts = append(parts, fmt.Sprintf("on_disconnect: %d steps", len(set.OnDisconnect.Steps)))
+		parts = append(parts, "on_disconnect: "+stepCount(len(set.OnDisconnect.Steps)))
 	}
 	if f := set.Frames; f != nil && f.Given() {
 		parts = append(parts, fmt.Sprintf("frames: %d json, %d text, %d binary rules", len(f.JSON), len(f.Text), len(f.Binary)))
