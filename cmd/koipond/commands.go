@@ -109,6 +109,7 @@ var commands = []spec{
 var commandNames = map[string]bool{}
 
 func init() {
+	cobra.EnableCommandSorting = false // help lists commands in the table's order
 	for _, s := range commands {
 		commandNames[strings.Fields(s.path)[0]] = true
 	}
@@ -157,6 +158,9 @@ itself unavailable (keeper or NATS unreachable, 502/503/504).`,
 		},
 	}
 	root.SetVersionTemplate("koipond {{.Version}}\n")
+	// A group (koipond, koipond run) runs only to say a verb is missing
+	// or unknown: its usage shows "[command]", not its own use line.
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "Usage:{{if .Runnable}}", "Usage:{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetContext(ctx)

@@ -70,7 +70,7 @@ func TestExitCodes(t *testing.T) {
 		// Usage errors: the command line is wrong, nothing was tried.
 		{"unknown command", []string{"raport"}, exitUsage, "Did you mean this?\n\treport"},
 		{"unknown verb", []string{"run", "sow"}, exitUsage, "Did you mean this?\n\tshow"},
-		{"unknown flag", []string{"run", "list", "--kepeer", down}, exitUsage, "unknown flag: --kepeer"},
+		{"unknown flag", []string{"run", "list", "--kepeer", down}, exitUsage, "unknown flag: --kepeer (did you mean --keeper?)"},
 		{"missing argument", []string{"report", "--format", "csv"}, exitUsage, "want one run ID"},
 		{"extra argument", []string{"status", "now"}, exitUsage, "want no arguments"},
 		{"bad flag value", []string{"run", "scale", "RUN", "--koi", "many"}, exitUsage, "invalid argument"},

@@ -66,7 +66,7 @@ func parseFlags(fs *pflag.FlagSet, args []string) error {
 		if err == pflag.ErrHelp {
 			return pflag.ErrHelp // cobra prints the help
 		}
-		fmt.Fprintf(c.ErrOrStderr(), "%s: %v\nRun '%s --help' for usage.\n", c.CommandPath(), err, c.CommandPath())
+		fmt.Fprintf(c.ErrOrStderr(), "%s: %v%s\nRun '%s --help' for usage.\n", c.CommandPath(), err, suggestFlag(fs, err), c.CommandPath())
 		return errUsage
 	}
 	if help, _ := fs.GetBool("help"); help {
@@ -77,6 +77,46 @@ func parseFlags(fs *pflag.FlagSet, args []string) error {
 		return errUsage
 	}
 	return nil
+}
+
+// suggestFlag returns " (did you mean --NAME?)" for an unknown flag
+// within two edits of one of fs's, or "".
+func suggestFlag(fs *pflag.FlagSet, err error) string {
+	name, ok := strings.CutPrefix(err.Error(), "unknown flag: --")
+	if !ok {
+		return ""
+	}
+	best, bestD := "", 3
+	fs.VisitAll(func(f *pflag.Flag) {
+		if d := editDistance(name, f.Name); d < bestD && !f.Hidden {
+			best, bestD = f.Name, d
+		}
+	})
+	if best == "" {
+		return ""
+	}
+	return " (did you mean --" + best + "?)"
+}
+
+// editDistance is the Levenshtein distance of a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // normalizeArgs rewrites old single-dash long flags (-keeper URL, -json,
