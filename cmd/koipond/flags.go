@@ -178,6 +178,16 @@ func normalizeArgs(root *cobra.Command, args []string) []string {
 	return out
 }
 
+// plainFlagUsage drops the backquotes that name a flag's value in help
+// (--run ID) from every flag's usage, for shell completion, which shows
+// usages verbatim.
+func plainFlagUsage(c *cobra.Command) {
+	c.Flags().VisitAll(func(f *pflag.Flag) { f.Usage = strings.ReplaceAll(f.Usage, "`", "") })
+	for _, sub := range c.Commands() {
+		plainFlagUsage(sub)
+	}
+}
+
 // The flag value types of the commands, as pflag wants them: Type names
 // the value in help.
 

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -77,6 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	args = normalizeArgs(root, append([]string{}, args...))
+	if len(args) > 0 && strings.HasPrefix(args[0], "__complete") {
+		plainFlagUsage(root) // shell completion shows usages as they are
+	}
 	root.SetArgs(args)
 	err = root.ExecuteContext(ctx)
 	if err != nil && !entered && !errors.Is(err, errUsage) && !errors.Is(err, pflag.ErrHelp) {

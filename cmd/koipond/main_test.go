@@ -41,6 +41,32 @@ func TestHelpAndUsage(t *testing.T) {
 	}
 }
 
+// Shell completion comes from the command tree: scripts for each shell,
+// verbs and flags (with their usage, without help's backquotes) as typed.
+func TestShellCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
+		if out, errOut, code := runCmd(t, "completion", sh); code != 0 || !strings.Contains(out, "koipond") {
+			t.Errorf("completion %s: code %d\n%s", sh, code, errOut)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"run", "sh"}, []string{"show\t", "shed\t"}},
+		{[]string{"webhook", "r"}, []string{"rm\tremove a webhook"}},
+		{[]string{"report", "RUN", "--fo"}, []string{"--format\toutput format: json, csv or text"}},
+		{[]string{"launch", "FILE", "--ru"}, []string{"--run\t"}},
+	} {
+		out, _, code := runCmd(t, append([]string{"__complete"}, c.args...)...)
+		for _, w := range c.want {
+			if code != 0 || !strings.Contains(out, w) {
+				t.Errorf("completing %q: code %d, want %q in\n%s", c.args, code, w, out)
+			}
+		}
+	}
+}
+
 func TestValidateCommands(t *testing.T) {
 	out, _, code := runCmd(t, "behaviors", "validate", "../../examples/slack/frequencies.json", "../../examples/slack/sequences.json")
 	if code != 0 || !strings.Contains(out, "ok: 8 behaviors (8 scheduled)") {
