@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -198,4 +199,15 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Every run builds the command tree and has each body define its flags
+// once (for help, completion and -flag normalization): the cost of that
+// on a command that does nothing else.
+func BenchmarkRunVersion(b *testing.B) {
+	for b.Loop() {
+		if err := run(context.Background(), []string{"version"}, io.Discard, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
