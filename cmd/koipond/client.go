@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // clientFlags are the flags every keeper client command has.
@@ -22,13 +23,13 @@ type clientFlags struct {
 
 // addClientFlags registers --keeper and --json; the token comes from
 // KOIPOND_TOKEN only (a flag would leave it in shell histories).
-func addClientFlags(fs *flag.FlagSet) *clientFlags {
+func addClientFlags(fs *pflag.FlagSet) *clientFlags {
 	cf := &clientFlags{token: os.Getenv("KOIPOND_TOKEN")}
 	def := os.Getenv("KOIPOND_KEEPER")
 	if def == "" {
 		def = "http://127.0.0.1:8080"
 	}
-	fs.StringVar(&cf.keeper, "keeper", def, "keeper `URL` (default from KOIPOND_KEEPER); the token comes from KOIPOND_TOKEN")
+	fs.StringVar(&cf.keeper, "keeper", def, "keeper API `URL` (env KOIPOND_KEEPER)")
 	fs.BoolVar(&cf.json, "json", false, "print the keeper's answer as JSON")
 	return cf
 }
@@ -97,24 +98,46 @@ func (cf *clientFlags) send(ctx context.Context, method, path string, body []byt
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		if unreachable(err) {
+			return nil, &unavailableError{what: "keeper at " + cf.keeper, state: "unreachable", err: err}
+		}
 		return nil, fmt.Errorf("reaching the keeper at %s (KOIPOND_KEEPER): %w", cf.keeper, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
+		if unreachable(err) {
+			return nil, &unavailableError{what: "keeper at " + cf.keeper, state: "unreachable", err: err}
+		}
 		return nil, fmt.Errorf("reading the keeper's answer: %w", err)
 	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		// The keeper (or a proxy in front of it) is not serving: koipond
+		// is unavailable, the command did not fail on its merits.
+		return nil, &unavailableError{what: "keeper at " + cf.keeper, state: "unavailable", err: answerError(resp, data)}
+	}
 	if resp.StatusCode >= 300 && (accept == nil || !accept(resp.StatusCode)) {
-		var eb struct {
-			Error *apiError `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
-			eb.Error.Status = resp.StatusCode
-			return nil, eb.Error
-		}
-		return nil, fmt.Errorf("keeper answered %s: %s", resp.Status, bytes.TrimSpace(data))
+		return nil, answerError(resp, data)
 	}
 	return data, nil
+}
+
+// answerError is the keeper's error answer: an *apiError when it sent one,
+// else the status and (at most 512 bytes of) the body.
+func answerError(resp *http.Response, data []byte) error {
+	var eb struct {
+		Error *apiError `json:"error"`
+	}
+	if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
+		eb.Error.Status = resp.StatusCode
+		return eb.Error
+	}
+	data = bytes.TrimSpace(data)
+	if len(data) > 512 {
+		data = append(data[:512:512], "…"...)
+	}
+	return fmt.Errorf("keeper answered %s: %s", resp.Status, data)
 }
 
 // show prints the answer as indented JSON with --json, else calls human.
@@ -137,14 +160,5 @@ func (kv keyValues) Set(s string) error {
 		return fmt.Errorf("%q is not key=value", s)
 	}
 	kv[k] = v
-	return nil
-}
-
-// needArgs checks the positional argument count.
-func needArgs(fs *flag.FlagSet, n int, what string, stderr io.Writer) error {
-	if fs.NArg() != n {
-		fmt.Fprintf(stderr, "%s: want %s\n", fs.Name(), what)
-		return errUsage
-	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -89,5 +91,22 @@ func TestClientCommandsAgainstKeeper(t *testing.T) {
 	defer k2.Close()
 	if g := k2.State().Switch(nil); g.State != "stopped" || g.Epoch != c.Epoch {
 		t.Errorf("the NATS stop did not survive into the keeper: %+v", g)
+	}
+}
+
+// A keeper (or whatever answers in its place) sending a huge error body
+// that is not the keeper's JSON error: the message shows at most 512
+// bytes of it, and a 5xx other than 502/503/504 is a failure (1), not an
+// outage (3).
+func TestKeeperErrorAnswerIsBounded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte(strings.Repeat("A", 1<<20)))
+	}))
+	defer srv.Close()
+	var errb strings.Builder
+	err := run(context.Background(), []string{"run", "list", "--keeper", srv.URL}, io.Discard, &errb)
+	if code := exitCode(err, &errb); code != exitFailed || errb.Len() > 1024 || !strings.Contains(errb.String(), "keeper answered 500 Internal Server Error: AAAA") {
+		t.Errorf("exit %d, %d bytes of error:\n%.2000s", code, errb.Len(), errb.String())
 	}
 }

@@ -29,7 +29,7 @@ import (
 const demoRunName = "demo: Slack-style background koi"
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "demo [flags]", `
+	fs := newFlagSet(ctx, "demo", "demo [flags]", `
 Run the whole system on this machine: embedded NATS with JetStream, the
 keeper (API on --http), the pond chat app as the target, and --schools
 schools running an always-on run of --koi koi that boot, keep a websocket
@@ -40,7 +40,7 @@ Live status every --status. Ctrl-C stops everything (twice: at once).
 With --schools 0, start schools yourself: the demo prints the command (NATS
 authentication is on; the school credentials are in DATA/nats/school.nk).
 --nats-insecure turns NATS authentication off (loopback only).`, stderr)
-	httpAddr := fs.String("http", "127.0.0.1:8080", "keeper API address")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "keeper API and web UI address")
 	pondAddr := fs.String("pond", "127.0.0.1:9090", "pond (the target app) address")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", "embedded NATS address schools connect to")
 	nKoi := fs.Int("koi", 500, "koi in the always-on run")
@@ -51,7 +51,7 @@ authentication is on; the school credentials are in DATA/nats/school.nk).
 	channels := fs.Int("channels", 200, "pond workspace channels")
 	scale := fs.Float64("time-scale", 1, "speed up behavior time: 60 makes a behavior minute last one second")
 	duration := fs.Duration("duration", 10*time.Minute, "stop after this long (0: until Ctrl-C)")
-	every := fs.Duration("status", 5*time.Second, "status interval")
+	every := fs.Duration("status", 5*time.Second, "how often to print the status")
 	sigma := fs.Float64("activity-sigma", 0.8, "spread of light and heavy users (lognormal σ, mean 1)")
 	formationAfter := fs.Duration("formation-after", 30*time.Second, "launch the seed formation this long after the start (0: never)")
 	insecure := fs.Bool("nats-insecure", false, "turn NATS authentication off (loopback only; any local process can then stop or spoof the switch)")

@@ -55,15 +55,12 @@ func parseGuardrailFlag(s string) (api.GuardrailRule, error) {
 
 // runShed is `koipond run shed ID PERCENT`.
 func runShed(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run shed", "run shed [--json] ID PERCENT", `
+	fs := newFlagSet(ctx, "run shed", "run shed [--json] ID PERCENT", `
 Partial shutdown: hold back PERCENT of a run's koi (0 ≤ PERCENT < 100)
 without stopping it; schools run round((100 − PERCENT)% × koi). 0 brings
 every koi back.`, stderr)
 	cf := addClientFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 2, "a run ID and a percentage", stderr); err != nil {
 		return err
 	}
 	p, err := strconv.ParseFloat(strings.TrimSuffix(fs.Arg(1), "%"), 64)
@@ -80,7 +77,7 @@ every koi back.`, stderr)
 
 // runGuardrails is `koipond guardrails [show | set FILE | clear]`.
 func runGuardrails(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("guardrails", "guardrails [--json] [show | set FILE | clear]", `
+	fs := newFlagSet(ctx, "guardrails", "guardrails [--json] [show | set FILE | clear]", `
 Show or replace the global guardrails: rules evaluated every second on
 every running run. FILE holds {"rules": [...]} or a bare list of rules:
   {"name": "api-health", "key": "api:*", "when": "success_rate < 95%",

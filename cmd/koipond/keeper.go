@@ -12,7 +12,7 @@ import (
 )
 
 func runKeeper(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keeper", "keeper [--http ADDR] [--nats URL | --nats-listen ADDR] [--data DIR] [--tokens FILE]", `
+	fs := newFlagSet(ctx, "keeper", "keeper [--http ADDR] [--nats URL | --nats-listen ADDR] [--data DIR] [--tokens FILE]", `
 Run the keeper: the source of truth for behavior sets, formations, runs and
 launches, the scheduler that spreads koi over schools, the global switch,
 and the HTTP API under /api/v1. By default it embeds a NATS server with
@@ -49,7 +49,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	fs.StringVar(&cfg.NATSAuth.NKeySeedFile, "nats-nkey", "", "with --nats: NATS nkey seed `file`")
 	fs.StringVar(&cfg.NATSAuth.CredsFile, "nats-creds", "", "with --nats: NATS credentials `file`")
 	fs.StringVar(&cfg.NATSAuth.SwitchKeySeedFile, "keeper-key-seed", "", "nkey seed `file` to sign the switch with (default DIR/nats/control.nk, created at first start)")
-	verbose := fs.Bool("v", false, "log debug detail")
+	verbose := fs.BoolP("verbose", "v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

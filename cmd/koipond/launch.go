@@ -12,7 +12,7 @@ import (
 )
 
 func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("launch", "launch FORMATION.json --run ID [--at TIME] [--param k=v]… [--json]", `
+	fs := newFlagSet(ctx, "launch", "launch FORMATION.json --run ID [--at TIME] [--param k=v]… [--json]", `
 Launch a formation over a run's connected koi: the file is uploaded (or
 found, if already stored), then percent of the run's connected koi each
 start its sequence at a random moment within the window after TIME.
@@ -23,9 +23,6 @@ TIME is "now" (the default), an RFC 3339 time, or +DURATION (e.g. +30s).`, stder
 	params := keyValues{}
 	fs.Var(params, "param", "launch parameter `key=value`, readable with get (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 1, "one FORMATION.json", stderr); err != nil {
 		return err
 	}
 	if *run == "" {

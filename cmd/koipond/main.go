@@ -8,61 +8,19 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/pflag"
 )
 
-// command is one row of the subcommand table.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
-
-// commands is the subcommand table, in the order `koipond help` lists it.
-var commands = []command{
-	{"demo", "run pond and a swarm of koi on loopback, with live status", runDemo},
-	{"pond", "serve the Slack-like target app koi swim in", runPond},
-	{"school", "run koi for the keeper: poll over NATS, ramp, obey the switch", runSchool},
-	{"behaviors", "validate behavior-set files (behaviors validate FILE…)", runBehaviors},
-	{"formations", "validate formation files (formations validate FILE…)", runFormations},
-	{"warehouse", "behavior frequencies from a usage export (warehouse generate --from …)", runWarehouse},
-	{"keeper", "run the keeper: state, scheduler, switch and the HTTP API", runKeeper},
-	{"run", "create, list, show, pause, resume, stop, scale or shed runs", runRun},
-	{"guardrails", "show or set the global guardrails (pause, stop, shed on bad metrics)", runGuardrails},
-	{"report", "a run's report: latencies, errors, launches, thresholds (json, csv, text)", runReport},
-	{"launch", "launch a formation over a run's connected koi", runLaunch},
-	{"webhook", "add, list, test or remove notification webhooks (JSON or Slack)", runWebhook},
-	{"trigger", "add, list or remove event triggers; fire one with a signed call", runTrigger},
-	{"pause", "pause every koi everywhere", runPause},
-	{"resume", "resume every koi everywhere", runResume},
-	{"stop", "stop every koi everywhere (--nats URL if the keeper is down)", runStop},
-	{"status", "show the switch, runs, schools and launches", runStatus},
-	{"version", "print the version", runVersion},
-}
-
-// commandNames is the set of command names (filled from the table at
-// init, for code the table itself reaches).
-var commandNames = map[string]bool{}
-
-func init() {
-	for _, c := range commands {
-		commandNames[c.name] = true
-	}
-}
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
-// errUsage marks an error already explained to the user by a FlagSet; the
-// exit code is 2 and nothing more is printed.
+// errUsage marks an error already explained to the user (a wrong flag,
+// command or argument); the exit code is 2 and nothing more is printed.
 var errUsage = errors.New("usage")
 
 // exitError carries an exit code chosen by a subcommand (for example 1 when a
@@ -88,109 +46,50 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
+// exitCode maps run's error to the process exit code (see exitcodes.go)
+// and prints what the command has not printed itself.
 func exitCode(err error, stderr io.Writer) int {
 	var ee exitError
 	switch {
 	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
+		return exitOK
+	case errors.Is(err, pflag.ErrHelp):
+		return exitOK
 	case errors.Is(err, errUsage):
-		return 2
+		return exitUsage
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.Is(err, errUnavailable):
+		fmt.Fprintf(stderr, "koipond: %v\n", err)
+		return exitUnavailable
 	default:
 		fmt.Fprintf(stderr, "koipond: %v\n", err)
-		return 1
+		return exitFailed
 	}
 }
 
-// run dispatches args[0] to its subcommand. Tests call it in-process.
+// run parses args against the command tree and runs the command they
+// name. Flags may come anywhere after the command's path; old single-dash
+// long flags (-keeper URL) are read as --keeper. Tests call it in-process.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		usage(stderr)
+	var entered bool
+	root, err := newTree(ctx, stdout, stderr, &entered)
+	if err != nil {
+		return err
+	}
+	args = normalizeArgs(root, append([]string{}, args...))
+	if len(args) > 0 && strings.HasPrefix(args[0], "__complete") {
+		plainFlagUsage(root) // shell completion shows usages as they are
+	}
+	root.SetArgs(args)
+	err = root.ExecuteContext(ctx)
+	if err != nil && !entered && !errors.Is(err, errUsage) && !errors.Is(err, pflag.ErrHelp) {
+		// cobra's own refusal: an unknown command or flag, a wrong count
+		// of arguments for a group.
+		fmt.Fprintf(stderr, "koipond: %v\n", err)
 		return errUsage
 	}
-	name := args[0]
-	switch name {
-	case "help", "-h", "-help", "--help":
-		if len(args) > 1 {
-			return run(ctx, []string{args[1], "--help"}, stdout, stderr)
-		}
-		usage(stdout)
-		return nil
-	}
-	for _, c := range commands {
-		if c.name == name {
-			return c.run(ctx, args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "koipond: unknown command %q%s\n\n", name, suggest(name))
-	usage(stderr)
-	return errUsage
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `koipond load-tests real-time collaboration apps the way their users hit them:
-thousands of lightweight simulated clients (koi), each with a persistent
-websocket, calling the app's API at the per-minute frequencies real users show.
-
-Usage:
-  koipond <command> [flags]
-
-Commands:
-`)
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
-	}
-	fmt.Fprint(w, `
-Run 'koipond <command> --help' for a command's flags.
-`)
-}
-
-// suggest returns " (did you mean X?)" for a command sharing the first
-// three letters (or the whole of a shorter name), or "".
-func suggest(name string) string {
-	var names []string
-	for _, c := range commands {
-		n := min(3, len(c.name), len(name))
-		if n > 0 && c.name[:n] == name[:n] {
-			names = append(names, c.name)
-		}
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %s?)", strings.Join(names, " or "))
-}
-
-// newFlagSet returns a FlagSet whose --help prints the given synopsis and
-// description above the flag list.
-func newFlagSet(name, synopsis, description string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("koipond "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: koipond %s\n\n%s\n", synopsis, strings.TrimSpace(description))
-		var has bool
-		fs.VisitAll(func(*flag.Flag) { has = true })
-		if has {
-			fmt.Fprintf(fs.Output(), "\nFlags:\n")
-			fs.PrintDefaults()
-		}
-	}
-	return fs
-}
-
-// parseFlags parses args and maps flag errors to errUsage/flag.ErrHelp.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return flag.ErrHelp
-		}
-		return errUsage
-	}
-	return nil
+	return err
 }
 
 // newLogger returns the text logger long-running commands write to stderr.
@@ -214,13 +113,4 @@ func configErrors(stderr io.Writer, cmd string, errs []error) error {
 		fmt.Fprintf(stderr, "koipond %s: %v\n", cmd, e)
 	}
 	return errUsage
-}
-
-func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("version", "version", "Print the koipond version.", stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "koipond %s\n", version)
-	return nil
 }

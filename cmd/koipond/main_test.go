@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,13 +27,43 @@ func TestHelpAndUsage(t *testing.T) {
 		t.Errorf("help: code %d\n%s", code, out)
 	}
 	_, errOut, code := runCmd(t, "demi")
-	if code != 2 || !strings.Contains(errOut, `unknown command "demi" (did you mean demo?)`) {
+	if code != 2 || !strings.Contains(errOut, `unknown command "demi" for "koipond"`) || !strings.Contains(errOut, "Did you mean this?\n\tdemo") {
 		t.Errorf("typo: code %d\n%s", code, errOut)
 	}
 	for _, c := range commands {
-		out, errOut, code := runCmd(t, c.name, "--help")
-		if code != 0 || !strings.Contains(out+errOut, "Usage: koipond "+c.name) {
-			t.Errorf("%s --help: code %d\n%s%s", c.name, code, out, errOut)
+		args := append(strings.Fields(c.path), "--help")
+		out, errOut, code := runCmd(t, args...)
+		if code != 0 || !strings.Contains(out, "Usage:\n  koipond "+c.path) {
+			t.Errorf("%s --help: code %d\n%s%s", c.path, code, out, errOut)
+		}
+		if c.run != nil && !strings.Contains(out, "Examples:\n  koipond ") {
+			t.Errorf("%s --help has no example\n%s", c.path, out)
+		}
+	}
+}
+
+// Shell completion comes from the command tree: scripts for each shell,
+// verbs and flags (with their usage, without help's backquotes) as typed.
+func TestShellCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
+		if out, errOut, code := runCmd(t, "completion", sh); code != 0 || !strings.Contains(out, "koipond") {
+			t.Errorf("completion %s: code %d\n%s", sh, code, errOut)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"run", "sh"}, []string{"show\t", "shed\t"}},
+		{[]string{"webhook", "r"}, []string{"rm\tremove a webhook"}},
+		{[]string{"report", "RUN", "--fo"}, []string{"--format\toutput format: json, csv or text"}},
+		{[]string{"launch", "FILE", "--ru"}, []string{"--run\t"}},
+	} {
+		out, _, code := runCmd(t, append([]string{"__complete"}, c.args...)...)
+		for _, w := range c.want {
+			if code != 0 || !strings.Contains(out, w) {
+				t.Errorf("completing %q: code %d, want %q in\n%s", c.args, code, w, out)
+			}
 		}
 	}
 }
@@ -168,4 +199,15 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Every run builds the command tree and has each body define its flags
+// once (for help, completion and -flag normalization): the cost of that
+// on a command that does nothing else.
+func BenchmarkRunVersion(b *testing.B) {
+	for b.Loop() {
+		if err := run(context.Background(), []string{"version"}, io.Discard, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

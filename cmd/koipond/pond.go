@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/koipond/koipond/pond"
+	"github.com/spf13/pflag"
 )
 
 // pondListFlag collects a repeatable string flag.
@@ -22,7 +22,7 @@ func (l *pondListFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // runPond serves the pond target app until ctx is done.
 func runPond(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("pond", "pond [flags]", `
+	fs := newFlagSet(ctx, "pond", "pond [flags]", `
 Serve pond, the Slack-like target app koi swim in: a generated workspace,
 a Slack-style web API under /api/{method}, websockets with fan-out, rate
 limits, slow-consumer drops, /stats, /metrics and /healthz.
@@ -31,7 +31,7 @@ User i's token is xoxp-pond-<i> unless --token-secret or --tokens is given;
 its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 (repeatable, "off" for none), --no-rate-limits for none at all. Faults:
 --inject METHOD=latency:200ms,error:0.05 (repeatable, METHOD may be *).`, stderr)
-	addr := fs.String("http", "127.0.0.1:9090", "listen address")
+	addr := fs.String("http", "127.0.0.1:9090", "address pond serves its API and websockets on")
 	allowRemote := fs.Bool("allow-remote", false, "allow listening on a non-loopback address")
 	users := fs.Int("users", pond.DefaultUsers, "users in the workspace")
 	channels := fs.Int("channels", pond.DefaultChannels, "channels, including #general and #announcements")
@@ -47,7 +47,7 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 	sendQueue := fs.Int("send-queue", pond.DefaultSendQueue, "events queued per websocket before it is dropped as a slow consumer")
 	writeTimeout := fs.Duration("write-timeout", pond.DefaultWriteTimeout, "websocket write timeout (slow consumer)")
 	pingInterval := fs.Duration("ping-interval", pond.DefaultPingInterval, "websocket ping interval (negative: off)")
-	verbose := fs.Bool("v", false, "log every slow-consumer drop")
+	verbose := fs.BoolP("verbose", "v", false, "log every slow-consumer drop")
 	pprof := fs.Bool("pprof", false, "serve /debug/pprof/ (profiling)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -82,7 +82,7 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 		}
 		cfg.Tokens = toks
 		usersSet := false
-		fs.Visit(func(f *flag.Flag) { usersSet = usersSet || f.Name == "users" })
+		fs.Visit(func(f *pflag.Flag) { usersSet = usersSet || f.Name == "users" })
 		if !usersSet {
 			cfg.Users = len(toks) // one user per token unless told otherwise
 			*users = len(toks)

@@ -15,7 +15,7 @@ import (
 )
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("report", "report [--format json|csv|text] [--baseline OTHER [--tolerance 10%] [--fail-on-regression]] RUN", `
+	fs := newFlagSet(ctx, "report", "report [--format json|csv|text] [--baseline OTHER [--tolerance 10%] [--fail-on-regression]] RUN", `
 Show a run's report: per metric key counts, errors, rate and latency
 quantiles over the run's whole life, websocket connects and drops, launch
 outcomes and threshold verdicts. It is final once the run has ended and
@@ -35,16 +35,13 @@ threshold regressed (then 1).`, stderr)
 	cf := addClientFlags(fs)
 	format := fs.String("format", "text", "output `format`: json, csv or text")
 	var co compareOpts
-	fs.StringVar(&co.baseline, "baseline", "", "compare with this baseline `run`")
+	fs.StringVar(&co.baseline, "baseline", "", "compare with the baseline run `OTHER`: every key side by side, with verdicts")
 	fs.StringVar(&co.tolerance, "tolerance", "10%", "relative `change` below which latencies, rates and counts are the same")
 	fs.StringVar(&co.errTolerance, "error-tolerance", "0.5pp", "error-rate change in percentage `points` below which it is the same")
 	fs.DurationVar(&co.minDelta, "min-delta", time.Millisecond, "smallest latency `change` flagged (sub-ms loopback latencies are noise)")
 	fs.BoolVar(&co.noColor, "no-color", false, "no colour in the comparison table, even on a terminal")
 	fs.BoolVar(&co.failOnRegression, "fail-on-regression", false, "exit 1 when the comparison finds a regression")
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
 		return err
 	}
 	if cf.json {

@@ -12,24 +12,8 @@ import (
 	"github.com/koipond/koipond/keeper/api"
 )
 
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	verb := func(f func(context.Context, []string, io.Writer, io.Writer) error) func([]string, io.Writer, io.Writer) error {
-		return func(a []string, o, e io.Writer) error { return f(ctx, a, o, e) }
-	}
-	return subcommand("run", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-		"create": verb(runCreate),
-		"list":   verb(runList),
-		"show":   verb(runOne("show", "Show a run: where its koi are and how they are doing.", "GET", "")),
-		"pause":  verb(runSwitchVerb("pause")),
-		"resume": verb(runSwitchVerb("resume")),
-		"stop":   verb(runSwitchVerb("stop")),
-		"scale":  verb(runScale),
-		"shed":   verb(runShed),
-	})
-}
-
 func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run create", "run create --name NAME --behaviors SET [--api-base URL] [--ws-url URL] [flags]", `
+	fs := newFlagSet(ctx, "run create", "run create --name NAME --behaviors SET [--api-base URL] [--ws-url URL] [flags]", `
 Create a run: koi with one behavior set against one target. The run starts
 at once (or paused with --paused); without --duration it is always-on.
 --api-base is needed when the set sends api requests. The websocket comes
@@ -54,12 +38,12 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 	cf := addClientFlags(fs)
 	var spec api.RunSpec
 	labels := keyValues{}
-	fs.StringVar(&spec.Name, "name", "", "run `name`")
-	fs.StringVar(&spec.BehaviorSet, "behaviors", "", "behavior set `hash or name` (latest version)")
+	fs.StringVar(&spec.Name, "name", "", "run `NAME`, shown in lists, reports and notifications")
+	fs.StringVar(&spec.BehaviorSet, "behaviors", "", "behavior `SET` to run: its name (latest version) or hash")
 	fs.StringVar(&spec.Target.APIBase, "api-base", "", "target API base `URL`, e.g. http://127.0.0.1:9090/api")
 	fs.StringVar(&spec.Target.WebsocketURL, "ws-url", "", "websocket `URL` (else the boot sequence finds it)")
 	fs.StringVar(&spec.Target.WebsocketURL, "ws", "", "websocket `URL` (same as --ws-url)")
-	fs.Var(stringList{&spec.Target.WebsocketSubprotocols}, "ws-subprotocol", "websocket `subprotocol` offered in the handshake (repeatable)")
+	fs.Var(stringList{&spec.Target.WebsocketSubprotocols}, "ws-subprotocol", "websocket `SUBPROTOCOL` offered in the handshake (repeatable)")
 	wsHeaders := keyValues{}
 	fs.Var(wsHeaders, "ws-header", "websocket handshake header `NAME=VALUE`; the value is a template over {{.Index}}, {{.Token}}, {{.UserID}} (repeatable)")
 	fs.StringVar(&spec.Target.Token, "token-template", "", "koi token `template` over {{.Index}}, e.g. xoxp-pond-{{.Index}}")
@@ -69,18 +53,15 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 	fs.Float64Var(&spec.TimeScale, "time-scale", 0, "speed behavior time up (0 or 1: real time)")
 	fs.Float64Var(&spec.ActivitySigma, "activity-sigma", 0, "spread of light and heavy users (lognormal σ)")
 	dur := fs.Duration("duration", 0, "end the run after this long (0: always-on)")
-	fs.Var(labels, "label", "`key=value` label (repeatable)")
+	fs.Var(labels, "label", "label `key=value` on the run; webhooks and triggers match labels (repeatable)")
 	fs.BoolVar(&spec.Paused, "paused", false, "create the run paused")
 	thresholds := thresholdFlags{}
-	fs.Var(thresholds, "threshold", "`KEY=CONDITION` the run must meet, e.g. 'api:auth.test=p95 < 300ms' (repeatable)")
-	fs.Var(guardrailFlags{&spec.Guardrails}, "guardrail", "rule `'KEY=WHEN for DUR -> ACTION'` (pause, stop, shed N%; repeatable)")
-	fs.Var(capacityFlag{&spec.Capacity}, "capacity", "capacity search `start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN]`")
+	fs.Var(thresholds, "threshold", "condition the run's report judges, `KEY=CONDITION`, e.g. 'api:auth.test=p95 < 300ms' (repeatable)")
+	fs.Var(guardrailFlags{&spec.Guardrails}, "guardrail", "guardrail acting on the run, `RULE` 'KEY=WHEN for DUR -> ACTION' where ACTION is pause, stop or shed N% (repeatable)")
+	fs.Var(capacityFlag{&spec.Capacity}, "capacity", "make the run a capacity search, `SPEC` start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN]")
 	window := fs.Duration("threshold-window", 0, "sliding window of live thresholds (default 30s)")
 	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed or a guardrail acted (needs --duration or --capacity)")
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 0, "no arguments, only flags", stderr); err != nil {
 		return err
 	}
 	if *wait && *dur <= 0 && (spec.Capacity == nil || spec.Capacity.Then == "hold") {
@@ -173,9 +154,9 @@ func short(hash string) string {
 }
 
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run list", "run list [--state running|paused|stopped] [--json]", "List runs.", stderr)
+	fs := newFlagSet(ctx, "run list", "run list [--state running|paused|stopped] [--json]", "List runs.", stderr)
 	cf := addClientFlags(fs)
-	st := fs.String("state", "", "only runs in this `state`")
+	st := fs.String("state", "", "only runs in this `STATE`: running, paused or stopped")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -206,12 +187,9 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // suffix, answered with the run, which it prints.
 func runOne(verb, help, method, suffix string) func(context.Context, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs := newFlagSet("run "+verb, "run "+verb+" [--json] ID", help, stderr)
+		fs := newFlagSet(ctx, "run "+verb, "run "+verb+" [--json] ID", help, stderr)
 		cf := addClientFlags(fs)
 		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
 			return err
 		}
 		var raw json.RawMessage
@@ -231,16 +209,13 @@ func runSwitchVerb(verb string) func(context.Context, []string, io.Writer, io.Wr
 }
 
 func runScale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run scale", "run scale [--koi N] [--ramp R] [--json] ID", `
+	fs := newFlagSet(ctx, "run scale", "run scale [--koi N] [--ramp R] [--json] ID", `
 Change a running run's koi count and/or ramp live: schools move to the new
 count at the ramp rate, without a restart.`, stderr)
 	cf := addClientFlags(fs)
-	koi := fs.Int("koi", -1, "new number of koi")
-	ramp := fs.Float64("ramp", -1, "new ramp, koi per second")
+	koi := fs.Int("koi", -1, "new number of koi (-1: unchanged)")
+	ramp := fs.Float64("ramp", -1, "new ramp, koi started per second (-1: unchanged)")
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 1, "one run ID", stderr); err != nil {
 		return err
 	}
 	var p api.RunPatch

@@ -11,7 +11,7 @@ import (
 )
 
 func runSchool(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("school", "school [flags]", `
+	fs := newFlagSet(ctx, "school", "school [flags]", `
 Run a school: a worker that polls the keeper over NATS for work and runs up
 to --capacity koi, ramping them up gradually. It obeys the keeper's switch
 (pause/resume/stop) within a second, pauses itself if it cannot reach the
@@ -37,7 +37,7 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	memLimit := fs.String("memory-limit", "", "memory ceiling, e.g. 2GiB (default: 90% of the container's cgroup limit, else half the RAM); near it the school closes the koi of the run using the most memory")
 	replyBudget := fs.String("reply-budget", "", "bytes all koi may hold in replies being read and decoded (default: a quarter of --memory-limit)")
 	httpAddr := fs.String("http", "", "serve /healthz and /metrics on this address (e.g. 127.0.0.1:9100)")
-	verbose := fs.Bool("v", false, "debug logs")
+	verbose := fs.BoolP("verbose", "v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

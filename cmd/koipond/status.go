@@ -13,7 +13,7 @@ import (
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "status [--json] [--watch]", `
+	fs := newFlagSet(ctx, "status", "status [--json] [--watch]", `
 Show the keeper at a glance: the global switch (and whether its last stop
 was confirmed everywhere), active runs, schools and their health, and
 pending or running launches. --watch prints again whenever something

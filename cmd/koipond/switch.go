@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,10 +13,11 @@ import (
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 )
 
-// flagT is flag.Flag, short for Visit callbacks.
-type flagT = flag.Flag
+// flagT is pflag.Flag, short for Visit callbacks.
+type flagT = pflag.Flag
 
 func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return globalSwitch(ctx, wire.Paused, args, stdout, stderr)
@@ -45,7 +45,7 @@ school directly, signed with the keeper's key and connecting with the
 keeper's NATS credentials, both read from its --data directory (or
 --nats-nkey/--nats-creds, KOIPOND_NATS_TOKEN for an external NATS).`,
 	}[st]
-	fs := newFlagSet(verb, verb+" [--json] [--nats URL]", desc, stderr)
+	fs := newFlagSet(ctx, verb, verb+" [--json] [--nats URL]", desc, stderr)
 	cf := addClientFlags(fs)
 	natsURL := fs.String("nats", "", "bypass the keeper: publish straight to NATS at `URL`")
 	bucket := fs.String("bucket", api.DefaultBucket, "with --nats: the keeper's KV `bucket`")
@@ -56,9 +56,6 @@ keeper's NATS credentials, both read from its --data directory (or
 	fs.StringVar(&na.user, "nats-user", "", "with --nats: NATS `user` to connect as (password in KOIPOND_NATS_PASSWORD)")
 	fs.StringVar(&na.controlKey, "keeper-key-seed", "", "with --nats: the keeper's switch key seed `file` (default: control.nk in --data)")
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := needArgs(fs, 0, "no arguments", stderr); err != nil {
 		return err
 	}
 	if *natsURL != "" {
@@ -140,7 +137,7 @@ func switchOverNATS(ctx context.Context, cf *clientFlags, st wire.State, url, bu
 	opts := append([]nats.Option{nats.Name("koipond " + switchVerb[st])}, auth...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return fmt.Errorf("connecting to NATS at %s: %w", url, err)
+		return natsConnectError(url, err)
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -18,20 +18,8 @@ import (
 	"github.com/koipond/koipond/keeper/api"
 )
 
-func runTrigger(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	verb := func(f func(context.Context, []string, io.Writer, io.Writer) error) func([]string, io.Writer, io.Writer) error {
-		return func(a []string, o, e io.Writer) error { return f(ctx, a, o, e) }
-	}
-	return subcommand("trigger", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-		"add":  verb(triggerAdd),
-		"list": verb(triggerList),
-		"rm":   verb(removeNamed("trigger", "triggers", "Remove a trigger; calls to it are refused from then on.")),
-		"fire": verb(triggerFire),
-	})
-}
-
 func triggerAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("trigger add", "trigger add NAME --file SPEC.json --secret-file F [--replace]", `
+	fs := newFlagSet(ctx, "trigger add", "trigger add NAME --file SPEC.json --secret-file F [--replace]", `
 Add (or with --replace, replace) an event trigger. SPEC.json holds
 {"actions": [...]}: each action has "match" labels and either "run" (a run
 spec whose strings are Go templates over the call's payload, e.g.
@@ -45,9 +33,6 @@ POST /api/v1/triggers/NAME must be signed with the secret (see
 	replace := fs.Bool("replace", false, "replace the trigger if it exists (keeps its secret without --secret-file)")
 	pos, err := parseMixed(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := needPositional(fs, pos, 1, "NAME", stderr); err != nil {
 		return err
 	}
 	if *file == "" {
@@ -90,7 +75,7 @@ POST /api/v1/triggers/NAME must be signed with the secret (see
 }
 
 func triggerList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("trigger list", "trigger list [--json]", "List triggers with their accepted and refused calls since the keeper started.", stderr)
+	fs := newFlagSet(ctx, "trigger list", "trigger list [--json]", "List triggers with their accepted and refused calls since the keeper started.", stderr)
 	cf := addClientFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -130,7 +115,7 @@ func sortedReasons(m map[string]uint64) []string {
 }
 
 func triggerFire(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("trigger fire", "trigger fire NAME --secret-file F [--label k=v]… [--event deploy] [--field k=v]…", `
+	fs := newFlagSet(ctx, "trigger fire", "trigger fire NAME --secret-file F [--label k=v]… [--event deploy] [--field k=v]…", `
 Sign and send a trigger call, as a deploy pipeline would: the body is
 {"event": EVENT, "labels": {...}, FIELD: VALUE...}, signed with
 HMAC-SHA256(secret, timestamp + "." + body). Prints what the call started;
@@ -138,15 +123,12 @@ exits 1 when the keeper refused it or an action could not be done. Needs
 no API token.`, stderr)
 	cf := addClientFlags(fs)
 	secretFile := fs.String("secret-file", "", "`file` holding the trigger's secret")
-	event := fs.String("event", "deploy", "event `name`")
+	event := fs.String("event", "deploy", "event `NAME` sent in the payload")
 	labels, fields := keyValues{}, keyValues{}
 	fs.Var(labels, "label", "payload label `key=value` (repeatable)")
 	fs.Var(fields, "field", "extra payload field `key=value` for templates (repeatable)")
 	pos, err := parseMixed(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := needPositional(fs, pos, 1, "NAME", stderr); err != nil {
 		return err
 	}
 	if *secretFile == "" {

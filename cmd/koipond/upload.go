@@ -16,13 +16,13 @@ type uploadFile struct {
 }
 
 func uploadBehaviors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("behaviors upload", "behaviors upload [--name NAME] [--json] FILE…", `
+	fs := newFlagSet(ctx, "behaviors upload", "behaviors upload [--name NAME] [--json] FILE…", `
 Upload a behavior set to the keeper: every file given is one part of the
 same set (as for validate). The keeper validates it and stores it under
 NAME (default: the first file's base name); new content under a known name
 becomes its next version, known content is not stored twice.`, stderr)
 	cf := addClientFlags(fs)
-	name := fs.String("name", "", "behavior set `name`")
+	name := fs.String("name", "", "store the files as the behavior set `NAME` (a new version when it exists)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func uploadFormation(ctx context.Context, cf *clientFlags, path string) (*api.Fo
 }
 
 func uploadFormations(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("formations upload", "formations upload [--json] FILE…", `
+	fs := newFlagSet(ctx, "formations upload", "formations upload [--json] FILE…", `
 Upload formation files to the keeper (each file is one formation, stored
 under its "name", versioned).`, stderr)
 	cf := addClientFlags(fs)

@@ -12,46 +12,6 @@ import (
 	"github.com/koipond/koipond/formations"
 )
 
-func runBehaviors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return subcommand("behaviors", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-		"validate": validateBehaviors,
-		"upload":   func(a []string, o, e io.Writer) error { return uploadBehaviors(ctx, a, o, e) },
-	})
-}
-
-func runFormations(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return subcommand("formations", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-		"validate": validateFormations,
-		"upload":   func(a []string, o, e io.Writer) error { return uploadFormations(ctx, a, o, e) },
-	})
-}
-
-// subcommand dispatches `koipond NAME VERB …`.
-func subcommand(name string, args []string, stdout, stderr io.Writer, verbs map[string]func([]string, io.Writer, io.Writer) error) error {
-	var names []string
-	for v := range verbs {
-		names = append(names, v)
-	}
-	sort.Strings(names)
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		w := stderr
-		if len(args) > 0 {
-			w = stdout
-		}
-		fmt.Fprintf(w, "Usage: koipond %s <%s> [flags] [args]\n\nRun 'koipond %s <verb> --help' for details.\n", name, strings.Join(names, "|"), name)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
-	}
-	f, ok := verbs[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "koipond %s: unknown verb %q (have: %s)\n", name, args[0], strings.Join(names, ", "))
-		return errUsage
-	}
-	return f(args[1:], stdout, stderr)
-}
-
 // diagJSON is one diagnostic in --json output.
 type diagJSON struct {
 	File     string `json:"file"`
@@ -74,8 +34,8 @@ func toJSON(ds behaviors.Diagnostics) []diagJSON {
 	return out
 }
 
-func validateBehaviors(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("behaviors validate", "behaviors validate [--json] FILE…", `
+func validateBehaviors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(ctx, "behaviors validate", "behaviors validate [--json] FILE…", `
 Check a behavior set: every file given is one part of the same set, merged
 by behavior name (for example frequencies.json from the warehouse and
 sequences.json written by hand). Every problem is printed at once, as
@@ -107,7 +67,7 @@ alone exit 0.`, stderr)
 			n, sched, perMin := summarizeSet(set)
 			boot := "no boot sequence"
 			if set.Boot != nil {
-				boot = fmt.Sprintf("boot: %d steps", len(set.Boot.Steps))
+				boot = "boot: " + stepCount(len(set.Boot.Steps))
 			}
 			var events []string
 			for e := range set.OnEvent {
@@ -152,8 +112,8 @@ func countErrors(ds behaviors.Diagnostics) int {
 	return n
 }
 
-func validateFormations(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("formations validate", "formations validate [--json] FILE…", `
+func validateFormations(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(ctx, "formations validate", "formations validate [--json] FILE…", `
 Check formation files (each file is one formation). Every problem in every
 file is printed at once, as file:line:col: path: message. Exits 1 when any
 file has an error.`, stderr)
@@ -184,8 +144,8 @@ file has an error.`, stderr)
 			fmt.Fprintln(stdout, d.String())
 		}
 		if f != nil {
-			fmt.Fprintf(stdout, "ok: %s: %q: %g%% of connected koi start %d steps within %v\n",
-				path, f.Name, f.Percent, len(f.Sequence.Steps), f.BeginWithin)
+			fmt.Fprintf(stdout, "ok: %s: %q: %g%% of connected koi start %s within %v\n",
+				path, f.Name, f.Percent, stepCount(len(f.Sequence.Steps)), f.BeginWithin)
 		}
 	}
 	if *asJSON {
@@ -202,6 +162,14 @@ file has an error.`, stderr)
 	return nil
 }
 
+// stepCount is "1 step" or "N steps".
+func stepCount(n int) string {
+	if n == 1 {
+		return "1 step"
+	}
+	return fmt.Sprintf("%d steps", n)
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -213,10 +181,10 @@ func writeJSON(w io.Writer, v any) error {
 func lifecycleSummary(set *behaviors.Set) string {
 	var parts []string
 	if set.OnConnect != nil {
-		parts = append(parts, fmt.Sprintf("on_connect: %d steps", len(set.OnConnect.Steps)))
+		parts = append(parts, "on_connect: "+stepCount(len(set.OnConnect.Steps)))
 	}
 	if set.OnDisconnect != nil {
-		parts = append(parts, fmt.Sprintf("on_disconnect: %d steps", len(set.OnDisconnect.Steps)))
+		parts = append(parts, "on_disconnect: "+stepCount(len(set.OnDisconnect.Steps)))
 	}
 	if f := set.Frames; f != nil && f.Given() {
 		parts = append(parts, fmt.Sprintf("frames: %d json, %d text, %d binary rules", len(f.JSON), len(f.Text), len(f.Binary)))

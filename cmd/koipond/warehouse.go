@@ -3,22 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/koipond/koipond/warehouse"
+	"github.com/spf13/pflag"
 )
-
-func runWarehouse(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return subcommand("warehouse", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-		"generate": func(args []string, stdout, stderr io.Writer) error {
-			return warehouseGenerate(ctx, args, stdout, stderr)
-		},
-	})
-}
 
 // listFlag is a repeatable, comma-separated flag.
 type listFlag []string
@@ -53,7 +45,7 @@ func (f timeFlag) Set(v string) error {
 }
 
 func warehouseGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("warehouse generate", "warehouse generate --from FILE|DIR|s3://bucket/prefix [--out FILE] [flags]", `
+	fs := newFlagSet(ctx, "warehouse generate", "warehouse generate --from FILE|DIR|s3://bucket/prefix [--out FILE] [flags]", `
 Turn an API usage export from a data warehouse into behavior frequencies:
 for each method, the share of active user-minutes in which the user called
 it at least once, i.e. the probability that one koi calls it in a given
@@ -215,4 +207,4 @@ func summary(w io.Writer, r *warehouse.Result, out string) {
 	}
 }
 
-var _ flag.Value = (*listFlag)(nil)
+var _ pflag.Value = (*listFlag)(nil)

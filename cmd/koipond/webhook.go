@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -13,44 +12,17 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper/api"
+	"github.com/spf13/pflag"
 )
-
-func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	verb := func(f func(context.Context, []string, io.Writer, io.Writer) error) func([]string, io.Writer, io.Writer) error {
-		return func(a []string, o, e io.Writer) error { return f(ctx, a, o, e) }
-	}
-	return subcommand("webhook", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-		"add":  verb(webhookAdd),
-		"list": verb(webhookList),
-		"rm":   verb(removeNamed("webhook", "webhooks", "Remove a webhook; notices waiting for it are dropped.")),
-		"test": verb(webhookTest),
-	})
-}
 
 // parseMixed parses flags given before, between or after positional
 // arguments (koipond webhook add NAME URL --format slack) and returns the
-// positional ones.
-func parseMixed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
+// positional ones, whose count the command's Args checked.
+func parseMixed(fs *pflag.FlagSet, args []string) ([]string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
 	}
-}
-
-// needPositional checks the positional argument count of parseMixed.
-func needPositional(fs *flag.FlagSet, pos []string, n int, what string, stderr io.Writer) error {
-	if len(pos) != n {
-		fmt.Fprintf(stderr, "%s: want %s\n", fs.Name(), what)
-		return errUsage
-	}
-	return nil
+	return fs.Args(), nil
 }
 
 // readSecret reads a secret from a file, without surrounding whitespace.
@@ -67,7 +39,7 @@ func readSecret(path string) (string, error) {
 }
 
 func webhookAdd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("webhook add", "webhook add NAME URL [--format json|slack] [--kinds run.*,guardrail.fired] [--secret-file F] [--label k=v]…", `
+	fs := newFlagSet(ctx, "webhook add", "webhook add NAME URL [--format json|slack] [--kinds run.*,guardrail.fired] [--secret-file F] [--label k=v]…", `
 Add (or with --replace, replace) a webhook: the keeper POSTs notices to URL
 (run started, paused, resumed, stopped and ended with the threshold
 verdict, switch changes, guardrail actions, trigger calls) as JSON or as a
@@ -83,9 +55,6 @@ X-Koipond-Timestamp and X-Koipond-Signature (see README, "Signatures").
 	fs.Var(labels, "label", "only runs with this `key=value` label (repeatable)")
 	pos, err := parseMixed(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := needPositional(fs, pos, 2, "NAME URL", stderr); err != nil {
 		return err
 	}
 	spec := api.WebhookSpec{Name: pos[0], URL: pos[1], Format: *format}
@@ -129,7 +98,7 @@ func kindsText(k []string) string {
 }
 
 func webhookList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("webhook list", "webhook list [--json]", "List webhooks with their delivery status since the keeper started.", stderr)
+	fs := newFlagSet(ctx, "webhook list", "webhook list [--json]", "List webhooks with their delivery status since the keeper started.", stderr)
 	cf := addClientFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -166,13 +135,10 @@ func webhookList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // triggers): DELETE /api/v1/COLLECTION/NAME.
 func removeNamed(noun, collection, help string) func(context.Context, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs := newFlagSet(noun+" rm", noun+" rm NAME", help, stderr)
+		fs := newFlagSet(ctx, noun+" rm", noun+" rm NAME", help, stderr)
 		cf := addClientFlags(fs)
 		pos, err := parseMixed(fs, args)
 		if err != nil {
-			return err
-		}
-		if err := needPositional(fs, pos, 1, "NAME", stderr); err != nil {
 			return err
 		}
 		if err := cf.call(ctx, "DELETE", "/api/v1/"+collection+"/"+url.PathEscape(pos[0]), nil, nil); err != nil {
@@ -184,15 +150,12 @@ func removeNamed(noun, collection, help string) func(context.Context, []string, 
 }
 
 func webhookTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("webhook test", "webhook test NAME", `
+	fs := newFlagSet(ctx, "webhook test", "webhook test NAME", `
 Send a test notice to a webhook now (one attempt) and print the outcome;
 exits 1 when it was not delivered.`, stderr)
 	cf := addClientFlags(fs)
 	pos, err := parseMixed(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := needPositional(fs, pos, 1, "NAME", stderr); err != nil {
 		return err
 	}
 	var raw json.RawMessage
