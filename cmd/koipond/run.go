@@ -39,10 +39,13 @@ from --ws-url (else the boot sequence gives it), with --ws-subprotocol and
 
 --threshold adds a condition the run's report judges, e.g.
   --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
-With --wait (and --duration) the command streams progress once a second
-(with each threshold's live verdict over --threshold-window), prints the
-final report and exits 1 when a threshold failed or a guardrail acted on
-the run (outside a capacity search): CI gating.
+With --wait (and --duration) the command shows progress until the run ends
+(on a terminal one line redrawn every second; in logs and pipes a line
+every --progress-every and whenever the state or a threshold's live
+verdict over --threshold-window changes), prints the final report and
+exits 1 when a threshold failed or a guardrail acted on the run (outside a
+capacity search): CI gating. A keeper restart is ridden out: the wait
+retries for up to --wait-unavailable, then exits 3.
 
 --guardrail adds a rule acting on the run when its metrics go bad, e.g.
   --guardrail 'api:*=success_rate < 95% for 5m -> pause'
@@ -77,6 +80,9 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 	fs.Var(capacityFlag{&spec.Capacity}, "capacity", "capacity search `start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN]`")
 	window := fs.Duration("threshold-window", 0, "sliding window of live thresholds (default 30s)")
 	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed or a guardrail acted (needs --duration or --capacity)")
+	var wo waitOpts
+	fs.DurationVar(&wo.unavailable, "wait-unavailable", 2*time.Minute, "with --wait: how long the keeper may be unreachable before giving up (exit 3)")
+	fs.DurationVar(&wo.every, "progress-every", 10*time.Second, "with --wait, when not on a terminal: write a progress line this often (and on every change)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -114,7 +120,7 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 			return err
 		}
 	}
-	return waitRun(ctx, cf, created.ID, stdout, stderr)
+	return waitRun(ctx, cf, created.ID, wo, stdout, stderr)
 }
 
 // runView is what client commands read of a run.
