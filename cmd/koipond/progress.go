@@ -71,7 +71,7 @@ func newProgress(w io.Writer, every time.Duration) progressPrinter {
 }
 
 // progressLine is the one line of progress, e.g.
-// "  1m05s  running  koi 98/100  412.3 req/s  0.20 errors/s  thresholds 2 pass, 1 FAIL  top error: api:chat.postMessage not_authed ×12".
+// "  1m05s  running  98/100 koi connected  412.3 req/s  0.20 errors/s  thresholds 2 pass, 1 FAIL  top error: api:chat.postMessage not_authed ×12".
 func progressLine(s progressSample) string {
 	el := fmt.Sprintf("%6s", s.Elapsed.Round(time.Second))
 	if s.Down > 0 {
@@ -85,7 +85,7 @@ func progressLine(s progressSample) string {
 		return el + "  waiting for the keeper"
 	}
 	v := s.Run
-	line := fmt.Sprintf("%s  %s  koi %d/%d  %.1f req/s  %.2f errors/s", el, v.State, v.KoiNow.Connected, v.Koi, s.Rate, s.ErrRate)
+	line := fmt.Sprintf("%s  %s  %d/%d koi connected  %.1f req/s  %.2f errors/s", el, v.State, v.KoiNow.Connected, v.Koi, s.Rate, s.ErrRate)
 	if t := thresholdCounts(v.LiveNow); t != "" {
 		line += "  thresholds " + t
 	}

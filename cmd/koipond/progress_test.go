@@ -65,23 +65,23 @@ func TestLineProgress(t *testing.T) {
 	}
 	p.Event("        GUARDRAIL \"x\"")
 	p.Finish()
-	want := `    1s  running  koi 20/100  10.0 req/s  0.00 errors/s  thresholds 3 no data
-    5s  running  koi 100/100  10.0 req/s  0.00 errors/s  thresholds 3 pass
-   15s  running  koi 100/100  10.0 req/s  0.00 errors/s  thresholds 3 pass
-   25s  running  koi 100/100  10.0 req/s  0.00 errors/s  thresholds 3 pass
-   30s  running  koi 100/100  10.0 req/s  0.00 errors/s  thresholds 2 pass, 1 FAIL
+	want := `    1s  running  20/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 no data
+    5s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 pass
+   15s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 pass
+   25s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 pass
+   30s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 2 pass, 1 FAIL
         live: api:chat.postMessage p95 < 200ms  FAIL
-   40s  running  koi 100/100  10.0 req/s  0.00 errors/s  thresholds 2 pass, 1 FAIL
-   50s  running  koi 100/100  10.0 req/s  0.00 errors/s  thresholds 3 pass
+   40s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 2 pass, 1 FAIL
+   50s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 pass
         live: api:chat.postMessage p95 < 200ms  ok
-  1m0s  running  koi 100/100  10.0 req/s  0.00 errors/s  thresholds 3 pass
+  1m0s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 pass
   1m1s  keeper unreachable for 1s, retrying (connection refused)
-  1m5s  running  koi 100/100  10.0 req/s  0.00 errors/s  thresholds 3 pass
- 1m15s  running  koi 100/100  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
- 1m25s  running  koi 100/100  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
- 1m35s  running  koi 100/100  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
- 1m45s  running  koi 100/100  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
- 1m55s  running  koi 100/100  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
+  1m5s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 pass
+ 1m15s  running  100/100 koi connected  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
+ 1m25s  running  100/100 koi connected  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
+ 1m35s  running  100/100 koi connected  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
+ 1m45s  running  100/100 koi connected  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
+ 1m55s  running  100/100 koi connected  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12
         GUARDRAIL "x"
 `
 	if got := b.String(); got != want {
@@ -105,10 +105,10 @@ func TestTTYProgress(t *testing.T) {
 	width = 200
 	p.Update(seq[69])
 	p.Finish()
-	want := "\r    1s  running  koi 20/100  10.0 req/s  0.00 errors/s  th…\x1b[K" +
+	want := "\r    1s  running  20/100 koi connected  10.0 req/s  0.00 er…\x1b[K" +
 		"\r  1m1s  keeper unreachable for 1s, retrying (connection re…\x1b[K" +
 		"\rGUARDRAIL \"x\"\x1b[K\n  1m1s  keeper unreachable for 1s, retrying (connection re…" +
-		"\r 1m10s  running  koi 100/100  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12\x1b[K" +
+		"\r 1m10s  running  100/100 koi connected  10.0 req/s  2.40 errors/s  thresholds 3 pass  top error: api:chat.postMessage not_authed ×12\x1b[K" +
 		"\n"
 	if got := b.String(); got != want {
 		t.Errorf("terminal progress:\n%q\nwant:\n%q", got, want)

@@ -93,6 +93,11 @@ func optMS(p *float64) string {
 	return fmt.Sprintf("%.1f", *p)
 }
 
+// reportKeyWidth caps the key column of the text report: a long formation
+// name would pad every row to its length (the JSON and CSV reports keep
+// whole keys).
+const reportKeyWidth = 40
+
 // printReport writes a report for people.
 func printReport(w io.Writer, rep *api.Report) {
 	status := "final"
@@ -107,7 +112,7 @@ func printReport(w io.Writer, rep *api.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "KEY\tCOUNT\tRATE/S\tERRORS\tERR%\tP50 MS\tP90 MS\tP95 MS\tP99 MS\tMAX MS\t")
 	for _, k := range rep.Keys {
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", k.Key, k.Count, k.Rate, k.Failures, 100*k.ErrorRate,
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", fitMiddle(k.Key, reportKeyWidth), k.Count, k.Rate, k.Failures, 100*k.ErrorRate,
 			optMS(k.P50), optMS(k.P90), optMS(k.P95), optMS(k.P99), optMS(k.Max))
 	}
 	_ = tw.Flush()
@@ -216,7 +221,7 @@ func verdict(rep *api.Report, w io.Writer) error {
 	}
 	if rep.Capacity == nil && len(rep.GuardActions) > 0 {
 		a := rep.GuardActions[len(rep.GuardActions)-1]
-		fmt.Fprintf(w, "failing: %d guardrail action(s) on the run; the last: %q → %s\n", len(rep.GuardActions), a.Rule, a.Action)
+		fmt.Fprintf(w, "failing: %s on the run; the last: %q → %s\n", plural(len(rep.GuardActions), "guardrail action", "guardrail actions"), a.Rule, a.Action)
 		return exitError{code: 1}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -163,9 +164,9 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	printGuard(stdout, &v)
 	if v.Stop != nil {
 		if v.Stop.Complete() {
-			fmt.Fprintf(stdout, "  stop confirmed by %d schools in %d ms\n", len(v.Stop.Expected), v.StopCompleteMS)
+			fmt.Fprintf(stdout, "  %s\n", stopConfirmed(len(v.Stop.Expected), v.StopCompleteMS))
 		} else {
-			fmt.Fprintf(stdout, "  stop: %d of %d schools confirmed; late: %s\n", len(v.Stop.Acks), len(v.Stop.Expected), strings.Join(v.Stop.Late, ", "))
+			fmt.Fprintf(stdout, "  stop: %d of %s confirmed%s\n", len(v.Stop.Acks), plural(len(v.Stop.Expected), "school", "schools"), lateList(v.Stop.Late))
 		}
 	}
 	return nil
@@ -203,9 +204,20 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tKOI\tASSIGNED\tCONNECTED\tRAMP\tSTARTED")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%g/s\t%s\n", r.ID, r.Name, r.State, r.Koi, r.Assigned, r.KoiNow.Connected, r.Ramp, r.StartedAt.Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%g/s\t%s\n", r.ID, r.Name, r.State, r.Koi, r.Assigned, connectedCell(&r), r.Ramp, r.StartedAt.Format(time.DateTime))
 	}
 	return tw.Flush()
+}
+
+// connectedCell is a run's CONNECTED column: "–" for a stopped run whose
+// stop every school confirmed (what a school last reported of it is
+// history), else the connected koi the live schools report, so a stop
+// still in progress shows what is left.
+func connectedCell(r *runView) string {
+	if r.State == api.RunStopped && (r.KoiNow.Connected == 0 || r.Stop == nil || r.Stop.Complete()) {
+		return "–"
+	}
+	return strconv.Itoa(r.KoiNow.Connected)
 }
 
 // runOne is a run verb on one run ID: a request to the run's path plus

@@ -196,8 +196,32 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// stopConfirmed is how long a complete stop took to be confirmed, e.g.
+// "stop confirmed by all 3 schools in 212 ms".
+func stopConfirmed(schools int, ms int64) string {
+	switch schools {
+	case 0:
+		return "stop complete: no school had koi"
+	case 1:
+		return fmt.Sprintf("stop confirmed by the 1 school in %d ms", ms)
+	}
+	return fmt.Sprintf("stop confirmed by all %d schools in %d ms", schools, ms)
+}
+
+// lateList is "; late: a, b", or "" when no school is late.
+func lateList(late []string) string {
+	if len(late) == 0 {
+		return ""
+	}
+	names := make([]string, len(late))
+	for i, s := range late {
+		names[i] = clean(s, 64)
+	}
+	return "; late: " + strings.Join(names, ", ")
+}
+
 // plural is "1 school" or "3 schools".
-func plural(n int, one, many string) string {
+func plural[N ~int | ~int64 | ~uint64](n N, one, many string) string {
 	if n == 1 {
 		return "1 " + one
 	}

@@ -107,7 +107,7 @@ alone exit 0.`, stderr)
 			n, sched, perMin := summarizeSet(set)
 			boot := "no boot sequence"
 			if set.Boot != nil {
-				boot = fmt.Sprintf("boot: %d steps", len(set.Boot.Steps))
+				boot = "boot: " + plural(len(set.Boot.Steps), "step", "steps")
 			}
 			var events []string
 			for e := range set.OnEvent {
@@ -118,13 +118,13 @@ alone exit 0.`, stderr)
 			if len(events) > 0 {
 				ev = "on_event: " + strings.Join(events, ", ")
 			}
-			fmt.Fprintf(stdout, "ok: %d behaviors (%d scheduled), %s, %s%s\n", n, sched, boot, ev, lifecycleSummary(set))
+			fmt.Fprintf(stdout, "ok: %s (%d scheduled), %s, %s%s\n", plural(n, "behavior", "behaviors"), sched, boot, ev, lifecycleSummary(set))
 			fmt.Fprintf(stdout, "    %.3f calls per koi-minute: 1,000 koi make about %.1f calls/s\n", perMin, perMin*1000/60)
 		}
 	}
 	if set == nil {
 		if !*asJSON {
-			fmt.Fprintf(stderr, "koipond: %d errors in %s\n", countErrors(diags), strings.Join(fs.Args(), ", "))
+			fmt.Fprintf(stderr, "koipond: %s in %s\n", plural(countErrors(diags), "error", "errors"), strings.Join(fs.Args(), ", "))
 		}
 		return exitError{1}
 	}
@@ -184,8 +184,8 @@ file has an error.`, stderr)
 			fmt.Fprintln(stdout, d.String())
 		}
 		if f != nil {
-			fmt.Fprintf(stdout, "ok: %s: %q: %g%% of connected koi start %d steps within %v\n",
-				path, f.Name, f.Percent, len(f.Sequence.Steps), f.BeginWithin)
+			fmt.Fprintf(stdout, "ok: %s: %q: %g%% of connected koi start %s within %v\n",
+				path, f.Name, f.Percent, plural(len(f.Sequence.Steps), "step", "steps"), f.BeginWithin)
 		}
 	}
 	if *asJSON {
@@ -213,10 +213,10 @@ func writeJSON(w io.Writer, v any) error {
 func lifecycleSummary(set *behaviors.Set) string {
 	var parts []string
 	if set.OnConnect != nil {
-		parts = append(parts, fmt.Sprintf("on_connect: %d steps", len(set.OnConnect.Steps)))
+		parts = append(parts, "on_connect: "+plural(len(set.OnConnect.Steps), "step", "steps"))
 	}
 	if set.OnDisconnect != nil {
-		parts = append(parts, fmt.Sprintf("on_disconnect: %d steps", len(set.OnDisconnect.Steps)))
+		parts = append(parts, "on_disconnect: "+plural(len(set.OnDisconnect.Steps), "step", "steps"))
 	}
 	if f := set.Frames; f != nil && f.Given() {
 		parts = append(parts, fmt.Sprintf("frames: %d json, %d text, %d binary rules", len(f.JSON), len(f.Text), len(f.Binary)))

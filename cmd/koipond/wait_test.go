@@ -53,7 +53,7 @@ func TestWaitRidesOutKeeperRestart(t *testing.T) {
 			"--threshold", "api:auth.test=p95 < 300ms")
 	}
 	stdout, stderr, done := create("6s", "2m")
-	wiretest.Until(t, 30*time.Second, "progress from the first keeper", func() bool { return strings.Contains(stderr.String(), "running  koi") })
+	wiretest.Until(t, 30*time.Second, "progress from the first keeper", func() bool { return strings.Contains(stderr.String(), "koi connected  ") })
 	k.Close()
 	wiretest.Until(t, 30*time.Second, "the wait saying the keeper is unreachable", func() bool {
 		return strings.Contains(stderr.String(), "keeper unreachable for")
@@ -76,7 +76,7 @@ func TestWaitRidesOutKeeperRestart(t *testing.T) {
 
 	// Gone for good: give up after --wait-unavailable with errUnavailable.
 	_, stderr, done = create("1m", "1s")
-	wiretest.Until(t, 30*time.Second, "progress from the second keeper", func() bool { return strings.Contains(stderr.String(), "running  koi") })
+	wiretest.Until(t, 30*time.Second, "progress from the second keeper", func() bool { return strings.Contains(stderr.String(), "koi connected  ") })
 	k2.Close()
 	select {
 	case err := <-done:
