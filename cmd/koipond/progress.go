@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/koipond/koipond/keeper/api"
+	"github.com/koipond/koipond/keeper/contract"
 )
 
 // progressSample is what one poll of a waited-on run shows: the run view
@@ -97,26 +98,24 @@ func progressLine(s progressSample) string {
 
 // thresholdCounts counts live threshold verdicts: "2 pass, 1 FAIL, 1 no data".
 func thresholdCounts(live []api.LiveThresholdView) string {
-	var pass, fail, other int
+	order := []string{api.LivePass, api.LiveFail, api.LiveNoData, contract.LiveArming}
+	label := map[string]string{api.LivePass: "pass", api.LiveFail: "FAIL", api.LiveNoData: "no data", contract.LiveArming: "arming"}
+	n := map[string]int{}
 	for _, l := range live {
-		switch l.State {
-		case api.LivePass:
-			pass++
-		case api.LiveFail:
-			fail++
-		default:
-			other++
+		st := l.State
+		if label[st] == "" {
+			st = clean(st, 20)
+			label[st] = st
+			order = append(order, st)
 		}
+		n[st]++
 	}
 	var parts []string
-	if pass > 0 {
-		parts = append(parts, fmt.Sprintf("%d pass", pass))
-	}
-	if fail > 0 {
-		parts = append(parts, fmt.Sprintf("%d FAIL", fail))
-	}
-	if other > 0 {
-		parts = append(parts, fmt.Sprintf("%d no data", other))
+	for _, st := range order {
+		if n[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[st], label[st]))
+			n[st] = 0
+		}
 	}
 	return strings.Join(parts, ", ")
 }
