@@ -62,7 +62,7 @@ var (
 func newProgress(w io.Writer, every time.Duration) progressPrinter {
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return &ttyProgress{w: w, width: func() int {
-			if cols, _, err := term.GetSize(int(f.Fd())); err == nil {
+			if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
 				return cols
 			}
 			return 80
