@@ -76,7 +76,10 @@ func newProgress(w io.Writer, every time.Duration) progressPrinter {
 func progressLine(s progressSample) string {
 	el := fmt.Sprintf("%6s", s.Elapsed.Round(time.Second))
 	if s.Down > 0 {
-		line := fmt.Sprintf("%s  keeper unreachable for %s, retrying", el, s.Down.Round(time.Second))
+		line := el + "  keeper unreachable, retrying"
+		if s.Down >= time.Second {
+			line = fmt.Sprintf("%s  keeper unreachable for %s, retrying", el, s.Down.Round(time.Second))
+		}
 		if s.DownErr != nil {
 			line += " (" + clean(rootCause(s.DownErr), 60) + ")"
 		}
