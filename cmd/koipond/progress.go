@@ -170,7 +170,8 @@ func (p *ttyProgress) Finish() {
 
 // lineProgress writes full lines for logs and pipes: the first sample, then
 // one every `every`, and at once when the run's state, a threshold's
-// verdict or the keeper's reachability changes.
+// verdict or the keeper's reachability changes; under each, the thresholds
+// failing and those that just stopped failing.
 type lineProgress struct {
 	w       io.Writer
 	every   time.Duration
@@ -188,14 +189,14 @@ func (p *lineProgress) Update(s progressSample) {
 	}
 	fmt.Fprintln(p.w, progressLine(s))
 	if s.Run != nil && s.Down == 0 {
-		// Say which thresholds began or stopped failing, not only how
-		// many pass.
+		// Say which thresholds fail (and for how long) and which stopped
+		// failing, not only how many pass.
 		if p.verdict == nil {
 			p.verdict = map[string]string{}
 		}
 		for _, l := range s.Run.LiveNow {
 			id := l.Key + " " + l.Expr
-			if old := p.verdict[id]; old != l.State && (old == api.LiveFail || l.State == api.LiveFail) {
+			if l.State == api.LiveFail || p.verdict[id] == api.LiveFail {
 				fmt.Fprintf(p.w, "        %s\n", liveLine(l))
 			}
 			p.verdict[id] = l.State

@@ -56,7 +56,7 @@ func progressSequence() []progressSample {
 
 // TestLineProgress: in a log a full line comes with the first sample,
 // every 10 s, and at once when a threshold flips or the keeper goes or
-// comes back, naming the threshold that flipped.
+// comes back; under it the failing thresholds and the one that recovered.
 func TestLineProgress(t *testing.T) {
 	var b strings.Builder
 	p := &lineProgress{w: &b, every: 10 * time.Second}
@@ -72,6 +72,7 @@ func TestLineProgress(t *testing.T) {
    30s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 2 pass, 1 FAIL
         live: api:chat.postMessage p95 < 200ms  FAIL
    40s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 2 pass, 1 FAIL
+        live: api:chat.postMessage p95 < 200ms  FAIL
    50s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 pass
         live: api:chat.postMessage p95 < 200ms  ok
   1m0s  running  100/100 koi connected  10.0 req/s  0.00 errors/s  thresholds 3 pass
