@@ -288,7 +288,13 @@ func keeperUnavailable(err error) bool {
 		return ae.Status == http.StatusBadGateway || ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusGatewayTimeout
 	case errors.As(err, &opErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
 		return true
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, context.DeadlineExceeded):
+		// The caller checks its own context first: this is the call's
+		// timeout, a keeper that does not answer.
+		return true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		// The connection closed under the request (a keeper shutting
+		// down), not a body that failed to decode.
 		var ue *url.Error
 		return errors.As(err, &ue)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -165,6 +167,12 @@ func TestKeeperUnavailable(t *testing.T) {
 		{errors.New("decoding the keeper's answer: invalid character"), false},
 		// the user's own interrupt is not an outage
 		{context.Canceled, false},
+		// a keeper that accepted the connection and never answered
+		{fmt.Errorf("reading the keeper's answer: %w", context.DeadlineExceeded), true},
+		// the keeper closed the connection under the request
+		{&url.Error{Op: "Get", URL: "http://k/api/v1/runs/x", Err: io.EOF}, true},
+		// a truncated body is the keeper's answer, not an outage
+		{fmt.Errorf("decoding the keeper's answer: %w", io.ErrUnexpectedEOF), false},
 	} {
 		if got := keeperUnavailable(c.err); got != c.want {
 			t.Errorf("keeperUnavailable(%v) = %v, want %v", c.err, got, c.want)
