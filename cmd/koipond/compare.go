@@ -212,7 +212,7 @@ func printComparison(w io.Writer, rep *api.ComparedReport, color bool) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "%d of %d keys regressed, %d improved", c.Regressed, len(c.Keys), c.Improved)
+	fmt.Fprintf(w, "%d of %s regressed, %d improved", c.Regressed, plural(len(c.Keys), "key", "keys"), c.Improved)
 	if n := regressions(c) - c.Regressed; n > 0 {
 		fmt.Fprintf(w, "; %d thresholds or launches regressed", n)
 	}

@@ -131,13 +131,13 @@ koipond demo is up
   NATS         %s
   schools      %s
   pond         %s   (its counters: %s/stats)
-  run          %s  %q: %d koi, ramp %g/s, %d school(s)
+  run          %s  %q: %d koi, ramp %g/s, %s
   data         %s
 
 try, in another terminal:
   export KOIPOND_KEEPER=%s
 %s
-`, api, api, k.NATSURL(), strings.Join(k.SchoolHowTo(), "\n               "), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, *nSchools, *dataDir, api, demoTries(run.ID))
+`, api, api, k.NATSURL(), strings.Join(k.SchoolHowTo(), "\n               "), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, plural(*nSchools, "school", "schools"), *dataDir, api, demoTries(run.ID))
 
 	start := time.Now()
 	tick := time.NewTicker(*every)
@@ -251,7 +251,7 @@ func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, 
 	if st.Switch.GlobalSwitch != nil {
 		state = string(st.Switch.State)
 	}
-	fmt.Fprintf(w, "\n── %s · switch %s · %d school(s) live", time.Since(start).Round(time.Second), state, live)
+	fmt.Fprintf(w, "\n── %s · switch %s · %s live", time.Since(start).Round(time.Second), state, plural(live, "school", "schools"))
 	if rv != nil {
 		fmt.Fprintf(w, " · koi %d connected, %d booting, %d reconnecting of %d (%s)",
 			rv.KoiNow.Connected, rv.KoiNow.Booting, rv.KoiNow.Reconnecting, rv.Koi, rv.State)

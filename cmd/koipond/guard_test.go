@@ -42,7 +42,7 @@ func TestGuardCommands(t *testing.T) {
 
 	out, errOut, code := runCmd(t, "run", "create", "--keeper", base, "--name", "guarded", "--behaviors", "g",
 		"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "20", "--ramp", "0",
-		"--time-scale", "120", "--duration", "6s", "--wait", "--threshold-window", "2s",
+		"--time-scale", "120", "--duration", "6s", "--wait", "--progress-every", "1s", "--threshold-window", "2s",
 		"--threshold", "api:auth.test=error_rate < 1%", "--guardrail", "api:auth.test=error_rate > 10% for 2s -> shed 50%")
 	t.Logf("exit %d\n--- progress\n%s--- report\n%s", code, errOut, out)
 	if code != 1 || !strings.Contains(errOut, "live: api:auth.test error_rate < 1%  FAIL") || !strings.Contains(errOut, "(for ") {
@@ -62,7 +62,7 @@ func TestGuardCommands(t *testing.T) {
 	out, errOut, code = runCmd(t, "run", "create", "--keeper", base, "--name", "guarded-only", "--behaviors", "g",
 		"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "20", "--ramp", "0",
 		"--time-scale", "120", "--duration", "5s", "--wait", "--guardrail", "api:auth.test=error_rate > 10% for 2s -> shed 50%")
-	if code != 1 || !strings.Contains(errOut, " guardrail action(s) on the run; the last: ") {
+	if code != 1 || !strings.Contains(errOut, " guardrail action on the run; the last: ") {
 		t.Errorf("a run a guardrail shed: exit %d\n%s", code, errOut)
 	}
 

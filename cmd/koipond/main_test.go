@@ -117,7 +117,7 @@ func TestDemoEndToEnd(t *testing.T) {
 			"--koi", "60", "--schools", "2", "--ramp", "200", "--users", "200", "--channels", "20", "--time-scale", "60",
 			"--duration", "2m", "--status", "1s", "--formation-after", "1500ms"}, &out, &errb)
 	}()
-	wants := []string{"koipond demo is up", "2 school(s) live", `formation "Viewing and reacting to a message in Announcement Channel" launched`,
+	wants := []string{"koipond demo is up", "2 schools live", `formation "Viewing and reacting to a message in Announcement Channel" launched`,
 		"api:conversations.history", "event:message"}
 	connected := regexp.MustCompile(`koi (\d+) connected`)
 	best := func(o string) int {

@@ -90,6 +90,11 @@ func optMS(p *float64) string {
 	return fmt.Sprintf("%.1f", *p)
 }
 
+// reportKeyWidth caps the key column of the text report: a long formation
+// name would pad every row to its length (the JSON and CSV reports keep
+// whole keys).
+const reportKeyWidth = 40
+
 // printReport writes a report for people.
 func printReport(w io.Writer, rep *api.Report) {
 	status := "final"
@@ -104,7 +109,7 @@ func printReport(w io.Writer, rep *api.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "KEY\tCOUNT\tRATE/S\tERRORS\tERR%\tP50 MS\tP90 MS\tP95 MS\tP99 MS\tMAX MS\t")
 	for _, k := range rep.Keys {
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", k.Key, k.Count, k.Rate, k.Failures, 100*k.ErrorRate,
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%d\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", fitMiddle(k.Key, reportKeyWidth), k.Count, k.Rate, k.Failures, 100*k.ErrorRate,
 			optMS(k.P50), optMS(k.P90), optMS(k.P95), optMS(k.P99), optMS(k.Max))
 	}
 	_ = tw.Flush()
@@ -203,75 +208,6 @@ func (t thresholdFlags) Set(s string) error {
 	return nil
 }
 
-// reportWait bounds the wait for a stopped run's final report.
-const reportWait = 2 * time.Minute
-
-// waitRun streams a run's progress to w once a second until it stops,
-// then waits for its final report, prints it and returns its verdict.
-func waitRun(ctx context.Context, cf *clientFlags, id string, stdout, progress io.Writer) error {
-	base := "/api/v1/runs/" + url.PathEscape(id)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	start := time.Now()
-	seenActions := 0
-	for {
-		var v runView
-		if err := cf.call(ctx, "GET", base, nil, &v); err != nil {
-			return err
-		}
-		if v.State == api.RunStopped {
-			fmt.Fprintf(progress, "run %s stopped after %s: %s\n", id, time.Since(start).Round(time.Second), v.EndReason)
-			break
-		}
-		var m api.MetricsSummary
-		if err := cf.call(ctx, "GET", base+"/metrics?window=5s", nil, &m); err != nil {
-			return err
-		}
-		rate, errRate := requestRates(&m)
-		fmt.Fprintf(progress, "%6s  %s  koi %d/%d connected  %.1f req/s  %.2f errors/s\n",
-			time.Since(start).Round(time.Second), v.State, v.KoiNow.Connected, v.Koi, rate, errRate)
-		for _, l := range v.LiveNow {
-			fmt.Fprintf(progress, "        %s\n", liveLine(l))
-		}
-		for _, a := range v.GuardActions[min(seenActions, len(v.GuardActions)):] {
-			fmt.Fprintf(progress, "        GUARDRAIL %q: %s was %s → %s: %s\n", a.Rule, a.Condition, formatObserved(a.Observed, a.Unit), a.Action, a.Detail)
-		}
-		seenActions = len(v.GuardActions)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	var rep api.Report
-	giveUp := time.Now().Add(reportWait)
-	for {
-		if err := cf.call(ctx, "GET", base+"/report", nil, &rep); err != nil {
-			return err
-		}
-		if rep.Final {
-			break
-		}
-		if time.Now().After(giveUp) {
-			fmt.Fprintf(progress, "the final report is not written after %v (schools not confirming the stop?): judging the provisional one\n", reportWait)
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	if cf.json {
-		if err := writeJSON(stdout, &rep); err != nil {
-			return err
-		}
-	} else {
-		printReport(stdout, &rep)
-	}
-	return verdict(&rep, progress)
-}
-
 // verdict is the exit status of a judged run: 1 when a threshold failed,
 // or when a guardrail acted on the run — the target was not healthy,
 // whatever the whole-run thresholds say (in a capacity search breaking a
@@ -282,7 +218,7 @@ func verdict(rep *api.Report, w io.Writer) error {
 	}
 	if rep.Capacity == nil && len(rep.GuardActions) > 0 {
 		a := rep.GuardActions[len(rep.GuardActions)-1]
-		fmt.Fprintf(w, "failing: %d guardrail action(s) on the run; the last: %q → %s\n", len(rep.GuardActions), a.Rule, a.Action)
+		fmt.Fprintf(w, "failing: %s on the run; the last: %q → %s\n", plural(len(rep.GuardActions), "guardrail action", "guardrail actions"), a.Rule, a.Action)
 		return exitError{code: 1}
 	}
 	return nil

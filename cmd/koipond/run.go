@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,10 +24,13 @@ from --ws-url (else the boot sequence gives it), with --ws-subprotocol and
 
 --threshold adds a condition the run's report judges, e.g.
   --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
-With --wait (and --duration) the command streams progress once a second
-(with each threshold's live verdict over --threshold-window), prints the
-final report and exits 1 when a threshold failed or a guardrail acted on
-the run (outside a capacity search): CI gating.
+With --wait (and --duration) the command shows progress until the run ends
+(on a terminal one line redrawn every second; in logs and pipes a line
+every --progress-every and whenever the state or a threshold's live
+verdict over --threshold-window changes), prints the final report and
+exits 1 when a threshold failed or a guardrail acted on the run (outside a
+capacity search): CI gating. A keeper restart is ridden out: the wait
+retries for up to --wait-unavailable, then exits 3.
 
 --guardrail adds a rule acting on the run when its metrics go bad, e.g.
   --guardrail 'api:*=success_rate < 95% for 5m -> pause'
@@ -61,6 +65,9 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 	fs.Var(capacityFlag{&spec.Capacity}, "capacity", "make the run a capacity search, `SPEC` start=N,step=N,every=DUR,max=N[,then=hold|stop][,flatten=KEY@GAIN]")
 	window := fs.Duration("threshold-window", 0, "sliding window of live thresholds (default 30s)")
 	wait := fs.Bool("wait", false, "stream progress until the run ends, print its report, exit 1 if a threshold failed or a guardrail acted (needs --duration or --capacity)")
+	var wo waitOpts
+	fs.DurationVar(&wo.unavailable, "wait-unavailable", 2*time.Minute, "with --wait: how long the keeper may be unreachable before giving up (exit 3)")
+	fs.DurationVar(&wo.every, "progress-every", 10*time.Second, "with --wait, when not on a terminal: write a progress line this often (and on every change)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -95,7 +102,7 @@ largest count that held and stops (then=stop) or holds there (then=hold).`, stde
 			return err
 		}
 	}
-	return waitRun(ctx, cf, created.ID, stdout, stderr)
+	return waitRun(ctx, cf, created.ID, wo, stdout, stderr)
 }
 
 // runView is what client commands read of a run.
@@ -138,9 +145,9 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	printGuard(stdout, &v)
 	if v.Stop != nil {
 		if v.Stop.Complete() {
-			fmt.Fprintf(stdout, "  stop confirmed by %d schools in %d ms\n", len(v.Stop.Expected), v.StopCompleteMS)
+			fmt.Fprintf(stdout, "  %s\n", stopConfirmed(len(v.Stop.Expected), v.StopCompleteMS))
 		} else {
-			fmt.Fprintf(stdout, "  stop: %d of %d schools confirmed; late: %s\n", len(v.Stop.Acks), len(v.Stop.Expected), strings.Join(v.Stop.Late, ", "))
+			fmt.Fprintf(stdout, "  stop: %d of %s confirmed%s\n", len(v.Stop.Acks), plural(len(v.Stop.Expected), "school", "schools"), lateList(v.Stop.Late))
 		}
 	}
 	return nil
@@ -178,9 +185,20 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tKOI\tASSIGNED\tCONNECTED\tRAMP\tSTARTED")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%g/s\t%s\n", r.ID, r.Name, r.State, r.Koi, r.Assigned, r.KoiNow.Connected, r.Ramp, r.StartedAt.Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%g/s\t%s\n", r.ID, r.Name, r.State, r.Koi, r.Assigned, connectedCell(&r), r.Ramp, r.StartedAt.Format(time.DateTime))
 	}
 	return tw.Flush()
+}
+
+// connectedCell is a run's CONNECTED column: "–" for a stopped run whose
+// stop every school confirmed (what a school last reported of it is
+// history), else the connected koi the live schools report, so a stop
+// still in progress shows what is left.
+func connectedCell(r *runView) string {
+	if r.State == api.RunStopped && (r.KoiNow.Connected == 0 || r.Stop == nil || r.Stop.Complete()) {
+		return "–"
+	}
+	return strconv.Itoa(r.KoiNow.Connected)
 }
 
 // runOne is a run verb on one run ID: a request to the run's path plus

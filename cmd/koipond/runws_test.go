@@ -66,7 +66,7 @@ func TestRunCreateWebsocketOnly(t *testing.T) {
 	const koi = 5
 	out, progress, code := runCmd(t, "run", "create", "--keeper", base, "--name", "ws", "--behaviors", "wsonly",
 		"--ws-url", wsURL, "--ws-subprotocol", "chat.v1", "--ws-header", "X-Koi=koi-{{.Index}}", "--ws-header", "Authorization=Bearer {{.Token}}",
-		"--token-template", "tok-{{.Index}}", "--koi", strconv.Itoa(koi), "--ramp", "0", "--time-scale", "300", "--duration", "6s", "--wait")
+		"--token-template", "tok-{{.Index}}", "--koi", strconv.Itoa(koi), "--ramp", "0", "--time-scale", "300", "--duration", "6s", "--wait", "--progress-every", "1s")
 	t.Logf("exit %d\n--- progress\n%s--- report\n%s", code, progress, out)
 	if code != 0 {
 		t.Fatalf("run create --wait: exit %d", code)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -70,15 +69,15 @@ func printStatus(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 	fmt.Fprintf(stdout, "switch: %s (epoch %d, by %s)\n", sw.State, sw.Epoch, sw.By)
 	if sw.Stop != nil && sw.State == "stopped" {
 		if sw.Stop.Complete() {
-			fmt.Fprintf(stdout, "  stop confirmed by all %d schools in %d ms\n", len(sw.Stop.Expected), sw.StopCompleteMS)
+			fmt.Fprintf(stdout, "  %s\n", stopConfirmed(len(sw.Stop.Expected), sw.StopCompleteMS))
 		} else {
-			fmt.Fprintf(stdout, "  stop confirmed by %d of %d schools; late: %s\n", len(sw.Stop.Acks), len(sw.Stop.Expected), strings.Join(sw.Stop.Late, ", "))
+			fmt.Fprintf(stdout, "  stop confirmed by %d of %s%s\n", len(sw.Stop.Acks), plural(len(sw.Stop.Expected), "school", "schools"), lateList(sw.Stop.Late))
 		}
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nRUN\tNAME\tSTATE\tKOI\tASSIGNED\tCONNECTED\tNOTE\n")
 	for _, r := range st.Runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", r.ID, r.Name, r.State, r.Koi, r.Assigned, r.KoiNow.Connected, r.Partial)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.ID, r.Name, r.State, r.Koi, r.Assigned, connectedCell(&r), r.Partial)
 	}
 	fmt.Fprintf(tw, "\nSCHOOL\tHEALTH\tCAPACITY\tASSIGNED\tLAST SEEN\tCLOCK OFFSET\n")
 	for _, s := range st.Schools {

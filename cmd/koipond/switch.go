@@ -45,8 +45,17 @@ school directly, signed with the keeper's key and connecting with the
 keeper's NATS credentials, both read from its --data directory (or
 --nats-nkey/--nats-creds, KOIPOND_NATS_TOKEN for an external NATS).`,
 	}[st]
-	fs := newFlagSet(ctx, verb, verb+" [--json] [--nats URL]", desc, stderr)
+	desc += `
+
+With --wait the command blocks until every school confirmed (a stop: no koi
+running and every websocket closed; a pause or resume: the school's next
+poll carries the switch) or --timeout passed, then prints who confirmed and
+when, in ms after the switch, and who is late. Exit 0 when every school
+confirmed, 1 when one is late, 3 when the keeper cannot be reached.`
+	fs := newFlagSet(ctx, verb, verb+" [--json] [--wait [--timeout 30s]] [--nats URL]", desc, stderr)
 	cf := addClientFlags(fs)
+	wait := fs.Bool("wait", false, "block until every school confirmed the switch, then print who confirmed and when")
+	timeout := fs.Duration("timeout", 30*time.Second, "with --wait: how long schools have to confirm")
 	natsURL := fs.String("nats", "", "bypass the keeper: publish straight to NATS at `URL`")
 	bucket := fs.String("bucket", api.DefaultBucket, "with --nats: the keeper's KV `bucket`")
 	var na natsAdmin
@@ -58,6 +67,10 @@ keeper's NATS credentials, both read from its --data directory (or
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *natsURL != "" && *wait {
+		fmt.Fprintf(stderr, "koipond %s: --wait needs the keeper, not --nats (koipond status shows the confirmations once it is back)\n", verb)
+		return errUsage
+	}
 	if *natsURL != "" {
 		return switchOverNATS(ctx, cf, st, *natsURL, *bucket, na, stdout)
 	}
@@ -65,22 +78,28 @@ keeper's NATS credentials, both read from its --data directory (or
 	if err := cf.call(ctx, "POST", "/api/v1/control", map[string]any{"state": st}, &raw); err != nil {
 		return err
 	}
-	if cf.json {
+	if cf.json && !*wait {
 		return writeJSON(stdout, raw)
 	}
-	var v struct {
-		api.GlobalSwitch
-	}
+	var v api.SwitchView
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return err
+		return fmt.Errorf("decoding the keeper's switch: %w", err)
 	}
-	fmt.Fprintf(stdout, "%s: every koi is %s (epoch %d)\n", verb, v.State, v.Epoch)
+	if v.GlobalSwitch == nil {
+		return fmt.Errorf("the keeper answered no switch: %s", clean(string(raw), 200))
+	}
+	if !cf.json {
+		fmt.Fprintf(stdout, "%s: every koi is %s (epoch %d)\n", verb, v.State, v.Epoch)
+	}
+	if *wait {
+		return waitSwitch(ctx, cf, v, *timeout, stdout)
+	}
 	switch {
 	case v.Stop == nil:
 	case v.Stop.Complete():
 		fmt.Fprintln(stdout, "  no school had koi: the stop is complete")
 	default:
-		fmt.Fprintf(stdout, "  waiting for %d schools to confirm: koipond status shows when the stop is complete\n", len(v.Stop.Expected))
+		fmt.Fprintf(stdout, "  waiting for %s to confirm: koipond stop --wait or koipond status shows when the stop is complete\n", plural(len(v.Stop.Expected), "school", "schools"))
 	}
 	return nil
 }

@@ -69,8 +69,8 @@ POST /api/v1/triggers/NAME must be signed with the secret (see
 		return err
 	}
 	return cf.show(stdout, raw, func() {
-		fmt.Fprintf(stdout, "trigger %s: %d actions; callers POST %s/api/v1/triggers/%s signed with the secret\n",
-			spec.Name, len(spec.Actions), strings.TrimSuffix(cf.keeper, "/"), url.PathEscape(spec.Name))
+		fmt.Fprintf(stdout, "trigger %s: %s; callers POST %s/api/v1/triggers/%s signed with the secret\n",
+			spec.Name, plural(len(spec.Actions), "action", "actions"), strings.TrimSuffix(cf.keeper, "/"), url.PathEscape(spec.Name))
 	})
 }
 

@@ -59,7 +59,7 @@ becomes its next version, known content is not stored twice.`, stderr)
 		for _, w := range v.Warnings {
 			fmt.Fprintln(stdout, w)
 		}
-		fmt.Fprintf(stdout, "stored behavior set %q version %d: %d behaviors, hash %s\n", v.Name, v.Version, v.Behaviors, v.Hash)
+		fmt.Fprintf(stdout, "stored behavior set %q version %d: %s, hash %s\n", v.Name, v.Version, plural(v.Behaviors, "behavior", "behaviors"), v.Hash)
 	})
 }
 

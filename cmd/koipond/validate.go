@@ -67,7 +67,7 @@ alone exit 0.`, stderr)
 			n, sched, perMin := summarizeSet(set)
 			boot := "no boot sequence"
 			if set.Boot != nil {
-				boot = "boot: " + stepCount(len(set.Boot.Steps))
+				boot = "boot: " + plural(len(set.Boot.Steps), "step", "steps")
 			}
 			var events []string
 			for e := range set.OnEvent {
@@ -78,13 +78,13 @@ alone exit 0.`, stderr)
 			if len(events) > 0 {
 				ev = "on_event: " + strings.Join(events, ", ")
 			}
-			fmt.Fprintf(stdout, "ok: %d behaviors (%d scheduled), %s, %s%s\n", n, sched, boot, ev, lifecycleSummary(set))
+			fmt.Fprintf(stdout, "ok: %s (%d scheduled), %s, %s%s\n", plural(n, "behavior", "behaviors"), sched, boot, ev, lifecycleSummary(set))
 			fmt.Fprintf(stdout, "    %.3f calls per koi-minute: 1,000 koi make about %.1f calls/s\n", perMin, perMin*1000/60)
 		}
 	}
 	if set == nil {
 		if !*asJSON {
-			fmt.Fprintf(stderr, "koipond: %d errors in %s\n", countErrors(diags), strings.Join(fs.Args(), ", "))
+			fmt.Fprintf(stderr, "koipond: %s in %s\n", plural(countErrors(diags), "error", "errors"), strings.Join(fs.Args(), ", "))
 		}
 		return exitError{1}
 	}
@@ -145,7 +145,7 @@ file has an error.`, stderr)
 		}
 		if f != nil {
 			fmt.Fprintf(stdout, "ok: %s: %q: %g%% of connected koi start %s within %v\n",
-				path, f.Name, f.Percent, stepCount(len(f.Sequence.Steps)), f.BeginWithin)
+				path, f.Name, f.Percent, plural(len(f.Sequence.Steps), "step", "steps"), f.BeginWithin)
 		}
 	}
 	if *asJSON {
@@ -162,14 +162,6 @@ file has an error.`, stderr)
 	return nil
 }
 
-// stepCount is "1 step" or "N steps".
-func stepCount(n int) string {
-	if n == 1 {
-		return "1 step"
-	}
-	return fmt.Sprintf("%d steps", n)
-}
-
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -181,10 +173,10 @@ func writeJSON(w io.Writer, v any) error {
 func lifecycleSummary(set *behaviors.Set) string {
 	var parts []string
 	if set.OnConnect != nil {
-		parts = append(parts, "on_connect: "+stepCount(len(set.OnConnect.Steps)))
+		parts = append(parts, "on_connect: "+plural(len(set.OnConnect.Steps), "step", "steps"))
 	}
 	if set.OnDisconnect != nil {
-		parts = append(parts, "on_disconnect: "+stepCount(len(set.OnDisconnect.Steps)))
+		parts = append(parts, "on_disconnect: "+plural(len(set.OnDisconnect.Steps), "step", "steps"))
 	}
 	if f := set.Frames; f != nil && f.Given() {
 		parts = append(parts, fmt.Sprintf("frames: %d json, %d text, %d binary rules", len(f.JSON), len(f.Text), len(f.Binary)))

@@ -180,8 +180,8 @@ func summary(w io.Writer, r *warehouse.Result, out string) {
 	if out != "" {
 		dest = out
 	}
-	fmt.Fprintf(w, "koipond warehouse: %d methods from %d rows of %s (%d parts) in %v → %s\n",
-		len(r.Methods), r.Rows.Used, r.Source, r.Objects, r.Elapsed.Round(time.Millisecond), dest)
+	fmt.Fprintf(w, "koipond warehouse: %s from %s of %s (%s) in %v → %s\n",
+		plural(len(r.Methods), "method", "methods"), plural(r.Rows.Used, "row", "rows"), r.Source, plural(r.Objects, "part", "parts"), r.Elapsed.Round(time.Millisecond), dest)
 	if r.Rows.Skipped > 0 {
 		b, _ := json.Marshal(r.Rows.SkippedBy)
 		fmt.Fprintf(w, "koipond warehouse: skipped %d bad rows %s; first: %s\n", r.Rows.Skipped, b, r.Rows.Examples[0])
