@@ -348,7 +348,7 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	}
 	res.Objects, res.Bytes = g.objects, g.bytes
 	if g.objects == 0 {
-		return nil, fmt.Errorf("%s: %w: no parts found (files starting with _ or . and manifests are skipped)", src, ErrEmptyExport)
+		return nil, fmt.Errorf("%s: %w: no parts found (files starting with _ or . or README, manifests and .md files are skipped)", src, ErrEmptyExport)
 	}
 	if g.rows.Used == 0 {
 		return nil, fmt.Errorf("%s: %w: %s", src, ErrEmptyExport, g.noRowsReason())

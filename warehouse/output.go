@@ -129,7 +129,7 @@ func (r *Result) Provenance() *Provenance {
 		p.Formats = map[string]int{}
 	}
 	if !r.First.IsZero() {
-		p.Window = &Window{First: r.First.UTC().Format(time.RFC3339), Last: r.Last.UTC().Format(time.RFC3339), Minutes: r.Last.Sub(r.First).Minutes()}
+		p.Window = &Window{First: r.First.UTC().Format(time.RFC3339), Last: r.Last.UTC().Format(time.RFC3339), Minutes: roundTo(r.Last.Sub(r.First).Minutes(), 2)}
 	}
 	if len(r.Dropped) > 0 {
 		p.Dropped = &DropSummary{Count: len(r.Dropped), Names: r.Dropped, Why: r.DroppedWhy, Calls: r.DroppedCalls, Share: roundTo(r.DroppedShare, 6)}
