@@ -149,7 +149,13 @@ func Parse(files ...File) (*Set, Diagnostics) {
 			continue
 		}
 		d.fields(root, "top level", "name", "doc", "behaviors", "sequences", "boot", "on_event", "timezone",
-			"on_connect", "on_disconnect", "frames")
+			"on_connect", "on_disconnect", "frames", "generated")
+		// "generated" is the provenance that koipond warehouse generate
+		// writes (source, rows, window, tool): read by people and jq,
+		// ignored here beyond its type.
+		if gen := root.get("generated"); gen != nil {
+			d.want(gen, "generated", jObject)
+		}
 		if tz := root.get("timezone"); tz != nil {
 			if name, ok := d.str(tz, "timezone"); ok {
 				loc, err := time.LoadLocation(name)

@@ -20,3 +20,9 @@ import "embed"
 //
 //go:embed seed/*.json slack/*.json mqtt/*.json socketio/behaviors.json graphql-ws/behaviors.json
 var FS embed.FS
+
+// Warehouse holds the sample usage export of warehouse/ (a raw call log as
+// CSV and JSON lines), which `koipond demo` serves to its warehouse page.
+//
+//go:embed warehouse/*.csv warehouse/*.jsonl warehouse/README.md
+var Warehouse embed.FS

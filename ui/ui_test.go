@@ -548,7 +548,12 @@ func TestUIAgainstSystem(t *testing.T) {
 			t.Errorf("coverage reads %q", cov)
 		}
 		screenshot(t, ctx, "generate")
-		run(t, ctx, "save", chromedp.Click(chromedp.CSS(`#generate-save button[type=submit]`)))
+		// Saving over the compared set is asked first (the default name
+		// is a new one); yes stores its next version.
+		run(t, ctx, "save over split", chromedp.SetValue(chromedp.CSS(`#generate-save [name=name]`), "split"),
+			chromedp.Click(chromedp.CSS(`#generate-save button[type=submit]`)))
+		waitJS(t, ctx, 10*time.Second, "asked before overwriting", `!!document.querySelector('#generate-overwrite-yes')`)
+		run(t, ctx, "confirm", chromedp.Click(chromedp.CSS(`#generate-overwrite-yes`)))
 		waitJS(t, ctx, 10*time.Second, "the saved set opened", `location.hash.startsWith('#/behaviors/') && location.hash !== '#/behaviors/generate'`)
 		var latest []struct {
 			Name    string

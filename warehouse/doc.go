@@ -7,8 +7,8 @@
 // An export is a local file, a local folder of parts (read recursively, in
 // name order), or every object under s3://bucket/prefix (listed page by page
 // and streamed, one object at a time). Files and objects whose base name
-// starts with "_" or "." (_SUCCESS, .crc files) or ends in "manifest" are
-// skipped, as are folder markers. Each part may be gzip- or
+// starts with "_" or "." (_SUCCESS, .crc files), ends in "manifest" or
+// ".md", or starts with "README" are skipped, as are folder markers. Each part may be gzip- or
 // zstd-compressed: compression is recognised by its magic bytes, never by
 // the name. The format is CSV (a header row first; .tsv files are
 // tab-separated), JSON lines (one object per line) or Parquet, chosen by the
@@ -105,6 +105,17 @@
 //
 // A limit passed wraps ErrLimit. Messages quote at most 60 bytes of a value
 // and about 200 of a header, and only of the part being read.
+//
+// # Output
+//
+// Result.Encode writes standard JSON: {"generated": {...}, "behaviors":
+// {method: {"frequency": f}}}, methods most frequent first. "generated"
+// (Provenance) says where the numbers come from as fields: the source
+// (Options.SourceName when set, so a keeper never writes its own paths),
+// tool, time, rows, window, filters, the denominator, the dropped methods
+// with their reasons and share of the calls, coverage against a sequences
+// file, and each written method's counts. The behavior-set loader ignores
+// it; files with the // comments of earlier versions still load.
 //
 // # Errors
 //

@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,16 +84,32 @@ type Result struct {
 	// or SequencedOnly.
 	Methods []Method `json:"methods"`
 	Dropped []string `json:"dropped,omitempty"`
+	// DroppedWhy lists the dropped methods by reason (the Drop constants).
+	DroppedWhy map[string][]string `json:"dropped_why,omitempty"`
+	// DroppedCalls is the call volume of the dropped methods, and
+	// DroppedShare its share of TotalCalls: the traffic the output leaves
+	// out (background calls such as presence pings are often among it).
+	DroppedCalls int64   `json:"dropped_calls,omitempty"`
+	DroppedShare float64 `json:"dropped_share,omitempty"`
 	// Timezone of the hourly profiles (nil without).
 	Timezone *time.Location `json:"-"`
 	Coverage *Coverage      `json:"coverage,omitempty"`
 	// Filters in words, for the header.
-	Filters     []string      `json:"filters,omitempty"`
-	GeneratedAt time.Time     `json:"generated_at"`
-	Elapsed     time.Duration `json:"elapsed_ns"`
+	Filters     []string  `json:"filters,omitempty"`
+	GeneratedAt time.Time `json:"generated_at"`
+	// Tool is Options.Tool: the program and version that made the result.
+	Tool    string        `json:"tool,omitempty"`
+	Elapsed time.Duration `json:"elapsed_ns"`
 	// SortRuns is how many sorted runs spilled to disk (0: all in memory).
 	SortRuns int `json:"sort_runs"`
 }
+
+// The reasons a method is dropped, the keys of Result.DroppedWhy.
+const (
+	DropMinFrequency = "min_frequency" // below Options.MinFrequency
+	DropNoSequence   = "no_sequence"   // Options.SequencedOnly and no sequence
+	DropTop          = "top"           // past the Options.Top most frequent
+)
 
 // ingest is the state of one Generate call while rows stream in.
 type ingest struct {
@@ -315,7 +332,7 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 		return nil, err
 	}
 	defer src.close()
-	res := &Result{Source: src.String(), Formats: map[string]int{}}
+	res := &Result{Source: cmp.Or(o.SourceName, src.String()), Formats: map[string]int{}, Tool: o.Tool}
 	err = src.each(ctx, func(obj object) error {
 		g.objects++
 		g.curObject = obj.name
@@ -331,7 +348,7 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	}
 	res.Objects, res.Bytes = g.objects, g.bytes
 	if g.objects == 0 {
-		return nil, fmt.Errorf("%s: %w: no parts found (files starting with _ or . and manifests are skipped)", src, ErrEmptyExport)
+		return nil, fmt.Errorf("%s: %w: no parts found (files starting with _ or . or README, manifests and .md files are skipped)", src, ErrEmptyExport)
 	}
 	if g.rows.Used == 0 {
 		return nil, fmt.Errorf("%s: %w: %s", src, ErrEmptyExport, g.noRowsReason())
@@ -535,20 +552,34 @@ func (g *ingest) finishMethods(res *Result, seqs map[string]bool) {
 	var kept []Method
 	for _, m := range ms {
 		m.HasSequence = seqs[m.Name]
+		why := ""
 		switch {
-		case m.Frequency < g.o.MinFrequency,
-			g.o.Top > 0 && len(kept) >= g.o.Top,
-			g.o.SequencedOnly && !m.HasSequence:
+		case m.Frequency < g.o.MinFrequency:
+			why = DropMinFrequency
+		case g.o.SequencedOnly && !m.HasSequence:
+			why = DropNoSequence
+		case g.o.Top > 0 && len(kept) >= g.o.Top:
+			why = DropTop
+		}
+		if why != "" {
 			res.Dropped = append(res.Dropped, m.Name)
+			if res.DroppedWhy == nil {
+				res.DroppedWhy = map[string][]string{}
+			}
+			res.DroppedWhy[why] = append(res.DroppedWhy[why], m.Name)
+			res.DroppedCalls += m.Calls
 			continue
 		}
 		kept = append(kept, m)
 	}
 	res.Methods = kept
+	if res.TotalCalls > 0 {
+		res.DroppedShare = float64(res.DroppedCalls) / float64(res.TotalCalls)
+	}
 	if seqs == nil {
 		return
 	}
-	cov := &Coverage{File: g.o.Sequences, TotalCalls: res.TotalCalls, Missing: []string{}, Unused: []string{}}
+	cov := &Coverage{File: cmp.Or(g.o.SequencesName, g.o.Sequences), TotalCalls: res.TotalCalls, Missing: []string{}, Unused: []string{}}
 	called := map[string]bool{}
 	for _, m := range ms {
 		called[m.Name] = true

@@ -3,6 +3,7 @@ package warehouse
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -215,8 +216,14 @@ func TestSkipBadRows(t *testing.T) {
 	}
 	var out bytes.Buffer
 	res.Encode(&out)
-	if !strings.Contains(out.String(), "4 skipped (bad timestamp: 2, malformed row: 1, missing value: 1)") {
-		t.Errorf("header does not report the skipped rows:\n%s", out.String())
+	var file struct {
+		Generated Provenance `json:"generated"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &file); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if r := file.Generated.Rows; r.Skipped != 4 || fmt.Sprint(r.SkippedBy) != fmt.Sprint(want) || len(r.Examples) != 0 {
+		t.Errorf("provenance does not report the skipped rows (without quoting them): %+v", r)
 	}
 }
 
@@ -381,10 +388,18 @@ func TestOutputAndCoverage(t *testing.T) {
 	if len(res.Dropped) != 2 || len(res.Coverage.Missing) != 0 || res.Coverage.Share >= 1 {
 		t.Errorf("sequenced only: dropped %v, coverage %+v", res.Dropped, res.Coverage)
 	}
-	for _, w := range []string{"// source:", "generated at:", "rows:          20,000 read", "time range:", "coverage:", `"behaviors": {`} {
+	for _, w := range []string{`"generated": {`, `"source": `, `"generated_at": `, `"read": 20000`, `"window": {`, `"coverage": {`, `"behaviors": {`,
+		`"dropped": {`, `"no_sequence": [`} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("output lacks %q:\n%s", w, out.String())
 		}
+	}
+	if !slices.Equal(res.DroppedWhy[DropNoSequence], res.Dropped) || res.DroppedCalls != total-covered ||
+		math.Abs(res.DroppedShare-float64(total-covered)/float64(total)) > 1e-12 {
+		t.Errorf("dropped %v why %v calls %d share %v, want %d calls", res.Dropped, res.DroppedWhy, res.DroppedCalls, res.DroppedShare, total-covered)
+	}
+	if w := res.DropWords(10); !strings.Contains(w, "2 methods (") || !strings.Contains(w, "% of calls): ") || !strings.Contains(w, "(no sequence)") {
+		t.Errorf("drop words %q", w)
 	}
 
 	res = generate(t, Options{From: from, Top: 3})

@@ -127,6 +127,17 @@ type Options struct {
 	EndpointURL   string
 	VirtualHosted bool
 
+	// SourceName, when set, is how the output names the export instead of
+	// From (the keeper names an uploaded file by its own name, never by
+	// the temporary path it was spooled to).
+	SourceName string
+	// SequencesName, when set, is how the output names the sequences
+	// file instead of Sequences.
+	SequencesName string
+	// Tool names the program and version writing the output, for the
+	// provenance ("koipond v1.2.3").
+	Tool string
+
 	// Root, when set, confines local reads to this folder: From is a path
 	// inside it, and every part and folder is opened through os.Root, so
 	// nothing outside it is opened (a symlink leading out, "..", an

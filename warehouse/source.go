@@ -34,11 +34,14 @@ type source interface {
 }
 
 // skipName reports whether a part's base name marks it as not data:
-// _SUCCESS and other _-files, hidden and .crc files, manifests.
+// _SUCCESS and other _-files, hidden and .crc files, manifests, and a
+// README (README, README.md, README.txt) or any .md file documenting the
+// export beside its parts.
 func skipName(base string) bool {
 	lb := strings.ToLower(base)
 	return base == "" || strings.HasPrefix(base, "_") || strings.HasPrefix(base, ".") ||
-		strings.HasSuffix(lb, ".crc") || strings.HasSuffix(lb, "manifest") || strings.HasSuffix(lb, "manifest.json")
+		strings.HasSuffix(lb, ".crc") || strings.HasSuffix(lb, "manifest") || strings.HasSuffix(lb, "manifest.json") ||
+		strings.HasPrefix(lb, "readme") || strings.HasSuffix(lb, ".md")
 }
 
 func openSource(ctx context.Context, o *Options) (source, error) {
@@ -61,23 +64,39 @@ type localSource struct {
 	// in, when set, confines every open to a folder; root is then a
 	// slash-separated path inside it.
 	in   *os.Root
-	name string // in's folder, for messages
+	name string // in's folder, for messages; "" with Options.SourceName
+}
+
+// folder names the confining folder in messages.
+func (s *localSource) folder() string {
+	if s.name == "" {
+		return "the export folder"
+	}
+	return s.name
 }
 
 // openRootSource opens o.From inside o.Root through os.Root: nothing
 // outside the folder is opened, whatever symlinks it holds.
 func openRootSource(o *Options) (*localSource, error) {
+	// With a SourceName, parts are named by their path inside the folder
+	// alone: the folder (the keeper's, or an upload's spool) stays out of
+	// every name and message.
+	src := &localSource{name: o.Root}
+	if o.SourceName != "" {
+		src.name = ""
+	}
 	in, err := os.OpenRoot(o.Root)
 	if err != nil {
-		return nil, fmt.Errorf("opening the folder %s: %w", o.Root, err)
+		return nil, fmt.Errorf("opening the folder %s: %w", src.folder(), err)
 	}
 	p := path.Clean(filepath.ToSlash(o.From))
 	st, err := in.Stat(p)
 	if err != nil {
 		in.Close()
-		return nil, rootError(o.From, o.Root, err)
+		return nil, rootError(o.From, src.folder(), err)
 	}
-	return &localSource{root: p, dir: st.IsDir(), in: in, name: o.Root}, nil
+	src.root, src.dir, src.in = p, st.IsDir(), in
+	return src, nil
 }
 
 // rootError says why a path inside a confined folder could not be opened,
@@ -112,7 +131,7 @@ func (s *localSource) each(ctx context.Context, fn func(object) error) error {
 			return object{name: name, size: size, open: func(context.Context) (io.ReadCloser, error) {
 				f, err := s.in.Open(p)
 				if err != nil {
-					return nil, rootError(p, s.name, err)
+					return nil, rootError(p, s.folder(), err)
 				}
 				return f, nil
 			}}

@@ -54,6 +54,7 @@ authentication is on; the school credentials are in DATA/nats/school.nk).
 	every := fs.Duration("status", 5*time.Second, "how often to print the status")
 	sigma := fs.Float64("activity-sigma", 0.8, "spread of light and heavy users (lognormal σ, mean 1)")
 	formationAfter := fs.Duration("formation-after", 30*time.Second, "launch the seed formation this long after the start (0: never)")
+	warehouseDir := fs.String("warehouse-dir", "", "folder of usage exports the UI's Generate page may read (default: the sample export the binary ships, written to DATA/warehouse)")
 	insecure := fs.Bool("nats-insecure", false, "turn NATS authentication off (loopback only; any local process can then stop or spoof the switch)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -92,8 +93,15 @@ authentication is on; the school credentials are in DATA/nats/school.nk).
 		defer cancel()
 	}
 
+	if *warehouseDir == "" {
+		dir, err := writeSampleExport(*dataDir)
+		if err != nil {
+			return err
+		}
+		*warehouseDir = dir
+	}
 	k, err := api.Open(ctx, keeper.Config{HTTP: *httpAddr, NATSListen: *natsListen, DataDir: *dataDir, Logger: log, UI: ui.Handler(),
-		NATSAuth: keeper.NATSAuth{Insecure: *insecure}})
+		NATSAuth: keeper.NATSAuth{Insecure: *insecure}, WarehouseDir: *warehouseDir})
 	if err != nil {
 		return fmt.Errorf("starting the keeper: %w", err)
 	}
@@ -133,11 +141,12 @@ koipond demo is up
   pond         %s   (its counters: %s/stats)
   run          %s  %q: %d koi, ramp %g/s, %s
   data         %s
+  exports      %s   (the UI's Behaviors › Generate page reads them)
 
 try, in another terminal:
   export KOIPOND_KEEPER=%s
 %s
-`, api, api, k.NATSURL(), strings.Join(k.SchoolHowTo(), "\n               "), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, plural(*nSchools, "school", "schools"), *dataDir, api, demoTries(run.ID))
+`, api, api, k.NATSURL(), strings.Join(k.SchoolHowTo(), "\n               "), p.URL(), p.URL(), run.ID, run.Name, *nKoi, *ramp, plural(*nSchools, "school", "schools"), *dataDir, *warehouseDir, api, demoTries(run.ID))
 
 	start := time.Now()
 	tick := time.NewTicker(*every)

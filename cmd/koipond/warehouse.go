@@ -49,9 +49,10 @@ func warehouseGenerate(ctx context.Context, args []string, stdout, stderr io.Wri
 Turn an API usage export from a data warehouse into behavior frequencies:
 for each method, the share of active user-minutes in which the user called
 it at least once, i.e. the probability that one koi calls it in a given
-minute. The result is a behavior file ({"behaviors": {method: {"frequency":
-f}}}, most frequent first, with a header comment saying where it came from)
-to merge with a sequences file.
+minute. The result is a behavior file in standard JSON ({"behaviors":
+{method: {"frequency": f}}}, most frequent first, beside a "generated"
+object saying where it came from: source, rows, window, dropped methods,
+tool version) to merge with a sequences file.
 
 Sources: a file, a folder of parts, or every object under s3://bucket/prefix
 (AWS credentials and region from the usual chain: environment, shared files,
@@ -156,8 +157,12 @@ Examples:
 			fmt.Fprintf(stderr, "koipond warehouse: %s\n", p)
 		}
 	}
+	o.Tool = "koipond " + version
 	res, err := warehouse.Generate(ctx, o, progress)
 	if err != nil {
+		return err
+	}
+	if err := unsequenced(res, o); err != nil {
 		return err
 	}
 	if out == "" {
@@ -190,8 +195,8 @@ func summary(w io.Writer, r *warehouse.Result, out string) {
 		b, _ := json.Marshal(r.Rows.FilteredBy)
 		fmt.Fprintf(w, "koipond warehouse: filtered out %d rows %s\n", r.Rows.Filtered, b)
 	}
-	if len(r.Dropped) > 0 {
-		fmt.Fprintf(w, "koipond warehouse: dropped %d methods (--min-frequency/--top/--sequenced-only)\n", len(r.Dropped))
+	if d := r.DropWords(12); d != "" {
+		fmt.Fprintf(w, "koipond warehouse: dropped %s\n", d)
 	}
 	if c := r.Coverage; c != nil {
 		fmt.Fprintf(w, "koipond warehouse: coverage vs %s: %.1f%% of calls; %d written methods without a sequence",
@@ -205,6 +210,40 @@ func summary(w io.Writer, r *warehouse.Result, out string) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// unsequenced refuses a result that would not load beside its --sequences
+// file: written methods without a sequence are an error there. It names
+// them and what --sequenced-only would keep.
+func unsequenced(r *warehouse.Result, o warehouse.Options) error {
+	c := r.Coverage
+	if c == nil || o.SequencedOnly || len(c.Missing) == 0 {
+		return nil
+	}
+	var missingCalls int64
+	missing := map[string]bool{}
+	for _, n := range c.Missing {
+		missing[n] = true
+	}
+	for _, m := range r.Methods {
+		if missing[m.Name] {
+			missingCalls += m.Calls
+		}
+	}
+	names := c.Missing
+	if len(names) > 12 {
+		names = append(names[:12:12], fmt.Sprintf("and %d more", len(c.Missing)-12))
+	}
+	share := func(n int64) float64 {
+		if r.TotalCalls == 0 {
+			return 0
+		}
+		return 100 * float64(n) / float64(r.TotalCalls)
+	}
+	kept := len(r.Methods) - len(c.Missing)
+	return fmt.Errorf("nothing written: %d of %d methods have no sequence in %s, so the frequencies would not load beside it: %s (%.1f%% of calls); "+
+		"add --sequenced-only to write only the %d methods that have one (%.1f%% of calls), or write sequences for these",
+		len(c.Missing), len(r.Methods), c.File, strings.Join(names, ", "), share(missingCalls), kept, share(c.CoveredCalls))
 }
 
 var _ pflag.Value = (*listFlag)(nil)

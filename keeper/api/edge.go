@@ -37,7 +37,10 @@ import (
 //     sent cross-site without a CORS preflight, and no HTML form sends
 //     it. The signed trigger call (POST /api/v1/triggers/NAME) is exempt:
 //     its HMAC over the body is its credential, and deploy pipelines
-//     calling it with curl -d send form types.
+//     calling it with curl -d send form types. An export upload (POST
+//     /api/v1/behavior-sets/generate/upload) is the file itself and says
+//     application/octet-stream, which is not a CORS-safelisted type
+//     either: a cross-site page cannot send it without a preflight.
 //  4. Bodies are bounded while they are read, per route (bodyLimit): a
 //     declared Content-Length over the limit is refused before a byte is
 //     read, and the body reader stops at the limit. At most uploadSlots
@@ -74,6 +77,8 @@ func bodyLimit(method, route string) int64 {
 		return MaxUploadBody
 	case method == http.MethodPost && route == triggerCallRoute:
 		return keeper.MaxTriggerBody
+	case method == http.MethodPost && route == exportUploadRoute:
+		return MaxExportUpload
 	}
 	return MaxCommandBody
 }
@@ -120,7 +125,11 @@ func (s *server) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, 
 		if err := csrf.Check(r); err != nil {
 			return &keeper.Error{Code: keeper.CodeForbidden, Message: fmt.Sprintf("cross-origin write refused (%v): the keeper's API takes writes only from its own pages and from non-browser clients", err)}
 		}
-		if strings.HasPrefix(r.URL.Path, "/api/") && !(r.Method == http.MethodPost && route == triggerCallRoute) {
+		if r.Method == http.MethodPost && route == exportUploadRoute {
+			if err := checkUploadType(r.Header.Get("Content-Type")); err != nil {
+				return err
+			}
+		} else if strings.HasPrefix(r.URL.Path, "/api/") && !(r.Method == http.MethodPost && route == triggerCallRoute) {
 			if err := checkJSONType(r.Header.Get("Content-Type")); err != nil {
 				return err
 			}
@@ -130,7 +139,7 @@ func (s *server) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, 
 	if r.ContentLength > limit {
 		// Refused before a byte is read; net/http closes the
 		// connection instead of draining a large unread body.
-		return &keeper.Error{Code: keeper.CodeTooLarge, Message: fmt.Sprintf("request body of %d bytes is over the %d byte limit of %s %s", r.ContentLength, limit, r.Method, route)}
+		return &keeper.Error{Code: keeper.CodeTooLarge, Message: fmt.Sprintf("request body of %d bytes is over the %d byte limit of %s %s%s", r.ContentLength, limit, r.Method, route, tooLargeHint(route))}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(c.Response().Writer, r.Body, limit)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -38,6 +39,10 @@ type generateRequest struct {
 	EndpointURL   string  `json:"endpoint_url,omitempty"`
 	Region        string  `json:"region,omitempty"`
 	SequencedOnly bool    `json:"sequenced_only,omitempty"`
+
+	// uploadDir, set only by an upload, is the temporary folder holding
+	// the uploaded file From.
+	uploadDir string
 }
 
 // generateReply is the preview: the file to save and what it was made of.
@@ -59,12 +64,19 @@ func (s *server) postGenerate(c echo.Context) error {
 		return err
 	}
 	defer cleanup()
+	return s.generate(c, opts, "from")
+}
+
+// generate runs opts and answers: once, or as a stream of events. field
+// names the request field an export error points at.
+func (s *server) generate(c echo.Context, opts warehouse.Options, field string) error {
+	opts.Tool = keeperTool()
 	ctx := c.Request().Context()
 	stream := strings.Contains(c.Request().Header.Get("Accept"), "text/event-stream")
 	if !stream {
 		res, err := warehouse.Generate(ctx, opts, nil)
 		if err != nil {
-			return invalid("from", "%v", err)
+			return invalid(field, "%v", err)
 		}
 		reply, err := previewOf(res)
 		if err != nil {
@@ -86,7 +98,7 @@ func (s *server) postGenerate(c echo.Context) error {
 			"bytes": p.Bytes, "rows_per_sec": p.RowsPerSec, "elapsed_ms": p.Elapsed.Milliseconds()})
 	})
 	if err != nil {
-		send("error", map[string]any{"error": map[string]string{"code": keeper.CodeInvalid, "message": err.Error(), "field": "from"}})
+		send("error", map[string]any{"error": map[string]string{"code": keeper.CodeInvalid, "message": clipMessage(err.Error()), "field": field}})
 		return nil
 	}
 	reply, err := previewOf(res)
@@ -117,10 +129,12 @@ func (s *server) generateOptions(req generateRequest) (warehouse.Options, func()
 	switch {
 	case req.From == "":
 		return opts, nothing, invalid("from", "give s3://bucket/prefix or a path under the keeper's warehouse folder")
+	case req.uploadDir != "":
+		opts.Root, opts.SourceName = req.uploadDir, req.From
 	case strings.HasPrefix(req.From, "s3://"):
 	default:
 		if s.cfg.WarehouseDir == "" {
-			return opts, nothing, invalid("from", "local exports are off: start the keeper with --warehouse-dir to allow paths under it, or use s3://")
+			return opts, nothing, invalid("from", "local exports are off: start the keeper with --warehouse-dir to allow paths under it, upload the file, or use s3://")
 		}
 		// Lexically first, for a clear message; then Generate opens the
 		// path through os.Root, so a symlink leading out of the folder
@@ -141,6 +155,12 @@ func (s *server) generateOptions(req generateRequest) (warehouse.Options, func()
 			return opts, nothing, invalid("from", "%q is outside the warehouse folder %s", req.From, root)
 		}
 		opts.Root, opts.From = root, p
+		// Named by its path in the folder: the keeper's own folders
+		// stay out of the file and the preview.
+		opts.SourceName = filepath.ToSlash(p)
+		if p == "." {
+			opts.SourceName = filepath.Base(root)
+		}
 	}
 	if req.Team != "" {
 		opts.Teams = []string{req.Team}
@@ -170,11 +190,11 @@ func (s *server) generateOptions(req generateRequest) (warehouse.Options, func()
 	}
 	cleanup := nothing
 	if req.Sequences != "" {
-		path, done, err := s.sequencesFile(req.Sequences)
+		path, label, done, err := s.sequencesFile(req.Sequences)
 		if err != nil {
 			return opts, nothing, err
 		}
-		opts.Sequences, cleanup = path, done
+		opts.Sequences, opts.SequencesName, cleanup = path, label, done
 	}
 	if errs := opts.Validate(); len(errs) > 0 {
 		cleanup()
@@ -184,15 +204,16 @@ func (s *server) generateOptions(req generateRequest) (warehouse.Options, func()
 }
 
 // sequencesFile writes the file of a stored set that holds its sequences
-// to a temporary file, for the coverage report.
-func (s *server) sequencesFile(ref string) (string, func(), error) {
+// to a temporary file, for the coverage report, and names it for the
+// output ("slack v2").
+func (s *server) sequencesFile(ref string) (string, string, func(), error) {
 	r := s.k.State()
 	set := r.BehaviorSet(nil, ref)
 	if set == nil {
 		set = r.LatestBehaviorSet(nil, ref)
 	}
 	if set == nil {
-		return "", nil, notFound("sequences", "no behavior set %q", ref)
+		return "", "", nil, notFound("sequences", "no behavior set %q", ref)
 	}
 	for _, f := range set.Files {
 		s, _ := behaviors.Parse(behaviors.File{Name: f.Name, Data: []byte(f.Content)})
@@ -207,14 +228,24 @@ func (s *server) sequencesFile(ref string) (string, func(), error) {
 		}
 		dir, err := os.MkdirTemp("", "koipond-sequences-")
 		if err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
 		p := filepath.Join(dir, filepath.Base(f.Name))
 		if err := os.WriteFile(p, []byte(f.Content), 0o600); err != nil {
 			os.RemoveAll(dir)
-			return "", nil, err
+			return "", "", nil, err
 		}
-		return p, func() { os.RemoveAll(dir) }, nil
+		return p, fmt.Sprintf("%s v%d (%s)", set.Name, set.Version, filepath.Base(f.Name)), func() { os.RemoveAll(dir) }, nil
 	}
-	return "", nil, invalid("sequences", "behavior set %q has no file with sequences", ref)
+	return "", "", nil, invalid("sequences", "behavior set %q has no file with sequences", ref)
+}
+
+// keeperTool names the keeper and its module version for the provenance
+// of generated files.
+func keeperTool() string {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	return "koipond keeper " + v
 }

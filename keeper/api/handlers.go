@@ -48,6 +48,8 @@ func (s *server) newEcho() *echo.Echo {
 	g.GET("/behavior-sets", s.listBehaviorSets, view)
 	g.POST("/behavior-sets", s.postBehaviorSet, admin)
 	g.POST("/behavior-sets/generate", s.postGenerate, admin)
+	g.POST("/behavior-sets/generate/upload", s.postGenerateUpload, admin)
+	g.GET("/behavior-sets/generate/exports", s.getExports, admin)
 	g.GET("/behavior-sets/:hash", s.getBehaviorSet, view)
 	g.GET("/formations", s.listFormations, view)
 	g.POST("/formations", s.postFormation, admin)
@@ -224,6 +226,10 @@ type fileJSON struct {
 type behaviorSetRequest struct {
 	Name  string     `json:"name"`
 	Files []fileJSON `json:"files"`
+	// Overwrite, when given as false, refuses (409) a name that is taken
+	// instead of storing the next version of it: the UI asks first.
+	// Omitted, a taken name gets its next version, as always.
+	Overwrite *bool `json:"overwrite,omitempty"`
 }
 
 // behaviorSetSummary is a set without its file contents.
@@ -250,6 +256,9 @@ func summarizeSet(b *state.BehaviorSet) behaviorSetSummary {
 func (s *server) postBehaviorSet(c echo.Context) error {
 	var req behaviorSetRequest
 	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if err := s.refuseTakenName(req); err != nil {
 		return err
 	}
 	files := make([]behaviors.File, len(req.Files))

@@ -1,14 +1,20 @@
 // generate.js: "generate from warehouse export": the keeper reads a usage
-// export (s3://bucket/prefix, or a path under its --warehouse-dir) and
-// previews the frequency table; saved beside a set's sequences it becomes a
-// new behavior set.
+// export (an uploaded file, s3://bucket/prefix, or a path under its
+// --warehouse-dir, listed here) and previews the frequency table; saved
+// beside a set's sequences it becomes a new behavior set (under a new name
+// by default; over an existing one only after asking).
 import { api, h, toast, token, field, showFieldError, fmtNum, applyRole, APIError } from './lib.js';
 
 export function show(detail, sets) {
-  const from = h('input', { name: 'from', 'data-field': 'from', placeholder: 's3://bucket/exports/api-calls/ or calls/2026-11.csv', required: true });
+  // Latest version of each set, for the compare list and taken names.
+  const latest = new Map();
+  for (const s of sets) if (!latest.has(s.name) || latest.get(s.name).version < s.version) latest.set(s.name, s);
+  const from = h('input', { name: 'from', 'data-field': 'from', placeholder: 's3://bucket/exports/api-calls/ or calls/2026-11.csv' });
+  const file = h('input', { type: 'file', name: 'file', 'data-field': 'file', accept: '.csv,.tsv,.jsonl,.json,.ndjson,.parquet,.gz,.zst' });
+  const exportsBox = h('div.small#generate-exports', 'Looking for exports in the keeper\'s warehouse folder…');
   const seqSel = h('select', { name: 'sequences', 'data-field': 'sequences' },
     h('option', { value: '' }, '(none: preview only)'),
-    ...sets.map(s => h('option', { value: s.hash }, `${s.name} v${s.version}`)));
+    ...[...latest.values()].map(s => h('option', { value: s.hash }, `${s.name} v${s.version}`)));
   const hourly = h('input', { type: 'checkbox', name: 'hourly' });
   const tz = h('input', { name: 'timezone', 'data-field': 'timezone', placeholder: 'UTC' });
   const team = h('input', { name: 'team', 'data-field': 'team' });
@@ -16,30 +22,59 @@ export function show(detail, sets) {
   const top = h('input', { name: 'top', type: 'number', min: 0, 'data-field': 'top' });
   const progress = h('div.muted.small#generate-progress');
   const out = h('div#generate-result');
+  let uploadLimit = 32 << 20;
   const form = h('form#generate-form', { novalidate: true },
     field('Export (s3:// or a path under the keeper\'s warehouse folder)', from),
+    exportsBox,
+    field('…or upload an export file (CSV, JSON lines or Parquet, gzip welcome)', file, { hint: 'Up to 32 MiB; it is read and discarded, never stored.' }),
     h('div.inline', field('Compare with the sequences of', seqSel), field('Team', team), field('Client', client), field('Top N methods', top)),
     h('div.inline', h('label.inline', hourly, ' hour-of-day profile'), field('Time zone', tz)),
     h('div.form-error', { hidden: true }),
     h('div.form-actions', h('button.primary', { type: 'submit', 'data-role': 'admin' }, 'Generate preview'), progress));
+  file.addEventListener('change', () => { if (file.files.length) from.value = ''; });
+  from.addEventListener('input', () => { if (from.value) file.value = ''; });
+  (async () => {
+    try {
+      const ex = await api('GET', '/behavior-sets/generate/exports');
+      uploadLimit = ex.upload_limit || uploadLimit;
+      if (!ex.local) {
+        exportsBox.replaceChildren('Local exports are off (start the keeper with --warehouse-dir); upload a file or give s3://.');
+        return;
+      }
+      if (!from.value && !file.files.length && ex.exports.length) from.value = ex.exports[0].path;
+      exportsBox.replaceChildren(`In the warehouse folder ${ex.folder}: `, ...ex.exports.flatMap((e, i) => [i ? ' · ' : '',
+        h('a', { href: '#', 'data-export': e.path, onclick: ev => { ev.preventDefault(); from.value = e.path; file.value = ''; } },
+          e.path === '.' ? '(the whole folder)' : e.path + (e.dir ? '/' : '') + (e.size ? ` (${fmtBytes(e.size)})` : ''))]));
+    } catch (e) {
+      exportsBox.textContent = '';
+    }
+  })();
   form.addEventListener('submit', async ev => {
     ev.preventDefault();
     showFieldError(form, null);
-    if (!from.value.trim()) { showFieldError(form, { field: 'from', message: 'Give the export to read.' }); return; }
-    const body = { from: from.value.trim(), hourly: hourly.checked };
+    const upload = file.files.length ? file.files[0] : null;
+    if (!upload && !from.value.trim()) { showFieldError(form, { field: 'from', message: 'Give the export to read, or upload a file.' }); return; }
+    if (upload && upload.size > uploadLimit) {
+      showFieldError(form, { field: 'file', message: `${upload.name} is ${fmtBytes(upload.size)}: over the ${fmtBytes(uploadLimit)} upload limit. Put bigger exports under the keeper's --warehouse-dir or on S3.` });
+      return;
+    }
+    const body = { hourly: hourly.checked };
+    if (!upload) body.from = from.value.trim();
     if (seqSel.value) body.sequences = seqSel.value;
     if (tz.value.trim()) body.timezone = tz.value.trim();
     if (team.value.trim()) body.team = team.value.trim();
     if (client.value.trim()) body.client = client.value.trim();
     if (top.value) body.top = Number(top.value);
     out.replaceChildren();
-    progress.textContent = 'reading…';
+    progress.textContent = upload ? 'uploading…' : 'reading…';
+    const onProgress = p => {
+      progress.textContent = `${p.phase}: ${fmtNum(p.rows)} rows, ${fmtNum(p.rows_per_sec)} rows/s` + (p.object ? ` · ${p.object}` : '');
+    };
     try {
-      const rep = await streamGenerate(body, p => {
-        progress.textContent = `${p.phase}: ${fmtNum(p.rows)} rows, ${fmtNum(p.rows_per_sec)} rows/s` + (p.object ? ` · ${p.object}` : '');
-      });
-      progress.textContent = `${fmtNum(rep.result.rows && rep.result.rows.read || 0)} rows read from ${rep.result.objects} part(s).`;
-      showPreview(out, rep, sets.find(s => s.hash === seqSel.value), body);
+      const req = { body, upload };
+      const rep = await streamGenerate(req, onProgress);
+      progress.textContent = `${fmtNum(rep.result.rows && rep.result.rows.read || 0)} rows read from ${rep.result.objects} part(s) of ${rep.result.source}.`;
+      showPreview(out, rep, sets.find(s => s.hash === seqSel.value), req, latest);
     } catch (e) {
       progress.textContent = '';
       showFieldError(form, e);
@@ -51,14 +86,31 @@ export function show(detail, sets) {
   applyRole(detail);
 }
 
+function fmtBytes(n) {
+  if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + ' MiB';
+  if (n >= 1 << 10) return (n / (1 << 10)).toFixed(1) + ' KiB';
+  return n + ' B';
+}
+
+// generateRequest sends one generate request: JSON with the export's
+// path, or the uploaded file itself with the options as query parameters.
+function generateRequest({ body, upload }, headers) {
+  if (!upload) {
+    return fetch('/api/v1/behavior-sets/generate', { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(body), cache: 'no-store' });
+  }
+  const q = new URLSearchParams({ name: upload.name });
+  for (const [k, v] of Object.entries(body)) q.set(k, String(v));
+  return fetch('/api/v1/behavior-sets/generate/upload?' + q, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: upload, cache: 'no-store' });
+}
+
 // streamGenerate posts the request asking for server-sent progress events
 // and resolves with the final result.
-async function streamGenerate(body, onProgress) {
-  const headers = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
+async function streamGenerate(req, onProgress) {
+  const headers = { Accept: 'text/event-stream' };
   if (token()) headers.Authorization = 'Bearer ' + token();
   let resp;
   try {
-    resp = await fetch('/api/v1/behavior-sets/generate', { method: 'POST', headers, body: JSON.stringify(body), cache: 'no-store' });
+    resp = await generateRequest(req, headers);
   } catch (e) {
     throw new APIError(0, 'unreachable', 'keeper unreachable: ' + e.message);
   }
@@ -89,41 +141,93 @@ async function streamGenerate(body, onProgress) {
   }
 }
 
-function showPreview(out, rep, seqSet, body) {
+// dropSummary says what the output leaves out: methods dropped by the
+// request (top N) and, when saving beside sequences, those without one.
+function dropSummary(r, willSave) {
+  const total = r.total_calls || 0;
+  const calls = new Map((r.methods || []).map(m => [m.name, m.calls]));
+  const parts = [];
+  let n = 0, lost = 0;
+  if (r.dropped && r.dropped.length) {
+    n += r.dropped.length;
+    lost += r.dropped_calls || 0;
+    parts.push(`${r.dropped.join(', ')} (${Object.keys(r.dropped_why || {}).join(', ').replace(/_/g, ' ')})`);
+  }
+  const missing = (r.coverage && r.coverage.missing) || [];
+  if (willSave && missing.length) {
+    n += missing.length;
+    for (const m of missing) lost += calls.get(m) || 0;
+    parts.push(`${missing.join(', ')} (no sequence: dropped when saved)`);
+  }
+  if (!n) return null;
+  const share = total ? (100 * lost / total).toFixed(1) : '0.0';
+  return { n, share, text: `Dropped ${n} method${n === 1 ? '' : 's'}, ${share} % of the export's calls: ${parts.join('; ')}.` };
+}
+
+// newName returns base, or base-2, base-3… whichever no set has.
+function newName(base, latest) {
+  let name = base;
+  for (let i = 2; latest.has(name); i++) name = `${base}-${i}`;
+  return name;
+}
+
+function showPreview(out, rep, seqSet, req, latest) {
   const r = rep.result;
   const cov = r.coverage;
   const rows = (r.methods || []).map(m => h('tr', { 'data-method': m.name },
     h('td.mono', m.name), h('td.num', m.frequency.toFixed(4)), h('td.num', fmtNum(m.user_minutes)), h('td.num', fmtNum(m.calls)),
     h('td', cov ? (m.has_sequence ? '✓' : h('span.warn', 'no sequence')) : '')));
-  const name = h('input', { name: 'name', 'data-field': 'name', value: seqSet ? seqSet.name : '' });
+  const drops = dropSummary(r, !!seqSet);
+  // A new name by default: saving over the compared set is a choice the
+  // user makes when asked, never the default.
+  const stem = (r.source || 'export').split('/').pop().replace(/\.(gz|zst)$/, '').replace(/\.[a-z]+$/i, '').replace(/[^\w.-]+/g, '-');
+  const name = h('input', { name: 'name', 'data-field': 'name', value: seqSet ? newName(`${seqSet.name}-${stem}`, latest) : '' });
+  const ask = h('div#generate-overwrite-ask', { hidden: true });
   const save = h('form#generate-save', { novalidate: true },
     h('div.inline', field('Save as behavior set', name),
       h('button.primary', { type: 'submit', 'data-role': 'admin', disabled: !seqSet }, 'Save with the sequences')),
-    h('div.muted.small', seqSet ? 'Saves the methods that have a sequence, beside the set\'s sequence files, as its next version.'
+    h('div.muted.small', seqSet ? `Saves the methods that have a sequence, beside the sequence files of ${seqSet.name} v${seqSet.version}, as a new set.`
       : 'Pick a set to compare with to save the frequencies beside its sequences; or copy the file below.'),
+    ask,
     h('div.form-error', { hidden: true }));
-  save.addEventListener('submit', async ev => {
-    ev.preventDefault();
+  async function doSave(overwrite) {
+    // Only methods with a sequence can be saved (a frequency without
+    // steps is an error): generate again keeping just those.
+    const kept = await streamGenerate({ body: { ...req.body, sequenced_only: true }, upload: req.upload }, () => {});
+    const full = await api('GET', '/behavior-sets/' + encodeURIComponent(seqSet.hash));
+    // Keep the set's sequence files; the new frequencies replace its own.
+    const keep = full.files.filter(f => /"steps"|"boot"|"on_event"/.test(f.content) && !/^frequencies/.test(f.name.split('/').pop()));
+    return api('POST', '/behavior-sets', { name: name.value.trim(), overwrite,
+      files: [{ name: 'frequencies.json', content: kept.file.content }, ...keep.map(f => ({ name: f.name, content: f.content }))] });
+  }
+  async function saveAndGo(overwrite) {
     showFieldError(save, null);
+    ask.hidden = true;
+    if (!name.value.trim()) { showFieldError(save, { field: 'name', message: 'Give the new set a name.' }); return; }
     try {
-      // Only methods with a sequence can be saved (a frequency without
-      // steps is an error): generate again keeping just those.
-      const kept = await api('POST', '/behavior-sets/generate', { ...body, sequenced_only: true });
-      const full = await api('GET', '/behavior-sets/' + encodeURIComponent(seqSet.hash));
-      // Keep the set's sequence files; the new frequencies replace its own.
-      const keep = full.files.filter(f => /"steps"|"boot"|"on_event"/.test(f.content) && !/^frequencies/.test(f.name.split('/').pop()));
-      const saved = await api('POST', '/behavior-sets', { name: name.value.trim() || seqSet.name,
-        files: [{ name: 'frequencies.json', content: kept.file.content }, ...keep.map(f => ({ name: f.name, content: f.content }))] });
+      const saved = await doSave(overwrite);
       toast(`Saved ${saved.name} v${saved.version} (${saved.behaviors} behaviors).`);
       location.hash = '#/behaviors/' + saved.hash;
     } catch (e) {
+      if (e.status === 409) {
+        // Taken: ask, and save over it only on an explicit yes.
+        ask.replaceChildren(h('div.warn', e.message),
+          h('div.form-actions', h('button#generate-overwrite-yes', { type: 'button', 'data-role': 'admin', onclick: () => saveAndGo(true) },
+            `Save as the next version of ${name.value.trim()}`),
+          h('button#generate-overwrite-no', { type: 'button', onclick: () => { ask.hidden = true; name.focus(); } }, 'Cancel: pick another name')));
+        ask.hidden = false;
+        applyRole(ask);
+        return;
+      }
       showFieldError(save, e);
     }
-  });
+  }
+  save.addEventListener('submit', ev => { ev.preventDefault(); saveAndGo(false); });
   out.replaceChildren(h('div.panel',
     h('h2', `${(r.methods || []).length} methods`),
     cov ? h('div.small#generate-coverage', `Covered by sequences: ${(100 * cov.share).toFixed(1)} % of calls` +
       (cov.missing && cov.missing.length ? ` · no sequence for ${cov.missing.join(', ')}` : '')) : null,
+    drops ? h('div.small.warn#generate-dropped', { 'data-count': drops.n, 'data-share': drops.share }, drops.text) : null,
     h('table.grid', h('thead', h('tr', h('th', 'method'), h('th.num', 'frequency'), h('th.num', 'user-minutes'), h('th.num', 'calls'), h('th', ''))),
       h('tbody', rows)),
     save,
