@@ -208,9 +208,10 @@ type Keeper struct {
 	hooks  *notify.Notifier // webhook delivery workers
 	trig   *triggerStats    // trigger calls accepted and refused
 
-	mu       sync.Mutex          // guards partial, refusals
-	partial  []string            // runs started partially, as last logged
-	refusals map[refusal]refused // schools refusing runs, kept refuseFor
+	mu         sync.Mutex           // guards partial, shortSince, refusals
+	partial    []string             // runs started partially, as last logged
+	shortSince map[string]time.Time // when each run short of schools was first seen short
+	refusals   map[refusal]refused  // schools refusing runs, kept refuseFor
 
 	ckpt map[string]ckptMark // last checkpoint per run; the scheduler goroutine's own
 

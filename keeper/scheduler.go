@@ -53,10 +53,10 @@ func (k *Keeper) liveSchools(r *state.Reader, now time.Time) []*state.School {
 func (k *Keeper) schedule(ctx context.Context) error {
 	settled := k.settled(time.Now())
 	var controls []wire.Control
-	var partial []string
+	var short []shortRun
 	var qs []quarantined
 	err := k.store.Write(ctx, func(tx *state.Txn) error {
-		controls, partial, qs = nil, nil, nil
+		controls, short, qs = nil, nil, nil
 		now := tx.Now()
 		live := k.liveSchools(&tx.Reader, now)
 		// Runs past their duration stop first, so they free capacity.
@@ -111,7 +111,7 @@ func (k *Keeper) schedule(ctx context.Context) error {
 				wantBy[a.School] = a
 			}
 			if assigned < koi {
-				partial = append(partial, fmt.Sprintf("%s:%d/%d", run.ID, assigned, koi))
+				short = append(short, shortRun{run.ID, fmt.Sprintf("%s:%d/%d", run.ID, assigned, koi)})
 			}
 			for _, c := range cur {
 				if wantBy[c.School] == nil {
@@ -148,7 +148,7 @@ func (k *Keeper) schedule(ctx context.Context) error {
 		k.publishControl(c)
 	}
 	if settled {
-		k.notePartial(partial)
+		k.notePartial(short, time.Now())
 	}
 	k.forgetOldSeries()
 	if err := k.checkpointRuns(ctx); err != nil {
@@ -185,10 +185,32 @@ func (k *Keeper) settled(now time.Time) bool {
 	return true
 }
 
-// notePartial logs runs whose koi do not all fit, when that changes.
-func (k *Keeper) notePartial(partial []string) {
-	slices.Sort(partial)
+// shortRun is a run the scheduler could not place in full, and how the
+// log says it ("run:assigned/wanted").
+type shortRun struct{ id, text string }
+
+// notePartial logs runs whose koi do not all fit, when that changes. A run
+// counts as partial only once it has been short for a whole poll
+// interval: a new run, a scale-up or a school just started is short until
+// the schools have polled and taken the work, and that is no news (the
+// demo's first scheduler pass ran before its school's first poll and
+// warned "0/500").
+func (k *Keeper) notePartial(short []shortRun, now time.Time) {
 	k.mu.Lock()
+	since := k.shortSince
+	k.shortSince = make(map[string]time.Time, len(short))
+	var partial []string
+	for _, s := range short {
+		at, ok := since[s.id]
+		if !ok {
+			at = now
+		}
+		k.shortSince[s.id] = at
+		if now.Sub(at) >= k.cfg.PollInterval {
+			partial = append(partial, s.text)
+		}
+	}
+	slices.Sort(partial)
 	changed := !slices.Equal(partial, k.partial)
 	k.partial = partial
 	k.mu.Unlock()

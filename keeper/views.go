@@ -18,7 +18,8 @@ type RunView struct {
 	// Partial explains why fewer koi than asked are assigned.
 	Partial     string             `json:"partial,omitempty"`
 	Assignments []state.Assignment `json:"assignments"`
-	// KoiNow sums what live schools report for the run.
+	// KoiNow sums what live schools report for the run; for a stopped
+	// run only reports made after the school heard of the stop.
 	KoiNow wire.KoiCounts `json:"koi_now"`
 	// Refused maps schools to why they refuse the run.
 	Refused map[string]string `json:"refused,omitempty"`
@@ -52,6 +53,14 @@ func (k *Keeper) RunView(r *state.Reader, id string) *RunView {
 		}
 		for _, rs := range s.Status.Runs {
 			if rs.Run != id {
+				continue
+			}
+			if !run.Active() && rs.Epoch < run.Switch.Epoch {
+				// Counted before the school heard of the stop: those koi
+				// are the running run's, gone since (a stopped run showed
+				// CONNECTED 1 until the next poll, or for a lease when
+				// the school had died). A school that has heard it and
+				// still holds koi is still closing them: those count.
 				continue
 			}
 			v.KoiNow.Booting += rs.Koi.Booting

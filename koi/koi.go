@@ -54,7 +54,8 @@ type Koi struct {
 	plan        []behaviors.Firing
 	planPos     int
 	minuteStart time.Time
-	origin      time.Time // start of the first behavior minute
+	origin      time.Time // start of the first behavior minute; pauses keep it
+	skipBefore  time.Time // firings planned before this (a pause) are dropped
 	waiters     []*waiter
 	nWaiting    atomic.Int32 // len(waiters), for the frame reader's lock-free check
 	retryAt     time.Time    // API requests wait until then after a 429
@@ -283,46 +284,76 @@ func (k *Koi) Paused() bool {
 	return k.paused
 }
 
-// startScheduleLocked begins behavior minutes now, at a random phase so a
-// swarm's minutes do not line up.
+// startScheduleLocked begins behavior minutes, or picks them up again
+// after a pause.
+//
+// The first start is warm: it anchors the koi's minute grid at now
+// (minute n spans [origin + n·minute, origin + (n+1)·minute)) and plans
+// minute 0 at once. Each firing lies at a uniformly random moment of its
+// minute, so the koi calls at its spec rate from its first second, with
+// no ramp over the first minute; the koi of a swarm start at different
+// moments (ramp, boot), so their minutes do not line up.
+//
+// A resume keeps the grid (the koi's phase): the firings planned for the
+// paused span are dropped, never bunched up after it, and those after the
+// resume instant happen on time, so the rate is back at once.
 func (k *Koi) startScheduleLocked() {
 	if k.rt.sched.Len() == 0 {
 		return
 	}
-	phase := time.Duration(k.rng.Int64N(int64(k.rt.minute)))
-	k.minuteStart = time.Now().Add(phase - k.rt.minute)
-	k.origin = k.minuteStart.Add(k.rt.minute)
-	k.plan = k.plan[:0]
-	k.planPos = 0
+	now := time.Now()
+	k.skipBefore = now
+	switch {
+	case k.origin.IsZero():
+		k.origin = now
+		k.minuteStart = now.Add(-k.rt.minute)
+		k.plan, k.planPos = k.plan[:0], 0
+	default:
+		cur := max(0, now.Sub(k.origin)/k.rt.minute) // the minute now is in
+		if k.minuteStart.Before(k.origin.Add(cur * k.rt.minute)) {
+			// The planned minute is over: plan the current one afresh
+			// (the minutes in between were paused: none is planned).
+			k.minuteStart = k.origin.Add((cur - 1) * k.rt.minute)
+			k.plan, k.planPos = k.plan[:0], 0
+		}
+	}
 	k.armLocked()
 }
 
 // armLocked sets the timer for the next planned firing, planning new
-// minutes as needed.
+// minutes as needed; firings before skipBefore (planned for a pause) are
+// dropped.
 func (k *Koi) armLocked() {
-	for k.planPos >= len(k.plan) {
-		k.minuteStart = k.minuteStart.Add(k.rt.minute)
-		k.plan = k.rt.sched.MinuteIn(k.rng, k.activity, k.rt.hourOf(k.minuteStart), k.plan)
-		k.planPos = 0
-		k.count(func(s *Stats) { s.Minutes++ })
-		if len(k.plan) == 0 && time.Until(k.minuteStart) > 0 {
-			// Nothing this minute: wake at the next minute to plan it.
-			k.plan = append(k.plan, behaviors.Firing{Behavior: -1})
+	for {
+		for k.planPos >= len(k.plan) {
+			k.minuteStart = k.minuteStart.Add(k.rt.minute)
+			k.plan = k.rt.sched.MinuteIn(k.rng, k.activity, k.rt.hourOf(k.minuteStart), k.plan)
+			k.planPos = 0
+			k.count(func(s *Stats) { s.Minutes++ })
+			if len(k.plan) == 0 && time.Until(k.minuteStart) > 0 {
+				// Nothing this minute: wake at the next minute to plan it.
+				k.plan = append(k.plan, behaviors.Firing{Behavior: -1})
+			}
 		}
-	}
-	f := k.plan[k.planPos]
-	at := k.minuteStart.Add(time.Duration(f.At * float64(k.rt.minute)))
-	d := max(0, time.Until(at))
-	if k.timer == nil {
-		k.timer = time.AfterFunc(d, k.fire)
-	} else {
-		k.timer.Reset(d)
+		f := k.plan[k.planPos]
+		at := k.minuteStart.Add(time.Duration(f.At * float64(k.rt.minute)))
+		if at.Before(k.skipBefore) {
+			k.planPos++
+			continue
+		}
+		d := max(0, time.Until(at))
+		if k.timer == nil {
+			k.timer = time.AfterFunc(d, k.fire)
+		} else {
+			k.timer.Reset(d)
+		}
+		return
 	}
 }
 
-// MinuteOrigin returns when the koi's current run of behavior minutes
-// began (zero before the schedule starts): minute n spans
-// [origin + n·Minute, origin + (n+1)·Minute).
+// MinuteOrigin returns when the koi's behavior minutes began (zero
+// before the schedule starts): minute n spans
+// [origin + n·Minute, origin + (n+1)·Minute), across pauses too.
 func (k *Koi) MinuteOrigin() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -226,9 +226,9 @@ func demoSetup(ctx context.Context, k *keeper.Keeper, p *pond.Server, n int, ram
 func demoTries(runID string) string {
 	tries := []struct{ cmd, line string }{
 		{"status", "  koipond status"},
-		{"pause", "  koipond pause ; koipond resume        # every koi, within a second"},
+		{"pause", "  koipond pause ; koipond resume        # every koi within a second; resume is at full rate at once"},
 		{"launch", "  koipond launch examples/seed/announcement-reaction.formation.json --run " + runID + " --param channel_id=" + pond.ChannelID(1)},
-		{"run", "  koipond run scale " + runID + " --koi 800   # live load change"},
+		{"run", "  koipond run scale " + runID + " --koi 800   # live load change: new koi join at the ramp, each at full rate from its first second"},
 		{"stop", "  koipond stop                           # the emergency stop"},
 	}
 	var b strings.Builder
