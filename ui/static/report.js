@@ -124,7 +124,7 @@ export function mount(main, id) {
     h('div.small.muted', `Closes by code: ${closes}`));
     const ls = rep.launches || [];
     launchesBody.replaceChildren(...(ls.length ? ls.map(l => h('tr', { 'data-launch': l.id },
-      h('td', l.name), h('td', stateChip(l.state)), h('td', fmtTime(l.start)), h('td.num', `${l.started} / ${l.planned}`),
+      h('td', l.name), h('td', stateChip(l.state)), h('td', fmtTime(l.start)), h('td.num', `${l.started} / ${l.planned}`, h('div.small.muted', `${l.finished || 0} finished · ${l.failed || 0} failed · ${l.cancelled || 0} cancelled`)),
       h('td.num', fmtMS(l.first_delay_ms)), h('td.num', fmtMS(l.spread_ms)),
       h('td.small', (l.schools || []).map(s => h('span.chip' + (s.started >= s.planned ? '.ok' : '.warn'), `${s.school} ${s.started}/${s.planned} · ${fmtMS(s.spread_ms)}`, s.error ? ` (${s.error})` : '')))))
       : [h('tr', h('td.empty', { colspan: 7 }, 'No formation was launched on this run.'))]));
