@@ -155,7 +155,17 @@ func TestLaunchParamsAndCountsAtPond(t *testing.T) {
 				return fmt.Errorf("launch %s step 1: %d calls, %d failures; want %d, %d", rl.ID, step.Count, step.Failures, koi, want.failures)
 			}
 		}
-		return nil
+		// the formation's shared step key, which thresholds name, still
+		// counts both launches
+		for _, rk := range rep.Keys {
+			if rk.Key == "formation:look:1" {
+				if rk.Count != 2*koi || rk.Failures != koi {
+					return fmt.Errorf("shared key: %d calls, %d failures", rk.Count, rk.Failures)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no shared step key formation:look:1")
 	})
 }
 

@@ -381,7 +381,7 @@ func (k *Koi) Launch(name string, seq *behaviors.Sequence, params map[string]str
 // LaunchWith is Launch with a callback told the moment the sequence
 // really begins (after the delay), for measuring a launch's start spread.
 func (k *Koi) LaunchWith(name string, seq *behaviors.Sequence, params map[string]string, delay time.Duration, started func(time.Time)) {
-	k.LaunchTracked("formation:"+name, seq, params, delay, LaunchHooks{Began: started})
+	k.LaunchTracked(name, "", seq, params, delay, LaunchHooks{Began: started})
 }
 
 // RunSequence runs a sequence now, on the caller's goroutine, with the

@@ -21,19 +21,39 @@ type LaunchHooks struct {
 }
 
 // LaunchTracked runs a formation's sequence on this koi after delay (wall
-// time), with the launch parameters readable by get, measured under key
-// (the whole sequence) and key:N (step N), and tells hooks when it begins
-// and how it ends. Pause or stop aborts it.
-func (k *Koi) LaunchTracked(key string, seq *behaviors.Sequence, params map[string]string, delay time.Duration, hooks LaunchHooks) {
+// time), with the launch parameters readable by get, and tells hooks when
+// it begins and how it ends. Pause or stop aborts it. It is measured under
+// the formation's shared keys, "formation:<name>" (the whole sequence)
+// and "formation:<name>:N" (step N), which thresholds and comparisons
+// name, and, when key is another one (the launch's own, e.g.
+// "formation:<name>#<launch id>"), under key and key:N as well.
+func (k *Koi) LaunchTracked(name, key string, seq *behaviors.Sequence, params map[string]string, delay time.Duration, hooks LaunchHooks) {
+	shared := "formation:" + name
+	if key == shared {
+		key = ""
+	}
 	ended := func(o metrics.Outcome) {
 		if hooks.Ended != nil {
 			hooks.Ended(o)
 		}
 	}
+	// count records a sequence's outcome under the shared key and the
+	// launch's own; a part cancelled before it began has no latency.
+	count := func(took time.Duration, o metrics.Outcome, began bool) {
+		for _, sk := range []string{shared, key} {
+			switch {
+			case sk == "":
+			case began:
+				record(k.rt.series(sk), took, o)
+			default:
+				k.rt.series(sk).Count(o)
+			}
+		}
+	}
 	k.mu.Lock()
 	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
 		k.mu.Unlock()
-		k.rt.series(key).Count(metrics.Canceled)
+		count(0, metrics.Canceled, false)
 		ended(metrics.Canceled)
 		return
 	}
@@ -43,7 +63,7 @@ func (k *Koi) LaunchTracked(key string, seq *behaviors.Sequence, params map[stri
 	go func() {
 		defer k.seqs.Done()
 		if !sleepCtx(actx, delay) {
-			k.rt.series(key).Count(metrics.Canceled)
+			count(0, metrics.Canceled, false)
 			ended(metrics.Canceled)
 			return
 		}
@@ -52,9 +72,9 @@ func (k *Koi) LaunchTracked(key string, seq *behaviors.Sequence, params map[stri
 		if hooks.Began != nil {
 			hooks.Began(start)
 		}
-		err := k.execute(actx, seq, env, key)
+		err := k.execute(actx, seq, env, shared, key)
 		o := outcomeOf(actx, err)
-		record(k.rt.series(key), time.Since(start), o)
+		count(time.Since(start), o, true)
 		ended(o)
 	}()
 }

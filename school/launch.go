@@ -125,7 +125,7 @@ func (s *School) startLaunchLocked(st *launchState) string {
 	st.scheduled = len(chosen)
 	key := launchMetricKey(l)
 	for i, idx := range chosen {
-		conn[idx].LaunchTracked(key, f.Sequence, l.Params, delay+offsets[i], koi.LaunchHooks{Began: began, Ended: st.ended})
+		conn[idx].LaunchTracked(f.Name, key, f.Sequence, l.Params, delay+offsets[i], koi.LaunchHooks{Began: began, Ended: st.ended})
 	}
 	if n < l.Count {
 		return fmt.Sprintf("only %d of the %d planned koi are connected here", n, l.Count)

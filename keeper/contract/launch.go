@@ -60,10 +60,11 @@ type Launch struct {
 	Finished  int `json:"finished"`
 	Failed    int `json:"failed"`
 	Cancelled int `json:"cancelled"`
-	// MetricKey is the key the launch's sequence is measured under, and
-	// MetricKey:N its step N: "formation:<name>#<launch id>" while the run
-	// has room for per-launch keys, else the formation's shared
-	// "formation:<name>".
+	// MetricKey is the key the launch's own sequence is measured under,
+	// and MetricKey:N its step N: "formation:<name>#<launch id>" while the
+	// run has room for per-launch keys (maxLaunchKeys), else the
+	// formation's shared "formation:<name>". Every launch is also counted
+	// under the shared keys, which thresholds and comparisons name.
 	MetricKey string `json:"metric_key,omitempty"`
 	// FirstStart and LastStart span the real starts over every school;
 	// their difference is the launch's start spread.
