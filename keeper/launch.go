@@ -43,6 +43,11 @@ func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*st
 	if spec.Run == "" {
 		return nil, invalid("run", "give a run id")
 	}
+	if len(spec.Params) > formations.MaxParams {
+		// bounded here, not only at the schools: a poll reply carrying a
+		// launch over their limit would be refused whole by every school
+		return nil, invalid("params", "%d parameters; at most %d", len(spec.Params), formations.MaxParams)
+	}
 	for key, v := range spec.Params {
 		if err := checkName("params", key); err != nil {
 			return nil, err

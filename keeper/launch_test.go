@@ -311,3 +311,26 @@ func TestLaunchCountsRefused(t *testing.T) {
 		t.Errorf("a settled report refused: %v", err)
 	}
 }
+
+// A launch's parameters are bounded at the keeper: more than a formation
+// may declare is refused, even for a formation that declares none, since
+// every school would refuse a poll reply carrying it.
+func TestLaunchTooManyParams(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	run := seedRun(t, k, 1)
+	if _, err := k.PutFormation(ctx, "test", behaviors.File{Name: "herd.json", Data: []byte(herd)}); err != nil {
+		t.Fatal(err)
+	}
+	params := map[string]string{}
+	for i := range 300 {
+		params[fmt.Sprintf("p%d", i)] = "v"
+	}
+	_, err := k.Launch(ctx, "op", LaunchSpec{Formation: "herd", Run: run.ID, Params: params})
+	if err == nil || !strings.Contains(err.Error(), "300 parameters; at most 32") {
+		t.Fatalf("err = %v", err)
+	}
+	if ls := k.State().LaunchesOfRun(nil, run.ID); len(ls) != 0 {
+		t.Errorf("%d launches stored", len(ls))
+	}
+}
