@@ -34,6 +34,11 @@ func (ls *launchState) status() wire.LaunchStatus {
 		Error: ls.err, FirstStart: ls.first, LastStart: ls.last}
 }
 
+// settled reports whether every planned koi has ended.
+func (ls *launchState) settled() bool {
+	return ls.finished.Load()+ls.failed.Load()+ls.cancelled.Load() >= int64(ls.l.Count)
+}
+
 // ended counts how one koi's part ended: a halt is the sequence stopping
 // itself on purpose, so it counts as finished, not failed.
 func (ls *launchState) ended(o metrics.Outcome) {
@@ -63,7 +68,9 @@ func launchMetricKey(l wire.Launch) string {
 func (s *School) applyLaunchesLocked(ls []wire.Launch) {
 	now := time.Now()
 	for id, st := range s.launches {
-		if now.After(st.expires) {
+		// Forgotten 10 minutes after its window once every koi has ended
+		// (the keeper waits for the last counts), a day later regardless.
+		if now.After(st.expires) && (st.settled() || now.After(st.expires.Add(24*time.Hour))) {
 			delete(s.launches, id)
 		}
 	}
