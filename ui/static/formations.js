@@ -179,7 +179,9 @@ export async function launchDialog(f) {
       progress(dlg, l, f, runSel.selectedOptions[0] ? runs.find(r => r.id === runSel.value).name : l.run);
     } catch (e) {
       // the keeper names the parameter; point at its field when there is one
-      const named = e.field && e.field.startsWith('params') && declared.find(d => (e.message || '').includes(d.name));
+      const head = (e.message || '').split('; it declares')[0]; // what is wrong, before the declared list
+      const words = head.split(/[^A-Za-z0-9_.-]+/);
+      const named = e.field && e.field.startsWith('params') && declared.find(d => words.includes(d.name));
       showFieldError(form, !e.field || !e.field.startsWith('params') ? e : named ? { ...e, field: 'param-' + named.name } : params ? { ...e, field: 'params' } : e);
     }
   });
