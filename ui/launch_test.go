@@ -58,6 +58,10 @@ func TestUILaunchWithRequiredParam(t *testing.T) {
 	})
 
 	run(t, ctx, "open the formation", chromedp.Navigate(s.ui+"/#/formations/"+fm.Hash), chromedp.WaitVisible(chromedp.CSS("#launch-open")))
+	if txt := get(t, ctx, "read the declared parameters", chromedp.Text(chromedp.CSS("#formation-params"))); !strings.Contains(txt, "channel_id (required) — the channel every koi opens") ||
+		!strings.Contains(txt, "limit (default 5)") {
+		t.Errorf("the formation page lists its parameters as %q", txt)
+	}
 	run(t, ctx, "open the launch dialog", chromedp.Click(chromedp.CSS("#launch-open")), chromedp.WaitVisible(chromedp.CSS("#launch-form [name=param-channel_id]")))
 	label := get(t, ctx, "read the parameter's field", chromedp.Text(chromedp.CSS(`#launch-form label:has([name=param-channel_id])`)))
 	for _, w := range []string{"channel_id", "*", "the channel every koi opens", "required"} {

@@ -85,7 +85,9 @@ export function mount(main, hash) {
     });
     detail.replaceChildren(
       f ? h('div.panel', h('h2', `${f.name} `, h('span.muted', `v${f.version}`)),
-        h('div.muted.small', `${f.percent}% of connected koi, each starting within ${f.begin_within_ms / 1000} s of the launch · ${f.steps} steps · uploaded ${fmtTime(f.created_at)}${f.created_by ? ' by ' + f.created_by : ''} · `, h('span.mono', f.hash.slice(0, 12))))
+        h('div.muted.small', `${f.percent}% of connected koi, each starting within ${f.begin_within_ms / 1000} s of the launch · ${f.steps} steps · uploaded ${fmtTime(f.created_at)}${f.created_by ? ' by ' + f.created_by : ''} · `, h('span.mono', f.hash.slice(0, 12))),
+        (f.params || []).length ? h('div.small#formation-params', 'Launch parameters: ',
+          f.params.map((p, i) => [i ? ' · ' : '', h('span.mono', p.name), p.required ? h('span.required', ' (required)') : p.default ? ` (default ${p.default})` : '', p.doc ? ` — ${p.doc}` : ''])) : null)
         : h('div.panel', h('h2', 'New formation'), h('div.muted.small', 'Paste or write a formation file; launch parameters are read with get.')),
       form);
     applyRole(detail);
