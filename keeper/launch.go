@@ -373,9 +373,7 @@ func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
 				continue
 			}
 			ended := l.State != state.LaunchPending && l.State != state.LaunchRunning
-			n := *l
-			n.Shares = append([]state.Share(nil), l.Shares...)
-			nsh := &n.Shares[i]
+			nsh := sh
 			if err := checkLaunchStatus(&ls, &sh, ended); err != nil {
 				if ended {
 					continue // a report from before the school heard of the stop
@@ -386,9 +384,12 @@ func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
 				nsh.Error, nsh.Reported = ls.Error, true
 				nsh.FirstStart, nsh.LastStart = ls.FirstStart, ls.LastStart
 			}
-			if *nsh == sh {
+			if sameShare(nsh, sh) {
 				continue
 			}
+			n := *l
+			n.Shares = append([]state.Share(nil), l.Shares...)
+			n.Shares[i] = nsh
 			sumLaunch(&n)
 			if ended && n.Planned() {
 				n.Outcome = recount(n.Outcome, &n)
@@ -399,6 +400,16 @@ func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
 		}
 	}
 	return nil
+}
+
+// sameShare compares shares, times by instant (a decoded time may carry
+// another location than the stored one).
+func sameShare(a, b state.Share) bool {
+	if !a.FirstStart.Equal(b.FirstStart) || !a.LastStart.Equal(b.LastStart) {
+		return false
+	}
+	a.FirstStart, a.LastStart = b.FirstStart, b.LastStart
+	return a == b
 }
 
 // recount replaces the counts in an ended launch's outcome, keeping why
