@@ -334,3 +334,36 @@ func TestLaunchTooManyParams(t *testing.T) {
 		t.Errorf("%d launches stored", len(ls))
 	}
 }
+
+// A run's launches get their own metric keys until they would pass
+// maxLaunchKeys; later launches share the formation's keys, so launches
+// cannot grow a run's keys without bound.
+func TestLaunchKeysBounded(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	run := seedRun(t, k, 1)
+	if _, err := k.PutFormation(ctx, "test", behaviors.File{Name: "herd.json", Data: []byte(herd)}); err != nil {
+		t.Fatal(err)
+	}
+	const perLaunch = 2 // herd: the sequence and its one step
+	own := 0
+	for i := range maxLaunchKeys/perLaunch + 3 {
+		l, err := k.Launch(ctx, "op", LaunchSpec{Formation: "herd", Run: run.ID, At: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch l.MetricKey {
+		case "formation:herd#" + l.ID:
+			own++
+			if i >= maxLaunchKeys/perLaunch {
+				t.Fatalf("launch %d has its own key past the budget", i)
+			}
+		case "formation:herd":
+		default:
+			t.Fatalf("launch %d: key %q", i, l.MetricKey)
+		}
+	}
+	if own != maxLaunchKeys/perLaunch {
+		t.Errorf("%d launches with their own keys, want %d", own, maxLaunchKeys/perLaunch)
+	}
+}
