@@ -124,4 +124,14 @@ func TestUILaunchWithRequiredParam(t *testing.T) {
 	screenshot(t, ctx, "launch-progress-params")
 	waitJS(t, ctx, 10*time.Second, "the launch's own step in the dialog",
 		`[...document.querySelectorAll('#launch-steps td.mono')].some(td => /^formation:look at a channel#launch-[0-9a-f]+:1$/.test(td.textContent))`)
+
+	// The report's launch row shows the counts and its own step.
+	run(t, ctx, "close the dialog", chromedp.Click(chromedp.CSS("#launch-close")), chromedp.WaitNotPresent(chromedp.CSS("#launch-dialog")))
+	run(t, ctx, "open the report", chromedp.Navigate(s.ui+"/#/runs/"+rn.ID+"/report"))
+	waitJS(t, ctx, 15*time.Second, "the launch's step in the report",
+		fmt.Sprintf(`(() => { const e = document.querySelector('#report-launches .launch-step[data-key*="#launch-"][data-key$=":1"]'); return !!e && e.textContent.startsWith('step 1: %d calls, 0 failed'); })()`, planned))
+	row := get(t, ctx, "read the report's launch row", chromedp.Text(chromedp.CSS("#report-launches tr[data-launch]")))
+	if !strings.Contains(row, fmt.Sprintf("%d finished · 0 failed · 0 cancelled", planned)) {
+		t.Errorf("report launch row %q", row)
+	}
 }
