@@ -33,6 +33,11 @@ type Formation struct {
 	Sequence *behaviors.Sequence
 	// Doc is the optional description.
 	Doc string
+	// Params are the launch parameters the formation declares, in file
+	// order; ParamsDeclared is false when the file has no "params" field
+	// (then any parameters are accepted, see ResolveParams).
+	Params         []Param
+	ParamsDeclared bool
 }
 
 // Load reads and parses one formation file.
@@ -47,7 +52,7 @@ func Load(path string) (*Formation, behaviors.Diagnostics) {
 // Parse decodes, validates and compiles a formation. It returns every
 // problem found; the formation is nil when any is an error.
 func Parse(f behaviors.File) (*Formation, behaviors.Diagnostics) {
-	fields, seq, diags := behaviors.ParseWithSequence(f, "sequence", "name", "doc", "begin_within_secs", "percent")
+	fields, seq, diags := behaviors.ParseWithSequence(f, "sequence", "name", "doc", "begin_within_secs", "percent", "params")
 	if fields == nil {
 		return nil, diags
 	}
@@ -55,6 +60,13 @@ func Parse(f behaviors.File) (*Formation, behaviors.Diagnostics) {
 	bad := func(k, format string, args ...any) {
 		fd := fields[k]
 		diags = append(diags, behaviors.Diagnostic{File: f.Name, Line: fd.Line, Col: fd.Col, Path: k, Msg: fmt.Sprintf(format, args...)})
+	}
+	// badAt reports a problem inside a field, positioned at the field.
+	badAt := func(k string) func(path, format string, args ...any) {
+		return func(path, format string, args ...any) {
+			fd := fields[k]
+			diags = append(diags, behaviors.Diagnostic{File: f.Name, Line: fd.Line, Col: fd.Col, Path: path, Msg: fmt.Sprintf(format, args...)})
+		}
 	}
 	missing := func(k, what string) {
 		diags = append(diags, behaviors.Diagnostic{File: f.Name, Line: 1, Col: 1, Path: "top level", Msg: fmt.Sprintf("missing %q (%s)", k, what)})
@@ -95,6 +107,9 @@ func Parse(f behaviors.File) (*Formation, behaviors.Diagnostics) {
 	} else {
 		fm.percent = r
 		fm.Percent, _ = r.Float64()
+	}
+	if fd, ok := fields["params"]; ok {
+		fm.Params, fm.ParamsDeclared = parseParams(fd, badAt("params")), true
 	}
 	if diags.HasErrors() {
 		return nil, diags

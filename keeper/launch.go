@@ -2,11 +2,22 @@ package keeper
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/wire"
 )
+
+// maxLaunchKeys bounds the metric keys a run's launches may add (each
+// launch with its own keys adds one for the sequence and one per step),
+// well under the aggregator's maxKeys per run. A launch past the budget
+// is measured under its formation's shared keys instead.
+const maxLaunchKeys = 200
 
 // LaunchSpec is what a caller gives to launch a formation.
 type LaunchSpec struct {
@@ -21,13 +32,21 @@ type LaunchSpec struct {
 
 // Launch schedules a formation over a run's connected koi. The per-school
 // counts are fixed shortly before the start (immediately when it is
-// close) from the koi each school reports connected.
+// close) from the koi each school reports connected. The parameters are
+// checked against the ones the formation declares (a missing required or
+// an undeclared one is refused, naming it; defaults fill in) before
+// anything is stored.
 func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*state.Launch, error) {
 	if spec.Formation == "" {
 		return nil, invalid("formation", "give a formation hash or name")
 	}
 	if spec.Run == "" {
 		return nil, invalid("run", "give a run id")
+	}
+	if len(spec.Params) > formations.MaxParams {
+		// bounded here, not only at the schools: a poll reply carrying a
+		// launch over their limit would be refused whole by every school
+		return nil, invalid("params", "%d parameters; at most %d", len(spec.Params), formations.MaxParams)
 	}
 	for key, v := range spec.Params {
 		if err := checkName("params", key); err != nil {
@@ -64,11 +83,25 @@ func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*st
 		if !run.Active() {
 			return conflict("run %s is %s; launch over a running run", run.ID, run.State)
 		}
+		if g := tx.Switch(nil); g != nil && g.State == wire.Stopped {
+			return conflict("everything is stopped (the global switch, by %s); resume before launching", g.By)
+		}
 		if err := checkLaunchAPIBase(run, fm); err != nil {
 			return err
 		}
-		l := &state.Launch{ID: newID("launch"), Run: run.ID, Formation: fm.Hash, Name: fm.Name, Params: spec.Params,
+		f, diags := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)})
+		if f == nil {
+			return fmt.Errorf("formation %s no longer parses: %w", fm.Hash, diags)
+		}
+		params, err := f.ResolveParams(spec.Params)
+		if err != nil {
+			e := invalid("params", "%s", err.Error())
+			e.Err = err
+			return e
+		}
+		l := &state.Launch{ID: newID("launch"), Run: run.ID, Formation: fm.Hash, Name: fm.Name, Params: params,
 			Start: start, BeginWithinMS: fm.BeginWithinMS, State: state.LaunchPending, CreatedAt: tx.Now(), CreatedBy: actor}
+		l.MetricKey = launchMetricKey(tx, l, fm.Steps)
 		if start.Sub(tx.Now()) <= k.planLead() {
 			if err := k.plan(tx, l, tx.Now(), k.liveSchools(&tx.Reader, tx.Now())); err != nil {
 				return err
@@ -108,4 +141,326 @@ func (k *Keeper) CancelLaunch(ctx context.Context, actor, id string) (*state.Lau
 		return tx.Audit(actor, "cancel launch", id, "")
 	})
 	return out, err
+}
+
+// launchMetricKey chooses the key a new launch's sequence is measured
+// under: its own, "formation:<name>#<id>", while the run's launches have
+// used fewer than maxLaunchKeys keys, else the formation's shared one.
+func launchMetricKey(tx *state.Txn, l *state.Launch, steps int) string {
+	used := 0
+	for _, o := range tx.LaunchesOfRun(nil, l.Run) {
+		if o.MetricKey == "" || !strings.Contains(o.MetricKey, "#") {
+			continue
+		}
+		n := 1
+		if fm := tx.Formation(nil, o.Formation); fm != nil {
+			n += fm.Steps
+		}
+		used += n
+	}
+	if used+1+steps > maxLaunchKeys {
+		return "formation:" + l.Name
+	}
+	return "formation:" + l.Name + "#" + l.ID
+}
+
+// planLead is how long before its start a launch's per-school counts are
+// fixed: as late as possible (the counts follow the koi connected then)
+// while leaving every school a poll to hear of it. The scheduler runs every
+// half poll, so planning happens between 2 and 1.5 polls before the start.
+func (k *Keeper) planLead() time.Duration { return 2 * k.cfg.PollInterval }
+
+// shareSettled reports whether every koi of a share has ended.
+func shareSettled(sh state.Share) bool {
+	return sh.Count == 0 || (sh.Reported && satAdd(satAdd(sh.Finished, sh.Failed), sh.Cancelled) >= sh.Count)
+}
+
+// advanceLaunches plans pending launches that are due, starts them at
+// their instant, ends them when every koi has ended (or their schools
+// went silent), and cancels those of runs that stopped.
+func (k *Keeper) advanceLaunches(tx *state.Txn, now time.Time, live []*state.School) error {
+	stopped := false
+	if g := tx.Switch(nil); g != nil && g.State == wire.Stopped {
+		stopped = true
+	}
+	for _, st := range []state.LaunchState{state.LaunchPending, state.LaunchRunning} {
+		for _, l := range tx.LaunchesIn(nil, st) {
+			run := tx.Run(nil, l.Run)
+			switch {
+			case run == nil || !run.Active():
+				if err := cancelLaunchTx(tx, l, now, "the run stopped"); err != nil {
+					return err
+				}
+			case stopped:
+				if err := cancelLaunchTx(tx, l, now, "everything was stopped"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, l := range tx.LaunchesIn(nil, state.LaunchPending) {
+		n := *l
+		changed := false
+		if !n.Planned() && n.Start.Sub(now) <= k.planLead() {
+			if err := k.plan(tx, &n, now, live); err != nil {
+				return err
+			}
+			changed = true
+		}
+		if n.State == state.LaunchPending && n.Planned() && !now.Before(n.Start) {
+			n.State = state.LaunchRunning
+			changed = true
+		}
+		if changed {
+			if err := tx.PutLaunch(&n); err != nil {
+				return err
+			}
+		}
+	}
+	alive := make(map[string]bool, len(live))
+	for _, s := range live {
+		alive[s.ID] = true
+	}
+	for _, l := range tx.LaunchesIn(nil, state.LaunchRunning) {
+		run := tx.Run(nil, l.Run)
+		window := time.Duration(l.BeginWithinMS) * time.Millisecond
+		if run != nil && run.TimeScale > 0 {
+			window = time.Duration(float64(window) / run.TimeScale)
+		}
+		end := l.Start.Add(window)
+		if now.Before(end) {
+			continue
+		}
+		// After the window: a share is over when all its koi ended; a
+		// school that never reported within a lease, or that went
+		// silent, has its remaining koi counted as cancelled.
+		n := *l
+		n.Shares = append([]state.Share(nil), l.Shares...)
+		var lost []string
+		over := true
+		for i := range n.Shares {
+			sh := &n.Shares[i]
+			if shareSettled(*sh) {
+				continue
+			}
+			if (!sh.Reported && !now.Before(end.Add(k.cfg.Lease))) || (sh.Reported && !alive[sh.School]) {
+				lost = append(lost, sh.School)
+				sh.Cancelled = max(0, sh.Count-sh.Finished-sh.Failed)
+				continue
+			}
+			over = false
+		}
+		if !over {
+			continue
+		}
+		sumLaunch(&n)
+		n.State, n.EndedAt = state.LaunchDone, now
+		n.Outcome = launchOutcome(&n)
+		if len(lost) > 0 {
+			n.Outcome += "; schools " + strings.Join(lost, ", ") + " stopped reporting (their unfinished koi count as cancelled)"
+		}
+		if err := tx.PutLaunch(&n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// launchOutcome sums a launch up in one line.
+func launchOutcome(l *state.Launch) string {
+	s := fmt.Sprintf("started %d of %d planned koi: %d finished, %d failed, %d cancelled", l.Started, l.Count, l.Finished, l.Failed, l.Cancelled)
+	if !l.FirstStart.IsZero() {
+		s += fmt.Sprintf("; first %+dms from the launch instant, spread over %v",
+			l.FirstStart.Sub(l.Start).Milliseconds(), l.LastStart.Sub(l.FirstStart).Round(time.Millisecond))
+	}
+	return s
+}
+
+// cancelLaunchTx ends a pending or running launch as cancelled because
+// its run (or everything) stopped: stopping aborts every sequence, so the
+// counts are final at once, every koi that had not finished or failed
+// counting as cancelled. Schools' later reports may only move koi from
+// cancelled to finished or failed (recordLaunchStatus).
+func cancelLaunchTx(tx *state.Txn, l *state.Launch, now time.Time, why string) error {
+	if l.State != state.LaunchPending && l.State != state.LaunchRunning {
+		return nil
+	}
+	n := *l
+	n.Shares = append([]state.Share(nil), l.Shares...)
+	for i := range n.Shares {
+		sh := &n.Shares[i]
+		sh.Cancelled = max(0, sh.Count-sh.Finished-sh.Failed)
+	}
+	sumLaunch(&n)
+	n.State, n.EndedAt = state.LaunchCancelled, now
+	if n.Planned() {
+		n.Outcome = "cancelled: " + why + "; " + launchOutcome(&n)
+	} else {
+		n.Outcome = "cancelled before it was planned: " + why
+	}
+	return tx.PutLaunch(&n)
+}
+
+// cancelRunLaunchesTx cancels the pending and running launches of a run
+// (all runs when run is empty) inside the write that stops it, so every
+// view shows them ended the moment the stop is.
+func cancelRunLaunchesTx(tx *state.Txn, run string, now time.Time, why string) error {
+	for _, st := range []state.LaunchState{state.LaunchPending, state.LaunchRunning} {
+		for _, l := range tx.LaunchesIn(nil, st) {
+			if run != "" && l.Run != run {
+				continue
+			}
+			if err := cancelLaunchTx(tx, l, now, why); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sumLaunch recomputes a launch's totals and start span from its shares.
+func sumLaunch(n *state.Launch) {
+	n.Started, n.Finished, n.Failed, n.Cancelled = 0, 0, 0, 0
+	n.FirstStart, n.LastStart = time.Time{}, time.Time{}
+	for _, s := range n.Shares {
+		n.Started = satAdd(n.Started, s.Started)
+		n.Finished = satAdd(n.Finished, s.Finished)
+		n.Failed = satAdd(n.Failed, s.Failed)
+		n.Cancelled = satAdd(n.Cancelled, s.Cancelled)
+		if !s.FirstStart.IsZero() && (n.FirstStart.IsZero() || s.FirstStart.Before(n.FirstStart)) {
+			n.FirstStart = s.FirstStart
+		}
+		if s.LastStart.After(n.LastStart) {
+			n.LastStart = s.LastStart
+		}
+	}
+}
+
+// errLaunchCounts is why a school's launch report is refused.
+var errLaunchCounts = errors.New("impossible launch counts")
+
+// checkLaunchStatus refuses counts a school cannot have: more koi than
+// its share planned, more ended than started plus cancelled, or (once the
+// launch has ended) fewer koi accounted for than the keeper already has.
+func checkLaunchStatus(ls *wire.LaunchStatus, sh *state.Share, ended bool) error {
+	done := satAdd(ls.Finished, ls.Failed)
+	switch {
+	case ls.Started > sh.Count:
+		return fmt.Errorf("%w: %d started of %d planned", errLaunchCounts, ls.Started, sh.Count)
+	case satAdd(done, ls.Cancelled) > sh.Count:
+		return fmt.Errorf("%w: %d finished + %d failed + %d cancelled of %d planned", errLaunchCounts, ls.Finished, ls.Failed, ls.Cancelled, sh.Count)
+	case done > ls.Started:
+		return fmt.Errorf("%w: %d finished or failed but %d started", errLaunchCounts, done, ls.Started)
+	case ended && satAdd(done, ls.Cancelled) < satAdd(satAdd(sh.Finished, sh.Failed), sh.Cancelled):
+		return fmt.Errorf("%w: the launch has ended with %d koi accounted for, the report has %d", errLaunchCounts,
+			satAdd(satAdd(sh.Finished, sh.Failed), sh.Cancelled), satAdd(done, ls.Cancelled))
+	}
+	return nil
+}
+
+// recordLaunchStatus stores what a school says it did with its launches.
+// Counts it cannot have are refused (the share keeps its last good counts
+// and says why in its error); a report on an ended launch may only settle
+// more koi, never reopen them.
+func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
+	for _, ls := range req.Launches {
+		l := tx.Launch(nil, ls.Launch)
+		if l == nil {
+			continue
+		}
+		for i, sh := range l.Shares {
+			if sh.School != req.School {
+				continue
+			}
+			ended := l.State != state.LaunchPending && l.State != state.LaunchRunning
+			nsh := sh
+			if err := checkLaunchStatus(&ls, &sh, ended); err != nil {
+				if ended {
+					continue // a report from before the school heard of the stop
+				}
+				nsh.Error = clip(err.Error(), wire.MaxText)
+			} else {
+				nsh.Started, nsh.Finished, nsh.Failed, nsh.Cancelled = ls.Started, ls.Finished, ls.Failed, ls.Cancelled
+				nsh.Error, nsh.Reported = ls.Error, true
+				nsh.FirstStart, nsh.LastStart = ls.FirstStart, ls.LastStart
+			}
+			if sameShare(nsh, sh) {
+				continue
+			}
+			n := *l
+			n.Shares = append([]state.Share(nil), l.Shares...)
+			n.Shares[i] = nsh
+			sumLaunch(&n)
+			if ended && n.Planned() {
+				n.Outcome = recount(n.Outcome, &n)
+			}
+			if err := tx.PutLaunch(&n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sameShare compares shares, times by instant (a decoded time may carry
+// another location than the stored one).
+func sameShare(a, b state.Share) bool {
+	if !a.FirstStart.Equal(b.FirstStart) || !a.LastStart.Equal(b.LastStart) {
+		return false
+	}
+	a.FirstStart, a.LastStart = b.FirstStart, b.LastStart
+	return a == b
+}
+
+// recount replaces the counts in an ended launch's outcome, keeping why
+// it ended.
+func recount(outcome string, l *state.Launch) string {
+	if strings.HasPrefix(outcome, "started ") {
+		return launchOutcome(l)
+	}
+	why, _, _ := strings.Cut(outcome, "; started ")
+	return why + "; " + launchOutcome(l)
+}
+
+// clip cuts s to at most n bytes.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// plan fixes a launch's per-school counts from the connected koi of its
+// run on live schools.
+func (k *Keeper) plan(tx *state.Txn, l *state.Launch, now time.Time, live []*state.School) error {
+	fm := tx.Formation(nil, l.Formation)
+	if fm == nil {
+		return fmt.Errorf("launch %s: formation %s is gone", l.ID, l.Formation)
+	}
+	f, diags := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)})
+	if f == nil {
+		return fmt.Errorf("launch %s: stored formation no longer parses: %w", l.ID, diags)
+	}
+	var schools []formations.School
+	for _, s := range live {
+		if s.Status == nil {
+			continue
+		}
+		for _, rs := range s.Status.Runs {
+			if rs.Run == l.Run && rs.Koi.Connected > 0 {
+				schools = append(schools, formations.School{ID: s.ID, Connected: rs.Koi.Connected})
+			}
+		}
+	}
+	p := f.PlanLaunch(schools)
+	l.PlannedAt, l.Connected, l.Count, l.Shares = now, p.Total, p.Count, nil
+	for _, sh := range p.Shares {
+		if sh.Count > 0 {
+			l.Shares = append(l.Shares, state.Share{School: sh.School, Count: sh.Count})
+		}
+	}
+	if l.Count == 0 {
+		l.State, l.EndedAt, l.Outcome = state.LaunchDone, now, "no connected koi in the run: nothing to start"
+	}
+	return nil
 }

@@ -208,7 +208,8 @@ func (k *Keeper) pollReply(school string) *wire.PollReply {
 			for _, sh := range l.Shares {
 				if sh.School == school && sh.Count > 0 {
 					rep.Launches = append(rep.Launches, wire.Launch{ID: l.ID, Run: l.Run, Formation: l.Formation,
-						Name: l.Name, Params: l.Params, Start: l.Start, BeginWithinMS: l.BeginWithinMS, Count: sh.Count})
+						Name: l.Name, Params: l.Params, Start: l.Start, BeginWithinMS: l.BeginWithinMS, Count: sh.Count,
+						MetricKey: l.MetricKey})
 				}
 			}
 		}
@@ -224,41 +225,6 @@ func control(s state.Switch, run string) wire.Control {
 		st = wire.Running
 	}
 	return wire.Control{Epoch: s.Epoch, State: st, Run: run, By: s.By, At: s.At}
-}
-
-// recordLaunchStatus stores what a school says it started.
-func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
-	for _, ls := range req.Launches {
-		l := tx.Launch(nil, ls.Launch)
-		if l == nil {
-			continue
-		}
-		for i, sh := range l.Shares {
-			if sh.School != req.School || (sh.Reported && sh.Started == ls.Started && sh.Error == ls.Error &&
-				sh.FirstStart.Equal(ls.FirstStart) && sh.LastStart.Equal(ls.LastStart)) {
-				continue
-			}
-			n := *l
-			n.Shares = append([]state.Share(nil), l.Shares...)
-			n.Shares[i].Started, n.Shares[i].Error, n.Shares[i].Reported = ls.Started, ls.Error, true
-			n.Shares[i].FirstStart, n.Shares[i].LastStart = ls.FirstStart, ls.LastStart
-			n.Started = 0
-			n.FirstStart, n.LastStart = time.Time{}, time.Time{}
-			for _, s := range n.Shares {
-				n.Started += s.Started
-				if !s.FirstStart.IsZero() && (n.FirstStart.IsZero() || s.FirstStart.Before(n.FirstStart)) {
-					n.FirstStart = s.FirstStart
-				}
-				if s.LastStart.After(n.LastStart) {
-					n.LastStart = s.LastStart
-				}
-			}
-			if err := tx.PutLaunch(&n); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // runIdle reports whether a school has none of a run's koi left.

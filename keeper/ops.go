@@ -139,6 +139,9 @@ func (k *Keeper) PutFormation(ctx context.Context, actor string, file behaviors.
 	sum := sha256.Sum256(file.Data)
 	fm := &state.Formation{Hash: hex.EncodeToString(sum[:]), Name: f.Name, File: state.File{Name: file.Name, Content: string(file.Data)},
 		Percent: f.Percent, BeginWithinMS: f.BeginWithin.Milliseconds(), Steps: len(f.Sequence.Steps), CreatedBy: actor}
+	for _, p := range f.Params {
+		fm.Params = append(fm.Params, state.FormationParam(p))
+	}
 	var out *state.Formation
 	err := k.write(ctx, "storing the formation", func(tx *state.Txn) error {
 		if old := tx.Formation(nil, fm.Hash); old != nil {
@@ -487,6 +490,9 @@ func (k *Keeper) stopRun(tx *state.Txn, old *state.Run, actor, reason string, li
 	if err := tx.PutRun(&n); err != nil {
 		return wire.Control{}, err
 	}
+	if err := cancelRunLaunchesTx(tx, old.ID, now, "the run stopped ("+reason+")"); err != nil {
+		return wire.Control{}, err
+	}
 	if err := tx.Audit(actor, "stop run", old.ID, fmt.Sprintf("epoch %d: %s", n.Switch.Epoch, reason)); err != nil {
 		return wire.Control{}, err
 	}
@@ -537,6 +543,9 @@ func (k *Keeper) setSwitchTx(tx *state.Txn, actor string, st wire.State) (*state
 			t.CompleteAt = now
 		}
 		g.Stop = t
+		if err := cancelRunLaunchesTx(tx, "", now, "everything was stopped by "+actor); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.PutSwitch(g); err != nil {
 		return nil, err

@@ -65,13 +65,20 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 	rep.Websocket.Reconnects = min(rep.Websocket.Drops, rep.Websocket.Connects)
 	for _, l := range r.LaunchesOfRun(nil, run.ID) {
 		rl := state.ReportLaunch{ID: l.ID, Name: l.Name, State: l.State, Start: l.Start, Planned: l.Count, Started: l.Started,
-			Connected: l.Connected, Outcome: l.Outcome, Schools: []state.ReportShare{}}
+			Finished: l.Finished, Failed: l.Failed, Cancelled: l.Cancelled,
+			Connected: l.Connected, Outcome: l.Outcome, Schools: []state.ReportShare{}, Key: l.SequenceKey()}
+		for _, rk := range rep.Keys {
+			if l.OwnsKey(rk.Key) {
+				rl.Steps = append(rl.Steps, rk)
+			}
+		}
 		if !l.FirstStart.IsZero() {
 			rl.SpreadMS = ms(l.LastStart.Sub(l.FirstStart))
 			rl.FirstDelayMS = ms(l.FirstStart.Sub(l.Start))
 		}
 		for _, sh := range l.Shares {
-			s := state.ReportShare{School: sh.School, Planned: sh.Count, Started: sh.Started, Error: sh.Error}
+			s := state.ReportShare{School: sh.School, Planned: sh.Count, Started: sh.Started, Finished: sh.Finished,
+				Failed: sh.Failed, Cancelled: sh.Cancelled, Error: sh.Error}
 			if !sh.FirstStart.IsZero() {
 				s.SpreadMS = ms(sh.LastStart.Sub(sh.FirstStart))
 			}

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/koipond/koipond/behaviors"
-	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
@@ -374,100 +372,6 @@ func (k *Keeper) flagLateStops(tx *state.Txn, now time.Time) error {
 				return err
 			}
 		}
-	}
-	return nil
-}
-
-// planLead is how long before its start a launch's per-school counts are
-// fixed: as late as possible (the counts follow the koi connected then)
-// while leaving every school a poll to hear of it. The scheduler runs every
-// half poll, so planning happens between 2 and 1.5 polls before the start.
-func (k *Keeper) planLead() time.Duration { return 2 * k.cfg.PollInterval }
-
-// advanceLaunches plans pending launches that are due, starts them at
-// their instant and finishes them after their window.
-func (k *Keeper) advanceLaunches(tx *state.Txn, now time.Time, live []*state.School) error {
-	for _, l := range tx.LaunchesIn(nil, state.LaunchPending) {
-		n := *l
-		changed := false
-		if !n.Planned() && n.Start.Sub(now) <= k.planLead() {
-			if err := k.plan(tx, &n, now, live); err != nil {
-				return err
-			}
-			changed = true
-		}
-		if n.State == state.LaunchPending && n.Planned() && !now.Before(n.Start) {
-			n.State = state.LaunchRunning
-			changed = true
-		}
-		if changed {
-			if err := tx.PutLaunch(&n); err != nil {
-				return err
-			}
-		}
-	}
-	for _, l := range tx.LaunchesIn(nil, state.LaunchRunning) {
-		run := tx.Run(nil, l.Run)
-		window := time.Duration(l.BeginWithinMS) * time.Millisecond
-		if run != nil && run.TimeScale > 0 {
-			window = time.Duration(float64(window) / run.TimeScale)
-		}
-		end := l.Start.Add(window)
-		allReported := true
-		for _, sh := range l.Shares {
-			allReported = allReported && (sh.Reported || sh.Count == 0)
-		}
-		if now.Before(end) || (!allReported && now.Before(end.Add(k.cfg.Lease))) {
-			continue
-		}
-		n := *l
-		n.State, n.EndedAt = state.LaunchDone, now
-		n.Outcome = fmt.Sprintf("started %d of %d planned koi", n.Started, n.Count)
-		if !n.FirstStart.IsZero() {
-			n.Outcome += fmt.Sprintf(", first %+dms from the launch instant, spread over %v",
-				n.FirstStart.Sub(n.Start).Milliseconds(), n.LastStart.Sub(n.FirstStart).Round(time.Millisecond))
-		}
-		if !allReported {
-			n.Outcome += "; some schools never reported"
-		}
-		if err := tx.PutLaunch(&n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// plan fixes a launch's per-school counts from the connected koi of its
-// run on live schools.
-func (k *Keeper) plan(tx *state.Txn, l *state.Launch, now time.Time, live []*state.School) error {
-	fm := tx.Formation(nil, l.Formation)
-	if fm == nil {
-		return fmt.Errorf("launch %s: formation %s is gone", l.ID, l.Formation)
-	}
-	f, diags := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)})
-	if f == nil {
-		return fmt.Errorf("launch %s: stored formation no longer parses: %w", l.ID, diags)
-	}
-	var schools []formations.School
-	for _, s := range live {
-		if s.Status == nil {
-			continue
-		}
-		for _, rs := range s.Status.Runs {
-			if rs.Run == l.Run && rs.Koi.Connected > 0 {
-				schools = append(schools, formations.School{ID: s.ID, Connected: rs.Koi.Connected})
-			}
-		}
-	}
-	p := f.PlanLaunch(schools)
-	l.PlannedAt, l.Connected, l.Count, l.Shares = now, p.Total, p.Count, nil
-	for _, sh := range p.Shares {
-		if sh.Count > 0 {
-			l.Shares = append(l.Shares, state.Share{School: sh.School, Count: sh.Count})
-		}
-	}
-	if l.Count == 0 {
-		l.State, l.EndedAt, l.Outcome = state.LaunchDone, now, "no connected koi in the run: nothing to start"
 	}
 	return nil
 }

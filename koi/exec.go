@@ -55,10 +55,10 @@ func outcomeOf(ctx context.Context, err error) metrics.Outcome {
 	return metrics.Error
 }
 
-// execute runs a sequence's steps in order. stepKey, when not empty, also
+// execute runs a sequence's steps in order. Each non-empty stepKey also
 // records each step's request under "<stepKey>:<n>". Every wait watches
 // ctx, so pause and stop abort a sequence at once.
-func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behaviors.Env, stepKey string) error {
+func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behaviors.Env, stepKeys ...string) error {
 	prog := seq.Prog
 	for i := range seq.Steps {
 		st := &seq.Steps[i]
@@ -80,8 +80,10 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 			}
 			o := outcomeOf(ctx, err)
 			record(k.rt.series(st.Request.Key), took, o)
-			if stepKey != "" {
-				record(k.rt.series(stepKey+":"+strconv.Itoa(i+1)), took, o)
+			for _, sk := range stepKeys {
+				if sk != "" {
+					record(k.rt.series(sk+":"+strconv.Itoa(i+1)), took, o)
+				}
 			}
 			if err != nil {
 				return &StepError{Where: st.Where, Err: err}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/koipond/koipond/behaviors"
-	"github.com/koipond/koipond/metrics"
 )
 
 // State is where a koi is in its life.
@@ -413,29 +412,7 @@ func (k *Koi) Launch(name string, seq *behaviors.Sequence, params map[string]str
 // LaunchWith is Launch with a callback told the moment the sequence
 // really begins (after the delay), for measuring a launch's start spread.
 func (k *Koi) LaunchWith(name string, seq *behaviors.Sequence, params map[string]string, delay time.Duration, started func(time.Time)) {
-	k.mu.Lock()
-	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
-		k.mu.Unlock()
-		k.rt.series("formation:" + name).Count(metrics.Canceled)
-		return
-	}
-	actx := k.actCtx
-	k.seqs.Add(1)
-	k.mu.Unlock()
-	go func() {
-		defer k.seqs.Done()
-		if !sleepCtx(actx, delay) {
-			k.rt.series("formation:" + name).Count(metrics.Canceled)
-			return
-		}
-		env := &behaviors.Env{Store: k.store, Params: params}
-		start := time.Now()
-		if started != nil {
-			started(start)
-		}
-		err := k.execute(actx, seq, env, "formation:"+name)
-		record(k.rt.series("formation:"+name), time.Since(start), outcomeOf(actx, err))
-	}()
+	k.LaunchTracked(name, "", seq, params, delay, LaunchHooks{Began: started})
 }
 
 // RunSequence runs a sequence now, on the caller's goroutine, with the

@@ -3,25 +3,62 @@ package school
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/formations"
+	"github.com/koipond/koipond/koi"
+	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
 )
 
-// launchState is what this school did with one launch.
+// launchState is what this school did with one launch. The counts are
+// atomics because a koi may report its end while School.mu is held (a
+// paused koi cancels its part at once, inside applyLaunchesLocked).
 type launchState struct {
 	l           wire.Launch
-	started     int
+	scheduled   int // koi given the sequence (guarded by School.mu)
 	err         string
 	expires     time.Time
 	first, last time.Time // real starts of the sequence, keeper time (guarded by School.mu)
+	// started: koi whose sequence began; finished, failed, cancelled: how
+	// each koi's part ended (cancelled includes planned koi that were not
+	// connected here, so the three sum to Count once all have ended).
+	started, finished, failed, cancelled atomic.Int64
 }
 
 func (ls *launchState) status() wire.LaunchStatus {
-	return wire.LaunchStatus{Launch: ls.l.ID, Planned: ls.l.Count, Started: ls.started, Error: ls.err,
-		FirstStart: ls.first, LastStart: ls.last}
+	return wire.LaunchStatus{Launch: ls.l.ID, Planned: ls.l.Count, Started: int(ls.started.Load()),
+		Finished: int(ls.finished.Load()), Failed: int(ls.failed.Load()), Cancelled: int(ls.cancelled.Load()),
+		Error: ls.err, FirstStart: ls.first, LastStart: ls.last}
+}
+
+// settled reports whether every planned koi has ended.
+func (ls *launchState) settled() bool {
+	return ls.finished.Load()+ls.failed.Load()+ls.cancelled.Load() >= int64(ls.l.Count)
+}
+
+// ended counts how one koi's part ended: a halt is the sequence stopping
+// itself on purpose, so it counts as finished, not failed.
+func (ls *launchState) ended(o metrics.Outcome) {
+	switch {
+	case o == metrics.OK || o == metrics.Halted:
+		ls.finished.Add(1)
+	case o == metrics.Canceled:
+		ls.cancelled.Add(1)
+	default:
+		ls.failed.Add(1)
+	}
+}
+
+// launchMetricKey is the key a launch's sequence is measured under: the
+// keeper's choice, or the formation's shared key from an older keeper.
+func launchMetricKey(l wire.Launch) string {
+	if l.MetricKey != "" {
+		return l.MetricKey
+	}
+	return "formation:" + l.Name
 }
 
 // applyLaunchesLocked starts each new launch once: Count connected koi of
@@ -31,7 +68,9 @@ func (ls *launchState) status() wire.LaunchStatus {
 func (s *School) applyLaunchesLocked(ls []wire.Launch) {
 	now := time.Now()
 	for id, st := range s.launches {
-		if now.After(st.expires) {
+		// Forgotten 10 minutes after its window once every koi has ended
+		// (the keeper waits for the last counts), a day later regardless.
+		if now.After(st.expires) && (st.settled() || now.After(st.expires.Add(24*time.Hour))) {
 			delete(s.launches, id)
 		}
 	}
@@ -42,10 +81,13 @@ func (s *School) applyLaunchesLocked(ls []wire.Launch) {
 		st := &launchState{l: l, expires: now.Add(10*time.Minute + wire.Duration(l.BeginWithinMS))}
 		s.launches[l.ID] = st
 		st.err = s.startLaunchLocked(st)
+		if st.scheduled == 0 {
+			st.cancelled.Store(int64(l.Count)) // nothing runs here: the share is settled at once
+		}
 		if st.err != "" {
-			s.logLimited("launch:"+l.ID, "launch not fully started", "launch", l.ID, "planned", l.Count, "started", st.started, "reason", st.err)
+			s.logLimited("launch:"+l.ID, "launch not fully started", "launch", l.ID, "planned", l.Count, "scheduled", st.scheduled, "reason", st.err)
 		} else {
-			s.log.Info("launch scheduled", "launch", l.ID, "formation", l.Name, "koi", st.started, "start", l.Start)
+			s.log.Info("launch scheduled", "launch", l.ID, "formation", l.Name, "koi", st.scheduled, "start", l.Start)
 		}
 	}
 }
@@ -74,6 +116,7 @@ func (s *School) startLaunchLocked(st *launchState) string {
 	offsets := formations.Offsets(rng, len(chosen), r.rt.Scale(wire.Duration(l.BeginWithinMS)))
 	// Each koi reports when it really began, converted to keeper time.
 	began := func(wall time.Time) {
+		st.started.Add(1)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		off, _ := s.clock.offset()
@@ -85,10 +128,12 @@ func (s *School) startLaunchLocked(st *launchState) string {
 			st.last = at
 		}
 	}
+	st.cancelled.Add(int64(l.Count - len(chosen))) // planned here but not connected: will not run
+	st.scheduled = len(chosen)
+	key := launchMetricKey(l)
 	for i, idx := range chosen {
-		conn[idx].LaunchWith(f.Name, f.Sequence, l.Params, delay+offsets[i], began)
+		conn[idx].LaunchTracked(f.Name, key, f.Sequence, l.Params, delay+offsets[i], koi.LaunchHooks{Began: began, Ended: st.ended})
 	}
-	st.started = len(chosen)
 	if n < l.Count {
 		return fmt.Sprintf("only %d of the %d planned koi are connected here", n, l.Count)
 	}

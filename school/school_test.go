@@ -287,10 +287,12 @@ func TestFormationStartsTogetherDespiteSkew(t *testing.T) {
 			t.Errorf("a koi started %v from the launch instant (probes %v late, clock error %v)", d, late, clockErr)
 		}
 	}
-	// A poll carrying each school's launch status, with every start.
+	// A poll carrying each school's launch status, with every start and
+	// every koi's end (the recorder answers ok: all finished).
 	wiretest.Until(t, 5*time.Second, "both schools to report their starts", func() bool {
 		for _, id := range []string{"a", "b"} {
-			if pr, _ := k.lastPoll(id); len(pr.Launches) != 1 || pr.Launches[0].LastStart.IsZero() {
+			if pr, _ := k.lastPoll(id); len(pr.Launches) != 1 || pr.Launches[0].LastStart.IsZero() ||
+				pr.Launches[0].Finished+pr.Launches[0].Failed+pr.Launches[0].Cancelled != 5 {
 				return false
 			}
 		}
@@ -299,7 +301,7 @@ func TestFormationStartsTogetherDespiteSkew(t *testing.T) {
 	bound := 50*time.Millisecond + late + clockErr
 	for _, id := range []string{"a", "b"} {
 		pr, _ := k.lastPoll(id)
-		if len(pr.Launches) != 1 || pr.Launches[0].Started != 5 {
+		if len(pr.Launches) != 1 || pr.Launches[0].Started != 5 || pr.Launches[0].Finished != 5 {
 			t.Errorf("school %s reported %+v", id, pr.Launches)
 		} else if ls := pr.Launches[0]; ls.FirstStart.Sub(startAt).Abs() > bound || ls.LastStart.Sub(startAt).Abs() > bound {
 			// The school reports real starts in keeper time, skew removed.

@@ -264,6 +264,9 @@ func (m *PollRequest) Validate() error {
 		c.id("launches.launch", l.Launch, true)
 		c.count("launches.planned", l.Planned, MaxKoi)
 		c.count("launches.started", l.Started, MaxKoi)
+		c.count("launches.finished", l.Finished, MaxKoi)
+		c.count("launches.failed", l.Failed, MaxKoi)
+		c.count("launches.cancelled", l.Cancelled, MaxKoi)
 		c.text("launches.error", l.Error, MaxText)
 		c.time("launches.first_start", l.FirstStart, false)
 		c.time("launches.last_start", l.LastStart, false)
@@ -322,6 +325,7 @@ func (m *PollReply) Validate() error {
 		c.time("launches.start", l.Start, true)
 		c.ms("launches.begin_within_ms", l.BeginWithinMS, MaxInterval)
 		c.count("launches.count", l.Count, MaxKoi)
+		c.text("launches.metric_key", l.MetricKey, MaxText)
 	}
 	return c.result()
 }

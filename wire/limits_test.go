@@ -52,6 +52,9 @@ func TestValidateRejects(t *testing.T) {
 		{"pressure in year 9999", func(p *PollRequest) { p.Runs[0].PressureAt = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }, "runs.pressure_at"},
 		{"too many launches", func(p *PollRequest) { p.Launches = make([]LaunchStatus, MaxLaunchesPerMessage+1) }, "launches"},
 		{"huge started", func(p *PollRequest) { p.Launches[0].Started = math.MaxInt64 }, "launches.started"},
+		{"huge finished", func(p *PollRequest) { p.Launches[0].Finished = math.MaxInt64 }, "launches.finished"},
+		{"negative failed", func(p *PollRequest) { p.Launches[0].Failed = -1 }, "launches.failed"},
+		{"huge cancelled", func(p *PollRequest) { p.Launches[0].Cancelled = MaxKoi + 1 }, "launches.cancelled"},
 	}
 	for _, tt := range tests {
 		p := ok()

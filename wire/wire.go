@@ -165,12 +165,19 @@ type RunStatus struct {
 	PressureAt time.Time `json:"pressure_at,omitzero"`
 }
 
-// LaunchStatus reports what a school did with a launch.
+// LaunchStatus reports what a school did with a launch. Of Planned koi,
+// Started have begun the sequence, Finished did every step, Failed
+// stopped at a failing step, and Cancelled will not finish (aborted by a
+// pause or stop, or never started because not connected). The keeper
+// refuses counts that add up to more than Planned.
 type LaunchStatus struct {
-	Launch  string `json:"launch"`
-	Planned int    `json:"planned"`
-	Started int    `json:"started"`
-	Error   string `json:"error,omitempty"`
+	Launch    string `json:"launch"`
+	Planned   int    `json:"planned"`
+	Started   int    `json:"started"`
+	Finished  int    `json:"finished,omitempty"`
+	Failed    int    `json:"failed,omitempty"`
+	Cancelled int    `json:"cancelled,omitempty"`
+	Error     string `json:"error,omitempty"`
 	// FirstStart and LastStart are when the school's first and last koi
 	// actually began the sequence, in keeper time (zero until one has).
 	FirstStart time.Time `json:"first_start,omitzero"`
@@ -253,6 +260,9 @@ type Launch struct {
 	BeginWithinMS int64 `json:"begin_within_ms"`
 	// Count is how many of this school's connected koi of the run start.
 	Count int `json:"count"`
+	// MetricKey is the key the sequence is measured under (steps:
+	// MetricKey:N); empty means "formation:" + Name.
+	MetricKey string `json:"metric_key,omitempty"`
 }
 
 // BlobKind names what a blob is.

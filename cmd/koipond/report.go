@@ -138,10 +138,14 @@ func printReport(w io.Writer, rep *api.Report) {
 	fmt.Fprintf(w, "websockets: %d connects (%d failed, p95 %s ms), %d drops, %d reconnects, closes %s\n",
 		ws.Connects, ws.ConnectFailures, optMS(ws.ConnectP95), ws.Drops, ws.Reconnects, strings.Join(closes, " "))
 	for _, l := range rep.Launches {
-		fmt.Fprintf(w, "launch %s %q (%s): %d of %d planned started (%d connected), first %.0f ms after the instant, spread %.0f ms\n",
-			l.ID, l.Name, l.State, l.Started, l.Planned, l.Connected, l.FirstDelayMS, l.SpreadMS)
+		fmt.Fprintf(w, "launch %s %q (%s): %d planned (%d connected), %d started, %d finished, %d failed, %d cancelled; first %.0f ms after the instant, spread %.0f ms\n",
+			l.ID, l.Name, l.State, l.Planned, l.Connected, l.Started, l.Finished, l.Failed, l.Cancelled, l.FirstDelayMS, l.SpreadMS)
 		for _, s := range l.Schools {
-			fmt.Fprintf(w, "  school %s: %d of %d, spread %.0f ms %s\n", s.School, s.Started, s.Planned, s.SpreadMS, s.Error)
+			fmt.Fprintf(w, "  school %s: %d planned, %d started, %d finished, %d failed, %d cancelled, spread %.0f ms %s\n",
+				s.School, s.Planned, s.Started, s.Finished, s.Failed, s.Cancelled, s.SpreadMS, s.Error)
+		}
+		for _, k := range l.Steps {
+			fmt.Fprintf(w, "  %s: %d, %d failed, p50 %s ms, p95 %s ms\n", k.Key, k.Count, k.Failures, optMS(k.P50), optMS(k.P95))
 		}
 	}
 	printCapacity(w, rep.Capacity)

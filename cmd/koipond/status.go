@@ -84,9 +84,10 @@ func printStatus(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s ago\t%.1f ms\n", s.ID, s.Health, s.Capacity, s.Assigned, st.Time.Sub(s.LastSeen).Round(time.Millisecond), s.ClockOffsetMS)
 	}
 	if len(st.Launches) > 0 {
-		fmt.Fprintf(tw, "\nLAUNCH\tFORMATION\tRUN\tSTATE\tSTART\tKOI\n")
+		fmt.Fprintf(tw, "\nLAUNCH\tFORMATION\tRUN\tSTATE\tSTART\tPLANNED\tSTARTED\tFINISHED\tFAILED\tCANCELLED\n")
 		for _, l := range st.Launches {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d started\n", l.ID, l.Name, l.Run, l.State, l.Start.Local().Format(time.TimeOnly), l.Started, l.Count)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", l.ID, l.Name, l.Run, l.State, l.Start.Local().Format(time.TimeOnly),
+				l.Count, l.Started, l.Finished, l.Failed, l.Cancelled)
 		}
 	}
 	return tw.Flush()

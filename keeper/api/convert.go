@@ -111,7 +111,8 @@ func launchOut(l *state.Launch) *contract.Launch {
 		State:     contract.LaunchState(l.State),
 		PlannedAt: l.PlannedAt, Connected: l.Connected, Count: l.Count,
 		Shares:  mapSlice(l.Shares, func(s state.Share) contract.Share { return contract.Share(s) }),
-		Started: l.Started, FirstStart: l.FirstStart, LastStart: l.LastStart, Outcome: l.Outcome,
+		Started: l.Started, Finished: l.Finished, Failed: l.Failed, Cancelled: l.Cancelled, MetricKey: l.MetricKey,
+		FirstStart: l.FirstStart, LastStart: l.LastStart, Outcome: l.Outcome,
 		CreatedAt: l.CreatedAt, CreatedBy: l.CreatedBy, EndedAt: l.EndedAt,
 	}
 }
@@ -189,7 +190,8 @@ func reportOut(r *state.Report) *contract.Report {
 		Websocket: contract.ReportWebsocket(r.Websocket),
 		Launches: mapSlice(r.Launches, func(l state.ReportLaunch) contract.ReportLaunch {
 			return contract.ReportLaunch{ID: l.ID, Name: l.Name, State: contract.LaunchState(l.State), Start: l.Start,
-				Planned: l.Planned, Started: l.Started, Connected: l.Connected, SpreadMS: l.SpreadMS,
+				Planned: l.Planned, Started: l.Started, Finished: l.Finished, Failed: l.Failed, Cancelled: l.Cancelled,
+				Connected: l.Connected, SpreadMS: l.SpreadMS, Key: l.Key, Steps: mapSlice(l.Steps, reportKeyOut),
 				FirstDelayMS: l.FirstDelayMS, Outcome: l.Outcome,
 				Schools: mapSlice(l.Schools, func(s state.ReportShare) contract.ReportShare { return contract.ReportShare(s) })}
 		}),
@@ -219,7 +221,8 @@ func formationOut(f *state.Formation) *contract.Formation {
 		return nil
 	}
 	return &contract.Formation{Hash: f.Hash, Name: f.Name, Version: f.Version, File: contract.File(f.File),
-		Percent: f.Percent, BeginWithinMS: f.BeginWithinMS, Steps: f.Steps, CreatedAt: f.CreatedAt, CreatedBy: f.CreatedBy}
+		Percent: f.Percent, BeginWithinMS: f.BeginWithinMS, Steps: f.Steps, CreatedAt: f.CreatedAt, CreatedBy: f.CreatedBy,
+		Params: mapSlice(f.Params, func(p state.FormationParam) contract.FormationParam { return contract.FormationParam(p) })}
 }
 
 func auditOut(e *state.AuditEntry) *contract.AuditEntry {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -434,8 +435,9 @@ func (s *server) listLaunches(c echo.Context) error {
 	return c.JSON(http.StatusOK, launchesOut(out))
 }
 
-// LaunchView is a launch with the metrics of its formation's steps since
-// its start (keys "formation:<name>:…").
+// LaunchView is a launch with the metrics of its own steps since its
+// start (keys "formation:<name>#<launch id>" and ":N" per step; the
+// formation's shared keys for a launch without its own).
 type LaunchView struct {
 	*contract.Launch
 	Metrics *contract.MetricsSummary `json:"metrics,omitempty"`
@@ -452,7 +454,9 @@ func (s *server) getLaunch(c echo.Context) error {
 		if !l.EndedAt.IsZero() {
 			to = l.EndedAt.Add(time.Minute)
 		}
-		v.Metrics = metricsOut(s.k.MetricsBetween(l.Run, l.Start.Truncate(time.Second), to, "formation:"+l.Name))
+		m := s.k.MetricsBetween(l.Run, l.Start.Truncate(time.Second), to, l.SequenceKey())
+		m.Keys = slices.DeleteFunc(m.Keys, func(ks keeper.KeySummary) bool { return !l.OwnsKey(ks.Key) })
+		v.Metrics = metricsOut(m)
 	}
 	return c.JSON(http.StatusOK, v)
 }

@@ -26,13 +26,25 @@ type BehaviorSet struct {
 // Formation is a stored formation file, content-addressed and versioned
 // per Name like BehaviorSet.
 type Formation struct {
-	Hash          string    `json:"hash"`
-	Name          string    `json:"name"`
-	Version       int       `json:"version"`
-	File          File      `json:"file"`
-	Percent       float64   `json:"percent"`
-	BeginWithinMS int64     `json:"begin_within_ms"`
-	Steps         int       `json:"steps"`
-	CreatedAt     time.Time `json:"created_at"`
-	CreatedBy     string    `json:"created_by,omitempty"`
+	Hash          string  `json:"hash"`
+	Name          string  `json:"name"`
+	Version       int     `json:"version"`
+	File          File    `json:"file"`
+	Percent       float64 `json:"percent"`
+	BeginWithinMS int64   `json:"begin_within_ms"`
+	Steps         int     `json:"steps"`
+	// Params are the launch parameters the file declares (none when it
+	// declares none).
+	Params    []FormationParam `json:"params,omitempty"`
+	CreatedAt time.Time        `json:"created_at"`
+	CreatedBy string           `json:"created_by,omitempty"`
+}
+
+// FormationParam is a launch parameter a formation declares: a launch must
+// give it when Required, else Default fills in.
+type FormationParam struct {
+	Name     string `json:"name"`
+	Required bool   `json:"required,omitempty"`
+	Default  string `json:"default,omitempty"`
+	Doc      string `json:"doc,omitempty"`
 }

@@ -18,11 +18,18 @@ const (
 	LaunchCancelled LaunchState = "cancelled"
 )
 
-// Share is one school's part of a launch.
+// Share is one school's part of a launch. Of its Count koi, Started have
+// begun the sequence (its first step), Finished did every step, Failed
+// stopped at a failing step, and Cancelled will not finish: aborted by a
+// pause or stop, or never started (not connected on the school at the
+// launch). The share is settled when Finished + Failed + Cancelled = Count.
 type Share struct {
-	School  string `json:"school"`
-	Count   int    `json:"count"`
-	Started int    `json:"started"`
+	School    string `json:"school"`
+	Count     int    `json:"count"`
+	Started   int    `json:"started"`
+	Finished  int    `json:"finished"`
+	Failed    int    `json:"failed"`
+	Cancelled int    `json:"cancelled"`
 	// Reported is true once the school said what it started.
 	Reported bool   `json:"reported"`
 	Error    string `json:"error,omitempty"`
@@ -48,7 +55,17 @@ type Launch struct {
 	Connected int     `json:"connected"`
 	Count     int     `json:"count"`
 	Shares    []Share `json:"shares,omitempty"`
-	Started   int     `json:"started"`
+	// Started, Finished, Failed and Cancelled sum the shares' counts.
+	Started   int `json:"started"`
+	Finished  int `json:"finished"`
+	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
+	// MetricKey is the key the launch's own sequence is measured under,
+	// and MetricKey:N its step N: "formation:<name>#<launch id>" while the
+	// run has room for per-launch keys (maxLaunchKeys), else the
+	// formation's shared "formation:<name>". Every launch is also counted
+	// under the shared keys, which thresholds and comparisons name.
+	MetricKey string `json:"metric_key,omitempty"`
 	// FirstStart and LastStart span the real starts over every school;
 	// their difference is the launch's start spread.
 	FirstStart time.Time `json:"first_start,omitzero"`

@@ -76,7 +76,16 @@ type ReportLaunch struct {
 	Start     time.Time   `json:"start"`
 	Planned   int         `json:"planned"`
 	Started   int         `json:"started"`
+	Finished  int         `json:"finished"`
+	Failed    int         `json:"failed"`
+	Cancelled int         `json:"cancelled"`
 	Connected int         `json:"connected"`
+	// Key is the metric key of the launch's sequence; Steps are the
+	// launch's own keys (Key, then Key:N per step), read from the run's
+	// metrics: another launch of the same formation is not mixed in
+	// unless the run ran out of per-launch keys (then Key is shared).
+	Key   string      `json:"key,omitempty"`
+	Steps []ReportKey `json:"steps,omitempty"`
 	// SpreadMS is LastStart − FirstStart over every school.
 	SpreadMS float64 `json:"spread_ms"`
 	// FirstDelayMS is FirstStart − Start: how late the first koi began.
@@ -87,11 +96,14 @@ type ReportLaunch struct {
 
 // ReportShare is one school's part of a launch.
 type ReportShare struct {
-	School   string  `json:"school"`
-	Planned  int     `json:"planned"`
-	Started  int     `json:"started"`
-	SpreadMS float64 `json:"spread_ms"`
-	Error    string  `json:"error,omitempty"`
+	School    string  `json:"school"`
+	Planned   int     `json:"planned"`
+	Started   int     `json:"started"`
+	Finished  int     `json:"finished"`
+	Failed    int     `json:"failed"`
+	Cancelled int     `json:"cancelled"`
+	SpreadMS  float64 `json:"spread_ms"`
+	Error     string  `json:"error,omitempty"`
 }
 
 // ThresholdResult is one threshold's verdict: the observed value in the

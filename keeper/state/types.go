@@ -31,15 +31,27 @@ type BehaviorSet struct {
 // Formation is a stored formation file, content-addressed and versioned
 // per Name like BehaviorSet.
 type Formation struct {
-	Hash          string    `json:"hash"`
-	Name          string    `json:"name"`
-	Version       int       `json:"version"`
-	File          File      `json:"file"`
-	Percent       float64   `json:"percent"`
-	BeginWithinMS int64     `json:"begin_within_ms"`
-	Steps         int       `json:"steps"`
-	CreatedAt     time.Time `json:"created_at"`
-	CreatedBy     string    `json:"created_by,omitempty"`
+	Hash          string  `json:"hash"`
+	Name          string  `json:"name"`
+	Version       int     `json:"version"`
+	File          File    `json:"file"`
+	Percent       float64 `json:"percent"`
+	BeginWithinMS int64   `json:"begin_within_ms"`
+	Steps         int     `json:"steps"`
+	// Params are the launch parameters the file declares (none when it
+	// declares none).
+	Params    []FormationParam `json:"params,omitempty"`
+	CreatedAt time.Time        `json:"created_at"`
+	CreatedBy string           `json:"created_by,omitempty"`
+}
+
+// FormationParam is a launch parameter a formation declares: a launch must
+// give it when Required, else Default fills in.
+type FormationParam struct {
+	Name     string `json:"name"`
+	Required bool   `json:"required,omitempty"`
+	Default  string `json:"default,omitempty"`
+	Doc      string `json:"doc,omitempty"`
 }
 
 // RunState is what a run is doing.
@@ -195,11 +207,18 @@ const (
 	LaunchCancelled LaunchState = "cancelled"
 )
 
-// Share is one school's part of a launch.
+// Share is one school's part of a launch. Of its Count koi, Started have
+// begun the sequence (its first step), Finished did every step, Failed
+// stopped at a failing step, and Cancelled will not finish: aborted by a
+// pause or stop, or never started (not connected on the school at the
+// launch). The share is settled when Finished + Failed + Cancelled = Count.
 type Share struct {
-	School  string `json:"school"`
-	Count   int    `json:"count"`
-	Started int    `json:"started"`
+	School    string `json:"school"`
+	Count     int    `json:"count"`
+	Started   int    `json:"started"`
+	Finished  int    `json:"finished"`
+	Failed    int    `json:"failed"`
+	Cancelled int    `json:"cancelled"`
 	// Reported is true once the school said what it started.
 	Reported bool   `json:"reported"`
 	Error    string `json:"error,omitempty"`
@@ -225,7 +244,17 @@ type Launch struct {
 	Connected int     `json:"connected"`
 	Count     int     `json:"count"`
 	Shares    []Share `json:"shares,omitempty"`
-	Started   int     `json:"started"`
+	// Started, Finished, Failed and Cancelled sum the shares' counts.
+	Started   int `json:"started"`
+	Finished  int `json:"finished"`
+	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
+	// MetricKey is the key the launch's own sequence is measured under,
+	// and MetricKey:N its step N: "formation:<name>#<launch id>" while the
+	// run has room for per-launch keys (maxLaunchKeys), else the
+	// formation's shared "formation:<name>". Every launch is also counted
+	// under the shared keys, which thresholds and comparisons name.
+	MetricKey string `json:"metric_key,omitempty"`
 	// FirstStart and LastStart span the real starts over every school;
 	// their difference is the launch's start spread.
 	FirstStart time.Time `json:"first_start,omitzero"`
@@ -238,6 +267,23 @@ type Launch struct {
 
 // Planned reports whether the per-school counts are fixed.
 func (l *Launch) Planned() bool { return !l.PlannedAt.IsZero() }
+
+// SequenceKey is the metric key the launch's sequence is measured under
+// (step N: SequenceKey:N); launches stored before per-launch keys used
+// their formation's shared key.
+func (l *Launch) SequenceKey() string {
+	if l.MetricKey != "" {
+		return l.MetricKey
+	}
+	return "formation:" + l.Name
+}
+
+// OwnsKey reports whether a metric key is the launch's sequence or one of
+// its steps.
+func (l *Launch) OwnsKey(key string) bool {
+	k := l.SequenceKey()
+	return key == k || (strings.HasPrefix(key, k) && strings.HasPrefix(key[len(k):], ":"))
+}
 
 // School is a worker process as the keeper knows it. The heartbeat fields
 // (LastSeen, ClockOffsetMS, Status) change every poll and are kept in memory

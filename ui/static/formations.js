@@ -85,7 +85,9 @@ export function mount(main, hash) {
     });
     detail.replaceChildren(
       f ? h('div.panel', h('h2', `${f.name} `, h('span.muted', `v${f.version}`)),
-        h('div.muted.small', `${f.percent}% of connected koi, each starting within ${f.begin_within_ms / 1000} s of the launch · ${f.steps} steps · uploaded ${fmtTime(f.created_at)}${f.created_by ? ' by ' + f.created_by : ''} · `, h('span.mono', f.hash.slice(0, 12))))
+        h('div.muted.small', `${f.percent}% of connected koi, each starting within ${f.begin_within_ms / 1000} s of the launch · ${f.steps} steps · uploaded ${fmtTime(f.created_at)}${f.created_by ? ' by ' + f.created_by : ''} · `, h('span.mono', f.hash.slice(0, 12))),
+        (f.params || []).length ? h('div.small#formation-params', 'Launch parameters: ',
+          f.params.map((p, i) => [i ? ' · ' : '', h('span.mono', p.name), p.required ? h('span.required', ' (required)') : p.default ? ` (default ${p.default})` : '', p.doc ? ` — ${p.doc}` : ''])) : null)
         : h('div.panel', h('h2', 'New formation'), h('div.muted.small', 'Paste or write a formation file; launch parameters are read with get.')),
       form);
     applyRole(detail);
@@ -113,7 +115,16 @@ export async function launchDialog(f) {
 
   const runSel = h('select', { name: 'run', 'data-field': 'run' }, runs.map(r => h('option', { value: r.id },
     `${r.name} — ${(r.koi_now && r.koi_now.connected) || 0} koi connected`)));
-  const params = h('textarea', { name: 'params', 'data-field': 'params', rows: 3, placeholder: 'channel_id=C0123\none per line, key=value' });
+  // A field per declared parameter; a formation that declares none gets
+  // the free key=value list (any parameters, as before declarations).
+  const declared = f.params || [];
+  const params = declared.length ? null : h('textarea', { name: 'params', 'data-field': 'params', rows: 3, placeholder: 'channel_id=C0123\none per line, key=value' });
+  const paramInputs = declared.map(p => h('input', { type: 'text', name: 'param-' + p.name, 'data-field': 'param-' + p.name, 'data-param': p.name,
+    required: !!p.required, 'aria-required': p.required ? 'true' : 'false', placeholder: p.default ? `default: ${p.default}` : (p.required ? 'required' : 'optional') }));
+  const paramFields = declared.length
+    ? declared.map((p, i) => field(h('span', p.name, p.required ? h('span.required', { title: 'required' }, ' *') : null), paramInputs[i],
+      { hint: (p.doc || '') + (p.default ? ` (default ${p.default})` : '') + (p.required ? ' · required' : '') }))
+    : [field('Parameters', params, { hint: 'readable in the formation with get "key"' })];
   const when = h('input', { type: 'datetime-local', name: 'at', 'data-field': 'at', step: 1, value: toLocalInput(Date.now() + 60000) });
   const mode = v => h('input', { type: 'radio', name: 'mode', value: v, checked: v === 'now' });
   const modeNow = mode('now'), modeAt = mode('at');
@@ -134,7 +145,7 @@ export async function launchDialog(f) {
     h('p.muted.small', `${f.percent}% of the run's connected koi each start the sequence at a random moment within ${f.begin_within_ms / 1000} s of the start.`),
     h('div', { style: 'display:grid;gap:.7rem' },
       field('Run', runSel),
-      field('Parameters', params, { hint: 'readable in the formation with get "key"' }),
+      ...paramFields,
       h('fieldset', h('legend', 'Start'),
         h('label.inline', modeNow, 'now'),
         h('label.inline', modeAt, 'at', when),
@@ -147,7 +158,12 @@ export async function launchDialog(f) {
     ev.preventDefault();
     const body = { formation: f.hash, run: runSel.value };
     const p = {};
-    for (const line of params.value.split('\n').map(s => s.trim()).filter(Boolean)) {
+    for (const [i, d] of declared.entries()) {
+      const v = paramInputs[i].value.trim();
+      if (v) p[d.name] = v;
+      else if (d.required) return showFieldError(form, { field: 'param-' + d.name, message: `${d.name} is required${d.doc ? ': ' + d.doc : ''}` });
+    }
+    for (const line of (params ? params.value : '').split('\n').map(s => s.trim()).filter(Boolean)) {
       const i = line.indexOf('=');
       if (i < 1) return showFieldError(form, { field: 'params', message: `“${line}” is not key=value` });
       p[line.slice(0, i).trim()] = line.slice(i + 1).trim();
@@ -164,7 +180,11 @@ export async function launchDialog(f) {
       const l = await api('POST', '/launches', body);
       progress(dlg, l, f, runSel.selectedOptions[0] ? runs.find(r => r.id === runSel.value).name : l.run);
     } catch (e) {
-      showFieldError(form, e.field && e.field.startsWith('params') ? { ...e, field: 'params' } : e);
+      // the keeper names the parameter; point at its field when there is one
+      const head = (e.message || '').split('; it declares')[0]; // what is wrong, before the declared list
+      const words = head.split(/[^A-Za-z0-9_.-]+/);
+      const named = e.field && e.field.startsWith('params') && declared.find(d => words.includes(d.name));
+      showFieldError(form, !e.field || !e.field.startsWith('params') ? e : named ? { ...e, field: 'param-' + named.name } : params ? { ...e, field: 'params' } : e);
     }
   });
   dlg.append(form);
@@ -186,8 +206,9 @@ function progress(dlg, l, f, runName) {
   });
   dlg.replaceChildren(h('h2', `${f.name} on “${runName}”`), h('div.muted.small', `Launch ${l.id} · start ${fmtTime(l.start)} local = ${fmtUTC(Date.parse(l.start))}`),
     count, summary,
-    h('h3', 'Koi started per school'),
-    h('div.table-wrap', h('table#launch-shares', h('thead', h('tr', h('th', 'School'), h('th.num', 'Planned'), h('th.num', 'Started'), h('th', ''))), shares)),
+    h('h3', 'Koi per school'),
+    h('div.table-wrap', h('table#launch-shares', h('thead', h('tr', h('th', 'School'), h('th.num', 'Planned'), h('th.num', 'Started'),
+      h('th.num', 'Finished'), h('th.num', 'Failed'), h('th.num', 'Cancelled'), h('th', ''))), shares)),
     h('h3', 'Step latencies'),
     h('div.table-wrap', h('table#launch-steps', h('thead', h('tr', h('th', 'Key'), h('th.num', 'Count'), h('th.num', 'Errors'), h('th.num', 'p50'), h('th.num', 'p95'))), steps)),
     h('div.dialog-buttons', cancel, h('button.primary#launch-close', { type: 'button', onclick: () => dlg.close() }, 'Close')));
@@ -200,11 +221,15 @@ function progress(dlg, l, f, runName) {
     count.textContent = left > 0 ? `T − ${(left / 1000).toFixed(left < 10000 ? 1 : 0)} s` : l.state === 'done' ? 'Done' : l.state === 'cancelled' ? 'Cancelled' : 'Go';
     summary.replaceChildren(...[stateChip(l.state), ' ',
       isZeroTime(l.planned_at) ? h('span.muted', 'the per-school plan is fixed shortly before the start')
-        : h('span#launch-started', { 'data-started': l.started, 'data-count': l.count }, `${l.started} of ${l.count} planned koi started (${l.connected} connected when planned)`),
+        : h('span#launch-started', { 'data-started': l.started, 'data-count': l.count, 'data-finished': l.finished, 'data-failed': l.failed, 'data-cancelled': l.cancelled },
+          `${l.count} planned (${l.connected} connected when planned): ${l.started} started, ${l.finished} finished, ${l.failed} failed, ${l.cancelled} cancelled`),
       l.outcome ? h('div.small.muted', l.outcome) : null].filter(Boolean));
+    // the bar: how many of the school's koi have ended (finished, failed or cancelled)
+    const ended = s => (s.finished || 0) + (s.failed || 0) + (s.cancelled || 0);
     shares.replaceChildren(...((l.shares || []).length ? l.shares.map(s => h('tr', h('td', s.school), h('td.num', String(s.count)), h('td.num', String(s.started)),
-      h('td', h('div.progress', h('span', { style: `width:${s.count ? Math.min(100, 100 * s.started / s.count) : (s.reported ? 100 : 0)}%` })), s.error ? h('div.small', { style: 'color:var(--bad)' }, s.error) : null)))
-      : [h('tr', h('td.empty', { colspan: 4 }, 'planned two polls before the start'))]));
+      h('td.num', String(s.finished || 0)), h('td.num', String(s.failed || 0)), h('td.num', String(s.cancelled || 0)),
+      h('td', h('div.progress', h('span', { style: `width:${s.count ? Math.min(100, 100 * ended(s) / s.count) : (s.reported ? 100 : 0)}%` })), s.error ? h('div.small', { style: 'color:var(--bad)' }, s.error) : null)))
+      : [h('tr', h('td.empty', { colspan: 7 }, 'planned two polls before the start'))]));
     steps.replaceChildren(...(metricKeys.length ? metricKeys.map(k => h('tr', h('td.mono', k.key), h('td.num', fmtNum(k.count)), h('td.num', fmtNum(k.failures)), h('td.num', fmtMS(k.p50_ms)), h('td.num', fmtMS(k.p95_ms))))
       : [h('tr', h('td.empty', { colspan: 5 }, 'no steps yet'))]));
     cancel.disabled = !(l.state === 'pending' || l.state === 'running');
@@ -212,12 +237,9 @@ function progress(dlg, l, f, runName) {
   }
   async function poll() {
     try {
+      // the launch view carries its own step keys (this launch only)
       l = await api('GET', `/launches/${l.id}`);
-      const since = Math.max(2, Math.min(86400, Math.ceil((keeperNow() - Date.parse(l.start)) / 1000) + 5));
-      if (keeperNow() > Date.parse(l.start) - 1000) {
-        const m = await api('GET', `/runs/${encodeURIComponent(l.run)}/metrics?window=${since}s`);
-        metricKeys = (m.keys || []).filter(k => k.key === 'formation:' + l.name || k.key.startsWith('formation:' + l.name + ':'));
-      }
+      metricKeys = (l.metrics && l.metrics.keys) || [];
     } catch (e) { /* the header shows reachability */ }
     render();
   }

@@ -124,7 +124,8 @@ export function mount(main, id) {
     h('div.small.muted', `Closes by code: ${closes}`));
     const ls = rep.launches || [];
     launchesBody.replaceChildren(...(ls.length ? ls.map(l => h('tr', { 'data-launch': l.id },
-      h('td', l.name), h('td', stateChip(l.state)), h('td', fmtTime(l.start)), h('td.num', `${l.started} / ${l.planned}`),
+      h('td', l.name, (l.steps || []).filter(k => k.key !== l.key).map(k => h('div.small.muted.launch-step', { 'data-key': k.key },
+        `step ${k.key.slice(l.key.length + 1)}: ${fmtNum(k.count)} calls, ${fmtNum(k.failures)} failed, p95 ${fmtMS(k.p95_ms)}`))), h('td', stateChip(l.state)), h('td', fmtTime(l.start)), h('td.num', `${l.started} / ${l.planned}`, h('div.small.muted', `${l.finished || 0} finished · ${l.failed || 0} failed · ${l.cancelled || 0} cancelled`)),
       h('td.num', fmtMS(l.first_delay_ms)), h('td.num', fmtMS(l.spread_ms)),
       h('td.small', (l.schools || []).map(s => h('span.chip' + (s.started >= s.planned ? '.ok' : '.warn'), `${s.school} ${s.started}/${s.planned} · ${fmtMS(s.spread_ms)}`, s.error ? ` (${s.error})` : '')))))
       : [h('tr', h('td.empty', { colspan: 7 }, 'No formation was launched on this run.'))]));

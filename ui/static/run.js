@@ -158,7 +158,8 @@ export function mount(main, id) {
     launchesBody.replaceChildren(...(ls.length ? ls.map(l => h('tr', { 'data-launch': l.id },
       h('td', stateChip(l.state)), h('td', h('a', { href: '#/formations/' + encodeURIComponent(l.formation) }, l.name)),
       h('td', fmtTime(l.start)),
-      h('td.num', isZeroTime(l.planned_at) ? `– / planned soon` : `${l.started} / ${l.count}`),
+      h('td.num', isZeroTime(l.planned_at) ? `– / planned soon` : `${l.started} / ${l.count}`,
+        isZeroTime(l.planned_at) ? null : h('div.small.muted', `${l.finished || 0} finished · ${l.failed || 0} failed · ${l.cancelled || 0} cancelled`)),
       h('td.small', (l.shares || []).map(s => h('span.chip' + (s.reported && s.started >= s.count ? '.ok' : ''), `${s.school} ${s.started}/${s.count}`, s.error ? ` (${s.error})` : '')), ' '),
       h('td.hide-sm.small', l.outcome || '')))
       : [h('tr', h('td.empty', { colspan: 6 }, 'No formation launched on this run. Launch one from Formations.'))]));
