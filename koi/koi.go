@@ -368,7 +368,7 @@ func (k *Koi) runBehavior(ctx context.Context, b *behaviors.Behavior) {
 	k.count(func(s *Stats) { s.Behaviors++ })
 	start := time.Now()
 	err := k.execute(ctx, b.Sequence, &behaviors.Env{Store: k.store}, "")
-	record(k.rt.series(b.Key), time.Since(start), outcomeOf(ctx, err))
+	record(k.rt.series(b.Key), time.Since(start), outcomeOf(ctx, err), err)
 }
 
 // Launch runs a formation's sequence on this koi after delay (wall time),
@@ -403,7 +403,7 @@ func (k *Koi) LaunchWith(name string, seq *behaviors.Sequence, params map[string
 			started(start)
 		}
 		err := k.execute(actx, seq, env, "formation:"+name)
-		record(k.rt.series("formation:"+name), time.Since(start), outcomeOf(actx, err))
+		record(k.rt.series("formation:"+name), time.Since(start), outcomeOf(actx, err), err)
 	}()
 }
 

@@ -173,7 +173,7 @@ func TestMergeReasons(t *testing.T) {
 }
 
 func TestUnmarshalBadReasons(t *testing.T) {
-	// header2 is a version-2 header; one series "k" with 5 errors.
+	// series is a version-2 encoding of one series "k" with 5 errors.
 	series := func(reasons func(e enc1) enc1) []byte {
 		e := enc1(append([]byte(formatMagic), formatVersion)).time(t0).time(t1).u(1).str("k").u(1 << Error).u(5)
 		return reasons(e).u(0)
