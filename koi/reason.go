@@ -1,6 +1,7 @@
 package koi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -123,9 +124,10 @@ func transportReason(err error) string {
 }
 
 // bodySample copies the start of a reply body as a failure's sample (the
-// body's buffer goes back to the reply budget).
+// body's buffer goes back to the reply budget), without trailing
+// whitespace.
 func bodySample(body []byte) string {
-	return string(body[:min(len(body), metrics.MaxSampleLen)])
+	return string(bytes.TrimRight(body[:min(len(body), metrics.MaxSampleLen)], " \t\r\n"))
 }
 
 // httpReasons holds "http NNN" for every status code 100–999, built once,

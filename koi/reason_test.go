@@ -80,7 +80,7 @@ func TestFailureReasons(t *testing.T) {
 		// ok:false, reply decoded for a post_action.
 		{"api:conversations.history", "channel_not_found=1", `{"ok":false,"error":"channel_not_found"}`},
 		// An HTTP status, with the body's start as sample.
-		{"api:users.info", "http 503=1", `overloaded, try later\x0a`},
+		{"api:users.info", "http 503=1", "overloaded, try later"},
 		// The request's own timeout.
 		{"api:slow", "timeout=1", ""},
 		// A refused connection, named by its innermost cause.
