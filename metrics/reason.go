@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"unsafe"
 )
 
 // Bounds on failure reasons. Reasons and samples come from the target (a
@@ -60,6 +61,23 @@ func clean(s string, max int) string {
 	if isClean(s, max) {
 		return s
 	}
+	return string(appendClean(make([]byte, 0, max), s, max))
+}
+
+// cleanReasonTo is CleanReason writing an escaped reason into buf instead
+// of a new string, so that looking up a reason seen before never
+// allocates. The result may alias buf: whoever keeps it must copy it.
+func cleanReasonTo(buf *[MaxReasonLen]byte, r string) string {
+	if isClean(r, MaxReasonLen) {
+		return r
+	}
+	b := appendClean(buf[:0], r, MaxReasonLen)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// appendClean appends s escaped and bounded to max bytes (see
+// CleanReason) to b.
+func appendClean(b []byte, s string, max int) []byte {
 	width := func(c byte) int {
 		if c < 0x20 || c > 0x7e {
 			return 4 // \xNN
@@ -75,25 +93,23 @@ func clean(s string, max int) string {
 		limit = max - len("...")
 	}
 	const hex = "0123456789abcdef"
-	var b strings.Builder
-	b.Grow(max)
+	n := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if b.Len()+width(c) > limit {
+		if n+width(c) > limit {
 			break
 		}
+		n += width(c)
 		if width(c) == 1 {
-			b.WriteByte(c)
+			b = append(b, c)
 			continue
 		}
-		b.WriteString(`\x`)
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
+		b = append(b, '\\', 'x', hex[c>>4], hex[c&15])
 	}
 	if total > max {
-		b.WriteString("...")
+		b = append(b, "..."...)
 	}
-	return b.String()
+	return b
 }
 
 // reasonTable is a shard's reasons for the current interval: at most

@@ -233,7 +233,8 @@ func TestUnmarshalBadReasons(t *testing.T) {
 func TestObserveReasonAllocs(t *testing.T) {
 	var r Recorder
 	s := r.Series("api:chat.postMessage")
-	reasons := []string{"not_authed", "channel_not_found", "http 503"}
+	// The last one needs escaping (a target's UTF-8 error text).
+	reasons := []string{"not_authed", "channel_not_found", "nicht erlaubt: \xc3\xa4"}
 	for i := range 1000 { // every shard sees every reason
 		s.ObserveReason(time.Millisecond, Error, reasons[i%3], "sample")
 	}

@@ -171,7 +171,8 @@ func (s *Series) ObserveReason(d time.Duration, o Outcome, reason, sample string
 	if o >= NumOutcomes {
 		o = Invalid
 	}
-	reason = CleanReason(reason)
+	var buf [MaxReasonLen]byte
+	reason = cleanReasonTo(&buf, reason) // copied by the table if kept
 	sh := s.lock()
 	if sh.q == nil {
 		sh.q = newQuantiler()
@@ -189,7 +190,8 @@ func (s *Series) CountReason(o Outcome, reason, sample string) {
 	if o >= NumOutcomes {
 		o = Invalid
 	}
-	reason = CleanReason(reason)
+	var buf [MaxReasonLen]byte
+	reason = cleanReasonTo(&buf, reason) // copied by the table if kept
 	sh := s.lock()
 	sh.counts[o]++
 	sh.addReason(o, reason, sample)
