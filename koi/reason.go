@@ -59,8 +59,11 @@ func reasonOf(err error) (reason, sample string) {
 	if err == nil {
 		return "", ""
 	}
-	var re *requestError
-	if errors.As(err, &re) {
+	re, ok := err.(*requestError) // a step's request: no search, no allocation
+	if !ok {
+		re = findRequestError(err)
+	}
+	if re != nil {
 		if re.reason != "" {
 			return re.reason, re.sampleOrMsg()
 		}
@@ -78,6 +81,14 @@ func reasonOf(err error) (reason, sample string) {
 		err = se.Err
 	}
 	return firstLine(err.Error()), err.Error()
+}
+
+// findRequestError returns the requestError in err's chain, or nil. (Its
+// own function: the variable errors.As writes escapes to the heap.)
+func findRequestError(err error) *requestError {
+	var re *requestError
+	errors.As(err, &re)
+	return re
 }
 
 // sampleOrMsg is the error's sample, or its message when it has none.
