@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/koi"
 	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // reasonsOf returns a series' reasons as "reason=count" strings, and the
@@ -173,4 +175,41 @@ func TestHostileReasonsBounded(t *testing.T) {
 		t.Fatalf("snapshot encodes to %d bytes", len(b))
 	}
 	t.Logf("snapshot: %d bytes", len(b))
+}
+
+// A server closing every connection with 1011 and a close text full of
+// control bytes and non-ASCII: the closes are counted under "close 1011" with the
+// text as a bounded, printable sample.
+func TestCloseReason(t *testing.T) {
+	text := strings.Repeat("\x00boom é", 15) // valid UTF-8 (or the client says 1006); at most 123 bytes
+	srv := newHostileServer(t, func(c *hconn) {
+		if c.n <= 3 {
+			c.close(websocket.CloseInternalServerErr, text)
+			return
+		}
+		for range c.recv { // then stay up until stop
+		}
+	})
+	rt, _, stop := runOne(t, srv, koi.RuntimeConfig{Set: parseSet(t, `{"behaviors": {}}`),
+		BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	tot := newTotals(rt)
+	defer func() {
+		if t.Failed() {
+			for _, k := range tot.all.Keys() {
+				t.Logf("%s %v %v", k, tot.all.Series[k], tot.all.Series[k].Reasons)
+			}
+		}
+	}()
+	wiretest.Until(t, 20*time.Second, "three closes", func() bool {
+		return tot.series(t, "ws:close:1011").Counts[metrics.Transport] == 3
+	})
+	ss := tot.series(t, "ws:close:1011")
+	if len(ss.Reasons) != 1 || ss.Reasons[0].Reason != "close 1011" || ss.Reasons[0].Count != ss.Failures() {
+		t.Fatalf("ws:close:1011 reasons %+v, failures %d", ss.Reasons, ss.Failures())
+	}
+	if s := ss.Reasons[0].Sample; len(s) > metrics.MaxSampleLen || !strings.HasPrefix(s, `\x00boom \xc3\xa9`) {
+		t.Errorf("sample %q", s)
+	}
+	wiretest.Until(t, 5*time.Second, "a socket open to stop", func() bool { _, o, _, _ := srv.state(); return o > 0 })
+	stop()
 }
