@@ -371,6 +371,20 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	// Reasons folded past MaxReasons, with "other" last.
+	folded := snap(func(r *Recorder) {
+		s := r.Series("k")
+		for i := range 3 * MaxReasons {
+			for range i + 1 {
+				s.CountReason(Error, fmt.Sprintf("r%02d", i), "sample \x00 é")
+			}
+		}
+	})
+	if b, err := folded.MarshalBinary(); err != nil {
+		f.Fatal(err)
+	} else {
+		f.Add(b)
+	}
 	f.Add([]byte(formatMagic + "\x01"))
 	f.Add([]byte(header().u(1).str("k").u(1).u(1).u(1).sketch(posBins([]int64{1 << 60}, []float64{1}))))
 	f.Add([]byte(header().u(1 << 62).str("k").u(0).u(0)))
