@@ -91,7 +91,12 @@ func (s *Snapshot) AppendBinary(b []byte) ([]byte, error) {
 			return nil, fmt.Errorf("metrics: encode: series %q has %d reasons (at most %d)", key, len(ss.Reasons), MaxReasons)
 		}
 		b = binary.AppendUvarint(b, uint64(len(ss.Reasons)))
-		for _, r := range ss.Reasons {
+		for i, r := range ss.Reasons {
+			// What the decoder refuses is never written.
+			if r.Count == 0 || r.Reason == "" || !isClean(r.Reason, MaxReasonLen) || !isClean(r.Sample, MaxSampleLen) ||
+				(i > 0 && !reasonBefore(ss.Reasons[i-1], r)) {
+				return nil, fmt.Errorf("metrics: encode: series %q: reason %q is empty, unbounded, zero or out of order", key, r.Reason)
+			}
 			b = appendString(b, r.Reason)
 			b = binary.AppendUvarint(b, r.Count)
 			b = appendString(b, r.Sample)

@@ -247,3 +247,20 @@ func TestObserveReasonAllocs(t *testing.T) {
 		t.Fatalf("ObserveReason allocates %v times per call for a known reason", allocs)
 	}
 }
+
+// MarshalBinary refuses reasons the decoder would refuse, rather than
+// writing a snapshot nobody can read.
+func TestMarshalBadReasons(t *testing.T) {
+	for _, rs := range [][]Reason{
+		{{Reason: "a", Count: 1}, {Reason: "b", Count: 2}},                     // out of order
+		{{Reason: "a", Count: 0}},                                              // zero count
+		{{Reason: "", Count: 1}},                                               // empty
+		{{Reason: "a\n", Count: 1}},                                            // not clean
+		{{Reason: "a", Count: 1, Sample: strings.Repeat("s", MaxSampleLen+1)}}, // unbounded sample
+	} {
+		s := &Snapshot{Series: map[string]*SeriesSnapshot{"k": {Counts: [NumOutcomes]uint64{Error: 5}, Reasons: rs}}}
+		if _, err := s.MarshalBinary(); err == nil {
+			t.Errorf("reasons %+v encoded", rs)
+		}
+	}
+}
