@@ -47,15 +47,13 @@ func (k *Koi) connLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			o, reason := metrics.Transport, ""
+			// A refused status is named by it; a handshake answered
+			// without an upgrade (2xx, 3xx) failed as a transport would.
+			o, reason := metrics.Transport, transportReason(err)
 			if resp != nil {
-				o, reason = statusOutcome(resp.StatusCode), httpReason(resp.StatusCode)
-			}
-			if reason == "" || o == metrics.OK { // a handshake that was not upgraded
-				reason = transportReason(err)
-			}
-			if o == metrics.OK {
-				o = metrics.Transport
+				if so := statusOutcome(resp.StatusCode); so != metrics.OK {
+					o, reason = so, httpReason(resp.StatusCode)
+				}
 			}
 			k.rt.series("ws:connect").ObserveReason(time.Since(start), o, reason, err.Error())
 			if !sleepCtx(ctx, k.backoff(attempt)) {
