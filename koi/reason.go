@@ -69,19 +69,26 @@ func reasonOf(err error) (reason, sample string) {
 		}
 		return firstLine(re.msg), re.msg
 	}
+	// Messages can be huge (a template's output quoted in its error): cut
+	// them before building anything from them.
 	var ee *behaviors.ExecError
 	if errors.As(err, &ee) {
-		return "template: " + templateCause(ee.Msg), ee.Error()
+		return "template: " + cut(templateCause(ee.Msg), metrics.MaxReasonLen), cut(ee.Where, metrics.MaxSampleLen/2) + ": " + cut(ee.Msg, metrics.MaxSampleLen)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return reasonTimeout, err.Error()
+		return reasonTimeout, cut(err.Error(), metrics.MaxSampleLen)
 	}
 	var se *StepError
 	if errors.As(err, &se) {
 		err = se.Err
 	}
-	return firstLine(err.Error()), err.Error()
+	msg := err.Error()
+	return cut(firstLine(msg), metrics.MaxReasonLen), cut(msg, metrics.MaxSampleLen)
 }
+
+// cut returns at most the first n bytes of s (metrics escapes what a cut
+// rune leaves).
+func cut(s string, n int) string { return s[:min(len(s), n)] }
 
 // findRequestError returns the requestError in err's chain, or nil. (Its
 // own function: the variable errors.As writes escapes to the heap.)
@@ -104,7 +111,7 @@ func (e *requestError) sampleOrMsg() string {
 // becomes "error calling index: index out of range: 5" (the sample keeps
 // the whole message and where it was written).
 func templateCause(msg string) string {
-	msg = firstLine(strings.TrimPrefix(msg, "template: "))
+	msg = firstLine(cut(strings.TrimPrefix(msg, "template: "), 4*metrics.MaxReasonLen))
 	if strings.HasPrefix(msg, "at <") {
 		if i := strings.Index(msg, ">: "); i >= 0 {
 			msg = msg[i+len(">: "):]
