@@ -292,7 +292,7 @@ func (k *Keeper) MetricsBetween(run string, from, to time.Time, prefix string) *
 			continue
 		}
 		ss := snap.Series[key]
-		ks := KeySummary{Key: key, Count: ss.Total(), Failures: ss.Failures(), Outcomes: map[string]uint64{}}
+		ks := KeySummary{Key: key, Count: ss.Total(), Failures: ss.Failures(), Outcomes: map[string]uint64{}, Reasons: reasonsOf(ss)}
 		ks.Rate = float64(ks.Count) / secs
 		for o, c := range ss.Counts {
 			if c > 0 {

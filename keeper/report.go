@@ -31,7 +31,8 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 	secs := max(rep.DurationSecs, 1e-9)
 	for _, key := range snap.Keys() {
 		ss := snap.Series[key]
-		rk := state.ReportKey{Key: key, Count: ss.Total(), Failures: ss.Failures(), Samples: ss.Samples(), Outcomes: map[string]uint64{}}
+		rk := state.ReportKey{Key: key, Count: ss.Total(), Failures: ss.Failures(), Samples: ss.Samples(), Outcomes: map[string]uint64{},
+			Reasons: reasonsOf(ss)}
 		rk.Rate = float64(rk.Count) / secs
 		if rk.Count > 0 {
 			rk.ErrorRate = float64(rk.Failures) / float64(rk.Count)

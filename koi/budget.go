@@ -202,12 +202,12 @@ func (k *Koi) readBody(resp *http.Response) ([]byte, error) {
 	}
 	switch {
 	case errors.Is(err, errReplyTooLarge):
-		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("reply larger than %d bytes", MaxResponseBody)}
+		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("reply larger than %d bytes", MaxResponseBody), reason: reasonReplyTooBig}
 	case errors.Is(err, ErrReplyBudget):
-		k.rt.series(ReplyBudgetKey).Count(metrics.Error)
-		return nil, &requestError{outcome: metrics.Error, msg: "reply dropped: " + err.Error()}
+		k.rt.series(ReplyBudgetKey).CountReason(metrics.Error, reasonReplyBudget, err.Error())
+		return nil, &requestError{outcome: metrics.Error, msg: "reply dropped: " + err.Error(), reason: reasonReplyBudget}
 	case err != nil:
-		return nil, &requestError{outcome: metrics.Transport, msg: "reading reply: " + err.Error()}
+		return nil, &requestError{outcome: metrics.Transport, msg: "reading reply: " + err.Error(), reason: transportReason(err)}
 	}
 	return body, nil
 }

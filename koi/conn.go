@@ -47,11 +47,15 @@ func (k *Koi) connLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			o := metrics.Transport
+			// A refused status is named by it; a handshake answered
+			// without an upgrade (2xx, 3xx) failed as a transport would.
+			o, reason := metrics.Transport, transportReason(err)
 			if resp != nil {
-				o = statusOutcome(resp.StatusCode)
+				if so := statusOutcome(resp.StatusCode); so != metrics.OK {
+					o, reason = so, httpReason(resp.StatusCode)
+				}
 			}
-			k.rt.series("ws:connect").Observe(time.Since(start), o)
+			k.rt.series("ws:connect").ObserveReason(time.Since(start), o, reason, err.Error())
 			if !sleepCtx(ctx, k.backoff(attempt)) {
 				return
 			}
@@ -68,7 +72,7 @@ func (k *Koi) connLoop(ctx context.Context) {
 			return
 		}
 		if !failed {
-			k.rt.series("ws:disconnect").Count(metrics.Transport)
+			k.rt.series("ws:disconnect").CountReason(metrics.Transport, reasonConnLost, "")
 		}
 		k.setConnState(Reconnecting)
 		k.runOnDisconnect()
@@ -188,7 +192,7 @@ func (k *Koi) readFrame(conn *websocket.Conn) error {
 	data, held, err := k.rt.readReply(rd, k.rt.cfg.ReadLimit, -1)
 	defer k.rt.release(held)
 	if errors.Is(err, ErrReplyBudget) {
-		k.rt.series(ReplyBudgetKey).Count(metrics.Error)
+		k.rt.series(ReplyBudgetKey).CountReason(metrics.Error, reasonReplyBudget, err.Error())
 		n, err := io.Copy(io.Discard, rd)
 		k.rt.replyBytes.Add(uint64(n))
 		k.count(func(s *Stats) { s.Events++; s.BytesIn += n })
@@ -253,7 +257,7 @@ func (k *Koi) runEventHandlers(typ string, value any) {
 				env = &behaviors.Env{Store: k.store}
 			}
 			if err := set.Prog.Run(env, a, value); err != nil && !errors.Is(err, behaviors.ErrHalt) {
-				k.rt.series("on_event:" + key).Count(metrics.Error)
+				countFailure(k.rt.series("on_event:"+key), metrics.Error, err)
 				break
 			}
 		}
@@ -297,14 +301,21 @@ func (k *Koi) recordClose(err error) {
 	case errors.Is(err, websocket.ErrReadLimit): // a frame over the read limit: the koi closed with 1009
 		code = websocket.CloseMessageTooBig
 	}
-	o := metrics.Transport
+	s := k.rt.series("ws:close:" + strconv.Itoa(code))
 	if code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway {
-		o = metrics.OK
+		s.Count(metrics.OK)
+		return
 	}
-	k.rt.series("ws:close:" + strconv.Itoa(code)).Count(o)
+	sample := ""
+	if ce != nil {
+		sample = ce.Text
+	} else if err != nil {
+		sample = err.Error()
+	}
+	s.CountReason(metrics.Transport, closeReason(code), sample)
 }
 
-var errNotConnected = &requestError{outcome: metrics.Transport, msg: "websocket not connected"}
+var errNotConnected = &requestError{outcome: metrics.Transport, msg: "websocket not connected", reason: reasonNotConnected}
 
 // Connected reports whether the koi's websocket is open. (A koi whose run
 // has no websocket is in State Connected once booted, yet Connected is

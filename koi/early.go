@@ -60,7 +60,7 @@ func (k *Koi) handleEvent(typ string, value any, size int) {
 		return
 	}
 	if len(g.held) >= maxEarlyFrames || g.bytes+size > maxEarlyBytes {
-		k.rt.series("on_event:" + typ).Count(metrics.Error)
+		k.rt.series("on_event:"+typ).CountReason(metrics.Error, "early frames dropped", "")
 		return
 	}
 	g.held = append(g.held, earlyFrame{typ: typ, value: value})

@@ -18,10 +18,14 @@ import (
 	"github.com/koipond/koipond/metrics"
 )
 
-// requestError is a failed request, classified for metrics.
+// requestError is a failed request, classified for metrics: its outcome,
+// and (when set) the short reason and sample its failure is counted under
+// (see reasonOf; otherwise the reason is msg's first line).
 type requestError struct {
 	outcome metrics.Outcome
 	msg     string
+	reason  string
+	sample  string
 }
 
 func (e *requestError) Error() string { return e.outcome.String() + ": " + e.msg }
@@ -79,10 +83,10 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 				took = time.Since(start)
 			}
 			o := outcomeOf(ctx, err)
-			record(k.rt.series(st.Request.Key), took, o)
+			record(k.rt.series(st.Request.Key), took, o, err)
 			for _, sk := range stepKeys {
 				if sk != "" {
-					record(k.rt.series(sk+":"+strconv.Itoa(i+1)), took, o)
+					record(k.rt.series(sk+":"+strconv.Itoa(i+1)), took, o, err)
 				}
 			}
 			if err != nil {
@@ -100,17 +104,6 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 		}
 	}
 	return nil
-}
-
-// record counts how a request or sequence ended: with its latency, except
-// for a halted one (it stopped itself on purpose; its time says nothing
-// about the target, and ~0 ms samples would drag the percentiles down).
-func record(s *metrics.Series, took time.Duration, o metrics.Outcome) {
-	if o == metrics.Halted {
-		s.Count(o)
-		return
-	}
-	s.Observe(took, o)
 }
 
 // request performs one request and returns the decoded response (for api
@@ -142,7 +135,7 @@ func (k *Koi) timeout(r *behaviors.Request) time.Duration {
 
 func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, error) {
 	if k.rt.cfg.APIBase == "" {
-		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("api request %q: no API base URL is configured (the run's target.api_base)", r.Method)}
+		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("api request %q: no API base URL is configured (the run's target.api_base)", r.Method), reason: reasonNoAPIBase}
 	}
 	form := make(url.Values, len(r.Args))
 	budget := prog.NewBudget() // the arguments together, as the request holds them all
@@ -178,12 +171,13 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 	}
 	v, derr := decodeJSON(body)
 	if derr != nil {
-		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, derr)}
+		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, derr),
+			reason: reasonNotJSON, sample: bodySample(body)}
 	}
 	if m, ok := v.(map[string]any); ok {
 		if okv, present := m["ok"]; present && okv == false {
 			e, _ := m["error"].(string)
-			return v, &requestError{outcome: metrics.Error, msg: "ok:false: " + e}
+			return v, okFalseError(e, body)
 		}
 	}
 	return v, nil
@@ -195,9 +189,9 @@ func (k *Koi) do(req *http.Request) (int, []byte, error) {
 	resp, err := k.rt.http.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() != nil {
-			return 0, nil, &requestError{outcome: metrics.Timeout, msg: err.Error()}
+			return 0, nil, &requestError{outcome: metrics.Timeout, msg: err.Error(), reason: reasonTimeout}
 		}
-		return 0, nil, &requestError{outcome: metrics.Transport, msg: err.Error()}
+		return 0, nil, &requestError{outcome: metrics.Transport, msg: err.Error(), reason: transportReason(err)}
 	}
 	defer resp.Body.Close()
 	body, err := k.readBody(resp)
@@ -208,7 +202,8 @@ func (k *Koi) do(req *http.Request) (int, []byte, error) {
 		k.noteRetryAfter(resp.Header.Get("Retry-After"))
 	}
 	if o := statusOutcome(resp.StatusCode); o != metrics.OK {
-		return resp.StatusCode, body, &requestError{outcome: o, msg: "HTTP " + resp.Status}
+		return resp.StatusCode, body, &requestError{outcome: o, msg: "HTTP " + resp.Status,
+			reason: httpReason(resp.StatusCode), sample: bodySample(body)}
 	}
 	return resp.StatusCode, body, nil
 }
@@ -348,7 +343,7 @@ func wsPayload(prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request
 		}
 		b, err := r.Encoding.Decode(s)
 		if err != nil {
-			return nil, 0, &requestError{outcome: metrics.Error, msg: r.Binary.Where + ": " + err.Error()}
+			return nil, 0, &requestError{outcome: metrics.Error, msg: r.Binary.Where + ": " + err.Error(), reason: "template: binary payload: " + firstLine(err.Error())}
 		}
 		return b, websocket.BinaryMessage, nil
 	}
@@ -393,7 +388,7 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 			if errors.Is(err, errNotConnected) {
 				return nil, 0, err
 			}
-			return nil, 0, &requestError{outcome: metrics.Transport, msg: err.Error()}
+			return nil, 0, &requestError{outcome: metrics.Transport, msg: err.Error(), reason: transportReason(err)}
 		}
 	}
 	if w == nil {
@@ -411,7 +406,8 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 	select {
 	case d := <-w.ch:
 		if d.isErr {
-			return nil, 0, &requestError{outcome: metrics.Error, msg: "error frame: " + quoteFrame(d.f.Raw)}
+			return nil, 0, &requestError{outcome: metrics.Error, msg: "error frame: " + quoteFrame(d.f.Raw),
+				reason: reasonErrorFrame, sample: bodySample(d.f.Raw)}
 		}
 		return d.f.Value, 0, nil
 	case <-t.C:
@@ -422,7 +418,7 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 		if n, err := await.WhenError(); n > 0 {
 			msg += fmt.Sprintf(" (\"when\" failed on %d frames: %v)", n, err)
 		}
-		return nil, 0, &requestError{outcome: metrics.Timeout, msg: msg}
+		return nil, 0, &requestError{outcome: metrics.Timeout, msg: msg, reason: reasonTimeout}
 	case <-ctx.Done():
 		return nil, 0, ctx.Err()
 	}

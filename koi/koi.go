@@ -398,7 +398,7 @@ func (k *Koi) runBehavior(ctx context.Context, b *behaviors.Behavior) {
 	k.count(func(s *Stats) { s.Behaviors++ })
 	start := time.Now()
 	err := k.execute(ctx, b.Sequence, &behaviors.Env{Store: k.store}, "")
-	record(k.rt.series(b.Key), time.Since(start), outcomeOf(ctx, err))
+	record(k.rt.series(b.Key), time.Since(start), outcomeOf(ctx, err), err)
 }
 
 // Launch runs a formation's sequence on this koi after delay (wall time),

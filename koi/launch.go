@@ -39,12 +39,12 @@ func (k *Koi) LaunchTracked(name, key string, seq *behaviors.Sequence, params ma
 	}
 	// count records a sequence's outcome under the shared key and the
 	// launch's own; a part cancelled before it began has no latency.
-	count := func(took time.Duration, o metrics.Outcome, began bool) {
+	count := func(took time.Duration, o metrics.Outcome, began bool, err error) {
 		for _, sk := range []string{shared, key} {
 			switch {
 			case sk == "":
 			case began:
-				record(k.rt.series(sk), took, o)
+				record(k.rt.series(sk), took, o, err)
 			default:
 				k.rt.series(sk).Count(o)
 			}
@@ -53,7 +53,7 @@ func (k *Koi) LaunchTracked(name, key string, seq *behaviors.Sequence, params ma
 	k.mu.Lock()
 	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
 		k.mu.Unlock()
-		count(0, metrics.Canceled, false)
+		count(0, metrics.Canceled, false, nil)
 		ended(metrics.Canceled)
 		return
 	}
@@ -63,7 +63,7 @@ func (k *Koi) LaunchTracked(name, key string, seq *behaviors.Sequence, params ma
 	go func() {
 		defer k.seqs.Done()
 		if !sleepCtx(actx, delay) {
-			count(0, metrics.Canceled, false)
+			count(0, metrics.Canceled, false, nil)
 			ended(metrics.Canceled)
 			return
 		}
@@ -74,7 +74,7 @@ func (k *Koi) LaunchTracked(name, key string, seq *behaviors.Sequence, params ma
 		}
 		err := k.execute(actx, seq, env, shared, key)
 		o := outcomeOf(actx, err)
-		count(time.Since(start), o, true)
+		count(time.Since(start), o, true, err)
 		ended(o)
 	}()
 }

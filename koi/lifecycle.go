@@ -237,7 +237,7 @@ func (k *Koi) runOnConnect(connCtx context.Context, conn *websocket.Conn, failed
 			}
 			// The server (or the network) ended the connection before
 			// on_connect was done: a refusal, not a pause.
-			s.Observe(time.Since(start), metrics.Transport)
+			s.ObserveReason(time.Since(start), metrics.Transport, reasonConnLost, "connection ended during on_connect")
 			return
 		case actx.Err() != nil:
 			// Paused mid-way: the session is half set up, and running
@@ -249,7 +249,7 @@ func (k *Koi) runOnConnect(connCtx context.Context, conn *websocket.Conn, failed
 			k.closeConn(conn, pausedDuringOnConnectReason)
 			return
 		}
-		s.Observe(time.Since(start), o)
+		record(s, time.Since(start), o, err)
 		failed()
 		k.closeConn(conn, onConnectFailedReason)
 		return
@@ -293,7 +293,7 @@ func (k *Koi) runOnDisconnect() {
 	case metrics.Halted, metrics.Canceled:
 		s.Count(o)
 	default:
-		s.Observe(time.Since(start), o)
+		record(s, time.Since(start), o, err)
 	}
 }
 
@@ -308,7 +308,7 @@ func (k *Koi) startEventSequence(key string, seq *behaviors.Sequence, value any)
 	}
 	if k.eventSeqs >= behaviors.MaxEventSequences {
 		k.mu.Unlock()
-		k.rt.series("on_event:" + key).Count(metrics.Error)
+		k.rt.series("on_event:"+key).CountReason(metrics.Error, reasonBusy, "")
 		return
 	}
 	k.eventSeqs++
@@ -325,13 +325,7 @@ func (k *Koi) startEventSequence(key string, seq *behaviors.Sequence, value any)
 		env := &behaviors.Env{Store: k.store, Vars: map[string]any{"event": value}}
 		start := time.Now()
 		err := k.execute(actx, seq, env, "on_event:"+key)
-		s := k.rt.series("on_event:" + key)
-		switch o := outcomeOf(actx, err); o {
-		case metrics.Halted:
-			s.Count(o)
-		default:
-			s.Observe(time.Since(start), o)
-		}
+		record(k.rt.series("on_event:"+key), time.Since(start), outcomeOf(actx, err), err)
 	}()
 }
 

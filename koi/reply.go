@@ -23,14 +23,25 @@ func replyOutcome(status int, body []byte) error {
 		}
 	})
 	if err != nil {
-		return &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, err)}
+		return &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, err),
+			reason: reasonNotJSON, sample: bodySample(body)}
 	}
 	if okFalse {
 		var e string
 		if len(errRaw) > 0 && errRaw[0] == '"' {
 			_ = json.Unmarshal(errRaw, &e) // a string ScanTopLevel has checked
 		}
-		return &requestError{outcome: metrics.Error, msg: "ok:false: " + e}
+		return okFalseError(e, body)
 	}
 	return nil
+}
+
+// okFalseError is a Slack-style `"ok": false` reply, counted under its
+// `error` string (e.g. "not_authed"), with the reply's start as sample.
+func okFalseError(e string, body []byte) *requestError {
+	reason := e
+	if reason == "" {
+		reason = reasonOKFalse
+	}
+	return &requestError{outcome: metrics.Error, msg: "ok:false: " + e, reason: reason, sample: bodySample(body)}
 }

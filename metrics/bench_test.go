@@ -135,3 +135,41 @@ func BenchmarkSnapshot(b *testing.B) {
 		r.Snapshot()
 	}
 }
+
+// BenchmarkObserveFailure is the per-failure recording cost: a failure
+// recorded as before reasons existed (Observe), with a reason seen before
+// (ObserveReason: the target's usual few reasons), and with a reason that
+// needs escaping each time.
+func BenchmarkObserveFailure(b *testing.B) {
+	reasons := []string{"not_authed", "channel_not_found", "http 503", "timeout"}
+	b.Run("observe", func(b *testing.B) {
+		var r Recorder
+		s := r.Series("api:chat.postMessage")
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s.Observe(latencies[i&4095], Error)
+			i++
+		}
+	})
+	b.Run("reason", func(b *testing.B) {
+		var r Recorder
+		s := r.Series("api:chat.postMessage")
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s.ObserveReason(latencies[i&4095], Error, reasons[i&3], `{"ok":false}`)
+			i++
+		}
+	})
+	b.Run("reason-escaped", func(b *testing.B) {
+		var r Recorder
+		s := r.Series("api:chat.postMessage")
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s.ObserveReason(latencies[i&4095], Error, "bad\nreason", `{"ok":false}`)
+			i++
+		}
+	})
+}

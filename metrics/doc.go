@@ -12,6 +12,14 @@
 // merge as DDSketches, so merged quantiles keep the sketch's 1% relative
 // accuracy.
 //
+// A failure can carry a reason ([Series.ObserveReason], [Series.CountReason]):
+// the target's own word for it ("not_authed"), "http 503", "close 1011",
+// "timeout". Each series keeps at most [MaxReasons] reasons per interval
+// with one sample each, the rest counted under [OtherReason]; reasons and
+// samples are bounded and escaped to printable ASCII before they are
+// kept, and a reason seen before is counted without allocating. Merge adds
+// their counts and keeps the most frequent.
+//
 // Keys are kind:name strings built with [Key], for example
 // "api:conversations.history", "ws:connect", "event:message" or
 // "formation:<name>:<step>".

@@ -10,17 +10,23 @@ import (
 	"time"
 )
 
-// The binary format of a Snapshot, version 1. Integers are varints
+// The binary format of a Snapshot, version 2. Integers are varints
 // (encoding/binary: uvarint, or zig-zag varint where signed).
 //
 //	magic    "KPM"            3 bytes
-//	version  1                1 byte
+//	version  2                1 byte
 //	start    varint unix seconds, uvarint nanoseconds
 //	end      varint unix seconds, uvarint nanoseconds
 //	n        uvarint          number of series, then n times, by key:
 //	  key      uvarint length, bytes
 //	  outcomes uvarint bit set: bit i set when Counts[i] > 0
 //	  counts   uvarint per set bit, lowest bit first
+//	  reasons  uvarint        number of failure reasons (≤ MaxReasons), then
+//	           that many times, in Reason order (count descending, then
+//	           reason; "other" last):
+//	    reason   uvarint length (1–MaxReasonLen), printable ASCII bytes
+//	    count    uvarint (> 0; all together ≤ the failure counts)
+//	    sample   uvarint length (≤ MaxSampleLen), printable ASCII bytes
 //	  samples  uvarint        latency samples
 //	  sketch   uvarint length, bytes — only when samples > 0: a DDSketch in
 //	           sketches-go's own encoding, index mapping omitted (version 1
@@ -28,9 +34,14 @@ import (
 //
 // Nothing may follow the last series. Any change to this layout, to the
 // outcome numbering or to the sketch mapping needs a new version.
+//
+// Version 1 is version 2 without the reasons section; it still decodes
+// (checkpoints and schools written before reasons existed).
 const (
 	formatMagic   = "KPM"
-	formatVersion = 1
+	formatVersion = 2
+	// formatVersionNoReasons is the previous version, still read.
+	formatVersionNoReasons = 1
 )
 
 // ErrMalformed is returned (wrapped, with details) by UnmarshalBinary for
@@ -76,6 +87,20 @@ func (s *Snapshot) AppendBinary(b []byte) ([]byte, error) {
 				b = binary.AppendUvarint(b, c)
 			}
 		}
+		if len(ss.Reasons) > MaxReasons {
+			return nil, fmt.Errorf("metrics: encode: series %q has %d reasons (at most %d)", key, len(ss.Reasons), MaxReasons)
+		}
+		b = binary.AppendUvarint(b, uint64(len(ss.Reasons)))
+		for i, r := range ss.Reasons {
+			// What the decoder refuses is never written.
+			if r.Count == 0 || r.Reason == "" || !isClean(r.Reason, MaxReasonLen) || !isClean(r.Sample, MaxSampleLen) ||
+				(i > 0 && !reasonBefore(ss.Reasons[i-1], r)) {
+				return nil, fmt.Errorf("metrics: encode: series %q: reason %q is empty, unbounded, zero or out of order", key, r.Reason)
+			}
+			b = appendString(b, r.Reason)
+			b = binary.AppendUvarint(b, r.Count)
+			b = appendString(b, r.Sample)
+		}
 		b = binary.AppendUvarint(b, ss.samples)
 		if ss.samples == 0 {
 			continue
@@ -99,6 +124,11 @@ func (s *Snapshot) AppendBinary(b []byte) ([]byte, error) {
 	return b, nil
 }
 
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
 func appendTime(b []byte, t time.Time) []byte {
 	b = binary.AppendVarint(b, t.Unix())
 	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
@@ -117,9 +147,11 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	if len(data) < len(formatMagic)+1 || string(data[:len(formatMagic)]) != formatMagic {
 		return fmt.Errorf("%w: not a koipond metrics snapshot", ErrMalformed)
 	}
-	if v := data[len(formatMagic)]; v != formatVersion {
-		return fmt.Errorf("%w: %d (this build reads %d)", ErrVersion, v, formatVersion)
+	v := data[len(formatMagic)]
+	if v != formatVersion && v != formatVersionNoReasons {
+		return fmt.Errorf("%w: %d (this build reads %d and %d)", ErrVersion, v, formatVersionNoReasons, formatVersion)
 	}
+	d.reasons = v >= 2
 	d.b = data[len(formatMagic)+1:]
 	start := d.time("start")
 	end := d.time("end")
@@ -162,8 +194,9 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 
 // decoder reads varints from b, remembering the first error.
 type decoder struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	reasons bool // the format has a reasons section
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -255,6 +288,9 @@ func (d *decoder) series(key string) (*SeriesSnapshot, error) {
 		}
 		ss.Counts[o] = c
 	}
+	if d.reasons {
+		ss.Reasons = d.reasonList(key, ss.Failures())
+	}
 	ss.samples = d.uvarint("samples")
 	if d.err != nil {
 		return nil, d.err
@@ -278,4 +314,61 @@ func (d *decoder) series(key string) (*SeriesSnapshot, error) {
 	}
 	ss.sketch = q
 	return ss, nil
+}
+
+// reasonList reads a series' reasons section, checking every bound the
+// encoder keeps: at most MaxReasons, clean and bounded strings, canonical
+// order, positive counts adding up to at most failures.
+func (d *decoder) reasonList(key string, failures uint64) []Reason {
+	n := d.uvarint("reason count")
+	if d.err == nil && n > MaxReasons {
+		d.fail("series %q: %d reasons (at most %d)", key, n, MaxReasons)
+	}
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	rs := make([]Reason, 0, n)
+	var sum uint64
+	for range n {
+		reason := d.bytes("reason")
+		count := d.uvarint("reason count")
+		sample := d.bytes("reason sample")
+		if d.err != nil {
+			return nil
+		}
+		switch {
+		case len(reason) == 0 || !isClean(string(reason), MaxReasonLen):
+			d.fail("series %q: reason %.64q is empty, too long or not printable ASCII", key, reason)
+		case !isClean(string(sample), MaxSampleLen):
+			d.fail("series %q: sample of reason %q is too long or not printable ASCII", key, reason)
+		case count == 0:
+			d.fail("series %q: reason %q has a zero count", key, reason)
+		}
+		var carry uint64
+		if sum, carry = bits.Add64(sum, count, 0); carry != 0 || sum > failures {
+			d.fail("series %q: reasons count more than the %d failures", key, failures)
+		}
+		if d.err != nil {
+			return nil
+		}
+		r := Reason{Reason: string(reason), Count: count, Sample: string(sample)}
+		if len(rs) > 0 && !reasonBefore(rs[len(rs)-1], r) {
+			d.fail("series %q: reason %q out of order or repeated", key, reason)
+			return nil
+		}
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// reasonBefore reports whether a comes strictly before b in the order
+// sortReasons gives.
+func reasonBefore(a, b Reason) bool {
+	if a.Reason == OtherReason {
+		return false
+	}
+	if b.Reason == OtherReason {
+		return true
+	}
+	return a.Count > b.Count || (a.Count == b.Count && a.Reason < b.Reason)
 }

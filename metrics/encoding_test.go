@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +33,8 @@ func snap(record func(r *Recorder)) *Snapshot {
 	return s
 }
 
-// fixture is a small but complete snapshot; testdata/snapshot_v1.golden is
-// its encoding.
+// fixture is a small but complete snapshot; testdata/snapshot_v2.golden is
+// its encoding (snapshot_v1.golden: the same without reasons, version 1).
 func fixture() *Snapshot {
 	return snap(func(r *Recorder) {
 		api := r.Series("api:conversations.history")
@@ -45,7 +46,15 @@ func fixture() *Snapshot {
 			case 13:
 				o = ServerError
 			}
-			api.Observe(time.Duration(1+i%97)*time.Millisecond+time.Duration(i)*time.Microsecond, o)
+			d := time.Duration(1+i%97)*time.Millisecond + time.Duration(i)*time.Microsecond
+			switch o {
+			case OK:
+				api.Observe(d, o)
+			case RateLimited:
+				api.ObserveReason(d, o, "http 429", `{"ok":false,"error":"ratelimited"}`)
+			default:
+				api.ObserveReason(d, o, "http 503", "Service Unavailable")
+			}
 		}
 		r.Observe("ws:connect", 80*time.Millisecond, OK)
 		r.Observe("ws:connect", 5*time.Second, Timeout)
@@ -70,6 +79,9 @@ func equalSnapshots(t *testing.T, a, b *Snapshot) {
 		bs := b.Series[k]
 		if as.Counts != bs.Counts || as.Samples() != bs.Samples() {
 			t.Errorf("%s: %v != %v", k, as, bs)
+		}
+		if !slices.Equal(as.Reasons, bs.Reasons) {
+			t.Errorf("%s: reasons %v != %v", k, as.Reasons, bs.Reasons)
 		}
 		for _, q := range []float64{0, 0.1, 0.5, 0.9, 0.99, 1} {
 			ad, aok := as.Quantile(q)
@@ -143,7 +155,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "snapshot_v1.golden")
+	path := filepath.Join("testdata", "snapshot_v2.golden")
 	if *update {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -163,12 +175,30 @@ func TestGolden(t *testing.T) {
 	t.Logf("fixture: %d bytes", len(data))
 }
 
-// enc1 builds version-1 encodings by hand, for inputs MarshalBinary never
+// TestGoldenV1 decodes the version-1 encoding of the fixture, written
+// before reasons existed: keeper checkpoints and older schools send it.
+func TestGoldenV1(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "snapshot_v1.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Snapshot
+	if err := got.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	want := fixture()
+	for _, ss := range want.Series {
+		ss.Reasons = nil
+	}
+	equalSnapshots(t, want, &got)
+}
+
+// enc1 builds encodings by hand (header: version 1), for inputs MarshalBinary never
 // writes.
 type enc1 []byte
 
 func header() enc1 {
-	b := enc1(append([]byte(formatMagic), formatVersion))
+	b := enc1(append([]byte(formatMagic), formatVersionNoReasons))
 	return b.time(t0).time(t1)
 }
 func (b enc1) v(v int64) enc1  { return binary.AppendVarint(b, v) }
@@ -219,7 +249,7 @@ func TestUnmarshalBadInput(t *testing.T) {
 		// Not our magic.
 		{"magic", []byte("PK\x03\x04 zip file"), ErrMalformed},
 		// A future version.
-		{"version", append([]byte(formatMagic), 2, 0, 0), ErrVersion},
+		{"version", append([]byte(formatMagic), formatVersion+1, 0, 0), ErrVersion},
 		// Header only.
 		{"no series count", header(), ErrMalformed},
 		// A varint that never ends.
@@ -339,6 +369,20 @@ func FuzzUnmarshal(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
+		f.Add(b)
+	}
+	// Reasons folded past MaxReasons, with "other" last.
+	folded := snap(func(r *Recorder) {
+		s := r.Series("k")
+		for i := range 3 * MaxReasons {
+			for range i + 1 {
+				s.CountReason(Error, fmt.Sprintf("r%02d", i), "sample \x00 é")
+			}
+		}
+	})
+	if b, err := folded.MarshalBinary(); err != nil {
+		f.Fatal(err)
+	} else {
 		f.Add(b)
 	}
 	f.Add([]byte(formatMagic + "\x01"))

@@ -104,7 +104,8 @@ type shard struct {
 	q       quantiler // nil until the first latency of the interval
 	samples uint64
 	counts  [NumOutcomes]uint64
-	_       [128 - 8 - 16 - 8 - 8*NumOutcomes]byte
+	reasons *reasonTable // nil until the first failure with a reason
+	_       [128 - 8 - 16 - 8 - 8*NumOutcomes - 8]byte
 }
 
 // shardsPerSeries is the number of stripes in a new Series: twice
@@ -159,6 +160,55 @@ func (s *Series) Count(o Outcome) {
 	sh.mu.Unlock()
 }
 
+// ObserveReason is Observe for a failure that has a reason (see Reason):
+// the reason is counted with the observation, atomically with respect to
+// Snapshot, and the first sample of each reason per interval is kept.
+// reason and sample are bounded and escaped (CleanReason, CleanSample)
+// before being kept; a reason already seen is counted without allocating.
+// An empty reason, or an outcome that is not a failure, records no reason.
+func (s *Series) ObserveReason(d time.Duration, o Outcome, reason, sample string) {
+	ms := durationMS(d)
+	if o >= NumOutcomes {
+		o = Invalid
+	}
+	var buf [MaxReasonLen]byte
+	reason = cleanReasonTo(&buf, reason) // copied by the table if kept
+	sh := s.lock()
+	if sh.q == nil {
+		sh.q = newQuantiler()
+	}
+	sh.q.Add(ms)
+	sh.samples++
+	sh.counts[o]++
+	sh.addReason(o, reason, sample)
+	sh.mu.Unlock()
+}
+
+// CountReason is Count for a failure that has a reason (see
+// ObserveReason).
+func (s *Series) CountReason(o Outcome, reason, sample string) {
+	if o >= NumOutcomes {
+		o = Invalid
+	}
+	var buf [MaxReasonLen]byte
+	reason = cleanReasonTo(&buf, reason) // copied by the table if kept
+	sh := s.lock()
+	sh.counts[o]++
+	sh.addReason(o, reason, sample)
+	sh.mu.Unlock()
+}
+
+// addReason counts a reason in a locked shard.
+func (sh *shard) addReason(o Outcome, reason, sample string) {
+	if reason == "" || !o.Failure() {
+		return
+	}
+	if sh.reasons == nil {
+		sh.reasons = &reasonTable{}
+	}
+	sh.reasons.add(reason, sample)
+}
+
 // lock locks and returns a shard: the first free one starting from a random
 // stripe, or, if all are busy, waits on the random one.
 func (s *Series) lock() *shard {
@@ -188,8 +238,19 @@ func (s *Series) take() *SeriesSnapshot {
 		sh.mu.Lock()
 		q, samples, counts := sh.q, sh.samples, sh.counts
 		sh.q, sh.samples, sh.counts = nil, 0, [NumOutcomes]uint64{}
+		var reasons []Reason
+		if sh.reasons != nil {
+			reasons = sh.reasons.take()
+		}
 		sh.mu.Unlock()
 
+		if len(reasons) > 0 {
+			if ss.Reasons == nil {
+				ss.Reasons = foldReasons(reasons)
+			} else {
+				ss.Reasons = mergeReasons(ss.Reasons, reasons)
+			}
+		}
 		for o, c := range counts {
 			if c != 0 {
 				ss.Counts[o] += c

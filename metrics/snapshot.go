@@ -25,6 +25,11 @@ type SeriesSnapshot struct {
 	// Counts holds the number of observations per outcome, indexed by
 	// Outcome. Observations with and without a latency both count.
 	Counts [NumOutcomes]uint64
+	// Reasons counts the failures by reason, in canonical order: highest
+	// count first (then by reason), OtherReason last; at most MaxReasons
+	// entries, and their counts add up to at most Failures(). Failures
+	// recorded without a reason are in no entry.
+	Reasons []Reason
 
 	samples uint64    // number of latencies in sketch
 	sketch  quantiler // nil when samples == 0
@@ -86,6 +91,9 @@ func (ss *SeriesSnapshot) merge(o *SeriesSnapshot) error {
 	ss.samples += o.samples
 	for i, c := range o.Counts {
 		ss.Counts[i] += c
+	}
+	if len(o.Reasons) > 0 {
+		ss.Reasons = mergeReasons(ss.Reasons, o.Reasons)
 	}
 	return nil
 }

@@ -25,6 +25,8 @@ type run struct {
 	spec wire.RunSpec
 	rt   *koi.Runtime
 	rec  *metrics.Recorder
+	// reasons logs the run's new failure reasons (report goroutine only).
+	reasons *reasonLog
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -203,7 +205,8 @@ func (s *School) drainLocked(r *run) {
 func (s *School) newRunLocked(a wire.Assignment) *run {
 	r := &run{s: s, id: a.Run, spec: a.Spec, members: map[int]*member{}, wake: make(chan struct{}, 1),
 		state: wire.Stopped, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		activity: behaviors.Activity{Sigma: a.Spec.ActivitySigma}, rec: &metrics.Recorder{}}
+		activity: behaviors.Activity{Sigma: a.Spec.ActivitySigma}, rec: &metrics.Recorder{},
+		reasons: newReasonLog(a.Run)}
 	r.ctx, r.cancel = context.WithCancel(s.ctx)
 	refuse := func(format string, args ...any) *run {
 		r.refused = fmt.Sprintf(format, args...)

@@ -42,6 +42,8 @@ type system struct {
 	streams atomic.Int64 // GET /api/v1/events requests: the page follows the stream
 	// warehouse is the keeper's --warehouse-dir.
 	warehouse string
+	// schoolLog holds what the schools logged.
+	schoolLog logCapture
 }
 
 func startSystem(t *testing.T) *system {
@@ -63,9 +65,10 @@ func startSystem(t *testing.T) *system {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	s := &system{k: k, p: p, api: "http://" + k.HTTPAddr(), warehouse: wh}
+	s := &system{k: k, p: p, api: "http://" + k.HTTPAddr(), warehouse: wh, schoolLog: newLogCapture()}
 	for _, id := range []string{"school-a", "school-b"} {
-		sc, err := school.Open(ctx, school.Config{ID: id, NATSURL: k.NATSURL(), NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: 100})
+		sc, err := school.Open(ctx, school.Config{ID: id, NATSURL: k.NATSURL(), NATSNKeySeedFile: k.SchoolNKeyFile(), Capacity: 100,
+			Logger: slog.New(s.schoolLog)})
 		if err != nil {
 			t.Fatal(err)
 		}

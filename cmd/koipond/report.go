@@ -126,6 +126,7 @@ func printReport(w io.Writer, rep *api.Report) {
 		sort.Strings(parts)
 		fmt.Fprintf(w, "  %s errors: %s\n", k.Key, strings.Join(parts, ", "))
 	}
+	printReasons(w, rep.Keys)
 	ws := rep.Websocket
 	var closes []string
 	for code, n := range ws.Closes {

@@ -13,10 +13,11 @@ import (
 
 // WriteReportCSV writes one row per metric key: counts, error rate, rate
 // and latency quantiles in ms (empty without samples), then outcomes as
-// name=count pairs.
+// name=count pairs, then the failure reasons as reason=count pairs, most
+// frequent first (their samples are in the JSON report).
 func WriteReportCSV(w io.Writer, rep *state.Report) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"run", "key", "count", "failures", "error_rate", "rate_per_sec", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "outcomes"})
+	_ = cw.Write([]string{"run", "key", "count", "failures", "error_rate", "rate_per_sec", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "outcomes", "reasons"})
 	f := func(p *float64) string {
 		if p == nil {
 			return ""
@@ -34,13 +35,22 @@ func WriteReportCSV(w io.Writer, rep *state.Report) error {
 		}
 		_ = cw.Write([]string{rep.Run, k.Key, strconv.FormatUint(k.Count, 10), strconv.FormatUint(k.Failures, 10),
 			strconv.FormatFloat(k.ErrorRate, 'f', 6, 64), strconv.FormatFloat(k.Rate, 'f', 3, 64),
-			f(k.P50), f(k.P90), f(k.P95), f(k.P99), f(k.Max), strings.Join(names, ";")})
+			f(k.P50), f(k.P90), f(k.P95), f(k.P99), f(k.Max), strings.Join(names, ";"), reasonPairs(k.Reasons)})
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
 		return fmt.Errorf("writing the report CSV: %w", err)
 	}
 	return nil
+}
+
+// reasonPairs lists reasons as reason=count pairs joined by ";".
+func reasonPairs(rs []state.Reason) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.Reason + "=" + strconv.FormatUint(r.Count, 10)
+	}
+	return strings.Join(parts, ";")
 }
 
 // WriteComparisonCSV writes one row per key and statistic: both values,

@@ -50,6 +50,7 @@ export function mount(main, id) {
   const thresholdsBox = h('div');
   const capacityBox = h('div');
   const keysBody = h('tbody');
+  const reasonsBox = h('div');
   const wsBox = h('div.panel#report-ws');
   const launchesBody = h('tbody');
   const csv = h('a#report-csv', { href: '#', role: 'button' }, 'Download CSV');
@@ -72,6 +73,7 @@ export function mount(main, id) {
     h('div.table-wrap', h('table#report-keys', h('thead', h('tr', h('th', 'Key'), h('th.num', 'Count'), h('th.num', 'Rate'),
       h('th.num', 'Errors'), h('th.num', 'p50'), h('th.num', 'p90'), h('th.num', 'p95'), h('th.num', 'p99'), h('th.num', 'Max'),
       h('th.hide-sm', 'Outcomes'))), keysBody)),
+    reasonsBox,
     h('h2', 'Websockets'), wsBox,
     h('h2', 'Launches'),
     h('div.table-wrap', h('table#report-launches', h('thead', h('tr', h('th', 'Formation'), h('th', 'State'), h('th', 'Start'),
@@ -113,6 +115,7 @@ export function mount(main, id) {
       h('td.hide-sm.small.muted', Object.entries(k.outcomes || {}).sort().map(([o, c]) => `${o} ${c}`).join(' · '))))
       : [h('tr', h('td.empty', { colspan: 10 }, 'No metrics were reported for this run.'))]));
     labelCells(keysBody.closest('table'));
+    renderReasons(rep.keys);
     const ws = rep.websocket || {};
     const closes = Object.entries(ws.closes || {}).map(([c, n]) => `${c}×${n}`).join(' ') || 'none';
     wsBox.replaceChildren(h('div.stats',
@@ -130,6 +133,20 @@ export function mount(main, id) {
       h('td.small', (l.schools || []).map(s => h('span.chip' + (s.started >= s.planned ? '.ok' : '.warn'), `${s.school} ${s.started}/${s.planned} · ${fmtMS(s.spread_ms)}`, s.error ? ` (${s.error})` : '')))))
       : [h('tr', h('td.empty', { colspan: 7 }, 'No formation was launched on this run.'))]));
     labelCells(launchesBody.closest('table'));
+  }
+
+  // Failures by reason: per failing key, each recorded reason with its
+  // count, its share of the key's failures and one sample.
+  function renderReasons(keys) {
+    const rows = [];
+    for (const k of keys) for (const r of k.reasons || []) rows.push(h('tr', { 'data-key': k.key, 'data-reason': r.reason, 'data-count': r.count },
+      h('td.mono', k.key), h('td.mono', r.reason), num(r.count, fmtNum(r.count)),
+      num(k.failures ? r.count / k.failures : null, k.failures ? fmtPct(100 * r.count / k.failures) : '–'),
+      h('td.small.mono.sample', r.sample || '')));
+    reasonsBox.replaceChildren(...(rows.length ? [h('h2', 'Failures by reason'),
+      h('div.table-wrap', h('table#report-reasons', h('thead', h('tr', h('th', 'Key'), h('th', 'Reason'), h('th.num', 'Count'),
+        h('th.num', 'Share of failures'), h('th', 'Sample'))), h('tbody', rows)))] : []));
+    if (rows.length) labelCells(reasonsBox.querySelector('table'));
   }
 
   function renderComparison(c) {

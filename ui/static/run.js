@@ -10,6 +10,15 @@ const WINDOW_S = 5;
 
 function shortKey(k) { return k.replace(/^(api|http):/, ''); }
 
+// topReason is a key's most frequent failure reason as a cell: the reason
+// and its count, the sample on hover (reasons and samples are bounded,
+// printable text the schools escaped; h sets them as text).
+function topReason(x) {
+  const r = (x.reasons || [])[0];
+  if (!r) return h('td.small.reason', '');
+  return h('td.small.reason', { 'data-reason': r.reason, title: r.sample || '' }, h('span.mono', r.reason), h('span.muted', ` ×${fmtNum(r.count)}`));
+}
+
 export function mount(main, id) {
   let run = null, lastState = '';
   const title = h('h1', id);
@@ -69,7 +78,7 @@ export function mount(main, id) {
     h('div.charts#charts', cReq.el, cErr.el, cLat.el, cKoi.el, cWS.el, cEv.el),
     h('h2', 'Methods (last 5 s)'),
     h('div.table-wrap', h('table#methods', h('thead', h('tr', h('th', 'Key'), h('th.num', 'Req/s'), h('th.num', 'Errors'),
-      h('th.num', 'p50'), h('th.num', 'p95'), h('th.num', 'p99'), h('th.hide-sm', 'Outcomes'))), methodsBody)),
+      h('th.num', 'p50'), h('th.num', 'p95'), h('th.num', 'p99'), h('th.hide-sm', 'Outcomes'), h('th', 'Top failure reason'))), methodsBody)),
     h('h2', 'Launches'),
     h('div.table-wrap', h('table#launches', h('thead', h('tr', h('th', 'State'), h('th', 'Formation'), h('th', 'Start'),
       h('th.num', 'Started / planned'), h('th', 'Per school'), h('th.hide-sm', 'Outcome'))), launchesBody)),
@@ -148,8 +157,8 @@ export function mount(main, id) {
     methodsBody.replaceChildren(...(keys.length ? keys.map(x => h('tr', { 'data-key': x.key }, h('td.mono', x.key),
       h('td.num', fmtRate(x.rate_per_sec)), h('td.num', fmtPct(x.count ? 100 * x.failures / x.count : null)),
       h('td.num', fmtMS(x.p50_ms)), h('td.num', fmtMS(x.p95_ms)), h('td.num', fmtMS(x.p99_ms)),
-      h('td.hide-sm.small.muted', Object.entries(x.outcomes || {}).map(([o, c]) => `${o} ${c}`).join(' · '))))
-      : [h('tr', h('td.empty', { colspan: 7 }, 'No metrics in the last 5 s.'))]));
+      h('td.hide-sm.small.muted', Object.entries(x.outcomes || {}).map(([o, c]) => `${o} ${c}`).join(' · ')), topReason(x)))
+      : [h('tr', h('td.empty', { colspan: 8 }, 'No metrics in the last 5 s.'))]));
     labelCells(methodsBody.closest('table'));
   }
 
