@@ -27,24 +27,34 @@ import (
 // hour, to the minute over 6 hours, to 5 minutes over the day. The run's
 // total, for its report, is kept apart and whole.
 //
-// Buckets more than compactAfter older than the newest report are kept
+// Buckets more than liveFor older than the newest report are kept
 // encoded: the snapshot encoding with metric keys replaced by two-byte ids
 // from the run's key table, zstd-compressed, about 10× smaller than live
 // sketches. A busy run (50 keys, 2,000 observations a second, a day long)
-// holds about 8.6 MB (BenchmarkRunMemory; 207 MB with one bucket per
+// holds about 7.9 MB (BenchmarkRunMemory; 207 MB with one bucket per
 // second for an hour and per minute for a day, uncompressed). Whatever a
 // run is fed, its encoded history stays under maxRunBytes by dropping its
 // oldest buckets first (its day gets shorter, never its recent past);
-// its live part is compactAfter+1 second buckets and its total, each at
-// most maxKeys sketches of at most 2,048 bins (metrics' bound).
+// its live part is liveFor+1 second buckets and its total, each at most
+// maxKeys sketches of at most 2,048 bins (metrics' bound). A run of 500
+// busy keys holds about 16 MB.
 const (
-	coarseSlots  = 24 * 60 // minutes of history: the retention of a run's series
-	compactAfter = 10      // seconds
+	coarseSlots = 24 * 60 // minutes of history: the retention of a run's series
+	// liveFor is how long a second's bucket stays live (merged into
+	// without decoding) after the newest report: reports for a second
+	// arrive within one of each other. A report later than that is
+	// merged into the encoded bucket.
+	liveFor = 2 // seconds
+	// compactAfter is when a second's bucket counts as settled for the
+	// window cache (guardwindow.go): reports later than this still count
+	// in windows, but not in a window cached already.
+	compactAfter = 10 // seconds
 	// maxKeys is the most metric keys kept per run; reports with more are
 	// merged without the extra keys (counted as rejections).
 	maxKeys = 500
-	// maxRunBytes bounds a run's encoded buckets.
-	maxRunBytes = 12 << 20
+	// maxRunBytes bounds a run's encoded buckets: with the live ones,
+	// 16 MB for a run of maxKeys busy keys.
+	maxRunBytes = 10 << 20
 )
 
 // tier is one resolution of a run's history: buckets of res seconds, each
@@ -414,7 +424,7 @@ func (a *aggregator) mergeInto(rs *runSeries, i int, t int64, snap *metrics.Snap
 	return nil
 }
 
-// compact encodes live tier-0 buckets compactAfter seconds older than the
+// compact encodes live tier-0 buckets liveFor seconds older than the
 // newest report.
 func (a *aggregator) compact(rs *runSeries) {
 	keep := rs.live[:0]
@@ -423,7 +433,7 @@ func (a *aggregator) compact(rs *runSeries) {
 		if b.t != sec || b.snap == nil {
 			continue
 		}
-		if sec > rs.newest-compactAfter {
+		if sec > rs.newest-liveFor {
 			keep = append(keep, sec)
 			continue
 		}

@@ -13,12 +13,12 @@ import (
 // 300 one-second buckets every second, and decoding them costs ~0.2 s of
 // CPU (BenchmarkGuardrailWindow). A windowCache keeps, per run and key
 // selector, the selected series of every SETTLED bucket — seconds at
-// least compactAfter older than the run's newest report (encoded, no
-// longer merged into), coarser buckets whose every second has been merged
-// into them (runSeries.settled) — so each pass decodes only the few
-// newest buckets. A report arriving
-// more than compactAfter seconds late still lands in the aggregator (and
-// the report) but not in a bucket already cached for live evaluation.
+// least compactAfter older than the run's newest report (no longer merged
+// into but by late reports), coarser buckets whose every second has been
+// merged into them (runSeries.settled) — so each pass decodes only the
+// few newest buckets. A report arriving more than compactAfter seconds
+// late still lands in the aggregator (and the report) but not in a bucket
+// already cached for live evaluation.
 
 // windowCache holds the cached selections of every running run. Its lock
 // is taken before the aggregator's (never the other way round).
