@@ -102,7 +102,9 @@ func (k *Keeper) checkpointRuns(ctx context.Context) error {
 		if snap == nil || changes == last.changes {
 			continue
 		}
-		enc, err := snap.MarshalBinary()
+		// A run whose keys all fail in many hostile ways sheds the
+		// reasons' samples, then the reasons, rather than its checkpoint.
+		enc, err := snap.MarshalBinaryWithin(state.MaxCheckpointSnapshot)
 		if err != nil {
 			return fmt.Errorf("encoding run %s's checkpoint: %w", id, err)
 		}

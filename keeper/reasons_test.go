@@ -2,13 +2,16 @@ package keeper
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire"
 	"github.com/koipond/koipond/wire/wiretest"
 )
 
@@ -98,4 +101,58 @@ func TestReasonsSurviveKeeperRestart(t *testing.T) {
 		return
 	}
 	t.Fatalf("the report has no api:auth.test: %+v", rep.Keys)
+}
+
+// A run whose every key fails in the most ways with the longest samples
+// still gets its checkpoint: past the record's bound the samples are shed,
+// not the checkpoint (and with it what a restart would keep).
+func TestCheckpointOfAReasonHeavyRunShedsSamples(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := k.PutBehaviorSet(ctx, "test", "no-token", []behaviors.File{{Name: "no-token.json", Data: []byte(noTokenSet)}}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := k.CreateRun(ctx, "test", RunSpec{Name: "heavy", BehaviorSet: "no-token", Koi: 1,
+		Target: state.Target{APIBase: "http://127.0.0.1:1/api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r metrics.Recorder
+	sample := strings.Repeat("x", metrics.MaxSampleLen)
+	const keys = 120
+	for i := range keys {
+		s := r.Series(fmt.Sprintf("api:method.%03d", i))
+		for j := range metrics.MaxReasons {
+			s.ObserveReason(time.Millisecond, metrics.Error, fmt.Sprintf("error_%d_%s", j, strings.Repeat("e", 50)), sample)
+		}
+	}
+	enc, err := r.Snapshot().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(enc) <= state.MaxCheckpointSnapshot {
+		t.Fatalf("fixture of %d bytes is within the %d byte bound: it tests nothing", len(enc), state.MaxCheckpointSnapshot)
+	}
+	if err := k.agg.add(run.ID, time.Now(), &wire.RunMetrics{Run: run.ID, Snapshot: enc}); err != nil {
+		t.Fatal(err)
+	}
+	wiretest.WaitFor(t, 4*checkpointEvery, "the reason-heavy run's checkpoint", func() error {
+		c := k.State().Checkpoint(nil, run.ID)
+		if c == nil {
+			return errString("no checkpoint yet")
+		}
+		var snap metrics.Snapshot
+		if err := snap.UnmarshalBinary(c.Snapshot); err != nil {
+			return err
+		}
+		if len(snap.Series) != keys {
+			return fmt.Errorf("checkpoint has %d keys, want %d", len(snap.Series), keys)
+		}
+		for key, ss := range snap.Series {
+			if ss.Failures() != metrics.MaxReasons || len(ss.Reasons) != metrics.MaxReasons || ss.Reasons[0].Sample != "" {
+				return fmt.Errorf("%s: %d failures, reasons %+v; want %d reasons without samples", key, ss.Failures(), ss.Reasons, metrics.MaxReasons)
+			}
+		}
+		return nil
+	})
 }

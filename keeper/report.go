@@ -109,7 +109,7 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 		rep.Passed = &passed
 	}
 	rep.Capacity, rep.GuardActions, rep.ShedPercent = run.CapacityResult, run.GuardActions, run.ShedPercent
-	if enc, err := snap.MarshalBinary(); err == nil && len(enc) <= state.MaxReportSnapshot {
+	if enc, err := snap.MarshalBinaryWithin(state.MaxReportSnapshot); err == nil && len(enc) <= state.MaxReportSnapshot {
 		rep.Snapshot = enc
 	}
 	return rep

@@ -372,3 +372,35 @@ func reasonBefore(a, b Reason) bool {
 	}
 	return a.Count > b.Count || (a.Count == b.Count && a.Reason < b.Reason)
 }
+
+// MarshalBinaryWithin encodes s like MarshalBinary and, when that is over
+// limit bytes, sheds what a restored report can best do without until it
+// fits: first the reasons' samples, then the reasons (their failures stay
+// counted by outcome). Counts and latencies are never shed, so the result
+// may still be over limit; the caller decides what to do then.
+func (s *Snapshot) MarshalBinaryWithin(limit int) ([]byte, error) {
+	enc, err := s.MarshalBinary()
+	if err != nil || len(enc) <= limit {
+		return enc, err
+	}
+	for _, shed := range []func(Reason) (Reason, bool){
+		func(r Reason) (Reason, bool) { r.Sample = ""; return r, true },
+		func(Reason) (Reason, bool) { return Reason{}, false },
+	} {
+		lean := &Snapshot{Start: s.Start, End: s.End, Series: make(map[string]*SeriesSnapshot, len(s.Series))}
+		for k, ss := range s.Series {
+			c := *ss
+			c.Reasons = nil
+			for _, r := range ss.Reasons {
+				if r, keep := shed(r); keep {
+					c.Reasons = append(c.Reasons, r)
+				}
+			}
+			lean.Series[k] = &c
+		}
+		if enc, err = lean.MarshalBinary(); err != nil || len(enc) <= limit {
+			return enc, err
+		}
+	}
+	return enc, nil
+}
