@@ -215,7 +215,7 @@ func TestHourlyProfileFollowed(t *testing.T) {
 		}
 		// The bubble starts at midnight UTC: hours 0 and 2 are even, 4 s
 		// of the 7, so 80 minutes per koi; its first and last minute may
-		// be cut by the start (random phase) and the end.
+		// be cut by the start and the end.
 		if start := rt.BehaviorTime(time.Now().Add(-run)).UTC(); start.Hour() != 0 || start.Minute() != 0 {
 			t.Fatalf("the bubble's behavior time began at %v, not midnight", start)
 		}
@@ -223,7 +223,7 @@ func TestHourlyProfileFollowed(t *testing.T) {
 			t.Errorf("even hours: %d calls, want one per koi-minute (at least %d)", even, min)
 		}
 		// A koi's minute may straddle the hour boundary at 3 s (its
-		// minutes have a random phase): at most one call per koi spills
+		// minutes start at its boot): at most one call per koi spills
 		// into hour 1.
 		if odd > n {
 			t.Errorf("odd hours: %d calls, want at most %d (one minute per koi straddling 01:00)", odd, n)

@@ -77,10 +77,11 @@ func TestMQTTExample(t *testing.T) {
 
 	// Frequencies, counted by the broker over a window of steady
 	// koi-minutes: whole seconds of the broker's own clock, starting a
-	// behavior minute after every koi had subscribed (a koi's schedule
-	// starts at boot with a random phase, its behaviors wait for
-	// on_connect), so that each koi's minutes, whatever their phase, hold
-	// window/minute minutes in expectation.
+	// behavior minute after every koi had subscribed (a koi's minutes
+	// start when its schedule does, so koi booted at different moments
+	// have different phases, and its behaviors wait for on_connect), so
+	// that each koi's minutes, whatever their phase, hold window/minute
+	// minutes in expectation.
 	first := time.Now().Add(minute).Unix() + 1
 	const seconds = 12
 	last := first + seconds
