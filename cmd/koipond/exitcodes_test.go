@@ -108,7 +108,7 @@ func TestWaitExitsUnavailableWhenTheKeeperGoes(t *testing.T) {
 	go func() {
 		err := run(context.Background(), []string{"run", "create", "--keeper", base, "--name", "outage", "--behaviors", "tick",
 			"--api-base", p.URL() + "/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "2", "--ramp", "0",
-			"--duration", "5m", "--wait", "--threshold", "api:auth.test=error_rate < 1%"}, &out, &errb)
+			"--duration", "5m", "--wait", "--wait-unavailable", "3s", "--threshold", "api:auth.test=error_rate < 1%"}, &out, &errb)
 		done <- exitCode(err, &errb)
 	}()
 	// Once --wait is streaming, the keeper goes.
