@@ -3,8 +3,10 @@ package behaviors
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 	"time"
@@ -91,12 +93,20 @@ func (t Text) IsConst() bool { return t.id < 0 }
 
 // Program is a namespace of compiled templates: parsed once (per behavior
 // set or formation), executed by any number of koi concurrently. Executing
-// takes a bound executor from a pool, so no per-koi copy of any template is
-// ever made.
+// takes a bound executor from a small free list, so no per-koi copy of any
+// template is ever made.
+//
+// At most MaxExecutors executions run at once per program; more wait for
+// one to end. An executor is a clone of the whole namespace (tens of KB):
+// when an event reaches thousands of koi at once, their readers would
+// otherwise each clone one (a sync.Pool, emptied at every collection,
+// gave hundreds of MB and whole seconds of CPU per fan-out). Executions
+// are short and never nest (no template function executes a template), so
+// waiting for a slot cannot deadlock.
 type Program struct {
 	root  *template.Template
 	names []string
-	pool  sync.Pool
+	execs executors
 	once  sync.Once
 	reads dataReads
 	// Budget is the byte budget of each template execution (0:
@@ -235,13 +245,43 @@ type executor struct {
 	out   limitedWriter
 }
 
+// executors bounds and keeps a program's executors.
+type executors struct {
+	once  sync.Once
+	slots chan struct{}  // one token per execution running
+	free  chan *executor // idle executors (never more than slots)
+	made  atomic.Int64   // executors cloned, for tests and stats
+}
+
+// MaxExecutors returns how many template executions of one program run at
+// once: enough to keep every CPU busy while some wait on a store's lock.
+func MaxExecutors() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
+
+func (e *executors) init() {
+	e.once.Do(func() {
+		n := MaxExecutors()
+		e.slots = make(chan struct{}, n)
+		e.free = make(chan *executor, n)
+	})
+}
+
+// getExecutor waits for an execution slot, then returns an idle executor
+// or a new one. Every executor it returns goes back with putExecutor.
 func (p *Program) getExecutor() (*executor, error) {
-	if x, ok := p.pool.Get().(*executor); ok && len(x.tmpls) == len(p.names) {
-		return x, nil
+	p.execs.init()
+	p.execs.slots <- struct{}{}
+	select {
+	case x := <-p.execs.free:
+		if len(x.tmpls) == len(p.names) {
+			return x, nil
+		}
+	default:
 	}
 	x := &executor{}
+	p.execs.made.Add(1)
 	clone, err := p.root.Clone()
 	if err != nil {
+		<-p.execs.slots
 		return nil, err
 	}
 	clone.Funcs(funcMap(&x.b))
@@ -250,6 +290,15 @@ func (p *Program) getExecutor() (*executor, error) {
 		x.tmpls[i] = clone.Lookup(n)
 	}
 	return x, nil
+}
+
+// putExecutor keeps x for the next execution and frees its slot.
+func (p *Program) putExecutor(x *executor) {
+	select {
+	case p.execs.free <- x:
+	default: // cannot happen (no more executors than slots); dropped if it did
+	}
+	<-p.execs.slots
 }
 
 // Render produces the text of t for the given environment and data.
@@ -261,7 +310,7 @@ func (p *Program) Render(env *Env, t Text, data any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer p.pool.Put(x)
+	defer p.putExecutor(x)
 	x.out.reset()
 	if err := x.run(p, env, t, data); err != nil {
 		return "", err
@@ -279,7 +328,7 @@ func (p *Program) Run(env *Env, t Text, data any) error {
 	if err != nil {
 		return err
 	}
-	defer p.pool.Put(x)
+	defer p.putExecutor(x)
 	x.out.reset()
 	return x.run(p, env, t, data)
 }
