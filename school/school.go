@@ -92,6 +92,9 @@ type Config struct {
 	// ReplyBudget bounds the reply bytes all koi hold while reading them
 	// (default: ReplyBudgetShare of MemoryLimit).
 	ReplyBudget int64
+	// Pprof serves net/http/pprof under /debug/pprof/ on the status
+	// server (ServeHTTP), for heap and CPU profiles of a busy school.
+	Pprof bool
 	// PressureHold is how long a run closed for memory pressure stays
 	// closed at least (default 30 s).
 	PressureHold time.Duration
