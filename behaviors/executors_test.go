@@ -63,7 +63,7 @@ func blockedIn(fn string) int {
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		head, _, _ := strings.Cut(g, "\n")
 		if strings.Contains(g, "behaviors."+fn+".func") &&
-			(strings.Contains(head, "[sync.Mutex.Lock") || strings.Contains(head, "[chan send") || strings.Contains(head, "[semacquire")) {
+			(strings.Contains(head, "[sync.Mutex.Lock") || strings.Contains(head, "[chan send") || strings.Contains(head, "[chan receive") || strings.Contains(head, "[semacquire")) {
 			n++
 		}
 	}

@@ -243,6 +243,12 @@ type executor struct {
 	b     binding
 	tmpls []*template.Template
 	out   limitedWriter
+	// One execution on its own goroutine (execute): what it runs, and
+	// its result once done is signalled.
+	tm   *template.Template
+	data any
+	err  error
+	done chan struct{}
 }
 
 // executors bounds and keeps a program's executors.
@@ -277,7 +283,7 @@ func (p *Program) getExecutor() (*executor, error) {
 		}
 	default:
 	}
-	x := &executor{}
+	x := &executor{done: make(chan struct{}, 1)}
 	p.execs.made.Add(1)
 	clone, err := p.root.Clone()
 	if err != nil {
@@ -339,7 +345,7 @@ func (x *executor) run(p *Program, env *Env, t Text, data any) error {
 	}
 	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
 	x.out.b = &x.b
-	err := x.tmpls[t.id].Execute(&x.out, data)
+	err := x.execute(x.tmpls[t.id], data)
 	x.b = binding{}
 	if err != nil {
 		var he *HaltError
@@ -356,6 +362,27 @@ func (x *executor) run(p *Program, env *Env, t Text, data any) error {
 		return &ExecError{Where: t.Where, Msg: clipTo(msg, MaxQuote+100), Err: err}
 	}
 	return nil
+}
+
+// execute runs tm on a goroutine of its own and waits for it. Executing a
+// template is deep (text/template walks the tree through reflect calls)
+// and grows the stack it runs on to tens of KB. Run on a koi's reader or
+// behavior goroutine, that growth stays with the koi for as long as it
+// lives (a stack shrinks only by halves, at collections, and only while
+// mostly unused): 77 KB of stack per busy koi, more than its heap. A
+// short-lived goroutine gives its stack back when the template is done.
+func (x *executor) execute(tm *template.Template, data any) error {
+	x.tm, x.data = tm, data
+	go x.executeHere()
+	<-x.done
+	err := x.err
+	x.tm, x.data, x.err = nil, nil, nil
+	return err
+}
+
+func (x *executor) executeHere() {
+	x.err = x.tm.Execute(&x.out, x.data)
+	x.done <- struct{}{}
 }
 
 // binding is the per-execution state the template functions see.
