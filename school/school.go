@@ -336,7 +336,7 @@ func (s *School) Close() error {
 // closeGrace is how long Close waits, past StopTimeout, for the school's
 // own goroutines once every koi has been told to stop, and then for the
 // last report to reach NATS.
-const closeGrace = 500 * time.Millisecond
+const closeGrace = 250 * time.Millisecond
 
 // waitGoroutines waits up to d for every goroutine the school started to
 // end, and returns how many koi are still running after it.
