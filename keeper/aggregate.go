@@ -1,72 +1,255 @@
 package keeper
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
 )
 
-// Retention of merged metrics: one bucket per second for the last hour,
-// one per minute for the last day; older data is gone. Buckets more than
-// compactAfter older than the newest report are kept encoded (about 5×
-// smaller than live sketches), so memory per run is bounded by
-// (fineSlots + coarseSlots) encoded snapshots of at most maxKeys keys —
-// about 25 KB per bucket for 50 keys, whatever the number of schools.
+// Retention of merged metrics. A run's history is four rings of buckets
+// (tiers): one bucket per second for the last 6 minutes, per 10 s for the
+// last hour, per minute for the last 6 hours, per 5 minutes for the last
+// day; older data is gone. Every second's data lives in exactly one
+// bucket: as the run's newest report moves on, a bucket grown too old for
+// its tier is merged into the bucket of the next tier that holds it
+// (counts add exactly; sketches merge keeping their 1% accuracy). A window
+// is answered from whole buckets, a bucket counting when its middle
+// second is in the window: to the second over the last 6 minutes (every
+// live threshold and guardrail of up to 5 minutes), to 10 s over the
+// hour, to the minute over 6 hours, to 5 minutes over the day. The run's
+// total, for its report, is kept apart and whole.
+//
+// Buckets more than compactAfter older than the newest report are kept
+// encoded: the snapshot encoding with metric keys replaced by two-byte ids
+// from the run's key table, zstd-compressed, about 10× smaller than live
+// sketches. A busy run (50 keys, 2,000 observations a second, a day long)
+// holds about 8.6 MB (BenchmarkRunMemory; 207 MB with one bucket per
+// second for an hour and per minute for a day, uncompressed). Whatever a
+// run is fed, its encoded history stays under maxRunBytes by dropping its
+// oldest buckets first (its day gets shorter, never its recent past);
+// its live part is compactAfter+1 second buckets and its total, each at
+// most maxKeys sketches of at most 2,048 bins (metrics' bound).
 const (
-	fineSlots    = 3600
-	coarseSlots  = 24 * 60
-	compactAfter = 10 // seconds
+	coarseSlots  = 24 * 60 // minutes of history: the retention of a run's series
+	compactAfter = 10      // seconds
 	// maxKeys is the most metric keys kept per run; reports with more are
 	// merged without the extra keys (counted as rejections).
 	maxKeys = 500
+	// maxRunBytes bounds a run's encoded buckets.
+	maxRunBytes = 12 << 20
 )
+
+// tier is one resolution of a run's history: buckets of res seconds, each
+// kept while its newest second is less than horizon seconds older than the
+// run's newest report. Every res divides the next tier's, every horizon
+// is a multiple of the next tier's res.
+type tier struct{ res, horizon int64 }
+
+var tiers = [...]tier{{1, 6 * 60}, {10, 60 * 60}, {60, 6 * 60 * 60}, {5 * 60, coarseSlots * 60}}
+
+const numTiers = len(tiers)
+
+// slots is the ring size of tier i: every bucket it can hold at once, and
+// one spare.
+func slots(i int) int64 { return tiers[i].horizon/tiers[i].res + 2 }
+
+// floorDiv is a/b rounded down (b > 0).
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
 
 // aggregator merges metrics reports into per-run time series.
 type aggregator struct {
 	mu   sync.Mutex
 	runs map[string]*runSeries
+	// scratch is reused to decompress buckets; a.mu guards it.
+	scratch []byte
+	// maxBytes bounds each run's encoded buckets: maxRunBytes.
+	maxBytes int
 }
 
-// runSeries is one run's buckets: ring buffers indexed by time.
+// runSeries is one run's buckets: a ring per tier, indexed by bucket
+// number (unix second / res) modulo its size.
 type runSeries struct {
-	fine    []bucket // by unix second % fineSlots
-	coarse  []bucket // by unix minute % coarseSlots, always encoded
-	keys    map[string]bool
+	rings [numTiers][]bucket
+	// cursor[i] is the lowest bucket number tier i may still hold.
+	cursor [numTiers]int64
+	keys   map[string]uint16 // key → id in encoded buckets
+	names  []string          // id → key
+	// bytes is the size of the encoded buckets, held under maxRunBytes.
+	bytes   int
 	traffic traffic
 	// total merges every report since the keeper started: the run's
 	// whole life for its report, whatever the retention.
 	total  *metrics.Snapshot
 	newest int64   // newest second reported
-	live   []int64 // seconds whose fine bucket holds a live snapshot
+	live   []int64 // seconds whose tier-0 bucket holds a live snapshot
 	// changes counts merges into total, for checkpoints "only when
 	// changed" (see checkpoint.go).
 	changes uint64
 }
 
-// bucket is one interval's merged snapshot, live (snap) or encoded (enc);
-// t is its unix second or minute. Both nil means empty.
+// bucket is one interval's merged snapshot, live (snap, tier 0 only) or
+// encoded (enc); t is its bucket number. Both nil means empty.
 type bucket struct {
 	t    int64
 	snap *metrics.Snapshot
 	enc  []byte
 }
 
-// get returns the bucket's snapshot (decoded when encoded), or nil.
-func (b *bucket) get() *metrics.Snapshot {
+func (b *bucket) empty() bool { return b.snap == nil && b.enc == nil }
+
+// bucketCodec compresses encoded buckets. One encoder and one decoder
+// serve every run (their calls may run concurrently); their windows are
+// small because a bucket is at most a few hundred KB.
+var bucketCodec = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(1<<18), zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		panic(err) // constant options: cannot happen
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(maxBucketBytes))
+	if err != nil {
+		panic(err) // constant options: cannot happen
+	}
+	return enc, dec
+})
+
+// maxBucketBytes bounds a decompressed bucket: maxKeys series of at most
+// 2,048 sketch bins (metrics' bound) take well under this.
+const maxBucketBytes = 64 << 20
+
+// keyID returns key's id in the run's key table, adding it when there is
+// room; false when the table is full.
+func (rs *runSeries) keyID(key string) (uint16, bool) {
+	if id, ok := rs.keys[key]; ok {
+		return id, true
+	}
+	if len(rs.names) >= maxKeys {
+		return 0, false
+	}
+	id := uint16(len(rs.names))
+	rs.keys[key] = id
+	rs.names = append(rs.names, key)
+	return id, true
+}
+
+// idKey is the two-byte key standing for id in encoded buckets.
+func idKey(id uint16) string { return string([]byte{byte(id >> 8), byte(id)}) }
+
+// encode returns snap encoded for a bucket: keys as ids, compressed.
+func (rs *runSeries) encode(snap *metrics.Snapshot) ([]byte, error) {
+	byID := &metrics.Snapshot{Start: snap.Start, End: snap.End, Series: make(map[string]*metrics.SeriesSnapshot, len(snap.Series))}
+	for key, ss := range snap.Series {
+		id, ok := rs.keys[key]
+		if !ok {
+			return nil, fmt.Errorf("encoding a bucket: key %q not in the run's table", key)
+		}
+		byID.Series[idKey(id)] = ss
+	}
+	raw, err := byID.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encoding a bucket: %w", err)
+	}
+	enc, _ := bucketCodec()
+	// EncodeAll grows its buffer to the worst case: keep an exact copy,
+	// it stays for hours.
+	return bytes.Clone(enc.EncodeAll(raw, nil)), nil
+}
+
+// decode returns the snapshot of an encoded bucket; scratch is a buffer
+// to reuse (the aggregator's, under its lock).
+func (rs *runSeries) decode(enc []byte, scratch *[]byte) (*metrics.Snapshot, error) {
+	_, dec := bucketCodec()
+	raw, err := dec.DecodeAll(enc, (*scratch)[:0])
+	if err != nil {
+		return nil, fmt.Errorf("decompressing a bucket: %w", err)
+	}
+	*scratch = raw
+	byID := &metrics.Snapshot{}
+	if err := byID.UnmarshalBinary(raw); err != nil {
+		return nil, fmt.Errorf("decoding a bucket: %w", err)
+	}
+	snap := &metrics.Snapshot{Start: byID.Start, End: byID.End, Series: make(map[string]*metrics.SeriesSnapshot, len(byID.Series))}
+	for k, ss := range byID.Series {
+		id := int(k[0])<<8 | int(k[1])
+		if len(k) != 2 || id >= len(rs.names) {
+			return nil, fmt.Errorf("decoding a bucket: unknown key id %q", k)
+		}
+		snap.Series[rs.names[id]] = ss
+	}
+	return snap, nil
+}
+
+// open returns a bucket's snapshot (decoded when encoded), or nil when
+// empty. Buckets are encoded by this package, so decoding cannot fail.
+func (a *aggregator) open(rs *runSeries, b *bucket) *metrics.Snapshot {
 	if b.snap != nil || b.enc == nil {
 		return b.snap
 	}
-	s := &metrics.Snapshot{}
-	if err := s.UnmarshalBinary(b.enc); err != nil {
+	s, err := rs.decode(b.enc, &a.scratch)
+	if err != nil {
 		return nil // encoded by this package: cannot happen
 	}
 	return s
+}
+
+// slot returns the bucket of tier i that bucket number t maps to.
+func (rs *runSeries) slot(i int, t int64) *bucket {
+	n := slots(i)
+	return &rs.rings[i][((t%n)+n)%n]
+}
+
+// home returns where the data of second s belongs now: the finest tier
+// whose bucket holding s is not yet too old for it, and that bucket's
+// number; false when s is older than the retention.
+func (rs *runSeries) home(s int64) (int, int64, bool) {
+	for i, tr := range tiers {
+		t := floorDiv(s, tr.res)
+		if rs.newest-((t+1)*tr.res-1) < tr.horizon {
+			return i, t, true
+		}
+	}
+	return 0, 0, false
+}
+
+// settled says whether bucket t of tier i takes no more data but late
+// reports: a second compactAfter older than the newest report, or a
+// coarser bucket whose every second has been merged into it.
+func (rs *runSeries) settled(i int, t int64) bool {
+	if i == 0 {
+		return t <= rs.newest-compactAfter
+	}
+	return rs.newest-((t+1)*tiers[i].res-1) >= tiers[i-1].horizon
+}
+
+// each calls fn for every non-empty bucket of rs that a window [lo, hi)
+// holds: those whose middle second is in it.
+func (rs *runSeries) each(lo, hi int64, fn func(i int, t int64, b *bucket)) {
+	for i, tr := range tiers {
+		// middle(t) = t*res + res/2 in [lo, hi)
+		tlo := floorDiv(lo-tr.res/2+tr.res-1, tr.res)
+		thi := floorDiv(hi-1-tr.res/2, tr.res)
+		tlo = max(tlo, rs.cursor[i], floorDiv(rs.newest, tr.res)-slots(i)+1)
+		thi = min(thi, floorDiv(rs.newest, tr.res))
+		for t := tlo; t <= thi; t++ {
+			if b := rs.slot(i, t); b.t == t && !b.empty() {
+				fn(i, t, b)
+			}
+		}
+	}
 }
 
 // traffic sums websocket traffic since the keeper started.
@@ -77,9 +260,12 @@ type traffic struct {
 	BytesOut  uint64 `json:"bytes_out"`
 }
 
-func newAggregator() *aggregator { return &aggregator{runs: map[string]*runSeries{}} }
+func newAggregator() *aggregator {
+	return &aggregator{runs: map[string]*runSeries{}, maxBytes: maxRunBytes}
+}
 
-// add merges one run's snapshot observed at keeper time at.
+// add merges one run's snapshot observed at keeper time at. A report too
+// old for the run's retention is refused whole.
 func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 	s := &metrics.Snapshot{}
 	if len(rm.Snapshot) > 0 {
@@ -90,40 +276,45 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	rs := a.series(run)
+	sec := at.Unix()
+	if rs.newest != 0 && sec < rs.newest {
+		if _, _, ok := rs.home(sec); !ok {
+			return fmt.Errorf("report for %v is older than the retention (%v)", at, time.Duration(tiers[numTiers-1].horizon)*time.Second)
+		}
+	}
 	rs.traffic.FramesIn += rm.FramesIn
 	rs.traffic.FramesOut += rm.FramesOut
 	rs.traffic.BytesIn += rm.BytesIn
 	rs.traffic.BytesOut += rm.BytesOut
 	var dropped []string
 	for key := range s.Series {
-		if !rs.keys[key] {
-			if len(rs.keys) >= maxKeys {
-				dropped = append(dropped, key)
-				delete(s.Series, key)
-				continue
+		if _, ok := rs.keyID(key); !ok {
+			dropped = append(dropped, key)
+			delete(s.Series, key)
+		}
+	}
+	if sec > rs.newest {
+		a.advance(rs, sec)
+	}
+	i, t, _ := rs.home(sec)
+	if i == 0 {
+		b := rs.slot(0, t)
+		if b.t != t {
+			a.drop(rs, b) // expired already: cannot happen
+			b.t = t
+		}
+		if b.snap == nil {
+			if b.snap = a.open(rs, b); b.snap == nil {
+				b.snap = &metrics.Snapshot{}
 			}
-			rs.keys[key] = true
+			rs.bytes -= len(b.enc)
+			b.enc = nil
+			rs.live = append(rs.live, t)
 		}
-	}
-	sec := at.Unix()
-	b := &rs.fine[sec%fineSlots]
-	switch {
-	case b.t > sec:
-		return fmt.Errorf("report for %v is older than the fine retention", at)
-	case b.t < sec:
-		if b.snap != nil || b.enc != nil {
-			rs.fold(b)
+		if err := b.snap.Merge(s); err != nil {
+			return err
 		}
-		*b = bucket{t: sec}
-	}
-	if b.snap == nil {
-		if b.snap = b.get(); b.snap == nil {
-			b.snap = &metrics.Snapshot{}
-		}
-		b.enc = nil
-		rs.live = append(rs.live, sec)
-	}
-	if err := b.snap.Merge(s); err != nil {
+	} else if err := a.mergeInto(rs, i, t, s); err != nil {
 		return err
 	}
 	if rs.total == nil {
@@ -133,8 +324,7 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 		return err
 	}
 	rs.changes++
-	rs.newest = max(rs.newest, sec)
-	rs.compact()
+	a.compact(rs)
 	if len(dropped) > 0 {
 		return fmt.Errorf("run has %d metric keys already; dropped %d new ones (first %q)", maxKeys, len(dropped), dropped[0])
 	}
@@ -145,18 +335,91 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 func (a *aggregator) series(run string) *runSeries {
 	rs := a.runs[run]
 	if rs == nil {
-		rs = &runSeries{fine: make([]bucket, fineSlots), coarse: make([]bucket, coarseSlots), keys: map[string]bool{}}
+		rs = &runSeries{keys: map[string]uint16{}}
+		for i := range rs.rings {
+			rs.rings[i] = make([]bucket, slots(i))
+		}
 		a.runs[run] = rs
 	}
 	return rs
 }
 
-// compact encodes live fine buckets compactAfter seconds older than the
+// advance makes sec the run's newest second and moves every bucket that
+// grew too old for its tier into the next one (or drops it past the
+// last).
+func (a *aggregator) advance(rs *runSeries, sec int64) {
+	rs.newest = sec
+	for i, tr := range tiers {
+		// Buckets t with (t+1)*res-1 <= newest-horizon have expired.
+		last := floorDiv(rs.newest-tr.horizon+1, tr.res) - 1
+		if last < rs.cursor[i] {
+			continue
+		}
+		if last-rs.cursor[i] >= slots(i) {
+			// A long gap (or the first report): scan the ring once.
+			for j := range rs.rings[i] {
+				if b := &rs.rings[i][j]; !b.empty() && b.t <= last {
+					a.moveOut(rs, i, b)
+				}
+			}
+		} else {
+			for t := rs.cursor[i]; t <= last; t++ {
+				if b := rs.slot(i, t); b.t == t && !b.empty() {
+					a.moveOut(rs, i, b)
+				}
+			}
+		}
+		rs.cursor[i] = last + 1
+	}
+}
+
+// moveOut merges an expired bucket of tier i into its home (a coarser
+// tier) and empties it.
+func (a *aggregator) moveOut(rs *runSeries, i int, b *bucket) {
+	if j, t, ok := rs.home(b.t * tiers[i].res); ok && j > i {
+		if snap := a.open(rs, b); snap != nil {
+			_ = a.mergeInto(rs, j, t, snap) // built by this package: cannot fail
+		}
+	}
+	a.drop(rs, b)
+}
+
+// drop empties a bucket.
+func (a *aggregator) drop(rs *runSeries, b *bucket) {
+	rs.bytes -= len(b.enc)
+	*b = bucket{}
+}
+
+// mergeInto merges snap into bucket t of tier i (> 0), kept encoded.
+func (a *aggregator) mergeInto(rs *runSeries, i int, t int64, snap *metrics.Snapshot) error {
+	b := rs.slot(i, t)
+	if b.t != t {
+		a.drop(rs, b) // expired already: cannot happen
+		b.t = t
+	}
+	into := a.open(rs, b)
+	if into == nil {
+		into = &metrics.Snapshot{}
+	}
+	if err := into.Merge(snap); err != nil {
+		return err
+	}
+	enc, err := rs.encode(into)
+	if err != nil {
+		return err
+	}
+	rs.bytes += len(enc) - len(b.enc)
+	b.enc = enc
+	a.bound(rs)
+	return nil
+}
+
+// compact encodes live tier-0 buckets compactAfter seconds older than the
 // newest report.
-func (rs *runSeries) compact() {
+func (a *aggregator) compact(rs *runSeries) {
 	keep := rs.live[:0]
 	for _, sec := range rs.live {
-		b := &rs.fine[sec%fineSlots]
+		b := rs.slot(0, sec)
 		if b.t != sec || b.snap == nil {
 			continue
 		}
@@ -164,33 +427,31 @@ func (rs *runSeries) compact() {
 			keep = append(keep, sec)
 			continue
 		}
-		if enc, err := b.snap.MarshalBinary(); err == nil {
+		if enc, err := rs.encode(b.snap); err == nil {
 			b.snap, b.enc = nil, enc
+			rs.bytes += len(enc)
 		} else {
 			keep = append(keep, sec)
 		}
 	}
 	rs.live = keep
+	a.bound(rs)
 }
 
-// fold merges an expiring fine bucket into its minute (kept encoded).
-func (rs *runSeries) fold(b *bucket) {
-	m := b.t / 60
-	c := &rs.coarse[m%coarseSlots]
-	if c.t != m {
-		*c = bucket{t: m}
-	}
-	snap := c.get()
-	if snap == nil {
-		snap = &metrics.Snapshot{}
-	}
-	_ = snap.Merge(b.get()) // both built by this package: cannot fail
-	if enc, err := snap.MarshalBinary(); err == nil {
-		c.enc = enc
+// bound drops the run's oldest buckets, coarsest tier first, until its
+// encoded buckets fit in a.maxBytes.
+func (a *aggregator) bound(rs *runSeries) {
+	for i := numTiers - 1; i >= 0 && rs.bytes > a.maxBytes; i-- {
+		for t := max(rs.cursor[i], floorDiv(rs.newest, tiers[i].res)-slots(i)+1); t <= floorDiv(rs.newest, tiers[i].res) && rs.bytes > a.maxBytes; t++ {
+			if b := rs.slot(i, t); b.t == t && b.enc != nil {
+				a.drop(rs, b)
+			}
+		}
 	}
 }
 
-// window merges a run's buckets in [from, to).
+// window merges a run's buckets in [from, to): to the second over the last
+// six minutes, to the bucket further back (see tiers).
 func (a *aggregator) window(run string, from, to time.Time) (*metrics.Snapshot, traffic) {
 	out := &metrics.Snapshot{}
 	a.mu.Lock()
@@ -199,19 +460,9 @@ func (a *aggregator) window(run string, from, to time.Time) (*metrics.Snapshot, 
 	if rs == nil {
 		return out, traffic{}
 	}
-	lo, hi := from.Unix(), to.Unix()
-	fineFrom := max(lo, hi-fineSlots+1)
-	for sec := fineFrom; sec < hi; sec++ {
-		if b := &rs.fine[sec%fineSlots]; b.t == sec {
-			_ = out.Merge(b.get())
-		}
-	}
-	// Older than the fine ring: whole minutes from the coarse one.
-	for m := lo / 60; m*60 < fineFrom; m++ {
-		if c := &rs.coarse[m%coarseSlots]; c.t == m {
-			_ = out.Merge(c.get())
-		}
-	}
+	rs.each(from.Unix(), to.Unix(), func(_ int, _ int64, b *bucket) {
+		_ = out.Merge(a.open(rs, b)) // built by this package: cannot fail
+	})
 	return out, rs.traffic
 }
 

@@ -191,7 +191,7 @@ func reportSnapshots(b testing.TB, n, keys int) [][]byte {
 // BenchmarkMetricsIngest: one iteration is one second of 200 schools'
 // reports, 50 sketches each, merged into one run's per-second series. It
 // reports CPU per second of load (as % of a core) and the heap one
-// second-bucket costs (× 3600 for the fine hour of one run).
+// second-bucket costs (see BenchmarkRunMemory for a whole run's history).
 //
 //	go test ./keeper -run '^$' -bench MetricsIngest -benchtime 60x
 func BenchmarkMetricsIngest(b *testing.B) {
@@ -205,7 +205,7 @@ func BenchmarkMetricsIngest(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
-		at := base.Add(time.Duration(i%fineSlots) * time.Second)
+		at := base.Add(time.Duration(i) * time.Second)
 		for s := range schools {
 			if err := k.agg.add("run", at, &wire.RunMetrics{Run: "run", Snapshot: snaps[s]}); err != nil {
 				b.Fatal(err)
@@ -219,9 +219,9 @@ func BenchmarkMetricsIngest(b *testing.B) {
 	runtime.ReadMemStats(&m1)
 	b.ReportMetric(100*cpu.Seconds()/float64(b.N), "cpu-%-of-core")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*schools), "µs/report")
-	buckets := min(b.N, fineSlots)
+	buckets := min(b.N, int(tiers[0].horizon))
 	encoded, n := 0, 0
-	for _, bk := range k.agg.runs["run"].fine {
+	for _, bk := range k.agg.runs["run"].rings[0] {
 		if bk.enc != nil {
 			encoded += len(bk.enc)
 			n++

@@ -44,9 +44,7 @@ func (a *aggregator) restore(run string, snap *metrics.Snapshot, tr traffic) {
 	defer a.mu.Unlock()
 	rs := a.series(run)
 	for key := range snap.Series {
-		if len(rs.keys) < maxKeys {
-			rs.keys[key] = true
-		} else {
+		if _, ok := rs.keyID(key); !ok {
 			delete(snap.Series, key)
 		}
 	}

@@ -83,7 +83,7 @@ func TestWindowCacheMatchesAggregator(t *testing.T) {
 	}
 	n := 0
 	for _, sc := range k.windows.runs["run"] {
-		n += len(sc.fine)
+		n += len(sc.tiers[0])
 	}
 	if n == 0 || n > 30+50+5+3*5 {
 		t.Errorf("%d cached seconds: the cache does not keep (only) what the windows need", n)

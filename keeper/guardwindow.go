@@ -12,10 +12,11 @@ import (
 // Live windows without re-decoding: a guardrail over "api:*" for 5m reads
 // 300 one-second buckets every second, and decoding them costs ~0.2 s of
 // CPU (BenchmarkGuardrailWindow). A windowCache keeps, per run and key
-// selector, the selected series of every SETTLED bucket — fine seconds at
+// selector, the selected series of every SETTLED bucket — seconds at
 // least compactAfter older than the run's newest report (encoded, no
-// longer merged into), coarse minutes whose every second has been folded —
-// so each pass decodes only the few newest buckets. A report arriving
+// longer merged into), coarser buckets whose every second has been merged
+// into them (runSeries.settled) — so each pass decodes only the few
+// newest buckets. A report arriving
 // more than compactAfter seconds late still lands in the aggregator (and
 // the report) but not in a bucket already cached for live evaluation.
 
@@ -30,9 +31,9 @@ type windowCache struct {
 // selCache is one selection's settled buckets; a nil series means the
 // bucket had none of the selected keys.
 type selCache struct {
-	fine, coarse map[int64]*metrics.SeriesSnapshot
-	span         int64 // longest window asked for, in seconds
-	used         uint64
+	tiers [numTiers]map[int64]*metrics.SeriesSnapshot // by bucket number
+	span  int64                                       // longest window asked for, in seconds
+	used  uint64
 }
 
 func newWindowCache() *windowCache { return &windowCache{runs: map[string]map[string]*selCache{}} }
@@ -81,7 +82,10 @@ func (k *Keeper) series(run, sel string, from, to time.Time) *metrics.SeriesSnap
 	}
 	sc := byRun[sel]
 	if sc == nil {
-		sc = &selCache{fine: map[int64]*metrics.SeriesSnapshot{}, coarse: map[int64]*metrics.SeriesSnapshot{}}
+		sc = &selCache{}
+		for i := range sc.tiers {
+			sc.tiers[i] = map[int64]*metrics.SeriesSnapshot{}
+		}
 		byRun[sel] = sc
 	}
 	sc.used = wc.pass
@@ -89,11 +93,6 @@ func (k *Keeper) series(run, sel string, from, to time.Time) *metrics.SeriesSnap
 	sc.span = max(sc.span, hi-lo)
 
 	out := &metrics.Snapshot{}
-	add := func(ss *metrics.SeriesSnapshot) {
-		if ss != nil {
-			_ = out.Merge(&metrics.Snapshot{Series: map[string]*metrics.SeriesSnapshot{"m": ss}}) // cannot fail
-		}
-	}
 	a := k.agg
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -101,44 +100,24 @@ func (k *Keeper) series(run, sel string, from, to time.Time) *metrics.SeriesSnap
 	if rs == nil {
 		return nil
 	}
-	fineFrom := max(lo, hi-fineSlots+1)
-	for sec := fineFrom; sec < hi; sec++ {
-		b := &rs.fine[sec%fineSlots]
-		if b.t != sec {
-			continue
-		}
-		ss, ok := sc.fine[sec]
+	rs.each(lo, hi, func(i int, t int64, b *bucket) {
+		ss, ok := sc.tiers[i][t]
 		if !ok {
-			ss = pick(b.get(), sel)
-			if sec <= rs.newest-compactAfter {
-				sc.fine[sec] = ss
+			ss = pick(a.open(rs, b), sel)
+			if rs.settled(i, t) {
+				sc.tiers[i][t] = ss
 			}
 		}
-		add(ss)
-	}
-	for m := lo / 60; m*60 < fineFrom; m++ {
-		c := &rs.coarse[m%coarseSlots]
-		if c.t != m {
-			continue
+		if ss != nil {
+			_ = out.Merge(&metrics.Snapshot{Series: map[string]*metrics.SeriesSnapshot{"m": ss}}) // cannot fail
 		}
-		ss, ok := sc.coarse[m]
-		if !ok {
-			ss = pick(c.get(), sel)
-			if (m+1)*60+fineSlots <= rs.newest { // every second of it folded
-				sc.coarse[m] = ss
-			}
-		}
-		add(ss)
-	}
+	})
 	// Keep what the longest window asked for needs.
-	for sec := range sc.fine {
-		if sec < hi-sc.span-2 {
-			delete(sc.fine, sec)
-		}
-	}
-	for m := range sc.coarse {
-		if m*60+60 < hi-sc.span-2 {
-			delete(sc.coarse, m)
+	for i, byT := range sc.tiers {
+		for t := range byT {
+			if (t+1)*tiers[i].res < hi-sc.span-2 {
+				delete(byT, t)
+			}
 		}
 	}
 	return out.Series["m"]
