@@ -3,8 +3,10 @@ package behaviors
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 	"time"
@@ -91,12 +93,20 @@ func (t Text) IsConst() bool { return t.id < 0 }
 
 // Program is a namespace of compiled templates: parsed once (per behavior
 // set or formation), executed by any number of koi concurrently. Executing
-// takes a bound executor from a pool, so no per-koi copy of any template is
-// ever made.
+// takes a bound executor from a small free list, so no per-koi copy of any
+// template is ever made.
+//
+// At most MaxExecutors executions run at once per program; more wait for
+// one to end. An executor is a clone of the whole namespace (tens of KB):
+// when an event reaches thousands of koi at once, their readers would
+// otherwise each clone one (a sync.Pool, emptied at every collection,
+// gave hundreds of MB and whole seconds of CPU per fan-out). Executions
+// are short and never nest (no template function executes a template), so
+// waiting for a slot cannot deadlock.
 type Program struct {
 	root  *template.Template
 	names []string
-	pool  sync.Pool
+	execs executors
 	once  sync.Once
 	reads dataReads
 	// Budget is the byte budget of each template execution (0:
@@ -233,15 +243,51 @@ type executor struct {
 	b     binding
 	tmpls []*template.Template
 	out   limitedWriter
+	// One execution on its own goroutine (execute): what it runs, and
+	// its result once done is signalled.
+	tm   *template.Template
+	data any
+	err  error
+	done chan struct{}
 }
 
+// executors bounds and keeps a program's executors.
+type executors struct {
+	once  sync.Once
+	slots chan struct{}  // one token per execution running
+	free  chan *executor // idle executors (never more than slots)
+	made  atomic.Int64   // executors cloned, for tests and stats
+}
+
+// MaxExecutors returns how many template executions of one program run at
+// once: enough to keep every CPU busy while some wait on a store's lock.
+func MaxExecutors() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
+
+func (e *executors) init() {
+	e.once.Do(func() {
+		n := MaxExecutors()
+		e.slots = make(chan struct{}, n)
+		e.free = make(chan *executor, n)
+	})
+}
+
+// getExecutor waits for an execution slot, then returns an idle executor
+// or a new one. Every executor it returns goes back with putExecutor.
 func (p *Program) getExecutor() (*executor, error) {
-	if x, ok := p.pool.Get().(*executor); ok && len(x.tmpls) == len(p.names) {
-		return x, nil
+	p.execs.init()
+	p.execs.slots <- struct{}{}
+	select {
+	case x := <-p.execs.free:
+		if len(x.tmpls) == len(p.names) {
+			return x, nil
+		}
+	default:
 	}
-	x := &executor{}
+	x := &executor{done: make(chan struct{}, 1)}
+	p.execs.made.Add(1)
 	clone, err := p.root.Clone()
 	if err != nil {
+		<-p.execs.slots
 		return nil, err
 	}
 	clone.Funcs(funcMap(&x.b))
@@ -250,6 +296,15 @@ func (p *Program) getExecutor() (*executor, error) {
 		x.tmpls[i] = clone.Lookup(n)
 	}
 	return x, nil
+}
+
+// putExecutor keeps x for the next execution and frees its slot.
+func (p *Program) putExecutor(x *executor) {
+	select {
+	case p.execs.free <- x:
+	default: // cannot happen (no more executors than slots); dropped if it did
+	}
+	<-p.execs.slots
 }
 
 // Render produces the text of t for the given environment and data.
@@ -261,7 +316,7 @@ func (p *Program) Render(env *Env, t Text, data any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer p.pool.Put(x)
+	defer p.putExecutor(x)
 	x.out.reset()
 	if err := x.run(p, env, t, data); err != nil {
 		return "", err
@@ -279,7 +334,7 @@ func (p *Program) Run(env *Env, t Text, data any) error {
 	if err != nil {
 		return err
 	}
-	defer p.pool.Put(x)
+	defer p.putExecutor(x)
 	x.out.reset()
 	return x.run(p, env, t, data)
 }
@@ -290,7 +345,7 @@ func (x *executor) run(p *Program, env *Env, t Text, data any) error {
 	}
 	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
 	x.out.b = &x.b
-	err := x.tmpls[t.id].Execute(&x.out, data)
+	err := x.execute(x.tmpls[t.id], data)
 	x.b = binding{}
 	if err != nil {
 		var he *HaltError
@@ -307,6 +362,27 @@ func (x *executor) run(p *Program, env *Env, t Text, data any) error {
 		return &ExecError{Where: t.Where, Msg: clipTo(msg, MaxQuote+100), Err: err}
 	}
 	return nil
+}
+
+// execute runs tm on a goroutine of its own and waits for it. Executing a
+// template is deep (text/template walks the tree through reflect calls)
+// and grows the stack it runs on to tens of KB. Run on a koi's reader or
+// behavior goroutine, that growth stays with the koi for as long as it
+// lives (a stack shrinks only by halves, at collections, and only while
+// mostly unused): 77 KB of stack per busy koi, more than its heap. A
+// short-lived goroutine gives its stack back when the template is done.
+func (x *executor) execute(tm *template.Template, data any) error {
+	x.tm, x.data = tm, data
+	go x.executeHere()
+	<-x.done
+	err := x.err
+	x.tm, x.data, x.err = nil, nil, nil
+	return err
+}
+
+func (x *executor) executeHere() {
+	x.err = x.tm.Execute(&x.out, x.data)
+	x.done <- struct{}{}
 }
 
 // binding is the per-execution state the template functions see.

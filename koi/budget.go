@@ -17,9 +17,12 @@ import (
 // the school-wide budget for in-flight reply bytes is exhausted.
 var ErrReplyBudget = errors.New("school-wide reply budget exhausted")
 
-// replyChunk is the first (and smallest) piece of a reply the reader
-// reserves and allocates; later pieces double, as a growing buffer would.
-const replyChunk = 32 << 10
+// replyChunk is the first (and smallest) piece of a reply of unknown size
+// the reader reserves and allocates; later pieces double, as a growing
+// buffer would. Most websocket frames (events, pongs) are a few hundred
+// bytes: a first piece of 32 KiB allocated 100× what a frame needed, on
+// every frame of every koi.
+const replyChunk = 512
 
 // ReplyBudget bounds the reply bytes every koi of a school holds while
 // reading them: HTTP reply bodies and websocket frames, and what they

@@ -36,6 +36,21 @@ func BenchmarkReadReply(b *testing.B) {
 			rt.release(held)
 		}
 	})
+	// A typical event frame (a chat message, ~300 bytes, size unknown):
+	// what each one read allocates.
+	frame := []byte(`{"type":"message","channel":"C000042","user":"U000123","text":"shipping today (a1b2c3)","ts":"1764770000.000100","event_ts":"1764770000.000100"}` + strings.Repeat(" ", 150))
+	b.Run("frame", func(b *testing.B) {
+		rt := &Runtime{cfg: RuntimeConfig{ReplyBudget: NewReplyBudget(64 << 20)}}
+		b.SetBytes(int64(len(frame)))
+		b.ReportAllocs()
+		for b.Loop() {
+			data, held, err := rt.readReply(bytes.NewReader(frame), MaxResponseBody, -1)
+			if err != nil || len(data) != len(frame) {
+				b.Fatal(err)
+			}
+			rt.release(held)
+		}
+	})
 	b.Run("readall", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()

@@ -28,6 +28,7 @@ type fakeKeeper struct {
 	silent      bool
 	pollMS      int64
 	leaseMS     int64
+	delay       time.Duration // how long a poll waits for its reply (a busy keeper)
 }
 
 func newFakeKeeper(t testing.TB, url string, opts ...nats.Option) *fakeKeeper {
@@ -82,6 +83,10 @@ func (k *fakeKeeper) onPoll(m *nats.Msg) {
 		k.sign(&rep.Assignments[i].Switch)
 	}
 	b, _ := wire.Encode(rep)
+	if k.delay > 0 {
+		time.AfterFunc(k.delay, func() { m.Respond(b) })
+		return
+	}
 	m.Respond(b)
 }
 

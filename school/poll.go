@@ -43,6 +43,35 @@ func (c *clockEstimator) offset() (time.Duration, bool) {
 	return best.offset, true
 }
 
+// slowest returns the longest round trip among the last few answered
+// polls (0 before the first).
+func (c *clockEstimator) slowest() time.Duration {
+	var d time.Duration
+	for i := range min(c.n, len(c.samples)) {
+		d = max(d, c.samples[i].rtt)
+	}
+	return d
+}
+
+// pollTimeout is how long one poll waits for the keeper's reply. A busy
+// school (thousands of koi on a shared CPU) or a busy keeper can take
+// longer than a poll interval to answer; giving up early and asking again
+// only loses the reply on its way and, poll after poll, the lease. So a
+// poll waits at least half the lease (room for one more try if a request
+// was lost) and four times the slowest recent round trip, yet never past
+// the lease: a school cut off from the keeper must pause by the time the
+// keeper gives its koi away.
+func pollTimeout(interval, lease, left, slowest time.Duration) time.Duration {
+	d := max(interval, lease/2, 4*slowest)
+	if left < d {
+		d = max(left, minPollTimeout)
+	}
+	return d
+}
+
+// minPollTimeout is the shortest wait for a poll reply.
+const minPollTimeout = 100 * time.Millisecond
+
 // pollLoop polls the keeper every poll interval (jittered ±10%) and
 // watches the lease.
 func (s *School) pollLoop() {
@@ -72,13 +101,8 @@ func (s *School) pollOnce() {
 		s.logLimited("poll-encode", "encoding poll request", "err", err)
 		return
 	}
-	// Wait no longer than the lease has left: a school cut off from the
-	// keeper must pause by the time the keeper gives its koi away.
 	s.mu.Lock()
-	timeout := max(s.pollInterval, time.Second)
-	if left := s.lease - time.Since(s.lastPollOK); left < timeout {
-		timeout = max(left, 100*time.Millisecond)
-	}
+	timeout := pollTimeout(s.pollInterval, s.lease, s.lease-time.Since(s.lastPollOK), s.clock.slowest())
 	s.mu.Unlock()
 	send := s.cfg.Clock()
 	msg, err := s.nc.Request(wire.SubjectPoll, data, timeout)

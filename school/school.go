@@ -92,6 +92,9 @@ type Config struct {
 	// ReplyBudget bounds the reply bytes all koi hold while reading them
 	// (default: ReplyBudgetShare of MemoryLimit).
 	ReplyBudget int64
+	// Pprof serves net/http/pprof under /debug/pprof/ on the status
+	// server (ServeHTTP), for heap and CPU profiles of a busy school.
+	Pprof bool
 	// PressureHold is how long a run closed for memory pressure stays
 	// closed at least (default 30 s).
 	PressureHold time.Duration
@@ -294,9 +297,12 @@ func (s *School) ID() string { return s.cfg.ID }
 
 // Close stops every koi (closing websockets with a close frame), flushes a
 // last metrics report and disconnects. It is idempotent and returns within
-// about StopTimeout plus a second.
+// about StopTimeout plus a second, however many koi there are and however
+// busy the machine is: koi not done by then close with the process.
 func (s *School) Close() error {
 	s.closed.Do(func() {
+		start := time.Now()
+		deadline := start.Add(s.cfg.StopTimeout)
 		s.mu.Lock()
 		var all []*run
 		for _, r := range s.runs {
@@ -306,20 +312,54 @@ func (s *School) Close() error {
 		for _, r := range all {
 			r.stopAll()
 		}
-		deadline := time.Now().Add(s.cfg.StopTimeout)
 		for _, r := range all {
 			r.waitStopped(time.Until(deadline))
 		}
 		s.cancel()
-		s.wg.Wait()
+		// Whatever a koi is stuck in (a write to a target that stopped
+		// reading, a runtime starved near the memory ceiling), the school
+		// exits on time: SIGTERM is a promise to the operator. The
+		// websockets of koi still running close with the process.
+		if left := s.waitGoroutines(time.Until(deadline) + closeGrace); left > 0 {
+			s.log.Warn("closing without waiting for koi still stopping", "koi", left, "waited", time.Since(start).Round(time.Millisecond))
+		}
 		s.report() // the last interval
-		_ = s.nc.FlushTimeout(time.Second)
+		_ = s.nc.FlushTimeout(closeGrace)
 		s.nc.Close()
 		s.http.CloseIdleConnections()
 		s.restoreMemoryLimit()
-		s.log.Info("school stopped")
+		s.log.Info("school stopped", "took", time.Since(start).Round(time.Millisecond))
 	})
 	return nil
+}
+
+// closeGrace is how long Close waits, past StopTimeout, for the school's
+// own goroutines once every koi has been told to stop, and then for the
+// last report to reach NATS.
+const closeGrace = 250 * time.Millisecond
+
+// waitGoroutines waits up to d for every goroutine the school started to
+// end, and returns how many koi are still running after it.
+func (s *School) waitGoroutines(d time.Duration) int {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-done:
+		return 0
+	case <-t.C:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.runs {
+		n += r.running()
+	}
+	return n
 }
 
 // transports builds the shared HTTP client and websocket dialer: one tuned

@@ -441,3 +441,38 @@ func TestCloseIsPrompt(t *testing.T) {
 		return len(k.reports) > 0 && !k.reports[len(k.reports)-1].End.Before(start)
 	})
 }
+
+// A keeper slower to answer than the poll interval (and than a second: a
+// busy keeper, or a school whose NATS reader waits behind thousands of
+// koi) does not cost the school its lease: each poll waits for the reply
+// instead of giving up and asking again.
+func TestSlowKeeperKeepsLease(t *testing.T) {
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
+	k := newFakeKeeper(t, url)
+	const lease = 3 * time.Second
+	k.set(func(k *fakeKeeper) {
+		k.leaseMS = lease.Milliseconds()
+		k.delay = 1100 * time.Millisecond
+	})
+	s := openSchool(t, url, school.Config{ID: "s1", Lease: lease})
+	first := s.Status().LastPoll
+	answered := map[time.Time]bool{}
+	deadline := time.Now().Add(2 * lease)
+	for time.Now().Before(deadline) {
+		st := s.Status()
+		if st.SelfPaused {
+			t.Fatalf("self-paused after %d answered polls and %d failed ones", len(answered), st.PollFailures)
+		}
+		if st.LastPoll.After(first) {
+			answered[st.LastPoll] = true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := s.Status()
+	if st.PollFailures != 0 {
+		t.Errorf("%d polls gave up on the slow keeper", st.PollFailures)
+	}
+	if len(answered) < 3 {
+		t.Errorf("%d polls answered in two leases, want at least 3", len(answered))
+	}
+}

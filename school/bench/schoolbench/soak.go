@@ -300,6 +300,22 @@ func soak(ctx context.Context, c soakConfig) error {
 		fmt.Fprintf(&sum, "keeper RSS growth after the first minute: %.1f KB/s; an hour of it (a run's window of second-buckets) would be %.0f MB\n",
 			r/1e3, r*3600/1e6)
 	}
+	// SIGTERM each school as an operator would: it must exit within a few
+	// seconds however busy it is.
+	for _, sp := range procs {
+		if !strings.HasPrefix(sp.name, "school") {
+			continue
+		}
+		took, err := sp.p.Stop(syscall.SIGTERM, 10*time.Second)
+		verdict := "ok (≤ 5 s)"
+		switch {
+		case err != nil:
+			verdict = "FAIL: " + err.Error()
+		case took > 5*time.Second:
+			verdict = "FAIL (> 5 s)"
+		}
+		fmt.Fprintf(&sum, "%s exited %v after SIGTERM: %s\n", sp.name, took.Round(time.Millisecond), verdict)
+	}
 	fmt.Fprintln(&sum, "against issue 14's targets:")
 	for _, v := range soakVerdicts(figs, names, delta) {
 		fmt.Fprintln(&sum, "  "+v)
