@@ -151,7 +151,7 @@ var KoiFuncs = append([]FuncDoc{
 	{"set", "set KEY VALUE", "Stores VALUE under KEY for the rest of this sequence (each run of a sequence has its own variables, so concurrent sequences of one koi never mix them); prints nothing. Setting nil removes KEY."},
 	{"get", "get KEY", "Returns, in this order, the sequence variable KEY, the launch parameter KEY (formations), the koi variable KEY (setKoi), or nil."},
 	{"setKoi", "setKoi KEY VALUE", "Stores VALUE under KEY for the koi's whole life (e.g. in boot: what every later sequence needs); prints nothing."},
-	{"param", "param NAME", "Returns the launch parameter NAME, or an error naming it when the launch did not give it."},
+	{"param", "param NAME", "Returns the launch parameter NAME, or an error naming it when the launch did not give it. A formation declares its parameters in `\"params\": [{\"name\": \"channel_id\", \"required\": true, \"doc\": \"…\"}, {\"name\": \"emoji\", \"default\": \"fish\"}]`: the keeper refuses a launch without a required one or with an undeclared one, and fills in defaults, so `param` never fails for a declared parameter."},
 	{"halt", "halt REASON…", "Stops the sequence on purpose. Counted as halted, not as an error."},
 	{"chance", "chance P", "True with probability P (0–1): branch a step for a share of executions."},
 	{"koiIndex", "koiIndex", "The koi's index in its run (0-based)."},
