@@ -19,9 +19,12 @@
 // it closes the socket (close 1000 "paused during on_connect"), since a
 // second login on the same socket is refused by most servers, and the
 // next connection runs it after the resume. A koi is ready once booted and
-// its on_connect has succeeded once. "on_disconnect" runs after each connection ends, except on stop
-// (key "on_disconnect"; actions, api and http requests only; skipped while
-// paused), typically {{ setKoi "logged_in" false }}.
+// its on_connect has succeeded once. "on_disconnect" runs after each connection ends, except on stop,
+// and after each dial the server refuses with an HTTP status (a stale URL
+// or token) (key "on_disconnect"; actions, api and http requests only;
+// skipped while paused), typically {{ setKoi "logged_in" false }}, or an
+// api request for a fresh websocket URL, as examples/slack does with
+// rtm.connect.
 //
 // Without a connect step the socket is dialled after boot, so ws steps in
 // boot fail at once. A {"type": "connect"} request, allowed in boot only,

@@ -19,7 +19,8 @@ const writeWait = 10 * time.Second
 
 // connLoop keeps the websocket open until ctx is done: dial, run
 // on_connect beside the reader until the connection fails, run
-// on_disconnect, back off, dial again. A connection whose on_connect
+// on_disconnect, back off, dial again. A dial the server refuses with an
+// HTTP status runs on_disconnect too. A connection whose on_connect
 // failed does not reset the backoff.
 func (k *Koi) connLoop(ctx context.Context) {
 	attempt := 0
@@ -56,6 +57,15 @@ func (k *Koi) connLoop(ctx context.Context) {
 				}
 			}
 			k.rt.series("ws:connect").ObserveReason(time.Since(start), o, reason, err.Error())
+			if resp != nil && resp.StatusCode >= 400 {
+				// The server refused the handshake: the URL or token is
+				// stale (a Slack rtm.connect URL expires, a restarted
+				// target forgets its tickets). on_disconnect is where a
+				// set fetches fresh ones, so it runs again before the
+				// next dial instead of the koi redialling a URL that will
+				// never work.
+				k.runOnDisconnect()
+			}
 			if !sleepCtx(ctx, k.backoff(attempt)) {
 				return
 			}

@@ -286,6 +286,9 @@ func (k *Koi) runOnDisconnect() {
 	k.mu.Lock()
 	actx := k.actCtx
 	k.mu.Unlock()
+	if actx == nil {
+		return // not running (yet): nothing to clean up or refresh
+	}
 	start := time.Now()
 	err := k.execute(actx, seq, &behaviors.Env{Store: k.store}, "on_disconnect")
 	s := k.rt.series("on_disconnect")
