@@ -888,7 +888,7 @@ func checkArgs(bin string, args []string) error {
 	if err != nil {
 		return fmt.Errorf("koipond %s --help: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
-	if !strings.Contains(out.String(), "Usage: koipond "+args[0]) {
+	if help := out.String(); !strings.Contains(help, "Usage:") || !strings.Contains(help, "\n  koipond "+args[0]+" ") {
 		return fmt.Errorf("koipond %s --help printed no usage of %q:\n%s", strings.Join(args, " "), args[0], out.String())
 	}
 	return validateRole(args)
