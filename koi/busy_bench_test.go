@@ -122,11 +122,12 @@ func processCPU() time.Duration {
 // keep), the share of CPU the
 // garbage collector took during the run, and CPU per api request. Like the
 // idle benchmark, the iteration count is meaningless: one measurement is
-// made and reported.
+// made per run and reported (reportOnce).
 func BenchmarkBusyKoiMemory(b *testing.B) {
-	if b.N > 1 {
-		b.Skip("one measurement per run: use -benchtime 1x")
-	}
+	reportOnce(b, func() []benchMetric { return measureBusyKoi(b) })
+}
+
+func measureBusyKoi(b *testing.B) []benchMetric {
 	n := envInt(b, "KOI_BENCH_N", 500)
 	scale := envInt(b, "KOI_BENCH_SCALE", 60)
 	minutes := envInt(b, "KOI_BENCH_MINUTES", 10)
@@ -219,15 +220,16 @@ func BenchmarkBusyKoiMemory(b *testing.B) {
 	if requests == 0 {
 		b.Fatalf("no api request was made (series: %d)", len(snap.Series))
 	}
-	heap := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
-	b.ReportMetric(heap, "heap-bytes/koi")
-	b.ReportMetric(float64(after.StackInuse)/float64(n), "stack-bytes/koi")
-	b.ReportMetric((gc1-gc0)/(cpu1-cpu0), "gc-share")
-	b.ReportMetric(float64(proc1-proc0)/float64(requests), "cpu-ns/request")
-	b.ReportMetric(float64(requests), "requests")
-	b.ReportMetric(float64(up)/float64(n), "connected")
 	b.Logf("%d koi, scale %d, %d behavior minutes: %d api requests (%d not ok)", n, scale, minutes, requests, failed)
 	logWorkspace(b, rt)
+	return []benchMetric{
+		{float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n), "heap-bytes/koi"},
+		{float64(after.StackInuse) / float64(n), "stack-bytes/koi"},
+		{(gc1 - gc0) / (cpu1 - cpu0), "gc-share"},
+		{float64(proc1-proc0) / float64(requests), "cpu-ns/request"},
+		{float64(requests), "requests"},
+		{float64(up) / float64(n), "connected"},
+	}
 }
 
 // historyReplyFromPond fetches a real conversations.history reply of

@@ -52,9 +52,6 @@ func body2any(b *testing.B, body []byte) any {
 // reported for stores that share a run's Workspace and for stores that
 // keep their own copies (how koi kept them before).
 func BenchmarkKoiKnowledge(b *testing.B) {
-	if b.N > 1 {
-		b.Skip("one measurement per run: use -benchtime 1x")
-	}
 	n := envInt(b, "KOI_BENCH_N", 1000)
 	p, err := pond.Open(context.Background(), pond.Config{Users: 2000, Channels: 200, DisableRateLimits: true})
 	if err != nil {
@@ -73,46 +70,50 @@ func BenchmarkKoiKnowledge(b *testing.B) {
 	history := set.Behavior("conversations.history").Sequence.Steps[0].Post
 	for _, mode := range []string{"shared", "private"} {
 		b.Run(mode, func(b *testing.B) {
-			w := behaviors.NewWorkspace(0)
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			stores := make([]*behaviors.Store, n)
-			for i := range stores {
-				id := behaviors.Identity{Index: i, UserID: pond.UserID(i), Token: pond.Token(i)}
-				st := behaviors.NewStore(id)
-				if mode == "shared" {
-					st = behaviors.NewSharedStore(id, w)
-				}
-				stores[i] = st
-				env := &behaviors.Env{Store: st}
-				for _, a := range addChannels {
-					if err := set.Prog.Run(env, a, body2any(b, list)); err != nil {
-						b.Fatal(err)
+			reportOnce(b, func() []benchMetric {
+				w := behaviors.NewWorkspace(0)
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				stores := make([]*behaviors.Store, n)
+				for i := range stores {
+					id := behaviors.Identity{Index: i, UserID: pond.UserID(i), Token: pond.Token(i)}
+					st := behaviors.NewStore(id)
+					if mode == "shared" {
+						st = behaviors.NewSharedStore(id, w)
 					}
-				}
-				for j := 0; j < 40; j++ {
-					h := histories[(i+j)%len(histories)]
+					stores[i] = st
 					env := &behaviors.Env{Store: st}
-					env.Vars = map[string]any{"channel": behaviors.Channel{ID: pond.ChannelID((i + j) % len(histories))}}
-					for _, a := range history {
-						if err := set.Prog.Run(env, a, body2any(b, h)); err != nil {
+					for _, a := range addChannels {
+						if err := set.Prog.Run(env, a, body2any(b, list)); err != nil {
 							b.Fatal(err)
 						}
 					}
+					for j := 0; j < 40; j++ {
+						h := histories[(i+j)%len(histories)]
+						env := &behaviors.Env{Store: st}
+						env.Vars = map[string]any{"channel": behaviors.Channel{ID: pond.ChannelID((i + j) % len(histories))}}
+						for _, a := range history {
+							if err := set.Prog.Run(env, a, body2any(b, h)); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
 				}
-			}
-			runtime.GC()
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			runtime.KeepAlive(stores)
-			if len(stores[n-1].Channels()) == 0 || len(stores[n-1].UserIDs()) == 0 {
-				b.Fatalf("the stores learned nothing: %d channels", len(stores[n-1].Channels()))
-			}
-			b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "heap-bytes/koi")
-			b.ReportMetric(float64(stores[n-1].KnowledgeBytes()), "knowledge-bytes/koi")
-			b.Logf("%s: %d koi, each %d channels, %d user ids; workspace %+v", mode, n,
-				len(stores[n-1].Channels()), len(stores[n-1].UserIDs()), w.Stats())
+				runtime.GC()
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				runtime.KeepAlive(stores)
+				if len(stores[n-1].Channels()) == 0 || len(stores[n-1].UserIDs()) == 0 {
+					b.Fatalf("the stores learned nothing: %d channels", len(stores[n-1].Channels()))
+				}
+				b.Logf("%s: %d koi, each %d channels, %d user ids; workspace %+v", mode, n,
+					len(stores[n-1].Channels()), len(stores[n-1].UserIDs()), w.Stats())
+				return []benchMetric{
+					{float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n), "heap-bytes/koi"},
+					{float64(stores[n-1].KnowledgeBytes()), "knowledge-bytes/koi"},
+				}
+			})
 		})
 	}
 }
