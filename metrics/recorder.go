@@ -140,12 +140,7 @@ func (s *Series) Observe(d time.Duration, o Outcome) {
 		o = Invalid
 	}
 	sh := s.lock()
-	if sh.q == nil {
-		sh.q = newQuantiler()
-	}
-	sh.q.Add(ms)
-	sh.samples++
-	sh.counts[o]++
+	sh.observe(ms, o)
 	sh.mu.Unlock()
 }
 
@@ -174,12 +169,7 @@ func (s *Series) ObserveReason(d time.Duration, o Outcome, reason, sample string
 	var buf [MaxReasonLen]byte
 	reason = cleanReasonTo(&buf, reason) // copied by the table if kept
 	sh := s.lock()
-	if sh.q == nil {
-		sh.q = newQuantiler()
-	}
-	sh.q.Add(ms)
-	sh.samples++
-	sh.counts[o]++
+	sh.observe(ms, o)
 	sh.addReason(o, reason, sample)
 	sh.mu.Unlock()
 }
@@ -199,6 +189,16 @@ func (s *Series) CountReason(o Outcome, reason, sample string) {
 }
 
 // addReason counts a reason in a locked shard.
+// observe adds one latency (ms) and outcome; the caller holds sh.mu.
+func (sh *shard) observe(ms float64, o Outcome) {
+	if sh.q == nil {
+		sh.q = newQuantiler()
+	}
+	sh.q.Add(ms)
+	sh.samples++
+	sh.counts[o]++
+}
+
 func (sh *shard) addReason(o Outcome, reason, sample string) {
 	if reason == "" || !o.Failure() {
 		return
