@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -277,8 +275,8 @@ func topReason(m *api.MetricsSummary) (key, reason string, count uint64) {
 // answer cut off, no answer in time, 502/503/504), as opposed to a refusal.
 // The client may already mark such errors with errUnavailable.
 func keeperUnavailable(err error) bool {
-	var opErr *net.OpError
 	var ae *apiError
+	var ue *url.Error
 	switch {
 	case err == nil:
 		return false
@@ -286,19 +284,12 @@ func keeperUnavailable(err error) bool {
 		return true
 	case errors.As(err, &ae):
 		return ae.Status == http.StatusBadGateway || ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusGatewayTimeout
-	case errors.As(err, &opErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
-		return true
-	case errors.Is(err, context.DeadlineExceeded):
-		// The caller checks its own context first: this is the call's
-		// timeout, a keeper that does not answer.
-		return true
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		// The connection closed under the request (a keeper shutting
 		// down), not a body that failed to decode.
-		var ue *url.Error
 		return errors.As(err, &ue)
 	}
-	return false
+	return unreachable(err)
 }
 
 // patientKeeper calls the keeper and rides out a restart: while the keeper
