@@ -2,6 +2,8 @@ package koi_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -68,4 +70,36 @@ func TestRefusedRedialFetchesAFreshURL(t *testing.T) {
 		t.Errorf("ws:connect = %+v: want the stale URL's refusal counted before the reconnect", ws)
 	}
 	t.Logf("ws:connect %+v, reasons %v; on_disconnect %+v", ws.Counts, ws.Reasons, tot.series(t, "on_disconnect").Counts)
+}
+
+// A server that refuses every handshake and hangs every API call keeps a
+// koi in on_disconnect after each refusal; stop still ends it at once.
+func TestStopDuringRefusedRedials(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "expired", http.StatusUnauthorized) })
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	set := parseSet(t, `{
+  "boot": {"steps": [{"pre_actions": ["{{ websocketURL \"ws://`+srv.Listener.Addr().String()+`/ws\" }}"]}]},
+  "on_disconnect": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
+  "behaviors": {"idle": {"frequency": 0, "steps": [{"request": {"type": "api", "method": "auth.test"}}]}}}`)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, APIBase: srv.URL + "/api",
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	tot := newTotals(rt)
+	k := rt.New(behaviors.Identity{Index: 1, Token: "t"}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- k.Run(ctx) }()
+	wiretest.Until(t, 30*time.Second, "a refused handshake", func() bool {
+		return tot.series(t, "ws:connect").Counts[metrics.ClientError] > 0
+	})
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+		t.Logf("stopped %v after the stop, inside on_disconnect's hanging call", time.Since(start).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the koi did not stop within 5 s while on_disconnect's call hung")
+	}
 }
