@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -405,11 +406,9 @@ func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
 // sameShare compares shares, times by instant (a decoded time may carry
 // another location than the stored one).
 func sameShare(a, b state.Share) bool {
-	if !a.FirstStart.Equal(b.FirstStart) || !a.LastStart.Equal(b.LastStart) {
-		return false
-	}
-	a.FirstStart, a.LastStart = b.FirstStart, b.LastStart
-	return a == b
+	return a.School == b.School && a.Count == b.Count && a.Started == b.Started && a.Finished == b.Finished &&
+		a.Failed == b.Failed && a.Cancelled == b.Cancelled && a.Reported == b.Reported && a.Error == b.Error &&
+		a.FirstStart.Equal(b.FirstStart) && a.LastStart.Equal(b.LastStart) && slices.Equal(a.Offsets, b.Offsets)
 }
 
 // recount replaces the counts in an ended launch's outcome, keeping why

@@ -16,6 +16,9 @@ type Snapshot struct {
 	Start, End time.Time
 	// Series maps metric keys to their observations; nil is an empty map.
 	Series map[string]*SeriesSnapshot
+	// Exposure is how long the run's koi ran their background schedule
+	// over the interval (nil: not measured).
+	Exposure *Exposure
 }
 
 // SeriesSnapshot holds one metric key's observations over an interval:

@@ -94,6 +94,8 @@ type Result struct {
 	// Timezone of the hourly profiles (nil without).
 	Timezone *time.Location `json:"-"`
 	Coverage *Coverage      `json:"coverage,omitempty"`
+	// Sessions is the learned call order (Options.Sessions).
+	Sessions *Sessions `json:"sessions,omitempty"`
 	// Filters in words, for the header.
 	Filters     []string  `json:"filters,omitempty"`
 	GeneratedAt time.Time `json:"generated_at"`

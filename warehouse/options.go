@@ -116,6 +116,15 @@ type Options struct {
 	// the output merges with it cleanly.
 	SequencedOnly bool
 
+	// Sessions learns call order from a raw export: each user's calls are
+	// split into sessions at silences of SessionGap (default
+	// DefaultSessionGap), and the Result gets Sessions, its output
+	// sequences built from the learned transitions. DropTransitions
+	// leaves out transitions, each written "from>to".
+	Sessions        bool
+	SessionGap      time.Duration
+	DropTransitions []string
+
 	// SkipBadRows skips (and counts) bad rows instead of failing.
 	SkipBadRows bool
 

@@ -182,7 +182,16 @@ type LaunchStatus struct {
 	// actually began the sequence, in keeper time (zero until one has).
 	FirstStart time.Time `json:"first_start,omitzero"`
 	LastStart  time.Time `json:"last_start,omitzero"`
+	// Offsets, when set, has LaunchOffsetBins counts: bin i holds the koi
+	// whose sequence really began in [i, i+1)/LaunchOffsetBins of the
+	// launch's window (Launch.At to At + BeginWithin); a start past the
+	// window counts in the last bin. Its sum is at most Started.
+	Offsets []uint32 `json:"offsets,omitempty"`
 }
+
+// LaunchOffsetBins is the length of LaunchStatus.Offsets: the resolution
+// of the launch uniformity check (Kolmogorov–Smirnov on binned offsets).
+const LaunchOffsetBins = 64
 
 // PollReply is the keeper's answer.
 type PollReply struct {

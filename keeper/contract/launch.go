@@ -36,6 +36,9 @@ type Share struct {
 	// FirstStart and LastStart are when the school's koi really began.
 	FirstStart time.Time `json:"first_start,omitzero"`
 	LastStart  time.Time `json:"last_start,omitzero"`
+	// Offsets counts the school's koi by start offset over the launch
+	// window, in 64 equal bins (absent until reported).
+	Offsets []uint32 `json:"offsets,omitempty"`
 }
 
 // Launch is a formation started at one instant over a run's connected koi.

@@ -225,6 +225,9 @@ type Share struct {
 	// FirstStart and LastStart are when the school's koi really began.
 	FirstStart time.Time `json:"first_start,omitzero"`
 	LastStart  time.Time `json:"last_start,omitzero"`
+	// Offsets is the school's last wire.LaunchStatus.Offsets: its koi's
+	// start offsets binned over the launch window.
+	Offsets []uint32 `json:"offsets,omitempty"`
 }
 
 // Launch is a formation started at one instant over a run's connected koi.
