@@ -29,6 +29,8 @@ const (
 	DefaultBucket       = "koipond"
 	DefaultPollInterval = time.Second
 	DefaultLease        = 10 * time.Second
+	// DefaultStartupTimeout is Config.StartupTimeout's default.
+	DefaultStartupTimeout = 2 * time.Minute
 )
 
 // Config configures a Keeper. The zero value of every field means its
@@ -96,6 +98,10 @@ type Config struct {
 	QuarantineAfter int
 	// QuarantineWindow is how long a failure counts (default 15 min).
 	QuarantineWindow time.Duration
+	// StartupTimeout bounds how long Open waits for JetStream to serve
+	// the state bucket (default DefaultStartupTimeout): a cluster started
+	// beside the keeper may take a while to elect its leaders.
+	StartupTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -123,6 +129,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.StartupTimeout == 0 {
+		c.StartupTimeout = DefaultStartupTimeout
+	}
 	return c
 }
 
@@ -149,6 +158,9 @@ func (c Config) Validate() []error {
 	}
 	if c.PollInterval < 10*time.Millisecond || c.PollInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("poll interval: %v is outside 10ms..1m", c.PollInterval))
+	}
+	if c.StartupTimeout < 0 {
+		errs = append(errs, fmt.Errorf("startup timeout: %v is negative", c.StartupTimeout))
 	}
 	if c.Lease < 2*c.PollInterval {
 		errs = append(errs, fmt.Errorf("lease: %v is shorter than two poll intervals (%v)", c.Lease, 2*c.PollInterval))
@@ -244,14 +256,9 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("keeper: jetstream: %w", err)
 	}
-	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
-	defer ocancel()
-	if k.kv, err = state.OpenKV(octx, js, cfg.Bucket, cfg.Replicas); err != nil {
-		return nil, fmt.Errorf("keeper: %w", err)
-	}
-	recs, err := k.kv.Load(octx)
+	recs, err := k.openState(ctx, js)
 	if err != nil {
-		return nil, fmt.Errorf("keeper: %w", err)
+		return nil, err
 	}
 	if k.store, err = state.New(k.kv); err != nil {
 		return nil, fmt.Errorf("keeper: %w", err)

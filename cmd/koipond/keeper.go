@@ -44,6 +44,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without a token even with --tokens (default: a viewer token is needed)")
 	fs.DurationVar(&cfg.PollInterval, "poll", keeper.DefaultPollInterval, "school poll interval")
 	fs.DurationVar(&cfg.Lease, "lease", keeper.DefaultLease, "school lease")
+	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", keeper.DefaultStartupTimeout, "how long to wait at start for NATS JetStream to serve the state bucket (a new cluster elects its leaders first)")
 	fs.BoolVar(&cfg.NATSAuth.Insecure, "nats-insecure", false, "turn NATS authentication off on the embedded server (loopback only; any local process can then stop or spoof the switch)")
 	fs.StringVar(&cfg.NATSAuth.User, "nats-user", "", "with --nats: NATS user (password in KOIPOND_NATS_PASSWORD)")
 	fs.StringVar(&cfg.NATSAuth.NKeySeedFile, "nats-nkey", "", "with --nats: NATS nkey seed `file`")

@@ -591,7 +591,9 @@ func (h *harness) startKeeper(ctx context.Context) error {
 	if _, err := h.start("keeper", h.koipond, h.keeperArgs...); err != nil {
 		return err
 	}
-	return h.waitHTTP(ctx, "keeper", h.keeperURL+"/healthz", 60*time.Second)
+	// The keeper waits up to its --startup-timeout (2 min) for a cluster
+	// that is still electing its leaders.
+	return h.waitHTTP(ctx, "keeper", h.keeperURL+"/healthz", 150*time.Second)
 }
 
 func (h *harness) startSchool(ctx context.Context, s *schoolProc) error {

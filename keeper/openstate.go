@@ -1,0 +1,65 @@
+package keeper
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// stateAttempt bounds one attempt at opening and reading the state
+// bucket; a JetStream request that a cluster without leaders never
+// answers ends with it, and the next attempt asks again.
+const stateAttempt = 10 * time.Second
+
+// openState opens the state bucket and reads every record, retrying until
+// Config.StartupTimeout: a NATS cluster started at the same time as the
+// keeper answers JetStream requests only once it has elected its meta
+// leader and the bucket's stream leader, which can take tens of seconds
+// on a busy machine. Each failed attempt is logged with its error; the
+// last one is returned.
+func (k *Keeper) openState(ctx context.Context, js jetstream.JetStream) (map[string][]byte, error) {
+	deadline := time.Now().Add(k.cfg.StartupTimeout)
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		recs, err := k.tryOpenState(ctx, js, min(stateAttempt, max(time.Until(deadline), time.Second)))
+		if err == nil {
+			if attempt > 1 {
+				k.log.Info("JetStream serves the state bucket", "attempts", attempt)
+			}
+			return recs, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("keeper: %w", err)
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return nil, fmt.Errorf("keeper: JetStream did not serve the state bucket %q within %v (%d attempts; raise --startup-timeout for a slow cluster): %w",
+				k.cfg.Bucket, k.cfg.StartupTimeout, attempt, err)
+		}
+		k.log.Warn("waiting for JetStream to serve the state bucket", "bucket", k.cfg.Bucket, "attempt", attempt,
+			"left", time.Until(deadline).Round(time.Second).String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("keeper: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (k *Keeper) tryOpenState(ctx context.Context, js jetstream.JetStream, d time.Duration) (map[string][]byte, error) {
+	actx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	kv, err := state.OpenKV(actx, js, k.cfg.Bucket, k.cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := kv.Load(actx)
+	if err != nil {
+		return nil, err
+	}
+	k.kv = kv
+	return recs, nil
+}
