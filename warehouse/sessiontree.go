@@ -82,14 +82,29 @@ func (g *ingest) buildSessions(s *Sessions) error {
 		}
 		s.Transitions[i].Dropped = true
 	}
+	// With SequencedOnly, methods without a sequence are left out of the
+	// sessions: no session begins with them, none calls them.
+	sequenced := g.o.SequencedOnly
+	has := func(m string) bool { _, ok := g.seqSteps[m]; return !sequenced || ok }
 	out := map[string][]int{} // from → transitions, most frequent first
+	var leftOut []string
 	for i, t := range s.Transitions {
-		if !t.Dropped {
+		if !t.Dropped && has(t.To) {
 			out[t.From] = append(out[t.From], i)
 		}
 	}
+	var entries []Entry
+	for _, e := range s.Entries {
+		if has(e.Method) {
+			entries = append(entries, e)
+		} else {
+			leftOut = append(leftOut, e.Method)
+		}
+	}
+	if len(leftOut) > 0 {
+		s.Notes = append(s.Notes, fmt.Sprintf("--sequenced-only: no session begins with %d entry methods that have no sequence: %s", len(leftOut), strings.Join(short12(leftOut), ", ")))
+	}
 
-	entries := s.Entries
 	if len(entries) > MaxEntryBehaviors {
 		var left int64
 		for _, e := range entries[MaxEntryBehaviors:] {
@@ -152,9 +167,13 @@ func (g *ingest) buildSessions(s *Sessions) error {
 	}
 
 	unseq := map[string]bool{}
+	index := map[string]int{}
+	for i, e := range s.Entries {
+		index[e.Method] = i
+	}
 	for i, e := range entries {
 		name := "session:" + e.Method
-		s.Entries[i].Behavior = name
+		s.Entries[index[e.Method]].Behavior = name
 		steps, err := g.treeSteps(trees[i], 0, s, unseq)
 		if err != nil {
 			return err
@@ -172,14 +191,18 @@ func (g *ingest) buildSessions(s *Sessions) error {
 		if g.seqSteps != nil {
 			why = "the sequences file has none for them"
 		}
-		names := s.Unsequenced
-		if len(names) > 12 {
-			names = append(names[:12:12], fmt.Sprintf("and %d more", len(s.Unsequenced)-12))
-		}
-		s.Notes = append(s.Notes, fmt.Sprintf("%d methods have no sequence, so the sessions call them as bare api requests without arguments (%s): %s",
-			len(s.Unsequenced), why, strings.Join(names, ", ")))
+		s.Notes = append(s.Notes, fmt.Sprintf("%d methods have no sequence, so the sessions call them as bare api requests without arguments (%s; --sequenced-only leaves them out): %s",
+			len(s.Unsequenced), why, strings.Join(short12(s.Unsequenced), ", ")))
 	}
 	return nil
+}
+
+// short12 lists at most 12 names, then how many more.
+func short12(names []string) []string {
+	if len(names) <= 12 {
+		return names
+	}
+	return append(names[:12:12], fmt.Sprintf("and %d more", len(names)-12))
 }
 
 // treeSteps writes the steps of node id: its method's steps, then a
