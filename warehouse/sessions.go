@@ -71,6 +71,11 @@ type Sessions struct {
 	// the generated set reproduces: per transition the lesser of its
 	// count and Reproduced, summed, over TransitionCount.
 	Coverage float64 `json:"coverage"`
+	// CallShare is the share of the export's calls the generated
+	// sessions make over as many sessions (entry calls and follow-ups):
+	// below 1 when sessions run longer than MaxFollowUps or take pruned
+	// paths, so the generated load is lighter than the export's.
+	CallShare float64 `json:"call_share"`
 	// OutOfOrder counts calls more than 5 s earlier than the same user's
 	// previous call in the export (clock skew between parts, or an
 	// export out of time order): see Notes.

@@ -269,6 +269,9 @@ func TestSessionsRecoverMarkovModel(t *testing.T) {
 	if ratio := reproduced / reachable; ratio < 0.9 || ratio > 1.05 {
 		t.Errorf("the generated sessions make %.0f transitions where the export has %.0f within %d follow-ups (%.3f)", reproduced, reachable, MaxFollowUps, ratio)
 	}
+	if s.CallShare < 0.9 || s.CallShare > 1.05 {
+		t.Errorf("the generated sessions make %.3f of the calls, want about all", s.CallShare)
+	}
 	if s.Coverage < 0.85 || s.Coverage > 1 {
 		t.Errorf("coverage %.3f, want at least 0.85 for sessions this short", s.Coverage)
 	}

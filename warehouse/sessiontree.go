@@ -135,6 +135,10 @@ func (g *ingest) buildSessions(s *Sessions) error {
 		trees[i] = []sessionNode{{method: e.Method, trans: -1, path: 1}}
 		push(i, 0)
 	}
+	var made float64 // calls the generated sessions make
+	for _, e := range entries {
+		made += float64(e.Sessions)
+	}
 	nodes, skipped := 0, 0
 	for h.Len() > 0 {
 		c := heap.Pop(&h).(candidate)
@@ -149,6 +153,7 @@ func (g *ingest) buildSessions(s *Sessions) error {
 		id := len(trees[c.tree]) - 1
 		trees[c.tree][c.parent].kids = append(trees[c.tree][c.parent].kids, id)
 		s.Transitions[c.trans].Reproduced += c.expected
+		made += c.expected
 		push(c.tree, id)
 	}
 	if skipped > 0 {
@@ -164,6 +169,14 @@ func (g *ingest) buildSessions(s *Sessions) error {
 	}
 	if s.TransitionCount > 0 {
 		s.Coverage = covered / float64(s.TransitionCount)
+	}
+	if s.Calls > 0 {
+		s.CallShare = made / float64(s.Calls)
+	}
+	if s.CallShare < 0.9 && s.Count > 0 {
+		s.Notes = append(s.Notes, fmt.Sprintf("the generated sessions make about %.0f%% of the export's calls: its sessions average %.1f calls, a generated one at most %d, and paths under %g%% are pruned; "+
+			"a shorter --session-gap cuts long activity into more, shorter sessions, or generate without --sessions for per-method frequencies",
+			100*s.CallShare, float64(s.Calls)/float64(s.Count), 1+MaxFollowUps, 100*MinPathProbability))
 	}
 
 	unseq := map[string]bool{}

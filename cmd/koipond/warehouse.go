@@ -233,10 +233,10 @@ func summary(w io.Writer, r *warehouse.Result, out string) {
 				written++
 			}
 		}
-		fmt.Fprintf(w, "koipond warehouse: sessions (gap %v): %s of %s, %s, %s learned (%d kept), %s written; coverage %.1f%% of %s\n",
+		fmt.Fprintf(w, "koipond warehouse: sessions (gap %v): %s of %s, %s, %s learned (%d kept), %s written; coverage %.1f%% of %s, %.1f%% of the calls\n",
 			s.Gap, plural(s.Count, "session", "sessions"), plural(s.Users, "user", "users"), plural(len(s.Entries), "entry method", "entry methods"),
 			plural(len(s.Transitions), "transition", "transitions"), kept, plural(written, "session behavior", "session behaviors"),
-			100*s.Coverage, plural(s.TransitionCount, "observed transition", "observed transitions"))
+			100*s.Coverage, plural(s.TransitionCount, "observed transition", "observed transitions"), 100*s.CallShare)
 		for _, n := range s.Notes {
 			fmt.Fprintf(w, "koipond warehouse: note: %s\n", n)
 		}
