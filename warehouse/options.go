@@ -333,7 +333,7 @@ type Progress struct {
 	// Elapsed since the start; RowsPerSec over the whole run.
 	Elapsed    time.Duration
 	RowsPerSec float64
-	// Phase is "reading", "merging" or "done".
+	// Phase is "reading", "merging", "sessions" or "done".
 	Phase string
 }
 
