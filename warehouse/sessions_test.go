@@ -276,14 +276,14 @@ func TestSessionsRecoverMarkovModel(t *testing.T) {
 		t.Errorf("coverage %.3f, want at least 0.85 for sessions this short", s.Coverage)
 	}
 
-	// Shuffled, in one part, through 64 KiB chunks merged 2 at a time: the
-	// same sessions (the sort is exact, ties in input order), but the
-	// calls out of time order are noted.
+	// Shuffled, in one part: the same sessions (the sort is exact; its
+	// spilling and merging are tested by TestCallSorterSpillsAndKeepsEveryCall),
+	// but the calls out of time order are noted.
 	shuffled := slices.Clone(calls)
 	r := rand.New(rand.NewPCG(1, 2))
 	r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	writeCalls(t, dir, "shuffled.csv", shuffled)
-	res2 := generate(t, Options{From: filepath.Join(dir, "shuffled.csv"), Sessions: true, MemoryBytes: 1 << 16, maxFanIn: 2})
+	res2 := generate(t, Options{From: filepath.Join(dir, "shuffled.csv"), Sessions: true})
 	s2 := res2.Sessions
 	if s2.OutOfOrder == 0 || len(s2.Notes) == 0 || !strings.Contains(strings.Join(s2.Notes, "\n"), "not in time order") {
 		t.Errorf("a shuffled export: out of order %d, notes %q; want them counted and noted", s2.OutOfOrder, s2.Notes)
