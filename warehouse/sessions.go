@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -87,8 +88,12 @@ type Sessions struct {
 	// call per user, clock skew, methods without a sequence).
 	Notes []string `json:"notes,omitempty"`
 
-	// behaviors are the generated session behaviors, for the output.
-	behaviors []sessionBehavior
+	// behaviors are the generated session behaviors, for the output;
+	// learnNotes the notes of the learning alone, and builder what
+	// builds the behaviors again (Result.WithDrops).
+	behaviors  []sessionBehavior
+	learnNotes []string
+	builder    *sessionBuild
 }
 
 // Entry is a method sessions begin with.
@@ -329,7 +334,12 @@ func (g *ingest) learnSessions(ctx context.Context, res *Result) error {
 	}
 	g.report("sessions")
 	l := newSessionLearner(gap, len(g.cnt.methods))
+	next := time.Now().Add(g.o.ProgressEvery)
 	err := g.calls.each(ctx, func(_ []byte, newUser bool, ms int64, m uint16) error {
+		if l.total&0xffff == 0 && time.Now().After(next) {
+			next = time.Now().Add(g.o.ProgressEvery)
+			g.report("sessions")
+		}
 		return l.call(newUser, ms, m)
 	})
 	if err != nil {
@@ -360,7 +370,9 @@ func (g *ingest) learnSessions(ctx context.Context, res *Result) error {
 		s.Notes = append(s.Notes, fmt.Sprintf("%s (%.1f%%) went between method pairs first seen after the %d tracked pairs: counted in the probabilities' denominators, not learned or generated",
 			plural64(s.Untracked, "transition", "transitions"), 100*float64(s.Untracked)/float64(s.TransitionCount), MaxTransitionPairs))
 	}
-	if err := g.buildSessions(s); err != nil {
+	s.learnNotes = slices.Clone(s.Notes)
+	s.builder = &sessionBuild{seqSteps: g.seqSteps, sequencedOnly: g.o.SequencedOnly}
+	if err := s.builder.build(s, g.o.DropTransitions); err != nil {
 		return err
 	}
 	res.Sessions = s

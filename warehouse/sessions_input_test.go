@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -122,9 +123,29 @@ func TestSessionsDropTransition(t *testing.T) {
 	dir := t.TempDir()
 	calls := sessionModel.simulate(5, 100, time.Date(2026, 11, 2, 14, 0, 0, 0, time.UTC), time.Hour, DefaultSessionGap)
 	path := writeCalls(t, dir, "calls.csv", calls)
-	all := generate(t, Options{From: path, Sessions: true}).Sessions
-	res := generate(t, Options{From: path, Sessions: true, DropTransitions: []string{"conversations.history>conversations.mark", "nope>never"}})
+	allRes := generate(t, Options{From: path, Sessions: true})
+	all := allRes.Sessions
+	drops := []string{"conversations.history>conversations.mark", "nope>never"}
+	res := generate(t, Options{From: path, Sessions: true, DropTransitions: drops})
 	s := res.Sessions
+	// The keeper's way: the same drops applied to a result in hand.
+	again, err := allRes.WithDrops(drops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := again.Sessions
+	if !reflect.DeepEqual(a.Transitions, s.Transitions) || !reflect.DeepEqual(a.Entries, s.Entries) || a.Coverage != s.Coverage ||
+		a.CallShare != s.CallShare || !reflect.DeepEqual(a.Notes, s.Notes) {
+		t.Errorf("WithDrops differs from generating with the drops:\n%+v\n%+v", a, s)
+	}
+	if _, err := allRes.WithDrops([]string{"a-b"}); err == nil || !strings.Contains(err.Error(), `"a-b" is not written from>to`) {
+		t.Errorf("WithDrops(a-b) = %v, want the bad drop named", err)
+	}
+	for _, tr := range all.Transitions {
+		if tr.Dropped || !tr.Kept && tr.From == "conversations.history" && tr.To == "conversations.mark" {
+			t.Errorf("WithDrops changed the result it was called on: %+v", tr)
+		}
+	}
 	found := false
 	for _, tr := range s.Transitions {
 		if tr.From == "conversations.history" && tr.To == "conversations.mark" {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"container/heap"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -62,9 +64,17 @@ func (h *candHeap) Pop() any {
 	return x
 }
 
-// buildSessions marks dropped transitions, grows the session trees, and
-// computes Reproduced, Kept and Coverage.
-func (g *ingest) buildSessions(s *Sessions) error {
+// sessionBuild is what building session behaviors needs beside the
+// learned Sessions: the sequences file's steps and SequencedOnly.
+type sessionBuild struct {
+	seqSteps      map[string][]map[string]json.RawMessage
+	sequencedOnly bool
+}
+
+// build marks dropped transitions, grows the session trees, writes the
+// session behaviors, and computes Reproduced, Kept, Coverage and
+// CallShare. It expects those fields unset (see rebuild).
+func (g *sessionBuild) build(s *Sessions, drops []string) error {
 	calls := map[string]int64{}
 	for _, e := range s.Ends {
 		calls[e.Method] = e.Calls
@@ -73,7 +83,7 @@ func (g *ingest) buildSessions(s *Sessions) error {
 	for i, t := range s.Transitions {
 		byPair[[2]string{t.From, t.To}] = i
 	}
-	for _, d := range g.o.DropTransitions {
+	for _, d := range drops {
 		from, to, _ := parseDrop(d)
 		i, ok := byPair[[2]string{from, to}]
 		if !ok {
@@ -84,7 +94,7 @@ func (g *ingest) buildSessions(s *Sessions) error {
 	}
 	// With SequencedOnly, methods without a sequence are left out of the
 	// sessions: no session begins with them, none calls them.
-	sequenced := g.o.SequencedOnly
+	sequenced := g.sequencedOnly
 	has := func(m string) bool { _, ok := g.seqSteps[m]; return !sequenced || ok }
 	out := map[string][]int{} // from → transitions, most frequent first
 	var leftOut []string
@@ -218,9 +228,56 @@ func short12(names []string) []string {
 	return append(names[:12:12], fmt.Sprintf("and %d more", len(names)-12))
 }
 
+// rebuild builds the session behaviors again with other drops: every
+// field that build sets is reset first.
+func (s *Sessions) rebuild(drops []string) (*Sessions, error) {
+	if s.builder == nil {
+		return nil, errors.New("these sessions were not learned here: nothing to rebuild them from")
+	}
+	c := *s
+	c.Transitions = slices.Clone(s.Transitions)
+	for i := range c.Transitions {
+		t := &c.Transitions[i]
+		t.Reproduced, t.Kept, t.Dropped = 0, false, false
+	}
+	c.Entries = slices.Clone(s.Entries)
+	for i := range c.Entries {
+		c.Entries[i].Behavior = ""
+	}
+	c.Notes = slices.Clone(s.learnNotes)
+	c.Coverage, c.CallShare, c.Unsequenced, c.behaviors = 0, 0, nil, nil
+	if err := c.builder.build(&c, drops); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// WithDrops returns a copy of a sessions result whose session behaviors
+// leave out the transitions drops names ("from>to" each, as
+// Options.DropTransitions) instead of the ones dropped before: what the
+// keeper needs when a user keeps or drops learned transitions before
+// saving, without reading the export again.
+func (r *Result) WithDrops(drops []string) (*Result, error) {
+	if r.Sessions == nil {
+		return nil, errors.New("the result has no sessions (generate with sessions)")
+	}
+	for _, d := range drops {
+		if _, _, ok := parseDrop(d); !ok {
+			return nil, fmt.Errorf("drop transition: %s is not written from>to (e.g. conversations.history>chat.postMessage)", clip(d))
+		}
+	}
+	s, err := r.Sessions.rebuild(drops)
+	if err != nil {
+		return nil, err
+	}
+	c := *r
+	c.Sessions = s
+	return &c, nil
+}
+
 // treeSteps writes the steps of node id: its method's steps, then a
 // choose over its kids.
-func (g *ingest) treeSteps(tree []sessionNode, id int, s *Sessions, unseq map[string]bool) ([]any, error) {
+func (g *sessionBuild) treeSteps(tree []sessionNode, id int, s *Sessions, unseq map[string]bool) ([]any, error) {
 	n := tree[id]
 	steps := g.methodSteps(n.method, unseq)
 	if len(n.kids) == 0 {
@@ -250,7 +307,7 @@ func (g *ingest) treeSteps(tree []sessionNode, id int, s *Sessions, unseq map[st
 // methodSteps are a method's steps: its sequence from Options.Sequences
 // without the last step's pause (the learned delay replaces it), or a
 // bare api request.
-func (g *ingest) methodSteps(method string, unseq map[string]bool) []any {
+func (g *sessionBuild) methodSteps(method string, unseq map[string]bool) []any {
 	raw, ok := g.seqSteps[method]
 	if !ok {
 		unseq[method] = true
