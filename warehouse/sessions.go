@@ -104,6 +104,9 @@ type Entry struct {
 	// sessions beginning with it per active user-minute.
 	Sessions  int64   `json:"sessions"`
 	Frequency float64 `json:"frequency"`
+	// Hourly holds 24 multipliers of Frequency (with Options.Hourly), as
+	// Method.Hourly: when in the day sessions begin with it.
+	Hourly []float64 `json:"hourly,omitempty"`
 	// Behavior names the generated session behavior ("" when left out).
 	Behavior string `json:"behavior,omitempty"`
 }
@@ -159,6 +162,10 @@ type sessionLearner struct {
 	calls   []int64 // per method: calls within sessions
 	ends    []int64 // per method: sessions ending with it
 	pairs   map[uint32]*pairStat
+	// hourOf, when set, gives a minute's local hour, and entryHourly
+	// counts entries per method and hour.
+	hourOf      func(minute int64) int
+	entryHourly map[uint16]*[24]int64
 
 	count, users, total, single, transitions, untracked int64
 
@@ -187,6 +194,14 @@ func (l *sessionLearner) call(newUser bool, ms int64, m uint16) error {
 		l.count++
 		l.entries[m]++
 		l.sessLen = 1
+		if l.hourOf != nil {
+			h := l.entryHourly[m]
+			if h == nil {
+				h = new([24]int64)
+				l.entryHourly[m] = h
+			}
+			h[l.hourOf(floorDiv(ms, 60_000))]++
+		}
 	} else {
 		l.transitions++
 		l.sessLen++
@@ -226,7 +241,7 @@ func (l *sessionLearner) endSession() {
 
 // result turns the counts into Sessions; active is the export's active
 // user-minutes, the denominator of entry frequencies.
-func (l *sessionLearner) result(gap time.Duration, methods []string, active int64) *Sessions {
+func (l *sessionLearner) result(gap time.Duration, methods []string, active int64, occ [24]int64) *Sessions {
 	l.endSession()
 	l.started = false
 	s := &Sessions{Gap: gap, Count: l.count, Users: l.users, Calls: l.total, SingleCall: l.single,
@@ -239,7 +254,11 @@ func (l *sessionLearner) result(gap time.Duration, methods []string, active int6
 		if active > 0 {
 			f = min(1, float64(n)/float64(active))
 		}
-		s.Entries = append(s.Entries, Entry{Method: methods[id], Sessions: n, Frequency: f})
+		e := Entry{Method: methods[id], Sessions: n, Frequency: f}
+		if l.hourOf != nil {
+			e.Hourly = hourlyProfile(*l.entryHourly[uint16(id)], occ)
+		}
+		s.Entries = append(s.Entries, e)
 	}
 	sort.Slice(s.Entries, func(i, j int) bool {
 		if s.Entries[i].Sessions != s.Entries[j].Sessions {
@@ -334,6 +353,12 @@ func (g *ingest) learnSessions(ctx context.Context, res *Result) error {
 	}
 	g.report("sessions")
 	l := newSessionLearner(gap, len(g.cnt.methods))
+	var occ [24]int64
+	if g.o.Hourly {
+		hc := &hourCache{loc: g.o.Timezone}
+		l.hourOf, l.entryHourly = hc.hourOf, map[uint16]*[24]int64{}
+		occ = hourOccurrences(floorDiv(g.minSec, 60), floorDiv(g.maxSec, 60), g.o.Timezone)
+	}
 	next := time.Now().Add(g.o.ProgressEvery)
 	err := g.calls.each(ctx, func(_ []byte, newUser bool, ms int64, m uint16) error {
 		if l.total&0xffff == 0 && time.Now().After(next) {
@@ -345,7 +370,7 @@ func (g *ingest) learnSessions(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	s := l.result(gap, g.cnt.methods, res.ActiveUserMinutes)
+	s := l.result(gap, g.cnt.methods, res.ActiveUserMinutes, occ)
 	c := g.calls
 	s.OutOfOrder = c.backInPart + c.backAcross
 	if s.OutOfOrder > 0 {

@@ -209,3 +209,41 @@ func TestSessionsPairCap(t *testing.T) {
 		t.Errorf("coverage %.3f counts untracked transitions as reproduced", s.Coverage)
 	}
 }
+
+// With Hourly, each entry gets 24 multipliers of when in the day its
+// sessions begin (mean 1), written on its session behavior.
+func TestSessionsHourly(t *testing.T) {
+	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	var calls []call
+	for day := range 2 {
+		for u := range 30 {
+			// one session per user and day, at 9:00-9:59 UTC
+			at := start.Add(time.Duration(day)*24*time.Hour + 9*time.Hour + time.Duration(u)*time.Minute)
+			calls = append(calls, call{User: fmt.Sprintf("U%d", u), Method: "conversations.history", T: at},
+				call{User: fmt.Sprintf("U%d", u), Method: "conversations.mark", T: at.Add(2 * time.Second)})
+		}
+	}
+	// a lone call late on the second day stretches the span past a day
+	calls = append(calls, call{User: "Z", Method: "users.info", T: start.Add(47 * time.Hour)})
+	res := generate(t, Options{From: writeCalls(t, t.TempDir(), "h.csv", calls), Sessions: true, Hourly: true})
+	var e *Entry
+	for i := range res.Sessions.Entries {
+		if res.Sessions.Entries[i].Method == "conversations.history" {
+			e = &res.Sessions.Entries[i]
+		}
+	}
+	if e == nil || len(e.Hourly) != 24 || e.Hourly[9] != 24 || e.Hourly[10] != 0 {
+		t.Fatalf("entry %+v: want all of its sessions' weight (24) at 9:00", e)
+	}
+	var out bytes.Buffer
+	if err := res.Encode(&out); err != nil {
+		t.Fatal(err)
+	}
+	set, diags := behaviors.Parse(behaviors.File{Name: "h.json", Data: out.Bytes()})
+	if set == nil {
+		t.Fatal(diags)
+	}
+	if b := set.Behavior("session:conversations.history"); b == nil || len(b.Hourly) != 24 || b.Hourly[9] != 24 {
+		t.Errorf("the session behavior's hourly profile: %+v", b)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/koipond/koipond/behaviors"
@@ -30,6 +31,7 @@ import (
 type sessionBehavior struct {
 	name      string
 	frequency float64
+	hourly    []float64
 	doc       string
 	steps     []any
 }
@@ -201,7 +203,7 @@ func (g *sessionBuild) build(s *Sessions, drops []string) error {
 		if err != nil {
 			return err
 		}
-		s.behaviors = append(s.behaviors, sessionBehavior{name: name, frequency: e.Frequency, steps: steps,
+		s.behaviors = append(s.behaviors, sessionBehavior{name: name, frequency: e.Frequency, hourly: e.Hourly, steps: steps,
 			doc: fmt.Sprintf("sessions beginning with %s (%s of %s): the entry call, then up to %d learned follow-ups",
 				e.Method, commas(e.Sessions), commas(s.Count), MaxFollowUps)})
 	}
@@ -379,7 +381,15 @@ func encodeSessionBehaviors(b *bytes.Buffer, list []sessionBehavior) error {
 		enc := json.NewEncoder(&body)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("    ", "  ")
-		if err := enc.Encode(map[string]any{"frequency": json.Number(formatFloat(sb.frequency)), "doc": sb.doc, "steps": sb.steps}); err != nil {
+		v := map[string]any{"frequency": json.Number(formatFloat(sb.frequency)), "doc": sb.doc, "steps": sb.steps}
+		if sb.hourly != nil {
+			h := make([]json.Number, len(sb.hourly))
+			for i, x := range sb.hourly {
+				h[i] = json.Number(strconv.FormatFloat(x, 'f', 4, 64))
+			}
+			v["hourly"] = h
+		}
+		if err := enc.Encode(v); err != nil {
 			return fmt.Errorf("encoding session behavior %s: %w", sb.name, err)
 		}
 		fmt.Fprintf(b, "\n    %s: %s", jsonString(sb.name), bytes.TrimRight(body.Bytes(), "\n"))

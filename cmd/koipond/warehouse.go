@@ -81,6 +81,8 @@ sessions take are pruned). Each call uses the method's steps from
 them). The per-method frequencies stay in "generated". The summary gives the
 coverage: the share of the observed transitions the sessions reproduce.
 --drop-transition A>B leaves one out (that share then ends the session).
+With --hourly each session behavior gets the hour-of-day profile of its
+sessions' beginnings.
 The sort shares --memory with the counting.
 
 Examples:
