@@ -163,6 +163,10 @@ func (g *ingest) decideShape(obj string, aggregated bool) error {
 	if !g.decided {
 		g.decided, g.shapeBy = true, obj
 		g.parser.shape = shape
+		if shape == ShapeAggregated && g.o.Sessions {
+			return fmt.Errorf("%s: --sessions needs a raw call log (user, method, timestamp per call): this export is pre-aggregated (it has %q and %q), "+
+				"so it holds no timestamps and no order of calls to learn sessions from", obj, g.names[colUserMinutes], g.names[colActiveUserMinutes])
+		}
 		if shape == ShapeAggregated && (g.o.Hourly || !g.o.Since.IsZero() || !g.o.Until.IsZero() || len(g.o.Clients) > 0) {
 			return fmt.Errorf("%s: a pre-aggregated export (it has %q and %q) has no timestamps or clients: --hourly, --since, --until and --client need a raw call log",
 				obj, g.names[colUserMinutes], g.names[colActiveUserMinutes])

@@ -175,9 +175,9 @@ func (g *sessionBuild) build(s *Sessions, drops []string) error {
 	var covered float64
 	for i := range s.Transitions {
 		t := &s.Transitions[i]
-		t.Reproduced = math.Round(t.Reproduced*100) / 100
 		t.Kept = t.Reproduced > 0
 		covered += math.Min(float64(t.Count), t.Reproduced)
+		t.Reproduced = math.Round(t.Reproduced*100) / 100
 	}
 	if s.TransitionCount > 0 {
 		s.Coverage = covered / float64(s.TransitionCount)
