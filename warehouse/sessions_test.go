@@ -266,6 +266,7 @@ func TestSessionsRecoverMarkovModel(t *testing.T) {
 	for _, tr := range s.Transitions {
 		reproduced += tr.Reproduced
 	}
+	t.Logf("the generated sessions make %.0f transitions where the export has %.0f within %d follow-ups; %.3f of the calls", reproduced, reachable, MaxFollowUps, s.CallShare)
 	if ratio := reproduced / reachable; ratio < 0.9 || ratio > 1.05 {
 		t.Errorf("the generated sessions make %.0f transitions where the export has %.0f within %d follow-ups (%.3f)", reproduced, reachable, MaxFollowUps, ratio)
 	}
