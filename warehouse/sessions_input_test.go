@@ -247,3 +247,36 @@ func TestSessionsHourly(t *testing.T) {
 		t.Errorf("the session behavior's hourly profile: %+v", b)
 	}
 }
+
+// Sessions that would not fit a behavior file (big sequences copied into
+// many branches) are refused with ErrLimit, saying what takes the room,
+// and nothing is written.
+func TestSessionsOutputBounded(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(5, 6))
+	var seqs strings.Builder
+	seqs.WriteString(`{"behaviors": {`)
+	big := strings.Repeat("x", 20_000)
+	for i := range 60 {
+		if i > 0 {
+			seqs.WriteString(",")
+		}
+		fmt.Fprintf(&seqs, `"m%02d": {"steps": [{"doc": "%s", "request": {"type": "api", "method": "m%02d"}}]}`, i, big, i)
+	}
+	seqs.WriteString("}}")
+	seqPath := writeFile(t, dir, "seqs.json", []byte(seqs.String()))
+	start := time.Date(2026, 11, 2, 14, 0, 0, 0, time.UTC)
+	var calls []call
+	for i := range 40000 {
+		calls = append(calls, call{User: fmt.Sprintf("U%d", i%20), Method: fmt.Sprintf("m%02d", r.IntN(60)), T: start.Add(time.Duration(i/20) * time.Second)})
+	}
+	res := generate(t, Options{From: writeCalls(t, dir, "calls.csv", calls), Sessions: true, Sequences: seqPath})
+	out := filepath.Join(dir, "out.json")
+	err := res.WriteFile(out)
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "the session behaviors") {
+		t.Fatalf("WriteFile = %v, want ErrLimit naming what takes the room", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*out.json*")); len(left) > 0 {
+		t.Errorf("written anyway: %v", left)
+	}
+}

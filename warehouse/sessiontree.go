@@ -372,6 +372,7 @@ func loadSequenceSteps(path string) (map[string][]map[string]json.RawMessage, er
 // encodeSessionBehaviors writes the "behaviors" object of a sessions
 // output: each session behavior with its frequency, doc and steps.
 func encodeSessionBehaviors(b *bytes.Buffer, list []sessionBehavior) error {
+	before := b.Len() // the provenance
 	b.WriteString("  \"behaviors\": {")
 	for i, sb := range list {
 		if i > 0 {
@@ -399,8 +400,9 @@ func encodeSessionBehaviors(b *bytes.Buffer, list []sessionBehavior) error {
 	}
 	b.WriteString("}\n")
 	if b.Len() > behaviors.MaxFileSize {
-		return fmt.Errorf("%w: the generated sessions take %s, over the %s behavior file limit: use --sequences with shorter sequences, or drop transitions",
-			ErrLimit, byteSize(int64(b.Len())), byteSize(behaviors.MaxFileSize))
+		return fmt.Errorf("%w: the output would take %s (the \"generated\" provenance %s, the session behaviors %s), over the %s behavior file limit: "+
+			"filter the export (--team, --since, --until) or use shorter sequences",
+			ErrLimit, byteSize(int64(b.Len())), byteSize(int64(before)), byteSize(int64(b.Len()-before)), byteSize(behaviors.MaxFileSize))
 	}
 	return nil
 }
