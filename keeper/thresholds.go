@@ -27,11 +27,11 @@ func thresholdWarnings(ts []*verdict.Threshold, set *state.BehaviorSet) []string
 				if seq == nil {
 					return
 				}
-				for _, st := range seq.Steps {
+				seq.EachStep(func(st *behaviors.Step) {
 					if st.Request != nil && st.Request.Type == behaviors.API {
 						methods[st.Request.Method] = true
 					}
-				}
+				})
 			}
 			add(s.Boot)
 			for _, b := range s.Behaviors {

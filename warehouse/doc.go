@@ -78,6 +78,55 @@
 // follow the day) reproduce the daily load curve: the volume in hour h is
 // frequency × hourly[h] per koi-minute. It needs at least a day of data.
 //
+// # Sessions: call order from a raw export
+//
+// With Options.Sessions every call (user, time in milliseconds, method) is
+// also kept for a second external sort, which shares MemoryBytes with the
+// counting (half each) and spills to the same TempDir. Unlike the counting
+// it keeps every call (two calls of one method in the same instant are two
+// calls) and orders each user's calls by time, ties in the order of the
+// export. One pass over that stream cuts each user's calls into sessions at
+// silences of at least Options.SessionGap (default 30 minutes, at least 1)
+// and counts:
+//   - entries: sessions beginning with each method; an entry's frequency is
+//     sessions beginning with it per active user-minute (the frequency's
+//     denominator above), so a koi that starts it with that probability
+//     each minute starts sessions at the export's rate;
+//   - transitions From→To between consecutive calls of a session, with
+//     Probability = count / From's calls that had a next call, its binomial
+//     standard error, and the delay from call to call in a DDSketch (2%
+//     relative accuracy, at most 320 bins): p50, p90 and the quantiles at
+//     0, 0.1, …, 1. At most MaxTransitionPairs (4096) distinct pairs are
+//     tracked; later pairs are counted per From only (Untracked) and noted;
+//   - ends: per method, the share of its calls that end a session.
+//
+// Out-of-order calls (more than 5 s earlier than the same user's previous
+// call in the export, seen within one sort chunk) are counted and noted
+// with whether they came across parts (clocks that disagree) or within one.
+//
+// The behaviors written are then sessions: "session:<entry>" with the
+// entry's frequency, whose steps call the entry method (its steps from
+// Options.Sequences, else a bare api request, and the method is named in
+// Unsequenced; SequencedOnly leaves such methods out) and then a `choose`
+// step over the learned transitions, each branch weighted by count / From's
+// calls (the rest ends the session), pausing for the transition's delay
+// drawn from its quantiles, then calling To, and so on. The chain is
+// first-order and unbounded, so the trees are cut: at most MaxFollowUps (6)
+// follow-ups deep, no path that fewer than MinPathProbability (0.2%) of the
+// entry's sessions take, at most MaxSessionNodes (2000) branches in all, the
+// most travelled first. Each transition's Reproduced is how often the
+// generated sessions are expected to make it over as many sessions as the
+// export holds; Coverage sums min(Count, Reproduced) over the observed
+// transitions, and CallShare compares the calls made with the export's.
+// DropTransitions leaves transitions out (their share ends the session);
+// Result.WithDrops builds the behaviors again with other drops, from the
+// result alone. With Hourly each entry also gets 24 multipliers of when
+// its sessions begin, counted like the methods' (per session).
+// The pause runs after the koi's call returns, so a generated step's
+// interval is the target's reply time plus the learned delay.
+//
+// A pre-aggregated export has no call order: Sessions refuses it.
+//
 // # Hostile parts
 //
 // Every byte of an export is read as if hostile, with bounded memory:

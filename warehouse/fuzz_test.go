@@ -123,5 +123,8 @@ func FuzzTimestamp(f *testing.F) {
 		if !ok || got != tm.Unix() {
 			t.Fatalf("%q: %d %v, time.Parse says %d", s, got, ok, tm.Unix())
 		}
+		if ms, ok := parseTimestampMS(s, UnitAuto); !ok || ms != tm.UnixMilli() {
+			t.Fatalf("%q: %d ms %v, time.Parse says %d", s, ms, ok, tm.UnixMilli())
+		}
 	})
 }

@@ -521,6 +521,16 @@ func TestParseTimestamp(t *testing.T) {
 	if got, _ := parseTimestamp("1793536", UnitMilli); got != 1793 {
 		t.Errorf("ms unit: %d", got)
 	}
+	// Sessions read milliseconds: a fraction's first three digits, floored.
+	for s, want := range map[string]int64{
+		"2026-11-01T12:34:56.789Z": want*1000 + 789, "2026-11-01 12:34:56.7 UTC": want*1000 + 700, "2026-11-01T12:34:56.123999Z": want*1000 + 123,
+		"1793536496.25": want*1000 + 250, "1793536496789": want*1000 + 789, "1793536496789999": want*1000 + 789, "1793536496": want * 1000,
+		"2026-11-01T14:34:56.5+02:00": want*1000 + 500,
+	} {
+		if got, ok := parseTimestampMS(s, UnitAuto); !ok || got != want {
+			t.Errorf("%q: %d ms %v, want %d", s, got, ok, want)
+		}
+	}
 }
 
 // Formats and compressions found by name and content: .tsv is
