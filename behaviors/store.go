@@ -409,7 +409,10 @@ func (s *Store) AddUserIDs(ids []string) {
 	k.lock()
 	defer k.unlock()
 	for _, id := range ids {
-		if id == "" || k.holdsUser(id) {
+		if id == "" {
+			continue
+		}
+		if _, held := k.userAt(id); held {
 			continue
 		}
 		size := strSize(id)
@@ -433,7 +436,7 @@ func (s *Store) AddUserIDs(ids []string) {
 			if h = k.internStr(id); h == 0 {
 				continue
 			}
-			if i, ok := slices.BinarySearch(k.usersIdx, old); ok {
+			if i, ok := k.userAt(k.strAt(old).v); ok {
 				k.usersIdx = slices.Delete(k.usersIdx, i, i+1)
 			}
 			k.bytes -= oldSize
@@ -444,7 +447,7 @@ func (s *Store) AddUserIDs(ids []string) {
 			continue
 		}
 		k.bytes += size
-		at, _ := slices.BinarySearch(k.usersIdx, h)
+		at, _ := k.userAt(id)
 		k.usersIdx = slices.Insert(k.usersIdx, at, h)
 	}
 }

@@ -2,6 +2,7 @@ package behaviors
 
 import (
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -23,7 +24,7 @@ type knowledge struct {
 	member   []uint64   // bit i: the koi is a member of chans[i]
 	msgs     []chanMsgs // channels with messages, looked up by a scan
 	users    []handle   // ring of user ids
-	usersIdx []handle   // the same handles, sorted: a binary search finds one
+	usersIdx []handle   // the same handles, sorted by their ids: a binary search finds one
 	usersPos int
 	bytes    int64 // channels, messages and users, see MaxKnowledgeBytes
 }
@@ -35,19 +36,11 @@ type chanMsgs struct {
 	ms []handle
 }
 
-func (k *knowledge) lock() {
-	k.mu.Lock()
-	if k.shared != nil {
-		k.shared.mu.Lock()
-	}
-}
-
-func (k *knowledge) unlock() {
-	if k.shared != nil {
-		k.shared.mu.Unlock()
-	}
-	k.mu.Unlock()
-}
+// lock and unlock guard the knowledge. Reading entries the store holds
+// needs no more; interning and letting go take the workspace's lock too,
+// for that moment only.
+func (k *knowledge) lock()   { k.mu.Lock() }
+func (k *knowledge) unlock() { k.mu.Unlock() }
 
 func (k *knowledge) ownTables() *tables {
 	if k.own == nil {
@@ -63,21 +56,25 @@ func msgsOf(t *tables) *table[Message, tsKey]      { return &t.msgs }
 // intern returns a handle to v holding one more reference: to the shared
 // workspace's entry when it has v or room for it, else to the store's own
 // (0 only when a table is full). fresh makes the entry from v (copies of
-// its strings) the first time. Callers hold k's locks.
+// its strings) the first time. Callers hold k.mu.
 func intern[V comparable, X any](k *knowledge, pick func(*tables) *table[V, X], v V, size int64, fresh func(V) (V, X)) handle {
 	if w := k.shared; w != nil {
+		w.mu.Lock()
 		t := pick(&w.t)
 		if h := t.find(v); h != 0 {
 			t.at(h).refs++
+			w.mu.Unlock()
 			return h
 		}
 		if w.roomLocked(size) {
 			nv, x := fresh(v)
 			if h := t.add(nv, x); h != 0 {
 				w.size += size
+				w.mu.Unlock()
 				return h
 			}
 		}
+		w.mu.Unlock()
 	}
 	t := pick(k.ownTables())
 	if h := t.find(v); h != 0 {
@@ -97,9 +94,12 @@ func unref[V comparable, X any](k *knowledge, pick func(*tables) *table[V, X], s
 		pick(k.own).unref(h &^ ownBit)
 		return
 	}
-	if e, freed := pick(&k.shared.t).unref(h); freed {
-		k.shared.size -= size(&e.v)
+	w := k.shared
+	w.mu.Lock()
+	if e, freed := pick(&w.t).unref(h); freed {
+		w.size -= size(&e.v)
 	}
+	w.mu.Unlock()
 }
 
 // at returns the entry of h. The pointer is valid until the next intern.
@@ -108,20 +108,6 @@ func at[V comparable, X any](k *knowledge, pick func(*tables) *table[V, X], h ha
 		return pick(k.own).at(h &^ ownBit)
 	}
 	return pick(&k.shared.t).at(h)
-}
-
-// findIn returns the handles v has in the shared and in the store's own
-// table (0 where it has none), without taking a reference.
-func findIn[V comparable, X any](k *knowledge, pick func(*tables) *table[V, X], v V) (shared, own handle) {
-	if k.shared != nil {
-		shared = pick(&k.shared.t).find(v)
-	}
-	if k.own != nil {
-		if h := pick(k.own).find(v); h != 0 {
-			own = h | ownBit
-		}
-	}
-	return shared, own
 }
 
 func (k *knowledge) internStr(s string) handle {
@@ -152,22 +138,18 @@ func (k *knowledge) strAt(h handle) *entry[string, struct{}]    { return at(k, s
 func (k *knowledge) chanAt(h handle) *entry[chanInfo, struct{}] { return at(k, chansOf, h) }
 func (k *knowledge) msgAt(h handle) *entry[Message, tsKey]      { return at(k, msgsOf, h) }
 
-// canonical returns the workspace's copy of s when it has one, else a
-// copy of s of its own (s may be a slice of a reply).
-func (k *knowledge) canonical(s string) string {
-	if s == "" {
-		return s
+// canonical returns the store's copy of a channel id when it knows the
+// channel, else a copy of its own (id may be a slice of a reply).
+func (k *knowledge) canonical(id string) string {
+	if id == "" {
+		return id
 	}
 	k.lock()
 	defer k.unlock()
-	sh, own := findIn(k, strsOf, s)
-	if sh == 0 {
-		sh = own
+	if i := k.chanIndex(id); i >= 0 {
+		return k.chanAt(k.chans[i]).v.ID
 	}
-	if sh != 0 {
-		return k.strAt(sh).v
-	}
-	return ownString(s)
+	return ownString(id)
 }
 
 // chanIndex returns the index of the channel with the given id, or -1.
@@ -200,29 +182,19 @@ func (k *knowledge) setMember(i int, m bool) {
 // msgChan returns the index in k.msgs of the channel with the given id,
 // or -1.
 func (k *knowledge) msgChan(id string) int {
-	sh, own := findIn(k, strsOf, id)
-	if sh == 0 && own == 0 {
-		return -1
-	}
 	for i := range k.msgs {
-		if c := k.msgs[i].ch; c == sh && sh != 0 || c == own && own != 0 {
+		if k.strAt(k.msgs[i].ch).v == id {
 			return i
 		}
 	}
 	return -1
 }
 
-// holdsUser reports whether the store remembers the user id.
-func (k *knowledge) holdsUser(id string) bool {
-	sh, own := findIn(k, strsOf, id)
-	for _, h := range [2]handle{sh, own} {
-		if h != 0 {
-			if _, ok := slices.BinarySearch(k.usersIdx, h); ok {
-				return true
-			}
-		}
-	}
-	return false
+// userAt finds a user id in k.usersIdx (sorted by the ids it names).
+func (k *knowledge) userAt(id string) (int, bool) {
+	return slices.BinarySearchFunc(k.usersIdx, id, func(h handle, id string) int {
+		return strings.Compare(k.strAt(h).v, id)
+	})
 }
 
 // insertByTS keeps msgs ordered by ts (oldest first) without duplicates,

@@ -2,8 +2,10 @@ package behaviors
 
 import (
 	"math"
+	"math/bits"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // DefaultWorkspaceBytes bounds a Workspace made with a zero limit: the
@@ -38,7 +40,7 @@ const (
 // target flooding distinct values cannot grow the shared table. It is safe
 // for concurrent use.
 type Workspace struct {
-	mu      sync.Mutex // lock order: a store's knowledge lock before mu
+	mu      sync.Mutex // lock order: a store's knowledge lock before mu; held only to intern or let go
 	limit   int64
 	size    int64
 	refused uint64
@@ -115,16 +117,36 @@ type tables struct {
 
 // table interns values of one kind: each entry counts the references
 // stores hold to it and is freed (its slot reused) when none is left.
+//
+// Entries live in segments that never move (segment c holds 16·2^c
+// entries), so a store reads the entries it holds references to without
+// the table's lock: an entry's value is written before any store gets its
+// handle (under the lock) and rewritten only after every store let go of
+// it (under the lock too). The index, the counts and the free list are
+// the lock's.
 type table[V comparable, X any] struct {
 	idx  map[V]uint32 // value → index+1
-	ents []entry[V, X]
+	segs [maxSegments]atomic.Pointer[[]entry[V, X]]
+	n    uint32   // entries ever made (the next new index)
 	free []uint32 // indexes of freed entries
 }
+
+const (
+	segmentBase = 16
+	maxSegments = 28 // segment(maxEntries-1) is 27
+)
 
 type entry[V comparable, X any] struct {
 	v    V
 	x    X
 	refs uint32
+}
+
+// segment returns the segment of index i and i's place in it.
+func segment(i uint32) (seg, off int) {
+	q := uint64(i)/segmentBase + 1
+	seg = bits.Len64(q) - 1
+	return seg, int(uint64(i) - segmentBase*(1<<seg-1))
 }
 
 func (t *table[V, X]) len() int { return len(t.idx) }
@@ -139,14 +161,18 @@ func (t *table[V, X]) add(v V, x X) uint32 {
 	if n := len(t.free); n > 0 {
 		i = t.free[n-1]
 		t.free = t.free[:n-1]
-		t.ents[i] = entry[V, X]{v: v, x: x, refs: 1}
 	} else {
-		if len(t.ents) >= maxEntries {
+		if t.n >= maxEntries {
 			return 0
 		}
-		i = uint32(len(t.ents))
-		t.ents = append(t.ents, entry[V, X]{v: v, x: x, refs: 1})
+		i = t.n
+		t.n++
+		if seg, off := segment(i); off == 0 {
+			s := make([]entry[V, X], segmentBase<<seg)
+			t.segs[seg].Store(&s)
+		}
 	}
+	*t.at(i + 1) = entry[V, X]{v: v, x: x, refs: 1}
 	if t.idx == nil {
 		t.idx = make(map[V]uint32, 64)
 	}
@@ -154,12 +180,16 @@ func (t *table[V, X]) add(v V, x X) uint32 {
 	return i + 1
 }
 
-func (t *table[V, X]) at(h uint32) *entry[V, X] { return &t.ents[h-1] }
+// at returns entry h (index+1).
+func (t *table[V, X]) at(h uint32) *entry[V, X] {
+	seg, off := segment(h - 1)
+	return &(*t.segs[seg].Load())[off]
+}
 
 // unref drops one reference to entry h and reports whether that freed it
 // (then e holds what it was).
 func (t *table[V, X]) unref(h uint32) (e entry[V, X], freed bool) {
-	p := &t.ents[h-1]
+	p := t.at(h)
 	if p.refs > 1 {
 		p.refs--
 		return e, false
@@ -168,9 +198,6 @@ func (t *table[V, X]) unref(h uint32) (e entry[V, X], freed bool) {
 	delete(t.idx, p.v)
 	*p = entry[V, X]{}
 	t.free = append(t.free, h-1)
-	if len(t.idx) == 0 { // give the slots back when the table empties
-		t.ents, t.free = nil, nil
-	}
 	return e, true
 }
 

@@ -269,3 +269,26 @@ func TestUserIDFloodHitsTheBounds(t *testing.T) {
 	}
 	runtime.KeepAlive(ss)
 }
+
+// Entries live in segments of 16, 32, 64, … slots: every index has one
+// slot of its own, and the last index a handle can name still has one.
+func TestTableSegments(t *testing.T) {
+	next := 0
+	lastSeg := 0
+	for i := uint32(0); i < 1<<17; i++ {
+		seg, off := segment(i)
+		if seg != lastSeg {
+			if off != 0 || seg != lastSeg+1 || next != segmentBase<<lastSeg {
+				t.Fatalf("index %d: segment %d offset %d after segment %d held %d", i, seg, off, lastSeg, next)
+			}
+			lastSeg, next = seg, 0
+		}
+		if off != next || off >= segmentBase<<seg {
+			t.Fatalf("index %d: segment %d offset %d, want offset %d", i, seg, off, next)
+		}
+		next++
+	}
+	if seg, off := segment(maxEntries - 1); seg >= maxSegments || off >= segmentBase<<seg {
+		t.Fatalf("the last index lands at segment %d offset %d", seg, off)
+	}
+}
