@@ -67,7 +67,7 @@ var fastFuncs = map[string]bool{
 	"setCurrentChannel": true, "set": true, "setKoi": true, "websocketURL": true, "halt": true,
 	"get": false, "channel": false, "currentChannel": false, "randomChannel": false,
 	"extractStrings": false, "randomMessage": false, "latestMessage": false,
-	"list": false, "not": false, "userID": false, "token": false,
+	"list": false, "not": false, "userID": false, "token": false, "pickString": false, "stringArray": false, "randomUserID": false,
 }
 
 // errNotFast is how evaluation gives up: the template runs instead.
@@ -383,6 +383,16 @@ func fastCall(x *executor, name string, args []any) (any, error) {
 		if len(args) == 1 {
 			return fn(args[0])
 		}
+	case func(...string) ([]string, error):
+		strs := make([]string, len(args))
+		for i := range args {
+			s, ok := args[i].(string)
+			if !ok {
+				return nil, errNotFast
+			}
+			strs[i] = s
+		}
+		return fn(strs...)
 	case func(any, string) ([]string, error):
 		if s, ok := fastStrArg(args, 1); ok && len(args) == 2 {
 			return fn(args[0], s)

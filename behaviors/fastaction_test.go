@@ -76,6 +76,7 @@ func TestFastActionsMatchTemplates(t *testing.T) {
 		{"set koi", `{{ setKoi "k" .n }}`, frame, nil, false, true},
 		{"set current channel var", `{{ set "ch" (currentChannel) }}`, "", nil, false, true},
 		{"set latest", `{{ set "msg" (latestMessage "C1") }}`, "", nil, false, true},
+		{"set random user of none", `{{ set "u" (randomUserID) }}`, "", nil, false, true},
 		// Arguments.
 		{"channel id", `{{ (get "channel").ID }}`, "", map[string]any{"channel": one}, true, true},
 		{"message ts", `{{ (get "msg").TS }}`, "", map[string]any{"msg": &Message{TS: "1.5", User: "U1"}}, true, true},
@@ -89,6 +90,10 @@ func TestFastActionsMatchTemplates(t *testing.T) {
 		{"field of nothing", `{{ .a.b }}`, `{}`, nil, true, false},
 		{"number field", `{{ .n }}`, frame, nil, true, false},
 		{"user id", `{{ userID }}`, "", nil, true, true},
+		{"pick one string", `{{ pickString (stringArray "only") }}`, "", nil, true, true},
+		{"pick from none", `{{ pickString (stringArray) }}`, "", nil, true, true},
+		{"pick a field", `{{ pickString (stringArray .user) }}`, frame, nil, true, true},
+		{"pick a number field", `{{ pickString (stringArray .n) }}`, frame, nil, true, false},
 		// Not fast forms: text around, numbers, other functions.
 		{"text around", `x{{ addUserIDs (list .user) }}`, frame, nil, false, false},
 		{"number arg", `{{ addUserIDs (list .user 3) }}`, frame, nil, false, false},
@@ -147,30 +152,44 @@ func TestFastActionsMatchTemplates(t *testing.T) {
 	}
 }
 
-// Every action of the demo's on_event handlers and post_actions has a fast
-// form.
+// Every action of the demo's on_event handlers, pre_actions and
+// post_actions, and every argument, has a fast form, but for the few that
+// need what it does not do (and, numbers, text around an action).
 func TestDemoActionsAreFast(t *testing.T) {
 	set, diags := Load("../examples/slack/frequencies.json", "../examples/slack/sequences.json")
 	if set == nil {
 		t.Fatal(diags)
 	}
-	check := func(where string, ts []Text) {
+	templated := map[string]bool{ // the demo's templates that stay text/template's
+		`{{ if not (and (get "ch") (get "ch").IsMember) }}{{ halt "no current channel to type in" }}{{ end }}`:         true,
+		`{{ pickString (stringArray "on it" "lgtm" "shipping today" "can you take a look?") }} ({{ randAlphaNum 6 }})`: true,
+		`{{ randInt 1 1000000 }}`: true,
+	}
+	check := func(where string, ts ...Text) {
 		for _, tx := range ts {
-			if !tx.IsConst() && set.Prog.fast[tx.id] == nil {
-				t.Errorf("%s: %s has no fast form", where, tx.Src)
+			if !tx.IsConst() && (set.Prog.fast[tx.id] == nil) != templated[tx.Src] {
+				t.Errorf("%s: %s: fast form %v, want %v", where, tx.Src, set.Prog.fast[tx.id] != nil, !templated[tx.Src])
 			}
 		}
 	}
 	for typ, h := range set.OnEvent {
-		check(fmt.Sprintf("on_event %s", typ), h.Actions)
+		check(fmt.Sprintf("on_event %s", typ), h.Actions...)
 	}
+	seqs := map[string]*Sequence{"boot": set.Boot, "on_disconnect": set.OnDisconnect}
 	for _, b := range set.Behaviors {
-		for i, st := range b.Sequence.Steps {
-			check(fmt.Sprintf("%s step %d post", b.Key, i+1), st.Post)
-		}
+		seqs[b.Key] = b.Sequence
 	}
-	for i, st := range set.Boot.Steps {
-		check(fmt.Sprintf("boot step %d post", i+1), st.Post)
+	for name, seq := range seqs {
+		for i, st := range seq.Steps {
+			where := fmt.Sprintf("%s step %d", name, i+1)
+			check(where, st.Pre...)
+			check(where, st.Post...)
+			if r := st.Request; r != nil {
+				for _, a := range r.Args {
+					check(where+" arg "+a.Name, a.Value)
+				}
+			}
+		}
 	}
 }
 
