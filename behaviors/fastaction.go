@@ -22,7 +22,8 @@ import (
 // as text/template does (a method, a number, an unknown field type, an
 // error of any kind) makes it give up before the action's one effect, and
 // the template runs instead: so errors, and their messages, are always the
-// template's.
+// template's. A halt is the one error it returns itself: the template's
+// run returns the function's *HaltError unwrapped, as it is.
 //
 // The forms: the whole template is one action (with no variable), or one
 // `if` without else whose body is one such action. An action is one
@@ -191,8 +192,9 @@ func fastOperand(n parse.Node) (fastArg, bool) {
 	return fastArg{}, false
 }
 
-// run evaluates the action, writing what it prints to x.out; errNotFast
-// (or any error) means: run the template instead. Every function that may
+// run evaluates the action, writing what it prints to x.out; a
+// *HaltError is the action's halt (as the template's run returns it), any
+// other error means: run the template instead. Every function that may
 // fail after its effect (none of fastFuncs does) or print something other
 // than a string would break that rule: the functions allowed are few.
 func (f *fastAction) run(x *executor, data any) error {
@@ -238,6 +240,10 @@ func (p *fastPipe) eval(x *executor, data any) (any, error) {
 	}
 	v, err := fastCall(x, p.fn, args)
 	if err != nil {
+		var he *HaltError
+		if p.fn == "halt" && errors.As(err, &he) {
+			return nil, he // what the template's run returns for it too
+		}
 		return nil, errNotFast
 	}
 	return v, nil

@@ -2,6 +2,7 @@ package behaviors
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -68,7 +69,9 @@ func TestFastActionsMatchTemplates(t *testing.T) {
 		{"websocket url not a string", `{{ websocketURL .url }}`, `{"url": 5}`, nil, false, false},
 		// Pre-actions.
 		{"set random channel", `{{ set "channel" (randomChannel true) }}`, "", nil, false, true},
-		{"halt without channel", `{{ if (not (get "channel")) }}{{ halt "no random channel found" }}{{ end }}`, "", nil, false, false},
+		{"halt without channel", `{{ if (not (get "channel")) }}{{ halt "no random channel found" }}{{ end }}`, "", nil, false, true},
+		{"halt with values", `{{ halt "no" .n .user }}`, frame, nil, false, true},
+		{"halt rendering", `{{ halt "stop" }}`, "", nil, true, true},
 		{"no halt with channel", `{{ if (not (get "channel")) }}{{ halt "no random channel found" }}{{ end }}`, "", map[string]any{"channel": one}, false, true},
 		{"set current", `{{ setCurrentChannel (get "channel") }}`, "", map[string]any{"channel": one}, false, true},
 		{"set current nil", `{{ setCurrentChannel (get "channel") }}`, "", nil, false, false},
@@ -108,6 +111,7 @@ func TestFastActionsMatchTemplates(t *testing.T) {
 			}
 			type result struct {
 				out, err string
+				halted   bool
 				store    map[string]any
 				vars     map[string]any
 			}
@@ -136,6 +140,8 @@ func TestFastActionsMatchTemplates(t *testing.T) {
 				}
 				if err != nil {
 					r.err = err.Error()
+					var he *HaltError
+					r.halted = errors.As(err, &he) && errors.Is(err, ErrHalt)
 				}
 				r.store, r.vars = knownView(st), env.Vars
 				return r, p.fastRuns.Load()

@@ -327,7 +327,10 @@ func (p *Program) Render(env *Env, t Text, data any) (string, error) {
 	}
 	defer p.putExecutor(x)
 	x.out.reset()
-	if p.runFast(x, env, t, data) {
+	if ok, err := p.runFast(x, env, t, data); ok {
+		if err != nil {
+			return "", err
+		}
 		return x.out.String(), nil
 	}
 	if err := x.run(p, env, t, data); err != nil {
@@ -348,29 +351,33 @@ func (p *Program) Run(env *Env, t Text, data any) error {
 	}
 	defer p.putExecutor(x)
 	x.out.reset()
-	if p.runFast(x, env, t, data) {
-		return nil
+	if ok, err := p.runFast(x, env, t, data); ok {
+		return err
 	}
 	return x.run(p, env, t, data)
 }
 
 // runFast runs t's fast form, if it has one, with the binding a template
-// run would have; it reports false (having done nothing but evaluate) when
-// the template must run instead.
-func (p *Program) runFast(x *executor, env *Env, t Text, data any) bool {
+// run would have. It reports false (having done nothing but evaluate) when
+// the template must run instead; else it ran, and err is its halt or nil.
+func (p *Program) runFast(x *executor, env *Env, t Text, data any) (ran bool, err error) {
 	if p.noFast || t.id >= len(p.fast) || t.id >= len(x.tmpls) || p.fast[t.id] == nil {
-		return false
+		return false, nil
 	}
 	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
 	x.out.b = &x.b
-	err := p.fast[t.id].run(x, data)
+	err = p.fast[t.id].run(x, data)
 	x.b = binding{}
-	if err != nil {
+	var he *HaltError
+	if err != nil && !errors.As(err, &he) {
 		x.out.reset()
-		return false
+		return false, nil
 	}
 	p.fastRuns.Add(1)
-	return true
+	if he != nil {
+		return true, he
+	}
+	return true, nil
 }
 
 func (x *executor) run(p *Program, env *Env, t Text, data any) error {
