@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync"
 )
@@ -412,7 +411,7 @@ func (s *Store) AddUserIDs(ids []string) {
 		if id == "" {
 			continue
 		}
-		if _, held := k.userAt(id); held {
+		if k.holdsUser(id) {
 			continue
 		}
 		size := strSize(id)
@@ -436,9 +435,6 @@ func (s *Store) AddUserIDs(ids []string) {
 			if h = k.internStr(id); h == 0 {
 				continue
 			}
-			if i, ok := k.userAt(k.strAt(old).v); ok {
-				k.usersIdx = slices.Delete(k.usersIdx, i, i+1)
-			}
 			k.bytes -= oldSize
 			k.unrefStr(old)
 			k.users[k.usersPos] = h
@@ -447,8 +443,6 @@ func (s *Store) AddUserIDs(ids []string) {
 			continue
 		}
 		k.bytes += size
-		at, _ := k.userAt(id)
-		k.usersIdx = slices.Insert(k.usersIdx, at, h)
 	}
 }
 

@@ -2,7 +2,6 @@ package behaviors
 
 import (
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -23,8 +22,7 @@ type knowledge struct {
 	chans    []handle   // channels, first come, looked up by a scan
 	member   []uint64   // bit i: the koi is a member of chans[i]
 	msgs     []chanMsgs // channels with messages, looked up by a scan
-	users    []handle   // ring of user ids
-	usersIdx []handle   // the same handles, sorted by their ids: a binary search finds one
+	users    []handle   // ring of user ids (found by their handle: see holdsUser)
 	usersPos int
 	bytes    int64 // channels, messages and users, see MaxKnowledgeBytes
 }
@@ -190,11 +188,25 @@ func (k *knowledge) msgChan(id string) int {
 	return -1
 }
 
-// userAt finds a user id in k.usersIdx (sorted by the ids it names).
-func (k *knowledge) userAt(id string) (int, bool) {
-	return slices.BinarySearchFunc(k.usersIdx, id, func(h handle, id string) int {
-		return strings.Compare(k.strAt(h).v, id)
-	})
+// holdsUser reports whether the store remembers the user id: whether the
+// id's handle (in the workspace, or in the store's own table) is in the
+// ring. A handle found in the workspace names the id for as long as the
+// store holds it, and under k.mu what the store holds does not change.
+// A scan of at most MaxUserIDs handles costs less than an index of them
+// would (4 bytes per id, per koi).
+func (k *knowledge) holdsUser(id string) bool {
+	var sh, own handle
+	if w := k.shared; w != nil {
+		w.mu.Lock()
+		sh = w.t.strs.find(id)
+		w.mu.Unlock()
+	}
+	if k.own != nil {
+		if h := k.own.strs.find(id); h != 0 {
+			own = h | ownBit
+		}
+	}
+	return sh != 0 && slices.Contains(k.users, sh) || own != 0 && slices.Contains(k.users, own)
 }
 
 // insertByTS keeps msgs ordered by ts (oldest first) without duplicates,
@@ -265,6 +277,6 @@ func (k *knowledge) release() {
 	for _, h := range k.users {
 		k.unrefStr(h)
 	}
-	k.chans, k.member, k.msgs, k.users, k.usersIdx, k.own = nil, nil, nil, nil, nil, nil
+	k.chans, k.member, k.msgs, k.users, k.own = nil, nil, nil, nil, nil
 	k.bytes = 0
 }
