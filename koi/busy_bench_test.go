@@ -122,7 +122,9 @@ func processCPU() time.Duration {
 // keep), its stacks and goroutines, the share of CPU the
 // garbage collector took during the run, and CPU per api request. Like the
 // idle benchmark, the iteration count is meaningless: one measurement is
-// made per run and reported (reportOnce).
+// made per run and reported (reportOnce). KOI_BENCH_HEAPPROFILE=<file>
+// and KOI_BENCH_GOROUTINEPROFILE=<file> write those profiles of the
+// paused koi.
 func BenchmarkBusyKoiMemory(b *testing.B) {
 	reportOnce(b, func() []benchMetric { return measureBusyKoi(b) })
 }
