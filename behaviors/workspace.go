@@ -187,9 +187,13 @@ func (t *table[V, X]) at(h uint32) *entry[V, X] {
 }
 
 // unref drops one reference to entry h and reports whether that freed it
-// (then e holds what it was).
+// (then e holds what it was). An entry already free is left alone: its
+// slot must not go on the free list twice.
 func (t *table[V, X]) unref(h uint32) (e entry[V, X], freed bool) {
 	p := t.at(h)
+	if p.refs == 0 {
+		return e, false
+	}
 	if p.refs > 1 {
 		p.refs--
 		return e, false
