@@ -141,12 +141,36 @@ func ScanTopLevel(data []byte, member func(key, val []byte)) (int, error) {
 	}
 }
 
+// plainStringByte marks the bytes a JSON string holds as they are: not a
+// quote, a backslash or a control character.
+var plainStringByte = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// skipPlain returns the offset of the first byte at or after i that is
+// not plainStringByte (or len(data)): most of a string, in a tight loop.
+// (Eight bytes at a time with word tests measured no faster on pond's
+// replies, whose strings are short.)
+func skipPlain(data []byte, i int) int {
+	for i < len(data) && plainStringByte[data[i]] {
+		i++
+	}
+	return i
+}
+
 // scanString reads the string starting at the quote at i and returns the
 // offset after its closing quote and whether it holds escapes.
 func scanString(data []byte, i int) (int, bool, error) {
 	start := i
 	esc := false
 	for i++; i < len(data); i++ {
+		i = skipPlain(data, i)
+		if i >= len(data) {
+			break
+		}
 		switch c := data[i]; {
 		case c == '"':
 			return i + 1, esc, nil

@@ -141,3 +141,38 @@ func TestReadsData(t *testing.T) {
 		}
 	}
 }
+
+// skipPlain stops exactly where a byte-by-byte scan stops: at the first
+// quote, backslash or control character, wherever it lies in a word, after
+// any mix of plain bytes (ASCII or not).
+func TestSkipPlainStopsWhereBytesDo(t *testing.T) {
+	ref := func(data []byte, i int) int {
+		for i < len(data) && data[i] >= 0x20 && data[i] != '"' && data[i] != '\\' {
+			i++
+		}
+		return i
+	}
+	fill := []byte("ab~ é\x7f\xff\x80 z") // plain bytes, some with the high bit set
+	for n := 0; n <= 24; n++ {
+		base := make([]byte, n)
+		for i := range base {
+			base[i] = fill[i%len(fill)]
+		}
+		for from := 0; from <= n; from++ {
+			if got, want := skipPlain(base, from), ref(base, from); got != want {
+				t.Fatalf("plain %q from %d: %d, want %d", base, from, got, want)
+			}
+		}
+		for p := 0; p < n; p++ {
+			for c := 0; c < 256; c++ {
+				data := append([]byte(nil), base...)
+				data[p] = byte(c)
+				for _, from := range []int{0, p} {
+					if got, want := skipPlain(data, from), ref(data, from); got != want {
+						t.Fatalf("%q from %d (byte %#x at %d): %d, want %d", data, from, c, p, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -106,12 +106,18 @@ func (t Text) IsConst() bool { return t.id < 0 }
 type Program struct {
 	root  *template.Template
 	names []string
+	fast  []*fastAction // per template: its fast form, or nil
 	execs executors
 	once  sync.Once
 	reads dataReads
 	// Budget is the byte budget of each template execution (0:
 	// DefaultBudget; see DefaultBudget for what it counts).
 	Budget int64
+	// noFast makes every template run through text/template (tests
+	// compare the two ways).
+	noFast bool
+	// fastRuns counts executions done the fast way.
+	fastRuns atomic.Int64
 }
 
 func (p *Program) budget() int64 {
@@ -166,6 +172,7 @@ func (p *Program) compile(src, where string) (Text, error) {
 		return Text{}, err
 	}
 	p.names = append(p.names, name)
+	p.fast = append(p.fast, compileFast(tr.Root))
 	return Text{id: len(p.names) - 1, Src: src, Where: where}, nil
 }
 
@@ -241,6 +248,7 @@ func guardTree(n parse.Node) error {
 // to one mutable binding; it is used by one goroutine at a time.
 type executor struct {
 	b     binding
+	fns   template.FuncMap // the functions bound to b (fast actions call them)
 	tmpls []*template.Template
 	out   limitedWriter
 	// One execution on its own goroutine (execute): what it runs, and
@@ -290,7 +298,8 @@ func (p *Program) getExecutor() (*executor, error) {
 		<-p.execs.slots
 		return nil, err
 	}
-	clone.Funcs(funcMap(&x.b))
+	x.fns = funcMap(&x.b)
+	clone.Funcs(x.fns)
 	x.tmpls = make([]*template.Template, len(p.names))
 	for i, n := range p.names {
 		x.tmpls[i] = clone.Lookup(n)
@@ -318,6 +327,12 @@ func (p *Program) Render(env *Env, t Text, data any) (string, error) {
 	}
 	defer p.putExecutor(x)
 	x.out.reset()
+	if ok, err := p.runFast(x, env, t, data); ok {
+		if err != nil {
+			return "", err
+		}
+		return x.out.String(), nil
+	}
 	if err := x.run(p, env, t, data); err != nil {
 		return "", err
 	}
@@ -336,7 +351,33 @@ func (p *Program) Run(env *Env, t Text, data any) error {
 	}
 	defer p.putExecutor(x)
 	x.out.reset()
+	if ok, err := p.runFast(x, env, t, data); ok {
+		return err
+	}
 	return x.run(p, env, t, data)
+}
+
+// runFast runs t's fast form, if it has one, with the binding a template
+// run would have. It reports false (having done nothing but evaluate) when
+// the template must run instead; else it ran, and err is its halt or nil.
+func (p *Program) runFast(x *executor, env *Env, t Text, data any) (ran bool, err error) {
+	if p.noFast || t.id >= len(p.fast) || t.id >= len(x.tmpls) || p.fast[t.id] == nil {
+		return false, nil
+	}
+	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
+	x.out.b = &x.b
+	err = p.fast[t.id].run(x, data)
+	x.b = binding{}
+	var he *HaltError
+	if err != nil && !errors.As(err, &he) {
+		x.out.reset()
+		return false, nil
+	}
+	p.fastRuns.Add(1)
+	if he != nil {
+		return true, he
+	}
+	return true, nil
 }
 
 func (x *executor) run(p *Program, env *Env, t Text, data any) error {

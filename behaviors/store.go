@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"slices"
+	"runtime"
 	"strconv"
 	"sync"
 )
@@ -104,23 +104,9 @@ type chanInfo struct {
 	NumMembers                       int
 }
 
-// chanRef is a store's channel: the shared record and the koi's own
-// membership.
-type chanRef struct {
-	info   *chanInfo
-	member bool
-}
-
-func (r chanRef) channel() Channel {
-	i := r.info
-	return Channel{ID: i.ID, Name: i.Name, IsMember: r.member, IsArchived: i.IsArchived,
+func (i *chanInfo) channel(member bool) Channel {
+	return Channel{ID: i.ID, Name: i.Name, IsMember: member, IsArchived: i.IsArchived,
 		IsPrivate: i.IsPrivate, IsGeneral: i.IsGeneral, NumMembers: i.NumMembers}
-}
-
-func (r chanRef) size() int64 { return int64(len(r.info.ID)+len(r.info.Name)) + channelOverhead }
-
-func messageSize(m *Message) int64 {
-	return int64(len(m.TS)+len(m.User)+len(m.Text)) + messageOverhead
 }
 
 // Store is one koi's local memory: variables, the channels and messages it
@@ -129,50 +115,43 @@ func messageSize(m *Message) int64 {
 // event handlers share it); every collection in it is capped, and what it
 // knows of the workspace is bounded in bytes (MaxKnowledgeBytes). A store
 // made with NewSharedStore keeps channels, messages and user ids interned
-// in its run's Workspace and holds only handles to them.
+// in its run's Workspace and holds only 4-byte handles to them (see
+// knowledge).
 type Store struct {
 	id Identity
-	ws *Workspace // nil: nothing shared; lock order: mu before ws.mu
+	k  *knowledge // channels, messages, user ids; its own lock
 
-	mu        sync.Mutex
-	vars      map[string]any
-	varBytes  varBytes
-	channels  []chanRef // first come, looked up by a scan (no per-koi index)
-	current   string
-	messages  map[string][]*Message // per channel, oldest first, capped; records shared
-	users     []string              // ring of user ids (interned)
-	usersIdx  []string              // the same ids, sorted: a binary search finds one (half a map's bytes)
-	usersPos  int
-	knowBytes int64 // channels, messages and users, see MaxKnowledgeBytes
-	wsSpec    WebsocketSpec
-	ids       idCounters
+	mu       sync.Mutex // guards what follows
+	vars     map[string]any
+	varBytes varBytes
+	current  string
+	wsSpec   WebsocketSpec
+	ids      idCounters
 }
 
 // NewStore returns an empty store for the given identity that shares
 // nothing.
-func NewStore(id Identity) *Store { return &Store{id: id} }
+func NewStore(id Identity) *Store { return NewSharedStore(id, nil) }
 
 // NewSharedStore returns an empty store for the given identity whose
 // channels, messages and user ids are interned in w (nil: shared with
-// nothing). Templates see the same values either way.
-func NewSharedStore(id Identity, w *Workspace) *Store { return &Store{id: id, ws: w} }
+// nothing). Templates see the same values either way. When the store is
+// garbage collected, it lets go of what it held in w.
+func NewSharedStore(id Identity, w *Workspace) *Store {
+	s := &Store{id: id, k: &knowledge{shared: w}}
+	if w != nil {
+		runtime.AddCleanup(s, (*knowledge).release, s.k)
+	}
+	return s
+}
 
 // KnowledgeBytes returns what the store knows of the workspace, in bytes
 // as MaxKnowledgeBytes counts them.
 func (s *Store) KnowledgeBytes() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.knowBytes
-}
-
-// chanLocked returns the index of the channel with the given id, or -1.
-func (s *Store) chanLocked(id string) int {
-	for i := range s.channels {
-		if s.channels[i].info.ID == id {
-			return i
-		}
-	}
-	return -1
+	k := s.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.bytes
 }
 
 // Identity returns who the koi is.
@@ -217,32 +196,51 @@ func (s *Store) AddChannel(c Channel) {
 	if c.ID == "" {
 		return
 	}
-	ref := chanRef{info: s.ws.channel(chanInfo{ID: c.ID, Name: c.Name, IsArchived: c.IsArchived,
-		IsPrivate: c.IsPrivate, IsGeneral: c.IsGeneral, NumMembers: c.NumMembers}), member: c.IsMember}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if i := s.chanLocked(c.ID); i >= 0 {
-		d := ref.size() - s.channels[i].size()
-		if d > MaxKnowledgeBytes-s.knowBytes {
+	info := chanInfo{ID: c.ID, Name: c.Name, IsArchived: c.IsArchived, IsPrivate: c.IsPrivate,
+		IsGeneral: c.IsGeneral, NumMembers: c.NumMembers}
+	size := chanSize(&info)
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	if i := k.chanIndex(c.ID); i >= 0 {
+		old := k.chanAt(k.chans[i]).v
+		if old == info {
+			k.setMember(i, c.IsMember)
 			return
 		}
-		s.knowBytes += d
-		s.channels[i] = ref
+		d := size - chanSize(&old)
+		if d > MaxKnowledgeBytes-k.bytes {
+			return
+		}
+		h := k.internChan(info)
+		if h == 0 {
+			return
+		}
+		k.unrefChan(k.chans[i])
+		k.chans[i] = h
+		k.bytes += d
+		k.setMember(i, c.IsMember)
 		return
 	}
-	if len(s.channels) >= MaxChannels || ref.size() > MaxKnowledgeBytes-s.knowBytes {
+	if len(k.chans) >= MaxChannels || size > MaxKnowledgeBytes-k.bytes {
 		return
 	}
-	s.knowBytes += ref.size()
-	s.channels = append(s.channels, ref)
+	h := k.internChan(info)
+	if h == 0 {
+		return
+	}
+	k.bytes += size
+	k.chans = append(k.chans, h)
+	k.setMember(len(k.chans)-1, c.IsMember)
 }
 
 // Channel returns the channel with the given id, or nil.
 func (s *Store) Channel(id string) *Channel {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if i := s.chanLocked(id); i >= 0 {
-		c := s.channels[i].channel()
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	if i := k.chanIndex(id); i >= 0 {
+		c := k.channel(i)
 		return &c
 	}
 	return nil
@@ -250,11 +248,12 @@ func (s *Store) Channel(id string) *Channel {
 
 // Channels returns copies of every known channel.
 func (s *Store) Channels() []Channel {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Channel, len(s.channels))
-	for i, c := range s.channels {
-		out[i] = c.channel()
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	out := make([]Channel, len(k.chans))
+	for i := range k.chans {
+		out[i] = k.channel(i)
 	}
 	return out
 }
@@ -263,25 +262,27 @@ func (s *Store) Channels() []Channel {
 // onlyMember it chooses among channels the koi is a member of. It returns
 // nil when there is none.
 func (s *Store) RandomChannel(onlyMember bool) *Channel {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	ok := func(i int) bool { return !k.chanAt(k.chans[i]).v.IsArchived && (!onlyMember || k.isMember(i)) }
 	var n int
-	for _, c := range s.channels {
-		if !c.info.IsArchived && (!onlyMember || c.member) {
+	for i := range k.chans {
+		if ok(i) {
 			n++
 		}
 	}
 	if n == 0 {
 		return nil
 	}
-	k := rand.IntN(n)
-	for _, c := range s.channels {
-		if !c.info.IsArchived && (!onlyMember || c.member) {
-			if k == 0 {
-				cc := c.channel()
-				return &cc
+	r := rand.IntN(n)
+	for i := range k.chans {
+		if ok(i) {
+			if r == 0 {
+				c := k.channel(i)
+				return &c
 			}
-			k--
+			r--
 		}
 	}
 	return nil
@@ -290,7 +291,7 @@ func (s *Store) RandomChannel(onlyMember bool) *Channel {
 // SetCurrent makes the channel with the given id the current one (the
 // channel the simulated user has open).
 func (s *Store) SetCurrent(id string) {
-	id = s.ws.str(id)
+	id = s.k.canonical(id)
 	s.mu.Lock()
 	s.current = id
 	s.mu.Unlock()
@@ -316,84 +317,57 @@ func (s *Store) AddMessages(channel string, msgs []Message) {
 	if channel == "" || len(msgs) == 0 {
 		return
 	}
-	recs := make([]*Message, 0, len(msgs))
-	for _, m := range msgs {
-		if m.TS != "" {
-			recs = append(recs, s.ws.message(m)) // outside the store's lock
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	ci := k.msgChan(channel)
+	var cur []handle
+	if ci >= 0 {
+		cur = k.msgs[ci].ms
+	} else if len(k.msgs) >= MaxChannels {
+		return
+	}
+	for i := range msgs {
+		if msgs[i].TS != "" {
+			cur = k.insertByTS(cur, &msgs[i])
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.messages == nil {
-		s.messages = make(map[string][]*Message)
+	if n := len(cur) - MaxMessagesPerChannel; n > 0 {
+		for _, h := range cur[:n] {
+			k.bytes -= messageSize(&k.msgAt(h).v)
+			k.unrefMsg(h)
+		}
+		cur = append(make([]handle, 0, MaxMessagesPerChannel), cur[n:]...)
 	}
-	cur, ok := s.messages[channel]
-	if !ok {
-		if len(s.messages) >= MaxChannels {
+	switch {
+	case ci >= 0:
+		k.msgs[ci].ms = cur
+	case len(cur) > 0:
+		ch := k.internStr(channel)
+		if ch == 0 { // cannot happen (a store's own table always takes it)
+			for _, h := range cur {
+				k.bytes -= messageSize(&k.msgAt(h).v)
+				k.unrefMsg(h)
+			}
 			return
 		}
-		channel = s.ws.str(channel)
+		k.msgs = append(k.msgs, chanMsgs{ch: ch, ms: cur})
 	}
-	for _, m := range recs {
-		cur = s.insertByTSLocked(cur, m)
-	}
-	if len(cur) > MaxMessagesPerChannel {
-		for _, m := range cur[:len(cur)-MaxMessagesPerChannel] {
-			s.knowBytes -= messageSize(m)
-		}
-		cur = append(cur[:0:0], cur[len(cur)-MaxMessagesPerChannel:]...)
-	}
-	if len(cur) > 0 {
-		s.messages[channel] = cur
-	}
-}
-
-// insertByTSLocked keeps msgs ordered by ts (oldest first) without
-// duplicates, within the store's bound in bytes.
-func (s *Store) insertByTSLocked(msgs []*Message, m *Message) []*Message {
-	i := len(msgs)
-	for i > 0 && tsLess(m.TS, msgs[i-1].TS) {
-		i--
-	}
-	if i > 0 && msgs[i-1].TS == m.TS {
-		if d := messageSize(m) - messageSize(msgs[i-1]); d <= MaxKnowledgeBytes-s.knowBytes {
-			s.knowBytes += d
-			msgs[i-1] = m
-		}
-		return msgs
-	}
-	if messageSize(m) > MaxKnowledgeBytes-s.knowBytes {
-		return msgs
-	}
-	s.knowBytes += messageSize(m)
-	msgs = append(msgs, nil)
-	copy(msgs[i+1:], msgs[i:])
-	msgs[i] = m
-	return msgs
-}
-
-// tsLess orders Slack-style "seconds.micros" timestamps numerically when they
-// parse, and as strings otherwise.
-func tsLess(a, b string) bool {
-	fa, ea := strconv.ParseFloat(a, 64)
-	fb, eb := strconv.ParseFloat(b, 64)
-	if ea == nil && eb == nil && fa != fb {
-		return fa < fb
-	}
-	return a < b
 }
 
 // Messages returns the remembered messages of a channel, oldest first.
 func (s *Store) Messages(channel string) []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ms := s.messages[channel]
-	if ms == nil {
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	ci := k.msgChan(channel)
+	if ci < 0 {
 		return nil
 	}
+	ms := k.msgs[ci].ms
 	out := make([]Message, len(ms))
-	for i, m := range ms {
-		out[i] = *m
+	for i, h := range ms {
+		out[i] = k.msgAt(h).v
 	}
 	return out
 }
@@ -401,88 +375,98 @@ func (s *Store) Messages(channel string) []Message {
 // RandomMessage returns a uniformly chosen remembered message of a channel,
 // or nil.
 func (s *Store) RandomMessage(channel string) *Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ms := s.messages[channel]
-	if len(ms) == 0 {
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	ci := k.msgChan(channel)
+	if ci < 0 || len(k.msgs[ci].ms) == 0 {
 		return nil
 	}
-	m := *ms[rand.IntN(len(ms))]
+	ms := k.msgs[ci].ms
+	m := k.msgAt(ms[rand.IntN(len(ms))]).v
 	return &m
 }
 
 // LatestMessage returns the newest remembered message of a channel, or nil.
 func (s *Store) LatestMessage(channel string) *Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ms := s.messages[channel]
-	if len(ms) == 0 {
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	ci := k.msgChan(channel)
+	if ci < 0 || len(k.msgs[ci].ms) == 0 {
 		return nil
 	}
-	m := *ms[len(ms)-1]
+	ms := k.msgs[ci].ms
+	m := k.msgAt(ms[len(ms)-1]).v
 	return &m
 }
 
 // AddUserIDs remembers user ids; past MaxUserIDs, or past the store's
 // bound in bytes, each new one replaces the oldest.
 func (s *Store) AddUserIDs(ids []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	k := s.k
+	k.lock()
+	defer k.unlock()
 	for _, id := range ids {
 		if id == "" {
 			continue
 		}
-		at, found := slices.BinarySearch(s.usersIdx, id)
-		if found {
+		if k.holdsUser(id) {
 			continue
 		}
-		size := int64(len(id)) + stringOverhead
-		room := MaxKnowledgeBytes - s.knowBytes
+		size := strSize(id)
+		room := MaxKnowledgeBytes - k.bytes
+		var h handle
 		switch {
-		case len(s.users) < MaxUserIDs && size <= room:
-			id = s.ws.str(id)
-			s.users = append(s.users, id)
-		case len(s.users) > 0:
-			// Replace the oldest (the ring's next slot), if the id fits
-			// in its place.
-			s.usersPos %= len(s.users)
-			old := s.users[s.usersPos]
-			if size-(int64(len(old))+stringOverhead) > room {
+		case len(k.users) < MaxUserIDs && size <= room:
+			if h = k.internStr(id); h == 0 {
 				continue
 			}
-			if i, ok := slices.BinarySearch(s.usersIdx, old); ok {
-				s.usersIdx = slices.Delete(s.usersIdx, i, i+1)
-				if i < at {
-					at--
-				}
+			k.users = append(k.users, h)
+		case len(k.users) > 0:
+			// Replace the oldest (the ring's next slot), if the id fits
+			// in its place.
+			k.usersPos %= len(k.users)
+			old := k.users[k.usersPos]
+			oldSize := strSize(k.strAt(old).v)
+			if size-oldSize > room {
+				continue
 			}
-			s.knowBytes -= int64(len(old)) + stringOverhead
-			id = s.ws.str(id)
-			s.users[s.usersPos] = id
-			s.usersPos = (s.usersPos + 1) % len(s.users)
+			if h = k.internStr(id); h == 0 {
+				continue
+			}
+			k.bytes -= oldSize
+			k.unrefStr(old)
+			k.users[k.usersPos] = h
+			k.usersPos = (k.usersPos + 1) % len(k.users)
 		default:
 			continue
 		}
-		s.knowBytes += size
-		s.usersIdx = slices.Insert(s.usersIdx, at, id)
+		k.bytes += size
 	}
 }
 
 // UserIDs returns the remembered user ids.
 func (s *Store) UserIDs() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.users...)
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	out := make([]string, len(k.users))
+	for i, h := range k.users {
+		out[i] = k.strAt(h).v
+	}
+	return out
 }
 
 // RandomUserID returns a remembered user id, or "".
 func (s *Store) RandomUserID() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.users) == 0 {
+	k := s.k
+	k.lock()
+	defer k.unlock()
+	if len(k.users) == 0 {
 		return ""
 	}
-	return s.users[rand.IntN(len(s.users))]
+	return k.strAt(k.users[rand.IntN(len(k.users))]).v
 }
 
 // Websocket returns a copy of the websocket settings.

@@ -269,13 +269,16 @@ func measureIdleKoi(b *testing.B) *idleKoiResult {
 // writeHeapProfile writes the live heap while the koi sit idle (the
 // -memprofile of go test is written only after they have stopped). Use it
 // with -memprofilerate=1 for exact numbers.
-func writeHeapProfile(b *testing.B, path string) {
+func writeHeapProfile(b *testing.B, path string) { writeProfile(b, "heap", path) }
+
+// writeProfile writes the named runtime/pprof profile to path.
+func writeProfile(b *testing.B, name, path string) {
 	f, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -119,10 +119,12 @@ func processCPU() time.Duration {
 // (200 channels), at time scale KOI_BENCH_SCALE (default 60) for
 // KOI_BENCH_MINUTES behavior minutes (default 10), then reports the live
 // heap per koi (after GC, the koi paused but still connected: what they
-// keep), the share of CPU the
+// keep), its stacks and goroutines, the share of CPU the
 // garbage collector took during the run, and CPU per api request. Like the
 // idle benchmark, the iteration count is meaningless: one measurement is
-// made per run and reported (reportOnce).
+// made per run and reported (reportOnce). KOI_BENCH_HEAPPROFILE=<file>
+// and KOI_BENCH_GOROUTINEPROFILE=<file> write those profiles of the
+// paused koi.
 func BenchmarkBusyKoiMemory(b *testing.B) {
 	reportOnce(b, func() []benchMetric { return measureBusyKoi(b) })
 }
@@ -200,6 +202,10 @@ func measureBusyKoi(b *testing.B) []benchMetric {
 	if path := os.Getenv("KOI_BENCH_HEAPPROFILE"); path != "" {
 		writeHeapProfile(b, path)
 	}
+	goroutines := runtime.NumGoroutine()
+	if path := os.Getenv("KOI_BENCH_GOROUTINEPROFILE"); path != "" {
+		writeProfile(b, "goroutine", path)
+	}
 	runtime.KeepAlive(kois)
 	stopStart := time.Now()
 	cancel()
@@ -225,6 +231,7 @@ func measureBusyKoi(b *testing.B) []benchMetric {
 	return []benchMetric{
 		{float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n), "heap-bytes/koi"},
 		{float64(after.StackInuse) / float64(n), "stack-bytes/koi"},
+		{float64(goroutines) / float64(n), "goroutines/koi"},
 		{(gc1 - gc0) / (cpu1 - cpu0), "gc-share"},
 		{float64(proc1-proc0) / float64(requests), "cpu-ns/request"},
 		{float64(requests), "requests"},
