@@ -1,6 +1,9 @@
 package metrics
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // Exposure measures how long a run's koi ran their background schedule,
 // the denominator of every behavior's expected number of runs. A koi adds
@@ -69,4 +72,40 @@ func (e *Exposure) Expected(f float64, hourly []float64) (mean, variance float64
 		variance += q*e.Weighted[h] - q*q*e.Squared[h]
 	}
 	return mean, max(0, variance)
+}
+
+// Clone returns a copy of e (nil for nil).
+func (e *Exposure) Clone() *Exposure {
+	if e == nil {
+		return nil
+	}
+	c := *e
+	return &c
+}
+
+// check returns an error naming the first sum that is not finite or not
+// in [0, MaxExposureSum]: what a snapshot may carry.
+func (e *Exposure) check() error {
+	for h := range 24 {
+		for _, v := range []struct {
+			name string
+			x    float64
+		}{{"minutes", e.Minutes[h]}, {"weighted", e.Weighted[h]}, {"squared", e.Squared[h]}} {
+			if !(v.x >= 0 && v.x <= MaxExposureSum) { // false for NaN too
+				return fmt.Errorf("exposure: hour %d: %s %v is not in [0, %g]", h, v.name, v.x, MaxExposureSum)
+			}
+		}
+	}
+	return nil
+}
+
+// hours returns the bit set of hours with a non-zero sum.
+func (e *Exposure) hours() uint32 {
+	var set uint32
+	for h := range 24 {
+		if e.Minutes[h] != 0 || e.Weighted[h] != 0 || e.Squared[h] != 0 {
+			set |= 1 << h
+		}
+	}
+	return set
 }
