@@ -390,12 +390,12 @@ func TestUnmarshalBadInput(t *testing.T) {
 		// Exposure: a presence flag other than 0 or 1.
 		{"exposure presence", header3().u(2).u(0).u(0), ErrMalformed},
 		// An hour past 23.
-		{"exposure hour 24", header3().u(1).u(1 << 24).f64(1, 1, 1).u(0), ErrMalformed},
+		{"exposure hour 24", header3().u(1).u(1<<24).f64(1, 1, 1).u(0), ErrMalformed},
 		// Sums a lying school could send: NaN, infinite, negative, huge.
 		{"exposure NaN", header3().u(1).u(1).f64(nanf(), 1, 1).u(0), ErrMalformed},
 		{"exposure infinite", header3().u(1).u(1).f64(1, math.Inf(1), 1).u(0), ErrMalformed},
 		{"exposure negative", header3().u(1).u(1).f64(1, 1, -1).u(0), ErrMalformed},
-		{"exposure huge", header3().u(1).u(1 << 23).f64(MaxExposureSum*2, 1, 1).u(0), ErrMalformed},
+		{"exposure huge", header3().u(1).u(1<<23).f64(MaxExposureSum*2, 1, 1).u(0), ErrMalformed},
 		// A set hour holding nothing (not canonical).
 		{"exposure empty hour", header3().u(1).u(1).f64(0, 0, 0).u(0), ErrMalformed},
 		// Two hours announced, one sent.
@@ -456,7 +456,7 @@ func FuzzUnmarshal(f *testing.F) {
 	} else {
 		f.Add(b)
 	}
-	f.Add([]byte(header3().u(1).u(1<<23 | 1).f64(1, 2, 4, 0.5, 0, 0).u(0)))
+	f.Add([]byte(header3().u(1).u(1<<23|1).f64(1, 2, 4, 0.5, 0, 0).u(0)))
 	f.Add([]byte(formatMagic + "\x01"))
 	f.Add([]byte(header().u(1).str("k").u(1).u(1).u(1).sketch(posBins([]int64{1 << 60}, []float64{1}))))
 	f.Add([]byte(header().u(1 << 62).str("k").u(0).u(0)))
