@@ -163,3 +163,30 @@ func TestAggregatorRefusesBadExposure(t *testing.T) {
 		t.Errorf("refused reports changed the total: %+v, was %+v", after.Exposure, before.Exposure)
 	}
 }
+
+// A school reporting exposure at the bound, report after report, cannot
+// push the run's total (or a bucket) past what encodes: the sums
+// saturate, so checkpoints and the report keep working.
+func TestExposureAtTheBoundStillCheckpoints(t *testing.T) {
+	a := newAggregator()
+	huge := &metrics.Snapshot{Exposure: &metrics.Exposure{}}
+	for h := range 24 {
+		huge.Exposure.Minutes[h], huge.Exposure.Weighted[h], huge.Exposure.Squared[h] = metrics.MaxExposureSum, metrics.MaxExposureSum, metrics.MaxExposureSum
+	}
+	data, err := huge.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range int64(20) { // into live buckets, then encoded ones
+		if err := a.add("run", time.Unix(1_000_000+i/4, 0), &wire.RunMetrics{Run: "run", Snapshot: data}); err != nil {
+			t.Fatalf("report %d: %v", i, err)
+		}
+	}
+	snap, _, _ := a.totalAt("run")
+	if _, err := snap.MarshalBinaryWithin(state.MaxCheckpointSnapshot); err != nil {
+		t.Fatalf("the run's total no longer encodes: %v", err)
+	}
+	if w, _ := a.window("run", time.Unix(999_000, 0), time.Unix(1_000_010, 0)); w.Exposure == nil || w.Exposure.Minutes[5] != metrics.MaxExposureSum {
+		t.Fatalf("window exposure %+v", w.Exposure)
+	}
+}

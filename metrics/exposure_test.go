@@ -116,3 +116,35 @@ func TestMarshalBinaryRefusesBadExposure(t *testing.T) {
 		}
 	}
 }
+
+// Sums saturate at MaxExposureSum: a keeper merging reports at the bound
+// (a lying school's) still holds a total it can encode; bad sums merged
+// in count as nothing.
+func TestExposureMergeSaturates(t *testing.T) {
+	var full Exposure
+	for h := range 24 {
+		full.Minutes[h], full.Weighted[h], full.Squared[h] = MaxExposureSum, MaxExposureSum, MaxExposureSum
+	}
+	total := &Snapshot{}
+	for range 3 {
+		if err := total.Merge(&Snapshot{Exposure: &full}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if *total.Exposure != full {
+		t.Fatalf("three full exposures merged to %+v", total.Exposure)
+	}
+	if _, err := total.MarshalBinary(); err != nil {
+		t.Fatalf("a saturated total does not encode: %v", err)
+	}
+	var e Exposure
+	e.Add(0, 1e300, 1e10) // activity² × minutes overflows: saturates
+	if e.Minutes[0] != 1e10 || e.Weighted[0] != MaxExposureSum || e.Squared[0] != MaxExposureSum {
+		t.Fatalf("Add past the bound: %+v", e)
+	}
+	e = Exposure{}
+	e.Merge(&Exposure{Minutes: [24]float64{math.NaN(), math.Inf(1), -1, 2}})
+	if e.Minutes[0] != 0 || e.Minutes[1] != MaxExposureSum || e.Minutes[2] != 0 || e.Minutes[3] != 2 {
+		t.Fatalf("bad sums merged: %v", e.Minutes[:4])
+	}
+}
