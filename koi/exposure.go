@@ -82,6 +82,17 @@ func (k *Koi) endExposureLocked() {
 // of a koi of the given activity, hour by hour of its minute grid.
 func (rt *Runtime) accrue(dst *metrics.Exposure, origin time.Time, activity float64, from, to time.Duration) {
 	m := rt.minute
+	// Whole behavior days (a span at a very high time scale) give every
+	// hour its share at once, so the walk below never passes more than
+	// a day of hours (at most 25 steps, whatever the scale).
+	if day := time.Duration(float64(24*time.Hour) / rt.cfg.TimeScale); day > 0 && to-from >= day {
+		days := (to - from) / day
+		per := float64(days) * float64(day) / 24 / float64(m)
+		for h := range 24 {
+			dst.Add(h, activity, per)
+		}
+		from += days * day
+	}
 	for from < to {
 		n := int64(from / m) // the minute from is in
 		h := rt.hourAt(origin, n)

@@ -219,6 +219,28 @@ func TestExposureBoundaries(t *testing.T) {
 				}
 			}
 		}},
+		// Scale 100,000: a behavior day is 864 ms. One span of 5,000
+		// minutes (00:01 on day 0 to 11:21 on day 3), accounted at the
+		// stop only: whole days at once, the rest hour by hour, the same
+		// as a walk would give.
+		{"days at scale 100000", 1e5, func(t *testing.T, k *koi.Koi, _ func() *metrics.Exposure) {
+			time.Sleep(600*time.Microsecond + 3*time.Second)
+		}, func(t *testing.T, e *metrics.Exposure) {
+			for h := range 24 {
+				want := 180.0
+				switch {
+				case h == 0:
+					want = 239
+				case h <= 10:
+					want = 240
+				case h == 11:
+					want = 201
+				}
+				if math.Abs(e.Minutes[h]-want) > 1e-6 {
+					t.Fatalf("hour %d: %v minutes, want %v (all: %v)", h, e.Minutes[h], want, e.Minutes)
+				}
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
