@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -361,6 +362,25 @@ func checkLaunchStatus(ls *wire.LaunchStatus, sh *state.Share, ended bool) error
 		return fmt.Errorf("%w: %d starts binned by offset but %d started", errLaunchCounts, binned(ls.Offsets), ls.Started)
 	}
 	return nil
+}
+
+// launchOffsets sums a launch's start-offset bins over its shares (each
+// school bins its koi's real starts over the same window): nil when no
+// school has reported any. Saturates rather than wraps.
+func launchOffsets(l *state.Launch) []uint32 {
+	var out []uint32
+	for _, sh := range l.Shares {
+		if len(sh.Offsets) != wire.LaunchOffsetBins {
+			continue
+		}
+		if out == nil {
+			out = make([]uint32, wire.LaunchOffsetBins)
+		}
+		for i, n := range sh.Offsets {
+			out[i] = uint32(min(uint64(out[i])+uint64(n), math.MaxUint32))
+		}
+	}
+	return out
 }
 
 // binned is the number of starts in a launch's offset bins.
