@@ -28,7 +28,8 @@ import (
 // uniformly in it and those outside the span are never made.
 
 // exposureBook is a runtime's exposure of spans that have ended and not
-// yet been taken.
+// yet been taken. Lock order: a koi's mu before the book's mu (a koi
+// ends its span into the book under its own lock; the book calls no koi).
 type exposureBook struct {
 	mu  sync.Mutex
 	sum metrics.Exposure
