@@ -69,6 +69,27 @@ func (k *Keeper) restoreCheckpoints() {
 	}
 }
 
+// closingCheckpointTimeout bounds the checkpoint a closing keeper writes.
+const closingCheckpointTimeout = 3 * time.Second
+
+// checkpointOnClose checkpoints every changed run's total once more as the
+// keeper closes, whatever checkpointEvery says: a keeper restarted
+// gracefully then loses only the reports merged after it (one metrics
+// interval), not up to checkpointEvery of every run's counts and
+// exposure. The scheduler goroutine calls it as it ends, before the NATS
+// connection is drained.
+func (k *Keeper) checkpointOnClose() {
+	for id, m := range k.ckpt {
+		m.at = time.Time{}
+		k.ckpt[id] = m
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closingCheckpointTimeout)
+	defer cancel()
+	if err := k.checkpointRuns(ctx); err != nil {
+		k.log.Warn("closing: checkpointing run metrics failed; a restart loses what was merged since the last checkpoint", "err", err)
+	}
+}
+
 // checkpointRuns writes the total of every run still waiting for its
 // final report whose metrics changed since its last checkpoint, at most
 // every checkpointEvery per run, and deletes the checkpoints of runs that

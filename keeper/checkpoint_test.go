@@ -22,15 +22,18 @@ func pondCalls(p *pond.Server) uint64 {
 // A keeper closed and reopened on the same data dir in the middle of a run
 // against pond still writes a final report covering both halves: the
 // run's total is checkpointed into the KV (at most every 10 s, only when
-// changed), restored at Open and deleted with the final report.
+// changed, and once more as the keeper closes), restored at Open and
+// deleted with the final report.
 //
 // The bound, asserted against pond's own counts: the report never counts
 // more calls than pond answered, and it misses at most what pond answered
-// between the last checkpoint and the reopened keeper (≤ 10 s plus the
-// downtime; metrics published while the keeper is down are buffered by
-// the school's NATS client and usually arrive), plus one in-flight call per
-// koi. (Without the checkpoint the report would miss the whole first half,
-// far beyond that bound.)
+// after the keeper began to close and before it reopened (metrics
+// published while the keeper is down are buffered by the school's NATS
+// client and usually arrive), plus one in-flight call per koi. (Without
+// the closing checkpoint it would miss what was merged since the last
+// periodic one too, up to 10 s; without checkpoints, the whole first
+// half.) The run's exposure is restored as the closing keeper had it, or
+// ahead of it by the reports merged while it closed.
 func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,7 +65,7 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 		}
 		return errString("no second checkpoint yet")
 	})
-	time.Sleep(1500 * time.Millisecond) // merged but not checkpointed: what a restart loses
+	time.Sleep(1500 * time.Millisecond) // merged but not checkpointed periodically: the closing checkpoint has it
 	ck := k.State().Checkpoint(nil, run.ID)
 	if ck == nil {
 		t.Fatal("the run settled before the restart: the machine is too slow for this test's 20 s run")
@@ -82,9 +85,24 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 
 	k2 := openKeeper(t, dir, samePort)
 	pReopen := pondCalls(p)
+	closed := time.Now()
 	restored, _, _ := k2.agg.total(run.ID)
-	if got := restored.Series["api:auth.test"]; got == nil || got.Total() != checkpointed {
-		t.Fatalf("restored total %v, want the checkpoint's %d", got, checkpointed)
+	if got := restored.Series["api:auth.test"]; got == nil || got.Total() < before.Series["api:auth.test"].Total() {
+		t.Fatalf("restored total %v, want at least the closing keeper's %d", got, before.Series["api:auth.test"].Total())
+	}
+	// The exposure (koi-minutes of schedule; time scale 60: koi × seconds)
+	// is restored as the closing keeper had it, plus at most the reports
+	// merged while it closed (koi × the close's seconds, and one metrics
+	// interval).
+	if snap.Exposure == nil || before.Exposure == nil || restored.Exposure == nil {
+		t.Fatalf("exposure: checkpoint %+v, closing %+v, restored %+v", snap.Exposure, before.Exposure, restored.Exposure)
+	}
+	ahead := restored.Exposure.KoiMinutes() - before.Exposure.KoiMinutes()
+	aheadBound := koi * (closed.Sub(closeAt) + time.Second).Seconds()
+	t.Logf("exposure: %.1f koi-minutes in the periodic checkpoint, %.1f as the keeper closed, %.1f restored (%+.1f, bound %.1f)",
+		snap.Exposure.KoiMinutes(), before.Exposure.KoiMinutes(), restored.Exposure.KoiMinutes(), ahead, aheadBound)
+	if ahead < 0 || ahead > aheadBound {
+		t.Errorf("restored exposure is %+.1f koi-minutes off the closing keeper's, want within [0, %.1f]", ahead, aheadBound)
 	}
 	rep := finalReport(t, k2, run.ID, 30*time.Second)
 	pFinal := pondCalls(p)
@@ -95,7 +113,7 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 		}
 	}
 	lost := int64(pFinal) - int64(got)
-	bound := int64(pReopen) - int64(checkpointed) + koi
+	bound := int64(pReopen) - int64(before.Series["api:auth.test"].Total()) + koi
 	t.Logf("pond answered %d auth.test calls (%d by the close, %d by the reopen); checkpoint held %d (the closing keeper had %d); report counts %d: %d missing, bound %d",
 		pFinal, pClose, pReopen, checkpointed, before.Series["api:auth.test"].Total(), got, lost, bound)
 	if got > pFinal {
@@ -103,6 +121,16 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	}
 	if lost > bound {
 		t.Errorf("report misses %d calls, more than the %d answered since the last checkpoint", lost, bound)
+	}
+	// The stored report's snapshot carries the exposure: everything
+	// restored and merged since, never more than the koi could run.
+	final := &metrics.Snapshot{}
+	if err := final.UnmarshalBinary(rep.Snapshot); err != nil || final.Exposure == nil {
+		t.Fatalf("the report's snapshot: %v, exposure %+v", err, final.Exposure)
+	}
+	t.Logf("report exposure: %.1f koi-minutes over %.1f s", final.Exposure.KoiMinutes(), rep.DurationSecs)
+	if e := final.Exposure.KoiMinutes(); e < restored.Exposure.KoiMinutes() || e > koi*(rep.DurationSecs+1) {
+		t.Errorf("report exposure %.1f koi-minutes: below the restored %.1f or above %d koi × %.1f s", e, restored.Exposure.KoiMinutes(), koi, rep.DurationSecs+1)
 	}
 	// Without the checkpoint the report would hold only what the reopened
 	// keeper merged; the bound above requires the first half too.

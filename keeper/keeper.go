@@ -225,7 +225,8 @@ type Keeper struct {
 	shortSince map[string]time.Time // when each run short of schools was first seen short
 	refusals   map[refusal]refused  // schools refusing runs, kept refuseFor
 
-	ckpt map[string]ckptMark // last checkpoint per run; the scheduler goroutine's own
+	ckpt      map[string]ckptMark // last checkpoint per run; the scheduler goroutine's own
+	schedDone chan struct{}       // closed when the scheduler (and its closing checkpoint) is done
 
 	closeOnce sync.Once
 	closeErr  error
@@ -283,8 +284,10 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 		defer k.wg.Done()
 		k.guardLoop()
 	}()
+	k.schedDone = make(chan struct{})
 	go func() {
 		defer k.wg.Done()
+		defer close(k.schedDone)
 		k.scheduleLoop()
 	}()
 	k.log.Info("keeper listening", "http", "http://"+k.HTTPAddr(), "nats", k.NATSURL(), "auth", k.auth.enabled(), "keeper_key", k.KeeperKey())
@@ -384,6 +387,9 @@ func (k *Keeper) Close() error {
 			cancel()
 		} else if k.ln != nil {
 			k.ln.Close()
+		}
+		if k.schedDone != nil {
+			<-k.schedDone // its closing checkpoint needs the connection
 		}
 		if k.bus != nil {
 			k.bus.shutdown() // drain: in-flight handlers finish, then close

@@ -22,6 +22,7 @@ func (k *Keeper) scheduleLoop() {
 	for {
 		select {
 		case <-k.ctx.Done():
+			k.checkpointOnClose()
 			return
 		case <-t.C:
 		case <-k.kick:

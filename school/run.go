@@ -368,7 +368,11 @@ func (r *run) stopAllLocked() {
 	}
 }
 
+// stopMemberLocked stops one koi: paused first, so its schedule (and its
+// exposure) ends the moment it is stopped, not when its websocket has
+// closed.
 func (r *run) stopMemberLocked(i int, m *member) {
+	m.k.Pause()
 	m.cancel()
 	delete(r.members, i)
 	r.stopping = append(r.stopping, m)
