@@ -1,0 +1,69 @@
+package api
+
+import (
+	"strings"
+	"time"
+
+	"github.com/koipond/koipond/warehouse"
+)
+
+// Bounds of the sessions options of a generate request.
+const (
+	// minSessionGap and maxSessionGap bound session_gap: under a second
+	// every call is its own session; over a week one session spans a
+	// user's whole export.
+	minSessionGap = time.Second
+	maxSessionGap = 7 * 24 * time.Hour
+	// maxDropTransitions bounds drop_transitions, and maxDropTransition
+	// the bytes of one "from>to".
+	maxDropTransitions = 1000
+	maxDropTransition  = 512
+)
+
+// sessionOptions checks the sessions fields of req and sets them in opts,
+// each problem named by its field.
+func sessionOptions(req generateRequest, opts *warehouse.Options) error {
+	if !req.Sessions {
+		switch {
+		case req.SessionGap != "":
+			return invalid("session_gap", "session_gap needs sessions: true (it splits sessions when learning call order)")
+		case len(req.DropTransitions) > 0:
+			return invalid("drop_transitions", "drop_transitions needs sessions: true (it leaves out learned transitions)")
+		}
+		return nil
+	}
+	opts.Sessions = true
+	if req.SessionGap != "" {
+		d, err := time.ParseDuration(req.SessionGap)
+		if err != nil {
+			return invalid("session_gap", "%s is not a duration such as 30m or 1h30m", quoteInput(req.SessionGap))
+		}
+		if d < minSessionGap || d > maxSessionGap {
+			return invalid("session_gap", "%s is outside %s..%s", d, minSessionGap, fmtHours(maxSessionGap))
+		}
+		opts.SessionGap = d
+	}
+	if n := len(req.DropTransitions); n > maxDropTransitions {
+		return invalid("drop_transitions", "%d transitions to drop: at most %d", n, maxDropTransitions)
+	}
+	seen := make(map[string]bool, len(req.DropTransitions))
+	for i, t := range req.DropTransitions {
+		if len(t) > maxDropTransition {
+			return invalid("drop_transitions", "transition %d is %d bytes: at most %d", i+1, len(t), maxDropTransition)
+		}
+		from, to, ok := strings.Cut(t, ">")
+		if !ok || from == "" || to == "" {
+			return invalid("drop_transitions", "transition %d, %s, is not from>to (e.g. conversations.history>conversations.mark)", i+1, quoteInput(t))
+		}
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		opts.DropTransitions = append(opts.DropTransitions, t)
+	}
+	return nil
+}
+
+// fmtHours writes a whole number of hours as "168h" (time.Duration's
+// String would say "168h0m0s").
+func fmtHours(d time.Duration) string { return strings.TrimSuffix(d.String(), "0m0s") }
