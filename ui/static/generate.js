@@ -220,7 +220,7 @@ function sessionsPanel(s, requested, onChange) {
   const boxes = [];
   const rows = (s.transitions || []).map(t => {
     const key = `${t.from}>${t.to}`;
-    const pruned = !t.kept && !asked.has(key);
+    const pruned = !t.kept && !t.dropped && !asked.has(key);
     const box = h('input', { type: 'checkbox', name: 'keep', 'data-transition': key, checked: t.kept, disabled: pruned,
       title: pruned ? 'Pruned by the generator (too rare or too deep): not in the set' : 'Keep this transition in the generated sequences',
       onchange: onChange });
