@@ -28,16 +28,14 @@ func (s *Set) sequences() []*Sequence {
 	return out
 }
 
-// HasAPISteps reports whether any step of the sequence sends an `api`
-// request.
+// HasAPISteps reports whether any step of the sequence, `choose`
+// branches included, sends an `api` request.
 func (q *Sequence) HasAPISteps() bool {
-	if q == nil {
-		return false
-	}
-	for i := range q.Steps {
-		if r := q.Steps[i].Request; r != nil && r.Type == API {
-			return true
+	found := false
+	q.EachStep(func(st *Step) {
+		if r := st.Request; r != nil && r.Type == API {
+			found = true
 		}
-	}
-	return false
+	})
+	return found
 }

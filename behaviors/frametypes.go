@@ -70,10 +70,10 @@ func (s *Set) checkAwaitedTypes() Diagnostics {
 		if seq == nil {
 			continue
 		}
-		for i := range seq.Steps {
-			r := seq.Steps[i].Request
+		seq.EachStep(func(st *Step) {
+			r := st.Request
 			if r == nil {
-				continue
+				return
 			}
 			if r.Await != nil {
 				check(&r.Await.FrameMatch)
@@ -81,7 +81,7 @@ func (s *Set) checkAwaitedTypes() Diagnostics {
 			if r.Error != nil {
 				check(&r.Error.FrameMatch)
 			}
-		}
+		})
 	}
 	return out
 }

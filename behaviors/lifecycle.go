@@ -40,6 +40,11 @@ func (d *decoder) checkPlace(n *jnode, path string, place seqPlace) {
 		if sn.kind != jObject {
 			continue
 		}
+		if cn := sn.get("choose"); cn != nil && cn.kind == jArray {
+			for j, bn := range cn.kids {
+				d.checkPlace(bn, fmt.Sprintf("%s › step %d › choose[%d]", path, i+1, j), place)
+			}
+		}
 		rn := sn.get("request")
 		if rn == nil || rn.kind != jObject {
 			continue

@@ -54,10 +54,84 @@ type Step struct {
 	// then the step's. In them `.` is the decoded response.
 	Post []Text
 	// DelayAfter is the pause after the step (`delay_after_ms`), before
-	// time scaling.
+	// time scaling. With DelayQuantiles it is their median.
 	DelayAfter time.Duration
+	// DelayQuantiles, when `delay_after_ms` is an array, are the pause's
+	// quantiles at evenly spaced probabilities 0, 1/(n-1), …, 1: each
+	// run draws its pause from them (see Delay).
+	DelayQuantiles []time.Duration
+	// Choose, when not empty, runs at most one of its branches after the
+	// step's request and actions and before its pause: branch i with
+	// probability Weight_i, none with 1 − ΣWeight (see Pick).
+	Choose []Branch
 	// Where names the step for errors, e.g. `behavior "x" › step 1`.
 	Where string
+}
+
+// Branch is one weighted alternative of a `choose` step.
+type Branch struct {
+	// Weight is the probability the branch runs, in [0, 1]; a step's
+	// weights add up to at most 1.
+	Weight float64
+	// Sequence holds the branch's steps (its Prog is the step's).
+	Sequence *Sequence
+}
+
+// The bounds of the branching construct.
+const (
+	// MaxChooseDepth bounds how deeply `choose` steps nest.
+	MaxChooseDepth = 8
+	// MaxDelayQuantiles bounds a `delay_after_ms` array.
+	MaxDelayQuantiles = 101
+)
+
+// Delay returns the step's pause for u drawn uniformly from [0, 1):
+// DelayAfter, or with DelayQuantiles the inverse of the piecewise-linear
+// distribution function through them (u = 0.5 gives the median; two
+// quantiles give a uniform pause between them).
+func (s *Step) Delay(u float64) time.Duration {
+	q := s.DelayQuantiles
+	if len(q) == 0 {
+		return s.DelayAfter
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	x := min(max(u, 0), 1) * float64(len(q)-1)
+	i := int(x)
+	if i >= len(q)-1 {
+		return q[len(q)-1]
+	}
+	return q[i] + time.Duration((x-float64(i))*float64(q[i+1]-q[i]))
+}
+
+// Pick returns the branch of a `choose` step that u, drawn uniformly from
+// [0, 1), selects: branch i when u falls in its share of the cumulative
+// weights, nil (no branch runs) when u is past their sum.
+func (s *Step) Pick(u float64) *Sequence {
+	acc := 0.0
+	for i := range s.Choose {
+		acc += s.Choose[i].Weight
+		if u < acc {
+			return s.Choose[i].Sequence
+		}
+	}
+	return nil
+}
+
+// EachStep calls f for every step of the sequence in order, descending
+// into the branches of `choose` steps (a step before its branches' steps).
+func (q *Sequence) EachStep(f func(*Step)) {
+	if q == nil {
+		return
+	}
+	for i := range q.Steps {
+		st := &q.Steps[i]
+		f(st)
+		for _, b := range st.Choose {
+			b.Sequence.EachStep(f)
+		}
+	}
 }
 
 // Arg is one named, possibly templated value (an API argument or a header).
@@ -212,6 +286,8 @@ func (j *JSONTemplate) render(p *Program, env *Env, data any, b *Budget) (any, e
 type decoder struct {
 	sink *diagSink
 	prog *Program
+	// depth is how many `choose` steps enclose the step being decoded.
+	depth int
 }
 
 // fields reports every key of n not in allowed, with a suggestion.
@@ -434,7 +510,7 @@ func (d *decoder) step(n *jnode, path string) Step {
 	if !d.want(n, path, jObject) {
 		return st
 	}
-	d.fields(n, path, "doc", "pre_actions", "request", "post_actions", "delay_after_ms")
+	d.fields(n, path, "doc", "pre_actions", "request", "post_actions", "delay_after_ms", "choose")
 	if v := n.get("doc"); v != nil {
 		st.Doc, _ = d.str(v, path+" › doc")
 	}
@@ -450,13 +526,95 @@ func (d *decoder) step(n *jnode, path string) Step {
 		st.Post = append(st.Post, d.actions(v, path+" › post_actions")...)
 	}
 	if v := n.get("delay_after_ms"); v != nil {
-		st.DelayAfter, _ = d.millis(v, path+" › delay_after_ms")
+		if v.kind == jArray {
+			st.DelayQuantiles = d.delayQuantiles(v, path+" › delay_after_ms")
+			st.DelayAfter = st.Delay(0.5)
+		} else {
+			st.DelayAfter, _ = d.millis(v, path+" › delay_after_ms")
+		}
+	}
+	if v := n.get("choose"); v != nil {
+		st.Choose = d.choose(v, path+" › choose")
 	}
 	if n.get("request") == nil && n.get("pre_actions") == nil && n.get("post_actions") == nil && n.get("delay_after_ms") == nil &&
-		(len(n.keys) == 0 || (len(n.keys) == 1 && n.keys[0].name == "doc")) {
-		d.sink.add(n.off, path, "a step needs a request, actions or a delay")
+		n.get("choose") == nil && (len(n.keys) == 0 || (len(n.keys) == 1 && n.keys[0].name == "doc")) {
+		d.sink.add(n.off, path, "a step needs a request, actions, a delay or choose")
 	}
 	return st
+}
+
+// delayQuantiles reads `delay_after_ms` given as an array: 2 to
+// MaxDelayQuantiles pauses in milliseconds, in non-decreasing order.
+func (d *decoder) delayQuantiles(n *jnode, path string) []time.Duration {
+	if len(n.kids) < 2 || len(n.kids) > MaxDelayQuantiles {
+		d.sink.add(n.off, path, "an array of pauses needs 2 to %d values (the quantiles at evenly spaced probabilities 0 … 1), not %d",
+			MaxDelayQuantiles, len(n.kids))
+		return nil
+	}
+	out := make([]time.Duration, 0, len(n.kids))
+	for i, e := range n.kids {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		v, ok := d.millis(e, p)
+		if !ok {
+			return nil
+		}
+		if i > 0 && v < out[i-1] {
+			d.sink.add(e.off, p, "%s ms is below the value before it: the quantiles must not decrease", e.num())
+			return nil
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// choose reads a `choose` step's branches: [{"weight", "doc", "steps"}, …].
+func (d *decoder) choose(n *jnode, path string) []Branch {
+	if !d.want(n, path, jArray) {
+		return nil
+	}
+	if len(n.kids) == 0 {
+		d.sink.add(n.off, path, "needs at least one branch {\"weight\": p, \"steps\": […]}")
+		return nil
+	}
+	if d.depth >= MaxChooseDepth {
+		d.sink.add(n.off, path, "choose steps nest more than %d deep", MaxChooseDepth)
+		return nil
+	}
+	d.depth++
+	defer func() { d.depth-- }()
+	out := make([]Branch, 0, len(n.kids))
+	sum := 0.0
+	for i, bn := range n.kids {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if !d.want(bn, p, jObject) {
+			continue
+		}
+		seq := d.sequence(bn, p, "weight")
+		if bn.get("steps") == nil {
+			d.sink.add(bn.off, p, "a branch needs \"steps\"")
+		}
+		wn := bn.get("weight")
+		if wn == nil {
+			d.sink.add(bn.off, p, "a branch needs \"weight\": the probability it runs, in [0, 1]")
+			continue
+		}
+		w, ok := d.number(wn, p+" › weight")
+		if !ok {
+			continue
+		}
+		if w < 0 || w > 1 {
+			d.sink.add(wn.off, p+" › weight", "%s is outside [0, 1]: a weight is the probability the branch runs", wn.num())
+			continue
+		}
+		sum += w
+		if seq != nil {
+			out = append(out, Branch{Weight: w, Sequence: seq})
+		}
+	}
+	if sum > 1+1e-9 {
+		d.sink.add(n.off, path, "the weights add up to %g, more than 1: at most one branch runs, with probability its weight", sum)
+	}
+	return out
 }
 
 var httpMethods = map[string]bool{

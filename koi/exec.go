@@ -99,7 +99,12 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 				return &StepError{Where: st.Where, Err: err}
 			}
 		}
-		if st.DelayAfter > 0 && !sleepCtx(ctx, k.rt.Scale(st.DelayAfter)) {
+		if len(st.Choose) > 0 {
+			if err := k.choose(ctx, st, env); err != nil {
+				return err
+			}
+		}
+		if d := k.delayOf(st); d > 0 && !sleepCtx(ctx, k.rt.Scale(d)) {
 			return ctx.Err()
 		}
 	}

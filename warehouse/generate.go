@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -121,8 +122,12 @@ type ingest struct {
 	decided bool
 	shapeBy string // the object that decided the shape
 	cnt     *counter
-	agg     map[string]*[2]int64 // aggregated: method → user-minutes, active
-	aggVol  map[string]int64
+	// calls sorts every call for Options.Sessions (nil without), and
+	// seqSteps holds the sequences file's steps to copy into sessions.
+	calls    *callSorter
+	seqSteps map[string][]map[string]json.RawMessage
+	agg      map[string]*[2]int64 // aggregated: method → user-minutes, active
+	aggVol   map[string]int64
 	// aggBytes is the length of agg's keys.
 	aggBytes int64
 	rows     Rows
@@ -252,6 +257,11 @@ func (g *ingest) row(ctx context.Context, obj string, n, line int64, rec *record
 	if err := g.cnt.add(r.user, floorDiv(r.sec, 60), m); err != nil {
 		return err
 	}
+	if g.calls != nil {
+		if err := g.calls.add(r.user, r.ms, m, int32(g.objects)); err != nil {
+			return err
+		}
+	}
 	if g.rows.Used == 0 || r.sec < g.minSec {
 		g.minSec = r.sec
 	}
@@ -303,6 +313,12 @@ func newIngest(o *Options, progress func(Progress), tmp string) *ingest {
 	if !o.Until.IsZero() {
 		g.until = o.Until.Unix()
 	}
+	if o.Sessions {
+		// The two sorts share the memory budget.
+		g.cnt = newCounter(o.MemoryBytes/2, tmp, o.maxFanIn)
+		g.calls = newCallSorter(o.MemoryBytes/2, tmp, o.maxFanIn)
+		return g
+	}
 	g.cnt = newCounter(o.MemoryBytes, tmp, o.maxFanIn)
 	return g
 }
@@ -328,6 +344,15 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	}
 	g := newIngest(&o, progress, tmp)
 	defer g.cnt.cleanup()
+	if g.calls != nil {
+		defer g.calls.cleanup()
+		if o.Sequences != "" {
+			var err error
+			if g.seqSteps, err = loadSequenceSteps(o.Sequences); err != nil {
+				return nil, err
+			}
+		}
+	}
 
 	src, err := openSource(ctx, &o)
 	if err != nil {
@@ -358,9 +383,18 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	g.report("merging")
 	res.Shape, res.Rows = g.parser.shape, g.rows
 	if res.Shape == ShapeAggregated {
+		if o.Sessions {
+			return nil, fmt.Errorf("%s: --sessions needs a raw call log (user, method, timestamp per call): this export is pre-aggregated (it has %q and %q), "+
+				"so it holds no timestamps and no order of calls to learn sessions from", res.Source, g.names[colUserMinutes], g.names[colActiveUserMinutes])
+		}
 		g.aggregatedMethods(res)
 	} else if err := g.rawMethods(ctx, res); err != nil {
 		return nil, err
+	}
+	if g.calls != nil && res.Shape == ShapeRaw {
+		if err := g.learnSessions(ctx, res); err != nil {
+			return nil, err
+		}
 	}
 	g.finishMethods(res, seqs)
 	res.Filters = o.filterWords()

@@ -263,6 +263,20 @@ func (o *Options) Validate() []error {
 	if o.Comma == '"' || o.Comma == '\n' || o.Comma == '\r' {
 		bad("comma: %q cannot separate CSV fields", o.Comma)
 	}
+	if o.SessionGap < 0 || (o.SessionGap > 0 && o.SessionGap < MinSessionGap) {
+		bad("session gap: %v is below the 1-minute minimum (sessions must begin in distinct minutes for their entry frequencies)", o.SessionGap)
+	}
+	if !o.Sessions && (o.SessionGap != 0 || len(o.DropTransitions) > 0) {
+		bad("session gap, drop transitions: they need sessions (--sessions)")
+	}
+	for _, d := range o.DropTransitions {
+		if _, _, ok := parseDrop(d); !ok {
+			bad("drop transition: %s is not written from>to (e.g. conversations.history>chat.postMessage)", clip(d))
+		}
+	}
+	if o.Sessions && o.Shape == ShapeAggregated {
+		bad("sessions: a pre-aggregated export has no timestamps or call order: --sessions needs a raw call log")
+	}
 	if o.Shape == ShapeAggregated && (o.Hourly || !o.Since.IsZero() || !o.Until.IsZero() || len(o.Clients) > 0) {
 		bad("shape: a pre-aggregated export has no timestamps or clients: --hourly, --since, --until and --client need a raw call log")
 	}

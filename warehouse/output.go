@@ -32,6 +32,14 @@ func (r *Result) Encode(w io.Writer) error {
 	if r.Timezone != nil {
 		fmt.Fprintf(&b, "  \"timezone\": %s,\n", jsonString(r.Timezone.String()))
 	}
+	if r.Sessions != nil {
+		if err := encodeSessionBehaviors(&b, r.Sessions.behaviors); err != nil {
+			return err
+		}
+		b.WriteString("}\n")
+		_, err = w.Write(b.Bytes())
+		return err
+	}
 	b.WriteString("  \"behaviors\": {")
 	for i, m := range r.Methods {
 		if i > 0 {
@@ -87,6 +95,13 @@ type Provenance struct {
 	// Hourly says how the hourly profiles read, when written.
 	Hourly   string    `json:"hourly,omitempty"`
 	Coverage *Coverage `json:"coverage,omitempty"`
+	// Sessions is the learned call order, when the behaviors written are
+	// sessions (Options.Sessions): the per-method frequencies are then
+	// in Counts and Frequencies only.
+	Sessions *Sessions `json:"sessions,omitempty"`
+	// Frequencies are the methods' frequencies when the behaviors
+	// written are sessions.
+	Frequencies map[string]float64 `json:"frequencies,omitempty"`
 	// Counts holds each written method's numerator and call volume.
 	Counts map[string]MethodCounts `json:"counts"`
 }
@@ -139,6 +154,19 @@ func (r *Result) Provenance() *Provenance {
 	}
 	for _, m := range r.Methods {
 		p.Counts[m.Name] = MethodCounts{UserMinutes: m.UserMinutes, Calls: m.Calls}
+	}
+	if r.Sessions != nil {
+		p.Sessions = r.Sessions
+		p.Frequencies = make(map[string]float64, len(r.Methods))
+		for _, m := range r.Methods {
+			p.Frequencies[m.Name] = roundTo(m.Frequency, 6)
+		}
+		p.CallsPerKoiMinute = 0
+		for _, b := range r.Sessions.behaviors {
+			p.CallsPerKoiMinute += b.frequency
+		}
+		p.CallsPerKoiMinute = roundTo(p.CallsPerKoiMinute, 6)
+		p.Written = len(r.Sessions.behaviors)
 	}
 	return p
 }

@@ -90,6 +90,7 @@ func (r *record) reset() { *r = record{} }
 type row struct {
 	user, method, team, client string
 	sec                        int64 // Unix seconds (raw shape)
+	ms                         int64 // Unix milliseconds (raw shape)
 	userMinutes, activeMinutes int64 // aggregated shape
 }
 
@@ -143,18 +144,19 @@ func (p *rowParser) parse(rec *record, out *row) *RowError {
 	}
 	if rec.tsTyped {
 		out.sec = floorDiv(rec.tsNanos, 1e9)
+		out.ms = floorDiv(rec.tsNanos, 1e6)
 		return nil
 	}
 	v, err := need(colTimestamp)
 	if err != nil {
 		return err
 	}
-	sec, ok := parseTimestamp(v, p.unit)
+	ms, ok := parseTimestampMS(v, p.unit)
 	if !ok {
 		return &RowError{Column: p.names[colTimestamp], Reason: ReasonTimestamp,
 			Msg: fmt.Sprintf("cannot read %s as a time (want RFC 3339, \"2006-01-02 15:04:05\" in UTC, or epoch seconds/ms)", clip(v))}
 	}
-	out.sec = sec
+	out.sec, out.ms = floorDiv(ms, 1000), ms
 	return nil
 }
 
@@ -193,21 +195,28 @@ const (
 // parseTimestamp reads RFC 3339 (with 'T' or a space, optional fraction,
 // zone Z or ±hh[:]mm, none meaning UTC) or an epoch number, to Unix seconds.
 func parseTimestamp(s string, unit TimeUnit) (int64, bool) {
+	ms, ok := parseTimestampMS(s, unit)
+	return floorDiv(ms, 1000), ok
+}
+
+// parseTimestampMS is parseTimestamp to Unix milliseconds (a fraction
+// beyond them is dropped, rounding down).
+func parseTimestampMS(s string, unit TimeUnit) (int64, bool) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, false
 	}
-	var sec int64
+	var ms int64
 	var ok bool
 	if c := s[0]; (c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.') && !looksLikeDate(s) {
-		sec, ok = parseEpoch(s, unit)
+		ms, ok = parseEpoch(s, unit)
 	} else {
-		sec, ok = parseDateTime(s)
+		ms, ok = parseDateTime(s)
 	}
-	if !ok || sec < minSec || sec >= maxSec {
+	if sec := floorDiv(ms, 1000); !ok || sec < minSec || sec >= maxSec {
 		return 0, false
 	}
-	return sec, true
+	return ms, true
 }
 
 func looksLikeDate(s string) bool { return len(s) >= 10 && s[4] == '-' && s[7] == '-' }
@@ -257,15 +266,32 @@ func parseEpoch(s string, unit TimeUnit) (int64, bool) {
 			div = 1e9
 		}
 	}
-	sec := floorDiv(n, div)
-	// A fraction only moves a negative second down (floor).
-	if neg && div == 1 && strings.Trim(frac, "0") != "" {
-		sec--
+	if div == 1 {
+		// Seconds: the fraction's first three digits are milliseconds.
+		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
+			return 0, false
+		}
+		f := int64(0)
+		for i := 0; i < 3; i++ {
+			f *= 10
+			if i < len(frac) {
+				f += int64(frac[i] - '0')
+			}
+		}
+		if neg {
+			if f == 0 && strings.Trim(frac, "0") != "" {
+				f = 1 // below a millisecond: still before the second
+			}
+			return n*1000 - f, true
+		}
+		return n*1000 + f, true
 	}
-	return sec, true
+	// Milliseconds and finer: the integer part, floored.
+	return floorDiv(n, div/1000), true
 }
 
-// parseDateTime reads YYYY-MM-DD[T ]hh:mm[:ss[.f…]][Z|±hh[:mm]| UTC].
+// parseDateTime reads YYYY-MM-DD[T ]hh:mm[:ss[.f…]][Z|±hh[:mm]| UTC], to
+// Unix milliseconds.
 func parseDateTime(s string) (int64, bool) {
 	num := func(s string) (int, bool) {
 		n := 0
@@ -289,7 +315,7 @@ func parseDateTime(s string) (int64, bool) {
 	if !(ok1 && ok2 && ok3 && ok4 && ok5) {
 		return 0, false
 	}
-	sec := 0
+	sec, milli := 0, 0
 	rest := s[16:]
 	if len(rest) >= 3 && rest[0] == ':' {
 		var ok bool
@@ -304,6 +330,12 @@ func parseDateTime(s string) (int64, bool) {
 			}
 			if i == 1 {
 				return 0, false
+			}
+			for j := 1; j < 4; j++ {
+				milli *= 10
+				if j < i {
+					milli += int(rest[j] - '0')
+				}
 			}
 			rest = rest[i:]
 		}
@@ -339,7 +371,7 @@ func parseDateTime(s string) (int64, bool) {
 		return 0, false
 	}
 	days := daysFromCivil(y, mo, d)
-	return days*86400 + int64(h*3600+mi*60+sec) - int64(off), true
+	return (days*86400+int64(h*3600+mi*60+sec)-int64(off))*1000 + int64(milli), true
 }
 
 func daysIn(y, m int) int {

@@ -67,14 +67,32 @@ user_minutes, active_user_minutes). Rename columns with the --*-column flags.
 Counting is exact and runs in bounded memory (--memory): an external sort of
 (user, minute, method) keys that spills sorted runs to --tmp-dir.
 
+Sessions (--sessions, raw call logs only): each user's calls, in time order,
+are cut into sessions at silences of --session-gap (default 30m); the entry
+methods (first calls), first-order transitions between methods with their
+probabilities and delays, and the chance a session ends after each method
+are learned. The behaviors written are then sessions, one per entry method
+("session:<method>", frequency = sessions beginning with it per active
+user-minute): the entry call, then "choose" steps that follow the learned
+transitions with their probabilities, pausing for delays drawn from the
+learned quantiles, up to 6 follow-ups deep (paths fewer than 0.2% of the
+sessions take are pruned). Each call uses the method's steps from
+--sequences, or a bare api request when it has none (the summary names
+them). The per-method frequencies stay in "generated". The summary gives the
+coverage: the share of the observed transitions the sessions reproduce.
+--drop-transition A>B leaves one out (that share then ends the session).
+The sort shares --memory with the counting.
+
 Examples:
   koipond warehouse generate --from export/ --out frequencies.json
   koipond warehouse generate --from s3://usage/2026-11/ --team T042 \
       --since 2026-11-01 --until 2026-11-08 --sequences sequences.json \
       --hourly --tz Europe/Paris --out frequencies.json
+  koipond warehouse generate --from export/ --sessions --sequences sequences.json \
+      --drop-transition 'users.info>chat.postMessage' --out sessions.json
   AWS_ENDPOINT_URL=http://127.0.0.1:9000 koipond warehouse generate --from s3://bucket/calls/`, stderr)
 	var o warehouse.Options
-	var teams, clients listFlag
+	var teams, clients, drops listFlag
 	var format, shape, unit, tz, out, comma string
 	fs.StringVar(&o.From, "from", "", "the export: a file, a folder of parts, or s3://bucket/prefix (required)")
 	fs.StringVar(&out, "out", "", "write the frequencies file here, atomically (default: standard output)")
@@ -99,6 +117,9 @@ Examples:
 	fs.IntVar(&o.Top, "top", 0, "keep only the N most frequent methods (0: all)")
 	fs.StringVar(&o.Sequences, "sequences", "", "a behavior file with sequences: report which methods have none and the share of calls covered")
 	fs.BoolVar(&o.SequencedOnly, "sequenced-only", false, "with --sequences: write only methods that have a sequence, so the files merge cleanly")
+	fs.BoolVar(&o.Sessions, "sessions", false, "learn sessions (entry methods, transitions, delays) from a raw call log and write them as session behaviors")
+	fs.DurationVar(&o.SessionGap, "session-gap", 0, "with --sessions: a silence this long ends a session (default 30m, at least 1m)")
+	fs.Var(&drops, "drop-transition", "with --sessions: leave out the transition FROM>TO (comma-separated, repeatable)")
 	fs.BoolVar(&o.SkipBadRows, "skip-bad-rows", false, "skip bad rows and report them by reason, instead of stopping at the first")
 	fs.StringVar(&o.Region, "region", "", "AWS region of the bucket (default: AWS_REGION / the shared config, else us-east-1)")
 	fs.StringVar(&o.EndpointURL, "endpoint-url", "", "S3-compatible endpoint, path-style (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)")
@@ -127,7 +148,7 @@ Examples:
 		return errUsage
 	}
 	o.Format, o.Shape, o.TimeUnit = warehouse.Format(format), warehouse.Shape(shape), warehouse.TimeUnit(unit)
-	o.Teams, o.Clients = teams, clients
+	o.Teams, o.Clients, o.DropTransitions = teams, clients, drops
 	o.MemoryBytes = int64(*memMiB) << 20
 	switch comma {
 	case "":
@@ -162,8 +183,10 @@ Examples:
 	if err != nil {
 		return err
 	}
-	if err := unsequenced(res, o); err != nil {
-		return err
+	if res.Sessions == nil {
+		if err := unsequenced(res, o); err != nil {
+			return err
+		}
 	}
 	if out == "" {
 		if err := res.Encode(stdout); err != nil {
@@ -198,7 +221,27 @@ func summary(w io.Writer, r *warehouse.Result, out string) {
 	if d := r.DropWords(12); d != "" {
 		fmt.Fprintf(w, "koipond warehouse: dropped %s\n", d)
 	}
-	if c := r.Coverage; c != nil {
+	if s := r.Sessions; s != nil {
+		kept, written := 0, 0
+		for _, t := range s.Transitions {
+			if t.Kept {
+				kept++
+			}
+		}
+		for _, e := range s.Entries {
+			if e.Behavior != "" {
+				written++
+			}
+		}
+		fmt.Fprintf(w, "koipond warehouse: sessions (gap %v): %s of %s, %s, %s learned (%d kept), %s written; coverage %.1f%% of %s\n",
+			s.Gap, plural(s.Count, "session", "sessions"), plural(s.Users, "user", "users"), plural(len(s.Entries), "entry method", "entry methods"),
+			plural(len(s.Transitions), "transition", "transitions"), kept, plural(written, "session behavior", "session behaviors"),
+			100*s.Coverage, plural(s.TransitionCount, "observed transition", "observed transitions"))
+		for _, n := range s.Notes {
+			fmt.Fprintf(w, "koipond warehouse: note: %s\n", n)
+		}
+	}
+	if c := r.Coverage; c != nil && r.Sessions == nil {
 		fmt.Fprintf(w, "koipond warehouse: coverage vs %s: %.1f%% of calls; %d written methods without a sequence",
 			c.File, 100*c.Share, len(c.Missing))
 		if len(c.Missing) > 0 {
