@@ -9,10 +9,10 @@ import (
 
 // Bounds of the sessions options of a generate request.
 const (
-	// minSessionGap and maxSessionGap bound session_gap: under a second
-	// every call is its own session; over a week one session spans a
-	// user's whole export.
-	minSessionGap = time.Second
+	// minSessionGap and maxSessionGap bound session_gap: the learner
+	// needs sessions to begin in distinct minutes; over a week one
+	// session spans a user's whole export.
+	minSessionGap = warehouse.MinSessionGap
 	maxSessionGap = 7 * 24 * time.Hour
 	// maxDropTransitions bounds drop_transitions, and maxDropTransition
 	// the bytes of one "from>to".
@@ -39,7 +39,7 @@ func sessionOptions(req generateRequest, opts *warehouse.Options) error {
 			return invalid("session_gap", "%s is not a duration such as 30m or 1h30m", quoteInput(req.SessionGap))
 		}
 		if d < minSessionGap || d > maxSessionGap {
-			return invalid("session_gap", "%s is outside %s..%s", d, minSessionGap, fmtHours(maxSessionGap))
+			return invalid("session_gap", "%s is outside %s..%s", shortDuration(d), shortDuration(minSessionGap), shortDuration(maxSessionGap))
 		}
 		opts.SessionGap = d
 	}
@@ -52,7 +52,7 @@ func sessionOptions(req generateRequest, opts *warehouse.Options) error {
 			return invalid("drop_transitions", "transition %d is %d bytes: at most %d", i+1, len(t), maxDropTransition)
 		}
 		from, to, ok := strings.Cut(t, ">")
-		if !ok || from == "" || to == "" {
+		if !ok || strings.TrimSpace(from) == "" || strings.TrimSpace(to) == "" {
 			return invalid("drop_transitions", "transition %d, %s, is not from>to (e.g. conversations.history>conversations.mark)", i+1, quoteInput(t))
 		}
 		if seen[t] {
@@ -64,6 +64,15 @@ func sessionOptions(req generateRequest, opts *warehouse.Options) error {
 	return nil
 }
 
-// fmtHours writes a whole number of hours as "168h" (time.Duration's
-// String would say "168h0m0s").
-func fmtHours(d time.Duration) string { return strings.TrimSuffix(d.String(), "0m0s") }
+// shortDuration writes d without zero minutes and seconds: "1m", "168h"
+// (time.Duration's String says "1m0s", "168h0m0s").
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

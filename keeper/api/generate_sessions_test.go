@@ -36,8 +36,8 @@ func TestGenerateSessionOptionsRefused(t *testing.T) {
 		{"drops alone", map[string]any{"drop_transitions": []string{"a>b"}}, "drop_transitions", "needs sessions"},
 		// Not a duration.
 		{"gap words", map[string]any{"sessions": true, "session_gap": "half an hour"}, "session_gap", "not a duration"},
-		// Every call its own session.
-		{"gap tiny", map[string]any{"sessions": true, "session_gap": "10ms"}, "session_gap", "outside 1s..168h"},
+		// Under a minute: sessions would begin within one minute.
+		{"gap tiny", map[string]any{"sessions": true, "session_gap": "10s"}, "session_gap", "10s is outside 1m..168h"},
 		// A negative gap.
 		{"gap negative", map[string]any{"sessions": true, "session_gap": "-5m"}, "session_gap", "outside"},
 		// Longer than a week.
@@ -46,6 +46,8 @@ func TestGenerateSessionOptionsRefused(t *testing.T) {
 		{"drop no arrow", map[string]any{"sessions": true, "drop_transitions": []string{"a>b", "chat.postMessage"}}, "drop_transitions", "transition 2"},
 		// An empty side.
 		{"drop empty side", map[string]any{"sessions": true, "drop_transitions": []string{">b"}}, "drop_transitions", "not from>to"},
+		// A blank side.
+		{"drop blank side", map[string]any{"sessions": true, "drop_transitions": []string{"a>  "}}, "drop_transitions", "transition 1"},
 		// One huge entry, quoted back clipped.
 		{"drop huge", map[string]any{"sessions": true, "drop_transitions": []string{strings.Repeat("m", 5000) + ">b"}}, "drop_transitions", "at most 512"},
 		// Too many.
