@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,11 +135,18 @@ func TestUIGenerateSessions(t *testing.T) {
 
 	// Drop one, regenerate: it is marked dropped, unchecked, and can be
 	// kept again; the others stay kept.
+	covBefore := get(t, ctx, "read the coverage share", chromedp.Evaluate[string](`document.querySelector('#generate-sessions-coverage').dataset.coverage`))
 	run(t, ctx, "uncheck it", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#generate-transitions input[data-transition=%q]`, drop))))
 	waitJS(t, ctx, 5*time.Second, "the regenerate button", `!document.querySelector('#generate-regenerate').hidden`)
 	run(t, ctx, "regenerate", chromedp.Click(chromedp.CSS(`#generate-regenerate`)))
 	waitJS(t, ctx, 15*time.Second, "the transition marked dropped",
 		fmt.Sprintf(`(() => { const r = document.querySelector('#generate-transitions tr[data-transition=%q]'); return !!r && r.classList.contains('dropped') && !r.querySelector('input').checked && !r.querySelector('input').disabled; })()`, drop))
+
+	covAfter := get(t, ctx, "read the coverage share again", chromedp.Evaluate[string](`document.querySelector('#generate-sessions-coverage').dataset.coverage`))
+	t.Logf("coverage %s before dropping %s, %s after", covBefore, drop, covAfter)
+	if before, after := parseFloat(covBefore), parseFloat(covAfter); !(after < before) {
+		t.Errorf("coverage %q before dropping a transition, %q after: want it lower", covBefore, covAfter)
+	}
 
 	run(t, ctx, "save as a new set", chromedp.SetValue(chromedp.CSS(`#generate-save [name=name]`), "slack-sessions"),
 		chromedp.Click(chromedp.CSS(`#generate-save button[type=submit]`)))
@@ -177,4 +186,13 @@ func TestUIGenerateSessions(t *testing.T) {
 			t.Errorf("the saved set lacks the kept %s: %v", w, pairs)
 		}
 	}
+}
+
+// parseFloat reads a number, NaN when it is not one.
+func parseFloat(s string) float64 {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return f
 }
