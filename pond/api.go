@@ -95,7 +95,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, name, "invalid_auth")
 		return
 	}
-	if ok, wait := s.lim.allow(user, name, time.Now()); !ok {
+	now := time.Now()
+	s.order.record(user, orderMethod(name), now) // every authenticated call, whatever its reply
+	if ok, wait := s.lim.allow(user, name, now); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSecs(wait)))
 		s.fail(w, name, "ratelimited")
 		return

@@ -4,7 +4,7 @@
 // to every connected member of a channel, per-token rate limits, bounded
 // per-connection send queues (slow consumers are disconnected and counted),
 // optional injected latency and errors, and observability (/stats, /metrics,
-// /healthz).
+// /healthz, and /stats/transitions: per-token call order, see Transitions).
 //
 // # Identities
 //

@@ -33,6 +33,7 @@ type Server struct {
 	hub   *hub
 	stats *stats
 	lim   *limiter
+	order *callOrder // per-token call order (callorder.go)
 	log   *slog.Logger
 
 	ln       net.Listener
@@ -86,6 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		cfg:      cfg,
 		ws:       newWorkspace(cfg),
 		stats:    newStats(),
+		order:    newCallOrder(cfg.Users),
 		lim:      newLimiter(cfg),
 		log:      cfg.Logger,
 		ln:       ln,
@@ -115,6 +117,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	mux.HandleFunc("/api/{method}", s.serveAPI)
 	mux.HandleFunc("/ws", s.serveWS)
 	mux.HandleFunc("GET /stats", s.serveStats)
+	mux.HandleFunc("GET /stats/transitions", s.serveTransitions)
+	mux.HandleFunc("DELETE /stats/transitions", s.serveTransitions)
 	mux.HandleFunc("GET /_pond/faults", s.serveFaults)
 	mux.HandleFunc("POST /_pond/faults", s.serveFaults)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -39,6 +39,14 @@ type generateRequest struct {
 	EndpointURL   string  `json:"endpoint_url,omitempty"`
 	Region        string  `json:"region,omitempty"`
 	SequencedOnly bool    `json:"sequenced_only,omitempty"`
+	// Sessions learns call order (warehouse.Options.Sessions): the
+	// result gets the learned transitions, the file the sequences built
+	// from them. SessionGap is a Go duration ("30m"; default
+	// warehouse.DefaultSessionGap); DropTransitions leaves out learned
+	// transitions, each "from>to".
+	Sessions        bool     `json:"sessions,omitempty"`
+	SessionGap      string   `json:"session_gap,omitempty"`
+	DropTransitions []string `json:"drop_transitions,omitempty"`
 
 	// uploadDir, set only by an upload, is the temporary folder holding
 	// the uploaded file From.
@@ -187,6 +195,9 @@ func (s *server) generateOptions(req generateRequest) (warehouse.Options, func()
 			return opts, nothing, invalid("timezone", "unknown time zone %q", req.Timezone)
 		}
 		opts.Timezone = loc
+	}
+	if err := sessionOptions(req, &opts); err != nil {
+		return opts, nothing, err
 	}
 	cleanup := nothing
 	if req.Sequences != "" {

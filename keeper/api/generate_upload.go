@@ -49,7 +49,11 @@ func checkUploadType(ct string) *keeper.Error {
 // own source), and name, the file's name (its extension picks the
 // format).
 var uploadQuery = []string{"name", "format", "team", "client", "since", "until", "hourly", "timezone",
-	"sequences", "min_frequency", "top", "skip_bad_rows", "sequenced_only"}
+	"sequences", "min_frequency", "top", "skip_bad_rows", "sequenced_only", "sessions", "session_gap", "drop_transitions"}
+
+// repeatedQuery lists the query parameters that may be given more than
+// once, each value one item of the request's list.
+var repeatedQuery = map[string]bool{"drop_transitions": true}
 
 // postGenerateUpload generates from an export sent as the request body
 // (at most MaxExportUpload bytes), with the options of POST
@@ -129,7 +133,7 @@ func uploadRequest(q map[string][]string) (generateRequest, string, error) {
 		if !known[k] {
 			return req, "", invalid(quoteInput(k), "unknown query parameter %s (known: %s)", quoteInput(k), strings.Join(uploadQuery, ", "))
 		}
-		if len(q[k]) != 1 {
+		if len(q[k]) != 1 && !repeatedQuery[k] {
 			return req, "", invalid(k, "give %s once", k)
 		}
 	}
@@ -160,6 +164,10 @@ func uploadRequest(q map[string][]string) (generateRequest, string, error) {
 	if req.SequencedOnly, err = flag("sequenced_only"); err != nil {
 		return req, "", err
 	}
+	if req.Sessions, err = flag("sessions"); err != nil {
+		return req, "", err
+	}
+	req.SessionGap, req.DropTransitions = get("session_gap"), q["drop_transitions"]
 	if v := get("min_frequency"); v != "" {
 		if req.MinFrequency, err = strconv.ParseFloat(v, 64); err != nil {
 			return req, "", invalid("min_frequency", "%s is not a number", quoteInput(v))

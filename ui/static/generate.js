@@ -2,8 +2,11 @@
 // export (an uploaded file, s3://bucket/prefix, or a path under its
 // --warehouse-dir, listed here) and previews the frequency table; saved
 // beside a set's sequences it becomes a new behavior set (under a new name
-// by default; over an existing one only after asking).
-import { api, h, toast, token, field, showFieldError, fmtNum, applyRole, APIError } from './lib.js';
+// by default; over an existing one only after asking). With "learn call
+// order" the preview also lists the transitions learned from the export's
+// sessions, each with a keep/drop box: regenerating and saving leave the
+// dropped ones out.
+import { api, h, toast, token, field, showFieldError, fmtNum, fmtMS, applyRole, APIError } from './lib.js';
 
 export function show(detail, sets) {
   // Latest version of each set, for the compare list and taken names.
@@ -20,6 +23,8 @@ export function show(detail, sets) {
   const team = h('input', { name: 'team', 'data-field': 'team' });
   const client = h('input', { name: 'client', 'data-field': 'client', placeholder: 'desktop or mobile' });
   const top = h('input', { name: 'top', type: 'number', min: 0, 'data-field': 'top' });
+  const sessions = h('input', { type: 'checkbox', name: 'sessions' });
+  const gap = h('input', { name: 'session_gap', 'data-field': 'session_gap', placeholder: '30m' });
   const progress = h('div.muted.small#generate-progress');
   const out = h('div#generate-result');
   let uploadLimit = 32 << 20;
@@ -29,6 +34,8 @@ export function show(detail, sets) {
     field('…or upload an export file (CSV, JSON lines or Parquet, gzip welcome)', file, { hint: 'Up to 32 MiB; it is read and discarded, never stored.' }),
     h('div.inline', field('Compare with the sequences of', seqSel), field('Team', team), field('Client', client), field('Top N methods', top)),
     h('div.inline', h('label.inline', hourly, ' hour-of-day profile'), field('Time zone', tz)),
+    h('div.inline', h('label.inline', sessions, ' learn call order (sessions)'),
+      field('Session gap', gap, { hint: 'A silence this long ends a session (Go duration; default 30m).' })),
     h('div.form-error', { hidden: true }),
     h('div.form-actions', h('button.primary', { type: 'submit', 'data-role': 'admin' }, 'Generate preview'), progress));
   file.addEventListener('change', () => { if (file.files.length) from.value = ''; });
@@ -65,21 +72,33 @@ export function show(detail, sets) {
     if (team.value.trim()) body.team = team.value.trim();
     if (client.value.trim()) body.client = client.value.trim();
     if (top.value) body.top = Number(top.value);
+    if (sessions.checked) {
+      body.sessions = true;
+      if (gap.value.trim()) body.session_gap = gap.value.trim();
+    }
     out.replaceChildren();
-    progress.textContent = upload ? 'uploading…' : 'reading…';
+    try {
+      await runGenerate({ body, upload }, sets.find(s => s.hash === seqSel.value));
+    } catch (e) {
+      showFieldError(form, e);
+    }
+  });
+  // runGenerate generates req and shows its preview; the preview calls it
+  // again to regenerate with transitions dropped.
+  async function runGenerate(req, seqSet) {
+    progress.textContent = req.upload ? 'uploading…' : 'reading…';
     const onProgress = p => {
       progress.textContent = `${p.phase}: ${fmtNum(p.rows)} rows, ${fmtNum(p.rows_per_sec)} rows/s` + (p.object ? ` · ${p.object}` : '');
     };
     try {
-      const req = { body, upload };
       const rep = await streamGenerate(req, onProgress);
       progress.textContent = `${fmtNum(rep.result.rows && rep.result.rows.read || 0)} rows read from ${rep.result.objects} part(s) of ${rep.result.source}.`;
-      showPreview(out, rep, sets.find(s => s.hash === seqSel.value), req, latest);
+      showPreview(out, rep, seqSet, req, latest, drops => runGenerate({ body: withDrops(req.body, drops), upload: req.upload }, seqSet));
     } catch (e) {
       progress.textContent = '';
-      showFieldError(form, e);
+      throw e;
     }
-  });
+  }
   detail.replaceChildren(h('div.panel', h('h2', 'Generate from a warehouse export'),
     h('div.muted.small', 'A raw call log (user, method, timestamp) or pre-aggregated user-minutes, as CSV, JSON lines or Parquet, gzip welcome. ' +
       'Each method\'s frequency is the share of active user-minutes in which the user called it.')), form, out);
@@ -99,7 +118,10 @@ function generateRequest({ body, upload }, headers) {
     return fetch('/api/v1/behavior-sets/generate', { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(body), cache: 'no-store' });
   }
   const q = new URLSearchParams({ name: upload.name });
-  for (const [k, v] of Object.entries(body)) q.set(k, String(v));
+  for (const [k, v] of Object.entries(body)) {
+    if (Array.isArray(v)) for (const x of v) q.append(k, String(x));
+    else q.set(k, String(v));
+  }
   return fetch('/api/v1/behavior-sets/generate/upload?' + q, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: upload, cache: 'no-store' });
 }
 
@@ -171,7 +193,60 @@ function newName(base, latest) {
   return name;
 }
 
-function showPreview(out, rep, seqSet, req, latest) {
+// withDrops returns body asking to leave out the transitions drops lists
+// ("from>to"), or none when it is empty.
+function withDrops(body, drops) {
+  const b = { ...body };
+  delete b.drop_transitions;
+  if (drops.length) b.drop_transitions = drops;
+  return b;
+}
+
+// fmtGap writes a session gap (ns) in minutes or hours.
+function fmtGap(ns) {
+  const min = (ns || 0) / 6e10;
+  return min >= 120 ? `${+(min / 60).toFixed(1)} h` : min >= 1 ? `${+min.toFixed(1)} min` : `${+(min * 60).toFixed(1)} s`;
+}
+
+function pct(x) { return (100 * (x || 0)).toFixed(1); }
+
+// sessionsPanel shows the learned call order: sessions, coverage, entry
+// methods and a table of transitions with a keep box each. A transition
+// the request dropped is unchecked and can be kept again; one the
+// generator pruned (too rare, too deep) cannot be kept. drops() lists the
+// unchecked ones; onChange is told when a box changes.
+function sessionsPanel(s, requested, onChange) {
+  const asked = new Set(requested || []);
+  const boxes = [];
+  const rows = (s.transitions || []).map(t => {
+    const key = `${t.from}>${t.to}`;
+    const pruned = !t.kept && !t.dropped && !asked.has(key);
+    const box = h('input', { type: 'checkbox', name: 'keep', 'data-transition': key, checked: t.kept, disabled: pruned,
+      title: pruned ? 'Pruned by the generator (too rare or too deep): not in the set' : 'Keep this transition in the generated sequences',
+      onchange: onChange });
+    if (!pruned) boxes.push(box);
+    return h('tr', { 'data-transition': key, class: t.kept ? null : 'dropped' },
+      h('td.mono', t.from), h('td.mono', t.to),
+      h('td.num', `${pct(t.probability)} % ± ${pct(t.se)}`),
+      h('td.num', `${fmtMS(t.delay_p50_ms)} / ${fmtMS(t.delay_p90_ms)}`),
+      h('td.num', fmtNum(t.count)),
+      h('td', h('label.inline', box, pruned ? ' pruned' : ' keep')));
+  });
+  const entries = (s.entries || []).slice(0, 10).map(e => `${e.method} ${e.frequency.toFixed(4)}`).join(' · ');
+  const el = h('div.panel#generate-sessions',
+    h('h2', `Call order: ${(s.transitions || []).length} transitions`),
+    h('div.small#generate-sessions-coverage', { 'data-coverage': s.coverage },
+      `${fmtNum(s.count)} sessions of ${fmtNum(s.users)} users (a silence of ${fmtGap(s.gap_ns)} ends one) · ` +
+      `the generated set reproduces ${pct(s.coverage)} % of the observed transitions`),
+    entries ? h('div.small.muted', 'Sessions begin with: ', entries) : null,
+    (s.notes || []).length ? h('ul.small.warn#generate-sessions-notes', s.notes.map(n => h('li', n))) : null,
+    rows.length ? h('table.grid#generate-transitions',
+      h('thead', h('tr', h('th', 'from'), h('th', 'to'), h('th.num', 'probability ± SE'), h('th.num', 'delay p50 / p90'), h('th.num', 'count'), h('th', ''))),
+      h('tbody', rows)) : h('div.muted.small', 'No transitions were learned.'));
+  return { el, drops: () => boxes.filter(b => !b.checked).map(b => b.dataset.transition) };
+}
+
+function showPreview(out, rep, seqSet, req, latest, regenerate) {
   const r = rep.result;
   const cov = r.coverage;
   const rows = (r.methods || []).map(m => h('tr', { 'data-method': m.name },
@@ -190,10 +265,28 @@ function showPreview(out, rep, seqSet, req, latest) {
       : 'Pick a set to compare with to save the frequencies beside its sequences; or copy the file below.'),
     ask,
     h('div.form-error', { hidden: true }));
+  // The learned call order, when asked for; its unchecked transitions
+  // are left out when regenerating and saving.
+  const regen = h('button#generate-regenerate', { type: 'button', 'data-role': 'admin', hidden: true }, 'Regenerate without the unchecked transitions');
+  const sess = r.sessions ? sessionsPanel(r.sessions, req.body.drop_transitions, () => {
+    const now = sess.drops().join('\n'), before = (req.body.drop_transitions || []).join('\n');
+    regen.hidden = now === before;
+  }) : null;
+  regen.addEventListener('click', async () => {
+    regen.disabled = true;
+    try {
+      await regenerate(sess.drops());
+    } catch (e) {
+      regen.disabled = false;
+      showFieldError(save, e);
+    }
+  });
   async function doSave(overwrite) {
     // Only methods with a sequence can be saved (a frequency without
-    // steps is an error): generate again keeping just those.
-    const kept = await streamGenerate({ body: { ...req.body, sequenced_only: true }, upload: req.upload }, () => {});
+    // steps is an error): generate again keeping just those, and
+    // leaving out the transitions unchecked now.
+    const body = sess ? withDrops(req.body, sess.drops()) : req.body;
+    const kept = await streamGenerate({ body: { ...body, sequenced_only: true }, upload: req.upload }, () => {});
     const full = await api('GET', '/behavior-sets/' + encodeURIComponent(seqSet.hash));
     // Keep the set's sequence files; the new frequencies replace its own.
     const keep = full.files.filter(f => /"steps"|"boot"|"on_event"/.test(f.content) && !/^frequencies/.test(f.name.split('/').pop()));
@@ -229,8 +322,10 @@ function showPreview(out, rep, seqSet, req, latest) {
       (cov.missing && cov.missing.length ? ` · no sequence for ${cov.missing.join(', ')}` : '')) : null,
     drops ? h('div.small.warn#generate-dropped', { 'data-count': drops.n, 'data-share': drops.share }, drops.text) : null,
     h('table.grid', h('thead', h('tr', h('th', 'method'), h('th.num', 'frequency'), h('th.num', 'user-minutes'), h('th.num', 'calls'), h('th', ''))),
-      h('tbody', rows)),
-    save,
-    h('details', h('summary', 'The frequencies file'), h('pre.mono.small#generate-file', rep.file.content))));
+      h('tbody', rows))),
+    sess ? sess.el : null,
+    sess ? h('div.form-actions', regen) : null,
+    h('div.panel', save,
+      h('details', h('summary', r.sessions ? 'The generated file' : 'The frequencies file'), h('pre.mono.small#generate-file', rep.file.content))));
   applyRole(out);
 }
