@@ -1,0 +1,52 @@
+package warehouse
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/behaviors"
+)
+
+// loadsSessions encodes a sessions result and parses it as a behavior
+// file, failing the test with the parser's diagnostics when it does not
+// load.
+func loadsSessions(t *testing.T, res *Result) {
+	t.Helper()
+	var out bytes.Buffer
+	if err := res.Encode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if set, diags := behaviors.Parse(behaviors.File{Name: "sessions.json", Data: out.Bytes()}); set == nil {
+		t.Fatalf("the generated sessions do not load: %v", diags)
+	}
+}
+
+// A pause just under the longest a behavior can hold (one week), learned
+// with a session gap of a week: the delay sketch's estimates run up to 2%
+// above the delays observed, so without clamping them to the exact
+// extremes the generated delay_after_ms is over a week and the output
+// does not load. The quantiles stay within the observed delays.
+func TestSessionsDelayQuantilesWithinObserved(t *testing.T) {
+	const delay = 7*24*time.Hour - time.Millisecond
+	start := time.Date(2026, 11, 2, 14, 0, 0, 0, time.UTC)
+	var calls []call
+	for u := range 20 {
+		user := fmt.Sprintf("U%d", u)
+		t0 := start.Add(time.Duration(u) * time.Minute)
+		calls = append(calls, call{User: user, Method: "conversations.history", T: t0},
+			call{User: user, Method: "chat.postMessage", T: t0.Add(delay)})
+	}
+	res := generate(t, Options{From: writeCalls(t, t.TempDir(), "week.csv", calls), Sessions: true, SessionGap: 7 * 24 * time.Hour})
+	if len(res.Sessions.Transitions) != 1 {
+		t.Fatalf("transitions %+v, want the one", res.Sessions.Transitions)
+	}
+	tr := res.Sessions.Transitions[0]
+	for i, q := range tr.DelayQuantilesMS {
+		if q != delay.Milliseconds() {
+			t.Errorf("delay quantile %d is %d ms, every delay observed was %d ms", i, q, delay.Milliseconds())
+		}
+	}
+	loadsSessions(t, res)
+}
