@@ -21,6 +21,11 @@ const DefaultSessionGap = 30 * time.Minute
 // minute like every other.
 const MinSessionGap = time.Minute
 
+// MaxSessionGap is the longest Options.SessionGap: a session's delays
+// are shorter than its gap, and the longest pause a behavior can hold
+// (delay_after_ms) is a week.
+const MaxSessionGap = 7 * 24 * time.Hour
+
 // The bounds of session learning.
 const (
 	// MaxTransitionPairs is how many distinct (from, to) method pairs
@@ -353,6 +358,10 @@ func (g *ingest) learnSessions(ctx context.Context, res *Result) error {
 	gap := g.o.SessionGap
 	if gap == 0 {
 		gap = DefaultSessionGap
+	}
+	if gap > MaxSessionGap {
+		return fmt.Errorf("learning sessions: a session gap of %v is over %v: a session's delays could be longer than the longest pause a behavior holds (delay_after_ms, one week)",
+			gap, MaxSessionGap)
 	}
 	g.report("sessions")
 	l := newSessionLearner(gap, len(g.cnt.methods))

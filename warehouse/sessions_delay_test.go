@@ -3,6 +3,7 @@ package warehouse
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,4 +50,21 @@ func TestSessionsDelayQuantilesWithinObserved(t *testing.T) {
 		}
 	}
 	loadsSessions(t, res)
+}
+
+// A session gap longer than the longest pause a behavior can hold lets a
+// session hold delays no generated step could write: refused, saying why.
+func TestSessionsGapOverAWeekRefused(t *testing.T) {
+	start := time.Date(2026, 11, 2, 14, 0, 0, 0, time.UTC)
+	calls := []call{{User: "U1", Method: "conversations.history", T: start},
+		{User: "U1", Method: "chat.postMessage", T: start.Add(8 * 24 * time.Hour)}}
+	res, err := Generate(t.Context(), Options{From: writeCalls(t, t.TempDir(), "gap.csv", calls), Sessions: true,
+		SessionGap: 10 * 24 * time.Hour, TempDir: t.TempDir()}, nil)
+	if err == nil {
+		loadsSessions(t, res)
+		t.Fatal("a 10-day session gap was accepted")
+	}
+	if !strings.Contains(err.Error(), "session gap of 240h0m0s is over 168h0m0s") {
+		t.Errorf("error %q does not name the gap and its bound", err)
+	}
 }
