@@ -68,3 +68,30 @@ func TestSessionsGapOverAWeekRefused(t *testing.T) {
 		t.Errorf("error %q does not name the gap and its bound", err)
 	}
 }
+
+// A method's sequence (Options.Sequences) may hold choose steps of its
+// own; the generated sessions nest them inside their follow-ups' choose
+// steps, and the output must still load (choose steps nest at most
+// behaviors.MaxChooseDepth deep).
+func TestSessionsNestSequencesWithChoose(t *testing.T) {
+	dir := t.TempDir()
+	inner := `{"delay_after_ms": 1}`
+	for range 3 {
+		inner = `{"choose": [{"weight": 0.5, "steps": [` + inner + `]}]}`
+	}
+	seqs := writeFile(t, dir, "seqs.json", []byte(`{"sequences": {"conversations.history": {"steps": [
+		{"request": {"type": "api", "method": "conversations.history"}}, `+inner+`]}}}`))
+	start := time.Date(2026, 11, 2, 14, 0, 0, 0, time.UTC)
+	var calls []call
+	for u := range 30 {
+		t0 := start.Add(time.Duration(u) * time.Minute)
+		for i := range 8 {
+			calls = append(calls, call{User: fmt.Sprintf("U%d", u), Method: "conversations.history", T: t0.Add(time.Duration(i) * time.Second)})
+		}
+	}
+	res := generate(t, Options{From: writeCalls(t, dir, "deep.csv", calls), Sessions: true, Sequences: seqs})
+	if tr := res.Sessions.Transitions; len(tr) != 1 || !tr[0].Kept {
+		t.Errorf("transitions %+v, want the one, kept as deep as it fits", tr)
+	}
+	loadsSessions(t, res)
+}
