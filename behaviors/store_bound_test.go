@@ -30,6 +30,7 @@ func TestMessageChannelIDsCountTowardTheBound(t *testing.T) {
 		t.Errorf("%d messages under %d KiB channel ids grew the heap by %d bytes, over twice the store's bound (%d); it counts %d",
 			MaxChannels, len(pad)>>10, grown, MaxKnowledgeBytes, s.KnowledgeBytes())
 	}
+	t.Logf("heap grew %d bytes", int64(after.HeapAlloc)-int64(before.HeapAlloc))
 	if got := s.LatestMessage(fmt.Sprintf("C0-%s", pad)); got == nil || got.Text != "hi" {
 		t.Errorf("the first channel's message is lost: %+v", got)
 	}
