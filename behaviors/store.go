@@ -322,10 +322,15 @@ func (s *Store) AddMessages(channel string, msgs []Message) {
 	defer k.unlock()
 	ci := k.msgChan(channel)
 	var cur []handle
+	var keySize int64 // a new channel's id, counted while it has messages
 	if ci >= 0 {
 		cur = k.msgs[ci].ms
-	} else if len(k.msgs) >= MaxChannels {
-		return
+	} else {
+		keySize = strSize(channel)
+		if len(k.msgs) >= MaxChannels || keySize > MaxKnowledgeBytes-k.bytes {
+			return
+		}
+		k.bytes += keySize
 	}
 	for i := range msgs {
 		if msgs[i].TS != "" {
@@ -349,9 +354,12 @@ func (s *Store) AddMessages(channel string, msgs []Message) {
 				k.bytes -= messageSize(&k.msgAt(h).v)
 				k.unrefMsg(h)
 			}
+			k.bytes -= keySize
 			return
 		}
 		k.msgs = append(k.msgs, chanMsgs{ch: ch, ms: cur})
+	default: // a new channel, no message kept
+		k.bytes -= keySize
 	}
 }
 

@@ -21,6 +21,11 @@ const DefaultSessionGap = 30 * time.Minute
 // minute like every other.
 const MinSessionGap = time.Minute
 
+// MaxSessionGap is the longest Options.SessionGap: a session's delays
+// are shorter than its gap, and the longest pause a behavior can hold
+// (delay_after_ms) is a week.
+const MaxSessionGap = 7 * 24 * time.Hour
+
 // The bounds of session learning.
 const (
 	// MaxTransitionPairs is how many distinct (from, to) method pairs
@@ -147,10 +152,13 @@ type End struct {
 	SE          float64 `json:"se"`
 }
 
-// pairStat is one tracked (from, to) pair.
+// pairStat is one tracked (from, to) pair: lo and hi are its exact
+// shortest and longest delays (the sketch's own estimates of them are
+// off by up to its accuracy).
 type pairStat struct {
-	count int64
-	delay *ddsketch.DDSketch
+	count  int64
+	delay  *ddsketch.DDSketch
+	lo, hi int64
 }
 
 // sessionLearner cuts each user's calls, in time order, into sessions
@@ -212,13 +220,14 @@ func (l *sessionLearner) call(newUser bool, ms int64, m uint16) error {
 			if err != nil {
 				return fmt.Errorf("learning sessions: a delay sketch: %w", err)
 			}
-			p = &pairStat{delay: sk}
+			p = &pairStat{delay: sk, lo: ms - l.lastMS, hi: ms - l.lastMS}
 			l.pairs[key] = p
 		}
 		if p == nil {
 			l.untracked++
 		} else {
 			p.count++
+			p.lo, p.hi = min(p.lo, ms-l.lastMS), max(p.hi, ms-l.lastMS)
 			if err := p.delay.Add(float64(ms - l.lastMS)); err != nil {
 				return fmt.Errorf("learning sessions: a delay of %d ms: %w", ms-l.lastMS, err)
 			}
@@ -279,8 +288,9 @@ func (l *sessionLearner) result(gap time.Duration, methods []string, active int6
 		n := l.calls[from] - l.ends[from] // From's calls that had a next call
 		prob := float64(p.count) / float64(max(n, 1))
 		t := Transition{From: methods[from], To: methods[to], Count: p.count, Probability: prob, SE: binomialSE(prob, n),
-			DelayQuantilesMS: delayQuantiles(p.delay)}
-		t.DelayP50MS, t.DelayP90MS = quantileMS(p.delay, 0.5), quantileMS(p.delay, 0.9)
+			DelayQuantilesMS: delayQuantiles(p)}
+		t.DelayP50MS = min(max(quantileMS(p.delay, 0.5), p.lo), p.hi)
+		t.DelayP90MS = min(max(quantileMS(p.delay, 0.9), p.lo), p.hi)
 		s.Transitions = append(s.Transitions, t)
 	}
 	sortTransitions(s.Transitions)
@@ -315,23 +325,21 @@ func quantileMS(sk *ddsketch.DDSketch, q float64) int64 {
 	return int64(math.Round(max(v, 0)))
 }
 
-// delayQuantiles are the sketch's quantiles at 0, 0.1, …, 1 in ms (the
-// ends are the exact minimum and maximum), never decreasing.
-func delayQuantiles(sk *ddsketch.DDSketch) []int64 {
+// delayQuantiles are a pair's delay quantiles at 0, 0.1, …, 1 in ms: the
+// ends its exact shortest and longest delays, the others the sketch's,
+// never decreasing and never outside the delays observed (a sketch's
+// estimate may be up to its accuracy above the longest, which could take
+// a generated pause past the longest a behavior holds).
+func delayQuantiles(p *pairStat) []int64 {
 	out := make([]int64, 11)
-	lo, err1 := sk.GetMinValue()
-	hi, err2 := sk.GetMaxValue()
 	for i := range out {
-		switch {
-		case i == 0 && err1 == nil:
-			out[i] = int64(math.Round(max(lo, 0)))
-		case i == 10 && err2 == nil:
-			out[i] = int64(math.Round(max(hi, 0)))
+		switch i {
+		case 0:
+			out[i] = p.lo
+		case 10:
+			out[i] = p.hi
 		default:
-			out[i] = quantileMS(sk, float64(i)/10)
-		}
-		if i > 0 && out[i] < out[i-1] {
-			out[i] = out[i-1]
+			out[i] = min(max(quantileMS(p.delay, float64(i)/10), out[i-1]), p.hi)
 		}
 	}
 	return out
@@ -350,6 +358,10 @@ func (g *ingest) learnSessions(ctx context.Context, res *Result) error {
 	gap := g.o.SessionGap
 	if gap == 0 {
 		gap = DefaultSessionGap
+	}
+	if gap > MaxSessionGap {
+		return fmt.Errorf("learning sessions: a session gap of %v is over %v: a session's delays could be longer than the longest pause a behavior holds (delay_after_ms, one week)",
+			gap, MaxSessionGap)
 	}
 	g.report("sessions")
 	l := newSessionLearner(gap, len(g.cnt.methods))

@@ -126,6 +126,15 @@ func (g *sessionBuild) build(s *Sessions, drops []string) error {
 			MaxEntryBehaviors, len(entries)-MaxEntryBehaviors, plural64(left, "session", "sessions")))
 		entries = entries[:MaxEntryBehaviors]
 	}
+	depths := map[string]int{} // per method: how deeply its sequence's choose steps nest
+	chooseDepth := func(m string) int {
+		d, ok := depths[m]
+		if !ok {
+			d = stepsChooseDepth(g.seqSteps[m])
+			depths[m] = d
+		}
+		return d
+	}
 	trees := make([][]sessionNode, len(entries))
 	var h candHeap
 	push := func(tree, parent int) {
@@ -135,6 +144,11 @@ func (g *sessionBuild) build(s *Sessions, drops []string) error {
 		}
 		for _, ti := range out[n.method] {
 			t := s.Transitions[ti]
+			// The kid's steps sit inside n.depth+1 choose steps, and its
+			// sequence may nest choose steps of its own.
+			if n.depth+1+chooseDepth(t.To) > behaviors.MaxChooseDepth {
+				continue
+			}
 			w := math.Floor(float64(t.Count)/float64(max(calls[t.From], 1))*1e6) / 1e6
 			p := n.path * w
 			if p < MinPathProbability || w <= 0 {
@@ -304,6 +318,28 @@ func (g *sessionBuild) treeSteps(tree []sessionNode, id int, s *Sessions, unseq 
 		})
 	}
 	return append(steps, map[string]any{"choose": branches}), nil
+}
+
+// stepsChooseDepth is how deeply the choose steps of a sequence's steps
+// (as Options.Sequences holds them) nest: 0 for none.
+func stepsChooseDepth(steps []map[string]json.RawMessage) int {
+	depth := 0
+	for _, st := range steps {
+		raw, ok := st["choose"]
+		if !ok {
+			continue
+		}
+		var branches []struct {
+			Steps []map[string]json.RawMessage `json:"steps"`
+		}
+		_ = json.Unmarshal(raw, &branches) // the file loaded: it is well formed
+		d := 1
+		for _, b := range branches {
+			d = max(d, 1+stepsChooseDepth(b.Steps))
+		}
+		depth = max(depth, d)
+	}
+	return depth
 }
 
 // methodSteps are a method's steps: its sequence from Options.Sequences
