@@ -47,6 +47,7 @@ func liveWindow(now, armed time.Time, win time.Duration) (from, to time.Time, se
 // every threshold is arming. An arming threshold is not failing.
 func (k *Keeper) liveThresholds(run *state.Run, armed, now time.Time) []liveChange {
 	ts, _ := parseThresholds(run.Thresholds) // checked at creation
+	ts = slices.DeleteFunc(ts, (*verdict.Threshold).IsFidelity) // judged on the whole run, in its report
 	if len(ts) == 0 {
 		return nil
 	}
