@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper/api"
+	"github.com/koipond/koipond/keeper/contract"
 )
 
 func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -117,6 +118,7 @@ type runView struct {
 	Refused        map[string]string `json:"refused"`
 	StopCompleteMS int64             `json:"stop_complete_ms"`
 	api.GuardView
+	Fidelity *contract.Fidelity `json:"fidelity"`
 }
 
 func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
@@ -143,6 +145,9 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 		fmt.Fprintf(stdout, "  REFUSED by %s: %s\n", s, why)
 	}
 	printGuard(stdout, &v)
+	if v.Fidelity != nil {
+		fmt.Fprintf(stdout, "  fidelity: %s — %s\n", fidelityWord(v.Fidelity), clean(v.Fidelity.Summary, 300))
+	}
 	if v.Stop != nil {
 		if v.Stop.Complete() {
 			fmt.Fprintf(stdout, "  %s\n", stopConfirmed(len(v.Stop.Expected), v.StopCompleteMS))
