@@ -25,6 +25,9 @@ from --ws-url (else the boot sequence gives it), with --ws-subprotocol and
 
 --threshold adds a condition the run's report judges, e.g.
   --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
+--threshold 'fidelity=matched' fails the run unless the load matched its spec
+(every behavior within 4 standard errors of its expected runs, every launch's
+starts uniform); 'fidelity=max_z <= 3' bounds the largest |z| instead.
 With --wait (and --duration) the command shows progress until the run ends
 (on a terminal one line redrawn every second; in logs and pipes a line
 every --progress-every and whenever the state or a threshold's live
