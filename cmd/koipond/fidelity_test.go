@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/koipond/koipond/keeper/contract"
 )
@@ -48,5 +49,22 @@ func TestPrintFidelity(t *testing.T) {
 	}
 	if w := fidelityWord(&contract.Fidelity{Verdict: contract.FidelityMatched}); w != "matched" {
 		t.Errorf("word %q", w)
+	}
+}
+
+// The progress line says the fidelity word once the run view carries a
+// verdict, and a change of verdict makes the plain printer write a line.
+func TestProgressFidelityWord(t *testing.T) {
+	s := progressSample{Elapsed: time.Second, Run: progressRun(contract.RunRunning, 1)}
+	if line := progressLine(s); strings.Contains(line, "fidelity") {
+		t.Errorf("no verdict yet, the line says one: %q", line)
+	}
+	before := progressKey(s)
+	s.Run.Fidelity = &contract.Fidelity{Verdict: contract.FidelityNotMatched}
+	if line := progressLine(s); !strings.HasSuffix(line, "  fidelity NOT MATCHED") {
+		t.Errorf("line %q does not end with the fidelity word", line)
+	}
+	if progressKey(s) == before {
+		t.Error("a new fidelity verdict does not change the progress key")
 	}
 }
