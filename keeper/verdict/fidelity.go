@@ -1,10 +1,12 @@
 package verdict
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/metrics"
@@ -26,10 +28,18 @@ const (
 	FidelityMinStarts = 20
 	FidelityAlpha     = 0.001
 	// maxFidelityBehaviors and maxFidelityLaunches bound what a report
-	// holds (a behavior set has at most a few hundred behaviors; a run
-	// keeps at most so many launches).
-	maxFidelityBehaviors = 1000
+	// holds (a run keeps at most 500 metric keys; launches beyond the
+	// newest 200 are left out), and MaxFidelityJSON its encoded size: the
+	// report record must stay well under NATS's 1 MiB message beside the
+	// keys and the snapshot, so a larger verdict drops its reasons, then
+	// the behaviors that were within (boundFidelity).
+	maxFidelityBehaviors = 500
 	maxFidelityLaunches  = 200
+	MaxFidelityJSON      = 128 << 10
+	// maxNameLen, maxCauseLen and maxSummaryLen clip the text kept.
+	maxNameLen    = 200
+	maxCauseLen   = 400
+	maxSummaryLen = 1000
 	// maxSummaryItems is how many problems the summary line names.
 	maxSummaryItems = 3
 	// maxCauseReasons is how many failure reasons a cause names.
@@ -120,12 +130,57 @@ func JudgeFidelity(in FidelityInput) *state.Fidelity {
 	}
 	f.Notes = append(f.Notes, runNotes(in, f)...)
 	summarize(f, exp != nil)
+	for i := range f.Behaviors {
+		f.Behaviors[i].Cause = clip(f.Behaviors[i].Cause, maxCauseLen)
+	}
+	f.Summary = clip(f.Summary, maxSummaryLen)
+	boundFidelity(f, MaxFidelityJSON)
 	return f
+}
+
+// boundFidelity keeps f's JSON within limit bytes: first without the
+// behaviors' reasons (their causes still name them), then listing only
+// the behaviors that were not within, with a note of how many were.
+func boundFidelity(f *state.Fidelity, limit int) {
+	size := func() int { b, _ := json.Marshal(f); return len(b) }
+	if size() <= limit {
+		return
+	}
+	for i := range f.Behaviors {
+		f.Behaviors[i].Reasons, f.Behaviors[i].HaltReasons = nil, nil
+	}
+	if size() <= limit {
+		return
+	}
+	total := len(f.Behaviors)
+	kept := f.Behaviors[:0]
+	for _, b := range f.Behaviors {
+		if b.Verdict == state.FidelityUnder || b.Verdict == state.FidelityOver {
+			kept = append(kept, b)
+		}
+	}
+	f.Behaviors = kept
+	for size() > limit-200 && len(f.Behaviors) > 0 { // room for the note
+		f.Behaviors = f.Behaviors[:len(f.Behaviors)/2]
+	}
+	f.Notes = append(f.Notes, fmt.Sprintf("%d of %d behaviors are not listed, to bound the verdict's size; those listed were under or over", total-len(f.Behaviors), total))
+}
+
+// clip cuts s to at most n bytes on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // judgeBehavior compares one behavior's runs with its expected number.
 func judgeBehavior(sp FidelitySpec, in FidelityInput, exp *metrics.Exposure) state.FidelityBehavior {
-	b := state.FidelityBehavior{Behavior: sp.Name, Key: sp.Key, Frequency: sp.Frequency}
+	b := state.FidelityBehavior{Behavior: clip(sp.Name, maxNameLen), Key: clip(sp.Key, maxNameLen), Frequency: sp.Frequency}
 	if len(sp.HaltReasons) > 0 {
 		b.HaltReasons = sp.HaltReasons[:min(len(sp.HaltReasons), maxHaltReasons)]
 	}
@@ -140,7 +195,7 @@ func judgeBehavior(sp FidelitySpec, in FidelityInput, exp *metrics.Exposure) sta
 		b.Canceled = ss.Counts[metrics.Canceled]
 		b.Failed = ss.Failures()
 		for _, r := range ss.Reasons {
-			b.Reasons = append(b.Reasons, state.Reason{Reason: r.Reason, Count: r.Count, Sample: r.Sample})
+			b.Reasons = append(b.Reasons, state.Reason{Reason: r.Reason, Count: r.Count}) // samples: in the report's keys
 			if len(b.Reasons) == maxCauseReasons {
 				break
 			}
@@ -261,7 +316,7 @@ func pct(n, of uint64) string {
 // judgeLaunch compares a launch's started koi with planned and tests its
 // binned start offsets for uniformity over the window.
 func judgeLaunch(l *state.Launch) state.FidelityLaunch {
-	fl := state.FidelityLaunch{ID: l.ID, Name: l.Name, Planned: l.Count, Started: l.Started, Completed: l.Finished,
+	fl := state.FidelityLaunch{ID: clip(l.ID, maxNameLen), Name: clip(l.Name, maxNameLen), Planned: l.Count, Started: l.Started, Completed: l.Finished,
 		Failed: l.Failed, Cancelled: l.Cancelled}
 	bins := make([]uint64, wire.LaunchOffsetBins)
 	with, without := 0, 0

@@ -1,6 +1,8 @@
 package verdict
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -314,5 +316,37 @@ func TestFidelityCases(t *testing.T) {
 	f = JudgeFidelity(FidelityInput{Behaviors: specs, Snapshot: snapshotOf(e, specs, runs, all), Launches: []*state.Launch{clumped}})
 	if f.Verdict != state.FidelityNotMatched || !strings.Contains(f.Summary, `launch l1 "herd" clumped (KS p`) {
 		t.Errorf("clumped launch: %s %q", f.Verdict, f.Summary)
+	}
+}
+
+// A huge set cannot make a report record too large for its bucket: at
+// most 500 behaviors are judged, text is clipped, and the verdict's JSON
+// stays within MaxFidelityJSON, keeping the behaviors that were under.
+func TestFidelityBounded(t *testing.T) {
+	long := strings.Repeat("n", 5000)
+	var specs []FidelitySpec
+	snap := &metrics.Snapshot{Series: map[string]*metrics.SeriesSnapshot{}, Exposure: &metrics.Exposure{}}
+	snap.Exposure.Add(12, 1, 1e6)
+	for i := range 5000 {
+		key := fmt.Sprintf("behavior:%s%d", long, i)
+		specs = append(specs, FidelitySpec{Name: long + fmt.Sprint(i), Key: key, Frequency: 0.001,
+			HaltReasons: []string{strings.Repeat("h", 64), strings.Repeat("i", 64), strings.Repeat("j", 64)}})
+		ss := &metrics.SeriesSnapshot{}
+		ss.Counts[metrics.Halted], ss.Counts[metrics.Error] = 400, 300 // of 1000 expected: under
+		ss.Reasons = []metrics.Reason{{Reason: strings.Repeat("r", 64), Count: 300, Sample: strings.Repeat("s", 256)}}
+		snap.Series[key] = ss
+	}
+	f := JudgeFidelity(FidelityInput{Behaviors: specs, Snapshot: snap})
+	b, _ := json.Marshal(f)
+	t.Logf("%d specs: %d behaviors kept, %d bytes of JSON, notes %q", len(specs), len(f.Behaviors), len(b), f.Notes)
+	if len(b) > MaxFidelityJSON {
+		t.Errorf("the verdict is %d bytes of JSON, over %d", len(b), MaxFidelityJSON)
+	}
+	if len(f.Behaviors) == 0 || f.Behaviors[0].Verdict != state.FidelityUnder || len(f.Behaviors[0].Behavior) > maxNameLen ||
+		len(f.Behaviors[0].Cause) > maxCauseLen || len(f.Summary) > maxSummaryLen {
+		t.Errorf("first behavior %+v, summary %d bytes", f.Behaviors[0], len(f.Summary))
+	}
+	if f.Verdict != state.FidelityNotMatched || !strings.Contains(f.Notes[0], "only the first 500 are judged") {
+		t.Errorf("verdict %s, notes %q", f.Verdict, f.Notes)
 	}
 }
