@@ -2,10 +2,12 @@ package main
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/koipond/koipond/keeper/contract"
+	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // The text report's Fidelity section: the summary first, a row per
@@ -66,5 +68,69 @@ func TestProgressFidelityWord(t *testing.T) {
 	}
 	if progressKey(s) == before {
 		t.Error("a new fidelity verdict does not change the progress key")
+	}
+}
+
+// coinSet halts one behavior on a coin flip: the load cannot match its
+// spec.
+const coinSet = `{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]},
+  "behaviors": {
+    "tick": {"frequency": 0.5, "steps": [{"request": {"type": "api", "method": "auth.test"}}]},
+    "coin": {"frequency": 0.5, "steps": [{"pre_actions": ["{{ if chance 0.5 }}{{ halt \"the coin said no\" }}{{ end }}"],
+      "request": {"type": "api", "method": "auth.test"}}]}}}`
+
+// CI gating on fidelity end to end (keeper, school, pond over real
+// sockets): `run create --wait --threshold fidelity=matched` exits 0 for a
+// set whose behaviors always complete, and 1 for one with a behavior
+// halting half the time, its report naming the behavior and the halt; the
+// CSV report carries the verdict row.
+func TestRunWaitGatesOnFidelity(t *testing.T) {
+	k := testKeeper(t)
+	p := testPond(t, 100, 5, nil)
+	testSchool(t, k, "a", 100)
+	base := "http://" + k.HTTPAddr()
+	c := wiretest.API{Base: base + "/api/v1"}
+	c.Call(t, "POST", "/behavior-sets", map[string]any{"name": "steady", "files": []map[string]string{{"name": "steady.json", "content": tickSet}}}, nil)
+	c.Call(t, "POST", "/behavior-sets", map[string]any{"name": "coin", "files": []map[string]string{{"name": "coin.json", "content": coinSet}}}, nil)
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	results := map[string]result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, set := range []string{"steady", "coin"} {
+		wg.Go(func() {
+			out, errOut, code := runCmd(t, "run", "create", "--keeper", base, "--name", set, "--behaviors", set,
+				"--api-base", p.URL()+"/api", "--token-template", "xoxp-pond-{{.Index}}", "--koi", "30", "--ramp", "0",
+				"--time-scale", "60", "--duration", "8s", "--wait", "--threshold", "fidelity=matched")
+			mu.Lock()
+			results[set] = result{out, errOut, code}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for name, r := range results {
+		t.Logf("%s run: exit %d\n--- progress\n%s--- report\n%s", name, r.code, r.errOut, r.out)
+	}
+	s, coin := results["steady"], results["coin"]
+	if s.code != 0 || !strings.Contains(s.out, "Fidelity: matched — the load matched its spec") || !strings.Contains(s.out, "PASS  fidelity: matched") {
+		t.Errorf("steady run: exit %d, want 0 with the load matched", s.code)
+	}
+	if coin.code != 1 || !strings.Contains(coin.out, "Fidelity: NOT MATCHED — behavior coin under: ") ||
+		!strings.Contains(coin.out, "halted (the coin said no)") || !strings.Contains(coin.out, "FAIL  fidelity: matched") {
+		t.Errorf("coin run: exit %d, want 1 with the halting behavior named", coin.code)
+	}
+	if !strings.Contains(coin.errOut, "fidelity ") {
+		t.Errorf("the progress lines never say the fidelity word:\n%s", coin.errOut)
+	}
+	var runs []struct{ ID, Name string }
+	c.Call(t, "GET", "/runs", nil, &runs)
+	for _, r := range runs {
+		out, _, _ := runCmd(t, "report", "--keeper", base, "--format", "csv", r.ID)
+		want := map[string]string{"steady": ",fidelity,", "coin": "not_matched: behavior coin under"}[r.Name]
+		if !strings.Contains(out, r.ID+",fidelity,") || !strings.Contains(out, want) {
+			t.Errorf("CSV report %s has no fidelity row %q:\n%s", r.Name, want, out)
+		}
 	}
 }

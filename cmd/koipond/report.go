@@ -198,6 +198,8 @@ func formatObserved(v float64, unit string) string {
 		return fmt.Sprintf("%.2f%%", 100*v)
 	case "per_sec":
 		return fmt.Sprintf("%.2f/s", v)
+	case "z":
+		return fmt.Sprintf("|z| %.2f", v)
 	}
 	return fmt.Sprintf("%.0f", v)
 }

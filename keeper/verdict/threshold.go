@@ -280,6 +280,8 @@ func FormatValue(v float64, unit string) string {
 		return strconv.FormatFloat(100*v, 'f', 1, 64) + "%"
 	case "per_sec":
 		return strconv.FormatFloat(v, 'f', 2, 64) + "/s"
+	case "z":
+		return strconv.FormatFloat(v, 'f', 2, 64)
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64)
 }

@@ -22,6 +22,7 @@ function observed(t) {
   if (t.unit === 'ms') return fmtMS(t.observed);
   if (t.unit === 'fraction') return fmtPct(100 * t.observed);
   if (t.unit === 'per_sec') return fmtRate(t.observed) + '/s';
+  if (t.unit === 'z') return '|z| ' + Number(t.observed).toFixed(2);
   return fmtNum(t.observed);
 }
 
