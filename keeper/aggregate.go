@@ -159,9 +159,10 @@ func (rs *runSeries) keyID(key string) (uint16, bool) {
 // idKey is the two-byte key standing for id in encoded buckets.
 func idKey(id uint16) string { return string([]byte{byte(id >> 8), byte(id)}) }
 
-// encode returns snap encoded for a bucket: keys as ids, compressed.
+// encode returns snap encoded for a bucket: keys as ids, compressed; the
+// exposure (the fidelity verdict's denominator) goes along whole.
 func (rs *runSeries) encode(snap *metrics.Snapshot) ([]byte, error) {
-	byID := &metrics.Snapshot{Start: snap.Start, End: snap.End, Series: make(map[string]*metrics.SeriesSnapshot, len(snap.Series))}
+	byID := &metrics.Snapshot{Start: snap.Start, End: snap.End, Series: make(map[string]*metrics.SeriesSnapshot, len(snap.Series)), Exposure: snap.Exposure}
 	for key, ss := range snap.Series {
 		id, ok := rs.keys[key]
 		if !ok {
@@ -192,7 +193,7 @@ func (rs *runSeries) decode(enc []byte, scratch *[]byte) (*metrics.Snapshot, err
 	if err := byID.UnmarshalBinary(raw); err != nil {
 		return nil, fmt.Errorf("decoding a bucket: %w", err)
 	}
-	snap := &metrics.Snapshot{Start: byID.Start, End: byID.End, Series: make(map[string]*metrics.SeriesSnapshot, len(byID.Series))}
+	snap := &metrics.Snapshot{Start: byID.Start, End: byID.End, Series: make(map[string]*metrics.SeriesSnapshot, len(byID.Series)), Exposure: byID.Exposure}
 	for k, ss := range byID.Series {
 		id := int(k[0])<<8 | int(k[1])
 		if len(k) != 2 || id >= len(rs.names) {

@@ -86,6 +86,19 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	if got := restored.Series["api:auth.test"]; got == nil || got.Total() != checkpointed {
 		t.Fatalf("restored total %v, want the checkpoint's %d", got, checkpointed)
 	}
+	// The exposure (koi-minutes of schedule; time scale 60: koi × seconds)
+	// is restored as checkpointed, short of the closing keeper's by at
+	// most what arrived after the checkpoint (one metrics interval more).
+	if snap.Exposure == nil || restored.Exposure == nil || *restored.Exposure != *snap.Exposure {
+		t.Fatalf("restored exposure %+v, want the checkpoint's %+v", restored.Exposure, snap.Exposure)
+	}
+	lostExp := before.Exposure.KoiMinutes() - restored.Exposure.KoiMinutes()
+	expBound := koi * (closeAt.Sub(ck.At) + time.Second).Seconds()
+	t.Logf("exposure: %.1f koi-minutes at the close, %.1f restored (%.1f behind, bound %.1f)",
+		before.Exposure.KoiMinutes(), restored.Exposure.KoiMinutes(), lostExp, expBound)
+	if lostExp < 0 || lostExp > expBound {
+		t.Errorf("restored exposure is %.1f koi-minutes behind the closing keeper's, bound %.1f", lostExp, expBound)
+	}
 	rep := finalReport(t, k2, run.ID, 30*time.Second)
 	pFinal := pondCalls(p)
 	var got uint64
@@ -103,6 +116,16 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	}
 	if lost > bound {
 		t.Errorf("report misses %d calls, more than the %d answered since the last checkpoint", lost, bound)
+	}
+	// The stored report's snapshot carries the exposure: everything
+	// restored and merged since, never more than the koi could run.
+	final := &metrics.Snapshot{}
+	if err := final.UnmarshalBinary(rep.Snapshot); err != nil || final.Exposure == nil {
+		t.Fatalf("the report's snapshot: %v, exposure %+v", err, final.Exposure)
+	}
+	t.Logf("report exposure: %.1f koi-minutes over %.1f s", final.Exposure.KoiMinutes(), rep.DurationSecs)
+	if e := final.Exposure.KoiMinutes(); e < restored.Exposure.KoiMinutes() || e > koi*(rep.DurationSecs+1) {
+		t.Errorf("report exposure %.1f koi-minutes: below the restored %.1f or above %d koi × %.1f s", e, restored.Exposure.KoiMinutes(), koi, rep.DurationSecs+1)
 	}
 	// Without the checkpoint the report would hold only what the reopened
 	// keeper merged; the bound above requires the first half too.

@@ -355,8 +355,21 @@ func checkLaunchStatus(ls *wire.LaunchStatus, sh *state.Share, ended bool) error
 	case ended && satAdd(done, ls.Cancelled) < satAdd(satAdd(sh.Finished, sh.Failed), sh.Cancelled):
 		return fmt.Errorf("%w: the launch has ended with %d koi accounted for, the report has %d", errLaunchCounts,
 			satAdd(satAdd(sh.Finished, sh.Failed), sh.Cancelled), satAdd(done, ls.Cancelled))
+	case len(ls.Offsets) != 0 && len(ls.Offsets) != wire.LaunchOffsetBins:
+		return fmt.Errorf("%w: %d start-offset bins, want %d or none", errLaunchCounts, len(ls.Offsets), wire.LaunchOffsetBins)
+	case binned(ls.Offsets) > uint64(max(0, ls.Started)):
+		return fmt.Errorf("%w: %d starts binned by offset but %d started", errLaunchCounts, binned(ls.Offsets), ls.Started)
 	}
 	return nil
+}
+
+// binned is the number of starts in a launch's offset bins.
+func binned(bins []uint32) uint64 {
+	var n uint64
+	for _, b := range bins {
+		n += uint64(b)
+	}
+	return n
 }
 
 // recordLaunchStatus stores what a school says it did with its launches.
@@ -384,6 +397,7 @@ func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
 				nsh.Started, nsh.Finished, nsh.Failed, nsh.Cancelled = ls.Started, ls.Finished, ls.Failed, ls.Cancelled
 				nsh.Error, nsh.Reported = ls.Error, true
 				nsh.FirstStart, nsh.LastStart = ls.FirstStart, ls.LastStart
+				nsh.Offsets = ls.Offsets
 			}
 			if sameShare(nsh, sh) {
 				continue

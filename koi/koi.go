@@ -48,6 +48,8 @@ type Koi struct {
 	actCtx      context.Context // canceled by Pause and by stop
 	actCancel   context.CancelFunc
 	paused      bool
+	expOn       bool          // the schedule runs: exposure accrues from expAt (exposure.go)
+	expAt       time.Duration // exposure accounted up to here, an offset from origin
 	resumed     chan struct{} // closed when a pause ends
 	timer       *time.Timer   // next behavior firing
 	plan        []behaviors.Firing
@@ -157,6 +159,7 @@ func (k *Koi) Run(ctx context.Context) error {
 	k.mu.Unlock()
 	defer func() {
 		k.mu.Lock()
+		k.endExposureLocked()
 		k.actCancel()
 		if k.timer != nil {
 			k.timer.Stop()
@@ -249,6 +252,7 @@ func (k *Koi) Pause() {
 		return
 	}
 	k.paused = true
+	k.endExposureLocked()
 	k.resumed = make(chan struct{})
 	if k.actCancel != nil {
 		k.actCancel()
@@ -316,6 +320,7 @@ func (k *Koi) startScheduleLocked() {
 			k.plan, k.planPos = k.plan[:0], 0
 		}
 	}
+	k.beginExposureLocked(now)
 	k.armLocked()
 }
 

@@ -146,6 +146,8 @@ type Runtime struct {
 	start  time.Time
 	hourly bool
 
+	exposure exposureBook // spans of schedule that ended, see exposure.go
+
 	// Reply accounting, see budget.go.
 	inFlight      atomic.Int64
 	replyBytes    atomic.Uint64

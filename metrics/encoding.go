@@ -10,13 +10,18 @@ import (
 	"time"
 )
 
-// The binary format of a Snapshot, version 2. Integers are varints
+// The binary format of a Snapshot, version 3. Integers are varints
 // (encoding/binary: uvarint, or zig-zag varint where signed).
 //
 //	magic    "KPM"            3 bytes
-//	version  2                1 byte
+//	version  3                1 byte
 //	start    varint unix seconds, uvarint nanoseconds
 //	end      varint unix seconds, uvarint nanoseconds
+//	exposure uvarint          0: not measured (Exposure nil); 1: then
+//	  hours    uvarint bit set: bit h set when hour h has a non-zero sum
+//	  sums     per set bit, lowest first: Minutes[h], Weighted[h],
+//	           Squared[h], each a float64 (IEEE 754, 8 bytes little
+//	           endian), finite, in [0, MaxExposureSum]
 //	n        uvarint          number of series, then n times, by key:
 //	  key      uvarint length, bytes
 //	  outcomes uvarint bit set: bit i set when Counts[i] > 0
@@ -35,14 +40,22 @@ import (
 // Nothing may follow the last series. Any change to this layout, to the
 // outcome numbering or to the sketch mapping needs a new version.
 //
-// Version 1 is version 2 without the reasons section; it still decodes
-// (checkpoints and schools written before reasons existed).
+// Version 2 is version 3 without the exposure section, version 1 is
+// version 2 without the reasons section; both still decode, with a nil
+// Exposure (checkpoints, stored reports and schools written before).
 const (
 	formatMagic   = "KPM"
-	formatVersion = 2
-	// formatVersionNoReasons is the previous version, still read.
-	formatVersionNoReasons = 1
+	formatVersion = 3
+	// formatVersionNoExposure and formatVersionNoReasons are the previous
+	// versions, still read.
+	formatVersionNoExposure = 2
+	formatVersionNoReasons  = 1
 )
+
+// MaxExposureSum bounds every sum of an encoded Exposure: 10^15
+// koi-minutes is 100,000 koi for nineteen thousand years. Decoding refuses
+// more, so that a lying school cannot push a run's total to infinity.
+const MaxExposureSum = 1e15
 
 // ErrMalformed is returned (wrapped, with details) by UnmarshalBinary for
 // input that is not a valid encoded Snapshot.
@@ -67,6 +80,10 @@ func (s *Snapshot) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, formatVersion)
 	b = appendTime(b, s.Start)
 	b = appendTime(b, s.End)
+	var err error
+	if b, err = appendExposure(b, s.Exposure); err != nil {
+		return nil, err
+	}
 	b = binary.AppendUvarint(b, uint64(len(s.Series)))
 	for _, key := range s.Keys() {
 		ss := s.Series[key]
@@ -112,7 +129,6 @@ func (s *Snapshot) AppendBinary(b []byte) ([]byte, error) {
 		// sketch left if the length turned out to need fewer bytes.
 		at := len(b)
 		b = append(b, make([]byte, binary.MaxVarintLen64)...)
-		var err error
 		if b, err = appendSketch(b, ss.sketch); err != nil {
 			return nil, fmt.Errorf("metrics: encode %q: %w", key, err)
 		}
@@ -120,6 +136,27 @@ func (s *Snapshot) AppendBinary(b []byte) ([]byte, error) {
 		w := binary.PutUvarint(b[at:], uint64(n))
 		copy(b[at+w:], b[at+binary.MaxVarintLen64:])
 		b = b[:at+w+n]
+	}
+	return b, nil
+}
+
+// appendExposure writes the exposure section; what the decoder refuses
+// is never written.
+func appendExposure(b []byte, e *Exposure) ([]byte, error) {
+	if e == nil {
+		return append(b, 0), nil
+	}
+	if err := e.check(); err != nil {
+		return nil, fmt.Errorf("metrics: encode: %w", err)
+	}
+	hours := e.hours()
+	b = binary.AppendUvarint(append(b, 1), uint64(hours))
+	for h := range 24 {
+		if hours&(1<<h) != 0 {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Minutes[h]))
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Weighted[h]))
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Squared[h]))
+		}
 	}
 	return b, nil
 }
@@ -148,13 +185,17 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w: not a koipond metrics snapshot", ErrMalformed)
 	}
 	v := data[len(formatMagic)]
-	if v != formatVersion && v != formatVersionNoReasons {
-		return fmt.Errorf("%w: %d (this build reads %d and %d)", ErrVersion, v, formatVersionNoReasons, formatVersion)
+	if v < formatVersionNoReasons || v > formatVersion {
+		return fmt.Errorf("%w: %d (this build reads %d to %d)", ErrVersion, v, formatVersionNoReasons, formatVersion)
 	}
-	d.reasons = v >= 2
+	d.reasons = v >= formatVersionNoExposure
 	d.b = data[len(formatMagic)+1:]
 	start := d.time("start")
 	end := d.time("end")
+	var exp *Exposure
+	if v >= formatVersion {
+		exp = d.exposure()
+	}
 	n := d.uvarint("series count")
 	// A series takes at least 3 bytes (key length, outcome set, samples);
 	// checking this first keeps a forged count from sizing the map.
@@ -188,8 +229,52 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 	if len(d.b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
 	}
-	*s = Snapshot{Start: start, End: end, Series: series}
+	*s = Snapshot{Start: start, End: end, Series: series, Exposure: exp}
 	return nil
+}
+
+// exposure reads the exposure section, checking every bound the encoder
+// keeps.
+func (d *decoder) exposure() *Exposure {
+	switch p := d.uvarint("exposure"); {
+	case d.err != nil:
+		return nil
+	case p == 0:
+		return nil
+	case p != 1:
+		d.fail("exposure: presence %d (want 0 or 1)", p)
+		return nil
+	}
+	hours := d.uvarint("exposure hours")
+	if d.err == nil && hours>>24 != 0 {
+		d.fail("exposure: hour set %#x names hours past 23", hours)
+	}
+	if d.err != nil {
+		return nil
+	}
+	e := &Exposure{}
+	for h := range 24 {
+		if hours&(1<<h) == 0 {
+			continue
+		}
+		if len(d.b) < 24 {
+			d.fail("exposure: hour %d: %d bytes left, want 24", h, len(d.b))
+			return nil
+		}
+		for _, dst := range []*float64{&e.Minutes[h], &e.Weighted[h], &e.Squared[h]} {
+			*dst = math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+			d.b = d.b[8:]
+		}
+		if e.Minutes[h] == 0 && e.Weighted[h] == 0 && e.Squared[h] == 0 {
+			d.fail("exposure: hour %d is set but holds nothing", h)
+			return nil
+		}
+	}
+	if err := e.check(); err != nil {
+		d.fail("%v", err)
+		return nil
+	}
+	return e
 }
 
 // decoder reads varints from b, remembering the first error.
@@ -376,7 +461,8 @@ func reasonBefore(a, b Reason) bool {
 // MarshalBinaryWithin encodes s like MarshalBinary and, when that is over
 // limit bytes, sheds what a restored report can best do without until it
 // fits: first the reasons' samples, then the reasons (their failures stay
-// counted by outcome). Counts and latencies are never shed, so the result
+// counted by outcome). Counts, latencies and the exposure (the fidelity
+// verdict's denominator, a few hundred bytes at most) are never shed, so the result
 // may still be over limit; the caller decides what to do then.
 func (s *Snapshot) MarshalBinaryWithin(limit int) ([]byte, error) {
 	enc, err := s.MarshalBinary()
@@ -387,7 +473,7 @@ func (s *Snapshot) MarshalBinaryWithin(limit int) ([]byte, error) {
 		func(r Reason) (Reason, bool) { r.Sample = ""; return r, true },
 		func(Reason) (Reason, bool) { return Reason{}, false },
 	} {
-		lean := &Snapshot{Start: s.Start, End: s.End, Series: make(map[string]*SeriesSnapshot, len(s.Series))}
+		lean := &Snapshot{Start: s.Start, End: s.End, Series: make(map[string]*SeriesSnapshot, len(s.Series)), Exposure: s.Exposure}
 		for k, ss := range s.Series {
 			c := *ss
 			c.Reasons = nil

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,9 +34,20 @@ func snap(record func(r *Recorder)) *Snapshot {
 	return s
 }
 
-// fixture is a small but complete snapshot; testdata/snapshot_v2.golden is
-// its encoding (snapshot_v1.golden: the same without reasons, version 1).
+// fixture is a small but complete snapshot; testdata/snapshot_v3.golden is
+// its encoding (snapshot_v2.golden: the same without exposure, version 2;
+// snapshot_v1.golden: without reasons either, version 1).
 func fixture() *Snapshot {
+	s := fixtureSeries()
+	s.Exposure = &Exposure{}
+	s.Exposure.Add(9, 1, 120.5)
+	s.Exposure.Add(9, 2.5, 30)
+	s.Exposure.Add(10, 0.25, 1.0/3)
+	return s
+}
+
+// fixtureSeries is the fixture's series, without exposure.
+func fixtureSeries() *Snapshot {
 	return snap(func(r *Recorder) {
 		api := r.Series("api:conversations.history")
 		for i := range 1000 {
@@ -71,6 +83,9 @@ func equalSnapshots(t *testing.T, a, b *Snapshot) {
 	t.Helper()
 	if !a.Start.Equal(b.Start) || !a.End.Equal(b.End) {
 		t.Errorf("interval %v–%v != %v–%v", a.Start, a.End, b.Start, b.End)
+	}
+	if (a.Exposure == nil) != (b.Exposure == nil) || (a.Exposure != nil && *a.Exposure != *b.Exposure) {
+		t.Errorf("exposure %+v != %+v", a.Exposure, b.Exposure)
 	}
 	if ak, bk := strings.Join(a.Keys(), ","), strings.Join(b.Keys(), ","); ak != bk {
 		t.Fatalf("keys %q != %q", ak, bk)
@@ -127,6 +142,17 @@ func TestRoundTrip(t *testing.T) {
 		})},
 		// A realistic mix.
 		{"fixture", fixture()},
+		// Measured exposure with nothing in it: not the same as nil.
+		{"zero exposure", &Snapshot{Exposure: &Exposure{}}},
+		// Exposure in every hour, at the bounds: the largest sum, the
+		// smallest positive one.
+		{"full exposure", func() *Snapshot {
+			e := &Exposure{}
+			for h := range 24 {
+				e.Minutes[h], e.Weighted[h], e.Squared[h] = MaxExposureSum, 5e-324, float64(h)
+			}
+			return &Snapshot{Start: t0, End: t1, Exposure: e}
+		}()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,7 +181,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "snapshot_v2.golden")
+	path := filepath.Join("testdata", "snapshot_v3.golden")
 	if *update {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -186,11 +212,29 @@ func TestGoldenV1(t *testing.T) {
 	if err := got.UnmarshalBinary(data); err != nil {
 		t.Fatal(err)
 	}
-	want := fixture()
+	want := fixtureSeries()
 	for _, ss := range want.Series {
 		ss.Reasons = nil
 	}
 	equalSnapshots(t, want, &got)
+}
+
+// TestGoldenV2 decodes the version-2 encoding of the fixture, written
+// before exposure existed: its Exposure is nil (not measured), the rest
+// is whole.
+func TestGoldenV2(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "snapshot_v2.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Snapshot
+	if err := got.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if got.Exposure != nil {
+		t.Fatalf("a version-2 snapshot decoded with exposure %+v", got.Exposure)
+	}
+	equalSnapshots(t, fixtureSeries(), &got)
 }
 
 // enc1 builds encodings by hand (header: version 1), for inputs MarshalBinary never
@@ -200,6 +244,20 @@ type enc1 []byte
 func header() enc1 {
 	b := enc1(append([]byte(formatMagic), formatVersionNoReasons))
 	return b.time(t0).time(t1)
+}
+
+// header3 is a version-3 header up to the exposure section.
+func header3() enc1 {
+	b := enc1(append([]byte(formatMagic), formatVersion))
+	return b.time(t0).time(t1)
+}
+
+// f64 appends the three sums of one exposure hour.
+func (b enc1) f64(v ...float64) enc1 {
+	for _, x := range v {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+	}
+	return b
 }
 func (b enc1) v(v int64) enc1  { return binary.AppendVarint(b, v) }
 func (b enc1) u(v uint64) enc1 { return binary.AppendUvarint(b, v) }
@@ -329,6 +387,19 @@ func TestUnmarshalBadInput(t *testing.T) {
 			enc.EncodeFlag(b, enc.FlagZeroCountVarFloat)
 			enc.EncodeVarfloat64(b, 1)
 		})), ErrMalformed},
+		// Exposure: a presence flag other than 0 or 1.
+		{"exposure presence", header3().u(2).u(0).u(0), ErrMalformed},
+		// An hour past 23.
+		{"exposure hour 24", header3().u(1).u(1<<24).f64(1, 1, 1).u(0), ErrMalformed},
+		// Sums a lying school could send: NaN, infinite, negative, huge.
+		{"exposure NaN", header3().u(1).u(1).f64(nanf(), 1, 1).u(0), ErrMalformed},
+		{"exposure infinite", header3().u(1).u(1).f64(1, math.Inf(1), 1).u(0), ErrMalformed},
+		{"exposure negative", header3().u(1).u(1).f64(1, 1, -1).u(0), ErrMalformed},
+		{"exposure huge", header3().u(1).u(1<<23).f64(MaxExposureSum*2, 1, 1).u(0), ErrMalformed},
+		// A set hour holding nothing (not canonical).
+		{"exposure empty hour", header3().u(1).u(1).f64(0, 0, 0).u(0), ErrMalformed},
+		// Two hours announced, one sent.
+		{"exposure truncated", header3().u(1).u(3).f64(1, 1, 1).raw(0, 0, 0), ErrMalformed},
 		// Exact-summary flags from DDSketchWithExactSummaryStatistics.
 		{"sketch summary flag", oneSample(sk(func(b *[]byte) {
 			enc.EncodeFlag(b, enc.FlagCount)
@@ -385,6 +456,7 @@ func FuzzUnmarshal(f *testing.F) {
 	} else {
 		f.Add(b)
 	}
+	f.Add([]byte(header3().u(1).u(1<<23|1).f64(1, 2, 4, 0.5, 0, 0).u(0)))
 	f.Add([]byte(formatMagic + "\x01"))
 	f.Add([]byte(header().u(1).str("k").u(1).u(1).u(1).sketch(posBins([]int64{1 << 60}, []float64{1}))))
 	f.Add([]byte(header().u(1 << 62).str("k").u(0).u(0)))

@@ -1,6 +1,9 @@
 package metrics
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // Exposure measures how long a run's koi ran their background schedule,
 // the denominator of every behavior's expected number of runs. A koi adds
@@ -25,26 +28,37 @@ type Exposure struct {
 
 // Add records that a koi of the given activity scheduled for minutes
 // behavior-minutes in hour h (0–23); other hours and non-finite or
-// negative values are ignored.
+// negative values are ignored. Sums saturate at MaxExposureSum.
 func (e *Exposure) Add(hour int, activity, minutes float64) {
 	if hour < 0 || hour >= 24 || !(minutes > 0) || math.IsInf(minutes, 0) || !(activity >= 0) || math.IsInf(activity, 0) {
 		return
 	}
-	e.Minutes[hour] += minutes
-	e.Weighted[hour] += activity * minutes
-	e.Squared[hour] += activity * activity * minutes
+	e.Minutes[hour] = satAdd(e.Minutes[hour], minutes)
+	e.Weighted[hour] = satAdd(e.Weighted[hour], activity*minutes)
+	e.Squared[hour] = satAdd(e.Squared[hour], activity*activity*minutes)
 }
 
-// Merge adds o's sums to e.
+// Merge adds o's sums to e, saturating at MaxExposureSum (so that what a
+// keeper merges from lying schools still encodes); a sum of o that is
+// NaN or negative counts as 0.
 func (e *Exposure) Merge(o *Exposure) {
 	if o == nil {
 		return
 	}
 	for h := range 24 {
-		e.Minutes[h] += o.Minutes[h]
-		e.Weighted[h] += o.Weighted[h]
-		e.Squared[h] += o.Squared[h]
+		e.Minutes[h] = satAdd(e.Minutes[h], o.Minutes[h])
+		e.Weighted[h] = satAdd(e.Weighted[h], o.Weighted[h])
+		e.Squared[h] = satAdd(e.Squared[h], o.Squared[h])
 	}
+}
+
+// satAdd returns a + b capped at MaxExposureSum, b counting as 0 when it
+// is NaN or negative.
+func satAdd(a, b float64) float64 {
+	if !(b >= 0) {
+		return a
+	}
+	return min(MaxExposureSum, a+b)
 }
 
 // KoiMinutes returns the koi-minutes over every hour.
@@ -69,4 +83,40 @@ func (e *Exposure) Expected(f float64, hourly []float64) (mean, variance float64
 		variance += q*e.Weighted[h] - q*q*e.Squared[h]
 	}
 	return mean, max(0, variance)
+}
+
+// Clone returns a copy of e (nil for nil).
+func (e *Exposure) Clone() *Exposure {
+	if e == nil {
+		return nil
+	}
+	c := *e
+	return &c
+}
+
+// check returns an error naming the first sum that is not finite or not
+// in [0, MaxExposureSum]: what a snapshot may carry.
+func (e *Exposure) check() error {
+	for h := range 24 {
+		for _, v := range []struct {
+			name string
+			x    float64
+		}{{"minutes", e.Minutes[h]}, {"weighted", e.Weighted[h]}, {"squared", e.Squared[h]}} {
+			if !(v.x >= 0 && v.x <= MaxExposureSum) { // false for NaN too
+				return fmt.Errorf("exposure: hour %d: %s %v is not in [0, %g]", h, v.name, v.x, MaxExposureSum)
+			}
+		}
+	}
+	return nil
+}
+
+// hours returns the bit set of hours with a non-zero sum.
+func (e *Exposure) hours() uint32 {
+	var set uint32
+	for h := range 24 {
+		if e.Minutes[h] != 0 || e.Weighted[h] != 0 || e.Squared[h] != 0 {
+			set |= 1 << h
+		}
+	}
+	return set
 }

@@ -175,7 +175,7 @@ func TestMergeReasons(t *testing.T) {
 func TestUnmarshalBadReasons(t *testing.T) {
 	// series is a version-2 encoding of one series "k" with 5 errors.
 	series := func(reasons func(e enc1) enc1) []byte {
-		e := enc1(append([]byte(formatMagic), formatVersion)).time(t0).time(t1).u(1).str("k").u(1 << Error).u(5)
+		e := enc1(append([]byte(formatMagic), formatVersionNoExposure)).time(t0).time(t1).u(1).str("k").u(1 << Error).u(5)
 		return reasons(e).u(0)
 	}
 	tests := []struct {
@@ -207,7 +207,7 @@ func TestUnmarshalBadReasons(t *testing.T) {
 		// "other" not last.
 		{"other first", series(func(e enc1) enc1 { return e.u(2).str(OtherReason).u(2).str("").str("a").u(1).str("") })},
 		// Truncated inside a reason.
-		{"truncated", []byte(enc1(append([]byte(formatMagic), formatVersion)).time(t0).time(t1).u(1).str("k").u(1 << Error).u(5).u(1).u(10).raw('a'))},
+		{"truncated", []byte(enc1(append([]byte(formatMagic), formatVersionNoExposure)).time(t0).time(t1).u(1).str("k").u(1 << Error).u(5).u(1).u(10).raw('a'))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -101,7 +101,8 @@ func (ss *SeriesSnapshot) merge(o *SeriesSnapshot) error {
 	return nil
 }
 
-// Merge merges o into s: counts add exactly, latency sketches merge, Start
+// Merge merges o into s: counts add exactly, latency sketches merge,
+// exposures add (nil stays nil only when both are), Start
 // becomes the earlier and End the later of the two (ignoring zero times).
 // o is left unchanged and shares nothing with s afterwards. On error s is
 // unchanged. Merging a snapshot into itself doubles it.
@@ -139,6 +140,12 @@ func (s *Snapshot) Merge(o *Snapshot) error {
 			return fmt.Errorf("metrics: merge %q: %w", key, err)
 		}
 	}
+	if o.Exposure != nil {
+		if s.Exposure == nil {
+			s.Exposure = &Exposure{}
+		}
+		s.Exposure.Merge(o.Exposure)
+	}
 	if !o.Start.IsZero() && (s.Start.IsZero() || o.Start.Before(s.Start)) {
 		s.Start = o.Start
 	}
@@ -150,7 +157,7 @@ func (s *Snapshot) Merge(o *Snapshot) error {
 
 // clone returns a deep copy of s.
 func (s *Snapshot) clone() *Snapshot {
-	c := &Snapshot{Start: s.Start, End: s.End, Series: make(map[string]*SeriesSnapshot, len(s.Series))}
+	c := &Snapshot{Start: s.Start, End: s.End, Series: make(map[string]*SeriesSnapshot, len(s.Series)), Exposure: s.Exposure.Clone()}
 	for k, ss := range s.Series {
 		n := &SeriesSnapshot{}
 		if err := n.merge(ss); err != nil {

@@ -22,16 +22,43 @@ type launchState struct {
 	err         string
 	expires     time.Time
 	first, last time.Time // real starts of the sequence, keeper time (guarded by School.mu)
+	// offsets bins the real starts by their offset into the launch's
+	// window on this school's wall clock: [at, at+window) in
+	// wire.LaunchOffsetBins equal bins (guarded by School.mu).
+	offsets   [wire.LaunchOffsetBins]uint32
+	at        time.Time     // the launch instant, this school's wall clock
+	window    time.Duration // the window, time scale applied
+	binnedAny bool          // some start was binned
 	// started: koi whose sequence began; finished, failed, cancelled: how
 	// each koi's part ended (cancelled includes planned koi that were not
 	// connected here, so the three sum to Count once all have ended).
 	started, finished, failed, cancelled atomic.Int64
 }
 
+// status is what the school reports of the launch; School.mu is held.
+// The offsets are binned after started counts a koi, so their sum never
+// exceeds Started.
 func (ls *launchState) status() wire.LaunchStatus {
-	return wire.LaunchStatus{Launch: ls.l.ID, Planned: ls.l.Count, Started: int(ls.started.Load()),
+	st := wire.LaunchStatus{Launch: ls.l.ID, Planned: ls.l.Count, Started: int(ls.started.Load()),
 		Finished: int(ls.finished.Load()), Failed: int(ls.failed.Load()), Cancelled: int(ls.cancelled.Load()),
 		Error: ls.err, FirstStart: ls.first, LastStart: ls.last}
+	if ls.binnedAny {
+		st.Offsets = append([]uint32(nil), ls.offsets[:]...)
+	}
+	return st
+}
+
+// bin counts a start at wall time t in its offset bin; School.mu is held.
+// A start before the window (a launch that arrived late starts its koi
+// at once) counts in the first bin, one after it in the last, and with
+// no window every start is in the first.
+func (ls *launchState) bin(t time.Time) {
+	i := 0
+	if off := t.Sub(ls.at); off > 0 && ls.window > 0 {
+		i = int(min(float64(wire.LaunchOffsetBins-1), float64(off)/float64(ls.window)*wire.LaunchOffsetBins))
+	}
+	ls.offsets[i]++
+	ls.binnedAny = true
 }
 
 // settled reports whether every planned koi has ended.
@@ -113,12 +140,18 @@ func (s *School) startLaunchLocked(st *launchState) string {
 	n := min(l.Count, len(conn))
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	chosen := formations.Choose(rng, len(conn), n)
-	offsets := formations.Offsets(rng, len(chosen), r.rt.Scale(wire.Duration(l.BeginWithinMS)))
+	st.window = r.rt.Scale(wire.Duration(l.BeginWithinMS))
+	st.at = time.Now().Add(delay)
+	offsets := formations.Offsets(rng, len(chosen), st.window)
+	if s.cfg.TestClumpLaunches {
+		clear(offsets) // the fault: every koi starts at the launch instant
+	}
 	// Each koi reports when it really began, converted to keeper time.
 	began := func(wall time.Time) {
 		st.started.Add(1)
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		st.bin(wall)
 		off, _ := s.clock.offset()
 		at := s.cfg.Clock().Add(off - time.Since(wall))
 		if st.first.IsZero() || at.Before(st.first) {

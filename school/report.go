@@ -41,6 +41,7 @@ func (s *School) report() {
 	rep := &wire.MetricsReport{School: s.cfg.ID, Seq: seq, Start: start, End: end}
 	for _, r := range runs {
 		snap := r.rec.Snapshot()
+		snap.Exposure = r.exposure()
 		r.reasons.note(s.log, snap, end)
 		b, err := snap.MarshalBinary()
 		if err != nil {

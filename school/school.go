@@ -98,6 +98,12 @@ type Config struct {
 	// PressureHold is how long a run closed for memory pressure stays
 	// closed at least (default 30 s).
 	PressureHold time.Duration
+
+	// TestClumpLaunches is for tests only: a fault that starts every koi
+	// of a launch at the launch instant instead of at a uniform moment of
+	// its window, so that the launch uniformity check has a failing case.
+	// Never set it in a real school.
+	TestClumpLaunches bool
 }
 
 // Validate returns every problem with the configuration.

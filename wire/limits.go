@@ -270,8 +270,29 @@ func (m *PollRequest) Validate() error {
 		c.text("launches.error", l.Error, MaxText)
 		c.time("launches.first_start", l.FirstStart, false)
 		c.time("launches.last_start", l.LastStart, false)
+		c.offsets("launches.offsets", l.Offsets, l.Started)
 	}
 	return c.result()
+}
+
+// offsets checks a launch's start-offset bins: none, or exactly
+// LaunchOffsetBins counts adding up to at most the koi started (a bin
+// cannot hold a koi that never began).
+func (c *checker) offsets(field string, bins []uint32, started int) {
+	if len(bins) == 0 {
+		return
+	}
+	if len(bins) != LaunchOffsetBins {
+		c.fail(field, "%d bins, want %d or none", len(bins), LaunchOffsetBins)
+		return
+	}
+	var sum uint64
+	for _, n := range bins {
+		sum += uint64(n)
+	}
+	if sum > uint64(max(0, started)) {
+		c.fail(field, "%d starts binned, but %d started", sum, started)
+	}
 }
 
 func (k *KoiCounts) check(c *checker) {

@@ -14,7 +14,7 @@ func TestValidateRejects(t *testing.T) {
 	ok := func() *PollRequest {
 		return &PollRequest{School: "host-1.example_2", Capacity: 5000, Clock: at, OffsetMS: -3.5,
 			Runs:     []RunStatus{{Run: "r1", From: 0, To: 10, Target: 10, Koi: KoiCounts{Connected: 10}}},
-			Launches: []LaunchStatus{{Launch: "l1", Planned: 2, Started: 1, FirstStart: at}}}
+			Launches: []LaunchStatus{{Launch: "l1", Planned: 2, Started: 1, FirstStart: at, Offsets: offsetBins(3)}}}
 	}
 	if err := ok().Validate(); err != nil {
 		t.Fatalf("a good poll: %v", err)
@@ -55,6 +55,16 @@ func TestValidateRejects(t *testing.T) {
 		{"huge finished", func(p *PollRequest) { p.Launches[0].Finished = math.MaxInt64 }, "launches.finished"},
 		{"negative failed", func(p *PollRequest) { p.Launches[0].Failed = -1 }, "launches.failed"},
 		{"huge cancelled", func(p *PollRequest) { p.Launches[0].Cancelled = MaxKoi + 1 }, "launches.cancelled"},
+		// Start offsets: 64 bins or none, never more starts than started.
+		{"offsets one bin short", func(p *PollRequest) { p.Launches[0].Offsets = p.Launches[0].Offsets[:LaunchOffsetBins-1] }, "launches.offsets"},
+		{"offsets one bin over", func(p *PollRequest) { p.Launches[0].Offsets = append(p.Launches[0].Offsets, 0) }, "launches.offsets"},
+		{"a million offset bins", func(p *PollRequest) { p.Launches[0].Offsets = make([]uint32, 1<<20) }, "launches.offsets"},
+		{"more binned than started", func(p *PollRequest) { p.Launches[0].Offsets = offsetBins(0, 5) }, "launches.offsets"},
+		{"every bin at the max", func(p *PollRequest) {
+			for i := range p.Launches[0].Offsets {
+				p.Launches[0].Offsets[i] = math.MaxUint32
+			}
+		}, "launches.offsets"},
 	}
 	for _, tt := range tests {
 		p := ok()
@@ -69,6 +79,16 @@ func TestValidateRejects(t *testing.T) {
 			t.Errorf("%s: the error quotes too much input (%d bytes)", tt.name, len(err.Error()))
 		}
 	}
+}
+
+// offsetBins returns LaunchOffsetBins bins with one start in each bin
+// given.
+func offsetBins(bins ...int) []uint32 {
+	out := make([]uint32, LaunchOffsetBins)
+	for _, b := range bins {
+		out[b]++
+	}
+	return out
 }
 
 func TestValidateReplies(t *testing.T) {
