@@ -416,37 +416,42 @@ func KSPValue(d, n float64) float64 {
 	return 1
 }
 
-// runNotes names run-wide causes of a shortfall of koi-minutes: koi
-// short of the plan, ramp, shedding, guardrail actions, a pause.
+// runNotes says how many of the planned koi-minutes the koi scheduled,
+// names the run-wide causes of a shortfall (ramp, shedding, guardrail
+// pauses, a pause; else boot, reconnects or koi short of the target) and
+// lists the guardrails' actions.
 func runNotes(in FidelityInput, f *state.Fidelity) []string {
 	var notes []string
-	if f.PlannedKoiMinutes > 0 && f.KoiMinutes > 0 && f.KoiMinutes < 0.9*f.PlannedKoiMinutes {
-		n := fmt.Sprintf("the koi scheduled %.0f%% of the planned %.0f koi-minutes", 100*f.KoiMinutes/f.PlannedKoiMinutes, f.PlannedKoiMinutes)
-		var why []string
-		if in.Ramp > 0 && in.Elapsed > 0 {
-			if secs := float64(in.Koi) / in.Ramp; secs > 0.1*in.Elapsed {
-				why = append(why, fmt.Sprintf("the ramp took %.0f s of %.0f s", min(secs, in.Elapsed), in.Elapsed))
+	if f.PlannedKoiMinutes > 0 && f.KoiMinutes > 0 {
+		n := fmt.Sprintf("the koi scheduled %.0f of the planned %.0f koi-minutes (%.0f%%)", f.KoiMinutes, f.PlannedKoiMinutes, 100*f.KoiMinutes/f.PlannedKoiMinutes)
+		if f.KoiMinutes < 0.9*f.PlannedKoiMinutes {
+			var why []string
+			if in.Ramp > 0 && in.Elapsed > 0 {
+				if secs := float64(in.Koi) / in.Ramp; secs > 0.1*in.Elapsed {
+					why = append(why, fmt.Sprintf("the ramp took %.0f s of %.0f s", min(secs, in.Elapsed), in.Elapsed))
+				}
 			}
-		}
-		if in.ShedPercent > 0 {
-			why = append(why, fmt.Sprintf("%g%% of the koi shed", in.ShedPercent))
-		}
-		pauses := 0
-		for _, a := range in.GuardActions {
-			if a.Action == "pause" {
-				pauses++
+			if in.ShedPercent > 0 {
+				why = append(why, fmt.Sprintf("%g%% of the koi shed", in.ShedPercent))
 			}
+			pauses := 0
+			for _, a := range in.GuardActions {
+				if a.Action == "pause" {
+					pauses++
+				}
+			}
+			if pauses > 0 {
+				why = append(why, fmt.Sprintf("paused %d× by guardrails", pauses))
+			}
+			if in.Paused {
+				why = append(why, "the run is paused")
+			}
+			if len(why) == 0 {
+				why = append(why, "boot, reconnects, pauses or koi short of the target")
+			}
+			n += ": " + strings.Join(why, ", ") + "; the expected runs count only the minutes the koi scheduled"
 		}
-		if pauses > 0 {
-			why = append(why, fmt.Sprintf("paused %d× by guardrails", pauses))
-		}
-		if in.Paused {
-			why = append(why, "the run is paused")
-		}
-		if len(why) == 0 {
-			why = append(why, "boot, reconnects, pauses or koi short of the target")
-		}
-		notes = append(notes, n+" ("+strings.Join(why, ", ")+"); the expected runs count only the minutes the koi scheduled")
+		notes = append(notes, n)
 	}
 	for _, a := range in.GuardActions {
 		if len(notes) >= 5 {

@@ -305,7 +305,7 @@ func TestFidelityCases(t *testing.T) {
 	if f.Verdict != state.FidelityMatched {
 		t.Errorf("half the planned koi: %s %q", f.Verdict, f.Summary)
 	}
-	if len(f.Notes) < 2 || !strings.Contains(f.Notes[0], "50% of the planned") || !strings.Contains(f.Notes[0], "ramp took") ||
+	if len(f.Notes) < 2 || !strings.Contains(f.Notes[0], "of the planned 24000 koi-minutes (50%): ") || !strings.Contains(f.Notes[0], "ramp took") ||
 		!strings.Contains(f.Notes[0], "paused 1× by guardrails") || !strings.Contains(f.Notes[1], `guardrail "health" → pause`) {
 		t.Errorf("half the planned koi: notes %q", f.Notes)
 	}
