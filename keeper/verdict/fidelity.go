@@ -501,7 +501,11 @@ func summarize(f *state.Fidelity, measured bool) {
 		f.Verdict = state.FidelityMatched
 		f.Summary = "the load matched its spec"
 		if n := countVerdict(f, state.FidelityTooLittle); n > 0 {
-			f.Summary += fmt.Sprintf(" (%d behaviors had too little exposure to judge)", n)
+			if n == 1 {
+				f.Summary += " (1 behavior had too little exposure to judge)"
+			} else {
+				f.Summary += fmt.Sprintf(" (%d behaviors had too little exposure to judge)", n)
+			}
 		}
 	case !measured && len(f.Behaviors) > 0:
 		f.Verdict = state.FidelityUnjudged
