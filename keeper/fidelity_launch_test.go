@@ -13,7 +13,7 @@ import (
 	"github.com/koipond/koipond/wire/wiretest"
 )
 
-// End to end, real keeper, school and pond: 60 koi launched over a 3 s
+// End to end, real keeper, school and pond: 60 koi launched over a 5 s
 // window start uniformly (the KS test passes), while a school with the
 // test-only clumping fault (school.Config.TestClumpLaunches: every koi at
 // the launch instant) fails it; the verdict names the clumped launch.
@@ -37,21 +37,35 @@ func TestFidelityLaunchUniformity(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { s.Close() })
-			if _, err := k.PutFormation(ctx, "test", behaviors.File{Name: "f.json", Data: []byte(paramHerd("look", 3))}); err != nil {
+			if _, err := k.PutFormation(ctx, "test", behaviors.File{Name: "f.json", Data: []byte(paramHerd("look", 5))}); err != nil {
 				t.Fatal(err)
 			}
-			run := pondRun(t, k, p, "herd", koi, 0)
+			// Time scale 1: the school scales the window by the run's time
+			// scale, and at 60 a 5 s window lasts 83 ms, within the
+			// scheduling jitter of a busy machine under -race.
+			if _, err := k.PutBehaviorSet(ctx, "test", "pond", []behaviors.File{{Name: "pond.json", Data: []byte(pondSet)}}); err != nil {
+				t.Fatal(err)
+			}
+			run, err := k.CreateRun(ctx, "test", RunSpec{Name: "herd", BehaviorSet: "pond", Koi: koi, TimeScale: 1,
+				Target: state.Target{APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}"}})
+			if err != nil {
+				t.Fatal(err)
+			}
 			wiretest.WaitFor(t, 30*time.Second, "every koi connected", func() error {
 				if v := k.RunView(k.State(), run.ID); v.KoiNow.Connected != koi {
 					return fmt.Errorf("%d of %d connected", v.KoiNow.Connected, koi)
 				}
 				return nil
 			})
-			l, err := k.Launch(ctx, "op", LaunchSpec{Formation: "look", Run: run.ID, Params: map[string]string{"channel_id": pond.ChannelID(1)}})
+			// The instant is a few seconds out, so the school has planned
+			// every start before it: a school hearing of a launch after its
+			// instant starts the overdue koi at once, which is clumping.
+			l, err := k.Launch(ctx, "op", LaunchSpec{Formation: "look", Run: run.ID, Params: map[string]string{"channel_id": pond.ChannelID(1)},
+				At: time.Now().Add(3 * time.Second)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitLaunch(t, k, l.ID, state.LaunchDone, 30*time.Second)
+			waitLaunch(t, k, l.ID, state.LaunchDone, 40*time.Second)
 			var fl state.FidelityLaunch
 			wiretest.WaitFor(t, 10*time.Second, "the launch's offsets judged", func() error {
 				f := k.RunFidelity(run.ID)
