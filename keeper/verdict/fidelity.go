@@ -142,6 +142,9 @@ func JudgeFidelity(in FidelityInput) *state.Fidelity {
 // behaviors' reasons (their causes still name them), then listing only
 // the behaviors that were not within, with a note of how many were.
 func boundFidelity(f *state.Fidelity, limit int) {
+	if fidelitySizeBound(f) <= limit {
+		return // the common case: no encoding needed to know
+	}
 	size := func() int { b, _ := json.Marshal(f); return len(b) }
 	if size() <= limit {
 		return
@@ -164,6 +167,29 @@ func boundFidelity(f *state.Fidelity, limit int) {
 		f.Behaviors = f.Behaviors[:len(f.Behaviors)/2]
 	}
 	f.Notes = append(f.Notes, fmt.Sprintf("%d of %d behaviors are not listed, to bound the verdict's size; those listed were under or over", total-len(f.Behaviors), total))
+}
+
+// fidelitySizeBound is an upper bound of f's JSON size: 400 bytes of
+// field names and numbers per behavior, launch and the whole, plus every
+// string at 6 bytes a byte (JSON escapes a byte as \u00XX at worst).
+func fidelitySizeBound(f *state.Fidelity) int {
+	n := 400 + 6*len(f.Summary) + 6*len(f.Verdict)
+	for _, s := range f.Notes {
+		n += 8 + 6*len(s)
+	}
+	for _, b := range f.Behaviors {
+		n += 400 + 6*(len(b.Behavior)+len(b.Key)+len(b.Verdict)+len(b.Cause))
+		for _, r := range b.HaltReasons {
+			n += 8 + 6*len(r)
+		}
+		for _, r := range b.Reasons {
+			n += 60 + 6*(len(r.Reason)+len(r.Sample))
+		}
+	}
+	for _, l := range f.Launches {
+		n += 400 + 6*(len(l.ID)+len(l.Name)+len(l.Uniformity)+len(l.Note))
+	}
+	return n
 }
 
 // clip cuts s to at most n bytes on a rune boundary, marking the cut.

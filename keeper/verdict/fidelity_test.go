@@ -350,3 +350,22 @@ func TestFidelityBounded(t *testing.T) {
 		t.Errorf("verdict %s, notes %q", f.Verdict, f.Notes)
 	}
 }
+
+// The size bound that spares encoding the verdict is an upper bound, even
+// for names JSON escapes sixfold.
+func TestFidelitySizeBound(t *testing.T) {
+	z := 1.5
+	f := &state.Fidelity{Verdict: state.FidelityNotMatched, Summary: strings.Repeat("<", 900), MaxAbsZ: &z, Notes: []string{"\x01\x02"}}
+	for i := range 50 {
+		f.Behaviors = append(f.Behaviors, state.FidelityBehavior{Behavior: strings.Repeat("\x7f<&", 60) + fmt.Sprint(i), Key: "behavior:" + strings.Repeat(">", 190),
+			Expected: 1e300, SE: -1e-300, Started: math.MaxUint64, Completed: math.MaxUint64, Halted: math.MaxUint64, Failed: math.MaxUint64,
+			Canceled: math.MaxUint64, Z: &z, ZStarted: &z, Verdict: state.FidelityUnder, Cause: strings.Repeat("\x00", 400), Frequency: 1e-300,
+			HaltReasons: []string{"<>"}, Reasons: []state.Reason{{Reason: "&&", Count: math.MaxUint64, Sample: "<<"}}})
+		f.Launches = append(f.Launches, state.FidelityLaunch{ID: strings.Repeat("<", 200), Name: "n", Planned: math.MaxInt, Started: math.MaxInt,
+			Completed: math.MaxInt, Failed: math.MaxInt, Cancelled: math.MaxInt, Starts: math.MaxInt, KS: &z, P: &z, Uniformity: "clumped", Note: "<"})
+	}
+	b, _ := json.Marshal(f)
+	if bound := fidelitySizeBound(f); bound < len(b) {
+		t.Errorf("bound %d under the real %d bytes", bound, len(b))
+	}
+}

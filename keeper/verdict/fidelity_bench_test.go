@@ -1,0 +1,42 @@
+package verdict
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/koipond/koipond/keeper/state"
+	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire"
+)
+
+// BenchmarkJudgeFidelity judges a run of 500 behaviors (the most metric
+// keys a run keeps) and 20 launches: the run view is polled every second
+// while a CLI waits on a run, so the verdict must stay cheap.
+func BenchmarkJudgeFidelity(b *testing.B) {
+	in := FidelityInput{Koi: 5000, Elapsed: 3600, TimeScale: 1,
+		Snapshot: &metrics.Snapshot{Series: map[string]*metrics.SeriesSnapshot{}, Exposure: &metrics.Exposure{}}}
+	for h := range 24 {
+		in.Snapshot.Exposure.Add(h, 1, 12500)
+	}
+	for i := range 500 {
+		key := fmt.Sprintf("behavior:b%d", i)
+		in.Behaviors = append(in.Behaviors, FidelitySpec{Name: fmt.Sprintf("b%d", i), Key: key, Frequency: 0.01,
+			HaltReasons: []string{"no current channel"}})
+		ss := &metrics.SeriesSnapshot{}
+		ss.Counts[metrics.OK], ss.Counts[metrics.Halted] = 2900, 100
+		in.Snapshot.Series[key] = ss
+	}
+	for i := range 20 {
+		l := &state.Launch{ID: fmt.Sprintf("l%d", i), BeginWithinMS: 60000, Count: 640, Started: 640}
+		offsets := make([]uint32, wire.LaunchOffsetBins)
+		for j := range offsets {
+			offsets[j] = 10
+		}
+		l.Shares = []state.Share{{School: "s", Count: 640, Started: 640, Offsets: offsets}}
+		in.Launches = append(in.Launches, l)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		JudgeFidelity(in)
+	}
+}
