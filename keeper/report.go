@@ -88,6 +88,7 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 		rep.Launches = append(rep.Launches, rl)
 	}
 	sort.Slice(rep.Launches, func(i, j int) bool { return rep.Launches[i].Start.Before(rep.Launches[j].Start) })
+	rep.Fidelity = judgeFidelity(r, run, snap, to)
 	if len(run.Thresholds) > 0 {
 		keys := map[string]*state.ReportKey{}
 		for i := range rep.Keys {
@@ -97,6 +98,9 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 		passed := true
 		for _, t := range ts {
 			res := t.Evaluate(keys[t.Key], snap.Series[t.Key])
+			if t.IsFidelity() {
+				res = t.EvaluateFidelity(rep.Fidelity)
+			}
 			for _, lt := range run.LiveThresholds {
 				if lt.Key == t.Key && lt.Expr == t.Expr {
 					res.LiveFailures, res.LiveFailedSecs = lt.Failures, lt.FailedSecs

@@ -188,7 +188,10 @@ func TestReportQuantilesAndRestart(t *testing.T) {
 		t.Errorf("API report: %d %+v", code, apiRep)
 	}
 	csv = apiText(t, k2, "/api/v1/runs/"+run.ID+"/report?format=csv")
-	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) != 6 || !strings.HasPrefix(lines[0], "run,key,count") {
+	// A header, the 5 keys, the set's behavior that never ran (its
+	// fidelity), the run's fidelity verdict.
+	if lines := strings.Split(strings.TrimSpace(csv), "\n"); len(lines) != 8 || !strings.HasPrefix(lines[0], "run,key,count") ||
+		!strings.HasPrefix(lines[6], run.ID+",behavior:api.test,0,") || !strings.HasPrefix(lines[7], run.ID+",fidelity,") {
 		t.Errorf("CSV:\n%s", csv)
 	}
 }

@@ -48,6 +48,7 @@ func thresholdWarnings(ts []*verdict.Threshold, set *state.BehaviorSet) []string
 		seen[t.Key] = true
 		kind, name, _ := strings.Cut(t.Key, ":")
 		switch {
+		case t.IsFidelity():
 		case !verdict.KnownKind(kind):
 			out = append(out, fmt.Sprintf("thresholds[%q]: unknown metric kind %q (api:METHOD, ws:connect, event:TYPE, behavior:NAME, …); it fails for lack of data", t.Key, kind))
 		case kind == "api" && parsed && !methods[name]:

@@ -69,10 +69,14 @@ func TestUIRunReport(t *testing.T) {
 	baseID := newRun("baseline", s.p.URL()+"/api")
 	runID := newRun("slowed", slow.URL()+"/api")
 	var rep struct {
-		Final  bool
-		Passed *bool
-		Koi    int
-		Keys   []reportKey
+		Final    bool
+		Passed   *bool
+		Koi      int
+		Keys     []reportKey
+		Fidelity *struct {
+			Verdict, Summary string
+			Behaviors        []struct{ Behavior, Verdict string }
+		}
 	}
 	for _, id := range []string{baseID, runID} {
 		wiretest.Until(t, 30*time.Second, "the final report of "+id, func() bool {
@@ -93,8 +97,11 @@ func TestUIRunReport(t *testing.T) {
 	waitJS(t, ctx, 10*time.Second, "the report link of the ended run",
 		fmt.Sprintf(`!!document.querySelector('tr[data-run=%q] a.report-link[href="#/runs/%s/report"]')`, runID, runID))
 
-	// The run page links to its report.
-	run(t, ctx, "open the run", chromedp.Navigate(s.ui+"/#/runs/"+runID), chromedp.WaitVisible(chromedp.CSS(".page-head a.report-link")),
+	// The run page shows the fidelity verdict (the ended run's report's)
+	// and links to its report.
+	run(t, ctx, "open the run", chromedp.Navigate(s.ui+"/#/runs/"+runID), chromedp.WaitVisible(chromedp.CSS(".page-head a.report-link")))
+	waitJS(t, ctx, 10*time.Second, "the run's fidelity panel", `!!document.querySelector('#fidelity #fidelity-summary[data-verdict]')`)
+	run(t, ctx, "follow the report link",
 		chromedp.Click(chromedp.CSS(".page-head a.report-link")))
 	waitJS(t, ctx, 5*time.Second, "the report route", fmt.Sprintf(`location.hash === '#/runs/%s/report'`, runID))
 	waitJS(t, ctx, 10*time.Second, "the per-key table", `document.querySelectorAll('#report-keys tr[data-key]').length > 0`)
@@ -136,6 +143,22 @@ func TestUIRunReport(t *testing.T) {
 	}
 	if koi := get(t, ctx, "read koi", chromedp.Text(chromedp.CSS("#report-koi"))); koi != "10" {
 		t.Errorf("koi %q", koi)
+	}
+	// The fidelity panel shows the API's verdict, summary and behaviors.
+	if rep.Fidelity == nil || len(rep.Fidelity.Behaviors) != 3 {
+		t.Fatalf("the report's fidelity: %+v, want the set's 3 behaviors judged", rep.Fidelity)
+	}
+	fid := get(t, ctx, "read the fidelity panel", chromedp.Evaluate[map[string]string](`Object.fromEntries([
+		['', document.querySelector('#fidelity-summary').dataset.verdict], ['summary', document.querySelector('#fidelity-summary').textContent],
+		['stat', document.querySelector('#report-fidelity').dataset.verdict],
+		...[...document.querySelectorAll('#fidelity-behaviors tr[data-behavior]')].map(tr => [tr.dataset.behavior, tr.dataset.verdict])])`))
+	if fid[""] != rep.Fidelity.Verdict || fid["stat"] != rep.Fidelity.Verdict || !strings.HasSuffix(fid["summary"], rep.Fidelity.Summary) {
+		t.Errorf("fidelity on the page %q, the API %s %q", fid, rep.Fidelity.Verdict, rep.Fidelity.Summary)
+	}
+	for _, b := range rep.Fidelity.Behaviors {
+		if fid[b.Behavior] != b.Verdict {
+			t.Errorf("behavior %s: page %q, API %q", b.Behavior, fid[b.Behavior], b.Verdict)
+		}
 	}
 	screenshot(t, ctx, "report")
 

@@ -91,6 +91,9 @@ func progressLine(s progressSample) string {
 	if t := thresholdCounts(v.LiveNow); t != "" {
 		line += "  thresholds " + t
 	}
+	if f := fidelityWord(v.Fidelity); f != "" {
+		line += "  fidelity " + f
+	}
 	if s.Top != "" {
 		line += fmt.Sprintf("  top error: %s %s ×%d", clean(s.TopKey, 40), clean(s.Top, 40), s.TopCount)
 	}
@@ -129,6 +132,7 @@ func progressKey(s progressSample) string {
 	}
 	var b strings.Builder
 	b.WriteString(string(s.Run.State))
+	b.WriteString("|fidelity " + fidelityWord(s.Run.Fidelity))
 	for _, l := range s.Run.LiveNow {
 		b.WriteString("|" + l.Key + " " + l.Expr + "=" + l.State)
 	}

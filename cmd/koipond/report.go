@@ -18,7 +18,10 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet(ctx, "report", "report [--format json|csv|text] [--baseline OTHER [--tolerance 10%] [--fail-on-regression]] RUN", `
 Show a run's report: per metric key counts, errors, rate and latency
 quantiles over the run's whole life, websocket connects and drops, launch
-outcomes and threshold verdicts. It is final once the run has ended and
+outcomes, the fidelity verdict (did the load match its spec: per behavior
+the runs expected over the koi-minutes the koi ran against those started
+and completed, within 4 standard errors; per launch the uniformity of the
+starts) and threshold verdicts. It is final once the run has ended and
 its schools' last metrics are in; before that it is provisional. The exit
 status is 1 when a threshold failed or a guardrail acted on the run.
 
@@ -160,6 +163,7 @@ func printReport(w io.Writer, rep *api.Report) {
 				formatObserved(a.Observed, a.Unit), a.Count, a.Action, a.Detail)
 		}
 	}
+	printFidelity(w, rep.Fidelity)
 	if len(rep.Thresholds) > 0 {
 		fmt.Fprintln(w, "thresholds:")
 		for _, t := range rep.Thresholds {
@@ -194,6 +198,8 @@ func formatObserved(v float64, unit string) string {
 		return fmt.Sprintf("%.2f%%", 100*v)
 	case "per_sec":
 		return fmt.Sprintf("%.2f/s", v)
+	case "z":
+		return fmt.Sprintf("|z| %.2f", v)
 	}
 	return fmt.Sprintf("%.0f", v)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/keeper/api"
+	"github.com/koipond/koipond/keeper/contract"
 )
 
 func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,6 +25,9 @@ from --ws-url (else the boot sequence gives it), with --ws-subprotocol and
 
 --threshold adds a condition the run's report judges, e.g.
   --threshold 'api:chat.postMessage=p95 < 300ms' --threshold 'api:chat.postMessage=error_rate < 1%'
+--threshold 'fidelity=matched' fails the run unless the load matched its spec
+(every behavior within 4 standard errors of its expected runs, every launch's
+starts uniform); 'fidelity=max_z <= 3' bounds the largest |z| instead.
 With --wait (and --duration) the command shows progress until the run ends
 (on a terminal one line redrawn every second; in logs and pipes a line
 every --progress-every and whenever the state or a threshold's live
@@ -117,6 +121,7 @@ type runView struct {
 	Refused        map[string]string `json:"refused"`
 	StopCompleteMS int64             `json:"stop_complete_ms"`
 	api.GuardView
+	Fidelity *contract.Fidelity `json:"fidelity"`
 }
 
 func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
@@ -143,6 +148,9 @@ func printRun(cf *clientFlags, stdout io.Writer, raw json.RawMessage) error {
 		fmt.Fprintf(stdout, "  REFUSED by %s: %s\n", s, why)
 	}
 	printGuard(stdout, &v)
+	if v.Fidelity != nil {
+		fmt.Fprintf(stdout, "  fidelity: %s — %s\n", fidelityWord(v.Fidelity), clean(v.Fidelity.Summary, 300))
+	}
 	if v.Stop != nil {
 		if v.Stop.Complete() {
 			fmt.Fprintf(stdout, "  %s\n", stopConfirmed(len(v.Stop.Expected), v.StopCompleteMS))

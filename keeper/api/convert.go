@@ -204,6 +204,23 @@ func reportOut(r *state.Report) *contract.Report {
 			return contract.GuardAction(a)
 		}),
 		ShedPercent: r.ShedPercent,
+		Fidelity:    fidelityOut(r.Fidelity),
+	}
+}
+
+func fidelityOut(f *state.Fidelity) *contract.Fidelity {
+	if f == nil {
+		return nil
+	}
+	return &contract.Fidelity{Verdict: f.Verdict, Summary: f.Summary, KoiMinutes: f.KoiMinutes,
+		PlannedKoiMinutes: f.PlannedKoiMinutes, MaxAbsZ: f.MaxAbsZ, Notes: f.Notes,
+		Behaviors: mapSlice(f.Behaviors, func(b state.FidelityBehavior) contract.FidelityBehavior {
+			return contract.FidelityBehavior{Behavior: b.Behavior, Key: b.Key, Frequency: b.Frequency, Expected: b.Expected,
+				SE: b.SE, Started: b.Started, Completed: b.Completed, Halted: b.Halted, Failed: b.Failed, Canceled: b.Canceled,
+				Z: b.Z, ZStarted: b.ZStarted, Verdict: b.Verdict, Cause: b.Cause, HaltReasons: b.HaltReasons,
+				Reasons: reasonsOut(b.Reasons)}
+		}),
+		Launches: mapSlice(f.Launches, func(l state.FidelityLaunch) contract.FidelityLaunch { return contract.FidelityLaunch(l) }),
 	}
 }
 

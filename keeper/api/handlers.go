@@ -352,7 +352,9 @@ func (s *server) getRun(c echo.Context) error {
 	if v == nil {
 		return notFound("id", "no run %s", quoteInput(c.Param("id")))
 	}
-	return c.JSON(http.StatusOK, runViewOut(v))
+	out := runViewOut(v)
+	out.Fidelity = fidelityOut(s.k.RunFidelity(v.ID))
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *server) patchRun(c echo.Context) error {

@@ -34,6 +34,9 @@ type Report struct {
 	// MaxGuardActions), and ShedPercent its shed share at the end.
 	GuardActions []GuardAction `json:"guard_actions,omitempty"`
 	ShedPercent  float64       `json:"shed_percent,omitempty"`
+	// Fidelity says whether the load matched its spec (absent from
+	// reports stored before fidelity was judged).
+	Fidelity *Fidelity `json:"fidelity,omitempty"`
 }
 
 // ReportKey is one metric key over a run's life. Latencies are in

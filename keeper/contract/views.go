@@ -23,6 +23,9 @@ type RunView struct {
 	StopCompleteMS int64 `json:"stop_complete_ms,omitempty"`
 	// GuardView holds effective koi, live thresholds and guardrails.
 	GuardView
+	// Fidelity is the run's fidelity verdict so far (its report's once
+	// ended); only GET /api/v1/runs/:id fills it.
+	Fidelity *Fidelity `json:"fidelity,omitempty"`
 }
 
 // Live states of a threshold or guardrail.

@@ -41,6 +41,9 @@ type Report struct {
 	// MaxGuardActions), and ShedPercent its shed share at the end.
 	GuardActions []GuardAction `json:"guard_actions,omitempty"`
 	ShedPercent  float64       `json:"shed_percent,omitempty"`
+	// Fidelity says whether the load matched its spec (nil: a report
+	// stored before fidelity was judged).
+	Fidelity *Fidelity `json:"fidelity,omitempty"`
 	// Snapshot is the run's merged metrics.Snapshot in its binary
 	// encoding (sketches per key), for later comparison; omitted when over
 	// MaxReportSnapshot bytes.

@@ -151,7 +151,11 @@ func ParseThresholds(m map[string][]string) ([]*Threshold, *FieldError) {
 			return nil, invalid(field, "%d conditions; at most %d", len(exprs), maxThresholdExprs)
 		}
 		for i, e := range exprs {
-			t, err := ParseThreshold(key, e)
+			parse := ParseThreshold
+			if key == FidelityKey {
+				parse = ParseFidelityThreshold
+			}
+			t, err := parse(key, e)
 			if err != nil {
 				return nil, &FieldError{Field: fmt.Sprintf("%s[%d]", field, i), Message: err.Error(), Err: err}
 			}
@@ -276,6 +280,8 @@ func FormatValue(v float64, unit string) string {
 		return strconv.FormatFloat(100*v, 'f', 1, 64) + "%"
 	case "per_sec":
 		return strconv.FormatFloat(v, 'f', 2, 64) + "/s"
+	case "z":
+		return strconv.FormatFloat(v, 'f', 2, 64)
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64)
 }
@@ -285,3 +291,84 @@ func FormatValue(v float64, unit string) string {
 func KnownKind(kind string) bool { return metricKinds[kind] }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// FidelityKey is the threshold key that judges a run's fidelity instead of
+// a metric key: --threshold 'fidelity=matched' fails the run unless every
+// behavior was within 4 SE of its spec and every tested launch uniform;
+// 'fidelity=max_z <= 3' bounds the largest |z| over the behaviors
+// instead. A run whose fidelity could not be judged fails either.
+const FidelityKey = "fidelity"
+
+// IsFidelity reports whether the threshold judges the run's fidelity.
+func (t *Threshold) IsFidelity() bool { return t.Key == FidelityKey }
+
+// ParseFidelityThreshold parses a fidelity condition: "matched", or
+// "max_z OP VALUE" with OP < or <= and VALUE a positive number.
+func ParseFidelityThreshold(key, expr string) (*Threshold, error) {
+	if strings.EqualFold(strings.TrimSpace(expr), "matched") {
+		return &Threshold{Key: key, Expr: "matched", Stat: "matched"}, nil
+	}
+	fields := strings.Fields(expr)
+	if len(fields) == 1 {
+		if i := strings.IndexAny(expr, "<>"); i > 0 {
+			j := i + 1
+			if j < len(expr) && expr[j] == '=' {
+				j++
+			}
+			fields = []string{expr[:i], expr[i:j], expr[j:]}
+		}
+	}
+	if len(fields) != 3 || strings.ToLower(fields[0]) != "max_z" {
+		return nil, fmt.Errorf("%w %q: a fidelity condition is \"matched\" or \"max_z <= N\" (N standard errors)", errThreshold, expr)
+	}
+	t := &Threshold{Key: key, Expr: strings.Join([]string{"max_z", fields[1], fields[2]}, " "), Stat: "max_z", Op: fields[1]}
+	if t.Op != "<" && t.Op != "<=" {
+		return nil, fmt.Errorf("%w %q: max_z takes < or <=, not %q", errThreshold, expr, t.Op)
+	}
+	f, err := strconv.ParseFloat(fields[2], 64)
+	if err != nil || !(f > 0) || math.IsInf(f, 0) {
+		return nil, fmt.Errorf("%w %q: %q is not a positive number of standard errors", errThreshold, expr, fields[2])
+	}
+	t.Limit = f
+	return t, nil
+}
+
+// EvaluateFidelity checks a fidelity threshold against a run's verdict
+// (nil: not judged, a failure). "matched" observes the number of
+// behaviors and launches that did not match; max_z the largest |z|.
+func (t *Threshold) EvaluateFidelity(f *state.Fidelity) state.ThresholdResult {
+	res := state.ThresholdResult{Key: t.Key, Expr: t.Expr, Unit: "count"}
+	if f == nil {
+		res.Note = "fidelity not judged"
+		return res
+	}
+	res.Note = f.Summary
+	if t.Stat == "max_z" {
+		res.Unit = "z"
+		if f.MaxAbsZ == nil {
+			return res
+		}
+		v := *f.MaxAbsZ
+		res.Observed = &v
+		res.Passed = t.Holds(v)
+		if res.Passed {
+			res.Note = ""
+		}
+		return res
+	}
+	n := 0
+	for _, b := range f.Behaviors {
+		if b.Verdict == state.FidelityUnder || b.Verdict == state.FidelityOver {
+			n++
+		}
+	}
+	for _, l := range f.Launches {
+		if l.Uniformity == state.FidelityClumped {
+			n++
+		}
+	}
+	v := float64(n)
+	res.Observed = &v
+	res.Passed = f.Verdict == state.FidelityMatched
+	return res
+}

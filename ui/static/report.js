@@ -1,7 +1,8 @@
-// report.js: a run's report — summary, thresholds, per-key table,
+// report.js: a run's report — summary, fidelity, thresholds, per-key table,
 // websockets, launches, a CSV download (fetched with the token, never in
 // the URL) and a comparison with a baseline run, regressions highlighted.
 import { api, h, toast, fmtTime, fmtRate, fmtPct, fmtMS, fmtNum, fmtDur, stateChip, labelCells, token } from './lib.js';
+import { fidelityPanel } from './fidelity.js';
 
 const VERDICT_CLASS = { regressed: 'bad', improved: 'ok', new: 'warn', gone: 'warn', same: '' };
 
@@ -21,6 +22,7 @@ function observed(t) {
   if (t.unit === 'ms') return fmtMS(t.observed);
   if (t.unit === 'fraction') return fmtPct(100 * t.observed);
   if (t.unit === 'per_sec') return fmtRate(t.observed) + '/s';
+  if (t.unit === 'z') return '|z| ' + Number(t.observed).toFixed(2);
   return fmtNum(t.observed);
 }
 
@@ -47,6 +49,7 @@ export function mount(main, id) {
   const chip = h('span');
   const meta = h('div.muted.small');
   const summary = h('div.stats#report-summary');
+  const fidelityBox = h('div');
   const thresholdsBox = h('div');
   const capacityBox = h('div');
   const keysBody = h('tbody');
@@ -67,6 +70,7 @@ export function mount(main, id) {
     h('div.page-head', h('div.grow', h('div.small', h('a', { href: '#/runs/' + enc }, '← Run'), ' · ', h('a', { href: '#/runs' }, 'Runs')),
       h('div.inline', title, chip), meta), csv),
     summary,
+    fidelityBox,
     thresholdsBox,
     capacityBox,
     h('h2', 'Metric keys (the whole run)'),
@@ -92,7 +96,11 @@ export function mount(main, id) {
       h('div.stat', h('div.k', 'Duration'), h('div.v#report-duration', { 'data-v': rep.duration_secs }, fmtDur(1000 * rep.duration_secs))),
       h('div.stat', h('div.k', 'Koi'), h('div.v#report-koi', String(rep.koi))),
       h('div.stat', h('div.k', 'End reason'), h('div.v.small', rep.end_reason || '–')),
+      h('div.stat', h('div.k', 'Fidelity'), h('div.v#report-fidelity', { 'data-verdict': rep.fidelity ? rep.fidelity.verdict : '',
+        style: rep.fidelity && rep.fidelity.verdict === 'not_matched' ? 'color:var(--bad)' : rep.fidelity && rep.fidelity.verdict === 'matched' ? 'color:var(--ok)' : '' },
+      rep.fidelity ? (rep.fidelity.verdict === 'not_matched' ? 'NOT MATCHED' : rep.fidelity.verdict) : '–')),
       h('div.stat', h('div.k', 'Verdict'), h('div.v#report-verdict', { 'data-passed': String(rep.passed), style: rep.passed === false ? 'color:var(--bad)' : rep.passed ? 'color:var(--ok)' : '' }, verdict)));
+    fidelityBox.replaceChildren(...[fidelityPanel(rep.fidelity)].filter(Boolean));
     const ths = rep.thresholds || [];
     thresholdsBox.replaceChildren(...(ths.length ? [h('h2', 'Thresholds'), h('div.table-wrap', h('table#report-thresholds',
       h('thead', h('tr', h('th', 'Key'), h('th', 'Condition'), h('th.num', 'Observed'), h('th', 'Verdict'))),

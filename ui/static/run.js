@@ -1,7 +1,9 @@
 // run.js: one run, live: koi, live edit of koi and ramp, charts of
-// requests, errors, latency, websockets and event fan-out, and launches.
+// requests, errors, latency, websockets and event fan-out, launches, and
+// the fidelity verdict so far.
 import { api, h, toast, fmtTime, fmtRate, fmtPct, fmtMS, fmtNum, stateChip, summarize, isRequestKey, targetText, showFieldError, applyRole, isZeroTime, labelCells } from './lib.js';
 import { Chart } from './chart.js';
+import { fidelityPanel } from './fidelity.js';
 import { runActions, koiCell, elapsed } from './runs.js';
 import { mountGuard } from './guard.js';
 
@@ -28,6 +30,7 @@ export function mount(main, id) {
   // Ended runs get the link among their actions (runActions).
   const reportLink = h('a#report-link', { href: `#/runs/${encodeURIComponent(id)}/report` }, 'Report');
   const stats = h('div.stats');
+  const fidelityBox = h('div');
   // Set when the keeper paused the run for its schools' failures.
   const quarantine = h('div.banner.warn#quarantine', { hidden: true, role: 'status' });
   const koiInput = h('input', { type: 'number', name: 'koi', 'data-field': 'koi', min: 1, step: 1 });
@@ -73,6 +76,7 @@ export function mount(main, id) {
       reportLink, actions),
     quarantine,
     stats,
+    fidelityBox,
     h('div.panel', h('h2', 'Size'), h('div.muted.small', 'Changes apply live: schools move to the new koi count at the ramp rate.'), edit),
     guard.el,
     h('div.charts#charts', cReq.el, cErr.el, cLat.el, cKoi.el, cWS.el, cEv.el),
@@ -110,6 +114,9 @@ export function mount(main, id) {
     }
     if (koiInput.value === '' && document.activeElement !== koiInput) koiInput.value = run.koi;
     if (rampInput.value === '' && document.activeElement !== rampInput) rampInput.value = run.ramp;
+    // Only GET /runs/:id carries the verdict: keep the last one through
+    // answers without it (a switch or a size change).
+    if (run.fidelity) fidelityBox.replaceChildren(fidelityPanel(run.fidelity));
     guard.render(run);
     schoolsBody.replaceChildren(...(run.assignments.length ? run.assignments.map(a => h('tr', h('td', a.school),
       h('td.mono', `${a.from} – ${a.to - 1}`), h('td.num', String(a.to - a.from)), h('td.num', fmtRate(a.ramp) + '/s')))
