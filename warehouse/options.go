@@ -266,6 +266,9 @@ func (o *Options) Validate() []error {
 	if o.SessionGap < 0 || (o.SessionGap > 0 && o.SessionGap < MinSessionGap) {
 		bad("session gap: %v is below the 1-minute minimum (sessions must begin in distinct minutes for their entry frequencies)", o.SessionGap)
 	}
+	if o.SessionGap > MaxSessionGap {
+		bad("session gap: %v is over %v: a session's delays could be longer than the longest pause a behavior holds (delay_after_ms, one week)", o.SessionGap, MaxSessionGap)
+	}
 	if !o.Sessions && (o.SessionGap != 0 || len(o.DropTransitions) > 0) {
 		bad("session gap, drop transitions: they need sessions (--sessions)")
 	}

@@ -359,10 +359,6 @@ func (g *ingest) learnSessions(ctx context.Context, res *Result) error {
 	if gap == 0 {
 		gap = DefaultSessionGap
 	}
-	if gap > MaxSessionGap {
-		return fmt.Errorf("learning sessions: a session gap of %v is over %v: a session's delays could be longer than the longest pause a behavior holds (delay_after_ms, one week)",
-			gap, MaxSessionGap)
-	}
 	g.report("sessions")
 	l := newSessionLearner(gap, len(g.cnt.methods))
 	var occ [24]int64

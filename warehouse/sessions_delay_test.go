@@ -64,7 +64,7 @@ func TestSessionsGapOverAWeekRefused(t *testing.T) {
 		loadsSessions(t, res)
 		t.Fatal("a 10-day session gap was accepted")
 	}
-	if !strings.Contains(err.Error(), "session gap of 240h0m0s is over 168h0m0s") {
+	if !strings.Contains(err.Error(), "session gap: 240h0m0s is over 168h0m0s") {
 		t.Errorf("error %q does not name the gap and its bound", err)
 	}
 }

@@ -120,7 +120,7 @@ Examples:
 	fs.StringVar(&o.Sequences, "sequences", "", "a behavior file with sequences: report which methods have none and the share of calls covered")
 	fs.BoolVar(&o.SequencedOnly, "sequenced-only", false, "with --sequences: write only methods that have a sequence, so the files merge cleanly")
 	fs.BoolVar(&o.Sessions, "sessions", false, "learn sessions (entry methods, transitions, delays) from a raw call log and write them as session behaviors")
-	fs.DurationVar(&o.SessionGap, "session-gap", 0, "with --sessions: a silence this long ends a session (default 30m, at least 1m)")
+	fs.DurationVar(&o.SessionGap, "session-gap", 0, "with --sessions: a silence this long ends a session (default 30m, from 1m to 168h)")
 	fs.Var(&drops, "drop-transition", "with --sessions: leave out the transition FROM>TO (comma-separated, repeatable)")
 	fs.BoolVar(&o.SkipBadRows, "skip-bad-rows", false, "skip bad rows and report them by reason, instead of stopping at the first")
 	fs.StringVar(&o.Region, "region", "", "AWS region of the bucket (default: AWS_REGION / the shared config, else us-east-1)")
