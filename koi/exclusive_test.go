@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -138,11 +139,25 @@ func TestExclusiveGroupBoundedAndPaused(t *testing.T) {
 		go func() { defer close(done); k.Run(ctx) }()
 		time.Sleep(30 * rt.Minute())
 		// 60 firings, about 36 runs: the queue is full most of the time.
-		if d := k.Stats().ExclusiveDropped; d == 0 {
+		// Every minute fires a and b (frequency 1): each firing due so
+		// far has started, been dropped or waits, at most 4 of them.
+		synctest.Wait() // every run started has made its first call
+		st := k.Stats()
+		started := int64(len(srv.callsOf("a.start")) + len(srv.callsOf("b.start")))
+		if st.ExclusiveDropped == 0 {
 			t.Errorf("no firing dropped with the group overloaded 1.7×")
+		}
+		if seen, due := started+st.ExclusiveDropped, 2*(st.Minutes-1); seen < due-koi.MaxExclusivePending || seen > due+2 {
+			t.Errorf("%d started + %d dropped of about %d firings due: more than %d wait", started, st.ExclusiveDropped, due, koi.MaxExclusivePending)
+		}
+		if n := runningBehaviors(); n == 0 {
+			t.Errorf("no behavior goroutine runs on an overloaded koi")
 		}
 		k.Pause()
 		synctest.Wait()
+		if n := runningBehaviors(); n != 0 {
+			t.Errorf("%d behavior goroutines still run after the pause", n)
+		}
 		before := len(srv.callsOf("a.start")) + len(srv.callsOf("b.start"))
 		time.Sleep(10 * rt.Minute())
 		if got := len(srv.callsOf("a.start")) + len(srv.callsOf("b.start")); got != before {
@@ -159,6 +174,21 @@ func TestExclusiveGroupBoundedAndPaused(t *testing.T) {
 		}
 		cancel()
 		<-done
+		if n := runningBehaviors(); n != 0 {
+			t.Errorf("%d behavior goroutines outlive Run", n)
+		}
 		t.Logf("group runs %d, dropped %d", r.groupStarts, k.Stats().ExclusiveDropped)
 	})
+}
+
+// runningBehaviors counts the goroutines running a koi behavior.
+func runningBehaviors() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "koi.(*Koi).runBehavior(")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
