@@ -86,6 +86,29 @@ type Behavior struct {
 	Sequence *Sequence
 	// Key is the metric key of the behavior as a whole: "behavior:<name>".
 	Key string
+	// Exclusive names a group (empty: none): a koi runs at most one
+	// behavior of a group at a time; a firing while one runs waits for
+	// it (see koi). Sessions of one user use it: a user runs one session
+	// at a time.
+	Exclusive string
+}
+
+// MaxExclusiveName is the longest "exclusive" group name, in bytes.
+const MaxExclusiveName = 64
+
+// validExclusiveName reports whether s is a group name: 1 to
+// MaxExclusiveName bytes of letters, digits, '_', '-', '.' and ':'.
+func validExclusiveName(s string) bool {
+	if s == "" || len(s) > MaxExclusiveName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_-.:", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // Behavior returns the named behavior, or nil.
@@ -180,7 +203,19 @@ func Parse(files ...File) (*Set, Diagnostics) {
 			}
 			extra := []string{}
 			if allowFreq {
-				extra = append(extra, "frequency", "hourly")
+				extra = append(extra, "frequency", "hourly", "exclusive")
+			}
+			if en := n.get("exclusive"); en != nil && allowFreq {
+				if g, ok := d.str(en, path+" › exclusive"); ok {
+					switch {
+					case !validExclusiveName(g):
+						d.sink.add(en.off, path+" › exclusive", "%s is not a group name (1 to %d letters, digits, '_', '-', '.' or ':')", quote(g), MaxExclusiveName)
+					case b.Exclusive != "" && b.Exclusive != g:
+						d.sink.add(en.off, path+" › exclusive", "%s differs from %s given in another file", quote(g), quote(b.Exclusive))
+					default:
+						b.Exclusive = g
+					}
+				}
 			}
 			if hn := n.get("hourly"); hn != nil && allowFreq {
 				b.Hourly = d.hourly(hn, path+" › hourly")

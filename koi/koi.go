@@ -81,6 +81,8 @@ type Koi struct {
 	stats    Stats
 	statsMu  sync.Mutex
 	dialFail int
+
+	excl map[string]*exclusiveGroup // "exclusive" groups (exclusive.go), guarded by mu
 }
 
 // Stats counts what one koi has done; the school sums them.
@@ -93,6 +95,9 @@ type Stats struct {
 	FramesOut    int64 // websocket frames sent by ws requests
 	BytesOut     int64 // websocket payload bytes sent by ws requests
 	BootFailures int64 // failed boot attempts (each retried with backoff)
+	// ExclusiveDropped counts firings of an "exclusive" group dropped
+	// because MaxExclusivePending already waited behind a running one.
+	ExclusiveDropped int64
 }
 
 // New creates a koi with the given identity and activity multiplier (1 is
@@ -382,7 +387,7 @@ func (k *Koi) fire() {
 			break
 		}
 		k.planPos++
-		if f.Behavior >= 0 {
+		if f.Behavior >= 0 && k.admitLocked(actx, k.rt.scheduled[f.Behavior]) {
 			due = append(due, k.rt.scheduled[f.Behavior])
 		}
 	}
@@ -398,12 +403,20 @@ func (k *Koi) fire() {
 	}
 }
 
+// runBehavior runs b, then the firings of its exclusive group deferred
+// behind it, one after the other.
 func (k *Koi) runBehavior(ctx context.Context, b *behaviors.Behavior) {
 	defer k.seqs.Done()
-	k.count(func(s *Stats) { s.Behaviors++ })
-	start := time.Now()
-	err := k.execute(ctx, b.Sequence, &behaviors.Env{Store: k.store}, "")
-	record(k.rt.series(b.Key), time.Since(start), outcomeOf(ctx, err), err)
+	for b != nil {
+		k.count(func(s *Stats) { s.Behaviors++ })
+		start := time.Now()
+		err := k.execute(ctx, b.Sequence, &behaviors.Env{Store: k.store}, "")
+		record(k.rt.series(b.Key), time.Since(start), outcomeOf(ctx, err), err)
+		if b.Exclusive == "" {
+			return
+		}
+		ctx, b = k.nextExclusive(b.Exclusive)
+	}
 }
 
 // Launch runs a formation's sequence on this koi after delay (wall time),

@@ -337,6 +337,11 @@ func TestSessionsUseSequences(t *testing.T) {
 	if b == nil || !b.HasFrequency || b.Sequence == nil {
 		t.Fatalf("session:conversations.history = %+v", b)
 	}
+	for _, sb := range set.Behaviors {
+		if strings.HasPrefix(sb.Name, "session:") && sb.Exclusive != SessionGroup {
+			t.Errorf("%s: exclusive %q, want %q (one session at a time per koi)", sb.Name, sb.Exclusive, SessionGroup)
+		}
+	}
 	first := b.Sequence.Steps[0]
 	if first.Request == nil || first.Request.Method != "conversations.history" || len(first.Pre) != 3 {
 		t.Errorf("the entry step is not conversations.history's own step: %+v", first)

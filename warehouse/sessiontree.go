@@ -405,8 +405,14 @@ func loadSequenceSteps(path string) (map[string][]map[string]json.RawMessage, er
 	return out, nil
 }
 
+// SessionGroup is the "exclusive" group of every generated session
+// behavior: a koi, like the user it plays, runs one session at a time, so
+// the calls of two sessions never interleave at the target.
+const SessionGroup = "session"
+
 // encodeSessionBehaviors writes the "behaviors" object of a sessions
-// output: each session behavior with its frequency, doc and steps.
+// output: each session behavior with its frequency, exclusive group, doc
+// and steps.
 func encodeSessionBehaviors(b *bytes.Buffer, list []sessionBehavior) error {
 	before := b.Len() // the provenance
 	b.WriteString("  \"behaviors\": {")
@@ -418,7 +424,7 @@ func encodeSessionBehaviors(b *bytes.Buffer, list []sessionBehavior) error {
 		enc := json.NewEncoder(&body)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("    ", "  ")
-		v := map[string]any{"frequency": json.Number(formatFloat(sb.frequency)), "doc": sb.doc, "steps": sb.steps}
+		v := map[string]any{"frequency": json.Number(formatFloat(sb.frequency)), "exclusive": SessionGroup, "doc": sb.doc, "steps": sb.steps}
 		if sb.hourly != nil {
 			h := make([]json.Number, len(sb.hourly))
 			for i, x := range sb.hourly {
