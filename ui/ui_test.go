@@ -171,10 +171,25 @@ func waitJS(t *testing.T, ctx context.Context, d time.Duration, what, expr strin
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s (%s; err %v)", d, what, expr, err)
+			t.Fatalf("timed out after %v waiting for %s (%s; err %v); the page: %s", d, what, expr, err, pageState(ctx))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// pageState says where the page is and what it shows as errors and
+// notices, for a failed wait's message.
+func pageState(ctx context.Context) string {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := chromedp.Run(c, chromedp.Evaluate[string](`JSON.stringify({hash: location.hash,
+		errors: [...document.querySelectorAll('.form-error:not([hidden]), .field-error')].map(e => e.textContent).filter(x => x),
+		toasts: [...document.querySelectorAll('.toast, #toasts > *')].map(e => e.textContent),
+		inputs: Object.fromEntries([...document.querySelectorAll('main input[name]')].map(e => [e.name, e.value]))})`))
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return st
 }
 
 // get runs one browser action that returns a value.
