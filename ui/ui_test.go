@@ -568,6 +568,10 @@ func TestUIAgainstSystem(t *testing.T) {
 		screenshot(t, ctx, "generate")
 		// Saving over the compared set is asked first (the default name
 		// is a new one); yes stores its next version.
+		// A notice (the toast at the bottom of the window, here "always-on
+		// chat: resumed.") may lie over the save button once the preview
+		// is long: it must let the click through, or saving does nothing.
+		waitJS(t, ctx, 5*time.Second, "notices that let clicks through", `getComputedStyle(document.getElementById('toast')).pointerEvents === 'none'`)
 		run(t, ctx, "save over split", chromedp.SetValue(chromedp.CSS(`#generate-save [name=name]`), "split"),
 			chromedp.Click(chromedp.CSS(`#generate-save button[type=submit]`)))
 		waitJS(t, ctx, 10*time.Second, "asked before overwriting", `!!document.querySelector('#generate-overwrite-yes')`)
