@@ -214,6 +214,7 @@ func (s *School) status() *wire.PollRequest {
 	for _, id := range ids {
 		r := s.runs[id]
 		st := r.status()
+		st.Epoch = s.runSwitch[id].Epoch
 		req.Runs = append(req.Runs, st)
 		req.KoiRunning += r.running()
 		req.WebsocketsOpen += r.websockets()

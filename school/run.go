@@ -536,11 +536,13 @@ func addStats(dst *koi.Stats, s koi.Stats) {
 	dst.Reconnects += s.Reconnects
 }
 
-// status counts the run's koi by state.
+// status counts the run's koi by state. Epoch is left for the caller,
+// which reads the run's switch under the school's lock (the report loop
+// calls status without it).
 func (r *run) status() wire.RunStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := wire.RunStatus{Run: r.id, From: r.from, To: r.to, Refused: r.refused, Epoch: r.s.runSwitch[r.id].Epoch,
+	st := wire.RunStatus{Run: r.id, From: r.from, To: r.to, Refused: r.refused,
 		Pressure: r.pressure, PressureAt: r.pressureAt}
 	if r.state == wire.Running || r.state == wire.Paused {
 		st.Target = r.to - r.from
