@@ -367,12 +367,12 @@ func (p *Program) runFast(x *executor, env *Env, t Text, data any) (ran bool, er
 	x.bind(p, env)
 	err = p.fast[t.id].run(x, data)
 	x.b = binding{}
-	if he := (*HaltError)(nil); err != nil && !errors.As(err, &he) {
+	if _, halt := err.(*HaltError); err != nil && !halt { // a halt comes unwrapped (fastAction.run)
 		x.out.reset()
 		return false, nil
 	}
 	p.fastRuns.Add(1)
-	return true, err // nil, or the *HaltError itself
+	return true, err
 }
 
 // bind gives x a fresh binding for one execution of p's templates in env:
