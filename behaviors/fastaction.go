@@ -366,7 +366,7 @@ func fastCall(x *executor, name string, args []any) (any, error) {
 			return fn(s)
 		}
 	case func(...any) (string, error):
-		return fn(args...)
+		return fn(append([]any(nil), args...)...) // fn may keep its slice: args stays the caller's (on its stack)
 	case func(string) (any, error):
 		if s, ok := fastStrArg(args, 0); ok && len(args) == 1 {
 			return fn(s)

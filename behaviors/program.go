@@ -364,28 +364,29 @@ func (p *Program) runFast(x *executor, env *Env, t Text, data any) (ran bool, er
 	if p.noFast || t.id >= len(p.fast) || t.id >= len(x.tmpls) || p.fast[t.id] == nil {
 		return false, nil
 	}
-	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
-	x.out.b = &x.b
+	x.bind(p, env)
 	err = p.fast[t.id].run(x, data)
 	x.b = binding{}
-	var he *HaltError
-	if err != nil && !errors.As(err, &he) {
+	if _, halt := err.(*HaltError); err != nil && !halt { // a halt comes unwrapped (fastAction.run)
 		x.out.reset()
 		return false, nil
 	}
 	p.fastRuns.Add(1)
-	if he != nil {
-		return true, he
-	}
-	return true, nil
+	return true, err
+}
+
+// bind gives x a fresh binding for one execution of p's templates in env:
+// the fast way and text/template's see the same one.
+func (x *executor) bind(p *Program, env *Env) {
+	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
+	x.out.b = &x.b
 }
 
 func (x *executor) run(p *Program, env *Env, t Text, data any) error {
 	if t.id >= len(x.tmpls) {
 		return fmt.Errorf("%s: template %d is not in this program", t.Where, t.id)
 	}
-	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
-	x.out.b = &x.b
+	x.bind(p, env)
 	err := x.execute(x.tmpls[t.id], data)
 	x.b = binding{}
 	if err != nil {

@@ -337,13 +337,6 @@ func (s *Store) AddMessages(channel string, msgs []Message) {
 			cur = k.insertByTS(cur, &msgs[i])
 		}
 	}
-	if n := len(cur) - MaxMessagesPerChannel; n > 0 {
-		for _, h := range cur[:n] {
-			k.bytes -= messageSize(&k.msgAt(h).v)
-			k.unrefMsg(h)
-		}
-		cur = append(make([]handle, 0, MaxMessagesPerChannel), cur[n:]...)
-	}
 	switch {
 	case ci >= 0:
 		k.msgs[ci].ms = cur

@@ -210,7 +210,11 @@ func (k *knowledge) holdsUser(id string) bool {
 }
 
 // insertByTS keeps msgs ordered by ts (oldest first) without duplicates,
-// within the store's bound in bytes.
+// at most MaxMessagesPerChannel of them (a new one past that takes the
+// place of the oldest, and one older than all is not kept), within the
+// store's bound in bytes. Keeping to the cap as it goes, a list far longer
+// than the cap costs the cap's work per message, and the store's bytes are
+// never spent on messages about to go.
 func (k *knowledge) insertByTS(msgs []handle, m *Message) []handle {
 	key := parseTS(m.TS)
 	i := len(msgs)
@@ -237,14 +241,28 @@ func (k *knowledge) insertByTS(msgs []handle, m *Message) []handle {
 			return msgs
 		}
 	}
-	if size > MaxKnowledgeBytes-k.bytes {
+	full := len(msgs) >= MaxMessagesPerChannel
+	if full && i == 0 {
+		return msgs // older than every message kept: it would go at once
+	}
+	var freed int64 // the oldest's bytes, when m takes its place
+	if full {
+		freed = messageSize(&k.msgAt(msgs[0]).v)
+	}
+	if size-freed > MaxKnowledgeBytes-k.bytes {
 		return msgs
 	}
 	h := k.internMsg(m)
 	if h == 0 {
 		return msgs
 	}
-	k.bytes += size
+	k.bytes += size - freed
+	if full {
+		k.unrefMsg(msgs[0])
+		copy(msgs, msgs[1:i])
+		msgs[i-1] = h
+		return msgs
+	}
 	msgs = append(msgs, 0)
 	copy(msgs[i+1:], msgs[i:])
 	msgs[i] = h

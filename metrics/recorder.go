@@ -188,7 +188,6 @@ func (s *Series) CountReason(o Outcome, reason, sample string) {
 	sh.mu.Unlock()
 }
 
-// addReason counts a reason in a locked shard.
 // observe adds one latency (ms) and outcome; the caller holds sh.mu.
 func (sh *shard) observe(ms float64, o Outcome) {
 	if sh.q == nil {
@@ -199,6 +198,7 @@ func (sh *shard) observe(ms float64, o Outcome) {
 	sh.counts[o]++
 }
 
+// addReason counts a reason in a locked shard.
 func (sh *shard) addReason(o Outcome, reason, sample string) {
 	if reason == "" || !o.Failure() {
 		return
