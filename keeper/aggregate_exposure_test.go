@@ -115,7 +115,7 @@ func TestExposureThroughTiersAndCheckpoint(t *testing.T) {
 	a2 := newAggregator()
 	a2.restore("run", back, traffic{})
 	restored, _, _ := a2.total("run")
-	if restored.Exposure == nil || *restored.Exposure != *total.Exposure {
+	if restored.Exposure == nil || !restored.Exposure.Equal(total.Exposure) {
 		t.Fatalf("restored exposure %+v, want %+v", restored.Exposure, total.Exposure)
 	}
 	feedExposure(t, a2, newest+1)
@@ -159,7 +159,7 @@ func TestAggregatorRefusesBadExposure(t *testing.T) {
 		t.Logf("refused: %v", err)
 	}
 	after, _, _ := a.total("run")
-	if *after.Exposure != *before.Exposure {
+	if !after.Exposure.Equal(before.Exposure) {
 		t.Errorf("refused reports changed the total: %+v, was %+v", after.Exposure, before.Exposure)
 	}
 }

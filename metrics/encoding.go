@@ -21,7 +21,11 @@ import (
 //	  hours    uvarint bit set: bit h set when hour h has a non-zero sum
 //	  sums     per set bit, lowest first: Minutes[h], Weighted[h],
 //	           Squared[h], each a float64 (IEEE 754, 8 bytes little
-//	           endian), finite, in [0, MaxExposureSum]
+//	           endian), finite, in [0, MaxExposureSum], then
+//	    classes  uvarint number of activity classes of the hour (at most
+//	             2×MaxExposureClass+1), then that many times, by class:
+//	             the class (zig-zag varint, ±MaxExposureClass) and its
+//	             minutes, weighted and squared sums (float64s as above)
 //	n        uvarint          number of series, then n times, by key:
 //	  key      uvarint length, bytes
 //	  outcomes uvarint bit set: bit i set when Counts[i] > 0
@@ -156,6 +160,14 @@ func appendExposure(b []byte, e *Exposure) ([]byte, error) {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Minutes[h]))
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Weighted[h]))
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Squared[h]))
+			cs := e.hourClasses(int8(h))
+			b = binary.AppendUvarint(b, uint64(len(cs)))
+			for _, c := range cs {
+				b = binary.AppendVarint(b, int64(c.class))
+				for _, x := range []float64{c.minutes, c.weighted, c.squared} {
+					b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
+				}
+			}
 		}
 	}
 	return b, nil
@@ -268,6 +280,31 @@ func (d *decoder) exposure() *Exposure {
 		if e.Minutes[h] == 0 && e.Weighted[h] == 0 && e.Squared[h] == 0 {
 			d.fail("exposure: hour %d is set but holds nothing", h)
 			return nil
+		}
+		n := d.uvarint("exposure classes")
+		if d.err == nil && n > 2*MaxExposureClass+1 {
+			d.fail("exposure: hour %d: %d activity classes (at most %d)", h, n, 2*MaxExposureClass+1)
+		}
+		for range n {
+			if d.err != nil {
+				return nil
+			}
+			c := d.varint("exposure class")
+			if d.err == nil && (c < -MaxExposureClass || c > MaxExposureClass) {
+				d.fail("exposure: hour %d: activity class %d (want ±%d)", h, c, MaxExposureClass)
+			}
+			if d.err == nil && len(d.b) < 24 {
+				d.fail("exposure: hour %d: activity class %d: %d bytes left, want 24", h, c, len(d.b))
+			}
+			if d.err != nil {
+				return nil
+			}
+			ec := exposureClass{hour: int8(h), class: int8(c)}
+			for _, dst := range []*float64{&ec.minutes, &ec.weighted, &ec.squared} {
+				*dst = math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+				d.b = d.b[8:]
+			}
+			e.classes = append(e.classes, ec)
 		}
 	}
 	if err := e.check(); err != nil {

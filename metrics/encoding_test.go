@@ -84,7 +84,7 @@ func equalSnapshots(t *testing.T, a, b *Snapshot) {
 	if !a.Start.Equal(b.Start) || !a.End.Equal(b.End) {
 		t.Errorf("interval %v–%v != %v–%v", a.Start, a.End, b.Start, b.End)
 	}
-	if (a.Exposure == nil) != (b.Exposure == nil) || (a.Exposure != nil && *a.Exposure != *b.Exposure) {
+	if !a.Exposure.Equal(b.Exposure) {
 		t.Errorf("exposure %+v != %+v", a.Exposure, b.Exposure)
 	}
 	if ak, bk := strings.Join(a.Keys(), ","), strings.Join(b.Keys(), ","); ak != bk {
@@ -390,14 +390,22 @@ func TestUnmarshalBadInput(t *testing.T) {
 		// Exposure: a presence flag other than 0 or 1.
 		{"exposure presence", header3().u(2).u(0).u(0), ErrMalformed},
 		// An hour past 23.
-		{"exposure hour 24", header3().u(1).u(1<<24).f64(1, 1, 1).u(0), ErrMalformed},
+		{"exposure hour 24", header3().u(1).u(1<<24).f64(1, 1, 1).u(0).u(0), ErrMalformed},
 		// Sums a lying school could send: NaN, infinite, negative, huge.
-		{"exposure NaN", header3().u(1).u(1).f64(nanf(), 1, 1).u(0), ErrMalformed},
-		{"exposure infinite", header3().u(1).u(1).f64(1, math.Inf(1), 1).u(0), ErrMalformed},
-		{"exposure negative", header3().u(1).u(1).f64(1, 1, -1).u(0), ErrMalformed},
-		{"exposure huge", header3().u(1).u(1<<23).f64(MaxExposureSum*2, 1, 1).u(0), ErrMalformed},
+		{"exposure NaN", header3().u(1).u(1).f64(nanf(), 1, 1).u(0).u(0), ErrMalformed},
+		{"exposure infinite", header3().u(1).u(1).f64(1, math.Inf(1), 1).u(0).u(0), ErrMalformed},
+		{"exposure negative", header3().u(1).u(1).f64(1, 1, -1).u(0).u(0), ErrMalformed},
+		{"exposure huge", header3().u(1).u(1<<23).f64(MaxExposureSum*2, 1, 1).u(0).u(0), ErrMalformed},
 		// A set hour holding nothing (not canonical).
-		{"exposure empty hour", header3().u(1).u(1).f64(0, 0, 0).u(0), ErrMalformed},
+		{"exposure empty hour", header3().u(1).u(1).f64(0, 0, 0).u(0).u(0), ErrMalformed},
+		// Activity classes a lying school could send: too many, past
+		// the range, out of order or repeated, NaN, and missing bytes.
+		{"exposure classes too many", header3().u(1).u(1).f64(1, 1, 1).u(2*MaxExposureClass + 2).u(0), ErrMalformed},
+		{"exposure class out of range", header3().u(1).u(1).f64(1, 1, 1).u(1).v(MaxExposureClass+1).f64(1, 1, 1).u(0), ErrMalformed},
+		{"exposure classes out of order", header3().u(1).u(1).f64(2, 2, 2).u(2).v(3).f64(1, 1, 1).v(2).f64(1, 1, 1).u(0), ErrMalformed},
+		{"exposure class repeated", header3().u(1).u(1).f64(2, 2, 2).u(2).v(3).f64(1, 1, 1).v(3).f64(1, 1, 1).u(0), ErrMalformed},
+		{"exposure class NaN", header3().u(1).u(1).f64(1, 1, 1).u(1).v(0).f64(1, nanf(), 1).u(0), ErrMalformed},
+		{"exposure class truncated", header3().u(1).u(1).f64(1, 1, 1).u(1).v(0).f64(1, 1), ErrMalformed},
 		// Two hours announced, one sent.
 		{"exposure truncated", header3().u(1).u(3).f64(1, 1, 1).raw(0, 0, 0), ErrMalformed},
 		// Exact-summary flags from DDSketchWithExactSummaryStatistics.

@@ -21,7 +21,7 @@ func TestSnapshotMergeExposure(t *testing.T) {
 	if err := s.Merge(a); err != nil {
 		t.Fatal(err)
 	}
-	if s.Exposure == a.Exposure || *s.Exposure != *a.Exposure {
+	if s.Exposure == a.Exposure || !s.Exposure.Equal(a.Exposure) {
 		t.Fatalf("nil + a: %+v (shared %v)", s.Exposure, s.Exposure == a.Exposure)
 	}
 	// Sums add per hour.
@@ -40,7 +40,7 @@ func TestSnapshotMergeExposure(t *testing.T) {
 	}
 	// A nil exposure merged in changes nothing.
 	before := *s.Exposure
-	if err := s.Merge(&Snapshot{}); err != nil || *s.Exposure != before {
+	if err := s.Merge(&Snapshot{}); err != nil || !s.Exposure.Equal(&before) {
 		t.Fatalf("+ nil: %+v, %v", s.Exposure, err)
 	}
 	// Into itself: doubles.
@@ -57,7 +57,7 @@ func TestExposureAddIgnoresBadInput(t *testing.T) {
 	}{{-1, 1, 1}, {24, 1, 1}, {0, -1, 1}, {0, math.NaN(), 1}, {0, math.Inf(1), 1}, {0, 1, -1}, {0, 1, math.NaN()}, {0, 1, math.Inf(1)}, {0, 1, 0}} {
 		e.Add(c.hour, c.act, c.minute)
 	}
-	if e != (Exposure{}) {
+	if !e.Equal(&Exposure{}) {
 		t.Fatalf("bad input was added: %+v", e)
 	}
 }
@@ -101,7 +101,7 @@ func TestMarshalBinaryWithinKeepsExposure(t *testing.T) {
 		if err := got.UnmarshalBinary(enc); err != nil {
 			t.Fatal(err)
 		}
-		if got.Exposure == nil || *got.Exposure != *snap.Exposure {
+		if got.Exposure == nil || !got.Exposure.Equal(snap.Exposure) {
 			t.Fatalf("limit %d: exposure %+v, want %+v", limit, got.Exposure, snap.Exposure)
 		}
 	}
@@ -131,7 +131,7 @@ func TestExposureMergeSaturates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if *total.Exposure != full {
+	if !total.Exposure.Equal(&full) {
 		t.Fatalf("three full exposures merged to %+v", total.Exposure)
 	}
 	if _, err := total.MarshalBinary(); err != nil {

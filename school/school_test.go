@@ -185,8 +185,14 @@ func TestLeaseExpiryPauses(t *testing.T) {
 	if after := p.Stats().RequestsTotal; after != before {
 		t.Errorf("%d requests while self-paused", after-before)
 	}
-	if p.Stats().WebsocketsOpen != 10 {
-		t.Error("self-pause closed websockets")
+	// Self-paused, the koi keep their websockets until two leases have
+	// passed since the last answered poll; a starved machine may reach
+	// that before this check, which then has nothing to say.
+	ws, lastPoll := p.Stats().WebsocketsOpen, s.Status().LastPoll
+	if since := time.Since(lastPoll); since < 2*time.Second-200*time.Millisecond && ws != 10 {
+		t.Errorf("self-pause closed websockets (%d open %v after the last answered poll)", ws, since)
+	} else if since >= 2*time.Second-200*time.Millisecond {
+		t.Logf("the check ran %v after the last answered poll, past the two 1 s leases: websockets not checked while self-paused", since)
 	}
 	// Two leases without the keeper: its koi belong to other schools now,
 	// so the websockets close.
