@@ -109,17 +109,7 @@ func (c *callSorter) mem() int64 { return int64(cap(c.keys))*callKeyBytes + c.us
 // sortChunk sorts the chunk by user name, then time, ties in input order,
 // and returns the users by rank with the keys' user fields set to ranks.
 func (c *callSorter) sortChunk() []string {
-	order := make([]uint32, len(c.users))
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(c.users[a], c.users[b]) })
-	rank := make([]uint32, len(c.users))
-	ranked := make([]string, len(c.users))
-	for r, i := range order {
-		rank[i] = uint32(r)
-		ranked[r] = c.users[i]
-	}
+	rank, ranked := rankUsers(c.users)
 	for i := range c.keys {
 		c.keys[i].user = rank[c.keys[i].user]
 	}

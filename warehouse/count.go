@@ -131,17 +131,7 @@ func (c *counter) mem() int64 { return int64(cap(c.keys))*8 + c.userBytes }
 // sortChunk ranks the chunk's users by name, rewrites keys with ranks, sorts
 // and de-duplicates them. It returns the users in rank order.
 func (c *counter) sortChunk() []string {
-	order := make([]uint32, len(c.users))
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(c.users[a], c.users[b]) })
-	rank := make([]uint32, len(c.users))
-	ranked := make([]string, len(c.users))
-	for r, i := range order {
-		rank[i] = uint32(r)
-		ranked[r] = c.users[i]
-	}
+	rank, ranked := rankUsers(c.users)
 	const low = 1<<(minuteBits+methodBits) - 1
 	for i, k := range c.keys {
 		c.keys[i] = uint64(rank[k>>(minuteBits+methodBits)])<<(minuteBits+methodBits) | k&low
@@ -149,6 +139,23 @@ func (c *counter) sortChunk() []string {
 	slices.Sort(c.keys)
 	c.keys = slices.Compact(c.keys)
 	return ranked
+}
+
+// rankUsers ranks a chunk's users by name: rank[i] is users[i]'s rank,
+// ranked the users in rank order.
+func rankUsers(users []string) (rank []uint32, ranked []string) {
+	order := make([]uint32, len(users))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(users[a], users[b]) })
+	rank = make([]uint32, len(users))
+	ranked = make([]string, len(users))
+	for r, i := range order {
+		rank[i] = uint32(r)
+		ranked[r] = users[i]
+	}
+	return rank, ranked
 }
 
 func (c *counter) resetChunk() {
