@@ -97,7 +97,10 @@ func (s *Step) Delay(u float64) time.Duration {
 	if len(q) == 1 {
 		return q[0]
 	}
-	x := min(max(u, 0), 1) * float64(len(q)-1)
+	if !(u > 0) { // NaN too
+		return q[0]
+	}
+	x := min(u, 1) * float64(len(q)-1)
 	i := int(x)
 	if i >= len(q)-1 {
 		return q[len(q)-1]

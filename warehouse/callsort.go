@@ -1,9 +1,6 @@
 package warehouse
 
 import (
-	"bufio"
-	"bytes"
-	"container/heap"
 	"context"
 	"fmt"
 	"os"
@@ -112,17 +109,7 @@ func (c *callSorter) mem() int64 { return int64(cap(c.keys))*callKeyBytes + c.us
 // sortChunk sorts the chunk by user name, then time, ties in input order,
 // and returns the users by rank with the keys' user fields set to ranks.
 func (c *callSorter) sortChunk() []string {
-	order := make([]uint32, len(c.users))
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(c.users[a], c.users[b]) })
-	rank := make([]uint32, len(c.users))
-	ranked := make([]string, len(c.users))
-	for r, i := range order {
-		rank[i] = uint32(r)
-		ranked[r] = c.users[i]
-	}
+	rank, ranked := rankUsers(c.users)
 	for i := range c.keys {
 		c.keys[i].user = rank[c.keys[i].user]
 	}
@@ -211,115 +198,15 @@ func (c *callSorter) each(ctx context.Context, emit func(user []byte, newUser bo
 		}
 	}
 	c.keys, c.users, c.lastMS, c.lastPart = nil, nil, nil, nil
-	for len(c.runs) > c.maxFanIn {
-		// The earliest runs merge into one that takes their place at the
-		// front, so run order stays input order for ties.
-		n := c.maxFanIn
-		group := c.runs[:n]
-		f, err := os.CreateTemp(c.tmpDir, "koipond-warehouse-calls-*")
-		if err != nil {
-			return fmt.Errorf("merging sorted calls: %w", err)
-		}
-		w := newRunWriter(f)
-		err = mergeCallRuns(ctx, group, func(user []byte, newUser bool, ms int64, m uint16) error {
-			w.writeBytes(user, newUser, ms, m)
-			return nil
+	err := reduceRuns(ctx, &c.runs, c.maxFanIn, c.tmpDir, "koipond-warehouse-calls-*", "sorted calls",
+		func(ctx context.Context, group []string, w *runWriter) error {
+			return mergeSorted(ctx, group, false, "sorted calls", func(user []byte, newUser bool, ms int64, m uint16) error {
+				w.writeBytes(user, newUser, ms, m)
+				return nil
+			})
 		})
-		if cerr := w.close(); err == nil && cerr != nil {
-			err = fmt.Errorf("merging sorted calls into %s: %w", f.Name(), cerr)
-		}
-		for _, r := range group {
-			os.Remove(r)
-		}
-		c.runs = append([]string{f.Name()}, c.runs[n:]...)
-		if err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
-	return mergeCallRuns(ctx, c.runs, emit)
-}
-
-// callHeap orders run readers by user, time, then run (input) order.
-type callHeap []*callRun
-
-type callRun struct {
-	runReader
-	idx int
-}
-
-func (h callHeap) Len() int { return len(h) }
-func (h callHeap) Less(i, j int) bool {
-	if c := bytes.Compare(h[i].user, h[j].user); c != 0 {
-		return c < 0
-	}
-	if h[i].minute != h[j].minute {
-		return h[i].minute < h[j].minute
-	}
-	return h[i].idx < h[j].idx
-}
-func (h callHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *callHeap) Push(x any)   { *h = append(*h, x.(*callRun)) }
-func (h *callHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-// mergeCallRuns merges sorted call runs into one stream, keeping every
-// call. emit's user is valid only during the call.
-func mergeCallRuns(ctx context.Context, paths []string, emit func(user []byte, newUser bool, ms int64, m uint16) error) error {
-	h := make(callHeap, 0, len(paths))
-	defer func() {
-		for _, r := range h {
-			r.f.Close()
-		}
-	}()
-	for i, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			return fmt.Errorf("merging sorted calls: %w", err)
-		}
-		r := &callRun{runReader: runReader{f: f, r: bufio.NewReaderSize(f, 64<<10)}, idx: i}
-		ok, err := r.next()
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("merging sorted calls: %s: %w", p, err)
-		}
-		if !ok {
-			f.Close()
-			continue
-		}
-		h = append(h, r)
-	}
-	heap.Init(&h)
-	var last []byte
-	started := false
-	for n := 0; len(h) > 0; n++ {
-		if n&0xffff == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		r := h[0]
-		newUser := !started || !bytes.Equal(r.user, last)
-		if err := emit(r.user, newUser, r.minute, r.method); err != nil {
-			return err
-		}
-		if newUser {
-			last = append(last[:0], r.user...)
-			started = true
-		}
-		ok, err := r.next()
-		if err != nil {
-			return fmt.Errorf("merging sorted calls: %s: %w", r.f.Name(), err)
-		}
-		if ok {
-			heap.Fix(&h, 0)
-		} else {
-			r.f.Close()
-			heap.Pop(&h)
-		}
-	}
-	return nil
+	return mergeSorted(ctx, c.runs, false, "sorted calls", emit)
 }

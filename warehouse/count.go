@@ -131,17 +131,7 @@ func (c *counter) mem() int64 { return int64(cap(c.keys))*8 + c.userBytes }
 // sortChunk ranks the chunk's users by name, rewrites keys with ranks, sorts
 // and de-duplicates them. It returns the users in rank order.
 func (c *counter) sortChunk() []string {
-	order := make([]uint32, len(c.users))
-	for i := range order {
-		order[i] = uint32(i)
-	}
-	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(c.users[a], c.users[b]) })
-	rank := make([]uint32, len(c.users))
-	ranked := make([]string, len(c.users))
-	for r, i := range order {
-		rank[i] = uint32(r)
-		ranked[r] = c.users[i]
-	}
+	rank, ranked := rankUsers(c.users)
 	const low = 1<<(minuteBits+methodBits) - 1
 	for i, k := range c.keys {
 		c.keys[i] = uint64(rank[k>>(minuteBits+methodBits)])<<(minuteBits+methodBits) | k&low
@@ -149,6 +139,23 @@ func (c *counter) sortChunk() []string {
 	slices.Sort(c.keys)
 	c.keys = slices.Compact(c.keys)
 	return ranked
+}
+
+// rankUsers ranks a chunk's users by name: rank[i] is users[i]'s rank,
+// ranked the users in rank order.
+func rankUsers(users []string) (rank []uint32, ranked []string) {
+	order := make([]uint32, len(users))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(users[a], users[b]) })
+	rank = make([]uint32, len(users))
+	ranked = make([]string, len(users))
+	for r, i := range order {
+		rank[i] = uint32(r)
+		ranked[r] = users[i]
+	}
+	return rank, ranked
 }
 
 func (c *counter) resetChunk() {
@@ -249,29 +256,16 @@ func (c *counter) finish(ctx context.Context, hourOf func(int64) int) (*counts, 
 	}
 	c.keys, c.users = nil, nil // release the chunk before merging
 	res.runs = len(c.runs)
-	for len(c.runs) > c.maxFanIn {
-		n := c.maxFanIn
-		group := c.runs[:n]
-		f, err := os.CreateTemp(c.tmpDir, "koipond-warehouse-run-*")
-		if err != nil {
-			return nil, fmt.Errorf("merging sorted runs: %w", err)
-		}
-		w := newRunWriter(f)
-		err = mergeRuns(ctx, group, func(user []byte, newUser bool, minute int64, m uint16) {
-			w.writeBytes(user, newUser, minute, m)
+	err := reduceRuns(ctx, &c.runs, c.maxFanIn, c.tmpDir, "koipond-warehouse-run-*", "sorted runs",
+		func(ctx context.Context, group []string, w *runWriter) error {
+			return mergeRuns(ctx, group, func(user []byte, newUser bool, minute int64, m uint16) {
+				w.writeBytes(user, newUser, minute, m)
+			})
 		})
-		if cerr := w.close(); err == nil && cerr != nil {
-			err = fmt.Errorf("merging sorted runs into %s: %w", f.Name(), cerr)
-		}
-		for _, r := range group {
-			os.Remove(r)
-		}
-		c.runs = append(c.runs[n:], f.Name())
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
 	}
-	err := mergeRuns(ctx, c.runs, func(_ []byte, newUser bool, minute int64, m uint16) {
+	err = mergeRuns(ctx, c.runs, func(_ []byte, newUser bool, minute int64, m uint16) {
 		t.key(newUser, minute, m)
 	})
 	if err != nil {
@@ -340,7 +334,7 @@ type runReader struct {
 	user   []byte
 	minute int64
 	method uint16
-	newU   bool // user differs from this reader's previous key
+	idx    int // the run's place among those merged (mergeSorted)
 }
 
 func (r *runReader) next() (bool, error) {
@@ -351,7 +345,6 @@ func (r *runReader) next() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	r.newU = n != 0
 	if n != 0 {
 		r.user = slices.Grow(r.user[:0], int(n-1))[:n-1]
 		if _, err := io.ReadFull(r.r, r.user); err != nil {
@@ -369,85 +362,144 @@ func (r *runReader) next() (bool, error) {
 	return true, nil
 }
 
-type runHeap []*runReader
+// runHeap orders run readers by user, minute, then method when byMethod,
+// then run order (a reader's idx: input order).
+type runHeap struct {
+	rs       []*runReader
+	byMethod bool
+}
 
-func (h runHeap) Len() int { return len(h) }
-func (h runHeap) Less(i, j int) bool {
-	if c := bytes.Compare(h[i].user, h[j].user); c != 0 {
+func (h *runHeap) Len() int { return len(h.rs) }
+func (h *runHeap) Less(i, j int) bool {
+	a, b := h.rs[i], h.rs[j]
+	if c := bytes.Compare(a.user, b.user); c != 0 {
 		return c < 0
 	}
-	if h[i].minute != h[j].minute {
-		return h[i].minute < h[j].minute
+	if a.minute != b.minute {
+		return a.minute < b.minute
 	}
-	return h[i].method < h[j].method
+	if h.byMethod && a.method != b.method {
+		return a.method < b.method
+	}
+	return a.idx < b.idx
 }
-func (h runHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *runHeap) Push(x any)   { *h = append(*h, x.(*runReader)) }
+func (h *runHeap) Swap(i, j int) { h.rs[i], h.rs[j] = h.rs[j], h.rs[i] }
+func (h *runHeap) Push(x any)    { h.rs = append(h.rs, x.(*runReader)) }
 func (h *runHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
+	x := h.rs[len(h.rs)-1]
+	h.rs = h.rs[:len(h.rs)-1]
 	return x
 }
 
-// mergeRuns merges sorted runs into one sorted stream without duplicates.
-// emit's user is valid only during the call.
-func mergeRuns(ctx context.Context, paths []string, emit func(user []byte, newUser bool, minute int64, m uint16)) (err error) {
-	h := make(runHeap, 0, len(paths))
+// mergeSorted merges sorted runs into one stream in (user, minute) order,
+// keeping every key; ties go by method when byMethod, then by the runs'
+// order in paths. what names the runs in errors. emit's user is valid only
+// during the call.
+func mergeSorted(ctx context.Context, paths []string, byMethod bool, what string, emit func(user []byte, newUser bool, minute int64, m uint16) error) error {
+	h := &runHeap{rs: make([]*runReader, 0, len(paths)), byMethod: byMethod}
 	defer func() {
-		for _, r := range h {
+		for _, r := range h.rs {
 			r.f.Close()
 		}
 	}()
-	for _, p := range paths {
+	for i, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
-			return fmt.Errorf("merging sorted runs: %w", err)
+			return fmt.Errorf("merging %s: %w", what, err)
 		}
-		r := &runReader{f: f, r: bufio.NewReaderSize(f, 64<<10)}
+		r := &runReader{f: f, r: bufio.NewReaderSize(f, 64<<10), idx: i}
 		ok, err := r.next()
 		if err != nil {
 			f.Close()
-			return fmt.Errorf("merging sorted runs: %s: %w", p, err)
+			return fmt.Errorf("merging %s: %s: %w", what, p, err)
 		}
 		if !ok {
 			f.Close()
 			continue
 		}
-		h = append(h, r)
+		h.rs = append(h.rs, r)
 	}
-	heap.Init(&h)
+	heap.Init(h)
 	var last []byte
-	lastMin, lastM, started := int64(0), uint16(0), false
-	deadline := time.Now()
-	for n := 0; len(h) > 0; n++ {
-		if n&0xffff == 0 && time.Since(deadline) > 0 {
+	for n := 0; h.Len() > 0; n++ {
+		if n&0xffff == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			deadline = time.Now().Add(100 * time.Millisecond)
 		}
-		r := h[0]
-		newUser := !started || !bytes.Equal(r.user, last)
-		if newUser || r.minute != lastMin || r.method != lastM {
-			emit(r.user, newUser, r.minute, r.method)
-			if newUser {
-				last = append(last[:0], r.user...)
-			}
-			lastMin, lastM, started = r.minute, r.method, true
+		r := h.rs[0]
+		newUser := n == 0 || !bytes.Equal(r.user, last)
+		if err := emit(r.user, newUser, r.minute, r.method); err != nil {
+			return err
+		}
+		if newUser {
+			last = append(last[:0], r.user...)
 		}
 		ok, err := r.next()
 		if err != nil {
-			return fmt.Errorf("merging sorted runs: %s: %w", r.f.Name(), err)
+			return fmt.Errorf("merging %s: %s: %w", what, r.f.Name(), err)
 		}
 		if ok {
-			heap.Fix(&h, 0)
+			heap.Fix(h, 0)
 		} else {
 			r.f.Close()
-			heap.Pop(&h)
+			heap.Pop(h)
 		}
 	}
-	h = nil
+	return nil
+}
+
+// mergeRuns merges sorted runs into one sorted stream without duplicates.
+// emit's user is valid only during the call.
+func mergeRuns(ctx context.Context, paths []string, emit func(user []byte, newUser bool, minute int64, m uint16)) error {
+	var lastMin int64
+	var lastM uint16
+	return mergeSorted(ctx, paths, true, "sorted runs", func(user []byte, newUser bool, minute int64, m uint16) error {
+		if newUser || minute != lastMin || m != lastM {
+			emit(user, newUser, minute, m)
+			lastMin, lastM = minute, m
+		}
+		return nil
+	})
+}
+
+// reduceRuns merges *runs level by level, maxFanIn consecutive runs at a
+// time, until at most maxFanIn remain. A merged run takes its group's
+// place, so run order stays input order (for mergeSorted's ties). merge
+// writes one group's stream to w. *runs always lists the files that
+// exist, for the caller's cleanup, whatever fails.
+func reduceRuns(ctx context.Context, runs *[]string, maxFanIn int, tmpDir, pattern, what string,
+	merge func(ctx context.Context, group []string, w *runWriter) error) error {
+	for len(*runs) > maxFanIn {
+		level, next := *runs, []string(nil)
+		for len(level) > 0 {
+			group := level[:min(maxFanIn, len(level))]
+			level = level[len(group):]
+			if len(group) == 1 {
+				next = append(next, group[0])
+				continue
+			}
+			f, err := os.CreateTemp(tmpDir, pattern)
+			if err != nil {
+				*runs = append(append(next, group...), level...)
+				return fmt.Errorf("merging %s: %w", what, err)
+			}
+			w := newRunWriter(f)
+			err = merge(ctx, group, w)
+			if cerr := w.close(); err == nil && cerr != nil {
+				err = fmt.Errorf("merging %s into %s: %w", what, f.Name(), cerr)
+			}
+			for _, r := range group {
+				os.Remove(r)
+			}
+			next = append(next, f.Name())
+			if err != nil {
+				*runs = append(next, level...)
+				return err
+			}
+		}
+		*runs = next
+	}
 	return nil
 }
 

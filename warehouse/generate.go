@@ -387,10 +387,6 @@ func Generate(ctx context.Context, opts Options, progress func(Progress)) (*Resu
 	g.report("merging")
 	res.Shape, res.Rows = g.parser.shape, g.rows
 	if res.Shape == ShapeAggregated {
-		if o.Sessions {
-			return nil, fmt.Errorf("%s: --sessions needs a raw call log (user, method, timestamp per call): this export is pre-aggregated (it has %q and %q), "+
-				"so it holds no timestamps and no order of calls to learn sessions from", res.Source, g.names[colUserMinutes], g.names[colActiveUserMinutes])
-		}
 		g.aggregatedMethods(res)
 	} else if err := g.rawMethods(ctx, res); err != nil {
 		return nil, err

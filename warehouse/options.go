@@ -120,7 +120,8 @@ type Options struct {
 	// split into sessions at silences of SessionGap (default
 	// DefaultSessionGap), and the Result gets Sessions, its output
 	// sequences built from the learned transitions. DropTransitions
-	// leaves out transitions, each written "from>to".
+	// leaves out transitions, each written "from>to" (a method name may
+	// hold '>': each split that names an observed transition matches).
 	Sessions        bool
 	SessionGap      time.Duration
 	DropTransitions []string

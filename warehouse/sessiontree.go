@@ -86,13 +86,18 @@ func (g *sessionBuild) build(s *Sessions, drops []string) error {
 		byPair[[2]string{t.From, t.To}] = i
 	}
 	for _, d := range drops {
-		from, to, _ := parseDrop(d)
-		i, ok := byPair[[2]string{from, to}]
-		if !ok {
-			s.Notes = append(s.Notes, fmt.Sprintf("--drop-transition %s>%s: no such transition was observed", clip(from), clip(to)))
-			continue
+		// A method name may hold '>': every split that names an observed
+		// transition is the one meant.
+		matched := false
+		for at := strings.IndexByte(d, '>'); at >= 0; at = nextArrow(d, at) {
+			if i, ok := byPair[[2]string{strings.TrimSpace(d[:at]), strings.TrimSpace(d[at+1:])}]; ok {
+				s.Transitions[i].Dropped, matched = true, true
+			}
 		}
-		s.Transitions[i].Dropped = true
+		if !matched {
+			from, to, _ := parseDrop(d)
+			s.Notes = append(s.Notes, fmt.Sprintf("--drop-transition %s>%s: no such transition was observed", clip(from), clip(to)))
+		}
 	}
 	// With SequencedOnly, methods without a sequence are left out of the
 	// sessions: no session begins with them, none calls them.
@@ -234,6 +239,14 @@ func (g *sessionBuild) build(s *Sessions, drops []string) error {
 			len(s.Unsequenced), why, strings.Join(short12(s.Unsequenced), ", ")))
 	}
 	return nil
+}
+
+// nextArrow is the index of the '>' in d after the one at at, or -1.
+func nextArrow(d string, at int) int {
+	if i := strings.IndexByte(d[at+1:], '>'); i >= 0 {
+		return at + 1 + i
+	}
+	return -1
 }
 
 // short12 lists at most 12 names, then how many more.

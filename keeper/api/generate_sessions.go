@@ -13,7 +13,7 @@ const (
 	// needs sessions to begin in distinct minutes; over a week one
 	// session spans a user's whole export.
 	minSessionGap = warehouse.MinSessionGap
-	maxSessionGap = 7 * 24 * time.Hour
+	maxSessionGap = warehouse.MaxSessionGap
 	// maxDropTransitions bounds drop_transitions, and maxDropTransition
 	// the bytes of one "from>to".
 	maxDropTransitions = 1000
