@@ -57,3 +57,28 @@ func TestKeeperStartupWaitEndsWithItsContext(t *testing.T) {
 			time.Since(cancelled), cfg.StartupTimeout, logs.String())
 	}
 }
+
+// A bucket the server refuses outright (three replicas on a NATS that is
+// not clustered, here the embedded one) fails Open at once with the
+// server's reason: no waiting can change that answer, and "raise
+// --startup-timeout" would send the user the wrong way.
+func TestKeeperStartupDoesNotWaitOnARefusal(t *testing.T) {
+	logs := &lockedBuffer{}
+	cfg := Config{HTTP: "127.0.0.1:0", NATSListen: "127.0.0.1:-1", Replicas: 3,
+		DataDir: t.TempDir(), PollInterval: testPoll, Lease: testLease, StartupTimeout: 30 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	began := time.Now()
+	k, err := OpenWithAPI(context.Background(), cfg)
+	took := time.Since(began)
+	if err == nil {
+		k.Close()
+		t.Fatal("Open succeeded with three replicas on an unclustered NATS")
+	}
+	t.Logf("Open failed after %v: %v", took, err)
+	if !strings.Contains(err.Error(), "non-clustered") || strings.Contains(err.Error(), "--startup-timeout") {
+		t.Errorf("error %q: want the server's refusal, not a timeout", err)
+	}
+	if n := strings.Count(logs.String(), "waiting for JetStream"); n != 0 {
+		t.Errorf("the keeper waited %d times (%v) for an answer that cannot change; logs:\n%s", n, took, logs.String())
+	}
+}
