@@ -343,7 +343,9 @@ var errLaunchCounts = errors.New("impossible launch counts")
 
 // checkLaunchStatus refuses counts a school cannot have: more koi than
 // its share planned, more ended than started plus cancelled, or (once the
-// launch has ended) fewer koi accounted for than the keeper already has.
+// launch has ended) fewer koi accounted for than the keeper already has;
+// and start-offset bins the poll check refuses too (wire.CheckLaunchOffsets),
+// whatever let them through.
 func checkLaunchStatus(ls *wire.LaunchStatus, sh *state.Share, ended bool) error {
 	done := satAdd(ls.Finished, ls.Failed)
 	switch {
@@ -356,10 +358,9 @@ func checkLaunchStatus(ls *wire.LaunchStatus, sh *state.Share, ended bool) error
 	case ended && satAdd(done, ls.Cancelled) < satAdd(satAdd(sh.Finished, sh.Failed), sh.Cancelled):
 		return fmt.Errorf("%w: the launch has ended with %d koi accounted for, the report has %d", errLaunchCounts,
 			satAdd(satAdd(sh.Finished, sh.Failed), sh.Cancelled), satAdd(done, ls.Cancelled))
-	case len(ls.Offsets) != 0 && len(ls.Offsets) != wire.LaunchOffsetBins:
-		return fmt.Errorf("%w: %d start-offset bins, want %d or none", errLaunchCounts, len(ls.Offsets), wire.LaunchOffsetBins)
-	case binned(ls.Offsets) > uint64(max(0, ls.Started)):
-		return fmt.Errorf("%w: %d starts binned by offset but %d started", errLaunchCounts, binned(ls.Offsets), ls.Started)
+	}
+	if err := wire.CheckLaunchOffsets(ls.Offsets, ls.Started); err != nil {
+		return fmt.Errorf("%w: start offsets: %w", errLaunchCounts, err)
 	}
 	return nil
 }
@@ -381,15 +382,6 @@ func launchOffsets(l *state.Launch) []uint32 {
 		}
 	}
 	return out
-}
-
-// binned is the number of starts in a launch's offset bins.
-func binned(bins []uint32) uint64 {
-	var n uint64
-	for _, b := range bins {
-		n += uint64(b)
-	}
-	return n
 }
 
 // recordLaunchStatus stores what a school says it did with its launches.

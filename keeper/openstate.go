@@ -2,10 +2,12 @@ package keeper
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/koipond/koipond/keeper/state"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -19,7 +21,8 @@ const stateAttempt = 10 * time.Second
 // keeper answers JetStream requests only once it has elected its meta
 // leader and the bucket's stream leader, which can take tens of seconds
 // on a busy machine. Each failed attempt is logged with its error; the
-// last one is returned.
+// last one is returned. A refusal that waiting cannot change
+// (refusedForGood) is returned at once.
 func (k *Keeper) openState(ctx context.Context, js jetstream.JetStream) (map[string][]byte, error) {
 	deadline := time.Now().Add(k.cfg.StartupTimeout)
 	wait := 250 * time.Millisecond
@@ -31,7 +34,7 @@ func (k *Keeper) openState(ctx context.Context, js jetstream.JetStream) (map[str
 			}
 			return recs, nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || refusedForGood(err) {
 			return nil, fmt.Errorf("keeper: %w", err)
 		}
 		if time.Now().Add(wait).After(deadline) {
@@ -47,6 +50,14 @@ func (k *Keeper) openState(ctx context.Context, js jetstream.JetStream) (map[str
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// refusedForGood reports whether err is a JetStream answer about the bucket's
+// configuration that no leader election changes: replicas on a NATS that
+// is not clustered.
+func refusedForGood(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.ErrorCode(server.JSStreamReplicasNotSupportedErr)
 }
 
 func (k *Keeper) tryOpenState(ctx context.Context, js jetstream.JetStream, d time.Duration) (map[string][]byte, error) {

@@ -25,10 +25,9 @@ type launchState struct {
 	// offsets bins the real starts by their offset into the launch's
 	// window on this school's wall clock: [at, at+window) in
 	// wire.LaunchOffsetBins equal bins (guarded by School.mu).
-	offsets   [wire.LaunchOffsetBins]uint32
-	at        time.Time     // the launch instant, this school's wall clock
-	window    time.Duration // the window, time scale applied
-	binnedAny bool          // some start was binned
+	offsets [wire.LaunchOffsetBins]uint32
+	at      time.Time     // the launch instant, this school's wall clock
+	window  time.Duration // the window, time scale applied
 	// started: koi whose sequence began; finished, failed, cancelled: how
 	// each koi's part ended (cancelled includes planned koi that were not
 	// connected here, so the three sum to Count once all have ended).
@@ -37,12 +36,12 @@ type launchState struct {
 
 // status is what the school reports of the launch; School.mu is held.
 // The offsets are binned after started counts a koi, so their sum never
-// exceeds Started.
+// exceeds Started; no bins are sent until a start has been binned.
 func (ls *launchState) status() wire.LaunchStatus {
 	st := wire.LaunchStatus{Launch: ls.l.ID, Planned: ls.l.Count, Started: int(ls.started.Load()),
 		Finished: int(ls.finished.Load()), Failed: int(ls.failed.Load()), Cancelled: int(ls.cancelled.Load()),
 		Error: ls.err, FirstStart: ls.first, LastStart: ls.last}
-	if ls.binnedAny {
+	if ls.offsets != ([wire.LaunchOffsetBins]uint32{}) {
 		st.Offsets = append([]uint32(nil), ls.offsets[:]...)
 	}
 	return st
@@ -58,7 +57,6 @@ func (ls *launchState) bin(t time.Time) {
 		i = int(min(float64(wire.LaunchOffsetBins-1), float64(off)/float64(ls.window)*wire.LaunchOffsetBins))
 	}
 	ls.offsets[i]++
-	ls.binnedAny = true
 }
 
 // settled reports whether every planned koi has ended.

@@ -275,24 +275,32 @@ func (m *PollRequest) Validate() error {
 	return c.result()
 }
 
-// offsets checks a launch's start-offset bins: none, or exactly
-// LaunchOffsetBins counts adding up to at most the koi started (a bin
-// cannot hold a koi that never began).
+// offsets checks a launch's start-offset bins (CheckLaunchOffsets).
 func (c *checker) offsets(field string, bins []uint32, started int) {
+	if err := CheckLaunchOffsets(bins, started); err != nil {
+		c.fail(field, "%v", err)
+	}
+}
+
+// CheckLaunchOffsets returns why bins cannot be the start-offset bins
+// (LaunchStatus.Offsets) of a launch that started koi, or nil: there must
+// be none, or exactly LaunchOffsetBins counts adding up to at most
+// started (a bin cannot hold a koi that never began).
+func CheckLaunchOffsets(bins []uint32, started int) error {
 	if len(bins) == 0 {
-		return
+		return nil
 	}
 	if len(bins) != LaunchOffsetBins {
-		c.fail(field, "%d bins, want %d or none", len(bins), LaunchOffsetBins)
-		return
+		return fmt.Errorf("%d bins, want %d or none", len(bins), LaunchOffsetBins)
 	}
 	var sum uint64
 	for _, n := range bins {
 		sum += uint64(n)
 	}
 	if sum > uint64(max(0, started)) {
-		c.fail(field, "%d starts binned, but %d started", sum, started)
+		return fmt.Errorf("%d starts binned, but %d started", sum, started)
 	}
+	return nil
 }
 
 func (k *KoiCounts) check(c *checker) {
