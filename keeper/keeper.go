@@ -220,6 +220,7 @@ type Keeper struct {
 	hooks  *notify.Notifier // webhook delivery workers
 	trig   *triggerStats    // trigger calls accepted and refused
 
+	replays    replayGuard          // metrics reports already taken, by school
 	mu         sync.Mutex           // guards partial, shortSince, refusals
 	partial    []string             // runs started partially, as last logged
 	shortSince map[string]time.Time // when each run short of schools was first seen short

@@ -359,12 +359,23 @@ func (k *Keeper) ingest(rep *wire.MetricsReport) {
 	if rep.End.IsZero() || at.After(now.Add(time.Minute)) || at.Before(now.Add(-time.Hour)) {
 		at = now // a clock we cannot trust: file it under arrival
 	}
-	for i := range rep.Runs {
-		rm := &rep.Runs[i]
+	known := rep.Runs[:0:0]
+	for _, rm := range rep.Runs {
 		if r.Run(nil, rm.Run) == nil {
 			k.stats.reject(k.log, "metrics: unknown run", fmt.Errorf("run %q", rm.Run), "school", rep.School)
 			continue
 		}
+		known = append(known, rm)
+	}
+	if len(known) == 0 {
+		return
+	}
+	if !k.replays.fresh(rep) {
+		k.stats.reject(k.log, "metrics: replayed report", fmt.Errorf("school %q sent seq %d (interval ending %v) again or out of order", rep.School, rep.Seq, rep.End), "school", rep.School)
+		return
+	}
+	for i := range known {
+		rm := &known[i]
 		if err := k.agg.add(rm.Run, at, rm); err != nil {
 			k.stats.reject(k.log, "metrics: bad snapshot", err, "school", rep.School, "run", rm.Run)
 		}

@@ -1,0 +1,62 @@
+package keeper
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/metrics"
+	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
+)
+
+// A school that sends a metrics report twice (a replay, or a peer that
+// lies) has it counted once; its next report, and the first report of a
+// restarted school (sequence from 1 again, a later interval), count.
+func TestReplayedMetricsReportCountsOnce(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	run := seedRun(t, k, 10)
+	nc := schoolConn(t, k)
+	defer nc.Close()
+	var rec metrics.Recorder
+	for range 10 {
+		rec.Observe("api:chat.postMessage", time.Millisecond, metrics.OK)
+	}
+	snap, _ := rec.Snapshot().MarshalBinary()
+	end := time.Now().Add(-30 * time.Second) // every interval in the past, inside the window read
+	report := func(seq uint64, end time.Time) []byte {
+		data, err := wire.Encode(&wire.MetricsReport{School: "s1", Seq: seq, Start: end.Add(-time.Second), End: end,
+			Runs: []wire.RunMetrics{{Run: run.ID, Snapshot: snap}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	count := func(want uint64) {
+		t.Helper()
+		wiretest.WaitFor(t, 5*time.Second, fmt.Sprintf("%d calls counted", want), func() error {
+			sum := k.RunMetrics(run.ID, time.Hour)
+			if len(sum.Keys) != 1 || sum.Keys[0].Count != want {
+				return fmt.Errorf("summary %+v", sum.Keys)
+			}
+			return nil
+		})
+	}
+	first := report(5, end)
+	for range 3 { // the report and two replays of it
+		nc.Publish(wire.SubjectMetrics, first)
+	}
+	nc.Publish(wire.SubjectMetrics, report(4, end.Add(-time.Second))) // an older one
+	nc.Flush()
+	count(10)
+	wiretest.WaitFor(t, 5*time.Second, "the replays refused", func() error {
+		if n := k.stats.rejections()["metrics: replayed report"]; n != 3 {
+			return fmt.Errorf("%d refused as replayed, want 3", n)
+		}
+		return nil
+	})
+	nc.Publish(wire.SubjectMetrics, report(6, end.Add(time.Second)))    // the next
+	nc.Publish(wire.SubjectMetrics, report(1, end.Add(10*time.Second))) // restarted
+	nc.Flush()
+	count(30)
+}
