@@ -17,9 +17,13 @@ import (
 // to is the end of the span snap covers (the run's end, or now).
 func judgeFidelity(r *state.Reader, run *state.Run, snap *metrics.Snapshot, to time.Time) *state.Fidelity {
 	in := fidelityInput(r, run, to)
-	in.Snapshot = snap
+	in.Snapshot, in.KeysFull = snap, keysAtCap(snap)
 	return verdict.JudgeFidelity(in)
 }
+
+// keysAtCap says a run's total has as many metric keys as the aggregator
+// keeps (maxKeys): a key it lacks may have been dropped.
+func keysAtCap(total *metrics.Snapshot) bool { return total != nil && len(total.Series) >= maxKeys }
 
 // fidelityInput builds the fidelity verdict's input, all but the
 // snapshot, from what the keeper holds of a run: its behavior set's
@@ -55,22 +59,22 @@ func (k *Keeper) RunFidelity(id string) *state.Fidelity {
 		to = run.EndedAt
 	}
 	in := fidelityInput(r, run, to)
-	in.Snapshot = k.agg.fidelityTotals(run.ID, in.Behaviors)
+	in.Snapshot, in.KeysFull = k.agg.fidelityTotals(run.ID, in.Behaviors)
 	return verdict.JudgeFidelity(in)
 }
 
 // fidelityTotals returns what the fidelity verdict reads of a run's
 // merged metrics: the behaviors' counts and reasons, without latency
-// sketches, and the exposure. The run view judges fidelity on every GET,
+// sketches, the exposure, and whether its keys are at the cap. The run view judges fidelity on every GET,
 // every second while a CLI waits on a run; copying the whole total
 // (total) would merge every key's sketch under the aggregator's lock.
-func (a *aggregator) fidelityTotals(run string, specs []verdict.FidelitySpec) *metrics.Snapshot {
+func (a *aggregator) fidelityTotals(run string, specs []verdict.FidelitySpec) (*metrics.Snapshot, bool) {
 	out := &metrics.Snapshot{Series: map[string]*metrics.SeriesSnapshot{}}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	rs := a.runs[run]
 	if rs == nil || rs.total == nil {
-		return out
+		return out, false
 	}
 	out.Exposure = rs.total.Exposure.Clone()
 	for _, sp := range specs {
@@ -78,7 +82,7 @@ func (a *aggregator) fidelityTotals(run string, specs []verdict.FidelitySpec) *m
 			out.Series[sp.Key] = &metrics.SeriesSnapshot{Counts: ss.Counts, Reasons: slices.Clone(ss.Reasons)}
 		}
 	}
-	return out
+	return out, keysAtCap(rs.total)
 }
 
 // specCache keeps the fidelity specs of the behavior sets judged lately,

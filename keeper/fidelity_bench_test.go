@@ -62,7 +62,8 @@ func BenchmarkRunViewFidelity(b *testing.B) {
 	b.Run("behaviors only", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			verdict.JudgeFidelity(verdict.FidelityInput{Behaviors: specs, Snapshot: a.fidelityTotals("run", specs), Koi: 40, Elapsed: 60})
+			snap, _ := a.fidelityTotals("run", specs)
+			verdict.JudgeFidelity(verdict.FidelityInput{Behaviors: specs, Snapshot: snap, Koi: 40, Elapsed: 60})
 		}
 	})
 }

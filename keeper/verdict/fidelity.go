@@ -58,6 +58,9 @@ type FidelityInput struct {
 	// Snapshot is the run's merged metrics (nil: none); its Exposure the
 	// koi-minutes the koi scheduled (nil: not reported).
 	Snapshot *metrics.Snapshot
+	// KeysFull says the run's metric keys reached the keeper's cap, so a
+	// behavior without a series may have run with its key dropped.
+	KeysFull bool
 	// Launches are the run's launches.
 	Launches []*state.Launch
 	// Koi is the run's koi (after shedding, if any), Elapsed the seconds
@@ -116,8 +119,15 @@ func JudgeFidelity(in FidelityInput) *state.Fidelity {
 		f.Notes = append(f.Notes, fmt.Sprintf("%d behaviors; only the first %d are judged", len(specs), maxFidelityBehaviors))
 		specs = specs[:maxFidelityBehaviors]
 	}
+	dropped := 0
 	for _, sp := range specs {
+		if in.KeysFull && exp != nil && in.Snapshot.Series[sp.Key] == nil { // exp: a snapshot
+			dropped++
+		}
 		f.Behaviors = append(f.Behaviors, judgeBehavior(sp, in, exp))
+	}
+	if dropped > 0 {
+		f.Notes = append(f.Notes, fmt.Sprintf("%d behaviors have no metric key: the run's keys are at the keeper's cap, so their runs may have been dropped; unmeasured", dropped))
 	}
 	launches := in.Launches
 	if len(launches) > maxFidelityLaunches {
@@ -227,7 +237,7 @@ func judgeBehavior(sp FidelitySpec, in FidelityInput, exp *metrics.Exposure) sta
 			}
 		}
 	}
-	if exp == nil {
+	if exp == nil || (ss == nil && in.KeysFull) {
 		b.Verdict = state.FidelityUnmeasured
 		return b
 	}
