@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/koipond/koipond/keeper/state"
@@ -135,7 +136,7 @@ func JudgeFidelity(in FidelityInput) *state.Fidelity {
 	}
 	for _, l := range launches {
 		if l != nil {
-			f.Launches = append(f.Launches, judgeLaunch(l))
+			f.Launches = append(f.Launches, judgeLaunch(l, scale))
 		}
 	}
 	f.Notes = append(f.Notes, runNotes(in, f)...)
@@ -350,8 +351,9 @@ func pct(n, of uint64) string {
 }
 
 // judgeLaunch compares a launch's started koi with planned and tests its
-// binned start offsets for uniformity over the window.
-func judgeLaunch(l *state.Launch) state.FidelityLaunch {
+// binned start offsets for uniformity over the window (BeginWithinMS at
+// time scale scale), once every start is in.
+func judgeLaunch(l *state.Launch, scale float64) state.FidelityLaunch {
 	fl := state.FidelityLaunch{ID: clip(l.ID, maxNameLen), Name: clip(l.Name, maxNameLen), Planned: l.Count, Started: l.Started, Completed: l.Finished,
 		Failed: l.Failed, Cancelled: l.Cancelled}
 	bins := make([]uint64, wire.LaunchOffsetBins)
@@ -377,6 +379,14 @@ func judgeLaunch(l *state.Launch) state.FidelityLaunch {
 	case l.BeginWithinMS <= 0:
 		fl.Uniformity = state.FidelityNoWindow
 		fl.Note = "begin_within 0: every koi starts at the instant"
+		return fl
+	case l.State == state.LaunchPending || l.State == state.LaunchRunning:
+		fl.Uniformity = state.FidelityUnfinished
+		fl.Note = "still starting its koi: the starts are tested once the launch is done"
+		return fl
+	case l.State == state.LaunchCancelled && l.EndedAt.Before(l.Start.Add(time.Duration(float64(l.BeginWithinMS)*float64(time.Millisecond)/scale))):
+		fl.Uniformity = state.FidelityUnfinished
+		fl.Note = "cancelled before its window closed: the starts cover part of it"
 		return fl
 	case with == 0:
 		fl.Uniformity = state.FidelityNoOffsets
