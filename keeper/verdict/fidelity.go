@@ -546,12 +546,15 @@ func summarize(f *state.Fidelity, measured bool) {
 	case judged > 0:
 		f.Verdict = state.FidelityMatched
 		f.Summary = "the load matched its spec"
+		var unjudged []string
 		if n := countVerdict(f, state.FidelityTooLittle); n > 0 {
-			if n == 1 {
-				f.Summary += " (1 behavior had too little exposure to judge)"
-			} else {
-				f.Summary += fmt.Sprintf(" (%d behaviors had too little exposure to judge)", n)
-			}
+			unjudged = append(unjudged, behaviorsN(n, "had too little exposure to judge"))
+		}
+		if n := countVerdict(f, state.FidelityUnmeasured); n > 0 { // e.g. their metric keys dropped at the cap
+			unjudged = append(unjudged, behaviorsN(n, "unmeasured"))
+		}
+		if len(unjudged) > 0 {
+			f.Summary += " (" + strings.Join(unjudged, "; ") + ")"
 		}
 	case !measured && len(f.Behaviors) > 0:
 		f.Verdict = state.FidelityUnjudged
@@ -560,6 +563,14 @@ func summarize(f *state.Fidelity, measured bool) {
 		f.Verdict = state.FidelityUnjudged
 		f.Summary = "too little exposure to judge"
 	}
+}
+
+// behaviorsN says "1 behavior …" or "n behaviors …".
+func behaviorsN(n int, what string) string {
+	if n == 1 {
+		return "1 behavior " + what
+	}
+	return fmt.Sprintf("%d behaviors %s", n, what)
 }
 
 func countVerdict(f *state.Fidelity, v string) int {

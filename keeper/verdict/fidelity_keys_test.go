@@ -37,6 +37,9 @@ func TestFidelityDroppedKeysUnmeasured(t *testing.T) {
 	if counts[state.FidelityWithin] != 450 || counts[state.FidelityUnmeasured] != 50 {
 		t.Errorf("verdicts %v, want 450 within and 50 unmeasured (of the 500 judged)", counts)
 	}
+	if !strings.Contains(f.Summary, "50 behaviors unmeasured") {
+		t.Errorf("the summary %q does not say 50 behaviors were not measured", f.Summary)
+	}
 	if notes := strings.Join(f.Notes, "\n"); !strings.Contains(notes, "50 behaviors have no metric key") {
 		t.Errorf("no note of the dropped keys in\n%s", notes)
 	}
