@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -12,12 +13,23 @@ import (
 	"github.com/koipond/koipond/metrics"
 )
 
-// judgeFidelity builds the fidelity verdict's input from what the keeper
-// holds of a run — its behavior set's frequencies, its merged snapshot,
-// its launches and what guardrails did — and judges it. to is the end of
-// the span the snapshot covers (the run's end, or now).
+// judgeFidelity judges a run's fidelity over snap, its merged metrics;
+// to is the end of the span snap covers (the run's end, or now).
 func judgeFidelity(r *state.Reader, run *state.Run, snap *metrics.Snapshot, to time.Time) *state.Fidelity {
-	in := verdict.FidelityInput{Snapshot: snap, Launches: r.LaunchesOfRun(nil, run.ID),
+	in := fidelityInput(r, run, to)
+	in.Snapshot, in.KeysFull = snap, keysAtCap(snap)
+	return verdict.JudgeFidelity(in)
+}
+
+// keysAtCap says a run's total has as many metric keys as the aggregator
+// keeps (maxKeys): a key it lacks may have been dropped.
+func keysAtCap(total *metrics.Snapshot) bool { return total != nil && len(total.Series) >= maxKeys }
+
+// fidelityInput builds the fidelity verdict's input, all but the
+// snapshot, from what the keeper holds of a run: its behavior set's
+// frequencies, its launches and what guardrails did.
+func fidelityInput(r *state.Reader, run *state.Run, to time.Time) verdict.FidelityInput {
+	in := verdict.FidelityInput{Launches: r.LaunchesOfRun(nil, run.ID),
 		Koi: run.Koi, TimeScale: run.TimeScale, Ramp: run.Ramp, ShedPercent: run.ShedPercent,
 		GuardActions: run.GuardActions, Paused: run.State == state.RunPaused}
 	if run.ShedPercent > 0 {
@@ -27,7 +39,7 @@ func judgeFidelity(r *state.Reader, run *state.Run, snap *metrics.Snapshot, to t
 		in.Elapsed = max(0, to.Sub(run.StartedAt).Seconds())
 	}
 	in.Behaviors = fidelitySpecs(r.BehaviorSet(nil, run.BehaviorSet))
-	return verdict.JudgeFidelity(in)
+	return in
 }
 
 // RunFidelity returns a run's fidelity verdict: the stored report's once
@@ -42,12 +54,35 @@ func (k *Keeper) RunFidelity(id string) *state.Fidelity {
 	if run == nil {
 		return nil
 	}
-	snap, _, _ := k.agg.total(run.ID)
 	to := time.Now()
 	if !run.EndedAt.IsZero() {
 		to = run.EndedAt
 	}
-	return judgeFidelity(r, run, snap, to)
+	in := fidelityInput(r, run, to)
+	in.Snapshot, in.KeysFull = k.agg.fidelityTotals(run.ID, in.Behaviors)
+	return verdict.JudgeFidelity(in)
+}
+
+// fidelityTotals returns what the fidelity verdict reads of a run's
+// merged metrics: the behaviors' counts and reasons, without latency
+// sketches, the exposure, and whether its keys are at the cap. The run view judges fidelity on every GET,
+// every second while a CLI waits on a run; copying the whole total
+// (total) would merge every key's sketch under the aggregator's lock.
+func (a *aggregator) fidelityTotals(run string, specs []verdict.FidelitySpec) (*metrics.Snapshot, bool) {
+	out := &metrics.Snapshot{Series: map[string]*metrics.SeriesSnapshot{}}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rs := a.runs[run]
+	if rs == nil || rs.total == nil {
+		return out, false
+	}
+	out.Exposure = rs.total.Exposure.Clone()
+	for _, sp := range specs {
+		if ss := rs.total.Series[sp.Key]; ss != nil {
+			out.Series[sp.Key] = &metrics.SeriesSnapshot{Counts: ss.Counts, Reasons: slices.Clone(ss.Reasons)}
+		}
+	}
+	return out, keysAtCap(rs.total)
 }
 
 // specCache keeps the fidelity specs of the behavior sets judged lately,

@@ -97,9 +97,11 @@ func (k *Keeper) buildReport(r *state.Reader, run *state.Run, now time.Time) *st
 		ts, _ := parseThresholds(run.Thresholds) // checked when the run was created
 		passed := true
 		for _, t := range ts {
-			res := t.Evaluate(keys[t.Key], snap.Series[t.Key])
+			var res state.ThresholdResult
 			if t.IsFidelity() {
 				res = t.EvaluateFidelity(rep.Fidelity)
+			} else {
+				res = t.Evaluate(keys[t.Key], snap.Series[t.Key])
 			}
 			for _, lt := range run.LiveThresholds {
 				if lt.Key == t.Key && lt.Expr == t.Expr {

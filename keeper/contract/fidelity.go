@@ -46,11 +46,12 @@ const (
 
 // Uniformity results of a launch's start offsets.
 const (
-	FidelityUniform   = "uniform"    // KS p ≥ 0.001
-	FidelityClumped   = "clumped"    // KS p < 0.001
-	FidelityTooFew    = "too_few"    // fewer than 20 starts
-	FidelityNoWindow  = "no_window"  // begin_within 0: every koi starts at once
-	FidelityNoOffsets = "no_offsets" // the schools reported no offsets
+	FidelityUniform    = "uniform"    // KS p ≥ 0.001
+	FidelityClumped    = "clumped"    // KS p < 0.001
+	FidelityTooFew     = "too_few"    // fewer than 20 starts
+	FidelityNoWindow   = "no_window"  // begin_within 0: every koi starts at once
+	FidelityNoOffsets  = "no_offsets" // the schools reported no offsets
+	FidelityUnfinished = "unfinished" // still starting, or cancelled before its window closed: not tested
 )
 
 // FidelityBehavior is one background behavior's expected against

@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/koipond/koipond/keeper/state"
@@ -58,6 +59,9 @@ type FidelityInput struct {
 	// Snapshot is the run's merged metrics (nil: none); its Exposure the
 	// koi-minutes the koi scheduled (nil: not reported).
 	Snapshot *metrics.Snapshot
+	// KeysFull says the run's metric keys reached the keeper's cap, so a
+	// behavior without a series may have run with its key dropped.
+	KeysFull bool
 	// Launches are the run's launches.
 	Launches []*state.Launch
 	// Koi is the run's koi (after shedding, if any), Elapsed the seconds
@@ -116,8 +120,15 @@ func JudgeFidelity(in FidelityInput) *state.Fidelity {
 		f.Notes = append(f.Notes, fmt.Sprintf("%d behaviors; only the first %d are judged", len(specs), maxFidelityBehaviors))
 		specs = specs[:maxFidelityBehaviors]
 	}
+	dropped := 0
 	for _, sp := range specs {
+		if in.KeysFull && exp != nil && in.Snapshot.Series[sp.Key] == nil { // exp: a snapshot
+			dropped++
+		}
 		f.Behaviors = append(f.Behaviors, judgeBehavior(sp, in, exp))
+	}
+	if dropped > 0 {
+		f.Notes = append(f.Notes, fmt.Sprintf("%d behaviors have no metric key: the run's keys are at the keeper's cap, so their runs may have been dropped; unmeasured", dropped))
 	}
 	launches := in.Launches
 	if len(launches) > maxFidelityLaunches {
@@ -125,7 +136,7 @@ func JudgeFidelity(in FidelityInput) *state.Fidelity {
 	}
 	for _, l := range launches {
 		if l != nil {
-			f.Launches = append(f.Launches, judgeLaunch(l))
+			f.Launches = append(f.Launches, judgeLaunch(l, scale))
 		}
 	}
 	f.Notes = append(f.Notes, runNotes(in, f)...)
@@ -227,7 +238,7 @@ func judgeBehavior(sp FidelitySpec, in FidelityInput, exp *metrics.Exposure) sta
 			}
 		}
 	}
-	if exp == nil {
+	if exp == nil || (ss == nil && in.KeysFull) {
 		b.Verdict = state.FidelityUnmeasured
 		return b
 	}
@@ -340,8 +351,9 @@ func pct(n, of uint64) string {
 }
 
 // judgeLaunch compares a launch's started koi with planned and tests its
-// binned start offsets for uniformity over the window.
-func judgeLaunch(l *state.Launch) state.FidelityLaunch {
+// binned start offsets for uniformity over the window (BeginWithinMS at
+// time scale scale), once every start is in.
+func judgeLaunch(l *state.Launch, scale float64) state.FidelityLaunch {
 	fl := state.FidelityLaunch{ID: clip(l.ID, maxNameLen), Name: clip(l.Name, maxNameLen), Planned: l.Count, Started: l.Started, Completed: l.Finished,
 		Failed: l.Failed, Cancelled: l.Cancelled}
 	bins := make([]uint64, wire.LaunchOffsetBins)
@@ -367,6 +379,14 @@ func judgeLaunch(l *state.Launch) state.FidelityLaunch {
 	case l.BeginWithinMS <= 0:
 		fl.Uniformity = state.FidelityNoWindow
 		fl.Note = "begin_within 0: every koi starts at the instant"
+		return fl
+	case l.State == state.LaunchPending || l.State == state.LaunchRunning:
+		fl.Uniformity = state.FidelityUnfinished
+		fl.Note = "still starting its koi: the starts are tested once the launch is done"
+		return fl
+	case l.State == state.LaunchCancelled && l.EndedAt.Before(l.Start.Add(time.Duration(float64(l.BeginWithinMS)*float64(time.Millisecond)/scale))):
+		fl.Uniformity = state.FidelityUnfinished
+		fl.Note = "cancelled before its window closed: the starts cover part of it"
 		return fl
 	case with == 0:
 		fl.Uniformity = state.FidelityNoOffsets
@@ -526,12 +546,15 @@ func summarize(f *state.Fidelity, measured bool) {
 	case judged > 0:
 		f.Verdict = state.FidelityMatched
 		f.Summary = "the load matched its spec"
+		var unjudged []string
 		if n := countVerdict(f, state.FidelityTooLittle); n > 0 {
-			if n == 1 {
-				f.Summary += " (1 behavior had too little exposure to judge)"
-			} else {
-				f.Summary += fmt.Sprintf(" (%d behaviors had too little exposure to judge)", n)
-			}
+			unjudged = append(unjudged, behaviorsN(n, "had too little exposure to judge"))
+		}
+		if n := countVerdict(f, state.FidelityUnmeasured); n > 0 { // e.g. their metric keys dropped at the cap
+			unjudged = append(unjudged, behaviorsN(n, "unmeasured"))
+		}
+		if len(unjudged) > 0 {
+			f.Summary += " (" + strings.Join(unjudged, "; ") + ")"
 		}
 	case !measured && len(f.Behaviors) > 0:
 		f.Verdict = state.FidelityUnjudged
@@ -540,6 +563,14 @@ func summarize(f *state.Fidelity, measured bool) {
 		f.Verdict = state.FidelityUnjudged
 		f.Summary = "too little exposure to judge"
 	}
+}
+
+// behaviorsN says "1 behavior …" or "n behaviors …".
+func behaviorsN(n int, what string) string {
+	if n == 1 {
+		return "1 behavior " + what
+	}
+	return fmt.Sprintf("%d behaviors %s", n, what)
 }
 
 func countVerdict(f *state.Fidelity, v string) int {

@@ -76,7 +76,7 @@ func TestLaunchUniformity(t *testing.T) {
 	const trials = 400
 	failed := 0
 	for range trials {
-		fl := judgeLaunch(launchWith(binUniform(r, 150, r.Float64), binUniform(r, 150, r.Float64)))
+		fl := judgeLaunch(launchWith(binUniform(r, 150, r.Float64), binUniform(r, 150, r.Float64)), 1)
 		if fl.Uniformity != state.FidelityUniform {
 			failed++
 			t.Logf("uniform launch judged %s: %s", fl.Uniformity, fl.Note)
@@ -101,7 +101,7 @@ func TestLaunchUniformity(t *testing.T) {
 		}},
 	} {
 		for range 50 {
-			fl := judgeLaunch(launchWith(binUniform(r, 200, c.dist)))
+			fl := judgeLaunch(launchWith(binUniform(r, 200, c.dist)), 1)
 			if fl.Uniformity != state.FidelityClumped || fl.P == nil || *fl.P >= FidelityAlpha {
 				t.Fatalf("%s: judged %s (%s), want clumped", c.name, fl.Uniformity, fl.Note)
 			}
@@ -114,22 +114,22 @@ func TestLaunchUniformity(t *testing.T) {
 func TestLaunchUntestable(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	few := launchWith(binUniform(r, 19, r.Float64))
-	if fl := judgeLaunch(few); fl.Uniformity != state.FidelityTooFew || !strings.Contains(fl.Note, "too few starts to test") {
+	if fl := judgeLaunch(few, 1); fl.Uniformity != state.FidelityTooFew || !strings.Contains(fl.Note, "too few starts to test") {
 		t.Errorf("19 starts: %s %q", fl.Uniformity, fl.Note)
 	}
 	now := launchWith(binUniform(r, 100, func() float64 { return 0 }))
 	now.BeginWithinMS = 0
-	if fl := judgeLaunch(now); fl.Uniformity != state.FidelityNoWindow {
+	if fl := judgeLaunch(now, 1); fl.Uniformity != state.FidelityNoWindow {
 		t.Errorf("begin_within 0: %s", fl.Uniformity)
 	}
 	bad := &state.Launch{ID: "l2", BeginWithinMS: 1000, Started: 100, Count: 100,
 		Shares: []state.Share{{School: "liar", Count: 100, Started: 100, Offsets: []uint32{100, 1 << 31, 7}}}}
-	if fl := judgeLaunch(bad); fl.Uniformity != state.FidelityNoOffsets || fl.Starts != 0 {
+	if fl := judgeLaunch(bad, 1); fl.Uniformity != state.FidelityNoOffsets || fl.Starts != 0 {
 		t.Errorf("offsets of length 3: %s, %d starts", fl.Uniformity, fl.Starts)
 	}
 	mixed := launchWith(binUniform(r, 100, r.Float64))
 	mixed.Shares = append(mixed.Shares, state.Share{School: "old", Count: 10, Started: 10})
-	if fl := judgeLaunch(mixed); fl.Uniformity != state.FidelityUniform || !strings.Contains(fl.Note, "without offsets") {
+	if fl := judgeLaunch(mixed, 1); fl.Uniformity != state.FidelityUniform || !strings.Contains(fl.Note, "without offsets") {
 		t.Errorf("a school without offsets: %s %q", fl.Uniformity, fl.Note)
 	}
 }

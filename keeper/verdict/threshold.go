@@ -59,16 +59,7 @@ var errThreshold = errors.New("bad threshold")
 // the rates of errors and successes ("1%", "0.01"), and a number for the
 // others ("rate > 50", "rate > 50/s").
 func ParseThreshold(key, expr string) (*Threshold, error) {
-	fields := strings.Fields(expr)
-	if len(fields) == 1 { // "p95<300ms": split around the operator
-		if i := strings.IndexAny(expr, "<>"); i > 0 {
-			j := i + 1
-			if j < len(expr) && expr[j] == '=' {
-				j++
-			}
-			fields = []string{expr[:i], expr[i:j], expr[j:]}
-		}
-	}
+	fields := conditionFields(expr)
 	if len(fields) != 3 {
 		return nil, fmt.Errorf("%w %q: want STAT OP VALUE, e.g. \"p95 < 300ms\" or \"error_rate < 1%%\"", errThreshold, expr)
 	}
@@ -123,6 +114,22 @@ func ParseThreshold(key, expr string) (*Threshold, error) {
 		t.Limit = f
 	}
 	return t, nil
+}
+
+// conditionFields splits "STAT OP VALUE" into its fields, around the
+// operator when written without spaces ("p95<300ms").
+func conditionFields(expr string) []string {
+	fields := strings.Fields(expr)
+	if len(fields) == 1 {
+		if i := strings.IndexAny(expr, "<>"); i > 0 {
+			j := i + 1
+			if j < len(expr) && expr[j] == '=' {
+				j++
+			}
+			fields = []string{expr[:i], expr[i:j], expr[j:]}
+		}
+	}
+	return fields
 }
 
 // ParseThresholds parses a run spec's thresholds, failing on the first bad
@@ -308,16 +315,7 @@ func ParseFidelityThreshold(key, expr string) (*Threshold, error) {
 	if strings.EqualFold(strings.TrimSpace(expr), "matched") {
 		return &Threshold{Key: key, Expr: "matched", Stat: "matched"}, nil
 	}
-	fields := strings.Fields(expr)
-	if len(fields) == 1 {
-		if i := strings.IndexAny(expr, "<>"); i > 0 {
-			j := i + 1
-			if j < len(expr) && expr[j] == '=' {
-				j++
-			}
-			fields = []string{expr[:i], expr[i:j], expr[j:]}
-		}
-	}
+	fields := conditionFields(expr)
 	if len(fields) != 3 || strings.ToLower(fields[0]) != "max_z" {
 		return nil, fmt.Errorf("%w %q: a fidelity condition is \"matched\" or \"max_z <= N\" (N standard errors)", errThreshold, expr)
 	}

@@ -6,9 +6,9 @@
 import { h, fmtNum, labelCells } from './lib.js';
 
 const CLASS = { matched: 'ok', not_matched: 'bad', unjudged: 'warn', within: 'ok', under: 'bad', over: 'bad', too_little: '', unmeasured: 'warn',
-  uniform: 'ok', clumped: 'bad', too_few: '', no_window: '', no_offsets: 'warn' };
+  uniform: 'ok', clumped: 'bad', too_few: '', no_window: '', no_offsets: 'warn', unfinished: '' };
 const WORD = { not_matched: 'NOT MATCHED', too_little: 'too little exposure to judge', too_few: 'too few starts to test',
-  no_window: 'no window', no_offsets: 'no offsets reported' };
+  no_window: 'no window', no_offsets: 'no offsets reported', unfinished: 'not all started yet' };
 
 function chip(v) {
   const cls = CLASS[v] || '';
