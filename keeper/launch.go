@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -363,25 +362,6 @@ func checkLaunchStatus(ls *wire.LaunchStatus, sh *state.Share, ended bool) error
 		return fmt.Errorf("%w: start offsets: %w", errLaunchCounts, err)
 	}
 	return nil
-}
-
-// launchOffsets sums a launch's start-offset bins over its shares (each
-// school bins its koi's real starts over the same window): nil when no
-// school has reported any. Saturates rather than wraps.
-func launchOffsets(l *state.Launch) []uint32 {
-	var out []uint32
-	for _, sh := range l.Shares {
-		if len(sh.Offsets) != wire.LaunchOffsetBins {
-			continue
-		}
-		if out == nil {
-			out = make([]uint32, wire.LaunchOffsetBins)
-		}
-		for i, n := range sh.Offsets {
-			out[i] = uint32(min(uint64(out[i])+uint64(n), math.MaxUint32))
-		}
-	}
-	return out
 }
 
 // recordLaunchStatus stores what a school says it did with its launches.

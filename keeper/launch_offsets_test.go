@@ -3,7 +3,6 @@ package keeper
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -121,24 +120,5 @@ func TestLaunchOffsetsStoredPerShare(t *testing.T) {
 	k2 := openKeeper(t, dir)
 	if got := k2.State().Launch(nil, l.ID).Shares[0].Offsets; !slices.Equal(got, second) {
 		t.Errorf("after a restart the share's offsets are %v, want %v", got, second)
-	}
-}
-
-// A launch's offsets are its schools' bins summed; shares without bins
-// (not reported yet) add nothing, and nothing at all is nil.
-func TestLaunchOffsetsSumShares(t *testing.T) {
-	l := &state.Launch{Shares: []state.Share{{School: "a"}, {School: "b"}}}
-	if got := launchOffsets(l); got != nil {
-		t.Fatalf("no bins reported: %v", got)
-	}
-	l.Shares[0].Offsets = offsetBins(0, 3, 3)
-	l.Shares[1].Offsets = offsetBins(3, 63)
-	want := offsetBins(0, 3, 3, 3, 63)
-	if got := launchOffsets(l); !slices.Equal(got, want) {
-		t.Fatalf("summed %v, want %v", got, want)
-	}
-	l.Shares[0].Offsets[1], l.Shares[1].Offsets[1] = math.MaxUint32, 5
-	if got := launchOffsets(l); got[1] != math.MaxUint32 {
-		t.Fatalf("bin 1 wrapped: %d", got[1])
 	}
 }
