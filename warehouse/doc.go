@@ -118,9 +118,8 @@
 // generated sessions are expected to make it over as many sessions as the
 // export holds; Coverage sums min(Count, Reproduced) over the observed
 // transitions, and CallShare compares the calls made with the export's.
-// DropTransitions leaves transitions out (their share ends the session);
-// Result.WithDrops builds the behaviors again with other drops, from the
-// result alone. With Hourly each entry also gets 24 multipliers of when
+// DropTransitions leaves transitions out (their share ends the session).
+// With Hourly each entry also gets 24 multipliers of when
 // its sessions begin, counted like the methods' (per session).
 // The pause runs after the koi's call returns, so a generated step's
 // interval is the target's reply time plus the learned delay.

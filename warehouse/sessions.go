@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -93,12 +92,8 @@ type Sessions struct {
 	// call per user, clock skew, methods without a sequence).
 	Notes []string `json:"notes,omitempty"`
 
-	// behaviors are the generated session behaviors, for the output;
-	// learnNotes the notes of the learning alone, and builder what
-	// builds the behaviors again (Result.WithDrops).
-	behaviors  []sessionBehavior
-	learnNotes []string
-	builder    *sessionBuild
+	// behaviors are the generated session behaviors, for the output.
+	behaviors []sessionBehavior
 }
 
 // Entry is a method sessions begin with.
@@ -403,9 +398,8 @@ func (g *ingest) learnSessions(ctx context.Context, res *Result) error {
 		s.Notes = append(s.Notes, fmt.Sprintf("%s (%.1f%%) went between method pairs first seen after the %d tracked pairs: counted in the probabilities' denominators, not learned or generated",
 			plural64(s.Untracked, "transition", "transitions"), 100*float64(s.Untracked)/float64(s.TransitionCount), MaxTransitionPairs))
 	}
-	s.learnNotes = slices.Clone(s.Notes)
-	s.builder = &sessionBuild{seqSteps: g.seqSteps, sequencedOnly: g.o.SequencedOnly}
-	if err := s.builder.build(s, g.o.DropTransitions); err != nil {
+	b := &sessionBuild{seqSteps: g.seqSteps, sequencedOnly: g.o.SequencedOnly}
+	if err := b.build(s, g.o.DropTransitions); err != nil {
 		return err
 	}
 	res.Sessions = s

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -128,24 +127,6 @@ func TestSessionsDropTransition(t *testing.T) {
 	drops := []string{"conversations.history>conversations.mark", "nope>never"}
 	res := generate(t, Options{From: path, Sessions: true, DropTransitions: drops})
 	s := res.Sessions
-	// The keeper's way: the same drops applied to a result in hand.
-	again, err := allRes.WithDrops(drops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := again.Sessions
-	if !reflect.DeepEqual(a.Transitions, s.Transitions) || !reflect.DeepEqual(a.Entries, s.Entries) || a.Coverage != s.Coverage ||
-		a.CallShare != s.CallShare || !reflect.DeepEqual(a.Notes, s.Notes) {
-		t.Errorf("WithDrops differs from generating with the drops:\n%+v\n%+v", a, s)
-	}
-	if _, err := allRes.WithDrops([]string{"a-b"}); err == nil || !strings.Contains(err.Error(), `"a-b" is not written from>to`) {
-		t.Errorf("WithDrops(a-b) = %v, want the bad drop named", err)
-	}
-	for _, tr := range all.Transitions {
-		if tr.Dropped || !tr.Kept && tr.From == "conversations.history" && tr.To == "conversations.mark" {
-			t.Errorf("WithDrops changed the result it was called on: %+v", tr)
-		}
-	}
 	found := false
 	for _, tr := range s.Transitions {
 		if tr.From == "conversations.history" && tr.To == "conversations.mark" {

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"container/heap"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,7 +73,7 @@ type sessionBuild struct {
 
 // build marks dropped transitions, grows the session trees, writes the
 // session behaviors, and computes Reproduced, Kept, Coverage and
-// CallShare. It expects those fields unset (see rebuild).
+// CallShare. It expects those fields unset.
 func (g *sessionBuild) build(s *Sessions, drops []string) error {
 	calls := map[string]int64{}
 	for _, e := range s.Ends {
@@ -255,53 +253,6 @@ func short12(names []string) []string {
 		return names
 	}
 	return append(names[:12:12], fmt.Sprintf("and %d more", len(names)-12))
-}
-
-// rebuild builds the session behaviors again with other drops: every
-// field that build sets is reset first.
-func (s *Sessions) rebuild(drops []string) (*Sessions, error) {
-	if s.builder == nil {
-		return nil, errors.New("these sessions were not learned here: nothing to rebuild them from")
-	}
-	c := *s
-	c.Transitions = slices.Clone(s.Transitions)
-	for i := range c.Transitions {
-		t := &c.Transitions[i]
-		t.Reproduced, t.Kept, t.Dropped = 0, false, false
-	}
-	c.Entries = slices.Clone(s.Entries)
-	for i := range c.Entries {
-		c.Entries[i].Behavior = ""
-	}
-	c.Notes = slices.Clone(s.learnNotes)
-	c.Coverage, c.CallShare, c.Unsequenced, c.behaviors = 0, 0, nil, nil
-	if err := c.builder.build(&c, drops); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-// WithDrops returns a copy of a sessions result whose session behaviors
-// leave out the transitions drops names ("from>to" each, as
-// Options.DropTransitions) instead of the ones dropped before: what the
-// keeper needs when a user keeps or drops learned transitions before
-// saving, without reading the export again.
-func (r *Result) WithDrops(drops []string) (*Result, error) {
-	if r.Sessions == nil {
-		return nil, errors.New("the result has no sessions (generate with sessions)")
-	}
-	for _, d := range drops {
-		if _, _, ok := parseDrop(d); !ok {
-			return nil, fmt.Errorf("drop transition: %s is not written from>to (e.g. conversations.history>chat.postMessage)", clip(d))
-		}
-	}
-	s, err := r.Sessions.rebuild(drops)
-	if err != nil {
-		return nil, err
-	}
-	c := *r
-	c.Sessions = s
-	return &c, nil
 }
 
 // treeSteps writes the steps of node id: its method's steps, then a
