@@ -87,6 +87,9 @@ type Config struct {
 	// are configured (for scrapers that cannot send one). By default,
 	// with tokens, /metrics needs a viewer's.
 	MetricsPublic bool
+	// Pprof serves net/http/pprof under /debug/pprof/ on the API, for an
+	// admin (any caller when no tokens are configured). Off by default.
+	Pprof bool
 	// WebhookTimeout bounds one webhook delivery attempt (default 5 s).
 	WebhookTimeout time.Duration
 	// WebhookBackoff is the wait before a webhook's first retry, doubled

@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"fmt"
+	gometrics "runtime/metrics"
 	"strings"
 	"time"
 
@@ -65,4 +66,29 @@ func (k *Keeper) WritePrometheus(b *strings.Builder) {
 		fmt.Fprintf(b, "koipond_launches{state=%q} %d\n", st, len(r.LaunchesIn(nil, st)))
 	}
 	k.writeNotifyMetrics(b, metric)
+	writeGoMemory(b, metric)
+}
+
+// goMemory is what the keeper says of its own Go memory: enough to tell a
+// run's metrics (heap objects) from the runtime's headroom (heap goal) and
+// from what the process holds beside its heap.
+var goMemory = []struct{ name, sample, help string }{
+	{"koipond_keeper_go_heap_objects_bytes", "/memory/classes/heap/objects:bytes", "Go heap held by objects, live or not yet swept."},
+	{"koipond_keeper_go_heap_goal_bytes", "/gc/heap/goal:bytes", "Heap size at which the next garbage collection starts."},
+	{"koipond_keeper_go_memory_bytes", "/memory/classes/total:bytes", "All memory the Go runtime has mapped (heap, stacks, runtime)."},
+}
+
+func writeGoMemory(b *strings.Builder, metric func(name, typ, help string)) {
+	samples := make([]gometrics.Sample, len(goMemory))
+	for i, m := range goMemory {
+		samples[i].Name = m.sample
+	}
+	gometrics.Read(samples)
+	for i, m := range goMemory {
+		if samples[i].Value.Kind() != gometrics.KindUint64 {
+			continue // not in this Go version
+		}
+		metric(m.name, "gauge", m.help)
+		fmt.Fprintf(b, "%s %d\n", m.name, samples[i].Value.Uint64())
+	}
 }

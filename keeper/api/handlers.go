@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,14 @@ func (s *server) newEcho() *echo.Echo {
 		e.GET("/metrics", s.prometheus)
 	} else {
 		e.GET("/metrics", s.prometheus, view) // a viewer token, once tokens are configured
+	}
+	if s.cfg.Pprof {
+		p := e.Group("/debug/pprof", admin)
+		p.GET("/", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
+		p.GET("/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
+		p.GET("/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+		p.GET("/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)))
+		p.GET("/:profile", echo.WrapHandler(http.HandlerFunc(pprof.Index))) // heap, goroutine, allocs, …
 	}
 	g := e.Group("/api/v1")
 	g.GET("/status", s.getStatus, view)
