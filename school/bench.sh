@@ -26,7 +26,9 @@
 #   then the bare Go loop and k6 making the same calls at the same rate
 #   against the same pond (phases history,history-bare,k6). The k6 row
 #   needs a k6 binary (K6=PATH or k6 on PATH) and is skipped, saying so,
-#   without one: the project does not build k6 (AGPL, not a dependency).
+#   without one: the project does not build k6 (AGPL, not a dependency);
+#   build it outside the repository from a checkout of its v1.8.1 tag
+#   (`go build -o ~/bin/k6 .` there).
 #   e.g. KOI=2000 school/bench.sh cpu --measure 60s ; K6=~/bin/k6 school/bench.sh cpu
 #
 # school/bench.sh soak [schoolbench soak flags]

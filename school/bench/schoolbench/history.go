@@ -173,7 +173,7 @@ func (h *harness) k6Path() string {
 func (h *harness) phaseK6() error {
 	k6 := h.k6Path()
 	if k6 == "" {
-		msg := "k6 row skipped: no k6 binary (give --k6 PATH or K6=PATH to school/bench.sh, or put k6 on PATH); the project does not build k6: its module is AGPL-licensed and marked not-to-use in this workplace's package lists"
+		msg := "k6 row skipped: no k6 binary (give --k6 PATH or K6=PATH to school/bench.sh, or put k6 on PATH). The project never builds or requires k6 (AGPL): build it yourself outside this repository, e.g. `go build -o k6 .` in a checkout of k6's v1.8.1 tag"
 		logf("%s", msg)
 		h.info("cpu/request: k6, same script", "skipped: no k6 binary (see note)")
 		h.notes = append(h.notes, msg)

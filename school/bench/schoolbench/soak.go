@@ -173,14 +173,14 @@ func soak(ctx context.Context, c soakConfig) error {
 	}
 	kp, err := startProc("keeper", filepath.Join(c.out, "keeper.log"), c.koipond, "keeper",
 		"--http", fmt.Sprintf("127.0.0.1:%d", c.keeperPort), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", c.natsPort),
-		"--data", filepath.Join(c.out, "keeper-data"), "--nats-insecure")
+		"--data", filepath.Join(c.out, "keeper-data"), "--nats-insecure", "--pprof")
 	if err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, keeperBase+"/api/v1/status", 30*time.Second); err != nil {
 		return fmt.Errorf("the keeper did not come up: %v\n%s", err, supervise.Tail(kp.Log, 20))
 	}
-	procs := []soakProc{{name: "pond", p: pp}, {name: "keeper", p: kp}}
+	procs := []soakProc{{name: "pond", p: pp}, {name: "keeper", p: kp, metrics: keeperBase + "/metrics"}}
 	perSchool := (c.koi + c.schools - 1) / c.schools
 	for i := range c.schools {
 		name := fmt.Sprintf("school-%d", i+1)
@@ -199,6 +199,10 @@ func soak(ctx context.Context, c soakConfig) error {
 	// Let the schools register with the keeper before the run is spread.
 	if !sleepCtx(ctx, 3*time.Second) {
 		return ctx.Err()
+	}
+	heapBefore, heapErr := keeperLiveHeap(ctx, keeperBase, "")
+	if heapErr != nil {
+		logf("the keeper's live heap before the run: %v (its RSS growth is judged instead)", heapErr)
 	}
 	keeperBefore, err := supervise.ReadUsage(kp.Pid())
 	if err != nil {
@@ -240,7 +244,11 @@ func soak(ctx context.Context, c soakConfig) error {
 			}
 			koi := st.WebsocketsOpen
 			heap := ""
-			if sp.metrics != "" {
+			if sp.name == "keeper" && sp.metrics != "" {
+				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes"); err == nil {
+					heap = fmt.Sprintf(" (heap objects %.1f, GC goal %.1f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20), m["koipond_keeper_go_heap_goal_bytes"]/(1<<20))
+				}
+			} else if sp.metrics != "" {
 				m, err := scrapeMetrics(ctx, sp.metrics, "koipond_school_websockets_open", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
 				if err == nil {
 					koi = int64(m["koipond_school_websockets_open"])
@@ -268,6 +276,14 @@ func soak(ctx context.Context, c soakConfig) error {
 	if err != nil {
 		return err
 	}
+	growth := keeperGrowth{rssKiB: keeperAfter.RSSKiB - keeperBefore.RSSKiB}
+	heapProfile := filepath.Join(c.out, "keeper.heap.pprof")
+	if heapAfter, err := keeperLiveHeap(ctx, keeperBase, heapProfile); err == nil && heapErr == nil {
+		growth.liveHeap, growth.heapKnown = heapAfter-heapBefore, true
+		logf("keeper live heap (after a GC): %.1f MiB before the run, %.1f MiB at the end; its heap profile: %s", mib(heapBefore>>10), mib(heapAfter>>10), heapProfile)
+	} else if err != nil {
+		logf("the keeper's live heap at the end: %v", err)
+	}
 
 	title := fmt.Sprintf("soak: %d koi, time scale %g, %v (load %s)", c.koi, c.timeScale, c.duration, supervise.LoadAvg())
 	var names []string
@@ -291,9 +307,12 @@ func soak(ctx context.Context, c soakConfig) error {
 		figs[name] = f
 		fmt.Fprintln(&sum, line)
 	}
-	delta := keeperAfter.RSSKiB - keeperBefore.RSSKiB
-	fmt.Fprintf(&sum, "keeper memory for the run: RSS %.1f MiB before it was created, %.1f MiB at the end: %+.1f MiB (the keeper's /metrics has no heap figures)\n",
-		mib(keeperBefore.RSSKiB), mib(keeperAfter.RSSKiB), mib(delta))
+	fmt.Fprintf(&sum, "keeper memory for the run: RSS %.1f MiB before it was created, %.1f MiB at the end: %+.1f MiB",
+		mib(keeperBefore.RSSKiB), mib(keeperAfter.RSSKiB), mib(growth.rssKiB))
+	if growth.heapKnown {
+		fmt.Fprintf(&sum, "; live heap after a GC %+.1f MiB (profile: %s)", mib(growth.liveHeap>>10), heapProfile)
+	}
+	fmt.Fprintln(&sum)
 	if r := rssRate(of("keeper", samples), 60); !math.IsNaN(r) {
 		// The keeper keeps an hour of second-buckets per run: growth at
 		// this rate for an hour is what the seconds alone would cost.
@@ -317,7 +336,7 @@ func soak(ctx context.Context, c soakConfig) error {
 		fmt.Fprintf(&sum, "%s exited %v after SIGTERM: %s\n", sp.name, took.Round(time.Millisecond), verdict)
 	}
 	fmt.Fprintln(&sum, "against issue 14's targets:")
-	for _, v := range soakVerdicts(figs, names, delta) {
+	for _, v := range soakVerdicts(figs, names, growth) {
 		fmt.Fprintln(&sum, "  "+v)
 	}
 	fmt.Fprintf(&sum, "files: %s, %s\n", filepath.Join(c.out, "soak.csv"), filepath.Join(c.out, "soak.svg"))
@@ -457,4 +476,41 @@ func scrapeMetrics(ctx context.Context, url string, names ...string) (map[string
 		}
 	}
 	return got, sc.Err()
+}
+
+// keeperLiveHeap forces a garbage collection in the keeper (its heap
+// profile with gc=1; the keeper runs with --pprof), saves the profile to
+// file unless it is "", and returns the bytes its heap's objects then
+// hold, from its /metrics.
+func keeperLiveHeap(ctx context.Context, keeperBase, file string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, keeperBase+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("keeper heap profile: HTTP %d", resp.StatusCode)
+	}
+	prof, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return 0, fmt.Errorf("keeper heap profile: %w", err)
+	}
+	if file != "" {
+		if err := os.WriteFile(file, prof, 0o644); err != nil {
+			return 0, err
+		}
+	}
+	m, err := scrapeMetrics(ctx, keeperBase+"/metrics", "koipond_keeper_go_heap_objects_bytes")
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m["koipond_keeper_go_heap_objects_bytes"]
+	if !ok {
+		return 0, errors.New("the keeper's /metrics has no koipond_keeper_go_heap_objects_bytes")
+	}
+	return int64(v), nil
 }

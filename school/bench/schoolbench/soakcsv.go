@@ -62,7 +62,7 @@ func runSoakSummary(args []string) error {
 		delta = (k[len(k)-1].rssBytes - k[0].rssBytes) >> 10
 	}
 	fmt.Println("against issue 14's targets (keeper memory from its first sample, not from before the run):")
-	for _, v := range soakVerdicts(figs, names, delta) {
+	for _, v := range soakVerdicts(figs, names, keeperGrowth{rssKiB: delta}) {
 		fmt.Println("  " + v)
 	}
 	svg := filepath.Join(filepath.Dir(*path), "soak.svg")

@@ -58,7 +58,7 @@ func TestRSSSlope(t *testing.T) {
 	// Judged: 104 KiB per koi misses 48; the slope (0.99%/min) passes 2;
 	// no 20-minute growth is judged on a 5-minute soak; the keeper's 20 MB
 	// misses 16.
-	v := soakVerdicts(map[string]soakFigures{"school-1": f, "keeper": {maxKiBPerKoi: math.NaN(), slope2: math.NaN(), growth20: math.NaN()}}, []string{"keeper", "school-1"}, 20_000_000/1024)
+	v := soakVerdicts(map[string]soakFigures{"school-1": f, "keeper": {maxKiBPerKoi: math.NaN(), slope2: math.NaN(), growth20: math.NaN()}}, []string{"keeper", "school-1"}, keeperGrowth{rssKiB: 20_000_000 / 1024})
 	want := []string{"MISS  school-1: at least 95% of its koi connected at every sample after the first minute: 1 of 25", "MISS  school-1: RSS per koi", "PASS  school-1: RSS slope", "MISS  keeper: memory for the run"}
 	if len(v) != len(want) {
 		t.Fatalf("verdicts %q, want %d", v, len(want))
@@ -67,6 +67,12 @@ func TestRSSSlope(t *testing.T) {
 		if !strings.HasPrefix(v[i], w) {
 			t.Errorf("verdict %d %q, want %q…", i, v[i], w)
 		}
+	}
+	// With the keeper's live heap known, that is what is judged: 9 MB of
+	// live heap passes beside 20 MB of RSS.
+	v = soakVerdicts(map[string]soakFigures{}, nil, keeperGrowth{rssKiB: 20_000_000 / 1024, liveHeap: 9_000_000, heapKnown: true})
+	if len(v) != 1 || !strings.HasPrefix(v[0], "PASS  keeper: memory for the run (live heap") || !strings.Contains(v[0], "9.0 MB (RSS growth 20.0 MB)") {
+		t.Errorf("verdicts with the live heap known: %q", v)
 	}
 }
 
