@@ -370,7 +370,7 @@ func (k *Keeper) ingest(rep *wire.MetricsReport) {
 	if len(known) == 0 {
 		return
 	}
-	if !k.replays.fresh(rep) {
+	if !k.replays.fresh(rep, at) {
 		k.stats.reject(k.log, "metrics: replayed report", fmt.Errorf("school %q sent seq %d (interval ending %v) again or out of order", rep.School, rep.Seq, rep.End), "school", rep.School)
 		return
 	}

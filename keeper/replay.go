@@ -27,17 +27,20 @@ type replayGuard struct {
 const maxReportMarks = 10_000
 
 // fresh reports whether rep is newer than the last report of its school
-// (by sequence or by interval end), and remembers it if so.
-func (g *replayGuard) fresh(rep *wire.MetricsReport) bool {
+// (by sequence or by interval end), and remembers it if so. end is the
+// interval's end as the keeper files it (ingest): a school's clock it
+// cannot trust counts as the arrival, so a report from decades ahead
+// cannot make the school's honest reports after it look old.
+func (g *replayGuard) fresh(rep *wire.MetricsReport, end time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	last, ok := g.marks[rep.School]
-	if ok && rep.Seq <= last.seq && !rep.End.After(last.end) {
+	if ok && rep.Seq <= last.seq && !end.After(last.end) {
 		return false
 	}
 	if g.marks == nil || len(g.marks) >= maxReportMarks {
 		g.marks = map[string]reportMark{}
 	}
-	g.marks[rep.School] = reportMark{seq: rep.Seq, end: rep.End}
+	g.marks[rep.School] = reportMark{seq: rep.Seq, end: end}
 	return true
 }

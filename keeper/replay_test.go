@@ -60,3 +60,47 @@ func TestReplayedMetricsReportCountsOnce(t *testing.T) {
 	nc.Flush()
 	count(30)
 }
+
+// A school whose clock ran decades ahead (or a peer that lies about its
+// interval and sequence) does not silence that school's later, honest
+// reports: the replay check reads the report's time as the keeper files
+// it, where a time it cannot trust counts as the arrival.
+func TestFutureReportDoesNotSilenceTheSchool(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	run := seedRun(t, k, 10)
+	nc := schoolConn(t, k)
+	defer nc.Close()
+	var rec metrics.Recorder
+	for range 10 {
+		rec.Observe("api:chat.postMessage", time.Millisecond, metrics.OK)
+	}
+	snap, _ := rec.Snapshot().MarshalBinary()
+	publish := func(seq uint64, end time.Time) {
+		data, err := wire.Encode(&wire.MetricsReport{School: "s1", Seq: seq, Start: end.Add(-time.Second), End: end,
+			Runs: []wire.RunMetrics{{Run: run.ID, Snapshot: snap}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Publish(wire.SubjectMetrics, data)
+		nc.Flush()
+	}
+	count := func(want uint64) {
+		t.Helper()
+		wiretest.WaitFor(t, 5*time.Second, fmt.Sprintf("%d calls counted", want), func() error {
+			sum := k.RunMetrics(run.ID, time.Hour)
+			if len(sum.Keys) != 1 || sum.Keys[0].Count != want {
+				return fmt.Errorf("summary %+v", sum.Keys)
+			}
+			return nil
+		})
+	}
+	publish(1<<62, time.Now().AddDate(50, 0, 0)) // filed under its arrival
+	count(10)
+	// The school's clock is put right and it restarts: its reports count.
+	time.Sleep(10 * time.Millisecond)
+	publish(1, time.Now())
+	count(20)
+	time.Sleep(10 * time.Millisecond)
+	publish(2, time.Now())
+	count(30)
+}
