@@ -63,7 +63,7 @@ func newBubbleTransport(t testing.TB, workers int) *bubbleTransport {
 	for range cap(bt.pool) {
 		bt.pool <- make(chan bubbleReply, 1)
 	}
-	client := koi.NewHTTPClient(workers)
+	client := koi.NewHTTPClient(workers, nil)
 	for range workers {
 		bt.wg.Add(1)
 		go func() {

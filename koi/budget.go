@@ -2,12 +2,13 @@ package koi
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"net/http"
+	"sync"
 	"sync/atomic"
 
 	"github.com/koipond/koipond/metrics"
@@ -127,7 +128,10 @@ func (rt *Runtime) release(n int64) {
 // reserved, which the caller releases once done with the data — also on
 // error. A reply over limit fails with errReplyTooLarge, one that does not
 // fit the budget with ErrReplyBudget; r is then left unread.
-func (rt *Runtime) readReply(r io.Reader, limit, hint int64) (data []byte, held int64, err error) {
+//
+// With pooled, the buffer comes from replyBufs, and the caller gives data
+// back with putReplyBuf once nothing refers to it.
+func (rt *Runtime) readReply(r io.Reader, limit, hint int64, pooled bool) (data []byte, held int64, err error) {
 	var buf []byte
 	defer func() { rt.replyBytes.Add(uint64(len(buf))) }() // read, kept or not
 	for {
@@ -140,12 +144,24 @@ func (rt *Runtime) readReply(r io.Reader, limit, hint int64) (data []byte, held 
 				grow = hint + 1 // room to see EOF without growing again
 			}
 			grow = max(1, min(grow, limit+1-int64(len(buf))))
-			if err := rt.reserve(grow); err != nil {
+			size := int64(len(buf)) + grow
+			if pooled {
+				size = replyBufCap(size)
+			}
+			if err := rt.reserve(size - int64(len(buf))); err != nil {
 				return nil, held, err
 			}
-			held += grow
-			nb := make([]byte, len(buf), int64(len(buf))+grow)
+			held += size - int64(len(buf))
+			var nb []byte
+			if pooled {
+				nb = getReplyBuf(size)[:len(buf)]
+			} else {
+				nb = make([]byte, len(buf), size)
+			}
 			copy(nb, buf)
+			if pooled {
+				putReplyBuf(buf)
+			}
 			buf = nb
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
@@ -192,27 +208,76 @@ func (rt *Runtime) ReplyBytesRead() uint64 { return rt.replyBytes.Load() }
 func (rt *Runtime) RepliesRefused() uint64 { return rt.budgetRefused.Load() }
 
 // readBody reads an HTTP reply body within MaxResponseBody and the
-// school's reply budget, classifying failures for metrics. The body's
-// reservation is held until the request's context ends, which is when the
-// request (read, decode) returns: the decoded reply is where the memory
-// is. A stop cancels that context, so it releases at once.
-func (k *Koi) readBody(resp *http.Response) ([]byte, error) {
-	body, held, err := k.rt.readReply(resp.Body, MaxResponseBody, resp.ContentLength)
-	if err != nil || resp.Request == nil {
+// school's reply budget, classifying failures for metrics. The body, and
+// its reservation, are held until the caller calls release, once the
+// request (read, decode) is over: the decoded reply is where the memory
+// is.
+func (k *Koi) readBody(resp *http.Response) (body []byte, release func(), err error) {
+	body, held, err := k.rt.readReply(resp.Body, MaxResponseBody, resp.ContentLength, true)
+	if err != nil {
 		k.rt.release(held)
-	} else {
-		context.AfterFunc(resp.Request.Context(), func() { k.rt.release(held) })
+		putReplyBuf(body)
 	}
 	switch {
 	case errors.Is(err, errReplyTooLarge):
-		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("reply larger than %d bytes", MaxResponseBody), reason: reasonReplyTooBig}
+		return nil, nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("reply larger than %d bytes", MaxResponseBody), reason: reasonReplyTooBig}
 	case errors.Is(err, ErrReplyBudget):
 		k.rt.series(ReplyBudgetKey).CountReason(metrics.Error, reasonReplyBudget, err.Error())
-		return nil, &requestError{outcome: metrics.Error, msg: "reply dropped: " + err.Error(), reason: reasonReplyBudget}
+		return nil, nil, &requestError{outcome: metrics.Error, msg: "reply dropped: " + err.Error(), reason: reasonReplyBudget}
 	case err != nil:
-		return nil, &requestError{outcome: metrics.Transport, msg: "reading reply: " + err.Error(), reason: transportReason(err)}
+		return nil, nil, &requestError{outcome: metrics.Transport, msg: "reading reply: " + err.Error(), reason: transportReason(err)}
 	}
-	return body, nil
+	return body, func() {
+		k.rt.release(held)
+		putReplyBuf(body)
+	}, nil
+}
+
+// replyBufs pools reply buffers by power-of-two size, from 1 KiB to 64
+// KiB: a busy koi reads its replies into recycled buffers, not a new one
+// each (they were half the bytes a busy school allocated, and so half its
+// garbage collections).
+var replyBufs [7]sync.Pool
+
+const minReplyBuf, maxReplyBuf = 1 << 10, 64 << 10
+
+// replyBufCap is the capacity a pooled buffer of at least n bytes has.
+func replyBufCap(n int64) int64 {
+	if n > maxReplyBuf {
+		return n
+	}
+	c := int64(minReplyBuf)
+	for c < n {
+		c <<= 1
+	}
+	return c
+}
+
+// replyBufClass is the pool for capacity c, or -1.
+func replyBufClass(c int) int {
+	if c < minReplyBuf || c > maxReplyBuf || c&(c-1) != 0 {
+		return -1
+	}
+	return bits.TrailingZeros(uint(c)) - 10
+}
+
+// getReplyBuf returns an empty buffer of capacity replyBufCap(n).
+func getReplyBuf(n int64) []byte {
+	c := replyBufCap(n)
+	if i := replyBufClass(int(c)); i >= 0 {
+		if b, ok := replyBufs[i].Get().(*[]byte); ok {
+			return (*b)[:0]
+		}
+	}
+	return make([]byte, 0, c)
+}
+
+// putReplyBuf gives b back for reuse: nothing may refer to it after.
+func putReplyBuf(b []byte) {
+	if i := replyBufClass(cap(b)); i >= 0 {
+		b = b[:0]
+		replyBufs[i].Put(&b)
+	}
 }
 
 // ReplyBudgetKey is the metric key counting replies (HTTP bodies and

@@ -17,7 +17,7 @@ func BenchmarkReadReply(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()
 		for b.Loop() {
-			data, held, err := rt.readReply(bytes.NewReader(body), MaxResponseBody, -1)
+			data, held, err := rt.readReply(bytes.NewReader(body), MaxResponseBody, -1, false)
 			if err != nil || len(data) != len(body) {
 				b.Fatal(err)
 			}
@@ -29,7 +29,7 @@ func BenchmarkReadReply(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()
 		for b.Loop() {
-			data, held, err := rt.readReply(bytes.NewReader(body), MaxResponseBody, int64(len(body)))
+			data, held, err := rt.readReply(bytes.NewReader(body), MaxResponseBody, int64(len(body)), false)
 			if err != nil || len(data) != len(body) {
 				b.Fatal(err)
 			}
@@ -44,7 +44,7 @@ func BenchmarkReadReply(b *testing.B) {
 		b.SetBytes(int64(len(frame)))
 		b.ReportAllocs()
 		for b.Loop() {
-			data, held, err := rt.readReply(bytes.NewReader(frame), MaxResponseBody, -1)
+			data, held, err := rt.readReply(bytes.NewReader(frame), MaxResponseBody, -1, false)
 			if err != nil || len(data) != len(frame) {
 				b.Fatal(err)
 			}

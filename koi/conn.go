@@ -199,7 +199,7 @@ func (k *Koi) readFrame(conn *websocket.Conn) error {
 	if err != nil {
 		return err
 	}
-	data, held, err := k.rt.readReply(rd, k.rt.cfg.ReadLimit, -1)
+	data, held, err := k.rt.readReply(rd, k.rt.cfg.ReadLimit, -1, false)
 	defer k.rt.release(held)
 	if errors.Is(err, ErrReplyBudget) {
 		k.rt.series(ReplyBudgetKey).CountReason(metrics.Error, reasonReplyBudget, err.Error())

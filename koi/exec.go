@@ -167,10 +167,11 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 	if tok := env.Store.Identity().Token; tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	status, body, err := k.do(req)
+	status, body, release, err := k.do(req, false)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	if !decode {
 		return nil, replyOutcome(status, body)
 	}
@@ -189,28 +190,46 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 }
 
 // do sends a request and classifies the reply: transport failures,
-// timeouts, 429 (remembering Retry-After), 4xx and 5xx are errors.
-func (k *Koi) do(req *http.Request) (int, []byte, error) {
-	resp, err := k.rt.http.Do(req)
+// timeouts, 429 (remembering Retry-After), 4xx and 5xx are errors. With
+// follow, redirects are followed (an http step's URL may move); an api
+// step's request goes straight to the transport. The body is the caller's
+// until it calls release (never nil when err is nil).
+func (k *Koi) do(req *http.Request, follow bool) (int, []byte, func(), error) {
+	var resp *http.Response
+	var err error
+	if follow {
+		resp, err = k.rt.http.Do(req)
+	} else if resp, err = k.rt.roundTripper().RoundTrip(req); err != nil {
+		err = &url.Error{Op: urlErrorOp(req.Method), URL: req.URL.String(), Err: err}
+	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() != nil {
-			return 0, nil, &requestError{outcome: metrics.Timeout, msg: err.Error(), reason: reasonTimeout}
+		if errors.Is(err, context.DeadlineExceeded) { // the transport says so only once past the deadline
+			return 0, nil, nil, &requestError{outcome: metrics.Timeout, msg: err.Error(), reason: reasonTimeout}
 		}
-		return 0, nil, &requestError{outcome: metrics.Transport, msg: err.Error(), reason: transportReason(err)}
+		return 0, nil, nil, &requestError{outcome: metrics.Transport, msg: err.Error(), reason: transportReason(err)}
 	}
 	defer resp.Body.Close()
-	body, err := k.readBody(resp)
+	body, release, err := k.readBody(resp)
 	if err != nil {
-		return resp.StatusCode, nil, err
+		return resp.StatusCode, nil, nil, err
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		k.noteRetryAfter(resp.Header.Get("Retry-After"))
 	}
 	if o := statusOutcome(resp.StatusCode); o != metrics.OK {
-		return resp.StatusCode, body, &requestError{outcome: o, msg: "HTTP " + resp.Status,
-			reason: httpReason(resp.StatusCode), sample: bodySample(body)}
+		err := &requestError{outcome: o, msg: "HTTP " + resp.Status, reason: httpReason(resp.StatusCode), sample: bodySample(body)}
+		release()
+		return resp.StatusCode, nil, nil, err
 	}
-	return resp.StatusCode, body, nil
+	return resp.StatusCode, body, release, nil
+}
+
+// urlErrorOp names a method as http.Client's errors do ("Post").
+func urlErrorOp(method string) string {
+	if method == "" {
+		return "Get"
+	}
+	return method[:1] + strings.ToLower(method[1:])
 }
 
 func statusOutcome(code int) metrics.Outcome {
@@ -318,9 +337,13 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 		}
 		req.Header.Set(h.Name, v)
 	}
-	_, b, err := k.do(req)
-	if err != nil || !decode {
+	_, b, release, err := k.do(req, true)
+	if err != nil {
 		return nil, err
+	}
+	defer release()
+	if !decode {
+		return nil, nil
 	}
 	if v, err := decodeJSON(b); err == nil {
 		return v, nil

@@ -162,6 +162,8 @@ func (k *Koi) Run(ctx context.Context) error {
 		k.actCancel()
 	}
 	k.mu.Unlock()
+	k.rt.workers.hold()
+	defer k.rt.workers.drop() // after the sequences below have ended
 	defer func() {
 		k.mu.Lock()
 		k.endExposureLocked()
@@ -350,7 +352,7 @@ func (k *Koi) armLocked() {
 			k.planPos++
 			continue
 		}
-		d := max(0, time.Until(at))
+		d := max(0, time.Until(k.rt.fireAt(at, k.minuteStart.Add(k.rt.minute))))
 		if k.timer == nil {
 			k.timer = time.AfterFunc(d, k.fire)
 		} else {
@@ -369,8 +371,8 @@ func (k *Koi) MinuteOrigin() time.Time {
 	return k.origin
 }
 
-// fire runs on the timer's goroutine: it starts every firing that is due
-// and re-arms the timer.
+// fire runs on the timer's goroutine: it starts every firing that is due,
+// each on a kept worker, and re-arms the timer.
 func (k *Koi) fire() {
 	k.mu.Lock()
 	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
@@ -394,12 +396,8 @@ func (k *Koi) fire() {
 	k.seqs.Add(len(due))
 	k.armLocked()
 	k.mu.Unlock()
-	for i, b := range due {
-		if i == len(due)-1 {
-			k.runBehavior(actx, b) // on this goroutine
-		} else {
-			go k.runBehavior(actx, b)
-		}
+	for _, b := range due {
+		k.rt.workers.run(func() { k.runBehavior(actx, b) })
 	}
 }
 

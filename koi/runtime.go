@@ -4,14 +4,16 @@
 //
 // Koi are built to be multiplied: an idle koi is one goroutine (its
 // websocket reader) and two runtime timers (keepalive and its behavior
-// schedule); sequences get a goroutine only while they run. Everything a
+// schedule); sequences run on kept workers (see workers.go). Everything a
 // run's koi have in common (the behavior set, HTTP transport, websocket
 // dialer, metrics recorder) lives once in a Runtime.
 package koi
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -28,10 +30,12 @@ import (
 // Defaults for RuntimeConfig.
 const (
 	DefaultRequestTimeout = 30 * time.Second
-	DefaultPingInterval   = 30 * time.Second
-	DefaultPongWait       = 75 * time.Second
-	DefaultReadLimit      = 1 << 20
-	DefaultEventTimeField = "sent_at"
+	// DefaultFireGranularity: 50 ms, a 1/1200 of a minute at time scale 1.
+	DefaultFireGranularity = 50 * time.Millisecond
+	DefaultPingInterval    = 30 * time.Second
+	DefaultPongWait        = 75 * time.Second
+	DefaultReadLimit       = 1 << 20
+	DefaultEventTimeField  = "sent_at"
 	// DefaultBackoffMin and DefaultBackoffMax bound the reconnect backoff:
 	// the n-th consecutive failure waits a random time in
 	// [d/2, d] with d = min(max, min·2^n).
@@ -63,7 +67,7 @@ type RuntimeConfig struct {
 	TimeScale float64
 	// Metrics receives every observation (default: a new recorder).
 	Metrics *metrics.Recorder
-	// HTTPClient is shared by the koi (default: NewHTTPClient(0)).
+	// HTTPClient is shared by the koi (default: NewHTTPClient(0, nil)).
 	HTTPClient *http.Client
 	// Dialer opens websockets (default: NewDialer()).
 	Dialer *websocket.Dialer
@@ -85,6 +89,15 @@ type RuntimeConfig struct {
 	// ReplyBudget, shared by every run of a school, bounds the reply
 	// bytes being read at once (nil: only the per-reply caps).
 	ReplyBudget *ReplyBudget
+	// FireGranularity is the step of the grid that background firings
+	// start on: a firing planned for t starts at the next grid point, up
+	// to one step late, so that a school wakes once for the many koi due
+	// in a step rather than once per koi (each wake-up costs more CPU
+	// than the request it starts). The step is at most 1/100 of a
+	// behavior minute, and the grid's phase is random per runtime, so
+	// runs and schools do not line up. 0: DefaultFireGranularity;
+	// negative: every firing starts at its own time.
+	FireGranularity time.Duration
 	// WorkspaceBytes bounds the run's shared workspace knowledge: the
 	// channels, messages and user ids its koi learn, interned once for
 	// all of them (0: behaviors.DefaultWorkspaceBytes).
@@ -132,6 +145,9 @@ type Runtime struct {
 	sched     *behaviors.Schedule
 	scheduled []*behaviors.Behavior
 	minute    time.Duration
+	workers   *workers      // run the behaviors' sequences, see workers.go
+	fireStep  time.Duration // the firing grid's step (0: none), see FireGranularity
+	firePhase time.Duration // and its phase, in [0, fireStep)
 	metrics   *metrics.Recorder
 	http      *http.Client
 	dialer    *websocket.Dialer
@@ -183,7 +199,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		cfg.Metrics = &metrics.Recorder{}
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = NewHTTPClient(0)
+		cfg.HTTPClient = NewHTTPClient(0, nil)
 	}
 	if cfg.Dialer == nil {
 		cfg.Dialer = NewDialer()
@@ -193,7 +209,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		return nil, fmt.Errorf("koi: %w", err)
 	}
 	cfg.APIBase = strings.TrimRight(cfg.APIBase, "/")
-	return &Runtime{
+	rt := &Runtime{
 		cfg: cfg, set: cfg.Set, sched: sched, scheduled: scheduled,
 		minute:  time.Duration(float64(time.Minute) / cfg.TimeScale),
 		metrics: cfg.Metrics, http: cfg.HTTPClient, dialer: cfg.Dialer,
@@ -202,7 +218,46 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		events:    map[string]*metrics.Series{},
 		start:     time.Now(),
 		hourly:    hasHourly(scheduled),
-	}, nil
+		workers:   newWorkers(),
+	}
+	rt.fireStep = min(cfg.FireGranularity, rt.minute/100)
+	if cfg.FireGranularity == 0 {
+		rt.fireStep = min(DefaultFireGranularity, rt.minute/100)
+	}
+	if rt.fireStep > 0 {
+		rt.firePhase = time.Duration(rand.Int64N(int64(rt.fireStep)))
+	} else {
+		rt.fireStep = 0
+	}
+	return rt, nil
+}
+
+// roundTripper is the HTTP client's transport, for requests that follow
+// no redirect.
+func (rt *Runtime) roundTripper() http.RoundTripper {
+	if rt.http.Transport != nil {
+		return rt.http.Transport
+	}
+	return http.DefaultTransport
+}
+
+// fireAt returns when a firing planned for at starts: the first point of
+// the firing grid at or after at, unless that is past end (the end of the
+// firing's minute: a firing stays in the minute it was planned for), when
+// it starts at at.
+func (rt *Runtime) fireAt(at, end time.Time) time.Time {
+	step := int64(rt.fireStep)
+	if step <= 0 {
+		return at
+	}
+	r := (at.UnixNano() - int64(rt.firePhase)) % step
+	if r < 0 {
+		r += step
+	}
+	if q := at.Add(time.Duration(step - r)); r != 0 && q.Before(end) {
+		return q
+	}
+	return at
 }
 
 func hasHourly(bs []*behaviors.Behavior) bool {
@@ -289,24 +344,12 @@ func (rt *Runtime) eventSeries(typ string) *metrics.Series {
 	return s
 }
 
-// NewHTTPClient returns a client with a transport tuned for many koi
-// sharing it: keep-alive on, many idle connections per host (so koi reuse
-// connections instead of churning ports), and maxConnsPerHost (0: no limit)
-// to cap connections to one target.
-func NewHTTPClient(maxConnsPerHost int) *http.Client {
-	tr := &http.Transport{
-		Proxy:               nil, // load goes where it is told, never through a proxy from the environment
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 128, // a boot burst must not leave thousands of idle connections (16 KiB + 2 goroutines each)
-		MaxConnsPerHost:     maxConnsPerHost,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:      4 << 10,
-		WriteBufferSize:     4 << 10,
-		ForceAttemptHTTP2:   false,
-	}
-	return &http.Client{Transport: tr}
+// NewHTTPClient returns the client koi share: a Transport (requests run
+// on the koi's own goroutines over pooled keep-alive connections) dialing
+// with dial (nil: a plain net.Dialer), at most maxConnsPerHost connections
+// to one target (0: no cap). It follows redirects as http.Client does.
+func NewHTTPClient(maxConnsPerHost int, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	return &http.Client{Transport: NewTransport(maxConnsPerHost, dial)}
 }
 
 // NewDialer returns a websocket dialer sized for thousands of idle

@@ -243,7 +243,7 @@ func (s *School) newRunLocked(a wire.Assignment) *run {
 	rt, err := koi.NewRuntime(koi.RuntimeConfig{
 		Set: set, APIBase: a.Spec.APIBase, Websocket: r.ws.shared(),
 		TimeScale: a.Spec.TimeScale, Metrics: r.rec, HTTPClient: s.http, Dialer: s.dialer,
-		ReplyBudget: s.budget,
+		ReplyBudget: s.budget, FireGranularity: s.cfg.FireGranularity,
 	})
 	if err != nil {
 		return refuse("%v", err)

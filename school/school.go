@@ -76,6 +76,9 @@ type Config struct {
 	SourceIPs []string
 	// MaxConnsPerHost caps API connections per target host (0: no cap).
 	MaxConnsPerHost int
+	// FireGranularity is the koi's firing grid (koi.RuntimeConfig's
+	// FireGranularity: 0 the default, negative none).
+	FireGranularity time.Duration
 	// StopTimeout bounds how long Close waits for koi to close their
 	// websockets (default 4 s, so a SIGTERM exits within 5 s).
 	StopTimeout time.Duration
@@ -386,8 +389,7 @@ func (s *School) transports() (*http.Client, *websocket.Dialer) {
 		return d.DialContext(ctx, network, addr)
 	}
 	guarded := s.allow.DialContext(dial)
-	client := koi.NewHTTPClient(s.cfg.MaxConnsPerHost)
-	client.Transport.(*http.Transport).DialContext = guarded
+	client := koi.NewHTTPClient(s.cfg.MaxConnsPerHost, guarded)
 	dialer := koi.NewDialer()
 	dialer.NetDialContext = guarded
 	return client, dialer

@@ -199,7 +199,7 @@ func TestGeneratedSessionsReproduceTransitionsAtPond(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	rt, err := koi.NewRuntime(koi.RuntimeConfig{Set: set, APIBase: p.URL() + "/api", TimeScale: scale, HTTPClient: koi.NewHTTPClient(nKoi)})
+	rt, err := koi.NewRuntime(koi.RuntimeConfig{Set: set, APIBase: p.URL() + "/api", TimeScale: scale, HTTPClient: koi.NewHTTPClient(nKoi, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/koipond/koipond/koi"
 	"github.com/koipond/koipond/school"
 )
 
@@ -25,6 +26,7 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	allow := fs.String("allow-target", strings.Join(school.DefaultAllowTargets, ","), "comma-separated hosts load may go to: CIDR, IP, name, *.domain, each optionally :port")
 	sources := fs.String("source-ips", "", "comma-separated local addresses to spread koi connections over (past ~28,000 per target)")
 	fs.IntVar(&cfg.MaxConnsPerHost, "max-conns-per-host", 0, "cap on API connections per target host (0: none)")
+	fire := fs.Duration("fire-granularity", koi.DefaultFireGranularity, "background firings start on a grid of this step (at most 1/100 of a behavior minute), up to one step late, so the school wakes once for many koi: less CPU per request, small bursts at the target; 0: each at its own time")
 	fs.StringVar(&cfg.NATSUser, "nats-user", "", "NATS user")
 	fs.StringVar(&cfg.NATSPassword, "nats-password", "", "NATS password (prefer KOIPOND_NATS_PASSWORD)")
 	fs.StringVar(&cfg.NATSToken, "nats-token", "", "NATS token (prefer KOIPOND_NATS_TOKEN: flags show in process lists)")
@@ -41,6 +43,14 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	verbose := fs.BoolP("verbose", "v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	switch {
+	case *fire < 0:
+		return fmt.Errorf("--fire-granularity %v: negative (0 starts each firing at its own time)", *fire)
+	case *fire == 0:
+		cfg.FireGranularity = -1
+	default:
+		cfg.FireGranularity = *fire
 	}
 	if cfg.NATSPassword == "" {
 		cfg.NATSPassword = envOr("KOIPOND_NATS_PASSWORD", "")
