@@ -299,6 +299,10 @@ func TestFrameOverReadLimit(t *testing.T) {
 	big := []byte(`{"type":"big","pad":"` + strings.Repeat("x", 8<<20) + `"}`)
 	srv := newHostileServer(t, func(c *hconn) {
 		c.text(`{"type":"small"}`)
+		if c.n >= 3 {
+			c.next() // the third connection stays open: the koi is back
+			return
+		}
 		c.send(websocket.TextMessage, big)
 	})
 	rt, k, stop := runOne(t, srv, koi.RuntimeConfig{Set: parseSet(t, `{"behaviors": {}}`), ReadLimit: limit,
