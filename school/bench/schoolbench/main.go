@@ -418,6 +418,7 @@ type harness struct {
 	n, big, sources       int
 	densityRamp           float64
 	schoolEnv             []string
+	schoolArgs            []string // added to every school's arguments
 	hold                  time.Duration
 	bigRamp, rate         float64
 	idle, settle, measure time.Duration
@@ -469,7 +470,8 @@ func runHarness(args []string) error {
 	historyEvery := fs.Duration("history-every", 6*time.Second, "mean period of each koi's conversations.history call")
 	k6 := fs.String("k6", os.Getenv("K6"), "k6 binary for the k6 phase (default $K6, else k6 on PATH; absent: the row is skipped)")
 	tmpDir := fs.String("tmp", "", "work directory for binaries and logs (default: a new temporary one, removed at the end)")
-	var schoolEnv, pondArgs listFlag
+	var schoolEnv, schoolArgs, pondArgs listFlag
+	fs.Var(&schoolArgs, "school-arg", "extra argument for every `koipond school` (repeatable; e.g. --school-arg=--fire-granularity=0 to compare)")
 	fs.Var(&pondArgs, "pond-arg", "extra argument for `koipond pond` (repeatable; e.g. --pond-arg=--ping-interval=-1s for an investigation)")
 	fs.Var(&schoolEnv, "school-env", "KEY=VALUE added to the school's environment (repeatable; e.g. GODEBUG=gctrace=1 for an investigation)")
 	if err := fs.Parse(args); err != nil {
@@ -519,8 +521,11 @@ func runHarness(args []string) error {
 		pondBase:   fmt.Sprintf("http://127.0.0.1:%d", *pondPort),
 		schoolHTTP: fmt.Sprintf("127.0.0.1:%d", *schoolPort),
 		n:          *n, big: *big, sources: *sources, bigRamp: *bigRamp, rate: *rate,
-		idle: *idle, settle: *settle, measure: *measure, densityRamp: *densityRamp, hold: *hold, schoolEnv: schoolEnv,
+		idle: *idle, settle: *settle, measure: *measure, densityRamp: *densityRamp, hold: *hold, schoolEnv: schoolEnv, schoolArgs: schoolArgs,
 		historyKoi: *historyKoi, historyEvery: *historyEvery, k6: *k6}
+	if len(schoolArgs) > 0 {
+		h.notes = append(h.notes, "school arguments: "+strings.Join(schoolArgs, " "))
+	}
 	if len(schoolEnv) > 0 {
 		h.notes = append(h.notes, "school environment: "+strings.Join(schoolEnv, " "))
 	}
@@ -628,7 +633,7 @@ func (h *harness) startSchool(capacity int, extra ...string) (*supervise.Proc, s
 	// Every school starts from zero: no assignment until the phase sets one.
 	h.k.setAssignments(nil)
 	argv := append([]string{h.koipond, "school", "--nats", h.natsURL, "--id", id,
-		"--capacity", strconv.Itoa(capacity), "--http", h.schoolHTTP}, extra...)
+		"--capacity", strconv.Itoa(capacity), "--http", h.schoolHTTP}, append(slices.Clone(h.schoolArgs), extra...)...)
 	p, err := startProcEnv("school "+id, filepath.Join(h.tmp, id+".log"), h.schoolEnv, argv...)
 	if err != nil {
 		return nil, id, err
