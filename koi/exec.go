@@ -159,10 +159,11 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout(r))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, k.rt.cfg.APIBase+"/"+r.Method, strings.NewReader(form.Encode()))
+	u, err := k.rt.apiURL(r.Method)
 	if err != nil {
 		return nil, err
 	}
+	req := newPost(ctx, u, form.Encode())
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if tok := env.Store.Identity().Token; tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -187,6 +188,19 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 		}
 	}
 	return v, nil
+}
+
+// newPost is http.NewRequestWithContext for a POST of body to u, which it
+// shares (u is not changed: api requests follow no redirect).
+func newPost(ctx context.Context, u *url.URL, body string) *http.Request {
+	req := &http.Request{Method: http.MethodPost, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 2), Host: u.Host, Body: http.NoBody}
+	if body != "" {
+		req.Body = io.NopCloser(strings.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+	}
+	return req.WithContext(ctx)
 }
 
 // do sends a request and classifies the reply: transport failures,

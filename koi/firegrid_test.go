@@ -118,8 +118,10 @@ func TestRecycledReplyBuffersAreNotShared(t *testing.T) {
 	if s.Counts[metrics.OK] < 200 {
 		t.Fatalf("echo = %+v, want ≥ 200 calls", s)
 	}
-	if bad := s.Total() - s.Counts[metrics.OK]; bad != 0 {
-		t.Errorf("%d of %d calls read a reply that was not theirs or failed: %+v", bad, s.Total(), s)
+	// A reply that was not the koi's fails its post_action (Error); the
+	// calls in flight when the run ends time out and do not count.
+	if bad := s.Counts[metrics.Error]; bad != 0 {
+		t.Errorf("%d of %d calls read a reply that was not theirs: %+v", bad, s.Total(), s)
 	}
 	if n := rt.ReplyBytesInFlight(); n != 0 {
 		t.Errorf("%d reply bytes still reserved after the run", n)

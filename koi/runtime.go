@@ -140,18 +140,20 @@ func (c *RuntimeConfig) Validate() []error {
 
 // Runtime is the shared, immutable part of a run's koi.
 type Runtime struct {
-	cfg       RuntimeConfig
-	set       *behaviors.Set
-	sched     *behaviors.Schedule
-	scheduled []*behaviors.Behavior
-	minute    time.Duration
-	workers   *workers      // run the behaviors' sequences, see workers.go
-	fireStep  time.Duration // the firing grid's step (0: none), see FireGranularity
-	firePhase time.Duration // and its phase, in [0, fireStep)
-	metrics   *metrics.Recorder
-	http      *http.Client
-	dialer    *websocket.Dialer
-	workspace *behaviors.Workspace // what the koi learn identically, shared
+	cfg         RuntimeConfig
+	set         *behaviors.Set
+	sched       *behaviors.Schedule
+	scheduled   []*behaviors.Behavior
+	minute      time.Duration
+	apiURLs     sync.Map // method → *url.URL, see apiURL
+	apiURLCount atomic.Int64
+	workers     *workers      // run the behaviors' sequences, see workers.go
+	fireStep    time.Duration // the firing grid's step (0: none), see FireGranularity
+	firePhase   time.Duration // and its phase, in [0, fireStep)
+	metrics     *metrics.Recorder
+	http        *http.Client
+	dialer      *websocket.Dialer
+	workspace   *behaviors.Workspace // what the koi learn identically, shared
 
 	keysMu sync.RWMutex
 	keys   map[string]*metrics.Series
@@ -230,6 +232,25 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		rt.fireStep = 0
 	}
 	return rt, nil
+}
+
+// maxAPIURLs bounds apiURL's cache (a set names its methods; this is
+// only a guard).
+const maxAPIURLs = 4096
+
+// apiURL returns APIBase/method, parsed once per method.
+func (rt *Runtime) apiURL(method string) (*url.URL, error) {
+	if u, ok := rt.apiURLs.Load(method); ok {
+		return u.(*url.URL), nil
+	}
+	u, err := url.Parse(rt.cfg.APIBase + "/" + method)
+	if err != nil {
+		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("api request %q: %v", method, err)}
+	}
+	if rt.apiURLCount.Add(1) <= maxAPIURLs {
+		rt.apiURLs.Store(method, u)
+	}
+	return u, nil
 }
 
 // roundTripper is the HTTP client's transport, for requests that follow

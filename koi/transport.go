@@ -86,7 +86,7 @@ type persistConn struct {
 	key    string
 	conn   net.Conn
 	lr     *limitedReader // under br: bounds the headers, counts what a reply read
-	br     *bufio.Reader
+	br     *bufio.Reader  // from bufReaders during an exchange only (nil while idle)
 	idleAt time.Time
 	reused bool
 }
@@ -120,7 +120,13 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // came back; the server closed it while it sat idle.
 var errServerClosedIdle = errors.New("server closed an idle connection")
 
-var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+// Buffers are taken for an exchange and given back after it, so an idle
+// connection holds none. A reader of 16 KiB takes a typical API reply in
+// one read.
+var (
+	bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+	bufReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+)
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -295,7 +301,6 @@ func (t *Transport) dial(ctx context.Context, key, scheme, addr string) (*persis
 	}
 	pc := &persistConn{t: t, key: key, conn: conn}
 	pc.lr = &limitedReader{r: conn, n: -1}
-	pc.br = bufio.NewReaderSize(pc.lr, 4<<10)
 	return pc, nil
 }
 
@@ -318,6 +323,7 @@ func (t *Transport) forget(key string) {
 }
 
 func (t *Transport) closeConn(pc *persistConn) {
+	pc.dropReader()
 	pc.conn.Close()
 	t.forget(pc.key)
 }
@@ -374,11 +380,19 @@ func (t *Transport) CloseIdleConnections() {
 // usable says whether an idle connection can carry a request: nothing is
 // waiting to be read on it (a server that closed it, or sent something
 // unasked, has).
-func (pc *persistConn) usable() bool {
-	if pc.br.Buffered() > 0 {
-		return false
+func (pc *persistConn) usable() bool { return connQuiet(pc.conn) }
+
+// dropReader gives pc's reader back; it says whether the reader held
+// nothing more (bytes after a reply: the connection cannot be trusted).
+func (pc *persistConn) dropReader() bool {
+	if pc.br == nil {
+		return true
 	}
-	return connQuiet(pc.conn)
+	clean := pc.br.Buffered() == 0
+	pc.br.Reset(nil)
+	bufReaders.Put(pc.br)
+	pc.br = nil
+	return clean
 }
 
 // aLongTimeAgo is a deadline that has passed: set on a connection, it
@@ -406,6 +420,8 @@ func (pc *persistConn) exchange(ctx context.Context, req *http.Request) (*http.R
 		return fail(err)
 	}
 	pc.lr.n, pc.lr.read = pc.t.MaxHeaderBytes, 0
+	pc.br = bufReaders.Get().(*bufio.Reader)
+	pc.br.Reset(pc.lr)
 	var resp *http.Response
 	var err error
 	for informational := 0; ; informational++ {
@@ -556,7 +572,7 @@ func (b *replyBody) finish(keep bool) {
 		return
 	}
 	b.done = true
-	if b.stop() && keep {
+	if b.stop() && b.pc.dropReader() && keep {
 		b.pc.conn.SetDeadline(time.Time{})
 		b.pc.t.putIdle(b.pc)
 		return
