@@ -152,17 +152,13 @@ func (rt *Runtime) readReply(r io.Reader, limit, hint int64, pooled bool) (data 
 				return nil, held, err
 			}
 			held += size - int64(len(buf))
-			var nb []byte
 			if pooled {
-				nb = getReplyBuf(size)[:len(buf)]
-			} else {
-				nb = make([]byte, len(buf), size)
-			}
-			copy(nb, buf)
-			if pooled {
+				nb := append(getReplyBuf(size), buf...)
 				putReplyBuf(buf)
+				buf = nb
+			} else {
+				buf = append(make([]byte, 0, size), buf...)
 			}
-			buf = nb
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -215,8 +211,7 @@ func (rt *Runtime) RepliesRefused() uint64 { return rt.budgetRefused.Load() }
 func (k *Koi) readBody(resp *http.Response) (body []byte, release func(), err error) {
 	body, held, err := k.rt.readReply(resp.Body, MaxResponseBody, resp.ContentLength, true)
 	if err != nil {
-		k.rt.release(held)
-		putReplyBuf(body)
+		k.rt.release(held) // readReply kept no buffer
 	}
 	switch {
 	case errors.Is(err, errReplyTooLarge):

@@ -222,14 +222,12 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		hourly:    hasHourly(scheduled),
 		workers:   newWorkers(),
 	}
-	rt.fireStep = min(cfg.FireGranularity, rt.minute/100)
-	if cfg.FireGranularity == 0 {
-		rt.fireStep = min(DefaultFireGranularity, rt.minute/100)
+	step := cfg.FireGranularity
+	if step == 0 {
+		step = DefaultFireGranularity
 	}
-	if rt.fireStep > 0 {
-		rt.firePhase = time.Duration(rand.Int64N(int64(rt.fireStep)))
-	} else {
-		rt.fireStep = 0
+	if step = min(step, rt.minute/100); step > 0 {
+		rt.fireStep, rt.firePhase = step, time.Duration(rand.Int64N(int64(step)))
 	}
 	return rt, nil
 }
