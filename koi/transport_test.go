@@ -459,3 +459,28 @@ func TestTransportConcurrentUse(t *testing.T) {
 		t.Errorf("%d of 800 requests got a wrong reply or failed", bad.Load())
 	}
 }
+
+// A server that sends more than its Content-Length says: the bytes past
+// the reply are not read as the next reply; the connection is dropped and
+// the next request gets a fresh one and its own reply.
+func TestTransportDropsAConnectionWithBytesPastTheReply(t *testing.T) {
+	url, conns := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlies")
+		}
+	})
+	c := koi.NewHTTPClient(0, nil)
+	for i := range 3 {
+		if code, body, err := get(t, c, context.Background(), http.MethodGet, url, ""); err != nil || code != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q %v", i, code, body, err)
+		}
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3: a connection with bytes past its reply was reused", n)
+	}
+}
