@@ -75,6 +75,7 @@ func TestExitCodes(t *testing.T) {
 		{"extra argument", []string{"status", "now"}, exitUsage, "want no arguments"},
 		{"bad flag value", []string{"run", "scale", "RUN", "--koi", "many"}, exitUsage, "invalid argument"},
 		{"group without verb", []string{"webhook"}, exitUsage, "Available Commands"},
+		{"negative fire granularity", []string{"school", "--fire-granularity", "-5ms"}, exitUsage, "--fire-granularity -5ms: negative"},
 		// A failure on the merits: validation problems, the keeper refusing.
 		{"validator problems", []string{"behaviors", "validate", "../../behaviors/testdata/bad/syntax.json"}, exitFailed, ""},
 		{"keeper refuses", []string{"run", "show", "--keeper", refusing.URL, "run-x"}, exitFailed, "not_found"},

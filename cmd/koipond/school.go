@@ -46,7 +46,7 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	}
 	switch {
 	case *fire < 0:
-		return fmt.Errorf("--fire-granularity %v: negative (0 starts each firing at its own time)", *fire)
+		return configErrors(stderr, "school", []error{fmt.Errorf("--fire-granularity %v: negative (0 starts each firing at its own time)", *fire)})
 	case *fire == 0:
 		cfg.FireGranularity = -1
 	default:
