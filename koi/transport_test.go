@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/koi"
 )
 
@@ -483,4 +484,35 @@ func TestTransportDropsAConnectionWithBytesPastTheReply(t *testing.T) {
 	if n := conns.Load(); n != 3 {
 		t.Errorf("%d connections, want 3: a connection with bytes past its reply was reused", n)
 	}
+}
+
+// A gzip bomb (a small reply that inflates past MaxResponseBody) is
+// refused as too large while it inflates: the cap applies to what the koi
+// would hold, not to the bytes on the wire.
+func TestGzipBombIsCappedAsItInflates(t *testing.T) {
+	var zipped bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&zipped, gzip.BestCompression)
+	zeros := make([]byte, 1<<20)
+	for range 4 * koi.MaxResponseBody >> 20 { // 32 MiB inflated
+		zw.Write(zeros)
+	}
+	zw.Close()
+	srv, _ := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Write(zipped.Bytes())
+	})
+	set := parseSet(t, `{"behaviors": {"b": {"steps": [{"request": {"type": "api", "method": "bomb"}}]}}}`)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, APIBase: srv.URL + "/api"})
+	k := rt.New(behaviors.Identity{Index: 1}, 1)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := k.RunSequence(context.Background(), set.Behavior("b").Sequence, nil)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "reply larger than") {
+		t.Errorf("error %v, want the reply refused as larger than %d bytes", err, koi.MaxResponseBody)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4*koi.MaxResponseBody { // growing a buffer to the cap by doubling allocates about 3×; reading all would take 8×
+		t.Errorf("the bomb allocated %d bytes, want ≤ %d (the cap, not the 32 MiB it inflates to)", grew, 4*koi.MaxResponseBody)
+	}
+	t.Logf("%d bytes on the wire; %v", zipped.Len(), err)
 }
