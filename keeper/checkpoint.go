@@ -35,8 +35,10 @@ const (
 )
 
 // checkpointWait is how long a run whose last checkpoint's snapshot was
-// size bytes waits for its next one.
+// size bytes waits for its next one. Sizes past a minute's worth are a
+// minute's worth, so no size overflows the product.
 func checkpointWait(size int) time.Duration {
+	size = min(size, checkpointRate*int(checkpointMaxEvery/time.Second))
 	return min(max(time.Duration(size)*time.Second/checkpointRate, checkpointEvery), checkpointMaxEvery)
 }
 

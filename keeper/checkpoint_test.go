@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"math"
 	"net"
 	"testing"
 	"time"
@@ -161,6 +162,7 @@ func TestCheckpointWaitGrowsWithTheCheckpoint(t *testing.T) {
 		{5120, 20 * time.Second},
 		{15_000, 15_000 * time.Second / 256},
 		{256 << 10, time.Minute},
+		{math.MaxInt, time.Minute}, // no overflow into a short or negative wait
 	} {
 		if got := checkpointWait(c.size); got != c.want {
 			t.Errorf("checkpointWait(%d) = %v, want %v", c.size, got, c.want)
