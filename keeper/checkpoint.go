@@ -103,7 +103,7 @@ const closingCheckpointTimeout = 3 * time.Second
 // checkpointOnClose checkpoints every changed run's total once more as the
 // keeper closes, whatever its checkpointWait says: a keeper restarted
 // gracefully then loses only the reports merged after it (one metrics
-// interval), not up to checkpointEvery of every run's counts and
+// interval), not up to a checkpointWait of every run's counts and
 // exposure. The scheduler goroutine calls it as it ends, before the NATS
 // connection is drained.
 func (k *Keeper) checkpointOnClose() {
