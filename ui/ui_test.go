@@ -9,6 +9,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -238,24 +239,14 @@ func (s *system) settledRequests(t *testing.T, d time.Duration) uint64 {
 	return last
 }
 
-// noneBefore polls count until at and fails if a poll that ended before
-// at saw anything: nothing may happen before the instant. A poll ending
-// after at proves nothing (the test itself may run late), so it returns
-// how many polls counted.
-func noneBefore(t *testing.T, at time.Time, what string, count func() uint64) (polls int) {
-	t.Helper()
-	for {
-		got := count()
-		if !time.Now().Before(at) {
-			return polls
-		}
-		polls++
-		if got != 0 {
-			t.Errorf("%d %s %v before the instant", got, what, time.Until(at).Round(time.Millisecond))
-			return polls
-		}
-		time.Sleep(min(20*time.Millisecond, time.Until(at)))
+// clockError is how far the system's schools' estimates of the keeper's
+// clock are off now: they share its clock, so any offset is error.
+func (s *system) clockError() time.Duration {
+	var worst time.Duration
+	for _, sc := range s.schools {
+		worst = max(worst, time.Duration(math.Abs(sc.Status().ClockOffsetMS)*float64(time.Millisecond)))
 	}
+	return worst
 }
 
 // clickLive clicks the element sel selects in one step inside the page.
@@ -434,7 +425,7 @@ func TestUIAgainstSystem(t *testing.T) {
 		run(t, ctx, "launch", chromedp.Click(chromedp.CSS("#launch-go")), chromedp.WaitVisible(chromedp.CSS("#launch-countdown")))
 		screenshot(t, ctx, "launch-countdown")
 		formationRequests := func() uint64 { return s.p.Stats().Requests["users.list"]["200"] }
-		if polls := noneBefore(t, at, "formation requests", formationRequests); polls == 0 {
+		if polls := wiretest.NoneBefore(t, at, "formation requests", formationRequests, s.clockError); polls == 0 {
 			t.Logf("no poll of pond ended before the launch instant: the browser took until %v after it to launch", time.Since(at).Round(time.Millisecond))
 		}
 		const planned = 6 // round(10% × 60)

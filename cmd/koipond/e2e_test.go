@@ -69,24 +69,15 @@ func timerLateness(at time.Time, n int) func() time.Duration {
 	}
 }
 
-// noneBefore polls count until at and fails if a poll that ended before
-// at saw anything: nothing may happen before the instant. A poll ending
-// after at proves nothing (the test itself may run late), so it returns
-// how many polls counted.
-func noneBefore(t *testing.T, at time.Time, what string, count func() uint64) (polls int) {
-	t.Helper()
-	for {
-		got := count()
-		if !time.Now().Before(at) {
-			return polls
-		}
-		polls++
-		if got != 0 {
-			t.Errorf("%d %s %v before the instant", got, what, time.Until(at).Round(time.Millisecond))
-			return polls
-		}
-		time.Sleep(min(20*time.Millisecond, time.Until(at)))
+// clockError is how far the schools' estimates of the keeper's clock are
+// off now: they share its clock here, so any offset they estimate is
+// error.
+func clockError(schools []*school.School) time.Duration {
+	var worst time.Duration
+	for _, s := range schools {
+		worst = max(worst, time.Duration(math.Abs(s.Status().ClockOffsetMS)*float64(time.Millisecond)))
 	}
+	return worst
 }
 
 // The whole system in one process over real sockets: embedded NATS with
@@ -164,7 +155,12 @@ func TestSystemEndToEnd(t *testing.T) {
 	var l struct{ ID string }
 	api.Call(t, "POST", "/launches", map[string]any{"formation": fm.Hash, "run": run.ID, "at": at.Format(time.RFC3339Nano)}, &l)
 	formationRequests := func() uint64 { return p.Stats().Requests["users.list"]["200"] }
-	if polls := noneBefore(t, at, "formation requests", formationRequests); polls == 0 {
+	var clockErr time.Duration // the worst estimate seen from before the launch to its report
+	clockErrNow := func() time.Duration {
+		clockErr = max(clockErr, clockError(schools))
+		return clockErr
+	}
+	if polls := wiretest.NoneBefore(t, at, "formation requests", formationRequests, clockErrNow); polls == 0 {
 		t.Logf("no poll of pond ended before the launch instant (the test ran late); the koi's own start times below still bound it")
 	}
 	wiretest.Until(t, 10*time.Second, "6 formation requests", func() bool { return formationRequests() >= 6 })
@@ -196,10 +192,7 @@ func TestSystemEndToEnd(t *testing.T) {
 	// and how far each school's keeper-clock estimate is off (the schools
 	// share the keeper's clock here, so their offset is the error).
 	late := lateness()
-	var clockErr time.Duration
-	for _, s := range schools {
-		clockErr = max(clockErr, time.Duration(math.Abs(s.Status().ClockOffsetMS)*float64(time.Millisecond)))
-	}
+	clockErrNow()
 	first, spreadOf := spread.FirstStart.Sub(spread.Start), spread.LastStart.Sub(spread.FirstStart)
 	t.Logf("launch: first start %v from the instant, spread %v; timers ran up to %v late, clock estimate off by up to %v",
 		first, spreadOf, late, clockErr)

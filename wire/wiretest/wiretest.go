@@ -56,3 +56,32 @@ func Until(tb testing.TB, d time.Duration, what string, cond func() bool) {
 		return errNotYet
 	})
 }
+
+// NoneBefore polls count until at and fails tb if a poll that ended more
+// than the schools' clock error before at saw anything: nothing a launch
+// starts may happen before its instant. A school times a launch by its
+// estimate of the keeper's clock, which is off by up to half the round
+// trip of the poll it trusts: on a busy machine a few milliseconds. So
+// clockErr is called on every poll (for schools sharing the keeper's
+// clock, the largest |offset| they estimate now) and a count is judged
+// against the largest error seen. A poll ending after at proves nothing
+// (the test itself may run late), so it returns how many polls counted.
+func NoneBefore(tb testing.TB, at time.Time, what string, count func() uint64, clockErr func() time.Duration) (polls int) {
+	tb.Helper()
+	var slack time.Duration
+	for {
+		slack = max(slack, clockErr())
+		got := count()
+		early := time.Until(at)
+		if early <= 0 {
+			return polls
+		}
+		polls++
+		if got != 0 && early > slack {
+			tb.Errorf("%d %s %v before the instant (the schools' clock estimates were off by up to %v)",
+				got, what, early.Round(time.Millisecond), slack)
+			return polls
+		}
+		time.Sleep(min(20*time.Millisecond, early))
+	}
+}

@@ -43,6 +43,7 @@ func (r *recorder) Fatalf(format string, args ...any) {
 	r.msg = fmt.Sprintf(format, args...)
 	runtime.Goexit()
 }
+func (r *recorder) Errorf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
 func (r *recorder) Fatal(args ...any) {
 	r.msg = fmt.Sprint(args...)
 	runtime.Goexit()
@@ -79,6 +80,48 @@ func TestWaitFor(t *testing.T) {
 	}
 	if msg := failure(t, func(tb testing.TB) { wiretest.Until(tb, time.Second, "now", func() bool { return true }) }); msg != "" {
 		t.Errorf("Until failed on a holding condition: %s", msg)
+	}
+}
+
+// NoneBefore fails on a count seen before the instant by more than the
+// clock error it is given, and passes one within that error, one after
+// the instant and none at all.
+func TestNoneBefore(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		countFrom time.Duration // the count turns 1 this long before the instant (0: never)
+		clockErr  time.Duration
+		fails     bool
+	}{
+		{"nothing happens", 0, 0, false},
+		{"early with an exact clock", 500 * time.Millisecond, 0, true},
+		{"early beyond the clock error", 500 * time.Millisecond, 50 * time.Millisecond, true},
+		{"early within the clock error", 100 * time.Millisecond, 400 * time.Millisecond, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// Margins of 300 ms and more either side of every bound: a
+			// busy machine may pause the polls that long.
+			at := time.Now().Add(600 * time.Millisecond)
+			count := func() uint64 {
+				if c.countFrom > 0 && time.Until(at) <= c.countFrom {
+					return 1
+				}
+				return 0
+			}
+			var polls int
+			msg := failure(t, func(tb testing.TB) {
+				polls = wiretest.NoneBefore(tb, at, "requests", count, func() time.Duration { return c.clockErr })
+			})
+			if c.fails != (msg != "") {
+				t.Errorf("failed = %v (%q), want %v", msg != "", msg, c.fails)
+			}
+			if c.fails && !strings.Contains(msg, "before the instant") {
+				t.Errorf("message %q does not say what happened", msg)
+			}
+			if polls == 0 {
+				t.Errorf("no poll counted before the instant")
+			}
+		})
 	}
 }
 
