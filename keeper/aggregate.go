@@ -493,6 +493,19 @@ func (a *aggregator) total(run string) (*metrics.Snapshot, traffic, bool) {
 	return out, rs.traffic, true
 }
 
+// historyBytes returns the size of a run's encoded history buckets (every
+// tier's zstd buckets; not its live seconds nor its total), and whether
+// the run has series.
+func (a *aggregator) historyBytes(run string) (int, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rs := a.runs[run]
+	if rs == nil {
+		return 0, false
+	}
+	return rs.bytes, true
+}
+
 // runIDs returns the runs with series.
 func (a *aggregator) runIDs() []string {
 	a.mu.Lock()

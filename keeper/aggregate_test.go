@@ -298,12 +298,18 @@ func TestRunMemoryCeiling(t *testing.T) {
 		if held != rs.bytes {
 			t.Fatalf("second %d: %d bytes held, %d counted", s, held, rs.bytes)
 		}
+		if n, ok := a.historyBytes("run"); !ok || n != held {
+			t.Fatalf("second %d: historyBytes says %d (%v), %d held", s, n, ok, held)
+		}
 		fed = s
 		if s < 24*3600 {
 			s += 1200
 		} else {
 			s++
 		}
+	}
+	if _, ok := a.historyBytes("no such run"); ok {
+		t.Error("historyBytes found a run that has no series")
 	}
 	day, _ := a.window("run", base, base.Add(25*time.Hour))
 	if got, all := day.Series["api:m000"].Total(), uint64(24*3+30)*50; got >= all {

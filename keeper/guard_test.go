@@ -3,8 +3,10 @@ package keeper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -218,6 +220,21 @@ func TestShedByHandAndByRule(t *testing.T) {
 	start = time.Now()
 	wiretest.WaitFor(t, 20*time.Second, "40 websockets open at pond again", wsOpen(40))
 	t.Logf("restore: websockets open at pond back to 40 in %v", time.Since(start).Round(time.Millisecond))
+	// Reports older than a couple of seconds are kept encoded: the run's
+	// history bytes on /metrics are what the aggregator holds.
+	wiretest.WaitFor(t, 10*time.Second, "the run's history bytes on /metrics", func() error {
+		held, _ := r.k.agg.historyBytes(run.ID)
+		series := fmt.Sprintf(`koipond_run_history_bytes{run="%s",name="shed"} `, run.ID)
+		_, v, ok := strings.Cut(apiText(t, r.k, "/metrics"), series)
+		v, _, _ = strings.Cut(v, "\n")
+		if !ok || v == "0" {
+			return fmt.Errorf("%s%s (the aggregator holds %d)", series, v, held)
+		}
+		if n, err := strconv.Atoi(v); err != nil || n <= 0 || n > maxRunBytes {
+			return fmt.Errorf("%s%s: not a size", series, v)
+		}
+		return nil
+	})
 	if n := len(auditWith(r.k, "", "active koi")); n != 2 {
 		t.Errorf("%d shed audit entries, want 2", n)
 	}
