@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -223,6 +222,10 @@ func soak(ctx context.Context, c soakConfig) error {
 	cw := csv.NewWriter(csvF)
 	_ = cw.Write([]string{"time", "process", "rss_bytes", "cpu_seconds", "koi", "requests"})
 	var samples []soakSample
+	// history is the keeper's koipond_run_history_bytes (summed over
+	// runs) at each sample, in rssBytes: what of its growth the runs'
+	// metrics history explains.
+	var history []soakSample
 	for i := 1; ; i++ {
 		next := start.Add(time.Duration(i) * c.sample)
 		if next.Sub(start) > c.duration || !sleepCtx(ctx, time.Until(next)) {
@@ -245,8 +248,10 @@ func soak(ctx context.Context, c soakConfig) error {
 			koi := st.WebsocketsOpen
 			heap := ""
 			if sp.name == "keeper" && sp.metrics != "" {
-				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes"); err == nil {
-					heap = fmt.Sprintf(" (heap objects %.1f, GC goal %.1f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20), m["koipond_keeper_go_heap_goal_bytes"]/(1<<20))
+				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes", "koipond_run_history_bytes"); err == nil {
+					heap = fmt.Sprintf(" (heap objects %.1f, GC goal %.1f MiB, metrics history %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
+						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), m["koipond_run_history_bytes"]/(1<<20))
+					history = append(history, soakSample{t: t, process: "keeper metrics history", rssBytes: int64(m["koipond_run_history_bytes"])})
 				}
 			} else if sp.metrics != "" {
 				m, err := scrapeMetrics(ctx, sp.metrics, "koipond_school_websockets_open", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
@@ -313,12 +318,7 @@ func soak(ctx context.Context, c soakConfig) error {
 		fmt.Fprintf(&sum, "; live heap after a GC %+.1f MiB (profile: %s)", mib(growth.liveHeap>>10), heapProfile)
 	}
 	fmt.Fprintln(&sum)
-	if r := rssRate(of("keeper", samples), 60); !math.IsNaN(r) {
-		// The keeper keeps an hour of second-buckets per run: growth at
-		// this rate for an hour is what the seconds alone would cost.
-		fmt.Fprintf(&sum, "keeper RSS growth after the first minute: %.1f KB/s; an hour of it (a run's window of second-buckets) would be %.0f MB\n",
-			r/1e3, r*3600/1e6)
-	}
+	fmt.Fprint(&sum, keeperGrowthLine(of("keeper", samples), history))
 	// SIGTERM each school as an operator would: it must exit within a few
 	// seconds however busy it is.
 	for _, sp := range procs {

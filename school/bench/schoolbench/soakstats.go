@@ -56,6 +56,29 @@ func rssRate(ss []soakSample, from float64) float64 {
 	return s * sum / float64(n)
 }
 
+// keeperGrowthLine says how fast the keeper's RSS grew over the last 20
+// minutes (or since the first minute, in a shorter soak) and how fast its
+// runs' encoded metrics history grew meanwhile: a run's history fills by
+// design (an hour of 10 s buckets, then 6 hours of minutes, then a day of
+// 5 minutes), and the Go heap holds up to twice what is live before a
+// collection. "" without two samples of each.
+func keeperGrowthLine(keeper, history []soakSample) string {
+	if len(keeper) < 2 || len(history) < 2 {
+		return ""
+	}
+	last := keeper[len(keeper)-1].t
+	from, over := last-20*60, "the last 20 minutes"
+	if from < keeper[0].t {
+		from, over = 60, "the soak after its first minute"
+	}
+	rss, hist := rssRate(keeper, from), rssRate(history, from)
+	if math.IsNaN(rss) || math.IsNaN(hist) {
+		return ""
+	}
+	return fmt.Sprintf("keeper growth over %s: RSS %+.0f KiB per 10 min; the runs' metrics history (encoded, koipond_run_history_bytes) %+.0f KiB per 10 min, %.2f MiB at the end\n",
+		over, rss*600/1024, hist*600/1024, float64(history[len(history)-1].rssBytes)/(1<<20))
+}
+
 // soakFigures are one process's figures that issue targets judge; NaN
 // where the soak was too short to tell.
 type soakFigures struct {

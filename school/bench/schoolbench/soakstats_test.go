@@ -76,6 +76,39 @@ func TestRSSSlope(t *testing.T) {
 	}
 }
 
+// keeperGrowthLine gives the keeper's RSS growth and its metrics
+// history's over the last 20 minutes of a long soak (the growth before
+// them left out), over the soak after its first minute in a short one,
+// and nothing without samples.
+func TestKeeperGrowthLine(t *testing.T) {
+	series := func(minutes int) (keeper, history []soakSample) {
+		for i := 0; i <= minutes*6; i++ {
+			ts := float64(10 * i)
+			rss, hist := 50<<20+int64(ts/60*(200<<10)), int64(ts/60*(10<<10)) // +200 KiB and +10 KiB a minute
+			if ts < 600 {
+				rss = 40<<20 + int64(ts/60*(1<<20)) // a steeper start, left out of the last 20 minutes
+			}
+			keeper = append(keeper, soakSample{t: ts, process: "keeper", rssBytes: rss})
+			history = append(history, soakSample{t: ts, process: "keeper metrics history", rssBytes: hist})
+		}
+		return keeper, history
+	}
+	k, h := series(30)
+	line := keeperGrowthLine(k, h)
+	for _, want := range []string{"over the last 20 minutes", "RSS +2000 KiB per 10 min", "history (encoded, koipond_run_history_bytes) +100 KiB per 10 min", "0.29 MiB at the end"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("30-minute soak: %q lacks %q", line, want)
+		}
+	}
+	k, h = series(5)
+	if line := keeperGrowthLine(k, h); !strings.Contains(line, "after its first minute") || !strings.Contains(line, "history (encoded, koipond_run_history_bytes) +100 KiB") {
+		t.Errorf("5-minute soak: %q", line)
+	}
+	if line := keeperGrowthLine(k[:1], h[:1]); line != "" {
+		t.Errorf("one sample: %q, want nothing", line)
+	}
+}
+
 // The chart is well-formed XML with one line per process in each panel,
 // and names from outside are escaped.
 func TestSoakChart(t *testing.T) {
