@@ -50,7 +50,7 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 	pondHash := addSet(t, k, pondSet)
 	bombHash := addSet(t, k, `{"behaviors": {"hoard": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "flood",
 	  "post_actions": ["{{ setKoi (printf \"r%d\" (randInt 0 1000)) .items }}"]}}]}}}`)
-	const calm, bombs = 10, 4
+	const calm, bombs = 10, 32
 	k.set(func(k *fakeKeeper) {
 		// A lease longer than the test: this test is about memory
 		// (lease expiry has TestLeaseExpiryPauses). Beside a CPU hog,
@@ -66,13 +66,19 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 	s := openSchool(t, url, school.Config{ID: "s1", MemoryLimit: limit, PressureHold: time.Hour})
 	wiretest.Until(t, 20*time.Second, "the calm run's websockets", func() bool { return p.Stats().WebsocketsOpen == calm })
 
-	// The bomb: four koi, each keeping every 1 MiB reply it gets.
+	// The bomb: koi each keeping every 1 MiB reply it gets, up to the
+	// 4 MiB (as printed) that one koi's variables may hold
+	// (behaviors.MaxVarBytes). What they keep must pass the ceiling by
+	// itself: the school's reply budget refuses most floods in flight
+	// and the soft limit collects the rest, so four koi (16 MiB kept)
+	// reached 90% of a +96 MiB ceiling only when garbage happened to
+	// peak at a sample. 32 koi keep up to 128 MiB.
 	k.set(func(k *fakeKeeper) {
 		k.assignments["*"] = append(k.assignments["*"], wire.Assignment{Run: "bomb", From: 0, To: bombs, Spec: wire.RunSpec{
 			Name: "bomb", BehaviorSet: bombHash, APIBase: flood.URL + "/api", Token: "t{{.Index}}", TimeScale: 120}})
 	})
 	var peak int64
-	wiretest.Until(t, 60*time.Second, "the bomb run closed for memory pressure", func() bool {
+	wiretest.WaitFor(t, 60*time.Second, "the bomb run closed for memory pressure", func() error {
 		peak = max(peak, goMemory())
 		poll, _ := k.lastPoll("s1")
 		if ws := p.Stats().WebsocketsOpen; ws != calm {
@@ -80,10 +86,10 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 		}
 		for _, rs := range poll.Runs {
 			if rs.Run == "bomb" && rs.Pressure != "" {
-				return true
+				return nil
 			}
 		}
-		return false
+		return fmt.Errorf("peak Go memory %s; school: %s", school.FormatBytes(peak), pressureOf(poll, s))
 	})
 	t.Logf("memory limit %s, peak Go memory while the bomb ran %s", school.FormatBytes(limit), school.FormatBytes(peak))
 
