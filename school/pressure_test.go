@@ -17,10 +17,10 @@ import (
 )
 
 // floodServer answers every API call with a reply far larger than usual:
-// a JSON array of n zeros, which decodes to about 30 times its size.
+// an n-byte string, quick to decode, that a koi can keep whole.
 func floodServer(t testing.TB, n int) *httptest.Server {
 	t.Helper()
-	body := []byte(`{"ok":true,"items":[0` + strings.Repeat(",0", n-1) + `]}`)
+	body := []byte(`{"ok":true,"items":"` + strings.Repeat("x", n) + `"}`)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -46,7 +46,7 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
-	flood := floodServer(t, 512<<10) // 1 MiB replies
+	flood := floodServer(t, 512<<10) // 512 KiB replies
 	pondHash := addSet(t, k, pondSet)
 	bombHash := addSet(t, k, `{"behaviors": {"hoard": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "flood",
 	  "post_actions": ["{{ setKoi (printf \"r%d\" (randInt 0 1000)) .items }}"]}}]}}}`)
@@ -66,13 +66,14 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 	s := openSchool(t, url, school.Config{ID: "s1", MemoryLimit: limit, PressureHold: time.Hour})
 	wiretest.Until(t, 20*time.Second, "the calm run's websockets", func() bool { return p.Stats().WebsocketsOpen == calm })
 
-	// The bomb: koi each keeping every 1 MiB reply it gets, up to the
-	// 4 MiB (as printed) that one koi's variables may hold
-	// (behaviors.MaxVarBytes). What they keep must pass the ceiling by
-	// itself: the school's reply budget refuses most floods in flight
-	// and the soft limit collects the rest, so four koi (16 MiB kept)
-	// reached 90% of a +96 MiB ceiling only when garbage happened to
-	// peak at a sample. 32 koi keep up to 128 MiB.
+	// The bomb: koi each keeping every 512 KiB reply it gets, up to the
+	// 4 MiB that one koi's variables may hold (behaviors.MaxVarBytes).
+	// What they keep must pass the ceiling by itself: the school's reply
+	// budget refuses floods beyond it and the soft limit collects the
+	// garbage. Four koi keeping arrays of a million zeros (16 MiB kept,
+	// each slow to decode) reached 90% of a +96 MiB ceiling only when
+	// garbage happened to peak at a sample; 32 koi keeping strings keep
+	// up to 128 MiB within seconds.
 	k.set(func(k *fakeKeeper) {
 		k.assignments["*"] = append(k.assignments["*"], wire.Assignment{Run: "bomb", From: 0, To: bombs, Spec: wire.RunSpec{
 			Name: "bomb", BehaviorSet: bombHash, APIBase: flood.URL + "/api", Token: "t{{.Index}}", TimeScale: 120}})
