@@ -76,6 +76,9 @@ var goMemory = []struct{ name, sample, help string }{
 	{"koipond_keeper_go_heap_objects_bytes", "/memory/classes/heap/objects:bytes", "Go heap held by objects, live or not yet swept."},
 	{"koipond_keeper_go_heap_goal_bytes", "/gc/heap/goal:bytes", "Heap size at which the next garbage collection starts."},
 	{"koipond_keeper_go_memory_bytes", "/memory/classes/total:bytes", "All memory the Go runtime has mapped (heap, stacks, runtime)."},
+	{"koipond_keeper_go_heap_unused_bytes", "/memory/classes/heap/unused:bytes", "Go heap in spans that hold objects but not used by them (fragmentation)."},
+	{"koipond_keeper_go_heap_free_bytes", "/memory/classes/heap/free:bytes", "Go heap free and not yet returned to the OS (counted in RSS)."},
+	{"koipond_keeper_go_heap_released_bytes", "/memory/classes/heap/released:bytes", "Go heap free and returned to the OS (not in RSS)."},
 }
 
 func writeGoMemory(b *strings.Builder, metric func(name, typ, help string)) {

@@ -59,6 +59,19 @@ func TestMetricsShowGoMemory(t *testing.T) {
 	if objects < 1<<20 || goal < objects/2 || total < objects {
 		t.Errorf("Go memory figures: objects %.0f, goal %.0f, total %.0f (%v)", objects, goal, total, got)
 	}
+	// What the heap holds beside its objects: every class is there, and
+	// together with the objects they are part of the total.
+	var heap float64
+	for _, name := range []string{"koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes", "koipond_keeper_go_heap_released_bytes"} {
+		v, ok := got[name]
+		if !ok || v < 0 {
+			t.Errorf("%s: %v, %v", name, v, ok)
+		}
+		heap += v
+	}
+	if objects+heap > total {
+		t.Errorf("heap classes %.0f and objects %.0f exceed the total %.0f", heap, objects, total)
+	}
 }
 
 // Profiling is off unless asked for, and then only an admin may use it.

@@ -248,8 +248,10 @@ func soak(ctx context.Context, c soakConfig) error {
 			koi := st.WebsocketsOpen
 			heap := ""
 			if sp.name == "keeper" && sp.metrics != "" {
-				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes", "koipond_run_history_bytes"); err == nil {
-					heap = fmt.Sprintf(" (heap objects %.1f, GC goal %.1f MiB, metrics history %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
+				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes", "koipond_run_history_bytes",
+					"koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes"); err == nil {
+					heap = fmt.Sprintf(" (heap objects %.1f, unused %.1f, free %.1f, GC goal %.1f MiB, metrics history %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
+						m["koipond_keeper_go_heap_unused_bytes"]/(1<<20), m["koipond_keeper_go_heap_free_bytes"]/(1<<20),
 						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), m["koipond_run_history_bytes"]/(1<<20))
 					history = append(history, soakSample{t: t, process: "keeper metrics history", rssBytes: int64(m["koipond_run_history_bytes"])})
 				}
