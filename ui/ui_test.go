@@ -425,7 +425,7 @@ func TestUIAgainstSystem(t *testing.T) {
 		run(t, ctx, "launch", chromedp.Click(chromedp.CSS("#launch-go")), chromedp.WaitVisible(chromedp.CSS("#launch-countdown")))
 		screenshot(t, ctx, "launch-countdown")
 		formationRequests := func() uint64 { return s.p.Stats().Requests["users.list"]["200"] }
-		if polls := wiretest.NoneBefore(t, at, "formation requests", formationRequests, s.clockError); polls == 0 {
+		if polls, _ := wiretest.NoneBefore(t, at, "formation requests", formationRequests, s.clockError); polls == 0 {
 			t.Logf("no poll of pond ended before the launch instant: the browser took until %v after it to launch", time.Since(at).Round(time.Millisecond))
 		}
 		const planned = 6 // round(10% × 60)

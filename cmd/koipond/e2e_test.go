@@ -155,12 +155,8 @@ func TestSystemEndToEnd(t *testing.T) {
 	var l struct{ ID string }
 	api.Call(t, "POST", "/launches", map[string]any{"formation": fm.Hash, "run": run.ID, "at": at.Format(time.RFC3339Nano)}, &l)
 	formationRequests := func() uint64 { return p.Stats().Requests["users.list"]["200"] }
-	var clockErr time.Duration // the worst estimate seen from before the launch to its report
-	clockErrNow := func() time.Duration {
-		clockErr = max(clockErr, clockError(schools))
-		return clockErr
-	}
-	if polls := wiretest.NoneBefore(t, at, "formation requests", formationRequests, clockErrNow); polls == 0 {
+	polls, clockErr := wiretest.NoneBefore(t, at, "formation requests", formationRequests, func() time.Duration { return clockError(schools) })
+	if polls == 0 {
 		t.Logf("no poll of pond ended before the launch instant (the test ran late); the koi's own start times below still bound it")
 	}
 	wiretest.Until(t, 10*time.Second, "6 formation requests", func() bool { return formationRequests() >= 6 })
@@ -192,7 +188,7 @@ func TestSystemEndToEnd(t *testing.T) {
 	// and how far each school's keeper-clock estimate is off (the schools
 	// share the keeper's clock here, so their offset is the error).
 	late := lateness()
-	clockErrNow()
+	clockErr = max(clockErr, clockError(schools)) // the worst estimate from before the launch to its report
 	first, spreadOf := spread.FirstStart.Sub(spread.Start), spread.LastStart.Sub(spread.FirstStart)
 	t.Logf("launch: first start %v from the instant, spread %v; timers ran up to %v late, clock estimate off by up to %v",
 		first, spreadOf, late, clockErr)

@@ -64,23 +64,23 @@ func Until(tb testing.TB, d time.Duration, what string, cond func() bool) {
 // trip of the poll it trusts: on a busy machine a few milliseconds. So
 // clockErr is called on every poll (for schools sharing the keeper's
 // clock, the largest |offset| they estimate now) and a count is judged
-// against the largest error seen. A poll ending after at proves nothing
-// (the test itself may run late), so it returns how many polls counted.
-func NoneBefore(tb testing.TB, at time.Time, what string, count func() uint64, clockErr func() time.Duration) (polls int) {
+// against the largest error seen, which it returns for the test's other
+// bounds. A poll ending after at proves nothing (the test itself may run
+// late), so it returns how many polls counted.
+func NoneBefore(tb testing.TB, at time.Time, what string, count func() uint64, clockErr func() time.Duration) (polls int, worstClockErr time.Duration) {
 	tb.Helper()
-	var slack time.Duration
 	for {
-		slack = max(slack, clockErr())
+		worstClockErr = max(worstClockErr, clockErr())
 		got := count()
 		early := time.Until(at)
 		if early <= 0 {
-			return polls
+			return polls, worstClockErr
 		}
 		polls++
-		if got != 0 && early > slack {
+		if got != 0 && early > worstClockErr {
 			tb.Errorf("%d %s %v before the instant (the schools' clock estimates were off by up to %v)",
-				got, what, early.Round(time.Millisecond), slack)
-			return polls
+				got, what, early.Round(time.Millisecond), worstClockErr)
+			return polls, worstClockErr
 		}
 		time.Sleep(min(20*time.Millisecond, early))
 	}

@@ -110,7 +110,7 @@ func TestNoneBefore(t *testing.T) {
 			}
 			var polls int
 			msg := failure(t, func(tb testing.TB) {
-				polls = wiretest.NoneBefore(tb, at, "requests", count, func() time.Duration { return c.clockErr })
+				polls, _ = wiretest.NoneBefore(tb, at, "requests", count, func() time.Duration { return c.clockErr })
 			})
 			if c.fails != (msg != "") {
 				t.Errorf("failed = %v (%q), want %v", msg != "", msg, c.fails)
