@@ -74,6 +74,7 @@ func (k *Keeper) WritePrometheus(b *strings.Builder) {
 // from what the process holds beside its heap.
 var goMemory = []struct{ name, sample, help string }{
 	{"koipond_keeper_go_heap_objects_bytes", "/memory/classes/heap/objects:bytes", "Go heap held by objects, live or not yet swept."},
+	{"koipond_keeper_go_heap_live_bytes", "/gc/heap/live:bytes", "Go heap held by live objects, as the last garbage collection found it."},
 	{"koipond_keeper_go_heap_goal_bytes", "/gc/heap/goal:bytes", "Heap size at which the next garbage collection starts."},
 	{"koipond_keeper_go_memory_bytes", "/memory/classes/total:bytes", "All memory the Go runtime has mapped (heap, stacks, runtime)."},
 	{"koipond_keeper_go_heap_unused_bytes", "/memory/classes/heap/unused:bytes", "Go heap in spans that hold objects but not used by them (fragmentation)."},

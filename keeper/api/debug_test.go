@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,6 +40,7 @@ func getLines(t *testing.T, url, token string) (int, []string) {
 // tell a run's metrics from the runtime's headroom.
 func TestMetricsShowGoMemory(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
+	runtime.GC() // the keeper runs in this process: its live heap is known after a collection
 	st, lines := getLines(t, "http://"+k.HTTPAddr()+"/metrics", "")
 	if st != 200 {
 		t.Fatalf("/metrics: HTTP %d", st)
@@ -71,6 +73,11 @@ func TestMetricsShowGoMemory(t *testing.T) {
 	}
 	if objects+heap > total {
 		t.Errorf("heap classes %.0f and objects %.0f exceed the total %.0f", heap, objects, total)
+	}
+	// The live heap is what the last collection kept: a part of the
+	// total, and the embedded NATS server alone keeps some.
+	if live, ok := got["koipond_keeper_go_heap_live_bytes"]; !ok || live < 1<<20 || live > total {
+		t.Errorf("live heap %.0f (present %v), total %.0f", live, ok, total)
 	}
 }
 

@@ -222,10 +222,10 @@ func soak(ctx context.Context, c soakConfig) error {
 	cw := csv.NewWriter(csvF)
 	_ = cw.Write([]string{"time", "process", "rss_bytes", "cpu_seconds", "koi", "requests"})
 	var samples []soakSample
-	// history is the keeper's koipond_run_history_bytes (summed over
-	// runs) at each sample, in rssBytes: what of its growth the runs'
-	// metrics history explains.
-	var history []soakSample
+	// gauges are the keeper's history and heap classes at each sample:
+	// what of its growth the runs' metrics history explains, and what the
+	// Go runtime keeps around it.
+	var gauges keeperGauges
 	for i := 1; ; i++ {
 		next := start.Add(time.Duration(i) * c.sample)
 		if next.Sub(start) > c.duration || !sleepCtx(ctx, time.Until(next)) {
@@ -249,11 +249,19 @@ func soak(ctx context.Context, c soakConfig) error {
 			heap := ""
 			if sp.name == "keeper" && sp.metrics != "" {
 				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes", "koipond_run_history_bytes",
-					"koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes"); err == nil {
-					heap = fmt.Sprintf(" (heap objects %.1f, unused %.1f, free %.1f, GC goal %.1f MiB, metrics history %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
-						m["koipond_keeper_go_heap_unused_bytes"]/(1<<20), m["koipond_keeper_go_heap_free_bytes"]/(1<<20),
+					"koipond_keeper_go_heap_live_bytes", "koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes"); err == nil {
+					heap = fmt.Sprintf(" (heap objects %.1f, live %.1f, unused %.1f, free %.1f, GC goal %.1f MiB, metrics history %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
+						m["koipond_keeper_go_heap_live_bytes"]/(1<<20), m["koipond_keeper_go_heap_unused_bytes"]/(1<<20), m["koipond_keeper_go_heap_free_bytes"]/(1<<20),
 						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), m["koipond_run_history_bytes"]/(1<<20))
-					history = append(history, soakSample{t: t, process: "keeper metrics history", rssBytes: int64(m["koipond_run_history_bytes"])})
+					gauge := func(name string) soakSample {
+						return soakSample{t: t, process: "keeper " + name, rssBytes: int64(m[name])}
+					}
+					gauges.history = append(gauges.history, gauge("koipond_run_history_bytes"))
+					if _, ok := m["koipond_keeper_go_heap_live_bytes"]; ok {
+						gauges.live = append(gauges.live, gauge("koipond_keeper_go_heap_live_bytes"))
+					}
+					gauges.unused = append(gauges.unused, gauge("koipond_keeper_go_heap_unused_bytes"))
+					gauges.free = append(gauges.free, gauge("koipond_keeper_go_heap_free_bytes"))
 				}
 			} else if sp.metrics != "" {
 				m, err := scrapeMetrics(ctx, sp.metrics, "koipond_school_websockets_open", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
@@ -320,7 +328,7 @@ func soak(ctx context.Context, c soakConfig) error {
 		fmt.Fprintf(&sum, "; live heap after a GC %+.1f MiB (profile: %s)", mib(growth.liveHeap>>10), heapProfile)
 	}
 	fmt.Fprintln(&sum)
-	fmt.Fprint(&sum, keeperGrowthLine(of("keeper", samples), history))
+	fmt.Fprint(&sum, keeperGrowthLine(of("keeper", samples), gauges))
 	// SIGTERM each school as an operator would: it must exit within a few
 	// seconds however busy it is.
 	for _, sp := range procs {

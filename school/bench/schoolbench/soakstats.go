@@ -56,14 +56,23 @@ func rssRate(ss []soakSample, from float64) float64 {
 	return s * sum / float64(n)
 }
 
+// keeperGauges are the keeper's /metrics gauges a soak samples beside its
+// RSS, each in soakSample.rssBytes: the runs' encoded metrics history
+// (koipond_run_history_bytes, summed over runs) and the Go heap's classes.
+type keeperGauges struct {
+	history, live, unused, free []soakSample
+}
+
 // keeperGrowthLine says how fast the keeper's RSS grew over the last 20
-// minutes (or since the first minute, in a shorter soak) and how fast its
-// runs' encoded metrics history grew meanwhile: a run's history fills by
-// design (an hour of 10 s buckets, then 6 hours of minutes, then a day of
-// 5 minutes), and the Go heap holds up to twice what is live before a
-// collection. "" without two samples of each.
-func keeperGrowthLine(keeper, history []soakSample) string {
-	if len(keeper) < 2 || len(history) < 2 {
+// minutes (or since the first minute, in a shorter soak) and how fast,
+// meanwhile, its Go heap's live objects, fragmentation (unused) and free
+// pages not yet returned grew, and its runs' encoded metrics history: a
+// run's history fills by design (an hour of 10 s buckets, then 6 hours
+// of minutes, then a day of 5 minutes), and the Go heap holds up to twice
+// what is live before a collection. "" without two samples of RSS and of
+// the history; a heap class with fewer is left out.
+func keeperGrowthLine(keeper []soakSample, g keeperGauges) string {
+	if len(keeper) < 2 || len(g.history) < 2 {
 		return ""
 	}
 	last := keeper[len(keeper)-1].t
@@ -71,12 +80,25 @@ func keeperGrowthLine(keeper, history []soakSample) string {
 	if from < keeper[0].t {
 		from, over = 60, "the soak after its first minute"
 	}
-	rss, hist := rssRate(keeper, from), rssRate(history, from)
+	rss, hist := rssRate(keeper, from), rssRate(g.history, from)
 	if math.IsNaN(rss) || math.IsNaN(hist) {
 		return ""
 	}
-	return fmt.Sprintf("keeper growth over %s: RSS %+.0f KiB per 10 min; the runs' metrics history (encoded, koipond_run_history_bytes) %+.0f KiB per 10 min, %.2f MiB at the end\n",
-		over, rss*600/1024, hist*600/1024, float64(history[len(history)-1].rssBytes)/(1<<20))
+	var heap []string
+	for _, c := range []struct {
+		name string
+		ss   []soakSample
+	}{{"live", g.live}, {"unused", g.unused}, {"free", g.free}} {
+		if r := rssRate(c.ss, from); !math.IsNaN(r) {
+			heap = append(heap, fmt.Sprintf("%s %+.0f", c.name, r*600/1024))
+		}
+	}
+	heapPart := ""
+	if len(heap) > 0 {
+		heapPart = "; Go heap " + strings.Join(heap, ", ") + " KiB per 10 min"
+	}
+	return fmt.Sprintf("keeper growth over %s: RSS %+.0f KiB per 10 min%s; the runs' metrics history (encoded, koipond_run_history_bytes) %+.0f KiB per 10 min, %.2f MiB at the end\n",
+		over, rss*600/1024, heapPart, hist*600/1024, float64(g.history[len(g.history)-1].rssBytes)/(1<<20))
 }
 
 // soakFigures are one process's figures that issue targets judge; NaN

@@ -76,35 +76,49 @@ func TestRSSSlope(t *testing.T) {
 	}
 }
 
-// keeperGrowthLine gives the keeper's RSS growth and its metrics
-// history's over the last 20 minutes of a long soak (the growth before
-// them left out), over the soak after its first minute in a short one,
-// and nothing without samples.
+// keeperGrowthLine gives the keeper's RSS growth, its Go heap classes'
+// and its metrics history's over the last 20 minutes of a long soak (the
+// growth before them left out), over the soak after its first minute in
+// a short one, and nothing without samples.
 func TestKeeperGrowthLine(t *testing.T) {
-	series := func(minutes int) (keeper, history []soakSample) {
+	series := func(minutes int) (keeper []soakSample, g keeperGauges) {
 		for i := 0; i <= minutes*6; i++ {
 			ts := float64(10 * i)
-			rss, hist := 50<<20+int64(ts/60*(200<<10)), int64(ts/60*(10<<10)) // +200 KiB and +10 KiB a minute
-			if ts < 600 {
-				rss = 40<<20 + int64(ts/60*(1<<20)) // a steeper start, left out of the last 20 minutes
+			perMin := func(base, kib int64) soakSample {
+				return soakSample{t: ts, rssBytes: base + int64(ts/60*float64(kib<<10))}
 			}
-			keeper = append(keeper, soakSample{t: ts, process: "keeper", rssBytes: rss})
-			history = append(history, soakSample{t: ts, process: "keeper metrics history", rssBytes: hist})
+			rss := perMin(50<<20, 200) // +200 KiB a minute
+			if ts < 600 {
+				rss = perMin(40<<20, 1024) // a steeper start, left out of the last 20 minutes
+			}
+			keeper = append(keeper, rss)
+			g.history = append(g.history, perMin(0, 10))
+			g.live = append(g.live, perMin(20<<20, 30))
+			g.unused = append(g.unused, perMin(2<<20, -5))
+			g.free = append(g.free, perMin(1<<20, 70))
 		}
-		return keeper, history
+		return keeper, g
 	}
-	k, h := series(30)
-	line := keeperGrowthLine(k, h)
-	for _, want := range []string{"over the last 20 minutes", "RSS +2000 KiB per 10 min", "history (encoded, koipond_run_history_bytes) +100 KiB per 10 min", "0.29 MiB at the end"} {
+	k, g := series(30)
+	line := keeperGrowthLine(k, g)
+	for _, want := range []string{"over the last 20 minutes", "RSS +2000 KiB per 10 min", "Go heap live +300, unused -50, free +700 KiB per 10 min",
+		"history (encoded, koipond_run_history_bytes) +100 KiB per 10 min", "0.29 MiB at the end"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("30-minute soak: %q lacks %q", line, want)
 		}
 	}
-	k, h = series(5)
-	if line := keeperGrowthLine(k, h); !strings.Contains(line, "after its first minute") || !strings.Contains(line, "history (encoded, koipond_run_history_bytes) +100 KiB") {
+	k, g = series(5)
+	if line := keeperGrowthLine(k, g); !strings.Contains(line, "after its first minute") || !strings.Contains(line, "history (encoded, koipond_run_history_bytes) +100 KiB") {
 		t.Errorf("5-minute soak: %q", line)
 	}
-	if line := keeperGrowthLine(k[:1], h[:1]); line != "" {
+	// A keeper without the live gauge (an older build): the line names the
+	// classes it has.
+	k, g = series(30)
+	g.live = nil
+	if line := keeperGrowthLine(k, g); strings.Contains(line, "live") || !strings.Contains(line, "Go heap unused -50, free +700 KiB") {
+		t.Errorf("without the live gauge: %q", line)
+	}
+	if line := keeperGrowthLine(k[:1], keeperGauges{history: g.history[:1]}); line != "" {
 		t.Errorf("one sample: %q, want nothing", line)
 	}
 }
