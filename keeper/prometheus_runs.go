@@ -25,11 +25,12 @@ var promQuantiles = []struct {
 	label string
 }{{0.5, "0.5"}, {0.9, "0.9"}, {0.95, "0.95"}, {0.99, "0.99"}}
 
-// promEscape escapes a label value for the Prometheus text format:
-// backslash, double quote and line feed.
-func promEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
+// promEscaper escapes a label value for the Prometheus text format:
+// backslash, double quote and line feed. Built once: a Replacer builds its
+// tables on first use, and /metrics escapes every key of every run.
+var promEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+func promEscape(s string) string { return promEscaper.Replace(s) }
 
 // promRuns writes the per-run series for active runs and runs ended in
 // the last promRecent: koi (target), koi running by state, websockets

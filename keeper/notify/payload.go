@@ -47,10 +47,11 @@ type SlackMessage struct {
 	Blocks []slackBlock `json:"blocks"`
 }
 
-// slackEscape escapes the three characters Slack treats as markup.
-func slackEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+// slackEscaper escapes the three characters Slack treats as markup; built
+// once, as a Replacer builds its tables on first use.
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+func slackEscape(s string) string { return slackEscaper.Replace(s) }
 
 // slackPayload renders a notice as a Slack incoming-webhook message: a
 // header (the title), a section with the text and a link to the run, and
