@@ -1,7 +1,6 @@
 package keeper
 
 import (
-	"bytes"
 	"fmt"
 	"sort"
 	"strings"
@@ -84,8 +83,10 @@ func floorDiv(a, b int64) int64 {
 type aggregator struct {
 	mu   sync.Mutex
 	runs map[string]*runSeries
-	// scratch is reused to decompress buckets; a.mu guards it.
-	scratch []byte
+	// scratch, gather and encBuf are reused to decompress buckets, to
+	// copy them out of their run's store and to compress them; a.mu
+	// guards them.
+	scratch, gather, encBuf []byte
 	// maxBytes bounds each run's encoded buckets: maxRunBytes.
 	maxBytes int
 }
@@ -98,6 +99,8 @@ type runSeries struct {
 	cursor [numTiers]int64
 	keys   map[string]uint16 // key → id in encoded buckets
 	names  []string          // id → key
+	// store holds the encoded buckets, outside the Go heap.
+	store *blockStore
 	// bytes is the size of the encoded buckets, held under maxRunBytes.
 	bytes   int
 	traffic traffic
@@ -112,14 +115,15 @@ type runSeries struct {
 }
 
 // bucket is one interval's merged snapshot, live (snap, tier 0 only) or
-// encoded (enc); t is its bucket number. Both nil means empty.
+// encoded (enc, in the run's store); t is its bucket number. Neither
+// means empty.
 type bucket struct {
 	t    int64
 	snap *metrics.Snapshot
-	enc  []byte
+	enc  stored
 }
 
-func (b *bucket) empty() bool { return b.snap == nil && b.enc == nil }
+func (b *bucket) empty() bool { return b.snap == nil && b.enc.n == 0 }
 
 // bucketCodec compresses encoded buckets. One encoder and one decoder
 // serve every run (their calls may run concurrently); their windows are
@@ -160,8 +164,9 @@ func (rs *runSeries) keyID(key string) (uint16, bool) {
 func idKey(id uint16) string { return string([]byte{byte(id >> 8), byte(id)}) }
 
 // encode returns snap encoded for a bucket: keys as ids, compressed; the
-// exposure (the fidelity verdict's denominator) goes along whole.
-func (rs *runSeries) encode(snap *metrics.Snapshot) ([]byte, error) {
+// exposure (the fidelity verdict's denominator) goes along whole. The
+// result is in *buf (reused), valid until its next use.
+func (rs *runSeries) encode(snap *metrics.Snapshot, buf *[]byte) ([]byte, error) {
 	byID := &metrics.Snapshot{Start: snap.Start, End: snap.End, Series: make(map[string]*metrics.SeriesSnapshot, len(snap.Series)), Exposure: snap.Exposure}
 	for key, ss := range snap.Series {
 		id, ok := rs.keys[key]
@@ -175,16 +180,16 @@ func (rs *runSeries) encode(snap *metrics.Snapshot) ([]byte, error) {
 		return nil, fmt.Errorf("encoding a bucket: %w", err)
 	}
 	enc, _ := bucketCodec()
-	// EncodeAll grows its buffer to the worst case: keep an exact copy,
-	// it stays for hours.
-	return bytes.Clone(enc.EncodeAll(raw, nil)), nil
+	*buf = enc.EncodeAll(raw, (*buf)[:0])
+	return *buf, nil
 }
 
-// decode returns the snapshot of an encoded bucket; scratch is a buffer
-// to reuse (the aggregator's, under its lock).
-func (rs *runSeries) decode(enc []byte, scratch *[]byte) (*metrics.Snapshot, error) {
+// decode returns the snapshot of an encoded bucket; gather and scratch
+// are buffers to reuse (the aggregator's, under its lock).
+func (rs *runSeries) decode(enc stored, gather, scratch *[]byte) (*metrics.Snapshot, error) {
 	_, dec := bucketCodec()
-	raw, err := dec.DecodeAll(enc, (*scratch)[:0])
+	*gather = rs.store.get(enc, (*gather)[:0])
+	raw, err := dec.DecodeAll(*gather, (*scratch)[:0])
 	if err != nil {
 		return nil, fmt.Errorf("decompressing a bucket: %w", err)
 	}
@@ -207,10 +212,10 @@ func (rs *runSeries) decode(enc []byte, scratch *[]byte) (*metrics.Snapshot, err
 // open returns a bucket's snapshot (decoded when encoded), or nil when
 // empty. Buckets are encoded by this package, so decoding cannot fail.
 func (a *aggregator) open(rs *runSeries, b *bucket) *metrics.Snapshot {
-	if b.snap != nil || b.enc == nil {
+	if b.snap != nil || b.enc.n == 0 {
 		return b.snap
 	}
-	s, err := rs.decode(b.enc, &a.scratch)
+	s, err := rs.decode(b.enc, &a.gather, &a.scratch)
 	if err != nil {
 		return nil // encoded by this package: cannot happen
 	}
@@ -318,8 +323,8 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 			if b.snap = a.open(rs, b); b.snap == nil {
 				b.snap = &metrics.Snapshot{}
 			}
-			rs.bytes -= len(b.enc)
-			b.enc = nil
+			rs.bytes -= b.enc.n
+			rs.store.drop(&b.enc)
 			rs.live = append(rs.live, t)
 		}
 		if err := b.snap.Merge(s); err != nil {
@@ -346,7 +351,7 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 func (a *aggregator) series(run string) *runSeries {
 	rs := a.runs[run]
 	if rs == nil {
-		rs = &runSeries{keys: map[string]uint16{}}
+		rs = &runSeries{keys: map[string]uint16{}, store: newBlockStore()}
 		for i := range rs.rings {
 			rs.rings[i] = make([]bucket, slots(i))
 		}
@@ -397,7 +402,8 @@ func (a *aggregator) moveOut(rs *runSeries, i int, b *bucket) {
 
 // drop empties a bucket.
 func (a *aggregator) drop(rs *runSeries, b *bucket) {
-	rs.bytes -= len(b.enc)
+	rs.bytes -= b.enc.n
+	rs.store.drop(&b.enc)
 	*b = bucket{}
 }
 
@@ -415,12 +421,15 @@ func (a *aggregator) mergeInto(rs *runSeries, i int, t int64, snap *metrics.Snap
 	if err := into.Merge(snap); err != nil {
 		return err
 	}
-	enc, err := rs.encode(into)
+	enc, err := rs.encode(into, &a.encBuf)
 	if err != nil {
 		return err
 	}
-	rs.bytes += len(enc) - len(b.enc)
-	b.enc = enc
+	was := b.enc.n
+	if err := rs.store.put(&b.enc, enc); err != nil {
+		return err
+	}
+	rs.bytes += b.enc.n - was
 	a.bound(rs)
 	return nil
 }
@@ -438,9 +447,13 @@ func (a *aggregator) compact(rs *runSeries) {
 			keep = append(keep, sec)
 			continue
 		}
-		if enc, err := rs.encode(b.snap); err == nil {
-			b.snap, b.enc = nil, enc
-			rs.bytes += len(enc)
+		enc, err := rs.encode(b.snap, &a.encBuf)
+		if err == nil {
+			err = rs.store.put(&b.enc, enc)
+		}
+		if err == nil {
+			b.snap = nil
+			rs.bytes += b.enc.n
 		} else {
 			keep = append(keep, sec)
 		}
@@ -454,7 +467,7 @@ func (a *aggregator) compact(rs *runSeries) {
 func (a *aggregator) bound(rs *runSeries) {
 	for i := numTiers - 1; i >= 0 && rs.bytes > a.maxBytes; i-- {
 		for t := max(rs.cursor[i], floorDiv(rs.newest, tiers[i].res)-slots(i)+1); t <= floorDiv(rs.newest, tiers[i].res) && rs.bytes > a.maxBytes; t++ {
-			if b := rs.slot(i, t); b.t == t && b.enc != nil {
+			if b := rs.slot(i, t); b.t == t && b.enc.n > 0 {
 				a.drop(rs, b)
 			}
 		}
@@ -506,6 +519,19 @@ func (a *aggregator) historyBytes(run string) (int, bool) {
 	return rs.bytes, true
 }
 
+// storeBytes is the memory every run's history store has touched, outside
+// the Go heap: their encoded buckets, rounded up to blocks, and blocks
+// freed for reuse.
+func (a *aggregator) storeBytes() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, rs := range a.runs {
+		n += rs.store.mapped()
+	}
+	return n
+}
+
 // runIDs returns the runs with series.
 func (a *aggregator) runIDs() []string {
 	a.mu.Lock()
@@ -520,7 +546,10 @@ func (a *aggregator) runIDs() []string {
 // forget drops a run's series.
 func (a *aggregator) forget(run string) {
 	a.mu.Lock()
-	delete(a.runs, run)
+	if rs := a.runs[run]; rs != nil {
+		rs.store.release()
+		delete(a.runs, run)
+	}
 	a.mu.Unlock()
 }
 

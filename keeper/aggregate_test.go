@@ -292,7 +292,7 @@ func TestRunMemoryCeiling(t *testing.T) {
 		var held int
 		for i := range rs.rings {
 			for _, b := range rs.rings[i] {
-				held += len(b.enc)
+				held += b.enc.n
 			}
 		}
 		if held != rs.bytes {

@@ -222,8 +222,8 @@ func BenchmarkMetricsIngest(b *testing.B) {
 	buckets := min(b.N, int(tiers[0].horizon))
 	encoded, n := 0, 0
 	for _, bk := range k.agg.runs["run"].rings[0] {
-		if bk.enc != nil {
-			encoded += len(bk.enc)
+		if bk.enc.n > 0 {
+			encoded += bk.enc.n
 			n++
 		}
 	}

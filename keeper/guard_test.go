@@ -230,8 +230,16 @@ func TestShedByHandAndByRule(t *testing.T) {
 		if !ok {
 			return fmt.Errorf("%s%s (the aggregator holds %d)", series, v, held)
 		}
-		if n, err := strconv.Atoi(v); err != nil || n <= 0 || n > maxRunBytes {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > maxRunBytes {
 			return fmt.Errorf("%s%s: not a size", series, v)
+		}
+		// The history is held in the runs' stores, outside the heap,
+		// rounded up to blocks.
+		_, v, _ = strings.Cut(apiText(t, r.k, "/metrics"), "\nkoipond_keeper_history_store_bytes ")
+		v, _, _ = strings.Cut(v, "\n")
+		if st, err := strconv.Atoi(v); err != nil || st < n {
+			return fmt.Errorf("koipond_keeper_history_store_bytes %q for a history of %d bytes", v, n)
 		}
 		return nil
 	})

@@ -66,6 +66,8 @@ func (k *Keeper) WritePrometheus(b *strings.Builder) {
 		fmt.Fprintf(b, "koipond_launches{state=%q} %d\n", st, len(r.LaunchesIn(nil, st)))
 	}
 	k.writeNotifyMetrics(b, metric)
+	metric("koipond_keeper_history_store_bytes", "gauge", "Memory the runs' metrics histories hold outside the Go heap: their encoded buckets in 256-byte blocks, and blocks freed for reuse.")
+	fmt.Fprintf(b, "koipond_keeper_history_store_bytes %d\n", k.agg.storeBytes())
 	writeGoMemory(b, metric)
 }
 

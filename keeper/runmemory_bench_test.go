@@ -95,9 +95,10 @@ func heapInUse() int64 {
 // BenchmarkRunMemory measures what the keeper retains for one busy
 // always-on run at steady state: a day of minutes (fed as one report a
 // minute holding a minute of two schools' observations), then an hour of
-// seconds (two schools reporting every second). It reports the heap the
-// run's series hold after GC (B/run) and the size of their encoded
-// buckets (encoded-B/run). busy is the demo's Slack key set at about
+// seconds (two schools reporting every second). It reports the memory the
+// run's series hold (B/run): the heap after GC and their store outside it
+// (store-B/run, the encoded buckets rounded up to blocks), and the size of
+// the encoded buckets (encoded-B/run). busy is the demo's Slack key set at about
 // 2,000 observations a second; keys=500 is the most keys a run may have,
 // each as busy as a busy run's median key.
 //
@@ -132,7 +133,7 @@ func BenchmarkRunMemory(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			var heap, encoded int64
+			var heap, encoded, store int64
 			for b.Loop() {
 				before := heapInUse()
 				a := newAggregator()
@@ -150,14 +151,16 @@ func BenchmarkRunMemory(b *testing.B) {
 						}
 					}
 				}
-				a.scratch = nil // a buffer shared by every run, not one run's
-				heap = heapInUse() - before
+				a.scratch, a.gather, a.encBuf = nil, nil, nil // buffers shared by every run, not one run's
+				store = int64(a.runs["run"].store.mapped())
+				heap = heapInUse() - before + store
 				encoded = int64(encodedBytes(a.runs["run"]))
 				runtime.KeepAlive(a)
 				runtime.KeepAlive(warm)
 			}
 			b.ReportMetric(float64(heap), "B/run")
 			b.ReportMetric(float64(encoded), "encoded-B/run")
+			b.ReportMetric(float64(store), "store-B/run")
 		})
 	}
 }

@@ -249,10 +249,10 @@ func soak(ctx context.Context, c soakConfig) error {
 			heap := ""
 			if sp.name == "keeper" && sp.metrics != "" {
 				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes", "koipond_run_history_bytes",
-					"koipond_keeper_go_heap_live_bytes", "koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes"); err == nil {
-					heap = fmt.Sprintf(" (heap objects %.1f, live %.1f, unused %.1f, free %.1f, GC goal %.1f MiB, metrics history %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
+					"koipond_keeper_go_heap_live_bytes", "koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes", "koipond_keeper_history_store_bytes"); err == nil {
+					heap = fmt.Sprintf(" (heap objects %.1f, live %.1f, unused %.1f, free %.1f, GC goal %.1f MiB; metrics history %.2f MiB, in stores of %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
 						m["koipond_keeper_go_heap_live_bytes"]/(1<<20), m["koipond_keeper_go_heap_unused_bytes"]/(1<<20), m["koipond_keeper_go_heap_free_bytes"]/(1<<20),
-						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), m["koipond_run_history_bytes"]/(1<<20))
+						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), m["koipond_run_history_bytes"]/(1<<20), m["koipond_keeper_history_store_bytes"]/(1<<20))
 					gauge := func(name string) soakSample {
 						return soakSample{t: t, process: "keeper " + name, rssBytes: int64(m[name])}
 					}
@@ -262,6 +262,9 @@ func soak(ctx context.Context, c soakConfig) error {
 					}
 					gauges.unused = append(gauges.unused, gauge("koipond_keeper_go_heap_unused_bytes"))
 					gauges.free = append(gauges.free, gauge("koipond_keeper_go_heap_free_bytes"))
+					if _, ok := m["koipond_keeper_history_store_bytes"]; ok {
+						gauges.store = append(gauges.store, gauge("koipond_keeper_history_store_bytes"))
+					}
 				}
 			} else if sp.metrics != "" {
 				m, err := scrapeMetrics(ctx, sp.metrics, "koipond_school_websockets_open", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
@@ -325,7 +328,7 @@ func soak(ctx context.Context, c soakConfig) error {
 	fmt.Fprintf(&sum, "keeper memory for the run: RSS %.1f MiB before it was created, %.1f MiB at the end: %+.1f MiB",
 		mib(keeperBefore.RSSKiB), mib(keeperAfter.RSSKiB), mib(growth.rssKiB))
 	if growth.heapKnown {
-		fmt.Fprintf(&sum, "; live heap after a GC %+.1f MiB (profile: %s)", mib(growth.liveHeap>>10), heapProfile)
+		fmt.Fprintf(&sum, "; live heap after a GC, with the history stores outside it, %+.1f MiB (profile: %s)", mib(growth.liveHeap>>10), heapProfile)
 	}
 	fmt.Fprintln(&sum)
 	fmt.Fprint(&sum, keeperGrowthLine(of("keeper", samples), gauges))
@@ -491,7 +494,9 @@ func scrapeMetrics(ctx context.Context, url string, names ...string) (map[string
 // keeperLiveHeap forces a garbage collection in the keeper (its heap
 // profile with gc=1; the keeper runs with --pprof), saves the profile to
 // file unless it is "", and returns the bytes its heap's objects then
-// hold, from its /metrics.
+// hold, from its /metrics, with what its runs' history stores hold
+// outside the heap (koipond_keeper_history_store_bytes, where the keeper
+// has it).
 func keeperLiveHeap(ctx context.Context, keeperBase, file string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, keeperBase+"/debug/pprof/heap?gc=1", nil)
 	if err != nil {
@@ -514,7 +519,7 @@ func keeperLiveHeap(ctx context.Context, keeperBase, file string) (int64, error)
 			return 0, err
 		}
 	}
-	m, err := scrapeMetrics(ctx, keeperBase+"/metrics", "koipond_keeper_go_heap_objects_bytes")
+	m, err := scrapeMetrics(ctx, keeperBase+"/metrics", "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_history_store_bytes")
 	if err != nil {
 		return 0, err
 	}
@@ -522,5 +527,5 @@ func keeperLiveHeap(ctx context.Context, keeperBase, file string) (int64, error)
 	if !ok {
 		return 0, errors.New("the keeper's /metrics has no koipond_keeper_go_heap_objects_bytes")
 	}
-	return int64(v), nil
+	return int64(v + m["koipond_keeper_history_store_bytes"]), nil
 }

@@ -58,15 +58,17 @@ func rssRate(ss []soakSample, from float64) float64 {
 
 // keeperGauges are the keeper's /metrics gauges a soak samples beside its
 // RSS, each in soakSample.rssBytes: the runs' encoded metrics history
-// (koipond_run_history_bytes, summed over runs) and the Go heap's classes.
+// (koipond_run_history_bytes, summed over runs), the Go heap's classes,
+// and the stores holding the history outside the heap.
 type keeperGauges struct {
-	history, live, unused, free []soakSample
+	history, live, unused, free, store []soakSample
 }
 
 // keeperGrowthLine says how fast the keeper's RSS grew over the last 20
 // minutes (or since the first minute, in a shorter soak) and how fast,
 // meanwhile, its Go heap's live objects, fragmentation (unused) and free
-// pages not yet returned grew, and its runs' encoded metrics history: a
+// pages not yet returned grew, the stores holding the history outside the
+// heap, and its runs' encoded metrics history: a
 // run's history fills by design (an hour of 10 s buckets, then 6 hours
 // of minutes, then a day of 5 minutes), and the Go heap holds up to twice
 // what is live before a collection. "" without two samples of RSS and of
@@ -96,6 +98,9 @@ func keeperGrowthLine(keeper []soakSample, g keeperGauges) string {
 	heapPart := ""
 	if len(heap) > 0 {
 		heapPart = "; Go heap " + strings.Join(heap, ", ") + " KiB per 10 min"
+	}
+	if r := rssRate(g.store, from); !math.IsNaN(r) {
+		heapPart += fmt.Sprintf("; outside it, the history stores %+.0f KiB per 10 min", r*600/1024)
 	}
 	return fmt.Sprintf("keeper growth over %s: RSS %+.0f KiB per 10 min%s; the runs' metrics history (encoded, koipond_run_history_bytes) %+.0f KiB per 10 min, %.2f MiB at the end\n",
 		over, rss*600/1024, heapPart, hist*600/1024, float64(g.history[len(g.history)-1].rssBytes)/(1<<20))
@@ -210,7 +215,7 @@ func soakVerdicts(figs map[string]soakFigures, names []string, keeper keeperGrow
 	rss := float64(keeper.rssKiB) * 1024 / 1e6
 	if keeper.heapKnown {
 		live := float64(keeper.liveHeap) / 1e6
-		judge(live <= 16, "keeper: memory for the run (live heap growth since it was created, after a GC) ≤ 16 MB: %.1f MB (RSS growth %.1f MB)", live, rss)
+		judge(live <= 16, "keeper: memory for the run (live heap and history store growth since it was created, after a GC) ≤ 16 MB: %.1f MB (RSS growth %.1f MB)", live, rss)
 	} else {
 		judge(rss <= 16, "keeper: memory for the run (RSS growth since it was created) ≤ 16 MB: %.1f MB", rss)
 	}

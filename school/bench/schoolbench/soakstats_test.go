@@ -96,12 +96,14 @@ func TestKeeperGrowthLine(t *testing.T) {
 			g.live = append(g.live, perMin(20<<20, 30))
 			g.unused = append(g.unused, perMin(2<<20, -5))
 			g.free = append(g.free, perMin(1<<20, 70))
+			g.store = append(g.store, perMin(1<<20, 11))
 		}
 		return keeper, g
 	}
 	k, g := series(30)
 	line := keeperGrowthLine(k, g)
 	for _, want := range []string{"over the last 20 minutes", "RSS +2000 KiB per 10 min", "Go heap live +300, unused -50, free +700 KiB per 10 min",
+		"outside it, the history stores +110 KiB per 10 min",
 		"history (encoded, koipond_run_history_bytes) +100 KiB per 10 min", "0.29 MiB at the end"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("30-minute soak: %q lacks %q", line, want)
@@ -111,11 +113,11 @@ func TestKeeperGrowthLine(t *testing.T) {
 	if line := keeperGrowthLine(k, g); !strings.Contains(line, "after its first minute") || !strings.Contains(line, "history (encoded, koipond_run_history_bytes) +100 KiB") {
 		t.Errorf("5-minute soak: %q", line)
 	}
-	// A keeper without the live gauge (an older build): the line names the
-	// classes it has.
+	// A keeper without the live gauge and the stores (an older build): the
+	// line names what it has.
 	k, g = series(30)
-	g.live = nil
-	if line := keeperGrowthLine(k, g); strings.Contains(line, "live") || !strings.Contains(line, "Go heap unused -50, free +700 KiB") {
+	g.live, g.store = nil, nil
+	if line := keeperGrowthLine(k, g); strings.Contains(line, "live") || strings.Contains(line, "stores") || !strings.Contains(line, "Go heap unused -50, free +700 KiB") {
 		t.Errorf("without the live gauge: %q", line)
 	}
 	if line := keeperGrowthLine(k[:1], keeperGauges{history: g.history[:1]}); line != "" {

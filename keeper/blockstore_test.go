@@ -1,0 +1,137 @@
+package keeper
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/wire"
+)
+
+// A store gives back what was put, through any mix of puts that grow and
+// shrink a bucket, drops and reuse, and it reuses freed blocks before it
+// touches new memory.
+func TestBlockStoreKeepsWhatIsPut(t *testing.T) {
+	s := newBlockStore()
+	defer s.release()
+	r := rand.New(rand.NewPCG(3, 4))
+	const slots = 64
+	var got [slots]stored
+	var want [slots][]byte
+	check := func(op int) {
+		t.Helper()
+		blocks := 0
+		for i := range got {
+			if b := s.get(got[i], nil); !bytes.Equal(b, want[i]) {
+				t.Fatalf("op %d: slot %d holds %d bytes, want %d (equal prefix: %v)", op, i, len(b), len(want[i]), bytes.HasPrefix(want[i], b))
+			}
+			if n := (len(want[i]) + blockBytes - 1) / blockBytes; len(got[i].blocks) != n {
+				t.Fatalf("op %d: slot %d of %d bytes in %d blocks, want %d", op, i, len(want[i]), len(got[i].blocks), n)
+			}
+			blocks += len(got[i].blocks)
+		}
+		if s.used != blocks || s.used+len(s.free) != s.next {
+			t.Fatalf("op %d: %d blocks used, %d free, %d handed out; slots hold %d", op, s.used, len(s.free), s.next, blocks)
+		}
+	}
+	for op := range 20000 {
+		i := r.IntN(slots)
+		if r.IntN(5) == 0 {
+			s.drop(&got[i])
+			want[i] = nil
+		} else {
+			data := make([]byte, r.IntN(5*blockBytes))
+			for j := range data {
+				data[j] = byte(r.Uint32())
+			}
+			if err := s.put(&got[i], data); err != nil {
+				t.Fatalf("op %d: %v", op, err)
+			}
+			if len(data) > 0 {
+				want[i] = data
+			} else {
+				want[i] = nil
+			}
+		}
+		if op%97 == 0 {
+			check(op)
+		}
+	}
+	check(-1)
+	// At most 64 slots of 5 blocks were ever held at once.
+	if s.next > slots*5 {
+		t.Errorf("%d blocks handed out for at most %d held at once: freed blocks are not reused", s.next, slots*5)
+	}
+	if s.mapped() != s.next*blockBytes {
+		t.Errorf("mapped %d bytes, %d blocks", s.mapped(), s.next)
+	}
+}
+
+// A full store refuses a put whole: the bucket keeps what it held and no
+// block is lost.
+func TestBlockStoreFullKeepsTheBucket(t *testing.T) {
+	s := newBlockStore()
+	defer s.release()
+	s.maxChunks = 1
+	var a, b stored
+	old := bytes.Repeat([]byte("a"), 3*blockBytes)
+	if err := s.put(&a, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.put(&b, make([]byte, chunkBytes-3*blockBytes)); err != nil {
+		t.Fatal(err)
+	}
+	used := s.used
+	err := s.put(&a, bytes.Repeat([]byte("b"), 4*blockBytes))
+	if !errors.Is(err, errStoreFull) {
+		t.Fatalf("put past the bound: %v, want %v", err, errStoreFull)
+	}
+	if got := s.get(a, nil); !bytes.Equal(got, old) || s.used != used || len(s.free) != 0 {
+		t.Fatalf("after a refused put: bucket %q..., %d blocks used (was %d), %d free", got[:4], s.used, used, len(s.free))
+	}
+	// Room made, the same put fits.
+	s.drop(&b)
+	if err := s.put(&a, bytes.Repeat([]byte("b"), 4*blockBytes)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A run's history lives in its store, rounded up to blocks, and its store
+// is given back when the run is forgotten.
+func TestHistoryStoreFollowsTheRun(t *testing.T) {
+	a := newAggregator()
+	base := time.Unix(1_800_000_000, 0)
+	lat, events := busyKeys(20)
+	r := rand.New(rand.NewPCG(5, 6))
+	var reports [][]byte
+	for range 8 {
+		reports = append(reports, busyReport(t, r, lat, events, 200, 1))
+	}
+	for s := range 600 {
+		if err := a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := a.runs["run"]
+	buckets := 0
+	for i := range rs.rings {
+		for _, b := range rs.rings[i] {
+			if b.enc.n > 0 {
+				buckets++
+			}
+		}
+	}
+	if n, ok := a.historyBytes("run"); !ok || n == 0 || buckets == 0 {
+		t.Fatalf("history %d bytes (%v) in %d buckets", n, ok, buckets)
+	}
+	got := a.storeBytes()
+	if lo, hi := rs.bytes, rs.bytes+buckets*blockBytes+len(rs.store.free)*blockBytes; got < lo || got > hi {
+		t.Errorf("store holds %d bytes for %d encoded in %d buckets; want %d to %d", got, rs.bytes, buckets, lo, hi)
+	}
+	a.forget("run")
+	if got := a.storeBytes(); got != 0 {
+		t.Errorf("%d bytes in stores after the run was forgotten", got)
+	}
+}
