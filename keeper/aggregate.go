@@ -29,9 +29,10 @@ import (
 // Buckets more than liveFor older than the newest report are kept
 // encoded: the snapshot encoding with metric keys replaced by two-byte ids
 // from the run's key table, zstd-compressed, about 10× smaller than live
-// sketches, in the run's blockStore outside the Go heap (blockstore.go). A busy run (50 keys, 2,000 observations a second, a day long)
-// holds about 7.9 MB (BenchmarkRunMemory; 207 MB with one bucket per
-// second for an hour and per minute for a day, uncompressed). Whatever a
+// sketches, in the run's blockStore outside the Go heap (blockstore.go).
+// A busy run (50 keys, 2,000 observations a second, a day long) holds
+// about 8.0 MB (BenchmarkRunMemory; 207 MB with one bucket per second for
+// an hour and per minute for a day, uncompressed). Whatever a
 // run is fed, its encoded history stays under maxRunBytes by dropping its
 // oldest buckets first (its day gets shorter, never its recent past);
 // its live part is liveFor+1 second buckets and its total, each at most
