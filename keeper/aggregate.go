@@ -128,9 +128,12 @@ func (b *bucket) empty() bool { return b.snap == nil && b.enc.n == 0 }
 
 // bucketCodec compresses encoded buckets. One encoder and one decoder
 // serve every run (their calls may run concurrently); their windows are
-// small because a bucket is at most a few hundred KB.
+// small because a bucket is at most a few hundred KB. The default level
+// compresses a busy run's buckets as small as SpeedBetterCompression did
+// (7.11 MB against 7.12 MB a day, BenchmarkRunMemory) with 1.3 MB of
+// encoder state instead of 4.6 MB, held for the keeper's life.
 var bucketCodec = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderConcurrency(1),
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
 		zstd.WithWindowSize(1<<18), zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		panic(err) // constant options: cannot happen
