@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -302,10 +303,6 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 			return fmt.Errorf("report for %v is older than the retention (%v)", at, time.Duration(tiers[numTiers-1].horizon)*time.Second)
 		}
 	}
-	rs.traffic.FramesIn += rm.FramesIn
-	rs.traffic.FramesOut += rm.FramesOut
-	rs.traffic.BytesIn += rm.BytesIn
-	rs.traffic.BytesOut += rm.BytesOut
 	var dropped []string
 	for key := range s.Series {
 		if _, ok := rs.keyID(key); !ok {
@@ -313,8 +310,11 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 			delete(s.Series, key)
 		}
 	}
+	// lost is the first history bucket the run's store could not take
+	// while the run moved on: reported after the report is merged.
+	var lost error
 	if sec > rs.newest {
-		a.advance(rs, sec)
+		lost = a.advance(rs, sec)
 	}
 	i, t, _ := rs.home(sec)
 	if i == 0 {
@@ -337,6 +337,10 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 	} else if err := a.mergeInto(rs, i, t, s); err != nil {
 		return err
 	}
+	rs.traffic.FramesIn += rm.FramesIn
+	rs.traffic.FramesOut += rm.FramesOut
+	rs.traffic.BytesIn += rm.BytesIn
+	rs.traffic.BytesOut += rm.BytesOut
 	if rs.total == nil {
 		rs.total = &metrics.Snapshot{}
 	}
@@ -344,11 +348,17 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 		return err
 	}
 	rs.changes++
-	a.compact(rs)
-	if len(dropped) > 0 {
-		return fmt.Errorf("run has %d metric keys already; dropped %d new ones (first %q)", maxKeys, len(dropped), dropped[0])
+	if err := a.compact(rs); lost == nil {
+		lost = err
 	}
-	return nil
+	var errs []error
+	if len(dropped) > 0 {
+		errs = append(errs, fmt.Errorf("run has %d metric keys already; dropped %d new ones (first %q)", maxKeys, len(dropped), dropped[0]))
+	}
+	if lost != nil {
+		errs = append(errs, fmt.Errorf("report merged, but part of the run's history was not kept: %w", lost))
+	}
+	return errors.Join(errs...)
 }
 
 // series returns a run's series, made empty when new. a.mu is held.
@@ -366,8 +376,11 @@ func (a *aggregator) series(run string) *runSeries {
 
 // advance makes sec the run's newest second and moves every bucket that
 // grew too old for its tier into the next one (or drops it past the
-// last).
-func (a *aggregator) advance(rs *runSeries, sec int64) {
+// last). It returns the first error of a bucket that could not be moved
+// (its run's store could not take it): that bucket's data is lost to the
+// history, not to the run's total.
+func (a *aggregator) advance(rs *runSeries, sec int64) error {
+	var first error
 	rs.newest = sec
 	for i, tr := range tiers {
 		// Buckets t with (t+1)*res-1 <= newest-horizon have expired.
@@ -379,29 +392,37 @@ func (a *aggregator) advance(rs *runSeries, sec int64) {
 			// A long gap (or the first report): scan the ring once.
 			for j := range rs.rings[i] {
 				if b := &rs.rings[i][j]; !b.empty() && b.t <= last {
-					a.moveOut(rs, i, b)
+					if err := a.moveOut(rs, i, b); first == nil {
+						first = err
+					}
 				}
 			}
 		} else {
 			for t := rs.cursor[i]; t <= last; t++ {
 				if b := rs.slot(i, t); b.t == t && !b.empty() {
-					a.moveOut(rs, i, b)
+					if err := a.moveOut(rs, i, b); first == nil {
+						first = err
+					}
 				}
 			}
 		}
 		rs.cursor[i] = last + 1
 	}
+	return first
 }
 
 // moveOut merges an expired bucket of tier i into its home (a coarser
-// tier) and empties it.
-func (a *aggregator) moveOut(rs *runSeries, i int, b *bucket) {
+// tier) and empties it. The merge fails only when the run's store cannot
+// take the merged bucket.
+func (a *aggregator) moveOut(rs *runSeries, i int, b *bucket) error {
+	var err error
 	if j, t, ok := rs.home(b.t * tiers[i].res); ok && j > i {
 		if snap := a.open(rs, b); snap != nil {
-			_ = a.mergeInto(rs, j, t, snap) // built by this package: cannot fail
+			err = a.mergeInto(rs, j, t, snap)
 		}
 	}
 	a.drop(rs, b)
+	return err
 }
 
 // drop empties a bucket.
@@ -439,8 +460,10 @@ func (a *aggregator) mergeInto(rs *runSeries, i int, t int64, snap *metrics.Snap
 }
 
 // compact encodes live tier-0 buckets liveFor seconds older than the
-// newest report.
-func (a *aggregator) compact(rs *runSeries) {
+// newest report. A bucket the run's store cannot take stays live (and
+// its error is returned): it is tried again on the next report.
+func (a *aggregator) compact(rs *runSeries) error {
+	var first error
 	keep := rs.live[:0]
 	for _, sec := range rs.live {
 		b := rs.slot(0, sec)
@@ -460,10 +483,14 @@ func (a *aggregator) compact(rs *runSeries) {
 			rs.bytes += b.enc.n
 		} else {
 			keep = append(keep, sec)
+			if first == nil {
+				first = err
+			}
 		}
 	}
 	rs.live = keep
 	a.bound(rs)
+	return first
 }
 
 // bound drops the run's oldest buckets, coarsest tier first, until its

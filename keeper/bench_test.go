@@ -191,7 +191,8 @@ func reportSnapshots(b testing.TB, n, keys int) [][]byte {
 // BenchmarkMetricsIngest: one iteration is one second of 200 schools'
 // reports, 50 sketches each, merged into one run's per-second series. It
 // reports CPU per second of load (as % of a core) and the heap one
-// second-bucket costs (see BenchmarkRunMemory for a whole run's history).
+// second-bucket costs on the Go heap (encoded buckets are held outside it,
+// in the run's store; see BenchmarkRunMemory for a whole run's history).
 //
 //	go test ./keeper -run '^$' -bench MetricsIngest -benchtime 60x
 func BenchmarkMetricsIngest(b *testing.B) {

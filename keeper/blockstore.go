@@ -15,7 +15,8 @@ import (
 // 5 minutes. On the Go heap each byte of them costs about two of the
 // keeper's memory, because the collector lets the heap grow to twice what
 // is live before it collects (GOGC=100). Here a byte costs a byte, plus at
-// most one block per bucket. The store never hands out its memory: put
+// most one block per bucket; blocks freed stay mapped for reuse, so a store
+// keeps the most it has held until its run is forgotten. The store never hands out its memory: put
 // copies a bucket in, get copies it out, so no slice of a chunk outlives
 // the call that made it. Its owner (a runSeries, under the aggregator's
 // lock) calls release when the run's series is forgotten; a store dropped
@@ -40,13 +41,18 @@ const (
 	blockBytes     = 256
 	chunkBytes     = 256 << 10
 	blocksPerChunk = chunkBytes / blockBytes
-	// maxChunks bounds a store: 64 MiB, well above what maxRunBytes of
+	// maxChunks bounds a store: 16 MiB, well above what maxRunBytes of
 	// buckets need (one partly filled block per bucket on top).
 	maxChunks = 64
 )
 
-// errStoreFull is returned by put when a store would pass maxChunks.
-var errStoreFull = errors.New("history store full")
+// errHistoryStore is wrapped by every error of a store: full, or its
+// memory not mapped. errStoreFull is put's when a store would pass
+// maxChunks.
+var (
+	errHistoryStore = errors.New("history store")
+	errStoreFull    = fmt.Errorf("%w full", errHistoryStore)
+)
 
 // stored is a bucket's bytes in a blockStore: its blocks in order and its
 // length. The zero value is no bytes.
@@ -140,7 +146,7 @@ func (s *blockStore) alloc() (uint32, error) {
 		}
 		c, err := mapChunk(chunkBytes)
 		if err != nil {
-			return 0, fmt.Errorf("history store: mapping %d KiB: %w", chunkBytes>>10, err)
+			return 0, fmt.Errorf("%w: mapping %d KiB: %w", errHistoryStore, chunkBytes>>10, err)
 		}
 		s.m.c = append(s.m.c, c)
 	}

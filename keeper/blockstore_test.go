@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
 )
 
@@ -69,8 +70,8 @@ func TestBlockStoreKeepsWhatIsPut(t *testing.T) {
 	}
 }
 
-// A full store refuses a put whole: the bucket keeps what it held and no
-// block is lost.
+// A full store refuses a put whole: the bucket keeps what it held, and a
+// block taken before the store ran out is given back.
 func TestBlockStoreFullKeepsTheBucket(t *testing.T) {
 	s := newBlockStore()
 	defer s.release()
@@ -80,20 +81,24 @@ func TestBlockStoreFullKeepsTheBucket(t *testing.T) {
 	if err := s.put(&a, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.put(&b, make([]byte, chunkBytes-3*blockBytes)); err != nil {
+	// One block of the chunk left: growing a by two takes it, then fails.
+	if err := s.put(&b, make([]byte, chunkBytes-4*blockBytes)); err != nil {
 		t.Fatal(err)
 	}
 	used := s.used
-	err := s.put(&a, bytes.Repeat([]byte("b"), 4*blockBytes))
-	if !errors.Is(err, errStoreFull) {
+	err := s.put(&a, bytes.Repeat([]byte("b"), 5*blockBytes))
+	if !errors.Is(err, errStoreFull) || !errors.Is(err, errHistoryStore) {
 		t.Fatalf("put past the bound: %v, want %v", err, errStoreFull)
 	}
-	if got := s.get(a, nil); !bytes.Equal(got, old) || s.used != used || len(s.free) != 0 {
-		t.Fatalf("after a refused put: bucket %q..., %d blocks used (was %d), %d free", got[:4], s.used, used, len(s.free))
+	if got := s.get(a, nil); !bytes.Equal(got, old) || len(a.blocks) != 3 {
+		t.Fatalf("after a refused put the bucket holds %q... in %d blocks", got[:4], len(a.blocks))
+	}
+	if s.used != used || len(s.free) != 1 || s.next != blocksPerChunk {
+		t.Fatalf("after a refused put: %d blocks used (was %d), %d free, %d handed out; want the taken block free again", s.used, used, len(s.free), s.next)
 	}
 	// Room made, the same put fits.
 	s.drop(&b)
-	if err := s.put(&a, bytes.Repeat([]byte("b"), 4*blockBytes)); err != nil {
+	if err := s.put(&a, bytes.Repeat([]byte("b"), 5*blockBytes)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -131,7 +136,68 @@ func TestHistoryStoreFollowsTheRun(t *testing.T) {
 		t.Errorf("store holds %d bytes for %d encoded in %d buckets; want %d to %d", got, rs.bytes, buckets, lo, hi)
 	}
 	a.forget("run")
-	if got := a.storeBytes(); got != 0 {
-		t.Errorf("%d bytes in stores after the run was forgotten", got)
+	if got := a.storeBytes(); got != 0 || rs.store.m.c != nil || rs.store.mapped() != 0 {
+		t.Errorf("after the run was forgotten: %d bytes in stores; its store still maps %d chunks", got, len(rs.store.m.c))
+	}
+}
+
+// A run whose store cannot take its history loses history, says so, and
+// keeps the rest: every report still counts in its total, the encoded
+// bytes it counts are the bytes its buckets hold, and windows still merge.
+func TestHistoryStoreFullLosesHistoryNotTheRun(t *testing.T) {
+	a := newAggregator()
+	base := time.Unix(1_800_000_000, 0)
+	lat, events := busyKeys(20)
+	r := rand.New(rand.NewPCG(7, 8))
+	var reports [][]byte
+	for range 8 {
+		reports = append(reports, busyReport(t, r, lat, events, 200, 1))
+	}
+	var err error
+	s := 0
+	for ; s < 3600 && err == nil; s++ {
+		if s == 30 {
+			rs := a.runs["run"]
+			rs.store.maxChunks = len(rs.store.m.c) // full once its chunks are
+		}
+		err = a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]})
+	}
+	if !errors.Is(err, errHistoryStore) {
+		t.Fatalf("after %d seconds into a full store: %v, want a history store error", s, err)
+	}
+	// Go on past the failure: every report counts in the total.
+	for end := s + 120; s < end; s++ {
+		if err := a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]}); err != nil && !errors.Is(err, errHistoryStore) {
+			t.Fatalf("second %d: %v", s, err)
+		}
+	}
+	rs := a.runs["run"]
+	held := 0
+	for i := range rs.rings {
+		for _, b := range rs.rings[i] {
+			held += b.enc.n
+		}
+	}
+	if held != rs.bytes || rs.store.used*blockBytes < held {
+		t.Errorf("%d bytes held in buckets, %d counted, %d in used blocks", held, rs.bytes, rs.store.used*blockBytes)
+	}
+	want := map[string]uint64{}
+	for i := range s {
+		var snap metrics.Snapshot
+		if err := snap.UnmarshalBinary(reports[i%len(reports)]); err != nil {
+			t.Fatal(err)
+		}
+		for k, ss := range snap.Series {
+			want[k] += ss.Total()
+		}
+	}
+	total, _, _ := a.total("run")
+	for k, n := range want {
+		if got := total.Series[k].Total(); got != n {
+			t.Errorf("total of %s: %d, want %d", k, got, n)
+		}
+	}
+	if w, _ := a.window("run", base, base.Add(time.Duration(s)*time.Second)); len(w.Series) == 0 {
+		t.Error("a window over the run merges nothing")
 	}
 }
