@@ -33,8 +33,8 @@ import (
 // sketches, in the run's blockStore outside the Go heap (blockstore.go).
 // A busy run (50 keys, 2,000 observations a second, a day long) holds
 // about 8.0 MB (BenchmarkRunMemory; 207 MB with one bucket per second for
-// an hour and per minute for a day, uncompressed). Whatever a
-// run is fed, its encoded history stays under maxRunBytes by dropping its
+// an hour and per minute for a day, uncompressed). Whatever a run is fed,
+// its encoded history stays under maxRunBytes by dropping its
 // oldest buckets first (its day gets shorter, never its recent past);
 // its live part is liveFor+1 second buckets and its total, each at most
 // maxKeys sketches of at most 2,048 bins (metrics' bound). A run of 500
@@ -381,6 +381,11 @@ func (a *aggregator) series(run string) *runSeries {
 // history, not to the run's total.
 func (a *aggregator) advance(rs *runSeries, sec int64) error {
 	var first error
+	move := func(i int, b *bucket) {
+		if err := a.moveOut(rs, i, b); first == nil {
+			first = err
+		}
+	}
 	rs.newest = sec
 	for i, tr := range tiers {
 		// Buckets t with (t+1)*res-1 <= newest-horizon have expired.
@@ -392,17 +397,13 @@ func (a *aggregator) advance(rs *runSeries, sec int64) error {
 			// A long gap (or the first report): scan the ring once.
 			for j := range rs.rings[i] {
 				if b := &rs.rings[i][j]; !b.empty() && b.t <= last {
-					if err := a.moveOut(rs, i, b); first == nil {
-						first = err
-					}
+					move(i, b)
 				}
 			}
 		} else {
 			for t := rs.cursor[i]; t <= last; t++ {
 				if b := rs.slot(i, t); b.t == t && !b.empty() {
-					if err := a.moveOut(rs, i, b); first == nil {
-						first = err
-					}
+					move(i, b)
 				}
 			}
 		}

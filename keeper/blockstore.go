@@ -15,10 +15,10 @@ import (
 // 5 minutes. On the Go heap each byte of them costs about two of the
 // keeper's memory, because the collector lets the heap grow to twice what
 // is live before it collects (GOGC=100). Here a byte costs a byte, plus at
-// most one block per bucket; blocks freed stay mapped for reuse, so a store
-// keeps the most it has held until its run is forgotten. The store never hands out its memory: put
-// copies a bucket in, get copies it out, so no slice of a chunk outlives
-// the call that made it. Its owner (a runSeries, under the aggregator's
+// most one block per bucket; blocks freed stay mapped for reuse, so a
+// store keeps the most it has held until its run is forgotten. The store
+// never hands out its memory: put copies a bucket in, get copies it out,
+// so no slice of a chunk outlives the call that made it. Its owner (a runSeries, under the aggregator's
 // lock) calls release when the run's series is forgotten; a store dropped
 // without release is unmapped when the collector finds it unreachable.
 type blockStore struct {

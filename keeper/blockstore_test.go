@@ -103,17 +103,24 @@ func TestBlockStoreFullKeepsTheBucket(t *testing.T) {
 	}
 }
 
+// smallBusyReports are 8 distinct one-second reports of a busy run with
+// 20 latency keys at 200 observations a second.
+func smallBusyReports(tb testing.TB, seed1, seed2 uint64) [][]byte {
+	lat, events := busyKeys(20)
+	r := rand.New(rand.NewPCG(seed1, seed2))
+	var reports [][]byte
+	for range 8 {
+		reports = append(reports, busyReport(tb, r, lat, events, 200, 1))
+	}
+	return reports
+}
+
 // A run's history lives in its store, rounded up to blocks, and its store
 // is given back when the run is forgotten.
 func TestHistoryStoreFollowsTheRun(t *testing.T) {
 	a := newAggregator()
 	base := time.Unix(1_800_000_000, 0)
-	lat, events := busyKeys(20)
-	r := rand.New(rand.NewPCG(5, 6))
-	var reports [][]byte
-	for range 8 {
-		reports = append(reports, busyReport(t, r, lat, events, 200, 1))
-	}
+	reports := smallBusyReports(t, 5, 6)
 	for s := range 600 {
 		if err := a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]}); err != nil {
 			t.Fatal(err)
@@ -147,12 +154,7 @@ func TestHistoryStoreFollowsTheRun(t *testing.T) {
 func TestHistoryStoreFullLosesHistoryNotTheRun(t *testing.T) {
 	a := newAggregator()
 	base := time.Unix(1_800_000_000, 0)
-	lat, events := busyKeys(20)
-	r := rand.New(rand.NewPCG(7, 8))
-	var reports [][]byte
-	for range 8 {
-		reports = append(reports, busyReport(t, r, lat, events, 200, 1))
-	}
+	reports := smallBusyReports(t, 7, 8)
 	var err error
 	s := 0
 	for ; s < 3600 && err == nil; s++ {

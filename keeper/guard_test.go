@@ -225,7 +225,8 @@ func TestShedByHandAndByRule(t *testing.T) {
 	wiretest.WaitFor(t, 10*time.Second, "the run's history bytes on /metrics", func() error {
 		held, _ := r.k.agg.historyBytes(run.ID)
 		series := fmt.Sprintf(`koipond_run_history_bytes{run="%s",name="shed"} `, run.ID)
-		_, v, ok := strings.Cut(apiText(t, r.k, "/metrics"), series)
+		text := apiText(t, r.k, "/metrics")
+		_, v, ok := strings.Cut(text, series)
 		v, _, _ = strings.Cut(v, "\n")
 		if !ok {
 			return fmt.Errorf("%s%s (the aggregator holds %d)", series, v, held)
@@ -236,7 +237,7 @@ func TestShedByHandAndByRule(t *testing.T) {
 		}
 		// The history is held in the runs' stores, outside the heap,
 		// rounded up to blocks.
-		_, v, _ = strings.Cut(apiText(t, r.k, "/metrics"), "\nkoipond_keeper_history_store_bytes ")
+		_, v, _ = strings.Cut(text, "\nkoipond_keeper_history_store_bytes ")
 		v, _, _ = strings.Cut(v, "\n")
 		if st, err := strconv.Atoi(v); err != nil || st < n {
 			return fmt.Errorf("koipond_keeper_history_store_bytes %q for a history of %d bytes", v, n)

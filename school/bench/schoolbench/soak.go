@@ -253,18 +253,7 @@ func soak(ctx context.Context, c soakConfig) error {
 					heap = fmt.Sprintf(" (heap objects %.1f, live %.1f, unused %.1f, free %.1f, GC goal %.1f MiB; metrics history %.2f MiB, in stores of %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
 						m["koipond_keeper_go_heap_live_bytes"]/(1<<20), m["koipond_keeper_go_heap_unused_bytes"]/(1<<20), m["koipond_keeper_go_heap_free_bytes"]/(1<<20),
 						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), m["koipond_run_history_bytes"]/(1<<20), m["koipond_keeper_history_store_bytes"]/(1<<20))
-					gauge := func(name string) soakSample {
-						return soakSample{t: t, process: "keeper " + name, rssBytes: int64(m[name])}
-					}
-					gauges.history = append(gauges.history, gauge("koipond_run_history_bytes"))
-					if _, ok := m["koipond_keeper_go_heap_live_bytes"]; ok {
-						gauges.live = append(gauges.live, gauge("koipond_keeper_go_heap_live_bytes"))
-					}
-					gauges.unused = append(gauges.unused, gauge("koipond_keeper_go_heap_unused_bytes"))
-					gauges.free = append(gauges.free, gauge("koipond_keeper_go_heap_free_bytes"))
-					if _, ok := m["koipond_keeper_history_store_bytes"]; ok {
-						gauges.store = append(gauges.store, gauge("koipond_keeper_history_store_bytes"))
-					}
+					gauges.add(t, m)
 				}
 			} else if sp.metrics != "" {
 				m, err := scrapeMetrics(ctx, sp.metrics, "koipond_school_websockets_open", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")

@@ -64,6 +64,20 @@ type keeperGauges struct {
 	history, live, unused, free, store []soakSample
 }
 
+// add appends, at soak time t, each gauge the keeper's /metrics (m) has:
+// an older keeper lacks the live heap and the stores.
+func (g *keeperGauges) add(t float64, m map[string]float64) {
+	for _, x := range []struct {
+		name string
+		to   *[]soakSample
+	}{{"koipond_run_history_bytes", &g.history}, {"koipond_keeper_go_heap_live_bytes", &g.live}, {"koipond_keeper_go_heap_unused_bytes", &g.unused},
+		{"koipond_keeper_go_heap_free_bytes", &g.free}, {"koipond_keeper_history_store_bytes", &g.store}} {
+		if v, ok := m[x.name]; ok {
+			*x.to = append(*x.to, soakSample{t: t, process: "keeper " + x.name, rssBytes: int64(v)})
+		}
+	}
+}
+
 // keeperGrowthLine says how fast the keeper's RSS grew over the last 20
 // minutes (or since the first minute, in a shorter soak) and how fast,
 // meanwhile, its Go heap's live objects, fragmentation (unused) and free
