@@ -19,6 +19,10 @@ type Usage struct {
 	// RSSKiB is its resident set (VmRSS) and PeakRSSKiB the largest it has
 	// been (VmHWM), in KiB.
 	RSSKiB, PeakRSSKiB int64
+	// RSSFileKiB is the part of RSSKiB that maps files (RssFile): mostly
+	// its own executable's pages, clean and shared with the page cache; 0
+	// on a kernel that does not say.
+	RSSFileKiB int64
 	// CPU is the user and system time of all its threads so far.
 	CPU time.Duration
 }
@@ -37,7 +41,7 @@ func ReadUsage(pid int) (Usage, error) {
 	if err != nil {
 		return u, err
 	}
-	if u.RSSKiB, u.PeakRSSKiB, err = parseStatusRSS(status); err != nil {
+	if err = parseStatusRSS(status, &u); err != nil {
 		return u, fmt.Errorf("/proc/%d/status: %w", pid, err)
 	}
 	return u, nil
@@ -63,19 +67,21 @@ func parseStatCPU(st []byte) (time.Duration, error) {
 	return time.Duration(ut+stt) * ClockTick, nil
 }
 
-// parseStatusRSS reads VmRSS and VmHWM (KiB) from /proc/PID/status.
-func parseStatusRSS(status []byte) (rss, hwm int64, err error) {
+// parseStatusRSS reads VmRSS, VmHWM and RssFile (KiB) from
+// /proc/PID/status into u.
+func parseStatusRSS(status []byte, u *Usage) error {
+	var got Usage
 	found := false
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
 		for _, k := range []struct {
 			prefix string
 			dst    *int64
-		}{{"VmRSS:", &rss}, {"VmHWM:", &hwm}} {
+		}{{"VmRSS:", &got.RSSKiB}, {"VmHWM:", &got.PeakRSSKiB}, {"RssFile:", &got.RSSFileKiB}} {
 			if rest, ok := strings.CutPrefix(sc.Text(), k.prefix); ok {
 				v, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 				if err != nil {
-					return 0, 0, fmt.Errorf("%s %q: %w", k.prefix, rest, err)
+					return fmt.Errorf("%s %q: %w", k.prefix, rest, err)
 				}
 				*k.dst = v
 				found = found || k.prefix == "VmRSS:"
@@ -83,9 +89,10 @@ func parseStatusRSS(status []byte) (rss, hwm int64, err error) {
 		}
 	}
 	if !found {
-		return 0, 0, fmt.Errorf("no VmRSS (a zombie, or not a process)")
+		return fmt.Errorf("no VmRSS (a zombie, or not a process)")
 	}
-	return rss, hwm, nil
+	u.RSSKiB, u.PeakRSSKiB, u.RSSFileKiB = got.RSSKiB, got.PeakRSSKiB, got.RSSFileKiB
+	return nil
 }
 
 // MachineCPU returns the busy and total clock ticks of the whole machine

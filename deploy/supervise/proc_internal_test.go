@@ -26,14 +26,24 @@ func TestParseProc(t *testing.T) {
 			t.Errorf("%s: %v, %v; want %v, %q", tc.name, cpu, err, tc.cpu, tc.err)
 		}
 	}
-	rss, hwm, err := parseStatusRSS([]byte("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"))
-	if err != nil || rss != 1024 || hwm != 2048 {
-		t.Errorf("status: %d %d %v", rss, hwm, err)
+	var u Usage
+	err := parseStatusRSS([]byte("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nRssAnon:\t  700 kB\nRssFile:\t  300 kB\nRssShmem:\t  24 kB\n"), &u)
+	if err != nil || u.RSSKiB != 1024 || u.PeakRSSKiB != 2048 || u.RSSFileKiB != 300 {
+		t.Errorf("status: %+v %v", u, err)
 	}
-	if _, _, err := parseStatusRSS([]byte("Name:\tzombie\nState:\tZ\n")); err == nil {
-		t.Error("status without VmRSS parsed")
+	// An older kernel has no RssFile: the rest still reads.
+	u = Usage{}
+	if err := parseStatusRSS([]byte("VmHWM:\t 8 kB\nVmRSS:\t 4 kB\n"), &u); err != nil || u.RSSKiB != 4 || u.RSSFileKiB != 0 {
+		t.Errorf("status without RssFile: %+v %v", u, err)
 	}
-	if _, _, err := parseStatusRSS([]byte("VmRSS:\t lots kB\n")); err == nil {
+	u = Usage{RSSKiB: 9}
+	if err := parseStatusRSS([]byte("Name:\tzombie\nState:\tZ\n"), &u); err == nil || u.RSSKiB != 9 {
+		t.Errorf("status without VmRSS parsed (%v), or changed what it was given (%+v)", err, u)
+	}
+	if err := parseStatusRSS([]byte("VmRSS:\t lots kB\n"), &u); err == nil {
 		t.Error("garbled VmRSS parsed")
+	}
+	if err := parseStatusRSS([]byte("VmRSS:\t 4 kB\nRssFile:\t many kB\n"), &u); err == nil || !strings.Contains(err.Error(), "RssFile") {
+		t.Errorf("garbled RssFile: %v, want an error naming it", err)
 	}
 }

@@ -249,12 +249,14 @@ func soak(ctx context.Context, c soakConfig) error {
 			heap := ""
 			if sp.name == "keeper" && sp.metrics != "" {
 				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes", "koipond_run_history_bytes",
-					"koipond_keeper_go_heap_live_bytes", "koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes", "koipond_keeper_history_store_bytes"); err == nil {
-					heap = fmt.Sprintf(" (heap objects %.1f, live %.1f, unused %.1f, free %.1f, GC goal %.1f MiB; metrics history %.2f MiB, in stores of %.2f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
+					"koipond_keeper_go_heap_live_bytes", "koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes", "koipond_keeper_history_store_bytes",
+					"koipond_keeper_go_memory_bytes", "koipond_keeper_go_heap_released_bytes"); err == nil {
+					heap = fmt.Sprintf(" (heap objects %.1f, live %.1f, unused %.1f, free %.1f, GC goal %.1f MiB; metrics history %.2f MiB, in stores of %.2f MiB; files mapped %.1f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
 						m["koipond_keeper_go_heap_live_bytes"]/(1<<20), m["koipond_keeper_go_heap_unused_bytes"]/(1<<20), m["koipond_keeper_go_heap_free_bytes"]/(1<<20),
-						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), m["koipond_run_history_bytes"]/(1<<20), m["koipond_keeper_history_store_bytes"]/(1<<20))
+						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), m["koipond_run_history_bytes"]/(1<<20), m["koipond_keeper_history_store_bytes"]/(1<<20), mib(u.RSSFileKiB))
 					gauges.add(t, m)
 				}
+				gauges.addFile(t, u.RSSFileKiB)
 			} else if sp.metrics != "" {
 				m, err := scrapeMetrics(ctx, sp.metrics, "koipond_school_websockets_open", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
 				if err == nil {

@@ -59,9 +59,16 @@ func rssRate(ss []soakSample, from float64) float64 {
 // keeperGauges are the keeper's /metrics gauges a soak samples beside its
 // RSS, each in soakSample.rssBytes: the runs' encoded metrics history
 // (koipond_run_history_bytes, summed over runs), the Go heap's classes,
-// and the stores holding the history outside the heap.
+// the Go runtime's own memory beside its heap, the stores holding the
+// history outside the heap, and the file-backed part of the RSS.
 type keeperGauges struct {
 	history, live, unused, free, store []soakSample
+	// runtime is what the Go runtime has mapped and not released, less
+	// its heap: goroutine stacks, GC metadata, profiling buckets.
+	runtime []soakSample
+	// file is the RSS that maps files (supervise.Usage.RSSFileKiB): the
+	// executable's pages, clean and shared with the page cache.
+	file []soakSample
 }
 
 // add appends, at soak time t, each gauge the keeper's /metrics (m) has:
@@ -76,13 +83,31 @@ func (g *keeperGauges) add(t float64, m map[string]float64) {
 			*x.to = append(*x.to, soakSample{t: t, process: "keeper " + x.name, rssBytes: int64(v)})
 		}
 	}
+	// The runtime's own: mapped (total) less released, less the heap's
+	// objects, unused and free spans.
+	parts := []string{"koipond_keeper_go_memory_bytes", "koipond_keeper_go_heap_released_bytes", "koipond_keeper_go_heap_objects_bytes",
+		"koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes"}
+	v := make([]float64, len(parts))
+	for i, name := range parts {
+		var ok bool
+		if v[i], ok = m[name]; !ok {
+			return
+		}
+	}
+	g.runtime = append(g.runtime, soakSample{t: t, process: "keeper Go runtime", rssBytes: int64(v[0] - v[1] - v[2] - v[3] - v[4])})
+}
+
+// addFile appends the keeper's file-backed RSS at soak time t.
+func (g *keeperGauges) addFile(t float64, kib int64) {
+	g.file = append(g.file, soakSample{t: t, process: "keeper file-backed", rssBytes: kib << 10})
 }
 
 // keeperGrowthLine says how fast the keeper's RSS grew over the last 20
 // minutes (or since the first minute, in a shorter soak) and how fast,
 // meanwhile, its Go heap's live objects, fragmentation (unused) and free
-// pages not yet returned grew, the stores holding the history outside the
-// heap, and its runs' encoded metrics history: a
+// pages not yet returned grew, the Go runtime's own memory, the stores
+// holding the history outside the heap, the file-backed pages, and its
+// runs' encoded metrics history: a
 // run's history fills by design (an hour of 10 s buckets, then 6 hours
 // of minutes, then a day of 5 minutes), and the Go heap holds up to twice
 // what is live before a collection. "" without two samples of RSS and of
@@ -113,8 +138,14 @@ func keeperGrowthLine(keeper []soakSample, g keeperGauges) string {
 	if len(heap) > 0 {
 		heapPart = "; Go heap " + strings.Join(heap, ", ") + " KiB per 10 min"
 	}
-	if r := rssRate(g.store, from); !math.IsNaN(r) {
-		heapPart += fmt.Sprintf("; outside it, the history stores %+.0f KiB per 10 min", r*600/1024)
+	for _, c := range []struct {
+		what string
+		ss   []soakSample
+	}{{"the Go runtime's own (stacks, GC metadata, profiling)", g.runtime}, {"outside the Go runtime, the history stores", g.store},
+		{"file-backed pages (the executable's, clean)", g.file}} {
+		if r := rssRate(c.ss, from); !math.IsNaN(r) {
+			heapPart += fmt.Sprintf("; %s %+.0f KiB per 10 min", c.what, r*600/1024)
+		}
 	}
 	return fmt.Sprintf("keeper growth over %s: RSS %+.0f KiB per 10 min%s; the runs' metrics history (encoded, koipond_run_history_bytes) %+.0f KiB per 10 min, %.2f MiB at the end\n",
 		over, rss*600/1024, heapPart, hist*600/1024, float64(g.history[len(g.history)-1].rssBytes)/(1<<20))

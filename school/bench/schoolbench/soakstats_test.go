@@ -97,13 +97,16 @@ func TestKeeperGrowthLine(t *testing.T) {
 			g.unused = append(g.unused, perMin(2<<20, -5))
 			g.free = append(g.free, perMin(1<<20, 70))
 			g.store = append(g.store, perMin(1<<20, 11))
+			g.runtime = append(g.runtime, perMin(6<<20, 3))
+			g.file = append(g.file, perMin(30<<20, 2))
 		}
 		return keeper, g
 	}
 	k, g := series(30)
 	line := keeperGrowthLine(k, g)
 	for _, want := range []string{"over the last 20 minutes", "RSS +2000 KiB per 10 min", "Go heap live +300, unused -50, free +700 KiB per 10 min",
-		"outside it, the history stores +110 KiB per 10 min",
+		"the Go runtime's own (stacks, GC metadata, profiling) +30 KiB per 10 min", "outside the Go runtime, the history stores +110 KiB per 10 min",
+		"file-backed pages (the executable's, clean) +20 KiB per 10 min",
 		"history (encoded, koipond_run_history_bytes) +100 KiB per 10 min", "0.29 MiB at the end"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("30-minute soak: %q lacks %q", line, want)
@@ -116,12 +119,41 @@ func TestKeeperGrowthLine(t *testing.T) {
 	// A keeper without the live gauge and the stores (an older build): the
 	// line names what it has.
 	k, g = series(30)
-	g.live, g.store = nil, nil
-	if line := keeperGrowthLine(k, g); strings.Contains(line, "live") || strings.Contains(line, "stores") || !strings.Contains(line, "Go heap unused -50, free +700 KiB") {
+	g.live, g.store, g.runtime, g.file = nil, nil, nil, nil
+	if line := keeperGrowthLine(k, g); strings.Contains(line, "live") || strings.Contains(line, "stores") || strings.Contains(line, "runtime") ||
+		strings.Contains(line, "file-backed") || !strings.Contains(line, "Go heap unused -50, free +700 KiB") {
 		t.Errorf("without the live gauge: %q", line)
 	}
 	if line := keeperGrowthLine(k[:1], keeperGauges{history: g.history[:1]}); line != "" {
 		t.Errorf("one sample: %q, want nothing", line)
+	}
+}
+
+// A keeper's /metrics sample lands in the gauge it names; the Go
+// runtime's own memory is what it mapped, less what it released and its
+// heap, and only with all five of those gauges.
+func TestKeeperGaugesAdd(t *testing.T) {
+	m := map[string]float64{
+		"koipond_run_history_bytes": 1000, "koipond_keeper_go_heap_live_bytes": 4 << 20, "koipond_keeper_history_store_bytes": 2000,
+		"koipond_keeper_go_memory_bytes": 30 << 20, "koipond_keeper_go_heap_released_bytes": 8 << 20, "koipond_keeper_go_heap_objects_bytes": 9 << 20,
+		"koipond_keeper_go_heap_unused_bytes": 2 << 20, "koipond_keeper_go_heap_free_bytes": 3 << 20,
+	}
+	var g keeperGauges
+	g.add(10, m)
+	g.addFile(10, 300)
+	if len(g.runtime) != 1 || g.runtime[0].rssBytes != 8<<20 || g.runtime[0].t != 10 {
+		t.Errorf("runtime: %+v, want one sample of 8 MiB at 10 s", g.runtime)
+	}
+	if len(g.history) != 1 || g.history[0].rssBytes != 1000 || len(g.live) != 1 || len(g.store) != 1 || len(g.free) != 1 || len(g.unused) != 1 {
+		t.Errorf("gauges: %+v", g)
+	}
+	if len(g.file) != 1 || g.file[0].rssBytes != 300<<10 {
+		t.Errorf("file-backed: %+v, want 300 KiB", g.file)
+	}
+	delete(m, "koipond_keeper_go_heap_released_bytes")
+	g.add(20, m)
+	if len(g.runtime) != 1 || len(g.history) != 2 {
+		t.Errorf("without the released gauge: runtime %d samples (want 1), history %d (want 2)", len(g.runtime), len(g.history))
 	}
 }
 
