@@ -174,7 +174,9 @@ func decodeSketch(b []byte, samples uint64) (quantiler, error) {
 		return nil, fmt.Errorf("%w: holds %v values, want %d", errSketch, sh.total, samples)
 	}
 	pos := newStore()
-	presized := sh.binned && sh.hi-sh.lo < maxBins
+	// Below 2^52 values, the two extra and every sum on the way are exact
+	// in a float64.
+	presized := sh.binned && sh.hi-sh.lo < maxBins && sh.total <= 1<<52
 	if presized {
 		pos.AddWithCount(int(sh.lo), 1)
 		pos.AddWithCount(int(sh.hi), 1)

@@ -21,25 +21,36 @@ func TestDecodeSketchMatchesPlainDecode(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		ms   []float64
+		// many is a count added at 7 ms on top of ms: the float limit.
+		many float64
 	}{
-		{"one value", []float64{12}},
-		{"one bin, many values", []float64{5, 5, 5, 5}},
-		{"far apart", []float64{0.01, 3, 40_000}},
-		{"zeros only", []float64{0, 0, 0}},
-		{"zeros and bins", []float64{0, 0, 1, 250, 9_000}},
-		{"busy spread", spread(3000)},
-		{"wider than maxBins", []float64{tiny, tiny * 3, 1, huge / 2, huge}},
+		{"one value", []float64{12}, 0},
+		{"one bin, many values", []float64{5, 5, 5, 5}, 0},
+		{"far apart", []float64{0.01, 3, 40_000}, 0},
+		{"zeros only", []float64{0, 0, 0}, 0},
+		{"zeros and bins", []float64{0, 0, 1, 250, 9_000}, 0},
+		{"busy spread", spread(3000), 0},
+		{"wider than maxBins", []float64{tiny, tiny * 3, 1, huge / 2, huge}, 0},
+		// 2^53-1 values in one bin (the most a count encodes exactly):
+		// two more would not be exact, so this one is decoded unsized.
+		{"2^53-1 values", nil, 1<<53 - 1},
+		{"2^52 values and two more", []float64{1, 90}, 1 << 52},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := newQuantiler()
 			for _, v := range tc.ms {
 				q.Add(v)
 			}
+			if tc.many > 0 {
+				if err := q.sk.AddWithCount(7, tc.many); err != nil {
+					t.Fatal(err)
+				}
+			}
 			b, err := appendSketch(nil, q)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := decodeSketch(b, uint64(len(tc.ms)))
+			got, err := decodeSketch(b, uint64(len(tc.ms))+uint64(tc.many))
 			if err != nil {
 				t.Fatal(err)
 			}
