@@ -156,15 +156,16 @@ var errSketch = errors.New("bad sketch")
 // sketches-go's decoder trusts its input: it ignores store decoding errors
 // (so truncation goes unnoticed), and hostile bin indices make its stores
 // loop or index out of range. So the bytes are checked first, by
-// checkSketch, and only then handed to ddsketch.DecodeDDSketch.
+// checkSketch, and only then handed to the library's decoder.
 //
 // The positive store is sized for the bins' whole range before they are
 // added: decoded bin by bin, it grew 64 bins at a time, and that growth
-// was 94% of what decoding a busy report allocated (BenchmarkSnapshotDecodeMerge).
-// The only way its API offers is to count one value at each end of the
-// range first and take them back after: the ends are bins the sketch
-// holds, so the store ends as a plain decode leaves it, and the count
-// check below would catch a store that refused the take-back.
+// was 94% of what decoding a busy report allocated
+// (BenchmarkSnapshotDecodeMerge). The only way its API offers is to count
+// one value at each end of the range first and take them back after: the
+// ends are bins the sketch holds, so the store ends as a plain decode
+// leaves it, and the count check below would catch a store that refused
+// the take-back.
 func decodeSketch(b []byte, samples uint64) (quantiler, error) {
 	sh, err := checkSketch(b)
 	if err != nil {
