@@ -18,9 +18,10 @@ import (
 // most one block per bucket; blocks freed stay mapped for reuse, so a
 // store keeps the most it has held until its run is forgotten. The store
 // never hands out its memory: put copies a bucket in, get copies it out,
-// so no slice of a chunk outlives the call that made it. Its owner (a runSeries, under the aggregator's
-// lock) calls release when the run's series is forgotten; a store dropped
-// without release is unmapped when the collector finds it unreachable.
+// so no slice of a chunk outlives the call that made it. Its owner (a
+// runSeries, under the aggregator's lock) calls release when the run's
+// series is forgotten; a store dropped without release is unmapped when
+// the collector finds it unreachable.
 type blockStore struct {
 	m *chunks
 	// free are blocks given back, reused last-freed first so that the

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"maps"
 	"math"
 	"testing"
 
@@ -62,7 +63,7 @@ func TestDecodeSketchMatchesPlainDecode(t *testing.T) {
 			if gsk.GetCount() != plain.GetCount() || gsk.GetZeroCount() != plain.GetZeroCount() {
 				t.Errorf("count %v (zero %v), plain decode %v (zero %v)", gsk.GetCount(), gsk.GetZeroCount(), plain.GetCount(), plain.GetZeroCount())
 			}
-			if gb, pb := bins(gsk.GetPositiveValueStore()), bins(plain.GetPositiveValueStore()); !equalBins(gb, pb) {
+			if gb, pb := bins(gsk.GetPositiveValueStore()), bins(plain.GetPositiveValueStore()); !maps.Equal(gb, pb) {
 				t.Errorf("bins %v, plain decode %v", gb, pb)
 			}
 			gs, ps := gsk.GetPositiveValueStore(), plain.GetPositiveValueStore()
@@ -104,16 +105,4 @@ func bins(s store.Store) map[int]float64 {
 		return false
 	})
 	return m
-}
-
-func equalBins(a, b map[int]float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
