@@ -18,21 +18,28 @@ import (
 // (checkpointOnClose) and loses only what came after. Everything before
 // the last checkpoint is in the final report.
 //
-// Why a rate: the bucket's stream keeps every replaced checkpoint in its
-// last file block until the block fills (8 MB), and the server reads that
-// whole block back into memory for the next write once its cache has been
+// Why a rate: a KV bucket's stream keeps every replaced checkpoint in its
+// last file block until the block fills, and the server reads that whole
+// block back into memory for the next write once its cache has been
 // collected. Every 10 s, a busy run's 15 KB checkpoint grew the block 1.5
 // KB a second, and each write re-read up to 8 MB: the keeper's heap goal
 // swung from 19 to 37 MB and its RSS climbed 3% per 10 minutes in a
 // 30-minute soak (issue 14; the heap goal stayed at 15-21 MB without
 // checkpoints). Once a minute, the same run's records (about 20 KB as
-// JSON) filled 815 KB of the block in 30 minutes: a block lasts about 5
-// hours, not 90 minutes, and is re-read six times less often.
+// JSON) fill the block six times more slowly. Checkpoints also have
+// buckets of their own, replaced every 192 KiB or so (state's
+// checkpointgens.go), so the block re-read stays under 256 KiB however
+// long the run.
 const (
 	checkpointEvery    = 10 * time.Second
 	checkpointMaxEvery = time.Minute
 	checkpointRate     = 256 // bytes per second per run
 )
+
+// checkpointRollTimeout bounds a scheduler pass's turn at rolling the
+// checkpoints' bucket (state.KV.RollCheckpoints): a roll cut short is
+// finished by a later pass.
+const checkpointRollTimeout = 10 * time.Second
 
 // checkpointWait is how long a run whose last checkpoint's snapshot was
 // size bytes waits for its next one. Sizes past a minute's worth are a

@@ -156,6 +156,9 @@ func (c Config) Validate() []error {
 		}
 	}
 	errs = append(errs, c.validateNATSAuth()...)
+	if err := state.ValidBucket(c.Bucket); err != nil {
+		errs = append(errs, fmt.Errorf("bucket: %w", err))
+	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas: %d is outside 1..5", c.Replicas))
 	}

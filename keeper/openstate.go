@@ -67,7 +67,10 @@ func (k *Keeper) tryOpenState(ctx context.Context, js jetstream.JetStream, d tim
 	if err != nil {
 		return nil, err
 	}
-	recs, err := kv.Load(actx)
+	if err := kv.OpenCheckpoints(actx, js, k.cfg.Bucket, k.cfg.Replicas); err != nil {
+		return nil, err
+	}
+	recs, err := kv.LoadAll(actx)
 	if err != nil {
 		return nil, err
 	}

@@ -153,6 +153,11 @@ func (k *Keeper) schedule(ctx context.Context) error {
 	if err := k.checkpointRuns(ctx); err != nil {
 		return err
 	}
+	rctx, cancel := context.WithTimeout(ctx, checkpointRollTimeout)
+	defer cancel()
+	if err := k.kv.RollCheckpoints(rctx); err != nil {
+		k.stats.reject(k.log, "checkpoint: rolling its bucket failed", err)
+	}
 	return k.finishReports(ctx)
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"strings"
 	"sync"
 
 	"github.com/koipond/koipond/wire"
@@ -13,9 +15,13 @@ import (
 // KV persists records in a JetStream key-value bucket with file storage.
 // Its handle can be swapped (Rebind) when the keeper redials NATS: users
 // of a KV keep working across the swap.
+//
+// Once OpenCheckpoints has run, checkpoint records go to buckets of their
+// own (checkpointgens.go) and the rest to the state bucket.
 type KV struct {
-	mu sync.RWMutex // guards kv
-	kv jetstream.KeyValue
+	mu    sync.RWMutex // guards kv and ckpts
+	kv    jetstream.KeyValue
+	ckpts *checkpointGens
 }
 
 // MaxKeyLen is the longest key KV writes. NATS puts the key in the
@@ -33,12 +39,52 @@ func (k *KV) handle() jetstream.KeyValue {
 	return k.kv
 }
 
+// checkpoints returns the checkpoint generations, or nil before
+// OpenCheckpoints.
+func (k *KV) checkpoints() *checkpointGens {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.ckpts
+}
+
+func isCheckpoint(key string) bool { return strings.HasPrefix(key, prefixCheckpoint) }
+
+// OpenCheckpoints opens the buckets of the state bucket's checkpoints,
+// rolling what an earlier keeper left into a new one (see
+// checkpointgens.go): from then on, checkpoint records are written there.
+// Call it once, after OpenKV, before the store writes.
+func (k *KV) OpenCheckpoints(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) error {
+	g, err := openCheckpointGens(ctx, js, k.handle(), bucket, replicas)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.ckpts = g
+	k.mu.Unlock()
+	return nil
+}
+
+// RollCheckpoints rolls the checkpoints' bucket once it has taken enough,
+// and finishes a roll an earlier call could not. One goroutine calls it
+// (the keeper's scheduler), beside the store's writes.
+func (k *KV) RollCheckpoints(ctx context.Context) error {
+	if g := k.checkpoints(); g != nil {
+		return g.roll(ctx)
+	}
+	return nil
+}
+
 // Rebind points k at the bucket through a new JetStream context (a new
 // connection), creating it as OpenKV does if it is missing.
 func (k *KV) Rebind(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) error {
 	n, err := OpenKV(ctx, js, bucket, replicas)
 	if err != nil {
 		return err
+	}
+	if g := k.checkpoints(); g != nil {
+		if err := g.rebind(ctx, js); err != nil {
+			return err
+		}
 	}
 	k.mu.Lock()
 	k.kv = n.kv
@@ -100,6 +146,9 @@ func (k *KV) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
+	if g := k.checkpoints(); g != nil && isCheckpoint(key) {
+		return g.put(ctx, key, value)
+	}
 	_, err := k.handle().Put(ctx, key, value)
 	return err
 }
@@ -109,6 +158,9 @@ func (k *KV) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
+	if g := k.checkpoints(); g != nil && isCheckpoint(key) {
+		return g.del(ctx, key)
+	}
 	err := k.handle().Delete(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
@@ -116,8 +168,45 @@ func (k *KV) Delete(ctx context.Context, key string) error {
 	return err
 }
 
-// Load reads every live record of the bucket, for Store.Restore.
+// Load reads every live record of the state bucket but checkpoints (for
+// Store.AdoptExternal). It runs beside the store's writes and the
+// checkpoints' rolls.
 func (k *KV) Load(ctx context.Context) (map[string][]byte, error) {
+	recs, err := k.loadBucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if k.checkpoints() != nil {
+		for key := range recs {
+			if isCheckpoint(key) { // left by a keeper before generations, and moved
+				delete(recs, key)
+			}
+		}
+	}
+	return recs, nil
+}
+
+// LoadAll reads every live record, the checkpoints' too once
+// OpenCheckpoints has run, for Store.Restore. Call it before the store
+// writes: it does not run beside a roll.
+func (k *KV) LoadAll(ctx context.Context) (map[string][]byte, error) {
+	recs, err := k.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g := k.checkpoints()
+	if g == nil {
+		return recs, nil
+	}
+	ckpts, err := g.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(recs, ckpts)
+	return recs, nil
+}
+
+func (k *KV) loadBucket(ctx context.Context) (map[string][]byte, error) {
 	w, err := k.handle().WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("state: reading KV bucket: %w", err)

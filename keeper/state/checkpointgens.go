@@ -1,0 +1,418 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Checkpoint records (keys under prefixCheckpoint) live apart from the rest
+// of the state, in generations: KV buckets named after the state bucket
+// and a number (koipond_ckpt_1, koipond_ckpt_2, ...), each replaced by the
+// next once about rollBytes have been written to it.
+//
+// Why: a KV bucket's stream keeps every replaced value in its last file
+// block until the block holds 4 MiB, and nats-server reads that whole
+// block back into a pooled buffer of 256 KiB, 1 MiB or 4 MiB (the
+// smallest that holds it) for a write that comes after the block's cache
+// expired (10 s). Every checkpoint of a busy run is such a write. In the
+// state bucket the buffer stepped to 1 MiB after about 10 minutes of a
+// busy run and to 4 MiB after 40, and the keeper's heap (the embedded
+// server runs in its process) swung with it. A generation's block stays
+// under the smallest buffer.
+//
+// A roll creates generation n+1 and sends every put and delete there
+// from then on. It then copies each live record of n into n+1 unless n+1
+// already has a message for that key (a newer put, or a delete's marker),
+// and deletes n. Opening (openCheckpointGens) rolls every
+// generation it finds, younger first, and, once, the checkpoints older
+// keepers left in the state bucket, into a new generation: a keeper that
+// crashed mid-roll finishes it there. At every step the newest value of
+// each live checkpoint is in some generation, and a deleted one comes
+// back from none.
+type checkpointGens struct {
+	bucket   string // the state bucket's name
+	replicas int
+	// rollBytes is rollBytes but for tests.
+	rollBytes int64
+
+	// mu guards what follows. Put and Delete hold it for their write, so
+	// that none lands in a generation a roll has finished copying; a roll
+	// holds it only to swap generations.
+	mu     sync.Mutex
+	js     jetstream.JetStream
+	cur    jetstream.KeyValue
+	curGen uint64
+	// prev is the generation being rolled from while its records are
+	// copied into cur; nil otherwise.
+	prev    jetstream.KeyValue
+	prevGen uint64
+	// gone are the keys deleted since the copy began: it may have put
+	// one before its delete.
+	gone map[string]bool
+	// doomed is a generation rolled from whose bucket is still to be
+	// deleted; 0 when none.
+	doomed uint64
+	// written is about how many bytes cur's stream has stored (every
+	// message, replaced or not); live is the size of each live record in
+	// cur, and liveBytes their sum.
+	written   int64
+	live      map[string]int64
+	liveBytes int64
+}
+
+const (
+	// genInfix joins the state bucket's name and a generation's number.
+	genInfix = "_ckpt_"
+	// rollBytes is how much a generation takes before it is rolled (or
+	// twice its live records, if more): its block stays under
+	// nats-server's smallest pooled buffer, 256 KiB, with a checkpoint of
+	// up to 64 KB on top.
+	rollBytes = 192 << 10
+	// msgOverhead is about what a stored message adds to its key and
+	// value: its subject's prefix, headers, record header and checksum.
+	msgOverhead = 64
+)
+
+var bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
+
+// ValidBucket says what is wrong with a state bucket's name, or nil.
+func ValidBucket(name string) error {
+	if !bucketName.MatchString(name) {
+		return fmt.Errorf("%q is not 1 to 200 of A-Z a-z 0-9 _ -", name)
+	}
+	if strings.Contains(name, genInfix) {
+		return fmt.Errorf("%q contains %q, which names the buckets of a state bucket's checkpoints", name, genInfix)
+	}
+	return nil
+}
+
+func genName(bucket string, n uint64) string {
+	return bucket + genInfix + strconv.FormatUint(n, 10)
+}
+
+// parseGen returns the number of a generation of bucket's checkpoints
+// named name, or false.
+func parseGen(bucket, name string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(name, bucket+genInfix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 64)
+	if err != nil || n == 0 || strconv.FormatUint(n, 10) != rest {
+		return 0, false
+	}
+	return n, true
+}
+
+// openCheckpointGens finds bucket's checkpoint generations, rolls them and
+// the checkpoints left in the state bucket main into a new one, and
+// deletes what it rolled from. On error, nothing is deleted that the new
+// generation does not hold.
+func openCheckpointGens(ctx context.Context, js jetstream.JetStream, main jetstream.KeyValue, bucket string, replicas int) (*checkpointGens, error) {
+	var gens []uint64
+	names := js.KeyValueStoreNames(ctx)
+	for name := range names.Name() {
+		if n, ok := parseGen(bucket, name); ok {
+			gens = append(gens, n)
+		}
+	}
+	if err := names.Error(); err != nil {
+		return nil, fmt.Errorf("state: listing the checkpoint buckets of %q: %w", bucket, err)
+	}
+	slices.Sort(gens)
+	slices.Reverse(gens) // younger first
+	next := uint64(1)
+	if len(gens) > 0 {
+		next = gens[0] + 1
+	}
+	g := &checkpointGens{bucket: bucket, replicas: max(1, replicas), rollBytes: rollBytes, js: js, live: map[string]int64{}}
+	cur, err := g.create(ctx, js, next)
+	if err != nil {
+		return nil, err
+	}
+	g.cur, g.curGen = cur, next
+	var from []source
+	for _, n := range gens {
+		kv, err := js.KeyValue(ctx, genName(bucket, n))
+		if err != nil {
+			return nil, fmt.Errorf("state: opening checkpoint bucket %q: %w", genName(bucket, n), err)
+		}
+		from = append(from, source{kv: kv})
+	}
+	from = append(from, source{kv: main, filter: prefixCheckpoint + ">"})
+	copied, err := copyLive(ctx, cur, from)
+	if err != nil {
+		return nil, fmt.Errorf("state: rolling checkpoints into %q: %w", genName(bucket, next), err)
+	}
+	for key, n := range copied.sizes {
+		g.addLive(key, n)
+	}
+	for _, n := range gens {
+		if err := js.DeleteKeyValue(ctx, genName(bucket, n)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("state: deleting checkpoint bucket %q, rolled into %q: %w", genName(bucket, n), genName(bucket, next), err)
+		}
+	}
+	for _, key := range copied.fromLast {
+		if err := main.Delete(ctx, key); err != nil {
+			return nil, fmt.Errorf("state: deleting checkpoint %s from %q, moved into %q: %w", key, bucket, genName(bucket, next), err)
+		}
+	}
+	return g, nil
+}
+
+func (g *checkpointGens) create(ctx context.Context, js jetstream.JetStream, n uint64) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      genName(g.bucket, n),
+		Description: "koipond keeper: run metrics checkpoints of bucket " + g.bucket,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    g.replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: creating checkpoint bucket %q: %w", genName(g.bucket, n), err)
+	}
+	return kv, nil
+}
+
+// source is a bucket records are copied from; filter, if set, limits
+// them to the keys it matches.
+type source struct {
+	kv     jetstream.KeyValue
+	filter string
+}
+
+// copied is what copyLive put, each key's size; and every live key of
+// the last source, copied or not.
+type copied struct {
+	sizes    map[string]int64
+	fromLast []string
+}
+
+// copyLive copies into dst, from each source in turn, every live record
+// of a key that no earlier source had a message for (a put or a delete)
+// and that dst has no message for. The sources go younger first, so a
+// record comes from the youngest bucket that knows its key, and a key
+// deleted there stays deleted.
+func copyLive(ctx context.Context, dst jetstream.KeyValue, from []source) (copied, error) {
+	out := copied{sizes: map[string]int64{}}
+	seen := map[string]bool{}
+	for i, src := range from {
+		err := eachLatest(ctx, src, func(e jetstream.KeyValueEntry) error {
+			key := e.Key()
+			if e.Operation() != jetstream.KeyValuePut {
+				seen[key] = true
+				return nil
+			}
+			if i == len(from)-1 {
+				out.fromLast = append(out.fromLast, key)
+			}
+			if seen[key] {
+				return nil
+			}
+			seen[key] = true
+			_, err := dst.Update(ctx, key, e.Value(), 0)
+			switch {
+			case err == nil:
+				out.sizes[key] = recordSize(key, e.Value())
+				return nil
+			case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+				return nil // dst has a newer put or a delete
+			default:
+				return fmt.Errorf("copying %s from %q: %w", key, src.kv.Bucket(), err)
+			}
+		})
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// eachLatest calls fn with the latest message (put or delete) of each key
+// of src, in stream order.
+func eachLatest(ctx context.Context, src source, fn func(jetstream.KeyValueEntry) error) error {
+	var w jetstream.KeyWatcher
+	var err error
+	if src.filter != "" {
+		w, err = src.kv.WatchFiltered(ctx, []string{src.filter})
+	} else {
+		w, err = src.kv.WatchAll(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("reading %q: %w", src.kv.Bucket(), err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("reading %q: %w", src.kv.Bucket(), ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("reading %q: watcher closed", src.kv.Bucket())
+			}
+			if e == nil { // every existing key has been delivered
+				return nil
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func recordSize(key string, value []byte) int64 {
+	return int64(len(key) + len(value) + msgOverhead)
+}
+
+// addLive notes key's live record in cur; mu held (or not yet shared).
+func (g *checkpointGens) addLive(key string, n int64) {
+	g.liveBytes += n - g.live[key]
+	g.live[key] = n
+	g.written += n
+}
+
+// put writes a checkpoint record to the current generation.
+func (g *checkpointGens) put(ctx context.Context, key string, value []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, err := g.cur.Put(ctx, key, value); err != nil {
+		return err
+	}
+	g.addLive(key, recordSize(key, value))
+	return nil
+}
+
+// del deletes a checkpoint record. The delete marker it leaves in the
+// current generation keeps a roll's copy (and an open's) from bringing
+// the record back from an older one.
+func (g *checkpointGens) del(ctx context.Context, key string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.cur.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	g.written += recordSize(key, nil)
+	g.liveBytes -= g.live[key]
+	delete(g.live, key)
+	if g.prev != nil {
+		g.gone[key] = true
+	}
+	return nil
+}
+
+// load returns every live checkpoint record: the current generation's,
+// and those of the one being rolled from that it lacks.
+func (g *checkpointGens) load(ctx context.Context) (map[string][]byte, error) {
+	g.mu.Lock()
+	from := []source{{kv: g.cur}}
+	if g.prev != nil {
+		from = append(from, source{kv: g.prev})
+	}
+	g.mu.Unlock()
+	out := map[string][]byte{}
+	seen := map[string]bool{}
+	for _, src := range from {
+		err := eachLatest(ctx, src, func(e jetstream.KeyValueEntry) error {
+			if !seen[e.Key()] && e.Operation() == jetstream.KeyValuePut {
+				out[e.Key()] = e.Value()
+			}
+			seen[e.Key()] = true
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("state: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// rollDue reports whether the current generation has taken enough; mu
+// held.
+func (g *checkpointGens) rollDue() bool {
+	return g.written >= max(g.rollBytes, 2*g.liveBytes)
+}
+
+// roll rolls the current generation once it has taken enough (rollDue),
+// and finishes what an earlier call left undone: a copy that failed, or
+// a bucket not yet deleted. Only one goroutine calls it (the keeper's
+// scheduler); puts and deletes may run beside it.
+func (g *checkpointGens) roll(ctx context.Context) error {
+	g.mu.Lock()
+	js := g.js
+	if g.doomed != 0 {
+		name := genName(g.bucket, g.doomed)
+		g.mu.Unlock()
+		if err := js.DeleteKeyValue(ctx, name); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("state: deleting checkpoint bucket %q, rolled from: %w", name, err)
+		}
+		g.mu.Lock()
+		g.doomed = 0
+	}
+	if g.prev == nil {
+		if !g.rollDue() {
+			g.mu.Unlock()
+			return nil
+		}
+		n := g.curGen + 1
+		g.mu.Unlock()
+		next, err := g.create(ctx, js, n)
+		if err != nil {
+			return err
+		}
+		g.mu.Lock()
+		g.prev, g.prevGen, g.cur, g.curGen = g.cur, g.curGen, next, n
+		g.written, g.liveBytes, g.live, g.gone = 0, 0, map[string]int64{}, map[string]bool{}
+	}
+	prev, cur := g.prev, g.cur
+	prevName, curName := genName(g.bucket, g.prevGen), genName(g.bucket, g.curGen)
+	g.mu.Unlock()
+	c, err := copyLive(ctx, cur, []source{{kv: prev}})
+	if err != nil {
+		return fmt.Errorf("state: rolling checkpoints from %q into %q: %w", prevName, curName, err)
+	}
+	// Every live record of prev is in cur now, or cur has a newer message
+	// for its key: prev can go.
+	g.mu.Lock()
+	for key, n := range c.sizes {
+		if _, ok := g.live[key]; !ok && !g.gone[key] {
+			g.addLive(key, n)
+		}
+	}
+	g.doomed = g.prevGen
+	g.prev, g.prevGen, g.gone = nil, 0, nil
+	g.mu.Unlock()
+	if err := js.DeleteKeyValue(ctx, prevName); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("state: deleting checkpoint bucket %q, rolled into %q: %w", prevName, curName, err)
+	}
+	g.mu.Lock()
+	g.doomed = 0
+	g.mu.Unlock()
+	return nil
+}
+
+// rebind reopens the generations through a new JetStream context.
+func (g *checkpointGens) rebind(ctx context.Context, js jetstream.JetStream) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	cur, err := js.KeyValue(ctx, genName(g.bucket, g.curGen))
+	if err != nil {
+		return fmt.Errorf("state: reopening checkpoint bucket %q: %w", genName(g.bucket, g.curGen), err)
+	}
+	var prev jetstream.KeyValue
+	if g.prev != nil {
+		prev, err = js.KeyValue(ctx, genName(g.bucket, g.prevGen))
+		if err != nil {
+			return fmt.Errorf("state: reopening checkpoint bucket %q: %w", genName(g.bucket, g.prevGen), err)
+		}
+	}
+	g.js, g.cur, g.prev = js, cur, prev
+	return nil
+}
