@@ -3,6 +3,7 @@ package keeper
 import (
 	"math"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,13 @@ func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
 	ck := k.State().Checkpoint(nil, run.ID)
 	if ck == nil {
 		t.Fatal("the run settled before the restart: the machine is too slow for this test's 20 s run")
+	}
+	// Checkpoints go to a bucket of their own, which /metrics sizes.
+	if cs, ok := k.kv.CheckpointStats(); !ok || cs.Written < int64(len(ck.Snapshot)) {
+		t.Errorf("checkpoint bucket %+v (%v) after checkpoints of %d bytes", cs, ok, len(ck.Snapshot))
+	}
+	if prom := apiText(t, k, "/metrics"); !strings.Contains(prom, "\nkoipond_keeper_checkpoint_bucket_bytes ") || !strings.Contains(prom, "\nkoipond_keeper_checkpoint_rolls_total 0\n") {
+		t.Error("/metrics lacks the checkpoint bucket's series")
 	}
 	snap := &metrics.Snapshot{}
 	if err := snap.UnmarshalBinary(ck.Snapshot); err != nil {

@@ -68,6 +68,12 @@ func (k *Keeper) WritePrometheus(b *strings.Builder) {
 	k.writeNotifyMetrics(b, metric)
 	metric("koipond_keeper_history_store_bytes", "gauge", "Memory the runs' metrics histories hold outside the Go heap: their encoded buckets in 256-byte blocks, and blocks freed for reuse.")
 	fmt.Fprintf(b, "koipond_keeper_history_store_bytes %d\n", k.agg.storeBytes())
+	if cs, ok := k.kv.CheckpointStats(); ok {
+		metric("koipond_keeper_checkpoint_bucket_bytes", "gauge", "Bytes stored in the current bucket of the runs' metrics checkpoints, replaced ones included: what NATS re-reads for a checkpoint. The bucket is rolled into a new one past about 192 KiB.")
+		fmt.Fprintf(b, "koipond_keeper_checkpoint_bucket_bytes %d\n", cs.Written)
+		metric("koipond_keeper_checkpoint_rolls_total", "counter", "Checkpoint buckets rolled into a new one since the keeper started.")
+		fmt.Fprintf(b, "koipond_keeper_checkpoint_rolls_total %d\n", cs.Rolls)
+	}
 	writeGoMemory(b, metric)
 }
 

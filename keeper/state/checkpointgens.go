@@ -66,6 +66,8 @@ type checkpointGens struct {
 	written   int64
 	live      map[string]int64
 	liveBytes int64
+	// rolls counts the rolls finished since the keeper opened.
+	rolls uint64
 }
 
 const (
@@ -388,6 +390,7 @@ func (g *checkpointGens) roll(ctx context.Context) error {
 	}
 	g.doomed = g.prevGen
 	g.prev, g.prevGen, g.gone = nil, 0, nil
+	g.rolls++
 	g.mu.Unlock()
 	if err := js.DeleteKeyValue(ctx, prevName); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return fmt.Errorf("state: deleting checkpoint bucket %q, rolled into %q: %w", prevName, curName, err)
@@ -403,13 +406,23 @@ func (g *checkpointGens) rebind(ctx context.Context, js jetstream.JetStream) err
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cur, err := js.KeyValue(ctx, genName(g.bucket, g.curGen))
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		// Deleted around the keeper (or lost with a NATS server's files):
+		// made anew, as OpenKV makes the state bucket; the next
+		// checkpoints fill it.
+		cur, err = g.create(ctx, js, g.curGen)
+	}
 	if err != nil {
 		return fmt.Errorf("state: reopening checkpoint bucket %q: %w", genName(g.bucket, g.curGen), err)
 	}
 	var prev jetstream.KeyValue
 	if g.prev != nil {
 		prev, err = js.KeyValue(ctx, genName(g.bucket, g.prevGen))
-		if err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			// Deleted around the keeper: there is nothing left to copy.
+			prev, g.prevGen, g.gone = nil, 0, nil
+		case err != nil:
 			return fmt.Errorf("state: reopening checkpoint bucket %q: %w", genName(g.bucket, g.prevGen), err)
 		}
 	}

@@ -23,6 +23,7 @@ const testBucket = "koipond_test"
 // gensEnv is an embedded server, a connection to it and its state bucket.
 type gensEnv struct {
 	dir  string
+	url  string
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	main jetstream.KeyValue
@@ -49,7 +50,7 @@ func newGensEnv(t *testing.T) *gensEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &gensEnv{dir: dir, nc: nc, js: js, main: kv.handle(), ctx: ctx}
+	return &gensEnv{dir: dir, url: ns.ClientURL(), nc: nc, js: js, main: kv.handle(), ctx: ctx}
 }
 
 // open opens the state bucket with its checkpoint generations, as the
@@ -417,5 +418,58 @@ func TestParseGen(t *testing.T) {
 		if n, ok := parseGen("kp", name); ok {
 			t.Errorf("%q parsed as generation %d", name, n)
 		}
+	}
+}
+
+// A keeper that redials NATS rebinds its checkpoint buckets too; one
+// deleted around it is made anew rather than failing every redial.
+func TestCheckpointGensRebind(t *testing.T) {
+	e := newGensEnv(t)
+	kv := e.open(t)
+	if err := kv.Put(e.ctx, "ckpt.a", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	rebind := func() {
+		t.Helper()
+		e.nc.Close()
+		nc, err := nats.Connect(e.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.nc, e.js = nc, js
+		if err := kv.Rebind(e.ctx, js, testBucket, 1); err != nil {
+			t.Fatalf("rebind: %v", err)
+		}
+	}
+	rebind()
+	if err := kv.Put(e.ctx, "ckpt.b", []byte("b")); err != nil {
+		t.Fatalf("put after rebind: %v", err)
+	}
+	kv.checkpoints().rollBytes = 1
+	for range 4 {
+		if err := kv.Put(e.ctx, "ckpt.b", []byte("b")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kv.RollCheckpoints(e.ctx); err != nil {
+		t.Fatalf("roll after rebind: %v", err)
+	}
+	if got := loadStrings(t, e.ctx, kv); !maps.Equal(got, map[string]string{"ckpt.a": "a", "ckpt.b": "b"}) {
+		t.Errorf("after rebind and roll: %v", got)
+	}
+	if err := e.js.DeleteKeyValue(e.ctx, genName(testBucket, e.gens(t)[0])); err != nil {
+		t.Fatal(err)
+	}
+	rebind()
+	if err := kv.Put(e.ctx, "ckpt.c", []byte("c")); err != nil {
+		t.Fatalf("put after the bucket was deleted and rebound: %v", err)
+	}
+	if got := loadStrings(t, e.ctx, kv); !maps.Equal(got, map[string]string{"ckpt.c": "c"}) {
+		t.Errorf("after the bucket was deleted around the keeper: %v", got)
 	}
 }

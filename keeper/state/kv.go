@@ -64,6 +64,29 @@ func (k *KV) OpenCheckpoints(ctx context.Context, js jetstream.JetStream, bucket
 	return nil
 }
 
+// CheckpointStats are what the checkpoints' buckets say of themselves.
+type CheckpointStats struct {
+	// Written is about how many bytes the current bucket's stream has
+	// stored, replaced records included: what nats-server re-reads for a
+	// checkpoint once the bucket's cache expired.
+	Written int64
+	// Rolls counts the buckets rolled into a new one since the keeper
+	// opened.
+	Rolls uint64
+}
+
+// CheckpointStats returns the checkpoints' buckets' figures; false before
+// OpenCheckpoints.
+func (k *KV) CheckpointStats() (CheckpointStats, bool) {
+	g := k.checkpoints()
+	if g == nil {
+		return CheckpointStats{}, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return CheckpointStats{Written: g.written, Rolls: g.rolls}, true
+}
+
 // RollCheckpoints rolls the checkpoints' bucket once it has taken enough,
 // and finishes a roll an earlier call could not. One goroutine calls it
 // (the keeper's scheduler), beside the store's writes.
