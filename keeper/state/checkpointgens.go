@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -63,11 +64,11 @@ type checkpointGens struct {
 	// written is about how many bytes cur's stream has stored (every
 	// message, replaced or not); live is the size of each live record in
 	// cur, and liveBytes their sum.
-	written   int64
+	written   atomic.Int64 // changed under mu, read without (for /metrics)
 	live      map[string]int64
 	liveBytes int64
 	// rolls counts the rolls finished since the keeper opened.
-	rolls uint64
+	rolls atomic.Uint64
 }
 
 const (
@@ -278,7 +279,7 @@ func recordSize(key string, value []byte) int64 {
 func (g *checkpointGens) addLive(key string, n int64) {
 	g.liveBytes += n - g.live[key]
 	g.live[key] = n
-	g.written += n
+	g.written.Add(n)
 }
 
 // put writes a checkpoint record to the current generation.
@@ -301,7 +302,7 @@ func (g *checkpointGens) del(ctx context.Context, key string) error {
 	if err := g.cur.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
-	g.written += recordSize(key, nil)
+	g.written.Add(recordSize(key, nil))
 	g.liveBytes -= g.live[key]
 	delete(g.live, key)
 	if g.prev != nil {
@@ -339,7 +340,7 @@ func (g *checkpointGens) load(ctx context.Context) (map[string][]byte, error) {
 // rollDue reports whether the current generation has taken enough; mu
 // held.
 func (g *checkpointGens) rollDue() bool {
-	return g.written >= max(g.rollBytes, 2*g.liveBytes)
+	return g.written.Load() >= max(g.rollBytes, 2*g.liveBytes)
 }
 
 // roll rolls the current generation once it has taken enough (rollDue),
@@ -371,7 +372,8 @@ func (g *checkpointGens) roll(ctx context.Context) error {
 		}
 		g.mu.Lock()
 		g.prev, g.prevGen, g.cur, g.curGen = g.cur, g.curGen, next, n
-		g.written, g.liveBytes, g.live, g.gone = 0, 0, map[string]int64{}, map[string]bool{}
+		g.liveBytes, g.live, g.gone = 0, map[string]int64{}, map[string]bool{}
+		g.written.Store(0)
 	}
 	prev, cur := g.prev, g.cur
 	prevName, curName := genName(g.bucket, g.prevGen), genName(g.bucket, g.curGen)
@@ -390,7 +392,7 @@ func (g *checkpointGens) roll(ctx context.Context) error {
 	}
 	g.doomed = g.prevGen
 	g.prev, g.prevGen, g.gone = nil, 0, nil
-	g.rolls++
+	g.rolls.Add(1)
 	g.mu.Unlock()
 	if err := js.DeleteKeyValue(ctx, prevName); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return fmt.Errorf("state: deleting checkpoint bucket %q, rolled into %q: %w", prevName, curName, err)

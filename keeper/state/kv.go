@@ -82,9 +82,7 @@ func (k *KV) CheckpointStats() (CheckpointStats, bool) {
 	if g == nil {
 		return CheckpointStats{}, false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return CheckpointStats{Written: g.written, Rolls: g.rolls}, true
+	return CheckpointStats{Written: g.written.Load(), Rolls: g.rolls.Load()}, true
 }
 
 // RollCheckpoints rolls the checkpoints' bucket once it has taken enough,
