@@ -35,7 +35,20 @@ func newGensEnv(t *testing.T) *gensEnv {
 	dir := t.TempDir()
 	ns := wiretest.StartNATS(t, wiretest.NATSConfig{StoreDir: dir}).Server
 	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, js := dial(t, ns.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	kv, err := OpenKV(ctx, js, testBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gensEnv{dir: dir, url: ns.ClientURL(), nc: nc, js: js, main: kv.handle(), ctx: ctx}
+}
+
+// dial connects to the server at url, for the test's life.
+func dial(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,13 +57,7 @@ func newGensEnv(t *testing.T) *gensEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	kv, err := OpenKV(ctx, js, testBucket, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &gensEnv{dir: dir, url: ns.ClientURL(), nc: nc, js: js, main: kv.handle(), ctx: ctx}
+	return nc, js
 }
 
 // open opens the state bucket with its checkpoint generations, as the
@@ -432,15 +439,7 @@ func TestCheckpointGensRebind(t *testing.T) {
 	rebind := func() {
 		t.Helper()
 		e.nc.Close()
-		nc, err := nats.Connect(e.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		nc, js := dial(t, e.url)
 		e.nc, e.js = nc, js
 		if err := kv.Rebind(e.ctx, js, testBucket, 1); err != nil {
 			t.Fatalf("rebind: %v", err)
