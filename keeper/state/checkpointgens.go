@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -134,6 +135,9 @@ func openCheckpointGens(ctx context.Context, js jetstream.JetStream, main jetstr
 	slices.Reverse(gens) // younger first
 	next := uint64(1)
 	if len(gens) > 0 {
+		if gens[0] == math.MaxUint64 {
+			return nil, fmt.Errorf("state: checkpoint bucket %q is numbered as high as a number goes: no next one (delete it, or start with another --bucket)", genName(bucket, gens[0]))
+		}
 		next = gens[0] + 1
 	}
 	g := &checkpointGens{bucket: bucket, replicas: max(1, replicas), rollBytes: rollBytes, js: js, live: map[string]int64{}}
@@ -148,9 +152,9 @@ func openCheckpointGens(ctx context.Context, js jetstream.JetStream, main jetstr
 		if err != nil {
 			return nil, fmt.Errorf("state: opening checkpoint bucket %q: %w", genName(bucket, n), err)
 		}
-		from = append(from, source{kv: kv})
+		from = append(from, source{kv: kv, filter: checkpointKeys})
 	}
-	from = append(from, source{kv: main, filter: prefixCheckpoint + ">"})
+	from = append(from, source{kv: main, filter: checkpointKeys})
 	copied, err := copyLive(ctx, cur, from)
 	if err != nil {
 		return nil, fmt.Errorf("state: rolling checkpoints into %q: %w", genName(bucket, next), err)
@@ -184,6 +188,11 @@ func (g *checkpointGens) create(ctx context.Context, js jetstream.JetStream, n u
 	}
 	return kv, nil
 }
+
+// checkpointKeys matches the keys of checkpoint records, the only ones
+// read from a checkpoint bucket: a record of another kind that someone
+// put there is not the state's.
+const checkpointKeys = prefixCheckpoint + ">"
 
 // source is a bucket records are copied from; filter, if set, limits
 // them to the keys it matches.
@@ -315,9 +324,9 @@ func (g *checkpointGens) del(ctx context.Context, key string) error {
 // and those of the one being rolled from that it lacks.
 func (g *checkpointGens) load(ctx context.Context) (map[string][]byte, error) {
 	g.mu.Lock()
-	from := []source{{kv: g.cur}}
+	from := []source{{kv: g.cur, filter: checkpointKeys}}
 	if g.prev != nil {
-		from = append(from, source{kv: g.prev})
+		from = append(from, source{kv: g.prev, filter: checkpointKeys})
 	}
 	g.mu.Unlock()
 	out := map[string][]byte{}
@@ -378,7 +387,7 @@ func (g *checkpointGens) roll(ctx context.Context) error {
 	prev, cur := g.prev, g.cur
 	prevName, curName := genName(g.bucket, g.prevGen), genName(g.bucket, g.curGen)
 	g.mu.Unlock()
-	c, err := copyLive(ctx, cur, []source{{kv: prev}})
+	c, err := copyLive(ctx, cur, []source{{kv: prev, filter: checkpointKeys}})
 	if err != nil {
 		return fmt.Errorf("state: rolling checkpoints from %q into %q: %w", prevName, curName, err)
 	}

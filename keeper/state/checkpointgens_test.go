@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -400,6 +401,32 @@ func TestCheckpointGensKeepBlocksSmall(t *testing.T) {
 		t.Errorf("the same writes to one bucket left %d bytes of blocks: the comparison shows nothing", one)
 	}
 	t.Logf("%d writes of 27,000 bytes: the largest generation %d bytes of blocks; one bucket %d", writes, most, e.blockBytes(t, testBucket))
+}
+
+// What lands in a checkpoint bucket from elsewhere is not the state's: a
+// record that is not a checkpoint is neither loaded nor carried over, and
+// a bucket numbered as high as a number goes stops the open with an
+// error that names it rather than wrapping to generation 0.
+func TestCheckpointGensIgnoreWhatIsNotTheirs(t *testing.T) {
+	e := newGensEnv(t)
+	e.bucket(t, testBucket, "switch=mine")
+	e.bucket(t, genName(testBucket, 4), "switch=planted", "ckpt.a=a")
+	kv := e.open(t)
+	if got := loadStrings(t, e.ctx, kv); !maps.Equal(got, map[string]string{"switch": "mine", "ckpt.a": "a"}) {
+		t.Errorf("load: %v", got)
+	}
+	if got := e.live(t, genName(testBucket, 5), ""); !maps.Equal(got, map[string]string{"ckpt.a": "a"}) {
+		t.Errorf("the rolled bucket holds %v", got)
+	}
+	e.bucket(t, genName(testBucket, math.MaxUint64))
+	k2, err := OpenKV(e.ctx, e.js, testBucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = k2.OpenCheckpoints(e.ctx, e.js, testBucket, 1)
+	if err == nil || !strings.Contains(err.Error(), genName(testBucket, math.MaxUint64)) {
+		t.Errorf("open beside a bucket numbered %d: %v", uint64(math.MaxUint64), err)
+	}
 }
 
 func TestValidBucket(t *testing.T) {
