@@ -38,8 +38,27 @@ const (
 
 // checkpointRollTimeout bounds a scheduler pass's turn at rolling the
 // checkpoints' bucket (state.KV.RollCheckpoints): a roll cut short is
-// finished by a later pass.
-const checkpointRollTimeout = 10 * time.Second
+// finished by a later pass, checkpointRollBackoff after a failure, so
+// that a NATS that cannot create a bucket does not hold up every pass.
+const (
+	checkpointRollTimeout = 10 * time.Second
+	checkpointRollBackoff = 30 * time.Second
+)
+
+// rollCheckpoints rolls the checkpoints' bucket once it has taken enough
+// (or finishes a roll cut short), unless a try failed within
+// checkpointRollBackoff. Only the scheduler goroutine calls it.
+func (k *Keeper) rollCheckpoints(ctx context.Context) {
+	if time.Now().Before(k.rollAfter) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkpointRollTimeout)
+	defer cancel()
+	if err := k.kv.RollCheckpoints(ctx); err != nil {
+		k.rollAfter = time.Now().Add(checkpointRollBackoff)
+		k.stats.reject(k.log, "checkpoint: rolling its bucket failed", err, "retry in", checkpointRollBackoff)
+	}
+}
 
 // checkpointWait is how long a run whose last checkpoint's snapshot was
 // size bytes waits for its next one. Sizes past a minute's worth are a

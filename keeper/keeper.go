@@ -232,8 +232,11 @@ type Keeper struct {
 	shortSince map[string]time.Time // when each run short of schools was first seen short
 	refusals   map[refusal]refused  // schools refusing runs, kept refuseFor
 
-	ckpt      map[string]ckptMark // last checkpoint per run; the scheduler goroutine's own
-	schedDone chan struct{}       // closed when the scheduler (and its closing checkpoint) is done
+	ckpt map[string]ckptMark // last checkpoint per run; the scheduler goroutine's own
+	// rollAfter is when the scheduler may next try to roll the
+	// checkpoints' bucket after a failed try; its own.
+	rollAfter time.Time
+	schedDone chan struct{} // closed when the scheduler (and its closing checkpoint) is done
 
 	closeOnce sync.Once
 	closeErr  error

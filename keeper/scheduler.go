@@ -153,11 +153,7 @@ func (k *Keeper) schedule(ctx context.Context) error {
 	if err := k.checkpointRuns(ctx); err != nil {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, checkpointRollTimeout)
-	defer cancel()
-	if err := k.kv.RollCheckpoints(rctx); err != nil {
-		k.stats.reject(k.log, "checkpoint: rolling its bucket failed", err)
-	}
+	k.rollCheckpoints(ctx)
 	return k.finishReports(ctx)
 }
 
