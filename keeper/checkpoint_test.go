@@ -1,8 +1,11 @@
 package keeper
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/wire/wiretest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // pondCalls is how many auth.test calls pond answered, whatever the status.
@@ -175,5 +179,55 @@ func TestCheckpointWaitGrowsWithTheCheckpoint(t *testing.T) {
 		if got := checkpointWait(c.size); got != c.want {
 			t.Errorf("checkpointWait(%d) = %v, want %v", c.size, got, c.want)
 		}
+	}
+}
+
+// A roll of the checkpoints' bucket that fails (here the next bucket's
+// name is taken by a stream of another configuration) is tried again
+// after checkpointRollBackoff, not at every scheduler pass, and
+// checkpoints keep going to the current bucket meanwhile.
+func TestCheckpointRollFailureBacksOff(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, err := jetstream.New(k.conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gen uint64
+	names := js.KeyValueStoreNames(ctx)
+	for name := range names.Name() {
+		if n, err := strconv.ParseUint(strings.TrimPrefix(name, DefaultBucket+"_ckpt_"), 10, 64); err == nil {
+			gen = max(gen, n)
+		}
+	}
+	if gen == 0 {
+		t.Fatalf("no checkpoint bucket beside %q (%v)", DefaultBucket, names.Error())
+	}
+	taken := fmt.Sprintf("%s_ckpt_%d", DefaultBucket, gen+1)
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: taken, History: 5}); err != nil {
+		t.Fatal(err)
+	}
+	// Written past twice the live record and past 192 KiB: a roll is due.
+	val := make([]byte, 100<<10)
+	for range 3 {
+		if err := k.kv.Put(ctx, "ckpt.probe", val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const cause = "checkpoint: rolling its bucket failed"
+	wiretest.WaitFor(t, 10*time.Second, "a failed roll", func() error {
+		if k.Rejections()[cause] == 0 {
+			return errString("no failed roll yet")
+		}
+		return nil
+	})
+	// The scheduler passes every half poll interval: 40 passes.
+	time.Sleep(20 * testPoll)
+	if n := k.Rejections()[cause]; n != 1 {
+		t.Errorf("%d failed rolls within %v of the first, want 1 (the next after %v)", n, 20*testPoll, checkpointRollBackoff)
+	}
+	if err := k.kv.Put(ctx, "ckpt.probe", []byte("after")); err != nil {
+		t.Errorf("a checkpoint put after the failed roll: %v", err)
 	}
 }
