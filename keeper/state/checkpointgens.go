@@ -146,16 +146,15 @@ func openCheckpointGens(ctx context.Context, js jetstream.JetStream, main jetstr
 		return nil, err
 	}
 	g.cur, g.curGen = cur, next
-	var from []source
+	var from []jetstream.KeyValue
 	for _, n := range gens {
 		kv, err := js.KeyValue(ctx, genName(bucket, n))
 		if err != nil {
 			return nil, fmt.Errorf("state: opening checkpoint bucket %q: %w", genName(bucket, n), err)
 		}
-		from = append(from, source{kv: kv, filter: checkpointKeys})
+		from = append(from, kv)
 	}
-	from = append(from, source{kv: main, filter: checkpointKeys})
-	copied, err := copyLive(ctx, cur, from)
+	copied, err := copyLive(ctx, cur, append(from, main))
 	if err != nil {
 		return nil, fmt.Errorf("state: rolling checkpoints into %q: %w", genName(bucket, next), err)
 	}
@@ -163,8 +162,8 @@ func openCheckpointGens(ctx context.Context, js jetstream.JetStream, main jetstr
 		g.addLive(key, n)
 	}
 	for _, n := range gens {
-		if err := js.DeleteKeyValue(ctx, genName(bucket, n)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("state: deleting checkpoint bucket %q, rolled into %q: %w", genName(bucket, n), genName(bucket, next), err)
+		if err := dropBucket(ctx, js, genName(bucket, n)); err != nil {
+			return nil, fmt.Errorf("%w, rolled into %q", err, genName(bucket, next))
 		}
 	}
 	for _, key := range copied.fromLast {
@@ -194,81 +193,82 @@ func (g *checkpointGens) create(ctx context.Context, js jetstream.JetStream, n u
 // put there is not the state's.
 const checkpointKeys = prefixCheckpoint + ">"
 
-// source is a bucket records are copied from; filter, if set, limits
-// them to the keys it matches.
-type source struct {
-	kv     jetstream.KeyValue
-	filter string
+// eachNewest calls fn with every live checkpoint record of each bucket
+// in from (younger first), and i, the bucket's index; newest is true when
+// no earlier bucket had a message (a put or a delete) for its key: the
+// record is the key's newest, and a key deleted in a younger bucket
+// stays deleted.
+func eachNewest(ctx context.Context, from []jetstream.KeyValue, fn func(i int, e jetstream.KeyValueEntry, newest bool) error) error {
+	seen := map[string]bool{}
+	for i, kv := range from {
+		err := eachLatest(ctx, kv, checkpointKeys, func(e jetstream.KeyValueEntry) error {
+			newest := !seen[e.Key()]
+			seen[e.Key()] = true
+			if e.Operation() != jetstream.KeyValuePut {
+				return nil
+			}
+			return fn(i, e, newest)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copied is what copyLive put, each key's size; and every live key of
-// the last source, copied or not.
+// the last bucket, copied or not.
 type copied struct {
 	sizes    map[string]int64
 	fromLast []string
 }
 
-// copyLive copies into dst, from each source in turn, every live record
-// of a key that no earlier source had a message for (a put or a delete)
-// and that dst has no message for. The sources go younger first, so a
-// record comes from the youngest bucket that knows its key, and a key
-// deleted there stays deleted.
-func copyLive(ctx context.Context, dst jetstream.KeyValue, from []source) (copied, error) {
+// copyLive copies into dst the newest live record of each key of the
+// buckets in from (eachNewest) that dst has no message for.
+func copyLive(ctx context.Context, dst jetstream.KeyValue, from []jetstream.KeyValue) (copied, error) {
 	out := copied{sizes: map[string]int64{}}
-	seen := map[string]bool{}
-	for i, src := range from {
-		err := eachLatest(ctx, src, func(e jetstream.KeyValueEntry) error {
-			key := e.Key()
-			if e.Operation() != jetstream.KeyValuePut {
-				seen[key] = true
-				return nil
-			}
-			if i == len(from)-1 {
-				out.fromLast = append(out.fromLast, key)
-			}
-			if seen[key] {
-				return nil
-			}
-			seen[key] = true
-			_, err := dst.Update(ctx, key, e.Value(), 0)
-			switch {
-			case err == nil:
-				out.sizes[key] = recordSize(key, e.Value())
-				return nil
-			case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-				return nil // dst has a newer put or a delete
-			default:
-				return fmt.Errorf("copying %s from %q: %w", key, src.kv.Bucket(), err)
-			}
-		})
-		if err != nil {
-			return out, err
+	err := eachNewest(ctx, from, func(i int, e jetstream.KeyValueEntry, newest bool) error {
+		if i == len(from)-1 {
+			out.fromLast = append(out.fromLast, e.Key())
 		}
-	}
-	return out, nil
+		if !newest {
+			return nil
+		}
+		_, err := dst.Update(ctx, e.Key(), e.Value(), 0)
+		switch {
+		case err == nil:
+			out.sizes[e.Key()] = recordSize(e.Key(), e.Value())
+			return nil
+		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			return nil // dst has a newer put or a delete
+		default:
+			return fmt.Errorf("copying %s from %q: %w", e.Key(), from[i].Bucket(), err)
+		}
+	})
+	return out, err
 }
 
 // eachLatest calls fn with the latest message (put or delete) of each key
-// of src, in stream order.
-func eachLatest(ctx context.Context, src source, fn func(jetstream.KeyValueEntry) error) error {
+// of kv that filter matches (every key for ""), in stream order.
+func eachLatest(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry) error) error {
 	var w jetstream.KeyWatcher
 	var err error
-	if src.filter != "" {
-		w, err = src.kv.WatchFiltered(ctx, []string{src.filter})
+	if filter != "" {
+		w, err = kv.WatchFiltered(ctx, []string{filter})
 	} else {
-		w, err = src.kv.WatchAll(ctx)
+		w, err = kv.WatchAll(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("reading %q: %w", src.kv.Bucket(), err)
+		return fmt.Errorf("reading %q: %w", kv.Bucket(), err)
 	}
 	defer w.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("reading %q: %w", src.kv.Bucket(), ctx.Err())
+			return fmt.Errorf("reading %q: %w", kv.Bucket(), ctx.Err())
 		case e, ok := <-w.Updates():
 			if !ok {
-				return fmt.Errorf("reading %q: watcher closed", src.kv.Bucket())
+				return fmt.Errorf("reading %q: watcher closed", kv.Bucket())
 			}
 			if e == nil { // every existing key has been delivered
 				return nil
@@ -278,6 +278,14 @@ func eachLatest(ctx context.Context, src source, fn func(jetstream.KeyValueEntry
 			}
 		}
 	}
+}
+
+// dropBucket deletes a checkpoint bucket; one already gone is no error.
+func dropBucket(ctx context.Context, js jetstream.JetStream, name string) error {
+	if err := js.DeleteKeyValue(ctx, name); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("state: deleting checkpoint bucket %q: %w", name, err)
+	}
+	return nil
 }
 
 func recordSize(key string, value []byte) int64 {
@@ -324,24 +332,20 @@ func (g *checkpointGens) del(ctx context.Context, key string) error {
 // and those of the one being rolled from that it lacks.
 func (g *checkpointGens) load(ctx context.Context) (map[string][]byte, error) {
 	g.mu.Lock()
-	from := []source{{kv: g.cur, filter: checkpointKeys}}
+	from := []jetstream.KeyValue{g.cur}
 	if g.prev != nil {
-		from = append(from, source{kv: g.prev, filter: checkpointKeys})
+		from = append(from, g.prev)
 	}
 	g.mu.Unlock()
 	out := map[string][]byte{}
-	seen := map[string]bool{}
-	for _, src := range from {
-		err := eachLatest(ctx, src, func(e jetstream.KeyValueEntry) error {
-			if !seen[e.Key()] && e.Operation() == jetstream.KeyValuePut {
-				out[e.Key()] = e.Value()
-			}
-			seen[e.Key()] = true
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("state: %w", err)
+	err := eachNewest(ctx, from, func(_ int, e jetstream.KeyValueEntry, newest bool) error {
+		if newest {
+			out[e.Key()] = e.Value()
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
 	}
 	return out, nil
 }
@@ -357,17 +361,11 @@ func (g *checkpointGens) rollDue() bool {
 // a bucket not yet deleted. Only one goroutine calls it (the keeper's
 // scheduler); puts and deletes may run beside it.
 func (g *checkpointGens) roll(ctx context.Context) error {
+	if err := g.dropDoomed(ctx); err != nil {
+		return err
+	}
 	g.mu.Lock()
 	js := g.js
-	if g.doomed != 0 {
-		name := genName(g.bucket, g.doomed)
-		g.mu.Unlock()
-		if err := js.DeleteKeyValue(ctx, name); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("state: deleting checkpoint bucket %q, rolled from: %w", name, err)
-		}
-		g.mu.Lock()
-		g.doomed = 0
-	}
 	if g.prev == nil {
 		if !g.rollDue() {
 			g.mu.Unlock()
@@ -387,7 +385,7 @@ func (g *checkpointGens) roll(ctx context.Context) error {
 	prev, cur := g.prev, g.cur
 	prevName, curName := genName(g.bucket, g.prevGen), genName(g.bucket, g.curGen)
 	g.mu.Unlock()
-	c, err := copyLive(ctx, cur, []source{{kv: prev, filter: checkpointKeys}})
+	c, err := copyLive(ctx, cur, []jetstream.KeyValue{prev})
 	if err != nil {
 		return fmt.Errorf("state: rolling checkpoints from %q into %q: %w", prevName, curName, err)
 	}
@@ -403,11 +401,25 @@ func (g *checkpointGens) roll(ctx context.Context) error {
 	g.prev, g.prevGen, g.gone = nil, 0, nil
 	g.rolls.Add(1)
 	g.mu.Unlock()
-	if err := js.DeleteKeyValue(ctx, prevName); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("state: deleting checkpoint bucket %q, rolled into %q: %w", prevName, curName, err)
+	return g.dropDoomed(ctx)
+}
+
+// dropDoomed deletes the bucket a finished roll copied from, if it is
+// still there.
+func (g *checkpointGens) dropDoomed(ctx context.Context) error {
+	g.mu.Lock()
+	n, js := g.doomed, g.js
+	g.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	if err := dropBucket(ctx, js, genName(g.bucket, n)); err != nil {
+		return err
 	}
 	g.mu.Lock()
-	g.doomed = 0
+	if g.doomed == n {
+		g.doomed = 0
+	}
 	g.mu.Unlock()
 	return nil
 }

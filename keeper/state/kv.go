@@ -228,26 +228,17 @@ func (k *KV) LoadAll(ctx context.Context) (map[string][]byte, error) {
 }
 
 func (k *KV) loadBucket(ctx context.Context) (map[string][]byte, error) {
-	w, err := k.handle().WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("state: reading KV bucket: %w", err)
-	}
-	defer w.Stop()
 	out := map[string][]byte{}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("state: reading KV bucket: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("state: reading KV bucket: watcher closed")
-			}
-			if e == nil { // every existing record has been delivered
-				return out, nil
-			}
+	err := eachLatest(ctx, k.handle(), "", func(e jetstream.KeyValueEntry) error {
+		if e.Operation() == jetstream.KeyValuePut {
 			out[e.Key()] = e.Value()
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
 	}
+	return out, nil
 }
 
 // MemPersister keeps records in memory: for tests and throwaway keepers.
