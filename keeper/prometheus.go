@@ -88,6 +88,7 @@ var goMemory = []struct{ name, sample, help string }{
 	{"koipond_keeper_go_heap_unused_bytes", "/memory/classes/heap/unused:bytes", "Go heap in spans that hold objects but not used by them (fragmentation)."},
 	{"koipond_keeper_go_heap_free_bytes", "/memory/classes/heap/free:bytes", "Go heap free and not yet returned to the OS (counted in RSS)."},
 	{"koipond_keeper_go_heap_released_bytes", "/memory/classes/heap/released:bytes", "Go heap free and returned to the OS (not in RSS)."},
+	{"koipond_keeper_go_gc_percent", "/gc/gogc:percent", "Go collector target (GOGC, koipond keeper --gc-percent): how many percent the heap may grow over its live data before a collection."},
 }
 
 func writeGoMemory(b *strings.Builder, metric func(name, typ, help string)) {

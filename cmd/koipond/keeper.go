@@ -51,6 +51,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	fs.StringVar(&cfg.NATSAuth.NKeySeedFile, "nats-nkey", "", "with --nats: NATS nkey seed `file`")
 	fs.StringVar(&cfg.NATSAuth.CredsFile, "nats-creds", "", "with --nats: NATS credentials `file`")
 	fs.StringVar(&cfg.NATSAuth.SwitchKeySeedFile, "keeper-key-seed", "", "nkey seed `file` to sign the switch with (default DIR/nats/control.nk, created at first start)")
+	gcPct := gcPercentFlag(fs, defaultKeeperGCPercent)
 	verbose := fs.BoolP("verbose", "v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -59,12 +60,18 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 		fmt.Fprintf(stderr, "koipond keeper: unexpected arguments %q\n", fs.Args())
 		return errUsage
 	}
+	gc, gcFrom, restore, err := applyGCPercent(fs, *gcPct)
+	if err != nil {
+		return configErrors(stderr, "keeper", []error{err})
+	}
+	defer restore()
 	if cfg.NATS != "" { // the embedded server uses its own keys
 		cfg.NATSToken = os.Getenv("KOIPOND_NATS_TOKEN")
 		cfg.NATSAuth.Password = os.Getenv("KOIPOND_NATS_PASSWORD")
 	}
 	cfg.UI = ui.Handler()
 	cfg.Logger = serverLogger(stderr, *verbose)
+	cfg.Logger.Debug("Go collector target", "gc_percent", gc, "from", gcFrom)
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return configErrors(stderr, "keeper", errs)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,6 +41,8 @@ func getLines(t *testing.T, url, token string) (int, []string) {
 // tell a run's metrics from the runtime's headroom.
 func TestMetricsShowGoMemory(t *testing.T) {
 	k := openKeeper(t, t.TempDir())
+	// The collector's target in force is said, whatever it is.
+	defer debug.SetGCPercent(debug.SetGCPercent(73))
 	runtime.GC() // the keeper runs in this process: its live heap is known after a collection
 	st, lines := getLines(t, "http://"+k.HTTPAddr()+"/metrics", "")
 	if st != 200 {
@@ -73,6 +76,9 @@ func TestMetricsShowGoMemory(t *testing.T) {
 	}
 	if objects+heap > total {
 		t.Errorf("heap classes %.0f and objects %.0f exceed the total %.0f", heap, objects, total)
+	}
+	if v := got["koipond_keeper_go_gc_percent"]; v != 73 {
+		t.Errorf("koipond_keeper_go_gc_percent %v, want 73", v)
 	}
 	// The live heap is what the last collection kept: a part of the
 	// total, and the embedded NATS server alone keeps some.
