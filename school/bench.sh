@@ -12,7 +12,8 @@
 # an embedded nats-server and a keeper stand-in in its own process, and
 # stops only the processes it started, by pid, even on failure or Ctrl-C.
 # Every loop is bounded in count and time. Takes about 4 minutes.
-# Two more modes, below: cpu (CPU per request beside a bare loop and k6)
+# Two more modes, below: cpu (CPU per request beside a bare loop, k6 and
+# Locust)
 # and soak (a long busy run with the real keeper, sampled to CSV and SVG).
 #
 # Usage: school/bench.sh [schoolbench run flags]
@@ -23,12 +24,15 @@
 #   CPU per request: KOI koi (default 2000) each holding a websocket and
 #   calling conversations.history (42 messages, ~6.6 KB, no post_actions)
 #   every EVERY (default 6s) on average; school CPU-s per 10,000 calls,
-#   then the bare Go loop and k6 making the same calls at the same rate
-#   against the same pond (phases history,history-bare,k6). The k6 row
-#   needs a k6 binary (K6=PATH or k6 on PATH) and is skipped, saying so,
-#   without one: the project does not build k6 (AGPL, not a dependency);
-#   build it outside the repository from a checkout of its v1.8.1 tag
-#   (`go build -o ~/bin/k6 .` there).
+#   then the bare Go loop, k6 and Locust making the same calls at the same
+#   rate against the same pond (phases history,history-bare,k6,locust).
+#   Each peer row is skipped, saying so, without its tool; neither is a
+#   dependency of the project:
+#   - k6 (K6=PATH or k6 on PATH): the project does not build k6 (AGPL);
+#     build it outside the repository from a checkout of its v1.8.1 tag
+#     (`go build -o ~/bin/k6 .` there);
+#   - Locust (LOCUST=PATH or locust on PATH), with websocket-client: on
+#     Debian `apt-get install python3-locust python3-websocket`.
 #   e.g. KOI=2000 school/bench.sh cpu --measure 60s ; K6=~/bin/k6 school/bench.sh cpu
 #
 # school/bench.sh soak [schoolbench soak flags]
@@ -86,7 +90,7 @@ run)
 		--n "${N:-5000}" --big "${BIG:-15000}" --sources "${SOURCES:-8}" --rate "${RATE:-2000}" "$@" &
 	;;
 cpu)
-	"$tmp/schoolbench" run --koipond "$tmp/koipond" --tmp "$tmp" --phases history,history-bare,k6 \
+	"$tmp/schoolbench" run --koipond "$tmp/koipond" --tmp "$tmp" --phases history,history-bare,k6,locust \
 		--history-koi "${KOI:-2000}" --history-every "${EVERY:-6s}" "$@" &
 	;;
 soak)

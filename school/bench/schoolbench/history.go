@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
@@ -18,8 +19,8 @@ import (
 // CPU per request: M koi, each holding a websocket and calling
 // conversations.history (42 messages, about 6.6 KB, nothing read from the
 // reply) once per --history-every on average; the school's CPU-seconds
-// per 10,000 calls beside the bare Go loop and k6 getting the same
-// replies from the same pond in the same run.
+// per 10,000 calls beside the bare Go loop, k6 and Locust getting the
+// same replies from the same pond in the same run.
 
 // historyChannel and historyLimit are the call: #general's newest 42
 // messages, the demo's limit.
@@ -158,12 +159,25 @@ func (h *harness) phaseHistoryBare() error {
 	return nil
 }
 
-// k6Path returns the k6 binary to use: --k6, else k6 on PATH, else "".
-func (h *harness) k6Path() string {
-	if h.k6 != "" {
-		return h.k6
+// peer is a standard load tool run beside the school with the equivalent
+// of historySet: its name and binary, its script (written to file under
+// the work directory), how to run it for hold, and how long it takes to
+// have every user calling.
+type peer struct {
+	name, bin, script, file string
+	env                     []string
+	argv                    func(script string, hold time.Duration) []string
+	warm                    time.Duration
+	// skip says how to get the tool when bin is "".
+	skip string
+}
+
+// binPath returns flag, else name on PATH, else "".
+func binPath(flag, name string) string {
+	if flag != "" {
+		return flag
 	}
-	if p, err := exec.LookPath("k6"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	return ""
@@ -171,42 +185,72 @@ func (h *harness) k6Path() string {
 
 // phaseK6: k6 running k6Script at the same rate against the same pond.
 func (h *harness) phaseK6() error {
-	k6 := h.k6Path()
-	if k6 == "" {
-		msg := "k6 row skipped: no k6 binary (give --k6 PATH or K6=PATH to school/bench.sh, or put k6 on PATH). The project never builds or requires k6 (AGPL): build it yourself outside this repository, e.g. `go build -o k6 .` in a checkout of k6's v1.8.1 tag"
+	return h.runPeer(peer{name: "k6", bin: binPath(h.k6, "k6"), script: k6Script, file: "history.k6.js",
+		env: []string{"K6_NO_USAGE_REPORT=true"},
+		argv: func(script string, hold time.Duration) []string {
+			return []string{"run", "--quiet", "-e", "POND_BASE=" + h.pondBase, "-e", "VUS=" + strconv.Itoa(h.historyKoi),
+				"-e", "EVERY_MS=" + strconv.FormatInt(h.historyEvery.Milliseconds(), 10), "-e", "HOLD_MS=" + strconv.FormatInt(hold.Milliseconds(), 10),
+				"-e", "FORM=" + historyForm, "-e", "MAX_DURATION=" + (hold + time.Minute).String(), script}
+		},
+		warm: 20 * time.Second, // k6 builds one JS runtime per VU first
+		skip: "give --k6 PATH or K6=PATH to school/bench.sh, or put k6 on PATH. The project never builds or requires k6 (AGPL): build it yourself outside this repository, e.g. `go build -o k6 .` in a checkout of k6's v1.8.1 tag"})
+}
+
+// locustScript is the Locust equivalent of historySet.
+//
+//go:embed history_locustfile.py
+var locustScript string
+
+// phaseLocust: Locust (MIT) running locustScript at the same rate against
+// the same pond, in one process as k6 runs: the peer where k6 may not be
+// built.
+func (h *harness) phaseLocust() error {
+	return h.runPeer(peer{name: "Locust", bin: binPath(h.locust, "locust"), script: locustScript, file: "history_locustfile.py",
+		env: []string{"EVERY_MS=" + strconv.FormatInt(h.historyEvery.Milliseconds(), 10), "FORM=" + historyForm},
+		argv: func(script string, hold time.Duration) []string {
+			return []string{"-f", script, "--headless", "--only-summary", "--loglevel", "WARNING", "--host", h.pondBase,
+				"-u", strconv.Itoa(h.historyKoi), "-r", strconv.Itoa(max(1, h.historyKoi/4)),
+				"-t", strconv.Itoa(int(hold.Seconds())) + "s", "--stop-timeout", "5"}
+		},
+		warm: 20 * time.Second, // 4 s of spawning, then each user's random phase
+		skip: "give --locust PATH or LOCUST=PATH to school/bench.sh, or put locust on PATH: on Debian `apt-get install python3-locust python3-websocket`, elsewhere `pip install locust websocket-client`"})
+}
+
+// runPeer runs t's script for a warm-up and h.measure and reports its
+// CPU-seconds per 10,000 calls beside the school's.
+func (h *harness) runPeer(t peer) error {
+	figure := fmt.Sprintf("cpu/request: %s, same script", t.name)
+	if t.bin == "" {
+		msg := fmt.Sprintf("%s row skipped: no %s binary (%s)", t.name, t.name, t.skip)
 		logf("%s", msg)
-		h.info("cpu/request: k6, same script", "skipped: no k6 binary (see note)")
+		h.info(figure, "skipped: no binary (see note)")
 		h.notes = append(h.notes, msg)
-		if history.ran {
+		if t.name == "k6" && history.ran {
 			// Only a pointer: another day, another load; not a verdict.
 			h.info("  school ÷ k6 as recorded in issue 14 (7.2 CPU-s per 10,000; not measured here)",
 				fmt.Sprintf("%.2f× (target ≤ 0.33×)", history.school.per10k/recordedK6Per10k))
 		}
 		return nil
 	}
-	if fi, err := os.Stat(k6); err != nil || fi.IsDir() {
-		return fmt.Errorf("--k6 %q: not a file", k6)
+	if fi, err := os.Stat(t.bin); err != nil || fi.IsDir() {
+		return fmt.Errorf("%s binary %q: not a file", t.name, t.bin)
 	}
-	script := filepath.Join(h.tmp, "history.k6.js")
-	if err := os.WriteFile(script, []byte(k6Script), 0o644); err != nil {
+	script := filepath.Join(h.tmp, t.file)
+	if err := os.WriteFile(script, []byte(t.script), 0o644); err != nil {
 		return err
 	}
-	warm := 20 * time.Second // k6 builds one JS runtime per VU first
-	hold := warm + h.measure + 5*time.Second
-	logf("== k6 (%s): %d VUs, conversations.history every %v, %v", k6, h.historyKoi, h.historyEvery, hold)
-	p, err := startProcEnv("k6", filepath.Join(h.tmp, "k6.log"), []string{"K6_NO_USAGE_REPORT=true"}, k6, "run", "--quiet",
-		"-e", "POND_BASE="+h.pondBase, "-e", "VUS="+strconv.Itoa(h.historyKoi),
-		"-e", "EVERY_MS="+strconv.FormatInt(h.historyEvery.Milliseconds(), 10), "-e", "HOLD_MS="+strconv.FormatInt(hold.Milliseconds(), 10),
-		"-e", "FORM="+historyForm, "-e", "MAX_DURATION="+(hold+time.Minute).String(), script)
+	hold := t.warm + h.measure + 5*time.Second
+	logf("== %s (%s): %d users, conversations.history every %v, %v", t.name, t.bin, h.historyKoi, h.historyEvery, hold)
+	p, err := startProcEnv(t.name, filepath.Join(h.tmp, strings.ToLower(t.name)+".log"), t.env, append([]string{t.bin}, t.argv(script, hold)...)...)
 	if err != nil {
 		return err
 	}
 	defer stop(p, 10*time.Second)
-	if !sleepCtx(h.ctx, warm) {
+	if !sleepCtx(h.ctx, t.warm) {
 		return h.ctx.Err()
 	}
 	if p.Exited() {
-		return fmt.Errorf("k6 exited early (%v):\n%s", p.Err(), supervise.Tail(p.Log, 20))
+		return fmt.Errorf("%s exited early (%v):\n%s", t.name, p.Err(), supervise.Tail(p.Log, 20))
 	}
 	st, _ := supervise.PondStats(h.ctx, h.pondBase)
 	r, err := h.historyWindow(p)
@@ -214,12 +258,13 @@ func (h *harness) phaseK6() error {
 		return err
 	}
 	rss, _, _ := rssKiB(p.Pid())
-	logf("k6: %d calls (non-200: %d) = %.0f/s; %.1f%% of a core → %.3f CPU-s per 10,000 calls; RSS %.1f MiB; pond websockets_open %d at the start of the window; load %s",
-		r.calls, r.bad, r.rate, r.cpuPct, r.per10k, mib(rss), st.WebsocketsOpen, r.load)
-	h.info("cpu/request: k6, same script", fmt.Sprintf("%.3f CPU-s per 10,000 (%.0f calls/s, %.1f%% of a core, RSS %.1f MiB; load %s)", r.per10k, r.rate, r.cpuPct, mib(rss), r.load))
+	logf("%s: %d calls (non-200: %d) = %.0f/s; %.1f%% of a core → %.3f CPU-s per 10,000 calls; RSS %.1f MiB; pond websockets_open %d at the start of the window; load %s",
+		t.name, r.calls, r.bad, r.rate, r.cpuPct, r.per10k, mib(rss), st.WebsocketsOpen, r.load)
+	h.info(figure, fmt.Sprintf("%.3f CPU-s per 10,000 (%.0f calls/s, %.1f%% of a core, RSS %.1f MiB, %d websockets open; load %s)",
+		r.per10k, r.rate, r.cpuPct, mib(rss), st.WebsocketsOpen, r.load))
 	if history.ran && r.per10k > 0 {
 		ratio := history.school.per10k / r.per10k
-		h.row("cpu/request: school ÷ k6", "≤ 1/3 (0.33×)", fmt.Sprintf("%.2f×", ratio), ratio <= 1.0/3)
+		h.row("cpu/request: school ÷ "+t.name, "≤ 1/3 (0.33×)", fmt.Sprintf("%.2f×", ratio), ratio <= 1.0/3)
 	}
 	return nil
 }

@@ -430,6 +430,7 @@ type harness struct {
 	historyKoi   int           // koi of the history phases
 	historyEvery time.Duration // mean period of their calls
 	k6           string        // k6 binary for the k6 phase ("": PATH)
+	locust       string        // locust for the locust phase ("": PATH)
 }
 
 func (h *harness) row(figure, target, got string, pass bool) {
@@ -452,7 +453,7 @@ func runHarness(args []string) error {
 	fs := flag.NewFlagSet("schoolbench run", flag.ContinueOnError)
 	koipond := fs.String("koipond", "", "koipond binary (default: go build -o TMP/koipond ./cmd/koipond)")
 	goBin := fs.String("go", "go", "go command, to build koipond when --koipond is not given")
-	phases := fs.String("phases", "boot,density,big,busy,bare", "comma-separated phases: boot (N idle koi booted with the ramp unlimited: boot time, then RSS and CPU), density (N idle koi booted at --density-ramp: RSS and CPU), big (BIG idle koi), busy (cost per call + stop latency), bare (the bare loop), and, not by default, history (CPU per request: --history-koi koi calling conversations.history every --history-every), history-bare (the bare loop making those calls), k6 (k6 making them, if a k6 binary is there)")
+	phases := fs.String("phases", "boot,density,big,busy,bare", "comma-separated phases: boot (N idle koi booted with the ramp unlimited: boot time, then RSS and CPU), density (N idle koi booted at --density-ramp: RSS and CPU), big (BIG idle koi), busy (cost per call + stop latency), bare (the bare loop), and, not by default, history (CPU per request: --history-koi koi calling conversations.history every --history-every), history-bare (the bare loop making those calls), k6 (k6 making them, if a k6 binary is there), locust (Locust making them, if locust is there)")
 	pondPort := fs.Int("pond-port", 19290, "pond's port on 127.0.0.1")
 	schoolPort := fs.Int("school-port", 19291, "the school's --http port on 127.0.0.1")
 	n := fs.Int("n", 5000, "koi for boot, density, cost and stop")
@@ -466,9 +467,10 @@ func runHarness(args []string) error {
 	settle := fs.Duration("settle", 10*time.Second, "wait after connecting before measuring")
 	measure := fs.Duration("measure", 20*time.Second, "cost-per-call window")
 	timeout := fs.Duration("timeout", 20*time.Minute, "bound on the whole run")
-	historyKoi := fs.Int("history-koi", 2000, "koi (and bare-loop goroutines, k6 VUs) of the history phases")
+	historyKoi := fs.Int("history-koi", 2000, "koi (and bare-loop goroutines, k6 VUs, Locust users) of the history phases")
 	historyEvery := fs.Duration("history-every", 6*time.Second, "mean period of each koi's conversations.history call")
 	k6 := fs.String("k6", os.Getenv("K6"), "k6 binary for the k6 phase (default $K6, else k6 on PATH; absent: the row is skipped)")
+	locust := fs.String("locust", os.Getenv("LOCUST"), "locust command for the locust phase (default $LOCUST, else locust on PATH; absent: the row is skipped)")
 	tmpDir := fs.String("tmp", "", "work directory for binaries and logs (default: a new temporary one, removed at the end)")
 	var schoolEnv, schoolArgs, pondArgs listFlag
 	fs.Var(&schoolArgs, "school-arg", "extra argument for every `koipond school` (repeatable; e.g. --school-arg=--fire-granularity=0 to compare)")
@@ -522,7 +524,7 @@ func runHarness(args []string) error {
 		schoolHTTP: fmt.Sprintf("127.0.0.1:%d", *schoolPort),
 		n:          *n, big: *big, sources: *sources, bigRamp: *bigRamp, rate: *rate,
 		idle: *idle, settle: *settle, measure: *measure, densityRamp: *densityRamp, hold: *hold, schoolEnv: schoolEnv, schoolArgs: schoolArgs,
-		historyKoi: *historyKoi, historyEvery: *historyEvery, k6: *k6}
+		historyKoi: *historyKoi, historyEvery: *historyEvery, k6: *k6, locust: *locust}
 	if len(schoolArgs) > 0 {
 		h.notes = append(h.notes, "school arguments: "+strings.Join(schoolArgs, " "))
 	}
@@ -591,7 +593,7 @@ func runHarness(args []string) error {
 		name string
 		f    func() error
 	}{{"boot", func() error { return h.phaseIdle(0) }}, {"density", func() error { return h.phaseIdle(h.densityRamp) }}, {"big", h.phaseBig}, {"busy", h.phaseBusy}, {"bare", h.phaseBare},
-		{"history", h.phaseHistory}, {"history-bare", h.phaseHistoryBare}, {"k6", h.phaseK6}} {
+		{"history", h.phaseHistory}, {"history-bare", h.phaseHistoryBare}, {"k6", h.phaseK6}, {"locust", h.phaseLocust}} {
 		if !want[ph.name] || ctx.Err() != nil {
 			continue
 		}
