@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 
 	"github.com/spf13/pflag"
 )
@@ -46,8 +47,12 @@ func applyGCPercent(fs *pflag.FlagSet, pct int) (int, string, func(), error) {
 	if given {
 		from = "--gc-percent"
 	} else if env, ok := os.LookupEnv("GOGC"); ok && env != "" {
-		cur := debug.SetGCPercent(-1)
-		debug.SetGCPercent(cur)
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		cur := -1 // unknown to this Go version
+		if s[0].Value.Kind() == metrics.KindUint64 {
+			cur = int(s[0].Value.Uint64())
+		}
 		return cur, "GOGC=" + env, func() {}, nil
 	}
 	prev := debug.SetGCPercent(pct)
