@@ -11,8 +11,9 @@ import random
 
 import gevent
 import websocket
-from locust import constant_pacing, events, task
+from locust import constant_pacing, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.exception import StopUser
 
 EVERY = int(os.environ["EVERY_MS"]) / 1000.0
 FORM = os.environ["FORM"]
@@ -29,12 +30,11 @@ class Koi(FastHttpUser):
             "Content-Type": "application/x-www-form-urlencoded",
         }
         r = self.client.post("/api/rtm.connect", data="", headers=self.headers)
-        if r.status_code != 200 or r.json().get("ok") is not True:
-            events.request.fire(request_type="WS", name="rtm.connect", response_time=0,
-                                response_length=0, exception=Exception("rtm.connect: HTTP %d" % r.status_code))
-            self.stop()
-            return
-        self.ws = websocket.create_connection(r.json()["url"])
+        body = r.json() if r.status_code == 200 else {}
+        if body.get("ok") is not True:
+            print("rtm.connect: HTTP %d" % r.status_code)
+            raise StopUser()
+        self.ws = websocket.create_connection(body["url"])
         self.reader = gevent.spawn(self._read)
         gevent.sleep(random.random() * EVERY)
 
