@@ -249,15 +249,10 @@ func copyLive(ctx context.Context, dst jetstream.KeyValue, from []jetstream.KeyV
 }
 
 // eachLatest calls fn with the latest message (put or delete) of each key
-// of kv that filter matches (every key for ""), in stream order.
-func eachLatest(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry) error) error {
-	var w jetstream.KeyWatcher
-	var err error
-	if filter != "" {
-		w, err = kv.WatchFiltered(ctx, []string{filter})
-	} else {
-		w, err = kv.WatchAll(ctx)
-	}
+// of kv that keys matches (jetstream.AllKeys for every key), in stream
+// order.
+func eachLatest(ctx context.Context, kv jetstream.KeyValue, keys string, fn func(jetstream.KeyValueEntry) error) error {
+	w, err := kv.Watch(ctx, keys)
 	if err != nil {
 		return fmt.Errorf("reading %q: %w", kv.Bucket(), err)
 	}

@@ -122,7 +122,7 @@ func (e *gensEnv) live(t *testing.T, name, prefix string) map[string]string {
 		t.Fatal(err)
 	}
 	out := map[string]string{}
-	err = eachLatest(e.ctx, kv, "", func(en jetstream.KeyValueEntry) error {
+	err = eachLatest(e.ctx, kv, jetstream.AllKeys, func(en jetstream.KeyValueEntry) error {
 		if en.Operation() == jetstream.KeyValuePut && strings.HasPrefix(en.Key(), prefix) {
 			out[en.Key()] = string(en.Value())
 		}

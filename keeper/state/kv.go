@@ -229,7 +229,7 @@ func (k *KV) LoadAll(ctx context.Context) (map[string][]byte, error) {
 
 func (k *KV) loadBucket(ctx context.Context) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	err := eachLatest(ctx, k.handle(), "", func(e jetstream.KeyValueEntry) error {
+	err := eachLatest(ctx, k.handle(), jetstream.AllKeys, func(e jetstream.KeyValueEntry) error {
 		if e.Operation() == jetstream.KeyValuePut {
 			out[e.Key()] = e.Value()
 		}
