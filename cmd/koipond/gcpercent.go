@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"runtime/metrics"
 
 	"github.com/spf13/pflag"
 )
@@ -32,29 +31,19 @@ const (
 )
 
 // applyGCPercent sets the collector's target from --gc-percent when it
-// was given, else from GOGC when the environment sets it (the runtime
-// read it at start: nothing to do), else the flag's default. It returns
-// the target in force, where it came from and how to put back the one
-// before (the command restores it when it returns: the tests run
-// commands in one process), or an error for a value out of range, before
-// anything is changed.
-func applyGCPercent(fs *pflag.FlagSet, pct int) (int, string, func(), error) {
+// was given, else leaves GOGC's when the environment sets it (the runtime
+// read it at start), else sets the flag's default; /metrics says which
+// is in force. It returns how to put back the target before (the command
+// restores it when it returns: the tests run commands in one process),
+// or an error for a value out of range, before anything is changed.
+func applyGCPercent(fs *pflag.FlagSet, pct int) (restore func(), err error) {
 	given := fs.Changed("gc-percent")
 	if given && (pct < minGCPercent || pct > maxGCPercent) {
-		return 0, "", nil, fmt.Errorf("--gc-percent %d: must be %d–%d (how many percent the heap may grow over its live data before a collection)", pct, minGCPercent, maxGCPercent)
+		return nil, fmt.Errorf("--gc-percent %d: must be %d–%d (how many percent the heap may grow over its live data before a collection)", pct, minGCPercent, maxGCPercent)
 	}
-	from := "default"
-	if given {
-		from = "--gc-percent"
-	} else if env, ok := os.LookupEnv("GOGC"); ok && env != "" {
-		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-		metrics.Read(s)
-		cur := -1 // unknown to this Go version
-		if s[0].Value.Kind() == metrics.KindUint64 {
-			cur = int(s[0].Value.Uint64())
-		}
-		return cur, "GOGC=" + env, func() {}, nil
+	if env, ok := os.LookupEnv("GOGC"); !given && ok && env != "" {
+		return func() {}, nil
 	}
 	prev := debug.SetGCPercent(pct)
-	return pct, from, func() { debug.SetGCPercent(prev) }, nil
+	return func() { debug.SetGCPercent(prev) }, nil
 }

@@ -60,7 +60,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 		fmt.Fprintf(stderr, "koipond keeper: unexpected arguments %q\n", fs.Args())
 		return errUsage
 	}
-	gc, gcFrom, restore, err := applyGCPercent(fs, *gcPct)
+	restore, err := applyGCPercent(fs, *gcPct)
 	if err != nil {
 		return configErrors(stderr, "keeper", []error{err})
 	}
@@ -71,7 +71,6 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	}
 	cfg.UI = ui.Handler()
 	cfg.Logger = serverLogger(stderr, *verbose)
-	cfg.Logger.Debug("Go collector target", "gc_percent", gc, "from", gcFrom)
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return configErrors(stderr, "keeper", errs)
 	}
