@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,9 +9,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // The keeper's collector target: 50 by default, the flag's when given,
@@ -85,35 +81,19 @@ func currentGCPercent() int {
 // and waits for it to return.
 func keeperGCPercentOnMetrics(t *testing.T, args ...string) int {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"keeper", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1", "--data", t.TempDir()}, args...), &out, &errOut)
-	}()
-	api := regexp.MustCompile(`UI (http://\S+)/`)
-	wiretest.WaitFor(t, 30*time.Second, "the keeper's address in its output", func() error {
-		if !api.MatchString(out.String()) {
-			return fmt.Errorf("output so far:\n%s\n%s", out.String(), errOut.String())
-		}
-		return nil
-	})
-	resp, err := http.Get(api.FindStringSubmatch(out.String())[1] + "/metrics")
+	m, stop := serveCmd(t, regexp.MustCompile(`UI (http://\S+)/`), append([]string{"keeper", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1", "--data", t.TempDir()}, args...)...)
+	defer stop()
+	resp, err := http.Get(m[1] + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	got := -1
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "koipond_keeper_go_gc_percent "); ok {
 			fmt.Sscan(v, &got)
 		}
-	}
-	resp.Body.Close()
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("keeper returned %v\n%s", err, errOut.String())
 	}
 	return got
 }

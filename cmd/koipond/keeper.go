@@ -42,7 +42,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	fs.StringVar(&cfg.WarehouseDir, "warehouse-dir", "", "`folder` under which the API may read local warehouse exports (s3:// is always allowed)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the keeper's `URL` as people reach it, for links in notifications (default http://ADDR of --http)")
 	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics without a token even with --tokens (default: a viewer token is needed)")
-	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ (profiling) on --http; with --tokens it needs an admin token")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ (profiling) on --http; with --tokens it needs an admin token. Heap allocations are sampled for the heap profile only with it")
 	fs.DurationVar(&cfg.PollInterval, "poll", keeper.DefaultPollInterval, "school poll interval")
 	fs.DurationVar(&cfg.Lease, "lease", keeper.DefaultLease, "school lease")
 	fs.DurationVar(&cfg.StartupTimeout, "startup-timeout", keeper.DefaultStartupTimeout, "how long to wait at start for NATS JetStream to serve the state bucket (a new cluster elects its leaders first)")
@@ -73,6 +73,9 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	cfg.Logger = serverLogger(stderr, *verbose)
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return configErrors(stderr, "keeper", errs)
+	}
+	if cfg.Pprof {
+		sampleHeapForProfiles()
 	}
 	k, err := api.Open(ctx, cfg)
 	if err != nil {

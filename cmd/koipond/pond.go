@@ -48,7 +48,7 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 	writeTimeout := fs.Duration("write-timeout", pond.DefaultWriteTimeout, "websocket write timeout (slow consumer)")
 	pingInterval := fs.Duration("ping-interval", pond.DefaultPingInterval, "websocket ping interval (negative: off)")
 	verbose := fs.BoolP("verbose", "v", false, "log every slow-consumer drop")
-	pprof := fs.Bool("pprof", false, "serve /debug/pprof/ (profiling)")
+	pprof := fs.Bool("pprof", false, "serve /debug/pprof/ (profiling). Heap allocations are sampled for the heap profile only with it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -113,6 +113,9 @@ its id is U<i in six digits>. Rate limits: --rate-limit METHOD|tierN=N/DUR
 	}
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	if cfg.Pprof {
+		sampleHeapForProfiles()
 	}
 	srv, err := pond.Open(ctx, cfg)
 	if err != nil {

@@ -39,7 +39,7 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	memLimit := fs.String("memory-limit", "", "memory ceiling, e.g. 2GiB (default: 90% of the container's cgroup limit, else half the RAM); near it the school closes the koi of the run using the most memory")
 	replyBudget := fs.String("reply-budget", "", "bytes all koi may hold in replies being read and decoded (default: a quarter of --memory-limit)")
 	httpAddr := fs.String("http", "", "serve /healthz and /metrics on this address (e.g. 127.0.0.1:9100)")
-	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on --http (profiling)")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on --http (profiling). Heap allocations are sampled for the heap profile only with it")
 	verbose := fs.BoolP("verbose", "v", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -77,6 +77,9 @@ koi, closes websockets with a close frame and exits within 5 seconds.`, stderr)
 	cfg.Logger = serverLogger(stderr, *verbose)
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return configErrors(stderr, "school", errs)
+	}
+	if cfg.Pprof {
+		sampleHeapForProfiles()
 	}
 	s, err := school.Open(ctx, cfg)
 	if err != nil {
