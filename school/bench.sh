@@ -45,6 +45,8 @@
 #   koi at each sample after the first minute, the last 2 minutes' slope
 #   in % per minute, growth per 10 minutes over the last 20, CPU) and the
 #   keeper's RSS growth for the run. OUT defaults to /tmp/koipond-soak-<time> (kept).
+#   The keeper runs as deployed, without --pprof; --keeper-pprof serves
+#   its profiles (and so samples its heap) and saves its heap profile.
 #   e.g. school/bench.sh soak                                  # 5,000 koi, 5 min
 #        TIME_SCALE=10 DURATION=2m school/bench.sh soak
 #        DURATION=30m school/bench.sh soak                     # the 30-min soak

@@ -41,6 +41,7 @@ type soakConfig struct {
 	users, channels       int
 	timeout               time.Duration
 	keepWorkDir           bool
+	keeperPprof           bool
 	schoolEnv, schoolArgs listFlag
 }
 
@@ -93,6 +94,7 @@ func runSoak(args []string) error {
 	fs.IntVar(&c.schoolPort, "school-port", 19393, "first school's --http port on 127.0.0.1 (the next ones follow)")
 	fs.IntVar(&c.users, "users", 0, "pond users (default: max(koi, 5000), as the demo)")
 	fs.IntVar(&c.channels, "channels", 200, "pond channels, as the demo's")
+	fs.BoolVar(&c.keeperPprof, "keeper-pprof", false, "run the keeper with --pprof, which also samples its heap for profiles (as deployed it does neither), and save its heap profile at the end")
 	fs.DurationVar(&c.timeout, "timeout", 0, "bound on the whole soak (default: duration + 5m)")
 	fs.Var(&c.schoolEnv, "school-env", "KEY=VALUE added to each school's environment (repeatable)")
 	fs.Var(&c.schoolArgs, "school-arg", "extra argument for `koipond school` (repeatable)")
@@ -170,9 +172,12 @@ func soak(ctx context.Context, c soakConfig) error {
 	if _, _, err := waitStats(ctx, pondBase, 100*time.Millisecond, 30*time.Second, func(pond.Stats) bool { return true }); err != nil {
 		return fmt.Errorf("pond did not come up: %v\n%s", err, supervise.Tail(pp.Log, 20))
 	}
-	kp, err := startProc("keeper", filepath.Join(c.out, "keeper.log"), c.koipond, "keeper",
-		"--http", fmt.Sprintf("127.0.0.1:%d", c.keeperPort), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", c.natsPort),
-		"--data", filepath.Join(c.out, "keeper-data"), "--nats-insecure", "--pprof")
+	keeperArgs := []string{c.koipond, "keeper", "--http", fmt.Sprintf("127.0.0.1:%d", c.keeperPort), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", c.natsPort),
+		"--data", filepath.Join(c.out, "keeper-data"), "--nats-insecure"}
+	if c.keeperPprof {
+		keeperArgs = append(keeperArgs, "--pprof")
+	}
+	kp, err := startProc("keeper", filepath.Join(c.out, "keeper.log"), keeperArgs...)
 	if err != nil {
 		return err
 	}
@@ -290,10 +295,16 @@ func soak(ctx context.Context, c soakConfig) error {
 		return err
 	}
 	growth := keeperGrowth{rssKiB: keeperAfter.RSSKiB - keeperBefore.RSSKiB}
-	heapProfile := filepath.Join(c.out, "keeper.heap.pprof")
+	heapProfile := ""
+	if c.keeperPprof {
+		heapProfile = filepath.Join(c.out, "keeper.heap.pprof")
+	}
 	if heapAfter, err := keeperLiveHeap(ctx, keeperBase, heapProfile); err == nil && heapErr == nil {
 		growth.liveHeap, growth.heapKnown = heapAfter-heapBefore, true
-		logf("keeper live heap (after a GC): %.1f MiB before the run, %.1f MiB at the end; its heap profile: %s", mib(heapBefore>>10), mib(heapAfter>>10), heapProfile)
+		logf("keeper live heap (as its last GC found it) and history stores: %.1f MiB before the run, %.1f MiB at the end", mib(heapBefore>>10), mib(heapAfter>>10))
+		if heapProfile != "" {
+			logf("the keeper's heap profile: %s", heapProfile)
+		}
 	} else if err != nil {
 		logf("the keeper's live heap at the end: %v", err)
 	}
@@ -323,7 +334,10 @@ func soak(ctx context.Context, c soakConfig) error {
 	fmt.Fprintf(&sum, "keeper memory for the run: RSS %.1f MiB before it was created, %.1f MiB at the end: %+.1f MiB",
 		mib(keeperBefore.RSSKiB), mib(keeperAfter.RSSKiB), mib(growth.rssKiB))
 	if growth.heapKnown {
-		fmt.Fprintf(&sum, "; live heap after a GC, with the history stores outside it, %+.1f MiB (profile: %s)", mib(growth.liveHeap>>10), heapProfile)
+		fmt.Fprintf(&sum, "; live heap (as its last GC found it), with the history stores outside it, %+.1f MiB", mib(growth.liveHeap>>10))
+		if heapProfile != "" {
+			fmt.Fprintf(&sum, " (profile: %s)", heapProfile)
+		}
 	}
 	fmt.Fprintln(&sum)
 	fmt.Fprint(&sum, keeperGrowthLine(of("keeper", samples), gauges))
@@ -486,41 +500,47 @@ func scrapeMetrics(ctx context.Context, url string, names ...string) (map[string
 	return got, sc.Err()
 }
 
-// keeperLiveHeap forces a garbage collection in the keeper (its heap
-// profile with gc=1; the keeper runs with --pprof), saves the profile to
-// file unless it is "", and returns the bytes its heap's objects then
-// hold, from its /metrics, with what its runs' history stores hold
-// outside the heap (koipond_keeper_history_store_bytes, where the keeper
-// has it).
+// keeperLiveHeap returns what the keeper holds for its runs: its live
+// heap as its last garbage collection found it (it collects every few
+// seconds under load) and what its runs' history stores hold outside the
+// heap, from its /metrics. With file, it first takes the keeper's heap
+// profile with gc=1 (the keeper runs with --pprof), which makes that
+// collection a fresh one, and saves the profile to file.
 func keeperLiveHeap(ctx context.Context, keeperBase, file string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, keeperBase+"/debug/pprof/heap?gc=1", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := metricsClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("keeper heap profile: HTTP %d", resp.StatusCode)
-	}
-	prof, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return 0, fmt.Errorf("keeper heap profile: %w", err)
-	}
 	if file != "" {
-		if err := os.WriteFile(file, prof, 0o644); err != nil {
+		if err := saveHeapProfile(ctx, keeperBase, file); err != nil {
 			return 0, err
 		}
 	}
-	m, err := scrapeMetrics(ctx, keeperBase+"/metrics", "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_history_store_bytes")
+	m, err := scrapeMetrics(ctx, keeperBase+"/metrics", "koipond_keeper_go_heap_live_bytes", "koipond_keeper_history_store_bytes")
 	if err != nil {
 		return 0, err
 	}
-	v, ok := m["koipond_keeper_go_heap_objects_bytes"]
+	v, ok := m["koipond_keeper_go_heap_live_bytes"]
 	if !ok {
-		return 0, errors.New("the keeper's /metrics has no koipond_keeper_go_heap_objects_bytes")
+		return 0, errors.New("the keeper's /metrics has no koipond_keeper_go_heap_live_bytes")
 	}
 	return int64(v + m["koipond_keeper_history_store_bytes"]), nil
+}
+
+// saveHeapProfile saves the keeper's heap profile, taken after a forced
+// garbage collection, to file.
+func saveHeapProfile(ctx context.Context, keeperBase, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, keeperBase+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("keeper heap profile: HTTP %d", resp.StatusCode)
+	}
+	prof, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("keeper heap profile: %w", err)
+	}
+	return os.WriteFile(file, prof, 0o644)
 }

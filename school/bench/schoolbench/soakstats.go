@@ -260,7 +260,7 @@ func soakVerdicts(figs map[string]soakFigures, names []string, keeper keeperGrow
 	rss := float64(keeper.rssKiB) * 1024 / 1e6
 	if keeper.heapKnown {
 		live := float64(keeper.liveHeap) / 1e6
-		judge(live <= 16, "keeper: memory for the run (live heap and history store growth since it was created, after a GC) ≤ 16 MB: %.1f MB (RSS growth %.1f MB)", live, rss)
+		judge(live <= 16, "keeper: memory for the run (live heap, as its last GC found it, and history store growth since it was created) ≤ 16 MB: %.1f MB (RSS growth %.1f MB)", live, rss)
 	} else {
 		judge(rss <= 16, "keeper: memory for the run (RSS growth since it was created) ≤ 16 MB: %.1f MB", rss)
 	}
@@ -268,7 +268,7 @@ func soakVerdicts(figs map[string]soakFigures, names []string, keeper keeperGrow
 }
 
 // keeperGrowth is what the keeper took on over a soak: its RSS, and its
-// live heap (objects after a forced GC) when its /metrics and --pprof said.
+// live heap (as its last GC found it) when its /metrics said.
 type keeperGrowth struct {
 	rssKiB    int64
 	liveHeap  int64 // bytes
