@@ -12,9 +12,10 @@ import (
 // the call stack of one allocation in every 512 KiB, for the life of the
 // process, in a table that only grows: 1.4 MiB of hash index mapped at
 // the first sample, its pages touched as new stacks arrive, and a record
-// for each stack that is never freed. In a keeper serving a busy run for
-// days that was a slow climb (about 150 KiB per 10 minutes of resident
-// memory in a 30-minute soak) for a profile that only --pprof can read.
+// for each stack that is never freed. In a keeper serving a busy run
+// that was a slow climb (about half of its anonymous memory's growth in
+// a 30-minute soak, some 250 KiB per 10 minutes) for a profile that only
+// --pprof can read.
 // So the binary turns sampling off as main starts, and a command turns it
 // back on, at the rate the process started with, when it serves
 // /debug/pprof/. GODEBUG=memprofilerate=N, set by the operator, is left
