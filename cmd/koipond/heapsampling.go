@@ -22,10 +22,9 @@ import (
 // as it is.
 var heapSampling struct {
 	mu sync.Mutex
-	// start is the rate the process started with; off says main turned
-	// sampling off and no command has turned it back on.
-	start int
-	off   bool
+	// stopped is the rate the process started with while main has it
+	// turned off, 0 otherwise (not turned off, or back on).
+	stopped int
 }
 
 // stopHeapSampling turns the heap sampling off for the whole process
@@ -41,8 +40,7 @@ func stopHeapSampling() {
 	if runtime.MemProfileRate == 0 {
 		return
 	}
-	heapSampling.start, heapSampling.off = runtime.MemProfileRate, true
-	runtime.MemProfileRate = 0
+	heapSampling.stopped, runtime.MemProfileRate = runtime.MemProfileRate, 0
 }
 
 // sampleHeapForProfiles turns the heap sampling back on, at the rate the
@@ -52,8 +50,8 @@ func stopHeapSampling() {
 func sampleHeapForProfiles() {
 	heapSampling.mu.Lock()
 	defer heapSampling.mu.Unlock()
-	if heapSampling.off {
-		runtime.MemProfileRate, heapSampling.off = heapSampling.start, false
+	if heapSampling.stopped != 0 {
+		runtime.MemProfileRate, heapSampling.stopped = heapSampling.stopped, 0
 	}
 }
 
