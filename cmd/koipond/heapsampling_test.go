@@ -34,7 +34,7 @@ func TestHeapSampledOnlyWhereProfilesAreServed(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		heapSampling.mu.Lock()
-		runtime.MemProfileRate, heapSampling.off = start, false
+		runtime.MemProfileRate, heapSampling.stopped = start, 0
 		heapSampling.mu.Unlock()
 	})
 
@@ -69,9 +69,7 @@ func TestHeapSampledOnlyWhereProfilesAreServed(t *testing.T) {
 		{"pond", regexp.MustCompile(`pond listening on \S+ \(api (http://\S+)/api/`), []string{"pond", "--http", "127.0.0.1:0"}},
 		{"school", regexp.MustCompile(`healthz=(http://\S+)/healthz`), []string{"school", "--nats", m[2], "--http", "127.0.0.1:0"}},
 	} {
-		heapSampling.mu.Lock()
-		runtime.MemProfileRate, heapSampling.off = 0, true // as main left it
-		heapSampling.mu.Unlock()
+		stopHeapSampling() // as main leaves it
 		sm, stop := serveCmd(t, c.out, append(c.args, "--pprof")...)
 		wantRate(t, c.name+" --pprof", sm[1], start)
 		stop()
@@ -99,10 +97,11 @@ func wantRate(t *testing.T, what, base string, rate int) {
 
 // serveCmd runs a serving command with args in this process until out
 // matches its output (stdout or stderr), and returns the match and how
-// to stop the command and wait for it to return.
+// to stop the command and wait for it to return (call it once).
 func serveCmd(t *testing.T, out *regexp.Regexp, args ...string) ([]string, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // a test that fails before stop leaves no command running
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, &stdout, &stderr) }()
@@ -113,12 +112,7 @@ func serveCmd(t *testing.T, out *regexp.Regexp, args ...string) ([]string, func(
 		}
 		return nil
 	})
-	stopped := false
 	return m, func() {
-		if stopped {
-			return
-		}
-		stopped = true
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("koipond %s returned %v\n%s", args[0], err, stderr.String())
