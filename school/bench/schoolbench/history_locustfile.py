@@ -30,8 +30,11 @@ class Koi(FastHttpUser):
             "Content-Type": "application/x-www-form-urlencoded",
         }
         r = self.client.post("/api/rtm.connect", data="", headers=self.headers)
-        body = r.json() if r.status_code == 200 else {}
-        if body.get("ok") is not True:
+        try:
+            body = r.json() if r.status_code == 200 else {}
+        except ValueError:  # a 200 that is not JSON
+            body = {}
+        if not isinstance(body, dict) or body.get("ok") is not True or not isinstance(body.get("url"), str):
             print("rtm.connect: HTTP %d" % r.status_code)
             raise StopUser()
         self.ws = websocket.create_connection(body["url"])
