@@ -423,6 +423,7 @@ func (s *Store) AddUserIDs(ids []string) {
 			if h = k.internStr(id); h == 0 {
 				continue
 			}
+			k.users = k.growUsers()
 			k.users = append(k.users, h)
 		case len(k.users) > 0:
 			// Replace the oldest (the ring's next slot), if the id fits

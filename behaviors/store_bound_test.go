@@ -36,3 +36,34 @@ func TestMessageChannelIDsCountTowardTheBound(t *testing.T) {
 	}
 	runtime.KeepAlive(s)
 }
+
+// A store that has met usersWholeAt users gets its whole ring at once and
+// never reallocates it; one that knows few keeps a small one.
+func TestUserRingTakesItsWholeSizeOnceTheKoiKnowsMany(t *testing.T) {
+	s := NewSharedStore(Identity{}, NewWorkspace(0))
+	ids := func(from, to int) []string {
+		var out []string
+		for i := from; i < to; i++ {
+			out = append(out, fmt.Sprintf("U%06d", i))
+		}
+		return out
+	}
+	s.AddUserIDs(ids(0, usersWholeAt-1))
+	if c := cap(s.k.users); c >= MaxUserIDs/2 {
+		t.Fatalf("a store knowing %d users holds a ring of %d", usersWholeAt-1, c)
+	}
+	s.AddUserIDs(ids(usersWholeAt-1, usersWholeAt+1))
+	if c := cap(s.k.users); c != MaxUserIDs {
+		t.Fatalf("a store knowing %d users holds a ring of %d, want %d", usersWholeAt+1, c, MaxUserIDs)
+	}
+	ring := &s.k.users[0]
+	for i := usersWholeAt + 1; i < 3*MaxUserIDs; i += 7 {
+		s.AddUserIDs(ids(i, i+7))
+	}
+	if got := len(s.UserIDs()); got != MaxUserIDs {
+		t.Fatalf("the store keeps %d ids, want %d", got, MaxUserIDs)
+	}
+	if &s.k.users[0] != ring || cap(s.k.users) != MaxUserIDs {
+		t.Fatalf("the ring was reallocated after it took its whole size (cap %d)", cap(s.k.users))
+	}
+}

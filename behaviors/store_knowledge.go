@@ -209,6 +209,22 @@ func (k *knowledge) holdsUser(id string) bool {
 	return sh != 0 && slices.Contains(k.users, sh) || own != 0 && slices.Contains(k.users, own)
 }
 
+// usersWholeAt is how many user ids a store knows before its ring of them
+// is given its whole size (MaxUserIDs handles, 2 KiB) at once. A koi that
+// has met this many users in a busy workspace goes on to fill the ring;
+// growing it by doubling there on would spend the same 2 KiB in the end,
+// after three more copies, and keep a koi's memory climbing for minutes
+// while it learns. A koi that knows few users keeps a small ring.
+const usersWholeAt = 64
+
+// growUsers returns the ring with room for one more id. Callers hold k.mu.
+func (k *knowledge) growUsers() []handle {
+	if n := len(k.users); n == cap(k.users) && n >= usersWholeAt {
+		return slices.Grow(k.users, MaxUserIDs-n)
+	}
+	return k.users
+}
+
 // insertByTS keeps msgs ordered by ts (oldest first) without duplicates,
 // at most MaxMessagesPerChannel of them (a new one past that takes the
 // place of the oldest, and one older than all is not kept), within the
