@@ -211,10 +211,10 @@ func (k *knowledge) holdsUser(id string) bool {
 
 // usersWholeAt is how many user ids a store knows before its ring of them
 // is given its whole size (MaxUserIDs handles, 2 KiB) at once. A koi that
-// has met this many users in a busy workspace goes on to fill the ring;
-// growing it by doubling there on would spend the same 2 KiB in the end,
-// after three more copies, and keep a koi's memory climbing for minutes
-// while it learns. A koi that knows few users keeps a small ring.
+// has met this many users is in a busy workspace and goes on to fill the
+// ring; doubling from here would reach the same 2 KiB after three more
+// copies, and keep the koi's memory climbing for minutes while it learns.
+// A koi that knows fewer users keeps a small ring.
 const usersWholeAt = 64
 
 // growUsers returns the ring with room for one more id. Callers hold k.mu.
