@@ -3,6 +3,7 @@ package keeper
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -536,6 +537,34 @@ func (a *aggregator) total(run string) (*metrics.Snapshot, traffic, bool) {
 		_ = out.Merge(rs.total) // built by this package: cannot fail
 	}
 	return out, rs.traffic, true
+}
+
+// keyCounts is one metric key's observations per outcome.
+type keyCounts struct {
+	key    string
+	counts [metrics.NumOutcomes]uint64
+}
+
+// totalCounts returns the counts per outcome of every key of a run's
+// total, in key order, and whether the run has series: what a Prometheus
+// scrape reads of it, without copying the latency sketches that total
+// would merge under the aggregator's lock on every scrape.
+func (a *aggregator) totalCounts(run string) ([]keyCounts, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rs := a.runs[run]
+	if rs == nil {
+		return nil, false
+	}
+	if rs.total == nil {
+		return nil, true
+	}
+	out := make([]keyCounts, 0, len(rs.total.Series))
+	for key, ss := range rs.total.Series {
+		out = append(out, keyCounts{key: key, counts: ss.Counts})
+	}
+	slices.SortFunc(out, func(x, y keyCounts) int { return strings.Compare(x.key, y.key) })
+	return out, true
 }
 
 // historyBytes returns the size of a run's encoded history buckets (every
