@@ -546,25 +546,22 @@ type keyCounts struct {
 }
 
 // totalCounts returns the counts per outcome of every key of a run's
-// total, in key order, and whether the run has series: what a Prometheus
+// total, in key order (none for a run without series): what a Prometheus
 // scrape reads of it, without copying the latency sketches that total
 // would merge under the aggregator's lock on every scrape.
-func (a *aggregator) totalCounts(run string) ([]keyCounts, bool) {
+func (a *aggregator) totalCounts(run string) []keyCounts {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	rs := a.runs[run]
-	if rs == nil {
-		return nil, false
-	}
-	if rs.total == nil {
-		return nil, true
+	if rs == nil || rs.total == nil {
+		return nil
 	}
 	out := make([]keyCounts, 0, len(rs.total.Series))
 	for key, ss := range rs.total.Series {
 		out = append(out, keyCounts{key: key, counts: ss.Counts})
 	}
 	slices.SortFunc(out, func(x, y keyCounts) int { return strings.Compare(x.key, y.key) })
-	return out, true
+	return out
 }
 
 // historyBytes returns the size of a run's encoded history buckets (every

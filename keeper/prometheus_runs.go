@@ -87,8 +87,7 @@ func (k *Keeper) promRuns(b *strings.Builder, r *state.Reader) {
 	}
 	metric("koipond_run_requests_total", "counter", "Observations per metric key and outcome since the run started (calls, events, connects).")
 	for _, v := range views {
-		kcs, _ := k.agg.totalCounts(v.run.ID)
-		for _, kc := range kcs {
+		for _, kc := range k.agg.totalCounts(v.run.ID) {
 			for o, c := range kc.counts {
 				if c > 0 {
 					fmt.Fprintf(b, "koipond_run_requests_total{%s,key=\"%s\",outcome=\"%s\"} %d\n", v.labels, promEscape(kc.key), metrics.Outcome(o), c)
