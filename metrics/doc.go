@@ -22,7 +22,10 @@
 //
 // Keys are kind:name strings built with [Key], for example
 // "api:conversations.history", "ws:connect", "event:message" or
-// "formation:<name>:<step>".
+// "formation:<name>:<step>". A key is at most [MaxKeyLen] bytes of UTF-8
+// without control characters ([KeyProblem]): a Recorder records any other
+// under its [CleanKey], and a receiver refuses a snapshot holding one
+// ([Snapshot.CheckKeys]) after decoding it.
 //
 // Latencies are stored in milliseconds (as float64) inside the sketch;
 // callers only ever see time.Duration.

@@ -229,7 +229,7 @@ func (s *Snapshot) UnmarshalBinary(data []byte) error {
 		}
 		k := string(key)
 		if i > 0 && k <= prev {
-			return fmt.Errorf("%w: series %q out of order or repeated", ErrMalformed, k)
+			return fmt.Errorf("%w: series %.64q out of order or repeated", ErrMalformed, k)
 		}
 		prev = k
 		ss, err := d.series(k)
@@ -393,7 +393,7 @@ func (d *decoder) series(key string) (*SeriesSnapshot, error) {
 	ss := &SeriesSnapshot{}
 	set := d.uvarint("outcome set")
 	if d.err == nil && set>>NumOutcomes != 0 {
-		d.fail("series %q: unknown outcomes in set %#x", key, set)
+		d.fail("series %.64q: unknown outcomes in set %#x", key, set)
 	}
 	var total uint64
 	for o := range NumOutcomes {
@@ -402,11 +402,11 @@ func (d *decoder) series(key string) (*SeriesSnapshot, error) {
 		}
 		c := d.uvarint("count")
 		if d.err == nil && c == 0 {
-			d.fail("series %q: zero count for %s", key, o)
+			d.fail("series %.64q: zero count for %s", key, o)
 		}
 		var carry uint64
 		if total, carry = bits.Add64(total, c, 0); carry != 0 {
-			d.fail("series %q: total count overflows", key)
+			d.fail("series %.64q: total count overflows", key)
 		}
 		ss.Counts[o] = c
 	}
@@ -418,13 +418,13 @@ func (d *decoder) series(key string) (*SeriesSnapshot, error) {
 		return nil, d.err
 	}
 	if ss.samples > total {
-		return nil, fmt.Errorf("%w: series %q: %d samples but %d observations", ErrMalformed, key, ss.samples, total)
+		return nil, fmt.Errorf("%w: series %.64q: %d samples but %d observations", ErrMalformed, key, ss.samples, total)
 	}
 	if ss.samples == 0 {
 		return ss, nil
 	}
 	if ss.samples > math.MaxUint64>>11 { // beyond float64's exact integers
-		return nil, fmt.Errorf("%w: series %q: %d samples", ErrMalformed, key, ss.samples)
+		return nil, fmt.Errorf("%w: series %.64q: %d samples", ErrMalformed, key, ss.samples)
 	}
 	raw := d.bytes("sketch")
 	if d.err != nil {
@@ -432,7 +432,7 @@ func (d *decoder) series(key string) (*SeriesSnapshot, error) {
 	}
 	q, err := decodeSketch(raw, ss.samples)
 	if err != nil {
-		return nil, fmt.Errorf("%w: series %q: %w", ErrMalformed, key, err)
+		return nil, fmt.Errorf("%w: series %.64q: %w", ErrMalformed, key, err)
 	}
 	ss.sketch = q
 	return ss, nil
@@ -444,7 +444,7 @@ func (d *decoder) series(key string) (*SeriesSnapshot, error) {
 func (d *decoder) reasonList(key string, failures uint64) []Reason {
 	n := d.uvarint("reason count")
 	if d.err == nil && n > MaxReasons {
-		d.fail("series %q: %d reasons (at most %d)", key, n, MaxReasons)
+		d.fail("series %.64q: %d reasons (at most %d)", key, n, MaxReasons)
 	}
 	if d.err != nil || n == 0 {
 		return nil
@@ -460,22 +460,22 @@ func (d *decoder) reasonList(key string, failures uint64) []Reason {
 		}
 		switch {
 		case len(reason) == 0 || !isClean(string(reason), MaxReasonLen):
-			d.fail("series %q: reason %.64q is empty, too long or not printable ASCII", key, reason)
+			d.fail("series %.64q: reason %.64q is empty, too long or not printable ASCII", key, reason)
 		case !isClean(string(sample), MaxSampleLen):
-			d.fail("series %q: sample of reason %q is too long or not printable ASCII", key, reason)
+			d.fail("series %.64q: sample of reason %q is too long or not printable ASCII", key, reason)
 		case count == 0:
-			d.fail("series %q: reason %q has a zero count", key, reason)
+			d.fail("series %.64q: reason %q has a zero count", key, reason)
 		}
 		var carry uint64
 		if sum, carry = bits.Add64(sum, count, 0); carry != 0 || sum > failures {
-			d.fail("series %q: reasons count more than the %d failures", key, failures)
+			d.fail("series %.64q: reasons count more than the %d failures", key, failures)
 		}
 		if d.err != nil {
 			return nil
 		}
 		r := Reason{Reason: string(reason), Count: count, Sample: string(sample)}
 		if len(rs) > 0 && !reasonBefore(rs[len(rs)-1], r) {
-			d.fail("series %q: reason %q out of order or repeated", key, reason)
+			d.fail("series %.64q: reason %q out of order or repeated", key, reason)
 			return nil
 		}
 		rs = append(rs, r)

@@ -22,6 +22,7 @@ type Recorder struct {
 // Series returns the series for key, creating it on first use. The handle
 // stays valid for the life of the Recorder — across snapshots — so callers
 // should look it up once and keep it: Series.Observe skips the key lookup.
+// A key KeyProblem refuses is recorded under its CleanKey (Series.Key).
 func (r *Recorder) Series(key string) *Series {
 	if s, ok := r.series.Load(key); ok {
 		return s.(*Series)
@@ -35,6 +36,7 @@ func (r *Recorder) newSeries(key string) *Series {
 		r.start = time.Now()
 	}
 	r.mu.Unlock()
+	key = CleanKey(key)
 	s, _ := r.series.LoadOrStore(key, newSeries(key))
 	return s.(*Series)
 }
