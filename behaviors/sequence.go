@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/koipond/koipond/metrics"
 )
 
 // RequestType is how a step reaches the target.
@@ -181,7 +183,8 @@ type Request struct {
 	// otherwise "api:<method>", "http:<METHOD> <url as written>",
 	// "ws:<awaited type>" (a constant await type), "ws:match" (any other
 	// await), "ws:send", or "connect:open" for a connect request (the dial itself
-	// is "ws:connect", counted by the connection loop).
+	// is "ws:connect", counted by the connection loop). A key too long
+	// for the metrics (a long URL) is made to fit by metrics.CleanKey.
 	Key string
 }
 
@@ -822,8 +825,11 @@ func (d *decoder) hourly(n *jnode, path string) []float64 {
 	return out
 }
 
-// metricKey names what a request is recorded under.
-func metricKey(r *Request) string {
+// metricKey names what a request is recorded under, cut to a metric key's
+// bounds (metrics.CleanKey) when a method or URL is too long for one.
+func metricKey(r *Request) string { return metrics.CleanKey(rawMetricKey(r)) }
+
+func rawMetricKey(r *Request) string {
 	switch r.Type {
 	case API:
 		return "api:" + r.Method

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/koipond/koipond/metrics"
 )
 
 // File is one input file: a name for messages and its bytes.
@@ -84,7 +86,8 @@ type Behavior struct {
 	// Sequence is nil for a frequency given without steps (an error) until
 	// merged with a file that has them.
 	Sequence *Sequence
-	// Key is the metric key of the behavior as a whole: "behavior:<name>".
+	// Key is the metric key of the behavior as a whole: "behavior:<name>",
+	// made to fit by metrics.CleanKey when the name is too long for one.
 	Key string
 	// Exclusive names a group (empty: none): a koi runs at most one
 	// behavior of a group at a time; a firing while one runs waits for
@@ -195,7 +198,7 @@ func Parse(files ...File) (*Set, Diagnostics) {
 		entry := func(name string, n *jnode, path string, allowFreq bool) {
 			b := byName[name]
 			if b == nil {
-				b = &Behavior{Name: name, Key: "behavior:" + name}
+				b = &Behavior{Name: name, Key: metrics.CleanKey("behavior:" + name)}
 				byName[name] = b
 			}
 			if !d.want(n, path, jObject) {
