@@ -294,6 +294,9 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 		if err := s.UnmarshalBinary(rm.Snapshot); err != nil {
 			return fmt.Errorf("decoding snapshot: %w", err)
 		}
+		if err := s.CheckKeys(); err != nil {
+			return fmt.Errorf("decoding snapshot: %w", err)
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

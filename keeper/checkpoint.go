@@ -117,6 +117,11 @@ func (k *Keeper) restoreCheckpoints() {
 			k.log.Warn("skipping a run's metrics checkpoint that does not decode", "run", c.Run, "err", err)
 			continue
 		}
+		// A checkpoint written before metric keys were bounded may hold
+		// keys that reports may no longer carry: kept, made to fit.
+		if n := snap.CleanKeys(); n > 0 {
+			k.log.Warn("a run's metrics checkpoint had keys too long or not printable; kept under shortened keys", "run", c.Run, "keys", n)
+		}
 		k.agg.restore(c.Run, snap, traffic{FramesIn: c.FramesIn, FramesOut: c.FramesOut, BytesIn: c.BytesIn, BytesOut: c.BytesOut})
 		k.ckpt[c.Run] = ckptMark{at: time.Now()}
 		k.log.Info("run metrics restored from a checkpoint", "run", c.Run, "at", c.At, "keys", len(snap.Series))
