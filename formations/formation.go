@@ -10,13 +10,22 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
 )
 
 // MaxBeginWithin is the longest launch window accepted (one day).
 const MaxBeginWithin = 24 * time.Hour
+
+// MaxName is the longest formation name, in bytes, as for every name the
+// keeper stores. A name travels in every poll reply while its launch is
+// pending and names its metric keys ("formation:<name>#<launch id>:N"); a
+// reply out of its bounds would be ignored by every school.
+const MaxName = 200
 
 // Formation is a loaded, validated, compiled formation.
 type Formation struct {
@@ -75,6 +84,11 @@ func Parse(f behaviors.File) (*Formation, behaviors.Diagnostics) {
 		missing("name", "what the UI and reports call this formation")
 	} else if s, ok := fd.Value.(string); !ok || s == "" {
 		bad("name", "must be a non-empty string")
+	} else if len(s) > MaxName {
+		bad("name", "is %d bytes long; at most %d", len(s), MaxName)
+	} else if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		bad("name", "has a control character (%U) at byte %d", r, i)
 	} else {
 		fm.Name = s
 	}

@@ -52,6 +52,11 @@ func TestBadFormations(t *testing.T) {
 		// no sequence
 		{"no sequence", `{"name": "n", "begin_within_secs": 1, "percent": 1}`, []string{`missing "sequence"`}},
 		{"not an object", `[]`, []string{`top level: must be an object`}},
+		// a name is at most MaxName bytes, without control characters
+		{"long name", `{"name": "` + strings.Repeat("n", MaxName+1) + `", "begin_within_secs": 1, "percent": 1, "sequence": {"steps": [{"delay_after_ms": 1}]}}`,
+			[]string{`f.json:1:10: name: is 201 bytes long; at most 200`}},
+		{"control character", `{"name": "herd\u0085now", "begin_within_secs": 1, "percent": 1, "sequence": {"steps": [{"delay_after_ms": 1}]}}`,
+			[]string{`f.json:1:10: name: has a control character (U+0085) at byte 4`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
