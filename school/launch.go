@@ -105,7 +105,7 @@ func (s *School) applyLaunchesLocked(ls []wire.Launch) {
 		}
 		st := &launchState{l: l, expires: now.Add(10*time.Minute + wire.Duration(l.BeginWithinMS))}
 		s.launches[l.ID] = st
-		st.err = s.startLaunchLocked(st)
+		st.err = wireText(s.startLaunchLocked(st))
 		if st.scheduled == 0 {
 			st.cancelled.Store(int64(l.Count)) // nothing runs here: the share is settled at once
 		}

@@ -219,15 +219,41 @@ func (s *School) status() *wire.PollRequest {
 		req.KoiRunning += r.running()
 		req.WebsocketsOpen += r.websockets()
 	}
-	lids := make([]string, 0, len(s.launches))
-	for id := range s.launches {
-		lids = append(lids, id)
-	}
-	sort.Strings(lids)
-	for _, id := range lids {
-		req.Launches = append(req.Launches, s.launches[id].status())
-	}
+	req.Launches = s.launchStatusesLocked()
 	return req
+}
+
+// launchStatusesLocked returns the status of every launch the school
+// remembers, at most wire.MaxLaunchesPerMessage of them: those still
+// running first, then the newest. A school remembers a launch for 10
+// minutes after its window, so a burst of short launches could outgrow a
+// request, and the keeper refuses a request out of bounds whole: lease,
+// switch and all. A settled launch left out was reported settled before.
+func (s *School) launchStatusesLocked() []wire.LaunchStatus {
+	type entry struct {
+		st      *launchState
+		settled bool // read once: koi end concurrently
+	}
+	ls := make([]entry, 0, len(s.launches))
+	for _, st := range s.launches {
+		ls = append(ls, entry{st, st.settled()})
+	}
+	sort.Slice(ls, func(i, j int) bool {
+		a, b := ls[i], ls[j]
+		if a.settled != b.settled {
+			return !a.settled
+		}
+		if !a.st.l.Start.Equal(b.st.l.Start) {
+			return a.st.l.Start.After(b.st.l.Start)
+		}
+		return a.st.l.ID < b.st.l.ID
+	})
+	ls = ls[:min(len(ls), wire.MaxLaunchesPerMessage)]
+	out := make([]wire.LaunchStatus, 0, len(ls))
+	for _, e := range ls {
+		out = append(out, e.st.status())
+	}
+	return out
 }
 
 // onControl applies a switch message pushed on koipond.control.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/koi"
@@ -209,7 +210,7 @@ func (s *School) newRunLocked(a wire.Assignment) *run {
 		reasons: newReasonLog(a.Run)}
 	r.ctx, r.cancel = context.WithCancel(s.ctx)
 	refuse := func(format string, args ...any) *run {
-		r.refused = fmt.Sprintf(format, args...)
+		r.refused = wireText(fmt.Sprintf(format, args...))
 		s.logLimited("refused:"+a.Run, "refusing run", "run", a.Run, "reason", r.refused)
 		return r
 	}
@@ -261,6 +262,20 @@ func short(h string) string {
 		return h[:12]
 	}
 	return h
+}
+
+// wireText cuts s to wire.MaxText bytes at a rune boundary, ending in
+// "…": refusals and launch errors travel in every poll request, and the
+// keeper refuses a request with a longer one whole (lease and all).
+func wireText(s string) string {
+	if len(s) <= wire.MaxText {
+		return s
+	}
+	cut := wire.MaxText - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func firstLine(s string) string {
