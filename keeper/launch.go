@@ -90,6 +90,11 @@ func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*st
 		if err := checkLaunchAPIBase(run, fm); err != nil {
 			return err
 		}
+		if open := len(tx.LaunchesIn(nil, state.LaunchPending)) + len(tx.LaunchesIn(nil, state.LaunchRunning)); open >= wire.MaxLaunchesPerMessage {
+			// Each open launch travels in every poll reply to its
+			// schools, and a reply holds at most this many.
+			return conflict("%d launches are pending or running, the most the keeper holds at once; cancel some or wait for them to end", open)
+		}
 		f, diags := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)})
 		if f == nil {
 			return fmt.Errorf("formation %s no longer parses: %w", fm.Hash, diags)

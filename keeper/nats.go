@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/koipond/koipond/keeper/state"
@@ -214,8 +215,53 @@ func (k *Keeper) pollReply(school string) *wire.PollReply {
 			}
 		}
 	}
+	k.boundReply(rep)
 	k.signReply(rep)
 	return rep
+}
+
+// boundReply drops from a poll reply every assignment and launch outside
+// the wire's bounds, and launches past wire.MaxLaunchesPerMessage (the
+// latest to start), counting each as a rejection: a school ignores a
+// reply out of bounds whole, switch and lease renewal with it, so one
+// record stored before a bound existed would pause every school it is
+// sent to. Validation at the API keeps new records within bounds.
+func (k *Keeper) boundReply(rep *wire.PollReply) {
+	if rep.Validate() == nil {
+		return
+	}
+	probe := func(a []wire.Assignment, l []wire.Launch) error {
+		p := wire.PollReply{Switch: rep.Switch, KeeperTime: rep.KeeperTime, PollIntervalMS: rep.PollIntervalMS, LeaseMS: rep.LeaseMS,
+			Assignments: a, Launches: l}
+		return p.Validate()
+	}
+	as := rep.Assignments[:0]
+	for _, a := range rep.Assignments {
+		if err := probe([]wire.Assignment{a}, nil); err != nil {
+			k.stats.reject(k.log, "poll reply: assignment out of bounds", err, "run", a.Run)
+			continue
+		}
+		as = append(as, a)
+	}
+	if len(as) > wire.MaxRunsPerMessage {
+		k.stats.reject(k.log, "poll reply: too many assignments", fmt.Errorf("%d runs for one school; sending %d", len(as), wire.MaxRunsPerMessage))
+		as = as[:wire.MaxRunsPerMessage]
+	}
+	rep.Assignments = as
+	ls := rep.Launches[:0]
+	for _, l := range rep.Launches {
+		if err := probe(nil, []wire.Launch{l}); err != nil {
+			k.stats.reject(k.log, "poll reply: launch out of bounds", err, "launch", l.ID)
+			continue
+		}
+		ls = append(ls, l)
+	}
+	if len(ls) > wire.MaxLaunchesPerMessage {
+		sort.SliceStable(ls, func(i, j int) bool { return ls[i].Start.Before(ls[j].Start) })
+		k.stats.reject(k.log, "poll reply: too many launches", fmt.Errorf("%d launches for one school; sending the %d that start first", len(ls), wire.MaxLaunchesPerMessage))
+		ls = ls[:wire.MaxLaunchesPerMessage]
+	}
+	rep.Launches = ls
 }
 
 // control converts a stored switch to its wire form.
