@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"unicode"
 )
 
 // Role is what a token may do. Each role includes the ones below it.
@@ -51,10 +53,18 @@ type Token struct {
 	Secret string
 }
 
+// maxTokenName is the longest token name: as for every name the keeper
+// stores (checkName).
+const maxTokenName = 200
+
 func (t Token) validate() error {
 	switch {
 	case t.Name == "" || strings.ContainsAny(t.Name, " \t\n"):
-		return fmt.Errorf("name %q must be one non-empty word", t.Name)
+		return fmt.Errorf("name %.64q must be one non-empty word", t.Name)
+	case len(t.Name) > maxTokenName || strings.IndexFunc(t.Name, unicode.IsControl) >= 0:
+		// The name is the actor of every switch the token sets, and a
+		// switch travels to schools, which ignore one out of bounds.
+		return fmt.Errorf("name %.64q…: at most %d bytes, no control characters", t.Name, maxTokenName)
 	case t.Role < RoleViewer || t.Role > RoleAdmin:
 		return fmt.Errorf("%s: no role", t.Name)
 	case len(t.Secret) < 16:
@@ -70,7 +80,9 @@ func ParseTokens(name string, data []byte) ([]Token, error) {
 	var errs []string
 	seen := map[string]int{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	for line := 1; sc.Scan(); line++ {
+	line := 0
+	for sc.Scan() {
+		line++
 		text := strings.TrimSpace(sc.Text())
 		if text == "" || strings.HasPrefix(text, "#") {
 			continue
@@ -96,6 +108,11 @@ func ParseTokens(name string, data []byte) ([]Token, error) {
 		}
 		seen[t.Secret] = line
 		out = append(out, t)
+	}
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		errs = append(errs, fmt.Sprintf("%s:%d: a line longer than %d bytes; nothing after it was read", name, line+1, bufio.MaxScanTokenSize))
+	} else if err != nil {
+		errs = append(errs, fmt.Sprintf("%s:%d: %v", name, line+1, err))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("tokens file: %s", strings.Join(errs, "; "))

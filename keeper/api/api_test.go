@@ -211,4 +211,15 @@ func TestParseTokens(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "t:1:") || !strings.Contains(err.Error(), "t:4: same token as line 3") || !strings.Contains(err.Error(), "t:2:") {
 		t.Errorf("errors: %v", err)
 	}
+	// A name is the actor of every switch its token sets, which travels
+	// to schools within the wire's bounds; a line too long to read is an
+	// error, not the silent end of the file.
+	_, err = keeper.ParseTokens("t", []byte("ada admin 0123456789abcdef\n"+strings.Repeat("n", 201)+" admin fedcba9876543210\n"))
+	if err == nil || !strings.Contains(err.Error(), "t:2: name") || !strings.Contains(err.Error(), "at most 200 bytes") || len(err.Error()) > 300 {
+		t.Errorf("a 201-byte name: %v", err)
+	}
+	_, err = keeper.ParseTokens("t", []byte("ada admin 0123456789abcdef\n# "+strings.Repeat("c", 70_000)+"\nvera viewer fedcba9876543210\n"))
+	if err == nil || !strings.Contains(err.Error(), "t:2: a line longer than 65536 bytes") {
+		t.Errorf("a 70 KB line: %v", err)
+	}
 }
