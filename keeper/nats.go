@@ -2,8 +2,10 @@ package keeper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -77,8 +79,88 @@ func (k *Keeper) onPoll(m *nats.Msg) {
 		k.stats.reject(k.log, "poll: not handled", err, "school", req.School)
 		rep = &wire.PollReply{Error: err.Error(), KeeperTime: time.Now(), Assignments: []wire.Assignment{}}
 	}
-	k.respond(m, rep)
+	if m.Reply != "" {
+		k.respondPoll(m, rep)
+	}
 	k.stats.pollTook(time.Since(start))
+}
+
+// respondPoll sends a poll reply that fits the NATS payload limit: one
+// over it is never delivered, and the school's lease runs out, pausing
+// every koi it runs. A run spec is as large as its token list (up to the
+// API's 1 MiB body), so a school of several such runs, or one run on a
+// NATS of 1 MiB payloads (its default), would get no reply at all. The
+// largest assignments are left out, then the launches that start last,
+// each counted, until the reply fits: the school runs the rest.
+func (k *Keeper) respondPoll(m *nats.Msg, rep *wire.PollReply) {
+	limit := int64(math.MaxInt64)
+	if nc := k.conn(); nc != nil {
+		limit = nc.MaxPayload()
+	}
+	data, err := fitReply(rep, limit, func(cause, id string) {
+		k.stats.reject(k.log, cause, fmt.Errorf("%s left out of a poll reply over the NATS payload limit of %d bytes", id, limit))
+	})
+	if err != nil {
+		k.log.Error("encoding a reply", "subject", m.Subject, "err", err)
+		return
+	}
+	if err := m.Respond(data); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		k.stats.reject(k.log, m.Subject+": reply failed", err)
+	}
+}
+
+// fitReply encodes rep, leaving out its largest assignments, then its
+// launches that start last, until the encoding is at most limit bytes;
+// dropped names each one left out ("poll reply: run over the payload
+// limit" with the run id, or the launch's).
+func fitReply(rep *wire.PollReply, limit int64, dropped func(cause, id string)) ([]byte, error) {
+	for {
+		data, err := wire.Encode(rep)
+		if err != nil || int64(len(data)) <= limit {
+			return data, err
+		}
+		over := int64(len(data)) - limit
+		switch {
+		case len(rep.Assignments) > 0:
+			// Largest first, as many as the excess needs.
+			size := make([]int, len(rep.Assignments))
+			order := make([]int, len(rep.Assignments))
+			for i := range rep.Assignments {
+				b, _ := json.Marshal(&rep.Assignments[i])
+				size[i], order[i] = len(b), i
+			}
+			sort.SliceStable(order, func(a, b int) bool { return size[order[a]] > size[order[b]] })
+			drop := map[int]bool{}
+			for _, i := range order {
+				drop[i] = true
+				if over -= int64(size[i]); over <= 0 {
+					break
+				}
+			}
+			kept := make([]wire.Assignment, 0, len(rep.Assignments)-len(drop))
+			for i, a := range rep.Assignments {
+				if drop[i] {
+					dropped("poll reply: run over the payload limit", a.Run)
+					continue
+				}
+				kept = append(kept, a)
+			}
+			rep.Assignments = kept
+		case len(rep.Launches) > 0:
+			// Those that start last, as many as the excess needs.
+			sort.SliceStable(rep.Launches, func(a, b int) bool { return rep.Launches[a].Start.Before(rep.Launches[b].Start) })
+			n := len(rep.Launches)
+			for n > 0 && over > 0 {
+				n--
+				b, _ := json.Marshal(&rep.Launches[n])
+				over -= int64(len(b))
+				dropped("poll reply: launch over the payload limit", rep.Launches[n].ID)
+			}
+			rep.Launches = rep.Launches[:n]
+		default:
+			return nil, fmt.Errorf("a poll reply without assignments or launches is %d bytes, over the payload limit of %d", len(data), limit)
+		}
+	}
 }
 
 // Poll records a school's status and returns what it should run: the
