@@ -12,7 +12,6 @@ import (
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/wire"
-	"github.com/koipond/koipond/wire/wiretest"
 )
 
 // A formation whose name is longer than formations.MaxName is refused at
@@ -64,12 +63,10 @@ func TestOpenLaunchesCapped(t *testing.T) {
 	}
 }
 
-// Whatever is stored (here launches written as a keeper before the
-// bounds could have: one named past every bound, and more open launches
-// than a reply holds), a poll reply stays within the wire's bounds: the
-// school keeps acting on its replies, no koi pauses, the launches that fit
-// reach the school and the first of them runs; what was left out is
-// counted, and new launches are refused past the cap of open ones.
+// Whatever is stored (here a launch written as a keeper before the name
+// bound could have), a poll reply stays within the wire's bounds: the
+// school keeps acting on its replies, no koi pauses, the launch out of
+// bounds is left out and counted, and a good launch beside it runs.
 func TestPollReplyWithinBoundsWhateverIsStored(t *testing.T) {
 	const koi = 10
 	k, _, run := launchRig(t, koi, paramHerd("look", 60))
@@ -86,15 +83,7 @@ func TestPollReplyWithinBoundsWhateverIsStored(t *testing.T) {
 		if err := tx.PutLaunch(planned(strings.Repeat("L", 3000), now.Add(time.Hour))); err != nil {
 			return err
 		}
-		if err := tx.PutLaunch(soon); err != nil {
-			return err
-		}
-		for i := range wire.MaxLaunchesPerMessage {
-			if err := tx.PutLaunch(planned("look", now.Add(time.Hour+time.Duration(i)*time.Second))); err != nil {
-				return err
-			}
-		}
-		return nil
+		return tx.PutLaunch(soon)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -103,31 +92,53 @@ func TestPollReplyWithinBoundsWhateverIsStored(t *testing.T) {
 	until := time.Now().Add(3 * testLease)
 	for time.Now().Before(until) {
 		if v := k.RunView(k.State(), run.ID); v.KoiNow.Paused > 0 || v.KoiNow.Connected != koi {
-			t.Fatalf("koi paused or lost at %v: %+v; school %+v; %d polls, mean %v; %v", time.Since(now), v.KoiNow, k.State().School(nil, "s1"), k.stats.polls.Load(), time.Duration(k.stats.pollNanos.Load()/max(1, k.stats.polls.Load())), k.Rejections())
+			t.Fatalf("koi paused or lost: %+v (rejections %v)", v.KoiNow, k.Rejections())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r := k.Rejections()
-	if r["poll reply: launch out of bounds"] == 0 || r["poll reply: too many launches"] == 0 {
-		t.Errorf("rejections %v, want the long-named launch and the launch past the cap counted", r)
+	if n := k.Rejections()["poll reply: launch out of bounds"]; n == 0 {
+		t.Errorf("rejections %v, want the long-named launch counted", k.Rejections())
 	}
-	// The school heard of the launches that fit: it reports them.
-	wiretest.WaitFor(t, 5*time.Second, "the school to report the launches it was sent", func() error {
-		n := 0
-		for _, l := range k.State().LaunchesIn(nil, state.LaunchPending) {
-			if len(l.Shares) == 1 && l.Shares[0].Reported {
-				n++
-			}
-		}
-		if n < wire.MaxLaunchesPerMessage {
-			return fmt.Errorf("%d launches reported by the school", n)
-		}
-		return nil
-	})
 	if l := waitLaunch(t, k, soon.ID, state.LaunchDone, 20*time.Second); l.Started != 1 || l.Finished != 1 {
-		t.Errorf("the launch that fit and started first: %d started, %d finished, want 1 and 1 (%s)", l.Started, l.Finished, l.Outcome)
+		t.Errorf("the good launch: %d started, %d finished, want 1 and 1 (%s)", l.Started, l.Finished, l.Outcome)
 	}
-	if l, err := k.Launch(ctx, "op", LaunchSpec{Formation: "look", Run: run.ID, Params: map[string]string{"channel_id": pond.ChannelID(1)}}); err == nil {
-		t.Errorf("launch %s accepted past the cap of open launches", l.ID)
+}
+
+// boundReply leaves out of a reply what is out of bounds, and past
+// wire.MaxLaunchesPerMessage the launches that start last; what is left
+// validates, and each left out is counted.
+func TestBoundReplyKeepsTheFirstLaunches(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	now := time.Now()
+	rep := &wire.PollReply{Switch: wire.Control{State: wire.Running, Epoch: 1}, KeeperTime: now, PollIntervalMS: 1000, LeaseMS: 5000,
+		Assignments: []wire.Assignment{
+			{Run: "ok", From: 0, To: 1},
+			{Run: "bad", From: 0, To: 1, Spec: wire.RunSpec{Name: strings.Repeat("n", wire.MaxText+1)}},
+		}}
+	const extra = 5
+	for i := range wire.MaxLaunchesPerMessage + extra {
+		// Newest first, so that the cut is not the order given.
+		rep.Launches = append(rep.Launches, wire.Launch{ID: fmt.Sprintf("l%04d", i), Run: "ok", Formation: "f", Name: "n",
+			Start: now.Add(time.Duration(wire.MaxLaunchesPerMessage+extra-i) * time.Second), Count: 1})
+	}
+	rep.Launches = append(rep.Launches, wire.Launch{ID: "long", Run: "ok", Formation: "f", Name: strings.Repeat("L", 3000), Start: now, Count: 1})
+	k.boundReply(rep)
+	if err := rep.Validate(); err != nil {
+		t.Fatalf("the bounded reply: %v", err)
+	}
+	if len(rep.Assignments) != 1 || rep.Assignments[0].Run != "ok" {
+		t.Errorf("assignments %+v, want only ok", rep.Assignments)
+	}
+	if len(rep.Launches) != wire.MaxLaunchesPerMessage {
+		t.Fatalf("%d launches, want %d", len(rep.Launches), wire.MaxLaunchesPerMessage)
+	}
+	for _, l := range rep.Launches {
+		if l.ID == "long" || l.ID < fmt.Sprintf("l%04d", extra) {
+			t.Errorf("launch %s kept: out of bounds or among the %d that start last", l.ID, extra)
+		}
+	}
+	r := k.Rejections()
+	if r["poll reply: assignment out of bounds"] != 1 || r["poll reply: launch out of bounds"] != 1 || r["poll reply: too many launches"] != 1 {
+		t.Errorf("rejections %v", r)
 	}
 }
