@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,17 +40,11 @@ func pondCalls(p *pond.Server) uint64 {
 // half.) The run's exposure is restored as the closing keeper had it, or
 // ahead of it by the reports merged while it closed.
 func TestReportSurvivesKeeperRestartMidRun(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	natsURL, samePort := samePortNATS(t)
 	dir := t.TempDir()
-	samePort := func(c *Config) { c.NATSListen = addr }
 	k := openKeeper(t, dir, samePort)
 	p := openPond(t, nil)
-	openSchool(t, k, "nats://"+addr, "s1", 100)
+	openSchool(t, k, natsURL, "s1", 100)
 	const koi = 20
 	run := pondRun(t, k, p, "restarted", koi, 20)
 

@@ -513,6 +513,14 @@ func keeperConn(t testing.TB, k *Keeper) *nats.Conn {
 	return nc
 }
 
+// samePortNATS returns an option giving every keeper opened with it the
+// same embedded NATS port, and its URL: a keeper reopened on the same data
+// dir is where its schools had it.
+func samePortNATS(t testing.TB) (url string, opt func(*Config)) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	return "nats://" + addr, func(c *Config) { c.NATSListen = addr }
+}
+
 // freePort returns a loopback TCP port free right now.
 func freePort(t testing.TB) int {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -101,14 +100,8 @@ func TestHostileMetricKeysRefused(t *testing.T) {
 // metrics.CleanKey, which is what schools now report them under, so new
 // reports add to them.
 func TestCheckpointWithUnboundedKeysRestored(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	_, samePort := samePortNATS(t)
 	dir := t.TempDir()
-	samePort := func(c *Config) { c.NATSListen = addr }
 	k := openKeeper(t, dir, samePort)
 	run := seedRun(t, k, 10)
 	long := "http:GET http://127.0.0.1:9090/" + strings.Repeat("p", 2000)

@@ -3,7 +3,6 @@ package keeper
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -33,17 +32,11 @@ func reasonCount(rs []state.Reason, reason string) uint64 {
 // (so a keeper restart keeps them, like the rest of the report) and its
 // final report, where they account for every failure of the key.
 func TestReasonsSurviveKeeperRestart(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	natsURL, samePort := samePortNATS(t)
 	dir := t.TempDir()
-	samePort := func(c *Config) { c.NATSListen = addr }
 	k := openKeeper(t, dir, samePort)
 	p := openPond(t, nil)
-	openSchool(t, k, "nats://"+addr, "s1", 100)
+	openSchool(t, k, natsURL, "s1", 100)
 	ctx := context.Background()
 	if _, err := k.PutBehaviorSet(ctx, "test", "no-token", []behaviors.File{{Name: "no-token.json", Data: []byte(noTokenSet)}}); err != nil {
 		t.Fatal(err)
