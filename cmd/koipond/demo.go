@@ -22,6 +22,7 @@ import (
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/ui"
+	"github.com/koipond/koipond/wire"
 )
 
 // demoRunName names the demo's always-on run; a demo restarted on the
@@ -299,7 +300,20 @@ func demoStatus(w io.Writer, start time.Time, k *keeper.Keeper, p *pond.Server, 
 
 // demoLaunch posts an announcement as user 0, then launches the formation
 // through the keeper, which counts and spreads its koi over the schools.
+//
+// Nothing is posted while the switch (global or the run's) is not
+// running: the announcement is traffic to the target too, and a stop
+// beats everything.
 func demoLaunch(ctx context.Context, w io.Writer, k *keeper.Keeper, p *pond.Server, runID, formation string) error {
+	r := k.State()
+	if g := r.Switch(nil); g != nil && g.State != wire.Running {
+		fmt.Fprintf(w, "\nformation launch skipped: everything is %s (koipond resume)\n", g.State)
+		return nil
+	}
+	if run := r.Run(nil, runID); run == nil || !run.Active() || (run.Switch.State != "" && run.Switch.State != wire.Running) {
+		fmt.Fprintf(w, "\nformation launch skipped: the demo run is not running\n")
+		return nil
+	}
 	channel := pond.ChannelID(1) // #announcements
 	form := url.Values{"channel": {channel}, "text": {"All hands at 3pm: react if you can make it 🐟"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL()+"/api/chat.postMessage", strings.NewReader(form.Encode()))
