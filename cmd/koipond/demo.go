@@ -36,7 +36,8 @@ keeper (API on --http), the pond chat app as the target, and --schools
 schools running an always-on run of --koi koi that boot, keep a websocket
 open and run the example Slack behaviors at their per-minute frequencies.
 After --formation-after an admin posts in #announcements and the seed
-formation sends 10% of the koi to read, mark and react within its window.
+formation sends 10% of the koi to read, mark and react within its window
+(skipped while the switch is stopped or paused: a stop beats everything).
 Live status every --status. Ctrl-C stops everything (twice: at once).
 With --schools 0, start schools yourself: the demo prints the command (NATS
 authentication is on; the school credentials are in DATA/nats/school.nk).
