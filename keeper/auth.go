@@ -64,7 +64,7 @@ func (t Token) validate() error {
 	case len(t.Name) > maxTokenName || strings.IndexFunc(t.Name, unicode.IsControl) >= 0:
 		// The name is the actor of every switch the token sets, and a
 		// switch travels to schools, which ignore one out of bounds.
-		return fmt.Errorf("name %.64q…: at most %d bytes, no control characters", t.Name, maxTokenName)
+		return fmt.Errorf("name %.64q: at most %d bytes, no control characters", t.Name, maxTokenName)
 	case t.Role < RoleViewer || t.Role > RoleAdmin:
 		return fmt.Errorf("%s: no role", t.Name)
 	case len(t.Secret) < 16:
