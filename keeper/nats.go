@@ -312,14 +312,9 @@ func (k *Keeper) boundReply(rep *wire.PollReply) {
 	if rep.Validate() == nil {
 		return
 	}
-	probe := func(a []wire.Assignment, l []wire.Launch) error {
-		p := wire.PollReply{Switch: rep.Switch, KeeperTime: rep.KeeperTime, PollIntervalMS: rep.PollIntervalMS, LeaseMS: rep.LeaseMS,
-			Assignments: a, Launches: l}
-		return p.Validate()
-	}
 	as := rep.Assignments[:0]
 	for _, a := range rep.Assignments {
-		if err := probe([]wire.Assignment{a}, nil); err != nil {
+		if err := a.Validate(); err != nil {
 			k.stats.reject(k.log, "poll reply: assignment out of bounds", err, "run", a.Run)
 			continue
 		}
@@ -332,7 +327,7 @@ func (k *Keeper) boundReply(rep *wire.PollReply) {
 	rep.Assignments = as
 	ls := rep.Launches[:0]
 	for _, l := range rep.Launches {
-		if err := probe(nil, []wire.Launch{l}); err != nil {
+		if err := l.Validate(); err != nil {
 			k.stats.reject(k.log, "poll reply: launch out of bounds", err, "launch", l.ID)
 			continue
 		}

@@ -326,37 +326,60 @@ func (m *PollReply) Validate() error {
 		if c.err != nil {
 			break
 		}
-		a := &m.Assignments[i]
-		c.id("assignments.run", a.Run, true)
-		c.span("assignments.from", "assignments.to", a.From, a.To)
-		c.finite("assignments.ramp", a.Ramp, MaxKoi)
-		if a.Ramp < 0 {
-			c.fail("assignments.ramp", "%g is negative", a.Ramp)
-		}
-		c.within("assignments.switch.", func() { a.Switch.check(&c) })
-		c.within("assignments.spec.", func() { a.Spec.check(&c) })
+		c.within("assignments.", func() { m.Assignments[i].check(&c) })
 	}
 	c.items("launches", "launches", len(m.Launches), MaxLaunchesPerMessage)
 	for i := range m.Launches {
 		if c.err != nil {
 			break
 		}
-		l := &m.Launches[i]
-		c.id("launches.id", l.ID, true)
-		c.id("launches.run", l.Run, true)
-		c.id("launches.formation", l.Formation, true)
-		c.text("launches.name", l.Name, MaxText)
-		c.items("launches.params", "parameters", len(l.Params), MaxParams)
-		for k, v := range l.Params {
-			c.text("launches.params.name", k, MaxText)
-			c.text("launches.params.value", v, MaxTemplate)
-		}
-		c.time("launches.start", l.Start, true)
-		c.ms("launches.begin_within_ms", l.BeginWithinMS, MaxInterval)
-		c.count("launches.count", l.Count, MaxKoi)
-		c.text("launches.metric_key", l.MetricKey, MaxText)
+		c.within("launches.", func() { m.Launches[i].check(&c) })
 	}
 	return c.result()
+}
+
+// Validate checks one assignment of a poll reply against its bounds, as
+// PollReply.Validate does (fields named "assignments.…"): for a keeper
+// leaving out of a reply what would make a school ignore all of it.
+func (a *Assignment) Validate() error {
+	var c checker
+	c.within("assignments.", func() { a.check(&c) })
+	return c.result()
+}
+
+func (a *Assignment) check(c *checker) {
+	c.id("run", a.Run, true)
+	c.span("from", "to", a.From, a.To)
+	c.finite("ramp", a.Ramp, MaxKoi)
+	if a.Ramp < 0 {
+		c.fail("ramp", "%g is negative", a.Ramp)
+	}
+	c.within("switch.", func() { a.Switch.check(c) })
+	c.within("spec.", func() { a.Spec.check(c) })
+}
+
+// Validate checks one launch of a poll reply against its bounds, as
+// PollReply.Validate does (fields named "launches.…").
+func (l *Launch) Validate() error {
+	var c checker
+	c.within("launches.", func() { l.check(&c) })
+	return c.result()
+}
+
+func (l *Launch) check(c *checker) {
+	c.id("id", l.ID, true)
+	c.id("run", l.Run, true)
+	c.id("formation", l.Formation, true)
+	c.text("name", l.Name, MaxText)
+	c.items("params", "parameters", len(l.Params), MaxParams)
+	for k, v := range l.Params {
+		c.text("params.name", k, MaxText)
+		c.text("params.value", v, MaxTemplate)
+	}
+	c.time("start", l.Start, true)
+	c.ms("begin_within_ms", l.BeginWithinMS, MaxInterval)
+	c.count("count", l.Count, MaxKoi)
+	c.text("metric_key", l.MetricKey, MaxText)
 }
 
 func (s *RunSpec) check(c *checker) {
