@@ -206,3 +206,7 @@ func quote(s string) string { return strconv.Quote(clip(s)) }
 // Clip is clip for other packages: at most MaxQuote bytes of s, cut on a
 // UTF-8 boundary, with an ellipsis when cut.
 func Clip(s string) string { return clip(s) }
+
+// ClipTo is clipTo for other packages: at most n bytes of s, cut on a
+// UTF-8 boundary, then an ellipsis when cut.
+func ClipTo(s string, n int) string { return clipTo(s, n) }

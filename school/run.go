@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/koi"
@@ -271,11 +270,7 @@ func wireText(s string) string {
 	if len(s) <= wire.MaxText {
 		return s
 	}
-	cut := wire.MaxText - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return behaviors.ClipTo(s, wire.MaxText-len("…"))
 }
 
 func firstLine(s string) string {
