@@ -19,6 +19,7 @@ import (
 	"github.com/koipond/koipond/examples"
 	"github.com/koipond/koipond/keeper"
 	"github.com/koipond/koipond/keeper/api"
+	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/ui"
@@ -311,7 +312,7 @@ func demoLaunch(ctx context.Context, w io.Writer, k *keeper.Keeper, p *pond.Serv
 		fmt.Fprintf(w, "\nformation launch skipped: everything is %s (koipond resume)\n", g.State)
 		return nil
 	}
-	if run := r.Run(nil, runID); run == nil || !run.Active() || (run.Switch.State != "" && run.Switch.State != wire.Running) {
+	if run := r.Run(nil, runID); run == nil || run.State != state.RunRunning {
 		fmt.Fprintf(w, "\nformation launch skipped: the demo run is not running\n")
 		return nil
 	}
