@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"unicode"
 )
 
 // Role is what a token may do. Each role includes the ones below it.
@@ -53,18 +52,14 @@ type Token struct {
 	Secret string
 }
 
-// maxTokenName is the longest token name: as for every name the keeper
-// stores (checkName).
-const maxTokenName = 200
-
 func (t Token) validate() error {
 	switch {
 	case t.Name == "" || strings.ContainsAny(t.Name, " \t\n"):
 		return fmt.Errorf("name %.64q must be one non-empty word", t.Name)
-	case len(t.Name) > maxTokenName || strings.IndexFunc(t.Name, unicode.IsControl) >= 0:
+	case checkName("name", t.Name) != nil:
 		// The name is the actor of every switch the token sets, and a
 		// switch travels to schools, which ignore one out of bounds.
-		return fmt.Errorf("name %.64q: at most %d bytes, no control characters", t.Name, maxTokenName)
+		return fmt.Errorf("name %.64q: at most %d bytes, no control characters", t.Name, maxName)
 	case t.Role < RoleViewer || t.Role > RoleAdmin:
 		return fmt.Errorf("%s: no role", t.Name)
 	case len(t.Secret) < 16:

@@ -50,12 +50,15 @@ func (k *Keeper) write(ctx context.Context, what string, fn func(*state.Txn) err
 	return storeErr(what, k.store.Write(ctx, fn))
 }
 
+// maxName is the longest name the keeper stores (checkName).
+const maxName = 200
+
 func checkName(field, name string) *Error {
 	switch {
 	case name == "":
 		return invalid(field, "must not be empty")
-	case len(name) > 200:
-		return invalid(field, "is %d bytes long; at most 200", len(name))
+	case len(name) > maxName:
+		return invalid(field, "is %d bytes long; at most %d", len(name), maxName)
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return invalid(field, "must not contain control characters")
 	}
