@@ -54,6 +54,12 @@ func (k *Keeper) respond(m *nats.Msg, msg wire.Message) {
 		return
 	}
 	data, err := wire.Encode(msg)
+	k.send(m, data, err)
+}
+
+// send answers m with data, the encoding of a reply (err: why there is
+// none).
+func (k *Keeper) send(m *nats.Msg, data []byte, err error) {
 	if err != nil {
 		k.log.Error("encoding a reply", "subject", m.Subject, "err", err)
 		return
@@ -100,13 +106,7 @@ func (k *Keeper) respondPoll(m *nats.Msg, rep *wire.PollReply) {
 	data, err := fitReply(rep, limit, func(cause, id string) {
 		k.stats.reject(k.log, cause, fmt.Errorf("%s left out of a poll reply over the NATS payload limit of %d bytes", id, limit))
 	})
-	if err != nil {
-		k.log.Error("encoding a reply", "subject", m.Subject, "err", err)
-		return
-	}
-	if err := m.Respond(data); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		k.stats.reject(k.log, m.Subject+": reply failed", err)
-	}
+	k.send(m, data, err)
 }
 
 // fitReply encodes rep, leaving out its largest assignments, then its
