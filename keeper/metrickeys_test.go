@@ -12,6 +12,7 @@ import (
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
 	"github.com/koipond/koipond/wire/wiretest"
+	"github.com/nats-io/nats.go"
 )
 
 // rawSnapshot encodes counts under keys as a school that lies would: a
@@ -27,6 +28,20 @@ func rawSnapshot(t *testing.T, counts map[string]uint64) []byte {
 		t.Fatal(err)
 	}
 	return enc
+}
+
+// publishSnapshot publishes a one-run metrics report of snap, for the last
+// second, as school with sequence number seq.
+func publishSnapshot(t *testing.T, nc *nats.Conn, school string, seq uint64, run string, snap []byte) {
+	t.Helper()
+	data, err := wire.Encode(&wire.MetricsReport{School: school, Seq: seq, Start: time.Now().Add(-time.Second), End: time.Now(),
+		Runs: []wire.RunMetrics{{Run: run, Snapshot: snap}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish(wire.SubjectMetrics, data); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A school that sends metric keys a megabyte long, with control
@@ -53,14 +68,7 @@ func TestHostileMetricKeysRefused(t *testing.T) {
 	send := func(snap []byte) {
 		t.Helper()
 		seq++
-		data, err := wire.Encode(&wire.MetricsReport{School: "liar", Seq: seq, Start: time.Now().Add(-time.Second), End: time.Now(),
-			Runs: []wire.RunMetrics{{Run: run.ID, Snapshot: snap}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nc.Publish(wire.SubjectMetrics, data); err != nil {
-			t.Fatal(err)
-		}
+		publishSnapshot(t, nc, "liar", seq, run.ID, snap)
 	}
 	for _, counts := range hostile {
 		send(rawSnapshot(t, counts))
@@ -134,12 +142,7 @@ func TestCheckpointWithUnboundedKeysRestored(t *testing.T) {
 	// A school of this version reports the long key cleaned: it adds up.
 	nc := schoolConn(t, k2)
 	defer nc.Close()
-	data, err := wire.Encode(&wire.MetricsReport{School: "s1", Seq: 1, Start: time.Now().Add(-time.Second), End: time.Now(),
-		Runs: []wire.RunMetrics{{Run: run.ID, Snapshot: rawSnapshot(t, map[string]uint64{metrics.CleanKey(long): 1})}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc.Publish(wire.SubjectMetrics, data)
+	publishSnapshot(t, nc, "s1", 1, run.ID, rawSnapshot(t, map[string]uint64{metrics.CleanKey(long): 1}))
 	nc.Flush()
 	wiretest.WaitFor(t, 5*time.Second, "the new report added to the restored key", func() error {
 		total, _, _ := k2.agg.total(run.ID)
