@@ -99,6 +99,7 @@ var (
 	descReplyUse   = prometheus.NewDesc("koipond_school_reply_budget_in_use_bytes", "Reply bytes (and their decoded size) koi hold reserved now.", nil, nil)
 	descReplyRef   = prometheus.NewDesc("koipond_school_replies_refused_total", "Replies dropped because the school-wide reply budget was exhausted.", nil, nil)
 	descPressure   = prometheus.NewDesc("koipond_school_pressure_pauses_total", "Runs whose koi the school closed near its memory ceiling.", nil, nil)
+	descReclaims   = prometheus.NewDesc("koipond_school_memory_reclaims_total", "Collections the school forced at its high memory mark before judging a run.", nil, nil)
 )
 
 type collector struct{ s *School }
@@ -107,7 +108,7 @@ var _ prometheus.Collector = (*collector)(nil)
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKoi, descWebsockets, descSelfPaused, descEpoch, descPollFail, descBadMsg,
-		descMemLimit, descMemInUse, descReplyUse, descReplyRef, descPressure} {
+		descMemLimit, descMemInUse, descReplyUse, descReplyRef, descPressure, descReclaims} {
 		ch <- d
 	}
 }
@@ -135,4 +136,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReplyUse, prometheus.GaugeValue, float64(m.ReplyInFlight))
 	ch <- prometheus.MustNewConstMetric(descReplyRef, prometheus.CounterValue, float64(m.RepliesRefused))
 	ch <- prometheus.MustNewConstMetric(descPressure, prometheus.CounterValue, float64(m.PressurePauses))
+	ch <- prometheus.MustNewConstMetric(descReclaims, prometheus.CounterValue, float64(m.Reclaims))
 }

@@ -19,6 +19,13 @@ import (
 // again. One run is closed at a time: the school judges again only once
 // that run's koi have all ended (at most pressureStopWait), their memory
 // is returned and pressureSettle has passed.
+//
+// Memory past the high mark may be only garbage: the koi of a run the
+// keeper stopped leave their stores behind, and the collector, paced by
+// allocation, may not look at them for minutes. So before it blames a
+// run the school collects and returns free memory (at most once per
+// pressureSettle) and judges what is left; a running run is never
+// closed for another's leftovers.
 const (
 	PressureHigh      = 0.9
 	PressureLow       = 0.7
@@ -40,6 +47,9 @@ type MemoryStatus struct {
 	RepliesRefused uint64 `json:"replies_refused"`
 	// PressurePauses counts runs closed for memory pressure.
 	PressurePauses uint64 `json:"pressure_pauses"`
+	// Reclaims counts collections forced at the high mark before a run
+	// was judged.
+	Reclaims uint64 `json:"reclaims"`
 }
 
 // applyMemoryLimit sets the Go runtime's soft limit to the school's
@@ -69,8 +79,32 @@ func (s *School) memoryLoop() {
 		if !sleep(s.ctx, d) {
 			return
 		}
-		s.checkMemory(memoryInUse(), time.Now())
+		used := memoryInUse()
+		if s.mayReclaim(used, time.Now()) {
+			used = s.reclaim()
+		}
+		s.checkMemory(used, time.Now())
 	}
+}
+
+// mayReclaim says whether the sample is one the school would judge and
+// garbage has not been collected for it lately.
+func (s *School) mayReclaim(used int64, now time.Time) bool {
+	if float64(used) < PressureHigh*float64(s.cfg.MemoryLimit) || now.Sub(s.reclaimedAt) < pressureSettle {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.After(s.pressureQuiet)
+}
+
+// reclaim collects garbage and returns free memory to the OS (without
+// the school's lock: polls go on), then samples again.
+func (s *School) reclaim() int64 {
+	debug.FreeOSMemory()
+	s.reclaims.Add(1)
+	s.reclaimedAt = time.Now()
+	return memoryInUse()
 }
 
 // runLoad is what the school can attribute to one run: the reply bytes
@@ -167,5 +201,6 @@ func (s *School) pauseForPressureLocked(l runLoad, used int64, now time.Time) {
 // memoryStatus reports the memory figures.
 func (s *School) memoryStatus() MemoryStatus {
 	return MemoryStatus{Limit: s.cfg.MemoryLimit, InUse: s.memInUse.Load(), ReplyBudget: s.budget.Limit(),
-		ReplyInFlight: s.budget.InUse(), RepliesRefused: s.budget.Refused(), PressurePauses: s.pressurePauses.Load()}
+		ReplyInFlight: s.budget.InUse(), RepliesRefused: s.budget.Refused(), PressurePauses: s.pressurePauses.Load(),
+		Reclaims: s.reclaims.Load()}
 }

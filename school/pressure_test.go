@@ -147,3 +147,66 @@ func pressureOf(poll wire.PollRequest, s *school.School) string {
 	fmt.Fprintf(&b, "self-paused %v, memory %+v", st.SelfPaused, st.Memory)
 	return b.String()
 }
+
+// garbageSink keeps an allocation reachable only while it is being made.
+var garbageSink []byte
+
+// Memory at the ceiling that is only garbage (a run the keeper stopped
+// left it; nothing has collected it yet) is nobody's fault: the school
+// collects and returns it before it blames a run, and the run that is
+// merely running keeps its koi and is not reported to the keeper.
+func TestGarbageAtTheCeilingBlamesNoRun(t *testing.T) {
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
+	k := newFakeKeeper(t, url)
+	p := openPond(t)
+	pondHash := addSet(t, k, pondSet)
+	const calm = 10
+	k.set(func(k *fakeKeeper) {
+		k.leaseMS = (10 * time.Minute).Milliseconds() // about memory, not leases (see above)
+		k.assignments["*"] = []wire.Assignment{{Run: "calm", From: 0, To: calm, Spec: wire.RunSpec{
+			Name: "calm", BehaviorSet: pondHash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
+	})
+	runtime.GC()
+	limit := goMemory() + 96<<20
+	s := openSchool(t, url, school.Config{ID: "s1", MemoryLimit: limit, PressureHold: time.Hour})
+	wiretest.Until(t, 20*time.Second, "the calm run's websockets", func() bool { return p.Stats().WebsocketsOpen == calm })
+
+	// One allocation takes the memory past the high mark and is garbage
+	// the moment it is made. The runtime may hand it back by itself
+	// before the school samples; then the next one is tried.
+	high := int64(school.PressureHigh * float64(limit))
+	var peak int64
+	wiretest.WaitFor(t, 60*time.Second, "the school to see garbage at its ceiling and collect it", func() error {
+		if n := limit - goMemory(); n > 0 {
+			garbageSink = make([]byte, n)
+			garbageSink = nil
+		}
+		peak = max(peak, goMemory())
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if s.Status().Memory.Reclaims > 0 {
+				return nil
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		poll, _ := k.lastPoll("s1")
+		return fmt.Errorf("peak Go memory %s (high mark %s); school: %s", school.FormatBytes(peak), school.FormatBytes(high), pressureOf(poll, s))
+	})
+	wiretest.Until(t, 10*time.Second, "memory below the high mark", func() bool { return s.Status().Memory.InUse < high })
+	// Let the school sample a few more times: nothing may be blamed.
+	time.Sleep(5 * 200 * time.Millisecond)
+	st := s.Status()
+	if st.Memory.PressurePauses != 0 {
+		t.Errorf("memory status %+v: a run was closed for garbage", st.Memory)
+	}
+	for _, r := range st.Runs {
+		if r.Pressure != "" || r.Koi.Connected != calm {
+			t.Errorf("calm run: pressure %q, %d koi connected, want none and %d", r.Pressure, r.Koi.Connected, calm)
+		}
+	}
+	if ws := p.Stats().WebsocketsOpen; ws != calm {
+		t.Errorf("calm run: %d websockets, want %d", ws, calm)
+	}
+	t.Logf("limit %s, peak Go memory %s, reclaims %d, in use after %s", school.FormatBytes(limit), school.FormatBytes(peak),
+		st.Memory.Reclaims, school.FormatBytes(st.Memory.InUse))
+}

@@ -199,11 +199,15 @@ type School struct {
 	lastReportEnd time.Time
 
 	// Memory (see pressure.go): the budget is shared by every run's koi;
-	// pressureQuiet (guarded by mu) is when the next pause may happen.
+	// pressureQuiet (guarded by mu) is when the next pause may happen;
+	// reclaimedAt (memoryLoop's own) when garbage was last collected
+	// before judging.
 	budget         *koi.ReplyBudget
 	memInUse       atomic.Int64
 	pressurePauses atomic.Uint64
+	reclaims       atomic.Uint64
 	pressureQuiet  time.Time
+	reclaimedAt    time.Time
 	prevMemLimit   int64
 	setMemLimit    bool
 	memSource      string
