@@ -746,6 +746,17 @@ type schoolStatus struct {
 	KoiRunning     int       `json:"koi_running"`
 	WebsocketsOpen int       `json:"websockets_open"`
 	PollFailures   int       `json:"poll_failures"`
+	Runs           []struct {
+		Run      string `json:"run"`
+		Target   int    `json:"target"`
+		Pressure string `json:"pressure"`
+	} `json:"runs"`
+	Memory struct {
+		Limit          int64  `json:"limit"`
+		InUse          int64  `json:"in_use"`
+		PressurePauses uint64 `json:"pressure_pauses"`
+		Reclaims       uint64 `json:"reclaims"`
+	} `json:"memory"`
 }
 
 func (h *harness) schoolStatus(ctx context.Context, s *schoolProc) (schoolStatus, error) {
@@ -919,7 +930,44 @@ func (h *harness) settle(ctx context.Context, d time.Duration) (map[string]int, 
 		}
 		return time.Since(since) >= 2*time.Second, fmt.Sprintf("pond %d, schools %s, rtm.connect %d", ps.WebsocketsOpen, fmtSpread(m), last)
 	})
+	if err != nil {
+		err = fmt.Errorf("%w; %s", err, h.runDiagnosis(ctx))
+	}
 	return m, err
+}
+
+// runDiagnosis says, for a step that waited in vain for the always-on
+// run, what the keeper and each school hold of it: the run's state and
+// quarantine, and each school's target, memory and pressure.
+func (h *harness) runDiagnosis(ctx context.Context) string {
+	var parts []string
+	var v runView
+	if err := h.api(ctx, "GET", "/runs/"+h.runID, nil, &v); err != nil {
+		parts = append(parts, "run: "+err.Error())
+	} else if v.Quarantine != nil {
+		parts = append(parts, fmt.Sprintf("run %s, quarantined: %.300s", v.State, v.Quarantine.Reason))
+	} else {
+		parts = append(parts, "run "+v.State)
+	}
+	for _, s := range h.schools {
+		st, err := h.schoolStatus(ctx, s)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", s.id, err))
+			continue
+		}
+		d := fmt.Sprintf("%s: switch %s, self-paused %v, memory %.0f of %.0f MiB, %d pressure pauses, %d reclaims", s.id, st.Switch,
+			st.SelfPaused, float64(st.Memory.InUse)/(1<<20), float64(st.Memory.Limit)/(1<<20), st.Memory.PressurePauses, st.Memory.Reclaims)
+		for _, r := range st.Runs {
+			if r.Run == h.runID {
+				d += fmt.Sprintf(", target %d", r.Target)
+				if r.Pressure != "" {
+					d += fmt.Sprintf(", pressure %.200q", r.Pressure)
+				}
+			}
+		}
+		parts = append(parts, d)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // snapshot is what must survive a keeper restart.
