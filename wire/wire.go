@@ -305,7 +305,10 @@ type BlobReply struct {
 	Error string   `json:"error,omitempty"`
 }
 
-// MetricsReport is one school's observations over one interval.
+// MetricsReport is one school's observations over one interval, of some
+// or all of its runs: an interval whose runs do not fit one NATS message
+// is sent as several reports with the same Start and End, each run in
+// one of them, each report with its own Seq.
 type MetricsReport struct {
 	Header
 	School string       `json:"school"`

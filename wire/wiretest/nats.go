@@ -29,6 +29,9 @@ type NATSConfig struct {
 	// Users, when not empty, are the only clients admitted (Roles.Users
 	// makes the keeper's and a school's).
 	Users []*server.NkeyUser
+	// MaxPayload is the largest message the server takes; 0 is
+	// nats-server's default (1 MiB).
+	MaxPayload int32
 }
 
 // NATS is an embedded nats-server run for a test.
@@ -54,7 +57,7 @@ func StartNATS(tb testing.TB, cfg NATSConfig) *NATS {
 		port = -1 // the server picks a free port
 	}
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: cfg.StoreDir,
-		Nkeys: cfg.Users, NoLog: true, NoSigs: true})
+		Nkeys: cfg.Users, NoLog: true, NoSigs: true, MaxPayload: cfg.MaxPayload})
 	if err != nil {
 		tb.Fatalf("nats-server: %v", err)
 		return nil
