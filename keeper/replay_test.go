@@ -53,8 +53,10 @@ func newReplayRig(t *testing.T) (*Keeper, *replayRig, *nats.Conn) {
 }
 
 // A school that sends a metrics report twice (a replay, or a peer that
-// lies) has it counted once; its next report, and the first report of a
-// restarted school (sequence from 1 again, a later interval), count.
+// lies) has it counted once; its next report, the first report of a
+// restarted school (sequence from 1 again, a later interval), and the
+// next part of an interval sent in parts (same interval, next sequence)
+// count.
 func TestReplayedMetricsReportCountsOnce(t *testing.T) {
 	k, r, nc := newReplayRig(t)
 	report, count := r.report, r.count
@@ -76,6 +78,19 @@ func TestReplayedMetricsReportCountsOnce(t *testing.T) {
 	nc.Publish(wire.SubjectMetrics, report(1, end.Add(10*time.Second))) // restarted
 	nc.Flush()
 	count(30)
+	// An interval too large for one message comes in parts: the same
+	// interval, the next sequence numbers. Each part counts, once.
+	part := report(2, end.Add(10*time.Second))
+	nc.Publish(wire.SubjectMetrics, part)
+	nc.Publish(wire.SubjectMetrics, part)
+	nc.Flush()
+	count(40)
+	wiretest.WaitFor(t, 5*time.Second, "the part's replay refused", func() error {
+		if n := k.stats.rejections()["metrics: replayed report"]; n != 4 {
+			return fmt.Errorf("%d refused as replayed, want 4", n)
+		}
+		return nil
+	})
 }
 
 // A school whose clock ran decades ahead (or a peer that lies about its
