@@ -22,16 +22,21 @@ import (
 //
 // Memory past the high mark may be only garbage: the koi of a run the
 // keeper stopped leave their stores behind, and the collector, paced by
-// allocation, may not look at them for minutes. So before it blames a
-// run the school collects and returns free memory (at most once per
-// pressureSettle) and judges what is left; a running run is never
-// closed for another's leftovers.
+// allocation, may not look at them for minutes. So unless one run
+// plainly holds the memory in replies, the school collects and returns
+// free memory (at most once per pressureSettle) before it blames a run,
+// and judges what is left: a running run is not closed for another's
+// leftovers.
 const (
 	PressureHigh      = 0.9
 	PressureLow       = 0.7
 	memorySampleEvery = 200 * time.Millisecond
 	pressureSettle    = 2 * time.Second
 	pressureStopWait  = time.Minute
+	// attributeShare is the share of the ceiling a run's reply bytes
+	// must reach for the school to blame it without first collecting
+	// garbage (see mayReclaim).
+	attributeShare = 1.0 / 16
 )
 
 // DefaultPressureHold is how long a run closed for memory pressure stays
@@ -81,21 +86,42 @@ func (s *School) memoryLoop() {
 		}
 		used := memoryInUse()
 		if s.mayReclaim(used, time.Now()) {
+			before := used
 			used = s.reclaim()
+			s.logLimited("memory-reclaim", "memory at its high mark, no run plainly holding it: garbage collected before judging",
+				"before", FormatBytes(before), "after", FormatBytes(used), "limit", FormatBytes(s.cfg.MemoryLimit))
 		}
 		s.checkMemory(used, time.Now())
 	}
 }
 
-// mayReclaim says whether the sample is one the school would judge and
-// garbage has not been collected for it lately.
+// mayReclaim says whether the school should collect garbage before it
+// judges this sample: memory is at the high mark, no judgement is on
+// hold, none was collected lately, and no run that could be blamed
+// plainly holds the memory (reserved or recently read reply bytes of at
+// least attributeShare of the ceiling: a flood is closed at once, as
+// before, its garbage and all).
 func (s *School) mayReclaim(used int64, now time.Time) bool {
-	if float64(used) < PressureHigh*float64(s.cfg.MemoryLimit) || now.Sub(s.reclaimedAt) < pressureSettle {
+	limit := float64(s.cfg.MemoryLimit)
+	if float64(used) < PressureHigh*limit || now.Sub(s.reclaimedAt) < pressureSettle {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return now.After(s.pressureQuiet)
+	if !now.After(s.pressureQuiet) {
+		return false
+	}
+	for _, r := range s.runs {
+		if r.rt == nil || r.pressure != "" {
+			continue
+		}
+		read := r.rt.ReplyBytesRead()
+		l := runLoad{r: r, inFlight: r.rt.ReplyBytesInFlight(), readRecent: read - min(read, r.lastRead)}
+		if float64(l.bytes()) >= attributeShare*limit && r.running() > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // reclaim collects garbage and returns free memory to the OS (without
