@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/school"
 	"github.com/koipond/koipond/wire"
 	"github.com/koipond/koipond/wire/wiretest"
@@ -37,26 +38,24 @@ func goMemory() int64 {
 	return int64(s[0].Value.Uint64() - s[1].Value.Uint64())
 }
 
-// A target whose replies are far larger than usual, kept by the koi in
-// their stores, pushes the school towards a small memory ceiling: the
-// school closes that run's koi (and only that run's), reports why to the
-// keeper in its poll, stays alive, and the second run's koi keep their
-// websockets throughout.
-func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
+// calm is the koi of openCalmSchool's run.
+const calm = 10
+
+// openCalmSchool opens a school whose memory ceiling is 96 MiB above what
+// the test process uses now, running one run, "calm", of calm koi on
+// pond; it returns once their websockets are open.
+func openCalmSchool(t *testing.T) (*fakeKeeper, *pond.Server, *school.School, int64) {
+	t.Helper()
 	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
 	p := openPond(t)
-	flood := floodServer(t, 512<<10) // 512 KiB replies
 	pondHash := addSet(t, k, pondSet)
-	bombHash := addSet(t, k, `{"behaviors": {"hoard": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "flood",
-	  "post_actions": ["{{ setKoi (printf \"r%d\" (randInt 0 1000)) .items }}"]}}]}}}`)
-	const calm, bombs = 10, 32
 	k.set(func(k *fakeKeeper) {
-		// A lease longer than the test: this test is about memory
+		// A lease longer than the test: these tests are about memory
 		// (lease expiry has TestLeaseExpiryPauses). Beside a CPU hog,
-		// under the race detector, decoding the floods starved the
-		// school's polls for two 10 s leases, and it rightly closed
-		// every koi, the calm run's too.
+		// under the race detector, decoding floods starved the school's
+		// polls for two 10 s leases, and it rightly closed every koi,
+		// the calm run's too.
 		k.leaseMS = (10 * time.Minute).Milliseconds()
 		k.assignments["*"] = []wire.Assignment{{Run: "calm", From: 0, To: calm, Spec: wire.RunSpec{
 			Name: "calm", BehaviorSet: pondHash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
@@ -65,6 +64,20 @@ func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
 	limit := goMemory() + 96<<20
 	s := openSchool(t, url, school.Config{ID: "s1", MemoryLimit: limit, PressureHold: time.Hour})
 	wiretest.Until(t, 20*time.Second, "the calm run's websockets", func() bool { return p.Stats().WebsocketsOpen == calm })
+	return k, p, s, limit
+}
+
+// A target whose replies are far larger than usual, kept by the koi in
+// their stores, pushes the school towards a small memory ceiling: the
+// school closes that run's koi (and only that run's), reports why to the
+// keeper in its poll, stays alive, and the second run's koi keep their
+// websockets throughout.
+func TestMemoryPressureClosesTheHeaviestRun(t *testing.T) {
+	k, p, s, limit := openCalmSchool(t)
+	flood := floodServer(t, 512<<10) // 512 KiB replies
+	bombHash := addSet(t, k, `{"behaviors": {"hoard": {"frequency": 1, "steps": [{"request": {"type": "api", "method": "flood",
+	  "post_actions": ["{{ setKoi (printf \"r%d\" (randInt 0 1000)) .items }}"]}}]}}}`)
+	const bombs = 32
 
 	// The bomb: koi each keeping every 512 KiB reply it gets, up to the
 	// 4 MiB that one koi's variables may hold (behaviors.MaxVarBytes).
@@ -156,20 +169,7 @@ var garbageSink []byte
 // collects and returns it before it blames a run, and the run that is
 // merely running keeps its koi and is not reported to the keeper.
 func TestGarbageAtTheCeilingBlamesNoRun(t *testing.T) {
-	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
-	k := newFakeKeeper(t, url)
-	p := openPond(t)
-	pondHash := addSet(t, k, pondSet)
-	const calm = 10
-	k.set(func(k *fakeKeeper) {
-		k.leaseMS = (10 * time.Minute).Milliseconds() // about memory, not leases (see above)
-		k.assignments["*"] = []wire.Assignment{{Run: "calm", From: 0, To: calm, Spec: wire.RunSpec{
-			Name: "calm", BehaviorSet: pondHash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
-	})
-	runtime.GC()
-	limit := goMemory() + 96<<20
-	s := openSchool(t, url, school.Config{ID: "s1", MemoryLimit: limit, PressureHold: time.Hour})
-	wiretest.Until(t, 20*time.Second, "the calm run's websockets", func() bool { return p.Stats().WebsocketsOpen == calm })
+	k, p, s, limit := openCalmSchool(t)
 
 	// One allocation takes the memory past the high mark and is garbage
 	// the moment it is made. The runtime may hand it back by itself
