@@ -3,6 +3,8 @@ package keeper
 import (
 	"errors"
 	"fmt"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Error codes, each mapped to one HTTP status at the HTTP edge
@@ -61,6 +63,10 @@ func storeErr(what string, err error) error {
 	var e *Error
 	if errors.As(err, &e) {
 		return err
+	}
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("%s: the record is larger than the NATS server takes in one message (its max_payload), "+
+			"and the keeper keeps its state in NATS: make it smaller, or raise max_payload", what), Err: err}
 	}
 	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%s: %v", what, err), Err: err}
 }

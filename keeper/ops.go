@@ -101,8 +101,13 @@ func (k *Keeper) PutBehaviorSet(ctx context.Context, actor, name string, files [
 	for _, w := range diags.Warnings() {
 		b.Warnings = append(b.Warnings, w.String())
 	}
-	for _, f := range files {
+	wfiles := make([]wire.File, len(files))
+	for i, f := range files {
 		b.Files = append(b.Files, state.File{Name: f.Name, Content: string(f.Data)})
+		wfiles[i] = wire.File{Name: f.Name, Data: f.Data}
+	}
+	if err := k.checkBlobFits("files", wire.BlobBehaviorSet, b.Hash, wfiles); err != nil {
+		return nil, err
 	}
 	var out *state.BehaviorSet
 	err := k.write(ctx, "storing the behavior set", func(tx *state.Txn) error {
@@ -144,6 +149,9 @@ func (k *Keeper) PutFormation(ctx context.Context, actor string, file behaviors.
 		Percent: f.Percent, BeginWithinMS: f.BeginWithin.Milliseconds(), Steps: len(f.Sequence.Steps), CreatedBy: actor}
 	for _, p := range f.Params {
 		fm.Params = append(fm.Params, state.FormationParam(p))
+	}
+	if err := k.checkBlobFits("file", wire.BlobFormation, fm.Hash, []wire.File{{Name: file.Name, Data: file.Data}}); err != nil {
+		return nil, err
 	}
 	var out *state.Formation
 	err := k.write(ctx, "storing the formation", func(tx *state.Txn) error {
