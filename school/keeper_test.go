@@ -23,6 +23,8 @@ type fakeKeeper struct {
 	assignments map[string][]wire.Assignment // by school id; "*" for every school
 	launches    []wire.Launch
 	blobs       map[string][]wire.File
+	blobAsked   map[string]int // blob requests by hash
+	pollsSeen   int
 	polls       map[string]wire.PollRequest
 	reports     []wire.MetricsReport
 	silent      bool
@@ -42,7 +44,7 @@ func newFakeKeeper(t testing.TB, url string, opts ...nats.Option) *fakeKeeper {
 		t.Fatal(err)
 	}
 	k := &fakeKeeper{t: t, nc: nc, key: key, sw: wire.Control{Epoch: 1, State: wire.Running},
-		assignments: map[string][]wire.Assignment{}, blobs: map[string][]wire.File{},
+		assignments: map[string][]wire.Assignment{}, blobs: map[string][]wire.File{}, blobAsked: map[string]int{},
 		polls: map[string]wire.PollRequest{}, pollMS: 200, leaseMS: 10000}
 	nc.Subscribe(wire.SubjectPoll, k.onPoll)
 	nc.Subscribe(wire.SubjectBlob, k.onBlob)
@@ -68,6 +70,7 @@ func (k *fakeKeeper) onPoll(m *nats.Msg) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.polls[req.School] = req
+	k.pollsSeen++
 	if k.silent {
 		return
 	}
@@ -97,6 +100,7 @@ func (k *fakeKeeper) onBlob(m *nats.Msg) {
 	}
 	k.mu.Lock()
 	files, ok := k.blobs[req.Hash]
+	k.blobAsked[req.Hash]++
 	k.mu.Unlock()
 	rep := &wire.BlobReply{Kind: req.Kind, Hash: req.Hash, Files: files}
 	if !ok {

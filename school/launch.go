@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/koi"
 	"github.com/koipond/koipond/metrics"
@@ -123,14 +122,14 @@ func (s *School) startLaunchLocked(st *launchState) string {
 	if r == nil || r.rt == nil {
 		return fmt.Sprintf("run %s is not running on this school", l.Run)
 	}
-	files, ok := s.blobs[l.Formation]
-	if !ok || len(files) != 1 {
+	pf, ok := s.formations[l.Formation]
+	if !ok {
 		return fmt.Sprintf("formation %s could not be fetched from the keeper", short(l.Formation))
 	}
-	f, diags := formations.Parse(behaviors.File{Name: files[0].Name, Data: files[0].Data})
-	if f == nil {
-		return "formation is invalid: " + firstLine(diags.Error())
+	if pf.f == nil {
+		return "formation is invalid: " + pf.err
 	}
+	f := pf.f
 	off, _ := s.clock.offset()
 	// Keeper time → school clock → wall delay from now.
 	delay := l.Start.Add(-off).Sub(s.cfg.Clock())

@@ -162,6 +162,7 @@ func (s *School) pollOnce() {
 	s.applySwitchLocked(rep.Switch)
 	s.applyAssignmentsLocked(rep.Assignments)
 	s.applyLaunchesLocked(rep.Launches)
+	s.forgetUnusedLocked(rep)
 	s.mu.Unlock()
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/koi"
 	"github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire"
@@ -66,23 +67,33 @@ type member struct {
 }
 
 // prefetch fetches, outside the lock, the blobs a reply refers to that
-// the school does not have yet.
+// the school does not have yet, each once however many assignments or
+// launches name it, and parses the launches' formations (also outside
+// the lock: a reply may start a thousand launches of one large
+// formation, and a stop on the control subject waits for the lock).
 func (s *School) prefetch(rep wire.PollReply) {
 	type want struct {
-		kind wire.BlobKind
-		hash string
+		kind  wire.BlobKind
+		hash  string
+		files []wire.File // a formation already fetched, to parse
 	}
 	var need []want
+	seen := map[string]bool{}
 	s.mu.Lock()
 	for _, a := range rep.Assignments {
-		if _, ok := s.blobs[a.Spec.BehaviorSet]; !ok && a.Spec.BehaviorSet != "" {
-			need = append(need, want{wire.BlobBehaviorSet, a.Spec.BehaviorSet})
+		h := a.Spec.BehaviorSet
+		if _, ok := s.blobs[h]; !ok && h != "" && !seen[h] {
+			seen[h] = true
+			need = append(need, want{kind: wire.BlobBehaviorSet, hash: h})
 		}
 	}
 	for _, l := range rep.Launches {
-		if _, ok := s.blobs[l.Formation]; !ok && l.Formation != "" {
-			need = append(need, want{wire.BlobFormation, l.Formation})
+		h := l.Formation
+		if _, ok := s.formations[h]; ok || h == "" || seen[h] {
+			continue
 		}
+		seen[h] = true
+		need = append(need, want{kind: wire.BlobFormation, hash: h})
 	}
 	s.mu.Unlock()
 	for _, w := range need {
@@ -91,9 +102,58 @@ func (s *School) prefetch(rep wire.PollReply) {
 			s.logLimited("blob:"+w.hash, "fetching from the keeper failed", "kind", w.kind, "hash", w.hash, "err", err)
 			continue
 		}
+		if w.kind == wire.BlobFormation {
+			pf := parseFormation(files)
+			s.mu.Lock()
+			s.formations[w.hash] = pf
+			s.mu.Unlock()
+			continue
+		}
 		s.mu.Lock()
 		s.blobs[w.hash] = files
 		s.mu.Unlock()
+	}
+}
+
+// parsedFormation is a fetched formation, parsed once for every launch of
+// it: the formation, or why it is invalid.
+type parsedFormation struct {
+	f   *formations.Formation
+	err string
+}
+
+func parseFormation(files []wire.File) parsedFormation {
+	if len(files) != 1 {
+		return parsedFormation{err: fmt.Sprintf("the keeper sent %d files for it, want 1", len(files))}
+	}
+	f, diags := formations.Parse(behaviors.File{Name: files[0].Name, Data: files[0].Data})
+	if f == nil {
+		return parsedFormation{err: firstLine(diags.Error())}
+	}
+	return parsedFormation{f: f}
+}
+
+// forgetUnusedLocked drops the behavior sets and formations the keeper's
+// latest reply no longer names: a school that runs for days keeps only
+// what its current runs and launches need (a run already started holds
+// its parsed set; one named again is fetched again).
+func (s *School) forgetUnusedLocked(rep wire.PollReply) {
+	used := map[string]bool{}
+	for _, a := range rep.Assignments {
+		used[a.Spec.BehaviorSet] = true
+	}
+	for _, l := range rep.Launches {
+		used[l.Formation] = true
+	}
+	for h := range s.blobs {
+		if !used[h] {
+			delete(s.blobs, h)
+		}
+	}
+	for h := range s.formations {
+		if !used[h] {
+			delete(s.formations, h)
+		}
 	}
 }
 
