@@ -66,23 +66,23 @@ type member struct {
 	done   chan struct{}
 }
 
-// prefetch fetches, outside the lock, the blobs a reply refers to that
-// the school does not have yet, each once however many assignments or
-// launches name it, and parses the launches' formations (also outside
-// the lock: a reply may start a thousand launches of one large
-// formation, and a stop on the control subject waits for the lock).
+// prefetch fetches, outside the lock, the behavior sets and formations a
+// reply refers to that the school does not have yet, each once however
+// many assignments or launches name it, and parses them, also outside
+// the lock: a reply may carry a thousand launches of one large formation
+// or many runs of large sets, and a stop on the control subject waits
+// for the lock.
 func (s *School) prefetch(rep wire.PollReply) {
 	type want struct {
-		kind  wire.BlobKind
-		hash  string
-		files []wire.File // a formation already fetched, to parse
+		kind wire.BlobKind
+		hash string
 	}
 	var need []want
 	seen := map[string]bool{}
 	s.mu.Lock()
 	for _, a := range rep.Assignments {
 		h := a.Spec.BehaviorSet
-		if _, ok := s.blobs[h]; !ok && h != "" && !seen[h] {
+		if _, ok := s.sets[h]; !ok && h != "" && !seen[h] {
 			seen[h] = true
 			need = append(need, want{kind: wire.BlobBehaviorSet, hash: h})
 		}
@@ -109,10 +109,26 @@ func (s *School) prefetch(rep wire.PollReply) {
 			s.mu.Unlock()
 			continue
 		}
+		ps := parseSet(files)
 		s.mu.Lock()
-		s.blobs[w.hash] = files
+		s.sets[w.hash] = ps
 		s.mu.Unlock()
 	}
+}
+
+// parsedSet is a fetched behavior set, parsed once for every run of it
+// (runs only read it): the set, or why it is invalid.
+type parsedSet struct {
+	set *behaviors.Set
+	err string
+}
+
+func parseSet(files []wire.File) parsedSet {
+	set, diags := behaviors.Parse(toFiles(files)...)
+	if set == nil {
+		return parsedSet{err: firstLine(diags.Error())}
+	}
+	return parsedSet{set: set}
 }
 
 // parsedFormation is a fetched formation, parsed once for every launch of
@@ -145,9 +161,9 @@ func (s *School) forgetUnusedLocked(rep wire.PollReply) {
 	for _, l := range rep.Launches {
 		used[l.Formation] = true
 	}
-	for h := range s.blobs {
+	for h := range s.sets {
 		if !used[h] {
-			delete(s.blobs, h)
+			delete(s.sets, h)
 		}
 	}
 	for h := range s.formations {
@@ -279,14 +295,14 @@ func (s *School) newRunLocked(a wire.Assignment) *run {
 	if err := s.allow.URL(a.Spec.WebsocketURL); a.Spec.WebsocketURL != "" && err != nil {
 		return refuse("websocket_url: %v", err)
 	}
-	files, ok := s.blobs[a.Spec.BehaviorSet]
+	ps, ok := s.sets[a.Spec.BehaviorSet]
 	if !ok {
 		return refuse("behavior set %s could not be fetched from the keeper", short(a.Spec.BehaviorSet))
 	}
-	set, diags := behaviors.Parse(toFiles(files)...)
-	if set == nil {
-		return refuse("behavior set %s is invalid: %v", short(a.Spec.BehaviorSet), firstLine(diags.Error()))
+	if ps.set == nil {
+		return refuse("behavior set %s is invalid: %v", short(a.Spec.BehaviorSet), ps.err)
 	}
+	set := ps.set
 	var err error
 	if r.token, err = indexTemplate("token", a.Spec.Token); err != nil {
 		return refuse("%v", err)

@@ -120,3 +120,60 @@ func TestLaunchBurstParsesItsFormationOnce(t *testing.T) {
 		t.Errorf("the formation was fetched %d times in all, want twice: once for the burst, once after it was forgotten", asked)
 	}
 }
+
+// bigSet is a valid behavior set of n rarely due behaviors.
+func bigSet(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"boot": {"steps": [{"request": {"type": "api", "method": "rtm.connect", "post_actions": ["{{ websocketURL .url }}"]}}]}, "behaviors": {`)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"behavior_%04d": {"frequency": 0.0001, "steps": [{"request": {"type": "api", "method": "auth.test", "args": {"text": "b %d {{ randInt 0 100 }}"}}}]}`, i, i)
+	}
+	b.WriteString("}}")
+	return b.String()
+}
+
+// Many runs of one large behavior set assigned in one reply (a school
+// joining a keeper of always-on runs) cost one fetch and one parse of
+// the set, outside the lock a stop waits for. Before, each run parsed
+// the set while holding it.
+func TestManyRunsOfOneSetParseItOnce(t *testing.T) {
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
+	k := newFakeKeeper(t, url)
+	p := openPond(t)
+	src := bigSet(2000)
+	start := time.Now()
+	if set, diags := behaviors.Parse(behaviors.File{Name: "set.json", Data: []byte(src)}); set == nil {
+		t.Fatal(diags)
+	}
+	parse := time.Since(start)
+	hash := addSet(t, k, src)
+	const runs = 150
+	s := openSchool(t, url, school.Config{ID: "a"})
+	k.set(func(k *fakeKeeper) {
+		for i := range runs {
+			k.assignments["*"] = append(k.assignments["*"], wire.Assignment{Run: fmt.Sprintf("r%03d", i), From: 0, To: 1, Spec: wire.RunSpec{
+				BehaviorSet: hash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 1}})
+		}
+	})
+	var worst time.Duration
+	wiretest.Until(t, 5*time.Minute, "every run's koi connected", func() bool {
+		t0 := time.Now()
+		s.Status()
+		worst = max(worst, time.Since(t0))
+		return p.Stats().WebsocketsOpen == runs
+	})
+	k.mu.Lock()
+	asked := k.blobAsked[hash]
+	k.mu.Unlock()
+	t.Logf("%d runs of a %d KB set (one parse %v): fetched %d times, the lock held up to %v",
+		runs, len(src)>>10, parse.Round(time.Millisecond), asked, worst.Round(time.Millisecond))
+	if asked != 1 {
+		t.Errorf("the set was fetched %d times, want once", asked)
+	}
+	if bound := time.Second + 10*parse; worst > bound {
+		t.Errorf("a status read waited %v for the school's lock, more than %v (1 s and ten parses of the set)", worst, bound)
+	}
+}
