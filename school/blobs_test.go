@@ -177,3 +177,48 @@ func TestManyRunsOfOneSetParseItOnce(t *testing.T) {
 		t.Errorf("a status read waited %v for the school's lock, more than %v (1 s and ten parses of the set)", worst, bound)
 	}
 }
+
+// A launch whose formation the keeper cannot send fails once, with the
+// reason, and the school does not ask for that formation again at every
+// poll while the keeper still lists the launch.
+func TestUnfetchableFormationIsAskedForOnce(t *testing.T) {
+	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
+	k := newFakeKeeper(t, url)
+	p := openPond(t)
+	hash := addSet(t, k, pondSet)
+	k.set(func(k *fakeKeeper) {
+		k.assignments["*"] = []wire.Assignment{{Run: "r1", From: 0, To: 2, Spec: wire.RunSpec{
+			BehaviorSet: hash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
+	})
+	openSchool(t, url, school.Config{ID: "a"})
+	wiretest.Until(t, 20*time.Second, "every koi connected", func() bool { return p.Stats().WebsocketsOpen == 2 })
+	k.set(func(k *fakeKeeper) {
+		k.launches = []wire.Launch{{ID: "l1", Run: "r1", Formation: "missing", Name: "gone", Start: time.Now().Add(time.Hour),
+			BeginWithinMS: 1000, Count: 1, MetricKey: "formation:gone#l1"}}
+	})
+	var errText string
+	wiretest.Until(t, 20*time.Second, "the launch failed with a reason", func() bool {
+		pr, _ := k.lastPoll("a")
+		for _, ls := range pr.Launches {
+			errText = ls.Error
+		}
+		return errText != ""
+	})
+	if !strings.Contains(errText, "could not be fetched") {
+		t.Errorf("launch error %q, want it to say the formation could not be fetched", errText)
+	}
+	k.mu.Lock()
+	since := k.pollsSeen
+	k.mu.Unlock()
+	wiretest.Until(t, 30*time.Second, "five more polls", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.pollsSeen >= since+5
+	})
+	k.mu.Lock()
+	asked := k.blobAsked["missing"]
+	k.mu.Unlock()
+	if asked != 1 {
+		t.Errorf("the missing formation was asked for %d times, want once", asked)
+	}
+}

@@ -92,6 +92,9 @@ func (s *School) prefetch(rep wire.PollReply) {
 		if _, ok := s.formations[h]; ok || h == "" || seen[h] {
 			continue
 		}
+		if _, applied := s.launches[l.ID]; applied {
+			continue // started (or failed to) once: its formation is not needed again
+		}
 		seen[h] = true
 		need = append(need, want{kind: wire.BlobFormation, hash: h})
 	}
@@ -149,17 +152,20 @@ func parseFormation(files []wire.File) parsedFormation {
 	return parsedFormation{f: f}
 }
 
-// forgetUnusedLocked drops the behavior sets and formations the keeper's
-// latest reply no longer names: a school that runs for days keeps only
-// what its current runs and launches need (a run already started holds
-// its parsed set; one named again is fetched again).
+// forgetUnusedLocked drops the behavior sets the keeper's latest reply no
+// longer names, and the formations of launches already applied (the koi
+// of a launch hold its sequence): a school that runs for days keeps only
+// what its current runs and coming launches need. A run already started
+// holds its parsed set; a set named again is fetched again.
 func (s *School) forgetUnusedLocked(rep wire.PollReply) {
 	used := map[string]bool{}
 	for _, a := range rep.Assignments {
 		used[a.Spec.BehaviorSet] = true
 	}
 	for _, l := range rep.Launches {
-		used[l.Formation] = true
+		if _, applied := s.launches[l.ID]; !applied {
+			used[l.Formation] = true
+		}
 	}
 	for h := range s.sets {
 		if !used[h] {
