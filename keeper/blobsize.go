@@ -3,7 +3,6 @@ package keeper
 import (
 	"encoding/base64"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/koipond/koipond/wire"
@@ -48,15 +47,11 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 // would be over the NATS connection's payload limit. Without a
 // connection it passes: the fetch says so if it must.
 func (k *Keeper) checkBlobFits(field string, kind wire.BlobKind, hash string, files []wire.File) error {
-	nc := k.conn()
-	if nc == nil {
-		return nil
-	}
 	n, err := blobReplySize(kind, hash, files)
 	if err != nil {
 		return err
 	}
-	if limit := nc.MaxPayload(); int64(n) > limit {
+	if limit := k.payloadLimit(); int64(n) > limit {
 		return &Error{Code: CodeTooLarge, Field: field, Message: blobTooLarge(kind, n, limit)}
 	}
 	return nil
@@ -65,11 +60,7 @@ func (k *Keeper) checkBlobFits(field string, kind wire.BlobKind, hash string, fi
 // respondBlob answers a blob request with rep (fitBlob), counting a
 // reply over the NATS payload limit as a rejection.
 func (k *Keeper) respondBlob(m *nats.Msg, rep *wire.BlobReply) {
-	limit := int64(math.MaxInt64)
-	if nc := k.conn(); nc != nil {
-		limit = nc.MaxPayload()
-	}
-	data, why, err := fitBlob(rep, limit)
+	data, why, err := fitBlob(rep, k.payloadLimit())
 	if why != "" {
 		k.stats.reject(k.log, "blob: over the NATS payload limit", fmt.Errorf("%s %.16s: %s", rep.Kind, rep.Hash, why))
 	}

@@ -99,14 +99,20 @@ func (k *Keeper) onPoll(m *nats.Msg) {
 // largest assignments are left out, then the launches that start last,
 // each counted, until the reply fits: the school runs the rest.
 func (k *Keeper) respondPoll(m *nats.Msg, rep *wire.PollReply) {
-	limit := int64(math.MaxInt64)
-	if nc := k.conn(); nc != nil {
-		limit = nc.MaxPayload()
-	}
+	limit := k.payloadLimit()
 	data, err := fitReply(rep, limit, func(cause, id string) {
 		k.stats.reject(k.log, cause, fmt.Errorf("%s left out of a poll reply over the NATS payload limit of %d bytes", id, limit))
 	})
 	k.send(m, data, err)
+}
+
+// payloadLimit is the largest message the keeper's NATS connection
+// takes (no limit while it has none: nothing is sent then anyway).
+func (k *Keeper) payloadLimit() int64 {
+	if nc := k.conn(); nc != nil {
+		return nc.MaxPayload()
+	}
+	return math.MaxInt64
 }
 
 // fitReply encodes rep, leaving out its largest assignments, then its
