@@ -88,8 +88,9 @@ func launchMetricKey(l wire.Launch) string {
 // applyLaunchesLocked starts each new launch once: Count connected koi of
 // the run, chosen at random, each at an independent uniform offset within
 // the (time-scaled) window after the launch instant converted from keeper
-// time to this school's clock.
-func (s *School) applyLaunchesLocked(ls []wire.Launch) {
+// time to this school's clock. forms holds the launches' formations,
+// parsed (prefetch).
+func (s *School) applyLaunchesLocked(ls []wire.Launch, forms map[string]parsedFormation) {
 	now := time.Now()
 	for id, st := range s.launches {
 		// Forgotten 10 minutes after its window once every koi has ended
@@ -104,7 +105,7 @@ func (s *School) applyLaunchesLocked(ls []wire.Launch) {
 		}
 		st := &launchState{l: l, expires: now.Add(10*time.Minute + wire.Duration(l.BeginWithinMS))}
 		s.launches[l.ID] = st
-		st.err = wireText(s.startLaunchLocked(st))
+		st.err = wireText(s.startLaunchLocked(st, forms))
 		if st.scheduled == 0 {
 			st.cancelled.Store(int64(l.Count)) // nothing runs here: the share is settled at once
 		}
@@ -116,13 +117,13 @@ func (s *School) applyLaunchesLocked(ls []wire.Launch) {
 	}
 }
 
-func (s *School) startLaunchLocked(st *launchState) string {
+func (s *School) startLaunchLocked(st *launchState, forms map[string]parsedFormation) string {
 	l := st.l
 	r := s.runs[l.Run]
 	if r == nil || r.rt == nil {
 		return fmt.Sprintf("run %s is not running on this school", l.Run)
 	}
-	pf, ok := s.formations[l.Formation]
+	pf, ok := forms[l.Formation]
 	if !ok {
 		return fmt.Sprintf("formation %s could not be fetched from the keeper", short(l.Formation))
 	}

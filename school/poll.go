@@ -144,7 +144,7 @@ func (s *School) pollOnce() {
 		s.logLimited("poll-unverified", "poll reply without the keeper's signature ignored", "err", err)
 		return
 	}
-	s.prefetch(rep)
+	forms := s.prefetch(rep)
 	s.mu.Lock()
 	s.clock.add(send, recv, rep.KeeperTime)
 	s.lastPollOK = time.Now()
@@ -161,7 +161,7 @@ func (s *School) pollOnce() {
 	}
 	s.applySwitchLocked(rep.Switch)
 	s.applyAssignmentsLocked(rep.Assignments)
-	s.applyLaunchesLocked(rep.Launches)
+	s.applyLaunchesLocked(rep.Launches, forms)
 	s.forgetUnusedLocked(rep)
 	s.mu.Unlock()
 }

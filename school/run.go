@@ -66,57 +66,58 @@ type member struct {
 	done   chan struct{}
 }
 
-// prefetch fetches, outside the lock, the behavior sets and formations a
-// reply refers to that the school does not have yet, each once however
-// many assignments or launches name it, and parses them, also outside
-// the lock: a reply may carry a thousand launches of one large formation
-// or many runs of large sets, and a stop on the control subject waits
-// for the lock.
-func (s *School) prefetch(rep wire.PollReply) {
-	type want struct {
-		kind wire.BlobKind
-		hash string
-	}
-	var need []want
+// prefetch fetches, outside the lock, the behavior sets a reply assigns
+// and the formations of its launches not yet applied that the school
+// does not have, each once however many assignments or launches name it,
+// and parses them, also outside the lock: a reply may carry a thousand
+// launches of one large formation or many runs of large sets, and a stop
+// on the control subject waits for the lock. Sets are kept (forgetUnused-
+// Locked); formations are returned for this reply's launches alone (the
+// koi of a launch hold its sequence).
+func (s *School) prefetch(rep wire.PollReply) map[string]parsedFormation {
+	var sets, forms []string
 	seen := map[string]bool{}
 	s.mu.Lock()
 	for _, a := range rep.Assignments {
 		h := a.Spec.BehaviorSet
 		if _, ok := s.sets[h]; !ok && h != "" && !seen[h] {
 			seen[h] = true
-			need = append(need, want{kind: wire.BlobBehaviorSet, hash: h})
+			sets = append(sets, h)
 		}
 	}
 	for _, l := range rep.Launches {
-		h := l.Formation
-		if _, ok := s.formations[h]; ok || h == "" || seen[h] {
-			continue
+		_, applied := s.launches[l.ID]
+		if h := l.Formation; !applied && h != "" && !seen[h] {
+			seen[h] = true
+			forms = append(forms, h)
 		}
-		if _, applied := s.launches[l.ID]; applied {
-			continue // started (or failed to) once: its formation is not needed again
-		}
-		seen[h] = true
-		need = append(need, want{kind: wire.BlobFormation, hash: h})
 	}
 	s.mu.Unlock()
-	for _, w := range need {
-		files, err := s.fetchBlob(w.kind, w.hash)
-		if err != nil {
-			s.logLimited("blob:"+w.hash, "fetching from the keeper failed", "kind", w.kind, "hash", w.hash, "err", err)
-			continue
-		}
-		if w.kind == wire.BlobFormation {
-			pf := parseFormation(files)
+	for _, h := range sets {
+		if files, ok := s.fetch(wire.BlobBehaviorSet, h); ok {
+			ps := parseSet(files)
 			s.mu.Lock()
-			s.formations[w.hash] = pf
+			s.sets[h] = ps
 			s.mu.Unlock()
-			continue
 		}
-		ps := parseSet(files)
-		s.mu.Lock()
-		s.sets[w.hash] = ps
-		s.mu.Unlock()
 	}
+	parsed := make(map[string]parsedFormation, len(forms))
+	for _, h := range forms {
+		if files, ok := s.fetch(wire.BlobFormation, h); ok {
+			parsed[h] = parseFormation(files)
+		}
+	}
+	return parsed
+}
+
+// fetch is fetchBlob with its failure logged.
+func (s *School) fetch(kind wire.BlobKind, hash string) ([]wire.File, bool) {
+	files, err := s.fetchBlob(kind, hash)
+	if err != nil {
+		s.logLimited("blob:"+hash, "fetching from the keeper failed", "kind", kind, "hash", hash, "err", err)
+		return nil, false
+	}
+	return files, true
 }
 
 // parsedSet is a fetched behavior set, parsed once for every run of it
@@ -153,28 +154,17 @@ func parseFormation(files []wire.File) parsedFormation {
 }
 
 // forgetUnusedLocked drops the behavior sets the keeper's latest reply no
-// longer names, and the formations of launches already applied (the koi
-// of a launch hold its sequence): a school that runs for days keeps only
-// what its current runs and coming launches need. A run already started
-// holds its parsed set; a set named again is fetched again.
+// longer names: a school that runs for days keeps only what its current
+// runs need. A run already started holds its parsed set; a set named
+// again is fetched again.
 func (s *School) forgetUnusedLocked(rep wire.PollReply) {
 	used := map[string]bool{}
 	for _, a := range rep.Assignments {
 		used[a.Spec.BehaviorSet] = true
 	}
-	for _, l := range rep.Launches {
-		if _, applied := s.launches[l.ID]; !applied {
-			used[l.Formation] = true
-		}
-	}
 	for h := range s.sets {
 		if !used[h] {
 			delete(s.sets, h)
-		}
-	}
-	for h := range s.formations {
-		if !used[h] {
-			delete(s.formations, h)
 		}
 	}
 }

@@ -191,8 +191,7 @@ type School struct {
 	lease         time.Duration
 	clock         clockEstimator
 	launches      map[string]*launchState
-	sets          map[string]parsedSet       // by hash
-	formations    map[string]parsedFormation // by hash
+	sets          map[string]parsedSet // by hash
 	stopStarted   time.Time
 	badMessages   int
 	pollFailures  int
@@ -264,7 +263,7 @@ func Open(ctx context.Context, cfg Config) (*School, error) {
 	s := &School{
 		cfg: cfg, log: cfg.Logger.With("school", cfg.ID), allow: allow,
 		runs: map[string]*run{}, runSwitch: map[string]wire.Control{}, launches: map[string]*launchState{},
-		sets: map[string]parsedSet{}, formations: map[string]parsedFormation{}, logOnce: map[string]time.Time{},
+		sets: map[string]parsedSet{}, logOnce: map[string]time.Time{},
 		pollInterval: cfg.PollInterval, lease: cfg.Lease,
 		budget: koi.NewReplyBudget(cfg.ReplyBudget), memSource: memSource,
 	}
