@@ -115,9 +115,7 @@ func (s *School) mayReclaim(used int64, now time.Time) bool {
 		if r.rt == nil || r.pressure != "" {
 			continue
 		}
-		read := r.rt.ReplyBytesRead()
-		l := runLoad{r: r, inFlight: r.rt.ReplyBytesInFlight(), readRecent: read - min(read, r.lastRead)}
-		if float64(l.bytes()) >= attributeShare*limit && r.running() > 0 {
+		if l, _ := loadOf(r); float64(l.bytes()) >= attributeShare*limit && l.koi > 0 {
 			return false
 		}
 	}
@@ -146,6 +144,13 @@ type runLoad struct {
 
 func (l runLoad) bytes() uint64 { return uint64(max(0, l.inFlight)) + l.readRecent }
 
+// loadOf is r's load since the last sample (r.lastRead), and the reply
+// bytes its koi have read in all, which a sample makes the next mark.
+func loadOf(r *run) (runLoad, uint64) {
+	read := r.rt.ReplyBytesRead()
+	return runLoad{r: r, inFlight: r.rt.ReplyBytesInFlight(), readRecent: read - min(read, r.lastRead), koi: r.running()}, read
+}
+
 // checkMemory is one sample: pause the heaviest run near the ceiling,
 // resume runs whose hold is over once memory is low again.
 func (s *School) checkMemory(used int64, now time.Time) {
@@ -158,8 +163,7 @@ func (s *School) checkMemory(used int64, now time.Time) {
 		if r.rt == nil {
 			continue
 		}
-		read := r.rt.ReplyBytesRead()
-		l := runLoad{r: r, inFlight: r.rt.ReplyBytesInFlight(), readRecent: read - min(read, r.lastRead), koi: r.running()}
+		l, read := loadOf(r)
 		r.lastRead = read
 		loads = append(loads, l)
 	}
