@@ -49,8 +49,7 @@ func TestLaunchBurstParsesItsFormationOnce(t *testing.T) {
 	parse := time.Since(start)
 	k.set(func(k *fakeKeeper) {
 		k.blobs["burst"] = []wire.File{{Name: "burst.json", Data: form}}
-		k.assignments["*"] = []wire.Assignment{{Run: "r1", From: 0, To: n, Spec: wire.RunSpec{
-			BehaviorSet: hash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
+		k.assignments["*"] = []wire.Assignment{pondAssignment("r1", n, hash, p)}
 	})
 	s := openSchool(t, url, school.Config{ID: "a"})
 	wiretest.Until(t, 20*time.Second, "every koi connected", func() bool { return p.Stats().WebsocketsOpen == n })
@@ -92,15 +91,8 @@ func TestLaunchBurstParsesItsFormationOnce(t *testing.T) {
 
 	// Once the keeper's replies no longer name the formation, the school
 	// forgets it: a later launch of it fetches it again.
-	k.mu.Lock()
-	k.launches = nil
-	since := k.pollsSeen
-	k.mu.Unlock()
-	wiretest.Until(t, 30*time.Second, "two polls answered without the launches", func() bool {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		return k.pollsSeen >= since+3
-	})
+	k.set(func(k *fakeKeeper) { k.launches = nil })
+	k.waitPolls(t, 3) // two replies without the launches applied
 	later := launches[0]
 	later.ID, later.MetricKey, later.Start = "later", "formation:burst#later", at.Add(time.Minute) // the newest: reported among the 1,000
 	k.set(func(k *fakeKeeper) { k.launches = []wire.Launch{later} })
@@ -187,8 +179,7 @@ func TestUnfetchableFormationIsAskedForOnce(t *testing.T) {
 	p := openPond(t)
 	hash := addSet(t, k, pondSet)
 	k.set(func(k *fakeKeeper) {
-		k.assignments["*"] = []wire.Assignment{{Run: "r1", From: 0, To: 2, Spec: wire.RunSpec{
-			BehaviorSet: hash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
+		k.assignments["*"] = []wire.Assignment{pondAssignment("r1", 2, hash, p)}
 	})
 	openSchool(t, url, school.Config{ID: "a"})
 	wiretest.Until(t, 20*time.Second, "every koi connected", func() bool { return p.Stats().WebsocketsOpen == 2 })
@@ -207,14 +198,7 @@ func TestUnfetchableFormationIsAskedForOnce(t *testing.T) {
 	if !strings.Contains(errText, "could not be fetched") {
 		t.Errorf("launch error %q, want it to say the formation could not be fetched", errText)
 	}
-	k.mu.Lock()
-	since := k.pollsSeen
-	k.mu.Unlock()
-	wiretest.Until(t, 30*time.Second, "five more polls", func() bool {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		return k.pollsSeen >= since+5
-	})
+	k.waitPolls(t, 5)
 	k.mu.Lock()
 	asked := k.blobAsked["missing"]
 	k.mu.Unlock()

@@ -1,11 +1,14 @@
 package school_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/pond"
 	"github.com/koipond/koipond/wire"
+	"github.com/koipond/koipond/wire/wiretest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
@@ -134,6 +137,27 @@ func (k *fakeKeeper) sign(c *wire.Control) {
 		k.t.Fatal(err)
 	}
 	c.Sig = sig
+}
+
+// waitPolls waits until the school has polled n more times: by then it
+// has applied the replies to all but the last of them.
+func (k *fakeKeeper) waitPolls(t testing.TB, n int) {
+	t.Helper()
+	k.mu.Lock()
+	since := k.pollsSeen
+	k.mu.Unlock()
+	wiretest.Until(t, 30*time.Second, fmt.Sprintf("%d more polls", n), func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.pollsSeen >= since+n
+	})
+}
+
+// pondAssignment assigns koi [0, n) of run, running set against pond
+// with the pond's tokens at time scale 60.
+func pondAssignment(run string, n int, set string, p *pond.Server) wire.Assignment {
+	return wire.Assignment{Run: run, From: 0, To: n, Spec: wire.RunSpec{Name: run, BehaviorSet: set, APIBase: p.URL() + "/api",
+		Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}
 }
 
 func (k *fakeKeeper) set(f func(k *fakeKeeper)) {

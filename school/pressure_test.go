@@ -57,8 +57,7 @@ func openCalmSchool(t *testing.T) (*fakeKeeper, *pond.Server, *school.School, in
 		// polls for two 10 s leases, and it rightly closed every koi,
 		// the calm run's too.
 		k.leaseMS = (10 * time.Minute).Milliseconds()
-		k.assignments["*"] = []wire.Assignment{{Run: "calm", From: 0, To: calm, Spec: wire.RunSpec{
-			Name: "calm", BehaviorSet: pondHash, APIBase: p.URL() + "/api", Token: "xoxp-pond-{{.Index}}", TimeScale: 60}}}
+		k.assignments["*"] = []wire.Assignment{pondAssignment("calm", calm, pondHash, p)}
 	})
 	runtime.GC()
 	limit := goMemory() + 96<<20
