@@ -20,6 +20,7 @@
 // The package starts no goroutine: a Store is used by its callers'
 // goroutines and guards itself.
 //
-// Lock order: Store.writeMu (held for a whole Write) before the memdb
-// writer lock; no other locks are held across a Persister call.
+// Lock order: the Store's write lock (held for a whole Write; a WriteFirst
+// takes it before any ordinary Write waiting) before the memdb writer
+// lock; no other locks are held across a Persister call.
 package state

@@ -31,9 +31,9 @@ type Store struct {
 	db *memdb.MemDB
 	p  Persister
 
-	writeMu  sync.Mutex // held for a whole Write; guards epoch, auditSeq
-	epoch    uint64     // highest switch epoch given out
-	auditSeq uint64     // highest audit sequence given out
+	wl       writeLock // held for a whole Write; guards epoch, auditSeq
+	epoch    uint64    // highest switch epoch given out
+	auditSeq uint64    // highest audit sequence given out
 }
 
 // New returns an empty store writing through p.
@@ -42,13 +42,15 @@ func New(p Persister) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: building the memdb schema: %w", err)
 	}
-	return &Store{db: db, p: p}, nil
+	s := &Store{db: db, p: p}
+	s.wl.cond.L = &s.wl.mu
+	return s, nil
 }
 
 // Epoch returns the highest switch epoch given out so far.
 func (s *Store) Epoch() uint64 {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	s.wl.lock(false)
+	defer s.wl.unlock()
 	return s.epoch
 }
 
@@ -75,10 +77,25 @@ type Txn struct {
 
 // Write runs fn in a write transaction. Every object fn changes is
 // persisted before the change becomes visible in memdb; if fn or
-// persisting fails, nothing is applied.
+// persisting fails, nothing is applied. Writes run one at a time; none
+// begins while a WriteFirst waits.
 func (s *Store) Write(ctx context.Context, fn func(*Txn) error) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	s.wl.lock(false)
+	defer s.wl.unlock()
+	return s.write(ctx, fn)
+}
+
+// WriteFirst is Write for what must not wait behind other writes (the
+// switches: a stop beats everything): it waits for the write in progress
+// only, however many are waiting.
+func (s *Store) WriteFirst(ctx context.Context, fn func(*Txn) error) error {
+	s.wl.lock(true)
+	defer s.wl.unlock()
+	return s.write(ctx, fn)
+}
+
+// write is a Write; the caller holds the write lock.
+func (s *Store) write(ctx context.Context, fn func(*Txn) error) error {
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 	t := &Txn{Reader: Reader{tx: tx}, s: s, byKey: map[string]int{}, epoch: s.epoch, auditSeq: s.auditSeq, now: time.Now()}
@@ -124,8 +141,8 @@ func (s *Store) rollback(recs []record) {
 // entries beyond the last sequence number are added. recs is the whole
 // bucket. It reports whether the switch was adopted.
 func (s *Store) AdoptExternal(recs map[string][]byte) (bool, error) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	s.wl.lock(false)
+	defer s.wl.unlock()
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 	adopted := false
@@ -325,8 +342,8 @@ func auditKey(seq uint64) string { return prefixAudit + fmt.Sprintf("%020d", seq
 // A record that cannot be decoded fails the restore: the keeper must not
 // start on state it does not understand.
 func (s *Store) Restore(recs map[string][]byte) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	s.wl.lock(false)
+	defer s.wl.unlock()
 	tx := s.db.Txn(true)
 	defer tx.Abort()
 	now := time.Now()
@@ -373,4 +390,45 @@ func (s *Store) Restore(recs map[string][]byte) error {
 	s.epoch, s.auditSeq = max(s.epoch, maxEpoch), max(s.auditSeq, maxSeq)
 	tx.Commit()
 	return nil
+}
+
+// writeLock lets one write run at a time, in the order they came, and a
+// switch go first: while a WriteFirst waits, no other write begins. (A
+// sync.Mutex would let every write queued before it go first, and writes
+// take a while: each record they persist is a NATS round trip.)
+type writeLock struct {
+	mu      sync.Mutex
+	cond    sync.Cond // L is &mu
+	busy    bool      // a write holds the lock
+	first   int       // WriteFirsts waiting
+	next    uint64    // the ticket the next ordinary write takes
+	serving uint64    // the ticket whose turn it is
+}
+
+func (l *writeLock) lock(first bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if first {
+		l.first++
+		for l.busy {
+			l.cond.Wait()
+		}
+		l.first--
+		l.busy = true
+		return
+	}
+	ticket := l.next
+	l.next++
+	for l.busy || l.first > 0 || l.serving != ticket {
+		l.cond.Wait()
+	}
+	l.serving++
+	l.busy = true
+}
+
+func (l *writeLock) unlock() {
+	l.mu.Lock()
+	l.busy = false
+	l.mu.Unlock()
+	l.cond.Broadcast()
 }
