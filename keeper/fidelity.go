@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
@@ -85,54 +84,16 @@ func (a *aggregator) fidelityTotals(run string, specs []verdict.FidelitySpec) (*
 	return out, keysAtCap(rs.total)
 }
 
-// specCache keeps the fidelity specs of the behavior sets judged lately,
-// by content hash (a stored set never changes): the run view is polled
-// every second while a CLI waits on a run, and parsing a large set each
-// time would cost more than the verdict. Bounded by maxSpecCache.
-var specCache struct {
-	sync.Mutex
-	m map[string][]verdict.FidelitySpec
-}
-
-const maxSpecCache = 32
-
 // fidelitySpecs returns a stored set's background behaviors (frequency
 // and steps) as the koi schedule them (behaviors.ScheduleOf), with the
 // literal reasons their halt calls give. A set that no longer parses has
-// none.
+// none. They are parsed once per set (setFactsOf): the run view is polled
+// every second while a CLI waits on a run.
 func fidelitySpecs(set *state.BehaviorSet) []verdict.FidelitySpec {
 	if set == nil {
 		return nil
 	}
-	specCache.Lock()
-	specs, ok := specCache.m[set.Hash]
-	specCache.Unlock()
-	if ok {
-		return specs
-	}
-	files := make([]behaviors.File, len(set.Files))
-	for i, f := range set.Files {
-		files[i] = behaviors.File{Name: f.Name, Data: []byte(f.Content)}
-	}
-	s, _ := behaviors.Parse(files...)
-	if s == nil {
-		return nil
-	}
-	specs = []verdict.FidelitySpec{}
-	for _, b := range s.Behaviors {
-		if !b.HasFrequency || b.Sequence == nil {
-			continue
-		}
-		specs = append(specs, verdict.FidelitySpec{Name: b.Name, Key: b.Key, Frequency: b.Frequency, Hourly: b.Hourly,
-			HaltReasons: haltReasons(b.Sequence)})
-	}
-	specCache.Lock()
-	if specCache.m == nil || len(specCache.m) >= maxSpecCache {
-		specCache.m = map[string][]verdict.FidelitySpec{}
-	}
-	specCache.m[set.Hash] = specs
-	specCache.Unlock()
-	return specs
+	return setFactsOf(set).fidelity
 }
 
 // haltCall finds `halt "reason"` (or a raw-quoted reason) in a template's

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
@@ -68,12 +67,12 @@ func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*st
 	case start.After(now.Add(MaxLaunchAhead)):
 		return nil, invalid("at", "%s is more than %v ahead", start.Format(time.RFC3339), MaxLaunchAhead)
 	}
+	if fm := findFormation(k.store.Read(), spec.Formation); fm != nil {
+		formFactsOf(fm) // parsed here, not in the write (parsed.go)
+	}
 	var out *state.Launch
 	err := k.write(ctx, "storing the launch", func(tx *state.Txn) error {
-		fm := tx.Formation(nil, spec.Formation)
-		if fm == nil {
-			fm = tx.LatestFormation(nil, spec.Formation)
-		}
+		fm := findFormation(&tx.Reader, spec.Formation)
 		if fm == nil {
 			return notFound("formation", "no formation with hash or name %q", spec.Formation)
 		}
@@ -95,11 +94,11 @@ func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*st
 			// schools, and a reply holds at most this many.
 			return conflict("%d launches are pending or running, the most the keeper holds at once; cancel some or wait for them to end", open)
 		}
-		f, diags := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)})
-		if f == nil {
-			return fmt.Errorf("formation %s no longer parses: %w", fm.Hash, diags)
+		ff := formFactsOf(fm)
+		if ff.lite == nil {
+			return fmt.Errorf("formation %s no longer parses: %w", fm.Hash, ff.err)
 		}
-		params, err := f.ResolveParams(spec.Params)
+		params, err := ff.lite.ResolveParams(spec.Params)
 		if err != nil {
 			e := invalid("params", "%s", err.Error())
 			e.Err = err
@@ -447,9 +446,9 @@ func (k *Keeper) plan(tx *state.Txn, l *state.Launch, now time.Time, live []*sta
 	if fm == nil {
 		return fmt.Errorf("launch %s: formation %s is gone", l.ID, l.Formation)
 	}
-	f, diags := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)})
-	if f == nil {
-		return fmt.Errorf("launch %s: stored formation no longer parses: %w", l.ID, diags)
+	ff := formFactsOf(fm)
+	if ff.lite == nil {
+		return fmt.Errorf("launch %s: stored formation no longer parses: %w", l.ID, ff.err)
 	}
 	var schools []formations.School
 	for _, s := range live {
@@ -462,7 +461,7 @@ func (k *Keeper) plan(tx *state.Txn, l *state.Launch, now time.Time, live []*sta
 			}
 		}
 	}
-	p := f.PlanLaunch(schools)
+	p := ff.lite.PlanLaunch(schools)
 	l.PlannedAt, l.Connected, l.Count, l.Shares = now, p.Total, p.Count, nil
 	for _, sh := range p.Shares {
 		if sh.Count > 0 {

@@ -317,11 +317,11 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 	if run.Owner == "" {
 		run.Owner = actor
 	}
+	if b := findBehaviorSet(k.store.Read(), spec.BehaviorSet); b != nil {
+		setFactsOf(b) // parsed here, not in the write (parsed.go)
+	}
 	err := k.write(ctx, "creating the run", func(tx *state.Txn) error {
-		b := tx.BehaviorSet(nil, spec.BehaviorSet)
-		if b == nil {
-			b = tx.LatestBehaviorSet(nil, spec.BehaviorSet)
-		}
+		b := findBehaviorSet(&tx.Reader, spec.BehaviorSet)
 		if b == nil {
 			return notFound("behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet)
 		}
@@ -330,7 +330,7 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		}
 		run.BehaviorSet = b.Hash
 		ts, _ := parseThresholds(spec.Thresholds) // checked above
-		run.Warnings = thresholdWarnings(ts, b)
+		run.Warnings = thresholdWarnings(ts, setFactsOf(b))
 		now := tx.Now()
 		run.Warnings = append(run.Warnings, verdict.GuardrailWarnings("guardrails", run.Guardrails)...)
 		if spec.Capacity != nil {

@@ -6,7 +6,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/koipond/koipond/behaviors"
-	"github.com/koipond/koipond/formations"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
@@ -63,14 +62,7 @@ func checkTarget(t *state.Target) *Error {
 // sends api requests (they would all fail). A set that does not parse any
 // more counts as one that does.
 func checkAPIBase(t *state.Target, set *state.BehaviorSet) *Error {
-	if t.APIBase != "" {
-		return nil
-	}
-	files := make([]behaviors.File, len(set.Files))
-	for i, f := range set.Files {
-		files[i] = behaviors.File{Name: f.Name, Data: []byte(f.Content)}
-	}
-	if s, _ := behaviors.Parse(files...); s != nil && !s.HasAPISteps() {
+	if t.APIBase != "" || !setFactsOf(set).hasAPI {
 		return nil
 	}
 	return invalid("target.api_base", "behavior set %s (%s v%d) sends api requests: give target.api_base, the http(s) URL they go to", hashPrefix(set.Hash), set.Name, set.Version)
@@ -82,7 +74,7 @@ func checkLaunchAPIBase(run *state.Run, fm *state.Formation) *Error {
 	if run.Target.APIBase != "" {
 		return nil
 	}
-	if f, _ := formations.Parse(behaviors.File{Name: fm.File.Name, Data: []byte(fm.File.Content)}); f != nil && !f.Sequence.HasAPISteps() {
+	if ff := formFactsOf(fm); ff.lite != nil && !ff.hasAPI {
 		return nil
 	}
 	return invalid("formation", "formation %s sends api requests, and run %s has no target.api_base for them", fm.Name, run.ID)

@@ -54,6 +54,12 @@ func (k *Keeper) schedule(ctx context.Context) error {
 	var controls []wire.Control
 	var short []shortRun
 	var qs []quarantined
+	r := k.store.Read()
+	for _, l := range r.LaunchesIn(nil, state.LaunchPending) {
+		if fm := r.Formation(nil, l.Formation); fm != nil {
+			formFactsOf(fm) // parsed here, not in the write, for plan (parsed.go)
+		}
+	}
 	err := k.store.Write(ctx, func(tx *state.Txn) error {
 		controls, short, qs = nil, nil, nil
 		now := tx.Now()

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper/state"
+
 	"github.com/koipond/koipond/keeper/verdict"
 )
 
@@ -13,31 +13,10 @@ import (
 // koi do not report (see metricKinds), and api methods no step of the
 // behavior set calls (a formation launched over the run may still call
 // them).
-func thresholdWarnings(ts []*verdict.Threshold, set *state.BehaviorSet) []string {
-	methods := map[string]bool{}
-	parsed := false
-	if set != nil {
-		files := make([]behaviors.File, len(set.Files))
-		for i, f := range set.Files {
-			files[i] = behaviors.File{Name: f.Name, Data: []byte(f.Content)}
-		}
-		if s, _ := behaviors.Parse(files...); s != nil {
-			parsed = true
-			add := func(seq *behaviors.Sequence) {
-				if seq == nil {
-					return
-				}
-				seq.EachStep(func(st *behaviors.Step) {
-					if st.Request != nil && st.Request.Type == behaviors.API {
-						methods[st.Request.Method] = true
-					}
-				})
-			}
-			add(s.Boot)
-			for _, b := range s.Behaviors {
-				add(b.Sequence)
-			}
-		}
+func thresholdWarnings(ts []*verdict.Threshold, set *setFacts) []string {
+	parsed, methods := set != nil && set.parsed, map[string]bool{}
+	if parsed {
+		methods = set.apiMethods
 	}
 	var out []string
 	seen := map[string]bool{}

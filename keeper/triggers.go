@@ -457,7 +457,7 @@ func (k *Keeper) prepareAction(r *state.Reader, i int, a state.TriggerAction, da
 		if err != nil {
 			return fail(err)
 		}
-		if r.BehaviorSet(nil, spec.BehaviorSet) == nil && r.LatestBehaviorSet(nil, spec.BehaviorSet) == nil {
+		if findBehaviorSet(r, spec.BehaviorSet) == nil {
 			return fail(notFound(field+".run.behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet))
 		}
 		p.run = spec
@@ -472,7 +472,7 @@ func (k *Keeper) prepareAction(r *state.Reader, i int, a state.TriggerAction, da
 	if err != nil {
 		return fail(err)
 	}
-	if r.Formation(nil, l.Formation) == nil && r.LatestFormation(nil, l.Formation) == nil {
+	if findFormation(r, l.Formation) == nil {
 		return fail(notFound(field+".launch.formation", "no formation with hash or name %q", l.Formation))
 	}
 	var at time.Time
