@@ -324,7 +324,7 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 	var controls []wire.Control
 	var shedRuns []string
 	acted := false
-	err := k.write(ctx, "acting on a guardrail", func(tx *state.Txn) error {
+	err := k.writeFirst(ctx, "acting on a guardrail", func(tx *state.Txn) error {
 		controls, shedRuns, acted = nil, nil, false
 		cur := tx.Run(nil, f.run.ID)
 		if cur == nil || cur.State != state.RunRunning || tx.Switch(nil).State != wire.Running {

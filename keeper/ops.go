@@ -50,6 +50,12 @@ func (k *Keeper) write(ctx context.Context, what string, fn func(*state.Txn) err
 	return storeErr(what, k.store.Write(ctx, fn))
 }
 
+// writeFirst is write for the switches (global, a run's, a guardrail's
+// action): it goes ahead of other writes waiting (state.Store.WriteFirst).
+func (k *Keeper) writeFirst(ctx context.Context, what string, fn func(*state.Txn) error) error {
+	return storeErr(what, k.store.WriteFirst(ctx, fn))
+}
+
 // maxName is the longest name the keeper stores (checkName).
 const maxName = 200
 
@@ -418,7 +424,7 @@ func (k *Keeper) SetRunState(ctx context.Context, actor, id string, st wire.Stat
 	}
 	var out *state.Run
 	var c wire.Control
-	err := k.write(ctx, "switching the run", func(tx *state.Txn) error {
+	err := k.writeFirst(ctx, "switching the run", func(tx *state.Txn) error {
 		var err error
 		c, out, err = k.setRunStateTx(tx, actor, id, st)
 		return err
@@ -527,7 +533,7 @@ func (k *Keeper) SetSwitch(ctx context.Context, actor string, st wire.State) (*s
 		return nil, invalid("state", "%q is not running, paused or stopped", st)
 	}
 	var out *state.GlobalSwitch
-	err := k.write(ctx, "switching", func(tx *state.Txn) error {
+	err := k.writeFirst(ctx, "switching", func(tx *state.Txn) error {
 		var err error
 		out, err = k.setSwitchTx(tx, actor, st)
 		return err
