@@ -21,23 +21,16 @@ type SpecData struct {
 
 // SpecTemplate is a per-koi template of a run spec (a websocket handshake
 // header value such as "Bearer {{.Token}}"), rendered by schools for every
-// koi. Such templates arrive over the network, so they are bounded: no
-// range loops or template calls, printf without large widths, and at most
-// MaxSpecTemplateOutput bytes of output.
-type SpecTemplate struct{ t *template.Template }
+// koi. Such templates arrive over the network, so they are bounded
+// (BoundedTemplate), to MaxSpecTemplateOutput bytes of output.
+type SpecTemplate struct{ t *BoundedTemplate }
 
 // ParseSpecTemplate compiles src and renders it once for koi 0, so that a
 // template that cannot work is refused where it is given.
 func ParseSpecTemplate(name, src string) (*SpecTemplate, error) {
-	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{"printf": boundedPrintf}).Parse(src)
+	t, err := ParseBoundedTemplate(name, "run spec template", MaxSpecTemplateOutput, src)
 	if err != nil {
-		return nil, fmt.Errorf("bad template: %w", err)
-	}
-	if err := refuseLoops(t.Tree.Root); err != nil {
 		return nil, err
-	}
-	if len(t.Templates()) > 1 {
-		return nil, errors.New("define and block are not allowed")
 	}
 	st := &SpecTemplate{t}
 	if _, err := st.Render(SpecData{}); err != nil {
@@ -47,39 +40,70 @@ func ParseSpecTemplate(name, src string) (*SpecTemplate, error) {
 }
 
 // Render renders the template for one koi.
-func (s *SpecTemplate) Render(d SpecData) (string, error) {
-	var w capWriter
-	if err := s.t.Execute(&w, d); err != nil {
+func (s *SpecTemplate) Render(d SpecData) (string, error) { return s.t.Execute(d) }
+
+// BoundedTemplate is a Go template (missing keys are errors) that
+// cannot run or print without bound, for templates that come over the
+// network and run where they must not hold things up (a school rendering
+// a header for each koi, the keeper rendering a trigger call): no range
+// loops, {{template}} calls, define or block, so it runs in time linear
+// in its size; printf widths and precisions at most 999; and its output
+// at most a given number of bytes.
+type BoundedTemplate struct {
+	t      *template.Template
+	output int
+}
+
+// ParseBoundedTemplate compiles src; what names the kind of template in
+// errors ("run spec template"); output bounds what Execute writes.
+func ParseBoundedTemplate(name, what string, output int, src string) (*BoundedTemplate, error) {
+	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{"printf": boundedPrintf}).Parse(src)
+	if err != nil {
+		return nil, fmt.Errorf("bad template: %w", err)
+	}
+	if err := refuseLoops(t.Tree.Root, what); err != nil {
+		return nil, err
+	}
+	if len(t.Templates()) > 1 {
+		return nil, errors.New("define and block are not allowed")
+	}
+	return &BoundedTemplate{t: t, output: output}, nil
+}
+
+// Execute renders the template over data.
+func (b *BoundedTemplate) Execute(data any) (string, error) {
+	w := capWriter{max: b.output}
+	if err := b.t.Execute(&w, data); err != nil {
 		return "", err
 	}
 	return w.b.String(), nil
 }
 
-func refuseLoops(n parse.Node) error {
+func refuseLoops(n parse.Node, what string) error {
 	switch n := n.(type) {
 	case *parse.ListNode:
 		if n == nil {
 			return nil
 		}
 		for _, c := range n.Nodes {
-			if err := refuseLoops(c); err != nil {
+			if err := refuseLoops(c, what); err != nil {
 				return err
 			}
 		}
 	case *parse.RangeNode:
-		return errors.New("range is not allowed in a run spec template")
+		return fmt.Errorf("range is not allowed in a %s", what)
 	case *parse.TemplateNode:
-		return errors.New("{{template}} is not allowed in a run spec template")
+		return fmt.Errorf("{{template}} is not allowed in a %s", what)
 	case *parse.IfNode:
-		if err := refuseLoops(n.List); err != nil {
+		if err := refuseLoops(n.List, what); err != nil {
 			return err
 		}
-		return refuseLoops(n.ElseList)
+		return refuseLoops(n.ElseList, what)
 	case *parse.WithNode:
-		if err := refuseLoops(n.List); err != nil {
+		if err := refuseLoops(n.List, what); err != nil {
 			return err
 		}
-		return refuseLoops(n.ElseList)
+		return refuseLoops(n.ElseList, what)
 	}
 	return nil
 }
@@ -95,12 +119,15 @@ func boundedPrintf(format string, args ...any) (string, error) {
 	return fmt.Sprintf(format, args...), nil
 }
 
-// capWriter keeps at most MaxSpecTemplateOutput bytes and fails past them.
-type capWriter struct{ b strings.Builder }
+// capWriter keeps at most max bytes and fails past them.
+type capWriter struct {
+	b   strings.Builder
+	max int
+}
 
 func (w *capWriter) Write(p []byte) (int, error) {
-	if w.b.Len()+len(p) > MaxSpecTemplateOutput {
-		return 0, fmt.Errorf("renders more than %d bytes", MaxSpecTemplateOutput)
+	if w.b.Len()+len(p) > w.max {
+		return 0, fmt.Errorf("renders more than %d bytes", w.max)
 	}
 	return w.b.Write(p)
 }

@@ -42,3 +42,22 @@ func TestSpecTemplates(t *testing.T) {
 		}
 	}
 }
+
+// A bounded template over any data (a trigger call's payload) stops at
+// its output bound, however large the values it prints.
+func TestBoundedTemplateOutput(t *testing.T) {
+	bt, err := ParseBoundedTemplate("name", "trigger template", 64<<10, strings.Repeat("{{.v}}", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := bt.Execute(map[string]any{"v": "ok"}); err != nil || out != strings.Repeat("ok", 100) {
+		t.Errorf("small values: %q, %v", out, err)
+	}
+	out, err := bt.Execute(map[string]any{"v": strings.Repeat("x", 60<<10)}) // 6 MB if unbounded
+	if err == nil || !strings.Contains(err.Error(), "renders more than 65536 bytes") || out != "" {
+		t.Errorf("large values: %d bytes, %v; want refused past 65536 bytes", len(out), err)
+	}
+	if _, err := ParseBoundedTemplate("name", "trigger template", 64<<10, "{{range .v}}{{end}}"); err == nil || err.Error() != "range is not allowed in a trigger template" {
+		t.Errorf("range: %v", err)
+	}
+}
