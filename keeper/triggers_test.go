@@ -271,6 +271,9 @@ func TestBadTriggerDefinitions(t *testing.T) {
 		{"launch without run labels", launch(`{"formation": "herd"}`), "actions[0].launch.run_labels"},
 		{"launch in the past", launch(`{"formation": "herd", "run_labels": {"service": "s"}, "at_secs": -5}`), "actions[0].launch.at_secs"},
 		{"launch param template", launch(`{"formation": "herd", "run_labels": {"service": "s"}, "params": {"channel": "{{.labels.c"}}`), "actions[0].launch.params.channel"},
+		// Templates run on every signed call: bounded, or 45 bytes took 10 s and 4.9 GiB.
+		{"range loop", run(`{"name": "{{range 300}}{{printf \"%01000000d\" 0}}{{end}}", "behavior_set": "bg", "target": {"api_base": "http://127.0.0.1:9090/api"}}`), "actions[0].run.name"},
+		{"wide printf", run(`{"name": "{{printf \"%01000000d\" 0}}", "behavior_set": "bg", "target": {"api_base": "http://127.0.0.1:9090/api"}}`), "actions[0].run.name"},
 		{"match label empty key", `{"name": "t", "secret": "` + triggerSecret + `", "actions": [{"match": {"": "x"}, "run": ` + okRun + `}]}`, "actions[0].match"},
 	} {
 		var eb errorBody
