@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/koipond/koipond/keeper/state"
@@ -58,10 +59,13 @@ func (k *Keeper) respond(m *nats.Msg, msg wire.Message) {
 }
 
 // send answers m with data, the encoding of a reply (err: why there is
-// none).
+// none), if it may (toSchool).
 func (k *Keeper) send(m *nats.Msg, data []byte, err error) {
 	if err != nil {
 		k.log.Error("encoding a reply", "subject", m.Subject, "err", err)
+		return
+	}
+	if !k.toSchool(m) {
 		return
 	}
 	if err := m.Respond(data); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
@@ -69,7 +73,26 @@ func (k *Keeper) send(m *nats.Msg, data []byte, err error) {
 	}
 }
 
+// toSchool reports whether m's reply subject is a school's inbox
+// (wire.SchoolInboxPrefix), counting a rejection when it is not. The
+// keeper answers nowhere else: the reply subject is the requester's to
+// choose, and the keeper's connection may publish where schools may not,
+// its state bucket included. A poll whose reply subject was
+// "$KV.koipond.switch" had the keeper write its reply over the global
+// switch: a stop undone, or a keeper that would not start again.
+func (k *Keeper) toSchool(m *nats.Msg) bool {
+	if strings.HasPrefix(m.Reply, wire.SchoolInboxPrefix+".") {
+		return true
+	}
+	k.stats.reject(k.log, m.Subject+": reply subject outside the school inboxes",
+		fmt.Errorf("reply subject %.80q does not start with %s.", m.Reply, wire.SchoolInboxPrefix))
+	return false
+}
+
 func (k *Keeper) onPoll(m *nats.Msg) {
+	if !k.toSchool(m) { // nothing to answer, so nothing to do
+		return
+	}
 	start := time.Now()
 	var req wire.PollRequest
 	if err := wire.Decode(m.Data, &req); err != nil {
@@ -421,6 +444,9 @@ func recordStopAcks(tx *state.Txn, req *wire.PollRequest, now time.Time) error {
 }
 
 func (k *Keeper) onBlob(m *nats.Msg) {
+	if !k.toSchool(m) {
+		return
+	}
 	k.stats.blobs.Add(1)
 	var req wire.BlobRequest
 	if err := wire.Decode(m.Data, &req); err != nil {
