@@ -12,7 +12,8 @@ import (
 // ack) may reach the reader before on_connect has marked the connection
 // live. They are held, within bounds, and handed to on_event in order the
 // moment on_connect succeeds; they are dropped with the connection if it
-// fails. A frame that does not fit is counted as an on_event error.
+// fails. A frame that does not fit is counted as an error of the on_event
+// handler it was for.
 const (
 	maxEarlyFrames = 32
 	maxEarlyBytes  = 64 << 10
@@ -50,8 +51,12 @@ func (k *Koi) handleEvent(typ string, value any, size int) {
 		return
 	}
 	set := k.rt.set
-	if set.OnEvent[typ] == nil && set.OnEvent["*"] == nil {
-		return
+	key := typ // the handler the frame is for: its type's, else "*"
+	if set.OnEvent[typ] == nil {
+		if set.OnEvent["*"] == nil {
+			return
+		}
+		key = "*"
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -60,7 +65,9 @@ func (k *Koi) handleEvent(typ string, value any, size int) {
 		return
 	}
 	if len(g.held) >= maxEarlyFrames || g.bytes+size > maxEarlyBytes {
-		k.rt.series("on_event:"+typ).CountReason(metrics.Error, "early frames dropped", "")
+		// Under the handler's key, as its other failures are: a key the
+		// set names, never one the server chooses.
+		k.rt.series("on_event:"+key).CountReason(metrics.Error, "early frames dropped", "")
 		return
 	}
 	g.held = append(g.held, earlyFrame{typ: typ, value: value})

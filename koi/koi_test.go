@@ -464,3 +464,48 @@ func TestEventTypesBounded(t *testing.T) {
 		t.Errorf("%d event keys; event:other = %+v", events, other)
 	}
 }
+
+// Frames dropped while on_connect has not yet succeeded (past the 32 the
+// koi holds for on_event) are counted under the handler that would have
+// run them, a key the set names: a server inventing a type per frame
+// cannot grow the metrics (or the runtime's key table) with them. Before,
+// 25,000 such frames made an interval of 25,000 series, which the keeper
+// refuses whole.
+func TestEarlyFramesCountUnderTheirHandler(t *testing.T) {
+	const invented, chats, held = 1000, 10, 32
+	srv := newHostileServer(t, func(c *hconn) {
+		for i := range invented {
+			c.text(fmt.Sprintf(`{"type":"t%d"}`, i))
+		}
+		for range chats {
+			c.text(`{"type":"chat"}`)
+		}
+	})
+	set := parseSet(t, `{
+	  "on_connect": {"steps": [{"request": {"type": "ws", "text": "LOGIN", "await": {"match": "^NEVER", "timeout_ms": 60000}}}]},
+	  "on_event": {"*": ["{{ setKoi \"any\" 1 }}"], "chat": ["{{ setKoi \"chat\" 1 }}"]},
+	  "behaviors": {}}`)
+	rt := newRuntime(t, koi.RuntimeConfig{Set: set, Websocket: behaviors.WebsocketSpec{URL: srv.url()}})
+	tot := newTotals(rt)
+	sw := startSwarm(t, rt, 1)
+	wiretest.Until(t, 30*time.Second, "every frame read", func() bool { return sw.kois[0].Stats().Events >= invented+chats })
+	sw.stop(t)                  // every frame handled
+	tot.series(t, "on_event:*") // and counted
+	var onEvent []string
+	for key := range tot.all.Series {
+		if strings.HasPrefix(key, "on_event:") {
+			onEvent = append(onEvent, key)
+		}
+	}
+	slices.Sort(onEvent)
+	if len(onEvent) > 2 {
+		t.Errorf("%d on_event series (%q…), want only the set's handlers", len(onEvent), onEvent[:3])
+	}
+	for key, want := range map[string]uint64{"on_event:*": invented - held, "on_event:chat": chats} {
+		s := tot.series(t, key)
+		reasons, _ := reasonsOf(s)
+		if got := s.Counts[metrics.Error]; got != want || len(reasons) != 1 || !strings.HasPrefix(reasons[0], "early frames dropped=") {
+			t.Errorf("%s: %d errors (reasons %v), want %d early frames dropped", key, got, reasons, want)
+		}
+	}
+}
