@@ -596,11 +596,11 @@ func (r *run) startLocked(i int) *member {
 	return m
 }
 
-// retire folds a finished koi's traffic into the run's totals.
+// retire folds a finished koi's traffic into the run's totals. The last
+// koi of a stopped run to finish closes the school's idle connections.
 func (r *run) retire(m *member) {
 	st := m.k.Stats()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	addStats(&r.traffic, st)
 	for i, x := range r.stopping {
 		if x == m {
@@ -608,6 +608,29 @@ func (r *run) retire(m *member) {
 			break
 		}
 	}
+	last := r.state == wire.Stopped && len(r.members) == 0 && r.allStoppedLocked()
+	r.mu.Unlock()
+	if last {
+		// The pool keeps idle keep-alive connections (up to 128 a host)
+		// until a request for their host comes, which for a stopped run
+		// may be never: the target would see the school hold them open
+		// after every koi is gone. Other runs' idle connections close
+		// too; they are cheap to open again, a stop is rare, and the
+		// pool does not say which run a connection served.
+		r.s.http.CloseIdleConnections()
+	}
+}
+
+// allStoppedLocked says whether every stopping koi has finished.
+func (r *run) allStoppedLocked() bool {
+	for _, m := range r.stopping {
+		select {
+		case <-m.done:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func addStats(dst *koi.Stats, s koi.Stats) {
