@@ -252,3 +252,26 @@ func BenchmarkRenderTemplate(b *testing.B) {
 		_, _ = p.Render(env, tx, nil)
 	}
 }
+
+// BenchmarkRenderRange ranges over a decoded list of 1,000 objects, as a
+// post_action over a reply does: the per-iteration cost of a range body
+// (its tick included).
+func BenchmarkRenderRange(b *testing.B) {
+	p := NewProgram()
+	tx, err := p.compile(`{{ range .members }}{{ if hasPrefix "UX" .id }}{{ halt "found" }}{{ end }}{{ end }}`, "b")
+	if err != nil {
+		b.Fatal(err)
+	}
+	members := make([]any, 1000)
+	for i := range members {
+		members[i] = map[string]any{"id": "U" + strconv.Itoa(i)}
+	}
+	data := map[string]any{"members": members}
+	env := &Env{Store: NewStore(Identity{})}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Run(env, tx, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
