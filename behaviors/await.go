@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,7 +92,8 @@ type BoundMatch struct {
 	when    Text
 	hasWhen bool
 	prog    *Program
-	env     *Env // the request's variables, copied: `when` cannot change the sequence's
+	env     *Env            // the request's variables, copied: `when` cannot change the sequence's
+	ctx     context.Context // the request's: `when` renders end with it
 
 	mu       sync.Mutex // serializes `when` renderings (env is not safe for concurrent use)
 	closed   bool       // no rendering after Close
@@ -120,11 +122,12 @@ type boundField struct {
 // Bind renders the match's per-request templates (type, match, fields
 // values) with the request's environment, charging b. A rendered pattern
 // that does not compile, or is longer than MaxPattern, is an error naming
-// where it was written.
-func (m *FrameMatch) Bind(p *Program, env *Env, b *Budget) (*BoundMatch, error) {
-	bm := &BoundMatch{hasType: m.HasType, re: m.re, when: m.When, hasWhen: m.HasWhen, prog: p}
+// where it was written. ctx is the request's: it ends the renderings,
+// and those of `when` on later frames.
+func (m *FrameMatch) Bind(ctx context.Context, p *Program, env *Env, b *Budget) (*BoundMatch, error) {
+	bm := &BoundMatch{hasType: m.HasType, re: m.re, when: m.When, hasWhen: m.HasWhen, prog: p, ctx: ctx}
 	if m.HasType {
-		s, err := p.Render(env, m.Type, nil)
+		s, err := p.Render(ctx, env, m.Type, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +140,7 @@ func (m *FrameMatch) Bind(p *Program, env *Env, b *Budget) (*BoundMatch, error) 
 		bm.typ = s
 	}
 	if m.HasMatch && m.re == nil {
-		s, err := p.Render(env, m.Match, nil)
+		s, err := p.Render(ctx, env, m.Match, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -156,7 +159,7 @@ func (m *FrameMatch) Bind(p *Program, env *Env, b *Budget) (*BoundMatch, error) 
 	if len(m.Fields) > 0 {
 		bm.fields = make([]boundField, len(m.Fields))
 		for i, f := range m.Fields {
-			s, err := p.Render(env, f.Value, nil)
+			s, err := p.Render(ctx, env, f.Value, nil)
 			if err != nil {
 				return nil, err
 			}
@@ -210,7 +213,7 @@ func (m *BoundMatch) Matches(typ string, raw []byte, value any, isJSON bool) boo
 	if m.closed || m.spent {
 		return false
 	}
-	out, err := m.prog.Render(m.env, m.when, value)
+	out, err := m.prog.Render(m.ctx, m.env, m.when, value)
 	if err != nil {
 		if m.whenErr == nil {
 			m.whenErr = err

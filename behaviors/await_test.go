@@ -2,6 +2,7 @@ package behaviors
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -103,7 +104,7 @@ func TestBoundMatch(t *testing.T) {
 	    "fields": {"id": "{{ get \"id\" }}", "payload.items.1": "b", "payload.ok": true, "payload.n": "1.5"},
 	    "when": "{{ $s := get \"seen\" }}{{ set \"seen\" 1 }}{{ eq (printf \"%v\" .payload.room) (get \"room\") }}"}}`)
 	env := &Env{Store: NewStore(Identity{}), Vars: map[string]any{"t": "reply", "id": 7, "room": "r1"}}
-	m, err := r.Await.Bind(prog, env, prog.NewBudget())
+	m, err := r.Await.Bind(context.Background(), prog, env, prog.NewBudget())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestBindErrors(t *testing.T) {
 		{map[string]any{"p": "a", "t": strings.Repeat("t", 65)}, "longer than any frame type (64)"},
 	}
 	for _, tt := range tests {
-		_, err := a.Bind(set.Prog, &Env{Store: NewStore(Identity{}), Vars: tt.vars}, set.Prog.NewBudget())
+		_, err := a.Bind(context.Background(), set.Prog, &Env{Store: NewStore(Identity{}), Vars: tt.vars}, set.Prog.NewBudget())
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: %v, want %q", tt.vars, err, tt.want)
 		}
@@ -249,7 +250,7 @@ func TestFieldPathBounds(t *testing.T) {
 func FuzzFrameMatch(f *testing.F) {
 	r, prog := parseOne(f, `{"type": "ws", "text": "x", "await": {"type": "reply", "match": "id",
 	    "fields": {"id": "7", "a.0.b": "true", "n": "1e3"}, "when": "{{ printf \"%v\" . | len | lt 3 }}"}}`)
-	m, err := r.Await.Bind(prog, &Env{Store: NewStore(Identity{})}, prog.NewBudget())
+	m, err := r.Await.Bind(context.Background(), prog, &Env{Store: NewStore(Identity{})}, prog.NewBudget())
 	if err != nil {
 		f.Fatal(err)
 	}

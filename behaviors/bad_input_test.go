@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -117,7 +118,7 @@ func TestRenderedPatternBomb(t *testing.T) {
 	a := set.Behavior("x").Sequence.Steps[0].Request.Await
 	bomb := strings.Repeat("a{1000}", MaxPattern/7)
 	start := time.Now()
-	_, err := a.Bind(set.Prog, &Env{Store: NewStore(Identity{}), Vars: map[string]any{"p": bomb}}, set.Prog.NewBudget())
+	_, err := a.Bind(context.Background(), set.Prog, &Env{Store: NewStore(Identity{}), Vars: map[string]any{"p": bomb}}, set.Prog.NewBudget())
 	took := time.Since(start)
 	if err == nil || !strings.Contains(err.Error(), "pattern too large") {
 		t.Fatalf("bomb bound: %v, want \"pattern too large\"", err)
@@ -129,7 +130,7 @@ func TestRenderedPatternBomb(t *testing.T) {
 		`^(?P<type>connack|suback|unsuback|puback|pubrec|pubrel|pubcomp|publish|pingresp)`,
 		`"id":"abc\-123\-def\-456"`, `[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`,
 	} {
-		if _, err := a.Bind(set.Prog, &Env{Store: NewStore(Identity{}), Vars: map[string]any{"p": p}}, set.Prog.NewBudget()); err != nil {
+		if _, err := a.Bind(context.Background(), set.Prog, &Env{Store: NewStore(Identity{}), Vars: map[string]any{"p": p}}, set.Prog.NewBudget()); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
@@ -173,7 +174,7 @@ func TestHostileFramesClassified(t *testing.T) {
 		t.Fatal(diags)
 	}
 	c := set.Frames
-	m, err := set.Behavior("x").Sequence.Steps[0].Request.Await.Bind(set.Prog, &Env{Store: NewStore(Identity{})}, set.Prog.NewBudget())
+	m, err := set.Behavior("x").Sequence.Steps[0].Request.Await.Bind(context.Background(), set.Prog, &Env{Store: NewStore(Identity{})}, set.Prog.NewBudget())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,7 @@ func TestHostileFramesClassified(t *testing.T) {
 		{"huge sio event name", `42["` + strings.Repeat("e", 1<<20) + `",1]`, ""},
 	} {
 		start := time.Now()
-		got := c.Classify(NewStore(Identity{}), false, []byte(f.raw), "")
+		got := c.Classify(context.Background(), NewStore(Identity{}), false, []byte(f.raw), "")
 		took := time.Since(start)
 		if got.Type != f.want {
 			t.Errorf("%s: type %q, want %q", f.name, clip(got.Type), f.want)
@@ -249,7 +250,7 @@ func TestWhenOverBudgetTriedOnce(t *testing.T) {
 	if set == nil {
 		t.Fatal(diags)
 	}
-	m, err := set.Behavior("x").Sequence.Steps[0].Request.Await.Bind(set.Prog, &Env{Store: NewStore(Identity{})}, set.Prog.NewBudget())
+	m, err := set.Behavior("x").Sequence.Steps[0].Request.Await.Bind(context.Background(), set.Prog, &Env{Store: NewStore(Identity{})}, set.Prog.NewBudget())
 	if err != nil {
 		t.Fatal(err)
 	}

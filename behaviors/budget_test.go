@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"strings"
@@ -50,7 +51,7 @@ func TestTemplateBudget(t *testing.T) {
 			tx := compileOne(t, p, tt.src)
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			_, err := p.Render(env, tx, nil)
+			_, err := p.Render(context.Background(), env, tx, nil)
 			runtime.ReadMemStats(&after)
 			if !errors.Is(err, ErrLimit) && !strings.Contains(tt.want, "itself") {
 				t.Fatalf("err = %v, want ErrLimit", err)
@@ -80,7 +81,7 @@ func TestTemplateBudgetAllows(t *testing.T) {
 		{`{{ len (until 100) }} {{ . }}`, "100 <no value>"},
 	}
 	for _, tt := range tests {
-		got, err := p.Render(env, compileOne(t, p, tt.src), nil)
+		got, err := p.Render(context.Background(), env, compileOne(t, p, tt.src), nil)
 		if err != nil || got != tt.want {
 			t.Errorf("%s = %q, %v; want %q", tt.src, got, err, tt.want)
 		}
@@ -94,14 +95,14 @@ func TestTemplateBudgetAllows(t *testing.T) {
 		`{{ dict "a" (list 1 "b") }}`: "map[a:[1 b]]",
 		`{{ (channel "C1").Name }}`:   "general",
 	} {
-		got, err := p.Render(env, compileOne(t, p, src), nil)
+		got, err := p.Render(context.Background(), env, compileOne(t, p, src), nil)
 		if err != nil || !strings.HasPrefix(got, want) {
 			t.Errorf("%s = %q, %v; want %q", src, got, err, want)
 		}
 	}
 	// a template may use most of its budget
 	big := compileOne(t, p, `{{ $s := repeat 900000 "x" }}{{ len $s }}`)
-	if got, err := p.Render(env, big, nil); err != nil || got != "900000" {
+	if got, err := p.Render(context.Background(), env, big, nil); err != nil || got != "900000" {
 		t.Errorf("900 kB string: %q, %v", got, err)
 	}
 }
@@ -115,7 +116,7 @@ func TestVariableBytesBounded(t *testing.T) {
 		var err error
 		for i := range 10 {
 			tx := compileOne(t, p, `{{ `+fn+` "v`+string(rune('0'+i))+`" (repeat 1000000 "x") }}`)
-			if err = p.Run(env, tx, nil); err != nil {
+			if err = p.Run(context.Background(), env, tx, nil); err != nil {
 				break
 			}
 		}
@@ -125,7 +126,7 @@ func TestVariableBytesBounded(t *testing.T) {
 		// overwriting a variable frees its share
 		env = &Env{Store: NewStore(Identity{})}
 		for range 10 {
-			if err := p.Run(env, compileOne(t, p, `{{ `+fn+` "v" (repeat 1000000 "x") }}`), nil); err != nil {
+			if err := p.Run(context.Background(), env, compileOne(t, p, `{{ `+fn+` "v" (repeat 1000000 "x") }}`), nil); err != nil {
 				t.Errorf("%s overwrite: %v", fn, err)
 			}
 		}

@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -102,9 +103,9 @@ func TestFastActionsMatchTemplatesOnRandomForms(t *testing.T) {
 		}
 		var r result
 		if render {
-			r.out, err = p.Render(env, tx, data)
+			r.out, err = p.Render(context.Background(), env, tx, data)
 		} else {
-			err = p.Run(env, tx, data)
+			err = p.Run(context.Background(), env, tx, data)
 		}
 		if err != nil {
 			r.err = err.Error()

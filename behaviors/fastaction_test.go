@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,9 +135,9 @@ func TestFastActionsMatchTemplates(t *testing.T) {
 				}
 				var r result
 				if tc.render {
-					r.out, err = p.Render(env, tx, data)
+					r.out, err = p.Render(context.Background(), env, tx, data)
 				} else {
-					err = p.Run(env, tx, data)
+					err = p.Run(context.Background(), env, tx, data)
 				}
 				if err != nil {
 					r.err = err.Error()
@@ -219,7 +220,7 @@ func BenchmarkEventHandler(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				for _, tx := range ts {
-					if err := p.Run(env, tx, frame); err != nil {
+					if err := p.Run(context.Background(), env, tx, frame); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -2,6 +2,7 @@ package behaviors
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -104,9 +105,10 @@ type Classified struct {
 }
 
 // Classify decodes and names one frame. store is the koi's store, for
-// templates that need it; timeField is used when the set gives none. It
-// never fails: a frame no rule names has Type "".
-func (c *Classifier) Classify(store *Store, binary bool, raw []byte, timeField string) Classified {
+// templates that need it; timeField is used when the set gives none; ctx
+// ends the templates' renderings (a rule whose rendering it ends names
+// nothing). It never fails: a frame no rule names has Type "".
+func (c *Classifier) Classify(ctx context.Context, store *Store, binary bool, raw []byte, timeField string) Classified {
 	if c.TimeField != "" {
 		timeField = c.TimeField
 	}
@@ -125,7 +127,7 @@ func (c *Classifier) Classify(store *Store, binary bool, raw []byte, timeField s
 	var env *Env
 	for i := range rules {
 		r := &rules[i]
-		typ := c.apply(r, &env, store, raw, out.Value)
+		typ := c.apply(ctx, r, &env, store, raw, out.Value)
 		if typ == "" || !ValidTypeName(typ) {
 			continue
 		}
@@ -134,7 +136,7 @@ func (c *Classifier) Classify(store *Store, binary bool, raw []byte, timeField s
 			if env == nil {
 				env = &Env{Store: store}
 			}
-			if s, err := c.prog.Render(env, r.SentAt, out.Value); err == nil {
+			if s, err := c.prog.Render(ctx, env, r.SentAt, out.Value); err == nil {
 				if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil {
 					out.SentAt = unixMillis(f)
 				}
@@ -151,7 +153,7 @@ func (c *Classifier) Classify(store *Store, binary bool, raw []byte, timeField s
 	return out
 }
 
-func (c *Classifier) apply(r *FrameRule, env **Env, store *Store, raw []byte, v any) string {
+func (c *Classifier) apply(ctx context.Context, r *FrameRule, env **Env, store *Store, raw []byte, v any) string {
 	switch {
 	case r.Field != nil:
 		return typeOf(fieldAt(v, r.Field))
@@ -176,7 +178,7 @@ func (c *Classifier) apply(r *FrameRule, env **Env, store *Store, raw []byte, v 
 		if *env == nil {
 			*env = &Env{Store: store}
 		}
-		s, err := c.prog.Render(*env, r.Template, v)
+		s, err := c.prog.Render(ctx, *env, r.Template, v)
 		if err != nil {
 			return ""
 		}

@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func TestClassify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := c.Classify(nil, tt.binary, []byte(tt.raw), "sent_at")
+			got := c.Classify(context.Background(), nil, tt.binary, []byte(tt.raw), "sent_at")
 			if got.Type != tt.typ || got.Kind != tt.kind {
 				t.Errorf("type %q kind %d, want %q kind %d", got.Type, got.Kind, tt.typ, tt.kind)
 			}
@@ -88,18 +89,18 @@ func TestClassify(t *testing.T) {
 // caller's time field, as before; numbers stay json.Number.
 func TestDefaultClassifier(t *testing.T) {
 	c := classifierOf(t, "")
-	got := c.Classify(nil, false, []byte(`{"type":"message","sent_at":"1764000000123","n":1}`), "sent_at")
+	got := c.Classify(context.Background(), nil, false, []byte(`{"type":"message","sent_at":"1764000000123","n":1}`), "sent_at")
 	if got.Type != "message" || !got.SentAt.Equal(time.UnixMilli(1764000000123)) {
 		t.Errorf("%+v", got)
 	}
 	if n := got.Value.(map[string]any)["n"]; n != json.Number("1") {
 		t.Errorf("number %#v, want json.Number", n)
 	}
-	if got := c.Classify(nil, false, []byte("plain text"), "sent_at"); got.Type != "" || got.Value != "plain text" {
+	if got := c.Classify(context.Background(), nil, false, []byte("plain text"), "sent_at"); got.Type != "" || got.Value != "plain text" {
 		t.Errorf("%+v", got)
 	}
 	// implausible send times are ignored
-	if got := c.Classify(nil, false, []byte(`{"type":"m","sent_at":12}`), "sent_at"); !got.SentAt.IsZero() {
+	if got := c.Classify(context.Background(), nil, false, []byte(`{"type":"m","sent_at":12}`), "sent_at"); !got.SentAt.IsZero() {
 		t.Errorf("sent at %v from 12 ms", got.SentAt)
 	}
 }
@@ -124,7 +125,7 @@ func BenchmarkClassifyDefaultJSON(b *testing.B) {
 	raw := []byte(`{"type":"message","channel":"C1","user":"U9","text":"hello there, koi","ts":"1700000003.000001","sent_at":1764000000123}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		c.Classify(nil, false, raw, "sent_at")
+		c.Classify(context.Background(), nil, false, raw, "sent_at")
 	}
 }
 
@@ -143,7 +144,7 @@ func FuzzClassify(f *testing.F) {
 		f.Add(true, []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, binary bool, raw []byte) {
-		got := set.Frames.Classify(nil, binary, raw, "sent_at")
+		got := set.Frames.Classify(context.Background(), nil, binary, raw, "sent_at")
 		if got.Type != "" && !ValidTypeName(got.Type) {
 			t.Fatalf("type %q out of bounds", got.Type)
 		}

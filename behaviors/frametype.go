@@ -2,6 +2,7 @@ package behaviors
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
@@ -42,7 +43,7 @@ func (c *Classifier) ClassifyType(binary bool, raw []byte, timeField string) (Cl
 			typ = scalarText(rawFieldAt(trimmed, r.Field))
 		case r.Match != nil:
 			var env *Env
-			typ = c.apply(r, &env, nil, raw, nil)
+			typ = c.apply(context.Background(), r, &env, nil, raw, nil) // a match rule renders nothing
 		case r.Prefix != nil:
 			if bytes.HasPrefix(raw, r.Prefix) {
 				typ = r.Type

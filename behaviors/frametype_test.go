@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"reflect"
 	"testing"
 )
@@ -23,7 +24,7 @@ func frameTypeClassifiers(t testing.TB) []*Classifier {
 // DecodeFrame gives Classify's value.
 func checkClassifyType(t *testing.T, c *Classifier, raw []byte) {
 	t.Helper()
-	want := c.Classify(nil, false, raw, "sent_at")
+	want := c.Classify(context.Background(), nil, false, raw, "sent_at")
 	got, ok := c.ClassifyType(false, raw, "sent_at")
 	if !ok {
 		if want.Kind == FrameJSON && raw[0] == '{' && reflect.DeepEqual(want.Value, DecodeFrame(raw)) && len(c.JSON) == 1 {

@@ -2,6 +2,7 @@ package behaviors
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,7 @@ func FuzzLoadSet(f *testing.F) {
 			}
 			for _, st := range b.Sequence.Steps {
 				for _, a := range st.Pre {
-					_ = set.Prog.Run(env, a, nil)
+					_ = set.Prog.Run(context.Background(), env, a, nil)
 				}
 			}
 		}

@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -23,7 +24,8 @@ const (
 	// output and size limits stop runaway templates deterministically, and
 	// it is generous because wall time includes time a koi spends
 	// descheduled on a saturated machine (a template without loops is
-	// never failed for time).
+	// never failed for time). A stop (the context the template runs
+	// with ending) ends it sooner: see Program.Run.
 	MaxDuration = 5 * time.Second
 	// MaxIterations is the most `range` iterations one template may run.
 	MaxIterations = 100_000
@@ -102,7 +104,8 @@ func (t Text) IsConst() bool { return t.id < 0 }
 // otherwise each clone one (a sync.Pool, emptied at every collection,
 // gave hundreds of MB and whole seconds of CPU per fan-out). Executions
 // are short and never nest (no template function executes a template), so
-// waiting for a slot cannot deadlock.
+// waiting for a slot cannot deadlock; the wait ends when the caller's
+// context does.
 type Program struct {
 	root  *template.Template
 	names []string
@@ -279,11 +282,20 @@ func (e *executors) init() {
 	})
 }
 
-// getExecutor waits for an execution slot, then returns an idle executor
-// or a new one. Every executor it returns goes back with putExecutor.
-func (p *Program) getExecutor() (*executor, error) {
+// getExecutor waits for an execution slot, or for ctx to end, then
+// returns an idle executor or a new one. Every executor it returns goes
+// back with putExecutor.
+func (p *Program) getExecutor(ctx context.Context) (*executor, error) {
 	p.execs.init()
-	p.execs.slots <- struct{}{}
+	select {
+	case p.execs.slots <- struct{}{}: // a slot is free: no context to watch
+	default:
+		select {
+		case p.execs.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for a template executor: %w", ctx.Err())
+		}
+	}
 	select {
 	case x := <-p.execs.free:
 		if len(x.tmpls) == len(p.names) {
@@ -317,54 +329,59 @@ func (p *Program) putExecutor(x *executor) {
 }
 
 // Render produces the text of t for the given environment and data.
-func (p *Program) Render(env *Env, t Text, data any) (string, error) {
+//
+// When ctx ends (a koi's pause or stop), a Render waiting for an executor
+// returns at once, and a running one within 64 range iterations, with an
+// error wrapping ctx.Err() (never ErrLimit): the caller tells a stop from
+// a failure by its context, as it does for a request.
+func (p *Program) Render(ctx context.Context, env *Env, t Text, data any) (string, error) {
 	if t.IsConst() {
 		return t.Const, nil
 	}
-	x, err := p.getExecutor()
+	x, err := p.getExecutor(ctx)
 	if err != nil {
 		return "", err
 	}
 	defer p.putExecutor(x)
 	x.out.reset()
-	if ok, err := p.runFast(x, env, t, data); ok {
+	if ok, err := p.runFast(ctx, x, env, t, data); ok {
 		if err != nil {
 			return "", err
 		}
 		return x.out.String(), nil
 	}
-	if err := x.run(p, env, t, data); err != nil {
+	if err := x.run(ctx, p, env, t, data); err != nil {
 		return "", err
 	}
 	return x.out.String(), nil
 }
 
 // Run executes an action for its effect; its output is discarded (but still
-// bounded).
-func (p *Program) Run(env *Env, t Text, data any) error {
+// bounded). It ends with ctx as Render does.
+func (p *Program) Run(ctx context.Context, env *Env, t Text, data any) error {
 	if t.IsConst() {
 		return nil
 	}
-	x, err := p.getExecutor()
+	x, err := p.getExecutor(ctx)
 	if err != nil {
 		return err
 	}
 	defer p.putExecutor(x)
 	x.out.reset()
-	if ok, err := p.runFast(x, env, t, data); ok {
+	if ok, err := p.runFast(ctx, x, env, t, data); ok {
 		return err
 	}
-	return x.run(p, env, t, data)
+	return x.run(ctx, p, env, t, data)
 }
 
 // runFast runs t's fast form, if it has one, with the binding a template
 // run would have. It reports false (having done nothing but evaluate) when
 // the template must run instead; else it ran, and err is its halt or nil.
-func (p *Program) runFast(x *executor, env *Env, t Text, data any) (ran bool, err error) {
+func (p *Program) runFast(ctx context.Context, x *executor, env *Env, t Text, data any) (ran bool, err error) {
 	if p.noFast || t.id >= len(p.fast) || t.id >= len(x.tmpls) || p.fast[t.id] == nil {
 		return false, nil
 	}
-	x.bind(p, env)
+	x.bind(ctx, p, env)
 	err = p.fast[t.id].run(x, data)
 	x.b = binding{}
 	if _, halt := err.(*HaltError); err != nil && !halt { // a halt comes unwrapped (fastAction.run)
@@ -375,18 +392,18 @@ func (p *Program) runFast(x *executor, env *Env, t Text, data any) (ran bool, er
 	return true, err
 }
 
-// bind gives x a fresh binding for one execution of p's templates in env:
-// the fast way and text/template's see the same one.
-func (x *executor) bind(p *Program, env *Env) {
-	x.b = binding{env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
+// bind gives x a fresh binding for one execution of p's templates in env,
+// ended by ctx: the fast way and text/template's see the same one.
+func (x *executor) bind(ctx context.Context, p *Program, env *Env) {
+	x.b = binding{ctx: ctx, env: env, deadline: time.Now().Add(MaxDuration), budget: budget{limit: p.budget()}}
 	x.out.b = &x.b
 }
 
-func (x *executor) run(p *Program, env *Env, t Text, data any) error {
+func (x *executor) run(ctx context.Context, p *Program, env *Env, t Text, data any) error {
 	if t.id >= len(x.tmpls) {
 		return fmt.Errorf("%s: template %d is not in this program", t.Where, t.id)
 	}
-	x.bind(p, env)
+	x.bind(ctx, p, env)
 	err := x.execute(x.tmpls[t.id], data)
 	x.b = binding{}
 	if err != nil {
@@ -429,6 +446,7 @@ func (x *executor) executeHere() {
 
 // binding is the per-execution state the template functions see.
 type binding struct {
+	ctx      context.Context // the execution ends when it does
 	env      *Env
 	deadline time.Time
 	ticks    int
@@ -456,7 +474,15 @@ func (b *binding) tick() error {
 	if b.ticks > MaxIterations {
 		return fmt.Errorf("more than %d range iterations: %w", MaxIterations, ErrLimit)
 	}
-	if b.ticks&63 == 0 && time.Now().After(b.deadline) {
+	if b.ticks&63 != 0 {
+		return nil
+	}
+	if b.ctx != nil { // ctx.Err is an atomic load: a stop ends the loop
+		if err := b.ctx.Err(); err != nil {
+			return fmt.Errorf("stopped after %d range iterations: %w", b.ticks, err)
+		}
+	}
+	if time.Now().After(b.deadline) {
 		return fmt.Errorf("ran longer than %v: %w", MaxDuration, ErrLimit)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strconv"
@@ -47,7 +48,7 @@ func TestTemplateLimits(t *testing.T) {
 	// MaxDuration on a starved machine): a runaway loop runs until one
 	// of the two limits stops it.
 	start := time.Now()
-	if _, err := p.Render(env, compileOne(t, p, `{{ range `+strconv.Itoa(MaxIterations/10)+` }}{{ end }}`), nil); err != nil {
+	if _, err := p.Render(context.Background(), env, compileOne(t, p, `{{ range `+strconv.Itoa(MaxIterations/10)+` }}{{ end }}`), nil); err != nil {
 		t.Fatalf("a template at a tenth of the iteration limit: %v", err)
 	}
 	allowed := 10 * time.Since(start)
@@ -56,7 +57,7 @@ func TestTemplateLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tx := compileOne(t, p, tt.src)
 			start := time.Now()
-			_, err := p.Render(env, tx, nil)
+			_, err := p.Render(context.Background(), env, tx, nil)
 			d := time.Since(start)
 			if !errors.Is(err, ErrLimit) {
 				t.Fatalf("err = %v, want ErrLimit", err)
@@ -76,7 +77,7 @@ func TestTemplateLimits(t *testing.T) {
 		})
 	}
 	// Within the limits, templates work.
-	out, err := p.Render(env, compileOne(t, p, `{{ range $i := until 3 }}{{ $i }}{{ end }}{{ len (until 100) }}`), nil)
+	out, err := p.Render(context.Background(), env, compileOne(t, p, `{{ range $i := until 3 }}{{ $i }}{{ end }}{{ len (until 100) }}`), nil)
 	if err != nil || out != "012100" {
 		t.Errorf("bounded template: %q, %v", out, err)
 	}
@@ -113,7 +114,7 @@ func TestIterationLimitBoundary(t *testing.T) {
 // halt is a *HaltError that unwraps to ErrHalt, with its reason.
 func TestHalt(t *testing.T) {
 	p := NewProgram()
-	_, err := p.Render(&Env{Store: NewStore(Identity{})}, compileOne(t, p, `{{ halt "no random channel found" }}`), nil)
+	_, err := p.Render(context.Background(), &Env{Store: NewStore(Identity{})}, compileOne(t, p, `{{ halt "no random channel found" }}`), nil)
 	var he *HaltError
 	if !errors.As(err, &he) || he.Reason != "no random channel found" || !errors.Is(err, ErrHalt) {
 		t.Fatalf("err = %#v", err)
@@ -157,7 +158,7 @@ func TestKoiFunctions(t *testing.T) {
 		{`{{ websocketURL "ws://127.0.0.1:1/ws" }}{{ websocketHeader "X-A" "b" }}ok`, "ok"}, // websocket spec
 	}
 	for _, tt := range tests {
-		got, err := p.Render(env, compileOne(t, p, tt.src), resp)
+		got, err := p.Render(context.Background(), env, compileOne(t, p, tt.src), resp)
 		if err != nil || got != tt.want {
 			t.Errorf("%s\n  = %q, %v; want %q", tt.src, got, err, tt.want)
 		}
@@ -173,7 +174,7 @@ func TestKoiFunctions(t *testing.T) {
 		`{{ addMessages "" .messages }}`,
 	}
 	for _, src := range bad {
-		if _, err := p.Render(env, compileOne(t, p, src), resp); err == nil {
+		if _, err := p.Render(context.Background(), env, compileOne(t, p, src), resp); err == nil {
 			t.Errorf("%s: no error", src)
 		} else if !strings.HasPrefix(err.Error(), "test: ") {
 			t.Errorf("%s: error %q does not say where", src, err)
@@ -186,14 +187,14 @@ func TestVariableScopes(t *testing.T) {
 	p := NewProgram()
 	st := NewStore(Identity{})
 	a, b := &Env{Store: st}, &Env{Store: st}
-	if err := p.Run(a, compileOne(t, p, `{{ set "ch" "C1" }}{{ setKoi "self" "U1" }}`), nil); err != nil {
+	if err := p.Run(context.Background(), a, compileOne(t, p, `{{ set "ch" "C1" }}{{ setKoi "self" "U1" }}`), nil); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := p.Render(b, compileOne(t, p, `[{{ with get "ch" }}{{ . }}{{ end }}][{{ get "self" }}]`), nil)
+	got, _ := p.Render(context.Background(), b, compileOne(t, p, `[{{ with get "ch" }}{{ . }}{{ end }}][{{ get "self" }}]`), nil)
 	if got != "[][U1]" {
 		t.Errorf("another sequence sees %q, want its own empty ch and the koi's self", got)
 	}
-	got, _ = p.Render(a, compileOne(t, p, `{{ get "ch" }}`), nil)
+	got, _ = p.Render(context.Background(), a, compileOne(t, p, `{{ get "ch" }}`), nil)
 	if got != "C1" {
 		t.Errorf("the same sequence sees %q", got)
 	}
@@ -213,11 +214,11 @@ func TestProgramConcurrentKoi(t *testing.T) {
 			defer wg.Done()
 			env := &Env{Store: NewStore(Identity{Index: i})}
 			for range 200 {
-				if err := p.Run(env, setX, nil); err != nil {
+				if err := p.Run(context.Background(), env, setX, nil); err != nil {
 					errs <- err.Error()
 					return
 				}
-				if got, _ := p.Render(env, getX, nil); got != strconv.Itoa(i) {
+				if got, _ := p.Render(context.Background(), env, getX, nil); got != strconv.Itoa(i) {
 					errs <- "koi " + strconv.Itoa(i) + " saw " + got
 					return
 				}
@@ -237,7 +238,7 @@ func BenchmarkRenderConst(b *testing.B) {
 	env := &Env{Store: NewStore(Identity{})}
 	b.ReportAllocs()
 	for b.Loop() {
-		_, _ = p.Render(env, tx, nil)
+		_, _ = p.Render(context.Background(), env, tx, nil)
 	}
 }
 
@@ -249,7 +250,7 @@ func BenchmarkRenderTemplate(b *testing.B) {
 	env := &Env{Store: st}
 	b.ReportAllocs()
 	for b.Loop() {
-		_, _ = p.Render(env, tx, nil)
+		_, _ = p.Render(context.Background(), env, tx, nil)
 	}
 }
 
@@ -270,7 +271,7 @@ func BenchmarkRenderRange(b *testing.B) {
 	env := &Env{Store: NewStore(Identity{})}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := p.Run(env, tx, data); err != nil {
+		if err := p.Run(context.Background(), env, tx, data); err != nil {
 			b.Fatal(err)
 		}
 	}

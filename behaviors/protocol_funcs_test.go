@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -18,7 +19,7 @@ import (
 // variables.
 func renderWith(t *testing.T, p *Program, st *Store, src string, vars map[string]any) (string, error) {
 	t.Helper()
-	return p.Render(&Env{Store: st, Vars: vars}, compileOne(t, p, src), nil)
+	return p.Render(context.Background(), &Env{Store: st, Vars: vars}, compileOne(t, p, src), nil)
 }
 
 // Every example in FUNCTIONS.md renders what the page says it does.
@@ -439,7 +440,7 @@ func TestKoiIDs(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range 50 {
-					id, err := p.Render(&Env{Store: st}, tx, nil)
+					id, err := p.Render(context.Background(), &Env{Store: st}, tx, nil)
 					if err != nil {
 						t.Error(err)
 						return
@@ -491,7 +492,7 @@ func TestKoiIDs(t *testing.T) {
 	if id := st.NextPacketID(); id != 1 {
 		t.Errorf("after 65535: %d, want 1", id)
 	}
-	if _, err := NewProgram().Render(&Env{}, compileOne(t, NewProgram(), `{{ uniqueID }}`), nil); err == nil {
+	if _, err := NewProgram().Render(context.Background(), &Env{}, compileOne(t, NewProgram(), `{{ uniqueID }}`), nil); err == nil {
 		t.Error("uniqueID without a koi store: no error")
 	}
 }
@@ -540,7 +541,7 @@ func FuzzSocketIODecode(f *testing.F) {
 		if pk.sio == 2 && pk.nsp == "/" && pk.id < 0 {
 			// an event rebuilt from what it decoded to decodes the same
 			st := NewStore(Identity{})
-			again, err := p.Render(&Env{Store: st, Vars: map[string]any{"e": pk.event, "a": pk.args}}, compileOne(t, p, `{{ $l := prepend (get "a") (get "e") }}{{ toJson (sioDecode (print "42" (toJson $l))).args }}|{{ toJson (get "a") }}`), nil)
+			again, err := p.Render(context.Background(), &Env{Store: st, Vars: map[string]any{"e": pk.event, "a": pk.args}}, compileOne(t, p, `{{ $l := prepend (get "a") (get "e") }}{{ toJson (sioDecode (print "42" (toJson $l))).args }}|{{ toJson (get "a") }}`), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -607,7 +608,7 @@ func BenchmarkProtocolFuncs(b *testing.B) {
 			env := &Env{Store: NewStore(Identity{})}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := p.Render(env, tx, bb.data); err != nil {
+				if _, err := p.Render(context.Background(), env, tx, bb.data); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -247,18 +248,18 @@ type JSONTemplate struct {
 
 // Render builds the JSON value with every template leaf rendered. The
 // leaves together stay within one execution's budget (each is also an
-// execution with its own).
-func (j *JSONTemplate) Render(p *Program, env *Env, data any) (any, error) {
-	return j.render(p, env, data, p.NewBudget())
+// execution with its own). ctx ends the renderings (see Program.Render).
+func (j *JSONTemplate) Render(ctx context.Context, p *Program, env *Env, data any) (any, error) {
+	return j.render(ctx, p, env, data, p.NewBudget())
 }
 
-func (j *JSONTemplate) render(p *Program, env *Env, data any, b *Budget) (any, error) {
+func (j *JSONTemplate) render(ctx context.Context, p *Program, env *Env, data any, b *Budget) (any, error) {
 	if err := b.Charge("a JSON body", 16); err != nil {
 		return nil, err
 	}
 	switch j.kind {
 	case jString:
-		s, err := p.Render(env, j.text, data)
+		s, err := p.Render(ctx, env, j.text, data)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +267,7 @@ func (j *JSONTemplate) render(p *Program, env *Env, data any, b *Budget) (any, e
 	case jArray:
 		out := make([]any, len(j.kids))
 		for i, e := range j.kids {
-			v, err := e.render(p, env, data, b)
+			v, err := e.render(ctx, p, env, data, b)
 			if err != nil {
 				return nil, err
 			}
@@ -276,7 +277,7 @@ func (j *JSONTemplate) render(p *Program, env *Env, data any, b *Budget) (any, e
 	case jObject:
 		out := make(map[string]any, len(j.keys))
 		for i, k := range j.keys {
-			v, err := j.kids[i].render(p, env, data, b)
+			v, err := j.kids[i].render(ctx, p, env, data, b)
 			if err != nil {
 				return nil, err
 			}

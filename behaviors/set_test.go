@@ -1,6 +1,7 @@
 package behaviors
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -206,7 +207,7 @@ func TestSequencesBesideBehaviors(t *testing.T) {
 		t.Fatalf("behavior = %+v", b)
 	}
 	env := &Env{Store: NewStore(Identity{Index: 9})}
-	v, err := b.Sequence.Steps[0].Request.JSON.Render(set.Prog, env, nil)
+	v, err := b.Sequence.Steps[0].Request.JSON.Render(context.Background(), set.Prog, env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

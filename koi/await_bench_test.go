@@ -1,6 +1,7 @@
 package koi
 
 import (
+	"context"
 	"testing"
 
 	"github.com/koipond/koipond/behaviors"
@@ -29,7 +30,7 @@ func BenchmarkDeliver(b *testing.B) {
 			k := rt.New(behaviors.Identity{}, 1)
 			for i := range tt.waiters {
 				env := &behaviors.Env{Store: k.store, Vars: map[string]any{"id": string(rune('a' + i))}}
-				bm, err := set.Behavior(tt.name).Sequence.Steps[0].Request.Await.Bind(set.Prog, env, set.Prog.NewBudget())
+				bm, err := set.Behavior(tt.name).Sequence.Steps[0].Request.Await.Bind(context.Background(), set.Prog, env, set.Prog.NewBudget())
 				if err != nil {
 					b.Fatal(err)
 				}

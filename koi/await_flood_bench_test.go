@@ -1,6 +1,7 @@
 package koi
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -30,7 +31,7 @@ func BenchmarkDeliverCostlyWhen(b *testing.B) {
 			var bms []*behaviors.BoundMatch
 			for range waiters {
 				env := &behaviors.Env{Store: k.store}
-				bm, err := set.Behavior("costly").Sequence.Steps[0].Request.Await.Bind(set.Prog, env, set.Prog.NewBudget())
+				bm, err := set.Behavior("costly").Sequence.Steps[0].Request.Await.Bind(context.Background(), set.Prog, env, set.Prog.NewBudget())
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -107,7 +107,7 @@ func BenchmarkRenderArgs(b *testing.B) {
 		if !a.Value.IsConst() {
 			templates++
 		}
-		v, err := set.Prog.Render(env, a.Value, nil)
+		v, err := set.Prog.Render(context.Background(), env, a.Value, nil)
 		if err != nil || v == "" {
 			b.Fatalf("rendering %s: %q, %v", a.Name, v, err)
 		}
@@ -118,7 +118,7 @@ func BenchmarkRenderArgs(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, a := range req.Args {
-			if _, err := set.Prog.Render(env, a.Value, nil); err != nil {
+			if _, err := set.Prog.Render(context.Background(), env, a.Value, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -178,7 +178,7 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) (live time.Durati
 		conn.Close()
 	}()
 	for {
-		err := k.readFrame(conn)
+		err := k.readFrame(ctx, conn)
 		if err != nil {
 			if ctx.Err() == nil && !failed.Load() {
 				k.recordClose(err)
@@ -194,7 +194,7 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) (live time.Durati
 // school's reply budget until handled. A frame that does not fit the
 // budget is read through without being kept (the connection stays up) and
 // counted under ReplyBudgetKey.
-func (k *Koi) readFrame(conn *websocket.Conn) error {
+func (k *Koi) readFrame(ctx context.Context, conn *websocket.Conn) error {
 	mt, rd, err := conn.NextReader()
 	if err != nil {
 		return err
@@ -214,7 +214,7 @@ func (k *Koi) readFrame(conn *websocket.Conn) error {
 	if err != nil {
 		return err
 	}
-	k.handleFrame(mt == websocket.BinaryMessage, data)
+	k.handleFrame(ctx, mt == websocket.BinaryMessage, data)
 	return nil
 }
 
@@ -229,13 +229,13 @@ func (k *Koi) jitter(d time.Duration) time.Duration {
 // handleFrame classifies one frame, records it under its type (with the
 // fan-out delay when it carries a send time), wakes any waiting ws request
 // and, once the connection is live, runs the on_event handlers.
-func (k *Koi) handleFrame(binary bool, data []byte) {
+func (k *Koi) handleFrame(ctx context.Context, binary bool, data []byte) {
 	k.count(func(s *Stats) { s.Events++; s.BytesIn += int64(len(data)) })
 	now := time.Now()
 	set := k.rt.set
 	c, scanned := set.Frames.ClassifyType(binary, data, k.rt.cfg.EventTimeField)
 	if !scanned {
-		c = set.Frames.Classify(k.store, binary, data, k.rt.cfg.EventTimeField)
+		c = set.Frames.Classify(ctx, k.store, binary, data, k.rt.cfg.EventTimeField)
 	}
 	if s := k.rt.eventSeries(c.Type); !c.SentAt.IsZero() {
 		s.Observe(max(0, now.Sub(c.SentAt)), metrics.OK)
@@ -253,9 +253,11 @@ func (k *Koi) handleFrame(binary bool, data []byte) {
 }
 
 // runEventHandlers runs a frame's on_event handlers: the actions of its
-// type and of "*" on the reader, sequences on their own goroutines.
+// type and of "*" on the reader, sequences on their own goroutines. A stop
+// ends the actions' templates; one it ends is not counted as a failure.
 func (k *Koi) runEventHandlers(typ string, value any) {
 	set := k.rt.set
+	ctx := k.runCtx()
 	var env *behaviors.Env
 	for _, key := range [2]string{typ, "*"} {
 		h := set.OnEvent[key]
@@ -266,8 +268,10 @@ func (k *Koi) runEventHandlers(typ string, value any) {
 			if env == nil {
 				env = &behaviors.Env{Store: k.store}
 			}
-			if err := set.Prog.Run(env, a, value); err != nil && !errors.Is(err, behaviors.ErrHalt) {
-				countFailure(k.rt.series("on_event:"+key), metrics.Error, err)
+			if err := set.Prog.Run(ctx, env, a, value); err != nil && !errors.Is(err, behaviors.ErrHalt) {
+				if ctx.Err() == nil { // else a stop ended it
+					countFailure(k.rt.series("on_event:"+key), metrics.Error, err)
+				}
 				break
 			}
 		}

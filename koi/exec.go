@@ -70,7 +70,7 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 			return err
 		}
 		for _, a := range st.Pre {
-			if err := prog.Run(env, a, nil); err != nil {
+			if err := prog.Run(ctx, env, a, nil); err != nil {
 				return &StepError{Where: st.Where, Err: err}
 			}
 		}
@@ -95,7 +95,7 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 			data = d
 		}
 		for _, a := range st.Post {
-			if err := prog.Run(env, a, data); err != nil {
+			if err := prog.Run(ctx, env, a, data); err != nil {
 				return &StepError{Where: st.Where, Err: err}
 			}
 		}
@@ -145,7 +145,7 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 	form := make(url.Values, len(r.Args))
 	budget := prog.NewBudget() // the arguments together, as the request holds them all
 	for _, a := range r.Args {
-		v, err := prog.Render(env, a.Value, nil)
+		v, err := prog.Render(ctx, env, a.Value, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -298,7 +298,7 @@ func decodeJSON(b []byte) (any, error) {
 }
 
 func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, error) {
-	u, err := prog.Render(env, r.URL, nil)
+	u, err := prog.Render(ctx, env, r.URL, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +310,7 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	ctype := ""
 	switch {
 	case r.JSON != nil:
-		v, err := r.JSON.Render(prog, env, nil)
+		v, err := r.JSON.Render(ctx, prog, env, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -320,7 +320,7 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 		}
 		body, ctype = bytes.NewReader(b), "application/json"
 	case r.HasBody:
-		s, err := prog.Render(env, r.Body, nil)
+		s, err := prog.Render(ctx, env, r.Body, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -342,7 +342,7 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 		req.Header.Set("Content-Type", ctype)
 	}
 	for _, h := range r.Headers {
-		v, err := prog.Render(env, h.Value, nil)
+		v, err := prog.Render(ctx, env, h.Value, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -366,20 +366,20 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 }
 
 // wsPayload renders what a ws request sends: nil when it only awaits.
-func wsPayload(prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) ([]byte, int, error) {
+func wsPayload(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) ([]byte, int, error) {
 	switch {
 	case r.JSON != nil:
-		v, err := r.JSON.Render(prog, env, nil)
+		v, err := r.JSON.Render(ctx, prog, env, nil)
 		if err != nil {
 			return nil, 0, err
 		}
 		b, err := json.Marshal(v)
 		return b, websocket.TextMessage, err
 	case r.HasText:
-		s, err := prog.Render(env, r.Text, nil)
+		s, err := prog.Render(ctx, env, r.Text, nil)
 		return []byte(s), websocket.TextMessage, err
 	case r.HasBinary:
-		s, err := prog.Render(env, r.Binary, nil)
+		s, err := prog.Render(ctx, env, r.Binary, nil)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -398,7 +398,7 @@ func wsPayload(prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request
 // the latency is the send's, not the window's).
 func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, time.Duration, error) {
 	start := time.Now()
-	frame, msgType, err := wsPayload(prog, env, r)
+	frame, msgType, err := wsPayload(ctx, prog, env, r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -407,12 +407,12 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 	budget := prog.NewBudget()
 	var await, fail *behaviors.BoundMatch
 	if r.Await != nil {
-		if await, err = r.Await.Bind(prog, env, budget); err != nil {
+		if await, err = r.Await.Bind(ctx, prog, env, budget); err != nil {
 			return nil, 0, err
 		}
 	}
 	if r.Error != nil {
-		if fail, err = r.Error.Bind(prog, env, budget); err != nil {
+		if fail, err = r.Error.Bind(ctx, prog, env, budget); err != nil {
 			return nil, 0, err
 		}
 	}

@@ -1,6 +1,7 @@
 package koi
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func BenchmarkHandleFrame(b *testing.B) {
 	frame := benchFrame()
 	b.ReportAllocs()
 	for b.Loop() {
-		k.handleFrame(false, frame)
+		k.handleFrame(context.Background(), false, frame)
 	}
 }
 
@@ -64,7 +65,7 @@ func BenchmarkHandleFrameClassified(b *testing.B) {
 			k := benchKoi(b, set)
 			b.ReportAllocs()
 			for b.Loop() {
-				k.handleFrame(c.binary, c.frame)
+				k.handleFrame(context.Background(), c.binary, c.frame)
 			}
 		})
 	}
@@ -77,7 +78,7 @@ func BenchmarkFrameDecode(b *testing.B) {
 	c := behaviors.DefaultClassifier()
 	b.ReportAllocs()
 	for b.Loop() {
-		if got := c.Classify(nil, false, frame, DefaultEventTimeField); got.Type != "message" {
+		if got := c.Classify(context.Background(), nil, false, frame, DefaultEventTimeField); got.Type != "message" {
 			b.Fatal(got)
 		}
 	}

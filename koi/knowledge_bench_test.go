@@ -85,7 +85,7 @@ func BenchmarkKoiKnowledge(b *testing.B) {
 					stores[i] = st
 					env := &behaviors.Env{Store: st}
 					for _, a := range addChannels {
-						if err := set.Prog.Run(env, a, body2any(b, list)); err != nil {
+						if err := set.Prog.Run(context.Background(), env, a, body2any(b, list)); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -94,7 +94,7 @@ func BenchmarkKoiKnowledge(b *testing.B) {
 						env := &behaviors.Env{Store: st}
 						env.Vars = map[string]any{"channel": behaviors.Channel{ID: pond.ChannelID((i + j) % len(histories))}}
 						for _, a := range history {
-							if err := set.Prog.Run(env, a, body2any(b, h)); err != nil {
+							if err := set.Prog.Run(context.Background(), env, a, body2any(b, h)); err != nil {
 								b.Fatal(err)
 							}
 						}

@@ -205,6 +205,17 @@ func (k *Koi) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// runCtx returns the context Run was given (Background before Run): the
+// templates the frame reader runs outside any sequence (on_event actions)
+// end with it. Run sets it before it starts anything that calls runCtx,
+// and never changes it.
+func (k *Koi) runCtx() context.Context {
+	if ctx := k.stopCtx; ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}
+
 // boot runs the boot sequence until it succeeds, retrying with backoff,
 // and waiting while paused.
 func (k *Koi) boot(ctx context.Context) error {
