@@ -80,12 +80,18 @@ func startSwarm(t *testing.T, rt *koi.Runtime, n int) *koiSwarm {
 // stop cancels every koi and returns how long until every Run returned.
 func (s *koiSwarm) stop(t *testing.T) time.Duration {
 	t.Helper()
+	return s.stopWithin(t, 5*time.Second)
+}
+
+// stopWithin is stop, failing t when the Run calls take longer than d.
+func (s *koiSwarm) stopWithin(t *testing.T, d time.Duration) time.Duration {
+	t.Helper()
 	start := time.Now()
 	s.cancel()
 	select {
 	case <-s.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("koi Run calls did not return within 5s of stop")
+	case <-time.After(d):
+		t.Fatalf("koi Run calls did not return within %v of stop", d)
 	}
 	return time.Since(start)
 }
