@@ -133,6 +133,16 @@ func (c *checker) items(field, what string, n, limit int) {
 	}
 }
 
+// once checks that id is not in seen, and adds it: a school's status
+// of a run or a launch comes once per message (the keeper would count a
+// repeated one again, and write it again).
+func (c *checker) once(field, id string, seen map[string]bool) {
+	if seen[id] {
+		c.fail(field, "%s given twice", quote(id))
+	}
+	seen[id] = true
+}
+
 // span checks a koi index range [from, to).
 func (c *checker) span(fromField, toField string, from, to int) {
 	c.count(fromField, from, MaxKoi)
@@ -242,12 +252,14 @@ func (m *PollRequest) Validate() error {
 	c.count("koi_running", m.KoiRunning, MaxKoi)
 	c.count("websockets_open", m.WebsocketsOpen, MaxKoi)
 	c.items("runs", "runs", len(m.Runs), MaxRunsPerMessage)
+	seen := make(map[string]bool, len(m.Runs))
 	for i := range m.Runs {
 		if c.err != nil {
 			break
 		}
 		r := &m.Runs[i]
 		c.id("runs.run", r.Run, true)
+		c.once("runs.run", r.Run, seen)
 		c.span("runs.from", "runs.to", r.From, r.To)
 		c.count("runs.target", r.Target, MaxKoi)
 		c.within("runs.koi.", func() { r.Koi.check(&c) })
@@ -256,12 +268,14 @@ func (m *PollRequest) Validate() error {
 		c.time("runs.pressure_at", r.PressureAt, false)
 	}
 	c.items("launches", "launches", len(m.Launches), MaxLaunchesPerMessage)
+	clear(seen)
 	for i := range m.Launches {
 		if c.err != nil {
 			break
 		}
 		l := &m.Launches[i]
 		c.id("launches.launch", l.Launch, true)
+		c.once("launches.launch", l.Launch, seen)
 		c.count("launches.planned", l.Planned, MaxKoi)
 		c.count("launches.started", l.Started, MaxKoi)
 		c.count("launches.finished", l.Finished, MaxKoi)
@@ -442,12 +456,14 @@ func (m *MetricsReport) Validate() error {
 	c.time("start", m.Start, false)
 	c.time("end", m.End, false)
 	c.items("runs", "runs", len(m.Runs), MaxRunsPerMessage)
+	seen := make(map[string]bool, len(m.Runs))
 	for i := range m.Runs {
 		if c.err != nil {
 			break
 		}
 		r := &m.Runs[i]
 		c.id("runs.run", r.Run, true)
+		c.once("runs.run", r.Run, seen)
 		if len(r.Snapshot) > MaxSnapshot {
 			c.fail("runs.snapshot", "%d bytes, more than %d", len(r.Snapshot), MaxSnapshot)
 		}

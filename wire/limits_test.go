@@ -50,6 +50,10 @@ func TestValidateRejects(t *testing.T) {
 		{"long refusal", func(p *PollRequest) { p.Runs[0].Refused = strings.Repeat("x", MaxText+1) }, "runs.refused"},
 		{"long pressure reason", func(p *PollRequest) { p.Runs[0].Pressure = strings.Repeat("x", MaxText+1) }, "runs.pressure"},
 		{"pressure in year 9999", func(p *PollRequest) { p.Runs[0].PressureAt = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }, "runs.pressure_at"},
+		// One poll listing a run three times, each with another pressure
+		// episode, counted as three failures: a quarantine.
+		{"a run twice", func(p *PollRequest) { p.Runs = append(p.Runs, p.Runs[0]) }, "runs.run"},
+		{"a launch twice", func(p *PollRequest) { p.Launches = append(p.Launches, p.Launches[0]) }, "launches.launch"},
 		{"too many launches", func(p *PollRequest) { p.Launches = make([]LaunchStatus, MaxLaunchesPerMessage+1) }, "launches"},
 		{"huge started", func(p *PollRequest) { p.Launches[0].Started = math.MaxInt64 }, "launches.started"},
 		{"huge finished", func(p *PollRequest) { p.Launches[0].Finished = math.MaxInt64 }, "launches.finished"},
@@ -158,6 +162,15 @@ func TestValidateReplies(t *testing.T) {
 	rep.Runs[0].Snapshot, rep.Runs[0].BytesIn = nil, math.MaxUint64
 	if err := rep.Validate(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("traffic that would wrap the keeper's sums: %v", err)
+	}
+	rep.Runs[0].BytesIn = 0
+	if err := rep.Validate(); err != nil {
+		t.Errorf("a good report: %v", err)
+	}
+	rep.Runs = append(rep.Runs, rep.Runs[0])
+	var fe *FieldError
+	if err := rep.Validate(); !errors.As(err, &fe) || fe.Field != "runs.run" {
+		t.Errorf("a run twice, merged twice: %v", err)
 	}
 	if err := (&BlobRequest{Kind: "secrets", Hash: "h"}).Validate(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("unknown blob kind: %v", err)

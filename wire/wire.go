@@ -129,7 +129,8 @@ type PollRequest struct {
 	// lease expired.
 	SelfPaused bool `json:"self_paused,omitempty"`
 	// OffsetMS is the school's estimate of keeper clock − school clock.
-	OffsetMS float64        `json:"offset_ms"`
+	OffsetMS float64 `json:"offset_ms"`
+	// Runs and Launches hold each run and launch once.
 	Runs     []RunStatus    `json:"runs,omitempty"`
 	Launches []LaunchStatus `json:"launches,omitempty"`
 	// KoiRunning and WebsocketsOpen over all runs: both 0 confirms a stop.
@@ -315,7 +316,7 @@ type MetricsReport struct {
 	Seq    uint64       `json:"seq"` // increments per report, to spot gaps
 	Start  time.Time    `json:"start"`
 	End    time.Time    `json:"end"`
-	Runs   []RunMetrics `json:"runs"`
+	Runs   []RunMetrics `json:"runs"` // each run once
 }
 
 // RunMetrics is one run's snapshot in a report.
