@@ -202,9 +202,11 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 	}
 	isNew := false
 	var qs []quarantined
+	var held map[string]int // the school's assignments: koi per run
 	err := k.store.Write(ctx, func(tx *state.Txn) error {
 		now := tx.Now()
 		qs = nil
+		held = heldBy(&tx.Reader, req.School)
 		old := tx.School(nil, req.School)
 		sc := &state.School{ID: req.School, Software: req.Software, Capacity: req.Capacity, FirstSeen: now,
 			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: req}
@@ -231,7 +233,7 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		if err := recordStopAcks(tx, req, now); err != nil {
 			return err
 		}
-		qs, err = k.noteFailuresTx(tx, pressureFailures(req, now))
+		qs, err = k.noteFailuresTx(tx, pressureFailures(req, held, now))
 		return err
 	})
 	k.afterQuarantine(qs)
@@ -240,10 +242,23 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		// known, and say so once.
 		k.stats.reject(k.log, "poll: not recorded", err, "school", req.School)
 	}
-	if k.noteRefusals(req) || isNew {
+	if err != nil {
+		held = heldBy(k.store.Read(), req.School)
+	}
+	if k.noteRefusals(req, held) || isNew {
 		k.Kick()
 	}
 	return k.pollReply(req.School), nil
+}
+
+// heldBy returns the koi of each run assigned to school.
+func heldBy(r *state.Reader, school string) map[string]int {
+	as := r.AssignmentsOfSchool(nil, school)
+	held := make(map[string]int, len(as))
+	for _, a := range as {
+		held[a.Run] = a.Count()
+	}
+	return held
 }
 
 // refuseFor is how long the scheduler keeps a run away from a school that
@@ -258,14 +273,16 @@ type refused struct {
 	until time.Time
 }
 
-// noteRefusals remembers runs a school refuses; it reports a new one.
-func (k *Keeper) noteRefusals(req *wire.PollRequest) bool {
+// noteRefusals remembers runs a school refuses, of those offered to it
+// (held: it has an assignment of them), so they are at most its
+// assignments; it reports a new one.
+func (k *Keeper) noteRefusals(req *wire.PollRequest, held map[string]int) bool {
 	added := false
 	now := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, rs := range req.Runs {
-		if rs.Refused == "" {
+		if _, offered := held[rs.Run]; rs.Refused == "" || !offered {
 			continue
 		}
 		key := refusal{rs.Run, req.School}

@@ -74,11 +74,12 @@ type runFailure struct {
 }
 
 // pressureFailures lists the runs a polling school says it closed at its
-// memory ceiling.
-func pressureFailures(req *wire.PollRequest, now time.Time) []runFailure {
+// memory ceiling, of those it holds koi of (held): a school cannot blame
+// a run it was never given.
+func pressureFailures(req *wire.PollRequest, held map[string]int, now time.Time) []runFailure {
 	var out []runFailure
 	for _, rs := range req.Runs {
-		if rs.Pressure == "" {
+		if rs.Pressure == "" || held[rs.Run] <= 0 {
 			continue
 		}
 		ep := rs.PressureAt.UTC().Format(time.RFC3339Nano)

@@ -42,6 +42,7 @@ func TestMemoryCeilingsQuarantineTheRun(t *testing.T) {
 	rc := newReceiver(t, nil)
 	addHook(t, k, WebhookSpec{Name: "ops", URL: rc.srv.URL, Kinds: []string{notify.NoticeRunQuarantined}})
 
+	holdKoi(t, k, bomb.ID, "s1", "s2")
 	t0 := time.Now()
 	for i, school := range []string{"s1", "s1", "s1", "s2"} {
 		at := t0
@@ -96,6 +97,68 @@ func TestMemoryCeilingsQuarantineTheRun(t *testing.T) {
 	}
 	if got := k.State().Run(nil, bomb.ID); got.State != state.RunRunning || got.Quarantine != nil {
 		t.Fatalf("after resume: %s %+v", got.State, got.Quarantine)
+	}
+}
+
+// holdKoi has schools poll until the scheduler has given each of them
+// koi of run.
+func holdKoi(t *testing.T, k *Keeper, run string, schools ...string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(testPoll) {
+		all := true
+		for _, s := range schools {
+			if _, err := k.Poll(context.Background(), &wire.PollRequest{School: s, Capacity: 1000, Clock: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if a := k.State().Assignment(nil, run, s); a == nil || a.Count() == 0 {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s, schools %v do not all hold koi of run %s", schools, run)
+		}
+	}
+}
+
+// A school that holds none of a run's koi cannot blame it: its memory
+// ceilings count nothing (three of them, each a new episode, quarantined
+// the run), and its refusals are not remembered (a map a liar could grow
+// by a thousand runs a poll).
+func TestStrangersCannotBlameOrRefuseARun(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	run := seedRun(t, k, 10)
+	holdKoi(t, k, run.ID, "holder")
+	t0 := time.Now()
+	for i := range 3 {
+		req := pressurePoll("stranger", run.ID, t0.Add(time.Duration(i)*time.Second), "")
+		req.Runs = append(req.Runs, wire.RunStatus{Run: "run-made-up", Refused: "not on my allow list"})
+		req.Runs[0].Refused = "not on my allow list"
+		if _, err := k.Poll(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := k.State().Run(nil, run.ID); got.State != state.RunRunning || got.Quarantine != nil {
+		t.Errorf("after a stranger's three memory ceilings the run is %s, quarantine %+v", got.State, got.Quarantine)
+	}
+	if r := k.refusing(run.ID, time.Now()); len(r) != 0 {
+		t.Errorf("a stranger's refusals remembered: %v", r)
+	}
+	k.mu.Lock()
+	n := len(k.refusals)
+	k.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d refusals remembered, want none", n)
+	}
+	// The school that holds the run's koi is heard.
+	if _, err := k.Poll(ctx, pressurePoll("holder", run.ID, t0, "")); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.State().Run(nil, run.ID); got.Quarantine == nil || len(got.Quarantine.Failures) != 1 {
+		t.Errorf("the holder's memory ceiling: quarantine %+v, want one failure", got.Quarantine)
 	}
 }
 
