@@ -452,12 +452,17 @@ func (k *Keeper) plan(tx *state.Txn, l *state.Launch, now time.Time, live []*sta
 	}
 	var schools []formations.School
 	for _, s := range live {
-		if s.Status == nil {
+		a := tx.Assignment(nil, l.Run, s.ID)
+		if s.Status == nil || a == nil {
 			continue
 		}
 		for _, rs := range s.Status.Runs {
 			if rs.Run == l.Run && rs.Koi.Connected > 0 {
-				schools = append(schools, formations.School{ID: s.ID, Connected: rs.Koi.Connected})
+				// What a school says it has connected counts up to what it
+				// holds: one claiming a run it holds none of, or more koi
+				// than its share, would take the launch's count (and
+				// the other schools' shares) with it.
+				schools = append(schools, formations.School{ID: s.ID, Connected: min(rs.Koi.Connected, a.Count())})
 			}
 		}
 	}

@@ -367,3 +367,45 @@ func TestLaunchKeysBounded(t *testing.T) {
 		t.Errorf("%d launches with their own keys, want %d", own, maxLaunchKeys/perLaunch)
 	}
 }
+
+// A launch is planned over the koi schools hold: what a school says it
+// has connected counts up to its assignment of the run, and not at all
+// without one. A liar claiming a run's koi it was never given took the
+// launch's count, and the honest schools' shares with it.
+func TestLaunchCountsOnlyKoiASchoolHolds(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	ctx := context.Background()
+	run := seedRun(t, k, 10)
+	fm, err := k.PutFormation(ctx, "test", behaviors.File{Name: "all.json", Data: []byte(`{"name": "all", "begin_within_secs": 2, "percent": 100,
+  "sequence": {"steps": [{"request": {"type": "api", "method": "chat.postMessage"}}]}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	says := func(id string, connected int) *state.School {
+		return &state.School{ID: id, Capacity: 1000, LastSeen: now, Status: &wire.PollRequest{School: id,
+			Runs: []wire.RunStatus{{Run: run.ID, Koi: wire.KoiCounts{Connected: connected}}}}}
+	}
+	live := []*state.School{says("honest", 6), says("greedy", 1000), says("liar", wire.MaxKoi)}
+	l := &state.Launch{ID: "launch-1", Run: run.ID, Formation: fm.Hash}
+	err = k.store.Write(ctx, func(tx *state.Txn) error {
+		for _, a := range []*state.Assignment{{Run: run.ID, School: "honest", From: 0, To: 6}, {Run: run.ID, School: "greedy", From: 6, To: 10}} {
+			if err := tx.PutAssignment(a); err != nil {
+				return err
+			}
+		}
+		return k.plan(tx, l, now, live)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shares []string
+	for _, sh := range l.Shares {
+		shares = append(shares, fmt.Sprintf("%s %d", sh.School, sh.Count))
+	}
+	t.Logf("planned: %d connected, %d koi, shares %v", l.Connected, l.Count, shares)
+	if l.Connected != 10 || l.Count != 10 || len(l.Shares) != 2 || !sameShare(l.Shares[0], state.Share{School: "honest", Count: 6}) ||
+		!sameShare(l.Shares[1], state.Share{School: "greedy", Count: 4}) {
+		t.Errorf("planned %d connected, %d koi, shares %v; want 10, 10, honest 6 and greedy 4", l.Connected, l.Count, shares)
+	}
+}
