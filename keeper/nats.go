@@ -20,20 +20,30 @@ import (
 // the subscription's own goroutine (owned by nats.go, stopped by Drain in
 // Close).
 func (k *Keeper) subscribe(nc *nats.Conn) error {
-	for subj, h := range map[string]nats.MsgHandler{
-		wire.SubjectPoll:    k.onPoll,
-		wire.SubjectBlob:    k.onBlob,
-		wire.SubjectMetrics: k.onMetrics,
-		wire.SubjectControl: k.onControl,
+	// Each subject's messages are handled one at a time, and what waits
+	// is held in memory up to its pending limits; past them NATS drops
+	// messages (counted as "nats: slow consumer"). Metrics bursts from
+	// many schools must not be dropped: a deep buffer. A poll or a blob
+	// request is answered only while its school still waits for it (5 s),
+	// so a backlog longer than that is only memory and delay: a flood of
+	// large polls queued 400 MB and kept honest polls waiting past their
+	// timeout. An honest poll is a few KiB, a blob request 100 bytes.
+	for _, s := range []struct {
+		subj      string
+		h         nats.MsgHandler
+		msgs, mem int
+	}{
+		{wire.SubjectPoll, k.onPoll, 4096, 16 << 20},
+		{wire.SubjectBlob, k.onBlob, 256, 1 << 20},
+		{wire.SubjectMetrics, k.onMetrics, 100_000, 512 << 20},
+		{wire.SubjectControl, k.onControl, 256, 1 << 20},
 	} {
-		sub, err := nc.Subscribe(subj, h)
+		sub, err := nc.Subscribe(s.subj, s.h)
 		if err != nil {
-			return fmt.Errorf("keeper: subscribing to %s: %w", subj, err)
+			return fmt.Errorf("keeper: subscribing to %s: %w", s.subj, err)
 		}
-		// Metrics bursts from many schools must not be dropped as a slow
-		// consumer: allow a deep buffer.
-		if err := sub.SetPendingLimits(100_000, 512<<20); err != nil {
-			return fmt.Errorf("keeper: %s: %w", subj, err)
+		if err := sub.SetPendingLimits(s.msgs, s.mem); err != nil {
+			return fmt.Errorf("keeper: %s: %w", s.subj, err)
 		}
 	}
 	if err := nc.Flush(); err != nil {

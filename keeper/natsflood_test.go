@@ -1,0 +1,75 @@
+package keeper
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/koipond/koipond/wire"
+)
+
+// largestPoll is a poll as large as the wire bounds allow (about 4.7 MB):
+// a thousand runs and a thousand launches, each with a long text.
+func largestPoll(id string) *wire.PollRequest {
+	req := &wire.PollRequest{School: id, Software: "liar", Clock: time.Now()}
+	text := strings.Repeat("x", wire.MaxText)
+	for i := range wire.MaxRunsPerMessage {
+		req.Runs = append(req.Runs, wire.RunStatus{Run: fmt.Sprintf("r%0120d", i), Pressure: text, PressureAt: time.Now()})
+	}
+	for i := range wire.MaxLaunchesPerMessage {
+		req.Launches = append(req.Launches, wire.LaunchStatus{Launch: fmt.Sprintf("l%0120d", i), Error: text})
+	}
+	return req
+}
+
+// A flood of the largest polls, sent without waiting for replies, queues
+// no more than the poll subject's pending limit in the keeper (it
+// queued 400 MB for 100 of them): NATS drops the rest as a slow
+// consumer, and an honest school is answered once the flood has passed.
+func TestPollFloodQueuesABoundedBacklog(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	seedRun(t, k, 10)
+	honest := newFakeSchool(t, k, "honest", 100)
+	honest.poll()
+	liar := schoolConn(t, k)
+	defer liar.Close()
+	data, err := wire.Encode(largestPoll("liar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := heapInUse()
+	var peak int64
+	const n = 100
+	for range n {
+		if err := liar.PublishRequest(wire.SubjectPoll, wire.SchoolInboxPrefix+".void", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := liar.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Sample the heap while the keeper works through what it kept.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		peak = max(peak, heapInUse())
+		if k.stats.rejections()["nats: slow consumer"] > 0 && k.stats.rejections()[wire.SubjectPoll+": reply failed"] == 0 {
+			if _, err := honest.nc.Request(wire.SubjectPoll, data[:0], time.Second); err == nil {
+				break // answered (an empty poll gets an error reply): the backlog is gone
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60 s: rejections %v", k.stats.rejections())
+		}
+	}
+	grew := peak - before
+	t.Logf("%d polls of %d bytes published: keeper heap grew %d MiB at most; %d slow-consumer events", n, len(data), grew>>20, k.stats.rejections()["nats: slow consumer"])
+	// What the keeper may hold: the poll subject's 16 MiB of pending
+	// messages, the poll it decodes (a few times its size), and the
+	// test's own copy of it; 100 of them are 470 MB.
+	if limit := int64(16<<20 + 8*len(data)); grew > limit {
+		t.Errorf("the heap grew %d MiB, more than %d MiB", grew>>20, limit>>20)
+	}
+	if r := honest.poll(); r.Error != "" {
+		t.Errorf("honest poll after the flood: %s", r.Error)
+	}
+}
