@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
@@ -57,14 +58,64 @@ func (k *Keeper) checkBlobFits(field string, kind wire.BlobKind, hash string, fi
 	return nil
 }
 
-// respondBlob answers a blob request with rep (fitBlob), counting a
-// reply over the NATS payload limit as a rejection.
-func (k *Keeper) respondBlob(m *nats.Msg, rep *wire.BlobReply) {
+// respondBlob answers a request for the blob kind and hash (Blob,
+// fitBlob), counting a reply over the NATS payload limit as a rejection.
+// Replies that carry files are kept encoded (blobCache): blobs never
+// change, and a request of 100 bytes for a 5 MiB set copied and encoded
+// the files anew each time, 7.5 ms of the keeper's one blob handler.
+func (k *Keeper) respondBlob(m *nats.Msg, kind wire.BlobKind, hash string) {
+	key := string(kind) + " " + hash
+	if data := k.blobs.get(key); data != nil {
+		k.send(m, data, nil)
+		return
+	}
+	rep := k.Blob(kind, hash)
 	data, why, err := fitBlob(rep, k.payloadLimit())
 	if why != "" {
 		k.stats.reject(k.log, "blob: over the NATS payload limit", fmt.Errorf("%s %.16s: %s", rep.Kind, rep.Hash, why))
 	}
+	if err == nil && why == "" && rep.Error == "" {
+		k.blobs.put(key, data)
+	}
 	k.send(m, data, err)
+}
+
+// maxBlobCache bounds the encoded blob replies kept: room for several of
+// the largest the embedded server carries (8 MiB).
+const maxBlobCache = 64 << 20
+
+// blobCache keeps encoded blob replies by kind and hash, at most
+// maxBlobCache bytes of them; when full, it forgets arbitrary ones.
+type blobCache struct {
+	mu    sync.Mutex
+	m     map[string][]byte
+	bytes int
+}
+
+func (c *blobCache) get(key string) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
+func (c *blobCache) put(key string, data []byte) {
+	if len(data) > maxBlobCache {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string][]byte{}
+	}
+	for k, d := range c.m {
+		if c.bytes+len(data) <= maxBlobCache {
+			break
+		}
+		delete(c.m, k)
+		c.bytes -= len(d)
+	}
+	c.bytes += len(data) - len(c.m[key])
+	c.m[key] = data
 }
 
 // fitBlob encodes rep, or, when that is over limit bytes, a reply with

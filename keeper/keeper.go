@@ -225,6 +225,7 @@ type Keeper struct {
 	kick   chan struct{}    // wakes the scheduler
 	hooks  *notify.Notifier // webhook delivery workers
 	trig   *triggerStats    // trigger calls accepted and refused
+	blobs  blobCache        // encoded blob replies (blobsize.go)
 
 	replays    replayGuard          // metrics reports already taken, by school
 	mu         sync.Mutex           // guards partial, shortSince, refusals

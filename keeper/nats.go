@@ -486,7 +486,7 @@ func (k *Keeper) onBlob(m *nats.Msg) {
 		k.respond(m, &wire.BlobReply{Error: err.Error()})
 		return
 	}
-	k.respondBlob(m, k.Blob(req.Kind, req.Hash))
+	k.respondBlob(m, req.Kind, req.Hash)
 }
 
 // Blob returns the files of a behavior set or formation by content hash:

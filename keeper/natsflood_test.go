@@ -1,11 +1,13 @@
 package keeper
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/wire"
 )
 
@@ -71,5 +73,43 @@ func TestPollFloodQueuesABoundedBacklog(t *testing.T) {
 	}
 	if r := honest.poll(); r.Error != "" {
 		t.Errorf("honest poll after the flood: %s", r.Error)
+	}
+}
+
+// Blob replies that carry files are encoded once and kept, within a bound;
+// a reply without them (nothing stored under that hash yet) is not kept.
+func TestBlobRepliesAreKeptEncoded(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	set, err := k.PutBehaviorSet(context.Background(), "test", "bg", []behaviors.File{{Name: "bg.json", Data: []byte(bgSet)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := schoolConn(t, k)
+	defer nc.Close()
+	fetch := func(hash string) []byte {
+		req, err := wire.Encode(&wire.BlobRequest{Kind: wire.BlobBehaviorSet, Hash: hash})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := nc.Request(wire.SubjectBlob, req, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Data
+	}
+	first, second := fetch(set.Hash), fetch(set.Hash)
+	if string(first) != string(second) || k.blobs.get(string(wire.BlobBehaviorSet)+" "+set.Hash) == nil {
+		t.Errorf("the set's reply was not kept, or changed: %d and %d bytes", len(first), len(second))
+	}
+	fetch("0123456789abcdef")
+	if k.blobs.get(string(wire.BlobBehaviorSet)+" 0123456789abcdef") != nil {
+		t.Error("a reply saying nothing is stored was kept")
+	}
+	var c blobCache
+	for i := range 100 {
+		c.put(fmt.Sprint(i), make([]byte, 1<<20))
+	}
+	if c.bytes > maxBlobCache || len(c.m) != maxBlobCache>>20 {
+		t.Errorf("after 100 MiB of replies the cache holds %d bytes in %d entries, want at most %d", c.bytes, len(c.m), maxBlobCache)
 	}
 }
