@@ -256,6 +256,9 @@ func (s *RunSpec) check() *Error {
 	if err := checkName("name", s.Name); err != nil {
 		return err
 	}
+	if err := checkRunBounds(s); err != nil {
+		return err
+	}
 	for k, v := range s.Labels {
 		if err := checkName("labels", k); err != nil {
 			return err
@@ -349,6 +352,9 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 		run.Switch = state.Switch{State: wire.Running, Epoch: tx.NextEpoch(), By: actor, At: now}
 		if spec.Paused {
 			run.State, run.Switch.State = state.RunPaused, wire.Paused
+		}
+		if err := k.checkRunRecord(run); err != nil {
+			return err
 		}
 		if err := tx.PutRun(run); err != nil {
 			return err
