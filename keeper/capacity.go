@@ -172,7 +172,7 @@ func (k *Keeper) capacityRun(ctx context.Context, run *state.Run, now time.Time)
 				r.StepFrom = latest(r.StepFrom, gs.At)
 			}
 			n.CapacityResult = &r
-			return tx.PutRun(&n)
+			return k.putRun(tx, &n)
 		})
 	case now.Sub(res.StepFrom) < time.Duration(c.StepSecs)*time.Second:
 		return nil
@@ -204,7 +204,7 @@ func (k *Keeper) capacityRun(ctx context.Context, run *state.Run, now time.Time)
 		r.Steps = append(slices.Clone(r.Steps), step)
 		r.Sustained, r.StepFrom = step.Koi, tx.Now()
 		n.CapacityResult, n.Koi = &r, next
-		if err := tx.PutRun(&n); err != nil {
+		if err := k.putRun(tx, &n); err != nil {
 			return err
 		}
 		return tx.Audit(capacityActor, "scale run", run.ID, fmt.Sprintf("capacity search: %d koi held (%.1f/s on %s, %.2f%% errors); koi %d → %d",
@@ -330,7 +330,7 @@ func (k *Keeper) finishCapacityAs(ctx context.Context, run *state.Run, now time.
 			ctl = &c
 			return tx.Audit(capacityActor, "capacity search", run.ID, detail)
 		}
-		if err := tx.PutRun(&n); err != nil {
+		if err := k.putRun(tx, &n); err != nil {
 			return err
 		}
 		return tx.Audit(capacityActor, "capacity search", run.ID, detail)

@@ -339,7 +339,7 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 			r := rec
 			r.Detail = detail
 			n.AddGuardAction(r)
-			return tx.PutRun(&n)
+			return k.putRun(tx, &n)
 		}
 		switch {
 		case g.Action == "shed":
@@ -351,7 +351,11 @@ func (k *Keeper) act(ctx context.Context, f firing, now time.Time) error {
 				n := *t
 				n.ShedPercent = compoundShed(t.ShedPercent, g.Shed)
 				detail := fmt.Sprintf("shed %s → %s: %d → %d active koi", pct(t.ShedPercent), pct(n.ShedPercent), t.EffectiveKoi(), n.EffectiveKoi())
-				if err := tx.PutRun(&n); err != nil {
+				if err := k.putRun(tx, &n); err != nil {
+					if tooLargeRun(err) != "" && g.Scope == "global" { // the other runs shed
+						k.stats.reject(k.log, "guardrail: a run's record over the NATS payload limit", err)
+						continue
+					}
 					return err
 				}
 				if err := record(t.ID, detail); err != nil {

@@ -209,7 +209,11 @@ func (k *Keeper) recordLive(ctx context.Context, changes []liveChange) error {
 			}
 		}
 		for _, n := range byRun {
-			if err := tx.PutRun(n); err != nil {
+			if err := k.putRun(tx, n); err != nil {
+				if tooLargeRun(err) != "" { // its record cannot change: the other runs' can
+					k.stats.reject(k.log, "live thresholds: a run's record over the NATS payload limit", err)
+					continue
+				}
 				return err
 			}
 		}

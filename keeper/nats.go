@@ -240,7 +240,7 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		if err := recordLaunchStatus(tx, req); err != nil {
 			return err
 		}
-		if err := recordStopAcks(tx, req, now); err != nil {
+		if err := k.recordStopAcks(tx, req, now); err != nil {
 			return err
 		}
 		qs, err = k.noteFailuresTx(tx, pressureFailures(req, held, now))
@@ -444,7 +444,7 @@ func ack(t *state.StopTrack, school string, now time.Time) *state.StopTrack {
 
 // recordStopAcks notes a school's confirmation of the global stop and of
 // run stops.
-func recordStopAcks(tx *state.Txn, req *wire.PollRequest, now time.Time) error {
+func (k *Keeper) recordStopAcks(tx *state.Txn, req *wire.PollRequest, now time.Time) error {
 	g := tx.Switch(nil)
 	if g.State == wire.Stopped && req.Epoch >= g.Epoch && req.KoiRunning == 0 && req.WebsocketsOpen == 0 {
 		if t := ack(g.Stop, req.School, now); t != nil {
@@ -462,7 +462,11 @@ func recordStopAcks(tx *state.Txn, req *wire.PollRequest, now time.Time) error {
 		if t := ack(run.Stop, req.School, now); t != nil {
 			n := *run
 			n.Stop = t
-			if err := tx.PutRun(&n); err != nil {
+			if err := k.putRun(tx, &n); err != nil {
+				if tooLargeRun(err) != "" { // its record cannot change: the poll goes on
+					k.stats.reject(k.log, "poll: a stopped run's record over the NATS payload limit", err)
+					continue
+				}
 				return err
 			}
 		}

@@ -143,8 +143,14 @@ func (l *natsLink) dial() (*nats.Conn, error) {
 	return nc, nil
 }
 
-// conn returns the current connection (never nil once dial succeeded).
-func (l *natsLink) conn() *nats.Conn { return l.cur.Load() }
+// conn returns the current connection (never nil once dial succeeded;
+// nil without a link: keepers that tests build without NATS).
+func (l *natsLink) conn() *nats.Conn {
+	if l == nil {
+		return nil
+	}
+	return l.cur.Load()
+}
 
 // health reports the connection's state; ok only when connected.
 func (l *natsLink) health() (NATSHealth, bool) {

@@ -410,7 +410,7 @@ func (k *Keeper) UpdateRun(ctx context.Context, actor, id string, p RunPatch) (*
 			what = append(what, fmt.Sprintf("ramp %g → %g", old.Ramp, n.Ramp))
 		}
 		out = &n
-		if err := tx.PutRun(&n); err != nil {
+		if err := k.putRun(tx, &n); err != nil {
 			return err
 		}
 		return tx.Audit(actor, "scale run", id, strings.Join(what, ", "))
@@ -467,7 +467,7 @@ func (k *Keeper) setRunStateTx(tx *state.Txn, actor, id string, st wire.State) (
 	if st == wire.Running {
 		n.Quarantine = nil // resuming clears the failure count (quarantine.go)
 	}
-	if err := tx.PutRun(&n); err != nil {
+	if err := k.putRun(tx, &n); err != nil {
 		return wire.Control{}, nil, err
 	}
 	return control(n.Switch, id), &n, tx.Audit(actor, string(verb(st))+" run", id, fmt.Sprintf("epoch %d", n.Switch.Epoch))
@@ -510,7 +510,7 @@ func (k *Keeper) stopRun(tx *state.Txn, old *state.Run, actor, reason string, li
 		track.CompleteAt = now
 	}
 	n.Stop = track
-	if err := tx.PutRun(&n); err != nil {
+	if err := k.putRun(tx, &n); err != nil {
 		return wire.Control{}, err
 	}
 	if err := cancelRunLaunchesTx(tx, old.ID, now, "the run stopped ("+reason+")"); err != nil {

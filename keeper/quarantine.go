@@ -152,7 +152,11 @@ func (k *Keeper) noteFailuresTx(tx *state.Txn, fs []runFailure) ([]quarantined, 
 		if len(q.Failures) < after {
 			k.log.Warn("school failure counted against a run", "run", run.ID, "school", f.School, "cause", f.Cause,
 				"failures", len(q.Failures), "quarantine_after", after, "detail", f.Detail)
-			if err := tx.PutRun(&n); err != nil {
+			if err := k.putRun(tx, &n); err != nil {
+				if tooLargeRun(err) != "" { // nothing changed: the other failures count
+					k.stats.reject(k.log, "quarantine: a run's record over the NATS payload limit", err)
+					continue
+				}
 				return nil, err
 			}
 			continue
@@ -160,7 +164,11 @@ func (k *Keeper) noteFailuresTx(tx *state.Txn, fs []runFailure) ([]quarantined, 
 		q.Reason = fmt.Sprintf("paused after %d school failures within %v (last: %s on school %s: %s)",
 			len(q.Failures), window, f.Cause, notify.Clip(f.School, 80), f.Detail)
 		q.At = tx.Now()
-		if err := tx.PutRun(&n); err != nil {
+		if err := k.putRun(tx, &n); err != nil {
+			if tooLargeRun(err) != "" {
+				k.stats.reject(k.log, "quarantine: a run's record over the NATS payload limit", err)
+				continue
+			}
 			return nil, err
 		}
 		c, paused, err := k.setRunStateTx(tx, quarantineActor, run.ID, wire.Paused)

@@ -49,6 +49,11 @@ func (k *Keeper) liveSchools(r *state.Reader, now time.Time) []*state.School {
 // and live schools (once settled after a restart); runs past their
 // duration stop; stops not confirmed within the lease flag their late
 // schools; launches are planned, started and finished.
+//
+// No one run's record can fail the pass: every run record it changes is
+// fitted under the NATS payload limit (putRun), and a run whose record
+// cannot be is left out of the pass as it is (its koi stay where they
+// are), counted and logged, while the pass is done again for the others.
 func (k *Keeper) schedule(ctx context.Context) error {
 	settled := k.settled(time.Now())
 	var controls []wire.Control
@@ -60,12 +65,16 @@ func (k *Keeper) schedule(ctx context.Context) error {
 			formFactsOf(fm) // parsed here, not in the write, for plan (parsed.go)
 		}
 	}
-	err := k.store.Write(ctx, func(tx *state.Txn) error {
+	skip := map[string]bool{} // runs whose record cannot be written
+	pass := func(tx *state.Txn) error {
 		controls, short, qs = nil, nil, nil
 		now := tx.Now()
 		live := k.liveSchools(&tx.Reader, now)
 		// Runs past their duration stop first, so they free capacity.
 		for _, run := range tx.ActiveRuns(nil) {
+			if skip[run.ID] {
+				continue
+			}
 			if run.DurationMS > 0 && now.Sub(run.StartedAt) >= time.Duration(run.DurationMS)*time.Millisecond {
 				c, err := k.stopRun(tx, run, "keeper", "duration elapsed", live)
 				if err != nil {
@@ -86,6 +95,12 @@ func (k *Keeper) schedule(ctx context.Context) error {
 		for _, run := range runs {
 			active[run.ID] = true
 			cur := tx.AssignmentsOfRun(nil, run.ID)
+			if skip[run.ID] { // as it is, taking what it holds
+				for _, c := range cur {
+					used[c.School] += c.Count()
+				}
+				continue
+			}
 			// Schools lost holding the run's koi count towards its
 			// quarantine (which pauses it instead of moving it on).
 			q, err := k.noteFailuresTx(tx, lostSchoolFailures(tx, run.ID, cur, live, now))
@@ -140,11 +155,17 @@ func (k *Keeper) schedule(ctx context.Context) error {
 				}
 			}
 		}
-		if err := k.flagLateStops(tx, now); err != nil {
+		if err := k.flagLateStops(tx, now, skip); err != nil {
 			return err
 		}
 		return k.advanceLaunches(tx, now, live)
-	})
+	}
+	err := k.store.Write(ctx, pass)
+	for id := tooLargeRun(err); id != "" && !skip[id]; id = tooLargeRun(err) {
+		skip[id] = true
+		k.stats.reject(k.log, "scheduler: a run's record over the NATS payload limit, left out of the pass", err)
+		err = k.store.Write(ctx, pass)
+	}
 	if err != nil {
 		return err
 	}
@@ -347,8 +368,8 @@ func planRanges(n int, slots []capSlot, cur []*state.Assignment) []state.Assignm
 }
 
 // flagLateStops marks schools that have not confirmed a stop within the
-// lease.
-func (k *Keeper) flagLateStops(tx *state.Txn, now time.Time) error {
+// lease; runs in skip are left alone.
+func (k *Keeper) flagLateStops(tx *state.Txn, now time.Time, skip map[string]bool) error {
 	late := func(t *state.StopTrack) *state.StopTrack {
 		if t == nil || t.Complete() || len(t.Late) > 0 || now.Sub(t.RequestedAt) < k.cfg.Lease {
 			return nil
@@ -372,13 +393,13 @@ func (k *Keeper) flagLateStops(tx *state.Txn, now time.Time) error {
 		}
 	}
 	for _, run := range tx.RunsIn(nil, state.RunStopped) {
-		if t := late(run.Stop); t != nil {
+		if t := late(run.Stop); t != nil && !skip[run.ID] {
 			n := *run
 			n.Stop = t
-			k.log.Warn("schools did not confirm a run's stop within the lease", "run", run.ID, "schools", t.Late)
-			if err := tx.PutRun(&n); err != nil {
+			if err := k.putRun(tx, &n); err != nil {
 				return err
 			}
+			k.log.Warn("schools did not confirm a run's stop within the lease", "run", run.ID, "schools", t.Late)
 		}
 	}
 	return nil

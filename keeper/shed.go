@@ -28,7 +28,7 @@ func (k *Keeper) ShedRun(ctx context.Context, actor, id string, percent float64)
 		n := *old
 		n.ShedPercent = percent
 		out = &n
-		if err := tx.PutRun(&n); err != nil {
+		if err := k.putRun(tx, &n); err != nil {
 			return err
 		}
 		return tx.Audit(actor, "shed run", id, fmt.Sprintf("shed %s → %s: %d → %d active koi", pct(old.ShedPercent), pct(percent), old.EffectiveKoi(), n.EffectiveKoi()))

@@ -54,6 +54,7 @@ func runOut(r *state.Run) *contract.Run {
 		Capacity:       capacityOut(r.Capacity),
 		CapacityResult: capacityResultOut(r.CapacityResult),
 		Quarantine:     quarantineOut(r.Quarantine),
+		Trimmed:        r.Trimmed,
 	}
 }
 

@@ -123,6 +123,9 @@ type Run struct {
 	// Quarantine counts the run's school failures and says why the keeper
 	// paused it (see Quarantine).
 	Quarantine *Quarantine `json:"quarantine,omitempty"`
+	// Trimmed says what the keeper left out of the run's record to keep
+	// it within the NATS server's max_payload (one message per record).
+	Trimmed []string `json:"trimmed,omitempty"`
 }
 
 // LiveThreshold is what the keeper keeps of a threshold's live

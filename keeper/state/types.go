@@ -182,6 +182,9 @@ type Run struct {
 	// Quarantine counts the run's school failures and says why the keeper
 	// paused it (see Quarantine).
 	Quarantine *Quarantine `json:"quarantine,omitempty"`
+	// Trimmed says what the keeper left out of the record to keep it
+	// within the NATS server's max_payload (one message per record).
+	Trimmed []string `json:"trimmed,omitempty"`
 }
 
 // Active reports whether the run should have koi assigned.
