@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -305,7 +304,7 @@ func (k *Koi) writeTo(conn *websocket.Conn, msgType int, data []byte) error {
 
 // recordClose counts how a connection ended, by close code
 // ("ws:close:1006" for an abnormal close without a close frame,
-// "ws:close:1009" for a frame over the read limit).
+// "ws:close:1009" for a frame over the read limit; closeSeries).
 func (k *Koi) recordClose(err error) {
 	code := websocket.CloseAbnormalClosure
 	var ce *websocket.CloseError
@@ -315,7 +314,7 @@ func (k *Koi) recordClose(err error) {
 	case errors.Is(err, websocket.ErrReadLimit): // a frame over the read limit: the koi closed with 1009
 		code = websocket.CloseMessageTooBig
 	}
-	s := k.rt.series("ws:close:" + strconv.Itoa(code))
+	s := k.rt.closeSeries(code)
 	if code == websocket.CloseNormalClosure || code == websocket.CloseGoingAway {
 		s.Count(metrics.OK)
 		return

@@ -465,6 +465,37 @@ func TestEventTypesBounded(t *testing.T) {
 	}
 }
 
+// A server closing each connection with another code (it may choose
+// among two thousand) cannot grow the metrics without bound: past 32
+// codes, closes share "ws:close:other".
+func TestCloseCodesBounded(t *testing.T) {
+	const conns = 60
+	srv := newHostileServer(t, func(c *hconn) { c.close(3000+c.n, "go away") })
+	rt := newRuntime(t, koi.RuntimeConfig{Set: parseSet(t, `{"behaviors": {}}`), Websocket: behaviors.WebsocketSpec{URL: srv.url()},
+		BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond})
+	tot := newTotals(rt)
+	sw := startSwarm(t, rt, 4)
+	wiretest.Until(t, 30*time.Second, "the connections closed", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.ended) >= conns
+	})
+	sw.stop(t)
+	closes, all := 0, uint64(0)
+	tot.series(t, "ws:close:other")
+	for key, s := range tot.all.Series {
+		if strings.HasPrefix(key, "ws:close:") {
+			closes++
+			all += s.Total()
+		}
+	}
+	other := tot.series(t, "ws:close:other").Total()
+	t.Logf("%d closes under %d keys, %d of them under ws:close:other", all, closes, other)
+	if closes > 33 || all < conns || other < all-32 {
+		t.Errorf("%d closes under %d ws:close keys (%d under ws:close:other), want at most 32 codes of their own and the rest under other", all, closes, other)
+	}
+}
+
 // Frames dropped while on_connect has not yet succeeded (past the 32 the
 // koi holds for on_event) are counted under the handler that would have
 // run them, a key the set names: a server inventing a type per frame

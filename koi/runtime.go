@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,6 +159,7 @@ type Runtime struct {
 	keysMu sync.RWMutex
 	keys   map[string]*metrics.Series
 	events map[string]*metrics.Series // by event type, see eventSeries; guarded by keysMu
+	closes map[int]*metrics.Series    // by close code, see closeSeries; guarded by keysMu
 
 	// start anchors behavior time: at wall time start + d, behavior time
 	// is start + d × TimeScale (its hour of day drives hourly profiles).
@@ -218,6 +220,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		workspace: behaviors.NewWorkspace(cfg.WorkspaceBytes),
 		keys:      map[string]*metrics.Series{},
 		events:    map[string]*metrics.Series{},
+		closes:    map[int]*metrics.Series{},
 		start:     time.Now(),
 		hourly:    hasHourly(scheduled),
 		workers:   newWorkers(),
@@ -359,6 +362,32 @@ func (rt *Runtime) eventSeries(typ string) *metrics.Series {
 	s = rt.series(key)
 	rt.keysMu.Lock()
 	rt.events[typ] = s
+	rt.keysMu.Unlock()
+	return s
+}
+
+// maxCloseCodes bounds the distinct close codes recorded under their own
+// key; further codes share "ws:close:other". A target chooses the code
+// it closes with, and there are two thousand it may use (3000–4999):
+// each became a metric key, and a run's keys are few (the keeper keeps
+// 500), so a target cycling codes crowded out the run's own.
+const maxCloseCodes = 32
+
+// closeSeries returns the series of a websocket close code:
+// "ws:close:<code>", "ws:close:other" past maxCloseCodes.
+func (rt *Runtime) closeSeries(code int) *metrics.Series {
+	rt.keysMu.RLock()
+	s, n := rt.closes[code], len(rt.closes)
+	rt.keysMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	if n >= maxCloseCodes {
+		return rt.series("ws:close:other")
+	}
+	s = rt.series("ws:close:" + strconv.Itoa(code))
+	rt.keysMu.Lock()
+	rt.closes[code] = s
 	rt.keysMu.Unlock()
 	return s
 }
