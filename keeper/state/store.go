@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -111,7 +112,7 @@ func (s *Store) write(ctx context.Context, fn func(*Txn) error) error {
 		}
 		if err != nil {
 			s.rollback(t.recs[:i])
-			return fmt.Errorf("state: persisting %.80s: %w", r.key, err)
+			return &PersistError{Key: r.key, Bytes: len(r.value), Err: err}
 		}
 	}
 	s.epoch, s.auditSeq = t.epoch, t.auditSeq
@@ -200,13 +201,39 @@ func (t *Txn) Audit(actor, action, object, detail string) error {
 	return put(t, TableAudit, auditKey(e.Seq), e, nil)
 }
 
+// encode is a record's JSON, without escaping <, > and & for HTML: a
+// behavior file of '<' took six times its size escaped, past NATS's
+// max_payload while its blob (base64) fitted.
+func encode(v any) ([]byte, error) {
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// PersistError is a Write that failed to persist a record.
+type PersistError struct {
+	Key   string
+	Bytes int // the record's size
+	Err   error
+}
+
+func (e *PersistError) Error() string {
+	return fmt.Sprintf("state: persisting %.80s (%d bytes): %v", e.Key, e.Bytes, e.Err)
+}
+
+func (e *PersistError) Unwrap() error { return e.Err }
+
 // put inserts obj into table and records it for persistence under key.
 // prev is the object replaced (nil when new).
 func put[T any](t *Txn, table, key string, obj, prev *T) error {
 	if err := t.tx.Insert(table, obj); err != nil {
 		return fmt.Errorf("state: insert into %s: %w", table, err)
 	}
-	b, err := json.Marshal(obj)
+	b, err := encode(obj)
 	if err != nil {
 		return fmt.Errorf("state: encoding %s: %w", key, err)
 	}
@@ -234,7 +261,7 @@ func recordChange[T any](t *Txn, key string, value []byte, prev *T) error {
 	var pb []byte
 	if prev != nil {
 		var err error
-		if pb, err = json.Marshal(prev); err != nil {
+		if pb, err = encode(prev); err != nil {
 			return fmt.Errorf("state: encoding %s: %w", key, err)
 		}
 	}
@@ -274,7 +301,7 @@ func (t *Txn) PutSchool(sc *School) error {
 	if err := t.tx.Insert(TableSchools, sc); err != nil {
 		return fmt.Errorf("state: insert into %s: %w", TableSchools, err)
 	}
-	b, err := json.Marshal(&d)
+	b, err := encode(&d)
 	if err != nil {
 		return err
 	}
