@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/behaviors"
+	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
 )
@@ -47,6 +48,14 @@ func TestUploadsNoSchoolCouldFetchAreRefused(t *testing.T) {
 	}
 	if n := len(k.State().Formations(nil)); n != 0 {
 		t.Errorf("%d formations stored after a refusal, want none", n)
+	}
+
+	// A file of '<' is stored at its size: its record does not escape
+	// them for HTML (six times the size, past the payload, while its
+	// blob fitted).
+	lt := []byte(`{"behaviors": {"api.test": {"doc": "` + strings.Repeat("<", 1_600_000) + `", "frequency": 0.5, "steps": [{"request": {"type": "api", "method": "api.test"}}]}}}`)
+	if _, err := k.PutBehaviorSet(ctx, "test", "lt", []behaviors.File{{Name: "lt.json", Data: lt}}); err != nil {
+		t.Errorf("a 1.6 MB set of '<': %.300v", err)
 	}
 
 	// 5 MiB fits (about 6.7 MiB in base64): stored, and fetched whole.
@@ -123,6 +132,13 @@ func TestStoreErrMaxPayloadIsTooLarge(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Code != CodeTooLarge || !strings.Contains(e.Message, "max_payload") || !errors.Is(err, nats.ErrMaxPayload) {
 		t.Errorf("storeErr = %v, want too_large naming max_payload, wrapping nats.ErrMaxPayload", err)
+	}
+	err = storeErr("storing the behavior set", &state.PersistError{Key: "bs.0123", Bytes: 9 << 20, Err: nats.ErrMaxPayload})
+	if !errors.As(err, &e) || e.Code != CodeTooLarge || !strings.Contains(e.Message, "the record (bs.0123) takes 9.0 MiB (9437184 bytes), larger than") {
+		t.Errorf("storeErr = %v, want too_large naming the record and its size", err)
+	}
+	if err := onField(err, "files"); !errors.As(err, &e) || e.Field != "files" {
+		t.Errorf("onField: %v, want the field files", err)
 	}
 	if err := storeErr("creating the run", errors.New("nats: timeout")); !errors.As(err, &e) || e.Code != CodeUnavailable {
 		t.Errorf("storeErr(timeout) = %v, want unavailable", err)

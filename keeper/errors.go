@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/koipond/koipond/keeper/state"
 )
 
 // Error codes, each mapped to one HTTP status at the HTTP edge
@@ -65,8 +67,21 @@ func storeErr(what string, err error) error {
 		return err
 	}
 	if errors.Is(err, nats.ErrMaxPayload) {
-		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("%s: the record is larger than the NATS server takes in one message (its max_payload), "+
-			"and the keeper keeps its state in NATS: make it smaller, or raise max_payload", what), Err: err}
+		size := "is"
+		if pe := (*state.PersistError)(nil); errors.As(err, &pe) {
+			size = fmt.Sprintf("(%.40s) takes %s (%d bytes),", pe.Key, mib(int64(pe.Bytes)), pe.Bytes)
+		}
+		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("%s: the record %s larger than the NATS server takes in one message (its max_payload), "+
+			"and the keeper keeps its state in NATS: make it smaller, or raise max_payload", what, size), Err: err}
 	}
 	return &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%s: %v", what, err), Err: err}
+}
+
+// onField names field on an *Error that names none (a store failure of
+// the record a request stored).
+func onField(err error, field string) error {
+	if e, ok := err.(*Error); ok && e.Field == "" {
+		e.Field = field
+	}
+	return err
 }

@@ -132,7 +132,7 @@ func (k *Keeper) PutBehaviorSet(ctx context.Context, actor, name string, files [
 		return tx.Audit(actor, "upload behavior set", name, fmt.Sprintf("version %d, hash %s, %d behaviors", b.Version, b.Hash, b.Behaviors))
 	})
 	if err != nil {
-		return nil, err
+		return nil, onField(err, "files")
 	}
 	return out, nil
 }
@@ -176,7 +176,7 @@ func (k *Keeper) PutFormation(ctx context.Context, actor string, file behaviors.
 		return tx.Audit(actor, "upload formation", fm.Name, fmt.Sprintf("version %d, hash %s", fm.Version, fm.Hash))
 	})
 	if err != nil {
-		return nil, err
+		return nil, onField(err, "file")
 	}
 	return out, nil
 }
