@@ -135,6 +135,7 @@ func TestStrangersCannotBlameOrRefuseARun(t *testing.T) {
 	t0 := time.Now()
 	for i := range 3 {
 		req := pressurePoll("stranger", run.ID, t0.Add(time.Duration(i)*time.Second), "")
+		req.Capacity = 0 // so the scheduler never gives it koi of the run
 		req.Runs = append(req.Runs, wire.RunStatus{Run: "run-made-up", Refused: "not on my allow list"})
 		req.Runs[0].Refused = "not on my allow list"
 		if _, err := k.Poll(ctx, req); err != nil {
