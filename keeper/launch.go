@@ -37,92 +37,130 @@ type LaunchSpec struct {
 // an undeclared one is refused, naming it; defaults fill in) before
 // anything is stored.
 func (k *Keeper) Launch(ctx context.Context, actor string, spec LaunchSpec) (*state.Launch, error) {
-	if spec.Formation == "" {
-		return nil, invalid("formation", "give a formation hash or name")
-	}
-	if spec.Run == "" {
-		return nil, invalid("run", "give a run id")
-	}
-	if len(spec.Params) > formations.MaxParams {
-		// bounded here, not only at the schools: a poll reply carrying a
-		// launch over their limit would be refused whole by every school
-		return nil, invalid("params", "%d parameters; at most %d", len(spec.Params), formations.MaxParams)
-	}
-	for key, v := range spec.Params {
-		if err := checkName("params", key); err != nil {
-			return nil, err
-		}
-		if len(v) > 4096 {
-			return nil, invalid("params."+key, "longer than 4096 bytes")
-		}
-	}
-	now := time.Now()
-	start := spec.At
-	if start.IsZero() {
-		start = now.Add(3 * k.cfg.PollInterval)
-	}
-	switch {
-	case start.Before(now.Add(-LaunchGrace)):
-		return nil, invalid("at", "%s is in the past (now %s)", start.Format(time.RFC3339), now.Format(time.RFC3339))
-	case start.After(now.Add(MaxLaunchAhead)):
-		return nil, invalid("at", "%s is more than %v ahead", start.Format(time.RFC3339), MaxLaunchAhead)
+	start, serr := k.launchStart(spec, time.Now())
+	if serr != nil {
+		return nil, serr
 	}
 	if fm := findFormation(k.store.Read(), spec.Formation); fm != nil {
 		formFactsOf(fm) // parsed here, not in the write (parsed.go)
 	}
 	var out *state.Launch
 	err := k.write(ctx, "storing the launch", func(tx *state.Txn) error {
-		fm := findFormation(&tx.Reader, spec.Formation)
-		if fm == nil {
-			return notFound("formation", "no formation with hash or name %q", spec.Formation)
-		}
-		run := tx.Run(nil, spec.Run)
-		if run == nil {
-			return notFound("run", "no run %q", spec.Run)
-		}
-		if !run.Active() {
-			return conflict("run %s is %s; launch over a running run", run.ID, run.State)
-		}
-		if g := tx.Switch(nil); g != nil && g.State == wire.Stopped {
-			return conflict("everything is stopped (the global switch, by %s); resume before launching", g.By)
-		}
-		if err := checkLaunchAPIBase(run, fm); err != nil {
-			return err
-		}
-		if open := len(tx.LaunchesIn(nil, state.LaunchPending)) + len(tx.LaunchesIn(nil, state.LaunchRunning)); open >= wire.MaxLaunchesPerMessage {
-			// Each open launch travels in every poll reply to its
-			// schools, and a reply holds at most this many.
-			return conflict("%d launches are pending or running, the most the keeper holds at once; cancel some or wait for them to end", open)
-		}
-		ff := formFactsOf(fm)
-		if ff.lite == nil {
-			return fmt.Errorf("formation %s no longer parses: %w", fm.Hash, ff.err)
-		}
-		params, err := ff.lite.ResolveParams(spec.Params)
-		if err != nil {
-			e := invalid("params", "%s", err.Error())
-			e.Err = err
-			return e
-		}
-		l := &state.Launch{ID: newID("launch"), Run: run.ID, Formation: fm.Hash, Name: fm.Name, Params: params,
-			Start: start, BeginWithinMS: fm.BeginWithinMS, State: state.LaunchPending, CreatedAt: tx.Now(), CreatedBy: actor}
-		l.MetricKey = launchMetricKey(tx, l, fm.Steps)
-		if start.Sub(tx.Now()) <= k.planLead() {
-			if err := k.plan(tx, l, tx.Now(), k.liveSchools(&tx.Reader, tx.Now())); err != nil {
-				return err
-			}
-		}
-		out = l
-		if err := tx.PutLaunch(l); err != nil {
-			return err
-		}
-		return tx.Audit(actor, "launch", l.ID, fmt.Sprintf("formation %q (%s) over run %s at %s", fm.Name, fm.Hash, run.ID, start.Format(time.RFC3339Nano)))
+		var err error
+		out, err = k.launchTx(tx, actor, spec, start)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	k.Kick()
 	return out, nil
+}
+
+// launchStart checks what a launch spec says by itself (formation and run
+// given, parameters bounded, start time in range) and returns its start.
+func (k *Keeper) launchStart(spec LaunchSpec, now time.Time) (time.Time, *Error) {
+	if spec.Formation == "" {
+		return time.Time{}, invalid("formation", "give a formation hash or name")
+	}
+	if spec.Run == "" {
+		return time.Time{}, invalid("run", "give a run id")
+	}
+	if len(spec.Params) > formations.MaxParams {
+		// bounded here, not only at the schools: a poll reply carrying a
+		// launch over their limit would be refused whole by every school
+		return time.Time{}, invalid("params", "%d parameters; at most %d", len(spec.Params), formations.MaxParams)
+	}
+	for key, v := range spec.Params {
+		if err := checkName("params", key); err != nil {
+			return time.Time{}, err
+		}
+		if len(v) > 4096 {
+			return time.Time{}, invalid("params."+key, "longer than 4096 bytes")
+		}
+	}
+	start := spec.At
+	if start.IsZero() {
+		start = now.Add(3 * k.cfg.PollInterval)
+	}
+	switch {
+	case start.Before(now.Add(-LaunchGrace)):
+		return time.Time{}, invalid("at", "%s is in the past (now %s)", start.Format(time.RFC3339), now.Format(time.RFC3339))
+	case start.After(now.Add(MaxLaunchAhead)):
+		return time.Time{}, invalid("at", "%s is more than %v ahead", start.Format(time.RFC3339), MaxLaunchAhead)
+	}
+	return start, nil
+}
+
+// launchDoable checks what a launch needs of the state: its formation
+// (which must parse, and declare the parameters given), an active run
+// with target.api_base if the formation sends api requests, the global
+// switch not stopped, and room for adding more open launches. It returns
+// the formation, the run and the resolved parameters. It parses the
+// formation (formFactsOf) if that was not done yet: called on a read
+// before the write, the same call in the write finds it parsed.
+func launchDoable(r *state.Reader, spec LaunchSpec, adding int) (*state.Formation, *state.Run, map[string]string, error) {
+	fm := findFormation(r, spec.Formation)
+	if fm == nil {
+		return nil, nil, nil, notFound("formation", "no formation with hash or name %q", spec.Formation)
+	}
+	run := r.Run(nil, spec.Run)
+	if run == nil {
+		return nil, nil, nil, notFound("run", "no run %q", spec.Run)
+	}
+	if !run.Active() {
+		return nil, nil, nil, conflict("run %s is %s; launch over a running run", run.ID, run.State)
+	}
+	if g := r.Switch(nil); g != nil && g.State == wire.Stopped {
+		return nil, nil, nil, conflict("everything is stopped (the global switch, by %s); resume before launching", g.By)
+	}
+	if err := checkLaunchAPIBase(run, fm); err != nil {
+		return nil, nil, nil, err
+	}
+	if open := len(r.LaunchesIn(nil, state.LaunchPending)) + len(r.LaunchesIn(nil, state.LaunchRunning)) + adding; open >= wire.MaxLaunchesPerMessage {
+		// Each open launch travels in every poll reply to its
+		// schools, and a reply holds at most this many.
+		return nil, nil, nil, conflict("%d launches are pending or running, the most the keeper holds at once; cancel some or wait for them to end", open)
+	}
+	ff := formFactsOf(fm)
+	if ff.lite == nil {
+		return nil, nil, nil, fmt.Errorf("formation %s no longer parses: %w", fm.Hash, ff.err)
+	}
+	params, err := ff.lite.ResolveParams(spec.Params)
+	if err != nil {
+		field := "params"
+		var pe *formations.ParamError
+		if errors.As(err, &pe) {
+			if names := slices.Concat(pe.Missing, pe.Unknown); len(names) > 0 {
+				field += "." + names[0] // the first one named; the message names all
+			}
+		}
+		e := invalid(field, "%s", err.Error())
+		e.Err = err
+		return nil, nil, nil, e
+	}
+	return fm, run, params, nil
+}
+
+// launchTx stores a launch inside a write, refusing what launchDoable
+// refuses; start is launchStart's.
+func (k *Keeper) launchTx(tx *state.Txn, actor string, spec LaunchSpec, start time.Time) (*state.Launch, error) {
+	fm, run, params, err := launchDoable(&tx.Reader, spec, 0)
+	if err != nil {
+		return nil, err
+	}
+	l := &state.Launch{ID: newID("launch"), Run: run.ID, Formation: fm.Hash, Name: fm.Name, Params: params,
+		Start: start, BeginWithinMS: fm.BeginWithinMS, State: state.LaunchPending, CreatedAt: tx.Now(), CreatedBy: actor}
+	l.MetricKey = launchMetricKey(tx, l, fm.Steps)
+	if start.Sub(tx.Now()) <= k.planLead() {
+		if err := k.plan(tx, l, tx.Now(), k.liveSchools(&tx.Reader, tx.Now())); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.PutLaunch(l); err != nil {
+		return nil, err
+	}
+	return l, tx.Audit(actor, "launch", l.ID, fmt.Sprintf("formation %q (%s) over run %s at %s", fm.Name, fm.Hash, run.ID, start.Format(time.RFC3339Nano)))
 }
 
 // CancelLaunch cancels a pending or running launch. Schools that already

@@ -70,22 +70,23 @@ func TestLaunchParamsAndCountsAtPond(t *testing.T) {
 	refused := []struct {
 		name   string
 		params map[string]string
+		field  string
 		want   []string
 	}{
 		// the required one is named, with what the formation declares
-		{"missing", nil, []string{"missing required parameter channel_id", "channel_id (required): the channel every koi looks at", `limit (default "3")`}},
+		{"missing", nil, "params.channel_id", []string{"missing required parameter channel_id", "channel_id (required): the channel every koi looks at", `limit (default "3")`}},
 		// an empty value is not a value
-		{"empty", map[string]string{"channel_id": ""}, []string{"missing required parameter channel_id"}},
+		{"empty", map[string]string{"channel_id": ""}, "params.channel_id", []string{"missing required parameter channel_id"}},
 		// a typo is not silently ignored
-		{"unknown", map[string]string{"channel_id": pond.ChannelID(1), "chanel": "x"}, []string{"unknown parameter chanel"}},
+		{"unknown", map[string]string{"channel_id": pond.ChannelID(1), "chanel": "x"}, "params.chanel", []string{"unknown parameter chanel"}},
 	}
 	for _, tt := range refused {
 		var e struct {
 			Error struct{ Code, Message, Field string } `json:"error"`
 		}
 		st := c.Do(t, "POST", "/api/v1/launches", map[string]any{"formation": "look", "run": run.ID, "params": tt.params}, &e)
-		if st != 400 || e.Error.Field != "params" {
-			t.Errorf("%s: HTTP %d %+v, want 400 on params", tt.name, st, e.Error)
+		if st != 400 || e.Error.Field != tt.field {
+			t.Errorf("%s: HTTP %d %+v, want 400 on %s", tt.name, st, e.Error, tt.field)
 		}
 		for _, w := range tt.want {
 			if !strings.Contains(e.Error.Message, w) {

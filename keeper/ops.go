@@ -316,51 +316,12 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 	if err := spec.check(); err != nil {
 		return nil, err
 	}
-	run := &state.Run{ID: newID("run"), Name: spec.Name, Owner: spec.Owner, Labels: spec.Labels, Target: spec.Target,
-		Koi: spec.Koi, Ramp: spec.Ramp, TimeScale: spec.TimeScale, ActivitySigma: spec.ActivitySigma,
-		DurationMS: int64(spec.DurationSecs * 1000), State: state.RunRunning, Thresholds: spec.Thresholds,
-		ThresholdWindowSecs: spec.ThresholdWindowSecs}
-	if gs, _ := parseGuardrails("guardrails", "run", spec.Guardrails); len(gs) > 0 { // checked above
-		run.Guardrails = verdict.RulesOf(gs)
-	}
-	if run.Owner == "" {
-		run.Owner = actor
-	}
-	if b := findBehaviorSet(k.store.Read(), spec.BehaviorSet); b != nil {
-		setFactsOf(b) // parsed here, not in the write (parsed.go)
+	run := newRun(actor, spec)
+	if _, err := runDoable(k.store.Read(), &spec); err != nil { // parses the set here, not in the write (parsed.go)
+		return nil, err
 	}
 	err := k.write(ctx, "creating the run", func(tx *state.Txn) error {
-		b := findBehaviorSet(&tx.Reader, spec.BehaviorSet)
-		if b == nil {
-			return notFound("behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet)
-		}
-		if err := checkAPIBase(&spec.Target, b); err != nil {
-			return err
-		}
-		run.BehaviorSet = b.Hash
-		ts, _ := parseThresholds(spec.Thresholds) // checked above
-		run.Warnings = thresholdWarnings(ts, setFactsOf(b))
-		now := tx.Now()
-		run.Warnings = append(run.Warnings, verdict.GuardrailWarnings("guardrails", run.Guardrails)...)
-		if spec.Capacity != nil {
-			c := *spec.Capacity
-			run.Capacity, run.Koi = &c, c.Start
-			run.CapacityResult = &state.CapacityResult{StepFrom: now, Steps: []state.CapacityStep{}}
-			run.Warnings = append(run.Warnings, capacityWarnings(&c, append(slices.Clone(run.Guardrails), tx.Guardrails(nil).Rules...))...)
-		}
-		run.CreatedAt, run.StartedAt = now, now
-		run.Switch = state.Switch{State: wire.Running, Epoch: tx.NextEpoch(), By: actor, At: now}
-		if spec.Paused {
-			run.State, run.Switch.State = state.RunPaused, wire.Paused
-		}
-		if err := k.checkRunRecord(run); err != nil {
-			return err
-		}
-		if err := tx.PutRun(run); err != nil {
-			return err
-		}
-		return tx.Audit(actor, "create run", run.ID, fmt.Sprintf("%q: %d koi at %g/s, behavior set %s (%s v%d), target %s",
-			run.Name, run.Koi, run.Ramp, b.Hash, b.Name, b.Version, run.Target.Where()))
+		return k.createRunTx(tx, actor, &spec, run)
 	})
 	if err != nil {
 		return nil, err
@@ -368,6 +329,72 @@ func (k *Keeper) CreateRun(ctx context.Context, actor string, spec RunSpec) (*st
 	k.Kick()
 	k.notify(notify.RunStartedNotice(run, actor))
 	return run, nil
+}
+
+// newRun is the run a checked spec describes, before a write fills in its
+// behavior set, times and switch.
+func newRun(actor string, spec RunSpec) *state.Run {
+	run := &state.Run{ID: newID("run"), Name: spec.Name, Owner: spec.Owner, Labels: spec.Labels, Target: spec.Target,
+		Koi: spec.Koi, Ramp: spec.Ramp, TimeScale: spec.TimeScale, ActivitySigma: spec.ActivitySigma,
+		DurationMS: int64(spec.DurationSecs * 1000), State: state.RunRunning, Thresholds: spec.Thresholds,
+		ThresholdWindowSecs: spec.ThresholdWindowSecs}
+	if gs, _ := parseGuardrails("guardrails", "run", spec.Guardrails); len(gs) > 0 { // checked by spec.check
+		run.Guardrails = verdict.RulesOf(gs)
+	}
+	if run.Owner == "" {
+		run.Owner = actor
+	}
+	return run
+}
+
+// runDoable checks what a checked run spec needs of the state: its
+// behavior set, and target.api_base when the set sends api requests. It
+// parses the set (setFactsOf) if that was not done yet: called on a read
+// before the write, the same call in the write finds it parsed.
+func runDoable(r *state.Reader, spec *RunSpec) (*state.BehaviorSet, *Error) {
+	b := findBehaviorSet(r, spec.BehaviorSet)
+	if b == nil {
+		return nil, notFound("behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet)
+	}
+	setFactsOf(b) // the write reads them too (thresholdWarnings), with or without api_base
+	if err := checkAPIBase(&spec.Target, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// createRunTx stores run (newRun of spec) inside a write, refusing what
+// runDoable refuses and a record without room under the NATS payload
+// (checkRunRecord).
+func (k *Keeper) createRunTx(tx *state.Txn, actor string, spec *RunSpec, run *state.Run) error {
+	b, rerr := runDoable(&tx.Reader, spec)
+	if rerr != nil {
+		return rerr
+	}
+	run.BehaviorSet = b.Hash
+	ts, _ := parseThresholds(spec.Thresholds) // checked by spec.check
+	run.Warnings = thresholdWarnings(ts, setFactsOf(b))
+	now := tx.Now()
+	run.Warnings = append(run.Warnings, verdict.GuardrailWarnings("guardrails", run.Guardrails)...)
+	if spec.Capacity != nil {
+		c := *spec.Capacity
+		run.Capacity, run.Koi = &c, c.Start
+		run.CapacityResult = &state.CapacityResult{StepFrom: now, Steps: []state.CapacityStep{}}
+		run.Warnings = append(run.Warnings, capacityWarnings(&c, append(slices.Clone(run.Guardrails), tx.Guardrails(nil).Rules...))...)
+	}
+	run.CreatedAt, run.StartedAt = now, now
+	run.Switch = state.Switch{State: wire.Running, Epoch: tx.NextEpoch(), By: actor, At: now}
+	if spec.Paused {
+		run.State, run.Switch.State = state.RunPaused, wire.Paused
+	}
+	if err := k.checkRunRecord(run); err != nil {
+		return err
+	}
+	if err := tx.PutRun(run); err != nil {
+		return err
+	}
+	return tx.Audit(actor, "create run", run.ID, fmt.Sprintf("%q: %d koi at %g/s, behavior set %s (%s v%d), target %s",
+		run.Name, run.Koi, run.Ramp, b.Hash, b.Name, b.Version, run.Target.Where()))
 }
 
 // RunPatch changes a running run's size or ramp; nil fields stay.
