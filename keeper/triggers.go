@@ -294,11 +294,26 @@ type triggerPayload struct {
 	Event  string            `json:"event"`
 }
 
-// prepared is a matched action ready to be done.
+// prepared is a matched action checked against the state, ready to be
+// done in the call's write.
 type prepared struct {
 	index    int
 	run      *RunSpec
-	launches []LaunchSpec
+	launches []preparedLaunch
+}
+
+// preparedLaunch is one launch of an action, with its start.
+type preparedLaunch struct {
+	spec  LaunchSpec
+	start time.Time
+}
+
+// actionFailed is an action refused inside the call's write (the state
+// changed since it was checked): the write is dropped, nothing starts.
+type actionFailed struct{ ActionError }
+
+func (e *actionFailed) Error() string {
+	return fmt.Sprintf("action %d: %s: %s", e.Action, e.Field, e.Message)
 }
 
 // FireTrigger authenticates a trigger call (timestamp and signature
@@ -346,49 +361,56 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 	}
 	actor := "trigger:" + name
 	res := &TriggerResult{Trigger: name, Event: payload.Event, Matched: []int{}, Runs: []TriggerRun{}, Launches: []TriggerLaunched{}}
+	// Every matched action is checked in full (what CreateRun and Launch
+	// would refuse) before anything starts, parsing what it reads here
+	// rather than in the write (parsed.go).
 	var todo []prepared
 	r := k.store.Read()
+	adding := 0 // launches the call adds before this action's
 	for i, a := range tr.Actions {
 		if !labelsMatch(a.Match, payload.Labels) {
 			continue
 		}
 		res.Matched = append(res.Matched, i)
-		p, aerr := k.prepareAction(r, i, a, data, now)
+		p, aerr := k.prepareAction(r, i, a, data, now, adding)
 		if aerr != nil {
 			res.Errors = append(res.Errors, *aerr)
 			continue
 		}
+		adding += len(p.launches)
 		todo = append(todo, p)
 	}
-	// Remember the signature before anything starts.
+	// One write records the signature (so a replay never starts anything
+	// twice) and does every action, or, when one cannot be done, none.
 	sig := strings.ToLower(hexSig)
-	err = k.write(ctx, "recording the trigger call", func(tx *state.Txn) error {
-		seen := &state.TriggerSeen{Trigger: name, Seen: map[string]int64{}}
-		if old := tx.TriggerSeen(nil, name); old != nil {
-			if _, dup := old.Seen[sig]; dup {
-				return k.refuseTrigger(name, RefusedReplay, &Error{Code: CodeConflict, Field: notify.HeaderSignature,
-					Message: "replay: this exact call (same timestamp, body and signature) was accepted before"})
-			}
-			for s, at := range old.Seen {
-				if now.Sub(time.Unix(at, 0)) <= TriggerWindow+time.Minute {
-					seen.Seen[s] = at
+	var runs []*state.Run
+	var launches []*state.Launch
+	call := func(tx *state.Txn) error {
+		runs, launches = nil, nil
+		if err := k.recordCall(tx, name, sig, ts, now); err != nil {
+			return err
+		}
+		if len(res.Errors) == 0 {
+			for _, p := range todo {
+				if err := k.doActionTx(tx, actor, p, &runs, &launches); err != nil {
+					return err
 				}
 			}
-		}
-		if len(seen.Seen) >= maxTriggerSeen {
-			return k.refuseTrigger(name, RefusedTooMany, &Error{Code: CodeConflict,
-				Message: fmt.Sprintf("too_many: %d calls within %v; wait for older ones to age out", len(seen.Seen), TriggerWindow)})
-		}
-		seen.Seen[sig] = ts
-		if err := tx.PutTriggerSeen(seen); err != nil {
-			return err
 		}
 		detail := fmt.Sprintf("event %q, labels %s: matched actions %v", payload.Event, fmtLabels(payload.Labels), res.Matched)
 		if len(res.Errors) > 0 {
 			detail += fmt.Sprintf("; %d could not be done, nothing started", len(res.Errors))
 		}
 		return tx.Audit(actor, "fire trigger", name, detail)
-	})
+	}
+	err = k.write(ctx, "recording the trigger call", call)
+	if af := (*actionFailed)(nil); errors.As(err, &af) {
+		// The state changed between the checks and the write (a run
+		// stopped, a launch slot taken): the call is recorded with
+		// nothing started.
+		res.Errors = append(res.Errors, af.ActionError)
+		err = k.write(ctx, "recording the trigger call", call)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -398,14 +420,43 @@ func (k *Keeper) FireTrigger(ctx context.Context, name, tsHeader, sigHeader stri
 		res.Note = "nothing was started: fix the actions listed in errors and sign a new call"
 	case len(res.Matched) == 0:
 		res.Note = fmt.Sprintf("no action matches labels %s", fmtLabels(payload.Labels))
-	default:
-		for _, p := range todo {
-			k.doAction(ctx, actor, p, res)
-		}
+	}
+	for _, run := range runs {
+		res.Runs = append(res.Runs, TriggerRun{ID: run.ID, Name: run.Name})
+		k.notify(notify.RunStartedNotice(run, actor))
+	}
+	for _, l := range launches {
+		res.Launches = append(res.Launches, TriggerLaunched{ID: l.ID, Run: l.Run, Start: l.Start})
+	}
+	if len(runs)+len(launches) > 0 {
+		k.Kick()
 	}
 	k.notify(notify.Notice{Kind: notify.NoticeTrigger, Actor: actor, Title: fmt.Sprintf("Trigger %s fired", name),
 		Text: triggerSummary(res), Fields: map[string]string{"event": payload.Event, "labels": fmtLabels(payload.Labels)}})
 	return res, nil
+}
+
+// recordCall remembers a call's signature inside the call's write,
+// refusing a replay, and forgets those older than the window.
+func (k *Keeper) recordCall(tx *state.Txn, name, sig string, ts int64, now time.Time) error {
+	seen := &state.TriggerSeen{Trigger: name, Seen: map[string]int64{}}
+	if old := tx.TriggerSeen(nil, name); old != nil {
+		if _, dup := old.Seen[sig]; dup {
+			return k.refuseTrigger(name, RefusedReplay, &Error{Code: CodeConflict, Field: notify.HeaderSignature,
+				Message: "replay: this exact call (same timestamp, body and signature) was accepted before"})
+		}
+		for s, at := range old.Seen {
+			if now.Sub(time.Unix(at, 0)) <= TriggerWindow+time.Minute {
+				seen.Seen[s] = at
+			}
+		}
+	}
+	if len(seen.Seen) >= maxTriggerSeen {
+		return k.refuseTrigger(name, RefusedTooMany, &Error{Code: CodeConflict,
+			Message: fmt.Sprintf("too_many: %d calls within %v; wait for older ones to age out", len(seen.Seen), TriggerWindow)})
+	}
+	seen.Seen[sig] = ts
+	return tx.PutTriggerSeen(seen)
 }
 
 // errNotSigned answers a call no trigger of that name accepts: a wrong
@@ -415,50 +466,71 @@ func errNotSigned(name string) *Error {
 		Message: fmt.Sprintf("bad_signature: no trigger %q accepts this signature over the body and timestamp (check the trigger name and its secret)", name)}
 }
 
-// doAction starts what a prepared action says, adding it (or why not) to
-// res.
-func (k *Keeper) doAction(ctx context.Context, actor string, p prepared, res *TriggerResult) {
+// doActionTx does a prepared action inside the call's write, adding what
+// it stores to runs and launches; a refusal (the state changed since the
+// action was checked) is an *actionFailed.
+func (k *Keeper) doActionTx(tx *state.Txn, actor string, p prepared, runs *[]*state.Run, launches *[]*state.Launch) error {
+	field := fmt.Sprintf("actions[%d]", p.index)
 	if p.run != nil {
-		run, err := k.CreateRun(ctx, actor, *p.run)
-		if err != nil {
-			res.Errors = append(res.Errors, actionError(p.index, err))
-			return
+		run := newRun(actor, *p.run)
+		if err := k.createRunTx(tx, actor, p.run, run); err != nil {
+			return &actionFailed{actionError(p.index, field+".run", err)}
 		}
-		res.Runs = append(res.Runs, TriggerRun{ID: run.ID, Name: run.Name})
+		*runs = append(*runs, run)
 	}
-	for _, ls := range p.launches {
-		l, err := k.Launch(ctx, actor, ls)
+	for _, pl := range p.launches {
+		l, err := k.launchTx(tx, actor, pl.spec, pl.start)
 		if err != nil {
-			res.Errors = append(res.Errors, actionError(p.index, err))
-			continue
+			return &actionFailed{actionError(p.index, field+".launch", err)}
 		}
-		res.Launches = append(res.Launches, TriggerLaunched{ID: l.ID, Run: l.Run, Start: l.Start})
+		*launches = append(*launches, l)
 	}
+	return nil
 }
 
-func actionError(i int, err error) ActionError {
+// actionError says why action i cannot be done; an error field of the run
+// spec or launch spec (e.g. "params.channel_id") is put under prefix
+// (e.g. "actions[1].launch"), naming the trigger's own field where the
+// spec's has another name.
+func actionError(i int, prefix string, err error) ActionError {
 	var e *Error
-	if errors.As(err, &e) {
-		return ActionError{Action: i, Field: e.Field, Message: e.Message}
+	if !errors.As(err, &e) {
+		return ActionError{Action: i, Field: prefix, Message: err.Error()}
 	}
-	return ActionError{Action: i, Message: err.Error()}
+	field := e.Field
+	if strings.HasSuffix(prefix, ".launch") {
+		switch {
+		case field == "run": // the trigger chose the run by its labels
+			field = "run_labels"
+		case field == "at":
+			field = "at_secs"
+		}
+	}
+	if field != "" {
+		field = prefix + "." + field
+	} else {
+		field = prefix
+	}
+	return ActionError{Action: i, Field: field, Message: e.Message}
 }
 
 // prepareAction renders an action for a payload and checks it can be
-// done now.
-func (k *Keeper) prepareAction(r *state.Reader, i int, a state.TriggerAction, data map[string]any, now time.Time) (prepared, *ActionError) {
+// done now, as CreateRun and Launch check theirs; adding is how many
+// launches the call's earlier actions add.
+func (k *Keeper) prepareAction(r *state.Reader, i int, a state.TriggerAction, data map[string]any, now time.Time, adding int) (prepared, *ActionError) {
 	field := fmt.Sprintf("actions[%d]", i)
 	p := prepared{index: i}
-	fail := func(err *Error) (prepared, *ActionError) {
-		return p, &ActionError{Action: i, Field: err.Field, Message: err.Message}
+	fail := func(prefix string, err error) (prepared, *ActionError) {
+		e := actionError(i, prefix, err)
+		return p, &e
 	}
 	if len(a.Run) > 0 && string(a.Run) != "null" {
 		spec, err := renderRun(field+".run", a.Run, data)
 		if err != nil {
-			return fail(err)
+			return p, &ActionError{Action: i, Field: err.Field, Message: err.Message}
 		}
-		if findBehaviorSet(r, spec.BehaviorSet) == nil {
-			return fail(notFound(field+".run.behavior_set", "no behavior set with hash or name %q", spec.BehaviorSet))
+		if _, err := runDoable(r, spec); err != nil {
+			return fail(field+".run", err)
 		}
 		p.run = spec
 		return p, nil
@@ -466,26 +538,35 @@ func (k *Keeper) prepareAction(r *state.Reader, i int, a state.TriggerAction, da
 	l := a.Launch
 	labels, err := renderMap(field+".launch.run_labels", l.RunLabels, data)
 	if err != nil {
-		return fail(err)
+		return p, &ActionError{Action: i, Field: err.Field, Message: err.Message}
 	}
 	params, err := renderMap(field+".launch.params", l.Params, data)
 	if err != nil {
-		return fail(err)
+		return p, &ActionError{Action: i, Field: err.Field, Message: err.Message}
 	}
 	if findFormation(r, l.Formation) == nil {
-		return fail(notFound(field+".launch.formation", "no formation with hash or name %q", l.Formation))
+		return fail(field+".launch", notFound("formation", "no formation with hash or name %q", l.Formation))
 	}
 	var at time.Time
 	if l.AtSecs > 0 {
 		at = now.Add(time.Duration(l.AtSecs * float64(time.Second)))
 	}
 	for _, run := range r.RunsIn(nil, state.RunRunning) {
-		if labelsMatch(labels, run.Labels) {
-			p.launches = append(p.launches, LaunchSpec{Formation: l.Formation, Run: run.ID, Params: params, At: at})
+		if !labelsMatch(labels, run.Labels) {
+			continue
 		}
+		spec := LaunchSpec{Formation: l.Formation, Run: run.ID, Params: params, At: at}
+		start, serr := k.launchStart(spec, now)
+		if serr != nil {
+			return fail(field+".launch", serr)
+		}
+		if _, _, _, err := launchDoable(r, spec, adding+len(p.launches)); err != nil {
+			return fail(field+".launch", err)
+		}
+		p.launches = append(p.launches, preparedLaunch{spec: spec, start: start})
 	}
 	if len(p.launches) == 0 {
-		return fail(conflict("no running run has labels %s to launch %q on", fmtLabels(labels), l.Formation))
+		return fail(field+".launch.run_labels", conflict("no running run has labels %s to launch %q on", fmtLabels(labels), l.Formation))
 	}
 	return p, nil
 }

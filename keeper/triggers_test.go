@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -379,5 +380,77 @@ func TestTriggerReplayRefusedAfterDeleteAndRecreate(t *testing.T) {
 	var eb errorBody
 	if code := fire(t, k, "deploy", c, &eb); code != 409 || eb.Error == nil || !strings.Contains(eb.Error.Message, "replay") {
 		t.Errorf("replay after delete and re-create: %d %+v", code, eb.Error)
+	}
+}
+
+// A call whose matched actions cannot all be done starts none of them,
+// whichever action fails and whatever CreateRun or Launch would refuse it
+// for (a formation's required parameter, a run's or a launch's missing
+// api_base), and the error names the trigger's full field path.
+func TestTriggerCallStartsNothingWhenOneActionCannotBeDone(t *testing.T) {
+	k := openKeeper(t, t.TempDir())
+	seedTrigger(t, k)
+	ctx := context.Background()
+	needs := `{"name": "needs", "begin_within_secs": 2, "percent": 10,
+	  "params": [{"name": "channel_id", "required": true}],
+	  "sequence": {"steps": [{"request": {"type": "api", "method": "chat.postMessage"}}]}}`
+	if _, err := k.PutFormation(ctx, "test", behaviors.File{Name: "needs.json", Data: []byte(needs)}); err != nil {
+		t.Fatal(err)
+	}
+	// A running run without api_base (its set only speaks on the
+	// websocket): herd's api requests cannot be launched over it.
+	if _, err := k.PutBehaviorSet(ctx, "test", "wsonly", []behaviors.File{{Name: "ws.json", Data: []byte(wsOnlySet)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.CreateRun(ctx, "test", RunSpec{Name: "ws", BehaviorSet: "wsonly", Koi: 0,
+		Labels: map[string]string{"service": "chat"}, Target: state.Target{WebsocketURL: "ws://127.0.0.1:1/ws"}}); err != nil {
+		t.Fatal(err)
+	}
+	const okRun = `{"run": {"name": "first-run", "behavior_set": "bg", "koi": 0, "target": {"api_base": "http://127.0.0.1:9090/api"}}}`
+	const okLaunch = `{"launch": {"formation": "herd", "run_labels": {"service": "search"}}}`
+	for _, c := range []struct {
+		why, second, field, says string
+	}{
+		// the formation declares channel_id required; the action gives none
+		{"missing required parameter", `{"launch": {"formation": "needs", "run_labels": {"service": "search"}}}`,
+			"actions[1].launch.params.channel_id", "missing required parameter channel_id"},
+		// a parameter the formation does not declare
+		{"undeclared parameter", `{"launch": {"formation": "needs", "run_labels": {"service": "search"}, "params": {"channel_id": "C1", "chanel": "x"}}}`,
+			"actions[1].launch.params.chanel", "unknown parameter chanel"},
+		// bg sends api requests: a run of it needs target.api_base
+		{"run without api_base", `{"run": {"name": "no-base", "behavior_set": "bg", "koi": 0}}`,
+			"actions[1].run.target.api_base", "sends api requests"},
+		// herd sends api requests; the chat run has no api_base
+		{"launch over a run without api_base", `{"launch": {"formation": "herd", "run_labels": {"service": "chat"}}}`,
+			"actions[1].launch.formation", "no target.api_base"},
+	} {
+		for _, first := range []string{okRun, okLaunch} {
+			name := fmt.Sprintf("t%d", len(k.State().Triggers(nil)))
+			tr := `{"name": "` + name + `", "secret": "` + triggerSecret + `", "actions": [` + first + `, ` + c.second + `]}`
+			var eb errorBody
+			if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/triggers", tr, &eb); code != 201 {
+				t.Fatalf("%s: storing the trigger: %d %+v", c.why, code, eb.Error)
+			}
+			runs, launches := len(k.State().Runs(nil)), len(k.State().Launches(nil))
+			var res TriggerResult
+			code := fire(t, k, name, signed(triggerSecret, time.Now(), `{"labels": {}}`), &res)
+			if code != 422 || len(res.Errors) != 1 || res.Errors[0].Action != 1 || res.Errors[0].Field != c.field ||
+				!strings.Contains(res.Errors[0].Message, c.says) || len(res.Runs) != 0 || len(res.Launches) != 0 {
+				t.Errorf("%s after %s: %d, runs %+v, launches %+v, errors %+v; want 422, nothing started, one error on %s saying %q",
+					c.why, first, code, res.Runs, res.Launches, res.Errors, c.field, c.says)
+			}
+			if r, l := len(k.State().Runs(nil)), len(k.State().Launches(nil)); r != runs || l != launches {
+				t.Errorf("%s after %s: runs %d → %d, launches %d → %d; want none started", c.why, first, runs, r, launches, l)
+			}
+		}
+	}
+	// The same two good actions together do both, in one call.
+	tr := `{"name": "both", "secret": "` + triggerSecret + `", "actions": [` + okRun + `, ` + okLaunch + `]}`
+	if code := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/triggers", tr, nil); code != 201 {
+		t.Fatalf("storing the trigger: %d", code)
+	}
+	var res TriggerResult
+	if code := fire(t, k, "both", signed(triggerSecret, time.Now(), `{"labels": {}}`), &res); code != 200 || len(res.Runs) != 1 || len(res.Launches) != 1 {
+		t.Errorf("good actions: %d %+v", code, res)
 	}
 }
