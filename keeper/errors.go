@@ -19,7 +19,8 @@ const (
 	CodeForbidden        = "forbidden"              // the token's role may not do this, or a cross-origin request
 	CodeTooLarge         = "too_large"              // request body over the limit
 	CodeUnsupportedMedia = "unsupported_media_type" // a write not sent as application/json
-	CodeUnavailable      = "unavailable"            // storage is failing; retry
+	CodeUnavailable      = "unavailable"            // storage is failing, or no upload slot is free; retry
+	CodeTimeout          = "timeout"                // the request body arrived too slowly
 	CodeInternal         = "internal"               // a bug
 )
 

@@ -31,6 +31,10 @@ const (
 	DefaultLease        = 10 * time.Second
 	// DefaultStartupTimeout is Config.StartupTimeout's default.
 	DefaultStartupTimeout = 2 * time.Minute
+	// DefaultBodyTimeout is Config.BodyTimeout's default.
+	DefaultBodyTimeout = 10 * time.Second
+	// DefaultUploadWait is Config.UploadWait's default.
+	DefaultUploadWait = 10 * time.Second
 )
 
 // Config configures a Keeper. The zero value of every field means its
@@ -105,6 +109,15 @@ type Config struct {
 	// the state bucket (default DefaultStartupTimeout): a cluster started
 	// beside the keeper may take a while to elect its leaders.
 	StartupTimeout time.Duration
+	// BodyTimeout bounds how long an API request body may take to arrive
+	// beyond the time its length needs at the edge's minimum rate (64 KiB
+	// a second; keeper/api's edge.go): a body slower than that is cut and
+	// its connection closed (default DefaultBodyTimeout).
+	BodyTimeout time.Duration
+	// UploadWait bounds how long a behavior-set, formation or export
+	// upload waits for one of the few upload slots before it is answered
+	// 503 with Retry-After (default DefaultUploadWait).
+	UploadWait time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -134,6 +147,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StartupTimeout == 0 {
 		c.StartupTimeout = DefaultStartupTimeout
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
+	if c.UploadWait == 0 {
+		c.UploadWait = DefaultUploadWait
 	}
 	return c
 }
@@ -180,6 +199,9 @@ func (c Config) Validate() []error {
 		if e := checkURL("public-url", c.PublicURL, "http", "https"); e != nil {
 			errs = append(errs, e)
 		}
+	}
+	if c.BodyTimeout < 0 || c.UploadWait < 0 {
+		errs = append(errs, fmt.Errorf("body timeout and upload wait: must not be negative"))
 	}
 	if c.WebhookTimeout < 0 || c.WebhookBackoff < 0 {
 		errs = append(errs, fmt.Errorf("webhook timeout and backoff: must not be negative"))
@@ -360,7 +382,10 @@ func (k *Keeper) HTTPAddr() string { return k.cfg.HTTP }
 // Open, before the keeper is used concurrently.
 func (k *Keeper) Serve(ln net.Listener, h http.Handler) {
 	k.ln = ln
-	k.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Request bodies get their deadlines at the edge (keeper/api's
+	// edge.go); an idle keep-alive connection is closed after a while
+	// instead of holding its goroutine for ever.
+	k.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	k.wg.Add(1)
 	go func() {
 		defer k.wg.Done()

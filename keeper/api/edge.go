@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/koipond/koipond/behaviors"
 	"github.com/koipond/koipond/keeper"
@@ -43,8 +47,15 @@ import (
 //     either: a cross-site page cannot send it without a preflight.
 //  4. Bodies are bounded while they are read, per route (bodyLimit): a
 //     declared Content-Length over the limit is refused before a byte is
-//     read, and the body reader stops at the limit. At most uploadSlots
-//     uploads are read and parsed at once; more wait their turn.
+//     read, and the body reader stops at the limit. They are bounded in
+//     time too (bodyClock): after Config.BodyTimeout, a body must keep
+//     arriving at minBodyRate on average, else it is cut (408) and its
+//     connection closed; a body left unread is waited for no longer. So
+//     a caller that declares a body and sends it slowly, or never,
+//     holds its goroutine (and any upload slot) for a bounded time: on
+//     the unauthenticated trigger route too. At most uploadSlots uploads
+//     are read and parsed at once; more wait their turn, at most
+//     Config.UploadWait, then are answered 503 with Retry-After.
 
 // Body limits per route. Uploads carry whole behavior or formation files
 // (JSON-encoded in the request); everything else is a small command.
@@ -56,6 +67,10 @@ const (
 	// uploadSlots is how many uploads (up to MaxUploadBody each, and the
 	// copies parsing makes) the keeper holds at once.
 	uploadSlots = 2
+	// minBodyRate is the slowest a request body may arrive, on average
+	// after Config.BodyTimeout, in bytes a second: a 16 MiB upload gets
+	// BodyTimeout plus 4 min 16 s.
+	minBodyRate = 64 << 10
 )
 
 // maxQuote is how many bytes of a caller's input an error message may
@@ -141,18 +156,104 @@ func (s *server) guardRequest(c echo.Context, csrf *http.CrossOriginProtection, 
 		// connection instead of draining a large unread body.
 		return &keeper.Error{Code: keeper.CodeTooLarge, Message: fmt.Sprintf("request body of %d bytes is over the %d byte limit of %s %s%s", r.ContentLength, limit, r.Method, route, tooLargeHint(route))}
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = http.MaxBytesReader(c.Response().Writer, r.Body, limit)
+	if r.Body == nil || r.Body == http.NoBody {
+		return next(c)
 	}
-	if limit > MaxCommandBody && r.Body != nil && r.Body != http.NoBody {
+	body := newBodyClock(c.Response(), r.Body, s.cfg.BodyTimeout)
+	r.Body = http.MaxBytesReader(c.Response().Writer, body, limit)
+	if limit > MaxCommandBody {
+		wait := time.NewTimer(s.cfg.UploadWait)
+		defer wait.Stop()
 		select {
 		case uploads <- struct{}{}:
 			defer func() { <-uploads }()
+			body.restart() // its time runs from when it can be read
+		case <-wait.C:
+			body.abandon()
+			retry := max(1, int(math.Ceil(s.cfg.UploadWait.Seconds())))
+			c.Response().Header().Set("Retry-After", strconv.Itoa(retry))
+			return &keeper.Error{Code: keeper.CodeUnavailable, Message: fmt.Sprintf("busy: %d uploads are being read and parsed, the most the keeper takes at once, and this one waited %v for its turn; retry in %d s", uploadSlots, s.cfg.UploadWait, retry)}
 		case <-r.Context().Done():
+			body.abandon()
 			return &keeper.Error{Code: keeper.CodeUnavailable, Message: "the request ended while waiting for an upload slot", Err: r.Context().Err()}
 		}
 	}
 	return next(c)
+}
+
+// bodyClock bounds the time a request body takes to arrive: the next
+// byte is due timeout plus minBodyRate's time for the bytes so far after
+// the clock started, so a body that stalls, or trickles, is cut within
+// timeout of falling behind. It sets the connection's read deadline
+// (http.ResponseController) before each read and clears it when the
+// body ends, so nothing later on the connection inherits it: net/http's
+// background read once the body is done would otherwise cancel the
+// request's context at the deadline. A body the handler leaves unread is
+// drained by net/http under the last deadline set.
+type bodyClock struct {
+	rc      *http.ResponseController
+	body    io.ReadCloser
+	timeout time.Duration
+	start   time.Time
+	n       int64
+}
+
+func newBodyClock(w http.ResponseWriter, body io.ReadCloser, timeout time.Duration) *bodyClock {
+	b := &bodyClock{rc: http.NewResponseController(w), body: body, timeout: timeout}
+	b.restart()
+	return b
+}
+
+// restart starts the clock now (and sets the deadline for the first
+// byte, which also bounds net/http's drain of an unread body).
+func (b *bodyClock) restart() {
+	b.start = time.Now()
+	b.setDeadline(b.due())
+}
+
+// abandon gives up on the body: net/http's drain of it after the answer
+// fails at once and the connection closes, instead of waiting for a
+// caller that is slow on purpose.
+func (b *bodyClock) abandon() { b.setDeadline(time.Now()) }
+
+// due is when the next byte must have arrived.
+func (b *bodyClock) due() time.Time {
+	return b.start.Add(b.timeout + time.Duration((b.n+1)*int64(time.Second)/minBodyRate))
+}
+
+func (b *bodyClock) setDeadline(t time.Time) {
+	// A writer without deadlines (a test's recorder) reads without them.
+	_ = b.rc.SetReadDeadline(t)
+}
+
+// Read reads from the body under its deadline.
+func (b *bodyClock) Read(p []byte) (int, error) {
+	due := b.due()
+	b.setDeadline(due)
+	n, err := b.body.Read(p)
+	b.n += int64(n)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return n, &keeper.Error{Code: keeper.CodeTimeout, Err: err, Message: fmt.Sprintf(
+			"the request body arrived too slowly: %d bytes in %v; after %v a body must keep coming at %d KiB/s at least",
+			b.n, time.Since(b.start).Round(time.Millisecond), b.timeout, minBodyRate>>10)}
+	case err != nil:
+		b.setDeadline(time.Time{}) // the body ended (or failed): the connection is no longer the body's
+	}
+	return n, err
+}
+
+// Close closes the body.
+func (b *bodyClock) Close() error { return b.body.Close() }
+
+// bodyError returns the API error a body read failed with (too slow,
+// bodyClock), or nil when it failed otherwise.
+func bodyError(err error) *keeper.Error {
+	var e *keeper.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
 }
 
 // checkJSONType accepts application/json with any parameters (charset).

@@ -552,3 +552,168 @@ func TestEdgeUploadsTakeTurns(t *testing.T) {
 		t.Errorf("at most %d uploads inside at once, want %d", m, uploadSlots)
 	}
 }
+
+// stallBody opens a connection, sends a POST's headers declaring a body
+// of length bytes, and only the first bytes of it, then leaves it open:
+// a caller that is slow on purpose, or broken.
+func stallBody(t *testing.T, addr, path string, length int, first string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", path, length, first); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// answerOf waits (until giveUp) for the keeper's answer on a stalled
+// connection and for the connection to be closed after it.
+func answerOf(t *testing.T, c net.Conn, giveUp time.Time) (status int, body string, closed bool) {
+	t.Helper()
+	_ = c.SetReadDeadline(giveUp)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, err.Error(), false
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, err = br.ReadByte()
+	return resp.StatusCode, string(b), err == io.EOF
+}
+
+// Upload bodies that stop arriving (two connections declaring 100 kB and
+// sending 16 bytes) held both upload slots for ever, and every other
+// upload waited as long as its client would. Now a body that falls
+// behind is cut BodyTimeout after its slot was taken, answered 408 and
+// its connection closed, and the upload waiting behind it goes through.
+func TestEdgeStalledUploadsAreCutAndFreeTheirSlots(t *testing.T) {
+	const bodyTimeout = time.Second
+	// How long the test waits for what must happen at all; on the code
+	// that held slots for ever, that is how long it takes to fail.
+	const failAfter = 30 * bodyTimeout
+	k := openKeeper(t, t.TempDir(), func(c *keeper.Config) {
+		c.BodyTimeout = bodyTimeout
+		c.UploadWait = failAfter // waits for a slot, here, rather than giving up
+	})
+	start := time.Now()
+	var stalled []net.Conn
+	for i := range uploadSlots {
+		stalled = append(stalled, stallBody(t, k.HTTPAddr(), "/api/v1/behavior-sets", 100_000, fmt.Sprintf(`{"name":"slow%d"`, i)))
+	}
+	done := make(chan struct{})
+	var code int
+	var answer string
+	go func() {
+		defer close(done)
+		body := fmt.Sprintf(`{"name":"ok","files":[{"name":"bg.json","content":%q}]}`, bgSet)
+		c := http.Client{Timeout: failAfter}
+		resp, err := c.Post("http://"+k.HTTPAddr()+"/api/v1/behavior-sets", "application/json", strings.NewReader(body))
+		if err != nil {
+			answer = err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, answer = resp.StatusCode, string(b)
+	}()
+	for i, c := range stalled {
+		status, body, closed := answerOf(t, c, start.Add(failAfter))
+		took := time.Since(start)
+		t.Logf("stalled upload %d: %d %s after %v, closed %v", i, status, strings.TrimSpace(body), took.Round(time.Millisecond), closed)
+		if status != http.StatusRequestTimeout || !strings.Contains(body, "too slowly") || !closed {
+			t.Errorf("stalled upload %d: %d %q, connection closed %v; want 408 saying too slowly, and closed", i, status, body, closed)
+		}
+		if took < bodyTimeout {
+			t.Errorf("stalled upload %d cut after %v, before the body timeout of %v", i, took, bodyTimeout)
+		}
+	}
+	<-done
+	t.Logf("the upload waiting behind them: %d after %v", code, time.Since(start).Round(time.Millisecond))
+	if code != http.StatusCreated && code != http.StatusOK {
+		t.Errorf("the upload waiting behind the stalled ones: %d %.300s", code, answer)
+	}
+}
+
+// While every upload slot is held by uploads still arriving, another
+// upload waits UploadWait for one, then is answered 503 with Retry-After
+// and a message that says why, instead of waiting as long as its client
+// will.
+func TestEdgeUploadWaitsForASlotThenIsTurnedAway(t *testing.T) {
+	const uploadWait = 300 * time.Millisecond
+	const bodyTimeout = 30 * time.Second // the slots stay held through the test
+	k := openKeeper(t, t.TempDir(), func(c *keeper.Config) {
+		c.BodyTimeout = bodyTimeout
+		c.UploadWait = uploadWait
+	})
+	for i := range uploadSlots {
+		stallBody(t, k.HTTPAddr(), "/api/v1/formations", 100_000, fmt.Sprintf(`{"name":"slow%d"`, i))
+	}
+	// The stalled ones take their slots as soon as they are read: wait
+	// until a further upload is turned away, never longer than the slots
+	// stay held.
+	body := fmt.Sprintf(`{"file":{"name":"herd.json","content":%q}}`, herd)
+	c := http.Client{Timeout: bodyTimeout / 2}
+	for {
+		start := time.Now()
+		resp, err := c.Post("http://"+k.HTTPAddr()+"/api/v1/formations", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("an upload while the slots are held: %v (upload wait %v)", err, uploadWait)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		if resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK {
+			if took > bodyTimeout/4 {
+				t.Fatalf("an upload went through after %v, with the slots held", took)
+			}
+			time.Sleep(10 * time.Millisecond) // the stalled ones have not reached the edge yet
+			continue
+		}
+		t.Logf("while the slots are held: %d after %v, Retry-After %q: %s", resp.StatusCode, took.Round(time.Millisecond), resp.Header.Get("Retry-After"), strings.TrimSpace(string(b)))
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "busy") {
+			t.Errorf("%d, Retry-After %q, %s; want 503 with Retry-After: 1, saying busy", resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		}
+		if took < uploadWait {
+			t.Errorf("turned away after %v, before the upload wait of %v", took, uploadWait)
+		}
+		break
+	}
+	// Commands do not wait for upload slots: the global stop is answered.
+	var sw struct{ State string }
+	if st := (wiretest.API{Base: "http://" + k.HTTPAddr()}).Do(t, "POST", "/api/v1/control", map[string]string{"state": "stopped"}, &sw); st != 200 || sw.State != "stopped" {
+		t.Errorf("global stop while the slots are held: %d %+v", st, sw)
+	}
+}
+
+// The signed trigger route takes calls without a token: callers that
+// declare a body and trickle it, many at once, each hold a goroutine and
+// up to 64 KiB. Each is cut BodyTimeout after it falls behind and its
+// connection closed, so they cannot pile up.
+func TestEdgeSlowTriggerBodiesAreCut(t *testing.T) {
+	const bodyTimeout = 500 * time.Millisecond
+	const failAfter = 30 * bodyTimeout
+	k := openKeeper(t, t.TempDir(), func(c *keeper.Config) { c.BodyTimeout = bodyTimeout })
+	const callers = 20
+	start := time.Now()
+	var conns []net.Conn
+	for range callers {
+		c := stallBody(t, k.HTTPAddr(), "/api/v1/triggers/deploy", 60_000, `{"labels": {`)
+		conns = append(conns, c)
+	}
+	var last time.Duration
+	for i, c := range conns {
+		status, body, closed := answerOf(t, c, start.Add(failAfter))
+		last = time.Since(start)
+		if status != http.StatusRequestTimeout || !closed {
+			t.Errorf("slow trigger call %d: %d %q, connection closed %v; want 408 and closed", i, status, body, closed)
+		}
+	}
+	if last < bodyTimeout {
+		t.Errorf("slow trigger calls cut after %v, before the body timeout of %v", last, bodyTimeout)
+	}
+	t.Logf("%d slow trigger calls: the last answered after %v (body timeout %v)", callers, last.Round(time.Millisecond), bodyTimeout)
+}

@@ -98,6 +98,8 @@ func spoolUpload(c echo.Context, p string) error {
 	switch {
 	case errors.As(err, &mbe):
 		return &keeper.Error{Code: keeper.CodeTooLarge, Field: "file", Message: "the uploaded export is over the limit" + tooLargeHint(exportUploadRoute)}
+	case bodyError(err) != nil:
+		return bodyError(err)
 	case err != nil:
 		return invalid("file", "reading the upload: %v", err)
 	case n == 0:

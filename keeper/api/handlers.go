@@ -178,6 +178,9 @@ func decode(c echo.Context, v any) error {
 		if errors.As(err, &mbe) {
 			return &keeper.Error{Code: keeper.CodeTooLarge, Message: fmt.Sprintf("request body over the %d byte limit of %s %s", mbe.Limit, c.Request().Method, c.Path())}
 		}
+		if e := bodyError(err); e != nil {
+			return e
+		}
 		return invalid("", "reading the body: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -81,6 +81,7 @@ var codeStatus = map[string]int{
 	keeper.CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	keeper.CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	keeper.CodeUnavailable:      http.StatusServiceUnavailable,
+	keeper.CodeTimeout:          http.StatusRequestTimeout,
 	keeper.CodeInternal:         http.StatusInternalServerError,
 }
 

@@ -21,6 +21,9 @@ func (s *server) postTriggerCall(c echo.Context) error {
 		if errors.As(err, &mbe) {
 			return &keeper.Error{Code: keeper.CodeTooLarge, Message: fmt.Sprintf("request body over %d bytes", keeper.MaxTriggerBody)}
 		}
+		if e := bodyError(err); e != nil {
+			return e
+		}
 		return invalid("", "reading the body: %v", err)
 	}
 	h := c.Request().Header
