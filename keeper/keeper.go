@@ -33,8 +33,10 @@ const (
 	DefaultStartupTimeout = 2 * time.Minute
 	// DefaultBodyTimeout is Config.BodyTimeout's default.
 	DefaultBodyTimeout = 10 * time.Second
-	// DefaultUploadWait is Config.UploadWait's default.
-	DefaultUploadWait = 10 * time.Second
+	// DefaultUploadWait is Config.UploadWait's default: longer than
+	// DefaultBodyTimeout, so an upload queued behind bodies that stalled
+	// gets their slot when they are cut instead of being turned away.
+	DefaultUploadWait = 15 * time.Second
 )
 
 // Config configures a Keeper. The zero value of every field means its
