@@ -14,10 +14,13 @@ type waiter struct {
 	ch    chan delivery         // buffered 1; at most one send (the claim is under k.mu)
 }
 
-// delivery is the frame a waiter took, and whether it was an error frame.
+// delivery is the frame a waiter took, whether it was an error frame, and
+// a reference to the frame's reservation, which the taker drops once done
+// with the frame's value.
 type delivery struct {
 	f     *Frame
 	isErr bool
+	hold  *hold
 }
 
 // match reports whether f is for w, and whether as an error frame (an
@@ -37,8 +40,9 @@ func (w *waiter) match(f *Frame) (hit, isErr bool) {
 // takes at most one frame and is then removed. The waiters are matched
 // outside k.mu (a `when` template may run, charged to its own template
 // budget, and may read the store) and claimed under it, so a request that
-// gave up meanwhile is never handed a frame.
-func (k *Koi) deliver(f *Frame) {
+// gave up meanwhile is never handed a frame. Each waiter handed the frame
+// keeps a reference to its reservation, fh.
+func (k *Koi) deliver(f *Frame, fh *frameHold) {
 	if k.nWaiting.Load() == 0 {
 		return
 	}
@@ -53,7 +57,7 @@ func (k *Koi) deliver(f *Frame) {
 		}
 		k.mu.Lock()
 		if k.dropWaiterLocked(w) {
-			w.ch <- delivery{f: f, isErr: isErr}
+			w.ch <- delivery{f: f, isErr: isErr, hold: fh.keep()}
 		}
 		k.mu.Unlock()
 	}
@@ -69,10 +73,17 @@ func (k *Koi) addWaiter(await, fail *behaviors.BoundMatch) *waiter {
 	return w
 }
 
+// removeWaiter removes w, and drops the reservation of a frame it was
+// handed and nobody took.
 func (k *Koi) removeWaiter(w *waiter) {
 	k.mu.Lock()
 	k.dropWaiterLocked(w)
 	k.mu.Unlock()
+	select { // no frame is handed to w after it is removed
+	case d := <-w.ch:
+		d.hold.drop()
+	default:
+	}
 }
 
 // dropWaiterLocked removes w, reporting whether it was still there.

@@ -38,7 +38,7 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				k.deliver(frame)
+				k.deliver(frame, nil)
 			}
 			if len(k.waiters) != tt.waiters {
 				b.Fatalf("a frame no waiter matches was taken: %d waiters left of %d", len(k.waiters), tt.waiters)

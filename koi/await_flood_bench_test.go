@@ -40,7 +40,7 @@ func BenchmarkDeliverCostlyWhen(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				k.deliver(frame)
+				k.deliver(frame, nil)
 			}
 			if n, err := bms[0].WhenError(); n == 0 {
 				b.Logf("when never failed: it ran to the end each frame")

@@ -29,9 +29,12 @@ const replyChunk = 512
 // reading them: HTTP reply bodies and websocket frames, and what they
 // grow to when decoded. A koi reserves from it before it allocates room
 // for the next piece of a reply, and for the decoded values before it
-// decodes, and gives the reservation back once the request returns
-// (HTTP) or the frame is handled;
-// when the budget is exhausted the reply is dropped and the request fails
+// decodes, and gives the reservation back once nothing it runs can read
+// the decoded value any more: for an HTTP reply or an awaited frame, when
+// the step's post_actions have run; for a frame, when it is handled, or
+// when the on_event sequences it started end, or when it is handed over
+// or dropped after being held while on_connect ran. When the budget is
+// exhausted the reply is dropped and the request fails
 // with ErrReplyBudget. Reserving never waits, so a full budget can neither
 // block a koi nor delay a stop. The per-reply caps (MaxResponseBody,
 // RuntimeConfig.ReadLimit) still apply on top of it.
@@ -94,6 +97,77 @@ func (b *ReplyBudget) tryReserve(n int64) bool {
 func (b *ReplyBudget) release(n int64) {
 	if b != nil && n > 0 {
 		b.used.Add(-n)
+	}
+}
+
+// A hold is the reservation of one reply whose decoded value more than
+// one part of a koi may keep past the frame's reading: ws requests
+// awaiting it, on_event sequences, the frames held while on_connect runs.
+// Each keeper owns a reference; the last to let go gives the bytes back.
+// A nil *hold holds nothing.
+type hold struct {
+	rt   *Runtime
+	n    int64
+	refs atomic.Int32
+}
+
+// drop lets go of one reference.
+func (h *hold) drop() {
+	if h != nil && h.refs.Add(-1) == 0 {
+		h.rt.release(h.n)
+	}
+}
+
+// dropFunc is drop as the release of a step's data (nil for a nil hold).
+func (h *hold) dropFunc() func() {
+	if h == nil {
+		return nil
+	}
+	return h.drop
+}
+
+// frameHold is the reader's reservation for one frame: given back once
+// the frame is handled, unless something kept its value (keep), then by
+// the last keeper. The reader's own frames pay for a shared hold only
+// when something keeps them. A nil *frameHold holds nothing.
+type frameHold struct {
+	rt *Runtime
+	n  int64 // reserved and not yet shared
+	h  *hold // shared, the reader's reference among them
+}
+
+// size is the bytes the frame holds reserved.
+func (f *frameHold) size() int64 {
+	switch {
+	case f == nil:
+		return 0
+	case f.h != nil:
+		return f.h.n
+	}
+	return f.n
+}
+
+// keep returns a reference to the frame's reservation for a keeper of
+// its value, to be dropped when it is done with it.
+func (f *frameHold) keep() *hold {
+	if f == nil || f.h == nil && f.n == 0 {
+		return nil
+	}
+	if f.h == nil {
+		f.h = &hold{rt: f.rt, n: f.n}
+		f.h.refs.Store(1) // the reader's
+		f.n = 0
+	}
+	f.h.refs.Add(1)
+	return f.h
+}
+
+// done is the reader letting go once the frame is handled.
+func (f *frameHold) done() {
+	if f.h != nil {
+		f.h.drop()
+	} else {
+		f.rt.release(f.n)
 	}
 }
 

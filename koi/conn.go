@@ -189,17 +189,19 @@ func (k *Koi) serve(ctx context.Context, conn *websocket.Conn) (live time.Durati
 	}
 }
 
-// readFrame reads and handles one frame, holding its bytes reserved in the
-// school's reply budget until handled. A frame that does not fit the
-// budget is read through without being kept (the connection stays up) and
-// counted under ReplyBudgetKey.
+// readFrame reads and handles one frame, holding its bytes (and its
+// decoded value's) reserved in the school's reply budget until handled,
+// or until whatever kept its value lets go (see frameHold). A frame that
+// does not fit the budget is read through without being kept (the
+// connection stays up) and counted under ReplyBudgetKey.
 func (k *Koi) readFrame(ctx context.Context, conn *websocket.Conn) error {
 	mt, rd, err := conn.NextReader()
 	if err != nil {
 		return err
 	}
 	data, held, err := k.rt.readReply(rd, k.rt.cfg.ReadLimit, -1, false)
-	defer k.rt.release(held)
+	fh := frameHold{rt: k.rt, n: held}
+	defer fh.done()
 	if errors.Is(err, ErrReplyBudget) {
 		k.rt.series(ReplyBudgetKey).CountReason(metrics.Error, reasonReplyBudget, err.Error())
 		n, err := io.Copy(io.Discard, rd)
@@ -213,7 +215,7 @@ func (k *Koi) readFrame(ctx context.Context, conn *websocket.Conn) error {
 	if err != nil {
 		return err
 	}
-	k.handleFrame(ctx, mt == websocket.BinaryMessage, data)
+	k.handleFrame(ctx, mt == websocket.BinaryMessage, data, &fh)
 	return nil
 }
 
@@ -227,8 +229,9 @@ func (k *Koi) jitter(d time.Duration) time.Duration {
 
 // handleFrame classifies one frame, records it under its type (with the
 // fan-out delay when it carries a send time), wakes any waiting ws request
-// and, once the connection is live, runs the on_event handlers.
-func (k *Koi) handleFrame(ctx context.Context, binary bool, data []byte) {
+// and, once the connection is live, runs the on_event handlers. What
+// keeps the frame's value past the call keeps a reference to fh.
+func (k *Koi) handleFrame(ctx context.Context, binary bool, data []byte, fh *frameHold) {
 	k.count(func(s *Stats) { s.Events++; s.BytesIn += int64(len(data)) })
 	now := time.Now()
 	set := k.rt.set
@@ -244,17 +247,19 @@ func (k *Koi) handleFrame(ctx context.Context, binary bool, data []byte) {
 	if scanned && k.framesRead(c.Type) {
 		c.Value = behaviors.DecodeFrame(data) // once, for every reader
 	}
-	k.deliver(&Frame{Binary: binary, Raw: data, Type: c.Type, Value: c.Value, JSON: c.Kind == behaviors.FrameJSON, SentAt: c.SentAt})
+	k.deliver(&Frame{Binary: binary, Raw: data, Type: c.Type, Value: c.Value, JSON: c.Kind == behaviors.FrameJSON, SentAt: c.SentAt}, fh)
 	if c.Type == "" || len(set.OnEvent) == 0 {
 		return
 	}
-	k.handleEvent(c.Type, c.Value, len(data))
+	k.handleEvent(c.Type, c.Value, fh)
 }
 
 // runEventHandlers runs a frame's on_event handlers: the actions of its
-// type and of "*" on the reader, sequences on their own goroutines. A stop
-// ends the actions' templates; one it ends is not counted as a failure.
-func (k *Koi) runEventHandlers(typ string, value any) {
+// type and of "*" on the reader, sequences on their own goroutines, each
+// keeping a reference to fh (the frame's reservation) until it ends. A
+// stop ends the actions' templates; one it ends is not counted as a
+// failure.
+func (k *Koi) runEventHandlers(typ string, value any, fh *frameHold) {
 	set := k.rt.set
 	ctx := k.runCtx()
 	var env *behaviors.Env
@@ -275,7 +280,7 @@ func (k *Koi) runEventHandlers(typ string, value any) {
 			}
 		}
 		if h.Sequence != nil {
-			k.startEventSequence(key, h.Sequence, value)
+			k.startEventSequence(key, h.Sequence, value, fh)
 		}
 	}
 }

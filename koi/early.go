@@ -14,6 +14,11 @@ import (
 // moment on_connect succeeds; they are dropped with the connection if it
 // fails. A frame that does not fit is counted as an error of the on_event
 // handler it was for.
+//
+// A held frame keeps its reservation in the reply budget until it is
+// handed over or dropped, and maxEarlyBytes bounds what the held frames
+// hold reserved: their bytes and what decoding them costs, not only their
+// length (a 2 KB frame of empty objects is 40 KB decoded).
 const (
 	maxEarlyFrames = 32
 	maxEarlyBytes  = 64 << 10
@@ -25,12 +30,13 @@ type earlyGate struct {
 	mu    sync.Mutex // held while a frame's handlers start, so order is kept
 	live  bool       // the connection's held frames have been handed over
 	held  []earlyFrame
-	bytes int
+	bytes int64 // the held frames' reservations
 }
 
 type earlyFrame struct {
 	typ   string
 	value any
+	hold  *hold // the frame's reservation
 }
 
 func newEarlyGate(set *behaviors.Set) *earlyGate {
@@ -40,13 +46,13 @@ func newEarlyGate(set *behaviors.Set) *earlyGate {
 	return &earlyGate{}
 }
 
-// handle runs the on_event handlers of a frame now, or holds it until
-// on_connect succeeds.
-func (k *Koi) handleEvent(typ string, value any, size int) {
+// handleEvent runs the on_event handlers of a frame now, or holds it
+// (and a reference to its reservation, fh) until on_connect succeeds.
+func (k *Koi) handleEvent(typ string, value any, fh *frameHold) {
 	g := k.early
 	if g == nil {
 		if k.liveFlag.Load() {
-			k.runEventHandlers(typ, value)
+			k.runEventHandlers(typ, value, fh)
 		}
 		return
 	}
@@ -61,16 +67,17 @@ func (k *Koi) handleEvent(typ string, value any, size int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.live {
-		k.runEventHandlers(typ, value)
+		k.runEventHandlers(typ, value, fh)
 		return
 	}
+	size := fh.size()
 	if len(g.held) >= maxEarlyFrames || g.bytes+size > maxEarlyBytes {
 		// Under the handler's key, as its other failures are: a key the
 		// set names, never one the server chooses.
 		k.rt.series("on_event:"+key).CountReason(metrics.Error, "early frames dropped", "")
 		return
 	}
-	g.held = append(g.held, earlyFrame{typ: typ, value: value})
+	g.held = append(g.held, earlyFrame{typ: typ, value: value, hold: fh.keep()})
 	g.bytes += size
 }
 
@@ -87,19 +94,25 @@ func (k *Koi) releaseEarly() {
 		return
 	}
 	for _, f := range g.held {
-		k.runEventHandlers(f.typ, f.value)
+		fh := frameHold{rt: k.rt, h: f.hold} // the gate's reference, passed on
+		k.runEventHandlers(f.typ, f.value, &fh)
+		fh.done()
 	}
 	clear(g.held)
 	g.held, g.bytes, g.live = g.held[:0], 0, true
 }
 
-// dropEarly forgets what a closed connection held.
+// dropEarly forgets what a closed connection held, and gives its
+// reservations back.
 func (k *Koi) dropEarly() {
 	g := k.early
 	if g == nil {
 		return
 	}
 	g.mu.Lock()
+	for _, f := range g.held {
+		f.hold.drop()
+	}
 	clear(g.held)
 	g.held, g.bytes, g.live = g.held[:0], 0, false
 	g.mu.Unlock()

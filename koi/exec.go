@@ -61,7 +61,9 @@ func outcomeOf(ctx context.Context, err error) metrics.Outcome {
 
 // execute runs a sequence's steps in order. Each non-empty stepKey also
 // records each step's request under "<stepKey>:<n>". Every wait watches
-// ctx, so pause and stop abort a sequence at once.
+// ctx, so pause and stop abort a sequence at once. A step's decoded reply
+// keeps its reservation in the reply budget until its post_actions have
+// run: they are where it is read, and may wait for a template executor.
 func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behaviors.Env, stepKeys ...string) error {
 	prog := seq.Prog
 	for i := range seq.Steps {
@@ -75,10 +77,11 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 			}
 		}
 		var data any
+		var release func() // the reply's reservation (nil: none held)
 		if st.Request != nil {
 			start := time.Now()
 			// A reply is decoded only when a post_action can read it.
-			d, took, err := k.request(ctx, prog, env, st.Request, prog.ReadsData(st.Post...))
+			d, rel, took, err := k.request(ctx, prog, env, st.Request, prog.ReadsData(st.Post...))
 			if took <= 0 {
 				took = time.Since(start)
 			}
@@ -92,12 +95,15 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 			if err != nil {
 				return &StepError{Where: st.Where, Err: err}
 			}
-			data = d
+			data, release = d, rel
 		}
-		for _, a := range st.Post {
-			if err := prog.Run(ctx, env, a, data); err != nil {
-				return &StepError{Where: st.Where, Err: err}
-			}
+		err := k.post(ctx, prog, env, st, data)
+		if release != nil {
+			data = nil
+			release()
+		}
+		if err != nil {
+			return err
 		}
 		if len(st.Choose) > 0 {
 			if err := k.choose(ctx, st, env); err != nil {
@@ -111,24 +117,36 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 	return nil
 }
 
+// post runs a step's post_actions on its decoded reply.
+func (k *Koi) post(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, st *behaviors.Step, data any) error {
+	for _, a := range st.Post {
+		if err := prog.Run(ctx, env, a, data); err != nil {
+			return &StepError{Where: st.Where, Err: err}
+		}
+	}
+	return nil
+}
+
 // request performs one request and returns the decoded response (for api
 // and http requests only when decode is set: nothing reads it otherwise),
-// and its latency when that is not the time the call took (0: measure the
-// call).
-func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, time.Duration, error) {
+// the release of its reservation in the reply budget, which the caller
+// calls once done with the response (nil when none is held, and always on
+// error), and its latency when that is not the time the call took (0:
+// measure the call).
+func (k *Koi) request(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, func(), time.Duration, error) {
 	switch r.Type {
 	case behaviors.API:
-		v, err := k.api(ctx, prog, env, r, decode)
-		return v, 0, err
+		v, release, err := k.api(ctx, prog, env, r, decode)
+		return v, release, 0, err
 	case behaviors.HTTP:
-		v, err := k.httpRequest(ctx, prog, env, r, decode)
-		return v, 0, err
+		v, release, err := k.httpRequest(ctx, prog, env, r, decode)
+		return v, release, 0, err
 	case behaviors.WS:
 		return k.ws(ctx, prog, env, r)
 	case behaviors.Connect:
-		return nil, 0, k.connectNow(ctx, r)
+		return nil, nil, 0, k.connectNow(ctx, r)
 	}
-	return nil, 0, fmt.Errorf("unknown request type %q", r.Type)
+	return nil, nil, 0, fmt.Errorf("unknown request type %q", r.Type)
 }
 
 func (k *Koi) timeout(r *behaviors.Request) time.Duration {
@@ -138,30 +156,32 @@ func (k *Koi) timeout(r *behaviors.Request) time.Duration {
 	return k.rt.cfg.RequestTimeout
 }
 
-func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, error) {
+// api performs an api request; with decode, the decoded reply comes with
+// the release of its reservation (see request).
+func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, func(), error) {
 	if k.rt.cfg.APIBase == "" {
-		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("api request %q: no API base URL is configured (the run's target.api_base)", r.Method), reason: reasonNoAPIBase}
+		return nil, nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("api request %q: no API base URL is configured (the run's target.api_base)", r.Method), reason: reasonNoAPIBase}
 	}
 	form := make(url.Values, len(r.Args))
 	budget := prog.NewBudget() // the arguments together, as the request holds them all
 	for _, a := range r.Args {
 		v, err := prog.Render(ctx, env, a.Value, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := budget.Charge("the request's arguments", len(a.Name)+len(v)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		form.Set(a.Name, v)
 	}
 	if err := k.waitRetryAfter(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout(r))
 	defer cancel()
 	u, err := k.rt.apiURL(r.Method)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req := newPost(ctx, u, form.Encode())
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -170,24 +190,26 @@ func (k *Koi) api(ctx context.Context, prog *behaviors.Program, env *behaviors.E
 	}
 	status, body, release, err := k.do(req, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer release()
 	if !decode {
-		return nil, replyOutcome(status, body)
+		defer release()
+		return nil, nil, replyOutcome(status, body)
 	}
 	v, derr := decodeJSON(body)
 	if derr != nil {
-		return nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, derr),
+		defer release()
+		return nil, nil, &requestError{outcome: metrics.Error, msg: fmt.Sprintf("HTTP %d: reply is not JSON: %v", status, derr),
 			reason: reasonNotJSON, sample: bodySample(body)}
 	}
 	if m, ok := v.(map[string]any); ok {
 		if okv, present := m["ok"]; present && okv == false {
+			defer release()
 			e, _ := m["error"].(string)
-			return v, okFalseError(e, body)
+			return nil, nil, okFalseError(e, body)
 		}
 	}
-	return v, nil
+	return v, release, nil
 }
 
 // newPost is http.NewRequestWithContext for a POST of body to u, which it
@@ -297,14 +319,16 @@ func decodeJSON(b []byte) (any, error) {
 	return v, nil
 }
 
-func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, error) {
+// httpRequest performs an http request; with decode, the decoded reply
+// comes with the release of its reservation (see request).
+func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request, decode bool) (any, func(), error) {
 	u, err := prog.Render(ctx, env, r.URL, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	budget := prog.NewBudget() // URL, body and headers together, as the request holds them all
 	if err := budget.Charge("the request's URL", len(u)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var body io.Reader
 	ctype := ""
@@ -312,31 +336,31 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	case r.JSON != nil:
 		v, err := r.JSON.Render(ctx, prog, env, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		body, ctype = bytes.NewReader(b), "application/json"
 	case r.HasBody:
 		s, err := prog.Render(ctx, env, r.Body, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := budget.Charge("the request's body", len(s)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		body = strings.NewReader(s)
 	}
 	if err := k.waitRetryAfter(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout(r))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, r.Method, u, body)
 	if err != nil {
-		return nil, &requestError{outcome: metrics.Error, msg: err.Error()}
+		return nil, nil, &requestError{outcome: metrics.Error, msg: err.Error()}
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -344,25 +368,25 @@ func (k *Koi) httpRequest(ctx context.Context, prog *behaviors.Program, env *beh
 	for _, h := range r.Headers {
 		v, err := prog.Render(ctx, env, h.Value, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := budget.Charge("the request's headers", len(h.Name)+len(v)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		req.Header.Set(h.Name, v)
 	}
 	_, b, release, err := k.do(req, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer release()
 	if !decode {
-		return nil, nil
+		release()
+		return nil, nil, nil
 	}
 	if v, err := decodeJSON(b); err == nil {
-		return v, nil
+		return v, release, nil
 	}
-	return string(b), nil
+	return string(b), release, nil
 }
 
 // wsPayload renders what a ws request sends: nil when it only awaits.
@@ -396,11 +420,11 @@ func wsPayload(ctx context.Context, prog *behaviors.Program, env *behaviors.Env,
 // frame (its value is the response), an error frame (outcome Error), or,
 // for a send with only an error declaration, the end of its window (then
 // the latency is the send's, not the window's).
-func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, time.Duration, error) {
+func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, r *behaviors.Request) (any, func(), time.Duration, error) {
 	start := time.Now()
 	frame, msgType, err := wsPayload(ctx, prog, env, r)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	// The await's and the error's per-request parts are rendered before the
 	// send, so the reply is matched by what this request generated.
@@ -408,12 +432,12 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 	var await, fail *behaviors.BoundMatch
 	if r.Await != nil {
 		if await, err = r.Await.Bind(ctx, prog, env, budget); err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 	}
 	if r.Error != nil {
 		if fail, err = r.Error.Bind(ctx, prog, env, budget); err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 	}
 	var w *waiter
@@ -428,13 +452,13 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 	if frame != nil {
 		if err := k.sendFrame(ctx, k.timeout(r), msgType, frame); err != nil {
 			if errors.Is(err, errNotConnected) {
-				return nil, 0, err
+				return nil, nil, 0, err
 			}
-			return nil, 0, &requestError{outcome: metrics.Transport, msg: err.Error(), reason: transportReason(err)}
+			return nil, nil, 0, &requestError{outcome: metrics.Transport, msg: err.Error(), reason: transportReason(err)}
 		}
 	}
 	if w == nil {
-		return nil, 0, nil
+		return nil, nil, 0, nil
 	}
 	sent := time.Since(start)
 	var wait time.Duration
@@ -448,20 +472,21 @@ func (k *Koi) ws(ctx context.Context, prog *behaviors.Program, env *behaviors.En
 	select {
 	case d := <-w.ch:
 		if d.isErr {
-			return nil, 0, &requestError{outcome: metrics.Error, msg: "error frame: " + quoteFrame(d.f.Raw),
+			defer d.hold.drop()
+			return nil, nil, 0, &requestError{outcome: metrics.Error, msg: "error frame: " + quoteFrame(d.f.Raw),
 				reason: reasonErrorFrame, sample: bodySample(d.f.Raw)}
 		}
-		return d.f.Value, 0, nil
+		return d.f.Value, d.hold.dropFunc(), 0, nil
 	case <-t.C:
 		if await == nil {
-			return nil, max(sent, time.Nanosecond), nil // no error frame within the window: the send succeeded
+			return nil, nil, max(sent, time.Nanosecond), nil // no error frame within the window: the send succeeded
 		}
 		msg := fmt.Sprintf("no matching frame within %v", r.Await.Timeout)
 		if n, err := await.WhenError(); n > 0 {
 			msg += fmt.Sprintf(" (\"when\" failed on %d frames: %v)", n, err)
 		}
-		return nil, 0, &requestError{outcome: metrics.Timeout, msg: msg, reason: reasonTimeout}
+		return nil, nil, 0, &requestError{outcome: metrics.Timeout, msg: msg, reason: reasonTimeout}
 	case <-ctx.Done():
-		return nil, 0, ctx.Err()
+		return nil, nil, 0, ctx.Err()
 	}
 }

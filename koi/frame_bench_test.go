@@ -37,7 +37,7 @@ func BenchmarkHandleFrame(b *testing.B) {
 	frame := benchFrame()
 	b.ReportAllocs()
 	for b.Loop() {
-		k.handleFrame(context.Background(), false, frame)
+		k.handleFrame(context.Background(), false, frame, nil)
 	}
 }
 
@@ -65,7 +65,7 @@ func BenchmarkHandleFrameClassified(b *testing.B) {
 			k := benchKoi(b, set)
 			b.ReportAllocs()
 			for b.Loop() {
-				k.handleFrame(context.Background(), c.binary, c.frame)
+				k.handleFrame(context.Background(), c.binary, c.frame, nil)
 			}
 		})
 	}

@@ -303,7 +303,9 @@ func (k *Koi) runOnDisconnect() {
 // startEventSequence runs an on_event sequence handler on its own
 // goroutine, at most MaxEventSequences at once per koi: a frame arriving
 // while they are all busy is dropped and counted (outcome error, "busy").
-func (k *Koi) startEventSequence(key string, seq *behaviors.Sequence, value any) {
+// The sequence keeps the frame's reservation until it ends: its value is
+// the sequence's "event" for as long as it runs.
+func (k *Koi) startEventSequence(key string, seq *behaviors.Sequence, value any, fh *frameHold) {
 	k.mu.Lock()
 	if k.paused || k.actCtx == nil || k.actCtx.Err() != nil {
 		k.mu.Unlock()
@@ -318,8 +320,10 @@ func (k *Koi) startEventSequence(key string, seq *behaviors.Sequence, value any)
 	actx := k.actCtx
 	k.seqs.Add(1)
 	k.mu.Unlock()
+	h := fh.keep()
 	go func() {
 		defer func() {
+			h.drop()
 			k.mu.Lock()
 			k.eventSeqs--
 			k.mu.Unlock()
