@@ -2,7 +2,6 @@ package ui_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +26,28 @@ func TestUIQuarantineReason(t *testing.T) {
 	if got := get(t, ctx, "the banner hidden", chromedp.Evaluate[bool](`document.querySelector('#quarantine').hidden`)); !got {
 		t.Error("the quarantine banner shows on a healthy run")
 	}
-	for i := range 3 {
-		_, err := s.k.Poll(context.Background(), &wire.PollRequest{School: fmt.Sprintf("bomb-%d", i), Capacity: 0, Clock: time.Now(),
+	// Three schools given koi of the run (only a school holding a run's
+	// koi can blame it) report closing them at their memory ceiling.
+	schools := []string{"bomb-0", "bomb-1", "bomb-2"}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		held := 0
+		for _, school := range schools {
+			if _, err := s.k.Poll(context.Background(), &wire.PollRequest{School: school, Capacity: 1000, Clock: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if a := s.k.State().Assignment(nil, id, school); a != nil && a.Count() > 0 {
+				held++
+			}
+		}
+		if held == len(schools) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s, %d of the 3 schools hold koi of the run", held)
+		}
+	}
+	for _, school := range schools {
+		_, err := s.k.Poll(context.Background(), &wire.PollRequest{School: school, Capacity: 1000, Clock: time.Now(),
 			Runs: []wire.RunStatus{{Run: id, Pressure: "memory ceiling: school at 1.9GiB of its 2GiB limit (95%)", PressureAt: time.Now()}}})
 		if err != nil {
 			t.Fatal(err)
