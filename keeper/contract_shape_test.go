@@ -149,7 +149,7 @@ var (
 
 // shapeOf returns v's shape: one "path type" line for every key path of
 // the JSON value v, sorted. Arrays are the union of their elements
-// (path[]); map keys that are ids or hashes are normalized; a path seen
+// (path[]); map keys that are ids, hashes or outcomes are normalized; a path seen
 // both as null and as a value is the value's type.
 func shapeOf(v any) []string {
 	types := map[string]map[string]bool{}
@@ -175,6 +175,9 @@ func shapeOf(v any) []string {
 			for key, e := range x {
 				key = idPattern.ReplaceAllString(key, "<id>")
 				key = hashPattern.ReplaceAllString(key, "<hash>")
+				if strings.HasSuffix(path, ".outcomes") {
+					key = "<outcome>" // which outcomes a run saw is data (a stop mid-request adds canceled)
+				}
 				walk(path+"."+key, e)
 			}
 		}
