@@ -1,18 +1,14 @@
 package koi_test
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"runtime/metrics"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,56 +19,6 @@ import (
 	kmetrics "github.com/koipond/koipond/metrics"
 	"github.com/koipond/koipond/wire/wiretest"
 )
-
-// endlessHandshakeServer answers every websocket handshake with a 101
-// whose one header line never ends: after `X-Junk: ` it writes 'a' until
-// the client goes away. It returns its address and the count of
-// connections it has accepted.
-func endlessHandshakeServer(t testing.TB) (string, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted atomic.Int64
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for { // the request's headers
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if l == "\r\n" {
-						break
-					}
-				}
-				_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Junk: "))
-				chunk := bytes.Repeat([]byte("a"), 64<<10)
-				for {
-					_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second)) // a client that stopped reading without closing
-					if _, err := c.Write(chunk); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String(), &accepted
-}
 
 // heapSampler records the peak of the heap (live and not yet collected
 // objects) every millisecond until stopped.
@@ -126,7 +72,7 @@ func (h *heapSampler) close() {
 // by hundreds of megabytes a second until the handshake timeout.)
 func TestHandshakeReplyIsBounded(t *testing.T) {
 	const koiN, redials = 4, 3
-	addr, accepted := endlessHandshakeServer(t)
+	addr, accepted := wiretest.EndlessHandshake(t)
 	budget := koi.NewReplyBudget(64 << 20)
 	rt := newRuntime(t, koi.RuntimeConfig{Set: parseSet(t, `{"behaviors": {}}`),
 		Websocket: behaviors.WebsocketSpec{URL: "ws://" + addr + "/ws"}, ReplyBudget: budget,

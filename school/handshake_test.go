@@ -1,13 +1,8 @@
 package school_test
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"net"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,55 +10,6 @@ import (
 	"github.com/koipond/koipond/wire"
 	"github.com/koipond/koipond/wire/wiretest"
 )
-
-// endlessHandshakeServer answers every websocket handshake with a 101
-// whose one header line never ends. It returns its address and the count
-// of connections it has accepted.
-func endlessHandshakeServer(t testing.TB) (string, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted atomic.Int64
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for { // the request's headers
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if l == "\r\n" {
-						break
-					}
-				}
-				_, _ = c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Junk: "))
-				chunk := bytes.Repeat([]byte("a"), 64<<10)
-				for {
-					_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-					if _, err := c.Write(chunk); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String(), &accepted
-}
 
 // A run whose target answers every websocket handshake with a header
 // line that never ends keeps the school under its memory ceiling while
@@ -73,7 +19,7 @@ func TestEndlessHandshakeRepliesStayUnderTheCeiling(t *testing.T) {
 	const n = 200
 	url := wiretest.StartNATS(t, wiretest.NATSConfig{}).URL
 	k := newFakeKeeper(t, url)
-	addr, accepted := endlessHandshakeServer(t)
+	addr, accepted := wiretest.EndlessHandshake(t)
 	h := addSet(t, k, `{"behaviors": {}}`)
 	k.set(func(k *fakeKeeper) {
 		k.leaseMS = (10 * time.Minute).Milliseconds() // about memory, not leases (see openCalmSchool)
