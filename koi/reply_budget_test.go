@@ -169,13 +169,7 @@ func TestReplyBudgetHoldsEventUntilSequenceEnds(t *testing.T) {
 	})
 	base := liveHeap()
 	close(start)
-	wiretest.Until(t, 60*time.Second, "every frame read", func() bool {
-		var ev int64
-		for _, k := range sw.kois {
-			ev += k.Stats().Events
-		}
-		return ev >= frames*koiN
-	})
+	sw.waitEvents(t, frames*koiN)
 	live, inUse := liveHeap()-base, budget.InUse()
 	t.Logf("reply budget %d MiB, one decoded frame %d KiB: %d MiB live above baseline, %d KiB reserved; %d frames refused",
 		budget.Limit()>>20, unit>>10, live>>20, inUse>>10, budget.Refused())
@@ -226,13 +220,7 @@ func TestReplyBudgetHoldsFramesBehindOnConnect(t *testing.T) {
 	})
 	base := liveHeap()
 	close(start)
-	wiretest.Until(t, 60*time.Second, "every frame read", func() bool {
-		var ev int64
-		for _, k := range sw.kois {
-			ev += k.Stats().Events
-		}
-		return ev >= frames*koiN
-	})
+	sw.waitEvents(t, frames*koiN)
 	live, inUse := liveHeap()-base, budget.InUse()
 	t.Logf("%d koi, one decoded frame %d KiB: %d KiB live above baseline, %d KiB reserved (%d KiB a koi)",
 		koiN, unit>>10, live>>10, inUse>>10, inUse/koiN>>10)
@@ -247,4 +235,16 @@ func TestReplyBudgetHoldsFramesBehindOnConnect(t *testing.T) {
 	if n := budget.InUse(); n != 0 {
 		t.Errorf("%d bytes still reserved after the held frames were dropped", n)
 	}
+}
+
+// waitEvents waits until the swarm's koi have read n frames in all.
+func (s *koiSwarm) waitEvents(t *testing.T, n int64) {
+	t.Helper()
+	wiretest.Until(t, 60*time.Second, "every frame read", func() bool {
+		var ev int64
+		for _, k := range s.kois {
+			ev += k.Stats().Events
+		}
+		return ev >= n
+	})
 }
