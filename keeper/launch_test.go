@@ -384,7 +384,7 @@ func TestLaunchCountsOnlyKoiASchoolHolds(t *testing.T) {
 	}
 	now := time.Now()
 	says := func(id string, connected int) *state.School {
-		return &state.School{ID: id, Capacity: 1000, LastSeen: now, Status: &wire.PollRequest{School: id,
+		return &state.School{ID: id, Capacity: 1000, LastSeen: now, Status: &state.SchoolStatus{School: id,
 			Runs: []wire.RunStatus{{Run: run.ID, Koi: wire.KoiCounts{Connected: connected}}}}}
 	}
 	live := []*state.School{says("honest", 6), says("greedy", 1000), says("liar", wire.MaxKoi)}

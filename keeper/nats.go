@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
@@ -202,8 +203,9 @@ func fitReply(rep *wire.PollReply, limit int64, dropped func(cause, id string)) 
 	}
 }
 
-// Poll records a school's status and returns what it should run: the
-// handler of wire.SubjectPoll, callable directly.
+// Poll records a school's status (a bounded summary, schoolStatus) and
+// returns what it should run: the handler of wire.SubjectPoll, callable
+// directly.
 func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollReply, error) {
 	// Nothing a school claims is acted on before it is within bounds
 	// (ids become KV keys; capacities and counts feed the scheduler).
@@ -218,8 +220,8 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		qs = nil
 		held = heldBy(&tx.Reader, req.School)
 		old := tx.School(nil, req.School)
-		sc := &state.School{ID: req.School, Software: req.Software, Capacity: req.Capacity, FirstSeen: now,
-			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: req}
+		sc := &state.School{ID: req.School, Software: notify.Clip(req.Software, maxSoftware), Capacity: req.Capacity, FirstSeen: now,
+			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: schoolStatus(&tx.Reader, req, held)}
 		var err error
 		if old == nil || old.Capacity != sc.Capacity || old.Software != sc.Software {
 			if old != nil {
@@ -406,9 +408,10 @@ func control(s state.Switch, run string) wire.Control {
 	return wire.Control{Epoch: s.Epoch, State: st, Run: run, By: s.By, At: s.At}
 }
 
-// runIdle reports whether a school has none of a run's koi left.
-func runIdle(req *wire.PollRequest, run string) bool {
-	for _, rs := range req.Runs {
+// runIdle reports whether a school whose runs are these has none of a
+// run's koi left.
+func runIdle(runs []wire.RunStatus, run string) bool {
+	for _, rs := range runs {
 		if rs.Run == run {
 			k := rs.Koi
 			return k.Booting+k.Connected+k.Reconnecting+k.Paused == 0
@@ -456,7 +459,7 @@ func (k *Keeper) recordStopAcks(tx *state.Txn, req *wire.PollRequest, now time.T
 		}
 	}
 	for _, run := range tx.RunsIn(nil, state.RunStopped) {
-		if run.Stop == nil || run.Stop.Complete() || !runIdle(req, run.ID) {
+		if run.Stop == nil || run.Stop.Complete() || !runIdle(req.Runs, run.ID) {
 			continue
 		}
 		if t := ack(run.Stop, req.School, now); t != nil {

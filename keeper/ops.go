@@ -529,7 +529,7 @@ func (k *Keeper) stopRun(tx *state.Txn, old *state.Run, actor, reason string, li
 	}
 	// A live school still reporting koi of the run must confirm too.
 	for _, s := range live {
-		if s.Status != nil && !runIdle(s.Status, old.ID) && !contains(track.Expected, s.ID) {
+		if s.Status != nil && !runIdle(s.Status.Runs, old.ID) && !contains(track.Expected, s.ID) {
 			track.Expected = append(track.Expected, s.ID)
 		}
 	}

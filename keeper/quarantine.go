@@ -103,7 +103,7 @@ func lostSchoolFailures(tx *state.Txn, run string, cur []*state.Assignment, live
 			continue
 		}
 		sc := tx.School(nil, a.School)
-		if sc == nil || sc.Status == nil || runIdle(sc.Status, run) {
+		if sc == nil || sc.Status == nil || runIdle(sc.Status.Runs, run) {
 			continue
 		}
 		out = append(out, runFailure{run: run, RunFailure: state.RunFailure{At: now, School: a.School, Cause: state.FailureCrash,

@@ -124,7 +124,12 @@ func schoolOut(s *state.School) *contract.School {
 	if s == nil {
 		return nil
 	}
-	c := contract.School(*s)
+	c := contract.School{ID: s.ID, Software: s.Software, Capacity: s.Capacity, FirstSeen: s.FirstSeen,
+		LastSeen: s.LastSeen, ClockOffsetMS: s.ClockOffsetMS}
+	if s.Status != nil {
+		st := contract.SchoolStatus(*s.Status)
+		c.Status = &st
+	}
 	return &c
 }
 

@@ -91,8 +91,28 @@ type School struct {
 	FirstSeen     time.Time `json:"first_seen"`
 	LastSeen      time.Time `json:"last_seen"`
 	ClockOffsetMS float64   `json:"clock_offset_ms"`
-	// Status is the school's last poll (runs, launches, totals).
-	Status *wire.PollRequest `json:"status,omitempty"`
+	// Status is what the keeper keeps of the school's last poll; absent
+	// until the school has polled this keeper.
+	Status *SchoolStatus `json:"status,omitempty"`
+}
+
+// SchoolStatus is what the keeper keeps of a school's last poll, under
+// the poll's own keys: its totals, and its report on each run the keeper
+// follows (the runs it holds koi of, and those active or stopping), with
+// a refusal reason only for a run it holds, clipped. A poll's launches
+// are not kept: the launches' own records carry what schools report.
+type SchoolStatus struct {
+	wire.Header
+	School         string           `json:"school"`
+	Software       string           `json:"software"`
+	Capacity       int              `json:"capacity"`
+	Clock          time.Time        `json:"clock"`
+	Epoch          uint64           `json:"epoch"`
+	SelfPaused     bool             `json:"self_paused,omitempty"`
+	OffsetMS       float64          `json:"offset_ms"`
+	Runs           []wire.RunStatus `json:"runs,omitempty"`
+	KoiRunning     int              `json:"koi_running"`
+	WebsocketsOpen int              `json:"websockets_open"`
 }
 
 // Assignment gives a school a contiguous range [From, To) of a run's koi.

@@ -35,7 +35,7 @@ func fill(t testing.TB, p Persister) *Store {
 		if err := tx.PutLaunch(&Launch{ID: "l1", Run: "r1", Formation: "f1", State: LaunchPending}); err != nil {
 			return err
 		}
-		if err := tx.PutSchool(&School{ID: "school/a b", Capacity: 50, LastSeen: time.Now(), Status: &wire.PollRequest{KoiRunning: 3}}); err != nil {
+		if err := tx.PutSchool(&School{ID: "school/a b", Capacity: 50, LastSeen: time.Now(), Status: &SchoolStatus{KoiRunning: 3}}); err != nil {
 			return err
 		}
 		if err := tx.PutAssignment(&Assignment{Run: "r1", School: "school/a b", From: 0, To: 50}); err != nil {

@@ -303,8 +303,32 @@ type School struct {
 	FirstSeen     time.Time `json:"first_seen"`
 	LastSeen      time.Time `json:"last_seen"`
 	ClockOffsetMS float64   `json:"clock_offset_ms"`
-	// Status is the school's last poll (runs, launches, totals).
-	Status *wire.PollRequest `json:"status,omitempty"`
+	// Status is what the keeper keeps of the school's last poll; nil until
+	// the school polls (after a restart too).
+	Status *SchoolStatus `json:"status,omitempty"`
+}
+
+// SchoolStatus is what the keeper keeps of a school's last poll: its
+// totals and the runs the keeper follows, never the poll itself. A poll
+// may be megabytes (a thousand runs and launches, each with text up to
+// wire.MaxText); a SchoolStatus is bounded by what the keeper made: one
+// entry per run of the keeper's that the school holds koi of, or that is
+// active or stopping, with the keeper's own run id, short text and no
+// memory-pressure detail (the quarantine reads that from the poll). Its
+// JSON keys are the poll's, minus the launches (the launches' own records
+// carry what schools report of them).
+type SchoolStatus struct {
+	wire.Header
+	School         string           `json:"school"`
+	Software       string           `json:"software"`
+	Capacity       int              `json:"capacity"`
+	Clock          time.Time        `json:"clock"`
+	Epoch          uint64           `json:"epoch"`
+	SelfPaused     bool             `json:"self_paused,omitempty"`
+	OffsetMS       float64          `json:"offset_ms"`
+	Runs           []wire.RunStatus `json:"runs,omitempty"`
+	KoiRunning     int              `json:"koi_running"`
+	WebsocketsOpen int              `json:"websockets_open"`
 }
 
 // Assignment gives a school a contiguous range [From, To) of a run's koi.
