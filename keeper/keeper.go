@@ -107,6 +107,10 @@ type Config struct {
 	QuarantineAfter int
 	// QuarantineWindow is how long a failure counts (default 15 min).
 	QuarantineWindow time.Duration
+	// SchoolExpiry is how long a lost school that holds no koi is kept
+	// before it is forgotten (default DefaultSchoolExpiry, 24 h; at
+	// least two leases). See schoolexpiry.go.
+	SchoolExpiry time.Duration
 	// StartupTimeout bounds how long Open waits for JetStream to serve
 	// the state bucket (default DefaultStartupTimeout): a cluster started
 	// beside the keeper may take a while to elect its leaders.
@@ -212,6 +216,7 @@ func (c Config) Validate() []error {
 		errs = append(errs, fmt.Errorf("http: %s is beyond loopback: API tokens are required (--tokens FILE)", c.HTTP))
 	}
 	errs = append(errs, c.validateQuarantine()...)
+	errs = append(errs, c.validateSchoolExpiry()...)
 	return errs
 }
 
@@ -314,10 +319,14 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 		return nil, err
 	}
 	k.bus.start(k.ctx) // from here on, a closed connection is redialed
-	k.wg.Add(2)
+	k.wg.Add(3)
 	go func() {
 		defer k.wg.Done()
 		k.guardLoop()
+	}()
+	go func() {
+		defer k.wg.Done()
+		k.expireLoop()
 	}()
 	k.schedDone = make(chan struct{})
 	go func() {

@@ -223,11 +223,12 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		sc := &state.School{ID: req.School, Software: notify.Clip(req.Software, maxSoftware), Capacity: req.Capacity, FirstSeen: now,
 			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: schoolStatus(&tx.Reader, req, held)}
 		var err error
-		if old == nil || old.Capacity != sc.Capacity || old.Software != sc.Software {
+		if old == nil || old.Capacity != sc.Capacity || old.Software != sc.Software || k.saveDue(old, now) {
 			if old != nil {
 				sc.FirstSeen = old.FirstSeen
 			}
-			isNew = old == nil || old.Capacity != sc.Capacity
+			// New, or back from the dead: the scheduler gives it a share.
+			isNew = old == nil || old.Capacity != sc.Capacity || now.Sub(old.LastSeen) > k.cfg.Lease
 			err = tx.PutSchool(sc)
 		} else {
 			sc.FirstSeen = old.FirstSeen

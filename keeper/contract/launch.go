@@ -80,10 +80,10 @@ type Launch struct {
 }
 
 // School is a worker process as the keeper knows it. The heartbeat fields
-// (LastSeen, ClockOffsetMS, Status) change every poll and are kept in memory
-// only; the record is persisted when a school first registers or its
-// capacity changes, so a restarted keeper knows its schools and gives them a
-// lease from the restart.
+// (LastSeen, ClockOffsetMS, Status) change every poll; a restarted keeper
+// knows its schools (and roughly when each was last seen), and gives
+// those holding koi a lease from the restart. A school lost for a day
+// (the keeper's school expiry) that holds no koi is forgotten.
 type School struct {
 	ID            string    `json:"id"`
 	Software      string    `json:"software,omitempty"`

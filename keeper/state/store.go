@@ -294,7 +294,8 @@ func (t *Txn) PutLaunch(l *Launch) error {
 	return put(t, TableLaunches, launchKey(l.ID), l, t.Launch(nil, l.ID))
 }
 
-// PutSchool stores a school durably (registration, capacity change).
+// PutSchool stores a school durably (registration, capacity change, and
+// now and then its last-seen time).
 func (t *Txn) PutSchool(sc *School) error {
 	d := *sc
 	d.Status = nil // the heartbeat part is not persisted

@@ -293,9 +293,11 @@ func (l *Launch) OwnsKey(key string) bool {
 
 // School is a worker process as the keeper knows it. The heartbeat fields
 // (LastSeen, ClockOffsetMS, Status) change every poll and are kept in memory
-// only; the record is persisted when a school first registers or its
-// capacity changes, so a restarted keeper knows its schools and gives them a
-// lease from the restart.
+// only; the record is persisted when a school first registers, when its
+// capacity or software changes, and now and then while it polls (so that a
+// restarted keeper knows roughly when it was last seen): a restarted
+// keeper knows its schools and gives those holding koi a lease from the
+// restart.
 type School struct {
 	ID            string    `json:"id"`
 	Software      string    `json:"software,omitempty"`
