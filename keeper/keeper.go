@@ -107,6 +107,11 @@ type Config struct {
 	QuarantineAfter int
 	// QuarantineWindow is how long a failure counts (default 15 min).
 	QuarantineWindow time.Duration
+	// MaxSchools is how many schools the keeper keeps (default
+	// DefaultMaxSchools). A new school beyond it takes the place of one
+	// lost for a few leases that holds no koi, or its polls are refused
+	// (counted as rejections). See schoollimit.go.
+	MaxSchools int
 	// SchoolExpiry is how long a lost school that holds no koi is kept
 	// before it is forgotten (default DefaultSchoolExpiry, 24 h; at
 	// least two leases). See schoolexpiry.go.
@@ -217,6 +222,7 @@ func (c Config) Validate() []error {
 	}
 	errs = append(errs, c.validateQuarantine()...)
 	errs = append(errs, c.validateSchoolExpiry()...)
+	errs = append(errs, c.validateMaxSchools()...)
 	return errs
 }
 
@@ -261,6 +267,7 @@ type Keeper struct {
 	partial    []string             // runs started partially, as last logged
 	shortSince map[string]time.Time // when each run short of schools was first seen short
 	refusals   map[refusal]refused  // schools refusing runs, kept refuseFor
+	schoolGate schoolGate           // refuses new schools while no room can be made
 
 	ckpt map[string]ckptMark // last checkpoint per run; the scheduler goroutine's own
 	// rollAfter is when the scheduler may next try to roll the

@@ -116,7 +116,7 @@ func (k *Keeper) onPoll(m *nats.Msg) {
 		k.rejectInvalid("poll", err)
 		rep = &wire.PollReply{Error: err.Error(), KeeperTime: time.Now(), Assignments: []wire.Assignment{}}
 	} else if err != nil {
-		k.stats.reject(k.log, "poll: not handled", err, "school", req.School)
+		k.stats.reject(k.log, pollCause(err), err, "school", req.School)
 		rep = &wire.PollReply{Error: err.Error(), KeeperTime: time.Now(), Assignments: []wire.Assignment{}}
 	}
 	if m.Reply != "" {
@@ -205,7 +205,8 @@ func fitReply(rep *wire.PollReply, limit int64, dropped func(cause, id string)) 
 
 // Poll records a school's status (a bounded summary, schoolStatus) and
 // returns what it should run: the handler of wire.SubjectPoll, callable
-// directly.
+// directly. A new school beyond MaxSchools is refused with an error
+// wrapping errTooManySchools (schoollimit.go).
 func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollReply, error) {
 	// Nothing a school claims is acted on before it is within bounds
 	// (ids become KV keys; capacities and counts feed the scheduler).
@@ -220,6 +221,11 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		qs = nil
 		held = heldBy(&tx.Reader, req.School)
 		old := tx.School(nil, req.School)
+		if old == nil {
+			if err := k.admitSchool(tx, req.School, now); err != nil {
+				return err
+			}
+		}
 		sc := &state.School{ID: req.School, Software: notify.Clip(req.Software, maxSoftware), Capacity: req.Capacity, FirstSeen: now,
 			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: schoolStatus(&tx.Reader, req, held)}
 		var err error
@@ -250,6 +256,9 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		return err
 	})
 	k.afterQuarantine(qs)
+	if errors.Is(err, errTooManySchools) {
+		return nil, err
+	}
 	if err != nil {
 		// Storage trouble must not stop the swarm: answer from what is
 		// known, and say so once.

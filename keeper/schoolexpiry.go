@@ -128,6 +128,7 @@ func (k *Keeper) expireSchools(now time.Time) error {
 		return err
 	}
 	if len(gone) > 0 {
+		k.schoolGate.open()
 		k.log.Info("schools lost for longer than the school expiry forgotten", "schools", len(gone), "expiry", expiry)
 	}
 	return nil
