@@ -263,8 +263,6 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 		// Storage trouble must not stop the swarm: answer from what is
 		// known, and say so once.
 		k.stats.reject(k.log, "poll: not recorded", err, "school", req.School)
-	}
-	if err != nil {
 		held = heldBy(k.store.Read(), req.School)
 	}
 	if k.noteRefusals(req, held) || isNew {
