@@ -103,33 +103,41 @@ func (k *Keeper) expireSchools(now time.Time) error {
 		return now.Sub(s.LastSeen) > expiry && len(r.AssignmentsOfSchool(nil, s.ID)) == 0
 	}
 	r := k.store.Read()
-	due := false
+	var due []string
 	for _, s := range r.Schools(nil) {
-		due = due || expired(r, s)
-	}
-	if !due {
-		return nil // no write, no write lock
-	}
-	var gone []string
-	err := k.store.Write(k.ctx, func(tx *state.Txn) error {
-		gone = nil
-		for _, s := range tx.Schools(nil) {
-			if !expired(&tx.Reader, s) {
-				continue
-			}
-			if err := tx.DeleteSchool(s.ID); err != nil {
-				return err
-			}
-			gone = append(gone, s.ID)
+		if expired(r, s) {
+			due = append(due, s.ID)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	if len(gone) > 0 {
+	// A few at a time: each is a round trip to the bucket under the write
+	// lock, and a stop waits for the write in progress.
+	const perWrite = 64
+	gone := 0
+	for len(due) > 0 {
+		batch := due[:min(perWrite, len(due))]
+		due = due[len(batch):]
+		n := 0
+		err := k.store.Write(k.ctx, func(tx *state.Txn) error {
+			n = 0
+			for _, id := range batch {
+				if s := tx.School(nil, id); s == nil || !expired(&tx.Reader, s) {
+					continue // polled again meanwhile, or gone
+				}
+				if err := tx.DeleteSchool(id); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		gone += n
+	}
+	if gone > 0 {
 		k.schoolGate.open()
-		k.log.Info("schools lost for longer than the school expiry forgotten", "schools", len(gone), "expiry", expiry)
+		k.log.Info("schools lost for longer than the school expiry forgotten", "schools", gone, "expiry", expiry)
 	}
 	return nil
 }
