@@ -15,6 +15,10 @@ import (
 
 // schoolMemoryLimit is every school's --memory-limit here: room for its
 // share of the always-on run, small enough for the bomb to reach quickly.
+// It is their --reply-budget too: with the default budget (a quarter of
+// the limit), which holds what koi keep of their replies, the bomb never
+// reaches the ceiling (peak RSS 402-448 MiB); this step is about the
+// ceiling and the quarantine behind the budget.
 const schoolMemoryLimit = "512MiB"
 
 // bombTarget is a target whose API answers every call with a reply far

@@ -26,8 +26,9 @@
 //     new ones): c pauses itself within the lease (its /healthz reports
 //     self_paused); the link comes back, c follows the keeper again;
 //  6. a memory bomb: a second run whose koi hoard 1 MiB replies from a
-//     target the harness serves pushes each school (--memory-limit 512MiB)
-//     to its ceiling; the schools close that run's koi and report it, and
+//     target the harness serves pushes each school (--memory-limit 512MiB,
+//     its reply budget as large, so that only the ceiling stands in the
+//     way) to its ceiling; the schools close that run's koi and report it, and
 //     after 3 such failures the keeper quarantines the run; no school
 //     dies and the always-on run keeps every websocket (peak school RSS
 //     printed);
@@ -604,7 +605,7 @@ func (h *harness) startSchool(ctx context.Context, s *schoolProc) error {
 	if _, err := h.start(s.id, h.koipond, "school", "--id", s.id, "--nats", s.natsURL,
 		"--nats-nkey", h.creds.schoolSeed, "--keeper-key", key,
 		"--capacity", fmt.Sprint(h.o.capacity), "--allow-target", "127.0.0.1", "--memory-limit", schoolMemoryLimit,
-		"--http", fmt.Sprintf("127.0.0.1:%d", s.http)); err != nil {
+		"--reply-budget", schoolMemoryLimit, "--http", fmt.Sprintf("127.0.0.1:%d", s.http)); err != nil {
 		return err
 	}
 	return h.waitFor(ctx, s.id+" status server", 30*time.Second, func() (bool, string) {
