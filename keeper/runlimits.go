@@ -1,7 +1,6 @@
 package keeper
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -150,8 +149,7 @@ func grownRunSize(run *state.Run) (int64, error) {
 		res.Steps = slices.Repeat([]state.CapacityStep{{Koi: c.Max, From: at, To: at, Key: key, Count: 1 << 60, Rate: p, ErrorRate: p, P95: &p}}, steps)
 		g.CapacityResult = &res
 	}
-	b, err := json.Marshal(&g)
-	return int64(len(b)), err
+	return state.RecordSize(&g)
 }
 
 // runPart is a part of a run's record that its creator chose, and what

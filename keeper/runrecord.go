@@ -1,7 +1,6 @@
 package keeper
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -81,11 +80,11 @@ func tooLargeRun(err error) string {
 
 // recordSize is the size of run's record as the store encodes it.
 func recordSize(run *state.Run) int64 {
-	b, err := json.Marshal(run)
+	n, err := state.RecordSize(run)
 	if err != nil {
 		return 1<<63 - 1 // never fits; the store would fail on it too
 	}
-	return int64(len(b))
+	return n
 }
 
 // fitRun returns n when its record is within limit bytes, else a copy
@@ -181,8 +180,8 @@ func fitRun(n *state.Run, limit int64) (*state.Run, []string, error) {
 func dropOldest[T any](list []T, need int64) ([]T, int) {
 	i, freed := 0, int64(0)
 	for i < len(list) && freed < need {
-		b, _ := json.Marshal(list[i])
-		freed += int64(len(b)) + 1 // and its comma
+		n, _ := state.RecordSize(list[i])
+		freed += n + 1 // and its comma
 		i++
 	}
 	return slices.Clone(list[i:]), i

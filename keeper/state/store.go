@@ -214,6 +214,13 @@ func encode(v any) ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
+// RecordSize is the size of v's record as the store writes it (encode):
+// what must fit under the NATS payload limit.
+func RecordSize(v any) (int64, error) {
+	b, err := encode(v)
+	return int64(len(b)), err
+}
+
 // PersistError is a Write that failed to persist a record.
 type PersistError struct {
 	Key   string
