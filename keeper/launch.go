@@ -469,14 +469,6 @@ func recount(outcome string, l *state.Launch) string {
 	return why + "; " + launchOutcome(l)
 }
 
-// clip cuts s to at most n bytes.
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
 // plan fixes a launch's per-school counts from the connected koi of its
 // run on live schools.
 func (k *Keeper) plan(tx *state.Txn, l *state.Launch, now time.Time, live []*state.School) error {
