@@ -31,7 +31,7 @@ import (
 // Buckets more than liveFor older than the newest report are kept
 // encoded: the snapshot encoding with metric keys replaced by two-byte ids
 // from the run's key table, zstd-compressed, about 10× smaller than live
-// sketches, in the run's blockStore outside the Go heap (blockstore.go).
+// sketches, in the runs' history file or memory (blockstore.go).
 // A busy run (50 keys, 2,000 observations a second, a day long) holds
 // about 8.0 MB (BenchmarkRunMemory; 207 MB with one bucket per second for
 // an hour and per minute for a day, uncompressed). Whatever a run is fed,
@@ -92,6 +92,10 @@ type aggregator struct {
 	scratch, gather, encBuf []byte
 	// maxBytes bounds each run's encoded buckets: maxRunBytes.
 	maxBytes int
+	// space holds every run's encoded buckets (blockstore.go).
+	space *blockSpace
+	// readErrs counts buckets that could not be read back from space.
+	readErrs uint64
 }
 
 // runSeries is one run's buckets: a ring per tier, indexed by bucket
@@ -194,7 +198,10 @@ func (rs *runSeries) encode(snap *metrics.Snapshot, buf *[]byte) ([]byte, error)
 // are buffers to reuse (the aggregator's, under its lock).
 func (rs *runSeries) decode(enc stored, gather, scratch *[]byte) (*metrics.Snapshot, error) {
 	_, dec := bucketCodec()
-	*gather = rs.store.get(enc, (*gather)[:0])
+	var err error
+	if *gather, err = rs.store.get(enc, (*gather)[:0]); err != nil {
+		return nil, err
+	}
 	raw, err := dec.DecodeAll(*gather, (*scratch)[:0])
 	if err != nil {
 		return nil, fmt.Errorf("decompressing a bucket: %w", err)
@@ -216,14 +223,17 @@ func (rs *runSeries) decode(enc stored, gather, scratch *[]byte) (*metrics.Snaps
 }
 
 // open returns a bucket's snapshot (decoded when encoded), or nil when
-// empty. Buckets are encoded by this package, so decoding cannot fail.
+// empty. Buckets are encoded by this package, so decoding cannot fail,
+// but reading the history file can: such a bucket counts as empty, and
+// the failure in readErrs.
 func (a *aggregator) open(rs *runSeries, b *bucket) *metrics.Snapshot {
 	if b.snap != nil || b.enc.n == 0 {
 		return b.snap
 	}
 	s, err := rs.decode(b.enc, &a.gather, &a.scratch)
 	if err != nil {
-		return nil // encoded by this package: cannot happen
+		a.readErrs++
+		return nil
 	}
 	return s
 }
@@ -282,8 +292,12 @@ type traffic struct {
 	BytesOut  uint64 `json:"bytes_out"`
 }
 
-func newAggregator() *aggregator {
-	return &aggregator{runs: map[string]*runSeries{}, maxBytes: maxRunBytes}
+// newAggregator returns an aggregator keeping history in memory outside
+// the Go heap; newAggregatorIn, in the given space.
+func newAggregator() *aggregator { return newAggregatorIn(newMemorySpace()) }
+
+func newAggregatorIn(sp *blockSpace) *aggregator {
+	return &aggregator{runs: map[string]*runSeries{}, maxBytes: maxRunBytes, space: sp}
 }
 
 // add merges one run's snapshot observed at keeper time at. A report too
@@ -369,7 +383,7 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 func (a *aggregator) series(run string) *runSeries {
 	rs := a.runs[run]
 	if rs == nil {
-		rs = &runSeries{keys: map[string]uint16{}, store: newBlockStore()}
+		rs = &runSeries{keys: map[string]uint16{}, store: newBlockStore(a.space)}
 		for i := range rs.rings {
 			rs.rings[i] = make([]bucket, slots(i))
 		}
@@ -456,10 +470,11 @@ func (a *aggregator) mergeInto(rs *runSeries, i int, t int64, snap *metrics.Snap
 		return err
 	}
 	was := b.enc.n
-	if err := rs.store.put(&b.enc, enc); err != nil {
+	err = rs.store.put(&b.enc, enc)
+	rs.bytes += b.enc.n - was // a failed write empties the bucket
+	if err != nil {
 		return err
 	}
-	rs.bytes += b.enc.n - was
 	a.bound(rs)
 	return nil
 }
@@ -580,17 +595,22 @@ func (a *aggregator) historyBytes(run string) (int, bool) {
 	return rs.bytes, true
 }
 
-// storeBytes is the memory every run's history store has touched, outside
-// the Go heap: their encoded buckets, rounded up to blocks, and blocks
-// freed for reuse.
-func (a *aggregator) storeBytes() int {
+// storeBytes is the memory the runs' history stores hold outside the Go
+// heap (none when their space is a file), and the size of their space:
+// their encoded buckets, rounded up to blocks, and blocks freed for
+// reuse. readErrs counts the buckets that could not be read back.
+func (a *aggregator) storeBytes() (memory, space int, readErrs uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := 0
-	for _, rs := range a.runs {
-		n += rs.store.mapped()
-	}
-	return n
+	return a.space.memory(), a.space.bytes(), a.readErrs
+}
+
+// close closes the aggregator's space: its history file, or memory.
+// Later reads find no history and writes fail.
+func (a *aggregator) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.space.close()
 }
 
 // runIDs returns the runs with series.
@@ -608,6 +628,11 @@ func (a *aggregator) runIDs() []string {
 func (a *aggregator) forget(run string) {
 	a.mu.Lock()
 	if rs := a.runs[run]; rs != nil {
+		for i := range rs.rings {
+			for j := range rs.rings[i] {
+				rs.store.drop(&rs.rings[i][j].enc)
+			}
+		}
 		rs.store.release()
 		delete(a.runs, run)
 	}

@@ -3,53 +3,82 @@ package keeper
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 )
 
-// blockStore holds one run's encoded history buckets outside the Go heap,
-// in blocks of blockBytes carved from chunks of anonymous memory mapped
-// one at a time (memory from make, on systems without mmap).
+// Encoded history buckets are most of what a busy run keeps for hours,
+// and they stay: an hour of 10 s buckets, then 6 hours of minutes, then a
+// day of 5 minutes. They are kept in a blockSpace shared by every run, in
+// blocks of blockBytes, off the Go heap:
 //
-// Encoded buckets are most of what a busy run keeps for hours, and they
-// stay: an hour of 10 s buckets, then 6 hours of minutes, then a day of
-// 5 minutes. On the Go heap each byte of them costs about two of the
-// keeper's memory, because the collector lets the heap grow to twice what
-// is live before it collects (GOGC=100). Here a byte costs a byte, plus at
-// most one block per bucket; blocks freed stay mapped for reuse, so a
-// store keeps the most it has held until its run is forgotten. The store
-// never hands out its memory: put copies a bucket in, get copies it out,
-// so no slice of a chunk outlives the call that made it. Its owner (a
-// runSeries, under the aggregator's lock) calls release when the run's
-// series is forgotten; a store dropped without release is unmapped when
-// the collector finds it unreachable.
-type blockStore struct {
-	m *chunks
-	// free are blocks given back, reused last-freed first so that the
-	// pages touched stay few.
+//   - In the keeper, the space is one file in its data directory
+//     (history/), unlinked as soon as it is made, so that it goes with the
+//     keeper, crash or not. Blocks are written and read with pwrite and
+//     pread, so the history is in the kernel's page cache, which it may
+//     write out and reclaim, not in the keeper's memory: the keeper's
+//     memory stays flat while a run's hour and day of history fill (issue
+//     14's soak), and a history of 10 MiB a run costs disk, not RSS.
+//   - Without a directory (tests, or one the keeper cannot write), the
+//     space is anonymous memory mapped in chunks of chunkBytes as needed
+//     (memory from make, on systems without mmap). On the Go heap each
+//     byte of history would cost about two of the keeper's memory, since
+//     the collector lets the heap grow to twice what is live; here a byte
+//     costs a byte, plus at most one block per bucket.
+//
+// Each run has a blockStore in the space: the blocks its buckets use and
+// the blocks it freed, reused before it takes more, bounded by
+// maxStoreBlocks. A forgotten run's blocks go back to the space for other
+// runs. The space never hands out its memory: put copies a bucket in, get
+// copies it out. Its owner (the aggregator, under its lock) guards both.
+type blockSpace struct {
+	f   *os.File // the history file, or nil
+	mem *chunks  // or memory, when f is nil
+	// next is how many blocks the space has handed out; free are blocks
+	// of forgotten runs, reused first.
+	next uint32
 	free []uint32
-	// next is how many blocks the chunks have handed out so far; used is
-	// how many are in buckets now.
-	next, used int
-	// maxChunks bounds the store (maxChunks, but for tests).
-	maxChunks int
+	// maxBlocks bounds the space (maxSpaceBlocks, but for tests).
+	maxBlocks uint32
+	closed    bool
 }
 
-// chunks are a store's mapped memory, apart from the store so that the
-// cleanup unmapping them does not keep the store reachable.
+// blockStore is one run's part of a blockSpace.
+type blockStore struct {
+	sp *blockSpace
+	// free are the run's blocks given back, reused last-freed first, in
+	// the order they were given (giveBack), so that a bucket put again
+	// gets the blocks it had: one read and one write for most buckets.
+	free []uint32
+	// used is how many of the run's blocks are in buckets now.
+	used int
+	// maxBlocks bounds the run's blocks, used and free (maxStoreBlocks,
+	// but for tests).
+	maxBlocks int
+}
+
+// chunks are a memory space's mapped memory, apart from the space so that
+// the cleanup unmapping them does not keep the space reachable.
 type chunks struct{ c [][]byte }
 
 const (
 	blockBytes     = 256
 	chunkBytes     = 256 << 10
 	blocksPerChunk = chunkBytes / blockBytes
-	// maxChunks bounds a store: 16 MiB, well above what maxRunBytes of
-	// buckets need (one partly filled block per bucket on top).
-	maxChunks = 64
+	// maxStoreBlocks bounds a run's store: 16 MiB, well above what
+	// maxRunBytes of buckets need (one partly filled block per bucket on
+	// top).
+	maxStoreBlocks = 16 << 20 / blockBytes
+	// maxSpaceBlocks bounds every run's stores together: 4 GiB.
+	maxSpaceBlocks = 4 << 30 / blockBytes
+	// historyDir is the history file's directory in the keeper's data
+	// directory.
+	historyDir = "history"
 )
 
 // errHistoryStore is wrapped by every error of a store: full, or its
-// memory not mapped. errStoreFull is put's when a store would pass
-// maxChunks.
+// memory or file failing. errStoreFull is put's when a store would pass
+// its bound.
 var (
 	errHistoryStore = errors.New("history store")
 	errStoreFull    = fmt.Errorf("%w full", errHistoryStore)
@@ -62,14 +91,148 @@ type stored struct {
 	n      int
 }
 
-func newBlockStore() *blockStore {
-	s := &blockStore{m: &chunks{}, maxChunks: maxChunks}
-	runtime.AddCleanup(s, func(m *chunks) { m.unmap() }, s.m)
-	return s
+// newMemorySpace returns a space in anonymous memory.
+func newMemorySpace() *blockSpace {
+	sp := &blockSpace{mem: &chunks{}, maxBlocks: maxSpaceBlocks}
+	runtime.AddCleanup(sp, func(m *chunks) { m.unmap() }, sp.mem)
+	return sp
 }
 
-// put makes dst hold data, reusing dst's blocks. On error dst is
-// unchanged.
+// newFileSpace returns a space in a new unlinked file in dir, which it
+// makes when missing. The file is closed when the space is closed or
+// found unreachable.
+func newFileSpace(dir string) (*blockSpace, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("%w: %w", errHistoryStore, err)
+	}
+	f, err := unlinkedFile(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: a file in %s: %w", errHistoryStore, dir, err)
+	}
+	sp := &blockSpace{f: f, maxBlocks: maxSpaceBlocks}
+	runtime.AddCleanup(sp, func(f *os.File) { f.Close() }, f)
+	return sp, nil
+}
+
+// unlinkedFile makes a file in dir and unlinks it: it lives while it is
+// open.
+func unlinkedFile(dir string) (*os.File, error) {
+	f, err := os.CreateTemp(dir, "history-*.blocks")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// close closes a space's file or unmaps its memory; it must not be used
+// after.
+func (sp *blockSpace) close() {
+	sp.closed = true
+	if sp.f != nil {
+		sp.f.Close()
+	}
+	if sp.mem != nil {
+		sp.mem.unmap()
+	}
+}
+
+// inFile says whether the space is a file.
+func (sp *blockSpace) inFile() bool { return sp.f != nil }
+
+// bytes is what the space has handed out: the history file's size, or
+// the memory touched.
+func (sp *blockSpace) bytes() int { return int(sp.next) * blockBytes }
+
+// memory is what the space holds in the keeper's memory: its mapped
+// chunks; none for a file.
+func (sp *blockSpace) memory() int {
+	if sp.mem == nil {
+		return 0
+	}
+	return len(sp.mem.c) * chunkBytes
+}
+
+func (sp *blockSpace) alloc() (uint32, error) {
+	if sp.closed {
+		return 0, errSpaceClosed
+	}
+	if n := len(sp.free); n > 0 {
+		b := sp.free[n-1]
+		sp.free = sp.free[:n-1]
+		return b, nil
+	}
+	if sp.next >= sp.maxBlocks {
+		return 0, fmt.Errorf("%w: every run's history together takes %d MiB", errStoreFull, int(sp.maxBlocks)*blockBytes>>20)
+	}
+	if sp.mem != nil && int(sp.next) == len(sp.mem.c)*blocksPerChunk {
+		c, err := mapChunk(chunkBytes)
+		if err != nil {
+			return 0, fmt.Errorf("%w: mapping %d KiB: %w", errHistoryStore, chunkBytes>>10, err)
+		}
+		sp.mem.c = append(sp.mem.c, c)
+	}
+	b := sp.next
+	sp.next++
+	return b, nil
+}
+
+// errSpaceClosed is the error of a space used after close.
+var errSpaceClosed = fmt.Errorf("%w closed", errHistoryStore)
+
+// write writes p at block b and the blocks after it.
+func (sp *blockSpace) write(b uint32, p []byte) error {
+	if sp.closed {
+		return errSpaceClosed
+	}
+	if sp.f != nil {
+		if _, err := sp.f.WriteAt(p, int64(b)*blockBytes); err != nil {
+			return fmt.Errorf("%w: %w", errHistoryStore, err)
+		}
+		return nil
+	}
+	for len(p) > 0 {
+		n := copy(sp.block(b), p)
+		p = p[n:]
+		b++
+	}
+	return nil
+}
+
+// read fills p from block b and the blocks after it.
+func (sp *blockSpace) read(b uint32, p []byte) error {
+	if sp.closed {
+		return errSpaceClosed
+	}
+	if sp.f != nil {
+		if _, err := sp.f.ReadAt(p, int64(b)*blockBytes); err != nil {
+			return fmt.Errorf("%w: %w", errHistoryStore, err)
+		}
+		return nil
+	}
+	for len(p) > 0 {
+		n := copy(p, sp.block(b))
+		p = p[n:]
+		b++
+	}
+	return nil
+}
+
+func (sp *blockSpace) block(b uint32) []byte {
+	c := sp.mem.c[b/blocksPerChunk]
+	off := int(b%blocksPerChunk) * blockBytes
+	return c[off : off+blockBytes : off+blockBytes]
+}
+
+func newBlockStore(sp *blockSpace) *blockStore {
+	return &blockStore{sp: sp, maxBlocks: maxStoreBlocks}
+}
+
+// put makes dst hold data, reusing dst's blocks. On error dst holds what
+// it held, or, when writing failed, nothing.
 func (s *blockStore) put(dst *stored, data []byte) error {
 	need := (len(data) + blockBytes - 1) / blockBytes
 	have := len(dst.blocks)
@@ -91,8 +254,11 @@ func (s *blockStore) put(dst *stored, data []byte) error {
 		s.giveBack(blocks[need:])
 		blocks = blocks[:need]
 	}
-	for i, b := range blocks {
-		copy(s.block(b), data[i*blockBytes:])
+	err := spans(blocks, len(data), func(b uint32, from, to int) error { return s.sp.write(b, data[from:to]) })
+	if err != nil {
+		s.giveBack(blocks)
+		*dst = stored{}
+		return err
 	}
 	dst.blocks, dst.n = blocks, len(data)
 	if need == 0 {
@@ -102,14 +268,30 @@ func (s *blockStore) put(dst *stored, data []byte) error {
 }
 
 // get appends the bytes of src to buf and returns it.
-func (s *blockStore) get(src stored, buf []byte) []byte {
-	left := src.n
-	for _, b := range src.blocks {
-		n := min(left, blockBytes)
-		buf = append(buf, s.block(b)[:n]...)
-		left -= n
+func (s *blockStore) get(src stored, buf []byte) ([]byte, error) {
+	at := len(buf)
+	buf = append(buf, make([]byte, src.n)...)
+	err := spans(src.blocks, src.n, func(b uint32, from, to int) error { return s.sp.read(b, buf[at+from:at+to]) })
+	if err != nil {
+		return buf[:at], err
 	}
-	return buf
+	return buf, nil
+}
+
+// spans calls fn for each run of consecutive blocks holding n bytes, with
+// the first block and the byte range the run holds.
+func spans(blocks []uint32, n int, fn func(b uint32, from, to int) error) error {
+	for i := 0; i < len(blocks); {
+		j := i + 1
+		for j < len(blocks) && blocks[j] == blocks[j-1]+1 {
+			j++
+		}
+		if err := fn(blocks[i], i*blockBytes, min(j*blockBytes, n)); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
 }
 
 // drop gives src's blocks back and empties it.
@@ -118,20 +300,14 @@ func (s *blockStore) drop(src *stored) {
 	*src = stored{}
 }
 
-// mapped is the memory the store has touched: every block handed out so
-// far, in use or free.
-func (s *blockStore) mapped() int { return s.next * blockBytes }
+// held is what the store holds of its space: its blocks, used and free.
+func (s *blockStore) held() int { return (s.used + len(s.free)) * blockBytes }
 
-// release unmaps the store's memory; it must not be used after.
+// release gives the store's free blocks back to its space. Every bucket
+// must have been dropped first; the store must not be used after.
 func (s *blockStore) release() {
-	s.m.unmap()
-	s.free, s.next, s.used = nil, 0, 0
-}
-
-func (s *blockStore) block(b uint32) []byte {
-	c := s.m.c[b/blocksPerChunk]
-	off := int(b%blocksPerChunk) * blockBytes
-	return c[off : off+blockBytes : off+blockBytes]
+	s.sp.free = append(s.sp.free, s.free...)
+	s.free, s.used = nil, 0
 }
 
 func (s *blockStore) alloc() (uint32, error) {
@@ -141,24 +317,23 @@ func (s *blockStore) alloc() (uint32, error) {
 		s.used++
 		return b, nil
 	}
-	if s.next == len(s.m.c)*blocksPerChunk {
-		if len(s.m.c) >= s.maxChunks {
-			return 0, fmt.Errorf("%w: %d KiB", errStoreFull, s.maxChunks*chunkBytes>>10)
-		}
-		c, err := mapChunk(chunkBytes)
-		if err != nil {
-			return 0, fmt.Errorf("%w: mapping %d KiB: %w", errHistoryStore, chunkBytes>>10, err)
-		}
-		s.m.c = append(s.m.c, c)
+	if s.used >= s.maxBlocks {
+		return 0, fmt.Errorf("%w: %d KiB", errStoreFull, s.maxBlocks*blockBytes>>10)
 	}
-	b := uint32(s.next)
-	s.next++
+	b, err := s.sp.alloc()
+	if err != nil {
+		return 0, err
+	}
 	s.used++
 	return b, nil
 }
 
+// giveBack frees blocks, last first, so that alloc takes them back in
+// their order.
 func (s *blockStore) giveBack(blocks []uint32) {
-	s.free = append(s.free, blocks...)
+	for i := len(blocks) - 1; i >= 0; i-- {
+		s.free = append(s.free, blocks[i])
+	}
 	s.used -= len(blocks)
 }
 

@@ -235,12 +235,18 @@ func TestShedByHandAndByRule(t *testing.T) {
 		if err != nil || n <= 0 || n > maxRunBytes {
 			return fmt.Errorf("%s%s: not a size", series, v)
 		}
-		// The history is held in the runs' stores, outside the heap,
-		// rounded up to blocks.
-		_, v, _ = strings.Cut(text, "\nkoipond_keeper_history_store_bytes ")
-		v, _, _ = strings.Cut(v, "\n")
-		if st, err := strconv.Atoi(v); err != nil || st < n {
-			return fmt.Errorf("koipond_keeper_history_store_bytes %q for a history of %d bytes", v, n)
+		// The history is held in the history file, rounded up to
+		// blocks, not in memory.
+		gauge := func(name string) (int, error) {
+			_, v, _ := strings.Cut(text, "\n"+name+" ")
+			v, _, _ = strings.Cut(v, "\n")
+			return strconv.Atoi(v)
+		}
+		if sp, err := gauge("koipond_keeper_history_space_bytes"); err != nil || sp < n {
+			return fmt.Errorf("koipond_keeper_history_space_bytes %d (%v) for a history of %d bytes", sp, err, n)
+		}
+		if mem, err := gauge("koipond_keeper_history_store_bytes"); err != nil || mem != 0 {
+			return fmt.Errorf("koipond_keeper_history_store_bytes %d (%v) with the history in its file, want 0", mem, err)
 		}
 		return nil
 	})

@@ -320,7 +320,12 @@ func Open(ctx context.Context, cfg Config) (_ *Keeper, err error) {
 	k.hooks.Start() // workers for the stored webhooks; Close stops them
 	k.opened = time.Now()
 	k.log.Info("keeper state restored", "records", len(recs), "epoch", k.store.Epoch())
-	k.agg = newAggregator()
+	if sp, err := newFileSpace(filepath.Join(k.cfg.DataDir, historyDir)); err != nil {
+		k.log.Warn("keeping the runs' metrics history in memory", "err", err)
+		k.agg = newAggregator()
+	} else {
+		k.agg = newAggregatorIn(sp)
+	}
 	k.restoreCheckpoints()
 	if err := k.subscribe(k.conn()); err != nil {
 		return nil, err
@@ -455,6 +460,9 @@ func (k *Keeper) Close() error {
 		if k.ns != nil {
 			k.ns.Shutdown()
 			k.ns.WaitForShutdown()
+		}
+		if k.agg != nil {
+			k.agg.close()
 		}
 	})
 	return k.closeErr

@@ -95,7 +95,7 @@ func (k *Keeper) promRuns(b *strings.Builder, r *state.Reader) {
 			}
 		}
 	}
-	metric("koipond_run_history_bytes", "gauge", "Bytes of a run's encoded metrics history in the keeper's memory (its zstd buckets of seconds, 10 s, minutes and 5 minutes; it grows as the tiers fill, for a day, up to 10 MiB).")
+	metric("koipond_run_history_bytes", "gauge", "Bytes of a run's encoded metrics history, in the keeper's history file (its zstd buckets of seconds, 10 s, minutes and 5 minutes; it grows as the tiers fill, for a day, up to 10 MiB).")
 	for _, v := range views {
 		if n, ok := k.agg.historyBytes(v.run.ID); ok {
 			fmt.Fprintf(b, "koipond_run_history_bytes{%s} %d\n", v.labels, n)

@@ -152,7 +152,7 @@ func BenchmarkRunMemory(b *testing.B) {
 					}
 				}
 				a.scratch, a.gather, a.encBuf = nil, nil, nil // buffers shared by every run, not one run's
-				store = int64(a.runs["run"].store.mapped())
+				store = int64(a.runs["run"].store.held())
 				heap = heapInUse() - before + store
 				encoded = int64(encodedBytes(a.runs["run"]))
 				runtime.KeepAlive(a)
