@@ -255,14 +255,14 @@ func soak(ctx context.Context, c soakConfig) error {
 			if sp.name == "keeper" && sp.metrics != "" {
 				if m, err := scrapeMetrics(ctx, sp.metrics, "koipond_keeper_go_heap_objects_bytes", "koipond_keeper_go_heap_goal_bytes", "koipond_run_history_bytes",
 					"koipond_keeper_go_heap_live_bytes", "koipond_keeper_go_heap_unused_bytes", "koipond_keeper_go_heap_free_bytes", "koipond_keeper_history_store_bytes",
-					"koipond_keeper_go_memory_bytes", "koipond_keeper_go_heap_released_bytes", "koipond_keeper_go_gc_percent"); err == nil {
+					"koipond_keeper_history_space_bytes", "koipond_keeper_go_memory_bytes", "koipond_keeper_go_heap_released_bytes", "koipond_keeper_go_gc_percent"); err == nil {
 					gogc := ""
 					if v, ok := m["koipond_keeper_go_gc_percent"]; ok {
 						gogc = fmt.Sprintf(" at GOGC %.0f", v)
 					}
-					heap = fmt.Sprintf(" (heap objects %.1f, live %.1f, unused %.1f, free %.1f, GC goal %.1f MiB%s; metrics history %.2f MiB, in stores of %.2f MiB; files mapped %.1f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
+					heap = fmt.Sprintf(" (heap objects %.1f, live %.1f, unused %.1f, free %.1f, GC goal %.1f MiB%s; metrics history %.2f MiB, in stores of %.2f MiB in memory, %.2f MiB in all; files mapped %.1f MiB)", m["koipond_keeper_go_heap_objects_bytes"]/(1<<20),
 						m["koipond_keeper_go_heap_live_bytes"]/(1<<20), m["koipond_keeper_go_heap_unused_bytes"]/(1<<20), m["koipond_keeper_go_heap_free_bytes"]/(1<<20),
-						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), gogc, m["koipond_run_history_bytes"]/(1<<20), m["koipond_keeper_history_store_bytes"]/(1<<20), mib(u.RSSFileKiB))
+						m["koipond_keeper_go_heap_goal_bytes"]/(1<<20), gogc, m["koipond_run_history_bytes"]/(1<<20), m["koipond_keeper_history_store_bytes"]/(1<<20), m["koipond_keeper_history_space_bytes"]/(1<<20), mib(u.RSSFileKiB))
 					gauges.add(t, m)
 				}
 				gauges.addFile(t, u.RSSFileKiB)

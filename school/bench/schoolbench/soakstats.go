@@ -60,9 +60,10 @@ func rssRate(ss []soakSample, from float64) float64 {
 // RSS, each in soakSample.rssBytes: the runs' encoded metrics history
 // (koipond_run_history_bytes, summed over runs), the Go heap's classes,
 // the Go runtime's own memory beside its heap, the stores holding the
-// history outside the heap, and the file-backed part of the RSS.
+// history outside the heap (memory) and their space (in the history file,
+// on disk, or that memory), and the file-backed part of the RSS.
 type keeperGauges struct {
-	history, live, unused, free, store []soakSample
+	history, live, unused, free, store, space []soakSample
 	// runtime is what the Go runtime has mapped and not released, less
 	// its heap: goroutine stacks, GC metadata, profiling buckets.
 	runtime []soakSample
@@ -78,7 +79,8 @@ func (g *keeperGauges) add(t float64, m map[string]float64) {
 		name string
 		to   *[]soakSample
 	}{{"koipond_run_history_bytes", &g.history}, {"koipond_keeper_go_heap_live_bytes", &g.live}, {"koipond_keeper_go_heap_unused_bytes", &g.unused},
-		{"koipond_keeper_go_heap_free_bytes", &g.free}, {"koipond_keeper_history_store_bytes", &g.store}} {
+		{"koipond_keeper_go_heap_free_bytes", &g.free}, {"koipond_keeper_history_store_bytes", &g.store},
+		{"koipond_keeper_history_space_bytes", &g.space}} {
 		if v, ok := m[x.name]; ok {
 			*x.to = append(*x.to, soakSample{t: t, process: "keeper " + x.name, rssBytes: int64(v)})
 		}
@@ -142,7 +144,7 @@ func keeperGrowthLine(keeper []soakSample, g keeperGauges) string {
 		what string
 		ss   []soakSample
 	}{{"the Go runtime's own (stacks, GC metadata, profiling)", g.runtime}, {"outside the Go runtime, the history stores", g.store},
-		{"file-backed pages (the executable's, clean)", g.file}} {
+		{"file-backed pages (the executable's, clean)", g.file}, {"the history stores' space (the history file on disk, or their memory)", g.space}} {
 		if r := rssRate(c.ss, from); !math.IsNaN(r) {
 			heapPart += fmt.Sprintf("; %s %+.0f KiB per 10 min", c.what, r*600/1024)
 		}
