@@ -92,7 +92,8 @@ type aggregator struct {
 	scratch, gather, encBuf []byte
 	// maxBytes bounds each run's encoded buckets: maxRunBytes.
 	maxBytes int
-	// space holds every run's encoded buckets (blockstore.go).
+	// space holds every run's encoded buckets (blockstore.go), or, when
+	// nil, each run has a memory space of its own.
 	space *blockSpace
 	// readErrs counts buckets that could not be read back from space.
 	readErrs uint64
@@ -222,19 +223,24 @@ func (rs *runSeries) decode(enc stored, gather, scratch *[]byte) (*metrics.Snaps
 	return snap, nil
 }
 
-// open returns a bucket's snapshot (decoded when encoded), or nil when
+// read returns a bucket's snapshot (decoded when encoded), or nil when
 // empty. Buckets are encoded by this package, so decoding cannot fail,
-// but reading the history file can: such a bucket counts as empty, and
-// the failure in readErrs.
-func (a *aggregator) open(rs *runSeries, b *bucket) *metrics.Snapshot {
+// but reading the history file can: the failure is returned and counted
+// in readErrs. open is read for callers that take such a bucket as empty.
+func (a *aggregator) read(rs *runSeries, b *bucket) (*metrics.Snapshot, error) {
 	if b.snap != nil || b.enc.n == 0 {
-		return b.snap
+		return b.snap, nil
 	}
 	s, err := rs.decode(b.enc, &a.gather, &a.scratch)
 	if err != nil {
 		a.readErrs++
-		return nil
+		return nil, err
 	}
+	return s, nil
+}
+
+func (a *aggregator) open(rs *runSeries, b *bucket) *metrics.Snapshot {
+	s, _ := a.read(rs, b)
 	return s
 }
 
@@ -292,9 +298,10 @@ type traffic struct {
 	BytesOut  uint64 `json:"bytes_out"`
 }
 
-// newAggregator returns an aggregator keeping history in memory outside
-// the Go heap; newAggregatorIn, in the given space.
-func newAggregator() *aggregator { return newAggregatorIn(newMemorySpace()) }
+// newAggregator returns an aggregator keeping each run's history in
+// memory outside the Go heap; newAggregatorIn, every run's in the given
+// space.
+func newAggregator() *aggregator { return newAggregatorIn(nil) }
 
 func newAggregatorIn(sp *blockSpace) *aggregator {
 	return &aggregator{runs: map[string]*runSeries{}, maxBytes: maxRunBytes, space: sp}
@@ -458,7 +465,10 @@ func (a *aggregator) mergeInto(rs *runSeries, i int, t int64, snap *metrics.Snap
 		a.drop(rs, b) // expired already: cannot happen
 		b.t = t
 	}
-	into := a.open(rs, b)
+	into, err := a.read(rs, b)
+	if err != nil {
+		return err // the bucket keeps what it holds
+	}
 	if into == nil {
 		into = &metrics.Snapshot{}
 	}
@@ -596,13 +606,20 @@ func (a *aggregator) historyBytes(run string) (int, bool) {
 }
 
 // storeBytes is the memory the runs' history stores hold outside the Go
-// heap (none when their space is a file), and the size of their space:
+// heap (none when their space is a file), and the size of their spaces:
 // their encoded buckets, rounded up to blocks, and blocks freed for
 // reuse. readErrs counts the buckets that could not be read back.
-func (a *aggregator) storeBytes() (memory, space int, readErrs uint64) {
+func (a *aggregator) storeBytes() (memory, space int64, readErrs uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.space.memory(), a.space.bytes(), a.readErrs
+	if a.space != nil {
+		return a.space.memory(), a.space.bytes(), a.readErrs
+	}
+	for _, rs := range a.runs {
+		memory += rs.store.sp.memory()
+		space += rs.store.sp.bytes()
+	}
+	return memory, space, a.readErrs
 }
 
 // close closes the aggregator's space: its history file, or memory.
@@ -610,7 +627,14 @@ func (a *aggregator) storeBytes() (memory, space int, readErrs uint64) {
 func (a *aggregator) close() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.space.close()
+	if a.space != nil {
+		a.space.close()
+	}
+	for _, rs := range a.runs {
+		if rs.store.own {
+			rs.store.sp.close()
+		}
+	}
 }
 
 // runIDs returns the runs with series.

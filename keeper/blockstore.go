@@ -9,28 +9,32 @@ import (
 
 // Encoded history buckets are most of what a busy run keeps for hours,
 // and they stay: an hour of 10 s buckets, then 6 hours of minutes, then a
-// day of 5 minutes. They are kept in a blockSpace shared by every run, in
-// blocks of blockBytes, off the Go heap:
+// day of 5 minutes. They are kept in blocks of blockBytes off the Go heap,
+// in a blockSpace:
 //
-//   - In the keeper, the space is one file in its data directory
-//     (history/), unlinked as soon as it is made, so that it goes with the
-//     keeper, crash or not. Blocks are written and read with pwrite and
-//     pread, so the history is in the kernel's page cache, which it may
-//     write out and reclaim, not in the keeper's memory: the keeper's
-//     memory stays flat while a run's hour and day of history fill (issue
-//     14's soak), and a history of 10 MiB a run costs disk, not RSS.
-//   - Without a directory (tests, or one the keeper cannot write), the
-//     space is anonymous memory mapped in chunks of chunkBytes as needed
-//     (memory from make, on systems without mmap). On the Go heap each
+//   - In the keeper, one space holds every run's blocks: a file in its
+//     data directory (history/), unlinked as soon as it is made, so that
+//     it goes with the keeper, crash or not. Blocks are written and read
+//     with pwrite and pread, so the history is in the kernel's page
+//     cache, which it may write out and reclaim, not in the keeper's
+//     memory: the keeper's memory stays flat while a run's hour and day of
+//     history fill (issue 14's soak), and a history of up to 10 MiB a run
+//     costs disk, not RSS. One file, not one per run: runs are kept a day
+//     after they end, and each would hold a descriptor.
+//   - Without a data directory it can write (tests, a read-only disk),
+//     each run has a space of its own in anonymous memory, mapped in
+//     chunks of chunkBytes as needed (memory from make, on systems without
+//     mmap) and unmapped when the run is forgotten. On the Go heap each
 //     byte of history would cost about two of the keeper's memory, since
 //     the collector lets the heap grow to twice what is live; here a byte
 //     costs a byte, plus at most one block per bucket.
 //
-// Each run has a blockStore in the space: the blocks its buckets use and
+// Each run has a blockStore in its space: the blocks its buckets use and
 // the blocks it freed, reused before it takes more, bounded by
-// maxStoreBlocks. A forgotten run's blocks go back to the space for other
-// runs. The space never hands out its memory: put copies a bucket in, get
-// copies it out. Its owner (the aggregator, under its lock) guards both.
+// maxStoreBlocks. A forgotten run's blocks go back to a shared space for
+// other runs. The space never hands out its memory: put copies a bucket
+// in, get copies it out. Its owner (the aggregator, under its lock) guards
+// both.
 type blockSpace struct {
 	f   *os.File // the history file, or nil
 	mem *chunks  // or memory, when f is nil
@@ -46,6 +50,8 @@ type blockSpace struct {
 // blockStore is one run's part of a blockSpace.
 type blockStore struct {
 	sp *blockSpace
+	// own says sp is the store's alone, closed on release.
+	own bool
 	// free are the run's blocks given back, reused last-freed first, in
 	// the order they were given (giveBack), so that a bucket put again
 	// gets the blocks it had: one read and one write for most buckets.
@@ -123,6 +129,7 @@ func unlinkedFile(dir string) (*os.File, error) {
 	}
 	if err := os.Remove(f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		f.Close()
+		os.Remove(f.Name()) // where an open file cannot be removed
 		return nil, err
 	}
 	return f, nil
@@ -143,17 +150,18 @@ func (sp *blockSpace) close() {
 // inFile says whether the space is a file.
 func (sp *blockSpace) inFile() bool { return sp.f != nil }
 
-// bytes is what the space has handed out: the history file's size, or
-// the memory touched.
-func (sp *blockSpace) bytes() int { return int(sp.next) * blockBytes }
+// bytes is what the space has handed out, in use or free: the history
+// file's extent (holes and a last block partly written included), or the
+// memory touched.
+func (sp *blockSpace) bytes() int64 { return int64(sp.next) * blockBytes }
 
 // memory is what the space holds in the keeper's memory: its mapped
 // chunks; none for a file.
-func (sp *blockSpace) memory() int {
+func (sp *blockSpace) memory() int64 {
 	if sp.mem == nil {
 		return 0
 	}
-	return len(sp.mem.c) * chunkBytes
+	return int64(len(sp.mem.c)) * chunkBytes
 }
 
 func (sp *blockSpace) alloc() (uint32, error) {
@@ -166,7 +174,7 @@ func (sp *blockSpace) alloc() (uint32, error) {
 		return b, nil
 	}
 	if sp.next >= sp.maxBlocks {
-		return 0, fmt.Errorf("%w: every run's history together takes %d MiB", errStoreFull, int(sp.maxBlocks)*blockBytes>>20)
+		return 0, fmt.Errorf("%w: every run's history together takes %d MiB", errStoreFull, int64(sp.maxBlocks)*blockBytes>>20)
 	}
 	if sp.mem != nil && int(sp.next) == len(sp.mem.c)*blocksPerChunk {
 		c, err := mapChunk(chunkBytes)
@@ -227,7 +235,12 @@ func (sp *blockSpace) block(b uint32) []byte {
 	return c[off : off+blockBytes : off+blockBytes]
 }
 
+// newBlockStore returns a store in sp, or in a memory space of its own
+// when sp is nil.
 func newBlockStore(sp *blockSpace) *blockStore {
+	if sp == nil {
+		return &blockStore{sp: newMemorySpace(), own: true, maxBlocks: maxStoreBlocks}
+	}
 	return &blockStore{sp: sp, maxBlocks: maxStoreBlocks}
 }
 
@@ -303,10 +316,15 @@ func (s *blockStore) drop(src *stored) {
 // held is what the store holds of its space: its blocks, used and free.
 func (s *blockStore) held() int { return (s.used + len(s.free)) * blockBytes }
 
-// release gives the store's free blocks back to its space. Every bucket
-// must have been dropped first; the store must not be used after.
+// release gives the store's free blocks back to its shared space, or
+// unmaps its own. Every bucket must have been dropped first; the store
+// must not be used after.
 func (s *blockStore) release() {
-	s.sp.free = append(s.sp.free, s.free...)
+	if s.own {
+		s.sp.close()
+	} else {
+		s.sp.free = append(s.sp.free, s.free...)
+	}
 	s.free, s.used = nil, 0
 }
 

@@ -3,6 +3,7 @@ package keeper
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -88,7 +89,7 @@ func TestBlockStoreKeepsWhatIsPut(t *testing.T) {
 			if sp.next > slots*5 {
 				t.Errorf("%d blocks handed out for at most %d held at once: freed blocks are not reused", sp.next, slots*5)
 			}
-			if s.held() != int(sp.next)*blockBytes || sp.bytes() != s.held() {
+			if s.held() != int(sp.next)*blockBytes || sp.bytes() != int64(s.held()) {
 				t.Errorf("store holds %d bytes, space %d, %d blocks", s.held(), sp.bytes(), sp.next)
 			}
 			// A bucket dropped and put again takes back its blocks in order.
@@ -152,110 +153,6 @@ func TestBlockStoreFullKeepsTheBucket(t *testing.T) {
 	}
 }
 
-// The history file is unlinked from the start: a keeper that dies leaves
-// nothing in its data directory to clean up.
-func TestHistoryFileLeavesNothingBehind(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "history")
-	sp, err := newFileSpace(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.close()
-	s := newBlockStore(sp)
-	var a stored
-	if err := s.put(&a, bytes.Repeat([]byte("h"), 10*blockBytes)); err != nil {
-		t.Fatal(err)
-	}
-	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
-		t.Fatalf("history directory holds %v (%v), want nothing", ents, err)
-	}
-	if fi, err := sp.f.Stat(); err != nil || fi.Size() != 10*blockBytes {
-		t.Fatalf("history file: %v, %v; want %d bytes", fi, err, 10*blockBytes)
-	}
-	if sp.memory() != 0 || sp.bytes() != 10*blockBytes {
-		t.Errorf("file space: %d bytes of memory, %d of space", sp.memory(), sp.bytes())
-	}
-}
-
-// A run forgotten gives its blocks back to the space, and the next run
-// takes them before the space grows.
-func TestForgottenRunsBlocksServeTheNext(t *testing.T) {
-	sp, err := newFileSpace(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.close()
-	a := newAggregatorIn(sp)
-	base := time.Unix(1_800_000_000, 0)
-	reports := smallBusyReports(t, 9, 10)
-	feed := func(run string) {
-		for s := range 400 {
-			if err := a.add(run, base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: run, Snapshot: reports[s%len(reports)]}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	feed("one")
-	_, grown, _ := a.storeBytes()
-	a.forget("one")
-	if len(sp.free)*blockBytes != grown {
-		t.Fatalf("forgotten run gave back %d bytes of %d", len(sp.free)*blockBytes, grown)
-	}
-	feed("two")
-	if _, now, _ := a.storeBytes(); now != grown {
-		t.Errorf("the space grew from %d to %d bytes for a run like the one forgotten", grown, now)
-	}
-	if w, _ := a.window("two", base, base.Add(400*time.Second)); w.Series["behavior:conversations.history"].Total() == 0 {
-		t.Error("the second run's window is empty")
-	}
-}
-
-// A history file that fails (here closed under the store: a disk error
-// cannot be made to order) loses the buckets it could not keep and says
-// so; the run goes on, its total whole, its accounting true.
-func TestHistoryFileFailingLosesHistoryNotTheRun(t *testing.T) {
-	sp, err := newFileSpace(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newAggregatorIn(sp)
-	base := time.Unix(1_800_000_000, 0)
-	reports := smallBusyReports(t, 11, 12)
-	add := func(s int) error {
-		return a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]})
-	}
-	for s := range 30 {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sp.f.Close()
-	err = add(30)
-	if !errors.Is(err, errHistoryStore) || !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("report into a failed file: %v, want a history store error", err)
-	}
-	if w, _ := a.window("run", base, base.Add(31*time.Second)); len(w.Series) == 0 {
-		t.Error("a window over the run merges nothing: the live seconds are lost too")
-	}
-	if _, _, readErrs := a.storeBytes(); readErrs == 0 {
-		t.Error("buckets that could not be read were not counted")
-	}
-	rs := a.runs["run"]
-	held := 0
-	for i := range rs.rings {
-		for _, b := range rs.rings[i] {
-			held += b.enc.n
-		}
-	}
-	if held != rs.bytes || rs.store.used*blockBytes < held {
-		t.Errorf("%d bytes held in buckets, %d counted, %d in used blocks", held, rs.bytes, rs.store.used*blockBytes)
-	}
-	total, _, _ := a.total("run")
-	if got := total.Series["behavior:conversations.history"].Total(); got == 0 {
-		t.Error("the run's total lost its reports")
-	}
-}
-
 // smallBusyReports are 8 distinct one-second reports of a busy run with
 // 20 latency keys at 200 observations a second.
 func smallBusyReports(tb testing.TB, seed1, seed2 uint64) [][]byte {
@@ -268,39 +165,65 @@ func smallBusyReports(tb testing.TB, seed1, seed2 uint64) [][]byte {
 	return reports
 }
 
-// A run's history lives in its store, rounded up to blocks, and its store
-// is given back when the run is forgotten.
+// A run's history lives in its store, rounded up to blocks, and its
+// store is given back when the run is forgotten: its own memory unmapped,
+// or its blocks returned to the shared history file.
 func TestHistoryStoreFollowsTheRun(t *testing.T) {
-	a := newAggregator()
-	base := time.Unix(1_800_000_000, 0)
-	reports := smallBusyReports(t, 5, 6)
-	for s := range 600 {
-		if err := a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rs := a.runs["run"]
-	buckets := 0
-	for i := range rs.rings {
-		for _, b := range rs.rings[i] {
-			if b.enc.n > 0 {
-				buckets++
+	for name, newAgg := range map[string]func() *aggregator{
+		"memory": newAggregator,
+		"file": func() *aggregator {
+			sp, err := newFileSpace(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-	if n, ok := a.historyBytes("run"); !ok || n == 0 || buckets == 0 {
-		t.Fatalf("history %d bytes (%v) in %d buckets", n, ok, buckets)
-	}
-	got := rs.store.held()
-	if lo, hi := rs.bytes, rs.bytes+buckets*blockBytes+len(rs.store.free)*blockBytes; got < lo || got > hi {
-		t.Errorf("store holds %d bytes for %d encoded in %d buckets; want %d to %d", got, rs.bytes, buckets, lo, hi)
-	}
-	if _, space, _ := a.storeBytes(); space != got {
-		t.Errorf("the space has handed out %d bytes, the run's store holds %d", space, got)
-	}
-	a.forget("run")
-	if rs.store.held() != 0 || len(a.space.free)*blockBytes != got {
-		t.Errorf("after the run was forgotten: its store holds %d bytes; %d bytes free in the space, want %d", rs.store.held(), len(a.space.free)*blockBytes, got)
+			return newAggregatorIn(sp)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := newAgg()
+			defer a.close()
+			base := time.Unix(1_800_000_000, 0)
+			reports := smallBusyReports(t, 5, 6)
+			for s := range 600 {
+				if err := a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rs := a.runs["run"]
+			buckets := 0
+			for i := range rs.rings {
+				for _, b := range rs.rings[i] {
+					if b.enc.n > 0 {
+						buckets++
+					}
+				}
+			}
+			if n, ok := a.historyBytes("run"); !ok || n == 0 || buckets == 0 {
+				t.Fatalf("history %d bytes (%v) in %d buckets", n, ok, buckets)
+			}
+			got := rs.store.held()
+			if lo, hi := rs.bytes, rs.bytes+buckets*blockBytes+len(rs.store.free)*blockBytes; got < lo || got > hi {
+				t.Errorf("store holds %d bytes for %d encoded in %d buckets; want %d to %d", got, rs.bytes, buckets, lo, hi)
+			}
+			mem, space, _ := a.storeBytes()
+			if space != int64(got) {
+				t.Errorf("the space has handed out %d bytes, the run's store holds %d", space, got)
+			}
+			if inMemory := name == "memory"; (mem >= space && mem > 0) != inMemory {
+				t.Errorf("%s: %d bytes of memory for %d of space", name, mem, space)
+			}
+			sp := rs.store.sp
+			a.forget("run")
+			if rs.store.held() != 0 {
+				t.Errorf("after the run was forgotten its store holds %d bytes", rs.store.held())
+			}
+			if mem, _, _ := a.storeBytes(); mem != 0 || sp.memory() != 0 {
+				t.Errorf("after the run was forgotten: %d bytes of memory in stores, %d in its space", mem, sp.memory())
+			}
+			if name == "file" && len(sp.free)*blockBytes != got {
+				t.Errorf("after the run was forgotten: %d bytes free in the file, want %d", len(sp.free)*blockBytes, got)
+			}
+		})
 	}
 }
 
@@ -360,6 +283,146 @@ func TestHistoryStoreFullLosesHistoryNotTheRun(t *testing.T) {
 	}
 }
 
+// The history file is unlinked from the start: a keeper that dies leaves
+// nothing in its data directory to clean up.
+func TestHistoryFileLeavesNothingBehind(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "history")
+	sp, err := newFileSpace(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	s := newBlockStore(sp)
+	var a stored
+	if err := s.put(&a, bytes.Repeat([]byte("h"), 10*blockBytes)); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("history directory holds %v (%v), want nothing", ents, err)
+	}
+	if fi, err := sp.f.Stat(); err != nil || fi.Size() != 10*blockBytes {
+		t.Fatalf("history file: %v, %v; want %d bytes", fi, err, 10*blockBytes)
+	}
+	if sp.memory() != 0 || sp.bytes() != 10*blockBytes {
+		t.Errorf("file space: %d bytes of memory, %d of space", sp.memory(), sp.bytes())
+	}
+}
+
+// A run forgotten gives its blocks back to the file, and the next run
+// takes them before the file grows; what the next run reads back is its
+// own, not what the forgotten run left in those blocks.
+func TestForgottenRunsBlocksServeTheNext(t *testing.T) {
+	sp, err := newFileSpace(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAggregatorIn(sp)
+	defer a.close()
+	base := time.Unix(1_800_000_000, 0)
+	feed := func(run string, reports [][]byte) map[string]uint64 {
+		want := map[string]uint64{}
+		for s := range 400 {
+			rep := reports[s%len(reports)]
+			if err := a.add(run, base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: run, Snapshot: rep}); err != nil {
+				t.Fatal(err)
+			}
+			var snap metrics.Snapshot
+			if err := snap.UnmarshalBinary(rep); err != nil {
+				t.Fatal(err)
+			}
+			for k, ss := range snap.Series {
+				want[k] += ss.Total()
+			}
+		}
+		return want
+	}
+	feed("one", smallBusyReports(t, 9, 10))
+	_, grown, _ := a.storeBytes()
+	a.forget("one")
+	if int64(len(sp.free))*blockBytes != grown {
+		t.Fatalf("forgotten run gave back %d bytes of %d", len(sp.free)*blockBytes, grown)
+	}
+	// Another run of the same shape: its buckets compress to about the
+	// same sizes (key ids, given in report order, may differ).
+	want := feed("two", smallBusyReports(t, 19, 20))
+	if _, now, _ := a.storeBytes(); now > grown+grown/10 {
+		t.Errorf("the space grew from %d to %d bytes for a run like the one forgotten", grown, now)
+	}
+	// Every second but the live ones is read back from the file.
+	w, _ := a.window("two", base, base.Add(400*time.Second))
+	for k, n := range want {
+		if got := w.Series[k].Total(); got != n {
+			t.Errorf("window of the second run, %s: %d, want %d", k, got, n)
+		}
+	}
+}
+
+// A history file that fails (here closed under the store: a disk error
+// cannot be made to order) loses the buckets it could not keep and says
+// so; the run goes on, its total whole, its accounting true: no block
+// lost, none counted twice.
+func TestHistoryFileFailingLosesHistoryNotTheRun(t *testing.T) {
+	sp, err := newFileSpace(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAggregatorIn(sp)
+	base := time.Unix(1_800_000_000, 0)
+	reports := smallBusyReports(t, 11, 12)
+	add := func(s int) error {
+		return a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]})
+	}
+	// Past six minutes, seconds move into the 10 s tier, read back and
+	// written again.
+	const before = 400
+	for s := range before {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp.f.Close()
+	for s := before; s < before+20; s++ {
+		err = add(s)
+		if !errors.Is(err, errHistoryStore) || !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("report %d into a failed file: %v, want a history store error", s, err)
+		}
+	}
+	if w, _ := a.window("run", base.Add(before*time.Second), base.Add((before+20)*time.Second)); len(w.Series) == 0 {
+		t.Error("a window over the seconds since the failure merges nothing: the live seconds are lost too")
+	}
+	if _, _, readErrs := a.storeBytes(); readErrs == 0 {
+		t.Error("buckets that could not be read were not counted")
+	}
+	rs := a.runs["run"]
+	held, blocks := 0, 0
+	for i := range rs.rings {
+		for _, b := range rs.rings[i] {
+			held += b.enc.n
+			blocks += len(b.enc.blocks)
+		}
+	}
+	if held != rs.bytes || rs.store.used != blocks || rs.store.used+len(rs.store.free)+len(sp.free) != int(sp.next) {
+		t.Errorf("%d bytes held in buckets, %d counted; %d blocks in buckets, %d used, %d free, %d free in the space, %d handed out",
+			held, rs.bytes, blocks, rs.store.used, len(rs.store.free), len(sp.free), sp.next)
+	}
+	total, _, _ := a.total("run")
+	var snap metrics.Snapshot
+	if err := snap.UnmarshalBinary(reports[0]); err != nil {
+		t.Fatal(err)
+	}
+	for k := range snap.Series {
+		var want uint64
+		for s := range before + 20 {
+			var r metrics.Snapshot
+			_ = r.UnmarshalBinary(reports[s%len(reports)])
+			want += r.Series[k].Total()
+		}
+		if got := total.Series[k].Total(); got != want {
+			t.Errorf("total of %s: %d, want %d", k, got, want)
+		}
+	}
+}
+
 // After the keeper closes its history, a late report or window (a handler
 // finishing) gets an error or nothing, never a crash, from either space.
 func TestClosedHistoryRefusesWithoutCrashing(t *testing.T) {
@@ -381,5 +444,44 @@ func TestClosedHistoryRefusesWithoutCrashing(t *testing.T) {
 			a.window("run", base, base.Add(21*time.Second))
 			a.forget("run")
 		})
+	}
+}
+
+// A bucket the history file cannot give back (here the file truncated
+// under it: a read error cannot be made to order) is left as it is when a
+// late report is merged into it, not overwritten by that report alone.
+func TestUnreadableBucketIsNotOverwritten(t *testing.T) {
+	sp, err := newFileSpace(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAggregatorIn(sp)
+	defer a.close()
+	base := time.Unix(1_800_000_000, 0) // a multiple of 10 s
+	reports := smallBusyReports(t, 15, 16)
+	add := func(s int) error {
+		return a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]})
+	}
+	// Seconds 30–39 have moved into their 10 s bucket by now.
+	for s := range 401 {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := a.runs["run"]
+	b := rs.slot(1, floorDiv(base.Unix()+30, 10))
+	if b.enc.n == 0 {
+		t.Fatal("the 10 s bucket of seconds 30–39 is empty")
+	}
+	n, blocks := b.enc.n, slices.Clone(b.enc.blocks)
+	if err := sp.f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	err = add(35) // late: merged into that bucket
+	if !errors.Is(err, errHistoryStore) || !errors.Is(err, io.EOF) {
+		t.Fatalf("a late report into an unreadable bucket: %v, want a history store error", err)
+	}
+	if b.enc.n != n || !slices.Equal(b.enc.blocks, blocks) {
+		t.Errorf("the unreadable bucket was rewritten: %d bytes in %v, was %d in %v", b.enc.n, b.enc.blocks, n, blocks)
 	}
 }

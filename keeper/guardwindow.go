@@ -103,8 +103,9 @@ func (k *Keeper) series(run, sel string, from, to time.Time) *metrics.SeriesSnap
 	rs.each(lo, hi, func(i int, t int64, b *bucket) {
 		ss, ok := sc.tiers[i][t]
 		if !ok {
-			ss = pick(a.open(rs, b), sel)
-			if rs.settled(i, t) {
+			snap, err := a.read(rs, b)
+			ss = pick(snap, sel)
+			if err == nil && rs.settled(i, t) { // one that failed is read again
 				sc.tiers[i][t] = ss
 			}
 		}

@@ -57,8 +57,9 @@ type Config struct {
 	// NATSAuth: the keeper's other credentials for an external NATS, or
 	// turning authentication off on the embedded one (natsauth.go).
 	NATSAuth NATSAuth
-	// DataDir holds the embedded server's JetStream files (default
-	// ./koipond-data).
+	// DataDir holds the embedded server's JetStream files, the NATS
+	// credentials it makes, and the runs' metrics history file (history/,
+	// unlinked: blockstore.go) (default ./koipond-data).
 	DataDir string
 	// Bucket is the KV bucket holding the state (default "koipond").
 	Bucket string

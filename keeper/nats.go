@@ -573,8 +573,10 @@ func (k *Keeper) ingest(rep *wire.MetricsReport) {
 	}
 	for i := range known {
 		rm := &known[i]
-		if err := k.agg.add(rm.Run, at, rm); errors.Is(err, errHistoryStore) {
-			k.stats.reject(k.log, "metrics: history not kept", err, "school", rep.School, "run", rm.Run)
+		if err := k.agg.add(rm.Run, at, rm); errors.Is(err, errStoreFull) {
+			k.stats.reject(k.log, "metrics: history not kept (store full)", err, "school", rep.School, "run", rm.Run)
+		} else if errors.Is(err, errHistoryStore) {
+			k.stats.reject(k.log, "metrics: history not kept (history file failing)", err, "school", rep.School, "run", rm.Run)
 		} else if err != nil {
 			k.stats.reject(k.log, "metrics: bad snapshot", err, "school", rep.School, "run", rm.Run)
 		}
