@@ -35,7 +35,7 @@ KOIPOND_NATS_PASSWORD), --nats-nkey, --nats-creds or KOIPOND_NATS_TOKEN.`, stder
 	fs.StringVar(&cfg.HTTP, "http", keeper.DefaultHTTP, "API listen `address`")
 	fs.StringVar(&cfg.NATS, "nats", "", "external NATS `URL` (default: embedded server)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", keeper.DefaultNATSListen, "embedded NATS listen `address`")
-	fs.StringVar(&cfg.DataDir, "data", keeper.DefaultDataDir, "`directory` of the embedded server's JetStream files")
+	fs.StringVar(&cfg.DataDir, "data", keeper.DefaultDataDir, "`directory` of the embedded server's JetStream files, the NATS credentials and the runs' metrics history (an unlinked file: disk, not memory)")
 	fs.StringVar(&cfg.Bucket, "bucket", keeper.DefaultBucket, "JetStream KV `bucket` holding the state")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "KV bucket replicas (the cluster size on an external cluster)")
 	fs.StringVar(&cfg.TokensFile, "tokens", "", "API tokens `file`")
