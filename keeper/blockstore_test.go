@@ -485,3 +485,59 @@ func TestUnreadableBucketIsNotOverwritten(t *testing.T) {
 		t.Errorf("the unreadable bucket was rewritten: %d bytes in %v, was %d in %v", b.enc.n, b.enc.blocks, n, blocks)
 	}
 }
+
+// BenchmarkHistorySpace compares keeping the history in memory and in the
+// history file, on the two paths that touch it: a second of a busy run's
+// reports merged (10 schools; once six minutes have passed, every second
+// also moves an older one into its 10 s bucket, read back and written
+// again), and a 30-minute window read (a UI chart: 180 buckets of 10 s
+// read back).
+//
+//	go test ./keeper -run '^$' -bench HistorySpace
+func BenchmarkHistorySpace(b *testing.B) {
+	snaps := reportSnapshots(b, 10, 50)
+	for _, name := range []string{"memory", "file"} {
+		newAgg := func() *aggregator {
+			if name == "memory" {
+				return newAggregator()
+			}
+			sp, err := newFileSpace(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			return newAggregatorIn(sp)
+		}
+		base := time.Unix(1_800_000_000, 0)
+		feed := func(a *aggregator, sec int) {
+			for _, s := range snaps {
+				if err := a.add("run", base.Add(time.Duration(sec)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: s}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.Run(name+"/second", func(b *testing.B) {
+			a := newAgg()
+			defer a.close()
+			sec := 0
+			for ; sec < 400; sec++ {
+				feed(a, sec)
+			}
+			for b.Loop() {
+				feed(a, sec)
+				sec++
+			}
+		})
+		b.Run(name+"/window30m", func(b *testing.B) {
+			a := newAgg()
+			defer a.close()
+			for sec := range 2400 {
+				feed(a, sec)
+			}
+			for b.Loop() {
+				if w, _ := a.window("run", base.Add(400*time.Second), base.Add(2200*time.Second)); len(w.Series) == 0 {
+					b.Fatal("empty window")
+				}
+			}
+		})
+	}
+}
