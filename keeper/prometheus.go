@@ -71,7 +71,7 @@ func (k *Keeper) WritePrometheus(b *strings.Builder) {
 	fmt.Fprintf(b, "koipond_keeper_history_store_bytes %d\n", mem)
 	metric("koipond_keeper_history_space_bytes", "gauge", "Size of the runs' metrics histories: their encoded buckets in 256-byte blocks, and blocks freed for reuse, in the history file (data directory, history/) or in memory.")
 	fmt.Fprintf(b, "koipond_keeper_history_space_bytes %d\n", space)
-	metric("koipond_keeper_history_read_errors_total", "counter", "History buckets that could not be read back from the history file; each counted as empty.")
+	metric("koipond_keeper_history_read_errors_total", "counter", "History buckets that could not be read back from the history file: left out of the window that asked, or kept as they are when a late report was to be merged into them.")
 	fmt.Fprintf(b, "koipond_keeper_history_read_errors_total %d\n", readErrs)
 	if cs, ok := k.kv.CheckpointStats(); ok {
 		metric("koipond_keeper_checkpoint_bucket_bytes", "gauge", "Bytes stored in the current bucket of the runs' metrics checkpoints, replaced ones included: what NATS re-reads for a checkpoint. The bucket is rolled into a new one past about 192 KiB.")
