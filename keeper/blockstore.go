@@ -105,8 +105,8 @@ func newMemorySpace() *blockSpace {
 }
 
 // newFileSpace returns a space in a new unlinked file in dir, which it
-// makes when missing. The file is closed when the space is closed or
-// found unreachable.
+// makes when missing. The file is closed when the space is closed (or by
+// os.File's own finalizer, when found unreachable).
 func newFileSpace(dir string) (*blockSpace, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("%w: %w", errHistoryStore, err)
@@ -115,9 +115,7 @@ func newFileSpace(dir string) (*blockSpace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: a file in %s: %w", errHistoryStore, dir, err)
 	}
-	sp := &blockSpace{f: f, maxBlocks: maxSpaceBlocks}
-	runtime.AddCleanup(sp, func(f *os.File) { f.Close() }, f)
-	return sp, nil
+	return &blockSpace{f: f, maxBlocks: maxSpaceBlocks}, nil
 }
 
 // unlinkedFile makes a file in dir and unlinks it: it lives while it is
@@ -146,9 +144,6 @@ func (sp *blockSpace) close() {
 		sp.mem.unmap()
 	}
 }
-
-// inFile says whether the space is a file.
-func (sp *blockSpace) inFile() bool { return sp.f != nil }
 
 // bytes is what the space has handed out, in use or free: the history
 // file's extent (holes and a last block partly written included), or the
