@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/koipond/koipond/formations"
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 )
@@ -426,7 +427,7 @@ func recordLaunchStatus(tx *state.Txn, req *wire.PollRequest) error {
 				if ended {
 					continue // a report from before the school heard of the stop
 				}
-				nsh.Error = clip(err.Error(), wire.MaxText)
+				nsh.Error = notify.Cut(err.Error(), wire.MaxText)
 			} else {
 				nsh.Started, nsh.Finished, nsh.Failed, nsh.Cancelled = ls.Started, ls.Finished, ls.Failed, ls.Cancelled
 				nsh.Error, nsh.Reported = ls.Error, true

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 )
 
@@ -145,7 +145,7 @@ func fitRun(n *state.Run, limit int64) (*state.Run, []string, error) {
 			note("target.tokens (%d; the run is stopped)", d)
 		}
 		if over() {
-			r.Target = state.Target{APIBase: clip(r.Target.APIBase, 1024), WebsocketURL: clip(r.Target.WebsocketURL, 1024)}
+			r.Target = state.Target{APIBase: notify.Cut(r.Target.APIBase, 1024), WebsocketURL: notify.Cut(r.Target.WebsocketURL, 1024)}
 			note("target templates, headers and subprotocols (the run is stopped)")
 		}
 		if over() && len(r.Labels) > 0 {
@@ -156,7 +156,7 @@ func fitRun(n *state.Run, limit int64) (*state.Run, []string, error) {
 		if over() {
 			r.Thresholds, r.LiveThresholds, r.Guardrails, r.GuardActions = nil, nil, nil, nil
 			r.Capacity, r.CapacityResult, r.Quarantine = nil, nil, nil
-			r.Name, r.Owner, r.EndReason = clip(r.Name, maxName), clip(r.Owner, maxName), clip(r.EndReason, 1024)
+			r.Name, r.Owner, r.EndReason = notify.Cut(r.Name, maxName), notify.Cut(r.Owner, maxName), notify.Cut(r.EndReason, 1024)
 			note("thresholds, guardrails, capacity search and quarantine (the run is stopped; its report judges no thresholds)")
 		}
 	}
@@ -185,16 +185,4 @@ func dropOldest[T any](list []T, need int64) ([]T, int) {
 		i++
 	}
 	return slices.Clone(list[i:]), i
-}
-
-// clip returns s cut to at most n bytes, on a rune boundary (no mark of
-// the cut: notify.Clip adds one).
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

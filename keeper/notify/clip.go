@@ -11,10 +11,17 @@ func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	// Cut at n-3 bytes (room for the ellipsis), backed up to a rune start.
-	cut := max(n-len("…"), 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return Cut(s, max(n-len("…"), 0)) + "…" // room for the ellipsis
+}
+
+// Cut is Clip without the ellipsis: s cut to at most n bytes, backed up
+// to a rune start, for bounds where the cut needs no mark.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s[:cut] + "…"
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
