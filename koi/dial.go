@@ -112,8 +112,9 @@ func (k *Koi) dial(ctx context.Context, url string, h http.Header) (*websocket.C
 	return conn, resp, err
 }
 
-// tlsClient runs the TLS handshake on c as gorilla would (the dialer's
-// TLS configuration, the server name from addr unless it names one).
+// tlsClient runs the TLS handshake on c with a copy of cfg (none: the
+// defaults), the server name from addr unless cfg names one: as gorilla
+// does for websockets, and the Transport for https.
 func tlsClient(ctx context.Context, c net.Conn, cfg *tls.Config, addr string) (*tls.Conn, error) {
 	if cfg == nil {
 		cfg = &tls.Config{}

@@ -282,18 +282,12 @@ func (t *Transport) host(key string) *hostConns {
 func (t *Transport) dial(ctx context.Context, key, scheme, addr string) (*persistConn, error) {
 	conn, err := t.Dial(ctx, "tcp", addr)
 	if err == nil && scheme == "https" {
-		cfg := &tls.Config{}
-		if t.TLSClientConfig != nil {
-			cfg = t.TLSClientConfig.Clone()
-		}
-		if cfg.ServerName == "" {
-			cfg.ServerName, _, _ = net.SplitHostPort(addr)
-		}
-		tc := tls.Client(conn, cfg)
-		if err = tc.HandshakeContext(ctx); err != nil {
+		var tc *tls.Conn
+		if tc, err = tlsClient(ctx, conn, t.TLSClientConfig, addr); err != nil {
 			conn.Close()
+		} else {
+			conn = tc
 		}
-		conn = tc
 	}
 	if err != nil {
 		t.forget(key)
