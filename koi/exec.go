@@ -97,9 +97,8 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 			}
 			data, release = d, rel
 		}
-		err := k.post(ctx, prog, env, st, data)
+		err := post(ctx, prog, env, st, data)
 		if release != nil {
-			data = nil
 			release()
 		}
 		if err != nil {
@@ -118,7 +117,7 @@ func (k *Koi) execute(ctx context.Context, seq *behaviors.Sequence, env *behavio
 }
 
 // post runs a step's post_actions on its decoded reply.
-func (k *Koi) post(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, st *behaviors.Step, data any) error {
+func post(ctx context.Context, prog *behaviors.Program, env *behaviors.Env, st *behaviors.Step, data any) error {
 	for _, a := range st.Post {
 		if err := prog.Run(ctx, env, a, data); err != nil {
 			return &StepError{Where: st.Where, Err: err}
