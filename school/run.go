@@ -608,7 +608,7 @@ func (r *run) retire(m *member) {
 			break
 		}
 	}
-	last := r.state == wire.Stopped && len(r.members) == 0 && r.allStoppedLocked()
+	last := r.state == wire.Stopped && r.runningLocked() == 0
 	r.mu.Unlock()
 	if last {
 		// The pool keeps idle keep-alive connections (up to 128 a host)
@@ -619,18 +619,6 @@ func (r *run) retire(m *member) {
 		// pool does not say which run a connection served.
 		r.s.http.CloseIdleConnections()
 	}
-}
-
-// allStoppedLocked says whether every stopping koi has finished.
-func (r *run) allStoppedLocked() bool {
-	for _, m := range r.stopping {
-		select {
-		case <-m.done:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func addStats(dst *koi.Stats, s koi.Stats) {
@@ -676,6 +664,10 @@ func (r *run) status() wire.RunStatus {
 func (r *run) running() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.runningLocked()
+}
+
+func (r *run) runningLocked() int {
 	n := len(r.members)
 	for _, m := range r.stopping {
 		select {
