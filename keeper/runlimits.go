@@ -85,7 +85,8 @@ func checkRunBounds(s *RunSpec) *Error {
 		}
 	}
 	// Schools refuse a run spec with longer templates (wire.RunSpec).
-	for _, t := range []struct{ field, text string }{{"target.token", s.Target.Token}, {"target.user_id", s.Target.UserID}} {
+	for _, t := range []struct{ field, text string }{{"target.api_base", s.Target.APIBase}, {"target.websocket_url", s.Target.WebsocketURL},
+		{"target.token", s.Target.Token}, {"target.user_id", s.Target.UserID}} {
 		if len(t.text) > wire.MaxTemplate {
 			return invalid(t.field, "is %d bytes long; at most %d", len(t.text), wire.MaxTemplate)
 		}

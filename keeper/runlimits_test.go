@@ -75,6 +75,12 @@ func TestRunSpecBoundsWhatARunCarries(t *testing.T) {
 		// renders to nothing, so the render bound does not see it.
 		{"a long token template", func(s *RunSpec) { s.Target.Token = "{{/* " + strings.Repeat("t", wire.MaxTemplate) + " */}}xoxp" }, "target.token", "at most 8192"},
 		{"a long token", func(s *RunSpec) { s.Target.Tokens = []string{"a", strings.Repeat("t", wire.MaxTemplate+1)} }, "target.tokens[1]", "at most 8192"},
+		// Before, a URL past the bound was stored, and every school
+		// refused the run's assignment.
+		{"a long api_base", func(s *RunSpec) { s.Target.APIBase = "http://127.0.0.1:9090/" + strings.Repeat("a", wire.MaxTemplate) }, "target.api_base", "at most 8192"},
+		{"a long websocket_url", func(s *RunSpec) {
+			s.Target.WebsocketURL = "ws://127.0.0.1:9090/" + strings.Repeat("w", wire.MaxTemplate)
+		}, "target.websocket_url", "at most 8192"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := RunSpec{Name: "r", BehaviorSet: "bg", Koi: 1, Target: state.Target{APIBase: "http://127.0.0.1:9090/api"}}
