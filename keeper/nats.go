@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/koipond/koipond/keeper/notify"
 	"github.com/koipond/koipond/keeper/state"
 	"github.com/koipond/koipond/wire"
 	"github.com/nats-io/nats.go"
@@ -226,8 +225,9 @@ func (k *Keeper) Poll(ctx context.Context, req *wire.PollRequest) (*wire.PollRep
 				return err
 			}
 		}
-		sc := &state.School{ID: req.School, Software: notify.Clip(req.Software, maxSoftware), Capacity: req.Capacity, FirstSeen: now,
-			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: schoolStatus(&tx.Reader, req, held)}
+		st := schoolStatus(&tx.Reader, req, held)
+		sc := &state.School{ID: req.School, Software: st.Software, Capacity: req.Capacity, FirstSeen: now,
+			LastSeen: now, ClockOffsetMS: req.OffsetMS, Status: st}
 		var err error
 		if old == nil || old.Capacity != sc.Capacity || old.Software != sc.Software || k.saveDue(old, now) {
 			if old != nil {

@@ -263,8 +263,8 @@ func (s *RunSpec) check() *Error {
 		if err := checkName("labels", k); err != nil {
 			return err
 		}
-		if len(v) > 200 {
-			return invalid("labels."+k, "longer than 200 bytes")
+		if len(v) > maxLabelValue {
+			return invalid("labels."+k, "longer than %d bytes", maxLabelValue)
 		}
 	}
 	if s.BehaviorSet == "" {
