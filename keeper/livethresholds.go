@@ -209,11 +209,8 @@ func (k *Keeper) recordLive(ctx context.Context, changes []liveChange) error {
 			}
 		}
 		for _, n := range byRun {
-			if err := k.putRun(tx, n); err != nil {
-				if tooLargeRun(err) != "" { // its record cannot change: the other runs' can
-					k.stats.reject(k.log, "live thresholds: a run's record over the NATS payload limit", err)
-					continue
-				}
+			// A record that cannot change leaves the other runs' to.
+			if _, err := k.putRunOrSkip(tx, n, "live thresholds: a run's record over the NATS payload limit"); err != nil {
 				return err
 			}
 		}

@@ -473,11 +473,8 @@ func (k *Keeper) recordStopAcks(tx *state.Txn, req *wire.PollRequest, now time.T
 		if t := ack(run.Stop, req.School, now); t != nil {
 			n := *run
 			n.Stop = t
-			if err := k.putRun(tx, &n); err != nil {
-				if tooLargeRun(err) != "" { // its record cannot change: the poll goes on
-					k.stats.reject(k.log, "poll: a stopped run's record over the NATS payload limit", err)
-					continue
-				}
+			// A record that cannot change leaves the poll to go on.
+			if _, err := k.putRunOrSkip(tx, &n, "poll: a stopped run's record over the NATS payload limit"); err != nil {
 				return err
 			}
 		}

@@ -152,11 +152,8 @@ func (k *Keeper) noteFailuresTx(tx *state.Txn, fs []runFailure) ([]quarantined, 
 		if len(q.Failures) < after {
 			k.log.Warn("school failure counted against a run", "run", run.ID, "school", f.School, "cause", f.Cause,
 				"failures", len(q.Failures), "quarantine_after", after, "detail", f.Detail)
-			if err := k.putRun(tx, &n); err != nil {
-				if tooLargeRun(err) != "" { // nothing changed: the other failures count
-					k.stats.reject(k.log, "quarantine: a run's record over the NATS payload limit", err)
-					continue
-				}
+			// A record that cannot change leaves the other failures to count.
+			if _, err := k.putRunOrSkip(tx, &n, "quarantine: a run's record over the NATS payload limit"); err != nil {
 				return nil, err
 			}
 			continue
@@ -164,12 +161,10 @@ func (k *Keeper) noteFailuresTx(tx *state.Txn, fs []runFailure) ([]quarantined, 
 		q.Reason = fmt.Sprintf("paused after %d school failures within %v (last: %s on school %s: %s)",
 			len(q.Failures), window, f.Cause, notify.Clip(f.School, 80), f.Detail)
 		q.At = tx.Now()
-		if err := k.putRun(tx, &n); err != nil {
-			if tooLargeRun(err) != "" {
-				k.stats.reject(k.log, "quarantine: a run's record over the NATS payload limit", err)
-				continue
-			}
+		if skipped, err := k.putRunOrSkip(tx, &n, "quarantine: a run's record over the NATS payload limit"); err != nil {
 			return nil, err
+		} else if skipped {
+			continue
 		}
 		c, paused, err := k.setRunStateTx(tx, quarantineActor, run.ID, wire.Paused)
 		if err != nil {

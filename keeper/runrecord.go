@@ -68,6 +68,18 @@ func (k *Keeper) putRun(tx *state.Txn, n *state.Run) error {
 	return tx.PutRun(n)
 }
 
+// putRunOrSkip is putRun for a write that changes several runs: a run
+// whose record is over the payload limit is counted under cause and
+// skipped (true), and the write goes on with the others.
+func (k *Keeper) putRunOrSkip(tx *state.Txn, n *state.Run, cause string) (bool, error) {
+	err := k.putRun(tx, n)
+	if err != nil && tooLargeRun(err) != "" {
+		k.stats.reject(k.log, cause, err)
+		return true, nil
+	}
+	return false, err
+}
+
 // tooLargeRun returns the run whose record err says cannot be written,
 // or "".
 func tooLargeRun(err error) string {
