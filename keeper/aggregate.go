@@ -214,8 +214,11 @@ func (rs *runSeries) decode(enc stored, gather, scratch *[]byte) (*metrics.Snaps
 	}
 	snap := &metrics.Snapshot{Start: byID.Start, End: byID.End, Series: make(map[string]*metrics.SeriesSnapshot, len(byID.Series)), Exposure: byID.Exposure}
 	for k, ss := range byID.Series {
+		if len(k) != 2 {
+			return nil, fmt.Errorf("decoding a bucket: unknown key id %q", k)
+		}
 		id := int(k[0])<<8 | int(k[1])
-		if len(k) != 2 || id >= len(rs.names) {
+		if id >= len(rs.names) {
 			return nil, fmt.Errorf("decoding a bucket: unknown key id %q", k)
 		}
 		snap.Series[rs.names[id]] = ss
@@ -336,31 +339,15 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 		}
 	}
 	// lost is the first history bucket the run's store could not take
-	// while the run moved on: reported after the report is merged.
+	// while the run moved on, or the report's own bucket when it could
+	// not be read or written: reported after the report is merged into
+	// the run's total, which counts it whatever its history.
 	var lost error
 	if sec > rs.newest {
 		lost = a.advance(rs, sec)
 	}
-	i, t, _ := rs.home(sec)
-	if i == 0 {
-		b := rs.slot(0, t)
-		if b.t != t {
-			a.drop(rs, b) // expired already: cannot happen
-			b.t = t
-		}
-		if b.snap == nil {
-			if b.snap = a.open(rs, b); b.snap == nil {
-				b.snap = &metrics.Snapshot{}
-			}
-			rs.bytes -= b.enc.n
-			rs.store.drop(&b.enc)
-			rs.live = append(rs.live, t)
-		}
-		if err := b.snap.Merge(s); err != nil {
-			return err
-		}
-	} else if err := a.mergeInto(rs, i, t, s); err != nil {
-		return err
+	if err := a.addToHistory(rs, sec, s); err != nil {
+		lost = err
 	}
 	rs.traffic.FramesIn += rm.FramesIn
 	rs.traffic.FramesOut += rm.FramesOut
@@ -384,6 +371,36 @@ func (a *aggregator) add(run string, at time.Time, rm *wire.RunMetrics) error {
 		errs = append(errs, fmt.Errorf("report merged, but part of the run's history was not kept: %w", lost))
 	}
 	return errors.Join(errs...)
+}
+
+// addToHistory merges s into the bucket that holds second sec. A tier-0
+// bucket that was encoded is made live again; one that cannot be read
+// back is left as it is (as mergeInto leaves a coarser one), and s is
+// not merged into the history.
+func (a *aggregator) addToHistory(rs *runSeries, sec int64, s *metrics.Snapshot) error {
+	i, t, _ := rs.home(sec)
+	if i > 0 {
+		return a.mergeInto(rs, i, t, s)
+	}
+	b := rs.slot(0, t)
+	if b.t != t {
+		a.drop(rs, b) // expired already: cannot happen
+		b.t = t
+	}
+	if b.snap == nil {
+		snap, err := a.read(rs, b)
+		if err != nil {
+			return err
+		}
+		if snap == nil {
+			snap = &metrics.Snapshot{}
+		}
+		b.snap = snap
+		rs.bytes -= b.enc.n
+		rs.store.drop(&b.enc)
+		rs.live = append(rs.live, t)
+	}
+	return b.snap.Merge(s)
 }
 
 // series returns a run's series, made empty when new. a.mu is held.
@@ -490,8 +507,9 @@ func (a *aggregator) mergeInto(rs *runSeries, i int, t int64, snap *metrics.Snap
 }
 
 // compact encodes live tier-0 buckets liveFor seconds older than the
-// newest report. A bucket the run's store cannot take stays live (and
-// its error is returned): it is tried again on the next report.
+// newest report. A bucket the run's store cannot take is dropped (and
+// its error returned): kept live to be tried again, such buckets piled
+// up while a disk stayed full, each report encoding them all again.
 func (a *aggregator) compact(rs *runSeries) error {
 	var first error
 	keep := rs.live[:0]
@@ -508,14 +526,10 @@ func (a *aggregator) compact(rs *runSeries) error {
 		if err == nil {
 			err = rs.store.put(&b.enc, enc)
 		}
-		if err == nil {
-			b.snap = nil
-			rs.bytes += b.enc.n
-		} else {
-			keep = append(keep, sec)
-			if first == nil {
-				first = err
-			}
+		b.snap = nil
+		rs.bytes += b.enc.n // none when the put failed
+		if err != nil && first == nil {
+			first = err
 		}
 	}
 	rs.live = keep

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -484,6 +485,19 @@ func TestUnreadableBucketIsNotOverwritten(t *testing.T) {
 	if b.enc.n != n || !slices.Equal(b.enc.blocks, blocks) {
 		t.Errorf("the unreadable bucket was rewritten: %d bytes in %v, was %d in %v", b.enc.n, b.enc.blocks, n, blocks)
 	}
+	// The report counts in the run's total all the same.
+	total, _, _ := a.total("run")
+	for k := range total.Series {
+		var want uint64
+		for _, s := range append(seq(0, 401), 35) {
+			var r metrics.Snapshot
+			_ = r.UnmarshalBinary(reports[s%len(reports)])
+			want += r.Series[k].Total()
+		}
+		if got := total.Series[k].Total(); got != want {
+			t.Errorf("total of %s: %d, want %d", k, got, want)
+		}
+	}
 }
 
 // BenchmarkHistorySpace compares keeping the history in memory and in the
@@ -539,5 +553,123 @@ func BenchmarkHistorySpace(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A store that cannot take a run's seconds (full, or its disk failing)
+// drops them, each with its error: they do not pile up live, every report
+// encoding them all again. Before, 355 piled up in 400 reports, each
+// report taking 0.6 s.
+func TestHistoryErrorsDoNotPileUp(t *testing.T) {
+	a := newAggregator()
+	base := time.Unix(1_800_000_000, 0)
+	reports := smallBusyReports(t, 17, 18)
+	for s := range 400 {
+		if s == 30 {
+			rs := a.runs["run"]
+			rs.store.maxBlocks = rs.store.used + len(rs.store.free) // full from now on
+		}
+		err := a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]})
+		if err != nil && !errors.Is(err, errHistoryStore) {
+			t.Fatalf("second %d: %v", s, err)
+		}
+		if n := len(a.runs["run"].live); n > liveFor+1 {
+			t.Fatalf("second %d: %d seconds live, at most %d should be", s, n, liveFor+1)
+		}
+	}
+}
+
+// A report whose history cannot be kept (its bucket unreadable, or the
+// store full) still counts in the run's total and traffic, and a tier-0
+// bucket that cannot be read back is left as it is.
+func TestReportsCountInTheTotalWhateverTheirHistory(t *testing.T) {
+	sp, err := newFileSpace(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAggregatorIn(sp)
+	defer a.close()
+	base := time.Unix(1_800_000_000, 0)
+	reports := smallBusyReports(t, 21, 22)
+	add := func(s int) error {
+		return a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)], FramesIn: 1})
+	}
+	for s := range 100 {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := a.runs["run"]
+	b := rs.slot(0, base.Unix()+50)
+	if b.enc.n == 0 {
+		t.Fatal("second 50 is not encoded")
+	}
+	n, blocks := b.enc.n, slices.Clone(b.enc.blocks)
+	if err := sp.f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := add(50); !errors.Is(err, errHistoryStore) { // late, into its encoded second
+		t.Fatalf("late report into an unreadable bucket: %v, want a history store error", err)
+	}
+	if b.enc.n != n || !slices.Equal(b.enc.blocks, blocks) || b.snap != nil {
+		t.Errorf("the unreadable bucket was rewritten: %d bytes in %v (live %v), was %d in %v", b.enc.n, b.enc.blocks, b.snap != nil, n, blocks)
+	}
+	total, tr, _ := a.total("run")
+	for k := range total.Series {
+		var want uint64
+		for _, s := range append(seq(0, 100), 50) {
+			var r metrics.Snapshot
+			_ = r.UnmarshalBinary(reports[s%len(reports)])
+			want += r.Series[k].Total()
+		}
+		if got := total.Series[k].Total(); got != want {
+			t.Errorf("total of %s: %d, want %d", k, got, want)
+		}
+	}
+	if tr.FramesIn != 101 {
+		t.Errorf("traffic: %d frames in, want 101", tr.FramesIn)
+	}
+}
+
+func seq(from, to int) []int {
+	out := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// A bucket whose bytes were changed on disk (a key id of one byte) is an
+// error when read back, not a crash of the keeper.
+func TestCorruptBucketIsAnErrorNotACrash(t *testing.T) {
+	a := newAggregator()
+	base := time.Unix(1_800_000_000, 0)
+	reports := smallBusyReports(t, 23, 24)
+	for s := range 20 {
+		if err := a.add("run", base.Add(time.Duration(s)*time.Second), &wire.RunMetrics{Run: "run", Snapshot: reports[s%len(reports)]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := a.runs["run"]
+	b := rs.slot(0, base.Unix()+5)
+	var snap metrics.Snapshot
+	if err := snap.UnmarshalBinary(reports[0]); err != nil {
+		t.Fatal(err)
+	}
+	bad := &metrics.Snapshot{Series: map[string]*metrics.SeriesSnapshot{}}
+	for _, ss := range snap.Series {
+		bad.Series["x"] = ss // one byte: no key id
+		break
+	}
+	raw, err := bad.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := bucketCodec()
+	if err := rs.store.put(&b.enc, enc.EncodeAll(raw, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.read(rs, b); err == nil || !strings.Contains(err.Error(), "unknown key id") {
+		t.Fatalf("reading a bucket with a one-byte key: %v, want an unknown key id", err)
 	}
 }
