@@ -44,7 +44,12 @@ type blockSpace struct {
 	free []uint32
 	// maxBlocks bounds the space (maxSpaceBlocks, but for tests).
 	maxBlocks uint32
-	closed    bool
+	// A file grows only while its disk keeps reserve(size) bytes free
+	// besides (diskReserve, but for tests), looked at again each time the
+	// file has grown by diskCheckBlocks, from block checkAt on.
+	reserve func(size int64) int64
+	checkAt uint32
+	closed  bool
 }
 
 // blockStore is one run's part of a blockSpace.
@@ -75,8 +80,12 @@ const (
 	// maxRunBytes of buckets need (one partly filled block per bucket on
 	// top).
 	maxStoreBlocks = 16 << 20 / blockBytes
-	// maxSpaceBlocks bounds every run's stores together: 4 GiB.
-	maxSpaceBlocks = 4 << 30 / blockBytes
+	// maxSpaceBlocks bounds every run's stores together: 2 GiB, some 200
+	// busy runs' day of history.
+	maxSpaceBlocks = 2 << 30 / blockBytes
+	// diskCheckBlocks is how much a history file grows between looks at
+	// its disk's free space: 256 KiB.
+	diskCheckBlocks = 1024
 	// historyDir is the history file's directory in the keeper's data
 	// directory.
 	historyDir = "history"
@@ -115,7 +124,7 @@ func newFileSpace(dir string) (*blockSpace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: a file in %s: %w", errHistoryStore, dir, err)
 	}
-	return &blockSpace{f: f, maxBlocks: maxSpaceBlocks}, nil
+	return &blockSpace{f: f, maxBlocks: maxSpaceBlocks, reserve: diskReserve}, nil
 }
 
 // unlinkedFile makes a file in dir and unlinks it: it lives while it is
@@ -171,6 +180,11 @@ func (sp *blockSpace) alloc() (uint32, error) {
 	if sp.next >= sp.maxBlocks {
 		return 0, fmt.Errorf("%w: every run's history together takes %d MiB", errStoreFull, int64(sp.maxBlocks)*blockBytes>>20)
 	}
+	if sp.f != nil && sp.next >= sp.checkAt {
+		if err := sp.checkDisk(); err != nil {
+			return 0, err
+		}
+	}
 	if sp.mem != nil && int(sp.next) == len(sp.mem.c)*blocksPerChunk {
 		c, err := mapChunk(chunkBytes)
 		if err != nil {
@@ -181,6 +195,31 @@ func (sp *blockSpace) alloc() (uint32, error) {
 	b := sp.next
 	sp.next++
 	return b, nil
+}
+
+// diskReserve is what a history file leaves free on its disk: 5% of it,
+// at least 64 MiB. The keeper's own state (the embedded server's
+// JetStream files) is on the same disk, and a stop that cannot be
+// persisted is not made.
+func diskReserve(size int64) int64 { return max(64<<20, size/20) }
+
+// checkDisk refuses to grow the file by diskCheckBlocks more when its
+// disk would keep less than its reserve free.
+func (sp *blockSpace) checkDisk() error {
+	free, size, err := diskSpace(sp.f)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		sp.checkAt = sp.maxBlocks
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: the history file's disk: %w", errHistoryStore, err)
+	}
+	if keep := sp.reserve(size); free-diskCheckBlocks*blockBytes < keep {
+		return fmt.Errorf("%w: the disk holding the history file has %d MiB free, and %d MiB of it are left for the keeper's state",
+			errStoreFull, free>>20, keep>>20)
+	}
+	sp.checkAt = sp.next + diskCheckBlocks
+	return nil
 }
 
 // errSpaceClosed is the error of a space used after close.

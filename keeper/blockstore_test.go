@@ -556,6 +556,45 @@ func BenchmarkHistorySpace(b *testing.B) {
 	}
 }
 
+// A history file leaves its disk's reserve free (the keeper's state is on
+// the same disk): past it, the file does not grow, with an error saying
+// why, and blocks already held are still reused.
+func TestHistoryFileLeavesTheDiskItsReserve(t *testing.T) {
+	sp, err := newFileSpace(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	free, _, err := diskSpace(sp.f)
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skip("free disk space is not known on this system: the history file is bounded by maxSpaceBlocks alone")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newBlockStore(sp)
+	var a, b stored
+	if err := s.put(&a, make([]byte, 3*blockBytes)); err != nil {
+		t.Fatal(err)
+	}
+	// The disk as it is, with a reserve above what it has free: the next
+	// look at it refuses to grow the file.
+	sp.reserve = func(int64) int64 { return free + 1<<30 }
+	sp.checkAt = sp.next
+	err = s.put(&b, make([]byte, blockBytes))
+	if !errors.Is(err, errStoreFull) || !strings.Contains(err.Error(), "MiB free") {
+		t.Fatalf("growing the file past the disk's reserve: %v, want a full store saying what the disk has free", err)
+	}
+	s.drop(&a)
+	if err := s.put(&b, make([]byte, 3*blockBytes)); err != nil {
+		t.Fatalf("reusing the blocks held: %v", err)
+	}
+	sp.reserve = diskReserve
+	if err := s.put(&a, make([]byte, blockBytes)); err != nil {
+		t.Fatalf("with the disk's own reserve: %v", err)
+	}
+}
+
 // A store that cannot take a run's seconds (full, or its disk failing)
 // drops them, each with its error: they do not pile up live, every report
 // encoding them all again. Before, 355 piled up in 400 reports, each
