@@ -2,9 +2,11 @@ package keeper
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,26 +40,52 @@ func (l *lockedBuffer) String() string {
 // route ports are routes.
 func startClusterNode(t *testing.T, i int, client []int, routes []int) *server.Server {
 	t.Helper()
-	var urls []string
-	for j, p := range routes {
-		if j != i {
-			urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	// Ports from freePort were free when asked for; another test may have
+	// taken one since, and a node that cannot listen never gets ready
+	// (NoLog: it says nothing). Such a node starts again on new ports
+	// (the others find it through the routes they share).
+	for attempt := 1; ; attempt++ {
+		var urls []string
+		for j, p := range routes {
+			if j != i {
+				urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", p))
+			}
 		}
+		o := &server.Options{ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: client[i],
+			JetStream: true, StoreDir: filepath.Join(t.TempDir(), "js"), NoSigs: true, NoLog: true,
+			Cluster: server.ClusterOpts{Name: "kp", Host: "127.0.0.1", Port: routes[i]},
+			Routes:  server.RoutesFromStr(strings.Join(urls, ","))}
+		ns, err := server.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ns.Start()
+		if ns.ReadyForConnections(30 * time.Second) {
+			t.Cleanup(ns.Shutdown)
+			return ns
+		}
+		ns.Shutdown()
+		why := cmp.Or(portsTaken(client[i], routes[i]), "its ports are free now")
+		if attempt == 3 {
+			t.Fatalf("node %d did not start in %d attempts (%s)", i, attempt, why)
+		}
+		t.Logf("node %d did not start (%s); again on new ports", i, why)
+		client[i], routes[i] = freePort(t), freePort(t)
 	}
-	o := &server.Options{ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: client[i],
-		JetStream: true, StoreDir: filepath.Join(t.TempDir(), "js"), NoSigs: true, NoLog: true,
-		Cluster: server.ClusterOpts{Name: "kp", Host: "127.0.0.1", Port: routes[i]},
-		Routes:  server.RoutesFromStr(strings.Join(urls, ","))}
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
+}
+
+// portsTaken says which of ports another listener holds, or "".
+func portsTaken(ports ...int) string {
+	var taken []string
+	for _, p := range ports {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			taken = append(taken, fmt.Sprintf("port %d taken: %v", p, err))
+			continue
+		}
+		ln.Close()
 	}
-	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		t.Fatalf("node %d did not start", i)
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
+	return strings.Join(taken, "; ")
 }
 
 // A keeper started beside a NATS cluster that has not yet formed (one
